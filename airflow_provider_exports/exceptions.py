@@ -1,0 +1,119 @@
+"""The provider's one error hierarchy.
+
+Everything the provider raises on purpose is an :class:`ExportsError`, itself an ``AirflowException``,
+so a user can catch the whole family or one branch. Vendor errors keep the vendor's own key and
+message (Cordial ``errorKey``, Adobe ``error_code``, a job's ``errors[]``) so the task log says what the
+vendor said. No exception here ever carries a token, a header or a URL query string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+
+class ExportsError(AirflowException):
+    """Base class of every error this provider raises."""
+
+
+class ExportConfigError(ExportsError, ValueError):
+    """Bad input: names the field, what was given and what is allowed."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class VendorAPIError(ExportsError):
+    """A vendor API answered with an error, or could not be reached.
+
+    :param vendor: the vendor's display name.
+    :param status_code: the HTTP status, or ``None`` when no response arrived (kept as ``http_status``;
+        ``AirflowException.status_code`` means something else).
+    :param error_key: the vendor's own error key or code, when the body carried one.
+    :param message: the vendor's own message, or a description of the transport failure.
+    :param method: the HTTP method.
+    :param url: the URL **without** its query string.
+    """
+
+    def __init__(
+        self,
+        vendor: str,
+        *,
+        status_code: int | None,
+        error_key: str | None,
+        message: str,
+        method: str,
+        url: str,
+        retry_after: float | None = None,
+    ) -> None:
+        self.vendor = vendor
+        self.http_status = status_code
+        self.error_key = error_key
+        self.message = message
+        self.method = method
+        self.url = url
+        self.retry_after = retry_after
+        status = f"HTTP {status_code}" if status_code is not None else "no response"
+        key = f" [{error_key}]" if error_key else ""
+        super().__init__(f"{vendor} {method} {url} failed: {status}{key}: {message}")
+
+
+class VendorAuthError(VendorAPIError):
+    """401/403: the credentials or their permissions were refused."""
+
+
+class VendorNotFoundError(VendorAPIError):
+    """404: the export, job, batch or file does not exist."""
+
+
+class VendorRateLimitError(VendorAPIError):
+    """429: too many requests; ``retry_after`` holds the vendor's wait in seconds when given."""
+
+
+class VendorServerError(VendorAPIError):
+    """5xx: the vendor failed; retried before it is raised."""
+
+
+class VendorConnectionError(VendorAPIError):
+    """The connection failed, timed out or was dropped before a full response arrived."""
+
+
+class ExportJobFailed(ExportsError):
+    """The vendor reports that an export job finished in a failed state."""
+
+    def __init__(
+        self,
+        vendor: str,
+        job_ref: str,
+        status: str,
+        *,
+        errors: Sequence[Any] = (),
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.vendor = vendor
+        self.job_ref = job_ref
+        self.status = status
+        self.errors = list(errors)
+        self.details = dict(details or {})
+        parts = [f"{vendor} export job {job_ref} ended with status {status}"]
+        if self.details:
+            parts.append(", ".join(f"{k}={v}" for k, v in self.details.items()))
+        if self.errors:
+            parts.append("errors: " + "; ".join(str(e) for e in self.errors))
+        super().__init__(". ".join(parts))
+
+
+class ExportTimeout(ExportsError):
+    """An export job did not reach a terminal state before the deadline."""
+
+
+class TransferError(ExportsError):
+    """A transfer could not complete; the destination was left as it was."""
+
+
+class TransferIntegrityError(TransferError):
+    """Bytes received do not match the size or checksum the source announced."""

@@ -1,0 +1,673 @@
+"""The one HTTP core under every vendor hook and every download.
+
+It owns the httpx clients (sync for hooks and transfers, async for triggers), timeouts, the
+``User-Agent``, the retry policy, the per-connection token cache and redaction. It is the only
+module of the provider that imports httpx, so a later move to another client is one file.
+
+Redaction rules kept here: headers are never logged; URLs are logged and put into errors only as
+``scheme://host/path`` (a presigned URL's query string is a bearer credential); every token this
+core obtains goes through ``mask_secret`` before anything else can see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import hashlib
+import logging
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import tenacity
+
+from airflow_provider_exports import __version__
+from airflow_provider_exports.exceptions import (
+    VendorAPIError,
+    VendorAuthError,
+    VendorConnectionError,
+    VendorNotFoundError,
+    VendorRateLimitError,
+    VendorServerError,
+)
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# 501 and 505 say the server will never do this; every other 5xx may pass.
+_PERMANENT_5XX = frozenset({501, 505})
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` as ``scheme://host[:port]/path``: no query string, fragment or user info."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def user_agent() -> str:
+    """``airflow-provider-exports/<version> apache-airflow/<version>``, sent on every request."""
+    try:
+        from airflow import __version__ as airflow_version
+    except ImportError:  # pragma: no cover - the provider always runs inside Airflow
+        airflow_version = "unknown"
+    return f"airflow-provider-exports/{__version__} apache-airflow/{airflow_version}"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header given in seconds or as an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = datetime.fromtimestamp(now if now is not None else time.time(), tz=timezone.utc)
+    return max(0.0, (when - current).total_seconds())
+
+
+def parse_error_body(response: httpx.Response) -> tuple[str | None, str]:
+    """The vendor's own error key and message from an error response, whatever the vendor.
+
+    Cordial: ``{"error": true, "errorKey", "message"}`` or ``{"error": "<message>"}`` on 401;
+    Adobe gateway: ``{"error_code", "message"}``; Adobe IMS and OAuth servers: ``{"error",
+    "error_description"}``; problem+json: ``{"title", "detail"}``; S3-style presigned URLs: XML
+    ``<Code>``/``<Message>``.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        key = next(
+            (
+                str(body[k])
+                for k in ("errorKey", "error_code", "code", "error", "title")
+                if isinstance(body.get(k), (str, int)) and not isinstance(body.get(k), bool)
+            ),
+            None,
+        )
+        message = next(
+            (
+                str(body[k])
+                for k in ("message", "error_description", "msg", "detail", "title")
+                if isinstance(body.get(k), str)
+            ),
+            None,
+        )
+        if message is None and isinstance(body.get("error"), str):
+            key, message = None, body["error"]
+        return key, message or response.reason_phrase
+    text = response.text[:2000] if response.content else ""
+    if "<Code>" in text:
+        code = text.split("<Code>", 1)[1].split("</Code>", 1)[0]
+        message = text.split("<Message>", 1)[1].split("</Message>", 1)[0] if "<Message>" in text else code
+        return code, message
+    return None, response.reason_phrase or "error"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before trying a request again.
+
+    Retried: connection failures and timeouts, 408, 429 and 5xx (but 501/505). A request that
+    is not idempotent (a POST that creates a job) is retried only when it provably did not run:
+    429, or a failure to connect. Waits honour ``Retry-After`` (capped at ``retry_after_max``),
+    otherwise they are exponential with full jitter, capped at ``backoff_max``.
+    """
+
+    max_attempts: int = 5
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    retry_after_max: float = 300.0
+
+    def should_retry(self, exc: BaseException, *, idempotent: bool) -> bool:
+        if isinstance(exc, VendorRateLimitError):
+            return True
+        if isinstance(exc, _NotSentError):
+            return True
+        if not idempotent:
+            return False
+        if isinstance(exc, VendorServerError):
+            return exc.http_status not in _PERMANENT_5XX
+        return isinstance(exc, VendorConnectionError) or (
+            isinstance(exc, VendorAPIError) and exc.http_status == 408
+        )
+
+    def wait_seconds(self, attempt: int, exc: BaseException | None) -> float:
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(float(retry_after), self.retry_after_max)
+        ceiling = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
+        return random.uniform(0, ceiling)
+
+    def _tenacity_kwargs(self, idempotent: bool, what: str) -> dict[str, Any]:
+        def retry(state: tenacity.RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            return exc is not None and self.should_retry(exc, idempotent=idempotent)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return self.wait_seconds(state.attempt_number, exc)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            sleep = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "%s: attempt %d of %d failed (%s); retrying in %.1f s",
+                what,
+                state.attempt_number,
+                self.max_attempts,
+                exc,
+                sleep,
+            )
+
+        return {
+            "stop": tenacity.stop_after_attempt(self.max_attempts),
+            "wait": wait,
+            "retry": retry,
+            "before_sleep": before_sleep,
+            "reraise": True,
+        }
+
+    def retrying(self, *, idempotent: bool, what: str) -> tenacity.Retrying:
+        return tenacity.Retrying(**self._tenacity_kwargs(idempotent, what))
+
+    def async_retrying(self, *, idempotent: bool, what: str) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(**self._tenacity_kwargs(idempotent, what))
+
+
+class _NotSentError(VendorConnectionError):
+    """The request never reached the server (connect failed): safe to send again, whatever the method."""
+
+
+# --- authentication -------------------------------------------------------------------------------
+
+
+class AuthScheme(ABC):
+    """How a vendor authenticates: the headers to add, and what to do about a 401."""
+
+    @abstractmethod
+    def headers(self, core: HttpCore) -> dict[str, str]: ...
+
+    @abstractmethod
+    async def aheaders(self, core: HttpCore) -> dict[str, str]: ...
+
+    def refresh_after_401(self, sent_headers: Mapping[str, str]) -> bool:
+        """Forget credentials that a 401 proved stale; ``True`` if one retry with new ones makes sense."""
+        return False
+
+
+@dataclass(frozen=True)
+class BasicAuth(AuthScheme):
+    """HTTP Basic with a static key (Cordial: the API key as user name, a blank password)."""
+
+    username: str
+    password: str = ""
+
+    def _header(self) -> dict[str, str]:
+        raw = f"{self.username}:{self.password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+
+    def headers(self, core: HttpCore) -> dict[str, str]:
+        return self._header()
+
+    async def aheaders(self, core: HttpCore) -> dict[str, str]:
+        return self._header()
+
+
+@dataclass
+class _Token:
+    value: str
+    refresh_at: float
+
+
+class TokenCache:
+    """Access tokens per credential, shared by every hook in the process, one fetch at a time.
+
+    Keyed by token URL, client id, scope and a digest of the secret, so two connections with the
+    same credentials share a token and a rotated secret gets a new one. A token is refreshed ahead
+    of its expiry by a tenth of its lifetime (at most five minutes), and dropped when a 401 shows it
+    stale. Threads wait on a lock per key; coroutines on an asyncio lock per key and event loop.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, ...], _Token] = {}
+        self._guard = threading.Lock()
+        self._thread_locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._loop_locks: dict[tuple[tuple[str, ...], int], asyncio.Lock] = {}
+
+    def current(self, key: tuple[str, ...]) -> str | None:
+        token = self._tokens.get(key)
+        if token is None or time.monotonic() >= token.refresh_at:
+            return None
+        return token.value
+
+    def store(self, key: tuple[str, ...], value: str, expires_in: float) -> None:
+        margin = min(300.0, expires_in * 0.1)
+        self._tokens[key] = _Token(value, time.monotonic() + max(0.0, expires_in - margin))
+
+    def discard(self, key: tuple[str, ...], value: str) -> bool:
+        """Drop ``value`` if it is still the cached token; ``True`` if a refresh can help."""
+        with self._guard:
+            token = self._tokens.get(key)
+            if token is not None and token.value == value:
+                del self._tokens[key]
+            return True
+
+    def thread_lock(self, key: tuple[str, ...]) -> threading.Lock:
+        with self._guard:
+            return self._thread_locks.setdefault(key, threading.Lock())
+
+    def loop_lock(self, key: tuple[str, ...]) -> asyncio.Lock:
+        loop_key = (key, id(asyncio.get_running_loop()))
+        with self._guard:
+            return self._loop_locks.setdefault(loop_key, asyncio.Lock())
+
+    def clear(self) -> None:
+        with self._guard:
+            self._tokens.clear()
+
+
+TOKENS = TokenCache()
+
+
+@dataclass(frozen=True)
+class ClientCredentialsAuth(AuthScheme):
+    """OAuth 2.0 client credentials (Sitecore CDP, Adobe IMS) with a cached bearer token.
+
+    :param token_url: the token endpoint.
+    :param form: the form fields of the token request (``grant_type``, ``client_id``, secret, ...).
+    :param extra_headers: headers sent on every API call besides ``Authorization`` (Adobe's
+        ``x-api-key``, ``x-gw-ims-org-id``, ``x-sandbox-name``).
+    """
+
+    token_url: str
+    form: Mapping[str, str]
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cache_key(self) -> tuple[str, ...]:
+        secret_digest = hashlib.sha256(repr(sorted(self.form.items())).encode()).hexdigest()[:16]
+        return (self.token_url, self.form.get("client_id", ""), self.form.get("scope", ""), secret_digest)
+
+    def _with_token(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", **self.extra_headers}
+
+    def _accept(self, core: HttpCore, response: httpx.Response) -> str:
+        body = response.json()
+        token = body.get("access_token") if isinstance(body, Mapping) else None
+        if not token:
+            raise VendorAuthError(
+                core.vendor,
+                status_code=response.status_code,
+                error_key=None,
+                message="the token response carries no access_token",
+                method="POST",
+                url=redact_url(self.token_url),
+            )
+        _mask(token)
+        TOKENS.store(self.cache_key, token, float(body.get("expires_in") or 3600))
+        log.info("%s: obtained an access token (expires in %s s)", core.vendor, body.get("expires_in"))
+        return token
+
+    def headers(self, core: HttpCore) -> dict[str, str]:
+        key = self.cache_key
+        token = TOKENS.current(key)
+        if token is None:
+            with TOKENS.thread_lock(key):
+                token = TOKENS.current(key)
+                if token is None:
+                    response = core.request(
+                        "POST", self.token_url, data=dict(self.form), authenticate=False, idempotent=True
+                    )
+                    token = self._accept(core, response)
+        return self._with_token(token)
+
+    async def aheaders(self, core: HttpCore) -> dict[str, str]:
+        key = self.cache_key
+        token = TOKENS.current(key)
+        if token is None:
+            async with TOKENS.loop_lock(key):
+                token = TOKENS.current(key)
+                if token is None:
+                    response = await core.arequest(
+                        "POST", self.token_url, data=dict(self.form), authenticate=False, idempotent=True
+                    )
+                    token = self._accept(core, response)
+        return self._with_token(token)
+
+    def refresh_after_401(self, sent_headers: Mapping[str, str]) -> bool:
+        sent = sent_headers.get("Authorization", "").removeprefix("Bearer ")
+        return TOKENS.discard(self.cache_key, sent)
+
+
+def _mask(secret: str) -> None:
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(secret)
+
+
+# --- streamed bodies ------------------------------------------------------------------------------
+
+
+class ByteStream:
+    """A response body being streamed, positioned at the offset that was asked for.
+
+    :ivar total_size: the whole object's size, when the server said (``Content-Range`` total, or
+        ``Content-Length`` of a full response).
+    :ivar content_length: how many bytes this response will deliver from the offset on.
+    """
+
+    def __init__(self, vendor: str, url: str, response: httpx.Response, offset: int) -> None:
+        self._vendor = vendor
+        self._url = url
+        self._response = response
+        self.status_code = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+        length = response.headers.get("Content-Length")
+        full_length = int(length) if length is not None and length.isdigit() else None
+        self._skip = 0
+        if response.status_code == 206:
+            self.content_length = full_length
+            total = response.headers.get("Content-Range", "").rpartition("/")[2]
+            self.total_size: int | None = int(total) if total.isdigit() else None
+        else:
+            # A server that ignored Range sends everything: skip what we already have.
+            self._skip = offset
+            self.total_size = full_length
+            self.content_length = None if full_length is None else full_length - offset
+
+    def iter_bytes(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The raw body in chunks, never decoded; a cut connection raises ``VendorConnectionError``."""
+        skip = self._skip
+        try:
+            for chunk in self._response.iter_raw(chunk_size):
+                if skip:
+                    if len(chunk) <= skip:
+                        skip -= len(chunk)
+                        continue
+                    chunk, skip = chunk[skip:], 0
+                yield chunk
+        except httpx.TransportError as exc:
+            raise _connection_error(self._vendor, "GET", self._url, exc) from None
+
+
+# --- the core -------------------------------------------------------------------------------------
+
+
+def _connection_error(vendor: str, method: str, url: str, exc: httpx.TransportError) -> VendorConnectionError:
+    cls = _NotSentError if isinstance(exc, httpx.ConnectError) else VendorConnectionError
+    return cls(
+        vendor,
+        status_code=None,
+        error_key=None,
+        message=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+        method=method,
+        url=redact_url(url),
+    )
+
+
+def error_for(vendor: str, method: str, response: httpx.Response) -> VendorAPIError:
+    """The provider's exception for an HTTP error response, with the vendor's key and message."""
+    key, message = parse_error_body(response)
+    status = response.status_code
+    cls: type[VendorAPIError]
+    if status in (401, 403):
+        cls = VendorAuthError
+    elif status == 404:
+        cls = VendorNotFoundError
+    elif status == 429:
+        cls = VendorRateLimitError
+    elif status >= 500:
+        cls = VendorServerError
+    else:
+        cls = VendorAPIError
+    return cls(
+        vendor,
+        status_code=status,
+        error_key=key,
+        message=message,
+        method=method,
+        url=redact_url(str(response.request.url)),
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+class HttpCore:
+    """Sync and async HTTP for one vendor credential: auth, retries, errors and redaction.
+
+    :param vendor: display name used in logs and errors.
+    :param auth: how requests authenticate; ``None`` for presigned URLs.
+    :param timeout: seconds for connect, read and write (connect is capped at 10 s).
+    :param retry: the retry policy; the default retries 5 times with jittered backoff.
+    """
+
+    def __init__(
+        self,
+        vendor: str,
+        *,
+        auth: AuthScheme | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.vendor = vendor
+        self.auth = auth
+        self.retry = retry or RetryPolicy()
+        self._timeout = httpx.Timeout(timeout, connect=min(10.0, timeout))
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+        self._async_clients: dict[int, httpx.AsyncClient] = {}
+
+    # clients are created on first use so that building a hook costs nothing
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = httpx.Client(
+                        timeout=self._timeout,
+                        headers={"User-Agent": user_agent()},
+                        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+                    )
+        return self._client
+
+    def _async_client(self) -> httpx.AsyncClient:
+        loop_id = id(asyncio.get_running_loop())
+        client = self._async_clients.get(loop_id)
+        if client is None:
+            client = httpx.AsyncClient(timeout=self._timeout, headers={"User-Agent": user_agent()})
+            self._async_clients[loop_id] = client
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        client = self._async_clients.pop(id(asyncio.get_running_loop()), None)
+        if client is not None:
+            await client.aclose()
+
+    # -- one attempt, sync and async; the retry loop and the 401 refresh wrap these
+
+    def _build(
+        self, method: str, url: str, auth_headers: Mapping[str, str], kwargs: Mapping[str, Any]
+    ) -> tuple[str, str, dict[str, Any]]:
+        headers = {**auth_headers, **(kwargs.get("headers") or {})}
+        request_kwargs = {k: v for k, v in kwargs.items() if k != "headers" and v is not None}
+        return method, url, {"headers": headers, **request_kwargs}
+
+    def _check(
+        self, method: str, response: httpx.Response, expected: Collection[int], sent: Mapping[str, str]
+    ) -> httpx.Response | None:
+        """``response`` if expected; ``None`` if a 401 earned one retry with fresh credentials."""
+        if response.status_code in expected:
+            return response
+        if response.status_code == 401 and self.auth is not None and self.auth.refresh_after_401(sent):
+            log.info("%s: %s %s answered 401; refreshing credentials once", self.vendor, method,
+                     redact_url(str(response.request.url)))
+            return None
+        raise error_for(self.vendor, method, response)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        expected: Collection[int] = (200,),
+        authenticate: bool = True,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """Send a request with retries; return the response if its status is ``expected``."""
+        method = method.upper()
+        is_idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        kwargs = {"params": params, "json": json, "data": data, "headers": headers}
+        what = f"{self.vendor} {method} {redact_url(url)}"
+
+        def attempt() -> httpx.Response:
+            for _ in range(2):  # the second pass only after a 401 with stale credentials
+                sent = self.auth.headers(self) if authenticate and self.auth else {}
+                m, u, kw = self._build(method, url, sent, kwargs)
+                try:
+                    response = self.client.request(m, u, **kw)
+                except httpx.TransportError as exc:
+                    raise _connection_error(self.vendor, method, url, exc) from None
+                checked = self._check(method, response, expected, sent)
+                if checked is not None:
+                    return checked
+            raise error_for(self.vendor, method, response)
+
+        for try_ in self.retry.retrying(idempotent=is_idempotent, what=what):
+            with try_:
+                return attempt()
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def arequest(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        expected: Collection[int] = (200,),
+        authenticate: bool = True,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """The async twin of :meth:`request`, for triggers: same retries, same errors."""
+        method = method.upper()
+        is_idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        kwargs = {"params": params, "json": json, "data": data, "headers": headers}
+        what = f"{self.vendor} {method} {redact_url(url)}"
+
+        async def attempt() -> httpx.Response:
+            for _ in range(2):
+                sent = await self.auth.aheaders(self) if authenticate and self.auth else {}
+                m, u, kw = self._build(method, url, sent, kwargs)
+                try:
+                    response = await self._async_client().request(m, u, **kw)
+                except httpx.TransportError as exc:
+                    raise _connection_error(self.vendor, method, url, exc) from None
+                checked = self._check(method, response, expected, sent)
+                if checked is not None:
+                    return checked
+            raise error_for(self.vendor, method, response)
+
+        async for try_ in self.retry.async_retrying(idempotent=is_idempotent, what=what):
+            with try_:
+                return await attempt()
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    @contextmanager
+    def stream(
+        self,
+        url: str,
+        *,
+        offset: int = 0,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        method: str = "GET",
+    ) -> Iterator[ByteStream]:
+        """Open a streamed body from ``offset`` on (``Range``), retrying until the body starts.
+
+        Errors after the body has started (a cut connection) surface from
+        :meth:`ByteStream.iter_bytes`; the caller resumes by opening again at its offset.
+        """
+        method = method.upper()
+        range_headers = {"Range": f"bytes={offset}-"} if offset > 0 else {}
+        what = f"{self.vendor} {method} {redact_url(url)}"
+
+        def open_once() -> httpx.Response:
+            for _ in range(2):
+                sent = self.auth.headers(self) if self.auth else {}
+                request = self.client.build_request(
+                    method, url, params=params, headers={**sent, **range_headers, **(headers or {})}
+                )
+                try:
+                    response = self.client.send(request, stream=True)
+                except httpx.TransportError as exc:
+                    raise _connection_error(self.vendor, method, url, exc) from None
+                if response.status_code in (200, 206):
+                    return response
+                try:
+                    response.read()
+                except httpx.TransportError:
+                    pass
+                finally:
+                    response.close()
+                self._check(method, response, (200, 206), sent)  # raises unless a 401 earns a refresh
+            raise error_for(self.vendor, method, response)
+
+        response = None
+        for try_ in self.retry.retrying(idempotent=True, what=what):
+            with try_:
+                response = open_once()
+        assert response is not None
+        try:
+            yield ByteStream(self.vendor, url, response, offset)
+        finally:
+            response.close()
+
+
+def json_body(response: httpx.Response, vendor: str) -> Any:
+    """The JSON body of a successful response, or a clear error naming the URL (never its query)."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise VendorAPIError(
+            vendor,
+            status_code=response.status_code,
+            error_key=None,
+            message="the response is not JSON",
+            method=response.request.method,
+            url=redact_url(str(response.request.url)),
+        ) from None
+
