@@ -525,8 +525,12 @@ class HttpCore:
         if response.status_code in expected:
             return response
         if response.status_code == 401 and self.auth is not None and self.auth.refresh_after_401(sent):
-            log.info("%s: %s %s answered 401; refreshing credentials once", self.vendor, method,
-                     redact_url(str(response.request.url)))
+            log.info(
+                "%s: %s %s answered 401; refreshing credentials once",
+                self.vendor,
+                method,
+                redact_url(str(response.request.url)),
+            )
             return None
         raise error_for(self.vendor, method, response)
 
@@ -670,4 +674,3 @@ def json_body(response: httpx.Response, vendor: str) -> Any:
             method=response.request.method,
             url=redact_url(str(response.request.url)),
         ) from None
-

@@ -1,0 +1,163 @@
+"""What the three vendor hooks share: a lazily resolved connection and one :class:`HttpCore`.
+
+A vendor hook is its connection settings (parsed and checked in one function), its auth scheme
+and its endpoints. The connection is not touched in ``__init__``: sync code resolves it on first
+use through ``get_connection``, async code (triggers) through the async connection API, and both
+fill the same cache slot.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Collection, Mapping
+from functools import cached_property
+from typing import Any, ClassVar, Generic, TypeVar
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.hooks._http import AuthScheme, HttpCore, RetryPolicy, json_body
+
+SettingsT = TypeVar("SettingsT")
+
+
+def normalise_host(value: str, field: str) -> str:
+    """``api.cordial.io`` or ``https://api.cordial.io/`` → ``https://api.cordial.io``.
+
+    A bare host gets ``https://``; a full URL keeps its scheme, so a local sandbox on
+    ``http://127.0.0.1:PORT`` works as an override.
+    """
+    value = (value or "").strip().rstrip("/")
+    if not value:
+        raise ExportConfigError(field, "is empty; give a host name or a URL")
+    if "://" not in value:
+        value = f"https://{value}"
+    scheme = value.split("://", 1)[0]
+    if scheme not in ("https", "http"):
+        raise ExportConfigError(
+            field, f"scheme {scheme!r} is not allowed; use https (or http for a local sandbox)"
+        )
+    return value
+
+
+class ExportsVendorHook(BaseHook, Generic[SettingsT]):
+    """Base of the vendor hooks: connection settings, one HTTP core, JSON calls sync and async.
+
+    :param conn_id: the Airflow connection id.
+    :param timeout: seconds for connect, read and write of each request.
+    :param retry: retry policy for every call (default: 5 attempts, jittered backoff, Retry-After).
+    """
+
+    vendor: ClassVar[str]
+    conn_name_attr: ClassVar[str]
+    default_conn_name: ClassVar[str]
+    conn_type: ClassVar[str]
+    hook_name: ClassVar[str]
+
+    def __init__(self, conn_id: str, *, timeout: float = 60.0, retry: RetryPolicy | None = None) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        setattr(self, self.conn_name_attr, conn_id)
+        self.timeout = timeout
+        self.retry = retry
+
+    # -- what each vendor defines
+
+    @classmethod
+    @abstractmethod
+    def settings_from_connection(
+        cls, login: str | None, password: str | None, extras: Mapping[str, Any]
+    ) -> SettingsT:
+        """Parse and check the connection's fields; raise ``ExportConfigError`` naming the field."""
+
+    @abstractmethod
+    def auth_scheme(self, settings: SettingsT) -> AuthScheme:
+        """The auth scheme built from checked settings."""
+
+    @abstractmethod
+    def base_url(self, settings: SettingsT) -> str:
+        """The API's base URL built from checked settings."""
+
+    # -- connection, sync and async, one cache slot
+
+    @cached_property
+    def settings(self) -> SettingsT:
+        conn = self.get_connection(self.conn_id)
+        return self.settings_from_connection(conn.login, conn.password, conn.extra_dejson)
+
+    async def asettings(self) -> SettingsT:
+        """Resolve the connection through the async API (never the sync one inside an event loop)."""
+        if "settings" not in self.__dict__:
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
+
+            conn = await get_async_connection(self.conn_id, hook=self)
+            extras = await get_async_extra_dejson(conn)
+            self.__dict__["settings"] = self.settings_from_connection(conn.login, conn.password, extras)
+        return self.settings
+
+    @cached_property
+    def core(self) -> HttpCore:
+        return HttpCore(
+            self.vendor, auth=self.auth_scheme(self.settings), timeout=self.timeout, retry=self.retry
+        )
+
+    async def acore(self) -> HttpCore:
+        await self.asettings()
+        return self.core
+
+    def url(self, path: str) -> str:
+        return self.base_url(self.settings) + path
+
+    # -- JSON calls
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        expected: Collection[int] = (200,),
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Call ``path`` on the vendor API and return the JSON body (``None`` when empty)."""
+        response = self.core.request(
+            method, self.url(path), params=params, json=json, expected=expected, headers=headers
+        )
+        return json_body(response, self.vendor)
+
+    async def acall(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        expected: Collection[int] = (200,),
+    ) -> Any:
+        """The async twin of :meth:`call`, for triggers (reads only: triggers never create)."""
+        core = await self.acore()
+        response = await core.arequest(method, self.url(path), params=params, expected=expected)
+        return json_body(response, self.vendor)
+
+    def close(self) -> None:
+        if "core" in self.__dict__:
+            self.core.close()
+
+    async def aclose(self) -> None:
+        if "core" in self.__dict__:
+            await self.core.aclose()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Used by the UI's Test button: obtain credentials and make one read call."""
+        try:
+            self.check_access()
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"Connected to {self.vendor}"
+
+    def check_access(self) -> None:
+        """One cheap authenticated call; vendors override with their cheapest read."""
+        self.auth_scheme(self.settings).headers(self.core)

@@ -1,0 +1,219 @@
+"""Sitecore CDP: OAuth2 client credentials and the Audience export REST API (v2).
+
+The API only reads exports that are defined and scheduled in Sitecore: the latest finished job's
+output, the jobs (reports) of an export, and the output of one job. Output URLs are presigned:
+they are returned inside :class:`ExportOutput` (hidden from ``repr``) and never logged.
+
+Sources: vendor-apis README §1. Paths and fields come from public clients (§1.4a); they are kept in
+:data:`ENDPOINTS` so a correction is one line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.hooks._base import ExportsVendorHook, normalise_host
+from airflow_provider_exports.hooks._http import AuthScheme, ClientCredentialsAuth, RetryPolicy
+
+REGION_HOSTS: Mapping[str, str] = {
+    "AP": "https://api-engage-ap.sitecorecloud.io",
+    "EU": "https://api-engage-eu.sitecorecloud.io",
+    "JP": "https://api-engage-jpe.sitecorecloud.io",
+    "US": "https://api-engage-us.sitecorecloud.io",
+}
+AUTH_HOST = "https://auth.sitecorecloud.io"
+TOKEN_PATH = "/oauth/token"
+TOKEN_AUDIENCE = "https://api.sitecorecloud.io"
+
+ENDPOINTS: Mapping[str, str] = {
+    "latest_export": "/v2/audienceExports/definitions/{ref}/latestExport",
+    "reports": "/v2/audienceExports/definitions/{ref}/reports",
+    "execution_export": "/v2/audienceExports/executions/{ref}/export",
+}
+
+PENDING_STATUSES = frozenset(
+    {"PENDING_GUEST_CONTEXT", "PENDING_SEGMENTATION", "PENDING_EMR_SUBMIT", "PENDING_EMR_JOB"}
+)
+SUCCESS_STATUS = "SUCCESS"
+FAILED_STATUSES = frozenset({"FAILED", "ALERT"})
+
+_FRIENDLY_ID = re.compile(r"[a-z0-9_]+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def check_export_ref(value: str, field_name: str = "audience_export_ref") -> str:
+    """An audience export is named by its friendly ID (``[a-z0-9_]``) or its UUID reference."""
+    if not isinstance(value, str) or not (_FRIENDLY_ID.fullmatch(value) or _UUID.fullmatch(value)):
+        raise ExportConfigError(
+            field_name,
+            f"{value!r} is neither a friendly ID (lowercase letters, digits, underscores) nor a UUID reference",
+        )
+    return value
+
+
+def check_execution_ref(value: str, field_name: str = "execution_ref") -> str:
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise ExportConfigError(field_name, f"{value!r} is not an export job reference (a UUID)")
+    return value
+
+
+def parse_timestamp(value: str | None) -> datetime | None:
+    """Sitecore timestamps are RFC 3339 (``...Z``, milliseconds); ``None`` when absent."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class ExportFileRef:
+    """One output file of a job: a presigned URL (a bearer credential, never shown) and its size."""
+
+    url: str = field(repr=False)
+    size_kb: int
+
+    @property
+    def name(self) -> str:
+        return unquote(urlsplit(self.url).path.rsplit("/", 1)[-1])
+
+
+@dataclass(frozen=True)
+class ExportOutput:
+    """The output listing of one finished export job."""
+
+    execution_ref: str
+    definition_ref: str
+    friendly_id: str
+    expire_at: datetime | None
+    total_size_kb: int
+    files: tuple[ExportFileRef, ...]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ExportOutput:
+        return cls(
+            execution_ref=body["executionRef"],
+            definition_ref=body.get("definitionRef", ""),
+            friendly_id=body.get("friendlyId", ""),
+            expire_at=parse_timestamp(body.get("expireAt")),
+            total_size_kb=int(body.get("totalSizeKB") or 0),
+            files=tuple(ExportFileRef(f["url"], int(f.get("sizeKB") or 0)) for f in body.get("exports", [])),
+        )
+
+
+@dataclass(frozen=True)
+class SitecoreCDPSettings:
+    client_id: str
+    client_secret: str = field(repr=False)
+    api_host: str
+    auth_host: str
+
+
+class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
+    """Sitecore CDP Audience export REST API.
+
+    Connection: login = API key (client ID), password = API secret, extra ``region`` (AP, EU, JP,
+    US) or ``api_host`` (a base-URL override), and optionally ``auth_host``.
+
+    :param sitecore_cdp_conn_id: the Airflow connection id.
+    """
+
+    vendor = "Sitecore CDP"
+    conn_name_attr = "sitecore_cdp_conn_id"
+    default_conn_name = "sitecore_cdp_default"
+    conn_type = "sitecore_cdp"
+    hook_name = "Sitecore CDP"
+
+    def __init__(
+        self,
+        sitecore_cdp_conn_id: str = default_conn_name,
+        *,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(sitecore_cdp_conn_id, timeout=timeout, retry=retry)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Form layout for Airflow older than 3.2 (newer ones read the provider info)."""
+        return {
+            "hidden_fields": ["schema", "port", "host"],
+            "relabeling": {"login": "API key (client ID)", "password": "API secret"},
+            "placeholders": {"extra": '{"region": "EU"}'},
+        }
+
+    @classmethod
+    def settings_from_connection(
+        cls, login: str | None, password: str | None, extras: Mapping[str, Any]
+    ) -> SitecoreCDPSettings:
+        if not login:
+            raise ExportConfigError("login", "the Sitecore CDP API key (client ID) is missing")
+        if not password:
+            raise ExportConfigError("password", "the Sitecore CDP API secret is missing")
+        if extras.get("api_host"):
+            api_host = normalise_host(extras["api_host"], "extra.api_host")
+        else:
+            region = str(extras.get("region") or "").upper()
+            if region not in REGION_HOSTS:
+                raise ExportConfigError(
+                    "extra.region",
+                    f"{extras.get('region')!r} is not a Sitecore CDP region; use one of "
+                    f"{', '.join(REGION_HOSTS)}, or set extra.api_host",
+                )
+            api_host = REGION_HOSTS[region]
+        auth_host = normalise_host(extras.get("auth_host") or AUTH_HOST, "extra.auth_host")
+        return SitecoreCDPSettings(login, password, api_host, auth_host)
+
+    def auth_scheme(self, settings: SitecoreCDPSettings) -> AuthScheme:
+        return ClientCredentialsAuth(
+            token_url=settings.auth_host + TOKEN_PATH,
+            form={
+                "grant_type": "client_credentials",
+                "client_id": settings.client_id,
+                "client_secret": settings.client_secret,
+                "audience": TOKEN_AUDIENCE,
+            },
+        )
+
+    def base_url(self, settings: SitecoreCDPSettings) -> str:
+        return settings.api_host
+
+    # -- the three reads
+
+    def get_latest_export(self, audience_export_ref: str) -> ExportOutput:
+        """Output URLs of the most recently finished job of an export."""
+        path = ENDPOINTS["latest_export"].format(ref=check_export_ref(audience_export_ref))
+        return ExportOutput.from_json(self.call("GET", path))
+
+    def get_reports(self, audience_export_ref: str) -> list[dict[str, Any]]:
+        """The jobs (reports) of an export, as Sitecore returns them."""
+        path = ENDPOINTS["reports"].format(ref=check_export_ref(audience_export_ref))
+        return _report_list(self.call("GET", path))
+
+    def get_execution_output(self, execution_ref: str) -> ExportOutput:
+        """Output URLs of one finished job."""
+        path = ENDPOINTS["execution_export"].format(ref=check_execution_ref(execution_ref))
+        return ExportOutput.from_json(self.call("GET", path))
+
+    async def aget_reports(self, audience_export_ref: str) -> list[dict[str, Any]]:
+        path = ENDPOINTS["reports"].format(ref=check_export_ref(audience_export_ref))
+        return _report_list(await self.acall("GET", path))
+
+    def check_access(self) -> None:
+        self.auth_scheme(self.settings).headers(self.core)
+
+
+def _report_list(body: Any) -> list[dict[str, Any]]:
+    # Vendor is silent on paging of `reports` (vendor-apis README §1.4a): a bare array is read
+    # whole; an envelope with a list under a common key is accepted too.
+    if isinstance(body, list):
+        return body
+    if isinstance(body, Mapping):
+        for key in ("items", "reports", "data"):
+            if isinstance(body.get(key), list):
+                return list(body[key])
+    return []
