@@ -1,0 +1,188 @@
+"""Fault injection for the vendor sandbox servers.
+
+A :class:`FaultPlan` holds the faults a test switched on (429, 5xx, dropped connections, slow
+responses, expired tokens/URLs); :class:`FaultMiddleware` applies them to every request of one
+vendor app. The middleware is vendor-neutral: the bodies of 429/5xx answers come from the
+server's ``rate_limited_response`` / ``server_error_response``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from airflow_provider_exports.sandbox.server import VendorServer
+
+FAULT_KINDS = ("rate_limit", "server_error", "drop_connection", "slow", "expire_tokens", "expire_urls")
+
+
+@dataclass
+class Fault:
+    """One switched-on fault; ``times`` counts down, ``None`` means forever."""
+
+    kind: str
+    path_glob: str
+    times: int | None = 1
+    method: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        return fnmatch.fnmatchcase(path, self.path_glob)
+
+
+class FaultPlan:
+    """The faults switched on for one server, consumed request by request (first match wins)."""
+
+    def __init__(
+        self,
+        on_expire_tokens: Callable[[], None] | None = None,
+        on_expire_urls: Callable[[], None] | None = None,
+    ) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._on_expire_tokens = on_expire_tokens
+        self._on_expire_urls = on_expire_urls
+
+    def _add(self, fault: Fault) -> Fault:
+        if fault.times is not None and fault.times < 1:
+            raise ValueError("times must be >= 1 or None (forever)")
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def rate_limit(
+        self, path_glob: str, times: int | None = 1, retry_after: str = "1", *, method: str | None = None
+    ) -> Fault:
+        """Answer matching requests with the vendor's 429 and ``Retry-After``."""
+        return self._add(Fault("rate_limit", path_glob, times, method, {"retry_after": str(retry_after)}))
+
+    def server_error(
+        self, path_glob: str, times: int | None = 1, status: int = 503, *, method: str | None = None
+    ) -> Fault:
+        """Answer matching requests with the vendor's 5xx body."""
+        return self._add(Fault("server_error", path_glob, times, method, {"status": int(status)}))
+
+    def drop_connection(
+        self, path_glob: str, after_bytes: int, times: int | None = 1, *, method: str | None = None
+    ) -> Fault:
+        """Send the headers (full Content-Length) and ``after_bytes`` body bytes, then close."""
+        return self._add(
+            Fault("drop_connection", path_glob, times, method, {"after_bytes": int(after_bytes)})
+        )
+
+    def slow(
+        self, path_glob: str, seconds: float, times: int | None = 1, *, method: str | None = None
+    ) -> Fault:
+        """Delay matching requests by ``seconds`` before handling them."""
+        return self._add(Fault("slow", path_glob, times, method, {"seconds": float(seconds)}))
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far is rejected from now on with the vendor's 401."""
+        if self._on_expire_tokens is not None:
+            self._on_expire_tokens()
+
+    def expire_urls(self) -> None:
+        """Every presigned URL issued so far gets 403 "Request has expired" from now on."""
+        if self._on_expire_urls is not None:
+            self._on_expire_urls()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def active(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults)
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """Return and consume the first fault matching this request, if any."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(method, path):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times <= 0:
+                            self._faults.remove(fault)
+                    return fault
+        return None
+
+    def apply_spec(self, spec: dict[str, Any]) -> Fault | None:
+        """Switch on a fault from its JSON form (``POST /_sandbox/faults``)."""
+        spec = dict(spec)
+        kind = spec.pop("kind", None)
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}")
+        if kind == "expire_tokens":
+            self.expire_tokens()
+            return None
+        if kind == "expire_urls":
+            self.expire_urls()
+            return None
+        method: Callable[..., Fault] = getattr(self, kind)
+        return method(**spec)
+
+
+class _DropConnection(Exception):
+    """Raised inside the wrapped ``send`` to abandon a response mid-body."""
+
+
+class FaultMiddleware:
+    """ASGI middleware applying a server's :class:`FaultPlan` to its HTTP requests."""
+
+    def __init__(self, app: ASGIApp, server: VendorServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_sandbox/"):
+            await self.app(scope, receive, send)
+            return
+        fault = self.server.faults.take(scope["method"], scope["path"])
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        if fault.kind == "slow":
+            await asyncio.sleep(fault.params["seconds"])
+            await self.app(scope, receive, send)
+        elif fault.kind == "rate_limit":
+            await self.server.rate_limited_response(fault.params["retry_after"])(scope, receive, send)
+        elif fault.kind == "server_error":
+            await self.server.server_error_response(fault.params["status"])(scope, receive, send)
+        elif fault.kind == "drop_connection":
+            await self._drop(scope, receive, send, fault.params["after_bytes"])
+        else:  # pragma: no cover - kinds are validated when added
+            await self.app(scope, receive, send)
+
+    async def _drop(self, scope: Scope, receive: Receive, send: Send, after_bytes: int) -> None:
+        remaining = after_bytes
+
+        async def truncating_send(message: Message) -> None:
+            nonlocal remaining
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body: bytes = message.get("body", b"")
+            if len(body) < remaining or (len(body) == remaining and message.get("more_body", False)):
+                remaining -= len(body)
+                await send(message)
+                return
+            if remaining:
+                await send({"type": "http.response.body", "body": body[:remaining], "more_body": True})
+            raise _DropConnection
+
+        try:
+            await self.app(scope, receive, truncating_send)
+        except _DropConnection:
+            # Returning with the response unfinished makes uvicorn close the transport, so the
+            # client sees fewer bytes than Content-Length promised.
+            return
