@@ -83,7 +83,7 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
     @cached_property
     def settings(self) -> SettingsT:
         conn = self.get_connection(self.conn_id)
-        return self.settings_from_connection(conn.login, conn.password, conn.extra_dejson)
+        return self.settings_from_connection(conn.login, conn.password, self._plain_extras(conn.extra_dejson))
 
     async def asettings(self) -> SettingsT:
         """Resolve the connection through the async API (never the sync one inside an event loop)."""
@@ -95,8 +95,21 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
 
             conn = await get_async_connection(self.conn_id, hook=self)
             extras = await get_async_extra_dejson(conn)
-            self.__dict__["settings"] = self.settings_from_connection(conn.login, conn.password, extras)
+            self.__dict__["settings"] = self.settings_from_connection(
+                conn.login, conn.password, self._plain_extras(extras)
+            )
         return self.settings
+
+    @classmethod
+    def _plain_extras(cls, extras: Mapping[str, Any]) -> dict[str, Any]:
+        """Extras by their plain names, also when a form stored them as ``extra__<type>__<name>``."""
+        prefix = f"extra__{cls.conn_type}__"
+        plain = {
+            k.removeprefix(prefix): v
+            for k, v in extras.items()
+            if k.startswith(prefix) and v not in ("", None)
+        }
+        return {**plain, **{k: v for k, v in extras.items() if not k.startswith(prefix)}}
 
     @cached_property
     def core(self) -> HttpCore:

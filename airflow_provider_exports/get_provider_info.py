@@ -1,0 +1,110 @@
+"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``).
+
+Airflow 3.2 and newer build the connection forms from ``conn-fields`` and ``ui-field-behaviour``
+here without importing the hooks; older versions fall back to the hooks' ``get_ui_field_behaviour``.
+Extras are stored under their plain names (``region``, ``api_host``...). None of them is a secret:
+every secret lives in the password field, which Airflow masks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PACKAGE = "airflow_provider_exports"
+
+
+def _text(label: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": {"type": ["string", "null"], **schema}}
+
+
+def get_provider_info() -> dict[str, Any]:
+    from airflow_provider_exports import __version__
+
+    return {
+        "package-name": "airflow-provider-exports",
+        "name": "Customer-data platform exports",
+        "description": "Audience and profile exports from Sitecore CDP, Cordial and Adobe Experience "
+        "Platform into S3 or a SQL warehouse.",
+        "versions": [__version__],
+        "integrations": [
+            {"integration-name": "Sitecore CDP", "external-doc-url": "https://doc.sitecore.com/cdp/"},
+            {"integration-name": "Cordial", "external-doc-url": "https://support.cordial.com/"},
+            {
+                "integration-name": "Adobe Experience Platform",
+                "external-doc-url": "https://experienceleague.adobe.com/docs/experience-platform/",
+            },
+        ],
+        "hooks": [
+            {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.hooks.sitecore_cdp"]},
+            {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.hooks.cordial"]},
+            {
+                "integration-name": "Adobe Experience Platform",
+                "python-modules": [f"{PACKAGE}.hooks.adobe_experience_platform"],
+            },
+        ],
+        "connection-types": [
+            {
+                "connection-type": "sitecore_cdp",
+                "hook-class-name": f"{PACKAGE}.hooks.sitecore_cdp.SitecoreCDPHook",
+                "hook-name": "Sitecore CDP",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "host"],
+                    "relabeling": {"login": "API key (client ID)", "password": "API secret"},
+                    "placeholders": {},
+                },
+                "conn-fields": {
+                    "region": _text(
+                        "Region",
+                        "Your Sitecore CDP region: AP, EU, JP or US. Ignored when the API base URL is set.",
+                        enum=["AP", "EU", "JP", "US", None],
+                    ),
+                    "api_host": _text(
+                        "API base URL (override)",
+                        "Full base URL of the Audience export API, e.g. a local sandbox; overrides the region.",
+                    ),
+                    "auth_host": _text(
+                        "Auth host (override)", "Token server; default https://auth.sitecorecloud.io."
+                    ),
+                },
+            },
+            {
+                "connection-type": "cordial",
+                "hook-class-name": f"{PACKAGE}.hooks.cordial.CordialHook",
+                "hook-name": "Cordial",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "host"],
+                    "relabeling": {"password": "API key"},
+                    "placeholders": {},
+                },
+                "conn-fields": {
+                    "api_host": _text(
+                        "API host",
+                        "api.cordial.io (accounts on admin.cordial.io) or api.usw2.cordial.io "
+                        "(usw2.admin.cordial.io), or a full URL override.",
+                        default="api.cordial.io",
+                    ),
+                },
+            },
+            {
+                "connection-type": "adobe_aep",
+                "hook-class-name": f"{PACKAGE}.hooks.adobe_experience_platform.AdobeExperiencePlatformHook",
+                "hook-name": "Adobe Experience Platform",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "host"],
+                    "relabeling": {"login": "Client ID", "password": "Client secret"},
+                    "placeholders": {},
+                },
+                "conn-fields": {
+                    "ims_org_id": _text("IMS organization ID", "Your organization id, ending in @AdobeOrg."),
+                    "sandbox_name": _text("Sandbox name", "The all-lowercase sandbox name, e.g. prod."),
+                    "scopes": _text(
+                        "Scopes",
+                        "Comma-separated OAuth scopes of the credential.",
+                        default="openid,session,AdobeID,read_organizations,additional_info.projectedProductContext",
+                    ),
+                    "ims_host": _text("IMS host (override)", "Default https://ims-na1.adobelogin.com."),
+                    "platform_host": _text("Platform host (override)", "Default https://platform.adobe.io."),
+                },
+            },
+        ],
+    }
