@@ -155,9 +155,11 @@ class FaultMiddleware:
             await asyncio.sleep(fault.params["seconds"])
             await self.app(scope, receive, send)
         elif fault.kind == "rate_limit":
-            await self.server.rate_limited_response(fault.params["retry_after"])(scope, receive, send)
+            response = self.server.fault_response("rate_limit", scope["path"], **fault.params)
+            await response(scope, receive, send)
         elif fault.kind == "server_error":
-            await self.server.server_error_response(fault.params["status"])(scope, receive, send)
+            response = self.server.fault_response("server_error", scope["path"], **fault.params)
+            await response(scope, receive, send)
         elif fault.kind == "drop_connection":
             await self._drop(scope, receive, send, fault.params["after_bytes"])
         else:  # pragma: no cover - kinds are validated when added

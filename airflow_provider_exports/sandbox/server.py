@@ -140,6 +140,12 @@ class VendorServer:
     def unauthorized_response(self) -> Response:
         raise NotImplementedError
 
+    def fault_response(self, kind: str, path: str, **params: Any) -> Response:
+        """The answer to an injected ``rate_limit``/``server_error``; override for per-path bodies."""
+        if kind == "rate_limit":
+            return self.rate_limited_response(str(params["retry_after"]))
+        return self.server_error_response(int(params["status"]))
+
     def reset_state(self) -> None:
         """Clear seeded exports/jobs; subclasses extend."""
 
@@ -284,6 +290,7 @@ class VendorServer:
                 ]
             )
 
-        app.add_api_route("/_sandbox/faults", add_fault, methods=["POST"], include_in_schema=False)
-        app.add_api_route("/_sandbox/faults", clear_faults, methods=["DELETE"], include_in_schema=False)
-        app.add_api_route("/_sandbox/requests", list_requests, methods=["GET"], include_in_schema=False)
+        # Plain Starlette routes: no signature analysis, so the local imports above suffice.
+        app.add_route("/_sandbox/faults", add_fault, methods=["POST"], include_in_schema=False)
+        app.add_route("/_sandbox/faults", clear_faults, methods=["DELETE"], include_in_schema=False)
+        app.add_route("/_sandbox/requests", list_requests, methods=["GET"], include_in_schema=False)

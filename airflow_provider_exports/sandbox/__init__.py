@@ -1,0 +1,96 @@
+"""Local stand-ins for the vendor APIs (Sitecore CDP, Cordial, Adobe Experience Platform).
+
+``Sandbox`` bundles one :class:`~airflow_provider_exports.sandbox.server.VendorServer` per vendor,
+each a real HTTP server on a loopback port that speaks the vendor's API as the vendor documents
+it, with fault injection for tests, the demo and offline DAG development.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_exports.sandbox.cordial import CordialServer
+    from airflow_provider_exports.sandbox.server import VendorServer
+    from airflow_provider_exports.sandbox.sitecore_cdp import SitecoreCDPServer
+
+__all__ = ["CONN_IDS", "Sandbox"]
+
+#: Airflow connection ids the sandbox's connections are exported under, by attribute name.
+CONN_IDS: dict[str, str] = {
+    "sitecore": "sitecore_cdp_default",
+    "cordial": "cordial_default",
+    "adobe": "adobe_aep_default",
+}
+
+
+def _adobe_server(cache_dir: Path) -> VendorServer | None:
+    try:
+        from airflow_provider_exports.sandbox.adobe_aep import AdobeAEPServer
+    except ImportError:
+        return None
+    server: VendorServer = AdobeAEPServer(cache_dir)
+    return server
+
+
+class Sandbox:
+    """All vendor servers together; nothing starts in ``__init__``."""
+
+    def __init__(self, cache_dir: Path | str | None = None) -> None:
+        from airflow_provider_exports.sandbox.cordial import CordialServer
+        from airflow_provider_exports.sandbox.sitecore_cdp import SitecoreCDPServer
+
+        self.cache_dir = (
+            Path(cache_dir)
+            if cache_dir is not None
+            else Path(tempfile.gettempdir()) / "exports-sandbox-cache"
+        )
+        self.sitecore: SitecoreCDPServer = SitecoreCDPServer(self.cache_dir / "sitecore_cdp")
+        self.cordial: CordialServer = CordialServer(self.cache_dir / "cordial")
+        # Adobe AEP lives in its own module; the sandbox still works (two vendors) without it.
+        self.adobe: Any = _adobe_server(self.cache_dir / "adobe_aep")
+
+    @property
+    def servers(self) -> dict[str, VendorServer]:
+        """The vendor servers by attribute name (``sitecore``, ``cordial``, ``adobe``)."""
+        found = {"sitecore": self.sitecore, "cordial": self.cordial, "adobe": self.adobe}
+        return {name: server for name, server in found.items() if server is not None}
+
+    def start(self, port_base: int | None = None) -> Sandbox:
+        """Start every server; with ``port_base`` they listen on consecutive ports from it."""
+        try:
+            for offset, server in enumerate(self.servers.values()):
+                server.start(0 if port_base is None else port_base + offset)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+    def reset(self) -> None:
+        """Clear faults, request logs and seeded state on every server."""
+        for server in self.servers.values():
+            server.reset()
+
+    def connections(self) -> dict[str, dict[str, Any]]:
+        """Airflow Connection JSON forms, keyed by connection id."""
+        return {CONN_IDS[name]: server.connection() for name, server in self.servers.items()}
+
+    def airflow_env(self) -> dict[str, str]:
+        """``AIRFLOW_CONN_<ID>`` environment variables for :meth:`connections`."""
+        return {
+            f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
+            for conn_id, conn in self.connections().items()
+        }
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
