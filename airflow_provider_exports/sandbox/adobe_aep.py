@@ -150,7 +150,8 @@ class AdobeAEPServer(VendorServer):
 
     Settings (restored by :meth:`reset`): ``job_seconds`` (per non-terminal job status),
     ``delete_style`` (``"200-body"`` as in the Segmentation spec, ``"204-body"`` as in the
-    Segmentation guide, ``"204-empty"`` as in the Profile guide), ``default_rows`` (profiles per
+    Segmentation guide -- which on the wire is a 204 with a JSON Content-Type and no body --,
+    ``"204-empty"`` as in the Profile guide), ``default_rows`` (profiles per
     batch), ``segment_rows`` (per-segment override), ``rows_per_file`` (if set, the number of
     dataset files follows from it; else ``files_per_batch`` files), ``parts_per_file`` (Parquet
     parts per dataset file), ``row_group_rows``, ``failing_segments`` (a job filtering on one of
@@ -868,7 +869,10 @@ class AdobeAEPServer(VendorServer):
         if self.delete_style == "204-empty":
             return Response(status_code=204)
         if self.delete_style == "204-body":
-            return JSONResponse(_CANCEL_BODY, status_code=204)
+            # The Segmentation guide shows 204 *with* the JSON body, but a 204 cannot carry one
+            # (RFC 9110 section 15.3.5) and HTTP servers drop it (uvicorn refuses to send it), so
+            # on the wire this differs from "204-empty" only by its JSON Content-Type.
+            return Response(status_code=204, media_type="application/json")
         return JSONResponse(_CANCEL_BODY, status_code=200)
 
     # -- Data Access ----------------------------------------------------------------------------
