@@ -426,12 +426,12 @@ class SitecoreCDPServer(VendorServer):
                     },
                     status_code=403,
                 )
-            ttl = round(self.token_ttl_seconds)
+            ttl = self.token_ttl_seconds
             return JSONResponse(
                 {
                     "access_token": self.tokens.issue(ttl),
                     "scope": SCOPE,
-                    "expires_in": ttl,
+                    "expires_in": math.ceil(ttl),
                     "token_type": "Bearer",
                 }
             )

@@ -415,7 +415,7 @@ def write_sized_guests_jsonl_gz(out: BinaryIO, *, seed: str, target_bytes: int) 
     marker = b"#BLOCK#######"
     rng = random.Random(seed)
     pool_rows: list[bytes] = []
-    for i in range(8192):
+    for i in range(2048):
         row = guest_row(rng, i, seed)
         row["ref"] = f"{marker.decode()}-{i:08d}"
         pool_rows.append(json.dumps(row, separators=(",", ":")).encode())
