@@ -148,7 +148,8 @@ class _Job:
 class AdobeAEPServer(VendorServer):
     """Adobe IMS + Catalog + export jobs + Data Access on one loopback port.
 
-    Settings (restored by :meth:`reset`): ``job_seconds`` (per non-terminal job status),
+    Settings (restored by :meth:`reset`): ``job_seconds`` (per non-terminal job status, taken
+    when a job is created),
     ``delete_style`` (``"200-body"`` as in the Segmentation spec, ``"204-body"`` as in the
     Segmentation guide -- which on the wire is a 204 with a JSON Content-Type and no body --,
     ``"204-empty"`` as in the Profile guide), ``default_rows`` (profiles per

@@ -13,6 +13,7 @@ imported inside the functions: importing this module costs nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -208,13 +209,26 @@ def _seed_int(seed: str) -> int:
     return int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "little")
 
 
-def _ints(start: int, n: int, step: int = 1, typecode: str = "q") -> Any:
-    """An Arrow integer array ``start, start+step, ...`` built without a per-element Python loop."""
+@functools.lru_cache(maxsize=16)
+def _arange(n: int) -> Any:
+    """``0, 1, ..., n-1`` as int64, built once per length (row groups repeat the same lengths)."""
     import pyarrow as pa
 
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(array("q", range(n)))])
+
+
+def _ints(start: int, n: int, step: int = 1, typecode: str = "q") -> Any:
+    """An Arrow integer array ``start, start+step, ...`` without a per-element Python loop."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     arrow_type = {"q": pa.int64(), "i": pa.int32(), "Q": pa.uint64()}[typecode]
-    buf = array(typecode, range(start, start + n * step, step)) if step else array(typecode, [start]) * n
-    return pa.Array.from_buffers(arrow_type, n, [None, pa.py_buffer(buf)])
+    values = _arange(n)
+    if step != 1:
+        values = pc.multiply(values, pa.scalar(step, pa.int64()))
+    if start:
+        values = pc.add(values.cast(arrow_type), pa.scalar(start, arrow_type))
+    return values.cast(arrow_type)
 
 
 def _chunk(spec: ProfileFileSpec, first: int, n: int, schema: pa.Schema) -> pa.Table:

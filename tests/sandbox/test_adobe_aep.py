@@ -703,6 +703,26 @@ def test_file_directory_head_range_and_parquet(
     )
 
 
+def test_dropped_download_resumes_with_range(
+    aep: AdobeAEPServer, http: httpx.Client, headers: dict[str, str]
+) -> None:
+    aep.files_per_batch = 1
+    job = _create_job(http, headers)
+    _wait_terminal(http, headers, job["id"])
+    ((file_id, name, size, sha, _),) = aep.expected_files(job["destination"]["batchId"])
+    href = f"{DATA_ACCESS_BASE}/files/{file_id}?path={name}"
+    aep.faults.drop_connection(f"{DATA_ACCESS_BASE}/files/*", after_bytes=1000)
+    got = bytearray()
+    with pytest.raises(httpx.RemoteProtocolError), http.stream("GET", href, headers=headers) as r:
+        assert r.headers["Content-Length"] == str(size)
+        for chunk in r.iter_raw():
+            got += chunk
+    assert len(got) == 1000
+    rest = http.get(href, headers={**headers, "Range": f"bytes={len(got)}-"})
+    assert rest.status_code == 206 and rest.headers["Content-Range"] == f"bytes 1000-{size - 1}/{size}"
+    assert hashlib.sha256(bytes(got) + rest.content).hexdigest() == sha
+
+
 def test_files_are_deterministic_across_jobs(
     aep: AdobeAEPServer, http: httpx.Client, headers: dict[str, str]
 ) -> None:
