@@ -217,3 +217,65 @@ def _report_list(body: Any) -> list[dict[str, Any]]:
             if isinstance(body.get(key), list):
                 return list(body[key])
     return []
+
+
+@dataclass(frozen=True)
+class ExportJobVerdict:
+    """What the reports of an export say about a new finished job since a point in time.
+
+    ``state`` is ``"success"`` (``report`` is the newest successful job), ``"failed"`` (the newest
+    job since then failed and none succeeded) or ``"waiting"`` (``report`` is the newest job seen,
+    if any).
+    """
+
+    state: str
+    report: Mapping[str, Any] | None
+
+    @property
+    def execution_ref(self) -> str | None:
+        return None if self.report is None else self.report.get("executionRef")
+
+    def describe(self) -> str:
+        if self.report is None:
+            return "no job yet"
+        r = self.report
+        return f"job {r.get('executionRef')} status {r.get('status')} ended {r.get('endTime') or '-'}"
+
+
+def judge_reports(
+    reports: list[dict[str, Any]], finished_after: datetime | None, fail_statuses: frozenset[str]
+) -> ExportJobVerdict:
+    """Decide from an export's reports whether a job finished successfully after ``finished_after``.
+
+    A successful job wins over a failed one; a failure counts only when it is the newest job that
+    ended after ``finished_after`` and no job succeeded since. Pending jobs mean: keep waiting.
+    """
+
+    def ended(report: Mapping[str, Any]) -> datetime | None:
+        return parse_timestamp(report.get("endTime"))
+
+    def is_new(report: Mapping[str, Any]) -> bool:
+        end = ended(report)
+        return end is not None and (finished_after is None or end > finished_after)
+
+    finished = sorted((r for r in reports if is_new(r)), key=lambda r: ended(r))  # type: ignore[arg-type,return-value]
+    successes = [r for r in finished if r.get("status") == SUCCESS_STATUS]
+    if successes:
+        return ExportJobVerdict("success", successes[-1])
+    if finished and finished[-1].get("status") in fail_statuses:
+        return ExportJobVerdict("failed", finished[-1])
+    newest = max(reports, key=lambda r: r.get("startTime") or r.get("endTime") or "", default=None)
+    return ExportJobVerdict("waiting", newest)
+
+
+def failure_details(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The counters of a report worth showing when its job failed."""
+    keys = (
+        "total",
+        "successes",
+        "failures",
+        "filterFailures",
+        "filterMatchedGuests",
+        "filterNotMatchedGuests",
+    )
+    return {k: report[k] for k in keys if k in report}

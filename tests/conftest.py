@@ -1,0 +1,42 @@
+"""Test session set-up: a private Airflow home and metadata DB, configured before Airflow is imported.
+
+The sandbox, moto and PostgreSQL fixtures come from the provider's own pytest plugin
+(``airflow_provider_exports.sandbox.pytest_plugin``), which users can load for their DAGs too.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_HOME = Path(tempfile.mkdtemp(prefix="exports-airflow-home-"))
+
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "tests" / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
+os.environ.setdefault("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A fresh Airflow metadata DB, once per session (``dag.test()`` needs one)."""
+    from airflow.utils import db
+
+    db.resetdb()
+    return _HOME
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_cache():
+    """Each test starts without cached tokens, so token counts are the test's own."""
+    from airflow_provider_exports.hooks._http import TOKENS
+
+    TOKENS.clear()
+    yield
+    TOKENS.clear()
