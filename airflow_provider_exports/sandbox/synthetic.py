@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import secrets
 import tempfile
 import threading
 import uuid
@@ -117,8 +118,8 @@ def read_meta(path: Path) -> dict[str, Any]:
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 
 
-def _signature(server: VendorServer, path: str, amz_date: str, expires: str) -> str:
-    message = f"GET\n{path}\n{amz_date}\n{expires}".encode()
+def _signature(server: VendorServer, path: str, amz_date: str, expires: str, session_token: str) -> str:
+    message = f"GET\n{path}\n{amz_date}\n{expires}\n{session_token}".encode()
     return hmac.new(server.signing_key, message, hashlib.sha256).hexdigest()
 
 
@@ -129,7 +130,10 @@ def sign_url(
     ttl = round(server.url_ttl_seconds if ttl_s is None else ttl_s)
     signed_at = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
     amz_date = signed_at.strftime(_AMZ_DATE)
-    signature = _signature(server, path, amz_date, str(ttl))
+    # A fresh session token per URL (as with presigning under an assumed role) keeps every URL
+    # distinct, so one re-fetched after expire_urls() is not the revoked one.
+    session_token = secrets.token_urlsafe(16)
+    signature = _signature(server, path, amz_date, str(ttl), session_token)
     server.issued_signatures.add(signature)
     query = urlencode(
         {
@@ -137,6 +141,7 @@ def sign_url(
             "X-Amz-Credential": f"SANDBOXKEY/{signed_at:%Y%m%d}/us-east-1/s3/aws4_request",
             "X-Amz-Date": amz_date,
             "X-Amz-Expires": str(ttl),
+            "X-Amz-Security-Token": session_token,
             "X-Amz-SignedHeaders": "host",
             "X-Amz-Signature": signature,
         }
@@ -174,7 +179,7 @@ def verify_signed(request: Request, server: VendorServer | None = None) -> Respo
     amz_date, expires, signature = q.get("X-Amz-Date"), q.get("X-Amz-Expires"), q.get("X-Amz-Signature")
     if not (amz_date and expires and signature and q.get("X-Amz-Algorithm")):
         return s3_error(403, "AccessDenied", "Access Denied")
-    expected = _signature(srv, request.url.path, amz_date, expires)
+    expected = _signature(srv, request.url.path, amz_date, expires, q.get("X-Amz-Security-Token", ""))
     if not hmac.compare_digest(expected, signature):
         return s3_error(
             403,

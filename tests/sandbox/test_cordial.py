@@ -154,7 +154,10 @@ def test_unknown_job_is_record_not_found(cordial: httpx.Client) -> None:
     ("destination", "message"),
     [
         ({}, "The destination.type field is required."),
-        ({"type": "SFTP", "server": "sftp.example.com", "path": "/in"}, "The destination.username field is required."),
+        (
+            {"type": "SFTP", "server": "sftp.example.com", "path": "/in"},
+            "The destination.username field is required.",
+        ),
         (
             {"type": "SFTP", "server": "sftp.example.com", "username": "u", "path": "/in"},
             "Parameter password is not set",
@@ -162,7 +165,13 @@ def test_unknown_job_is_record_not_found(cordial: httpx.Client) -> None:
         ({"type": "GCS", "gcs_bucket": "b"}, "The destination.path field is required."),
         ({"type": "S3", "path": "x"}, "The destination.aws access key id field is required."),
         (
-            {"type": "S3", "path": "x", "aws_access_key_id": "a", "aws_secret_access_key": "s", "aws_region": "r"},
+            {
+                "type": "S3",
+                "path": "x",
+                "aws_access_key_id": "a",
+                "aws_secret_access_key": "s",
+                "aws_region": "r",
+            },
             "The destination.aws bucket field is required.",
         ),
     ],

@@ -140,7 +140,9 @@ def token(sb: Sandbox) -> str:
 
 @pytest.fixture
 def api(sandbox: Sandbox) -> httpx.Client:
-    with httpx.Client(base_url=sandbox.sitecore.url, headers={"Authorization": f"Bearer {token(sandbox)}"}) as c:
+    with httpx.Client(
+        base_url=sandbox.sitecore.url, headers={"Authorization": f"Bearer {token(sandbox)}"}
+    ) as c:
         yield c  # type: ignore[misc]
 
 
@@ -162,12 +164,22 @@ def test_token_endpoint_matches_readme(sandbox: Sandbox) -> None:
     jsonschema.validate(resp.json(), TOKEN_SCHEMA)
     bad = httpx.post(
         f"{sandbox.sitecore.url}/oauth/token",
-        data={"client_id": API_KEY, "client_secret": "nope", "grant_type": "client_credentials", "audience": AUDIENCE},
+        data={
+            "client_id": API_KEY,
+            "client_secret": "nope",
+            "grant_type": "client_credentials",
+            "audience": AUDIENCE,
+        },
     )
     assert bad.status_code == 401
     wrong_grant = httpx.post(
         f"{sandbox.sitecore.url}/oauth/token",
-        data={"client_id": API_KEY, "client_secret": API_SECRET, "grant_type": "password", "audience": AUDIENCE},
+        data={
+            "client_id": API_KEY,
+            "client_secret": API_SECRET,
+            "grant_type": "password",
+            "audience": AUDIENCE,
+        },
     )
     assert wrong_grant.status_code == 400
 
@@ -186,7 +198,9 @@ def test_latest_export_listing_and_files_are_byte_identical(sandbox: Sandbox, ap
     assert [rows for *_, rows in expected] == [400, 400, 200]
     assert listing["numberOfFiles"] == 3
     assert listing["totalSizeKB"] == sum(e["sizeKB"] for e in listing["exports"])
-    expire_at = dt.datetime.strptime(listing["expireAt"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+    expire_at = dt.datetime.strptime(listing["expireAt"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=dt.timezone.utc
+    )
     assert 3000 < (expire_at - dt.datetime.now(dt.timezone.utc)).total_seconds() <= 3600
     refs: set[str] = set()
     for entry, (name, size, sha256, rows) in zip(listing["exports"], expected, strict=True):
@@ -257,7 +271,10 @@ def test_delta_export_has_added_and_removed_files(sandbox: Sandbox, api: httpx.C
 
 def test_unknown_refs_and_missing_token(sandbox: Sandbox, api: httpx.Client) -> None:
     assert api.get("/v2/audienceExports/definitions/nope/latestExport").status_code == 404
-    assert api.get("/v2/audienceExports/executions/00000000-0000-0000-0000-000000000000/export").status_code == 404
+    assert (
+        api.get("/v2/audienceExports/executions/00000000-0000-0000-0000-000000000000/export").status_code
+        == 404
+    )
     sandbox.sitecore.add_export("x")
     resp = httpx.get(f"{sandbox.sitecore.url}/v2/audienceExports/definitions/x/reports")
     assert resp.status_code == 401

@@ -1,0 +1,138 @@
+"""Every fault kind, seen by a plain httpx client over loopback, plus the request log."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from airflow_provider_exports.sandbox import Sandbox
+from airflow_provider_exports.sandbox.sitecore_cdp import API_KEY, API_SECRET, AUDIENCE
+
+TOKEN_FORM = {
+    "client_id": API_KEY,
+    "client_secret": API_SECRET,
+    "grant_type": "client_credentials",
+    "audience": AUDIENCE,
+}
+
+
+def bearer(sb: Sandbox) -> dict[str, str]:
+    token = httpx.post(f"{sb.sitecore.url}/oauth/token", data=TOKEN_FORM).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def file_url(sb: Sandbox, rows: int = 2000) -> str:
+    sb.sitecore.add_export("faulty")
+    sb.sitecore.add_job("faulty", rows=rows)
+    listing = httpx.get(
+        f"{sb.sitecore.url}/v2/audienceExports/definitions/faulty/latestExport", headers=bearer(sb)
+    ).json()
+    return str(listing["exports"][0]["url"])
+
+
+def test_rate_limit_counts_down(sandbox: Sandbox) -> None:
+    sandbox.sitecore.faults.rate_limit("/oauth/*", times=2, retry_after="3")
+    url = f"{sandbox.sitecore.url}/oauth/token"
+    for _ in range(2):
+        resp = httpx.post(url, data=TOKEN_FORM)
+        assert resp.status_code == 429
+        assert resp.headers["Retry-After"] == "3"
+        assert resp.json()["status"] == 429
+    assert httpx.post(url, data=TOKEN_FORM).status_code == 200
+
+
+def test_server_error_forever_until_cleared(sandbox: Sandbox) -> None:
+    sandbox.cordial.faults.server_error("/v2/*", times=None, status=502)
+    for _ in range(3):
+        resp = httpx.get(f"{sandbox.cordial.url}/v2/jobs", auth=("sandbox-cordial-key", ""))
+        assert resp.status_code == 502
+        assert resp.json()["error"] is True
+    sandbox.cordial.faults.clear()
+    assert httpx.get(f"{sandbox.cordial.url}/v2/jobs", auth=("sandbox-cordial-key", "")).status_code == 200
+
+
+def test_drop_connection_mid_body(sandbox: Sandbox) -> None:
+    url = file_url(sandbox)
+    full = httpx.get(url).content
+    sandbox.sitecore.faults.drop_connection("/sitecore-cdp-exports/*", after_bytes=1000)
+    received = bytearray()
+    with pytest.raises(httpx.RemoteProtocolError), httpx.stream("GET", url) as resp:
+        assert resp.headers["Content-Length"] == str(len(full))
+        for chunk in resp.iter_raw():
+            received += chunk
+    assert bytes(received) == full[:1000]
+    assert httpx.get(url).content == full
+
+
+def test_slow_response(sandbox: Sandbox) -> None:
+    sandbox.cordial.faults.slow("/v2/jobs", seconds=0.3)
+    started = time.perf_counter()
+    assert httpx.get(f"{sandbox.cordial.url}/v2/jobs", auth=("sandbox-cordial-key", "")).status_code == 200
+    assert time.perf_counter() - started >= 0.3
+
+
+def test_expire_tokens(sandbox: Sandbox) -> None:
+    sandbox.sitecore.add_export("x")
+    headers = bearer(sandbox)
+    url = f"{sandbox.sitecore.url}/v2/audienceExports/definitions/x/reports"
+    assert httpx.get(url, headers=headers).status_code == 200
+    sandbox.sitecore.faults.expire_tokens()
+    assert httpx.get(url, headers=headers).status_code == 401
+    assert httpx.get(url, headers=bearer(sandbox)).status_code == 200
+
+
+def test_expire_urls(sandbox: Sandbox) -> None:
+    url = file_url(sandbox, rows=10)
+    assert httpx.get(url).status_code == 200
+    sandbox.sitecore.faults.expire_urls()
+    resp = httpx.get(url)
+    assert resp.status_code == 403
+    assert "Request has expired" in resp.text
+    assert httpx.get(file_url_again(sandbox)).status_code == 200
+
+
+def file_url_again(sb: Sandbox) -> str:
+    listing = httpx.get(
+        f"{sb.sitecore.url}/v2/audienceExports/definitions/faulty/latestExport", headers=bearer(sb)
+    ).json()
+    return str(listing["exports"][0]["url"])
+
+
+def test_faults_over_http(sandbox: Sandbox) -> None:
+    base = sandbox.cordial.url
+    resp = httpx.post(
+        f"{base}/_sandbox/faults", json={"kind": "server_error", "path_glob": "/v2/*", "times": None}
+    )
+    assert resp.status_code == 201
+    assert httpx.get(f"{base}/v2/jobs", auth=("sandbox-cordial-key", "")).status_code == 503
+    assert httpx.delete(f"{base}/_sandbox/faults").status_code == 204
+    assert httpx.get(f"{base}/v2/jobs", auth=("sandbox-cordial-key", "")).status_code == 200
+    assert httpx.post(f"{base}/_sandbox/faults", json={"kind": "nonsense"}).status_code == 400
+    assert httpx.post(f"{base}/_sandbox/faults", json={"kind": "expire_tokens"}).status_code == 201
+
+
+def test_request_log_records_header_names_not_values(sandbox: Sandbox) -> None:
+    sandbox.sitecore.faults.rate_limit("/oauth/token")
+    httpx.post(f"{sandbox.sitecore.url}/oauth/token", data=TOKEN_FORM)
+    bearer(sandbox)
+    token_requests = sandbox.sitecore.requests_to("/oauth/token", "POST")
+    assert [r.status for r in token_requests] == [429, 200]
+    sandbox.sitecore.add_export("x")
+    httpx.get(
+        f"{sandbox.sitecore.url}/v2/audienceExports/definitions/x/reports",
+        params={"q": "1"},
+        headers=bearer(sandbox),
+    )
+    last = sandbox.sitecore.requests[-1]
+    assert (last.method, last.path, last.query, last.status) == (
+        "GET",
+        "/v2/audienceExports/definitions/x/reports",
+        {"q": "1"},
+        200,
+    )
+    assert "authorization" in last.headers_present
+    assert not any("Bearer" in str(v) for v in vars(last).values())
+    sandbox.reset()
+    assert sandbox.sitecore.requests == []

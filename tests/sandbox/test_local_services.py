@@ -1,0 +1,79 @@
+"""The fixtures work: the sandbox bundle, moto as S3, a private PostgreSQL, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+
+from airflow_provider_exports.sandbox import Sandbox
+from airflow_provider_exports.sandbox.local_services import MotoServer, PostgresCluster
+
+
+def test_exports_sandbox_connections(exports_sandbox: Sandbox) -> None:
+    conns = exports_sandbox.connections()
+    assert {"sitecore_cdp_default", "cordial_default"} <= set(conns)
+    assert conns["sitecore_cdp_default"]["extra"]["api_host"] == exports_sandbox.sitecore.url
+    assert conns["cordial_default"]["conn_type"] == "cordial"
+    env = exports_sandbox.airflow_env()
+    assert json.loads(env["AIRFLOW_CONN_CORDIAL_DEFAULT"]) == conns["cordial_default"]
+
+
+def test_sandbox_fixture_exports_env(sandbox: Sandbox) -> None:
+    assert json.loads(os.environ["AIRFLOW_CONN_SITECORE_CDP_DEFAULT"]) == sandbox.sitecore.connection()
+
+
+def test_moto_s3(moto_s3: MotoServer) -> None:
+    client = moto_s3.client()
+    client.create_bucket(Bucket="plain-moto")
+    client.put_object(Bucket="plain-moto", Key="k", Body=b"v")
+    assert client.get_object(Bucket="plain-moto", Key="k")["Body"].read() == b"v"
+    conn = json.loads(moto_s3.airflow_conn_env()["AIRFLOW_CONN_AWS_DEFAULT"])
+    assert conn["extra"] == {"endpoint_url": moto_s3.endpoint_url, "region_name": "us-east-1"}
+
+
+def test_s3_fixture(s3: Any) -> None:
+    assert json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"] == s3.endpoint_url
+    s3.client().put_object(Bucket=s3.bucket, Key="a/b.txt", Body=b"x")
+    assert s3.keys() == ["a/b.txt"]
+
+
+def test_postgres(postgres: PostgresCluster) -> None:
+    conn = postgres.connect()
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE guests (ref text PRIMARY KEY, n int)")
+        cur.execute("INSERT INTO guests VALUES ('a', 1), ('b', 2)")
+        cur.execute("SELECT sum(n) FROM guests")
+        assert cur.fetchone()[0] == 3
+        conn.rollback()
+    finally:
+        conn.close()
+    conn_json = json.loads(postgres.airflow_conn("pg")["AIRFLOW_CONN_PG"])
+    assert conn_json["port"] == postgres.port
+
+
+def test_cli_prints_env_and_serves() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_exports.sandbox", "--print-env", "--seed-demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert lines[0].startswith("export AIRFLOW_CONN_SITECORE_CDP_DEFAULT=")
+        conn = json.loads(lines[0].split("=", 1)[1].strip().strip("'"))
+        resp = httpx.get(
+            f"{conn['extra']['api_host']}/v2/audienceExports/definitions/daily_loyalty_members/reports"
+        )
+        assert resp.status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
