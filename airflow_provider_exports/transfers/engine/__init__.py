@@ -1,0 +1,43 @@
+"""The streaming transfer engine under every transfer operator of the provider.
+
+Sources (:class:`HttpSourceFile`) stream the output files of one vendor job; a sink
+(:class:`S3Sink`, :class:`SqlSink`) stores them; :func:`run_transfer` moves them concurrently in
+flat memory, checks sizes, hashes every byte (SHA-256), logs progress and commits all or nothing
+with ``_manifest.json`` last. A vendor operator builds the sources from its hook, picks a sink
+and returns ``run_transfer(...).to_dict()``.
+
+Importing this package is cheap: boto3, the database drivers and pyarrow are imported only when
+a sink or a reader needs them.
+"""
+
+from __future__ import annotations
+
+from airflow_provider_exports.transfers.engine.manifest import (
+    CHECKSUM_ALGORITHM,
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    FileRecord,
+)
+from airflow_provider_exports.transfers.engine.runner import TransferSummary, run_transfer
+from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
+from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+from airflow_provider_exports.transfers.engine.sources import HttpSourceFile, OpenedStream, SourceFile
+from airflow_provider_exports.transfers.engine.sql_sink import SqlSink, resolve_db_hook
+
+__all__ = [
+    "CHECKSUM_ALGORITHM",
+    "MANIFEST_NAME",
+    "MANIFEST_VERSION",
+    "FileRecord",
+    "HttpSourceFile",
+    "OpenedStream",
+    "S3Sink",
+    "Sink",
+    "SourceFile",
+    "SqlSink",
+    "StoredFile",
+    "TransferContext",
+    "TransferSummary",
+    "resolve_db_hook",
+    "run_transfer",
+]

@@ -1,0 +1,294 @@
+"""Streaming readers for export files: gzip, JSON lines, CSV and Parquet, in batches of rows.
+
+Everything here reads from an iterator of byte chunks and keeps only one batch in memory,
+except Parquet, whose footer sits at the end of the file: it is spooled to a temporary file on
+disk first, then read a row group at a time (memory stays flat; disk holds one file).
+
+A :class:`Batch` is a list of column names and a list of row tuples in that order. Nested JSON
+values (objects, arrays; Parquet structs, lists and maps) become JSON text. CSV gives strings, with
+an empty field read as NULL.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_exports.exceptions import ExportConfigError, TransferError
+
+FORMATS = ("jsonl", "csv", "parquet")
+_EXTENSIONS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class Batch:
+    """Rows of one file in the order of ``columns``; ``types`` are declared SQL types when the
+    format carries them (Parquet), else ``None`` and the sink infers them."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    types: dict[str, str] | None = None
+
+
+def detect_format(name: str, file_format: str | None = None) -> str:
+    """``jsonl``, ``csv`` or ``parquet`` from an explicit choice or the file name."""
+    if file_format:
+        if file_format not in FORMATS:
+            raise ExportConfigError("file_format", f"{file_format!r} is not one of {', '.join(FORMATS)}")
+        return file_format
+    stem = name.lower()
+    if stem.endswith(".gz"):
+        stem = stem[:-3]
+    for ext, fmt in _EXTENSIONS.items():
+        if stem.endswith(ext):
+            return fmt
+    raise ExportConfigError(
+        "file_format", f"cannot tell the format of {name!r} from its name; set one of {', '.join(FORMATS)}"
+    )
+
+
+def gunzip(chunks: Iterable[bytes], out_size: int = 1 << 20) -> Iterator[bytes]:
+    """Decompress a gzip stream (several members allowed) without inflating more than
+    ``out_size`` bytes at a time, so a small chunk of a very compressible file stays small."""
+    d = zlib.decompressobj(wbits=31)
+    fed = False
+    try:
+        for chunk in chunks:
+            data = chunk
+            while data:
+                fed = True
+                out = d.decompress(data, out_size)
+                if out:
+                    yield out
+                if d.eof:
+                    data, d, fed = d.unused_data, zlib.decompressobj(wbits=31), False
+                else:
+                    data = d.unconsumed_tail
+    except zlib.error as exc:
+        raise TransferError(f"the file is not valid gzip: {exc}") from None
+    if fed and not d.eof:
+        raise TransferError("the gzip stream ended before its end marker (truncated file)")
+
+
+def maybe_gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The stream, decompressed if it starts with the gzip magic bytes, else unchanged."""
+    it = iter(chunks)
+    head = b""
+    for chunk in it:
+        head += chunk
+        if len(head) >= 2:
+            break
+    if not head:
+        return iter(())
+
+    def rest() -> Iterator[bytes]:
+        yield head
+        yield from it
+
+    return gunzip(rest()) if head[:2] == _GZIP_MAGIC else rest()
+
+
+class ChunkReader(io.RawIOBase):
+    """A read-only, non-seekable file over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            chunk = next(self._it, None)
+            if chunk is None:
+                return 0
+            self._buf = memoryview(chunk)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def _json_text(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return value
+
+
+def read_jsonl(chunks: Iterable[bytes], *, batch_size: int = 10_000) -> Iterator[Batch]:
+    """JSON lines: one object per line; blank lines are skipped. Columns of a batch are the keys
+    of its rows, in order of first appearance."""
+    reader = io.BufferedReader(ChunkReader(chunks), 1 << 20)
+    loads = json.loads
+    records: list[dict[str, Any]] = []
+    line_no = 0
+    for line in reader:
+        line_no += 1
+        if not line.strip():
+            continue
+        try:
+            record = loads(line)
+        except ValueError as exc:
+            raise TransferError(f"line {line_no} is not valid JSON: {exc}") from None
+        if not isinstance(record, dict):
+            kind = "a JSON array (JSON lines were expected)" if line.lstrip()[:1] == b"[" else "not an object"
+            raise TransferError(f"line {line_no} is {kind}")
+        records.append(record)
+        if len(records) >= batch_size:
+            yield _batch_from_records(records)
+            records = []
+    if records:
+        yield _batch_from_records(records)
+
+
+def _batch_from_records(records: list[dict[str, Any]]) -> Batch:
+    first_keys = records[0].keys()
+    columns = dict.fromkeys(first_keys)
+    for record in records:
+        if record.keys() != first_keys:
+            for key in record:
+                columns.setdefault(key, None)
+    names = list(columns)
+    # map/zip/set keep the per-value work in C; nested values are rare and fixed per column
+    rows = [tuple(map(record.get, names)) for record in records]
+    by_column = list(zip(*rows, strict=True))
+    nested = [i for i, col in enumerate(by_column) if {dict, list} & set(map(type, col))]
+    if nested:
+        fixed = list(by_column)
+        for i in nested:
+            fixed[i] = tuple(_json_text(v) for v in fixed[i])
+        rows = list(zip(*fixed, strict=True))
+    return Batch(names, rows)
+
+
+def read_csv(
+    chunks: Iterable[bytes],
+    *,
+    batch_size: int = 10_000,
+    delimiter: str = ",",
+    header: bool = True,
+    columns: Sequence[str] | None = None,
+) -> Iterator[Batch]:
+    """CSV (RFC 4180 quoting, UTF-8 with or without BOM); an empty field is NULL.
+
+    :param header: whether the first row names the columns; without one, ``columns`` must.
+    """
+    text = io.TextIOWrapper(io.BufferedReader(ChunkReader(chunks), 1 << 20), encoding="utf-8-sig", newline="")
+    reader = csv.reader(text, delimiter=delimiter)
+    if header:
+        first = next(reader, None)
+        if first is None:
+            return
+        names = list(columns) if columns else first
+    else:
+        if not columns:
+            raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
+        names = list(columns)
+    width = len(names)
+    rows: list[tuple[Any, ...]] = []
+    for record in reader:
+        if not record:
+            continue
+        if len(record) != width:
+            raise TransferError(
+                f"CSV line {reader.line_num} has {len(record)} fields, the header has {width}"
+            )
+        rows.append(tuple(v if v != "" else None for v in record))
+        if len(rows) >= batch_size:
+            yield Batch(names, rows)
+            rows = []
+    if rows:
+        yield Batch(names, rows)
+
+
+def arrow_sql_type(arrow_type: Any) -> str:
+    """The SQL type a Parquet/Arrow column is created with."""
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if t.is_boolean(arrow_type):
+        return "BOOLEAN"
+    if t.is_integer(arrow_type):
+        return "BIGINT"
+    if t.is_floating(arrow_type):
+        return "DOUBLE PRECISION"
+    if t.is_decimal(arrow_type):
+        return "NUMERIC"
+    if t.is_timestamp(arrow_type):
+        return "TIMESTAMP WITH TIME ZONE" if arrow_type.tz else "TIMESTAMP"
+    if t.is_date(arrow_type):
+        return "DATE"
+    if t.is_binary(arrow_type) or t.is_large_binary(arrow_type) or t.is_fixed_size_binary(arrow_type):
+        return "BINARY"
+    return "TEXT"
+
+
+def read_parquet(chunks: Iterable[bytes], *, batch_size: int = 10_000) -> Iterator[Batch]:
+    """Parquet, spooled to a temporary file (its footer is at the end) and read by row groups."""
+    import shutil
+    import tempfile
+
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ExportConfigError(
+            "file_format", "Parquet needs pyarrow: pip install 'airflow-provider-exports[parquet]'"
+        ) from None
+
+    with tempfile.TemporaryFile(prefix="exports-", suffix=".parquet") as spool:
+        shutil.copyfileobj(ChunkReader(chunks), spool, 1 << 20)
+        spool.seek(0)
+        try:
+            pf = pq.ParquetFile(spool)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise TransferError(f"not a readable Parquet file: {exc}") from None
+        schema = pf.schema_arrow
+        names = list(schema.names)
+        types = {f.name: arrow_sql_type(f.type) for f in schema}
+        nested = [i for i, f in enumerate(schema) if pa.types.is_nested(f.type)]
+        for record_batch in pf.iter_batches(batch_size=batch_size):
+            columns = [col.to_pylist() for col in record_batch.columns]
+            for i in nested:
+                columns[i] = [_json_text(v) if v is not None else None for v in columns[i]]
+            yield Batch(names, list(zip(*columns, strict=True)), types)
+
+
+def read_batches(
+    chunks: Iterable[bytes],
+    file_format: str,
+    *,
+    batch_size: int = 10_000,
+    csv_delimiter: str = ",",
+    csv_header: bool = True,
+    csv_columns: Sequence[str] | None = None,
+) -> Iterator[Batch]:
+    """Rows of one file in batches; gzip is recognised by its magic bytes and undone first."""
+    data = maybe_gunzip(chunks)
+    if file_format == "jsonl":
+        return read_jsonl(data, batch_size=batch_size)
+    if file_format == "csv":
+        return read_csv(
+            data, batch_size=batch_size, delimiter=csv_delimiter, header=csv_header, columns=csv_columns
+        )
+    if file_format == "parquet":
+        return read_parquet(data, batch_size=batch_size)
+    raise ExportConfigError("file_format", f"{file_format!r} is not one of {', '.join(FORMATS)}")
