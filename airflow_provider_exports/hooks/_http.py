@@ -524,7 +524,12 @@ class HttpCore:
         """``response`` if expected; ``None`` if a 401 earned one retry with fresh credentials."""
         if response.status_code in expected:
             return response
-        if response.status_code == 401 and self.auth is not None and self.auth.refresh_after_401(sent):
+        if (
+            response.status_code == 401
+            and sent
+            and self.auth is not None
+            and self.auth.refresh_after_401(sent)
+        ):
             log.info(
                 "%s: %s %s answered 401; refreshing credentials once",
                 self.vendor,

@@ -1,0 +1,188 @@
+"""The HTTP core: retry policy, Retry-After, redaction, token sharing under concurrency.
+
+Everything that can go over real HTTP does, against the Sitecore sandbox (a vendor with a token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import pytest
+
+from airflow_provider_exports.exceptions import (
+    VendorAPIError,
+    VendorConnectionError,
+    VendorRateLimitError,
+    VendorServerError,
+)
+from airflow_provider_exports.hooks._http import (
+    HttpCore,
+    RetryPolicy,
+    parse_retry_after,
+    redact_url,
+)
+from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
+
+FAST = RetryPolicy(max_attempts=4, backoff_initial=0.01, backoff_max=0.05)
+
+
+def test_redact_url_drops_query_and_userinfo():
+    url = "https://user:pw@bucket.s3.amazonaws.com:8443/a/b.json.gz?X-Amz-Signature=abc&X-Amz-Credential=k"
+    assert redact_url(url) == "https://bucket.s3.amazonaws.com:8443/a/b.json.gz"
+
+
+def test_retry_after_seconds_and_http_date():
+    assert parse_retry_after("3") == 3.0
+    now = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
+    later = format_datetime(now + timedelta(seconds=42), usegmt=True)
+    assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(42.0)
+    assert parse_retry_after("garbage") is None
+    assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize(
+    ("exc", "idempotent", "expected"),
+    [
+        (
+            VendorRateLimitError("V", status_code=429, error_key=None, message="", method="POST", url=""),
+            False,
+            True,
+        ),
+        (
+            VendorServerError("V", status_code=503, error_key=None, message="", method="GET", url=""),
+            True,
+            True,
+        ),
+        (
+            VendorServerError("V", status_code=503, error_key=None, message="", method="POST", url=""),
+            False,
+            False,
+        ),
+        (
+            VendorServerError("V", status_code=501, error_key=None, message="", method="GET", url=""),
+            True,
+            False,
+        ),
+        (VendorAPIError("V", status_code=400, error_key=None, message="", method="GET", url=""), True, False),
+        (
+            VendorConnectionError("V", status_code=None, error_key=None, message="", method="GET", url=""),
+            True,
+            True,
+        ),
+    ],
+    ids=["429-post", "503-get", "503-post", "501", "400", "read-error"],
+)
+def test_what_is_retried(exc, idempotent, expected):
+    assert RetryPolicy().should_retry(exc, idempotent=idempotent) is expected
+
+
+def test_backoff_is_jittered_and_capped_and_retry_after_wins():
+    policy = RetryPolicy(backoff_initial=1.0, backoff_max=4.0, retry_after_max=10.0)
+    waits = {policy.wait_seconds(6, None) for _ in range(50)}
+    assert all(0 <= w <= 4.0 for w in waits) and len(waits) > 1
+    limited = VendorRateLimitError(
+        "V", status_code=429, error_key=None, message="", method="GET", url="", retry_after=60
+    )
+    assert policy.wait_seconds(1, limited) == 10.0
+
+
+def test_429_retry_after_is_honoured(sandbox):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    sandbox.sitecore.faults.rate_limit("/v2/audienceExports/*", times=2, retry_after="1")
+    hook = SitecoreCDPHook(retry=FAST)
+    started = time.monotonic()
+    assert hook.get_reports("daily_loyalty_members") == []
+    assert time.monotonic() - started >= 2.0  # two waits of Retry-After: 1, not the 0.05 s backoff
+    assert [r.status for r in sandbox.sitecore.requests_to("/v2/audienceExports/*")] == [429, 429, 200]
+
+
+def test_5xx_is_retried_then_surfaces_with_vendor_message(sandbox):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    sandbox.sitecore.faults.server_error("/v2/audienceExports/*", times=None, status=503)
+    hook = SitecoreCDPHook(retry=FAST)
+    with pytest.raises(VendorServerError) as err:
+        hook.get_reports("daily_loyalty_members")
+    assert err.value.http_status == 503
+    assert err.value.error_key == "SERVICE_UNAVAILABLE"
+    assert "The server could not process the request" in str(err.value)
+    assert len(sandbox.sitecore.requests_to("/v2/audienceExports/*")) == FAST.max_attempts
+
+
+def test_4xx_is_not_retried(sandbox):
+    hook = SitecoreCDPHook(retry=FAST)
+    with pytest.raises(VendorAPIError) as err:
+        hook.get_latest_export("no_such_export")
+    assert err.value.http_status == 404
+    assert len(sandbox.sitecore.requests_to("/v2/audienceExports/*")) == 1
+
+
+def test_connection_refused_is_retried_then_raised():
+    core = HttpCore("Nowhere", retry=FAST)
+    with pytest.raises(VendorConnectionError):
+        core.request("GET", "http://127.0.0.1:9/unused")
+
+
+def test_one_token_for_many_threads(sandbox):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    hook = SitecoreCDPHook(retry=FAST)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: hook.get_reports("daily_loyalty_members"), range(24)))
+    assert len(results) == 24
+    assert len(sandbox.sitecore.requests_to("/oauth/token")) == 1
+
+
+async def test_one_token_for_many_coroutines(sandbox):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    hook = SitecoreCDPHook(retry=FAST)
+    try:
+        await asyncio.gather(*(hook.aget_reports("daily_loyalty_members") for _ in range(16)))
+    finally:
+        await hook.aclose()
+    assert len(sandbox.sitecore.requests_to("/oauth/token")) == 1
+
+
+def test_expired_token_refreshes_exactly_once(sandbox):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    hook = SitecoreCDPHook(retry=FAST)
+    hook.get_reports("daily_loyalty_members")
+    sandbox.sitecore.faults.expire_tokens()
+    hook.get_reports("daily_loyalty_members")
+    hook.get_reports("daily_loyalty_members")
+    assert len(sandbox.sitecore.requests_to("/oauth/token")) == 2
+    statuses = [r.status for r in sandbox.sitecore.requests_to("/v2/audienceExports/*")]
+    assert statuses == [200, 401, 200, 200]
+
+
+def test_user_agent_names_package_and_airflow(sandbox):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    SitecoreCDPHook(retry=FAST).get_reports("daily_loyalty_members")
+    assert "user-agent" in sandbox.sitecore.requests_to("/v2/audienceExports/*")[0].headers_present
+    from airflow_provider_exports.hooks._http import user_agent
+
+    assert user_agent().startswith("airflow-provider-exports/") and "apache-airflow/3." in user_agent()
+
+
+def test_no_secret_in_logs_or_errors(sandbox, caplog):
+    caplog.set_level(logging.DEBUG)
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    sandbox.sitecore.add_job("daily_loyalty_members", rows=50)
+    sandbox.sitecore.faults.rate_limit("/v2/audienceExports/*", times=1, retry_after="0")
+    hook = SitecoreCDPHook(retry=FAST)
+    output = hook.get_latest_export("daily_loyalty_members")
+    sandbox.sitecore.faults.expire_urls()
+    errors = []
+    with pytest.raises(VendorAPIError) as err, hook.core.stream(output.files[0].url) as body:
+        b"".join(body.iter_bytes())
+    errors.append(str(err.value))
+    from airflow_provider_exports.hooks._http import TOKENS
+
+    tokens = [t.value for t in TOKENS._tokens.values()]
+    query = output.files[0].url.split("?", 1)[1]
+    secrets = [*tokens, sandbox.sitecore.connection()["password"], query, "X-Amz-Signature"]
+    text = caplog.text + "\n".join(errors) + repr(output)
+    assert tokens and all(s not in text for s in secrets)

@@ -1,0 +1,113 @@
+"""SitecoreCDPHook over real HTTP against the Sitecore sandbox."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_provider_exports.exceptions import ExportConfigError, VendorAuthError
+from airflow_provider_exports.hooks._http import RetryPolicy
+from airflow_provider_exports.hooks.sitecore_cdp import (
+    FAILED_STATUSES,
+    REGION_HOSTS,
+    SitecoreCDPHook,
+    judge_reports,
+)
+
+FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05)
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def test_reads_latest_export_reports_and_one_job(sandbox):
+    definition_ref = sandbox.sitecore.add_export("daily_loyalty_members", rows_per_file=40)
+    first = sandbox.sitecore.add_job("daily_loyalty_members", rows=30, end_time=T0)
+    second = sandbox.sitecore.add_job("daily_loyalty_members", rows=100, end_time=T0 + timedelta(days=1))
+    hook = SitecoreCDPHook(retry=FAST)
+
+    latest = hook.get_latest_export("daily_loyalty_members")
+    assert latest.execution_ref == second and latest.definition_ref == definition_ref
+    assert [f.name for f in latest.files] == [n for n, *_ in sandbox.sitecore.expected_files(second)]
+    assert len(latest.files) == 3  # 100 rows, 40 per file
+    assert "url" not in repr(latest.files[0]) and "X-Amz" not in repr(latest)
+
+    reports = hook.get_reports(definition_ref)  # the UUID reference works as well as the friendly ID
+    assert {r["executionRef"] for r in reports} == {first, second}
+    assert hook.get_execution_output(first).execution_ref == first
+
+
+@pytest.mark.parametrize(
+    ("extras", "field"),
+    [({"region": "MARS"}, "extra.region"), ({}, "extra.region"), ({"api_host": "ftp://x"}, "extra.api_host")],
+)
+def test_connection_settings_name_the_bad_field(extras, field):
+    with pytest.raises(ExportConfigError) as err:
+        SitecoreCDPHook.settings_from_connection("key", "secret", extras)
+    assert err.value.field == field
+
+
+def test_region_picks_the_documented_host():
+    settings = SitecoreCDPHook.settings_from_connection("key", "secret", {"region": "jp"})
+    assert settings.api_host == REGION_HOSTS["JP"] == "https://api-engage-jpe.sitecorecloud.io"
+    assert settings.auth_host == "https://auth.sitecorecloud.io"
+
+
+def test_bad_export_ref_fails_before_any_request(sandbox):
+    with pytest.raises(ExportConfigError, match="audience_export_ref"):
+        SitecoreCDPHook().get_reports("Daily Loyalty!")
+    assert sandbox.sitecore.requests == []
+
+
+def test_wrong_secret_is_an_auth_error_not_retried(sandbox, monkeypatch):
+    conn = sandbox.sitecore.connection() | {"password": "wrong-secret"}
+    import json
+
+    monkeypatch.setenv("AIRFLOW_CONN_SITECORE_BAD", json.dumps(conn))
+    with pytest.raises(VendorAuthError):
+        SitecoreCDPHook("sitecore_bad", retry=FAST).get_reports("daily_loyalty_members")
+    assert len(sandbox.sitecore.requests_to("/oauth/token")) == 1
+
+
+def test_test_connection(sandbox):
+    assert SitecoreCDPHook().test_connection() == (True, "Connected to Sitecore CDP")
+
+
+def _report(ref, status, end):
+    return {"executionRef": ref, "status": status, "endTime": end, "startTime": end}
+
+
+@pytest.mark.parametrize(
+    ("reports", "state", "ref"),
+    [
+        ([], "waiting", None),
+        ([_report("a", "SUCCESS", "2026-10-31T23:00:00.000Z")], "waiting", "a"),
+        ([_report("a", "SUCCESS", "2026-11-01T01:00:00.000Z")], "success", "a"),
+        ([_report("a", "FAILED", "2026-11-01T01:00:00.000Z")], "failed", "a"),
+        (
+            [
+                _report("a", "SUCCESS", "2026-11-01T01:00:00.000Z"),
+                _report("b", "FAILED", "2026-11-01T02:00:00.000Z"),
+            ],
+            "success",
+            "a",
+        ),
+        ([_report("a", "ALERT", "2026-11-01T01:00:00.000Z")], "failed", "a"),
+        (
+            [{"executionRef": "p", "status": "PENDING_EMR_JOB", "startTime": "2026-11-01T01:00:00.000Z"}],
+            "waiting",
+            "p",
+        ),
+    ],
+    ids=[
+        "none",
+        "old-success",
+        "new-success",
+        "new-failure",
+        "success-beats-later-failure",
+        "alert",
+        "pending",
+    ],
+)
+def test_judge_reports(reports, state, ref):
+    verdict = judge_reports(reports, T0, FAILED_STATUSES)
+    assert (verdict.state, verdict.execution_ref) == (state, ref)
