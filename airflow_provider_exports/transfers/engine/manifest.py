@@ -62,8 +62,13 @@ def build_manifest(
     files: Sequence[FileRecord],
     started_at: float,
     finished_at: float,
+    job_details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest as a JSON-able dict; ``started_at``/``finished_at`` are epoch seconds."""
+    """The manifest as a JSON-able dict; ``started_at``/``finished_at`` are epoch seconds.
+
+    ``job_details`` holds the vendor's own facts about the job (Sitecore's ``definitionRef``,
+    ``friendlyId``, ``datasetDate``, record counts...).
+    """
     from airflow_provider_exports import __version__
 
     rows = [f.rows for f in files]
@@ -72,6 +77,7 @@ def build_manifest(
         "vendor": vendor,
         "export_ref": export_ref,
         "job_ref": job_ref,
+        "job_details": dict(job_details or {}),
         "destination": dict(destination),
         "checksum_algorithm": CHECKSUM_ALGORITHM,
         "files": [asdict(f) for f in files],

@@ -67,6 +67,7 @@ def run_transfer(
     log: logging.Logger | None = None,
     progress_interval: float = 5.0,
     cancel_event: threading.Event | None = None,
+    job_details: Mapping[str, Any] | None = None,
 ) -> TransferSummary:
     """Move ``files`` of one vendor job into ``sink``, all or nothing.
 
@@ -82,6 +83,7 @@ def run_transfer(
     :param log: where progress and decisions are logged (an operator passes ``self.log``).
     :param progress_interval: seconds between progress lines.
     :param cancel_event: set it (e.g. from ``on_kill``) to stop the run; it then aborts.
+    :param job_details: the vendor's facts about the job, recorded in the manifest (JSON-able).
     """
     log = log or _log
     if max_concurrent_files < 1:
@@ -175,6 +177,7 @@ def run_transfer(
             files=done,
             started_at=started,
             finished_at=time.time(),
+            job_details=job_details,
         )
         sink.commit(manifest)
     except BaseException:
