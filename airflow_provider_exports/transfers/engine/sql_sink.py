@@ -83,6 +83,9 @@ def _looks_int(v: str) -> bool:
 
 
 def _looks_float(v: str) -> bool:
+    digits = v[1:] if v[:1] in "+-" else v
+    if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+        return False  # 02134 is a zip code
     try:
         float(v)
     except ValueError:
