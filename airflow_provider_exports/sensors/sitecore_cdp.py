@@ -81,12 +81,16 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
         value = self.finished_after
         if value is None or value == "":
             value = context.get("data_interval_start")
-        if value is None or isinstance(value, datetime):
-            return value
-        try:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise ExportConfigError("finished_after", f"{value!r} is not an ISO-8601 date-time") from None
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            parsed = value
+        else:
+            try:
+                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            except ValueError:
+                raise ExportConfigError("finished_after", f"{value!r} is not an ISO-8601 date-time") from None
+        # Sitecore's end times are UTC-aware; a naive value could not be compared with them.
         if parsed.tzinfo is None:
             raise ExportConfigError("finished_after", f"{value!r} has no time zone; add one (e.g. +00:00)")
         return parsed
