@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class ExportsError(AirflowException):
     """Base class of every error this provider raises."""
 
 
-class ExportConfigError(ExportsError, ValueError):
-    """Bad input: names the field, what was given and what is allowed."""
+class ExportConfigError(ExportsError, AirflowFailException, ValueError):
+    """Bad input: names the field, what was given and what is allowed. Never retried."""
 
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
@@ -82,8 +82,8 @@ class VendorConnectionError(VendorAPIError):
     """The connection failed, timed out or was dropped before a full response arrived."""
 
 
-class ExportJobFailed(ExportsError):
-    """The vendor reports that an export job finished in a failed state."""
+class ExportJobFailed(ExportsError, AirflowFailException):
+    """The vendor reports that an export job finished in a failed state. Never retried: it stays failed."""
 
     def __init__(
         self,

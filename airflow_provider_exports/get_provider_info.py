@@ -42,6 +42,24 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [f"{PACKAGE}.hooks.adobe_experience_platform"],
             },
         ],
+        "sensors": [
+            {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.sensors.sitecore_cdp"]},
+        ],
+        "triggers": [
+            {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.triggers.sitecore_cdp"]},
+        ],
+        "transfers": [
+            {
+                "source-integration-name": "Sitecore CDP",
+                "target-integration-name": "Amazon Simple Storage Service (S3)",
+                "python-module": f"{PACKAGE}.transfers.sitecore_cdp_to_s3",
+            },
+            {
+                "source-integration-name": "Sitecore CDP",
+                "target-integration-name": "Common SQL",
+                "python-module": f"{PACKAGE}.transfers.sitecore_cdp_to_sql",
+            },
+        ],
         "connection-types": [
             {
                 "connection-type": "sitecore_cdp",

@@ -14,12 +14,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.hooks._base import ExportsVendorHook, normalise_host
-from airflow_provider_exports.hooks._http import AuthScheme, ClientCredentialsAuth, RetryPolicy
+from airflow_provider_exports.hooks._http import AuthScheme, ClientCredentialsAuth, HttpCore, RetryPolicy
 
 REGION_HOSTS: Mapping[str, str] = {
     "AP": "https://api-engage-ap.sitecorecloud.io",
@@ -182,6 +183,16 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
     def base_url(self, settings: SitecoreCDPSettings) -> str:
         return settings.api_host
 
+    @cached_property
+    def download_core(self) -> HttpCore:
+        """HTTP for the presigned output URLs: they carry their own signature, so no token is sent."""
+        return HttpCore(self.vendor, auth=None, timeout=self.timeout, retry=self.retry)
+
+    def close(self) -> None:
+        super().close()
+        if "download_core" in self.__dict__:
+            self.download_core.close()
+
     # -- the three reads
 
     def get_latest_export(self, audience_export_ref: str) -> ExportOutput:
@@ -198,6 +209,12 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
         """Output URLs of one finished job."""
         path = ENDPOINTS["execution_export"].format(ref=check_execution_ref(execution_ref))
         return ExportOutput.from_json(self.call("GET", path))
+
+    def get_report(self, audience_export_ref: str, execution_ref: str) -> dict[str, Any] | None:
+        """The report of one job of an export, if Sitecore lists it."""
+        return next(
+            (r for r in self.get_reports(audience_export_ref) if r.get("executionRef") == execution_ref), None
+        )
 
     async def aget_reports(self, audience_export_ref: str) -> list[dict[str, Any]]:
         path = ENDPOINTS["reports"].format(ref=check_export_ref(audience_export_ref))

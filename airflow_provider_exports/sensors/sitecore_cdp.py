@@ -37,6 +37,20 @@ def _is_template(value: Any) -> bool:
     return isinstance(value, str) and "{{" in value
 
 
+def _parse_finished_after(value: str | datetime) -> datetime:
+    """An aware datetime from an ISO-8601 string or a datetime; the error names the field."""
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise ExportConfigError("finished_after", f"{value!r} is not an ISO-8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise ExportConfigError("finished_after", f"{value!r} has no time zone; add one (e.g. +00:00)")
+    return parsed
+
+
 class SitecoreCDPExportSensor(BaseSensorOperator):
     """Wait until a Sitecore CDP audience export has a new successfully finished job.
 
@@ -68,6 +82,8 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
         self.deferrable = deferrable
         if not _is_template(audience_export_ref):
             check_export_ref(audience_export_ref)
+        if finished_after is not None and not _is_template(finished_after):
+            _parse_finished_after(finished_after)
 
     @cached_property
     def hook(self) -> SitecoreCDPHook:
@@ -79,21 +95,10 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
 
     def _finished_after(self, context: Context) -> datetime | None:
         value = self.finished_after
-        if value is None or value == "":
+        # A DAG without a schedule renders "{{ data_interval_start }}" as "None".
+        if value is None or value in ("", "None"):
             value = context.get("data_interval_start")
-        if value is None:
-            return None
-        if isinstance(value, datetime):
-            parsed = value
-        else:
-            try:
-                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-            except ValueError:
-                raise ExportConfigError("finished_after", f"{value!r} is not an ISO-8601 date-time") from None
-        # Sitecore's end times are UTC-aware; a naive value could not be compared with them.
-        if parsed.tzinfo is None:
-            raise ExportConfigError("finished_after", f"{value!r} has no time zone; add one (e.g. +00:00)")
-        return parsed
+        return None if value is None else _parse_finished_after(value)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         check_export_ref(self.audience_export_ref)

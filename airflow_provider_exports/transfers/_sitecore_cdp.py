@@ -1,0 +1,160 @@
+"""What the Sitecore CDP transfer operators share: pick the job, list its files, run the engine.
+
+The job is the one named by ``execution_ref`` (typically the sensor's output) or, when that is
+empty, the latest finished one. Its presigned URLs are fetched here, at run time, and handed to the
+engine inside :class:`HttpSourceFile` objects whose resolver asks Sitecore again when a URL expires:
+they never travel through XCom, templates or logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, cast
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_exports.hooks.sitecore_cdp import (
+    ExportOutput,
+    SitecoreCDPHook,
+    check_execution_ref,
+    check_export_ref,
+)
+from airflow_provider_exports.transfers.engine import HttpSourceFile, Sink, SourceFile, run_transfer
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+VENDOR = "Sitecore CDP"
+# Vendor is silent on how delta files are named (vendor-apis README §1.5 says only that added and
+# removed guests come in separate files): a file whose name says "added" or "removed" is one of those.
+DELTA_KINDS = ("added", "removed")
+REPORT_DETAILS = (
+    "definitionType",
+    "executionType",
+    "datasetDate",
+    "startTime",
+    "endTime",
+    "total",
+    "successes",
+    "failures",
+    "successAdd",
+    "successRemove",
+)
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def delta_kind(name: str) -> str | None:
+    lowered = name.lower()
+    return next((kind for kind in DELTA_KINDS if kind in lowered), None)
+
+
+class SitecoreCDPTransferBase(BaseOperator):
+    """Move the output of one Sitecore CDP audience export job into a sink.
+
+    :param audience_export_ref: the export's friendly ID or UUID reference. (templated)
+    :param execution_ref: the job to move (e.g. the sensor's ``output``); empty: the latest
+        finished job. (templated)
+    :param sitecore_cdp_conn_id: the Sitecore CDP connection. (templated)
+    :param overwrite: move the job again even when its manifest is already at the destination.
+    :param max_concurrent_files: files moved at once.
+    """
+
+    template_fields: Sequence[str] = ("audience_export_ref", "execution_ref", "sitecore_cdp_conn_id")
+
+    def __init__(
+        self,
+        *,
+        audience_export_ref: str,
+        execution_ref: str | None = None,
+        sitecore_cdp_conn_id: str = SitecoreCDPHook.default_conn_name,
+        overwrite: bool = False,
+        max_concurrent_files: int = 4,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.audience_export_ref = audience_export_ref
+        self.execution_ref = execution_ref
+        self.sitecore_cdp_conn_id = sitecore_cdp_conn_id
+        self.overwrite = overwrite
+        self.max_concurrent_files = max_concurrent_files
+        if not is_template(audience_export_ref):
+            check_export_ref(audience_export_ref)
+        if execution_ref and not is_template(execution_ref) and not hasattr(execution_ref, "operator"):
+            check_execution_ref(execution_ref)
+        self._cancel = threading.Event()
+
+    @cached_property
+    def hook(self) -> SitecoreCDPHook:
+        return SitecoreCDPHook(self.sitecore_cdp_conn_id)
+
+    def make_sink(self, context: Context, output: ExportOutput) -> Sink:
+        raise NotImplementedError
+
+    def _output(self) -> ExportOutput:
+        check_export_ref(self.audience_export_ref)
+        if self.execution_ref:
+            return self.hook.get_execution_output(check_execution_ref(str(self.execution_ref)))
+        self.log.info(
+            "No execution_ref given: taking the latest finished job of %s", self.audience_export_ref
+        )
+        return self.hook.get_latest_export(self.audience_export_ref)
+
+    def _source_files(self, output: ExportOutput) -> list[SourceFile]:
+        def resolver(name: str) -> Any:
+            def fresh_url() -> str:
+                self.log.info("Fetching fresh output URLs of job %s from Sitecore", output.execution_ref)
+                current = self.hook.get_execution_output(output.execution_ref)
+                return next(f.url for f in current.files if f.name == name)
+
+            return fresh_url
+
+        files: list[SourceFile] = []
+        for ref in output.files:
+            kind = delta_kind(ref.name)
+            files.append(
+                HttpSourceFile(
+                    self.hook.download_core,
+                    f"{kind}/{ref.name}" if kind else ref.name,
+                    None,  # sizeKB is rounded: the exact size comes from Content-Length
+                    resolver(ref.name),
+                    url=ref.url,
+                    attributes={"delta": kind} if kind else {},
+                )
+            )
+        return files
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        output = self._output()
+        report = self.hook.get_report(self.audience_export_ref, output.execution_ref) or {}
+        details = {
+            "executionRef": output.execution_ref,
+            "definitionRef": output.definition_ref,
+            "friendlyId": output.friendly_id,
+            **{k: report[k] for k in REPORT_DETAILS if k in report},
+        }
+        try:
+            summary = run_transfer(
+                self._source_files(output),
+                self.make_sink(context, output),
+                vendor=VENDOR,
+                export_ref=output.friendly_id or self.audience_export_ref,
+                job_ref=output.execution_ref,
+                overwrite=self.overwrite,
+                max_concurrent_files=self.max_concurrent_files,
+                log=cast("logging.Logger", self.log),  # Airflow's task logger speaks the same methods
+                cancel_event=self._cancel,
+                job_details=details,
+            )
+        finally:
+            self.hook.close()
+        return summary.to_dict()
+
+    def on_kill(self) -> None:
+        # Sitecore jobs cannot be cancelled; stop our own transfer, which aborts its uploads.
+        self._cancel.set()

@@ -1,0 +1,78 @@
+"""The Sitecore CDP example DAG end to end: sandbox → S3 (moto) and SQLite, via ``dag.test()``."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+EXPORT = "daily_loyalty_members"
+LOGICAL_DATE = datetime(2026, 11, 22, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def flow(sandbox, s3, warehouse, load_example_dag, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_EXPORTS_BUCKET", s3.bucket)
+    sandbox.sitecore.add_export(EXPORT, rows_per_file=400)
+    dag = load_example_dag("sitecore_cdp_audience_export.py", "sitecore_cdp_audience_export")
+    return dag
+
+
+def _states(run):
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def _check_landed(sandbox, s3, warehouse, execution_ref, rows):
+    prefix = f"raw/sitecore/{EXPORT}/ds={LOGICAL_DATE:%Y-%m-%d}/"
+    expected = sandbox.sitecore.expected_files(execution_ref)
+    keys = s3.keys(prefix)
+    assert sorted(keys) == sorted([prefix + name for name, *_ in expected] + [prefix + "_manifest.json"])
+    for name, size, sha256, _rows in expected:
+        body = s3.read(prefix + name)
+        assert len(body) == size
+        import hashlib
+
+        assert hashlib.sha256(body).hexdigest() == sha256
+        assert gzip.decompress(body).count(b"\n") == _rows
+    manifest = json.loads(s3.read(prefix + "_manifest.json"))
+    assert manifest["job_ref"] == execution_ref
+    assert manifest["job_details"]["friendlyId"] == EXPORT
+    with sqlite3.connect(warehouse) as conn:
+        assert conn.execute("select count(*) from loyalty_members").fetchone()[0] == rows
+
+
+def test_poke_mode_lands_and_loads(flow, sandbox, s3, warehouse):
+    ref = sandbox.sitecore.add_job(EXPORT, rows=1000, end_time=LOGICAL_DATE + timedelta(hours=3))
+    flow.get_task("wait_for_export").deferrable = False
+    run = flow.test(logical_date=LOGICAL_DATE)
+    assert run.state == "success", _states(run)
+    _check_landed(sandbox, s3, warehouse, ref, 1000)
+
+
+def test_deferrable_mode_waits_in_the_trigger(flow, sandbox, s3, warehouse):
+    ref = sandbox.sitecore.add_job(EXPORT, rows=500, pending_seconds=2.0)
+    wait = flow.get_task("wait_for_export")
+    wait.deferrable = True
+    wait.poke_interval = 0.5
+    run = flow.test(logical_date=LOGICAL_DATE)
+    assert run.state == "success", _states(run)
+    # the first poke saw a pending job, the trigger polled until it finished
+    assert len(sandbox.sitecore.requests_to(f"/v2/audienceExports/definitions/{EXPORT}/reports")) >= 3
+    _check_landed(sandbox, s3, warehouse, ref, 500)
+
+
+def test_failed_job_fails_the_run_with_its_error_logs(flow, sandbox, s3, warehouse, caplog):
+    sandbox.sitecore.add_job(
+        EXPORT,
+        status="FAILED",
+        end_time=LOGICAL_DATE + timedelta(hours=1),
+        error_logs=["segment evaluation failed"],
+    )
+    flow.get_task("wait_for_export").deferrable = False
+    run = flow.test(logical_date=LOGICAL_DATE)
+    assert _states(run)["wait_for_export"] == "failed"
+    assert "segment evaluation failed" in caplog.text
+    assert s3.keys() == []
