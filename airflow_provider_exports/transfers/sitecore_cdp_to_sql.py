@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.hooks.sitecore_cdp import ExportOutput
-from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPTransferBase
+from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPTransferBase, delta_kind
 from airflow_provider_exports.transfers.engine import SqlSink
 from airflow_provider_exports.transfers.engine.sql_sink import MODES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+DELTA_COLUMN = "_delta"
 
 
 class SitecoreCDPToSqlOperator(SitecoreCDPTransferBase):
@@ -20,7 +22,8 @@ class SitecoreCDPToSqlOperator(SitecoreCDPTransferBase):
 
     Gzipped JSON lines (or CSV) are parsed in batches and loaded through the connection's
     ``DbApiHook`` (PostgreSQL through ``COPY``), all in one transaction: a failure leaves the table
-    as it was. The job's manifest is recorded in the same transaction, so a rerun skips.
+    as it was. The job's manifest is recorded in the same transaction, so a rerun skips. Rows of a
+    delta export carry a ``_delta`` column: ``added`` or ``removed``.
 
     :param conn_id: the warehouse connection (any DbApiHook: postgres, sqlite...). (templated)
     :param table: destination table, optionally ``schema.table``. (templated)
@@ -67,4 +70,8 @@ class SitecoreCDPToSqlOperator(SitecoreCDPTransferBase):
             create_table=self.create_table,
             column_types=self.column_types,
             batch_size=self.batch_size,
+            # Delta exports: each row says whether the guest was added or removed.
+            attribute_columns={DELTA_COLUMN: "delta"}
+            if any(delta_kind(f.name) for f in output.files)
+            else None,
         )

@@ -176,6 +176,8 @@ class SqlSink(Sink):
     :param batch_size: rows per batch.
     :param manifest_table: the table that records each committed run's manifest.
     :param use_copy: use PostgreSQL ``COPY``; by default when the database is PostgreSQL.
+    :param attribute_columns: file attributes stored in every row of that file, as
+        ``{column: attribute}`` (``{"_delta": "delta"}`` marks Sitecore delta rows added or removed).
     """
 
     max_file_concurrency = 1  # one transaction, one connection: files load one after another
@@ -197,6 +199,7 @@ class SqlSink(Sink):
         batch_size: int = 10_000,
         manifest_table: str = "exports_manifest",
         use_copy: bool | None = None,
+        attribute_columns: Mapping[str, str] | None = None,
     ) -> None:
         if not table:
             raise ExportConfigError("table", "a destination table is required")
@@ -208,6 +211,7 @@ class SqlSink(Sink):
             raise ExportConfigError("conn_id", "a database connection id (or a hook) is required")
         if batch_size < 1:
             raise ExportConfigError("batch_size", "must be at least 1")
+        self.attribute_columns = dict(attribute_columns or {})
         if file_format is not None:
             detect_format("", file_format)
         self.table = table
@@ -471,7 +475,8 @@ class SqlSink(Sink):
         assert self._conn is not None, "begin() first"
         fmt = detect_format(source.name, self.file_format)
         self._from_text = fmt == "csv"
-        if fmt == "csv" and self._kind == "postgres" and self.use_copy:
+        constants = {col: source.attributes.get(attr) for col, attr in self.attribute_columns.items()}
+        if fmt == "csv" and self._kind == "postgres" and self.use_copy and not constants:
             rows = self._copy_csv(chunks)
         else:
             batches = read_batches(
@@ -482,6 +487,8 @@ class SqlSink(Sink):
                 csv_header=self.csv_header,
                 csv_columns=self.csv_columns,
             )
+            if constants:
+                batches = _with_constants(batches, constants)
             rows = (
                 self._copy_batches(batches)
                 if self._kind == "postgres" and self.use_copy
@@ -626,3 +633,11 @@ class SqlSink(Sink):
 
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _with_constants(batches: Iterable[Batch], constants: Mapping[str, Any]) -> Iterator[Batch]:
+    """The same batches with a column per constant appended to every row."""
+    names, values = list(constants), tuple(constants.values())
+    for batch in batches:
+        types = None if batch.types is None else {**batch.types, **dict.fromkeys(names, "TEXT")}
+        yield Batch([*batch.columns, *names], [(*row, *values) for row in batch.rows], types)
