@@ -82,7 +82,7 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
         self.deferrable = deferrable
         if not _is_template(audience_export_ref):
             check_export_ref(audience_export_ref)
-        if finished_after is not None and not _is_template(finished_after):
+        if finished_after not in (None, "", "None") and not _is_template(finished_after):
             _parse_finished_after(finished_after)
 
     @cached_property

@@ -64,7 +64,7 @@ def test_deferrable_mode_waits_in_the_trigger(flow, sandbox, s3, warehouse):
     _check_landed(sandbox, s3, warehouse, ref, 500)
 
 
-def test_failed_job_fails_the_run_with_its_error_logs(flow, sandbox, s3, warehouse, caplog):
+def test_failed_job_fails_the_run_with_its_error_logs(flow, sandbox, s3, warehouse, capfd):
     sandbox.sitecore.add_job(
         EXPORT,
         status="FAILED",
@@ -73,6 +73,7 @@ def test_failed_job_fails_the_run_with_its_error_logs(flow, sandbox, s3, warehou
     )
     flow.get_task("wait_for_export").deferrable = False
     run = flow.test(logical_date=LOGICAL_DATE)
-    assert _states(run)["wait_for_export"] == "failed"
-    assert "segment evaluation failed" in caplog.text
+    assert _states(run)["wait_for_export"] == "failed"  # at once: a failed job is not retried
+    task_log = "".join(capfd.readouterr())
+    assert "ended with status FAILED" in task_log and "segment evaluation failed" in task_log
     assert s3.keys() == []

@@ -112,13 +112,20 @@ def test_template_fields():
     ids=["words", "bad-month", "naive-string", "naive-datetime"],
 )
 def test_finished_after_errors_name_the_field(sandbox, value, problem):
+    with pytest.raises(ExportConfigError) as err:
+        make_sensor(finished_after=value)  # a literal is checked when the DAG is parsed
+    assert err.value.field == "finished_after"
+    assert problem in str(err.value)
+    assert sandbox.sitecore.requests == []
+
+
+def test_rendered_finished_after_is_checked_at_run_time(sandbox):
     sandbox.sitecore.add_export(EXPORT)
-    sandbox.sitecore.add_job(EXPORT, end_time=T0 + timedelta(hours=1))
-    sensor = make_sensor(finished_after=value)
+    sensor = make_sensor(finished_after="{{ params.since }}")
+    sensor.finished_after = "yesterday"  # what the template rendered to
     with pytest.raises(ExportConfigError) as err:
         sensor.poke(context())
     assert err.value.field == "finished_after"
-    assert problem in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -130,6 +137,7 @@ def test_finished_after_errors_name_the_field(sandbox, value, problem):
         T0,
         None,  # default: the data interval start
         "",  # an empty rendered template: the data interval start too
+        "None",  # "{{ data_interval_start }}" in a DAG without a schedule
     ],
 )
 def test_finished_after_forms_that_work(sandbox, value):
