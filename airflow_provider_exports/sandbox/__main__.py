@@ -15,14 +15,7 @@ import threading
 from pathlib import Path
 
 from airflow_provider_exports.sandbox import Sandbox
-
-
-def seed_demo(sb: Sandbox) -> None:
-    """A Sitecore export with one finished job and two Cordial audiences with trends enabled."""
-    sb.sitecore.add_export("daily_loyalty_members")
-    sb.sitecore.add_job("daily_loyalty_members", rows=5000)
-    sb.cordial.add_audience("loyal-customers")
-    sb.cordial.add_audience("newsletter-subscribers")
+from airflow_provider_exports.sandbox.demo import seed_demo
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,88 @@
+# Shared by .ci/run (the tests) and .ci/demo (the example DAGs): uv, then .venv (Python 3.11) with the
+# package and its test extras, constrained by requirements/ci.lock. Sourced, not run; the caller has
+# already cd'ed to the repository root. Defines section() and warn() for the caller's output.
+# Regenerate the lock after changing dependencies in pyproject.toml:
+#   uv pip compile pyproject.toml --extra test --python-version 3.11 --universal -o requirements/ci.lock
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+export UV_LINK_MODE="${UV_LINK_MODE:-copy}"
+export UV_PYTHON_DOWNLOADS="${UV_PYTHON_DOWNLOADS:-never}"
+export DEBIAN_FRONTEND=noninteractive
+
+T_START=$SECONDS
+T_SECTION=$SECONDS
+SECTION=""
+FAILED=()
+
+section() {
+    if [[ -n "$SECTION" ]]; then
+        echo "--- ${SECTION}: $((SECONDS - T_SECTION))s"
+    fi
+    SECTION="$1"
+    T_SECTION=$SECONDS
+    echo
+    echo "=== $1  (t+$((SECONDS - T_START))s)"
+}
+
+warn() {
+    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
+    echo "!!! WARNING: $*" >&2
+    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
+}
+
+# ---------------------------------------------------------------------------------------------
+section "uv"
+if command -v uv >/dev/null 2>&1; then
+    UV=(uv)
+elif python3 -m uv --version >/dev/null 2>&1; then
+    UV=(python3 -m uv)
+else
+    # A system Python may be "externally managed" (PEP 668): fall back to --user, then override.
+    python3 -m pip install -q uv \
+        || python3 -m pip install -q --user uv \
+        || python3 -m pip install -q --user --break-system-packages uv
+    if command -v uv >/dev/null 2>&1; then UV=(uv); else UV=(python3 -m uv); fi
+fi
+"${UV[@]}" --version
+
+# ---------------------------------------------------------------------------------------------
+section "virtualenv + install (requirements/ci.lock)"
+if [[ -x .venv/bin/python ]] && .venv/bin/python -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))" 2>/dev/null; then
+    echo "reusing .venv ($(.venv/bin/python --version))"
+else
+    "${UV[@]}" venv --clear --python python3 .venv
+fi
+.venv/bin/python --version
+"${UV[@]}" pip install --python .venv/bin/python -c requirements/ci.lock -e ".[test]"
+.venv/bin/python - <<'EOF'
+import importlib.metadata as md
+import re
+import tomllib
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+for dist in ("apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk", "airflow-provider-exports"):
+    print(f"  {dist}=={md.version(dist)}")
+
+# A dependency added to pyproject.toml but not to the lock installs unpinned: say so.
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+optional = project.get("optional-dependencies", {})
+names, seen = set(), set()
+todo = [*project["dependencies"], f"{project['name']}[test]"]
+while todo:
+    req = Requirement(todo.pop())
+    if canonicalize_name(req.name) == canonicalize_name(project["name"]):
+        for extra in set(req.extras) - seen:  # the test extra pulls in [postgres,parquet]
+            seen.add(extra)
+            todo += optional.get(extra, [])
+    else:
+        names.add(canonicalize_name(req.name))
+locked = {
+    canonicalize_name(m[1])
+    for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==", open("requirements/ci.lock").read(), re.M)
+}
+if names - locked:
+    print(f"  WARNING: requirements/ci.lock is stale, not pinned: {sorted(names - locked)}; regenerate it")
+EOF
+
