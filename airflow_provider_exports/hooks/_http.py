@@ -453,6 +453,30 @@ def error_for(vendor: str, method: str, response: httpx.Response) -> VendorAPIEr
     )
 
 
+class _Call:
+    """One logical request, whatever its attempts: method, arguments and whether it may be repeated."""
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        arguments: Mapping[str, Any],
+        headers: Mapping[str, str] | None,
+        idempotent: bool | None,
+    ) -> None:
+        self.method = method.upper()
+        self.url = url
+        self._arguments = {k: v for k, v in arguments.items() if v is not None}
+        self._headers = dict(headers or {})
+        self.idempotent = self.method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+
+    def arguments(self, auth_headers: Mapping[str, str]) -> dict[str, Any]:
+        return {"headers": {**auth_headers, **self._headers}, **self._arguments}
+
+    def describe(self, vendor: str) -> str:
+        return f"{vendor} {self.method} {redact_url(self.url)}"
+
+
 class HttpCore:
     """Sync and async HTTP for one vendor credential: auth, retries, errors and redaction.
 
@@ -511,13 +535,6 @@ class HttpCore:
 
     # -- one attempt, sync and async; the retry loop and the 401 refresh wrap these
 
-    def _build(
-        self, method: str, url: str, auth_headers: Mapping[str, str], kwargs: Mapping[str, Any]
-    ) -> tuple[str, str, dict[str, Any]]:
-        headers = {**auth_headers, **(kwargs.get("headers") or {})}
-        request_kwargs = {k: v for k, v in kwargs.items() if k != "headers" and v is not None}
-        return method, url, {"headers": headers, **request_kwargs}
-
     def _check(
         self, method: str, response: httpx.Response, expected: Collection[int], sent: Mapping[str, str]
     ) -> httpx.Response | None:
@@ -553,25 +570,20 @@ class HttpCore:
         idempotent: bool | None = None,
     ) -> httpx.Response:
         """Send a request with retries; return the response if its status is ``expected``."""
-        method = method.upper()
-        is_idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        kwargs = {"params": params, "json": json, "data": data, "headers": headers}
-        what = f"{self.vendor} {method} {redact_url(url)}"
+        call = _Call(method, url, {"params": params, "json": json, "data": data}, headers, idempotent)
 
         def attempt() -> httpx.Response:
             for _ in range(2):  # the second pass only after a 401 with stale credentials
                 sent = self.auth.headers(self) if authenticate and self.auth else {}
-                m, u, kw = self._build(method, url, sent, kwargs)
                 try:
-                    response = self.client.request(m, u, **kw)
+                    response = self.client.request(call.method, url, **call.arguments(sent))
                 except httpx.TransportError as exc:
-                    raise _connection_error(self.vendor, method, url, exc) from None
-                checked = self._check(method, response, expected, sent)
-                if checked is not None:
-                    return checked
-            raise error_for(self.vendor, method, response)
+                    raise _connection_error(self.vendor, call.method, url, exc) from None
+                if self._check(call.method, response, expected, sent) is not None:
+                    return response
+            raise error_for(self.vendor, call.method, response)
 
-        for try_ in self.retry.retrying(idempotent=is_idempotent, what=what):
+        for try_ in self.retry.retrying(idempotent=call.idempotent, what=call.describe(self.vendor)):
             with try_:
                 return attempt()
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
@@ -590,25 +602,22 @@ class HttpCore:
         idempotent: bool | None = None,
     ) -> httpx.Response:
         """The async twin of :meth:`request`, for triggers: same retries, same errors."""
-        method = method.upper()
-        is_idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        kwargs = {"params": params, "json": json, "data": data, "headers": headers}
-        what = f"{self.vendor} {method} {redact_url(url)}"
+        call = _Call(method, url, {"params": params, "json": json, "data": data}, headers, idempotent)
 
         async def attempt() -> httpx.Response:
             for _ in range(2):
                 sent = await self.auth.aheaders(self) if authenticate and self.auth else {}
-                m, u, kw = self._build(method, url, sent, kwargs)
                 try:
-                    response = await self._async_client().request(m, u, **kw)
+                    response = await self._async_client().request(call.method, url, **call.arguments(sent))
                 except httpx.TransportError as exc:
-                    raise _connection_error(self.vendor, method, url, exc) from None
-                checked = self._check(method, response, expected, sent)
-                if checked is not None:
-                    return checked
-            raise error_for(self.vendor, method, response)
+                    raise _connection_error(self.vendor, call.method, url, exc) from None
+                if self._check(call.method, response, expected, sent) is not None:
+                    return response
+            raise error_for(self.vendor, call.method, response)
 
-        async for try_ in self.retry.async_retrying(idempotent=is_idempotent, what=what):
+        async for try_ in self.retry.async_retrying(
+            idempotent=call.idempotent, what=call.describe(self.vendor)
+        ):
             with try_:
                 return await attempt()
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

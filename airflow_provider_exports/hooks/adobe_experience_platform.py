@@ -200,44 +200,29 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
 
     # -- Data Access
 
-    def list_batch_files(self, batch_id: str, *, limit: int = 100) -> Iterator[dict[str, Any]]:
-        """Dataset files of a batch, page by page (``start``/``limit``, at most 100 a page)."""
+    def _data_access_pages(self, path: str, limit: int) -> Iterator[dict[str, Any]]:
+        """Entries of a paged Data Access listing (``start``/``limit``; follows ``_links.next``)."""
         start = 0
         while True:
-            page = (
-                self.call(
-                    "GET", f"{DATA_ACCESS}/batches/{batch_id}/files", params={"start": start, "limit": limit}
-                )
-                or {}
-            )
+            page = self.call("GET", f"{DATA_ACCESS}{path}", params={"start": start, "limit": limit}) or {}
             data = page.get("data") or []
             yield from data
             if not data or not ((page.get("_links") or {}).get("next") or {}).get("href"):
                 return
             start += len(data)
 
+    def list_batch_files(self, batch_id: str, *, limit: int = 100) -> Iterator[dict[str, Any]]:
+        """Dataset files of a batch (at most 100 a page)."""
+        return self._data_access_pages(f"/batches/{batch_id}/files", limit)
+
     def list_files(self, dataset_file_id: str, *, limit: int = 100) -> Iterator[DataAccessFile]:
         """The files behind a dataset file id, descending into nested dataset file ids."""
-        start = 0
-        while True:
-            page = (
-                self.call(
-                    "GET", f"{DATA_ACCESS}/files/{dataset_file_id}", params={"start": start, "limit": limit}
-                )
-                or {}
-            )
-            data = page.get("data") or []
-            for entry in data:
-                if "name" in entry:
-                    length = entry.get("length")
-                    yield DataAccessFile(
-                        dataset_file_id, entry["name"], int(length) if str(length).isdigit() else None
-                    )
-                elif entry.get("dataSetFileId"):
-                    yield from self.list_files(entry["dataSetFileId"], limit=limit)
-            if not data or not ((page.get("_links") or {}).get("next") or {}).get("href"):
-                return
-            start += len(data)
+        for entry in self._data_access_pages(f"/files/{dataset_file_id}", limit):
+            if "name" in entry:
+                length = str(entry.get("length"))
+                yield DataAccessFile(dataset_file_id, entry["name"], int(length) if length.isdigit() else None)
+            elif entry.get("dataSetFileId"):
+                yield from self.list_files(entry["dataSetFileId"], limit=limit)
 
     def batch_files(self, batch_id: str) -> list[DataAccessFile]:
         """Every downloadable file of a batch."""

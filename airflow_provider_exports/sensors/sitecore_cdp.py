@@ -26,15 +26,12 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
     judge_reports,
 )
 from airflow_provider_exports.triggers.sitecore_cdp import TRANSIENT_ERRORS, SitecoreCDPExportTrigger
+from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
-
-
-def _is_template(value: Any) -> bool:
-    return isinstance(value, str) and "{{" in value
 
 
 def _parse_finished_after(value: str | datetime) -> datetime:
@@ -80,9 +77,9 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
         self.fail_on_alert = fail_on_alert
         self.sitecore_cdp_conn_id = sitecore_cdp_conn_id
         self.deferrable = deferrable
-        if not _is_template(audience_export_ref):
+        if not is_template(audience_export_ref):
             check_export_ref(audience_export_ref)
-        if finished_after not in (None, "", "None") and not _is_template(finished_after):
+        if finished_after not in (None, "", "None") and not is_template(finished_after):
             _parse_finished_after(finished_after)
 
     @cached_property

@@ -23,6 +23,7 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
     check_export_ref,
 )
 from airflow_provider_exports.transfers.engine import HttpSourceFile, Sink, SourceFile, run_transfer
+from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -43,10 +44,6 @@ REPORT_DETAILS = (
     "successAdd",
     "successRemove",
 )
-
-
-def is_template(value: Any) -> bool:
-    return isinstance(value, str) and "{{" in value
 
 
 def delta_kind(name: str) -> str | None:

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.hooks.sitecore_cdp import ExportOutput
-from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPTransferBase, is_template
+from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPTransferBase
 from airflow_provider_exports.transfers.engine import S3Sink
+from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
