@@ -77,3 +77,15 @@ def test_failed_job_fails_the_run_with_its_error_logs(flow, sandbox, s3, warehou
     task_log = "".join(capfd.readouterr())
     assert "ended with status FAILED" in task_log and "segment evaluation failed" in task_log
     assert s3.keys() == []
+
+
+def test_reschedule_mode_releases_the_slot_between_pokes(flow, sandbox, s3, warehouse):
+    ref = sandbox.sitecore.add_job(EXPORT, rows=300, pending_seconds=1.5)
+    wait = flow.get_task("wait_for_export")
+    wait.deferrable = False
+    wait.mode = "reschedule"
+    wait.poke_interval = 0.5
+    run = flow.test(logical_date=LOGICAL_DATE)
+    assert run.state == "success", _states(run)
+    assert len(sandbox.sitecore.requests_to(f"/v2/audienceExports/definitions/{EXPORT}/reports")) >= 2
+    _check_landed(sandbox, s3, warehouse, ref, 300)

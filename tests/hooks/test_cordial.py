@@ -119,3 +119,14 @@ async def test_async_get_job(sandbox):
     finally:
         await hook.aclose()
     assert job["status"] in {"Scheduled", "Processing", "Done"}
+
+
+def test_a_400_from_the_server_is_not_retried(sandbox):
+    sandbox.cordial.add_audience("vip")
+    # Cordial alone knows whether an IAM role stands in for keys: without one it answers 400
+    no_keys = {k: v for k, v in S3_DESTINATION.items() if not k.startswith("aws_access") and "secret" not in k}
+    with pytest.raises(VendorAPIError) as err:
+        _create(CordialHook(retry=FAST), destination=no_keys)
+    assert err.value.http_status == 400
+    assert "aws access key id" in err.value.message
+    assert len(sandbox.cordial.requests_to("/v2/audiencetrendsexport")) == 1
