@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import operator
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -134,39 +135,81 @@ def _json_text(value: Any) -> Any:
 def read_jsonl(chunks: Iterable[bytes], *, batch_size: int = 10_000) -> Iterator[Batch]:
     """JSON lines: one object per line; blank lines are skipped. Columns of a batch are the keys
     of its rows, in order of first appearance."""
-    reader = io.BufferedReader(ChunkReader(chunks), 1 << 20)
-    loads = json.loads
-    records: list[dict[str, Any]] = []
-    line_no = 0
-    for line in reader:
-        line_no += 1
-        if not line.strip():
+    pending: list[bytes] = []
+    first_line = 1  # line number of pending[0]
+    tail = b""
+    for chunk in chunks:
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        pending.extend(lines)
+        while len(pending) >= batch_size:
+            batch, pending = pending[:batch_size], pending[batch_size:]
+            records, flat = _parse_lines(batch, first_line)
+            first_line += len(batch)
+            if records:
+                yield _batch_from_records(records, flat=flat)
+    if tail:
+        pending.append(tail)
+    records, flat = _parse_lines(pending, first_line)
+    if records:
+        yield _batch_from_records(records, flat=flat)
+
+
+def _parse_lines(lines: list[bytes], first_line: int) -> tuple[list[dict[str, Any]], bool]:
+    """Parse many lines in one call (as one JSON array): the per-line call cost is most of the
+    time otherwise. Any doubt sends the batch through the line-by-line path for a precise error.
+
+    Also says whether the rows are surely flat (one ``{`` per line and no ``[``: no nested value).
+    """
+    body = [line for line in lines if line and not line.isspace()]
+    if not body:
+        return [], True
+    text = b",".join(body)
+    try:
+        records = json.loads(b"[" + text + b"]")
+    except ValueError:
+        records = None
+    if records is None or len(records) != len(body) or set(map(type, records)) != {dict}:
+        return _parse_each(lines, first_line), False
+    return records, text.count(b"{") == len(body) and b"[" not in text
+
+
+def _parse_each(lines: list[bytes], first_line: int) -> list[dict[str, Any]]:
+    records = []
+    for line_no, line in enumerate(lines, first_line):
+        if not line or line.isspace():
             continue
         try:
-            record = loads(line)
+            record = json.loads(line)
         except ValueError as exc:
             raise TransferError(f"line {line_no} is not valid JSON: {exc}") from None
         if not isinstance(record, dict):
             kind = "a JSON array (JSON lines were expected)" if line.lstrip()[:1] == b"[" else "not an object"
             raise TransferError(f"line {line_no} is {kind}")
         records.append(record)
-        if len(records) >= batch_size:
-            yield _batch_from_records(records)
-            records = []
-    if records:
-        yield _batch_from_records(records)
+    return records
 
 
-def _batch_from_records(records: list[dict[str, Any]]) -> Batch:
+def _batch_from_records(records: list[dict[str, Any]], *, flat: bool = False) -> Batch:
     first_keys = records[0].keys()
-    columns = dict.fromkeys(first_keys)
-    for record in records:
-        if record.keys() != first_keys:
-            for key in record:
-                columns.setdefault(key, None)
-    names = list(columns)
-    # map/zip/set keep the per-value work in C; nested values are rare and fixed per column
-    rows = [tuple(map(record.get, names)) for record in records]
+    rows: list[tuple[Any, ...]]
+    # map/zip/set/itemgetter keep the per-row work in C: Python bytecode per value is the cost
+    if all(map(first_keys.__eq__, map(dict.keys, records))):
+        names = list(first_keys)
+        if len(names) == 1:
+            rows = [(record[names[0]],) for record in records]
+        else:
+            rows = list(map(operator.itemgetter(*names), records))
+    else:
+        columns = dict.fromkeys(first_keys)
+        for record in records:
+            if record.keys() != first_keys:
+                for key in record:
+                    columns.setdefault(key, None)
+        names = list(columns)
+        rows = [tuple(map(record.get, names)) for record in records]
+    if flat:
+        return Batch(names, rows)
     by_column = list(zip(*rows, strict=True))
     nested = [i for i, col in enumerate(by_column) if {dict, list} & set(map(type, col))]
     if nested:

@@ -27,6 +27,7 @@ import io
 import itertools
 import json
 import logging
+import re
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["append", "replace", "merge"]
 MODES: tuple[str, ...] = ("append", "replace", "merge")
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _CSV_SAMPLE_LINES = 2000
 _CSV_SAMPLE_BYTES = 4 << 20
@@ -127,6 +129,8 @@ def infer_sql_type(values: Iterable[Any], *, from_text: bool = False) -> str:
 def _copy_column(values: Sequence[Any]) -> list[str]:
     kinds = set(map(type, values)) - {type(None)}
     if kinds <= {str}:
+        if not _NEEDS_ESCAPE.search("\x00".join(filter(None, values))):
+            return ["\\N" if v is None else v for v in values]
         return ["\\N" if v is None else v.translate(_COPY_ESCAPES) for v in values]
     if kinds <= {int, float}:
         return ["\\N" if v is None else repr(v) for v in values]
@@ -549,11 +553,18 @@ class SqlSink(Sink):
             self._prepare(same_columns[0])
             counted: list[int] = []
             table = self._qualified(self._load_table or "")
-            self._copy(
-                cur,
-                f"COPY {table} ({self._cols(columns)}) FROM STDIN",
-                self._encoded(itertools.chain(same_columns, group), counted),  # noqa: B031 - rest of group
-            )
+            sql = f"COPY {table} ({self._cols(columns)}) FROM STDIN"
+            batches_here = itertools.chain(same_columns, group)  # noqa: B031 - the rest of the group
+            if hasattr(cur, "copy"):
+                # psycopg 3 formats rows in C: several times faster than any Python encoding
+                with cur.copy(sql) as copy:
+                    for batch in batches_here:
+                        self._check_cancel()
+                        counted.append(len(batch.rows))
+                        for row in batch.rows:
+                            copy.write_row(row)
+            else:
+                self._copy(cur, sql, self._encoded(batches_here, counted))
             rows += sum(counted)
         cur.close()
         return rows

@@ -261,7 +261,7 @@ def test_postgres_load_that_fails_halfway_leaves_the_table_unchanged(tmp_path, p
     cur.execute("CREATE TABLE t (id BIGINT, v TEXT); INSERT INTO t VALUES (0, 'old'), (1, 'old')")
 
     sink = SqlSink("t", conn_id="pg", mode=mode, key_columns=["id"] if mode == "merge" else ())
-    with pytest.raises(Exception, match="(?i)invalid input syntax|bigint"):
+    with pytest.raises(Exception, match=r"(?i)invalid input syntax|bigint"):
         _load([LocalFileSource(good), LocalFileSource(bad)], sink)
 
     assert _query(pg, "SELECT id, v FROM t ORDER BY id") == [(0, "old"), (1, "old")]

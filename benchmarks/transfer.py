@@ -1,0 +1,423 @@
+"""Benchmark: the streaming engine against the raw bounds and the amazon provider's HttpToS3Operator.
+
+Starts the vendor sandbox (Sitecore CDP serving one synthetic gzipped JSON-lines output file of
+``--size`` bytes, or ``--files`` files adding up to it) and moto in server mode, then measures,
+alternating, ``--runs`` times:
+
+  (a) download   the file streamed over loopback HTTP to nothing (the download bound)
+  (b) upload     boto3 ``upload_file`` of the same bytes from disk into moto (the upload bound)
+  (c) engine     ``run_transfer`` with an ``HttpSourceFile`` per file and an ``S3Sink``
+  (d) peer       ``HttpToS3Operator.execute`` on the same presigned URL
+
+and for SQL, into a private PostgreSQL:
+
+  (e) sql-jsonl  the engine loading Sitecore's gzipped JSON lines over HTTP (COPY text format)
+  (f) sql-csv    the engine loading the same rows as CSV (bytes straight into COPY ... csv)
+  (g) \\copy      ``psql -c "\\copy ... FROM file.csv (FORMAT csv)"`` of the same rows
+
+Every method runs in a fresh Python process (Airflow imported, as a worker runs a task); its wall
+time is measured around the transfer itself, its peak RSS is the child's ``ru_maxrss``. moto is
+restarted before every upload (it keeps objects in memory). Medians are printed with the ratios
+engine / max(download, upload), engine / peer and sql-csv / \\copy; ``--json`` prints the same
+as JSON.
+
+    python benchmarks/transfer.py                       # 1 GiB, 3 runs, everything
+    python benchmarks/transfer.py --size 8GiB --runs 1 --methods engine --no-sql
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+S3_METHODS = ("download", "upload", "engine", "peer")
+SQL_METHODS = ("sql-jsonl", "sql-csv", "copy")
+MIB = 1024 * 1024
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*", text, re.I)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1GiB, 512MiB)")
+    unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(unit or " "))
+
+
+# --- children: one measured method per fresh process ----------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    # VmHWM, not ru_maxrss: after fork+exec, ru_maxrss still counts the parent's pages at fork time
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
+    import logging
+
+    import airflow.sdk  # noqa: F401 - a worker has Airflow imported before the task runs
+
+    if method in ("engine", "peer"):
+        # both operators' modules are imported before execute; the hooks are built inside it
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: F401
+    if method.startswith("sql-"):
+        # imported before the clock starts, as for the S3 methods; psql's start-up is in its time
+        from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
+
+    logging.basicConfig(level=logging.WARNING)
+    moved = 0
+    if method == "download":
+        from airflow_provider_exports.hooks._http import HttpCore
+
+        core = HttpCore("bench")
+        t0 = time.perf_counter()
+        for f in spec["files"]:
+            with core.stream(f["url"]) as body:
+                for chunk in body.iter_bytes(1 << 20):
+                    moved += len(chunk)
+        seconds = time.perf_counter() - t0
+    elif method == "upload":
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=spec["endpoint_url"], region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        t0 = time.perf_counter()
+        for f in spec["files"]:
+            client.upload_file(f["path"], spec["bucket"], f"upload/{f['name']}")
+            moved += os.path.getsize(f["path"])
+        seconds = time.perf_counter() - t0
+    elif method == "engine":
+        from airflow_provider_exports.hooks._http import HttpCore
+        from airflow_provider_exports.transfers.engine import HttpSourceFile, S3Sink, run_transfer
+
+        core = HttpCore("Sitecore CDP")
+        sources = [HttpSourceFile(core, f["name"], None, lambda u=f["url"]: u, url=f["url"]) for f in spec["files"]]
+        sink = S3Sink(spec["bucket"], "engine", part_size=spec["part_size"], max_concurrency=spec["concurrency"])
+        t0 = time.perf_counter()
+        summary = run_transfer(sources, sink, vendor="Sitecore CDP", export_ref="bench", job_ref="bench",
+                               max_concurrent_files=spec["file_concurrency"])
+        seconds = time.perf_counter() - t0
+        moved = summary.bytes
+    elif method == "peer":
+        from airflow.providers.amazon.aws.transfers.http_to_s3 import HttpToS3Operator
+
+        t0 = time.perf_counter()
+        for f in spec["files"]:
+            op = HttpToS3Operator(task_id="peer", http_conn_id="bench_http", endpoint=f["endpoint"],
+                                  method="GET", s3_bucket=spec["bucket"], s3_key=f"peer/{f['name']}",
+                                  replace=True)
+            op.execute({})  # type: ignore[arg-type]
+            moved += f["size"]
+        seconds = time.perf_counter() - t0
+    elif method in ("sql-jsonl", "sql-csv"):
+        from airflow_provider_exports.hooks._http import HttpCore
+        from airflow_provider_exports.transfers.engine import HttpSourceFile, SqlSink, run_transfer
+
+        if method == "sql-jsonl":
+            core = HttpCore("Sitecore CDP")
+            f = spec["sql_jsonl"]
+            sources: list[Any] = [HttpSourceFile(core, f["name"], None, lambda: f["url"], url=f["url"])]
+        else:
+            sources = [_DiskSource(Path(spec["sql_csv"]))]
+        sink = SqlSink(spec["table"], conn_id="bench_pg", mode="replace", batch_size=20_000)
+        t0 = time.perf_counter()
+        summary = run_transfer(sources, sink, vendor="Sitecore CDP", export_ref="bench", job_ref=method,
+                               overwrite=True)
+        seconds = time.perf_counter() - t0
+        moved = summary.rows or 0
+    else:
+        raise SystemExit(f"unknown method {method}")
+    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "moved": moved}
+
+
+def _disk_source_class() -> Any:
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from airflow_provider_exports.transfers.engine import OpenedStream, SourceFile
+
+    class DiskSource(SourceFile):
+        def __init__(self, path: Path) -> None:
+            super().__init__(path.name, path.stat().st_size)
+            self.path = path
+
+        def open(self, offset: int, chunk_size: int = MIB) -> Any:
+            @contextmanager
+            def opened() -> Iterator[OpenedStream]:
+                with self.path.open("rb") as fh:
+                    fh.seek(offset)
+                    yield OpenedStream(iter(lambda: fh.read(chunk_size), b""), self.path.stat().st_size)
+
+            return opened()
+
+    return DiskSource
+
+
+def _DiskSource(path: Path) -> Any:  # a class made on demand: importing this file stays cheap
+    return _disk_source_class()(path)
+
+
+# --- the parent: services, alternation, medians ---------------------------------------------------
+
+
+def run_child(method: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", method, "--spec", json.dumps(spec)],
+        env=env, capture_output=True, text=True, check=False, cwd=REPO,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{method} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=parse_size, default=parse_size("1GiB"), help="total bytes (default 1GiB)")
+    parser.add_argument("--files", type=int, default=1, help="number of output files (default 1)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per method; medians are reported (default 3)")
+    parser.add_argument("--methods", default=",".join(S3_METHODS), help=f"subset of {','.join(S3_METHODS)}")
+    parser.add_argument("--part-size", type=parse_size, default=parse_size("8MiB"), help="engine part size")
+    parser.add_argument("--concurrency", type=int, default=4, help="engine parts in flight (default 4)")
+    parser.add_argument("--file-concurrency", type=int, default=4, help="engine files in flight (default 4)")
+    parser.add_argument("--sql-rows", type=int, default=1_000_000, help="rows for the SQL comparison (default 1e6)")
+    parser.add_argument("--no-sql", action="store_true", help="skip the PostgreSQL comparison")
+    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "exports-bench-cache",
+                        help="where synthetic files are built once and kept")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        print(json.dumps(child(args.child, json.loads(args.spec))))
+        return 0
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    home = Path(tempfile.mkdtemp(prefix="exports-bench-home-"))
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__UNIT_TEST_MODE": "True", "PYTHONPATH": str(REPO)}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW")})
+
+    from airflow_provider_exports.sandbox import Sandbox
+    from airflow_provider_exports.sandbox.local_services import MotoServer, PostgresCluster
+
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
+    sb = Sandbox(cache_dir=args.cache_dir).start()
+    results: dict[str, list[dict[str, Any]]] = {m: [] for m in [*methods, *([] if args.no_sql else SQL_METHODS)]}
+    cluster = None
+    try:
+        sb.sitecore.url_ttl_seconds = 24 * 3600.0
+        env.update(sb.airflow_env())
+        os.environ.update(sb.airflow_env())
+        say(f"Building {args.files} synthetic file(s), {args.size / MIB:.0f} MiB in all (cached in {args.cache_dir}) ...")
+        files = _seed_files(sb, args.size, args.files)
+        base = sb.sitecore.url
+        host, port = base.split("//", 1)[1].split(":")
+        env["AIRFLOW_CONN_BENCH_HTTP"] = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})
+        spec: dict[str, Any] = {"files": files, "part_size": args.part_size, "concurrency": args.concurrency,
+                                "file_concurrency": args.file_concurrency}
+
+        for run in range(args.runs):
+            for method in methods:
+                if method == "download":
+                    res = run_child(method, spec, env)
+                else:
+                    with MotoServer() as moto:
+                        moto.client().create_bucket(Bucket="bench")
+                        run_env = {**env, **moto.airflow_conn_env()}
+                        res = run_child(method, {**spec, "bucket": "bench", "endpoint_url": moto.endpoint_url}, run_env)
+                        _check_objects(moto, method, files)
+                results[method].append(res)
+                say(f"run {run + 1}/{args.runs} {method:9s} {res['seconds']:7.2f} s  "
+                    f"{res['moved'] / res['seconds'] / 1e6:7.1f} MB/s  peak RSS {res['peak_rss_mb']:7.1f} MB")
+
+        if not args.no_sql:
+            if not PostgresCluster.available():
+                say("PostgreSQL binaries not found: skipping the SQL comparison")
+            else:
+                cluster = PostgresCluster().start()
+                _run_sql(args, sb, cluster, env, results, say)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        sb.stop()
+
+    report = _report(args, results)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_table(report)
+    return 0
+
+
+def _seed_files(sb: Any, size: int, count: int) -> list[dict[str, Any]]:
+    from urllib.parse import urlsplit
+
+    from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
+
+    hook = SitecoreCDPHook()
+    files = []
+    for i in range(count):
+        export = f"bench_{i}"
+        sb.sitecore.add_export(export)
+        job = sb.sitecore.add_job(export, target_bytes=size // count)
+        (ref,) = hook.get_execution_output(job).files
+        (name, fsize, sha, _rows), = sb.sitecore.expected_files(job)
+        parts = urlsplit(ref.url)
+        path = next(p for p in Path(sb.sitecore.cache_dir).rglob(name) if f"sized-{size // count}" in str(p) and job in str(p))
+        files.append({"name": f"{export}-{name}", "url": ref.url, "size": fsize, "sha256": sha, "path": str(path),
+                      "endpoint": f"{parts.path}?{parts.query}"})
+    hook.close()
+    return files
+
+
+def _check_objects(moto: Any, method: str, files: list[dict[str, Any]]) -> None:
+    if method == "download":
+        return
+    prefix = {"upload": "upload", "engine": "engine", "peer": "peer"}[method]
+    client = moto.client()
+    for f in files:
+        size = client.head_object(Bucket="bench", Key=f"{prefix}/{f['name']}")["ContentLength"]
+        if size != f["size"]:
+            raise RuntimeError(f"{method}: object has {size} bytes, expected {f['size']}")
+
+
+def _run_sql(args: Any, sb: Any, cluster: Any, env: dict[str, str], results: dict[str, list[dict[str, Any]]], say: Any) -> None:
+    from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
+
+    env["AIRFLOW_CONN_BENCH_PG"] = cluster.airflow_conn_json()
+    sb.sitecore.add_export("bench_sql", rows_per_file=args.sql_rows)
+    job = sb.sitecore.add_job("bench_sql", rows=args.sql_rows)
+    hook = SitecoreCDPHook()
+    (ref,) = hook.get_execution_output(job).files
+    hook.close()
+    (name, _size, _sha, rows), = sb.sitecore.expected_files(job)
+    jsonl_path = next(p for p in Path(sb.sitecore.cache_dir).rglob(name) if job in str(p))
+    csv_path = Path(args.cache_dir) / f"bench-sql-{args.sql_rows}.csv"
+    if not csv_path.exists():
+        say(f"Writing the same {rows} rows as CSV ...")
+        with gzip.open(jsonl_path, "rt") as src, open(str(csv_path) + ".tmp", "w", newline="") as dst:
+            writer = None
+            for line in src:
+                row = json.loads(line)
+                if writer is None:
+                    writer = csv.DictWriter(dst, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow(row)
+        os.replace(str(csv_path) + ".tmp", csv_path)
+    spec = {"sql_jsonl": {"name": name, "url": ref.url}, "sql_csv": str(csv_path)}
+    conn = cluster.connect()
+    conn.autocommit = True
+    cur = conn.cursor()
+    for run in range(args.runs):
+        for method in SQL_METHODS:
+            table = f"bench_{method.replace('-', '_')}"
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            if method == "copy":
+                # the table the engine created from the same rows, emptied: same types for both
+                cur.execute(f"CREATE TABLE {table} (LIKE bench_sql_csv)")
+                copy = f"\\copy {table} FROM '{csv_path}' WITH (FORMAT csv, HEADER true)"
+                seconds, peak = _run_polling(["psql", "-q", "-h", cluster.host, "-p", str(cluster.port), "-U",
+                                              cluster.user, "-d", cluster.database, "-v", "ON_ERROR_STOP=1",
+                                              "-c", copy])
+                res = {"seconds": seconds, "peak_rss_mb": peak, "moved": rows}
+            else:
+                res = run_child(method, {**spec, "table": table}, env)
+            cur.execute(f"SELECT count(*) FROM {table}")
+            (count,) = cur.fetchone()
+            if count != rows:
+                raise RuntimeError(f"{method}: {count} rows loaded, expected {rows}")
+            results[method].append(res)
+            say(f"run {run + 1}/{args.runs} {method:9s} {res['seconds']:7.2f} s  "
+                f"{rows / res['seconds']:9.0f} rows/s  peak RSS {res['peak_rss_mb']:7.1f} MB")
+    conn.close()
+
+
+def _run_polling(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd``; its wall time and peak RSS (VmHWM polled every 5 ms)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    peak = 0.0
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed with exit code {proc.returncode}")
+    return seconds, peak
+
+
+def _report(args: Any, results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    med: dict[str, dict[str, float]] = {}
+    for method, runs in results.items():
+        if runs:
+            med[method] = {
+                "seconds": statistics.median(r["seconds"] for r in runs),
+                "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+                "max_peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                "runs": len(runs),
+            }
+    ratios: dict[str, float] = {}
+    if "engine" in med:
+        bounds = [med[m]["seconds"] for m in ("download", "upload") if m in med]
+        if bounds:
+            ratios["engine_over_max_bounds"] = med["engine"]["seconds"] / max(bounds)
+        if "peer" in med:
+            ratios["engine_over_peer_time"] = med["engine"]["seconds"] / med["peer"]["seconds"]
+            ratios["peer_over_engine_rss"] = med["peer"]["peak_rss_mb"] / med["engine"]["peak_rss_mb"]
+    if "sql-csv" in med and "copy" in med:
+        ratios["sql_csv_over_copy"] = med["sql-csv"]["seconds"] / med["copy"]["seconds"]
+    if "sql-jsonl" in med and "copy" in med:
+        ratios["sql_jsonl_over_copy"] = med["sql-jsonl"]["seconds"] / med["copy"]["seconds"]
+    return {
+        "size_bytes": args.size,
+        "files": args.files,
+        "runs": args.runs,
+        "part_size": args.part_size,
+        "concurrency": args.concurrency,
+        "sql_rows": None if args.no_sql else args.sql_rows,
+        "medians": med,
+        "ratios": ratios,
+    }
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    print()
+    print(f"{report['size_bytes'] / MIB:.0f} MiB in {report['files']} file(s), medians of {report['runs']} run(s)")
+    print(f"{'method':12s} {'seconds':>9s} {'MB/s':>9s} {'peak RSS MB':>12s}")
+    for method, m in report["medians"].items():
+        if method in S3_METHODS:
+            rate = f"{report['size_bytes'] / m['seconds'] / 1e6:9.1f}"
+        elif report["sql_rows"]:
+            rate = f"{report['sql_rows'] / m['seconds'] / 1e3:6.0f}k/s"
+        else:
+            rate = ""
+        print(f"{method:12s} {m['seconds']:9.2f} {rate:>9s} {m['peak_rss_mb']:12.1f}")
+    print()
+    for name, value in report["ratios"].items():
+        print(f"{name:24s} {value:6.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Streaming readers: gzip, JSON lines, CSV, Parquet."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+
+import pytest
+
+from airflow_provider_exports.exceptions import ExportConfigError, TransferError
+from airflow_provider_exports.transfers.engine.formats import (
+    arrow_sql_type,
+    detect_format,
+    gunzip,
+    maybe_gunzip,
+    read_batches,
+    read_csv,
+    read_jsonl,
+    read_parquet,
+)
+
+
+def _chunks(data: bytes, size: int = 7) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("a.json.gz", "jsonl"), ("a.JSONL", "jsonl"), ("b.csv.gz", "csv"), ("p.snappy.parquet", "parquet")],
+)
+def test_detect_format(name, expected):
+    assert detect_format(name) == expected
+
+
+def test_detect_format_refuses_what_it_cannot_tell():
+    with pytest.raises(ExportConfigError, match="file_format"):
+        detect_format("export.bin")
+    assert detect_format("export.bin", "csv") == "csv"
+
+
+def test_gunzip_handles_several_members_and_small_chunks():
+    data = gzip.compress(b"hello ") + gzip.compress(b"world\n")
+    assert b"".join(gunzip(_chunks(data, 3))) == b"hello world\n"
+
+
+def test_gunzip_bounds_each_output_piece():
+    bomb = gzip.compress(b"\0" * (8 << 20))
+    assert max(len(piece) for piece in gunzip([bomb], out_size=1 << 20)) <= 1 << 20
+
+
+def test_gunzip_notices_a_truncated_file():
+    data = gzip.compress(b"x" * 10_000)
+    with pytest.raises(TransferError, match="truncated"):
+        b"".join(gunzip([data[:-12]]))
+    with pytest.raises(TransferError, match="not valid gzip"):
+        b"".join(gunzip([b"\x1f\x8b\x08garbage-garbage"]))
+
+
+def test_maybe_gunzip_passes_plain_bytes_through():
+    assert b"".join(maybe_gunzip([b"a", b"bc"])) == b"abc"
+    assert b"".join(maybe_gunzip(_chunks(gzip.compress(b"abc"), 1))) == b"abc"
+    assert list(maybe_gunzip([])) == []
+
+
+def test_jsonl_batches_union_of_keys_and_nested_values_as_json_text():
+    lines = b'{"a": 1, "b": {"x": [1, 2]}}\n{"a": 2, "c": "z"}\n\n{"a": 3}\n'
+    batches = list(read_jsonl(_chunks(lines), batch_size=2))
+
+    assert [b.columns for b in batches] == [["a", "b", "c"], ["a"]]
+    assert batches[0].rows == [(1, '{"x":[1,2]}', None), (2, None, "z")]
+    assert batches[1].rows == [(3,)]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [(b'{"a": 1}\n{"a": \n', "line 2 is not valid JSON"), (b'[{"a": 1}]\n', "JSON array"), (b"3\n", "not an object")],
+)
+def test_jsonl_errors_name_the_line(body, message):
+    with pytest.raises(TransferError, match=message):
+        list(read_jsonl([body]))
+
+
+def test_csv_quoting_bom_empty_fields_and_pipes():
+    body = "\ufeffid|name|note\n1|\"a|b\"|\n2|\"multi\nline\"|x\n".encode()
+    (batch,) = read_csv(_chunks(body, 5), delimiter="|")
+    assert batch.columns == ["id", "name", "note"]
+    assert batch.rows == [("1", "a|b", None), ("2", "multi\nline", "x")]
+
+
+def test_csv_without_header_needs_names():
+    with pytest.raises(ExportConfigError, match="csv_columns"):
+        list(read_csv([b"1,2\n"], header=False))
+    (batch,) = read_csv([b"1,2\n"], header=False, columns=["x", "y"])
+    assert batch.columns == ["x", "y"] and batch.rows == [("1", "2")]
+
+
+def test_csv_ragged_rows_fail():
+    with pytest.raises(TransferError, match="has 1 fields, the header has 2"):
+        list(read_csv([b"a,b\n1,2\n3\n"]))
+
+
+def test_parquet_types_and_row_groups(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "i": pa.array(range(10), pa.int32()),
+            "f": pa.array([0.5] * 10),
+            "s": pa.array(["x"] * 10).dictionary_encode(),
+            "m": pa.array([{"k": i} for i in range(10)]),
+        }
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=4)
+    batches = list(read_parquet(_chunks(buf.getvalue(), 1000), batch_size=3))
+
+    assert sum(len(b.rows) for b in batches) == 10
+    assert batches[0].types == {"i": "BIGINT", "f": "DOUBLE PRECISION", "s": "TEXT", "m": "TEXT"}
+    assert batches[0].rows[1] == (1, 0.5, "x", '{"k":1}')
+    assert arrow_sql_type(pa.timestamp("us", "UTC")) == "TIMESTAMP WITH TIME ZONE"
+    assert arrow_sql_type(pa.binary()) == "BINARY"
+
+
+def test_parquet_garbage_is_a_clear_error():
+    with pytest.raises(TransferError, match="Parquet"):
+        list(read_parquet([b"not parquet at all"]))
+
+
+def test_read_batches_undoes_gzip_by_magic_bytes():
+    body = zlib.compress(b"")  # not gzip: passes through as-is
+    assert list(read_batches([body[:0]], "jsonl")) == []
+    (batch,) = read_batches([gzip.compress(b"a,b\n1,2\n")], "csv")
+    assert batch.rows == [("1", "2")]

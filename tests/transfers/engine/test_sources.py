@@ -1,0 +1,132 @@
+"""Sources: resumable HTTP downloads from the Sitecore sandbox, expiry handling, integrity checks."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_provider_exports.exceptions import TransferIntegrityError, VendorAuthError, VendorConnectionError
+from airflow_provider_exports.transfers.engine import HttpSourceFile
+from airflow_provider_exports.transfers.engine.sources import presigned_expiry
+
+MIB = 1024 * 1024
+
+
+def _digest(source) -> tuple[int, str]:
+    h = hashlib.sha256()
+    n = 0
+    for chunk in source.iter_bytes(256 * 1024):
+        h.update(chunk)
+        n += len(chunk)
+    return n, h.hexdigest()
+
+
+def _downloads(sandbox) -> list:
+    return [r for r in sandbox.sitecore.requests if r.path.startswith("/sitecore-cdp-exports/")]
+
+
+def test_reads_the_whole_file_and_learns_its_size(sitecore_job):
+    job = sitecore_job(rows=1000, rows_per_file=1000)
+    (source,) = job.sources
+    (_name, size, sha, _rows) = job.expected[0]
+
+    assert _digest(source) == (size, sha)
+    assert source.announced_size == size and job.resolver_calls == []
+
+
+def test_resumes_with_range_after_cut_connections(sitecore_job, sandbox):
+    job = sitecore_job("resume", target_bytes=6 * MIB)
+    sandbox.sitecore.faults.drop_connection("/sitecore-cdp-exports/*", after_bytes=MIB, times=3)
+    (source,) = job.sources
+
+    assert _digest(source) == job.expected[0][1:3]
+    downloads = _downloads(sandbox)
+    assert len(downloads) == 4
+    assert ["range" in {h.lower() for h in r.headers_present} for r in downloads] == [False, True, True, True]
+
+
+def test_a_connection_that_never_delivers_gives_up(sitecore_job, sandbox):
+    job = sitecore_job(rows=1000, rows_per_file=1000)
+    sandbox.sitecore.faults.drop_connection("/sitecore-cdp-exports/*", after_bytes=0, times=None)
+    (source,) = job.sources
+    source.max_attempts = 2
+
+    with pytest.raises(VendorConnectionError):
+        _digest(source)
+    assert len(_downloads(sandbox)) == 2
+
+
+def test_an_expired_url_is_fetched_again(sitecore_job, sandbox):
+    job = sitecore_job(rows=1000, rows_per_file=1000)
+    sandbox.sitecore.faults.expire_urls()
+    (source,) = job.sources
+
+    assert _digest(source) == job.expected[0][1:3]
+    assert job.resolver_calls == [job.expected[0][0]]
+    assert [r.status for r in _downloads(sandbox)] == [403, 200]
+
+
+def test_a_url_past_its_expiry_is_replaced_before_use(sitecore_job, sandbox):
+    job = sitecore_job(rows=1000, rows_per_file=1000)
+    (source,) = job.sources
+    source._url = _with_amz_date(source._url, hours_ago=2)
+
+    assert _digest(source) == job.expected[0][1:3]
+    assert job.resolver_calls == [job.expected[0][0]]
+    assert [r.status for r in _downloads(sandbox)] == [200]  # no request went out with the stale URL
+
+
+def test_refreshes_are_bounded(sitecore_job, sandbox):
+    job = sitecore_job(rows=1000, rows_per_file=1000)
+    (source,) = job.sources
+    source._resolve = lambda: source._url  # a vendor that keeps handing out the same dead URL
+    source._refreshes_left = 2
+    sandbox.sitecore.faults.expire_urls()
+
+    with pytest.raises(VendorAuthError):
+        _digest(source)
+
+
+def test_a_size_that_disagrees_with_the_listing_is_an_integrity_error(sitecore_job, sandbox):
+    job = sitecore_job(rows=1000, rows_per_file=1000)
+    real = job.sources[0]
+    lying = HttpSourceFile(real._core, real.name, job.expected[0][1] + 1, real._resolve, url=real._url)
+
+    with pytest.raises(TransferIntegrityError, match="listed as"):
+        _digest(lying)
+
+
+def test_repr_and_errors_never_show_the_url(sitecore_job, sandbox):
+    job = sitecore_job(rows=1000, rows_per_file=1000)
+    (source,) = job.sources
+    sandbox.sitecore.faults.server_error("/sitecore-cdp-exports/*", times=None, status=500)
+
+    assert "X-Amz" not in repr(source)
+    with pytest.raises(Exception) as failure:
+        _digest(source)
+    assert "X-Amz" not in str(failure.value)
+
+
+def test_names_must_be_relative_paths():
+    with pytest.raises(ValueError):
+        HttpSourceFile(None, "/etc/passwd", None, lambda: "")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        HttpSourceFile(None, "a/../../b", None, lambda: "")  # type: ignore[arg-type]
+
+
+def _with_amz_date(url: str, *, hours_ago: float) -> str:
+    when = (datetime.now(timezone.utc) - timedelta(hours=hours_ago)).strftime("%Y%m%dT%H%M%SZ")
+    base, _, query = url.partition("?")
+    parts = [p for p in query.split("&") if not p.startswith(("X-Amz-Date=", "X-Amz-Expires="))]
+    return f"{base}?{'&'.join([*parts, f'X-Amz-Date={when}', 'X-Amz-Expires=3600'])}"
+
+
+def test_presigned_expiry_reads_sigv4_and_sigv2():
+    assert presigned_expiry("https://h/p?X-Amz-Date=20260101T000000Z&X-Amz-Expires=60") == (
+        datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp() + 60
+    )
+    assert presigned_expiry("https://h/p?Expires=1700000000&Signature=x") == 1700000000.0
+    assert presigned_expiry("https://h/p?X-Amz-Date=garbage&X-Amz-Expires=60") is None
+    assert presigned_expiry("https://h/p") is None
