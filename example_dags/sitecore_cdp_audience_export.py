@@ -12,8 +12,8 @@ database with a DbApiHook: PostgreSQL, SQLite, Snowflake...). Variables (optiona
 from __future__ import annotations
 
 import pendulum
-
 from airflow.sdk import DAG, Asset
+
 from airflow_provider_exports.sensors.sitecore_cdp import SitecoreCDPExportSensor
 from airflow_provider_exports.transfers.sitecore_cdp_to_s3 import SitecoreCDPToS3Operator
 from airflow_provider_exports.transfers.sitecore_cdp_to_sql import SitecoreCDPToSqlOperator
