@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, json.loads(args.spec))))
         return 0
 
+    if args.json:
+        # Airflow logs to stdout when it is imported: keep stdout for the JSON alone
+        real_stdout, sys.stdout = sys.stdout, sys.stderr
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     home = Path(tempfile.mkdtemp(prefix="exports-bench-home-"))
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -259,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = _report(args, results)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2), file=real_stdout)
     else:
         _print_table(report)
     return 0
