@@ -89,3 +89,39 @@ def test_reschedule_mode_releases_the_slot_between_pokes(flow, sandbox, s3, ware
     assert run.state == "success", _states(run)
     assert len(sandbox.sitecore.requests_to(f"/v2/audienceExports/definitions/{EXPORT}/reports")) >= 2
     _check_landed(sandbox, s3, warehouse, ref, 300)
+
+
+def test_no_secret_in_task_logs_xcom_or_rendered_fields(flow, sandbox, s3, warehouse, capfd):
+    sandbox.sitecore.add_job(EXPORT, rows=300)
+    flow.get_task("wait_for_export").deferrable = False
+    run = flow.test(logical_date=LOGICAL_DATE)
+    assert run.state == "success", _states(run)
+
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from airflow_provider_exports.hooks._http import TOKENS
+
+    with create_session() as session:
+        xcoms = [json.dumps(x.value) for x in session.query(XComModel).filter_by(run_id=run.run_id)]
+        rendered = [
+            json.dumps(r.rendered_fields, default=str)
+            for r in session.query(RenderedTaskInstanceFields).filter_by(run_id=run.run_id)
+        ]
+    assert xcoms and rendered
+    task_log = "".join(capfd.readouterr())
+    secrets = [
+        sandbox.sitecore.connection()["password"],
+        *(t.value for t in TOKENS._tokens.values()),
+        "X-Amz-Signature",
+        "X-Amz-Security-Token",
+    ]
+    for where, text in {
+        "task log": task_log,
+        "xcom": "\n".join(xcoms),
+        "rendered": "\n".join(rendered),
+    }.items():
+        leaked = [s for s in secrets if s and s in text]
+        assert not leaked, f"{where} shows {leaked}"
+    assert TOKENS._tokens, "the run obtained a token"
