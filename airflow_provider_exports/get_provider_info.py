@@ -68,7 +68,7 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "host"],
                     "relabeling": {"login": "API key (client ID)", "password": "API secret"},
-                    "placeholders": {},
+                    "placeholders": {"extra": '{"region": "EU"}'},
                 },
                 "conn-fields": {
                     "region": _text(
@@ -92,7 +92,7 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "login", "host"],
                     "relabeling": {"password": "API key"},
-                    "placeholders": {},
+                    "placeholders": {"extra": '{"api_host": "api.cordial.io"}'},
                 },
                 "conn-fields": {
                     "api_host": _text(
@@ -110,7 +110,7 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "host"],
                     "relabeling": {"login": "Client ID", "password": "Client secret"},
-                    "placeholders": {},
+                    "placeholders": {"extra": '{"ims_org_id": "ABC123@AdobeOrg", "sandbox_name": "prod"}'},
                 },
                 "conn-fields": {
                     "ims_org_id": _text("IMS organization ID", "Your organization id, ending in @AdobeOrg."),

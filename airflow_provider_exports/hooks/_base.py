@@ -61,6 +61,21 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         self.timeout = timeout
         self.retry = retry
 
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form for Airflow older than 3.2, from the provider info newer ones read."""
+        from airflow_provider_exports.get_provider_info import get_provider_info
+
+        entry = next(
+            c for c in get_provider_info()["connection-types"] if c["connection-type"] == cls.conn_type
+        )
+        behaviour = entry["ui-field-behaviour"]
+        return {
+            "hidden_fields": list(behaviour["hidden-fields"]),
+            "relabeling": dict(behaviour["relabeling"]),
+            "placeholders": dict(behaviour["placeholders"]),
+        }
+
     # -- what each vendor defines
 
     @classmethod

@@ -80,15 +80,6 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         super().__init__(adobe_aep_conn_id, timeout=timeout, retry=retry)
 
     @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Form layout for Airflow older than 3.2 (newer ones read the provider info)."""
-        return {
-            "hidden_fields": ["schema", "port", "host"],
-            "relabeling": {"login": "Client ID", "password": "Client secret"},
-            "placeholders": {"extra": '{"ims_org_id": "…@AdobeOrg", "sandbox_name": "prod"}'},
-        }
-
-    @classmethod
     def settings_from_connection(
         cls, login: str | None, password: str | None, extras: Mapping[str, Any]
     ) -> AdobeAEPSettings:
@@ -220,7 +211,9 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         for entry in self._data_access_pages(f"/files/{dataset_file_id}", limit):
             if "name" in entry:
                 length = str(entry.get("length"))
-                yield DataAccessFile(dataset_file_id, entry["name"], int(length) if length.isdigit() else None)
+                yield DataAccessFile(
+                    dataset_file_id, entry["name"], int(length) if length.isdigit() else None
+                )
             elif entry.get("dataSetFileId"):
                 yield from self.list_files(entry["dataSetFileId"], limit=limit)
 

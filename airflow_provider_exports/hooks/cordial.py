@@ -97,15 +97,6 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         super().__init__(cordial_conn_id, timeout=timeout, retry=retry)
 
     @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Form layout for Airflow older than 3.2 (newer ones read the provider info)."""
-        return {
-            "hidden_fields": ["schema", "port", "login", "host"],
-            "relabeling": {"password": "API key"},
-            "placeholders": {"extra": '{"api_host": "api.cordial.io"}'},
-        }
-
-    @classmethod
     def settings_from_connection(
         cls, login: str | None, password: str | None, extras: Mapping[str, Any]
     ) -> CordialSettings:

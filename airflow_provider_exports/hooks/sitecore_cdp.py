@@ -139,15 +139,6 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
         super().__init__(sitecore_cdp_conn_id, timeout=timeout, retry=retry)
 
     @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Form layout for Airflow older than 3.2 (newer ones read the provider info)."""
-        return {
-            "hidden_fields": ["schema", "port", "host"],
-            "relabeling": {"login": "API key (client ID)", "password": "API secret"},
-            "placeholders": {"extra": '{"region": "EU"}'},
-        }
-
-    @classmethod
     def settings_from_connection(
         cls, login: str | None, password: str | None, extras: Mapping[str, Any]
     ) -> SitecoreCDPSettings:
