@@ -107,10 +107,6 @@ class ExportJobFailed(ExportsError, AirflowFailException):
         super().__init__(". ".join(parts))
 
 
-class ExportTimeout(ExportsError):
-    """An export job did not reach a terminal state before the deadline."""
-
-
 class TransferError(ExportsError):
     """A transfer could not complete; the destination was left as it was."""
 

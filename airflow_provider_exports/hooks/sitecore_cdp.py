@@ -211,9 +211,6 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
         path = ENDPOINTS["reports"].format(ref=check_export_ref(audience_export_ref))
         return _report_list(await self.acall("GET", path))
 
-    def check_access(self) -> None:
-        self.auth_scheme(self.settings).headers(self.core)
-
 
 def _report_list(body: Any) -> list[dict[str, Any]]:
     # Vendor is silent on paging of `reports` (vendor-apis README §1.4a): a bare array is read

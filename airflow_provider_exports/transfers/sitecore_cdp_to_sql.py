@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.hooks.sitecore_cdp import ExportOutput
 from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPTransferBase, delta_kind
 from airflow_provider_exports.transfers.engine import SqlSink
-from airflow_provider_exports.transfers.engine.sql_sink import MODES
+from airflow_provider_exports.transfers.engine.sql_sink import check_load_mode
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -56,10 +55,7 @@ class SitecoreCDPToSqlOperator(SitecoreCDPTransferBase):
         self.create_table = create_table
         self.column_types = column_types
         self.batch_size = batch_size
-        if mode not in MODES:
-            raise ExportConfigError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
-        if mode == "merge" and not key_columns:
-            raise ExportConfigError("key_columns", "merge needs the columns that identify a row")
+        check_load_mode(mode, key_columns)
 
     def make_sink(self, context: Context, output: ExportOutput) -> SqlSink:
         return SqlSink(

@@ -62,6 +62,14 @@ _CSV_SAMPLE_BYTES = 4 << 20
 _BOM = b"\xef\xbb\xbf"
 
 
+def check_load_mode(mode: str, key_columns: Sequence[str]) -> None:
+    """``mode`` is one of :data:`MODES`, and ``merge`` names its key columns (checkable at parse time)."""
+    if mode not in MODES:
+        raise ExportConfigError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
+    if mode == "merge" and not key_columns:
+        raise ExportConfigError("key_columns", "merge needs the columns that identify a row")
+
+
 def resolve_db_hook(conn_id: str) -> DbApiHook:
     """The ``DbApiHook`` for an Airflow connection, whatever its database (as S3ToSqlOperator does)."""
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -207,10 +215,7 @@ class SqlSink(Sink):
     ) -> None:
         if not table:
             raise ExportConfigError("table", "a destination table is required")
-        if mode not in MODES:
-            raise ExportConfigError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
-        if mode == "merge" and not key_columns:
-            raise ExportConfigError("key_columns", "merge needs the columns that identify a row")
+        check_load_mode(mode, key_columns)
         if hook is None and not conn_id:
             raise ExportConfigError("conn_id", "a database connection id (or a hook) is required")
         if batch_size < 1:
