@@ -111,5 +111,20 @@ class TransferError(ExportsError):
     """A transfer could not complete; the destination was left as it was."""
 
 
+class TransferCancelled(TransferError):
+    """The transfer was stopped (``on_kill``, a timeout, or another file failing) and aborted."""
+
+
+class TransferRefused(TransferError, AirflowFailException):
+    """The export cannot be stored as it is (colliding file names, an empty export where that
+    would empty the destination, a type that changed between files...). Never retried: the same
+    job gives the same answer. The destination was left as it was."""
+
+
 class TransferIntegrityError(TransferError):
     """Bytes received do not match the size or checksum the source announced."""
+
+
+class SourceChanged(TransferIntegrityError):
+    """The file changed at the source while it was being read (its ETag, Last-Modified or size
+    moved between two requests); the runner starts that file again from its first byte."""

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email.utils
 import hashlib
 import logging
 import random
+import socket
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -32,6 +34,7 @@ import tenacity
 
 from airflow_provider_exports import __version__
 from airflow_provider_exports.exceptions import (
+    TransferIntegrityError,
     VendorAPIError,
     VendorAuthError,
     VendorConnectionError,
@@ -371,45 +374,78 @@ def _mask(secret: str) -> None:
 
 
 class ByteStream:
-    """A response body being streamed, positioned at the offset that was asked for.
+    """A response body being streamed, as the server sent it (nothing skipped, nothing decoded).
 
+    :ivar start: the offset of the body's first byte in the whole object: the ``Content-Range``
+        start of a 206, 0 for a 200 (a server that ignored ``Range`` or ``If-Range`` sends it all).
     :ivar total_size: the whole object's size, when the server said (``Content-Range`` total, or
-        ``Content-Length`` of a full response).
-    :ivar content_length: how many bytes this response will deliver from the offset on.
+        ``Content-Length`` of a 200).
+    :ivar content_length: how many bytes this response delivers, when the server said.
+    :ivar validator: what identifies this version of the object for ``If-Range``: its strong
+        ``ETag``, else its ``Last-Modified`` date, else ``None``.
     """
 
-    def __init__(self, vendor: str, url: str, response: httpx.Response, offset: int) -> None:
+    def __init__(self, vendor: str, url: str, response: httpx.Response) -> None:
         self._vendor = vendor
         self._url = url
         self._response = response
         self.status_code = response.status_code
         self.headers: Mapping[str, str] = response.headers
         length = response.headers.get("Content-Length")
-        full_length = int(length) if length is not None and length.isdigit() else None
-        self._skip = 0
+        self.content_length = int(length) if length is not None and length.isdigit() else None
+        self.start = 0
+        self.total_size: int | None = self.content_length
         if response.status_code == 206:
-            self.content_length = full_length
-            total = response.headers.get("Content-Range", "").rpartition("/")[2]
-            self.total_size: int | None = int(total) if total.isdigit() else None
-        else:
-            # A server that ignored Range sends everything: skip what we already have.
-            self._skip = offset
-            self.total_size = full_length
-            self.content_length = None if full_length is None else full_length - offset
+            self.start, end, self.total_size = _content_range(
+                vendor, url, response.headers.get("Content-Range")
+            )
+            if self.content_length is not None and self.content_length != end - self.start + 1:
+                raise _integrity_error(
+                    vendor,
+                    url,
+                    f"Content-Length {self.content_length} disagrees with Content-Range {self.start}-{end}",
+                )
+        etag = response.headers.get("ETag")
+        # A weak ETag may not be used with If-Range (RFC 9110 §13.1.5).
+        self.validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
 
     def iter_bytes(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """The raw body in chunks, never decoded; a cut connection raises ``VendorConnectionError``."""
-        skip = self._skip
         try:
-            for chunk in self._response.iter_raw(chunk_size):
-                if skip:
-                    if len(chunk) <= skip:
-                        skip -= len(chunk)
-                        continue
-                    chunk, skip = chunk[skip:], 0
-                yield chunk
+            yield from self._response.iter_raw(chunk_size)
         except httpx.TransportError as exc:
             raise _connection_error(self._vendor, "GET", self._url, exc) from None
+
+    def interrupt(self) -> None:
+        """Cut the connection from another thread: a read blocked in it fails at once."""
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _content_range(vendor: str, url: str, value: str | None) -> tuple[int, int, int | None]:
+    """``bytes START-END/TOTAL`` (TOTAL may be ``*``) → ``(start, end, total)``."""
+    unit, _, spec = (value or "").strip().partition(" ")
+    span, _, total = spec.partition("/")
+    first, _, last = span.partition("-")
+    if (
+        unit.lower() != "bytes"
+        or not first.isdigit()
+        or not last.isdigit()
+        or not (total.isdigit() or total == "*")
+    ):
+        raise _integrity_error(vendor, url, f"a 206 answer with an unreadable Content-Range {value!r}")
+    start, end = int(first), int(last)
+    size = int(total) if total.isdigit() else None
+    if end < start or (size is not None and end >= size):
+        raise _integrity_error(vendor, url, f"a 206 answer with an impossible Content-Range {value!r}")
+    return start, end, size
+
+
+def _integrity_error(vendor: str, url: str, problem: str) -> TransferIntegrityError:
+    return TransferIntegrityError(f"{vendor} GET {redact_url(url)}: {problem}")
 
 
 # --- the core -------------------------------------------------------------------------------------
@@ -628,17 +664,22 @@ class HttpCore:
         url: str,
         *,
         offset: int = 0,
+        if_range: str | None = None,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         method: str = "GET",
     ) -> Iterator[ByteStream]:
         """Open a streamed body from ``offset`` on (``Range``), retrying until the body starts.
 
+        With ``if_range`` (an ETag or Last-Modified date), a server whose object changed since
+        answers with the whole new object instead (a 200): :attr:`ByteStream.start` says which.
         Errors after the body has started (a cut connection) surface from
         :meth:`ByteStream.iter_bytes`; the caller resumes by opening again at its offset.
         """
         method = method.upper()
         range_headers = {"Range": f"bytes={offset}-"} if offset > 0 else {}
+        if range_headers and if_range:
+            range_headers["If-Range"] = if_range
         what = f"{self.vendor} {method} {redact_url(url)}"
 
         def open_once() -> httpx.Response:
@@ -668,7 +709,7 @@ class HttpCore:
                 response = open_once()
         assert response is not None
         try:
-            yield ByteStream(self.vendor, url, response, offset)
+            yield ByteStream(self.vendor, url, response)
         finally:
             response.close()
 

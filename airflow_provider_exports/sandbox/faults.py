@@ -20,7 +20,16 @@ if TYPE_CHECKING:
 
     from airflow_provider_exports.sandbox.server import VendorServer
 
-FAULT_KINDS = ("rate_limit", "server_error", "drop_connection", "slow", "expire_tokens", "expire_urls")
+FAULT_KINDS = (
+    "rate_limit",
+    "server_error",
+    "drop_connection",
+    "slow",
+    "throttle",
+    "shift_range",
+    "expire_tokens",
+    "expire_urls",
+)
 
 
 @dataclass
@@ -85,6 +94,23 @@ class FaultPlan:
         """Delay matching requests by ``seconds`` before handling them."""
         return self._add(Fault("slow", path_glob, times, method, {"seconds": float(seconds)}))
 
+    def throttle(
+        self, path_glob: str, bytes_per_second: int, times: int | None = 1, *, method: str | None = None
+    ) -> Fault:
+        """Send matching responses' bodies at about ``bytes_per_second`` (a slow link, a download in flight)."""
+        if bytes_per_second < 1:
+            raise ValueError("bytes_per_second must be >= 1")
+        return self._add(
+            Fault("throttle", path_glob, times, method, {"bytes_per_second": int(bytes_per_second)})
+        )
+
+    def shift_range(
+        self, path_glob: str, by_bytes: int, times: int | None = 1, *, method: str | None = None
+    ) -> Fault:
+        """Answer a ``Range: bytes=N-`` request as if it asked for ``N + by_bytes``: a faulty server
+        whose 206 (with an honest ``Content-Range``) does not start where the client asked."""
+        return self._add(Fault("shift_range", path_glob, times, method, {"by_bytes": int(by_bytes)}))
+
     def expire_tokens(self) -> None:
         """Every token issued so far is rejected from now on with the vendor's 401."""
         if self._on_expire_tokens is not None:
@@ -104,10 +130,13 @@ class FaultPlan:
         with self._lock:
             return list(self._faults)
 
-    def take(self, method: str, path: str) -> Fault | None:
-        """Return and consume the first fault matching this request, if any."""
+    def take(self, method: str, path: str, headers: dict[str, str] | None = None) -> Fault | None:
+        """Return and consume the first fault matching this request, if any (``shift_range``
+        matches only requests that carry a ``Range`` header)."""
         with self._lock:
             for fault in self._faults:
+                if fault.kind == "shift_range" and "range" not in (headers or {}):
+                    continue
                 if fault.matches(method, path):
                     if fault.times is not None:
                         fault.times -= 1
@@ -147,7 +176,8 @@ class FaultMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/_sandbox/"):
             await self.app(scope, receive, send)
             return
-        fault = self.server.faults.take(scope["method"], scope["path"])
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        fault = self.server.faults.take(scope["method"], scope["path"], headers)
         if fault is None:
             await self.app(scope, receive, send)
             return
@@ -162,8 +192,27 @@ class FaultMiddleware:
             await response(scope, receive, send)
         elif fault.kind == "drop_connection":
             await self._drop(scope, receive, send, fault.params["after_bytes"])
+        elif fault.kind == "throttle":
+            await self._throttle(scope, receive, send, fault.params["bytes_per_second"])
+        elif fault.kind == "shift_range":
+            await self.app(_shifted(scope, headers, fault.params["by_bytes"]), receive, send)
         else:  # pragma: no cover - kinds are validated when added
             await self.app(scope, receive, send)
+
+    async def _throttle(self, scope: Scope, receive: Receive, send: Send, bytes_per_second: int) -> None:
+        async def slow_send(message: Message) -> None:
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body: bytes = message.get("body", b"")
+            step = max(1, bytes_per_second // 10)
+            for i in range(0, len(body), step):
+                await send({"type": "http.response.body", "body": body[i : i + step], "more_body": True})
+                await asyncio.sleep(0.1)
+            if not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app(scope, receive, slow_send)
 
     async def _drop(self, scope: Scope, receive: Receive, send: Send, after_bytes: int) -> None:
         remaining = after_bytes
@@ -188,3 +237,14 @@ class FaultMiddleware:
             # Returning with the response unfinished makes uvicorn close the transport, so the
             # client sees fewer bytes than Content-Length promised.
             return
+
+
+def _shifted(scope: Scope, headers: dict[str, str], by_bytes: int) -> Scope:
+    """``scope`` with its ``Range: bytes=N-`` moved to ``N + by_bytes`` (and no ``If-Range``)."""
+    unit, _, spec = headers.get("range", "").partition("=")
+    first, _, last = spec.partition("-")
+    if unit.strip() != "bytes" or not first.strip().isdigit():
+        return scope
+    moved = f"bytes={max(0, int(first) + by_bytes)}-{last}"
+    kept = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in (b"range", b"if-range")]
+    return {**scope, "headers": [*kept, (b"range", moved.encode("latin-1"))]}

@@ -81,6 +81,18 @@ class S3Bucket:
         body: bytes = self.client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
         return body
 
+    def manifest(self, prefix: str = "") -> dict[str, Any]:
+        """The ``_manifest.json`` a transfer committed under ``prefix``."""
+        import json
+
+        key = f"{prefix.strip('/')}/_manifest.json" if prefix.strip("/") else "_manifest.json"
+        manifest: dict[str, Any] = json.loads(self.read(key))
+        return manifest
+
+    def committed(self, prefix: str = "") -> dict[str, str]:
+        """The files of the run committed under ``prefix``: their source names and object keys."""
+        return {f["name"]: f["location"] for f in self.manifest(prefix)["files"]}
+
 
 @pytest.fixture
 def s3(moto_s3: MotoServer, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> S3Bucket:

@@ -79,22 +79,26 @@ class _RecordingMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/_sandbox/"):
             await self.app(scope, receive, send)
             return
-        status = 0
+        recorded = False
+
+        def record(status: int) -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+                headers = {k.decode("latin-1").lower() for k, _ in scope.get("headers", [])}
+                self.server._record(RecordedRequest(scope["method"], scope["path"], query, status, headers))
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            # Recorded before the status line leaves, so a client that has its answer finds it logged.
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                record(int(message["status"]))
             await send(message)
 
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-            headers = {k.decode("latin-1").lower() for k, _ in scope.get("headers", [])}
-            self.server._record(
-                RecordedRequest(scope["method"], scope["path"], query, status or 500, headers)
-            )
+            record(500)
 
 
 class VendorServer:

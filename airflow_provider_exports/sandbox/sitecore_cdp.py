@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 import threading
 import time
@@ -241,6 +242,15 @@ class SitecoreCDPServer(VendorServer):
             meta = synthetic.read_meta(self._materialize(job, out))
             result.append((out.name, int(meta["size"]), str(meta["sha256"]), int(meta["rows"])))
         return result
+
+    def rewrite_file(self, execution_ref: str, name: str) -> None:
+        """Give an output file a new version, same bytes (new ``ETag`` and ``Last-Modified``), as if
+        the vendor wrote it again while a client was reading it."""
+        job = self._jobs[execution_ref]
+        out = next(f for f in job.files() if f.name == name)
+        path = self._materialize(job, out)
+        stamp = max(time.time_ns(), path.stat().st_mtime_ns + 1_000_000_000)
+        os.utime(path, ns=(stamp, stamp))
 
     def reset_state(self) -> None:
         with self._state_lock:

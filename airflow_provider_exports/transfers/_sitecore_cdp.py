@@ -9,20 +9,26 @@ they never travel through XCom, templates or logs.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_exports.exceptions import TransferError
 from airflow_provider_exports.hooks.sitecore_cdp import (
     ExportOutput,
     SitecoreCDPHook,
     check_execution_ref,
     check_export_ref,
 )
-from airflow_provider_exports.transfers.engine import HttpSourceFile, Sink, SourceFile, run_transfer
+from airflow_provider_exports.transfers.engine import (
+    Cancellation,
+    HttpSourceFile,
+    Sink,
+    SourceFile,
+    run_transfer,
+)
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
@@ -46,6 +52,15 @@ REPORT_DETAILS = (
 )
 
 
+def size_kb_bounds(size_kb: int) -> tuple[int, int]:
+    """The byte counts a listed ``sizeKB`` allows.
+
+    Vendor is silent on what a KB is and how it is rounded (vendor-apis README §1.4a): we accept
+    1000 or 1024 bytes per KB, rounded up, down or to the nearest, so a file is within one KB of it.
+    """
+    return max(0, (size_kb - 1) * 1000), (size_kb + 1) * 1024
+
+
 def delta_kind(name: str) -> str | None:
     lowered = name.lower()
     return next((kind for kind in DELTA_KINDS if kind in lowered), None)
@@ -60,6 +75,8 @@ class SitecoreCDPTransferBase(BaseOperator):
     :param sitecore_cdp_conn_id: the Sitecore CDP connection. (templated)
     :param overwrite: move the job again even when its manifest is already at the destination.
     :param max_concurrent_files: files moved at once.
+    :param allow_empty: commit a job without any data (it replaces what the destination had);
+        by default such a job fails and the destination keeps what it had.
     """
 
     template_fields: Sequence[str] = ("audience_export_ref", "execution_ref", "sitecore_cdp_conn_id")
@@ -72,6 +89,7 @@ class SitecoreCDPTransferBase(BaseOperator):
         sitecore_cdp_conn_id: str = SitecoreCDPHook.default_conn_name,
         overwrite: bool = False,
         max_concurrent_files: int = 4,
+        allow_empty: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -80,11 +98,13 @@ class SitecoreCDPTransferBase(BaseOperator):
         self.sitecore_cdp_conn_id = sitecore_cdp_conn_id
         self.overwrite = overwrite
         self.max_concurrent_files = max_concurrent_files
+        self.allow_empty = allow_empty
         if not is_template(audience_export_ref):
             check_export_ref(audience_export_ref)
         if execution_ref and not is_template(execution_ref) and not hasattr(execution_ref, "operator"):
             check_execution_ref(execution_ref)
-        self._cancel = threading.Event()
+        # made in execute (an Event cannot be deep-copied, and Airflow copies operators)
+        self._cancellation: Cancellation | None = None
 
     @cached_property
     def hook(self) -> SitecoreCDPHook:
@@ -107,7 +127,12 @@ class SitecoreCDPTransferBase(BaseOperator):
             def fresh_url() -> str:
                 self.log.info("Fetching fresh output URLs of job %s from Sitecore", output.execution_ref)
                 current = self.hook.get_execution_output(output.execution_ref)
-                return next(f.url for f in current.files if f.name == name)
+                url = next((f.url for f in current.files if f.name == name), None)
+                if url is None:
+                    raise TransferError(
+                        f"{name} is no longer in the output listing of Sitecore CDP job {output.execution_ref}"
+                    )
+                return url
 
             return fresh_url
 
@@ -121,12 +146,14 @@ class SitecoreCDPTransferBase(BaseOperator):
                     None,  # sizeKB is rounded: the exact size comes from Content-Length
                     resolver(ref.name),
                     url=ref.url,
+                    size_range=size_kb_bounds(ref.size_kb),
                     attributes={"delta": kind} if kind else {},
                 )
             )
         return files
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self._cancellation = Cancellation()
         output = self._output()
         report = self.hook.get_report(self.audience_export_ref, output.execution_ref) or {}
         details = {
@@ -145,7 +172,7 @@ class SitecoreCDPTransferBase(BaseOperator):
                 overwrite=self.overwrite,
                 max_concurrent_files=self.max_concurrent_files,
                 log=cast("logging.Logger", self.log),  # Airflow's task logger speaks the same methods
-                cancel_event=self._cancel,
+                cancellation=self._cancellation,
                 job_details=details,
             )
         finally:
@@ -154,4 +181,5 @@ class SitecoreCDPTransferBase(BaseOperator):
 
     def on_kill(self) -> None:
         # Sitecore jobs cannot be cancelled; stop our own transfer, which aborts its uploads.
-        self._cancel.set()
+        if self._cancellation is not None:
+            self._cancellation.cancel("the task was killed")

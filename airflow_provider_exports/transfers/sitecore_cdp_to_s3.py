@@ -71,4 +71,5 @@ class SitecoreCDPToS3Operator(SitecoreCDPTransferBase):
             max_concurrency=self.max_part_concurrency,
             decompress=self.decompress,
             extra_args=self.s3_extra_args,
+            allow_empty=self.allow_empty,
         )

@@ -28,16 +28,17 @@ def _states(run):
 def _check_landed(sandbox, s3, warehouse, execution_ref, rows):
     prefix = f"raw/sitecore/{EXPORT}/ds={LOGICAL_DATE:%Y-%m-%d}/"
     expected = sandbox.sitecore.expected_files(execution_ref)
-    keys = s3.keys(prefix)
-    assert sorted(keys) == sorted([prefix + name for name, *_ in expected] + [prefix + "_manifest.json"])
+    landed = s3.committed(prefix)
+    assert sorted(s3.keys(prefix)) == sorted([*landed.values(), prefix + "_manifest.json"])
+    assert sorted(landed) == sorted(name for name, *_ in expected)
     for name, size, sha256, _rows in expected:
-        body = s3.read(prefix + name)
+        body = s3.read(landed[name])
         assert len(body) == size
         import hashlib
 
         assert hashlib.sha256(body).hexdigest() == sha256
         assert gzip.decompress(body).count(b"\n") == _rows
-    manifest = json.loads(s3.read(prefix + "_manifest.json"))
+    manifest = s3.manifest(prefix)
     assert manifest["job_ref"] == execution_ref
     assert manifest["job_details"]["friendlyId"] == EXPORT
     with sqlite3.connect(warehouse) as conn:

@@ -24,11 +24,12 @@ def _operator(s3, **kwargs):
 
 
 def _assert_identical(sandbox, s3, ref, prefix="raw/sitecore/"):
-    for name, size, sha256, _rows in sandbox.sitecore.expected_files(ref):
-        key = prefix + (
-            f"{k}/{name}" if (k := next((k for k in ("added", "removed") if k in name), None)) else name
-        )
-        body = s3.read(key)
+    landed = s3.committed(prefix)
+    expected = sandbox.sitecore.expected_files(ref)
+    assert len(landed) == len(expected)
+    for name, size, sha256, _rows in expected:
+        kind = next((k for k in ("added", "removed") if k in name), None)
+        body = s3.read(landed[f"{kind}/{name}" if kind else name])
         assert (len(body), hashlib.sha256(body).hexdigest()) == (size, sha256)
 
 
@@ -38,7 +39,7 @@ def test_latest_job_lands_byte_identical_with_manifest(sandbox, s3):
     summary = _operator(s3).execute({})
     assert summary["job_ref"] == ref and summary["file_count"] == 4 and not summary["skipped"]
     _assert_identical(sandbox, s3, ref)
-    manifest = json.loads(s3.read("raw/sitecore/_manifest.json"))
+    manifest = s3.manifest("raw/sitecore/")
     assert manifest["job_details"]["executionRef"] == ref
     assert manifest["job_details"]["definitionRef"]
     assert "url" not in json.dumps(summary).lower() and "X-Amz" not in json.dumps(manifest)
@@ -80,10 +81,10 @@ def test_rerun_of_the_same_job_skips(sandbox, s3):
 def test_delta_export_keeps_added_and_removed_apart(sandbox, s3):
     sandbox.sitecore.add_export(EXPORT, definition_type="DELTA")
     ref = sandbox.sitecore.add_job(EXPORT, rows=500)
-    _operator(s3, execution_ref=ref).execute({})
-    keys = s3.keys("raw/sitecore/")
-    assert any(k.startswith("raw/sitecore/added/") for k in keys)
-    assert any(k.startswith("raw/sitecore/removed/") for k in keys)
+    summary = _operator(s3, execution_ref=ref).execute({})
+    run_dir = f"raw/sitecore/run-{summary['run_id']}"
+    assert any(k.startswith(f"{run_dir}/added/") for k in summary["locations"])
+    assert any(k.startswith(f"{run_dir}/removed/") for k in summary["locations"])
     _assert_identical(sandbox, s3, ref)
 
 

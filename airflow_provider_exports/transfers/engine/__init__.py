@@ -20,7 +20,7 @@ from airflow_provider_exports.transfers.engine.manifest import (
 )
 from airflow_provider_exports.transfers.engine.runner import TransferSummary, run_transfer
 from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
-from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink, StoredFile, TransferContext
 from airflow_provider_exports.transfers.engine.sources import HttpSourceFile, OpenedStream, SourceFile
 from airflow_provider_exports.transfers.engine.sql_sink import SqlSink, resolve_db_hook
 
@@ -28,6 +28,7 @@ __all__ = [
     "CHECKSUM_ALGORITHM",
     "MANIFEST_NAME",
     "MANIFEST_VERSION",
+    "Cancellation",
     "FileRecord",
     "HttpSourceFile",
     "OpenedStream",

@@ -7,7 +7,7 @@ Format (``manifest_version`` 1)::
 
     {
       "manifest_version": 1,
-      "vendor": "Sitecore CDP", "export_ref": "...", "job_ref": "...",
+      "vendor": "Sitecore CDP", "export_ref": "...", "job_ref": "...", "run_id": "20261122T031500Z-9f3a1c2b",
       "destination": {"kind": "s3", "bucket": "...", "prefix": "..."}
                      | {"kind": "sql", "conn_id": "...", "table": "...", "mode": "replace"},
       "checksum_algorithm": "sha256",
@@ -58,6 +58,7 @@ def build_manifest(
     vendor: str,
     export_ref: str,
     job_ref: str,
+    run_id: str,
     destination: Mapping[str, Any],
     files: Sequence[FileRecord],
     started_at: float,
@@ -77,6 +78,7 @@ def build_manifest(
         "vendor": vendor,
         "export_ref": export_ref,
         "job_ref": job_ref,
+        "run_id": run_id,
         "job_details": dict(job_details or {}),
         "destination": dict(destination),
         "checksum_algorithm": CHECKSUM_ALGORITHM,

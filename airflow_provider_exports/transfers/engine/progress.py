@@ -82,6 +82,11 @@ class Progress:
             self._active.pop(index, None)
             self._done += 1
 
+    def rewind(self, n: int) -> None:
+        """Forget ``n`` bytes counted for a file that starts again from its first byte."""
+        with self._lock:
+            self._bytes -= n
+
     def add(self, n: int) -> None:
         with self._lock:
             self._bytes += n

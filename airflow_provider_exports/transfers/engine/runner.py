@@ -1,31 +1,43 @@
 """The run: move every output file of one vendor job into a sink, check it, commit it once.
 
-:func:`run_transfer` skips a job whose manifest is already at the destination, moves files
-concurrently (bounded), counts and hashes every byte as it passes (SHA-256 of the bytes as the
-vendor served them), checks sizes, logs progress, and commits with the manifest last. Any
-failure aborts the sink, so the destination is left as it was. It returns a
-:class:`TransferSummary`: references and counts for XCom, never a URL or a body.
+:func:`run_transfer` refuses file names that would collide at the destination, asks the sink
+whether this job is already there (and skips it), moves files concurrently (bounded), counts and
+hashes every byte as it passes (SHA-256 of the bytes as the vendor served them), starts a file
+again from its first byte when the source changed under it, logs progress, and commits with the
+manifest last. Any failure, a timeout or ``on_kill`` cancels the run: every in-flight file stops
+at once and the sink aborts, so the destination is left as the last good run left it. It returns
+a :class:`TransferSummary`: references and counts for XCom, never a URL or a body.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferIntegrityError
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    SourceChanged,
+    TransferCancelled,
+    TransferIntegrityError,
+    TransferRefused,
+)
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.manifest import FileRecord
 from airflow_provider_exports.transfers.engine.progress import Progress
-from airflow_provider_exports.transfers.engine.sink import Sink, TransferContext
+from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink, TransferContext
 from airflow_provider_exports.transfers.engine.sources import DEFAULT_CHUNK_SIZE, SourceFile
 
 _log = logging.getLogger(__name__)
+
+#: how often one file may start again from zero because its source changed while it was read
+MAX_FILE_RESTARTS = 2
+#: seconds the runner waits, after a cancellation, for file workers to leave before aborting the sink
+CANCEL_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -34,8 +46,9 @@ class TransferSummary:
 
     :ivar locations: where each file went (object keys; for SQL, the table once per file).
     :ivar manifest: the manifest's key (S3) or the manifest table (SQL).
-    :ivar skipped: ``True`` when an earlier run of the same job had already committed.
+    :ivar skipped: ``True`` when a run of the same job had already committed.
     :ivar rows: rows loaded (SQL), ``None`` for object stores.
+    :ivar run_id: the id of the run that committed what is at the destination.
     """
 
     vendor: str
@@ -48,10 +61,27 @@ class TransferSummary:
     bytes: int
     rows: int | None
     seconds: float
+    run_id: str | None = None
     locations: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_names(files: Sequence[SourceFile], sink: Sink) -> None:
+    """Refuse a file list whose names collide at the destination or take the manifest's name."""
+    stored: dict[str, str] = {}
+    for source in files:
+        name = sink.stored_name(source.name)
+        if name == manifest_mod.MANIFEST_NAME:
+            raise TransferRefused(
+                f"the export has a file stored as {name!r}, a name reserved for the provider's manifest"
+            )
+        if name in stored:
+            raise TransferRefused(
+                f"files {stored[name]!r} and {source.name!r} would both be stored as {name!r}"
+            )
+        stored[name] = source.name
 
 
 def run_transfer(
@@ -66,7 +96,7 @@ def run_transfer(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     log: logging.Logger | None = None,
     progress_interval: float = 5.0,
-    cancel_event: threading.Event | None = None,
+    cancellation: Cancellation | None = None,
     job_details: Mapping[str, Any] | None = None,
 ) -> TransferSummary:
     """Move ``files`` of one vendor job into ``sink``, all or nothing.
@@ -82,71 +112,131 @@ def run_transfer(
     :param chunk_size: bytes per read from a source.
     :param log: where progress and decisions are logged (an operator passes ``self.log``).
     :param progress_interval: seconds between progress lines.
-    :param cancel_event: set it (e.g. from ``on_kill``) to stop the run; it then aborts.
+    :param cancellation: cancel it (from ``on_kill``) to stop the run; it then aborts.
     :param job_details: the vendor's facts about the job, recorded in the manifest (JSON-able).
     """
     log = log or _log
     if max_concurrent_files < 1:
         raise ExportConfigError("max_concurrent_files", "must be at least 1")
-    names = [f.name for f in files]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ExportConfigError("files", f"several source files share a name: {', '.join(duplicates)}")
+    check_names(files, sink)
+    cancellation = cancellation or Cancellation()
+    cancellation.check()
+    ctx = TransferContext(vendor, export_ref, job_ref, cancellation=cancellation)
 
-    ctx = TransferContext(vendor, export_ref, job_ref, cancel_event or threading.Event())
-    existing = sink.find_manifest(ctx)
-    if manifest_mod.same_job(existing, vendor=vendor, export_ref=export_ref, job_ref=job_ref):
-        assert existing is not None
-        if not overwrite:
+    existing = sink.begin(ctx)
+    try:
+        if manifest_mod.same_job(existing, vendor=vendor, export_ref=export_ref, job_ref=job_ref):
+            assert existing is not None
+            if not overwrite:
+                log.info(
+                    "%s export %s job %s is already at %s (manifest %s); skipping. "
+                    "Set overwrite=True to move it again.",
+                    vendor,
+                    export_ref,
+                    job_ref,
+                    sink.describe(),
+                    sink.manifest_location(),
+                )
+                sink.abort()
+                return _summary_from_manifest(existing, sink, skipped=True)
             log.info(
-                "%s export %s job %s is already at %s (manifest %s); skipping. Set overwrite=True to move it again.",
-                vendor,
-                export_ref,
-                job_ref,
-                sink.describe(),
-                sink.manifest_location(),
+                "%s job %s is already at the destination; overwrite=True, moving it again", vendor, job_ref
             )
-            return _summary_from_manifest(existing, sink, skipped=True)
-        log.info("%s job %s is already at the destination; overwrite=True, moving it again", vendor, job_ref)
 
-    progress = Progress(log, sizes=[f.size for f in files], interval=progress_interval)
-    started = time.time()
-    log.info(
-        "Moving %d file(s) of %s export %s job %s to %s",
-        len(files),
-        vendor,
-        export_ref,
-        job_ref,
-        sink.describe(),
-    )
+        log.info(
+            "Moving %d file(s) of %s export %s job %s to %s (run %s)",
+            len(files),
+            vendor,
+            export_ref,
+            job_ref,
+            sink.describe(),
+            ctx.run_id,
+        )
+        started = time.time()
+        progress = Progress(log, sizes=[f.size for f in files], interval=progress_interval)
+        mover = _FileMover(sink, progress, cancellation, chunk_size, log)
+        records: list[FileRecord | None] = [None] * len(files)
 
-    records: list[FileRecord | None] = [None] * len(files)
+        def move(index: int, source: SourceFile) -> None:
+            records[index] = mover.move(index + 1, source)
 
-    def move(index: int, source: SourceFile) -> None:
+        workers = min(
+            max_concurrent_files, sink.max_file_concurrency or max_concurrent_files, len(files) or 1
+        )
+        if workers == 1:
+            for i, source in enumerate(files):
+                move(i, source)
+        else:
+            _run_concurrently(move, files, workers, cancellation)
+        cancellation.check()
+        manifest = manifest_mod.build_manifest(
+            vendor=vendor,
+            export_ref=export_ref,
+            job_ref=job_ref,
+            run_id=ctx.run_id,
+            destination=sink.describe(),
+            files=[r for r in records if r is not None],
+            started_at=started,
+            finished_at=time.time(),
+            job_details=job_details,
+        )
+        winner = sink.commit(manifest)
+    except BaseException as exc:
+        cancellation.cancel(f"transfer stopped: {type(exc).__name__}")
+        sink.abort()
+        raise
+    if winner is not None:
+        log.info(
+            "A concurrent run (%s) committed %s job %s first; this run's copy was discarded",
+            winner.get("run_id"),
+            vendor,
+            job_ref,
+        )
+        return _summary_from_manifest(winner, sink, skipped=True)
+    log.info("%s; manifest at %s", progress.summary_line(), sink.manifest_location())
+    return _summary_from_manifest(manifest, sink, skipped=False)
+
+
+class _FileMover:
+    """Moves one file into the sink while counting, hashing and checking its bytes."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        progress: Progress,
+        cancellation: Cancellation,
+        chunk_size: int,
+        log: logging.Logger,
+    ) -> None:
+        self._sink = sink
+        self._progress = progress
+        self._cancellation = cancellation
+        self._chunk_size = chunk_size
+        self._log = log
+
+    def move(self, number: int, source: SourceFile) -> FileRecord:
         t0 = time.monotonic()
-        progress.start_file(index + 1, source.name)
-        digest = hashlib.sha256()
-        count = 0
-
-        def counted() -> Iterator[bytes]:
-            nonlocal count
-            for chunk in source.iter_bytes(chunk_size):
-                if ctx.cancel_event.is_set():
-                    raise TransferError("transfer cancelled")
-                if not count:
-                    progress.learn_size(index + 1, source.announced_size)
-                digest.update(chunk)
-                count += len(chunk)
-                progress.add(len(chunk))
-                yield chunk
-
-        stream = counted()
-        stored = sink.write_file(source, stream)
-        for _ in stream:  # a sink that stopped early still gets every byte counted and checked
-            pass
+        self._progress.start_file(number, source.name)
+        for restart in range(MAX_FILE_RESTARTS + 1):
+            digest = hashlib.sha256()
+            counted = [0]
+            try:
+                stream = self._counted(number, source, digest, counted)
+                stored = self._sink.write_file(source, stream)
+                for _ in stream:  # a sink that stopped early still gets every byte counted and checked
+                    pass
+                break
+            except SourceChanged as exc:
+                if restart == MAX_FILE_RESTARTS:
+                    raise
+                self._log.warning("%s; starting the file again from its first byte", exc)
+                self._progress.rewind(counted[0])
+                self._sink.discard_file(source)
+        count = counted[0]
         if source.size is not None and count != source.size:
             raise TransferIntegrityError(f"{source.name}: received {count} bytes, listed as {source.size}")
-        records[index] = FileRecord(
+        self._progress.finish_file(number)
+        return FileRecord(
             name=source.name,
             location=stored.location,
             bytes=count,
@@ -156,50 +246,48 @@ def run_transfer(
             seconds=round(time.monotonic() - t0, 3),
             attributes=dict(source.attributes),
         )
-        progress.finish_file(index + 1)
 
-    sink.begin(ctx)
+    def _counted(self, number: int, source: SourceFile, digest: Any, counted: list[int]) -> Iterator[bytes]:
+        for chunk in source.iter_bytes(self._chunk_size, cancellation=self._cancellation):
+            self._cancellation.check()
+            if not counted[0]:
+                self._progress.learn_size(number, source.announced_size)
+            digest.update(chunk)
+            counted[0] += len(chunk)
+            self._progress.add(len(chunk))
+            yield chunk
+
+
+def _run_concurrently(
+    move: Callable[[int, SourceFile], None],
+    files: Sequence[SourceFile],
+    workers: int,
+    cancellation: Cancellation,
+) -> None:
+    """Move files on a pool; the first failure (or a timeout in this thread) cancels the others.
+
+    The pool is never joined unboundedly: after a cancellation the workers get
+    :data:`CANCEL_GRACE_SECONDS` to leave (their reads are interrupted, so they leave at once),
+    then the caller aborts the sink whatever they do.
+    """
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="transfer-file")
+    futures: list[Future[None]] = []
     try:
-        workers = min(
-            max_concurrent_files, sink.max_file_concurrency or max_concurrent_files, len(files) or 1
-        )
-        if workers == 1:
-            for i, source in enumerate(files):
-                move(i, source)
-        else:
-            _run_concurrently(move, files, workers, ctx)
-        done = [r for r in records if r is not None]
-        manifest = manifest_mod.build_manifest(
-            vendor=vendor,
-            export_ref=export_ref,
-            job_ref=job_ref,
-            destination=sink.describe(),
-            files=done,
-            started_at=started,
-            finished_at=time.time(),
-            job_details=job_details,
-        )
-        sink.commit(manifest)
-    except BaseException:
-        ctx.cancel_event.set()
-        sink.abort()
-        raise
-    log.info("%s; manifest at %s", progress.summary_line(), sink.manifest_location())
-    return _summary_from_manifest(manifest, sink, skipped=False)
-
-
-def _run_concurrently(move: Any, files: Sequence[SourceFile], workers: int, ctx: TransferContext) -> None:
-    with ThreadPoolExecutor(workers, thread_name_prefix="transfer-file") as pool:
         futures = [pool.submit(move, i, f) for i, f in enumerate(files)]
         wait(futures, return_when=FIRST_EXCEPTION)
-        first = next((f.exception() for f in futures if f.done() and f.exception() is not None), None)
-        if first is not None:
-            # Stop the other files at their next chunk, and report the error that started it.
-            ctx.cancel_event.set()
-            for f in futures:
-                f.cancel()
-            wait(futures)
+        failures = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()]
+        if failures:
+            first = next((e for e in failures if not isinstance(e, TransferCancelled)), failures[0])
+            cancellation.cancel(f"another file failed: {type(first).__name__}")
+            assert first is not None
             raise first
+    except BaseException as exc:
+        cancellation.cancel(f"transfer stopped: {type(exc).__name__}")
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        if cancellation.is_set:
+            wait(futures, timeout=CANCEL_GRACE_SECONDS)
 
 
 def _summary_from_manifest(manifest: Mapping[str, Any], sink: Sink, *, skipped: bool) -> TransferSummary:
@@ -215,5 +303,6 @@ def _summary_from_manifest(manifest: Mapping[str, Any], sink: Sink, *, skipped: 
         bytes=int(manifest.get("total_bytes") or 0),
         rows=manifest.get("total_rows"),
         seconds=float(manifest.get("seconds") or 0.0),
+        run_id=manifest.get("run_id"),
         locations=[str(f.get("location")) for f in files],
     )

@@ -1,29 +1,51 @@
-"""S3 destination: multipart uploads fed straight from the download stream.
+"""S3 destination: multipart uploads fed straight from the download stream, committed by one manifest.
 
 No temporary file and never a whole file in memory: the stream is cut into parts of
 ``part_size`` bytes, and up to ``max_concurrency`` parts (across all files of the run) are
 uploaded at once from a thread pool while the next part is read, so memory stays at about
 ``(max_concurrency + files in flight) * part_size`` whatever the file sizes.
 
-All or nothing: every file's multipart upload stays open until every file of the run is in;
-``commit`` then removes an older manifest, completes the uploads and writes ``_manifest.json``
-last. A failure anywhere aborts every upload of the run (no parts are left behind) and removes
-objects the failed commit had already completed. A worker killed outright can still leave
-incomplete uploads: a bucket lifecycle rule ``AbortIncompleteMultipartUpload`` clears those.
+The commit protocol (README, "S3: what a reader sees"):
+
+1. Every run writes under its own directory, ``<prefix>/run-<run id>/``, so it never overwrites
+   an object that a committed manifest lists. Uploads stay open (invisible) until every file of
+   the run is in; a failure or a cancellation aborts them all.
+2. ``commit`` completes the uploads, then writes ``<prefix>/_manifest.json`` — the one pointer
+   readers trust — with a conditional put (``If-Match`` the manifest read at ``begin``, or
+   ``If-None-Match: *``). If another run committed in between, the put fails: a run of the same
+   job then throws its copy away and reports the job as already there; a run of another job
+   throws its copy away and fails, leaving the other run's commit in place.
+3. Only once the new manifest is in place are the files the previous manifest listed deleted,
+   and any ``run-*/`` directory under the prefix that no manifest lists and that is older than
+   this run (what a killed worker left behind).
+
+So a reader that follows the manifest sees one whole run, never a mix; a failed or killed run
+leaves the manifest and the objects it lists exactly as they were. A worker killed outright
+can leave incomplete multipart uploads (a bucket lifecycle rule ``AbortIncompleteMultipartUpload``
+clears them) and, if it died while committing, a ``run-*/`` directory that the next successful
+run removes.
 """
 
 from __future__ import annotations
 
 import logging
 import mimetypes
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    TransferCancelled,
+    TransferError,
+    TransferRefused,
+)
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.formats import gunzip
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
@@ -40,6 +62,10 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 # checksum is also cheap for S3 to build, unlike a whole-object CRC64 over every part again.
 CHECKSUM_ALGORITHM = "CRC32"
 MAX_PARTS = 10_000
+RUN_DIR_PREFIX = "run-"
+_RUN_DIR = re.compile(r"run-\d{8}T\d{6}Z-[0-9a-f]{8}/")
+# seconds an abort waits for parts already on the wire before aborting their uploads
+_PART_GRACE_SECONDS = 10.0
 _CONTENT_TYPES = {
     ".gz": "application/gzip",
     ".jsonl": "application/x-ndjson",
@@ -67,12 +93,17 @@ def _header_value(value: str) -> str:
     return quote(value, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~") if not value.isascii() else value
 
 
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
 class S3Sink(Sink):
-    """Write a run's files under ``s3://bucket/prefix/`` through the amazon provider's S3Hook.
+    """Write a run's files under ``s3://bucket/prefix/run-<id>/`` through the amazon provider's S3Hook.
 
     :param bucket: destination bucket.
-    :param prefix: key prefix (the operator renders ``ds``, export ref and job ref into it);
-        a file lands at ``prefix/<file name>``, the manifest at ``prefix/_manifest.json``.
+    :param prefix: key prefix (the operator renders ``ds``, export ref and job ref into it); the
+        manifest lands at ``prefix/_manifest.json``, a run's files at ``prefix/run-<id>/<name>``.
     :param aws_conn_id: the AWS connection, when no ``hook`` is given.
     :param hook: an ``S3Hook`` to use instead of building one.
     :param part_size: bytes per multipart part (at least 5 MiB, S3's minimum).
@@ -81,6 +112,8 @@ class S3Sink(Sink):
         by default bytes pass through unchanged.
     :param extra_args: extra ``CreateMultipartUpload``/``PutObject`` arguments
         (``ServerSideEncryption``, ``SSEKMSKeyId``, ``ACL``, ``StorageClass``...).
+    :param allow_empty: commit a job without files (its manifest lists none, and the previous
+        run's files are removed); by default such a job fails and the prefix keeps what it had.
     """
 
     def __init__(
@@ -94,6 +127,7 @@ class S3Sink(Sink):
         max_concurrency: int = 4,
         decompress: bool = False,
         extra_args: Mapping[str, Any] | None = None,
+        allow_empty: bool = False,
     ) -> None:
         if not bucket:
             raise ExportConfigError("bucket", "a destination bucket is required")
@@ -109,12 +143,18 @@ class S3Sink(Sink):
         self.max_concurrency = max_concurrency
         self.decompress = decompress
         self.extra_args = dict(extra_args or {})
+        self.allow_empty = allow_empty
         self._client: Any = None
         self._pool: ThreadPoolExecutor | None = None
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._uploads: list[_Upload] = []
         self._lock = threading.Lock()
         self._ctx: TransferContext | None = None
+        self._base_etag: str | None = None
+        self._replaced: Mapping[str, Any] | None = None
+        self._began_at: datetime | None = None
+        self._aborted = False
+        self._committed = False
 
     # -- references --------------------------------------------------------------------------
 
@@ -132,13 +172,24 @@ class S3Sink(Sink):
             self._client = self.hook.get_conn()
         return self._client
 
-    def key_for(self, name: str) -> str:
-        if self.decompress and name.lower().endswith(".gz"):
-            name = name[:-3]
+    def _under_prefix(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
+    def stored_name(self, name: str) -> str:
+        if self.decompress and name.lower().endswith(".gz"):
+            return name[:-3]
+        return name
+
+    def run_prefix(self) -> str:
+        """The key prefix of the current run's files: ``prefix/run-<run id>``."""
+        assert self._ctx is not None, "begin() first"
+        return self._under_prefix(f"{RUN_DIR_PREFIX}{self._ctx.run_id}")
+
+    def key_for(self, name: str) -> str:
+        return f"{self.run_prefix()}/{self.stored_name(name)}"
+
     def manifest_location(self) -> str:
-        return self.key_for(manifest_mod.MANIFEST_NAME)
+        return self._under_prefix(manifest_mod.MANIFEST_NAME)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "s3", "bucket": self.bucket, "prefix": self.prefix}
@@ -147,24 +198,65 @@ class S3Sink(Sink):
         """``s3://bucket/prefix`` for an Airflow Asset or an OpenLineage dataset."""
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
-    # -- the run -----------------------------------------------------------------------------
+    # -- the manifest ------------------------------------------------------------------------
 
-    def find_manifest(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+    def _read_manifest(self) -> tuple[Mapping[str, Any] | None, str | None, datetime | None]:
+        """The manifest under the prefix, its ETag, and S3's clock at the time of reading."""
+        from botocore.exceptions import ClientError
+
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self.manifest_location())["Body"]
-        except self.client.exceptions.NoSuchKey:
-            return None
+            response = self.client.get_object(Bucket=self.bucket, Key=self.manifest_location())
+        except ClientError as exc:
+            if _error_code(exc) not in ("NoSuchKey", "404"):
+                raise
+            return None, None, _server_time(exc.response)
+        body = response["Body"]
         try:
-            return manifest_mod.loads(body.read())
+            return manifest_mod.loads(body.read()), response["ETag"], _server_time(response)
         finally:
             body.close()
 
-    def begin(self, ctx: TransferContext) -> None:
+    def _sizes_under(self, prefix: str) -> dict[str, int]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        return {
+            obj["Key"]: obj["Size"]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+        }
+
+    def _intact(self, manifest: Mapping[str, Any]) -> bool:
+        """Whether every object the manifest lists is there with the size it recorded."""
+        files = manifest.get("files") or []
+        folders = {str(f.get("location")).rpartition("/")[0] for f in files}
+        present: dict[str, int] = {}
+        for folder in folders:
+            present.update(self._sizes_under(f"{folder}/" if folder else ""))
+        for f in files:
+            size = f.get("stored_bytes") if f.get("stored_bytes") is not None else f.get("bytes")
+            if present.get(str(f.get("location"))) != size:
+                log.warning(
+                    "The manifest at s3://%s/%s lists %s, which is missing or has another size; moving the job again",
+                    self.bucket,
+                    self.manifest_location(),
+                    f.get("location"),
+                )
+                return False
+        return True
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         self._ctx = ctx
         self._uploads = []
-        _ = self.client  # resolve the connection before threads start
+        self._aborted = self._committed = False
+        self._replaced, self._base_etag, self._began_at = self._read_manifest()
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="s3-part")
+        existing = self._replaced
+        same = manifest_mod.same_job(
+            existing, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
+        )
+        return existing if same and existing is not None and self._intact(existing) else None
 
     def _object_args(self, key: str, source_name: str) -> dict[str, Any]:
         assert self._ctx is not None
@@ -174,6 +266,7 @@ class S3Sink(Sink):
             "vendor": self._ctx.vendor,
             "export-ref": self._ctx.export_ref,
             "job-ref": self._ctx.job_ref,
+            "run-id": self._ctx.run_id,
             "source-name": source_name,
         }
         return {
@@ -186,9 +279,10 @@ class S3Sink(Sink):
 
     def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
         assert self._pool is not None and self._ctx is not None, "begin() first"
-        key = self.key_for(source.name)
-        upload = _Upload(key, source.name)
+        upload = _Upload(self.key_for(source.name), source.name)
         with self._lock:
+            if self._aborted:
+                raise TransferCancelled(self._ctx.cancellation.reason)
             self._uploads.append(upload)
         data = gunzip(chunks) if self.decompress and source.name.lower().endswith(".gz") else chunks
         stored = 0
@@ -212,10 +306,19 @@ class S3Sink(Sink):
             future.result()
         if upload.error is not None:
             raise upload.error
-        return StoredFile(location=key, stored_bytes=stored)
+        return StoredFile(location=upload.key, stored_bytes=stored)
+
+    def discard_file(self, source: SourceFile) -> None:
+        with self._lock:
+            mine = [u for u in self._uploads if u.source_name == source.name]
+            self._uploads = [u for u in self._uploads if u.source_name != source.name]
+        for upload in mine:
+            wait_futures(upload.futures, timeout=_PART_GRACE_SECONDS)
+            self._abort_upload(upload)
 
     def _send_part(self, upload: _Upload, body: bytes) -> None:
         assert self._pool is not None and self._ctx is not None
+        cancellation = self._ctx.cancellation
         if upload.upload_id is None:
             response = self.client.create_multipart_upload(
                 Bucket=self.bucket,
@@ -223,7 +326,12 @@ class S3Sink(Sink):
                 ChecksumAlgorithm=CHECKSUM_ALGORITHM,
                 **self._object_args(upload.key, upload.source_name),
             )
-            upload.upload_id = response["UploadId"]
+            with self._lock:
+                upload.upload_id = response["UploadId"]
+                aborted = self._aborted
+            if aborted:  # abort() ran while this upload was being created: it is ours to abort
+                self._abort_upload(upload)
+                raise TransferCancelled(cancellation.reason)
         number = len(upload.futures) + 1
         if number > MAX_PARTS:
             raise TransferError(
@@ -231,11 +339,11 @@ class S3Sink(Sink):
             )
         # Backpressure: the reader waits here while max_concurrency parts are in flight.
         while not self._slots.acquire(timeout=0.5):
-            if self._ctx.cancel_event.is_set():
-                raise TransferError("transfer cancelled")
+            cancellation.check()
             if upload.error is not None:
                 raise upload.error
         try:
+            cancellation.check()
             future = self._pool.submit(self._upload_part, upload, number, body)
         except BaseException:
             self._slots.release()
@@ -244,7 +352,7 @@ class S3Sink(Sink):
 
     def _upload_part(self, upload: _Upload, number: int, body: bytes) -> None:
         try:
-            if upload.error is not None or (self._ctx is not None and self._ctx.cancel_event.is_set()):
+            if upload.error is not None or self._aborted or (self._ctx and self._ctx.cancellation.is_set):
                 return
             response = self.client.upload_part(
                 Bucket=self.bucket,
@@ -266,60 +374,160 @@ class S3Sink(Sink):
         finally:
             self._slots.release()
 
-    def commit(self, manifest: Mapping[str, Any]) -> None:
+    def _complete(self, upload: _Upload) -> None:
+        if upload.empty:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=upload.key,
+                Body=b"",
+                **self._object_args(upload.key, upload.source_name),
+            )
+        else:
+            parts = [upload.parts[n] for n in sorted(upload.parts)]
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=upload.key,
+                UploadId=upload.upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        upload.completed = True
+
+    def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        assert self._pool is not None and self._ctx is not None, "begin() first"
+        if not self._uploads and not self.allow_empty:
+            raise TransferRefused(
+                f"{self._ctx.vendor} job {self._ctx.job_ref} has no files; s3://{self.bucket}/{self.prefix} "
+                "keeps what it had (set allow_empty=True to commit an empty job)"
+            )
+        # Completing makes the objects exist, under this run's directory that nothing lists yet.
+        completing = [self._pool.submit(self._complete, u) for u in self._uploads]
+        wait_futures(completing)
+        for future in completing:
+            future.result()
+        winner = self._put_manifest(manifest)
+        if winner is not None:
+            self.abort()
+            return winner
+        self._committed = True
+        self._shutdown()
+        self._remove_replaced(manifest)
+        self._report_lineage()
+        return None
+
+    def _put_manifest(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Put the manifest if the one read at ``begin`` is still there; else say who won."""
+        assert self._ctx is not None
+        condition = {"IfMatch": self._base_etag} if self._base_etag else {"IfNoneMatch": "*"}
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.manifest_location(),
+                Body=manifest_mod.dumps(manifest),
+                ContentType="application/json",
+                **{k: v for k, v in self.extra_args.items() if k != "Metadata"},
+                **condition,
+            )
+            return None
+        except Exception as exc:
+            current, _, _ = self._read_manifest()
+            if current is not None and current.get("run_id") == self._ctx.run_id:
+                return None  # the put went through; only its answer was lost
+            if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise
+            if manifest_mod.same_job(
+                current, vendor=self._ctx.vendor, export_ref=self._ctx.export_ref, job_ref=self._ctx.job_ref
+            ):
+                assert current is not None
+                return current
+            other = current.get("job_ref") if current else "an unreadable manifest"
+            raise TransferError(
+                f"another run committed {other} to s3://{self.bucket}/{self.prefix} while this run moved "
+                f"job {self._ctx.job_ref}; this run's files were discarded and the other commit stays"
+            ) from None
+
+    def _remove_replaced(self, manifest: Mapping[str, Any]) -> None:
+        """After the commit: delete what the replaced manifest listed, and stale run directories."""
+        keep = {str(f.get("location")) for f in manifest.get("files") or []}
+        doomed = {
+            str(f.get("location"))
+            for f in (self._replaced or {}).get("files") or []
+            if str(f.get("location")) not in keep
+        }
+        base = f"{self.prefix}/" if self.prefix else ""
+        mine = self.run_prefix() + "/"
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=base + RUN_DIR_PREFIX):
+                for obj in page.get("Contents", []):
+                    key, rest = obj["Key"], obj["Key"][len(base) :]
+                    stale = self._began_at is None or obj["LastModified"] < self._began_at - timedelta(
+                        seconds=1
+                    )
+                    if key not in keep and not key.startswith(mine) and _RUN_DIR.match(rest) and stale:
+                        doomed.add(key)
+            for key in sorted(doomed):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception:
+            log.warning(
+                "Committed, but could not remove the replaced files under s3://%s/%s; readers of the "
+                "manifest are not affected, the next run retries",
+                self.bucket,
+                self.prefix,
+                exc_info=True,
+            )
+            return
+        if doomed:
+            log.info(
+                "Removed %d file(s) of earlier runs under s3://%s/%s", len(doomed), self.bucket, self.prefix
+            )
+
+    def _report_lineage(self) -> None:
         from airflow.sdk.lineage import get_hook_lineage_collector
 
-        manifest_key = self.manifest_location()
-        # Readers must never trust an older manifest over objects this commit replaces.
-        self.client.delete_object(Bucket=self.bucket, Key=manifest_key)
-        for upload in self._uploads:
-            if upload.empty:
-                self.client.put_object(
-                    Bucket=self.bucket,
-                    Key=upload.key,
-                    Body=b"",
-                    **self._object_args(upload.key, upload.source_name),
-                )
-            else:
-                parts = [upload.parts[n] for n in sorted(upload.parts)]
-                self.client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=upload.key,
-                    UploadId=upload.upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
-            upload.completed = True
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=manifest_key,
-            Body=manifest_mod.dumps(manifest),
-            ContentType="application/json",
-            **{k: v for k, v in self.extra_args.items() if k != "Metadata"},
-        )
         collector = get_hook_lineage_collector()
         for upload in self._uploads:
             collector.add_output_asset(
                 context=self.hook, scheme="s3", asset_kwargs={"bucket": self.bucket, "key": upload.key}
             )
-        self._shutdown()
+
+    def _abort_upload(self, upload: _Upload) -> None:
+        try:
+            if upload.completed:
+                self.client.delete_object(Bucket=self.bucket, Key=upload.key)
+            elif upload.upload_id is not None:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id
+                )
+        except Exception:
+            log.warning("Could not clean up s3://%s/%s", self.bucket, upload.key, exc_info=True)
 
     def abort(self) -> None:
-        if self._ctx is not None:
-            self._ctx.cancel_event.set()
-        self._shutdown()
-        for upload in self._uploads:
-            try:
-                if upload.completed:
-                    self.client.delete_object(Bucket=self.bucket, Key=upload.key)
-                elif upload.upload_id is not None:
-                    self.client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id
-                    )
-            except Exception:
-                log.warning("Could not clean up s3://%s/%s", self.bucket, upload.key, exc_info=True)
+        with self._lock:
+            if self._committed or self._aborted:
+                return
+            self._aborted = True
+            uploads = list(self._uploads)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        # parts already on the wire finish or fail within moments; then their uploads can go
+        wait_futures([f for u in uploads for f in u.futures], timeout=_PART_GRACE_SECONDS)
+        for upload in uploads:
+            self._abort_upload(upload)
         self._uploads = []
 
     def _shutdown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _server_time(response: Mapping[str, Any]) -> datetime | None:
+    """S3's own clock from a response's ``Date`` header (the stale-run rule uses S3's time, not ours)."""
+    from email.utils import parsedate_to_datetime
+
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return parsedate_to_datetime(date) if date else None
+    except (TypeError, ValueError):
+        return None

@@ -1,31 +1,104 @@
-"""The contract between the runner and a destination (S3, a SQL table).
+"""The contract between the runner and a destination (S3, a SQL table), and a run's stop signal.
 
-A run is ``find_manifest`` (has this job been moved already?), ``begin``, one ``write_file`` per
-source file (possibly from several threads, up to ``max_file_concurrency``), then ``commit`` with
-the manifest, or ``abort``. Nothing a run wrote is visible to readers before ``commit`` ends,
-and ``abort`` leaves the destination as it was.
+A run is ``begin`` (which also says whether this very job is already at the destination), one
+``write_file`` per source file (possibly from several threads, up to ``max_file_concurrency``;
+``discard_file`` throws a file's partial output away when its source changed and it starts
+again), then ``commit`` with the manifest, or ``abort``. Nothing a run wrote is visible to readers
+before ``commit`` ends, and ``abort`` leaves the destination as the last committed run left it.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_exports.exceptions import TransferCancelled, TransferError
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.sources import SourceFile
 
+log = logging.getLogger(__name__)
+
+
+class Cancellation:
+    """A run's stop signal, set from ``on_kill``, a timeout or a failing file.
+
+    Setting it wakes every :meth:`wait`, and runs the interrupts registered with
+    :meth:`interrupting` (a download registers one that cuts its socket), so a transfer stops within
+    moments even while a read is blocked. Thread-safe; cancelling twice is harmless.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._interrupts: dict[int, Callable[[], None]] = {}
+        self._next_id = 0
+        self.reason = "transfer cancelled"
+
+    @property
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self, reason: str = "transfer cancelled") -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.reason = reason
+            self._event.set()
+            interrupts = list(self._interrupts.values())
+        for interrupt in interrupts:
+            try:
+                interrupt()
+            except Exception:  # best effort: the reader notices the flag at its next chunk anyway
+                log.debug("An interrupt failed", exc_info=True)
+
+    def check(self) -> None:
+        """Raise :class:`TransferCancelled` once the run is cancelled."""
+        if self._event.is_set():
+            raise TransferCancelled(self.reason)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless cancelled first; ``True`` if cancelled."""
+        return self._event.wait(max(0.0, seconds))
+
+    @contextmanager
+    def interrupting(self, interrupt: Callable[[], None]) -> Iterator[None]:
+        """Run ``interrupt`` if the run is cancelled while the block runs (at once if it already is)."""
+        with self._lock:
+            key = self._next_id
+            self._next_id += 1
+            self._interrupts[key] = interrupt
+            already = self._event.is_set()
+        try:
+            if already:
+                interrupt()
+            yield
+        finally:
+            with self._lock:
+                self._interrupts.pop(key, None)
+
+
+def new_run_id() -> str:
+    """A sortable, unique id for one run: ``20261122T031500Z-9f3a1c2b``."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
 
 @dataclass(frozen=True)
 class TransferContext:
-    """Which vendor job a run moves; sinks put these refs into metadata and the manifest."""
+    """Which vendor job a run moves, the run's id, and its stop signal."""
 
     vendor: str
     export_ref: str
     job_ref: str
-    cancel_event: threading.Event = field(default_factory=threading.Event)
+    run_id: str = field(default_factory=new_run_id)
+    cancellation: Cancellation = field(default_factory=Cancellation)
 
 
 @dataclass(frozen=True)
@@ -51,21 +124,30 @@ class Sink(ABC):
     def manifest_location(self) -> str:
         """Where the manifest of a run goes: an object key, or the manifest table."""
 
-    @abstractmethod
-    def find_manifest(self, ctx: TransferContext) -> Mapping[str, Any] | None:
-        """The manifest of an earlier committed run of ``ctx``'s job at this destination, if any."""
+    def stored_name(self, name: str) -> str:
+        """The name a source file is stored under (the runner refuses two files with one name)."""
+        return name
 
     @abstractmethod
-    def begin(self, ctx: TransferContext) -> None:
-        """Prepare a run; nothing is visible yet."""
+    def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+        """Prepare a run, nothing visible yet; return the committed manifest of ``ctx``'s job at
+        this destination, if there is one (a sink with a lock checks under it)."""
 
     @abstractmethod
     def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
         """Store one file from ``chunks`` (the file's bytes, in order, read to the end)."""
 
+    def discard_file(self, source: SourceFile) -> None:
+        """Throw away what :meth:`write_file` stored of ``source``, before it is written again."""
+        raise TransferError(f"{source.name}: this destination cannot restart a single file")
+
     @abstractmethod
-    def commit(self, manifest: Mapping[str, Any]) -> None:
-        """Make everything written visible, with the manifest last."""
+    def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Make everything written visible, with the manifest last.
+
+        Returns ``None``, or the manifest of a concurrent run of the same job that committed first;
+        this run's output is then thrown away (the runner reports the run as skipped).
+        """
 
     @abstractmethod
     def abort(self) -> None:

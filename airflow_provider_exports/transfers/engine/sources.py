@@ -16,12 +16,13 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from airflow_provider_exports.exceptions import (
+    SourceChanged,
     TransferError,
     TransferIntegrityError,
     VendorAuthError,
@@ -30,6 +31,7 @@ from airflow_provider_exports.exceptions import (
 
 if TYPE_CHECKING:
     from airflow_provider_exports.hooks._http import HttpCore
+    from airflow_provider_exports.transfers.engine.sink import Cancellation
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +39,39 @@ DEFAULT_CHUNK_SIZE = 1 << 20
 
 
 class OpenedStream:
-    """What :meth:`SourceFile.open` yields: chunks from an offset, and the whole size if known."""
+    """What :meth:`SourceFile.open` yields: the bytes from ``start`` on, and what the server said.
 
-    def __init__(self, chunks: Iterator[bytes], total_size: int | None) -> None:
+    :param chunks: the body.
+    :param total_size: the whole file's size, if the server said.
+    :param start: the offset of the first byte of ``chunks`` (0 when a server sent the whole file
+        although a later offset was asked for).
+    :param validator: the version of the file (ETag or Last-Modified), if the server said.
+    :param interrupt: cuts the stream from another thread (a cancellation calls it).
+    """
+
+    def __init__(
+        self,
+        chunks: Iterator[bytes],
+        total_size: int | None,
+        *,
+        start: int = 0,
+        validator: str | None = None,
+        interrupt: Callable[[], None] | None = None,
+    ) -> None:
         self.chunks = chunks
         self.total_size = total_size
+        self.start = start
+        self.validator = validator
+        self.interrupt = interrupt or (lambda: None)
 
 
 class SourceFile(ABC):
     """One output file of an export.
 
     :param name: the file's path relative to the destination prefix (``part-0001.json.gz``).
-    :param size: its size in bytes when the vendor listed one; checked against what arrives.
+    :param size: its exact size in bytes when the vendor listed one; checked against what arrives.
+    :param size_range: ``(smallest, largest)`` byte counts the vendor's rounded size allows
+        (Sitecore lists ``sizeKB``); checked against what the server announces and what arrives.
     :param attributes: JSON-able facts about the file that go into the manifest.
     :param max_attempts: how many times in a row a read may fail without delivering a byte
         before the transfer gives up (a read that made progress resets the count).
@@ -59,6 +82,7 @@ class SourceFile(ABC):
         name: str,
         size: int | None = None,
         *,
+        size_range: tuple[int, int] | None = None,
         attributes: Mapping[str, Any] | None = None,
         max_attempts: int = 5,
     ) -> None:
@@ -66,6 +90,7 @@ class SourceFile(ABC):
             raise ValueError(f"a source file name must be a relative path, got {name!r}")
         self.name = name
         self.size = size
+        self.size_range = size_range
         self.attributes: dict[str, Any] = dict(attributes or {})
         self.max_attempts = max_attempts
         #: the size the server announced once the file is open (``None`` before, or if it did not say)
@@ -75,8 +100,14 @@ class SourceFile(ABC):
         return f"{type(self).__name__}(name={self.name!r}, size={self.size!r})"
 
     @abstractmethod
-    def open(self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AbstractContextManager[OpenedStream]:
-        """Open the file's bytes from ``offset`` on, delivered in chunks of about ``chunk_size``."""
+    def open(
+        self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE, *, if_range: str | None = None
+    ) -> AbstractContextManager[OpenedStream]:
+        """Open the file's bytes from ``offset`` on, in chunks of about ``chunk_size``.
+
+        ``if_range`` is the validator of the version already partly read: a source that can,
+        sends the whole file (``start`` 0) when the file changed since.
+        """
 
     def resumable(self, exc: BaseException) -> bool:
         """Whether reopening at the current offset can get past ``exc``."""
@@ -85,39 +116,66 @@ class SourceFile(ABC):
     def before_retry(self, exc: BaseException) -> None:  # noqa: B027 - optional hook
         """Called before the reopen that follows ``exc`` (e.g. to fetch a fresh URL)."""
 
-    def iter_bytes(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
-        """The whole file, once, in order; resumes after cut connections.
+    def made_progress(self) -> None:  # noqa: B027 - optional hook
+        """Called when bytes arrived after a failure: limits on attempts start again."""
 
-        Raises :class:`TransferIntegrityError` when the bytes that arrive disagree with the
-        listed size or with the size the server announced.
+    def _check_size(self, size: int, what: str) -> None:
+        if self.size is not None and size != self.size:
+            raise TransferIntegrityError(f"{self.name}: {what} {size} bytes, listed as {self.size}")
+        if self.size_range is not None and not self.size_range[0] <= size <= self.size_range[1]:
+            low, high = self.size_range
+            raise TransferIntegrityError(
+                f"{self.name}: {what} {size} bytes, but the vendor's listing allows {low} to {high}"
+            )
+
+    def iter_bytes(
+        self, chunk_size: int = DEFAULT_CHUNK_SIZE, *, cancellation: Cancellation | None = None
+    ) -> Iterator[bytes]:
+        """The whole file, once, in order, from its first byte; resumes after cut connections.
+
+        A resume asks for the rest with ``Range`` and ``If-Range``, and accepts only the bytes
+        that follow the ones already read, of the same version of the file. Raises
+        :class:`SourceChanged` when the file changed in between (the caller starts it again),
+        :class:`TransferIntegrityError` when sizes disagree with the listing or with what the
+        server announced, :class:`TransferCancelled` once ``cancellation`` is set.
         """
         offset = 0
-        announced: int | None = None
+        total: int | None = None
+        validator: str | None = None
         failures = 0
         while True:
+            if cancellation is not None:
+                cancellation.check()
             try:
-                with self.open(offset, chunk_size) as stream:
-                    if stream.total_size is not None:
-                        if announced is not None and stream.total_size != announced:
-                            raise TransferIntegrityError(
-                                f"{self.name}: the file changed while it was read "
-                                f"(size {announced} became {stream.total_size})"
-                            )
-                        announced = self.announced_size = stream.total_size
-                        if self.size is not None and announced != self.size:
-                            raise TransferIntegrityError(
-                                f"{self.name}: listed as {self.size} bytes but the server "
-                                f"announced {announced}"
-                            )
+                with (
+                    self.open(offset, chunk_size, if_range=validator if offset else None) as stream,
+                    cancellation.interrupting(stream.interrupt) if cancellation else nullcontext(),
+                ):
+                    skip = self._position(stream, offset, total, validator)
+                    if offset == 0:
+                        total, validator = stream.total_size, stream.validator
+                        if total is not None:
+                            self.announced_size = total
+                            self._check_size(total, "the server announced")
+                    progressed = False
                     for chunk in stream.chunks:
+                        if skip:
+                            if len(chunk) <= skip:
+                                skip -= len(chunk)
+                                continue
+                            chunk, skip = chunk[skip:], 0
                         if chunk:
                             offset += len(chunk)
-                            failures = 0
+                            if not progressed:
+                                progressed, failures = True, 0
+                                self.made_progress()
                             yield chunk
                 break
             except TransferError:
                 raise
             except Exception as exc:
+                if cancellation is not None:
+                    cancellation.check()  # a cut made by the cancellation is not a failure to retry
                 failures += 1
                 if not self.resumable(exc) or failures >= self.max_attempts:
                     raise
@@ -130,10 +188,40 @@ class SourceFile(ABC):
                     self.max_attempts,
                 )
                 self.before_retry(exc)
-                time.sleep(min(8.0, 0.25 * 2 ** (failures - 1)))
-        expected = announced if announced is not None else self.size
+                delay = min(8.0, 0.25 * 2 ** (failures - 1))
+                if cancellation is not None:
+                    cancellation.wait(delay)
+                else:
+                    time.sleep(delay)
+        expected = total if total is not None else self.size
         if expected is not None and offset != expected:
             raise TransferIntegrityError(f"{self.name}: received {offset} bytes, expected {expected}")
+        self._check_size(offset, "received")
+
+    def _position(self, stream: OpenedStream, offset: int, total: int | None, validator: str | None) -> int:
+        """How many leading bytes of ``stream`` are already read; raise if it is not the same file."""
+        if offset == 0:
+            if stream.start != 0:
+                raise TransferIntegrityError(
+                    f"{self.name}: asked for byte 0, the server sent from {stream.start}"
+                )
+            return 0
+        if stream.validator and validator and stream.validator != validator:
+            raise SourceChanged(
+                f"{self.name} changed at the source while it was read (version {validator} became {stream.validator})"
+            )
+        if stream.total_size is not None and total is not None and stream.total_size != total:
+            raise SourceChanged(
+                f"{self.name} changed at the source while it was read (size {total} became {stream.total_size})"
+            )
+        if stream.start == offset:
+            return 0
+        if stream.start == 0:
+            # The whole file again, of the same version (the server ignored Range): skip what we have.
+            return offset
+        raise TransferIntegrityError(
+            f"{self.name}: asked for the bytes from {offset} on, the server sent them from {stream.start}"
+        )
 
 
 def presigned_expiry(url: str) -> float | None:
@@ -163,8 +251,11 @@ class HttpSourceFile(SourceFile):
         ``url`` is given, and again when a URL has expired (403, or past its presigned expiry):
         the vendor layer fetches fresh URLs from the vendor there.
     :param url: the URL already at hand from the listing, to save one call to the resolver.
+    :param size_range: see :class:`SourceFile`.
     :param headers: extra request headers.
-    :param max_url_refreshes: how many times the URL may be fetched anew.
+    :param max_url_refreshes: how many fresh URLs in a row may fail to deliver a byte before the
+        transfer gives up; any byte that arrives restores the allowance, so a long download whose
+        URLs keep expiring goes on as long as it makes progress.
     """
 
     # a URL this close to expiry is refreshed before use rather than after a 403
@@ -178,16 +269,18 @@ class HttpSourceFile(SourceFile):
         url_resolver: Callable[[], str],
         *,
         url: str | None = None,
+        size_range: tuple[int, int] | None = None,
         attributes: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         max_attempts: int = 5,
         max_url_refreshes: int = 3,
     ) -> None:
-        super().__init__(name, size, attributes=attributes, max_attempts=max_attempts)
+        super().__init__(name, size, size_range=size_range, attributes=attributes, max_attempts=max_attempts)
         self._core = core
         self._resolve = url_resolver
         self._url = url
         self._headers = dict(headers or {})
+        self.max_url_refreshes = max_url_refreshes
         self._refreshes_left = max_url_refreshes
 
     def _current_url(self) -> str:
@@ -200,7 +293,10 @@ class HttpSourceFile(SourceFile):
 
     def _refresh_url(self, why: str) -> None:
         if self._refreshes_left <= 0:
-            raise TransferError(f"{self.name}: the download URL expired again and no refresh is left")
+            raise TransferError(
+                f"{self.name}: {self.max_url_refreshes} fresh download URLs in a row expired "
+                "before delivering a byte; giving up"
+            )
         self._refreshes_left -= 1
         old = self._url
         self._url = self._resolve()
@@ -211,11 +307,20 @@ class HttpSourceFile(SourceFile):
             why,
         )
 
-    def open(self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AbstractContextManager[OpenedStream]:
+    def open(
+        self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE, *, if_range: str | None = None
+    ) -> AbstractContextManager[OpenedStream]:
         @contextmanager
         def opened() -> Iterator[OpenedStream]:
-            with self._core.stream(self._current_url(), offset=offset, headers=self._headers) as body:
-                yield OpenedStream(body.iter_bytes(chunk_size), body.total_size)
+            url = self._current_url()
+            with self._core.stream(url, offset=offset, if_range=if_range, headers=self._headers) as body:
+                yield OpenedStream(
+                    body.iter_bytes(chunk_size),
+                    body.total_size,
+                    start=body.start,
+                    validator=body.validator,
+                    interrupt=body.interrupt,
+                )
 
         return opened()
 
@@ -228,3 +333,6 @@ class HttpSourceFile(SourceFile):
     def before_retry(self, exc: BaseException) -> None:
         if isinstance(exc, VendorAuthError):
             self._refresh_url(f"HTTP {exc.http_status} from {exc.url}")
+
+    def made_progress(self) -> None:
+        self._refreshes_left = self.max_url_refreshes

@@ -320,7 +320,7 @@ class SqlSink(Sink):
         finally:
             cur.close()
 
-    def find_manifest(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+    def _find_manifest(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         conn = self._connect()
         try:
             if self._columns_of(conn, self.manifest_table) is None:
@@ -337,7 +337,8 @@ class SqlSink(Sink):
         finally:
             conn.close()
 
-    def begin(self, ctx: TransferContext) -> None:
+    def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+        existing = self._find_manifest(ctx)
         self._ctx = ctx
         self._conn = self._connect()
         self._target_columns = self._columns_of(self._conn, self.table)
@@ -349,8 +350,9 @@ class SqlSink(Sink):
             self._execute("BEGIN")
         elif self._kind == "generic" and hasattr(self._conn, "autocommit"):
             self.hook.set_autocommit(self._conn, False)
+        return existing
 
-    def commit(self, manifest: Mapping[str, Any]) -> None:
+    def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
         if self.mode == "replace":
             if self._stage is not None:
                 if self._target_columns is not None:
@@ -372,6 +374,7 @@ class SqlSink(Sink):
         else:
             self._conn.commit()
         self._close()
+        return None
 
     def _record_manifest(self, manifest: Mapping[str, Any]) -> None:
         mt = self._qualified(self.manifest_table)
@@ -507,8 +510,8 @@ class SqlSink(Sink):
         return StoredFile(location=self.table, rows=rows)
 
     def _check_cancel(self) -> None:
-        if self._ctx is not None and self._ctx.cancel_event.is_set():
-            raise TransferError("transfer cancelled")
+        if self._ctx is not None:
+            self._ctx.cancellation.check()
 
     def _insert_batches(self, batches: Iterable[Batch]) -> int:
         rows = 0

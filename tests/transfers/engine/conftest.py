@@ -69,11 +69,13 @@ class LocalFileSource(SourceFile):
         super().__init__(name or path.name, path.stat().st_size)
         self.path = path
 
-    def open(self, offset: int, chunk_size: int = 1 << 20):
+    def open(self, offset: int, chunk_size: int = 1 << 20, *, if_range: str | None = None):
         @contextmanager
         def opened() -> Iterator[OpenedStream]:
             with self.path.open("rb") as f:
                 f.seek(offset)
-                yield OpenedStream(iter(lambda: f.read(chunk_size), b""), self.path.stat().st_size)
+                yield OpenedStream(
+                    iter(lambda: f.read(chunk_size), b""), self.path.stat().st_size, start=offset
+                )
 
         return opened()

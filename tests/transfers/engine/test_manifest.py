@@ -13,6 +13,7 @@ def _build() -> dict:
         vendor="Sitecore CDP",
         export_ref="daily_loyalty_members",
         job_ref="exec-1",
+        run_id="20261122T031500Z-9f3a1c2b",
         destination={"kind": "s3", "bucket": "lake", "prefix": "raw"},
         files=[
             FileRecord("a.json.gz", "raw/a.json.gz", 10, "aa", 10, None, 0.5, {"delta": "added"}),
@@ -48,7 +49,7 @@ def test_what_is_not_a_manifest_is_not_trusted():
 
 def test_rows_add_up_when_every_file_counted_them():
     m = manifest.build_manifest(
-        vendor="v", export_ref="e", job_ref="j", destination={"kind": "sql"},
+        vendor="v", export_ref="e", job_ref="j", run_id="r", destination={"kind": "sql"},
         files=[FileRecord("a", "t", 1, "x", None, 3), FileRecord("b", "t", 1, "y", None, 4)],
         started_at=0.0, finished_at=1.0,
     )

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 
 import pytest
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferIntegrityError
-from airflow_provider_exports.transfers.engine import S3Sink, SqlSink, run_transfer
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    TransferCancelled,
+    TransferIntegrityError,
+    TransferRefused,
+)
+from airflow_provider_exports.transfers.engine import Cancellation, S3Sink, SqlSink, run_transfer
 
 from .conftest import LocalFileSource
 
@@ -33,7 +37,7 @@ def test_files_move_concurrently_and_the_summary_is_json(sitecore_job, s3, caplo
     data = json.loads(json.dumps(summary.to_dict()))
     assert set(data) == {
         "vendor", "export_ref", "job_ref", "destination", "manifest", "skipped",
-        "file_count", "bytes", "rows", "seconds", "locations",
+        "file_count", "bytes", "rows", "seconds", "run_id", "locations",
     }
     assert data["destination"] == {"kind": "s3", "bucket": s3.bucket, "prefix": "c"}
     assert data["file_count"] == 4 and data["rows"] is None
@@ -62,26 +66,21 @@ def test_one_failing_file_stops_the_others_and_aborts(sitecore_job, sandbox, s3)
     assert s3.client().list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
 
 
-def test_cancel_event_stops_the_run(sitecore_job, s3):
+def test_a_cancelled_run_does_not_start(sitecore_job, sandbox, s3):
     job = sitecore_job(rows=2000, rows_per_file=1000)
-    cancel = threading.Event()
-    cancel.set()  # as on_kill would
+    cancellation = Cancellation()
+    cancellation.cancel("the task was killed")  # as on_kill would
 
-    with pytest.raises(TransferError, match="cancelled"):
+    with pytest.raises(TransferCancelled, match="killed"):
         run_transfer(job.sources, S3Sink(s3.bucket, "k"), vendor="V", export_ref="e", job_ref="j",
-                     cancel_event=cancel)
-    assert s3.keys() == []
+                     cancellation=cancellation)
+    assert s3.keys() == [] and sandbox.sitecore.requests_to("/sitecore-cdp-exports/*") == []
 
 
 def test_duplicate_names_and_bad_concurrency_are_refused(tmp_path):
     (tmp_path / "a.csv").write_bytes(b"a\n")
     sink = SqlSink("t", conn_id="unused")
-    with pytest.raises(ExportConfigError, match="share a name"):
+    with pytest.raises(TransferRefused, match=r"would both be stored as 'a\.csv'"):
         run_transfer([LocalFileSource(tmp_path / "a.csv")] * 2, sink, vendor="V", export_ref="e", job_ref="j")
     with pytest.raises(ExportConfigError, match="max_concurrent_files"):
         run_transfer([], sink, vendor="V", export_ref="e", job_ref="j", max_concurrent_files=0)
-
-
-def test_an_export_without_files_still_commits_a_manifest(s3):
-    summary = run_transfer([], S3Sink(s3.bucket, "none"), vendor="V", export_ref="e", job_ref="j")
-    assert summary.file_count == 0 and s3.keys() == ["none/_manifest.json"]

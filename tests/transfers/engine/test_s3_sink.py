@@ -1,14 +1,26 @@
-"""S3 sink: Sitecore sandbox files over real HTTP into moto (server mode) through the S3Hook."""
+"""S3 sink: Sitecore sandbox files over real HTTP into moto (server mode) through the S3Hook.
+
+The commit protocol is tested as a reader sees it: the manifest and the objects it lists, before
+and after runs that succeed, fail while moving, fail while committing, or race each other.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import threading
+import time
 
 import pytest
 
-from airflow_provider_exports.exceptions import ExportConfigError, VendorConnectionError, VendorServerError
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    TransferError,
+    TransferRefused,
+    VendorConnectionError,
+    VendorServerError,
+)
 from airflow_provider_exports.transfers.engine import S3Sink, run_transfer
 
 from .conftest import LocalFileSource
@@ -25,6 +37,31 @@ def _no_uploads_left(s3) -> None:
     assert s3.client().list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
 
 
+def _snapshot(s3, prefix: str = "") -> dict[str, str]:
+    """Every object under ``prefix`` with its ETag: what a reader could see."""
+    paginator = s3.client().get_paginator("list_objects_v2")
+    return {
+        obj["Key"]: obj["ETag"]
+        for page in paginator.paginate(Bucket=s3.bucket, Prefix=prefix)
+        for obj in page.get("Contents", [])
+    }
+
+
+def _assert_committed(s3, prefix: str, job) -> dict:
+    """The manifest under ``prefix`` lists exactly ``job``'s files, each byte-identical, and nothing
+    else of any run is left under the prefix."""
+    manifest = s3.manifest(prefix)
+    assert manifest["job_ref"] == job.job_ref
+    landed = s3.committed(prefix)
+    assert sorted(landed) == sorted(name for name, *_ in job.expected)
+    for name, size, sha, _rows in job.expected:
+        body = s3.read(landed[name])
+        assert len(body) == size and hashlib.sha256(body).hexdigest() == sha
+    assert sorted(s3.keys(prefix)) == sorted([*landed.values(), f"{prefix}/_manifest.json"])
+    _no_uploads_left(s3)
+    return manifest
+
+
 def test_multi_file_export_lands_byte_identical_with_manifest_last(sitecore_job, s3):
     job = sitecore_job(rows=3000, rows_per_file=1000)
     sink = S3Sink(s3.bucket, "raw/sitecore/loyalty_members/ds=2026-11-23", part_size=5 * MIB)
@@ -33,30 +70,184 @@ def test_multi_file_export_lands_byte_identical_with_manifest_last(sitecore_job,
 
     prefix = "raw/sitecore/loyalty_members/ds=2026-11-23"
     assert len(job.expected) == 3
-    for name, size, sha, _rows in job.expected:
-        body = s3.read(f"{prefix}/{name}")
-        assert len(body) == size and hashlib.sha256(body).hexdigest() == sha
-        head = s3.client().head_object(Bucket=s3.bucket, Key=f"{prefix}/{name}")
+    manifest = _assert_committed(s3, prefix, job)
+    run_dir = f"{prefix}/run-{manifest['run_id']}"
+    assert s3.committed(prefix) == {name: f"{run_dir}/{name}" for name, *_ in job.expected}
+    for key in s3.committed(prefix).values():
+        head = s3.client().head_object(Bucket=s3.bucket, Key=key)
         assert head["Metadata"]["job-ref"] == job.job_ref
         assert head["Metadata"]["export-ref"] == job.export_ref
+        assert head["Metadata"]["run-id"] == manifest["run_id"]
         assert head["ContentType"] == "application/gzip"
-    manifest = json.loads(s3.read(f"{prefix}/_manifest.json"))
-    assert manifest["job_ref"] == job.job_ref and manifest["vendor"] == VENDOR
-    assert manifest["checksum_algorithm"] == "sha256"
+    assert manifest["vendor"] == VENDOR and manifest["checksum_algorithm"] == "sha256"
     assert [(f["name"], f["bytes"], f["sha256"]) for f in manifest["files"]] == [
         (n, size, sha) for n, size, sha, _ in job.expected
     ]
     # the manifest is the last object written
-    modified = {
-        o["Key"]: o["LastModified"] for o in s3.client().list_objects_v2(Bucket=s3.bucket)["Contents"]
-    }
+    modified = {o["Key"]: o["LastModified"] for o in s3.client().list_objects_v2(Bucket=s3.bucket)["Contents"]}
     assert modified[f"{prefix}/_manifest.json"] == max(modified.values())
-    assert summary.skipped is False and summary.file_count == 3
+    assert summary.skipped is False and summary.file_count == 3 and summary.run_id == manifest["run_id"]
     assert summary.bytes == sum(size for _, size, _, _ in job.expected)
     assert summary.manifest == f"{prefix}/_manifest.json"
-    assert summary.locations == [f"{prefix}/{n}" for n, *_ in job.expected]
+    assert summary.locations == [f"{run_dir}/{n}" for n, *_ in job.expected]
     assert "X-Amz" not in json.dumps(summary.to_dict()) and "X-Amz" not in json.dumps(manifest)
-    _no_uploads_left(s3)
+
+
+def test_a_new_job_replaces_the_old_one_only_after_its_manifest(sitecore_job, s3):
+    first = sitecore_job("daily", rows=3000, rows_per_file=1000)
+    _run(first, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
+    old_keys = set(s3.committed("ds").values())
+
+    second = sitecore_job("daily_next", rows=1000, rows_per_file=1000)  # fewer files than the first
+    _run(second, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
+
+    _assert_committed(s3, "ds", second)
+    assert not old_keys & set(s3.keys("ds"))  # the first job's three files are gone, none left behind
+
+
+def test_a_failed_run_leaves_the_previous_run_exactly_as_it_was(sitecore_job, sandbox, s3):
+    good = sitecore_job("daily", rows=2000, rows_per_file=1000)
+    _run(good, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
+    before = _snapshot(s3)
+
+    bad = sitecore_job("daily_next", rows=3000, rows_per_file=1000)
+    # two files of the new job go through, the third never answers
+    sandbox.sitecore.faults.server_error("*/daily_next/*/part-00002.json.gz", times=None, status=503)
+    with pytest.raises(VendorServerError):
+        _run(bad, S3Sink(s3.bucket, "ds", part_size=5 * MIB), max_concurrent_files=1)
+
+    assert _snapshot(s3) == before
+    _assert_committed(s3, "ds", good)
+
+
+@pytest.mark.parametrize(
+    ("failing_call", "fail_at"),
+    [("complete_multipart_upload", 2), ("put_object", 1)],  # an object of the run is complete / all are
+)
+def test_a_run_that_fails_while_committing_changes_nothing(sitecore_job, s3, monkeypatch, failing_call, fail_at):
+    good = sitecore_job("daily", rows=2000, rows_per_file=1000)
+    _run(good, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
+    before = _snapshot(s3)
+
+    bad = sitecore_job("daily_next", rows=3000, rows_per_file=1000)
+    sink = S3Sink(s3.bucket, "ds", part_size=5 * MIB)
+    real = getattr(sink.client, failing_call)
+    calls = []
+
+    def failing(**kwargs):
+        calls.append(kwargs["Key"])
+        if len(calls) == fail_at:
+            raise ConnectionResetError("S3 went away")
+        return real(**kwargs)
+
+    monkeypatch.setattr(sink.client, failing_call, failing)
+    with pytest.raises(ConnectionResetError):
+        _run(bad, sink)
+
+    assert _snapshot(s3) == before
+    _assert_committed(s3, "ds", good)
+
+
+def test_two_runs_of_the_same_job_at_once_commit_once(sitecore_job, s3):
+    job = sitecore_job(rows=2000, rows_per_file=1000)
+    both_moved = threading.Barrier(2, timeout=60)
+
+    class MeetBeforeCommit(S3Sink):
+        def commit(self, manifest):
+            both_moved.wait()  # both runs read "no manifest yet" and moved every file
+            return super().commit(manifest)
+
+    results: list = []
+    errors: list = []
+
+    def one_run():
+        try:
+            results.append(_run(job, MeetBeforeCommit(s3.bucket, "same", part_size=5 * MIB)))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+
+    assert errors == []
+    assert sorted(r.skipped for r in results) == [False, True]
+    assert results[0].run_id == results[1].run_id  # the loser reports the winner's run
+    _assert_committed(s3, "same", job)
+
+
+def test_a_run_of_another_job_that_loses_the_race_fails_and_keeps_the_winner(sitecore_job, s3):
+    winner_job = sitecore_job("daily", rows=1000, rows_per_file=1000)
+    loser_job = sitecore_job("daily_next", rows=1000, rows_per_file=1000)
+
+    class CommitsLate(S3Sink):
+        def commit(self, manifest):
+            _run(winner_job, S3Sink(s3.bucket, "race", part_size=5 * MIB))  # commits meanwhile
+            return super().commit(manifest)
+
+    with pytest.raises(TransferError, match="another run committed"):
+        _run(loser_job, CommitsLate(s3.bucket, "race", part_size=5 * MIB))
+
+    _assert_committed(s3, "race", winner_job)
+
+
+def test_files_a_killed_run_left_are_removed_by_the_next_good_run(sitecore_job, s3, monkeypatch):
+    killed = sitecore_job("daily", rows=2000, rows_per_file=1000)
+    sink = S3Sink(s3.bucket, "ds", part_size=5 * MIB)
+    # a worker killed outright between completing its objects and writing its manifest: no abort runs
+    monkeypatch.setattr(sink, "abort", lambda: None)
+    monkeypatch.setattr(sink, "_put_manifest", lambda manifest: (_ for _ in ()).throw(SystemExit("killed")))
+    with pytest.raises(SystemExit):
+        _run(killed, sink)
+    leftovers = set(s3.keys("ds"))
+    assert len(leftovers) == 2 and "ds/_manifest.json" not in leftovers
+    time.sleep(2.1)  # S3's clock (1 s resolution) must tell the leftovers from the next run's files
+
+    good = sitecore_job("daily_next", rows=1000, rows_per_file=1000)
+    _run(good, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
+
+    _assert_committed(s3, "ds", good)
+
+
+def test_a_committed_job_with_a_missing_object_is_moved_again(sitecore_job, s3):
+    job = sitecore_job(rows=2000, rows_per_file=1000)
+    _run(job, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
+    lost = next(iter(s3.committed("ds").values()))
+    s3.client().delete_object(Bucket=s3.bucket, Key=lost)
+
+    again = _run(job, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
+
+    assert again.skipped is False
+    _assert_committed(s3, "ds", job)
+
+
+def test_an_empty_job_keeps_the_previous_run_unless_allowed(sitecore_job, s3):
+    good = sitecore_job(rows=1000, rows_per_file=1000)
+    _run(good, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
+    before = _snapshot(s3)
+
+    with pytest.raises(TransferRefused, match="allow_empty"):
+        run_transfer([], S3Sink(s3.bucket, "ds"), vendor=VENDOR, export_ref="e", job_ref="empty")
+    assert _snapshot(s3) == before
+
+    summary = run_transfer([], S3Sink(s3.bucket, "ds", allow_empty=True), vendor=VENDOR, export_ref="e", job_ref="empty")
+    assert summary.file_count == 0 and s3.keys("ds") == ["ds/_manifest.json"]
+
+
+def test_names_that_collide_at_the_destination_are_refused_before_any_download(tmp_path, s3):
+    for name in ("a.json", "a.json.gz", "_manifest.json"):
+        (tmp_path / name).write_bytes(b"{}\n")
+    collide = [LocalFileSource(tmp_path / "a.json"), LocalFileSource(tmp_path / "a.json.gz")]
+
+    with pytest.raises(TransferRefused, match=r"'a\.json' and 'a\.json\.gz' would both be stored as 'a\.json'"):
+        run_transfer(collide, S3Sink(s3.bucket, "x", decompress=True), vendor=VENDOR, export_ref="e", job_ref="j")
+    with pytest.raises(TransferRefused, match="reserved"):
+        run_transfer(
+            [LocalFileSource(tmp_path / "_manifest.json")], S3Sink(s3.bucket, "x"), vendor=VENDOR, export_ref="e", job_ref="j"
+        )
+    assert s3.keys() == []
 
 
 def test_dropped_connection_resumes_and_object_is_identical(sitecore_job, sandbox, s3):
@@ -66,14 +257,12 @@ def test_dropped_connection_resumes_and_object_is_identical(sitecore_job, sandbo
 
     _run(job, sink)
 
-    (name, size, sha, _), = job.expected
-    body = s3.read(f"big/{name}")
-    assert len(body) == size and hashlib.sha256(body).hexdigest() == sha
-    downloads = [r for r in sandbox.sitecore.requests if r.path.startswith("/sitecore-cdp-exports/")]
-    assert len(downloads) == 3 and "range" in {h.lower() for h in downloads[-1].headers_present}
+    _assert_committed(s3, "big", job)
+    downloads = sandbox.sitecore.requests_to("/sitecore-cdp-exports/*")
+    assert len(downloads) == 3 and {"range", "if-range"} <= downloads[-1].headers_present
     # 12 MiB in 5 MiB parts: a three-part multipart upload
-    assert s3.client().head_object(Bucket=s3.bucket, Key=f"big/{name}")["ETag"].endswith('-3"')
-    _no_uploads_left(s3)
+    (key,) = s3.committed("big").values()
+    assert s3.client().head_object(Bucket=s3.bucket, Key=key)["ETag"].endswith('-3"')
 
 
 def test_expired_urls_are_fetched_again_from_the_vendor(sitecore_job, sandbox, s3):
@@ -83,8 +272,7 @@ def test_expired_urls_are_fetched_again_from_the_vendor(sitecore_job, sandbox, s
     _run(job, S3Sink(s3.bucket, "x", part_size=5 * MIB))
 
     assert sorted(job.resolver_calls) == sorted(n for n, *_ in job.expected)
-    for name, _size, sha, _ in job.expected:
-        assert hashlib.sha256(s3.read(f"x/{name}")).hexdigest() == sha
+    _assert_committed(s3, "x", job)
 
 
 def test_server_error_storm_fails_clearly_and_leaves_nothing(sitecore_job, sandbox, s3):
@@ -118,7 +306,7 @@ def test_rerun_skips_and_overwrite_moves_again(sitecore_job, sandbox, s3, caplog
     job = sitecore_job(rows=1000, rows_per_file=1000)
     sink = S3Sink(s3.bucket, "again", part_size=5 * MIB)
     first = _run(job, sink)
-    downloads = lambda: sum(r.path.startswith("/sitecore-cdp-exports/") for r in sandbox.sitecore.requests)  # noqa: E731
+    downloads = lambda: len(sandbox.sitecore.requests_to("/sitecore-cdp-exports/*"))  # noqa: E731
     before = downloads()
 
     with caplog.at_level(logging.INFO):
@@ -128,17 +316,19 @@ def test_rerun_skips_and_overwrite_moves_again(sitecore_job, sandbox, s3, caplog
 
     third = _run(job, sink, overwrite=True)
     assert not third.skipped and downloads() == before + 1
+    assert third.run_id != first.run_id
+    _assert_committed(s3, "again", job)  # the first run's copy is gone
 
 
 def test_decompress_stores_plain_json_lines(sitecore_job, s3):
     job = sitecore_job(rows=1500, rows_per_file=1000)
     summary = _run(job, S3Sink(s3.bucket, "plain", part_size=5 * MIB, decompress=True))
 
-    assert summary.locations == ["plain/part-00000.json", "plain/part-00001.json"]
-    lines = s3.read("plain/part-00000.json").splitlines()
+    run_dir = f"plain/run-{summary.run_id}"
+    assert summary.locations == [f"{run_dir}/part-00000.json", f"{run_dir}/part-00001.json"]
+    lines = s3.read(f"{run_dir}/part-00000.json").splitlines()
     assert len(lines) == 1000 and json.loads(lines[0])["ref"]
-    manifest = json.loads(s3.read("plain/_manifest.json"))
-    first = manifest["files"][0]
+    first = s3.manifest("plain")["files"][0]
     assert first["stored_bytes"] > first["bytes"]  # sizes and checksums are of what the vendor served
 
 
@@ -149,9 +339,10 @@ def test_empty_and_small_files(tmp_path, s3):
 
     run_transfer(sources, S3Sink(s3.bucket, "", part_size=5 * MIB), vendor="Cordial", export_ref="e", job_ref="j")
 
-    assert s3.read("empty.csv") == b"" and s3.read("small.csv") == b"a,b\n1,2\n"
-    assert s3.client().head_object(Bucket=s3.bucket, Key="small.csv")["ContentType"] == "text/csv"
-    assert sorted(s3.keys()) == ["_manifest.json", "empty.csv", "small.csv"]
+    landed = s3.committed("")
+    assert s3.read(landed["empty.csv"]) == b"" and s3.read(landed["small.csv"]) == b"a,b\n1,2\n"
+    assert s3.client().head_object(Bucket=s3.bucket, Key=landed["small.csv"])["ContentType"] == "text/csv"
+    assert sorted(s3.keys()) == sorted(["_manifest.json", *landed.values()])
 
 
 def test_nothing_secret_reaches_the_log(sitecore_job, sandbox, s3, caplog):
