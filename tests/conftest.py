@@ -6,11 +6,13 @@ The sandbox, moto and PostgreSQL fixtures come from the provider's own pytest pl
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_DAGS = REPO / "example_dags"
 _HOME = Path(tempfile.mkdtemp(prefix="exports-airflow-home-"))
 
 os.environ["AIRFLOW_HOME"] = str(_HOME)
@@ -41,3 +43,25 @@ def _fresh_token_cache():
     TOKENS.clear()
     yield
     TOKENS.clear()
+
+
+@pytest.fixture
+def warehouse(tmp_path, monkeypatch) -> Path:
+    """An embedded SQLite warehouse behind the ``warehouse`` connection."""
+    path = tmp_path / "warehouse.db"
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    return path
+
+
+@pytest.fixture
+def load_example_dag(airflow_db):
+    """Parse one example DAG file the way the DAG processor would, with no import errors."""
+
+    def load(file_name: str, dag_id: str):
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(EXAMPLE_DAGS / file_name))
+        assert bag.import_errors == {}
+        return bag.dags[dag_id]
+
+    return load

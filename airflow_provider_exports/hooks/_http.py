@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpcore
 import httpx
 import tenacity
 
@@ -416,14 +417,6 @@ class ByteStream:
         except httpx.TransportError as exc:
             raise _connection_error(self._vendor, "GET", self._url, exc) from None
 
-    def interrupt(self) -> None:
-        """Cut the connection from another thread: a read blocked in it fails at once."""
-        stream = self._response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already closed
-                sock.shutdown(socket.SHUT_RDWR)
-
 
 def _content_range(vendor: str, url: str, value: str | None) -> tuple[int, int, int | None]:
     """``bytes START-END/TOTAL`` (TOTAL may be ``*``) → ``(start, end, total)``."""
@@ -446,6 +439,77 @@ def _content_range(vendor: str, url: str, value: str | None) -> tuple[int, int, 
 
 def _integrity_error(vendor: str, url: str, problem: str) -> TransferIntegrityError:
     return TransferIntegrityError(f"{vendor} GET {redact_url(url)}: {problem}")
+
+
+# --- cutting connections from another thread ------------------------------------------------------
+
+
+class _TrackedStream(httpcore.NetworkStream):
+    """A connection of the sync client that :class:`_ConnectionTracker` can cut (TLS included)."""
+
+    def __init__(self, inner: httpcore.NetworkStream, tracker: _ConnectionTracker) -> None:
+        self._inner = inner
+        self._tracker = tracker
+        tracker.add(self)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._tracker.discard(self)
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> Any:
+        self._tracker.discard(self)  # the TLS stream owns the socket from now on
+        return _TrackedStream(self._inner.start_tls(ssl_context, server_hostname, timeout), self._tracker)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+    def cut(self) -> None:
+        sock = self._inner.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _ConnectionTracker(httpcore.NetworkBackend):
+    """httpcore's network backend, remembering every open connection so that :meth:`cut_all`
+    can make any read or write blocked in one fail at once (connecting, waiting for headers or
+    streaming a body): how a cancelled transfer stops its downloads within moments."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+        self._open: set[_TrackedStream] = set()
+        self._lock = threading.Lock()
+
+    def add(self, stream: _TrackedStream) -> None:
+        with self._lock:
+            self._open.add(stream)
+
+    def discard(self, stream: _TrackedStream) -> None:
+        with self._lock:
+            self._open.discard(stream)
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        return _TrackedStream(self._inner.connect_tcp(*args, **kwargs), self)
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        return _TrackedStream(self._inner.connect_unix_socket(*args, **kwargs), self)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+    def cut_all(self) -> None:
+        with self._lock:
+            streams = list(self._open)
+        for stream in streams:
+            stream.cut()
 
 
 # --- the core -------------------------------------------------------------------------------------
@@ -535,6 +599,7 @@ class HttpCore:
         self.retry = retry or RetryPolicy()
         self._timeout = httpx.Timeout(timeout, connect=min(10.0, timeout))
         self._client: httpx.Client | None = None
+        self._connections: _ConnectionTracker | None = None
         self._client_lock = threading.Lock()
         self._async_clients: dict[int, httpx.AsyncClient] = {}
 
@@ -544,12 +609,21 @@ class HttpCore:
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
+                    transport = httpx.HTTPTransport(
+                        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16)
+                    )
+                    # httpx does not expose httpcore's network_backend; its pool keeps it here
+                    pool = transport._pool
+                    pool._network_backend = self._connections = _ConnectionTracker(pool._network_backend)
                     self._client = httpx.Client(
-                        timeout=self._timeout,
-                        headers={"User-Agent": user_agent()},
-                        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+                        timeout=self._timeout, headers={"User-Agent": user_agent()}, transport=transport
                     )
         return self._client
+
+    def interrupt(self) -> None:
+        """Cut every connection of the sync client: blocked requests and downloads fail at once."""
+        if self._connections is not None:
+            self._connections.cut_all()
 
     def _async_client(self) -> httpx.AsyncClient:
         loop_id = id(asyncio.get_running_loop())

@@ -192,6 +192,7 @@ class VendorServer:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
+            timeout_graceful_shutdown=1,  # a test that left a slow answer pending need not wait for it
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(

@@ -80,6 +80,8 @@ class SitecoreCDPTransferBase(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("audience_export_ref", "execution_ref", "sitecore_cdp_conn_id")
+    # live clients and the run's stop signal are shared, not copied, when Airflow copies the task
+    shallow_copy_attrs: Sequence[str] = ("hook", "_cancellation")
 
     def __init__(
         self,
@@ -182,4 +184,4 @@ class SitecoreCDPTransferBase(BaseOperator):
     def on_kill(self) -> None:
         # Sitecore jobs cannot be cancelled; stop our own transfer, which aborts its uploads.
         if self._cancellation is not None:
-            self._cancellation.cancel("the task was killed")
+            self._cancellation.cancel_soon("the task was killed")

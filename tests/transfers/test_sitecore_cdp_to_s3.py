@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
+import os
+import signal
+import threading
+import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.exceptions import ExportConfigError, TransferCancelled, TransferError
 from airflow_provider_exports.transfers.sitecore_cdp_to_s3 import SitecoreCDPToS3Operator
 
 EXPORT = "daily_loyalty_members"
+LOGICAL_DATE = datetime(2026, 11, 22, tzinfo=timezone.utc)
 
 
 def _operator(s3, **kwargs):
@@ -64,6 +72,27 @@ def test_url_expiring_between_listing_and_download_is_fetched_again(sandbox, s3,
     file_requests = sandbox.sitecore.requests_to("/sitecore-cdp-exports/*")
     assert 403 in [r.status for r in file_requests]
     assert len(sandbox.sitecore.requests_to(f"/v2/audienceExports/executions/{ref}/export")) >= 2
+
+
+def test_a_file_gone_from_the_listing_when_its_url_is_refreshed_fails_clearly(sandbox, s3, monkeypatch):
+    sandbox.sitecore.add_export(EXPORT, rows_per_file=300)
+    ref = sandbox.sitecore.add_job(EXPORT, rows=600)
+    op = _operator(s3, execution_ref=ref)
+    listing = op.hook.get_execution_output
+    calls = []
+
+    def second_listing_lost_a_file(execution_ref):
+        output = listing(execution_ref)
+        calls.append(execution_ref)
+        if len(calls) == 1:
+            sandbox.sitecore.faults.expire_urls()  # the URLs just listed are dead before the first byte
+            return output
+        return dataclasses.replace(output, files=output.files[1:])
+
+    monkeypatch.setattr(op.hook, "get_execution_output", second_listing_lost_a_file)
+    with pytest.raises(TransferError, match=r"part-00000\.json\.gz is no longer in the output listing"):
+        op.execute({})
+    assert s3.keys() == []
 
 
 def test_rerun_of_the_same_job_skips(sandbox, s3):
@@ -123,3 +152,113 @@ def test_bad_input_fails_at_parse_time(kwargs, field):
     with pytest.raises(ExportConfigError) as err:
         SitecoreCDPToS3Operator(**args)
     assert err.value.field == field
+
+
+# --- stopping a transfer: Airflow's execution_timeout, on_kill, SIGTERM ------------------------------
+
+SLOW_FILES = 4  # files in flight at once (the operator's default max_concurrent_files)
+
+
+def _slow_job(sandbox) -> str:
+    """A job whose four files (about 100 KB each) trickle at 4 KB/s: each needs 25 s or more."""
+    sandbox.sitecore.add_export(EXPORT, rows_per_file=1600)
+    ref = sandbox.sitecore.add_job(EXPORT, rows=SLOW_FILES * 1600, end_time=LOGICAL_DATE + timedelta(hours=1))
+    sandbox.sitecore.faults.throttle("/sitecore-cdp-exports/*", bytes_per_second=4000, times=None)
+    return ref
+
+
+def _when_all_files_are_in_flight(sandbox, then) -> threading.Thread:
+    def watch():
+        deadline = time.monotonic() + 60
+        while len(sandbox.sitecore.requests_to("/sitecore-cdp-exports/*")) < SLOW_FILES:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        then()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
+def _assert_nothing_landed(s3) -> None:
+    assert s3.keys() == []
+    assert s3.client().list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+
+
+@pytest.fixture
+def slow_flow(sandbox, s3, warehouse, load_example_dag, monkeypatch):
+    """The example DAG in poke mode, without retries, its transfer facing four slow downloads."""
+    monkeypatch.setenv("AIRFLOW_VAR_EXPORTS_BUCKET", s3.bucket)
+    _slow_job(sandbox)
+    dag = load_example_dag("sitecore_cdp_audience_export.py", "sitecore_cdp_audience_export")
+    dag.get_task("wait_for_export").deferrable = False
+    dag.get_task("land").retries = 0
+    return dag
+
+
+def _land(run):
+    return next(ti for ti in run.get_task_instances() if ti.task_id == "land")
+
+
+def test_execution_timeout_stops_every_file_in_flight_and_aborts(slow_flow, sandbox, s3):
+    slow_flow.get_task("land").execution_timeout = timedelta(seconds=2)
+
+    run = slow_flow.test(logical_date=LOGICAL_DATE)
+
+    land = _land(run)
+    assert land.state == "failed"
+    assert len(sandbox.sitecore.requests_to("/sitecore-cdp-exports/*")) == SLOW_FILES
+    # the files needed 25 s or more each: the task ended at its timeout, not when they were done
+    assert (land.end_date - land.start_date).total_seconds() < 2 + 10
+    _assert_nothing_landed(s3)
+
+
+def test_sigterm_calls_on_kill_which_stops_the_transfer(slow_flow, sandbox, s3):
+    previous = signal.getsignal(signal.SIGTERM)
+    killed_at: list[float] = []
+
+    def sigterm():
+        killed_at.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGTERM)  # what Airflow's supervisor sends a task it stops
+
+    try:
+        _when_all_files_are_in_flight(sandbox, sigterm)
+        run = slow_flow.test(logical_date=LOGICAL_DATE)
+        ended_at = time.monotonic()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert _land(run).state == "failed" and killed_at
+    assert ended_at - killed_at[0] < 10
+    _assert_nothing_landed(s3)
+
+
+def test_on_kill_from_another_thread_stops_the_transfer(sandbox, s3):
+    ref = _slow_job(sandbox)
+    op = _operator(s3, execution_ref=ref)
+    killed_at: list[float] = []
+
+    def kill():
+        killed_at.append(time.monotonic())
+        op.on_kill()
+
+    watcher = _when_all_files_are_in_flight(sandbox, kill)
+    with pytest.raises(TransferCancelled, match="killed"):
+        op.execute({})
+    ended_at = time.monotonic()
+    watcher.join(5)
+
+    assert killed_at and ended_at - killed_at[0] < 10
+    _assert_nothing_landed(s3)
+
+
+def test_the_operator_can_be_copied_before_and_after_it_ran(sandbox, s3, load_example_dag):
+    dag = load_example_dag("sitecore_cdp_audience_export.py", "sitecore_cdp_audience_export")
+    subset = dag.partial_subset(["land"], include_upstream=False)  # deep-copies the operators
+    assert subset.task_ids == ["land"]
+
+    sandbox.sitecore.add_export(EXPORT)
+    op = _operator(s3, execution_ref=sandbox.sitecore.add_job(EXPORT, rows=100))
+    op.execute({})
+    assert copy.deepcopy(op).audience_export_ref == EXPORT

@@ -37,7 +37,7 @@ class Cancellation:
 
     def __init__(self) -> None:
         self._event = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._interrupts: dict[int, Callable[[], None]] = {}
         self._next_id = 0
         self.reason = "transfer cancelled"
@@ -58,6 +58,11 @@ class Cancellation:
                 interrupt()
             except Exception:  # best effort: the reader notices the flag at its next chunk anyway
                 log.debug("An interrupt failed", exc_info=True)
+
+    def cancel_soon(self, reason: str = "transfer cancelled") -> None:
+        """:meth:`cancel` on a short-lived thread: safe from a signal handler (Airflow calls
+        ``on_kill`` from its SIGTERM handler, which may interrupt this very object's lock holder)."""
+        threading.Thread(target=self.cancel, args=(reason,), name="transfer-cancel", daemon=True).start()
 
     def check(self) -> None:
         """Raise :class:`TransferCancelled` once the run is cancelled."""

@@ -46,7 +46,6 @@ class OpenedStream:
     :param start: the offset of the first byte of ``chunks`` (0 when a server sent the whole file
         although a later offset was asked for).
     :param validator: the version of the file (ETag or Last-Modified), if the server said.
-    :param interrupt: cuts the stream from another thread (a cancellation calls it).
     """
 
     def __init__(
@@ -56,13 +55,11 @@ class OpenedStream:
         *,
         start: int = 0,
         validator: str | None = None,
-        interrupt: Callable[[], None] | None = None,
     ) -> None:
         self.chunks = chunks
         self.total_size = total_size
         self.start = start
         self.validator = validator
-        self.interrupt = interrupt or (lambda: None)
 
 
 class SourceFile(ABC):
@@ -117,7 +114,10 @@ class SourceFile(ABC):
         """Called before the reopen that follows ``exc`` (e.g. to fetch a fresh URL)."""
 
     def made_progress(self) -> None:  # noqa: B027 - optional hook
-        """Called when bytes arrived after a failure: limits on attempts start again."""
+        """Called when an opened stream delivers its first bytes: limits on attempts start again."""
+
+    def interrupt(self) -> None:  # noqa: B027 - optional hook
+        """Make a read blocked in this file fail at once (called from another thread on cancellation)."""
 
     def _check_size(self, size: int, what: str) -> None:
         if self.size is not None and size != self.size:
@@ -139,6 +139,10 @@ class SourceFile(ABC):
         :class:`TransferIntegrityError` when sizes disagree with the listing or with what the
         server announced, :class:`TransferCancelled` once ``cancellation`` is set.
         """
+        with cancellation.interrupting(self.interrupt) if cancellation else nullcontext():
+            yield from self._read_all(chunk_size, cancellation)
+
+    def _read_all(self, chunk_size: int, cancellation: Cancellation | None) -> Iterator[bytes]:
         offset = 0
         total: int | None = None
         validator: str | None = None
@@ -147,10 +151,7 @@ class SourceFile(ABC):
             if cancellation is not None:
                 cancellation.check()
             try:
-                with (
-                    self.open(offset, chunk_size, if_range=validator if offset else None) as stream,
-                    cancellation.interrupting(stream.interrupt) if cancellation else nullcontext(),
-                ):
+                with self.open(offset, chunk_size, if_range=validator if offset else None) as stream:
                     skip = self._position(stream, offset, total, validator)
                     if offset == 0:
                         total, validator = stream.total_size, stream.validator
@@ -319,7 +320,6 @@ class HttpSourceFile(SourceFile):
                     body.total_size,
                     start=body.start,
                     validator=body.validator,
-                    interrupt=body.interrupt,
                 )
 
         return opened()
@@ -327,7 +327,7 @@ class HttpSourceFile(SourceFile):
     def resumable(self, exc: BaseException) -> bool:
         # 401 is the core's to handle; 403 is what an expired presigned URL answers.
         if isinstance(exc, VendorAuthError):
-            return exc.http_status == 403 and self._refreshes_left > 0
+            return exc.http_status == 403  # a fresh URL may help; ``_refresh_url`` bounds how often
         return isinstance(exc, VendorConnectionError)
 
     def before_retry(self, exc: BaseException) -> None:
@@ -336,3 +336,6 @@ class HttpSourceFile(SourceFile):
 
     def made_progress(self) -> None:
         self._refreshes_left = self.max_url_refreshes
+
+    def interrupt(self) -> None:
+        self._core.interrupt()

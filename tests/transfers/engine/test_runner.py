@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
+import time
 
 import pytest
 
@@ -84,3 +87,52 @@ def test_duplicate_names_and_bad_concurrency_are_refused(tmp_path):
         run_transfer([LocalFileSource(tmp_path / "a.csv")] * 2, sink, vendor="V", export_ref="e", job_ref="j")
     with pytest.raises(ExportConfigError, match="max_concurrent_files"):
         run_transfer([], sink, vendor="V", export_ref="e", job_ref="j", max_concurrent_files=0)
+
+
+def test_a_file_that_changed_at_the_source_is_moved_again_from_its_first_byte(sitecore_job, sandbox, s3, caplog):
+    job = sitecore_job("changing", target_bytes=12 * MIB)
+    # cut after 6 MiB: one 5 MiB part of the file is already uploaded when the vendor rewrites it
+    sandbox.sitecore.faults.drop_connection("/sitecore-cdp-exports/*", after_bytes=6 * MIB, times=1)
+    (source,) = job.sources
+    resume = source.before_retry
+
+    def vendor_rewrites_the_file_then_resume(exc):
+        sandbox.sitecore.rewrite_file(job.job_ref, job.expected[0][0])
+        resume(exc)
+
+    source.before_retry = vendor_rewrites_the_file_then_resume
+
+    with caplog.at_level(logging.WARNING):
+        summary = run_transfer(job.sources, S3Sink(s3.bucket, "c", part_size=5 * MIB), vendor="V",
+                               export_ref="e", job_ref="j")
+
+    assert "starting the file again from its first byte" in caplog.text
+    (name, size, sha, _rows), = job.expected
+    body = s3.read(s3.committed("c")[name])
+    assert len(body) == size and hashlib.sha256(body).hexdigest() == sha
+    assert summary.bytes == size and s3.manifest("c")["files"][0]["sha256"] == sha
+    assert s3.client().list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+
+
+def test_a_cancellation_cuts_downloads_still_waiting_for_their_headers(sitecore_job, sandbox, s3):
+    job = sitecore_job(rows=4000, rows_per_file=1000)
+    # every file's server takes 60 s to answer (the client's read timeout is 60 s too)
+    sandbox.sitecore.faults.slow("/sitecore-cdp-exports/*", seconds=60, times=4)
+    cancellation = Cancellation()
+    cancelled_at: list[float] = []
+
+    def cancel_once_all_four_wait():
+        deadline = time.monotonic() + 60
+        while sandbox.sitecore.faults.active and time.monotonic() < deadline:
+            time.sleep(0.05)  # each request consumes one of the four slow answers when it arrives
+        cancelled_at.append(time.monotonic())
+        cancellation.cancel("the task was killed")
+
+    threading.Thread(target=cancel_once_all_four_wait, daemon=True).start()
+    with pytest.raises(TransferCancelled, match="killed"):
+        run_transfer(job.sources, S3Sink(s3.bucket, "w", part_size=5 * MIB), vendor="V", export_ref="e",
+                     job_ref="j", max_concurrent_files=4, cancellation=cancellation)
+
+    # cut at once: well under the runner's grace period, let alone the server's 60 s
+    assert time.monotonic() - cancelled_at[0] < 5
+    assert s3.keys() == []

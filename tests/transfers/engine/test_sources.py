@@ -7,7 +7,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_exports.exceptions import TransferIntegrityError, VendorAuthError, VendorConnectionError
+from airflow_provider_exports.exceptions import (
+    SourceChanged,
+    TransferError,
+    TransferIntegrityError,
+    VendorConnectionError,
+)
 from airflow_provider_exports.transfers.engine import HttpSourceFile
 from airflow_provider_exports.transfers.engine.sources import presigned_expiry
 
@@ -44,7 +49,72 @@ def test_resumes_with_range_after_cut_connections(sitecore_job, sandbox):
     assert _digest(source) == job.expected[0][1:3]
     downloads = _downloads(sandbox)
     assert len(downloads) == 4
-    assert ["range" in {h.lower() for h in r.headers_present} for r in downloads] == [False, True, True, True]
+    assert ["range" in r.headers_present for r in downloads] == [False, True, True, True]
+    # every resume names the version it continues, so a changed file cannot be spliced in
+    assert ["if-range" in r.headers_present for r in downloads] == [False, True, True, True]
+
+
+@pytest.mark.parametrize("shift", [1000, -1000])
+def test_a_resume_that_does_not_continue_where_it_stopped_is_refused(sitecore_job, sandbox, shift):
+    job = sitecore_job("shifted", target_bytes=3 * MIB)
+    sandbox.sitecore.faults.drop_connection("/sitecore-cdp-exports/*", after_bytes=MIB, times=1)
+    # the resume's 206 (honest Content-Range) starts 1000 bytes after / before the byte asked for
+    sandbox.sitecore.faults.shift_range("/sitecore-cdp-exports/*", by_bytes=shift, times=1)
+    (source,) = job.sources
+
+    with pytest.raises(TransferIntegrityError, match=f"from {MIB} on, the server sent them from {MIB + shift}"):
+        _digest(source)
+
+
+def test_a_file_that_changes_while_it_is_read_is_reported_as_changed(sitecore_job, sandbox):
+    job = sitecore_job("changing", target_bytes=3 * MIB)
+    sandbox.sitecore.faults.drop_connection("/sitecore-cdp-exports/*", after_bytes=MIB, times=1)
+    (source,) = job.sources
+    name = job.expected[0][0]
+    resume = source.before_retry
+
+    def vendor_rewrites_the_file_then_resume(exc):
+        sandbox.sitecore.rewrite_file(job.job_ref, name)
+        resume(exc)
+
+    source.before_retry = vendor_rewrites_the_file_then_resume
+
+    with pytest.raises(SourceChanged, match="changed at the source"):
+        _digest(source)
+    # the resume asked "from byte N if still the same version"; the server answered with the new whole file
+    assert [r.status for r in _downloads(sandbox)] == [200, 200]
+
+
+def test_a_long_download_cut_again_and_again_goes_on_while_it_makes_progress(sitecore_job, sandbox):
+    job = sitecore_job("long", target_bytes=6 * MIB)
+    (source,) = job.sources
+    assert source.max_url_refreshes == 3
+    # eight cuts, and after each one the URL in hand has expired: eight fresh URLs, each bringing bytes
+    # (the fault counts every request to the file: each cut is followed by one 403 with the dead URL)
+    sandbox.sitecore.faults.drop_connection("/sitecore-cdp-exports/*", after_bytes=512 * 1024, times=16)
+    resume = source.before_retry
+
+    def urls_expire_at_every_cut(exc):
+        if isinstance(exc, VendorConnectionError):
+            sandbox.sitecore.faults.expire_urls()
+        resume(exc)
+
+    source.before_retry = urls_expire_at_every_cut
+
+    assert _digest(source) == job.expected[0][1:3]
+    assert len(job.resolver_calls) == 8
+
+
+def test_the_vendors_rounded_size_is_checked_before_the_body_is_read(sitecore_job, sandbox):
+    job = sitecore_job(rows=1000, rows_per_file=1000)
+    real = job.sources[0]
+    size = job.expected[0][1]
+    fits = HttpSourceFile(real._core, real.name, None, real._resolve, url=real._url, size_range=(size - 10, size))
+    too_small = HttpSourceFile(real._core, real.name, None, real._resolve, url=real._url, size_range=(0, size - 1))
+
+    assert _digest(fits)[0] == size
+    with pytest.raises(TransferIntegrityError, match="the vendor's listing allows"):
+        next(too_small.iter_bytes())
 
 
 def test_a_connection_that_never_delivers_gives_up(sitecore_job, sandbox):
@@ -78,15 +148,15 @@ def test_a_url_past_its_expiry_is_replaced_before_use(sitecore_job, sandbox):
     assert [r.status for r in _downloads(sandbox)] == [200]  # no request went out with the stale URL
 
 
-def test_refreshes_are_bounded(sitecore_job, sandbox):
+def test_refreshes_that_bring_no_byte_are_bounded(sitecore_job, sandbox):
     job = sitecore_job(rows=1000, rows_per_file=1000)
     (source,) = job.sources
     source._resolve = lambda: source._url  # a vendor that keeps handing out the same dead URL
-    source._refreshes_left = 2
     sandbox.sitecore.faults.expire_urls()
 
-    with pytest.raises(VendorAuthError):
+    with pytest.raises(TransferError, match="3 fresh download URLs in a row expired"):
         _digest(source)
+    assert [r.status for r in _downloads(sandbox)] == [403] * 4
 
 
 def test_a_size_that_disagrees_with_the_listing_is_an_integrity_error(sitecore_job, sandbox):
