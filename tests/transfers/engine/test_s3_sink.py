@@ -74,7 +74,8 @@ def test_multi_file_export_lands_byte_identical_with_manifest_last(sitecore_job,
     run_dir = f"{prefix}/run-{manifest['run_id']}"
     assert s3.committed(prefix) == {name: f"{run_dir}/{name}" for name, *_ in job.expected}
     for key in s3.committed(prefix).values():
-        head = s3.client().head_object(Bucket=s3.bucket, Key=key)
+        head = s3.client().head_object(Bucket=s3.bucket, Key=key, ChecksumMode="ENABLED")
+        assert head["ChecksumCRC32"]  # every part was sent with its CRC32 for S3 to check
         assert head["Metadata"]["job-ref"] == job.job_ref
         assert head["Metadata"]["export-ref"] == job.export_ref
         assert head["Metadata"]["run-id"] == manifest["run_id"]
