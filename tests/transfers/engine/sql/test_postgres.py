@@ -196,6 +196,9 @@ def test_two_threads_load_one_after_the_other_and_a_job_once(pg, same_job):
     assert query(pg, "SELECT count(*) FROM exports_manifest") == [(1 if same_job else 2,)]
 
 
+#: a fresh Python importing Airflow on a busy 2-core machine can take a minute or more
+STARTUP = 300.0
+
 _CHILD = """
 import json, sys
 from contextlib import contextmanager
@@ -222,9 +225,12 @@ def test_two_processes_of_the_same_job_one_loads_the_other_skips(pg, tmp_path):
     os.mkfifo(fifo)
     plain.write_bytes(data)
 
+    started: list[subprocess.Popen] = []
+
     def child(path):
-        return subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=os.environ.copy(), text=True)
+        started.append(subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=os.environ.copy(), text=True))
+        return started[-1]
 
     first = child(fifo)
     try:
@@ -237,18 +243,18 @@ def test_two_processes_of_the_same_job_one_loads_the_other_skips(pg, tmp_path):
                 return first.poll() is not None
             return True
 
-        wait_until(reader_is_there, "the first process reads its file")
+        wait_until(reader_is_there, "the first process reads its file", STARTUP)
         assert writer, first.communicate()[1][-3000:]
         os.set_blocking(writer[0], True)
         os.write(writer[0], data[: len(data) // 2])
         second = child(plain)
         wait_until(lambda: _waiting_for_the_table_lock(pg) or second.poll() is not None,
-                   "the second process waits for the first")
+                   "the second process waits for the first", STARTUP)
         os.write(writer[0], data[len(data) // 2 :])
         os.close(writer[0])
-        outs = [p.communicate(timeout=WAIT) for p in (first, second)]
+        outs = [p.communicate(timeout=STARTUP) for p in (first, second)]
     finally:
-        for p in (first,):
+        for p in started:  # only a failed test leaves one running
             if p.poll() is None:
                 p.kill()
     for p, (_, err) in zip((first, second), outs, strict=True):
