@@ -11,9 +11,14 @@ alternating, ``--runs`` times:
 
 and for SQL, into a private PostgreSQL:
 
-  (e) sql-jsonl  the engine loading Sitecore's gzipped JSON lines over HTTP (COPY text format)
-  (f) sql-csv    the engine loading the same rows as CSV (bytes straight into COPY ... csv)
-  (g) \\copy      ``psql -c "\\copy ... FROM file.csv (FORMAT csv)"`` of the same rows
+  (e) sql-jsonl  the engine loading Sitecore's gzipped JSON lines over HTTP into a new table (a first
+                 load: staged, typed from every value, then created and filled)
+  (f) sql-csv    the engine loading the same rows as CSV into a new table
+  (g) sql-jsonl-into, sql-csv-into
+                 the same loads in mode ``replace`` into the table (e)/(f) made, holding the previous
+                 load's rows: the steady state of a daily job (COPY straight into the table; CSV
+                 bytes pass straight into ``COPY ... (FORMAT csv)``)
+  (h) \\copy      ``psql -c "\\copy ... FROM file.csv (FORMAT csv)"`` of the same rows
 
 Every method runs in a fresh Python process (Airflow imported, as a worker runs a task); its wall
 time is measured around the transfer itself, its peak RSS is the child's ``ru_maxrss``. moto is
@@ -44,7 +49,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 S3_METHODS = ("download", "upload", "engine", "peer")
-SQL_METHODS = ("sql-jsonl", "sql-csv", "copy")
+SQL_METHODS = ("sql-jsonl", "sql-csv", "sql-jsonl-into", "sql-csv-into", "copy")
 MIB = 1024 * 1024
 
 
@@ -124,11 +129,11 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
             op.execute({})  # type: ignore[arg-type]
             moved += f["size"]
         seconds = time.perf_counter() - t0
-    elif method in ("sql-jsonl", "sql-csv"):
+    elif method.startswith("sql-"):
         from airflow_provider_exports.hooks._http import HttpCore
         from airflow_provider_exports.transfers.engine import HttpSourceFile, SqlSink, run_transfer
 
-        if method == "sql-jsonl":
+        if method.startswith("sql-jsonl"):
             core = HttpCore("Sitecore CDP")
             f = spec["sql_jsonl"]
             sources: list[Any] = [HttpSourceFile(core, f["name"], None, lambda: f["url"], url=f["url"])]
@@ -156,12 +161,13 @@ def _disk_source_class() -> Any:
             super().__init__(path.name, path.stat().st_size)
             self.path = path
 
-        def open(self, offset: int, chunk_size: int = MIB) -> Any:
+        def open(self, offset: int, chunk_size: int = MIB, *, if_range: str | None = None) -> Any:
             @contextmanager
             def opened() -> Iterator[OpenedStream]:
                 with self.path.open("rb") as fh:
                     fh.seek(offset)
-                    yield OpenedStream(iter(lambda: fh.read(chunk_size), b""), self.path.stat().st_size)
+                    yield OpenedStream(iter(lambda: fh.read(chunk_size), b""), self.path.stat().st_size,
+                                       start=offset)
 
             return opened()
 
@@ -331,6 +337,10 @@ def _run_sql(args: Any, sb: Any, cluster: Any, env: dict[str, str], results: dic
         for method in SQL_METHODS:
             table = f"bench_{method.replace('-', '_')}"
             cur.execute(f"DROP TABLE IF EXISTS {table}")
+            if method.endswith("-into"):
+                # yesterday's load, in the table the engine made from the same rows: replace it
+                made = table.removesuffix("_into")
+                cur.execute(f"CREATE TABLE {table} (LIKE {made}); INSERT INTO {table} SELECT * FROM {made}")
             if method == "copy":
                 # the table the engine created from the same rows, emptied: same types for both
                 cur.execute(f"CREATE TABLE {table} (LIKE bench_sql_csv)")
@@ -393,6 +403,8 @@ def _report(args: Any, results: dict[str, list[dict[str, Any]]]) -> dict[str, An
         ratios["sql_csv_over_copy"] = med["sql-csv"]["seconds"] / med["copy"]["seconds"]
     if "sql-jsonl" in med and "copy" in med:
         ratios["sql_jsonl_over_copy"] = med["sql-jsonl"]["seconds"] / med["copy"]["seconds"]
+    if "sql-csv-into" in med and "copy" in med:
+        ratios["sql_csv_into_over_copy"] = med["sql-csv-into"]["seconds"] / med["copy"]["seconds"]
     return {
         "size_bytes": args.size,
         "files": args.files,

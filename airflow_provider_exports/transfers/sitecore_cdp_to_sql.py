@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.hooks.sitecore_cdp import ExportOutput
 from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPTransferBase, delta_kind
-from airflow_provider_exports.transfers.engine import SqlSink
-from airflow_provider_exports.transfers.engine.sql_sink import check_load_mode
+from airflow_provider_exports.transfers.engine import SqlSink, check_load_mode
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -22,14 +21,17 @@ class SitecoreCDPToSqlOperator(SitecoreCDPTransferBase):
     Gzipped JSON lines (or CSV) are parsed in batches and loaded through the connection's
     ``DbApiHook`` (PostgreSQL through ``COPY``), all in one transaction: a failure leaves the table
     as it was. The job's manifest is recorded in the same transaction, so a rerun skips. Rows of a
-    delta export carry a ``_delta`` column: ``added`` or ``removed``.
+    delta export carry a ``_delta`` column: ``added`` or ``removed``. A job without rows does not
+    empty the table in mode ``replace`` unless ``allow_empty``.
 
     :param conn_id: the warehouse connection (any DbApiHook: postgres, sqlite...). (templated)
     :param table: destination table, optionally ``schema.table``. (templated)
-    :param mode: ``replace`` (swap in a freshly loaded table), ``append`` or ``merge``.
+    :param mode: ``replace`` (the table's rows give way to the job's, in one transaction; the
+        table itself, its indexes and grants stay), ``append`` or ``merge`` (by key, last row wins).
     :param key_columns: the columns identifying a guest, for ``merge`` (e.g. ``["ref"]``).
     :param create_table: create a missing table from the data's columns.
-    :param column_types: SQL types overriding the inferred ones, by column.
+    :param column_types: SQL types for a table the load creates, overriding the ones read from the
+        data, by column (e.g. ``{"zip": "TEXT"}``).
     :param batch_size: rows per insert batch.
     """
 
@@ -66,6 +68,7 @@ class SitecoreCDPToSqlOperator(SitecoreCDPTransferBase):
             create_table=self.create_table,
             column_types=self.column_types,
             batch_size=self.batch_size,
+            allow_empty=self.allow_empty,
             # Delta exports: each row says whether the guest was added or removed.
             attribute_columns={DELTA_COLUMN: "delta"}
             if any(delta_kind(f.name) for f in output.files)

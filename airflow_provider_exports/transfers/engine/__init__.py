@@ -22,7 +22,7 @@ from airflow_provider_exports.transfers.engine.runner import TransferSummary, ru
 from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
 from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink, StoredFile, TransferContext
 from airflow_provider_exports.transfers.engine.sources import HttpSourceFile, OpenedStream, SourceFile
-from airflow_provider_exports.transfers.engine.sql_sink import SqlSink, resolve_db_hook
+from airflow_provider_exports.transfers.engine.sql import SqlSink, check_load_mode, resolve_db_hook
 
 __all__ = [
     "CHECKSUM_ALGORITHM",
@@ -39,6 +39,7 @@ __all__ = [
     "StoredFile",
     "TransferContext",
     "TransferSummary",
+    "check_load_mode",
     "resolve_db_hook",
     "run_transfer",
 ]

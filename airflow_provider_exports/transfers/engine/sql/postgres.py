@@ -1,0 +1,227 @@
+"""PostgreSQL: ``COPY`` for every row, an advisory lock per table, transactional DDL and savepoints.
+
+Rows go in through ``COPY ... FROM STDIN``: CSV bytes straight into ``COPY ... (FORMAT csv)``;
+JSON lines and Parquet batches through psycopg 3's ``copy.write_row`` (formatted in C), or, with
+psycopg2, encoded to COPY's text format here (:func:`encode_copy_text`). A load holds
+``pg_advisory_xact_lock`` on a 64-bit hash of (database, schema-qualified table) from ``begin`` to
+its commit or rollback, so loads of one table run one after another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_exports.transfers.engine.formats import Batch, ChunkReader
+from airflow_provider_exports.transfers.engine.sql.dialect import Dialect
+from airflow_provider_exports.transfers.engine.sql.types import FinalType
+
+if TYPE_CHECKING:
+    from airflow_provider_exports.transfers.engine.sink import Cancellation
+
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL through psycopg 3 (the postgres provider's default) or psycopg2."""
+
+    name = "postgres"
+    transactional_ddl = True
+    savepoints = True
+    csv_passthrough = True
+    manifest_key_type = "TEXT"
+    binary_type = "BYTEA"
+
+    def type_name(self, final: FinalType) -> str:
+        if final.name == "BINARY":
+            return self.binary_type
+        return final.name  # NUMERIC without precision is exact here
+
+    def prepare(self, lock_timeout: float) -> None:
+        self.conn.autocommit = False
+        self._lock_timeout_ms = max(1, int(lock_timeout * 1000))
+
+    def _advisory_lock(self, name: str, cancellation: Cancellation | None) -> None:
+        schema, _, table = name.rpartition(".")
+        database, current_schema = self.query("SELECT current_database(), current_schema()")[0]
+        key = f"{database}\x00{schema or current_schema}\x00{table}".encode()
+        lock_id = int.from_bytes(hashlib.sha256(key).digest()[:8], "big", signed=True)
+        self.execute(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}").close()
+        if cancellation is None:
+            self.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,)).close()
+            return
+        with cancellation.interrupting(self.conn.cancel):  # a killed task stops waiting at once
+            try:
+                self.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,)).close()
+            except Exception:
+                cancellation.check()  # the cancel, not the database, stopped the wait
+                raise
+
+    def setup(self, statements: Sequence[str], *, lock_name: str) -> None:
+        # concurrent CREATE TABLE IF NOT EXISTS can collide in the catalog: one at a time
+        self._advisory_lock(lock_name, None)
+        super().setup(statements, lock_name=lock_name)
+
+    def lock(self, table: str, lock_timeout: float, cancellation: Cancellation) -> None:
+        self._advisory_lock(table, cancellation)
+
+    def table_columns(self, table: str) -> list[str] | None:
+        rows = self.query(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum",
+            (self.qualified(table),),
+        )
+        return [r[0] for r in rows] or None
+
+    def unique_index_sql(self, table: str, columns: Sequence[str]) -> str | None:
+        name = self.quote(table.rpartition(".")[2] + "_job_key")
+        return f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {self.qualified(table)} ({', '.join(columns)})"
+
+    def create_stage(self, stage: str, columns: Sequence[tuple[str, str]]) -> None:
+        cols = ", ".join(f"{self.quote(c)} {t}" for c, t in columns)
+        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} ({cols}) ON COMMIT DROP").close()
+
+    def create_stage_as(self, stage: str, select: str) -> None:
+        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} ON COMMIT DROP AS {select}").close()
+
+    def index_stage(self, stage: str, columns: Sequence[str]) -> None:
+        super().index_stage(stage, columns)
+        self.execute(f"ANALYZE {self.quote(stage)}").close()  # autovacuum never sees temporary tables
+
+    def write_batches(
+        self,
+        table: str,
+        batches: Iterable[Batch],
+        prepare: Callable[[Batch], None],
+        cancellation: Cancellation,
+    ) -> int:
+        rows = 0
+        cur = self.conn.cursor()
+        try:
+            # one COPY per run of batches with the same columns (JSON lines may vary between batches)
+            for columns, group in itertools.groupby(batches, key=lambda b: tuple(b.columns)):
+                first = next(group)
+                prepare(first)
+                counted: list[int] = []
+                cols = ", ".join(self.quote(c) for c in columns)
+                sql = f"COPY {table} ({cols}) FROM STDIN"
+                these = itertools.chain([first], group)  # noqa: B031 - the rest of the group, once
+                if hasattr(cur, "copy"):
+                    # psycopg 3 formats rows in C: several times faster than any Python encoding
+                    with cur.copy(sql) as copy:
+                        for batch in these:
+                            cancellation.check()
+                            counted.append(len(batch.rows))
+                            for row in batch.rows:
+                                copy.write_row(row)
+                else:
+                    self._copy(cur, sql, _encoded(these, counted, cancellation))
+                rows += sum(counted)
+        finally:
+            cur.close()
+        return rows
+
+    def copy_csv(
+        self,
+        table: str,
+        columns: Sequence[str],
+        data: Iterator[bytes],
+        *,
+        delimiter: str,
+        header: bool,
+        cancellation: Cancellation,
+    ) -> int:
+        cols = ", ".join(self.quote(c) for c in columns)
+        options = [
+            "FORMAT csv",
+            f"HEADER {'true' if header else 'false'}",
+            "DELIMITER '" + delimiter.replace("'", "''") + "'",
+            f"FORCE_NULL ({cols})",  # a quoted empty field is NULL too, as in the other paths
+            "ENCODING 'UTF8'",
+        ]
+
+        def checked() -> Iterator[bytes]:
+            for chunk in data:
+                cancellation.check()
+                yield chunk
+
+        cur = self.conn.cursor()
+        try:
+            self._copy(cur, f"COPY {table} ({cols}) FROM STDIN WITH ({', '.join(options)})", checked())
+            return int(cur.rowcount)
+        finally:
+            cur.close()
+
+    @staticmethod
+    def _copy(cur: Any, sql: str, data: Iterable[bytes]) -> None:
+        if hasattr(cur, "copy"):  # psycopg 3
+            with cur.copy(sql) as copy:
+                for block in data:
+                    copy.write(block)
+        else:  # psycopg2 pulls from a file, and reports what the file raised as QueryCanceled
+            raised: list[BaseException] = []
+
+            def kept() -> Iterator[bytes]:
+                try:
+                    yield from data
+                except BaseException as exc:
+                    raised.append(exc)
+                    raise
+
+            try:
+                cur.copy_expert(sql, io.BufferedReader(ChunkReader(kept()), 1 << 20))
+            except Exception:
+                if raised:
+                    raise raised[0] from None
+                raise
+
+
+def _encoded(batches: Iterable[Batch], counted: list[int], cancellation: Cancellation) -> Iterator[bytes]:
+    for batch in batches:
+        cancellation.check()
+        counted.append(len(batch.rows))
+        yield encode_copy_text(batch.rows)
+
+
+# --- COPY text format (psycopg2) ---------------------------------------------------------------------
+
+
+def _copy_column(values: Sequence[Any]) -> list[str]:
+    kinds = set(map(type, values)) - {type(None)}
+    if kinds <= {str}:
+        if not _NEEDS_ESCAPE.search("\x00".join(filter(None, values))):
+            return ["\\N" if v is None else v for v in values]
+        return ["\\N" if v is None else v.translate(_COPY_ESCAPES) for v in values]
+    if kinds <= {int, float}:
+        return ["\\N" if v is None else repr(v) for v in values]
+    return ["\\N" if v is None else _copy_value(v) for v in values]
+
+
+def _copy_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "t" if v else "f"
+    if isinstance(v, (int, float, Decimal)):
+        return str(v) if not isinstance(v, float) else repr(v)
+    if isinstance(v, (datetime, date, time)):
+        return v.isoformat()
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return "\\\\x" + bytes(v).hex()
+    if isinstance(v, (dict, list)):
+        v = json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str)
+    return str(v).translate(_COPY_ESCAPES)
+
+
+def encode_copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
+    """Rows in PostgreSQL ``COPY`` text format (tab-separated, ``\\N`` for NULL, escaped)."""
+    if not rows:
+        return b""
+    columns = [_copy_column(col) for col in zip(*rows, strict=True)]
+    return ("\n".join(map("\t".join, zip(*columns, strict=True))) + "\n").encode()

@@ -1,0 +1,597 @@
+"""The SQL sink: load a run's files into a table through a common-sql ``DbApiHook``, in one transaction.
+
+Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`.dialect`,
+:mod:`.postgres` and :mod:`.sqlite`; the typing rules in :mod:`.types`. What it does:
+
+- **One load per table at a time, once per job.** Before the load, the manifest table is created
+  if missing (with a unique key on destination, vendor, export and job) in a short transaction of
+  its own. ``begin`` then opens the load's transaction, takes the dialect's lock for the table
+  (PostgreSQL: an advisory lock; SQLite: ``BEGIN IMMEDIATE``; generic: none) and only then looks
+  for the job's manifest: a second run of the same job waits for the first and skips.
+- **Existing table, ``append``**: rows go straight into it (PostgreSQL: CSV bytes straight into
+  ``COPY``). **Existing table, ``replace``**: ``DELETE FROM`` the table, then the same. The table's
+  definition, indexes, keys, grants, constraints and dependent views are never touched.
+- **New table (any mode), or ``merge``**: rows go into a temporary staging table (session-local).
+  A new table is created at commit with the types of :class:`.types.TypeTracker` (decided from every
+  value of the load) and filled with ``INSERT ... SELECT CAST(...)``. ``merge`` refuses rows with a
+  NULL key, keeps the last row of each key (file order, then row order: an ordinal column in the
+  stage), deletes the table's rows with a staged key and inserts the staged ones.
+- **Empty exports**: ``replace`` that loaded no row is refused unless ``allow_empty``.
+- **A file that starts again** (its source changed) is rolled back to a savepoint taken before it,
+  Python-side state included.
+
+Everything, the manifest row included, commits at once; a failure rolls back and the table is as
+it was. Where DDL is not transactional (generic dialect) a new table is created at commit right
+before it is filled, so a failed commit can leave it created but empty, never half-filled.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import functools
+import io
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
+from airflow_provider_exports.transfers.engine import manifest as manifest_mod
+from airflow_provider_exports.transfers.engine.formats import Batch, detect_format, maybe_gunzip, read_batches
+from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, dialect_for
+from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    from airflow_provider_exports.transfers.engine.sources import SourceFile
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["append", "replace", "merge"]
+MODES: tuple[str, ...] = ("append", "replace", "merge")
+#: the session-local tables a load stages rows in
+STAGE = "_exports_stage"
+TYPED_STAGE = "_exports_typed"
+#: the stage column that numbers rows in export order (``merge``: the last row of a key wins)
+ORDINAL = "_exports_ordinal"
+_MANIFEST_KEY = ("destination", "vendor", "export_ref", "job_ref")
+_BOM = b"\xef\xbb\xbf"
+
+
+def check_load_mode(mode: str, key_columns: Sequence[str]) -> None:
+    """``mode`` is one of :data:`MODES`, and ``merge`` names its key columns (checkable at parse time)."""
+    if mode not in MODES:
+        raise ExportConfigError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
+    if mode == "merge" and not key_columns:
+        raise ExportConfigError("key_columns", "merge needs the columns that identify a row")
+
+
+def resolve_db_hook(conn_id: str) -> DbApiHook:
+    """The ``DbApiHook`` for an Airflow connection, whatever its database (as S3ToSqlOperator does)."""
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+    from airflow.sdk import BaseHook
+
+    hook = BaseHook.get_connection(conn_id).get_hook()
+    if not isinstance(hook, DbApiHook):
+        raise ExportConfigError(
+            "conn_id", f"connection {conn_id!r} gives a {type(hook).__name__}, not a SQL (DbApiHook) hook"
+        )
+    return hook
+
+
+@dataclass
+class _LoadState:
+    """What the sink knows of the load so far; copied at each file's savepoint, restored on discard."""
+
+    tracker: TypeTracker
+    stage_exists: bool = False
+    stage_columns: list[str] = field(default_factory=list)  # data columns of the stage
+    seen: list[str] = field(default_factory=list)  # data columns the export brought, in order
+    rows: int = 0
+    ordinal: int = 0
+
+
+@dataclass
+class _Savepoint:
+    file: str
+    name: str
+    state: _LoadState
+
+
+class SqlSink(Sink):
+    """Load a run's files into ``table`` through a DbApiHook, all in one transaction.
+
+    :param table: destination table, optionally ``schema.table``.
+    :param conn_id: the Airflow connection of the database, when no ``hook`` is given.
+    :param hook: a ``DbApiHook`` to use instead of resolving ``conn_id``.
+    :param mode: ``append``, ``replace`` or ``merge`` (see the module docstring).
+    :param key_columns: the columns that identify a row, for ``merge``.
+    :param create_table: create a missing table from the data's columns.
+    :param column_types: SQL types for a table this run creates, by column; they win over the
+        types read from the data (an existing table keeps its own types).
+    :param file_format: ``jsonl``, ``csv`` or ``parquet``; by default from each file's name.
+    :param csv_delimiter: the CSV field separator (Sitecore allows ``,`` and ``|``).
+    :param csv_header: whether CSV files start with a header row.
+    :param csv_columns: column names for CSV files without a header (or to rename them).
+    :param batch_size: rows per batch.
+    :param manifest_table: the table that records each committed run's manifest.
+    :param use_copy: let the dialect use its bulk path (PostgreSQL ``COPY``); ``False`` inserts
+        with ``executemany``.
+    :param attribute_columns: file attributes stored in every row of that file, as
+        ``{column: attribute}`` (``{"_delta": "delta"}`` marks Sitecore delta rows added or removed).
+    :param allow_empty: let ``replace`` commit a load without any row (the table is emptied).
+    :param lock_timeout: seconds a load waits for another load of the same table (or, in SQLite,
+        of the same database file) before it fails.
+    """
+
+    max_file_concurrency = 1  # one transaction, one connection: files load one after another
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        conn_id: str | None = None,
+        hook: DbApiHook | None = None,
+        mode: Mode = "append",
+        key_columns: Sequence[str] = (),
+        create_table: bool = True,
+        column_types: Mapping[str, str] | None = None,
+        file_format: str | None = None,
+        csv_delimiter: str = ",",
+        csv_header: bool = True,
+        csv_columns: Sequence[str] | None = None,
+        batch_size: int = 10_000,
+        manifest_table: str = "exports_manifest",
+        use_copy: bool | None = None,
+        attribute_columns: Mapping[str, str] | None = None,
+        allow_empty: bool = False,
+        lock_timeout: float = 600.0,
+    ) -> None:
+        if not table:
+            raise ExportConfigError("table", "a destination table is required")
+        check_load_mode(mode, key_columns)
+        if hook is None and not conn_id:
+            raise ExportConfigError("conn_id", "a database connection id (or a hook) is required")
+        if batch_size < 1:
+            raise ExportConfigError("batch_size", "must be at least 1")
+        if lock_timeout <= 0:
+            raise ExportConfigError("lock_timeout", "must be more than 0 seconds")
+        if file_format is not None:
+            detect_format("", file_format)
+        self.table = table
+        self.conn_id = conn_id
+        self._hook = hook
+        self.mode = mode
+        self.key_columns = list(key_columns)
+        self.create_table = create_table
+        self.column_types = dict(column_types or {})
+        self.file_format = file_format
+        self.csv_delimiter = csv_delimiter
+        self.csv_header = csv_header
+        self.csv_columns = list(csv_columns) if csv_columns else None
+        self.batch_size = batch_size
+        self.manifest_table = manifest_table
+        self.use_copy = use_copy
+        self.attribute_columns = dict(attribute_columns or {})
+        self.allow_empty = allow_empty
+        self.lock_timeout = lock_timeout
+        self._db: Dialect | None = None
+        self._ctx: TransferContext | None = None
+        self._target: list[str] | None = None  # the table's columns when it existed at begin
+        self._had_manifest = False
+        self._emptied = False
+        self._state = _LoadState(TypeTracker(self.column_types))
+        self._savepoint: _Savepoint | None = None
+        self._savepoints = 0
+
+    # -- references --------------------------------------------------------------------------
+
+    @property
+    def hook(self) -> DbApiHook:
+        if self._hook is None:
+            assert self.conn_id is not None
+            self._hook = resolve_db_hook(self.conn_id)
+        return self._hook
+
+    def describe(self) -> dict[str, Any]:
+        conn_id = self.conn_id
+        if conn_id is None and self._hook is not None:
+            conn_id = getattr(self._hook, self._hook.conn_name_attr, None)
+        return {"kind": "sql", "conn_id": conn_id, "table": self.table, "mode": self.mode}
+
+    def manifest_location(self) -> str:
+        return self.manifest_table
+
+    @property
+    def _d(self) -> Dialect:
+        assert self._db is not None, "begin() first"
+        return self._db
+
+    @property
+    def _direct(self) -> bool:
+        """Rows go straight into the table (it exists, and the mode is not merge)."""
+        return self._target is not None and self.mode != "merge"
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+        self._ctx = ctx
+        self._db = dialect_for(self.hook, self.hook.get_conn())
+        self._emptied, self._savepoint = False, None
+        self._state = _LoadState(TypeTracker(self.column_types))
+        try:
+            self._d.prepare(self.lock_timeout)
+            self._set_up_manifest_table()
+            self._d.lock(self.table, self.lock_timeout, ctx.cancellation)
+            existing = self._find_manifest(ctx.vendor, ctx.export_ref, ctx.job_ref)
+            self._target = self._d.table_columns(self.table)
+            self._check_target()
+        except BaseException:
+            self.abort()
+            raise
+        self._had_manifest = existing is not None
+        return existing
+
+    def _check_target(self) -> None:
+        if self._target is None:
+            return
+        if self.mode == "merge":
+            absent = [k for k in self.key_columns if k not in self._target]
+            if absent:
+                raise ExportConfigError("key_columns", f"{self.table} has no column {', '.join(absent)}")
+            if ORDINAL in self._target:
+                raise TransferRefused(f"{self.table} has a column {ORDINAL!r}, a name the merge needs")
+
+    def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
+        d, cancellation = self._d, self._cancellation
+        cancellation.check()
+        if self._direct and self.mode == "replace" and not self._emptied:
+            d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
+            self._emptied = True
+        self._open_savepoint(source)
+        fmt = detect_format(source.name, self.file_format)
+        constants = {col: source.attributes.get(attr) for col, attr in self.attribute_columns.items()}
+        if self._direct and fmt == "csv" and d.csv_passthrough and self.use_copy is not False and not constants:
+            rows = self._copy_csv(chunks)
+        else:
+            batches = read_batches(
+                chunks,
+                fmt,
+                batch_size=self.batch_size,
+                csv_delimiter=self.csv_delimiter,
+                csv_header=self.csv_header,
+                csv_columns=self.csv_columns,
+            )
+            if constants:
+                batches = _with_constants(batches, constants)
+            # use_copy=False: the generic executemany, whatever the database
+            write = d.write_batches if self.use_copy is not False else functools.partial(Dialect.write_batches, d)
+            if self._direct:
+                rows = write(
+                    d.qualified(self.table), self._declared(batches, source), self._check_columns, cancellation
+                )
+            else:
+                staged = self._staged(batches, source, from_text=fmt == "csv")
+                rows = write(d.quote(STAGE), staged, self._prepare_stage, cancellation)
+        self._state.rows += rows
+        log.debug("%s: %d rows for %s", source.name, rows, self.table)
+        return StoredFile(location=self.table, rows=rows)
+
+    def discard_file(self, source: SourceFile) -> None:
+        if not self._d.savepoints:
+            raise TransferError(
+                f"{source.name} changed at the source; the {self._d.name} dialect has no savepoints "
+                "to restart one file, so the load stops and rolls back"
+            )
+        point = self._savepoint
+        if point is None or point.file != source.name:
+            raise TransferError(f"{source.name}: no savepoint was taken before it")
+        self._d.rollback_to(point.name)
+        self._state, self._savepoint = point.state, None
+
+    def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        d, state = self._d, self._state
+        self._cancellation.check()
+        self._release_savepoint()
+        if self.mode == "replace" and state.rows == 0 and not self.allow_empty:
+            raise TransferRefused(
+                f"the export has no rows: mode 'replace' would empty {self.table}, which keeps what it "
+                "had (set allow_empty=True to commit an empty load)"
+            )
+        if self._direct:
+            if self.mode == "replace" and not self._emptied:
+                d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
+        elif state.stage_exists:
+            types = self._create_target() if self._target is None else None
+            if self.mode == "merge":
+                self._merge(types)
+            else:
+                assert types is not None
+                cols = ", ".join(d.quote(c) for c in state.seen)
+                d.execute(
+                    f"INSERT INTO {d.qualified(self.table)} ({cols}) "
+                    f"SELECT {self._cast_list(types)} FROM {d.quote(STAGE)}"
+                ).close()
+        winner = self._record_manifest(manifest)
+        if winner is None:
+            d.commit()
+        self._close()
+        return winner
+
+    def abort(self) -> None:
+        if self._db is None:
+            return
+        try:
+            self._db.rollback()
+        except Exception:
+            log.warning("Rollback of the load into %s failed", self.table, exc_info=True)
+        self._close()
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+        self._db = None
+
+    @property
+    def _cancellation(self) -> Any:
+        assert self._ctx is not None
+        return self._ctx.cancellation
+
+    # -- the manifest table ----------------------------------------------------------------------
+
+    def _set_up_manifest_table(self) -> None:
+        d = self._d
+        mt = d.qualified(self.manifest_table)
+        key = d.manifest_key_type
+        if d.table_columns(self.manifest_table) is None:
+            d.setup(
+                [
+                    f"CREATE TABLE IF NOT EXISTS {mt} (destination {key} NOT NULL, vendor {key} NOT NULL, "
+                    f"export_ref {key} NOT NULL, job_ref {key} NOT NULL, committed_at {key}, "
+                    f"manifest TEXT, UNIQUE ({', '.join(_MANIFEST_KEY)}))"
+                ],
+                lock_name=self.manifest_table,
+            )
+            return
+        d.rollback()  # end the catalog look-up's transaction before the load's own
+        # a manifest table made by an older version has no unique key: add one where that is safe
+        upgrade = d.unique_index_sql(self.manifest_table, _MANIFEST_KEY)
+        if upgrade is not None and not d.try_setup(upgrade, lock_name=self.manifest_table):
+            log.warning("%s has no unique key on %s", self.manifest_table, ", ".join(_MANIFEST_KEY))
+
+    def _find_manifest(self, vendor: str, export_ref: str, job_ref: str) -> Mapping[str, Any] | None:
+        d = self._d
+        ph = d.placeholder
+        rows = d.query(
+            f"SELECT manifest FROM {d.qualified(self.manifest_table)} WHERE "
+            + " AND ".join(f"{c} = {ph}" for c in _MANIFEST_KEY),
+            (self.table, vendor, export_ref, job_ref),
+        )
+        return manifest_mod.loads(rows[-1][0]) if rows else None
+
+    def _record_manifest(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Add this run's manifest row (replacing the job's, on overwrite); a concurrent run of the
+        same job that committed first (generic dialect: the unique key says so) is returned."""
+        d = self._d
+        mt, ph = d.qualified(self.manifest_table), d.placeholder
+        job = (self.table, manifest["vendor"], manifest["export_ref"], manifest["job_ref"])
+        if self._had_manifest:
+            d.execute(f"DELETE FROM {mt} WHERE " + " AND ".join(f"{c} = {ph}" for c in _MANIFEST_KEY), job).close()
+        try:
+            d.execute(
+                f"INSERT INTO {mt} ({', '.join(_MANIFEST_KEY)}, committed_at, manifest) "
+                f"VALUES ({', '.join([ph] * 6)})",
+                (*job, manifest["finished_at"], manifest_mod.dumps(manifest).decode()),
+            ).close()
+        except Exception:
+            d.rollback()
+            winner = self._find_manifest(*job[1:])
+            if winner is None:
+                raise
+            return winner
+        return None
+
+    # -- shaping the stage and the table -----------------------------------------------------------
+
+    def _open_savepoint(self, source: SourceFile) -> None:
+        if not self._d.savepoints:
+            return
+        self._release_savepoint()  # the previous file is done: at most one savepoint is open
+        self._savepoints += 1
+        name = f"exports_file_{self._savepoints}"
+        self._d.savepoint(name)
+        self._savepoint = _Savepoint(source.name, name, copy.deepcopy(self._state))
+
+    def _release_savepoint(self) -> None:
+        if self._savepoint is not None:
+            self._d.release(self._savepoint.name)
+            self._savepoint = None
+
+    def _check_columns(self, batch: Batch) -> None:
+        assert self._target is not None
+        missing = [c for c in batch.columns if c not in self._target and c != ORDINAL]
+        if missing:
+            raise TransferRefused(
+                f"{self.table} has no column {', '.join(repr(c) for c in missing)}; add it to the table "
+                "(a load never alters an existing table)"
+            )
+
+    def _stage_type(self, column: str) -> str:
+        declared = self._state.tracker.declared(column)
+        return "TEXT" if declared is None else self._d.type_name(FinalType(declared, declared=True))
+
+    def _prepare_stage(self, batch: Batch) -> None:
+        """Make the stage take ``batch``'s columns: create it, or add columns (a table this run
+        creates grows; an existing table's columns are fixed)."""
+        d, state = self._d, self._state
+        data = [c for c in batch.columns if c != ORDINAL]
+        if self._target is not None:
+            self._check_columns(batch)
+        if not state.stage_exists:
+            if self._target is not None:  # merge into an existing table: the stage has its types
+                cols = ", ".join(d.quote(c) for c in self._target)
+                d.create_stage_as(STAGE, f"SELECT {cols} FROM {d.qualified(self.table)} WHERE 1=0")
+                d.add_stage_column(STAGE, ORDINAL, "BIGINT")
+                state.stage_columns = list(self._target)
+            else:
+                if not self.create_table:
+                    raise ExportConfigError("table", f"{self.table} does not exist and create_table is False")
+                extra = [(ORDINAL, "BIGINT")] if self.mode == "merge" else []
+                d.create_stage(STAGE, [*((c, self._stage_type(c)) for c in data), *extra])
+                state.stage_columns = list(data)
+            state.stage_exists = True
+        for column in data:
+            if column not in state.stage_columns:
+                d.add_stage_column(STAGE, column, self._stage_type(column))
+                state.stage_columns.append(column)
+            if column not in state.seen:
+                state.seen.append(column)
+
+    def _declared(self, batches: Iterable[Batch], source: SourceFile) -> Iterator[Batch]:
+        """The batches, after noting the types they declare (a conflict between files refuses)."""
+        tracker = self._state.tracker
+        for batch in batches:
+            if ORDINAL in batch.columns:
+                raise TransferRefused(f"{source.name} has a column {ORDINAL!r}, a name the loader needs")
+            for column in batch.columns:
+                if column in self.attribute_columns:
+                    tracker.declare(column, "TEXT", source.name)
+                elif batch.types and column in batch.types:
+                    tracker.declare(column, batch.types[column], source.name)
+            yield batch
+
+    def _staged(self, batches: Iterable[Batch], source: SourceFile, *, from_text: bool) -> Iterator[Batch]:
+        """The batches as the stage takes them: undeclared values of a new table typed and as text,
+        and for merge, each row numbered in export order."""
+        for batch in self._declared(batches, source):
+            state = self._state  # read per batch: a discarded file restores an earlier state
+            columns, rows = list(batch.columns), batch.rows
+            if self._target is None and rows:
+                by_column: list[Sequence[Any]] = list(zip(*rows, strict=True))
+                changed = False
+                for i, name in enumerate(columns):
+                    if state.tracker.declared(name) is None:
+                        text = state.tracker.observe(name, by_column[i], source.name, from_text=from_text)
+                        changed = changed or text is not by_column[i]
+                        by_column[i] = text
+                if changed:
+                    rows = list(zip(*by_column, strict=True))
+            if self.mode == "merge":
+                start = state.ordinal
+                rows = [(*row, n) for n, row in enumerate(rows, start)]
+                state.ordinal += len(rows)
+                columns.append(ORDINAL)
+            yield Batch(columns, rows, batch.types)
+
+    def _create_target(self) -> dict[str, str]:
+        """Create the table with the load's final types (at commit: every value has voted)."""
+        d, tracker = self._d, self._state.tracker
+        types = {c: d.type_name(tracker.final(c)) for c in self._state.seen}
+        cols = ", ".join(f"{d.quote(c)} {t}" for c, t in types.items())
+        d.execute(f"CREATE TABLE {d.qualified(self.table)} ({cols})").close()
+        return types
+
+    def _cast_list(self, types: Mapping[str, str]) -> str:
+        """The staged columns, cast to their final types (declared ones are staged typed)."""
+        d, tracker = self._d, self._state.tracker
+        return ", ".join(
+            d.quote(c) if tracker.declared(c) is not None else f"{d.cast(d.quote(c), t)} AS {d.quote(c)}"
+            for c, t in types.items()
+        )
+
+    def _merge(self, new_types: Mapping[str, str] | None) -> None:
+        """Delete the table's rows whose key is staged, insert the last staged row of each key."""
+        d, state = self._d, self._state
+        absent = [k for k in self.key_columns if k not in state.seen]
+        if absent:
+            raise TransferRefused(f"the export has no key column {', '.join(repr(k) for k in absent)}")
+        stage = STAGE
+        if new_types is not None:  # keys compare as the table will hold them: stage them typed
+            d.create_stage_as(
+                TYPED_STAGE, f"SELECT {self._cast_list(new_types)}, {d.quote(ORDINAL)} FROM {d.quote(STAGE)}"
+            )
+            stage = TYPED_STAGE
+        keys = [d.quote(k) for k in self.key_columns]
+        (null_keys,) = d.query(
+            f"SELECT count(*) FROM {d.quote(stage)} WHERE " + " OR ".join(f"{k} IS NULL" for k in keys)
+        )[0]
+        if null_keys:
+            raise TransferRefused(
+                f"{null_keys} row(s) of the export have no value in key column(s) "
+                f"{', '.join(self.key_columns)}; merge needs a key for every row, nothing was loaded"
+            )
+        d.index_stage(stage, [*self.key_columns, ORDINAL])
+        target = d.qualified(self.table)
+        if new_types is None:
+            match = " AND ".join(f"s.{k} = {target}.{k}" for k in keys)
+            d.execute(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {d.quote(stage)} s WHERE {match})").close()
+        same_key = " AND ".join(f"later.{k} = s.{k}" for k in keys)
+        cols = ", ".join(d.quote(c) for c in state.seen)
+        ordinal = d.quote(ORDINAL)
+        d.execute(
+            f"INSERT INTO {target} ({cols}) SELECT {', '.join(f's.{d.quote(c)}' for c in state.seen)} "
+            f"FROM {d.quote(stage)} s WHERE NOT EXISTS (SELECT 1 FROM {d.quote(stage)} later "
+            f"WHERE {same_key} AND later.{ordinal} > s.{ordinal})"
+        ).close()
+
+    # -- CSV straight into the table ----------------------------------------------------------------
+
+    def _copy_csv(self, chunks: Iterable[bytes]) -> int:
+        """CSV bytes straight into the dialect's bulk path; only the header is read here."""
+        data = iter(maybe_gunzip(chunks))
+        head = b""
+        header: list[str] | None = None
+        for chunk in data:
+            head += chunk
+            header = _first_record(head, self.csv_delimiter)
+            if header is not None:
+                break
+        if head.startswith(_BOM):
+            head = head[len(_BOM) :]
+        if not head.strip():
+            return 0
+        if self.csv_header:
+            header = header or _first_record(head + b"\n", self.csv_delimiter)
+            if not header:
+                raise TransferError("the CSV header row could not be read")
+        elif not self.csv_columns:
+            raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
+        columns = self.csv_columns or header or []
+        self._check_columns(Batch(list(columns), []))
+
+        def stream() -> Iterator[bytes]:
+            yield head
+            yield from data
+
+        return self._d.copy_csv(
+            self._d.qualified(self.table),
+            columns,
+            stream(),
+            delimiter=self.csv_delimiter,
+            header=self.csv_header,
+            cancellation=self._cancellation,
+        )
+
+
+def _first_record(head: bytes, delimiter: str) -> list[str] | None:
+    """The first CSV record of ``head`` once a whole one is there, else ``None``."""
+    end = head.rfind(b"\n")
+    if end < 0:
+        return None
+    try:
+        text = head[: end + 1].decode("utf-8-sig")
+        return next(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True), None)
+    except (csv.Error, UnicodeDecodeError):  # a quoted newline cut short: read on
+        return None
+
+
+def _with_constants(batches: Iterable[Batch], constants: Mapping[str, Any]) -> Iterator[Batch]:
+    """The same batches with a column per constant (as text) appended to every row."""
+    names = list(constants)
+    values = tuple(None if v is None else str(v) for v in constants.values())
+    for batch in batches:
+        yield Batch([*batch.columns, *names], [(*row, *values) for row in batch.rows], batch.types)
+

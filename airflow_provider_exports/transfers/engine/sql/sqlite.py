@@ -1,0 +1,125 @@
+"""SQLite, the embedded warehouse: one writer at a time, transactional DDL, savepoints.
+
+The driver's own transaction handling is switched off (``isolation_level = None``) and a load
+opens its transaction with ``BEGIN IMMEDIATE``: it takes the database's write lock at once, so a
+second load (of this table or any other in the file) waits for the first to commit, up to the busy
+timeout (the sink's ``lock_timeout``, 10 minutes by default), and readers keep seeing the last
+committed state meanwhile. SQLite binds text, numbers and bytes only: dates, times and decimals
+go in as ISO/decimal text, integers beyond int64 as text. ``NUMERIC`` keeps 15 significant digits
+(it stores a REAL), so a decimal column with longer values is created as ``TEXT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_exports.transfers.engine.formats import Batch
+from airflow_provider_exports.transfers.engine.sql.dialect import Dialect
+from airflow_provider_exports.transfers.engine.sql.types import INT64_MAX, INT64_MIN, FinalType
+
+if TYPE_CHECKING:
+    from airflow_provider_exports.transfers.engine.sink import Cancellation
+
+#: the significant digits a REAL (what SQLite's NUMERIC stores for a fraction) always keeps
+REAL_DIGITS = 15
+_NATIVE = frozenset({str, float, bytes, bool})
+
+
+class SqliteDialect(Dialect):
+    """SQLite through the standard library's ``sqlite3``."""
+
+    name = "sqlite"
+    transactional_ddl = True
+    savepoints = True
+    manifest_key_type = "TEXT"
+    binary_type = "BLOB"
+
+    @property
+    def placeholder(self) -> str:
+        return "?"
+
+    def type_name(self, final: FinalType) -> str:
+        if final.name == "BINARY":
+            return self.binary_type
+        if final.name == "NUMERIC" and not final.declared and final.digits > REAL_DIGITS:
+            return "TEXT"
+        return final.name
+
+    def prepare(self, lock_timeout: float) -> None:
+        self.conn.isolation_level = None  # BEGIN and COMMIT are ours, so DDL is inside the transaction
+        self.execute(f"PRAGMA busy_timeout = {max(1, int(lock_timeout * 1000))}").close()
+
+    def setup(self, statements: Sequence[str], *, lock_name: str) -> None:
+        self.execute("BEGIN IMMEDIATE").close()
+        try:
+            for sql in statements:
+                self.execute(sql).close()
+            self.execute("COMMIT").close()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def lock(self, table: str, lock_timeout: float, cancellation: Cancellation) -> None:
+        with cancellation.interrupting(self.conn.interrupt):
+            try:
+                self.execute("BEGIN IMMEDIATE").close()
+            except Exception:
+                cancellation.check()
+                raise
+
+    def commit(self) -> None:
+        self.execute("COMMIT").close()
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.execute("ROLLBACK").close()
+
+    def table_columns(self, table: str) -> list[str] | None:
+        schema, _, name = table.rpartition(".")
+        pragma = f"{self.quote(schema)}.table_info" if schema else "table_info"
+        rows = self.query(f"PRAGMA {pragma}({self.quote(name)})")
+        return [r[1] for r in rows] or None
+
+    def unique_index_sql(self, table: str, columns: Sequence[str]) -> str | None:
+        schema, _, name = table.rpartition(".")  # SQLite names the schema on the index, not the table
+        index = (f"{self.quote(schema)}." if schema else "") + self.quote(name + "_job_key")
+        return f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.quote(name)} ({', '.join(columns)})"
+
+    def create_stage(self, stage: str, columns: Sequence[tuple[str, str]]) -> None:
+        cols = ", ".join(f"{self.quote(c)} {t}" for c, t in columns)
+        self.execute(f"CREATE TEMP TABLE {self.quote(stage)} ({cols})").close()
+
+    def create_stage_as(self, stage: str, select: str) -> None:
+        self.execute(f"CREATE TEMP TABLE {self.quote(stage)} AS {select}").close()
+
+    def bindable(self, batch: Batch) -> Sequence[tuple[Any, ...]]:
+        rows = batch.rows
+        if not rows:
+            return rows
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        changed = False
+        for i, col in enumerate(columns):
+            kinds = set(map(type, col))
+            kinds.discard(type(None))
+            if kinds <= _NATIVE:
+                continue
+            if kinds <= _NATIVE | {int}:
+                ints = col if kinds == {int} and None not in col else [v for v in col if type(v) is int]
+                if min(ints) >= INT64_MIN and max(ints) <= INT64_MAX:
+                    continue
+            columns[i] = tuple(map(_bindable_value, col))
+            changed = True
+        return list(zip(*columns, strict=True)) if changed else rows
+
+
+def _bindable_value(v: Any) -> Any:
+    if type(v) is int:
+        return v if INT64_MIN <= v <= INT64_MAX else str(v)
+    if isinstance(v, (datetime, date, time)):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return str(v)
+    return v

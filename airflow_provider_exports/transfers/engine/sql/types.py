@@ -1,0 +1,225 @@
+"""Column types of a table a load creates: declared types, and types read from every value.
+
+No SQL here: a :class:`TypeTracker` watches the values of every batch of one load and says, at
+commit, which logical type each column gets (a dialect turns it into its own type name). The rules:
+
+- A declared type wins: the task's ``column_types``, then the file's own schema (Parquet). Two files
+  of one load that declare different types for one column are refused (:class:`TransferRefused`),
+  and so is a column that one file declares and another brings as plain values.
+- JSON values are typed by their JSON type, widened across batches and files: all integers within
+  int64 give ``BIGINT``; integers and floats give ``DOUBLE PRECISION``, or ``NUMERIC`` when an integer
+  is larger than 2**53 (a double would round it); integers beyond int64 give ``NUMERIC``; all
+  booleans give ``BOOLEAN``; strings, nested values (already JSON text) and any other mix give
+  ``TEXT``.
+- CSV text is a number only when every value is canonical: ``BIGINT`` when every value is
+  ``-?(0|[1-9][0-9]*)`` within int64 (``02134``, ``+4930123``, ``007`` and ``1e3`` stay ``TEXT``),
+  ``NUMERIC`` when every value is that or ``-?(0|[1-9][0-9]*)\\.[0-9]+``.
+- NULLs (and empty CSV fields) do not vote; a column with nothing but NULLs is ``TEXT``. When in
+  doubt, ``TEXT``: it keeps every value as it came.
+
+Values of undeclared columns are staged as text (:func:`json_as_text`) and cast once at commit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_exports.exceptions import TransferRefused
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: integers above this lose digits in a double
+DOUBLE_EXACT_INT = 2**53
+
+# Whole batches are matched at once (values joined by newlines): one regex call per column and batch.
+_INT_LINES = re.compile(r"(?:-?(?:0|[1-9][0-9]*)\n)*")
+_NUM_LINES = re.compile(r"(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?\n)*")
+
+# the kinds of values a column has shown
+BOOL, INT, HUGEINT, FLOAT, DECIMAL, TEXT = "bool", "int", "hugeint", "float", "decimal", "text"
+_NUMBERS = frozenset({INT, HUGEINT, FLOAT, DECIMAL})
+
+
+@dataclass
+class ColumnKinds:
+    """What the values of one undeclared column have been so far."""
+
+    kinds: set[str] = field(default_factory=set)
+    #: the largest magnitude of an integer seen (decides DOUBLE PRECISION or NUMERIC)
+    max_abs_int: int = 0
+    #: an upper bound on the significant digits of exact-decimal values (decimal text, huge integers)
+    digits: int = 0
+
+
+@dataclass(frozen=True)
+class FinalType:
+    """A column's logical type (``BIGINT``, ``DOUBLE PRECISION``, ``NUMERIC``, ``BOOLEAN``, ``TEXT``,
+    or a declared type as given); ``digits`` bounds the significant digits of a ``NUMERIC``."""
+
+    name: str
+    declared: bool = False
+    digits: int = 0
+
+
+class TypeTracker:
+    """The types of the columns of one load, from declarations and from every value.
+
+    :param declared: the task's ``column_types``; they win over everything.
+    """
+
+    def __init__(self, declared: dict[str, str] | None = None) -> None:
+        self.task_types = dict(declared or {})
+        self.file_types: dict[str, tuple[str, str]] = {}  # column -> (type, the file that declared it)
+        self.valued_by: dict[str, str] = {}  # undeclared column -> the first file that brought values
+        self.columns: dict[str, ColumnKinds] = {}
+
+    def declared(self, column: str) -> str | None:
+        """The declared type of ``column``, if any."""
+        if column in self.task_types:
+            return self.task_types[column]
+        found = self.file_types.get(column)
+        return found[0] if found else None
+
+    def declare(self, column: str, sql_type: str, file: str) -> None:
+        """``file`` declares ``column`` as ``sql_type``; a different declaration from another file,
+        or plain values from another file, refuse the load."""
+        if column in self.task_types:
+            return
+        if column in self.valued_by:
+            raise TransferRefused(
+                f"column {column!r}: file {self.valued_by[column]!r} brings values without a declared "
+                f"type, file {file!r} declares {sql_type}; set column_types={{{column!r}: ...}}"
+            )
+        before = self.file_types.get(column)
+        if before is None:
+            self.file_types[column] = (sql_type, file)
+        elif before[0] != sql_type:
+            raise TransferRefused(
+                f"column {column!r} is {before[0]} in file {before[1]!r} and {sql_type} in file {file!r}; "
+                f"set column_types={{{column!r}: ...}} to load both"
+            )
+
+    def observe(self, column: str, values: Sequence[Any], file: str, *, from_text: bool) -> Sequence[Any]:
+        """Record the values of an undeclared column; return them as text for the stage.
+
+        ``from_text``: the values are CSV fields (strings or ``None``), read as numbers only when
+        canonical. Otherwise they are JSON values.
+        """
+        if column in self.task_types:
+            return values
+        if column in self.file_types:
+            declared, by = self.file_types[column]
+            raise TransferRefused(
+                f"column {column!r}: file {by!r} declares {declared}, file {file!r} brings values "
+                f"without a declared type; set column_types={{{column!r}: ...}}"
+            )
+        self.valued_by.setdefault(column, file)
+        seen = self.columns.setdefault(column, ColumnKinds())
+        if from_text:
+            if TEXT not in seen.kinds:
+                _observe_text(seen, values)
+            return values
+        kinds = set(map(type, values))
+        kinds.discard(type(None))
+        if kinds <= {str}:
+            if kinds:
+                seen.kinds.add(TEXT)
+            return values
+        if TEXT not in seen.kinds:
+            _observe_json(seen, values, kinds)
+        return json_as_text(values, kinds)
+
+    def final(self, column: str) -> FinalType:
+        """The type ``column`` gets in the table this load creates."""
+        declared = self.declared(column)
+        if declared is not None:
+            return FinalType(declared, declared=True)
+        seen = self.columns.get(column)
+        return final_type(seen) if seen is not None else FinalType("TEXT")
+
+
+def final_type(seen: ColumnKinds) -> FinalType:
+    """The logical type for what a column has shown (see the module docstring)."""
+    kinds = seen.kinds
+    if not kinds or TEXT in kinds:
+        return FinalType("TEXT")
+    if kinds == {BOOL}:
+        return FinalType("BOOLEAN")
+    if BOOL in kinds or not kinds <= _NUMBERS:
+        return FinalType("TEXT")
+    if kinds == {INT}:
+        return FinalType("BIGINT")
+    if kinds <= {INT, FLOAT} and seen.max_abs_int <= DOUBLE_EXACT_INT:
+        return FinalType("DOUBLE PRECISION")
+    return FinalType("NUMERIC", digits=seen.digits)
+
+
+def _observe_text(seen: ColumnKinds, values: Sequence[Any]) -> None:
+    texts = [v for v in values if v is not None]
+    if not texts:
+        return
+    joined = "\n".join(texts) + "\n"
+    longest = max(map(len, texts))
+    if _INT_LINES.fullmatch(joined):
+        if longest < 16:  # at most 15 digits: below 2**53, within int64
+            seen.kinds.add(INT)
+            return
+        big = [abs(int(v)) for v in texts if len(v) >= 16]
+        seen.max_abs_int = max(seen.max_abs_int, *big)
+        if all(v <= INT64_MAX for v in big):  # -2**63 counts as huge: NUMERIC keeps it too
+            seen.kinds.add(INT)
+        else:
+            seen.kinds.add(HUGEINT)
+            seen.digits = max(seen.digits, longest)
+    elif _NUM_LINES.fullmatch(joined):
+        seen.kinds.add(DECIMAL)
+        seen.digits = max(seen.digits, longest)
+    else:
+        seen.kinds.add(TEXT)
+
+
+def _observe_json(seen: ColumnKinds, values: Sequence[Any], kinds: set[type]) -> None:
+    for kind in kinds:
+        if kind is bool:
+            seen.kinds.add(BOOL)
+        elif kind is float:
+            seen.kinds.add(FLOAT)
+        elif kind is not int:
+            seen.kinds.add(TEXT)  # str beside other kinds, or anything else: text
+    if int not in kinds:
+        return
+    ints = values if kinds == {int} and None not in values else [v for v in values if type(v) is int]
+    low, high = min(ints), max(ints)
+    seen.max_abs_int = max(seen.max_abs_int, abs(low), abs(high))
+    if low >= INT64_MIN and high <= INT64_MAX:
+        seen.kinds.add(INT)
+    else:
+        seen.kinds.add(HUGEINT)
+        seen.digits = max(seen.digits, len(str(max(abs(low), abs(high)))))
+
+
+def _json_text(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is float:
+        return repr(value)
+    return str(value)
+
+
+def json_as_text(values: Sequence[Any], kinds: set[type] | None = None) -> Sequence[Any]:
+    """JSON values as the text the stage holds: ``true``/``false``, integers and floats as JSON
+    writes them (``repr`` of a float round-trips), strings unchanged, NULL kept."""
+    if kinds is None:
+        kinds = set(map(type, values)) - {type(None)}
+    if kinds <= {str}:
+        return values
+    has_null = None in values
+    if kinds == {int} and not has_null:
+        return list(map(str, values))
+    if kinds == {float} and not has_null:
+        return list(map(repr, values))
+    return [None if v is None else v if type(v) is str else _json_text(v) for v in values]
