@@ -169,7 +169,7 @@ def test_every_public_module_is_listed(kind: str) -> None:
 
 
 def test_extra_links_are_operator_links() -> None:
-    from airflow.sdk import BaseOperatorLink
+    from airflow.providers.common.compat.sdk import BaseOperatorLink
 
     for path in INFO.get("extra-links", []):
         assert issubclass(_import_object(path), BaseOperatorLink), path
@@ -177,7 +177,7 @@ def test_extra_links_are_operator_links() -> None:
 
 def test_every_hook_with_a_conn_type_is_a_connection_type() -> None:
     """A hook class in a listed hooks module with its own ``conn_type`` must be declared."""
-    from airflow.sdk.bases.hook import BaseHook
+    from airflow.providers.common.compat.sdk import BaseHook
 
     declared = {ct["hook-class-name"] for ct in INFO.get("connection-types", [])}
     found = set()

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from functools import cached_property
 from typing import Any, ClassVar, Generic, TypeVar
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.hooks._http import AuthScheme, HttpCore, RetryPolicy, json_body

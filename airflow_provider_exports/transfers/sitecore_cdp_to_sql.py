@@ -11,7 +11,7 @@ from airflow_provider_exports.transfers.engine import SqlSink
 from airflow_provider_exports.transfers.engine.sql_sink import check_load_mode
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 DELTA_COLUMN = "_delta"
 

@@ -267,7 +267,7 @@ class S3Sink(Sink):
             self._slots.release()
 
     def commit(self, manifest: Mapping[str, Any]) -> None:
-        from airflow.sdk.lineage import get_hook_lineage_collector
+        from airflow.providers.common.compat.sdk import get_hook_lineage_collector
 
         manifest_key = self.manifest_location()
         # Readers must never trust an older manifest over objects this commit replaces.
