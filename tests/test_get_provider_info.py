@@ -222,6 +222,12 @@ def test_hook_ui_field_behaviour_matches_provider_info(conn_type: str) -> None:
     assert behaviour["relabeling"] == declared["relabeling"]
 
 
+@pytest.mark.parametrize("conn_type", sorted(CONN_TYPES))
+def test_hook_defines_ui_field_behaviour_itself(conn_type: str) -> None:
+    """Airflow 3.1 reads ``get_ui_field_behaviour`` only from the hook class's own ``__dict__``."""
+    assert "get_ui_field_behaviour" in vars(_hook_class(conn_type))
+
+
 # ---------------------------------------------------------------------------------------------
 # secrets live in the password field, which Airflow masks
 

@@ -61,6 +61,13 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         self.timeout = timeout
         self.retry = retry
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Airflow 3.1 takes a hook's form only from a get_ui_field_behaviour in the hook class's own
+        # __dict__ (providers_manager._import_hook), never an inherited one: give each vendor hook its own.
+        if "conn_type" in vars(cls) and "get_ui_field_behaviour" not in vars(cls):
+            cls.get_ui_field_behaviour = vars(ExportsVendorHook)["get_ui_field_behaviour"]  # type: ignore[method-assign]
+
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The connection form for Airflow older than 3.2, from the provider info newer ones read."""
