@@ -69,7 +69,12 @@ class TokenRegistry:
 
 
 class _RecordingMiddleware:
-    """Outermost middleware: appends a :class:`RecordedRequest` once the status is known."""
+    """Outermost middleware: appends a :class:`RecordedRequest` once the status is known.
+
+    The request is recorded when its response starts, before any body byte is sent: a client that
+    has read a response can count on finding its request recorded (recording after the body raced
+    with the client, and a late record could even land in the next test's list).
+    """
 
     def __init__(self, app: ASGIApp, server: VendorServer) -> None:
         self.app = app
@@ -79,22 +84,25 @@ class _RecordingMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/_sandbox/"):
             await self.app(scope, receive, send)
             return
-        status = 0
+        recorded = False
+
+        def record(status: int) -> None:
+            nonlocal recorded
+            recorded = True
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+            headers = {k.decode("latin-1").lower() for k, _ in scope.get("headers", [])}
+            self.server._record(RecordedRequest(scope["method"], scope["path"], query, status, headers))
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
+            if message["type"] == "http.response.start" and not recorded:
+                record(int(message["status"]))
             await send(message)
 
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-            headers = {k.decode("latin-1").lower() for k, _ in scope.get("headers", [])}
-            self.server._record(
-                RecordedRequest(scope["method"], scope["path"], query, status or 500, headers)
-            )
+            if not recorded:  # no response started: the app failed
+                record(500)
 
 
 class VendorServer:
