@@ -1,8 +1,11 @@
-# Shared by .ci/run (the tests) and .ci/demo (the example DAGs): uv, then .venv (Python 3.11) with the
-# package and its test extras, constrained by requirements/ci.lock. Sourced, not run; the caller has
-# already cd'ed to the repository root. Defines section() and warn() for the caller's output.
-# Regenerate the lock after changing dependencies in pyproject.toml:
+# Shared by .ci/run (the tests) and .ci/demo (the example DAGs). Sourced, not run; the caller has
+# already cd'ed to the repository root. Defines section() and warn() for the caller's output and
+# setup_venv VENV LOCK (a Python 3.11 venv with the package and its test extras, constrained by LOCK),
+# then sets up the main lane: uv, and .venv from requirements/ci.lock (Airflow 3.3.2).
+# .ci/run also builds the floor lane's .venv-floor from requirements/floor.lock (Airflow 3.1.0).
+# Regenerate a lock after changing dependencies in pyproject.toml:
 #   uv pip compile pyproject.toml --extra test --python-version 3.11 --universal -o requirements/ci.lock
+#   requirements/floor.lock: the command in its header (its exact pins and why: requirements/floor.in)
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export UV_LINK_MODE="${UV_LINK_MODE:-copy}"
@@ -30,38 +33,37 @@ warn() {
     echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
 }
 
-# ---------------------------------------------------------------------------------------------
-section "uv"
-if command -v uv >/dev/null 2>&1; then
-    UV=(uv)
-elif python3 -m uv --version >/dev/null 2>&1; then
-    UV=(python3 -m uv)
-else
-    # A system Python may be "externally managed" (PEP 668): fall back to --user, then override.
-    python3 -m pip install -q uv \
-        || python3 -m pip install -q --user uv \
-        || python3 -m pip install -q --user --break-system-packages uv
-    if command -v uv >/dev/null 2>&1; then UV=(uv); else UV=(python3 -m uv); fi
-fi
-"${UV[@]}" --version
+# The versions a venv runs, for the top of each lane's sections: "Airflow 3.3.2, Python 3.11.7".
+lane_versions() {
+    "$1/bin/python" -c 'import importlib.metadata as md, platform
+print("Airflow %s, Python %s" % (md.version("apache-airflow"), platform.python_version()))'
+}
 
-# ---------------------------------------------------------------------------------------------
-section "virtualenv + install (requirements/ci.lock)"
-if [[ -x .venv/bin/python ]] && .venv/bin/python -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))" 2>/dev/null; then
-    echo "reusing .venv ($(.venv/bin/python --version))"
-else
-    "${UV[@]}" venv --clear --python python3 .venv
-fi
-.venv/bin/python --version
-"${UV[@]}" pip install --python .venv/bin/python -c requirements/ci.lock -e ".[test]"
-.venv/bin/python - <<'EOF'
+# setup_venv VENV LOCK: create VENV (Python 3.11) unless a working one is there, then install the
+# package with its test extras constrained by LOCK (an existing venv is brought in line with it).
+# Returns non-zero on failure; written with explicit returns because a caller's `if` or `||`
+# switches `set -e` off inside a function.
+setup_venv() {
+    local venv="$1" lock="$2"
+    section "virtualenv + install (${venv} from ${lock})"
+    if [[ -x "${venv}/bin/python" ]] \
+        && "${venv}/bin/python" -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))" 2>/dev/null; then
+        echo "reusing ${venv} ($("${venv}/bin/python" --version))"
+    else
+        "${UV[@]}" venv --clear --python python3 "${venv}" || return 1
+    fi
+    "${venv}/bin/python" --version || return 1
+    "${UV[@]}" pip install --python "${venv}/bin/python" -c "${lock}" -e ".[test]" || return 1
+    "${venv}/bin/python" - "${lock}" <<'EOF' || return 1
 import importlib.metadata as md
 import re
+import sys
 import tomllib
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+lock_file = sys.argv[1]
 for dist in ("apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk", "airflow-provider-exports"):
     print(f"  {dist}=={md.version(dist)}")
 
@@ -79,10 +81,29 @@ while todo:
     else:
         names.add(canonicalize_name(req.name))
 locked = {
-    canonicalize_name(m[1])
-    for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==", open("requirements/ci.lock").read(), re.M)
+    canonicalize_name(m[1]) for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==", open(lock_file).read(), re.M)
 }
 if names - locked:
-    print(f"  WARNING: requirements/ci.lock is stale, not pinned: {sorted(names - locked)}; regenerate it")
+    print(f"  WARNING: {lock_file} is stale, not pinned: {sorted(names - locked)}; regenerate it")
 EOF
+}
 
+# ---------------------------------------------------------------------------------------------
+section "uv"
+if command -v uv >/dev/null 2>&1; then
+    UV=(uv)
+elif python3 -m uv --version >/dev/null 2>&1; then
+    UV=(python3 -m uv)
+else
+    # A system Python may be "externally managed" (PEP 668): fall back to --user, then override.
+    python3 -m pip install -q uv \
+        || python3 -m pip install -q --user uv \
+        || python3 -m pip install -q --user --break-system-packages uv
+    if command -v uv >/dev/null 2>&1; then UV=(uv); else UV=(python3 -m uv); fi
+fi
+"${UV[@]}" --version
+
+# ---------------------------------------------------------------------------------------------
+T_MAIN_SETUP=$SECONDS
+setup_venv .venv requirements/ci.lock || exit 1
+T_MAIN_SETUP=$((SECONDS - T_MAIN_SETUP))

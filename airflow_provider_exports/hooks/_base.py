@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from functools import cached_property
 from typing import Any, ClassVar, Generic, TypeVar
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.hooks._http import AuthScheme, HttpCore, RetryPolicy, json_body
@@ -60,6 +60,13 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         setattr(self, self.conn_name_attr, conn_id)
         self.timeout = timeout
         self.retry = retry
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Airflow 3.1 takes a hook's form only from a get_ui_field_behaviour in the hook class's own
+        # __dict__ (providers_manager._import_hook), never an inherited one: give each vendor hook its own.
+        if "conn_type" in vars(cls) and "get_ui_field_behaviour" not in vars(cls):
+            cls.get_ui_field_behaviour = vars(ExportsVendorHook)["get_ui_field_behaviour"]  # type: ignore[method-assign]
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

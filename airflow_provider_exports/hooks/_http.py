@@ -366,7 +366,7 @@ class ClientCredentialsAuth(AuthScheme):
 
 
 def _mask(secret: str) -> None:
-    from airflow.sdk.log import mask_secret
+    from airflow.providers.common.compat.sdk import mask_secret
 
     mask_secret(secret)
 

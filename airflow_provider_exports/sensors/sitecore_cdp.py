@@ -14,8 +14,12 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
 from airflow_provider_exports.exceptions import ExportConfigError, ExportJobFailed, ExportsError
 from airflow_provider_exports.hooks.sitecore_cdp import (
@@ -29,7 +33,7 @@ from airflow_provider_exports.triggers.sitecore_cdp import TRANSIENT_ERRORS, Sit
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 

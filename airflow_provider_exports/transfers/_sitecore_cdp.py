@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_exports.exceptions import TransferError
 from airflow_provider_exports.hooks.sitecore_cdp import (
@@ -32,7 +32,7 @@ from airflow_provider_exports.transfers.engine import (
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 VENDOR = "Sitecore CDP"
 # Vendor is silent on how delta files are named (vendor-apis README §1.5 says only that added and

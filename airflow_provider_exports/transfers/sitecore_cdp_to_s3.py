@@ -12,7 +12,7 @@ from airflow_provider_exports.transfers.engine import S3Sink
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 
 class SitecoreCDPToS3Operator(SitecoreCDPTransferBase):

@@ -10,7 +10,7 @@ from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPTransfer
 from airflow_provider_exports.transfers.engine import SqlSink, check_load_mode
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 DELTA_COLUMN = "_delta"
 

@@ -11,8 +11,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from airflow.sdk import PokeReturnValue
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, TaskDeferred
 
 from airflow_provider_exports.exceptions import (
     ExportConfigError,

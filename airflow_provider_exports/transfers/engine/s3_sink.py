@@ -482,7 +482,7 @@ class S3Sink(Sink):
             )
 
     def _report_lineage(self) -> None:
-        from airflow.sdk.lineage import get_hook_lineage_collector
+        from airflow.providers.common.compat.sdk import get_hook_lineage_collector
 
         collector = get_hook_lineage_collector()
         for upload in self._uploads:
