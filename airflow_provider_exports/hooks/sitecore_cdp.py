@@ -191,10 +191,13 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
         path = ENDPOINTS["latest_export"].format(ref=check_export_ref(audience_export_ref))
         return ExportOutput.from_json(self.call("GET", path))
 
-    def get_reports(self, audience_export_ref: str) -> list[dict[str, Any]]:
-        """The jobs (reports) of an export, as Sitecore returns them."""
+    def get_reports(self, audience_export_ref: str, *, deadline: float | None = None) -> list[dict[str, Any]]:
+        """The jobs (reports) of an export, as Sitecore returns them.
+
+        :param deadline: epoch seconds by which the call ends, retries included (``DeadlineExceeded``).
+        """
         path = ENDPOINTS["reports"].format(ref=check_export_ref(audience_export_ref))
-        return _report_list(self.call("GET", path))
+        return _report_list(self.call("GET", path, deadline=deadline))
 
     def get_execution_output(self, execution_ref: str) -> ExportOutput:
         """Output URLs of one finished job."""
@@ -207,9 +210,11 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
             (r for r in self.get_reports(audience_export_ref) if r.get("executionRef") == execution_ref), None
         )
 
-    async def aget_reports(self, audience_export_ref: str) -> list[dict[str, Any]]:
+    async def aget_reports(
+        self, audience_export_ref: str, *, deadline: float | None = None
+    ) -> list[dict[str, Any]]:
         path = ENDPOINTS["reports"].format(ref=check_export_ref(audience_export_ref))
-        return _report_list(await self.acall("GET", path))
+        return _report_list(await self.acall("GET", path, deadline=deadline))
 
 
 def _report_list(body: Any) -> list[dict[str, Any]]:
