@@ -255,8 +255,8 @@ class AuthScheme(ABC):
 class BasicAuth(AuthScheme):
     """HTTP Basic with a static key (Cordial: the API key as user name, a blank password)."""
 
-    username: str
-    password: str = ""
+    username: str = field(repr=False)
+    password: str = field(default="", repr=False)
 
     def _header(self) -> dict[str, str]:
         raw = f"{self.username}:{self.password}".encode()
@@ -271,7 +271,7 @@ class BasicAuth(AuthScheme):
 
 @dataclass
 class _Token:
-    value: str
+    value: str = field(repr=False)
     refresh_at: float
 
 
@@ -330,13 +330,14 @@ class ClientCredentialsAuth(AuthScheme):
     """OAuth 2.0 client credentials (Sitecore CDP, Adobe IMS) with a cached bearer token.
 
     :param token_url: the token endpoint.
-    :param form: the form fields of the token request (``grant_type``, ``client_id``, secret, ...).
+    :param form: the form fields of the token request (``grant_type``, ``client_id``, secret, ...);
+        left out of ``repr``, since it holds the secret.
     :param extra_headers: headers sent on every API call besides ``Authorization`` (Adobe's
         ``x-api-key``, ``x-gw-ims-org-id``, ``x-sandbox-name``).
     """
 
     token_url: str
-    form: Mapping[str, str]
+    form: Mapping[str, str] = field(repr=False)
     extra_headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
