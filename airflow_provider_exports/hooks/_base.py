@@ -200,6 +200,9 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
             return False, str(exc)
         return True, f"Connected to {self.vendor}"
 
+    @abstractmethod
     def check_access(self) -> None:
-        """One cheap authenticated call; vendors override with their cheapest read."""
-        self.auth_scheme(self.settings).headers(self.core)
+        """Obtain credentials and make the vendor's cheapest authenticated read on its API host.
+
+        A token alone proves nothing about the API host, so every vendor names a read here.
+        """

@@ -240,6 +240,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         )
 
     def check_access(self) -> None:
+        # The token comes from IMS; this read proves the Platform host, org and sandbox headers.
         self.call("GET", EXPORT_JOBS, params={"limit": 1})
 
 

@@ -178,4 +178,5 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
             page += 1
 
     def check_access(self) -> None:
+        # Basic auth has no token endpoint: this read is the whole credential check.
         self.call("GET", "/v2/jobs", params={"per_page": 1})
