@@ -4,8 +4,9 @@ Polls the export's reports with the async hook (same retry policy as everywhere)
 same :func:`judge_reports` as the sensor's ``poke``, honours an absolute deadline and yields exactly
 one event. The deadline holds both ways: the last pause is cut to end at it and one last poll is
 made there (at most :data:`LAST_POLL_SECONDS`), and every poll passes it down to the HTTP core so a
-retried call (a 429 asking for minutes) cannot run past it. Its kwargs are JSON primitives: a conn id, never a token. Sitecore's API cannot cancel an
-export job, so there is nothing to do when the task is killed.
+retried call (a 429 asking for minutes) cannot run past it. Its kwargs are JSON primitives: a conn
+id, never a token. Sitecore's API cannot cancel an export job, so there is nothing to do when the
+task is killed.
 """
 
 from __future__ import annotations
