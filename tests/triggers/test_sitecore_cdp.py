@@ -15,7 +15,8 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_exports.sandbox.sitecore_cdp import API_SECRET
-from airflow_provider_exports.triggers.sitecore_cdp import LAST_POLL_SECONDS, SitecoreCDPExportTrigger
+from airflow_provider_exports.triggers import sitecore_cdp as trigger_module
+from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger
 
 EXPORT = "daily_loyalty_members"
 REPORTS = f"/v2/audienceExports/definitions/{EXPORT}/reports"
@@ -277,6 +278,13 @@ async def test_bad_reference_is_an_error_event_without_a_request(sandbox, ref):
 LATE = 5.0
 
 
+def wait_for_answers(server, path: str, count: int) -> None:
+    """Let the sandbox answer requests a test left hanging, so they are not logged in the next test."""
+    until = time.monotonic() + 15
+    while len(server.requests_to(path)) < count and time.monotonic() < until:
+        time.sleep(0.05)
+
+
 async def test_a_429_storm_with_long_retry_after_times_out_at_the_deadline(sandbox):
     sandbox.sitecore.add_export(EXPORT)
     sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
@@ -325,24 +333,30 @@ async def test_a_long_poll_interval_does_not_end_the_wait_early(sandbox):
 
 async def test_a_poll_that_hangs_past_the_deadline_is_cut_there(sandbox):
     sandbox.sitecore.add_export(EXPORT)
-    sandbox.sitecore.faults.slow(REPORTS, seconds=60, times=None)
+    sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
+    sandbox.sitecore.faults.slow(REPORTS, seconds=4, times=None)  # answers 2 s after the deadline
     deadline = time.time() + 2
 
     payload = only_payload(await run_events(make_trigger(poll_interval=60, deadline=deadline), limit=30))
 
     ended = time.time()
-    # The poll cut at the deadline was the look at the deadline: no second one of up to
-    # LAST_POLL_SECONDS follows it.
-    assert payload["status"] == "timeout"
+    # Cut, not answered (it would have shown the pending job); and the poll cut at the deadline
+    # was the look at the deadline: no second one follows it.
+    assert payload["status"] == "timeout" and payload["message"].endswith("newest: no job yet")
     assert deadline <= ended < deadline + LATE
+    wait_for_answers(sandbox.sitecore, REPORTS, 1)
+    assert len(sandbox.sitecore.requests_to(REPORTS, "GET")) == 1
 
 
-async def test_the_last_look_past_the_deadline_is_bounded_too(sandbox):
+async def test_the_last_look_past_the_deadline_is_bounded_too(sandbox, monkeypatch):
+    monkeypatch.setattr(trigger_module, "LAST_POLL_SECONDS", 1.0)
     sandbox.sitecore.add_export(EXPORT)
-    sandbox.sitecore.faults.slow(REPORTS, seconds=60, times=None)
+    sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
+    sandbox.sitecore.faults.slow(REPORTS, seconds=3, times=None)  # answers 2 s after the last look's end
     started = time.time()
 
     payload = only_payload(await run_events(make_trigger(deadline=started - 10), limit=30))
 
-    assert payload["status"] == "timeout"
-    assert time.time() < started + LAST_POLL_SECONDS + LATE
+    assert payload["status"] == "timeout" and payload["message"].endswith("newest: no job yet")
+    assert started + 1.0 <= time.time() < started + 1.0 + LATE
+    wait_for_answers(sandbox.sitecore, REPORTS, 1)
