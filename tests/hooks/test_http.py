@@ -204,6 +204,16 @@ def wait_for_answers(server, path: str, count: int) -> None:
         time.sleep(0.05)
 
 
+async def read_reports(hook: SitecoreCDPHook, use_async: bool, **kwargs) -> list:
+    """The hook's read of the reports, through the sync or the async path."""
+    if not use_async:
+        return hook.get_reports("daily_loyalty_members", **kwargs)
+    try:
+        return await hook.aget_reports("daily_loyalty_members", **kwargs)
+    finally:
+        await hook.aclose()
+
+
 def assert_deadline_message(exc: DeadlineExceeded, path: str = REPORTS) -> None:
     text = str(exc)
     assert "wait's deadline" in text and path in text
@@ -234,13 +244,7 @@ async def test_a_retry_after_longer_than_the_time_left_ends_the_call_at_once(san
     deadline = time.time() + 2
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded) as err:
-        if use_async:
-            try:
-                await hook.aget_reports("daily_loyalty_members", deadline=deadline)
-            finally:
-                await hook.aclose()
-        else:
-            hook.get_reports("daily_loyalty_members", deadline=deadline)
+        await read_reports(hook, use_async, deadline=deadline)
     assert time.monotonic() - started < 1.5  # at once, not at the deadline, not 30 s later
     assert_deadline_message(err.value)
     assert "30.0 s" in str(err.value) and "HTTP 429" in str(err.value)
@@ -253,13 +257,7 @@ async def test_waits_that_fit_before_the_deadline_are_still_made(sandbox, use_as
     sandbox.sitecore.faults.rate_limit(REPORTS, times=2, retry_after="1")
     hook = SitecoreCDPHook(retry=FAST)
     deadline = time.time() + 30
-    if use_async:
-        try:
-            assert await hook.aget_reports("daily_loyalty_members", deadline=deadline) == []
-        finally:
-            await hook.aclose()
-    else:
-        assert hook.get_reports("daily_loyalty_members", deadline=deadline) == []
+    assert await read_reports(hook, use_async, deadline=deadline) == []
     assert [r.status for r in sandbox.sitecore.requests_to(REPORTS)] == [429, 429, 200]
 
 
@@ -271,13 +269,7 @@ async def test_a_slow_answer_is_cut_at_the_deadline(sandbox, use_async):
     sandbox.sitecore.faults.slow(REPORTS, seconds=3, times=1)  # answers 1.5 s after the deadline
     deadline = time.time() + 1.5
     with pytest.raises(DeadlineExceeded) as err:
-        if use_async:
-            try:
-                await hook.aget_reports("daily_loyalty_members", deadline=deadline)
-            finally:
-                await hook.aclose()
-        else:
-            hook.get_reports("daily_loyalty_members", deadline=deadline)
+        await read_reports(hook, use_async, deadline=deadline)
     ended = time.time()
     assert deadline <= ended < deadline + LATE
     assert_deadline_message(err.value)
@@ -309,13 +301,7 @@ async def test_the_token_request_counts_against_the_deadline(sandbox, use_async)
     hook = SitecoreCDPHook()
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded) as err:
-        if use_async:
-            try:
-                await hook.aget_reports("daily_loyalty_members", deadline=time.time() + 2)
-            finally:
-                await hook.aclose()
-        else:
-            hook.get_reports("daily_loyalty_members", deadline=time.time() + 2)
+        await read_reports(hook, use_async, deadline=time.time() + 2)
     assert time.monotonic() - started < 1.5
     assert_deadline_message(err.value, "/oauth/token")
     assert sandbox.sitecore.requests_to(REPORTS) == []
