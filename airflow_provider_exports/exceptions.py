@@ -9,6 +9,7 @@ vendor said. No exception here ever carries a token, a header or a URL query str
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
@@ -59,7 +60,9 @@ class VendorAPIError(ExportsError):
         self.retry_after = retry_after
         status = f"HTTP {status_code}" if status_code is not None else "no response"
         key = f" [{error_key}]" if error_key else ""
-        super().__init__(f"{vendor} {method} {url} failed: {status}{key}: {message}")
+        #: what the vendor answered, without the request: ``HTTP 429 [KEY]: message``
+        self.summary = f"{status}{key}: {message}"
+        super().__init__(f"{vendor} {method} {url} failed: {self.summary}")
 
 
 class VendorAuthError(VendorAPIError):
@@ -80,6 +83,23 @@ class VendorServerError(VendorAPIError):
 
 class VendorConnectionError(VendorAPIError):
     """The connection failed, timed out or was dropped before a full response arrived."""
+
+
+class DeadlineExceeded(ExportsError):
+    """A call stopped at the deadline of the wait it serves (a sensor's timeout), retried no further.
+
+    :param what: what was being waited for, e.g. ``Sitecore CDP GET https://host/path`` (never a
+        query string: callers pass a redacted URL).
+    :param deadline: the wait's deadline, epoch seconds.
+    :param reason: why the call stopped there.
+    """
+
+    def __init__(self, what: str, deadline: float, reason: str) -> None:
+        self.what = what
+        self.deadline = deadline
+        self.reason = reason
+        when = datetime.fromtimestamp(deadline, tz=timezone.utc).isoformat(timespec="seconds")
+        super().__init__(f"{what}: stopped at the wait's deadline ({when}): {reason}")
 
 
 class ExportJobFailed(ExportsError, AirflowFailException):

@@ -157,10 +157,21 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         json: Any = None,
         expected: Collection[int] = (200,),
         headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
     ) -> Any:
-        """Call ``path`` on the vendor API and return the JSON body (``None`` when empty)."""
+        """Call ``path`` on the vendor API and return the JSON body (``None`` when empty).
+
+        :param deadline: epoch seconds by which the call ends, retries included, else it raises
+            ``DeadlineExceeded`` (see :meth:`HttpCore.request`).
+        """
         response = self.core.request(
-            method, self.url(path), params=params, json=json, expected=expected, headers=headers
+            method,
+            self.url(path),
+            params=params,
+            json=json,
+            expected=expected,
+            headers=headers,
+            deadline=deadline,
         )
         return json_body(response, self.vendor)
 
@@ -171,10 +182,13 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         *,
         params: Mapping[str, Any] | None = None,
         expected: Collection[int] = (200,),
+        deadline: float | None = None,
     ) -> Any:
         """The async twin of :meth:`call`, for triggers (reads only: triggers never create)."""
         core = await self.acore()
-        response = await core.arequest(method, self.url(path), params=params, expected=expected)
+        response = await core.arequest(
+            method, self.url(path), params=params, expected=expected, deadline=deadline
+        )
         return json_body(response, self.vendor)
 
     def close(self) -> None:
@@ -193,6 +207,9 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
             return False, str(exc)
         return True, f"Connected to {self.vendor}"
 
+    @abstractmethod
     def check_access(self) -> None:
-        """One cheap authenticated call; vendors override with their cheapest read."""
-        self.auth_scheme(self.settings).headers(self.core)
+        """Obtain credentials and make the vendor's cheapest authenticated read on its API host.
+
+        A token alone proves nothing about the API host, so every vendor names a read here.
+        """

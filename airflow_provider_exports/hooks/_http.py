@@ -22,11 +22,11 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpcore
@@ -35,6 +35,7 @@ import tenacity
 
 from airflow_provider_exports import __version__
 from airflow_provider_exports.exceptions import (
+    DeadlineExceeded,
     TransferIntegrityError,
     VendorAPIError,
     VendorAuthError,
@@ -45,6 +46,7 @@ from airflow_provider_exports.exceptions import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # 501 and 505 say the server will never do this; every other 5xx may pass.
@@ -137,6 +139,9 @@ class RetryPolicy:
     is not idempotent (a POST that creates a job) is retried only when it provably did not run:
     429, or a failure to connect. Waits honour ``Retry-After`` (capped at ``retry_after_max``),
     otherwise they are exponential with full jitter, capped at ``backoff_max``.
+
+    With a deadline (the end of the wait a call serves), no wait is started that would end after
+    it: the call raises :class:`DeadlineExceeded` at once instead.
     """
 
     max_attempts: int = 5
@@ -164,14 +169,35 @@ class RetryPolicy:
         ceiling = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
         return random.uniform(0, ceiling)
 
-    def _tenacity_kwargs(self, idempotent: bool, what: str) -> dict[str, Any]:
+    def wait_within(
+        self, attempt: int, exc: BaseException | None, deadline: float | None, what: str
+    ) -> float:
+        """The wait after failed attempt ``attempt``; raises ``DeadlineExceeded`` if it would end
+        after ``deadline``. After the last attempt nothing waits, so the failure itself is raised."""
+        seconds = self.wait_seconds(attempt, exc)
+        if deadline is None or attempt >= self.max_attempts:
+            return seconds
+        left = deadline - time.time()
+        if seconds > left:
+            answer = getattr(exc, "summary", None) or type(exc).__name__
+            raise DeadlineExceeded(
+                what,
+                deadline,
+                f"the next attempt would start in {seconds:.1f} s, after it ({max(left, 0.0):.1f} s left); "
+                f"last answer: {answer}",
+            ) from exc
+        return seconds
+
+    def _tenacity_kwargs(self, idempotent: bool, what: str, deadline: float | None) -> dict[str, Any]:
         def retry(state: tenacity.RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
             return exc is not None and self.should_retry(exc, idempotent=idempotent)
 
+        # Raising here ends the retry loop with DeadlineExceeded; tenacity versions differ in
+        # whether they ask for the wait before or after checking `stop`, so the rule does not rely on it.
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return self.wait_seconds(state.attempt_number, exc)
+            return self.wait_within(state.attempt_number, exc, deadline, what)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -193,11 +219,13 @@ class RetryPolicy:
             "reraise": True,
         }
 
-    def retrying(self, *, idempotent: bool, what: str) -> tenacity.Retrying:
-        return tenacity.Retrying(**self._tenacity_kwargs(idempotent, what))
+    def retrying(self, *, idempotent: bool, what: str, deadline: float | None = None) -> tenacity.Retrying:
+        return tenacity.Retrying(**self._tenacity_kwargs(idempotent, what, deadline))
 
-    def async_retrying(self, *, idempotent: bool, what: str) -> tenacity.AsyncRetrying:
-        return tenacity.AsyncRetrying(**self._tenacity_kwargs(idempotent, what))
+    def async_retrying(
+        self, *, idempotent: bool, what: str, deadline: float | None = None
+    ) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(**self._tenacity_kwargs(idempotent, what, deadline))
 
 
 class _NotSentError(VendorConnectionError):
@@ -208,13 +236,16 @@ class _NotSentError(VendorConnectionError):
 
 
 class AuthScheme(ABC):
-    """How a vendor authenticates: the headers to add, and what to do about a 401."""
+    """How a vendor authenticates: the headers to add, and what to do about a 401.
+
+    ``deadline`` is the deadline of the call the headers are for: fetching a token counts against it.
+    """
 
     @abstractmethod
-    def headers(self, core: HttpCore) -> dict[str, str]: ...
+    def headers(self, core: HttpCore, *, deadline: float | None = None) -> dict[str, str]: ...
 
     @abstractmethod
-    async def aheaders(self, core: HttpCore) -> dict[str, str]: ...
+    async def aheaders(self, core: HttpCore, *, deadline: float | None = None) -> dict[str, str]: ...
 
     def refresh_after_401(self, sent_headers: Mapping[str, str]) -> bool:
         """Forget credentials that a 401 proved stale; ``True`` if one retry with new ones makes sense."""
@@ -225,23 +256,23 @@ class AuthScheme(ABC):
 class BasicAuth(AuthScheme):
     """HTTP Basic with a static key (Cordial: the API key as user name, a blank password)."""
 
-    username: str
-    password: str = ""
+    username: str = field(repr=False)
+    password: str = field(default="", repr=False)
 
     def _header(self) -> dict[str, str]:
         raw = f"{self.username}:{self.password}".encode()
         return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
 
-    def headers(self, core: HttpCore) -> dict[str, str]:
+    def headers(self, core: HttpCore, *, deadline: float | None = None) -> dict[str, str]:
         return self._header()
 
-    async def aheaders(self, core: HttpCore) -> dict[str, str]:
+    async def aheaders(self, core: HttpCore, *, deadline: float | None = None) -> dict[str, str]:
         return self._header()
 
 
 @dataclass
 class _Token:
-    value: str
+    value: str = field(repr=False)
     refresh_at: float
 
 
@@ -300,13 +331,14 @@ class ClientCredentialsAuth(AuthScheme):
     """OAuth 2.0 client credentials (Sitecore CDP, Adobe IMS) with a cached bearer token.
 
     :param token_url: the token endpoint.
-    :param form: the form fields of the token request (``grant_type``, ``client_id``, secret, ...).
+    :param form: the form fields of the token request (``grant_type``, ``client_id``, secret, ...);
+        left out of ``repr``, since it holds the secret.
     :param extra_headers: headers sent on every API call besides ``Authorization`` (Adobe's
         ``x-api-key``, ``x-gw-ims-org-id``, ``x-sandbox-name``).
     """
 
     token_url: str
-    form: Mapping[str, str]
+    form: Mapping[str, str] = field(repr=False)
     extra_headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -334,7 +366,7 @@ class ClientCredentialsAuth(AuthScheme):
         log.info("%s: obtained an access token (expires in %s s)", core.vendor, body.get("expires_in"))
         return token
 
-    def headers(self, core: HttpCore) -> dict[str, str]:
+    def headers(self, core: HttpCore, *, deadline: float | None = None) -> dict[str, str]:
         key = self.cache_key
         token = TOKENS.current(key)
         if token is None:
@@ -342,12 +374,17 @@ class ClientCredentialsAuth(AuthScheme):
                 token = TOKENS.current(key)
                 if token is None:
                     response = core.request(
-                        "POST", self.token_url, data=dict(self.form), authenticate=False, idempotent=True
+                        "POST",
+                        self.token_url,
+                        data=dict(self.form),
+                        authenticate=False,
+                        idempotent=True,
+                        deadline=deadline,
                     )
                     token = self._accept(core, response)
         return self._with_token(token)
 
-    async def aheaders(self, core: HttpCore) -> dict[str, str]:
+    async def aheaders(self, core: HttpCore, *, deadline: float | None = None) -> dict[str, str]:
         key = self.cache_key
         token = TOKENS.current(key)
         if token is None:
@@ -355,7 +392,12 @@ class ClientCredentialsAuth(AuthScheme):
                 token = TOKENS.current(key)
                 if token is None:
                     response = await core.arequest(
-                        "POST", self.token_url, data=dict(self.form), authenticate=False, idempotent=True
+                        "POST",
+                        self.token_url,
+                        data=dict(self.form),
+                        authenticate=False,
+                        idempotent=True,
+                        deadline=deadline,
                     )
                     token = self._accept(core, response)
         return self._with_token(token)
@@ -554,27 +596,67 @@ def error_for(vendor: str, method: str, response: httpx.Response) -> VendorAPIEr
 
 
 class _Call:
-    """One logical request, whatever its attempts: method, arguments and whether it may be repeated."""
+    """One logical request, whatever its attempts: method, arguments, whether it may be repeated,
+    and the deadline (epoch seconds) that bounds all of it."""
 
     def __init__(
         self,
+        vendor: str,
         method: str,
         url: str,
         arguments: Mapping[str, Any],
         headers: Mapping[str, str] | None,
         idempotent: bool | None,
+        deadline: float | None,
     ) -> None:
+        self.vendor = vendor
         self.method = method.upper()
         self.url = url
         self._arguments = {k: v for k, v in arguments.items() if v is not None}
         self._headers = dict(headers or {})
         self.idempotent = self.method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        self.deadline = deadline
+        self.what = f"{vendor} {self.method} {redact_url(url)}"
 
-    def arguments(self, auth_headers: Mapping[str, str]) -> dict[str, Any]:
-        return {"headers": {**auth_headers, **self._headers}, **self._arguments}
+    def time_left(self, deadline: float) -> float:
+        """Seconds until ``deadline``; ``DeadlineExceeded`` when none is left for an attempt."""
+        left = deadline - time.time()
+        if left <= 0:
+            raise DeadlineExceeded(self.what, deadline, "no time was left for another attempt")
+        return left
 
-    def describe(self, vendor: str) -> str:
-        return f"{vendor} {self.method} {redact_url(self.url)}"
+    def arguments(self, auth_headers: Mapping[str, str], timeout: httpx.Timeout) -> dict[str, Any]:
+        """The keyword arguments of one attempt, with ``timeout`` capped to the time left."""
+        if self.deadline is not None:
+            left = self.time_left(self.deadline)
+            timeout = httpx.Timeout(
+                connect=min(timeout.connect or left, left),
+                read=min(timeout.read or left, left),
+                write=min(timeout.write or left, left),
+                pool=min(timeout.pool or left, left),
+            )
+        return {"headers": {**auth_headers, **self._headers}, "timeout": timeout, **self._arguments}
+
+    def failed(self, exc: httpx.TransportError) -> VendorConnectionError | DeadlineExceeded:
+        """The error for a transport failure: a timeout cut short by the deadline is the deadline's."""
+        if (
+            self.deadline is not None
+            and isinstance(exc, httpx.TimeoutException)
+            and time.time() >= self.deadline
+        ):
+            return DeadlineExceeded(self.what, self.deadline, "no answer came before it")
+        return _connection_error(self.vendor, self.method, self.url, exc)
+
+    async def bounded(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``work()`` (every attempt and wait of the call), cancelled at the deadline: httpx's timeouts
+        bound each read, not a whole answer, and a token lock may be held by another coroutine."""
+        if self.deadline is None:
+            return await work()
+        left = self.time_left(self.deadline)
+        try:
+            return await asyncio.wait_for(work(), timeout=left)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(self.what, self.deadline, "no answer came before it") from None
 
 
 class HttpCore:
@@ -678,22 +760,36 @@ class HttpCore:
         expected: Collection[int] = (200,),
         authenticate: bool = True,
         idempotent: bool | None = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
-        """Send a request with retries; return the response if its status is ``expected``."""
-        call = _Call(method, url, {"params": params, "json": json, "data": data}, headers, idempotent)
+        """Send a request with retries; return the response if its status is ``expected``.
+
+        :param deadline: epoch seconds (``time.time()``) by which the call ends, whatever its retries:
+            each attempt's timeouts are capped to the time left, no wait ends after it, and reaching
+            it raises :class:`DeadlineExceeded`.
+        """
+        call = _Call(
+            self.vendor,
+            method,
+            url,
+            {"params": params, "json": json, "data": data},
+            headers,
+            idempotent,
+            deadline,
+        )
 
         def attempt() -> httpx.Response:
             for _ in range(2):  # the second pass only after a 401 with stale credentials
-                sent = self.auth.headers(self) if authenticate and self.auth else {}
+                sent = self.auth.headers(self, deadline=deadline) if authenticate and self.auth else {}
                 try:
-                    response = self.client.request(call.method, url, **call.arguments(sent))
+                    response = self.client.request(call.method, url, **call.arguments(sent, self._timeout))
                 except httpx.TransportError as exc:
-                    raise _connection_error(self.vendor, call.method, url, exc) from None
+                    raise call.failed(exc) from None
                 if self._check(call.method, response, expected, sent) is not None:
                     return response
             raise error_for(self.vendor, call.method, response)
 
-        for try_ in self.retry.retrying(idempotent=call.idempotent, what=call.describe(self.vendor)):
+        for try_ in self.retry.retrying(idempotent=call.idempotent, what=call.what, deadline=deadline):
             with try_:
                 return attempt()
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
@@ -710,27 +806,42 @@ class HttpCore:
         expected: Collection[int] = (200,),
         authenticate: bool = True,
         idempotent: bool | None = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
-        """The async twin of :meth:`request`, for triggers: same retries, same errors."""
-        call = _Call(method, url, {"params": params, "json": json, "data": data}, headers, idempotent)
+        """The async twin of :meth:`request`, for triggers: same retries, same errors, same deadline;
+        with one, the whole call is also cancelled when it comes."""
+        call = _Call(
+            self.vendor,
+            method,
+            url,
+            {"params": params, "json": json, "data": data},
+            headers,
+            idempotent,
+            deadline,
+        )
 
         async def attempt() -> httpx.Response:
             for _ in range(2):
-                sent = await self.auth.aheaders(self) if authenticate and self.auth else {}
+                sent = await self.auth.aheaders(self, deadline=deadline) if authenticate and self.auth else {}
                 try:
-                    response = await self._async_client().request(call.method, url, **call.arguments(sent))
+                    response = await self._async_client().request(
+                        call.method, url, **call.arguments(sent, self._timeout)
+                    )
                 except httpx.TransportError as exc:
-                    raise _connection_error(self.vendor, call.method, url, exc) from None
+                    raise call.failed(exc) from None
                 if self._check(call.method, response, expected, sent) is not None:
                     return response
             raise error_for(self.vendor, call.method, response)
 
-        async for try_ in self.retry.async_retrying(
-            idempotent=call.idempotent, what=call.describe(self.vendor)
-        ):
-            with try_:
-                return await attempt()
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        async def attempts() -> httpx.Response:
+            async for try_ in self.retry.async_retrying(
+                idempotent=call.idempotent, what=call.what, deadline=deadline
+            ):
+                with try_:
+                    return await attempt()
+            raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+        return await call.bounded(attempts)
 
     @contextmanager
     def stream(

@@ -145,12 +145,13 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             )
         return str(result[0]).rsplit("/", 1)[-1]
 
-    def get_batch(self, batch_id: str) -> dict[str, Any]:
+    def get_batch(self, batch_id: str, *, deadline: float | None = None) -> dict[str, Any]:
         """Catalog batch (the response is keyed by batch id; this returns the inner object)."""
-        return _unwrap_keyed(self.call("GET", f"{CATALOG}/batches/{batch_id}"), batch_id)
+        return _unwrap_keyed(self.call("GET", f"{CATALOG}/batches/{batch_id}", deadline=deadline), batch_id)
 
-    async def aget_batch(self, batch_id: str) -> dict[str, Any]:
-        return _unwrap_keyed(await self.acall("GET", f"{CATALOG}/batches/{batch_id}"), batch_id)
+    async def aget_batch(self, batch_id: str, *, deadline: float | None = None) -> dict[str, Any]:
+        body = await self.acall("GET", f"{CATALOG}/batches/{batch_id}", deadline=deadline)
+        return _unwrap_keyed(body, batch_id)
 
     # -- profile export jobs (segmentation.yaml)
 
@@ -162,11 +163,12 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             raise ExportConfigError("schema.name", "is required (e.g. _xdm.context.profile)")
         return self.call("POST", EXPORT_JOBS, json=dict(body))
 
-    def get_export_job(self, job_id: str | int) -> dict[str, Any]:
-        return self.call("GET", f"{EXPORT_JOBS}/{job_id}")
+    def get_export_job(self, job_id: str | int, *, deadline: float | None = None) -> dict[str, Any]:
+        """One export job; ``deadline`` (epoch seconds) bounds the call, retries included."""
+        return self.call("GET", f"{EXPORT_JOBS}/{job_id}", deadline=deadline)
 
-    async def aget_export_job(self, job_id: str | int) -> dict[str, Any]:
-        return await self.acall("GET", f"{EXPORT_JOBS}/{job_id}")
+    async def aget_export_job(self, job_id: str | int, *, deadline: float | None = None) -> dict[str, Any]:
+        return await self.acall("GET", f"{EXPORT_JOBS}/{job_id}", deadline=deadline)
 
     def list_export_jobs(self, *, status: str | None = None, limit: int = 100) -> Iterator[dict[str, Any]]:
         """All export jobs, following ``link.next`` (its ``offset``) until it is empty."""
@@ -238,6 +240,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         )
 
     def check_access(self) -> None:
+        # The token comes from IMS; this read proves the Platform host, org and sandbox headers.
         self.call("GET", EXPORT_JOBS, params={"limit": 1})
 
 

@@ -140,11 +140,12 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         result = self.call("POST", "/v2/audiencetrendsexport", json=body)
         return str(result["jobId"])
 
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        return self.call("GET", f"/v2/jobs/{job_id}")
+    def get_job(self, job_id: str, *, deadline: float | None = None) -> dict[str, Any]:
+        """One job; ``deadline`` (epoch seconds) bounds the call, retries included."""
+        return self.call("GET", f"/v2/jobs/{job_id}", deadline=deadline)
 
-    async def aget_job(self, job_id: str) -> dict[str, Any]:
-        return await self.acall("GET", f"/v2/jobs/{job_id}")
+    async def aget_job(self, job_id: str, *, deadline: float | None = None) -> dict[str, Any]:
+        return await self.acall("GET", f"/v2/jobs/{job_id}", deadline=deadline)
 
     def list_jobs(
         self,
@@ -177,4 +178,5 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
             page += 1
 
     def check_access(self) -> None:
+        # Basic auth has no token endpoint: this read is the whole credential check.
         self.call("GET", "/v2/jobs", params={"per_page": 1})

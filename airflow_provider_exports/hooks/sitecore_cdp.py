@@ -37,6 +37,8 @@ ENDPOINTS: Mapping[str, str] = {
     "reports": "/v2/audienceExports/definitions/{ref}/reports",
     "execution_export": "/v2/audienceExports/executions/{ref}/export",
 }
+# An export ref no one defines: the connection test reads its reports and expects a 404.
+CONNECTION_TEST_REF = "airflow_provider_exports_connection_test"
 
 PENDING_STATUSES = frozenset(
     {"PENDING_GUEST_CONTEXT", "PENDING_SEGMENTATION", "PENDING_EMR_SUBMIT", "PENDING_EMR_JOB"}
@@ -191,10 +193,13 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
         path = ENDPOINTS["latest_export"].format(ref=check_export_ref(audience_export_ref))
         return ExportOutput.from_json(self.call("GET", path))
 
-    def get_reports(self, audience_export_ref: str) -> list[dict[str, Any]]:
-        """The jobs (reports) of an export, as Sitecore returns them."""
+    def get_reports(self, audience_export_ref: str, *, deadline: float | None = None) -> list[dict[str, Any]]:
+        """The jobs (reports) of an export, as Sitecore returns them.
+
+        :param deadline: epoch seconds by which the call ends, retries included (``DeadlineExceeded``).
+        """
         path = ENDPOINTS["reports"].format(ref=check_export_ref(audience_export_ref))
-        return _report_list(self.call("GET", path))
+        return _report_list(self.call("GET", path, deadline=deadline))
 
     def get_execution_output(self, execution_ref: str) -> ExportOutput:
         """Output URLs of one finished job."""
@@ -207,9 +212,19 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
             (r for r in self.get_reports(audience_export_ref) if r.get("executionRef") == execution_ref), None
         )
 
-    async def aget_reports(self, audience_export_ref: str) -> list[dict[str, Any]]:
+    async def aget_reports(
+        self, audience_export_ref: str, *, deadline: float | None = None
+    ) -> list[dict[str, Any]]:
         path = ENDPOINTS["reports"].format(ref=check_export_ref(audience_export_ref))
-        return _report_list(await self.acall("GET", path))
+        return _report_list(await self.acall("GET", path, deadline=deadline))
+
+    def check_access(self) -> None:
+        # Vendor is silent on a cheaper authenticated read (the API has no "list exports") and on
+        # its status codes (vendor-apis README §1.4a): chosen, the reports of an export no one
+        # defines. A reachable API that accepts the token answers 404 (200 if someone defined it);
+        # bad credentials fail at the token endpoint, or here with 401/403.
+        path = ENDPOINTS["reports"].format(ref=CONNECTION_TEST_REF)
+        self.call("GET", path, expected=(200, 404))
 
 
 def _report_list(body: Any) -> list[dict[str, Any]]:

@@ -4,12 +4,19 @@ Exports are scheduled inside Sitecore; this sensor succeeds when the export has 
 ``SUCCESS`` that ended after ``finished_after`` (default: the data interval start) and returns its
 ``executionRef`` (so ``sensor.output`` feeds the transfer operators). A job that failed since then
 fails the task with the job's counters and error logs.
+
+The wait ends at ``timeout`` from the start of ``execute``, in poke and deferrable mode alike: each
+call gets that deadline (a retried call cannot run past it), the last pause is cut to end at it,
+and one last poll is made there. In reschedule mode every poke runs in a new try, and Airflow
+checks the timeout (counted from the first try) after each poke: there a poke is not cut by the
+deadline and may end past it by its retries (at most 5 attempts, each ``Retry-After`` capped at
+300 s).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -21,7 +28,12 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_exports.exceptions import ExportConfigError, ExportJobFailed, ExportsError
+from airflow_provider_exports.exceptions import (
+    DeadlineExceeded,
+    ExportConfigError,
+    ExportJobFailed,
+    ExportsError,
+)
 from airflow_provider_exports.hooks.sitecore_cdp import (
     FAILED_STATUSES,
     SitecoreCDPHook,
@@ -29,7 +41,11 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
     failure_details,
     judge_reports,
 )
-from airflow_provider_exports.triggers.sitecore_cdp import TRANSIENT_ERRORS, SitecoreCDPExportTrigger
+from airflow_provider_exports.triggers.sitecore_cdp import (
+    TRANSIENT_ERRORS,
+    SitecoreCDPExportTrigger,
+    poll_deadline,
+)
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
@@ -85,6 +101,9 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
             check_export_ref(audience_export_ref)
         if finished_after not in (None, "", "None") and not is_template(finished_after):
             _parse_finished_after(finished_after)
+        # Set by execute (epoch seconds); the next poke is the last look once a pause reaches it.
+        self._deadline: float | None = None
+        self._last_look = False
 
     @cached_property
     def hook(self) -> SitecoreCDPHook:
@@ -104,7 +123,12 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue | bool:
         check_export_ref(self.audience_export_ref)
         try:
-            reports = self.hook.get_reports(self.audience_export_ref)
+            reports = self.hook.get_reports(
+                self.audience_export_ref, deadline=poll_deadline(self._deadline, self._last_look)
+            )
+        except DeadlineExceeded as exc:
+            self.log.info("Sitecore CDP poke stopped: %s", exc)
+            return False
         except TRANSIENT_ERRORS as exc:
             self.log.warning("Sitecore CDP still failing after retries (%s); will poke again", exc)
             return False
@@ -124,6 +148,9 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
         return False
 
     def execute(self, context: Context) -> Any:
+        # Reschedule mode: each try is a new process and Airflow counts the timeout from the first.
+        self._deadline = None if self.reschedule and not self.deferrable else time.time() + self.timeout
+        self._last_look = False
         if not self.deferrable:
             return super().execute(context)
         first = self.poke(context)
@@ -137,12 +164,24 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
                 fail_statuses=sorted(self.fail_statuses),
                 sitecore_cdp_conn_id=self.sitecore_cdp_conn_id,
                 poll_interval=self.poke_interval,
-                deadline=time.time() + self.timeout,
+                deadline=self._deadline,
             ),
             method_name="execute_complete",
             # The trigger owns the deadline so the task ends through execute_complete with a clear message.
             timeout=None,
         )
+
+    def _get_next_poke_interval(
+        self, started_at: datetime | float, run_duration: Callable[[], float], poke_count: int
+    ) -> float:
+        # Airflow cuts the pause to the time left only with exponential_backoff; without it a
+        # 60 s interval would carry the wait up to 60 s past the timeout. The poke after a cut
+        # pause is the last look.
+        interval = super()._get_next_poke_interval(started_at, run_duration, poke_count)
+        left = max(0.0, self.timeout - run_duration())
+        if interval >= left:
+            self._last_look = True
+        return min(interval, left)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:

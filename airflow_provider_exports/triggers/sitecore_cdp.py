@@ -2,8 +2,11 @@
 
 Polls the export's reports with the async hook (same retry policy as everywhere), decides with the
 same :func:`judge_reports` as the sensor's ``poke``, honours an absolute deadline and yields exactly
-one event. Its kwargs are JSON primitives: a conn id, never a token. Sitecore's API cannot cancel an
-export job, so there is nothing to do when the task is killed.
+one event. The deadline holds both ways: the last pause is cut to end at it and one last poll is
+made there (at most :data:`LAST_POLL_SECONDS`), and every poll passes it down to the HTTP core so a
+retried call (a 429 asking for minutes) cannot run past it. Its kwargs are JSON primitives: a conn
+id, never a token. Sitecore's API cannot cancel an export job, so there is nothing to do when the
+task is killed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_exports.exceptions import (
+    DeadlineExceeded,
     VendorConnectionError,
     VendorRateLimitError,
     VendorServerError,
@@ -24,6 +28,18 @@ from airflow_provider_exports.exceptions import (
 from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook, failure_details, judge_reports
 
 TRANSIENT_ERRORS = (VendorRateLimitError, VendorServerError, VendorConnectionError)
+# The poll made at the deadline (or past it, when the wait starts late) is a last look: it gets
+# this long of its own, so a job that finished during the last pause is still seen.
+LAST_POLL_SECONDS = 10.0
+
+
+def poll_deadline(deadline: float | None, last_look: bool) -> float | None:
+    """The deadline to pass to one poll of a wait that ends at ``deadline`` (epoch seconds)."""
+    if deadline is None:
+        return None
+    if last_look or time.time() >= deadline:
+        return time.time() + LAST_POLL_SECONDS
+    return deadline
 
 
 class SitecoreCDPExportTrigger(BaseTrigger):
@@ -73,10 +89,13 @@ class SitecoreCDPExportTrigger(BaseTrigger):
         after = datetime.fromisoformat(self.finished_after) if self.finished_after else None
         ref = self.audience_export_ref
         last_seen = "no job yet"
+        last_look = False
         try:
             while True:
                 try:
-                    reports = await hook.aget_reports(ref)
+                    reports = await hook.aget_reports(ref, deadline=poll_deadline(self.deadline, last_look))
+                except DeadlineExceeded as exc:
+                    self.log.info("Sitecore CDP poll stopped: %s", exc)
                 except TRANSIENT_ERRORS as exc:
                     # The core already retried with backoff; a longer outage is waited out until the deadline.
                     self.log.warning("Sitecore CDP still failing after retries (%s); polling on", exc)
@@ -105,8 +124,8 @@ class SitecoreCDPExportTrigger(BaseTrigger):
                             }
                         )
                         return
-                    self.log.info("Export %s: %s; next poll in %.0f s", ref, last_seen, self.poll_interval)
-                if self.deadline is not None and time.time() + self.poll_interval > self.deadline:
+                    self.log.info("Export %s: %s", ref, last_seen)
+                if self.deadline is not None and (last_look or time.time() >= self.deadline):
                     yield TriggerEvent(
                         {
                             "status": "timeout",
@@ -115,7 +134,12 @@ class SitecoreCDPExportTrigger(BaseTrigger):
                         }
                     )
                     return
-                await asyncio.sleep(self.poll_interval)
+                pause = self.poll_interval
+                if self.deadline is not None:
+                    # The last pause ends at the deadline, and the poll after it is the last look.
+                    left = max(0.0, self.deadline - time.time())
+                    pause, last_look = min(pause, left), pause >= left
+                await asyncio.sleep(pause)
         except Exception as exc:
             yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
         finally:

@@ -15,6 +15,7 @@ from email.utils import format_datetime
 import pytest
 
 from airflow_provider_exports.exceptions import (
+    DeadlineExceeded,
     VendorAPIError,
     VendorConnectionError,
     VendorRateLimitError,
@@ -186,3 +187,146 @@ def test_no_secret_in_logs_or_errors(sandbox, caplog):
     secrets = [*tokens, sandbox.sitecore.connection()["password"], query, "X-Amz-Signature"]
     text = caplog.text + "\n".join(errors) + repr(output)
     assert tokens and all(s not in text for s in secrets)
+
+
+# -- deadlines -------------------------------------------------------------------------------------
+# Bounds, never races: a call with a deadline must end no later than LATE seconds after it (generous
+# for a busy 2-core machine), and a Retry-After longer than the time left must end it at once.
+
+REPORTS = "/v2/audienceExports/definitions/daily_loyalty_members/reports"
+LATE = 3.0
+
+
+def wait_for_answers(server, path: str, count: int) -> None:
+    """Let the sandbox answer requests a test left hanging, so they are not logged in the next test."""
+    until = time.monotonic() + 15
+    while len(server.requests_to(path)) < count and time.monotonic() < until:
+        time.sleep(0.05)
+
+
+async def read_reports(hook: SitecoreCDPHook, use_async: bool, **kwargs) -> list:
+    """The hook's read of the reports, through the sync or the async path."""
+    if not use_async:
+        return hook.get_reports("daily_loyalty_members", **kwargs)
+    try:
+        return await hook.aget_reports("daily_loyalty_members", **kwargs)
+    finally:
+        await hook.aclose()
+
+
+def assert_deadline_message(exc: DeadlineExceeded, path: str = REPORTS) -> None:
+    text = str(exc)
+    assert "wait's deadline" in text and path in text
+    assert "?" not in text and "X-Amz" not in text
+
+
+def test_wait_within_refuses_a_wait_past_the_deadline_but_not_after_the_last_attempt():
+    policy = RetryPolicy(max_attempts=3, retry_after_max=300)
+    limited = VendorRateLimitError(
+        "V", status_code=429, error_key="SLOW_DOWN", message="later", method="GET", url="", retry_after=30
+    )
+    soon = time.time() + 5
+    with pytest.raises(DeadlineExceeded) as err:
+        policy.wait_within(1, limited, soon, "V GET https://host/path")
+    assert "30.0 s" in str(err.value) and "HTTP 429 [SLOW_DOWN]: later" in str(err.value)
+    assert err.value.__cause__ is limited
+    assert policy.wait_within(1, limited, time.time() + 60, "V") == 30
+    assert policy.wait_within(1, limited, None, "V") == 30
+    # After the last attempt nothing waits: the failure itself is raised by the caller.
+    assert policy.wait_within(3, limited, soon, "V") == 30
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_a_retry_after_longer_than_the_time_left_ends_the_call_at_once(sandbox, use_async):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    sandbox.sitecore.faults.rate_limit(REPORTS, times=None, retry_after="30")
+    hook = SitecoreCDPHook()  # the default policy: 5 attempts, Retry-After honoured up to 300 s
+    deadline = time.time() + 2
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as err:
+        await read_reports(hook, use_async, deadline=deadline)
+    assert time.monotonic() - started < 1.5  # at once, not at the deadline, not 30 s later
+    assert_deadline_message(err.value)
+    assert "30.0 s" in str(err.value) and "HTTP 429" in str(err.value)
+    assert [r.status for r in sandbox.sitecore.requests_to(REPORTS)] == [429]
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_waits_that_fit_before_the_deadline_are_still_made(sandbox, use_async):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    sandbox.sitecore.faults.rate_limit(REPORTS, times=2, retry_after="1")
+    hook = SitecoreCDPHook(retry=FAST)
+    deadline = time.time() + 30
+    assert await read_reports(hook, use_async, deadline=deadline) == []
+    assert [r.status for r in sandbox.sitecore.requests_to(REPORTS)] == [429, 429, 200]
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_a_slow_answer_is_cut_at_the_deadline(sandbox, use_async):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    hook = SitecoreCDPHook()
+    hook.get_reports("daily_loyalty_members")  # the token is cached: the wait is the API's
+    sandbox.sitecore.faults.slow(REPORTS, seconds=3, times=1)  # answers 1.5 s after the deadline
+    deadline = time.time() + 1.5
+    with pytest.raises(DeadlineExceeded) as err:
+        await read_reports(hook, use_async, deadline=deadline)
+    ended = time.time()
+    assert deadline <= ended < deadline + LATE
+    assert_deadline_message(err.value)
+    assert "no answer came before it" in str(err.value)
+    wait_for_answers(sandbox.sitecore, REPORTS, 2)
+
+
+async def test_the_async_call_is_cut_at_the_deadline_while_a_body_trickles_in(sandbox):
+    """httpx's read timeout restarts with every chunk; the async path is bounded as a whole."""
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    sandbox.sitecore.add_job("daily_loyalty_members")  # a body of about 700 bytes: 3.5 s at 200 B/s
+    hook = SitecoreCDPHook()
+    try:
+        await hook.aget_reports("daily_loyalty_members")  # token cached
+        sandbox.sitecore.faults.throttle(REPORTS, bytes_per_second=200, times=1)
+        deadline = time.time() + 1.5
+        with pytest.raises(DeadlineExceeded) as err:
+            await hook.aget_reports("daily_loyalty_members", deadline=deadline)
+    finally:
+        await hook.aclose()
+    assert deadline <= time.time() < deadline + LATE
+    assert_deadline_message(err.value)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_the_token_request_counts_against_the_deadline(sandbox, use_async):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    sandbox.sitecore.faults.rate_limit("/oauth/token", times=None, retry_after="60")
+    hook = SitecoreCDPHook()
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as err:
+        await read_reports(hook, use_async, deadline=time.time() + 2)
+    assert time.monotonic() - started < 1.5
+    assert_deadline_message(err.value, "/oauth/token")
+    assert sandbox.sitecore.requests_to(REPORTS) == []
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_a_deadline_already_passed_sends_nothing(sandbox, use_async):
+    url = sandbox.sitecore.url + "/files/x.json.gz?X-Amz-Signature=s3cr3t&X-Amz-Credential=k"
+    core = HttpCore("Sitecore CDP", retry=FAST)
+    with pytest.raises(DeadlineExceeded) as err:
+        if use_async:
+            try:
+                await core.arequest("GET", url, deadline=time.time() - 1)
+            finally:
+                await core.aclose()
+        else:
+            core.request("GET", url, deadline=time.time() - 1)
+    assert sandbox.sitecore.requests == []
+    assert_deadline_message(err.value, "/files/x.json.gz")
+    assert "s3cr3t" not in str(err.value)
+
+
+def test_without_a_deadline_retry_after_is_waited_as_before(sandbox):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    sandbox.sitecore.faults.rate_limit(REPORTS, times=1, retry_after="2")
+    started = time.monotonic()
+    assert SitecoreCDPHook(retry=FAST).get_reports("daily_loyalty_members") == []
+    assert time.monotonic() - started >= 2.0

@@ -68,10 +68,6 @@ def test_wrong_secret_is_an_auth_error_not_retried(sandbox, monkeypatch):
     assert len(sandbox.sitecore.requests_to("/oauth/token")) == 1
 
 
-def test_test_connection(sandbox):
-    assert SitecoreCDPHook().test_connection() == (True, "Connected to Sitecore CDP")
-
-
 def _report(ref, status, end):
     return {"executionRef": ref, "status": status, "endTime": end, "startTime": end}
 

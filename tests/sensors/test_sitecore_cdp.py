@@ -339,3 +339,62 @@ async def test_trigger_event_feeds_execute_complete(sandbox):
     assert len(events) == 1
     payload = json.loads(json.dumps(events[0].payload))
     assert sensor.execute_complete(context(), payload) == job
+
+
+# -- poke mode: the deadline holds both ways -------------------------------------------------------
+# Bounds, never races: execute() ends no earlier than start + timeout and less than LATE seconds after
+# it (generous for a busy 2-core machine), whatever the poke interval or the vendor's Retry-After.
+
+LATE = 5.0
+
+
+def test_poke_mode_429_storm_with_long_retry_after_times_out_at_the_deadline(sandbox):
+    sandbox.sitecore.add_export(EXPORT)
+    sandbox.sitecore.faults.rate_limit(REPORTS, times=None, retry_after="30")
+    sensor = make_sensor(mode="poke", poke_interval=60, timeout=2)
+    deadline = time.time() + 2
+
+    with pytest.raises(AirflowSensorTimeout):
+        sensor.execute(context())
+
+    assert deadline <= time.time() < deadline + LATE
+    # One poke at the start, one last look at the deadline; neither waited the 30 s.
+    assert [r.status for r in sandbox.sitecore.requests_to(REPORTS, "GET")] == [429, 429]
+
+
+def test_poke_mode_long_interval_still_makes_the_last_poke_at_the_deadline(sandbox):
+    sandbox.sitecore.add_export(EXPORT)
+    job = sandbox.sitecore.add_job(EXPORT, pending_seconds=1.0)  # finishes during the pause
+    sensor = make_sensor(mode="poke", poke_interval=60, timeout=2)
+    deadline = time.time() + 2
+
+    assert sensor.execute(context(start=None)) == job
+
+    assert deadline <= time.time() < deadline + LATE
+    assert len(sandbox.sitecore.requests_to(REPORTS, "GET")) == 2
+
+
+def test_poke_mode_long_interval_does_not_end_the_wait_early(sandbox):
+    sandbox.sitecore.add_export(EXPORT)
+    sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
+    sensor = make_sensor(mode="poke", poke_interval=60, timeout=2)
+    deadline = time.time() + 2
+
+    with pytest.raises(AirflowSensorTimeout):
+        sensor.execute(context())
+
+    assert deadline <= time.time() < deadline + LATE
+    assert len(sandbox.sitecore.requests_to(REPORTS, "GET")) == 2
+
+
+def test_deferrable_first_poke_is_bounded_by_the_deadline_too(sandbox):
+    sandbox.sitecore.add_export(EXPORT)
+    sandbox.sitecore.faults.rate_limit(REPORTS, times=None, retry_after="30")
+    sensor = make_sensor(deferrable=True, poke_interval=60, timeout=2)
+    started = time.monotonic()
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context())
+
+    assert time.monotonic() - started < 1.5  # the 429's 30 s would end past the deadline
+    assert deferred.value.trigger.serialize()[1]["deadline"] == sensor._deadline

@@ -15,6 +15,7 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_exports.sandbox.sitecore_cdp import API_SECRET
+from airflow_provider_exports.triggers import sitecore_cdp as trigger_module
 from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger
 
 EXPORT = "daily_loyalty_members"
@@ -268,3 +269,94 @@ async def test_bad_reference_is_an_error_event_without_a_request(sandbox, ref):
     payload = only_payload(await run_events(make_trigger(audience_export_ref=ref)))
     assert payload["status"] == "error" and "audience_export_ref" in payload["message"]
     assert sandbox.sitecore.requests == []
+
+
+# -- the deadline holds both ways ------------------------------------------------------------------
+# Bounds, never races: the wait ends no earlier than its deadline and less than LATE seconds after
+# it (generous for a busy 2-core machine), whatever the poll interval or the vendor's Retry-After.
+
+LATE = 5.0
+
+
+def wait_for_answers(server, path: str, count: int) -> None:
+    """Let the sandbox answer requests a test left hanging, so they are not logged in the next test."""
+    until = time.monotonic() + 15
+    while len(server.requests_to(path)) < count and time.monotonic() < until:
+        time.sleep(0.05)
+
+
+async def test_a_429_storm_with_long_retry_after_times_out_at_the_deadline(sandbox):
+    sandbox.sitecore.add_export(EXPORT)
+    sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
+    sandbox.sitecore.faults.rate_limit(REPORTS, times=None, retry_after="30")
+    deadline = time.time() + 2
+
+    payload = only_payload(await run_events(make_trigger(poll_interval=60, deadline=deadline), limit=30))
+
+    ended = time.time()
+    assert payload["status"] == "timeout"
+    assert deadline <= ended < deadline + LATE
+    assert payload["message"] == (
+        f"export {EXPORT} has no finished job after {T0.isoformat()} before the deadline; newest: no job yet"
+    )
+    # One poll at the start, one last look at the deadline; neither waited the 30 s.
+    assert [r.status for r in sandbox.sitecore.requests_to(REPORTS, "GET")] == [429, 429]
+
+
+async def test_a_long_poll_interval_still_makes_the_last_poll_at_the_deadline(sandbox):
+    sandbox.sitecore.add_export(EXPORT)
+    job = sandbox.sitecore.add_job(EXPORT, pending_seconds=1.0)  # finishes during the pause
+    deadline = time.time() + 2
+
+    payload = only_payload(
+        await run_events(make_trigger(finished_after=None, poll_interval=60, deadline=deadline), limit=30)
+    )
+
+    ended = time.time()
+    assert payload["status"] == "success" and payload["execution_ref"] == job
+    assert deadline <= ended < deadline + LATE
+    assert len(sandbox.sitecore.requests_to(REPORTS, "GET")) == 2
+
+
+async def test_a_long_poll_interval_does_not_end_the_wait_early(sandbox):
+    sandbox.sitecore.add_export(EXPORT)
+    sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
+    deadline = time.time() + 2
+
+    payload = only_payload(await run_events(make_trigger(poll_interval=60, deadline=deadline), limit=30))
+
+    ended = time.time()
+    assert payload["status"] == "timeout" and "PENDING_" in payload["message"]
+    assert deadline <= ended < deadline + LATE
+    assert len(sandbox.sitecore.requests_to(REPORTS, "GET")) == 2
+
+
+async def test_a_poll_that_hangs_past_the_deadline_is_cut_there(sandbox):
+    sandbox.sitecore.add_export(EXPORT)
+    sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
+    sandbox.sitecore.faults.slow(REPORTS, seconds=4, times=None)  # answers 2 s after the deadline
+    deadline = time.time() + 2
+
+    payload = only_payload(await run_events(make_trigger(poll_interval=60, deadline=deadline), limit=30))
+
+    ended = time.time()
+    # Cut, not answered (it would have shown the pending job); and the poll cut at the deadline
+    # was the look at the deadline: no second one follows it.
+    assert payload["status"] == "timeout" and payload["message"].endswith("newest: no job yet")
+    assert deadline <= ended < deadline + LATE
+    wait_for_answers(sandbox.sitecore, REPORTS, 1)
+    assert len(sandbox.sitecore.requests_to(REPORTS, "GET")) == 1
+
+
+async def test_the_last_look_past_the_deadline_is_bounded_too(sandbox, monkeypatch):
+    monkeypatch.setattr(trigger_module, "LAST_POLL_SECONDS", 1.0)
+    sandbox.sitecore.add_export(EXPORT)
+    sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
+    sandbox.sitecore.faults.slow(REPORTS, seconds=3, times=None)  # answers 2 s after the last look's end
+    started = time.time()
+
+    payload = only_payload(await run_events(make_trigger(deadline=started - 10), limit=30))
+
+    assert payload["status"] == "timeout" and payload["message"].endswith("newest: no job yet")
+    assert started + 1.0 <= time.time() < started + 1.0 + LATE
+    wait_for_answers(sandbox.sitecore, REPORTS, 1)
