@@ -188,9 +188,13 @@ class RetryPolicy:
             ) from exc
         return seconds
 
-    def _tenacity_kwargs(self, idempotent: bool, what: str, deadline: float | None) -> dict[str, Any]:
+    def _tenacity_kwargs(
+        self, idempotent: bool, what: str, deadline: float | None, stop: threading.Event | None = None
+    ) -> dict[str, Any]:
         def retry(state: tenacity.RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
+            if stop is not None and stop.is_set():
+                return False
             return exc is not None and self.should_retry(exc, idempotent=idempotent)
 
         # Raising here ends the retry loop with DeadlineExceeded; tenacity versions differ in
@@ -217,10 +221,19 @@ class RetryPolicy:
             "retry": retry,
             "before_sleep": before_sleep,
             "reraise": True,
+            **({"sleep": stop.wait} if stop is not None else {}),
         }
 
-    def retrying(self, *, idempotent: bool, what: str, deadline: float | None = None) -> tenacity.Retrying:
-        return tenacity.Retrying(**self._tenacity_kwargs(idempotent, what, deadline))
+    def retrying(
+        self,
+        *,
+        idempotent: bool,
+        what: str,
+        deadline: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> tenacity.Retrying:
+        """Sync retries; setting ``stop`` ends them (a wait in progress, too) with the last failure."""
+        return tenacity.Retrying(**self._tenacity_kwargs(idempotent, what, deadline, stop))
 
     def async_retrying(
         self, *, idempotent: bool, what: str, deadline: float | None = None
@@ -853,13 +866,15 @@ class HttpCore:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         method: str = "GET",
+        stop: threading.Event | None = None,
     ) -> Iterator[ByteStream]:
         """Open a streamed body from ``offset`` on (``Range``), retrying until the body starts.
 
         With ``if_range`` (an ETag or Last-Modified date), a server whose object changed since
         answers with the whole new object instead (a 200): :attr:`ByteStream.start` says which.
         Errors after the body has started (a cut connection) surface from
-        :meth:`ByteStream.iter_bytes`; the caller resumes by opening again at its offset.
+        :meth:`ByteStream.iter_bytes`; the caller resumes by opening again at its offset. Once
+        ``stop`` is set (a cancelled transfer) no attempt is retried.
         """
         method = method.upper()
         range_headers = {"Range": f"bytes={offset}-"} if offset > 0 else {}
@@ -889,7 +904,7 @@ class HttpCore:
             raise error_for(self.vendor, method, response)
 
         response = None
-        for try_ in self.retry.retrying(idempotent=True, what=what):
+        for try_ in self.retry.retrying(idempotent=True, what=what, stop=stop):
             with try_:
                 response = open_once()
         assert response is not None

@@ -80,6 +80,7 @@ class _RecordingMiddleware:
             await self.app(scope, receive, send)
             return
         recorded = False
+        generation = self.server.generation  # a request that outlives a reset is not the next test's
 
         def record(status: int) -> None:
             nonlocal recorded
@@ -87,7 +88,9 @@ class _RecordingMiddleware:
                 recorded = True
                 query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
                 headers = {k.decode("latin-1").lower() for k, _ in scope.get("headers", [])}
-                self.server._record(RecordedRequest(scope["method"], scope["path"], query, status, headers))
+                self.server._record(
+                    RecordedRequest(scope["method"], scope["path"], query, status, headers), generation
+                )
 
         async def recording_send(message: Message) -> None:
             # Recorded before the status line leaves, so a client that has its answer finds it logged.
@@ -117,6 +120,8 @@ class VendorServer:
         self.host = "127.0.0.1"
         self.port: int | None = None
         self.requests: list[RecordedRequest] = []
+        #: bumped by reset(): requests that arrived before it stay out of the new log
+        self.generation = 0
         self.tokens = TokenRegistry()
         self.signing_key = secrets.token_bytes(32)
         self.issued_signatures: set[str] = set()
@@ -230,8 +235,10 @@ class VendorServer:
 
     def reset(self) -> None:
         """Clear faults, the request log and seeded state; restore default settings."""
+        with self._lock:
+            self.generation += 1
+            self.requests.clear()
         self.faults.clear()
-        self.requests.clear()
         self._apply_default_settings()
         self.reset_state()
 
@@ -240,9 +247,10 @@ class VendorServer:
             setattr(self, name, value)
 
     # -- helpers for subclasses -----------------------------------------------------------------
-    def _record(self, request: RecordedRequest) -> None:
+    def _record(self, request: RecordedRequest, generation: int) -> None:
         with self._lock:
-            self.requests.append(request)
+            if generation == self.generation:  # else it arrived before the last reset()
+                self.requests.append(request)
 
     def requests_to(self, path_glob: str, method: str | None = None) -> list[RecordedRequest]:
         """Recorded requests whose path matches an fnmatch pattern (and method, if given)."""

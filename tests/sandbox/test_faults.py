@@ -136,3 +136,37 @@ def test_request_log_records_header_names_not_values(sandbox: Sandbox) -> None:
     assert not any("Bearer" in str(v) for v in vars(last).values())
     sandbox.reset()
     assert sandbox.sitecore.requests == []
+
+
+def test_a_request_that_outlives_a_reset_stays_out_of_the_new_log(sandbox: Sandbox) -> None:
+    import threading
+
+    sandbox.sitecore.faults.slow("/oauth/*", seconds=1.0)
+    answered: list[int] = []
+    pending = threading.Thread(
+        target=lambda: answered.append(httpx.post(f"{sandbox.sitecore.url}/oauth/token", data=TOKEN_FORM).status_code)
+    )
+    pending.start()
+    deadline = time.monotonic() + 30
+    while sandbox.sitecore.faults.active and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the request has reached the server and is being delayed
+    sandbox.reset()  # what the next test's fixture does
+    pending.join(30)
+
+    assert answered == [200]
+    assert sandbox.sitecore.requests == []
+
+
+def test_throttle_and_shift_range(sandbox: Sandbox) -> None:
+    url = file_url(sandbox)
+    whole = httpx.get(url).content
+    sandbox.sitecore.faults.throttle("/sitecore-cdp-exports/*", bytes_per_second=20_000)
+    started = time.monotonic()
+    assert httpx.get(url).content == whole
+    assert time.monotonic() - started >= (len(whole) / 20_000) * 0.5  # trickled, not sent at once
+
+    sandbox.sitecore.faults.shift_range("/sitecore-cdp-exports/*", by_bytes=100)
+    shifted = httpx.get(url, headers={"Range": "bytes=1000-"})
+    assert shifted.status_code == 206
+    assert shifted.headers["Content-Range"] == f"bytes 1100-{len(whole) - 1}/{len(whole)}"
+    assert shifted.content == whole[1100:]

@@ -13,6 +13,7 @@ logged only through ``redact_url``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -283,6 +284,7 @@ class HttpSourceFile(SourceFile):
         self._headers = dict(headers or {})
         self.max_url_refreshes = max_url_refreshes
         self._refreshes_left = max_url_refreshes
+        self._stopped = threading.Event()  # set by interrupt(): no request of this file is retried
 
     def _current_url(self) -> str:
         if self._url is None:
@@ -314,7 +316,9 @@ class HttpSourceFile(SourceFile):
         @contextmanager
         def opened() -> Iterator[OpenedStream]:
             url = self._current_url()
-            with self._core.stream(url, offset=offset, if_range=if_range, headers=self._headers) as body:
+            with self._core.stream(
+                url, offset=offset, if_range=if_range, headers=self._headers, stop=self._stopped
+            ) as body:
                 yield OpenedStream(
                     body.iter_bytes(chunk_size),
                     body.total_size,
@@ -338,4 +342,5 @@ class HttpSourceFile(SourceFile):
         self._refreshes_left = self.max_url_refreshes
 
     def interrupt(self) -> None:
+        self._stopped.set()
         self._core.interrupt()

@@ -71,8 +71,8 @@ def check_load_mode(mode: str, key_columns: Sequence[str]) -> None:
 
 def resolve_db_hook(conn_id: str) -> DbApiHook:
     """The ``DbApiHook`` for an Airflow connection, whatever its database (as S3ToSqlOperator does)."""
+    from airflow.providers.common.compat.sdk import BaseHook
     from airflow.providers.common.sql.hooks.sql import DbApiHook
-    from airflow.sdk import BaseHook
 
     hook = BaseHook.get_connection(conn_id).get_hook()
     if not isinstance(hook, DbApiHook):
