@@ -388,7 +388,7 @@ class CordialServer(VendorServer):
             # Vendor is silent on the JSON file's layout: sandbox choice, JSON lines (an object per
             # contact, keyed by field).
             for n in range(count):
-                record = {f: self.contact(n, f, job.audience_key) for f in job.fields}
+                record: dict[str, Any] = {f: self.contact(n, f, job.audience_key) for f in job.fields}
                 record.update({str(i): 1 if (n + i) % 3 == 0 else 0 for i in job.lists})
                 out.write(json.dumps(record) + "\n")
         else:
