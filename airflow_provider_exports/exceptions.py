@@ -146,7 +146,7 @@ class ExportJobMayExist(ExportsError, AirflowFailException):
         super().__init__(
             f"{vendor} may have created the export job {name!r}: the create call ran but its answer "
             f"was unusable ({answer}){found}. Not retried, so it is not created twice: look for that "
-            f"name among {vendor}'s jobs before clearing the task (a cleared task creates a new job)"
+            f"name among {vendor}'s jobs before clearing the task"
         )
 
 

@@ -72,6 +72,24 @@ def load_example_dag(airflow_db):
     return load
 
 
+@pytest.fixture
+def run_dag(airflow_db):
+    """``dag.test()`` of a DAG built in a test (Airflow 3.1 needs it serialized in the metadata DB first)."""
+
+    def run(dag, **kwargs):
+        if _airflow_3_2_plus():  # 3.2+ serializes only what its DAGs folder holds
+            from airflow.dag_processing.dagbag import DagBag
+        else:
+            from airflow.models.dagbag import DagBag
+
+        bag = DagBag(dag_folder=os.devnull, collect_dags=False)
+        bag.bag_dag(dag)
+        _write_serialized_dags(bag)
+        return dag.test(**kwargs)
+
+    return run
+
+
 def _airflow_3_2_plus() -> bool:
     from airflow import __version__
     from packaging.version import Version
@@ -81,9 +99,14 @@ def _airflow_3_2_plus() -> bool:
 
 def _write_serialized_dags(bag) -> None:
     """Airflow 3.1's ``dag.test()`` runs only a DAG already serialized in the metadata DB (3.2+ writes
-    it itself): write it as ``airflow dags test`` does on 3.1, into the DAGs-folder bundle."""
+    the DAGs of its DAGs folder itself): write it as ``airflow dags test`` does on 3.1, into the
+    DAGs-folder bundle."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.models.dagbag import sync_bag_to_db
+
+    if _airflow_3_2_plus():
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+    else:
+        from airflow.models.dagbag import sync_bag_to_db
 
     DagBundlesManager().sync_bundles_to_db()
     sync_bag_to_db(bag, "dags-folder", None)

@@ -242,33 +242,6 @@ def failure_details(job: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class JobVerdict:
-    """What one job record says: ``success`` (Done), ``failed`` (Failed) or ``waiting`` (any other
-    status, ``Throttled`` and statuses Cordial may add one day included)."""
-
-    state: str
-    job: Mapping[str, Any]
-
-    @property
-    def status(self) -> str:
-        return str(self.job.get("status"))
-
-    def describe(self) -> str:
-        done, total = self.job.get("completedItems"), self.job.get("totalItems")
-        progress = f", {done} of {total} items" if total is not None else ""
-        return f"status {self.status}{progress}"
-
-
-def judge_job(job: Mapping[str, Any]) -> JobVerdict:
-    status = job.get("status")
-    if status == DONE:
-        return JobVerdict("success", job)
-    if status == FAILED:
-        return JobVerdict("failed", job)
-    return JobVerdict("waiting", job)
-
-
-@dataclass(frozen=True)
 class CordialSettings:
     api_key: str = field(repr=False)
     api_host: str

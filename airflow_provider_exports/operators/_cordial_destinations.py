@@ -150,6 +150,7 @@ class _ServerDestination(CordialDestination):
     """FTP and SFTP: server, port, user name and password from one Airflow connection."""
 
     conn_attr: ClassVar[str]
+    path: str
 
     def _server_fields(self, password_required: bool) -> dict[str, Any]:
         conn_id = getattr(self, self.conn_attr)
@@ -160,13 +161,15 @@ class _ServerDestination(CordialDestination):
                 raise ExportConfigError(
                     f"destination.{self.conn_attr}", f"connection {conn_id!r} has no {field}"
                 )
-        fields: dict[str, Any] = {"server": conn.host, "username": conn.login, "path": getattr(self, "path")}
+        fields: dict[str, Any] = {"server": conn.host, "username": conn.login, "path": self.path}
         if conn.port:
             fields["port"] = int(conn.port)
         if conn.password:
             fields["password"] = conn.password
         elif password_required:
-            raise ExportConfigError(f"destination.{self.conn_attr}", f"connection {conn_id!r} has no password")
+            raise ExportConfigError(
+                f"destination.{self.conn_attr}", f"connection {conn_id!r} has no password"
+            )
         return fields
 
 

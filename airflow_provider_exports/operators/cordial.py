@@ -25,8 +25,6 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
-
 from airflow_provider_exports.exceptions import ExportJobMayExist, ExportsError
 from airflow_provider_exports.hooks.cordial import (
     VENDOR,
@@ -43,6 +41,7 @@ from airflow_provider_exports.hooks.cordial import (
     contact_export_body,
     job_id_of,
 )
+from airflow_provider_exports.operators._base import ExportJobOperator
 from airflow_provider_exports.operators._cordial_destinations import (
     CordialAzureBlobDestination,
     CordialDestination,
@@ -53,6 +52,7 @@ from airflow_provider_exports.operators._cordial_destinations import (
     CordialUIDestination,
     check_destination_object,
 )
+from airflow_provider_exports.triggers.cordial import CordialJobTrigger
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
@@ -86,7 +86,9 @@ def default_job_name(context: Context) -> str:
     when = dag_run.logical_date
     run = when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ") if when else dag_run.run_id
     map_index = getattr(ti, "map_index", -1)
-    raw = f"{ti.dag_id}-{ti.task_id}-{run}" + (f"-{map_index}" if map_index is not None and map_index >= 0 else "")
+    raw = f"{ti.dag_id}-{ti.task_id}-{run}" + (
+        f"-{map_index}" if map_index is not None and map_index >= 0 else ""
+    )
     name = re.sub(r"[^A-Za-z0-9]+", "-", raw).strip("-")
     if len(name) > MAX_NAME_LENGTH:
         digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
@@ -101,8 +103,9 @@ def run_started(context: Context) -> datetime:
     return (started or datetime.now(timezone.utc) - timedelta(days=1)) - CLOCK_SKEW
 
 
-class _CordialCreateExportOperator(BaseOperator):
-    """Create one Cordial export job, or reattach to this run's, and hand on where it delivers.
+class _CordialCreateExportOperator(ExportJobOperator):
+    """Create one Cordial export job, or reattach to this run's, wait for it, and hand on where it
+    delivers (see the module docstring).
 
     :param destination: where Cordial delivers the file: a :class:`CordialS3Destination`,
         :class:`CordialSftpDestination`, :class:`CordialFtpDestination`,
@@ -111,11 +114,16 @@ class _CordialCreateExportOperator(BaseOperator):
     :param name: the job's name (letters, digits and dashes), also the delivered file's name;
         default: one unique per run (see the module docstring). (templated)
     :param cordial_conn_id: the Cordial connection. (templated)
-    :param wait_for_completion: wait until the job is ``Done`` (default) or fails.
-    :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param poll_interval: seconds between two looks at the job while waiting.
+    :param wait_for_completion: wait until the job is ``Done`` (default) or ``Failed`` (the task
+        then fails with the job's result, never retried).
+    :param deferrable: wait in the triggerer instead of holding a worker slot (default:
+        ``[operators] default_deferrable``).
+    :param poll_interval: seconds between two looks at the job (default 60).
+    :param timeout: seconds the wait may last (default 7 days); it ends there even while a call is
+        being retried. Cordial cannot stop a job, so the job runs on; a retry reattaches to it.
     """
 
+    vendor = VENDOR
     kind: ClassVar[str]
     template_fields: Sequence[str] = ("name", "destination", "cordial_conn_id")
     # the live client is shared, not copied, when Airflow copies the task
@@ -129,18 +137,12 @@ class _CordialCreateExportOperator(BaseOperator):
         destination: CordialDestination,
         name: str | None = None,
         cordial_conn_id: str = CordialHook.default_conn_name,
-        wait_for_completion: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 30.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.destination = destination
         self.name = name
         self.cordial_conn_id = cordial_conn_id
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
         check_destination_object(destination)
         if name is not None and not is_template(name):
             check_export_name(name)
@@ -171,59 +173,75 @@ class _CordialCreateExportOperator(BaseOperator):
     def job_name(self, context: Context) -> str:
         return check_export_name(self.name) if self.name else default_job_name(context)
 
-    def find_job(self, name: str, started_since: datetime) -> str | None:
+    def _find(self, name: str, started_since: datetime) -> str | None:
         """The id of this run's job called ``name``, if Cordial has one."""
         jobs = self.hook.find_jobs_by_name(name, started_since=started_since)
         if not jobs:
             return None
-        job = jobs[0]
-        job_id = job_id_of(job)
+        job_id = job_id_of(jobs[0])
         if job_id is None:
-            raise ExportsError(f"Cordial lists a job named {name!r} but gives no id to follow it by: {job!r}")
+            raise ExportsError(
+                f"Cordial lists a job named {name!r} but gives no id to follow it by: {jobs[0]!r}"
+            )
         if len(jobs) > 1:
             self.log.warning("%d Cordial jobs are named %s; following %s", len(jobs), name, job_id)
-        self.log.info("Cordial job %s (%s) is this run's: reattaching instead of creating another", job_id, name)
         return job_id
 
-    def create_or_reattach(self, context: Context) -> tuple[str, str]:
-        """This run's job (found by name) or a new one: ``(job id, name)``."""
+    def find_job(self, context: Context) -> str | None:
+        # Every rendered value is checked before the first request.
         name = self.job_name(context)
         check_destination_object(self.destination)
         self.check_body(name)
-        since = run_started(context)
-        found = self.find_job(name, since)
-        if found is not None:
-            return found, name
+        return self._find(name, run_started(context))
+
+    def create_job(self, context: Context) -> str:
+        name = self.job_name(context)
         try:
-            job_id = self.send_create(name, self.destination.request())
+            return self.send_create(name, self.destination.request())
         except ExportJobMayExist as exc:
-            self.log.warning("The create call's answer does not name the job (%s); looking %s up by name", exc.answer, name)
+            self.log.warning(
+                "The create call's answer does not name the job (%s); looking %s up by name", exc.answer, name
+            )
+            since = run_started(context)
             for delay in self.uncertain_lookup_delays:
                 time.sleep(delay)
-                found = self.find_job(name, since)
+                found = self._find(name, since)
                 if found is not None:
-                    return found, name
+                    self.log.info("Cordial job %s is the one this call created: following it", found)
+                    return found
             raise ExportJobMayExist(VENDOR, name, exc.answer, looked_up=True) from exc
-        self.log.info("Created Cordial %s export job %s (%s)", self.kind.replace("_", " "), job_id, name)
-        return job_id, name
 
-    def reference(self, job_id: str, name: str) -> dict[str, Any]:
+    def make_trigger(self, job_id: str, deadline: float) -> CordialJobTrigger:
+        return CordialJobTrigger(
+            job_id=job_id,
+            cordial_conn_id=self.cordial_conn_id,
+            poll_interval=self.poll_interval,
+            deadline=deadline,
+        )
+
+    # -- what the task returns
+
+    def reference(
+        self, context: Context, job_id: str, summary: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The XCom return value: the job, what it exports and where it delivers, no secret."""
         return {
             "vendor": VENDOR,
             "job_id": job_id,
-            "name": name,
+            "name": self.job_name(context),
             "export": self.kind,
             "destination": self.destination.reference(),
             **self.delivery(),
+            "file_name": (summary or {}).get("file_name"),
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
-        job_id, name = self.create_or_reattach(context)
-        context["ti"].xcom_push(key="job_id", value=job_id)
-        if self.wait_for_completion:
-            raise NotImplementedError("the wait lands with the shared job-wait bases")
-        return self.reference(job_id, name)
+        outcome = super().execute(context)  # the job id, or (waited for) what execute_complete returns
+        return outcome if self.wait_for_completion else self.reference(context, str(outcome))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        summary = super().execute_complete(context, event)  # raises unless the job is Done
+        return self.reference(context, str(summary["job_id"]), summary)
 
 
 class CordialCreateAudienceTrendsExportOperator(_CordialCreateExportOperator):
@@ -238,7 +256,7 @@ class CordialCreateAudienceTrendsExportOperator(_CordialCreateExportOperator):
     :param selected_timeframe_end: the last day, not before the first. (templated)
 
     See :class:`_CordialCreateExportOperator` for ``destination``, ``name``, ``cordial_conn_id``,
-    ``wait_for_completion``, ``deferrable`` and ``poll_interval``.
+    ``wait_for_completion``, ``deferrable``, ``poll_interval`` and ``timeout``.
     """
 
     kind = "audience_trends"
@@ -284,7 +302,9 @@ class CordialCreateAudienceTrendsExportOperator(_CordialCreateExportOperator):
         audience_trends_body(name=name, destination={"type": "AWS"}, **self.body_arguments())
 
     def send_create(self, name: str, destination: dict[str, Any]) -> str:
-        return self.hook.create_audience_trends_export(name=name, destination=destination, **self.body_arguments())
+        return self.hook.create_audience_trends_export(
+            name=name, destination=destination, **self.body_arguments()
+        )
 
     def delivery(self) -> dict[str, Any]:
         return {"export_type": "csv", "compress": False, "show_header": True}
@@ -306,7 +326,7 @@ class CordialCreateContactExportOperator(_CordialCreateExportOperator):
         here it is on, so the file can be loaded by name).
 
     See :class:`_CordialCreateExportOperator` for ``destination``, ``name``, ``cordial_conn_id``,
-    ``wait_for_completion``, ``deferrable`` and ``poll_interval``.
+    ``wait_for_completion``, ``deferrable``, ``poll_interval`` and ``timeout``.
     """
 
     kind = "contacts"

@@ -15,7 +15,7 @@ from airflow_provider_exports.exceptions import (
     VendorRateLimitError,
 )
 from airflow_provider_exports.hooks._http import RetryPolicy
-from airflow_provider_exports.hooks.cordial import CordialHook, judge_job
+from airflow_provider_exports.hooks.cordial import CordialHook
 
 # every request these tests cause must satisfy Cordial's Swagger (conftest.py)
 pytestmark = pytest.mark.usefixtures("cordial_requests")
@@ -256,19 +256,3 @@ def test_find_jobs_by_name_sees_jobs_not_started_yet_and_prefers_active_ones(san
     assert hook.find_jobs_by_name(
         "weekly-trends", started_since=datetime.now(timezone.utc) + timedelta(hours=1)
     ) == [hook.get_job(scheduled)]
-
-
-@pytest.mark.parametrize(
-    ("status", "state"),
-    [
-        ("Done", "success"),
-        ("Failed", "failed"),
-        ("Throttled", "waiting"),
-        ("Scheduled", "waiting"),
-        ("Queued", "waiting"),
-    ],
-)
-def test_judge_job(status, state):
-    verdict = judge_job({"status": status, "totalItems": 3, "completedItems": 1})
-    assert verdict.state == state
-    assert verdict.describe() == f"status {status}, 1 of 3 items"
