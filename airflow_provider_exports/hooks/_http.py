@@ -450,7 +450,7 @@ class ByteStream:
         self.start = 0
         self.total_size: int | None = self.content_length
         if response.status_code == 206:
-            self.start, end, self.total_size = _content_range(
+            self.start, end, self.total_size = parse_content_range(
                 vendor, url, response.headers.get("Content-Range")
             )
             if self.content_length is not None and self.content_length != end - self.start + 1:
@@ -471,7 +471,7 @@ class ByteStream:
             raise _connection_error(self._vendor, "GET", self._url, exc) from None
 
 
-def _content_range(vendor: str, url: str, value: str | None) -> tuple[int, int, int | None]:
+def parse_content_range(vendor: str, url: str, value: str | None) -> tuple[int, int, int | None]:
     """``bytes START-END/TOTAL`` (TOTAL may be ``*``) → ``(start, end, total)``."""
     unit, _, spec = (value or "").strip().partition(" ")
     span, _, total = spec.partition("/")
