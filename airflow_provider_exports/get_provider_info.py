@@ -42,11 +42,16 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [f"{PACKAGE}.hooks.adobe_experience_platform"],
             },
         ],
+        "operators": [
+            {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.operators.cordial"]},
+        ],
         "sensors": [
             {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.sensors.sitecore_cdp"]},
+            {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.sensors.cordial"]},
         ],
         "triggers": [
             {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.triggers.sitecore_cdp"]},
+            {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.triggers.cordial"]},
         ],
         "transfers": [
             {
@@ -58,6 +63,11 @@ def get_provider_info() -> dict[str, Any]:
                 "source-integration-name": "Sitecore CDP",
                 "target-integration-name": "Common SQL",
                 "python-module": f"{PACKAGE}.transfers.sitecore_cdp_to_sql",
+            },
+            {
+                "source-integration-name": "Cordial",
+                "target-integration-name": "Common SQL",
+                "python-module": f"{PACKAGE}.transfers.cordial_to_sql",
             },
         ],
         "connection-types": [
