@@ -73,6 +73,27 @@ def load_example_dag(airflow_db):
 
 
 @pytest.fixture
+def run_records(airflow_db):
+    """``read(run)``: the XComs and rendered template fields a DAG run left in the metadata DB (what
+    users can read), each as JSON text, by kind."""
+
+    def read(run) -> dict[str, list[str]]:
+        from airflow.models.renderedtifields import RenderedTaskInstanceFields
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            xcoms = [json.dumps(x.value) for x in session.query(XComModel).filter_by(run_id=run.run_id)]
+            rendered = [
+                json.dumps(r.rendered_fields, default=str)
+                for r in session.query(RenderedTaskInstanceFields).filter_by(run_id=run.run_id)
+            ]
+        return {"xcom": xcoms, "rendered": rendered}
+
+    return read
+
+
+@pytest.fixture
 def run_dag(airflow_db):
     """``dag.test()`` of a DAG built in a test (Airflow 3.1 needs it serialized in the metadata DB first)."""
 
@@ -187,6 +208,29 @@ class CordialSwagger:
             except jsonschema.ValidationError as exc:
                 problems.append(f"{what}: body: {exc.message} at {list(exc.absolute_path)}")
         return problems
+
+
+@pytest.fixture
+def cordial_job(sandbox):
+    """Makes audience-trends jobs of the audience ``vip`` at the Cordial sandbox: ``make(seconds,
+    **overrides)`` returns the new job's id; the job stays Scheduled, then Processing, ``seconds`` each."""
+    from airflow_provider_exports.hooks.cordial import CordialHook
+
+    sandbox.cordial.add_audience("vip")
+
+    def make(seconds: float = 0.2, **overrides) -> str:
+        sandbox.cordial.job_seconds = seconds
+        arguments = {
+            "name": "weekly-trends",
+            "audiences": ["vip"],
+            "selected_timeframe_start": "2026-11-16",
+            "selected_timeframe_end": "2026-11-22",
+            "destination": {"type": "AWS"},
+            **overrides,
+        }
+        return CordialHook().create_audience_trends_export(**arguments)
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -377,9 +377,7 @@ class CordialServer(VendorServer):
         return out.getvalue().encode()
 
     def _contacts_file(self, job: ExportJob) -> bytes:
-        with self._state_lock:
-            audience = self._audiences.get(job.audience_key) if job.audience_key else None
-        count = audience.members if audience is not None else self.account_contacts
+        count = self._contact_count(job)
         # Lists: "a value of 1 if they are on the list or 0 if they are not" (the article); vendor
         # is silent on the column name: sandbox choice, the list ID; every third contact is on it.
         columns = [*job.fields, *(str(i) for i in job.lists)]
@@ -566,7 +564,10 @@ class CordialServer(VendorServer):
         return username == API_KEY and password == ""
 
     async def _json_body(self, request: Request) -> tuple[dict[str, Any] | None, Response | None]:
-        """The request's body as a dict, or Cordial's answer to a body it cannot read."""
+        """The body of an authorized request as a dict, or Cordial's answer to a request it refuses
+        (a wrong key, a body it cannot read)."""
+        if not self._authorized(request):
+            return None, self.unauthorized_response()
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body: Any
         if content_type == "application/json":
@@ -632,8 +633,6 @@ class CordialServer(VendorServer):
 
         @app.post(PATHS["create"])
         async def create_export(request: Request) -> Response:
-            if not self._authorized(request):
-                return self.unauthorized_response()
             body, refused = await self._json_body(request)
             if body is None:
                 assert refused is not None
@@ -658,8 +657,6 @@ class CordialServer(VendorServer):
 
         @app.post(PATHS["contacts"])
         async def create_contact_export(request: Request) -> Response:
-            if not self._authorized(request):
-                return self.unauthorized_response()
             body, refused = await self._json_body(request)
             if body is None:
                 assert refused is not None

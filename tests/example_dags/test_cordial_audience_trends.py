@@ -90,21 +90,13 @@ def test_waits_in_the_worker_just_the_same(flow, sandbox, s3, warehouse):
 
 
 def test_no_secret_in_task_logs_xcom_or_rendered_fields(
-    flow, sandbox, s3, warehouse, capfd, cordial_requests
+    flow, sandbox, s3, warehouse, capfd, cordial_requests, run_records
 ):
     run = flow.test(logical_date=LOGICAL_DATE)
     assert run.state == "success", states(run)
 
-    from airflow.models.renderedtifields import RenderedTaskInstanceFields
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        xcoms = [json.dumps(x.value) for x in session.query(XComModel).filter_by(run_id=run.run_id)]
-        rendered = [
-            json.dumps(r.rendered_fields, default=str)
-            for r in session.query(RenderedTaskInstanceFields).filter_by(run_id=run.run_id)
-        ]
+    stored = run_records(run)
+    xcoms, rendered = stored["xcom"], stored["rendered"]
     assert xcoms and rendered
     assert any("raw/cordial/ds=2026-11-22" in r for r in rendered)  # the destination was rendered
     task_log = "".join(capfd.readouterr())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
@@ -92,24 +91,16 @@ def test_reschedule_mode_releases_the_slot_between_pokes(flow, sandbox, s3, ware
     _check_landed(sandbox, s3, warehouse, ref, 300)
 
 
-def test_no_secret_in_task_logs_xcom_or_rendered_fields(flow, sandbox, s3, warehouse, capfd):
+def test_no_secret_in_task_logs_xcom_or_rendered_fields(flow, sandbox, s3, warehouse, capfd, run_records):
     sandbox.sitecore.add_job(EXPORT, rows=300)
     flow.get_task("wait_for_export").deferrable = False
     run = flow.test(logical_date=LOGICAL_DATE)
     assert run.state == "success", _states(run)
 
-    from airflow.models.renderedtifields import RenderedTaskInstanceFields
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
     from airflow_provider_exports.hooks._http import TOKENS
 
-    with create_session() as session:
-        xcoms = [json.dumps(x.value) for x in session.query(XComModel).filter_by(run_id=run.run_id)]
-        rendered = [
-            json.dumps(r.rendered_fields, default=str)
-            for r in session.query(RenderedTaskInstanceFields).filter_by(run_id=run.run_id)
-        ]
+    stored = run_records(run)
+    xcoms, rendered = stored["xcom"], stored["rendered"]
     assert xcoms and rendered
     task_log = "".join(capfd.readouterr())
     secrets = [

@@ -38,6 +38,18 @@ def cordial(sandbox: Sandbox) -> httpx.Client:
         yield client  # type: ignore[misc]
 
 
+def s3_destination(bucket: str, path: str) -> dict[str, Any]:
+    """An S3 destination with keys (the sandbox account has no IAM role unless told so)."""
+    return {
+        "type": "S3",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "aws_bucket": bucket,
+        "aws_region": "us-east-1",
+        "path": path,
+    }
+
+
 def create(client: httpx.Client, swagger: Any, **changes: Any) -> httpx.Response:
     body = {**BODY, **changes}
     swagger.validate(body, {"$ref": "#/definitions/SourceAE"})
@@ -203,15 +215,9 @@ def test_s3_destination_is_delivered_to_moto(
     sandbox: Sandbox, cordial: httpx.Client, s3: Any, cordial_swagger: Any
 ) -> None:
     sandbox.cordial.s3_endpoint_url = s3.endpoint_url
-    destination = {
-        "type": "S3",
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-        "aws_bucket": s3.bucket,
-        "aws_region": "us-east-1",
-        "path": "cordial/trends",
-    }
-    job_id = create(cordial, cordial_swagger, destination=destination).json()["jobId"]
+    job_id = create(cordial, cordial_swagger, destination=s3_destination(s3.bucket, "cordial/trends")).json()[
+        "jobId"
+    ]
     time.sleep(0.35)
     assert cordial.get(f"/v2/jobs/{job_id}").json()["status"] == "Done"
     assert s3.keys() == ["cordial/trends/weekly-trends.csv"]
@@ -383,14 +389,7 @@ def test_contacts_are_delivered_gzipped_to_moto(
 ) -> None:
     sandbox.cordial.s3_endpoint_url = s3.endpoint_url
     sandbox.cordial.add_audience("vip", members=4)
-    destination = {
-        "type": "S3",
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-        "aws_bucket": s3.bucket,
-        "aws_region": "us-east-1",
-        "path": "/cordial/members/",
-    }
+    destination = s3_destination(s3.bucket, "/cordial/members/")
     job_id = create_contacts(cordial, cordial_swagger, destination=destination, compress=True).json()["jobId"]
     assert _wait_done(cordial, job_id)["status"] == "Done"
     assert s3.keys() == ["cordial/members/vip-members.csv.gz"]

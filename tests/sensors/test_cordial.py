@@ -18,7 +18,6 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_exports.exceptions import ExportConfigError, ExportJobFailed, ExportsError
-from airflow_provider_exports.hooks.cordial import CordialHook
 from airflow_provider_exports.sensors.cordial import CordialJobSensor
 from airflow_provider_exports.triggers._base import run_inline
 from airflow_provider_exports.triggers.cordial import CordialJobTrigger
@@ -27,23 +26,6 @@ pytestmark = pytest.mark.usefixtures("cordial_requests")
 
 JOB = "/v2/jobs/*"
 LATE = 5.0
-
-
-@pytest.fixture
-def job(sandbox):
-    sandbox.cordial.add_audience("vip")
-
-    def make(seconds: float = 0.1) -> str:
-        sandbox.cordial.job_seconds = seconds
-        return CordialHook().create_audience_trends_export(
-            name="weekly-trends",
-            audiences=["vip"],
-            selected_timeframe_start="2026-11-16",
-            selected_timeframe_end="2026-11-22",
-            destination={"type": "AWS"},
-        )
-
-    return make
 
 
 def sensor(**overrides) -> CordialJobSensor:
@@ -62,8 +44,8 @@ def test_constructing_makes_no_request_and_templates_wait_for_run_time(sandbox):
     assert sandbox.cordial.requests == []
 
 
-def test_poke_false_while_running_then_the_jobs_summary(sandbox, job):
-    job_id = job(seconds=0.5)
+def test_poke_false_while_running_then_the_jobs_summary(sandbox, cordial_job):
+    job_id = cordial_job(seconds=0.5)
     waiting = sensor(job_id=job_id)
     assert waiting.poke({}) is False
     time.sleep(1.0)  # past Scheduled and Processing (0.5 s each)
@@ -77,16 +59,16 @@ def test_poke_false_while_running_then_the_jobs_summary(sandbox, job):
     }
 
 
-def test_a_failed_job_fails_the_poke_for_good(sandbox, job):
+def test_a_failed_job_fails_the_poke_for_good(sandbox, cordial_job):
     sandbox.cordial.fail_next_jobs(1)
-    job_id = job()
+    job_id = cordial_job()
     with pytest.raises(ExportJobFailed, match=r"ended with status Failed\. totalRecords=0") as err:
         sensor(job_id=job_id).execute({})
     assert isinstance(err.value, AirflowFailException)  # never retried: a failed job stays failed
 
 
-def test_poke_mode_ends_at_the_timeout_while_a_call_is_retried(sandbox, job):
-    job_id = job(seconds=120)
+def test_poke_mode_ends_at_the_timeout_while_a_call_is_retried(sandbox, cordial_job):
+    job_id = cordial_job(seconds=120)
     sandbox.cordial.faults.rate_limit(JOB, times=None, retry_after="30")
     deadline = time.time() + 2
     with pytest.raises(AirflowSensorTimeout):
@@ -95,8 +77,8 @@ def test_poke_mode_ends_at_the_timeout_while_a_call_is_retried(sandbox, job):
     assert [r.status for r in sandbox.cordial.requests_to(JOB)] == [429, 429]
 
 
-def test_deferrable_defers_to_the_trigger_whose_event_completes_it(sandbox, job):
-    job_id = job(seconds=0.3)
+def test_deferrable_defers_to_the_trigger_whose_event_completes_it(sandbox, cordial_job):
+    job_id = cordial_job(seconds=0.3)
     waiting = sensor(job_id=job_id, deferrable=True)
     with pytest.raises(TaskDeferred) as deferred:
         waiting.execute({})

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from airflow_provider_exports.hooks.cordial import CordialHook
 from airflow_provider_exports.sandbox.cordial import API_KEY
 from airflow_provider_exports.triggers._base import run_inline
 from airflow_provider_exports.triggers.cordial import CordialJobTrigger, job_verdict
@@ -22,24 +21,6 @@ CLASSPATH = "airflow_provider_exports.triggers.cordial.CordialJobTrigger"
 JOB = "/v2/jobs/*"
 # Bounds, never races: a wait ends no earlier than its deadline and less than LATE seconds after it.
 LATE = 5.0
-
-
-@pytest.fixture
-def job(sandbox):
-    """Make one audience-trends job at the sandbox; returns its id."""
-    sandbox.cordial.add_audience("vip")
-
-    def make(seconds: float = 0.2) -> str:
-        sandbox.cordial.job_seconds = seconds
-        return CordialHook().create_audience_trends_export(
-            name="weekly-trends",
-            audiences=["vip"],
-            selected_timeframe_start="2026-11-16",
-            selected_timeframe_end="2026-11-22",
-            destination={"type": "AWS"},
-        )
-
-    return make
 
 
 def make_trigger(job_id: str, **overrides) -> CordialJobTrigger:
@@ -63,8 +44,8 @@ def test_serialize_round_trip_is_json_primitives_without_secrets():
     assert CordialJobTrigger(**json.loads(dumped)).serialize() == (classpath, kwargs)
 
 
-def test_waits_through_scheduled_and_processing_until_done(sandbox, job):
-    job_id = job()
+def test_waits_through_scheduled_and_processing_until_done(sandbox, cordial_job):
+    job_id = cordial_job()
     payload = run_inline(make_trigger(job_id))
     assert payload == {
         "status": "success",
@@ -75,16 +56,16 @@ def test_waits_through_scheduled_and_processing_until_done(sandbox, job):
     assert len(sandbox.cordial.requests_to(JOB)) >= 3
 
 
-def test_a_throttled_job_is_waited_for(sandbox, job):
+def test_a_throttled_job_is_waited_for(sandbox, cordial_job):
     sandbox.cordial.throttle_next_jobs(1)
-    job_id = job()
+    job_id = cordial_job()
     payload = run_inline(make_trigger(job_id))
     assert payload["status"] == "success"
 
 
-def test_a_failed_job_is_a_failed_event_with_its_result(sandbox, job):
+def test_a_failed_job_is_a_failed_event_with_its_result(sandbox, cordial_job):
     sandbox.cordial.fail_next_jobs(1)
-    job_id = job()
+    job_id = cordial_job()
     payload = run_inline(make_trigger(job_id))
     assert (
         payload["status"] == "failed" and payload["job_ref"] == job_id and payload["job_status"] == "Failed"
@@ -110,8 +91,8 @@ def test_an_unknown_job_is_an_error_event_at_once(sandbox):
     assert time.monotonic() - started < 3 and len(sandbox.cordial.requests_to(JOB)) == 1
 
 
-def test_rides_out_a_429_storm_longer_than_one_calls_retries(sandbox, job):
-    job_id = job(seconds=0.05)
+def test_rides_out_a_429_storm_longer_than_one_calls_retries(sandbox, cordial_job):
+    job_id = cordial_job(seconds=0.05)
     # Six 429s: one look makes 5 attempts (Retry-After 1 s each), gives up, and the wait goes on.
     sandbox.cordial.faults.rate_limit(JOB, times=6, retry_after="1")
     started = time.monotonic()
@@ -121,8 +102,8 @@ def test_rides_out_a_429_storm_longer_than_one_calls_retries(sandbox, job):
     assert [r.status for r in sandbox.cordial.requests_to(JOB)] == [429] * 6 + [200]
 
 
-def test_the_wait_ends_at_its_deadline_while_a_call_is_retried(sandbox, job):
-    job_id = job(seconds=120)
+def test_the_wait_ends_at_its_deadline_while_a_call_is_retried(sandbox, cordial_job):
+    job_id = cordial_job(seconds=120)
     sandbox.cordial.faults.rate_limit(JOB, times=None, retry_after="30")
     deadline = time.time() + 2
     payload = run_inline(make_trigger(job_id, poll_interval=60, deadline=deadline))
