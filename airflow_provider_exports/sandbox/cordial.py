@@ -563,30 +563,30 @@ class CordialServer(VendorServer):
         # C-REST: API key as username, blank password.
         return username == API_KEY and password == ""
 
-    async def _json_body(self, request: Request) -> tuple[dict[str, Any] | None, Response | None]:
+    async def _json_body(self, request: Request) -> dict[str, Any] | Response:
         """The body of an authorized request as a dict, or Cordial's answer to a request it refuses
         (a wrong key, a body it cannot read)."""
         if not self._authorized(request):
-            return None, self.unauthorized_response()
+            return self.unauthorized_response()
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body: Any
         if content_type == "application/json":
             try:
                 body = await request.json()
             except ValueError:
-                return None, cordial_error(400, "INVALID_JSON_PROVIDED", "Invalid JSON provided")
+                return cordial_error(400, "INVALID_JSON_PROVIDED", "Invalid JSON provided")
         elif content_type == "application/x-www-form-urlencoded":
             body = _nest_form(list((await request.form()).multi_items()))
         else:
-            return None, cordial_error(
+            return cordial_error(
                 415,
                 "UNSUPPORTED_MEDIA_TYPE",
                 "Unsupported Media Type: Content-Type header must be application/json or "
                 "application/x-www-form-urlencoded.",
             )
         if not isinstance(body, dict):
-            return None, cordial_error(400, "INVALID_JSON_PROVIDED", "Invalid JSON provided")
-        return body, None
+            return cordial_error(400, "INVALID_JSON_PROVIDED", "Invalid JSON provided")
+        return body
 
     def _new_job(self, kind: str, body: dict[str, Any], **spec: Any) -> Response:
         with self._state_lock:
@@ -633,10 +633,9 @@ class CordialServer(VendorServer):
 
         @app.post(PATHS["create"])
         async def create_export(request: Request) -> Response:
-            body, refused = await self._json_body(request)
-            if body is None:
-                assert refused is not None
-                return refused
+            body = await self._json_body(request)
+            if isinstance(body, Response):
+                return body
             # Vendor is silent on the order of checks (README §2.3): sandbox choice: request
             # validation of the destination (400) before the export configuration (406).
             dest_error = self._destination_error(body.get("destination"))
@@ -657,10 +656,9 @@ class CordialServer(VendorServer):
 
         @app.post(PATHS["contacts"])
         async def create_contact_export(request: Request) -> Response:
-            body, refused = await self._json_body(request)
-            if body is None:
-                assert refused is not None
-                return refused
+            body = await self._json_body(request)
+            if isinstance(body, Response):
+                return body
             # C-V2 documents only 400 (ContactExportsError) and 415 for this operation.
             error = self._destination_error(body.get("destination")) or self._contacts_error(body)
             if error is not None:
