@@ -231,3 +231,42 @@ def test_a_csv_without_its_header_is_refused(sandbox, cordial_s3):
     with pytest.raises(ExportConfigError, match="show_header=True") as err:
         transfer(export, table="lapsed_members").execute({})
     assert err.value.field == "export.show_header"
+
+
+def test_on_kill_stops_a_load_whose_read_waits_and_leaves_nothing(
+    sandbox, cordial_s3, flaky_s3, warehouse, monkeypatch
+):
+    import threading
+
+    from airflow_provider_exports.exceptions import TransferCancelled
+
+    sandbox.cordial.add_audience("big", members=5000)
+    export = deliver(sandbox, cordial_s3, "contacts", name="big-members", audience_key="big")
+    slow = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"endpoint_url": flaky_s3.endpoint_url, "region_name": "us-east-1"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SLOW_S3", json.dumps(slow))
+    # S3 goes silent 64 KiB into an answer (the HEAD's connection and the GET's may differ)
+    flaky_s3.actions = [("stall", 64 * 1024)] * 3
+    op = transfer(export, table="big_members", aws_conn_id="slow_s3")
+    outcome: list[BaseException | dict] = []
+
+    def load() -> None:
+        try:
+            outcome.append(op.execute({}))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    assert flaky_s3.stalled.wait(30), outcome
+    killed = time.monotonic()
+    op.on_kill()
+    thread.join(30)
+    assert not thread.is_alive() and time.monotonic() - killed < 5
+    assert len(outcome) == 1 and isinstance(outcome[0], TransferCancelled), outcome
+    assert rows(warehouse, "SELECT name FROM sqlite_master WHERE name = 'big_members'") == []
+    assert rows(warehouse, "SELECT count(*) FROM exports_manifest") == [(0,)]
