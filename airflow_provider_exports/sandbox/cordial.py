@@ -128,6 +128,9 @@ class ExportJob:
     created_wall: dt.datetime
     #: how long the job stays Scheduled, then Processing: the server's ``job_seconds`` at creation
     seconds: float = 1.0
+    #: the server's ``job_reads`` at creation: the job moves on with reads of it, not with time
+    reads_to_finish: int | None = None
+    reads: int = 0
     # trends
     start: dt.date = dt.date.min
     end: dt.date = dt.date.min
@@ -168,6 +171,7 @@ class CordialServer(VendorServer):
         "s3_iam_role": False,
         "rate_limit_per_minute": 120,
         "account_contacts": 100,
+        "job_reads": None,
     }
 
     def __init__(self, cache_dir: Path) -> None:
@@ -177,6 +181,10 @@ class CordialServer(VendorServer):
         self.rate_limit_per_minute: int = 120
         #: how many contacts a contact export without ``audience-key`` holds
         self.account_contacts: int = 100
+        #: when set, jobs created from now on move on with each ``GET /v2/jobs/{id}`` of them instead
+        #: of with time: Scheduled at the first read, Processing (or Throttled) until read number
+        #: ``job_reads``, which finds them Done (or Failed). Deterministic, for tests that count looks.
+        self.job_reads: int | None = None
         super().__init__(cache_dir)
         self._audiences: dict[str, Audience] = {}
         self._saved_keys: set[str] = set()
@@ -314,10 +322,14 @@ class CordialServer(VendorServer):
 
     # -- job model ------------------------------------------------------------------------------
     def _status(self, job: ExportJob) -> str:
-        elapsed = time.monotonic() - job.created_mono
-        if elapsed < job.seconds:
+        if job.reads_to_finish is not None:
+            scheduled, running = job.reads <= 1, job.reads < job.reads_to_finish
+        else:
+            elapsed = time.monotonic() - job.created_mono
+            scheduled, running = elapsed < job.seconds, elapsed < 2 * job.seconds
+        if scheduled and running:
             return "Scheduled"
-        if elapsed < 2 * job.seconds:
+        if running:
             return "Throttled" if job.throttled else "Processing"
         if job.fail_reason is not None:
             return "Failed"
@@ -598,6 +610,7 @@ class CordialServer(VendorServer):
                 created_mono=time.monotonic(),
                 created_wall=dt.datetime.now(dt.timezone.utc),
                 seconds=self.job_seconds,
+                reads_to_finish=self.job_reads,
                 fail_reason=self._fail_next.pop(0) if self._fail_next else None,
                 **spec,
             )
@@ -681,6 +694,8 @@ class CordialServer(VendorServer):
                 return self.unauthorized_response()
             with self._state_lock:
                 job = self._jobs.get(id)
+                if job is not None:
+                    job.reads += 1
             if job is None:
                 return cordial_error(404, "RECORD_NOT_FOUND", "record not found")
             record = self._job_record(job)

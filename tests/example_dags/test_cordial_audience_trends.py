@@ -75,10 +75,12 @@ def check_landed(sandbox, s3, warehouse) -> None:
 
 
 def test_deferred_waits_create_deliver_and_load(flow, sandbox, s3, warehouse):
+    sandbox.cordial.job_reads = 2  # each job: Scheduled at the first look, Done at the second
     run = flow.test(logical_date=LOGICAL_DATE)
     assert run.state == "success", states(run)
     check_landed(sandbox, s3, warehouse)
-    assert len(sandbox.cordial.requests_to("/v2/jobs/*")) >= 4  # both jobs were waited for
+    # two looks at each job by its wait, one by each transfer before it loads
+    assert len(sandbox.cordial.requests_to("/v2/jobs/*")) == 2 * 2 + 2
 
 
 def test_waits_in_the_worker_just_the_same(flow, sandbox, s3, warehouse):

@@ -301,6 +301,7 @@ def test_sftp_and_ftp_come_from_their_connections(delivery, monkeypatch):
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["in-the-worker", "deferred"])
 def test_creates_pushes_the_job_id_and_waits(delivery, sandbox, run_dag, cordial_requests, deferrable):
+    sandbox.cordial.job_reads = 3  # Scheduled, Processing, then Done at the third look
     dag = one_task_dag(
         CordialCreateAudienceTrendsExportOperator,
         destination=s3_destination(delivery),
@@ -335,7 +336,7 @@ def test_creates_pushes_the_job_id_and_waits(delivery, sandbox, run_dag, cordial
         KEY_ID,
         SECRET,
     )
-    assert len(sandbox.cordial.requests_to("/v2/jobs/*")) >= 2  # it waited for Done
+    assert len(sandbox.cordial.requests_to("/v2/jobs/*")) == 3  # it waited for Done
 
 
 def test_contact_export_with_the_accounts_iam_role(delivery, sandbox, run_dag, cordial_requests):

@@ -45,10 +45,10 @@ def test_constructing_makes_no_request_and_templates_wait_for_run_time(sandbox):
 
 
 def test_poke_false_while_running_then_the_jobs_summary(sandbox, cordial_job):
-    job_id = cordial_job(seconds=0.5)
+    sandbox.cordial.job_reads = 2  # Scheduled at the first look, Done at the second
+    job_id = cordial_job()
     waiting = sensor(job_id=job_id)
     assert waiting.poke({}) is False
-    time.sleep(1.0)  # past Scheduled and Processing (0.5 s each)
     done = waiting.poke({})
     assert isinstance(done, PokeReturnValue) and done.is_done
     assert done.xcom_value == {
@@ -78,7 +78,8 @@ def test_poke_mode_ends_at_the_timeout_while_a_call_is_retried(sandbox, cordial_
 
 
 def test_deferrable_defers_to_the_trigger_whose_event_completes_it(sandbox, cordial_job):
-    job_id = cordial_job(seconds=0.3)
+    sandbox.cordial.job_reads = 2  # the first poke sees it Scheduled, the trigger sees it Done
+    job_id = cordial_job()
     waiting = sensor(job_id=job_id, deferrable=True)
     with pytest.raises(TaskDeferred) as deferred:
         waiting.execute({})
