@@ -97,8 +97,8 @@ def default_job_name(context: Context) -> str:
 
 
 def run_started(context: Context) -> datetime:
-    """When this DAG run (or its latest clearing) started, less :data:`CLOCK_SKEW`: jobs of this
-    run started after it. A cleared run starts anew, so a cleared task creates a new job."""
+    """When this DAG run started (Airflow sets it again when a finished run is cleared), less
+    :data:`CLOCK_SKEW`: the jobs of this run started after it."""
     started = getattr(context["dag_run"], "start_date", None) or getattr(context["ti"], "start_date", None)
     return (started or datetime.now(timezone.utc) - timedelta(days=1)) - CLOCK_SKEW
 

@@ -107,7 +107,11 @@ class S3SourceFile(SourceFile):
             body = answer["Body"]
             with self._lock:
                 self._open_bodies.add(body)
+                # an interrupt that came while the answer's headers were read found no body to cut
+                stopped = self._stopped.is_set()
             try:
+                if stopped:
+                    raise TransferCancelled(f"{self.name}: the read was interrupted")
                 start, total = 0, answer.get("ContentLength")
                 if answer.get("ContentRange"):  # a 206: where this answer starts, and the whole size
                     start, _end, total = parse_content_range("S3", self.location, answer["ContentRange"])
@@ -142,8 +146,8 @@ class S3SourceFile(SourceFile):
         return isinstance(exc, transient)
 
     def interrupt(self) -> None:
-        self._stopped.set()
-        with self._lock:
+        with self._lock:  # with open(): either the body is cut here, or open() sees the flag
+            self._stopped.set()
             bodies = list(self._open_bodies)
         for body in bodies:
             sock = _socket_of(body)
