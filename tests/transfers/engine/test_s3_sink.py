@@ -418,3 +418,28 @@ def test_part_body_is_a_seekable_view():
     assert body.read(10) == bytes(data[2 * MIB : 2 * MIB + 5])
     with pytest.raises(ValueError):
         body.seek(-1)
+
+
+def test_a_part_botocore_retries_is_sent_again_from_its_first_byte(tmp_path, s3):
+    from botocore.awsrequest import AWSResponse
+
+    data = hashlib.sha256(b"retry").digest() * (7 * MIB // 32)  # 7 MiB: two parts of 5 MiB
+    (tmp_path / "r.bin").write_bytes(data)
+    sink = S3Sink(s3.bucket, "retry", part_size=5 * MIB, max_concurrency=1)
+    failed: list[int] = []
+
+    class Raw:
+        def stream(self, **kwargs):
+            yield b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"
+
+    def fail_first_send(request, **kwargs):
+        if not failed:
+            failed.append(len(request.body.read()))  # as if the body went out and the answer was a 500
+            return AWSResponse(request.url, 500, {}, Raw())
+        return None
+
+    sink.client.meta.events.register("before-send.s3.UploadPart", fail_first_send)
+    run_transfer([LocalFileSource(tmp_path / "r.bin")], sink, vendor="Cordial", export_ref="e", job_ref="j")
+
+    assert failed == [5 * MIB]
+    assert s3.read(s3.committed("retry")["r.bin"]) == data  # moto checked each part's CRC32 too
