@@ -185,12 +185,13 @@ def _disk_source_class() -> Any:
             super().__init__(path.name, path.stat().st_size)
             self.path = path
 
-        def open(self, offset: int, chunk_size: int = MIB) -> Any:
+        def open(self, offset: int, chunk_size: int = MIB, *, if_range: str | None = None) -> Any:
             @contextmanager
             def opened() -> Iterator[OpenedStream]:
                 with self.path.open("rb") as fh:
                     fh.seek(offset)
-                    yield OpenedStream(iter(lambda: fh.read(chunk_size), b""), self.path.stat().st_size)
+                    yield OpenedStream(iter(lambda: fh.read(chunk_size), b""), self.path.stat().st_size,
+                                       start=offset)
 
             return opened()
 
