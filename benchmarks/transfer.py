@@ -221,7 +221,6 @@ def _seaweedfs_class() -> Any:
             super().__init__(port=port)
             self.parent, self.bucket = parent, bucket
             self._dir: Path | None = None
-            self._weed: subprocess.Popen[bytes] | None = None
 
         @staticmethod
         def executable() -> str:
@@ -237,10 +236,10 @@ def _seaweedfs_class() -> Any:
                    f"-bucket={self.bucket}", f"-s3.port={self.port}", "-master.telemetry=false", "-webdav=false",
                    "-s3.port.iceberg=0", "-s3.port.lance=0"]
             with open(self._dir / "weed.log", "wb") as log:
-                self._weed = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self._dir)
+                self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self._dir)
             deadline = time.monotonic() + timeout
             while True:
-                if self._weed.poll() is not None:
+                if self._proc.poll() is not None:
                     tail = (self._dir / "weed.log").read_text(errors="replace")[-2000:]
                     self.stop()
                     raise RuntimeError(f"weed mini exited early (port {self.port} busy?):\n{tail}")
@@ -256,14 +255,7 @@ def _seaweedfs_class() -> Any:
             return self
 
         def stop(self) -> None:
-            weed, self._weed = self._weed, None
-            if weed is not None:
-                weed.terminate()
-                try:
-                    weed.wait(30)
-                except subprocess.TimeoutExpired:
-                    weed.kill()
-                    weed.wait(10)
+            super().stop()
             if self._dir is not None:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None
