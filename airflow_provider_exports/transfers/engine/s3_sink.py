@@ -131,7 +131,8 @@ class _PartBody:
     botocore reads a file body in blocks (to compute the part's CRC32, to sign it over plain HTTP,
     to frame it as aws-chunked over HTTPS) and seeks back before a retry; urllib3 sends it in
     blocks. A ``bytes`` body would be a fresh copy of every part, and a ``bytearray`` one is copied
-    whole into a ``BytesIO`` on the HTTPS path; this view is never copied whole.
+    whole into a ``BytesIO`` on the HTTPS path; this view is never copied whole. (botocore sends a
+    file body with ``Expect: 100-continue``, as it does the parts of boto3's own ``upload_file``.)
     """
 
     def __init__(self, view: memoryview) -> None:
