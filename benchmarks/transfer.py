@@ -38,6 +38,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -206,7 +207,6 @@ def _DiskSource(path: Path) -> Any:  # a class made on demand: importing this fi
 
 
 def _seaweedfs_class() -> Any:
-    import shutil
     import urllib.error
     import urllib.request
 
@@ -361,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         if cluster is not None:
             cluster.stop()
         sb.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
     report = _report(args, results)
     if args.json:
