@@ -156,7 +156,11 @@ class AdobeAEPServer(VendorServer):
     batch), ``segment_rows`` (per-segment override), ``rows_per_file`` (if set, the number of
     dataset files follows from it; else ``files_per_batch`` files), ``parts_per_file`` (Parquet
     parts per dataset file), ``row_group_rows``, ``failing_segments`` (a job filtering on one of
-    them ends ``FAILED``), ``file_media_type``, ``list_default_limit``.
+    them ends ``FAILED``), ``file_media_type``, ``list_default_limit``, ``directory_depth`` (how
+    many levels of directory entries a dataset file's listing has before its Parquet parts: 0
+    lists the parts, 1 lists one further ``dataSetFileId`` that lists them), ``dataset_id_key``
+    (``datasetId`` as in the spec, or ``dataSetId`` as in some guide examples, in a job's
+    ``destination``).
     """
 
     vendor: ClassVar[str] = "Adobe Experience Platform"
@@ -175,6 +179,8 @@ class AdobeAEPServer(VendorServer):
         "file_media_type": "application/octet-stream",
         # SANDBOX CHOICE: the default page size of GET /export/jobs is not documented.
         "list_default_limit": 50,
+        "directory_depth": 0,
+        "dataset_id_key": "datasetId",
     }
 
     client_id: str = CLIENT_ID
@@ -191,6 +197,8 @@ class AdobeAEPServer(VendorServer):
         self.row_group_rows: int = DEFAULT_ROW_GROUP_ROWS
         self.file_media_type: str = "application/octet-stream"
         self.list_default_limit: int = 50
+        self.directory_depth: int = 0
+        self.dataset_id_key: str = "datasetId"
         self.failing_segments: set[str] = set()
         self.segment_rows: dict[str, int] = {}
         super().__init__(cache_dir)
@@ -305,6 +313,7 @@ class AdobeAEPServer(VendorServer):
         route = app.add_route
         route("/ims/token/v3", self._ims_token, methods=["POST"])
         route(CATALOG_BASE + "/dataSets", self._create_dataset, methods=["POST"])
+        route(CATALOG_BASE + "/dataSets", self._list_datasets, methods=["GET"])
         route(CATALOG_BASE + "/dataSets/{dataset_id}", self._get_dataset, methods=["GET"])
         route(CATALOG_BASE + "/batches/{batch_id}", self._get_batch, methods=["GET"])
         for path in ("/export/jobs", "/export/jobs/"):
@@ -502,6 +511,52 @@ class AdobeAEPServer(VendorServer):
         # A-CAT: lookups answer an object keyed by the id.
         return JSONResponse({dataset_id: body})
 
+    def _list_datasets(self, request: Request) -> Response:
+        """``GET /dataSets``: filters ``name`` and ``property`` (``field==value``, ``field!=value``),
+        ``orderBy`` (``asc:created``/``desc:created``...), ``start``, ``limit`` (at most 100),
+        ``properties``; the answer is an object keyed by dataset id (A-CAT)."""
+        from starlette.responses import JSONResponse
+
+        if (denied := self._check_gateway(request)) is not None:
+            return denied
+        q = request.query_params
+        try:
+            start = int(q.get("start", "0"))
+            # Vendor is silent on the default page size of GET /dataSets; 100 is its maximum (A-CAT).
+            limit = min(int(q.get("limit", "50")), 100)
+            if start < 0 or limit < 1:
+                raise ValueError
+        except ValueError:
+            return self._problem(400, "BadRequestError", "start must be >= 0 and limit a positive integer.")
+        tests: list[tuple[str, str, str]] = []
+        if q.get("name") is not None:
+            tests.append(("name", "==", q["name"]))
+        for prop in q.getlist("property"):
+            # Vendor is silent (here) on the property grammar beyond its examples: == and != only.
+            for op in ("!=", "=="):
+                key, sep, value = prop.partition(op)
+                if sep and key:
+                    tests.append((key, op, value))
+                    break
+            else:
+                return self._problem(400, "BadRequestError", f"Unsupported property filter {prop!r}.")
+        order = q.get("orderBy", "")
+        with self._state_lock:
+            items = [(k, dict(v)) for k, v in self._datasets.items()]
+        for key, op, value in tests:
+            items = [
+                (k, v) for k, v in items if (str(v.get(key)) == value) == (op == "==")
+            ]
+        if order:
+            direction, _, fields = order.partition(":")
+            if direction not in ("asc", "desc") or not fields:
+                return self._problem(400, "BadRequestError", f"Unsupported orderBy {order!r}.")
+            keys = fields.split(",")
+            items.sort(key=lambda kv: tuple(str(kv[1].get(f, "")).zfill(20) for f in keys), reverse=direction == "desc")
+        page = items[start : start + limit]
+        wanted = [p for p in q.get("properties", "").split(",") if p]
+        return JSONResponse({k: ({p: v[p] for p in wanted if p in v} if wanted else v) for k, v in page})
+
     def _batch_view(self, batch: _Batch, now_ms: int) -> dict[str, Any]:
         job = self._jobs.get(batch.job_id)
         status, changed_ms = job.phase(now_ms) if job is not None else ("SUCCEEDED", batch.created_ms)
@@ -690,7 +745,10 @@ class AdobeAEPServer(VendorServer):
         status, changed_ms = job.phase(now_ms)
         req = job.request
         failed = status == "FAILED"
-        destination: dict[str, Any] = {"datasetId": job.dataset_id, "segmentPerBatch": job.segment_per_batch}
+        destination: dict[str, Any] = {
+            self.dataset_id_key: job.dataset_id,
+            "segmentPerBatch": job.segment_per_batch,
+        }
         if job.segment_per_batch and job.batches and job.batches[0].segments:
             # Segmentation guide: with segmentPerBatch=true, destination.batches is an array (the
             # spec's schema says object: spec defect).
@@ -942,14 +1000,35 @@ class AdobeAEPServer(VendorServer):
         file_id: str = request.path_params["file_id"]
         if (denied := self._check_gateway(request)) is not None:
             return denied
+        # "<id>~d<k>": level k of the directory entries in front of a dataset file's parts.
+        top_id, sep, level_text = file_id.partition("~d")
+        level = int(level_text) if sep and level_text.isdigit() else 0
         with self._state_lock:
-            found = self._files.get(file_id)
+            found = self._files.get(top_id) if level <= self.directory_depth and (level or not sep) else None
             job = self._jobs.get(found[0].job_id) if found else None
             ready = found is not None and (job is None or job.phase(_now_ms())[0] == "SUCCEEDED")
+            depth = self.directory_depth
         if found is None or not ready:
             return self._problem(404, "NotFoundError", f"Dataset file {file_id} was not found.")
         _, dsf = found
         path_param = request.query_params.get("path")
+        if path_param is None and request.method != "HEAD" and level < depth:
+            # A-DA: a directory lists "further dataSetFileId entries". Vendor is silent on their
+            # shape; here: the id and a self link, like a batch listing's entries.
+            child = f"{top_id}~d{level + 1}"
+            return JSONResponse(
+                {
+                    "data": [
+                        {
+                            "dataSetFileId": child,
+                            "_links": {"self": {"href": f"{self.url}{DATA_ACCESS_BASE}/files/{child}"}},
+                        }
+                    ],
+                    "_page": {"limit": 100, "count": 1},
+                }
+            )
+        if path_param is not None and level < depth:
+            return self._problem(404, "NotFoundError", f"File {path_param} was not found in {file_id}.")
         if path_param is None:
             if request.method == "HEAD":
                 # A-DA: path is required on HEAD.
