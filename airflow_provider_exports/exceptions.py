@@ -127,6 +127,11 @@ class ExportJobFailed(ExportsError, AirflowFailException):
         super().__init__(". ".join(parts))
 
 
+class JobWaitTimeout(ExportsError):
+    """A job-creating operator's wait for its job reached its ``timeout``; the job was cancelled where
+    the vendor allows it. A retry reattaches to the job if it still exists."""
+
+
 class TransferError(ExportsError):
     """A transfer could not complete; the destination was left as it was."""
 

@@ -15,43 +15,21 @@ deadline and may end past it by its retries (at most 5 attempts, each ``Retry-Af
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import (
-    AirflowSensorTimeout,
-    BaseSensorOperator,
-    PokeReturnValue,
-    conf,
-)
-
-from airflow_provider_exports.exceptions import (
-    DeadlineExceeded,
-    ExportConfigError,
-    ExportJobFailed,
-    ExportsError,
-)
-from airflow_provider_exports.hooks.sitecore_cdp import (
-    FAILED_STATUSES,
-    SitecoreCDPHook,
-    check_export_ref,
-    failure_details,
-    judge_reports,
-)
-from airflow_provider_exports.triggers.sitecore_cdp import (
-    TRANSIENT_ERRORS,
-    SitecoreCDPExportTrigger,
-    poll_deadline,
-)
+from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.hooks.sitecore_cdp import FAILED_STATUSES, SitecoreCDPHook, check_export_ref
+from airflow_provider_exports.sensors._base import JobSensor
+from airflow_provider_exports.triggers.sitecore_cdp import VENDOR, SitecoreCDPExportTrigger, export_verdict
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
+    from airflow_provider_exports.utils.waiting import JobVerdict
 
 
 def _parse_finished_after(value: str | datetime) -> datetime:
@@ -68,7 +46,7 @@ def _parse_finished_after(value: str | datetime) -> datetime:
     return parsed
 
 
-class SitecoreCDPExportSensor(BaseSensorOperator):
+class SitecoreCDPExportSensor(JobSensor):
     """Wait until a Sitecore CDP audience export has a new successfully finished job.
 
     :param audience_export_ref: the export's friendly ID or UUID reference. (templated)
@@ -79,6 +57,7 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
+    vendor = VENDOR
     template_fields: Sequence[str] = ("audience_export_ref", "finished_after", "sitecore_cdp_conn_id")
 
     def __init__(
@@ -88,7 +67,6 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
         finished_after: str | datetime | None = None,
         fail_on_alert: bool = True,
         sitecore_cdp_conn_id: str = SitecoreCDPHook.default_conn_name,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,14 +74,10 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
         self.finished_after = finished_after
         self.fail_on_alert = fail_on_alert
         self.sitecore_cdp_conn_id = sitecore_cdp_conn_id
-        self.deferrable = deferrable
         if not is_template(audience_export_ref):
             check_export_ref(audience_export_ref)
         if finished_after not in (None, "", "None") and not is_template(finished_after):
             _parse_finished_after(finished_after)
-        # Set by execute (epoch seconds); the next poke is the last look once a pause reaches it.
-        self._deadline: float | None = None
-        self._last_look = False
 
     @cached_property
     def hook(self) -> SitecoreCDPHook:
@@ -120,84 +94,20 @@ class SitecoreCDPExportSensor(BaseSensorOperator):
             value = context.get("data_interval_start")
         return None if value is None else _parse_finished_after(value)
 
-    def poke(self, context: Context) -> PokeReturnValue | bool:
+    def look(self, context: Context, deadline: float | None) -> JobVerdict:
         check_export_ref(self.audience_export_ref)
-        try:
-            reports = self.hook.get_reports(
-                self.audience_export_ref, deadline=poll_deadline(self._deadline, self._last_look)
-            )
-        except DeadlineExceeded as exc:
-            self.log.info("Sitecore CDP poke stopped: %s", exc)
-            return False
-        except TRANSIENT_ERRORS as exc:
-            self.log.warning("Sitecore CDP still failing after retries (%s); will poke again", exc)
-            return False
-        verdict = judge_reports(reports, self._finished_after(context), self.fail_statuses)
-        self.log.info("Export %s: %s", self.audience_export_ref, verdict.describe())
-        if verdict.state == "failed":
-            report = verdict.report or {}
-            raise ExportJobFailed(
-                "Sitecore CDP",
-                str(verdict.execution_ref),
-                str(report.get("status")),
-                errors=list(report.get("errorLogs") or []),
-                details=failure_details(report),
-            )
-        if verdict.state == "success":
-            return PokeReturnValue(is_done=True, xcom_value=verdict.execution_ref)
-        return False
-
-    def execute(self, context: Context) -> Any:
-        # Reschedule mode: each try is a new process and Airflow counts the timeout from the first.
-        self._deadline = None if self.reschedule and not self.deferrable else time.time() + self.timeout
-        self._last_look = False
-        if not self.deferrable:
-            return super().execute(context)
-        first = self.poke(context)
-        if isinstance(first, PokeReturnValue) and first.is_done:
-            return first.xcom_value
-        after = self._finished_after(context)
-        self.defer(
-            trigger=SitecoreCDPExportTrigger(
-                audience_export_ref=self.audience_export_ref,
-                finished_after=after.isoformat() if after else None,
-                fail_statuses=sorted(self.fail_statuses),
-                sitecore_cdp_conn_id=self.sitecore_cdp_conn_id,
-                poll_interval=self.poke_interval,
-                deadline=self._deadline,
-            ),
-            method_name="execute_complete",
-            # The trigger owns the deadline so the task ends through execute_complete with a clear message.
-            timeout=None,
+        reports = self.hook.get_reports(self.audience_export_ref, deadline=deadline)
+        return export_verdict(
+            self.audience_export_ref, reports, self._finished_after(context), self.fail_statuses
         )
 
-    def _get_next_poke_interval(
-        self, started_at: datetime | float, run_duration: Callable[[], float], poke_count: int
-    ) -> float:
-        # Airflow cuts the pause to the time left only with exponential_backoff; without it a
-        # 60 s interval would carry the wait up to 60 s past the timeout. The poke after a cut
-        # pause is the last look.
-        interval = super()._get_next_poke_interval(started_at, run_duration, poke_count)
-        left = max(0.0, self.timeout - run_duration())
-        if interval >= left:
-            self._last_look = True
-        return min(interval, left)
-
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
-        if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
-            raise ExportsError(f"Unexpected event from the Sitecore CDP trigger: {event!r}")
-        status = event["status"]
-        if status == "success" and event.get("execution_ref"):
-            self.log.info("%s", event.get("message"))
-            return str(event["execution_ref"])
-        if status == "failed":
-            raise ExportJobFailed(
-                "Sitecore CDP",
-                str(event.get("execution_ref")),
-                str(event.get("job_status")),
-                errors=event.get("error_logs") or [],
-                details=event.get("details") or {},
-            )
-        if status == "timeout":
-            raise AirflowSensorTimeout(str(event.get("message")))
-        raise ExportsError(f"Waiting for the Sitecore CDP export failed: {event.get('message')}")
+    def make_trigger(self, context: Context, deadline: float | None) -> SitecoreCDPExportTrigger:
+        after = self._finished_after(context)
+        return SitecoreCDPExportTrigger(
+            audience_export_ref=self.audience_export_ref,
+            finished_after=after.isoformat() if after else None,
+            fail_statuses=sorted(self.fail_statuses),
+            sitecore_cdp_conn_id=self.sitecore_cdp_conn_id,
+            poll_interval=self.poke_interval,
+            deadline=deadline,
+        )

@@ -1,48 +1,51 @@
 """The triggerer-side wait for a new finished Sitecore CDP audience export job.
 
-Polls the export's reports with the async hook (same retry policy as everywhere), decides with the
-same :func:`judge_reports` as the sensor's ``poke``, honours an absolute deadline and yields exactly
-one event. The deadline holds both ways: the last pause is cut to end at it and one last poll is
-made there (at most :data:`LAST_POLL_SECONDS`), and every poll passes it down to the HTTP core so a
-retried call (a 429 asking for minutes) cannot run past it. Its kwargs are JSON primitives: a conn
-id, never a token. Sitecore's API cannot cancel an export job, so there is nothing to do when the
-task is killed.
+Each look reads the export's reports with the async hook and decides with :func:`export_verdict`,
+the same function the sensor's ``poke`` uses; the loop, its deadline and its event come from
+:class:`~airflow_provider_exports.triggers._base.JobPollingTrigger`. Sitecore's API cannot cancel
+an export job, so there is nothing to do when the task is killed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-from airflow_provider_exports.exceptions import (
-    DeadlineExceeded,
-    VendorConnectionError,
-    VendorRateLimitError,
-    VendorServerError,
-)
 from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook, failure_details, judge_reports
+from airflow_provider_exports.triggers._base import JobPollingTrigger
+from airflow_provider_exports.utils.waiting import JobVerdict
 
-TRANSIENT_ERRORS = (VendorRateLimitError, VendorServerError, VendorConnectionError)
-# The poll made at the deadline (or past it, when the wait starts late) is a last look: it gets
-# this long of its own, so a job that finished during the last pause is still seen.
-LAST_POLL_SECONDS = 10.0
-
-
-def poll_deadline(deadline: float | None, last_look: bool) -> float | None:
-    """The deadline to pass to one poll of a wait that ends at ``deadline`` (epoch seconds)."""
-    if deadline is None:
-        return None
-    if last_look or time.time() >= deadline:
-        return time.time() + LAST_POLL_SECONDS
-    return deadline
+VENDOR = "Sitecore CDP"
 
 
-class SitecoreCDPExportTrigger(BaseTrigger):
+def export_verdict(
+    export_ref: str,
+    reports: list[dict[str, Any]],
+    finished_after: datetime | None,
+    fail_statuses: frozenset[str],
+) -> JobVerdict:
+    """Whether the export has a job that finished after ``finished_after``, as a verdict whose
+    result is that job's ``executionRef``."""
+    judged = judge_reports(reports, finished_after, fail_statuses)
+    report: Mapping[str, Any] = judged.report or {}
+    ref = judged.execution_ref
+    description = f"export {export_ref}: {judged.describe()}"
+    if judged.state == "success":
+        return JobVerdict("success", description, result=ref, job_ref=ref, job_status=report.get("status"))
+    if judged.state == "failed":
+        return JobVerdict(
+            "failed",
+            description,
+            job_ref=ref,
+            job_status=report.get("status"),
+            errors=list(report.get("errorLogs") or []),
+            details=failure_details(report),
+        )
+    return JobVerdict("waiting", description, job_ref=ref, job_status=report.get("status"))
+
+
+class SitecoreCDPExportTrigger(JobPollingTrigger):
     """Wait until an audience export has a job that finished after ``finished_after``.
 
     :param audience_export_ref: the export's friendly ID or UUID reference.
@@ -52,6 +55,8 @@ class SitecoreCDPExportTrigger(BaseTrigger):
     :param poll_interval: seconds between polls.
     :param deadline: epoch seconds after which the wait ends with a ``timeout`` event.
     """
+
+    vendor = VENDOR
 
     def __init__(
         self,
@@ -63,84 +68,31 @@ class SitecoreCDPExportTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         deadline: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(poll_interval=poll_interval, deadline=deadline)
         self.audience_export_ref = audience_export_ref
         self.finished_after = finished_after
         self.fail_statuses = list(fail_statuses)
         self.sitecore_cdp_conn_id = sitecore_cdp_conn_id
-        self.poll_interval = float(poll_interval)
-        self.deadline = deadline
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "audience_export_ref": self.audience_export_ref,
-                "finished_after": self.finished_after,
-                "fail_statuses": self.fail_statuses,
-                "sitecore_cdp_conn_id": self.sitecore_cdp_conn_id,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-            },
-        )
+    def job_kwargs(self) -> dict[str, Any]:
+        return {
+            "audience_export_ref": self.audience_export_ref,
+            "finished_after": self.finished_after,
+            "fail_statuses": self.fail_statuses,
+            "sitecore_cdp_conn_id": self.sitecore_cdp_conn_id,
+        }
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = SitecoreCDPHook(self.sitecore_cdp_conn_id)
+    def make_hook(self) -> SitecoreCDPHook:
+        return SitecoreCDPHook(self.sitecore_cdp_conn_id)
+
+    async def look(self, hook: SitecoreCDPHook, deadline: float | None) -> JobVerdict:
+        reports = await hook.aget_reports(self.audience_export_ref, deadline=deadline)
         after = datetime.fromisoformat(self.finished_after) if self.finished_after else None
-        ref = self.audience_export_ref
-        last_seen = "no job yet"
-        last_look = False
-        try:
-            while True:
-                try:
-                    reports = await hook.aget_reports(ref, deadline=poll_deadline(self.deadline, last_look))
-                except DeadlineExceeded as exc:
-                    self.log.info("Sitecore CDP poll stopped: %s", exc)
-                except TRANSIENT_ERRORS as exc:
-                    # The core already retried with backoff; a longer outage is waited out until the deadline.
-                    self.log.warning("Sitecore CDP still failing after retries (%s); polling on", exc)
-                else:
-                    verdict = judge_reports(reports, after, frozenset(self.fail_statuses))
-                    last_seen = verdict.describe()
-                    if verdict.state == "success":
-                        yield TriggerEvent(
-                            {
-                                "status": "success",
-                                "execution_ref": verdict.execution_ref,
-                                "message": f"export {ref}: {last_seen}",
-                            }
-                        )
-                        return
-                    if verdict.state == "failed":
-                        report = verdict.report or {}
-                        yield TriggerEvent(
-                            {
-                                "status": "failed",
-                                "execution_ref": verdict.execution_ref,
-                                "job_status": report.get("status"),
-                                "details": failure_details(report),
-                                "error_logs": list(report.get("errorLogs") or [])[:20],
-                                "message": f"export {ref}: {last_seen}",
-                            }
-                        )
-                        return
-                    self.log.info("Export %s: %s", ref, last_seen)
-                if self.deadline is not None and (last_look or time.time() >= self.deadline):
-                    yield TriggerEvent(
-                        {
-                            "status": "timeout",
-                            "message": f"export {ref} has no finished job after {self.finished_after} "
-                            f"before the deadline; newest: {last_seen}",
-                        }
-                    )
-                    return
-                pause = self.poll_interval
-                if self.deadline is not None:
-                    # The last pause ends at the deadline, and the poll after it is the last look.
-                    left = max(0.0, self.deadline - time.time())
-                    pause, last_look = min(pause, left), pause >= left
-                await asyncio.sleep(pause)
-        except Exception as exc:
-            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
-        finally:
-            await hook.aclose()
+        return export_verdict(self.audience_export_ref, reports, after, frozenset(self.fail_statuses))
+
+    def timeout_message(self, last: JobVerdict | None) -> str:
+        newest = last.description.partition(": ")[2] if last is not None else "no job yet"
+        return (
+            f"export {self.audience_export_ref} has no finished job after {self.finished_after} "
+            f"before the deadline; newest: {newest}"
+        )

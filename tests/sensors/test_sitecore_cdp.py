@@ -306,22 +306,22 @@ def test_execute_complete_timeout_is_a_sensor_timeout():
 def test_execute_complete_failed_is_an_export_job_failure():
     event = {
         "status": "failed",
-        "execution_ref": "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "job_ref": "0f8fad5b-d9cb-469f-a165-70867728950e",
         "job_status": "FAILED",
         "details": {"total": 10, "failures": 10},
-        "error_logs": ["segment evaluation timed out"],
+        "errors": ["segment evaluation timed out"],
         "message": "...",
     }
     with pytest.raises(ExportJobFailed) as err:
         make_sensor().execute_complete(context(), event)
-    assert err.value.job_ref == event["execution_ref"] and err.value.status == "FAILED"
+    assert err.value.job_ref == event["job_ref"] and err.value.status == "FAILED"
     assert err.value.details == {"total": 10, "failures": 10}
     assert err.value.errors == ["segment evaluation timed out"]
 
 
 def test_execute_complete_success_returns_the_ref():
     ref = "0f8fad5b-d9cb-469f-a165-70867728950e"
-    event = {"status": "success", "execution_ref": ref, "message": "ok"}
+    event = {"status": "success", "result": ref, "job_ref": ref, "message": "ok"}
     assert make_sensor().execute_complete(context(), event) == ref
 
 

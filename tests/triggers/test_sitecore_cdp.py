@@ -15,8 +15,8 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_exports.sandbox.sitecore_cdp import API_SECRET
-from airflow_provider_exports.triggers import sitecore_cdp as trigger_module
 from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger
+from airflow_provider_exports.utils import waiting
 
 EXPORT = "daily_loyalty_members"
 REPORTS = f"/v2/audienceExports/definitions/{EXPORT}/reports"
@@ -105,7 +105,7 @@ async def test_success_is_the_newest_success_after_finished_after(sandbox):
     payload = only_payload(await run_events(make_trigger()))
 
     assert payload["status"] == "success"
-    assert payload["execution_ref"] == newest != older
+    assert payload["result"] == newest != older
     assert EXPORT in payload["message"]
 
 
@@ -124,7 +124,7 @@ async def test_uuid_reference_works_like_the_friendly_id(sandbox):
     definition_ref = sandbox.sitecore.add_export(EXPORT)
     job = sandbox.sitecore.add_job(EXPORT, end_time=T0 + timedelta(hours=1))
     payload = only_payload(await run_events(make_trigger(audience_export_ref=definition_ref)))
-    assert payload == {"status": "success", "execution_ref": job, "message": payload["message"]}
+    assert payload == {"status": "success", "result": job, "job_ref": job, "message": payload["message"]}
 
 
 async def test_pending_job_that_turns_success_while_polling(sandbox):
@@ -134,7 +134,7 @@ async def test_pending_job_that_turns_success_while_polling(sandbox):
 
     payload = only_payload(await run_events(make_trigger(finished_after=None)))
 
-    assert payload["status"] == "success" and payload["execution_ref"] == job
+    assert payload["status"] == "success" and payload["result"] == job
     assert time.monotonic() - started >= 0.9
     polls = sandbox.sitecore.requests_to(REPORTS, "GET")
     assert len(polls) >= 3  # it saw PENDING_* before SUCCESS
@@ -153,9 +153,9 @@ async def test_failed_job_yields_failed_with_counters_and_error_logs(sandbox):
     payload = only_payload(await run_events(make_trigger()))
 
     assert payload["status"] == "failed"
-    assert payload["execution_ref"] == job
+    assert payload["job_ref"] == job
     assert payload["job_status"] == "FAILED"
-    assert payload["error_logs"] == ["segment evaluation timed out", "retry limit reached"]
+    assert payload["errors"] == ["segment evaluation timed out", "retry limit reached"]
     assert payload["details"]["failures"] == 200
     assert payload["details"]["successes"] == 0
     assert {"total", "filterMatchedGuests", "filterFailures"} <= payload["details"].keys()
@@ -166,7 +166,7 @@ async def test_success_wins_over_a_later_failure(sandbox):
     ok = sandbox.sitecore.add_job(EXPORT, end_time=T0 + timedelta(hours=1))
     sandbox.sitecore.add_job(EXPORT, status="FAILED", end_time=T0 + timedelta(hours=2))
     payload = only_payload(await run_events(make_trigger()))
-    assert payload["status"] == "success" and payload["execution_ref"] == ok
+    assert payload["status"] == "success" and payload["result"] == ok
 
 
 async def test_alert_fails_when_listed_in_fail_statuses(sandbox):
@@ -176,8 +176,8 @@ async def test_alert_fails_when_listed_in_fail_statuses(sandbox):
     )
     payload = only_payload(await run_events(make_trigger(fail_statuses=["ALERT", "FAILED"])))
     assert payload["status"] == "failed"
-    assert payload["execution_ref"] == job and payload["job_status"] == "ALERT"
-    assert payload["error_logs"] == ["12 guests skipped"]
+    assert payload["job_ref"] == job and payload["job_status"] == "ALERT"
+    assert payload["errors"] == ["12 guests skipped"]
 
 
 async def test_alert_keeps_waiting_when_not_a_fail_status(sandbox):
@@ -194,7 +194,7 @@ async def test_alert_keeps_waiting_when_not_a_fail_status(sandbox):
     # ... until a successful job arrives.
     job = sandbox.sitecore.add_job(EXPORT, end_time=T0 + timedelta(hours=2))
     payload = only_payload(await task)
-    assert payload["status"] == "success" and payload["execution_ref"] == job
+    assert payload["status"] == "success" and payload["result"] == job
 
 
 async def test_pending_past_the_deadline_times_out_in_bounded_time(sandbox):
@@ -225,7 +225,7 @@ async def test_deadline_already_passed_still_reports_a_finished_job(sandbox):
     sandbox.sitecore.add_export(EXPORT)
     job = sandbox.sitecore.add_job(EXPORT, end_time=T0 + timedelta(hours=1))
     payload = only_payload(await run_events(make_trigger(deadline=time.time() - 10)))
-    assert payload["status"] == "success" and payload["execution_ref"] == job
+    assert payload["status"] == "success" and payload["result"] == job
 
 
 async def test_rides_out_a_429_storm_longer_than_one_call_retries(sandbox):
@@ -238,7 +238,7 @@ async def test_rides_out_a_429_storm_longer_than_one_call_retries(sandbox):
 
     payload = only_payload(await run_events(make_trigger(deadline=time.time() + 30), limit=12))
 
-    assert payload["status"] == "success" and payload["execution_ref"] == job
+    assert payload["status"] == "success" and payload["result"] == job
     assert time.monotonic() - started >= 5  # Retry-After was honoured: ~1 s per 429
     assert [r.status for r in sandbox.sitecore.requests_to(REPORTS, "GET")] == [429] * 6 + [200]
 
@@ -313,7 +313,7 @@ async def test_a_long_poll_interval_still_makes_the_last_poll_at_the_deadline(sa
     )
 
     ended = time.time()
-    assert payload["status"] == "success" and payload["execution_ref"] == job
+    assert payload["status"] == "success" and payload["result"] == job
     assert deadline <= ended < deadline + LATE
     assert len(sandbox.sitecore.requests_to(REPORTS, "GET")) == 2
 
@@ -349,7 +349,7 @@ async def test_a_poll_that_hangs_past_the_deadline_is_cut_there(sandbox):
 
 
 async def test_the_last_look_past_the_deadline_is_bounded_too(sandbox, monkeypatch):
-    monkeypatch.setattr(trigger_module, "LAST_POLL_SECONDS", 1.0)
+    monkeypatch.setattr(waiting, "LAST_LOOK_SECONDS", 1.0)
     sandbox.sitecore.add_export(EXPORT)
     sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
     sandbox.sitecore.faults.slow(REPORTS, seconds=3, times=None)  # answers 2 s after the last look's end

@@ -1,0 +1,119 @@
+"""The one polling loop under every trigger of the provider.
+
+A vendor trigger says which hook to build from its connection id, how one look at the job reads
+(a :class:`~airflow_provider_exports.utils.waiting.JobVerdict`), and, where the vendor allows it,
+how to cancel the job. :class:`JobPollingTrigger` polls until the verdict is final or the deadline
+passes (the deadline rule of :mod:`airflow_provider_exports.utils.waiting`) and yields exactly one
+event. Its kwargs are JSON primitives: a conn id, refs, times — never a token. The same trigger
+also serves a job-creating operator's wait in the worker (:func:`run_inline`), so a wait behaves
+the same deferred or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_exports.exceptions import DeadlineExceeded
+from airflow_provider_exports.hooks._base import ExportsVendorHook
+from airflow_provider_exports.utils.waiting import TRANSIENT_ERRORS, JobVerdict, look_deadline, next_pause
+
+
+class JobPollingTrigger(BaseTrigger, ABC):
+    """Poll one vendor job until it ends or the deadline passes; yield one event.
+
+    Events: ``{"status": "success", "message", "result", "job_ref"}``, ``{"status": "failed",
+    "message", "job_ref", "job_status", "errors", "details"}``, ``{"status": "timeout", "message"}``
+    or ``{"status": "error", "message"}``.
+
+    :param poll_interval: seconds between looks.
+    :param deadline: epoch seconds at which the wait ends with a ``timeout`` event.
+    """
+
+    vendor: ClassVar[str]
+
+    def __init__(self, *, poll_interval: float = 60.0, deadline: float | None = None) -> None:
+        super().__init__()
+        self.poll_interval = float(poll_interval)
+        self.deadline = deadline
+
+    # -- what each vendor defines
+
+    @abstractmethod
+    def job_kwargs(self) -> dict[str, Any]:
+        """The vendor's own constructor kwargs, JSON primitives only."""
+
+    @abstractmethod
+    def make_hook(self) -> ExportsVendorHook[Any]:
+        """A hook for the trigger's connection (resolved through the async connection API)."""
+
+    @abstractmethod
+    async def look(self, hook: Any, deadline: float | None) -> JobVerdict:
+        """One look at the job; pass ``deadline`` to every call."""
+
+    def timeout_message(self, last: JobVerdict | None) -> str:
+        seen = last.description if last is not None else "nothing yet"
+        return f"{self.vendor}: the wait reached its deadline; last seen: {seen}"
+
+    async def cancel_job(self, hook: Any) -> None:
+        """Cancel the remote job (called when a user kills the deferred task, Airflow 3.3+)."""
+
+    # -- the loop
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {**self.job_kwargs(), "poll_interval": self.poll_interval, "deadline": self.deadline},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = self.make_hook()
+        last: JobVerdict | None = None
+        last_look = False
+        try:
+            while True:
+                try:
+                    verdict = await self.look(hook, look_deadline(self.deadline, last_look))
+                except DeadlineExceeded as exc:
+                    self.log.info("%s look stopped: %s", self.vendor, exc)
+                except TRANSIENT_ERRORS as exc:
+                    # The core already retried with backoff; a longer outage is waited out until the deadline.
+                    self.log.warning("%s still failing after retries (%s); polling on", self.vendor, exc)
+                else:
+                    last = verdict
+                    if verdict.state != "waiting":
+                        yield TriggerEvent(verdict.event())
+                        return
+                    self.log.info("%s", verdict.description)
+                if self.deadline is not None and (last_look or time.time() >= self.deadline):
+                    yield TriggerEvent({"status": "timeout", "message": self.timeout_message(last)})
+                    return
+                pause, last_look = next_pause(self.poll_interval, self.deadline)
+                await asyncio.sleep(pause)
+        except Exception as exc:
+            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+        finally:
+            await hook.aclose()
+
+    async def on_kill(self) -> None:
+        hook = self.make_hook()
+        try:
+            await self.cancel_job(hook)
+        finally:
+            await hook.aclose()
+
+
+def run_inline(trigger: JobPollingTrigger) -> dict[str, Any]:
+    """Run ``trigger`` to its event in this process (a job-creating operator waiting in the worker)."""
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise RuntimeError(f"the {trigger.vendor} trigger ended without an event")  # pragma: no cover
+
+    return asyncio.run(first_event())
