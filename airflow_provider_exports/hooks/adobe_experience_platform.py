@@ -12,12 +12,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from airflow_provider_exports.exceptions import ExportConfigError, VendorAPIError
 from airflow_provider_exports.hooks._base import ExportsVendorHook, normalise_host
 from airflow_provider_exports.hooks._http import AuthScheme, ByteStream, ClientCredentialsAuth, RetryPolicy
+from airflow_provider_exports.utils.waiting import JobVerdict
 
 IMS_HOST = "https://ims-na1.adobelogin.com"
 TOKEN_PATH = "/ims/token/v3"
@@ -304,66 +305,52 @@ def export_job_request(
 # -- the two-stage wait: the job, then its Catalog batches ----------------------------------------
 
 
-@dataclass(frozen=True)
-class ExportJobVerdict:
-    """What one look at an export job (and, once it succeeded, its batches) says.
-
-    ``state``: ``success`` (the job ``SUCCEEDED`` and every batch reached ``success``), ``failed``
-    (the job ``FAILED``, or a batch failed), ``waiting`` (anything else, unknown statuses included).
-    """
-
-    state: Literal["success", "failed", "waiting"]
-    job_id: str
-    job_status: str
-    batch_ids: tuple[str, ...] = ()
-    batch_statuses: Mapping[str, str] = field(default_factory=dict)
-    errors: tuple[Mapping[str, str], ...] = ()
-
-    def describe(self) -> str:
-        text = f"export job {self.job_id} is {self.job_status or 'without a status'}"
-        if self.batch_statuses:
-            text += "; batches " + ", ".join(f"{b} {s}" for b, s in self.batch_statuses.items())
-        return text
-
-    def failure(self) -> str:
-        """The failure as one line: every error's code and message."""
-        errs = "; ".join(f"[{e.get('code')}] {e.get('message')}" for e in self.errors) or "no errors given"
-        return f"{self.describe()}: {errs}"
+def _describe(job_id: str, status: str, batches: Mapping[str, str] | None = None) -> str:
+    text = f"export job {job_id} status {status or '(none)'}"
+    if batches:
+        text += "; Catalog batches " + ", ".join(f"{b} {s}" for b, s in batches.items())
+    return text
 
 
 def judge_export_job(
     job: Mapping[str, Any], batches: Mapping[str, Mapping[str, Any]] | None = None
-) -> ExportJobVerdict:
+) -> JobVerdict:
     """Decide from a job (and the Catalog batches it wrote, once it ``SUCCEEDED``) how the wait stands.
 
-    ``FAILED`` fails with every ``errors[]`` entry; ``NEW``, ``PROCESSING`` and statuses Adobe does
-    not document keep waiting; ``SUCCEEDED`` waits for every batch to reach ``success`` (a batch in
-    ``failure``/``failed``/``aborted``/``abandoned``/``deleted`` fails; any other batch status,
-    known or not, keeps waiting). ``batches``: the Catalog batch of each batch id, when fetched.
+    ``FAILED`` fails with every ``errors[]`` entry's code and message; ``NEW``, ``PROCESSING`` and
+    statuses Adobe does not document keep waiting; ``SUCCEEDED`` waits for every batch to reach
+    ``success`` (a batch in ``failure``/``failed``/``aborted``/``abandoned``/``deleted`` fails; any
+    other batch status, known or not, keeps waiting). ``batches``: the Catalog batch of each batch
+    id, once fetched. A success's result is the list of batch ids (one, or one per segment with
+    ``segmentPerBatch``).
     """
     job_id = str(job.get("id"))
     status = str(job.get("status") or "").upper()
+    details = {"datasetId": job_dataset_id(job), "batchIds": job_batch_ids(job)}
     if status == "FAILED":
-        return ExportJobVerdict("failed", job_id, status, tuple(job_batch_ids(job)), errors=tuple(job_errors(job)))
+        errors = [f"[{e['code']}] {e['message']}" for e in job_errors(job)]
+        return JobVerdict("failed", _describe(job_id, status), None, job_id, status, errors, details)
     if status != "SUCCEEDED":
-        return ExportJobVerdict("waiting", job_id, status)
-    ids = tuple(job_batch_ids(job))
+        return JobVerdict("waiting", _describe(job_id, status), job_ref=job_id, job_status=status)
+    ids = job_batch_ids(job)
     if not ids:
         # Vendor is silent on a SUCCEEDED job without a batch id: waiting would never end.
-        return ExportJobVerdict(
-            "failed", job_id, status, errors=({"code": "no-batch", "message": "the job names no batch id"},)
+        return JobVerdict(
+            "failed", _describe(job_id, status), None, job_id, status, ["the job names no batch id"], details
         )
-    seen = {b: str((batches or {}).get(b, {}).get("status") or "unknown").lower() for b in ids}
+    seen = {b: str(((batches or {}).get(b) or {}).get("status") or "unknown").lower() for b in ids}
+    description = _describe(job_id, status, seen)
     failed = [b for b, s in seen.items() if s in BATCH_FAILED]
     if failed:
         errors = [
-            {"code": str(e.get("code")), "message": f"batch {b}: {e.get('description') or e.get('message')}"}
+            f"batch {b} {seen[b]}: [{e.get('code')}] {e.get('description') or e.get('message')}"
             for b in failed
-            for e in (batches or {}).get(b, {}).get("errors") or [{"code": seen[b], "description": "failed"}]
+            for e in ((batches or {}).get(b) or {}).get("errors") or [{"code": seen[b], "description": "failed"}]
         ]
-        return ExportJobVerdict("failed", job_id, status, ids, seen, tuple(errors))
-    state: Literal["success", "waiting"] = "success" if all(s in BATCH_SUCCESS for s in seen.values()) else "waiting"
-    return ExportJobVerdict(state, job_id, status, ids, seen)
+        return JobVerdict("failed", description, None, job_id, status, errors, {**details, "batchStatuses": seen})
+    if all(s in BATCH_SUCCESS for s in seen.values()):
+        return JobVerdict("success", description, ids, job_id, status)
+    return JobVerdict("waiting", description, job_ref=job_id, job_status=status)
 
 
 class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
@@ -525,7 +512,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
     async def aget_export_job(self, job_id: str | int, *, deadline: float | None = None) -> dict[str, Any]:
         return await self.acall("GET", f"{EXPORT_JOBS}/{job_id}", deadline=deadline)
 
-    def poll_export_job(self, job_id: str | int, *, deadline: float | None = None) -> ExportJobVerdict:
+    def poll_export_job(self, job_id: str | int, *, deadline: float | None = None) -> JobVerdict:
         """One look at the job and, once it ``SUCCEEDED``, at its batches (:func:`judge_export_job`)."""
         job = self.get_export_job(job_id, deadline=deadline)
         batches = None
@@ -533,7 +520,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             batches = {b: self.get_batch(b, deadline=deadline) for b in job_batch_ids(job)}
         return judge_export_job(job, batches)
 
-    async def apoll_export_job(self, job_id: str | int, *, deadline: float | None = None) -> ExportJobVerdict:
+    async def apoll_export_job(self, job_id: str | int, *, deadline: float | None = None) -> JobVerdict:
         job = await self.aget_export_job(job_id, deadline=deadline)
         batches = None
         if str(job.get("status") or "").upper() == "SUCCEEDED":

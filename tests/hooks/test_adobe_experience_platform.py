@@ -288,12 +288,15 @@ def test_judge_export_job(job, batches, state):
 
 def test_a_failed_job_names_every_error():
     verdict = judge_export_job({"id": 7, "status": "FAILED", "errors": _ERRORS})
-    assert [(e["code"], e["message"]) for e in verdict.errors] == [
-        ("0090000009", "Error writing profiles"),
-        ("unknown", "Job aborted."),
-    ]
-    assert "[0090000009] Error writing profiles" in verdict.failure()
-    assert "[unknown] Job aborted." in verdict.failure()
+    assert list(verdict.errors) == ["[0090000009] Error writing profiles", "[unknown] Job aborted."]
+    message = str(verdict.failure("Adobe Experience Platform"))
+    assert "[0090000009] Error writing profiles" in message and "[unknown] Job aborted." in message
+
+
+def test_success_returns_the_batch_ids():
+    job = {"id": 7, "status": "SUCCEEDED", "destination": {"batches": [{"batchId": "b1"}, {"batchId": "b2"}]}}
+    verdict = judge_export_job(job, {"b1": {"status": "success"}, "b2": {"status": "success"}})
+    assert verdict.result == ["b1", "b2"] and verdict.event()["result"] == ["b1", "b2"]
 
 
 # -- Catalog datasets: looked up by name first -------------------------------------------------------
