@@ -123,15 +123,25 @@ def job_errors(job: Mapping[str, Any]) -> list[dict[str, str]]:
     ]
 
 
+def check_job_id(value: Any, field_name: str = "export_job_id") -> str:
+    """An export job id: Adobe's are numbers (``24115``)."""
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not text.isdigit():
+        raise ExportConfigError(field_name, f"{value!r} is not an export job id (a number such as 24115)")
+    return text
+
+
 # -- the export job request (CreateExportJobRequest) ---------------------------------------------
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE)
 
 
 def check_rfc3339(value: Any, field_name: str) -> str | None:
     """An RFC 3339 date-time with its offset (``2026-11-22T00:00:00Z``); a datetime is written as one.
 
-    ``None`` and empty values (and ``"None"``, what an absent template value renders to) give ``None``.
+    A space for the ``T`` (RFC 3339 §5.6 allows it; Airflow renders ``{{ data_interval_start }}`` so)
+    is sent as ``T``. ``None`` and empty values (and ``"None"``, what an absent template value
+    renders to) give ``None``.
     """
     if value is None or value in ("", "None"):
         return None
@@ -144,6 +154,7 @@ def check_rfc3339(value: Any, field_name: str) -> str | None:
         raise ExportConfigError(
             field_name, f"{value!r} is not an RFC 3339 date-time with an offset (e.g. 2026-11-22T00:00:00Z)"
         )
+    text = text[:10] + "T" + text[11:]
     try:
         datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError:
@@ -170,10 +181,38 @@ def _fields(value: Any, field_name: str) -> str | None:
     return ",".join(parts)
 
 
+def _bool(value: Any, field_name: str) -> bool | None:
+    """``True``/``False``, or their text as a template renders it (``"True"``, ``"false"``)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ExportConfigError(field_name, f"{value!r} is not true or false")
+
+
+def _listed(value: Any) -> Any:
+    """A list given as text: JSON (``'["a", "b"]'``, what a rendered list looks like with double
+    quotes) or comma-separated."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        import json
+
+        try:
+            return json.loads(text)
+        except ValueError:
+            return json.loads(text.replace("'", '"'))
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
 def _statuses(value: Any, field_name: str) -> list[str] | None:
     if value is None:
         return None
-    items = [value] if isinstance(value, str) else list(value)
+    try:
+        items = list(_listed(value))
+    except (TypeError, ValueError):
+        items = [value]
     bad = [v for v in items if v not in SEGMENT_STATUSES]
     if bad or not items:
         raise ExportConfigError(
@@ -188,7 +227,10 @@ def _segments(
     """``segments``: segment ids, or ``{"segmentId", "segmentNs", "status"}`` objects."""
     if value is None or value == "" or value == []:
         return []
-    items = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else list(value)
+    try:
+        items = list(_listed(value))
+    except (TypeError, ValueError):
+        raise ExportConfigError("segments", f"{value!r}: give segment ids or segment objects") from None
     default_status = _statuses(statuses, "segment_statuses")
     if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
         raise ExportConfigError("segment_namespace", f"{namespace!r}: give a namespace such as ups")
@@ -267,10 +309,8 @@ def export_job_request(
         }
     if (ingest := check_rfc3339(from_ingest_timestamp, "from_ingest_timestamp")) is not None:
         filt["fromIngestTimestamp"] = ingest
-    if empty_profiles is not None:
-        if not isinstance(empty_profiles, bool):
-            raise ExportConfigError("empty_profiles", f"{empty_profiles!r} is not true or false")
-        filt["emptyProfiles"] = empty_profiles
+    if (empty := _bool(empty_profiles, "empty_profiles")) is not None:
+        filt["emptyProfiles"] = empty
     if filt:
         body["filter"] = filt
     event_list: dict[str, Any] = {}
@@ -288,17 +328,13 @@ def export_job_request(
         event_list["filter"] = event_filter
     if event_list:
         body["additionalFields"] = {"eventList": event_list}
-    if not isinstance(segment_per_batch, bool):
-        raise ExportConfigError("segment_per_batch", f"{segment_per_batch!r} is not true or false")
     destination: dict[str, Any] = {"datasetId": _required_text(dataset_id, "dataset_id", "the target dataset's id")}
-    if segment_per_batch:
+    if _bool(segment_per_batch, "segment_per_batch"):
         destination["segmentPerBatch"] = True
     body["destination"] = destination
     body["schema"] = {"name": _required_text(schema_name, "schema_name", f"e.g. {DEFAULT_SCHEMA_NAME}")}
-    if evaluate_segments is not None:
-        if not isinstance(evaluate_segments, bool):
-            raise ExportConfigError("evaluate_segments", f"{evaluate_segments!r} is not true or false")
-        body["evaluationInfo"] = {"segmentation": evaluate_segments}
+    if (evaluate := _bool(evaluate_segments, "evaluate_segments")) is not None:
+        body["evaluationInfo"] = {"segmentation": evaluate}
     return body
 
 

@@ -221,7 +221,8 @@ def test_export_job_request_carries_every_documented_field():
         ({"dataset_id": "d", "merge_policy_version": 1}, "merge_policy_version"),
         ({"dataset_id": "d", "merge_policy_id": "m", "merge_policy_version": "latest"}, "merge_policy_version"),
         ({"dataset_id": "d", "empty_profiles": "yes"}, "empty_profiles"),
-        ({"dataset_id": "d", "segment_per_batch": "true"}, "segment_per_batch"),
+        ({"dataset_id": "d", "segment_per_batch": "yes"}, "segment_per_batch"),
+        ({"dataset_id": "d", "segments": "[not json"}, "segments"),
         ({"dataset_id": "d", "fields": "identities id"}, "fields"),
     ],
 )
