@@ -110,6 +110,8 @@ class _Batch:
     segment_ns: str
     created_ms: int
     files: list[_DataSetFile] = field(default_factory=list)
+    #: GETs of this batch answered since its job succeeded (see ``batch_pending_looks``)
+    looks_after_success: int = 0
 
     @property
     def records(self) -> int:
@@ -160,7 +162,9 @@ class AdobeAEPServer(VendorServer):
     many levels of directory entries a dataset file's listing has before its Parquet parts: 0
     lists the parts, 1 lists one further ``dataSetFileId`` that lists them), ``dataset_id_key``
     (``datasetId`` as in the spec, or ``dataSetId`` as in some guide examples, in a job's
-    ``destination``).
+    ``destination``), ``batch_pending_looks`` and ``batch_pending_status`` (a batch whose job
+    has succeeded still answers that status to that many Catalog GETs: counted, not timed, so a
+    test does not race the clock).
     """
 
     vendor: ClassVar[str] = "Adobe Experience Platform"
@@ -181,6 +185,10 @@ class AdobeAEPServer(VendorServer):
         "list_default_limit": 50,
         "directory_depth": 0,
         "dataset_id_key": "datasetId",
+        # Vendor is silent on how long a batch takes to reach "success" after its export job
+        # SUCCEEDED: by default at once; a test can make it lag for a number of looks.
+        "batch_pending_looks": 0,
+        "batch_pending_status": "processing",
     }
 
     client_id: str = CLIENT_ID
@@ -199,6 +207,8 @@ class AdobeAEPServer(VendorServer):
         self.list_default_limit: int = 50
         self.directory_depth: int = 0
         self.dataset_id_key: str = "datasetId"
+        self.batch_pending_looks: int = 0
+        self.batch_pending_status: str = "processing"
         self.failing_segments: set[str] = set()
         self.segment_rows: dict[str, int] = {}
         super().__init__(cache_dir)
@@ -609,7 +619,14 @@ class AdobeAEPServer(VendorServer):
             batch = self._batches.get(batch_id)
             if batch is None:
                 return self._problem(404, "NotFoundError", f"Batch {batch_id} was not found.")
-            return JSONResponse({batch_id: self._batch_view(batch, _now_ms())})
+            view = self._batch_view(batch, _now_ms())
+            if view["status"] == "success":
+                batch.looks_after_success += 1
+                if batch.looks_after_success <= self.batch_pending_looks:
+                    view.update(status=self.batch_pending_status, metrics={})
+                    for key in ("completed", "recordCount"):
+                        view.pop(key, None)
+            return JSONResponse({batch_id: view})
 
     # -- export jobs ----------------------------------------------------------------------------
     def _plan_batch(
