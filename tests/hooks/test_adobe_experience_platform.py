@@ -378,3 +378,98 @@ def test_one_token_per_credential_and_429_honoured(sandbox):
     posts = sandbox.adobe.requests_to("/data/core/ups/export/jobs", "POST")
     assert [r.status for r in posts] == [429, 429, 200]
     assert len(sandbox.adobe.requests_to("/ims/token/v3")) == 1
+
+
+# -- every request the hook sends, against Adobe's OpenAPI documents ------------------------------------
+
+
+def _validate_requests(sent) -> list[str]:
+    """Validate each httpx request to the Platform gateway against Adobe's OpenAPI file for its API,
+    as if it went to https://platform.adobe.io; returns the operations seen."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from openapi_core.datatypes import RequestParameters
+    from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+    from ..sandbox.test_adobe_aep import PLATFORM, _load_spec, _OpenAPIRequest
+
+    specs = {
+        "/data/core/ups": _load_spec("segmentation.yaml"),
+        "/data/foundation/catalog": _load_spec("catalog.yaml"),
+        "/data/foundation/export": _load_spec("data-access.yaml"),
+    }
+    seen = []
+    for req in sent:
+        url = urlsplit(str(req.url))
+        base = next((b for b in specs if url.path.startswith(b + "/")), None)
+        if base is None:
+            assert url.path == "/ims/token/v3", url.path  # IMS has no OpenAPI file here
+            continue
+        params = RequestParameters(query=ImmutableMultiDict(parse_qs(url.query)), header=Headers(dict(req.headers)))
+        body = req.content or None
+        specs[base].validate_request(
+            _OpenAPIRequest(PLATFORM, url.path, req.method.lower(), params, req.headers.get("content-type", ""), body)
+        )
+        seen.append(f"{req.method} {base}")
+    return seen
+
+
+async def test_every_request_the_hook_sends_validates_against_adobes_openapi(sandbox):
+    sandbox.adobe.job_seconds = 0.0
+    sandbox.adobe.default_rows = 120
+    sandbox.adobe.rows_per_file = 1
+    sandbox.adobe.directory_depth = 1
+    sent = []
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    hook.core.client.event_hooks["request"].append(sent.append)
+
+    dataset, _ = hook.get_or_create_profile_dataset("validated")
+    hook.get_or_create_profile_dataset("validated")
+    body = export_job_request(
+        dataset_id=dataset,
+        fields="identities.id,person",
+        merge_policy_id="mp",
+        merge_policy_version=1,
+        segments=["s1", {"segmentId": "s2", "segmentNs": "ups", "status": ["exited"]}],
+        segment_qualification_start="2026-11-21T00:00:00Z",
+        from_ingest_timestamp="2026-11-21T00:00:00Z",
+        empty_profiles=False,
+        event_fields="eventType",
+        event_from_ingest_timestamp="2026-11-20T00:00:00Z",
+        segment_per_batch=True,
+        evaluate_segments=True,
+    )
+    job_id = hook.create_export_job(body)["id"]
+    verdict = hook.poll_export_job(job_id)
+    assert verdict.state == "success"
+    hook.find_active_export_job(dataset, time.time() - 60)
+    files = [f for b in verdict.result for f in hook.batch_files(b)]
+    assert len(files) > 100
+    hook.file_size(files[0].dataset_file_id, files[0].name)
+    with hook.open_file(files[0].dataset_file_id, files[0].name, offset=10, length=100) as stream:
+        assert len(b"".join(stream.iter_bytes())) == 100
+    second = hook.create_export_job(export_job_request(dataset_id=dataset))["id"]
+    hook.cancel_export_job(second)
+    hook.check_access()
+
+    async def collect(request):
+        sent.append(request)
+
+    core = await hook.acore()
+    core._async_client().event_hooks["request"].append(collect)
+    try:
+        await hook.apoll_export_job(job_id)
+        await hook.acancel_export_job(job_id)
+    finally:
+        await hook.aclose()
+
+    seen = set(_validate_requests(sent))
+    assert seen == {
+        "GET /data/foundation/catalog",
+        "POST /data/foundation/catalog",
+        "POST /data/core/ups",
+        "GET /data/core/ups",
+        "DELETE /data/core/ups",
+        "GET /data/foundation/export",
+        "HEAD /data/foundation/export",
+    }
