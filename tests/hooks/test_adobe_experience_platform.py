@@ -391,7 +391,7 @@ def _validate_requests(sent) -> list[str]:
     from openapi_core.datatypes import RequestParameters
     from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-    from ..sandbox.test_adobe_aep import PLATFORM, _load_spec, _OpenAPIRequest
+    from tests.sandbox.test_adobe_aep import PLATFORM, _load_spec, _OpenAPIRequest
 
     specs = {
         "/data/core/ups": _load_spec("segmentation.yaml"),
