@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_provider_exports.exceptions import ExportsError, JobWaitTimeout
+from airflow_provider_exports.exceptions import JobWaitTimeout
 from airflow_provider_exports.triggers._base import run_inline
-from airflow_provider_exports.utils.waiting import check_event, failure_from_event
+from airflow_provider_exports.utils.waiting import result_of
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -98,21 +98,14 @@ class ExportJobOperator(BaseOperator, ABC):
         self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        event = check_event(self.vendor, event)
-        status = event["status"]
-        if status == "success":
-            self.log.info("%s", event.get("message"))
-            return event["result"]
-        if status == "failed":
-            raise failure_from_event(self.vendor, event)
         job_id = self.job_id or _pulled_job_id(context)
-        if status == "timeout":
+
+        def cancelled_on_timeout(message: str) -> BaseException:
             if job_id is not None:
                 self.cancel_job(job_id)
-            raise JobWaitTimeout(
-                f"{event.get('message')}; the job was cancelled where {self.vendor} allows it"
-            )
-        raise ExportsError(f"Waiting for the {self.vendor} job {job_id} failed: {event.get('message')}")
+            return JobWaitTimeout(f"{message}; job {job_id} was cancelled where {self.vendor} allows it")
+
+        return result_of(self.vendor, event, on_timeout=cancelled_on_timeout, log=self.log)
 
     def on_kill(self) -> None:
         if self.job_id is not None:

@@ -21,14 +21,8 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_exports.exceptions import DeadlineExceeded, ExportsError
-from airflow_provider_exports.utils.waiting import (
-    TRANSIENT_ERRORS,
-    JobVerdict,
-    check_event,
-    failure_from_event,
-    look_deadline,
-)
+from airflow_provider_exports.exceptions import DeadlineExceeded
+from airflow_provider_exports.utils.waiting import TRANSIENT_ERRORS, JobVerdict, look_deadline, result_of
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -114,13 +108,4 @@ class JobSensor(BaseSensorOperator, ABC):
         return min(interval, left)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        event = check_event(self.vendor, event)
-        status = event["status"]
-        if status == "success":
-            self.log.info("%s", event.get("message"))
-            return event["result"]
-        if status == "failed":
-            raise failure_from_event(self.vendor, event)
-        if status == "timeout":
-            raise AirflowSensorTimeout(str(event.get("message")))
-        raise ExportsError(f"Waiting for the {self.vendor} job failed: {event.get('message')}")
+        return result_of(self.vendor, event, on_timeout=AirflowSensorTimeout, log=self.log)

@@ -15,7 +15,7 @@ pause is cut to end at the deadline and one last look is made there, bounded by
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -120,3 +120,22 @@ def failure_from_event(vendor: str, event: Mapping[str, Any]) -> ExportJobFailed
         errors=event.get("errors") or [],
         details=event.get("details") or {},
     ).failure(vendor)
+
+
+def result_of(
+    vendor: str, event: Any, *, on_timeout: Callable[[str], BaseException], log: Any = None
+) -> Any:
+    """What a deferred task that resumed with ``event`` returns; raises for anything but success
+    (``on_timeout`` makes the error of a ``timeout`` event: a sensor's, or an operator's that first
+    cancels its job)."""
+    event = check_event(vendor, event)
+    status = event["status"]
+    if status == "success":
+        if log is not None:
+            log.info("%s", event.get("message"))
+        return event["result"]
+    if status == "failed":
+        raise failure_from_event(vendor, event)
+    if status == "timeout":
+        raise on_timeout(str(event.get("message")))
+    raise ExportsError(f"Waiting for the {vendor} job failed: {event.get('message')}")
