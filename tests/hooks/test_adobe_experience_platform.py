@@ -314,6 +314,13 @@ def test_a_dataset_of_the_same_name_is_reused(sandbox):
     assert lookups[0].query["property"] == "name==airflow-profiles"
 
 
+def test_of_several_datasets_with_one_name_the_oldest_is_reused(sandbox):
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    first = hook.create_profile_dataset("twice")
+    hook.create_profile_dataset("twice")  # Catalog does not keep names unique
+    assert hook.get_or_create_profile_dataset("twice") == (first, False)
+
+
 def test_a_dataset_of_the_same_name_on_another_schema_is_refused(sandbox):
     hook = AdobeExperiencePlatformHook(retry=FAST)
     hook.call(

@@ -62,6 +62,7 @@ def test_a_job_lands_byte_identical_with_its_manifest(sandbox, s3):
     manifest = _assert_identical(sandbox, s3, batches)
     details = manifest["job_details"]
     assert details["jobId"] == job_id and details["batchIds"] == batches and details["segmentPerBatch"] is True
+    assert details["schemaName"] == "_xdm.context.profile" and details["totalExportedProfileCounter"] == 800
     assert manifest["export_ref"] == details["datasetId"] == sandbox.adobe._jobs[int(job_id)].dataset_id
     segments = {f["attributes"]["batchId"]: f["attributes"]["segmentId"] for f in manifest["files"]}
     assert segments == dict(zip(batches, ["seg-a", "seg-b"], strict=True))
