@@ -354,14 +354,30 @@ def _flatten(record_batch: Any) -> Any:
     return record_batch
 
 
-def _python_values(column: Any) -> list[Any]:
-    """A column's values; maps as dicts (their JSON is an object) unless a map repeats a key."""
+def _plain(value: Any, arrow_type: Any) -> Any:
+    """A nested value as JSON sees it: maps (pairs in every pyarrow, nested ones too in older
+    versions) become objects, unless a map repeats a key (then it stays ``[key, value]`` pairs)."""
     import pyarrow as pa
 
-    try:
-        return list(column.to_pylist(maps_as_pydicts="strict"))
-    except (pa.ArrowException, ValueError, KeyError, TypeError):
-        return list(column.to_pylist())  # repeated keys: kept as [key, value] pairs
+    if value is None:
+        return None
+    t = pa.types
+    if t.is_map(arrow_type):
+        pairs = list(value.items()) if isinstance(value, dict) else list(value)
+        converted = {str(k): _plain(v, arrow_type.item_type) for k, v in pairs}
+        if len(converted) == len(pairs):
+            return converted
+        return [[k, _plain(v, arrow_type.item_type)] for k, v in pairs]
+    if t.is_struct(arrow_type):
+        return {f.name: _plain(value.get(f.name), f.type) for f in arrow_type}
+    if t.is_list(arrow_type) or t.is_large_list(arrow_type) or t.is_fixed_size_list(arrow_type):
+        return [_plain(v, arrow_type.value_type) for v in value]
+    return value
+
+
+def _json_column(column: Any) -> list[Any]:
+    """A nested column's values as JSON text (NULL kept)."""
+    return [None if v is None else _json_text(_plain(v, column.type)) for v in column.to_pylist()]
 
 
 def read_parquet(
@@ -402,11 +418,9 @@ def read_parquet(
             if flatten_structs:
                 record_batch = _flatten(record_batch)
             columns = [
-                _python_values(col) if i in nested else col.to_pylist()
+                _json_column(col) if i in nested else col.to_pylist()
                 for i, col in enumerate(record_batch.columns)
             ]
-            for i in nested:
-                columns[i] = [_json_text(v) if v is not None else None for v in columns[i]]
             yield Batch(names, list(zip(*columns, strict=True)), types)
 
 

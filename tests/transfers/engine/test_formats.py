@@ -198,3 +198,11 @@ def test_flattening_refuses_names_that_would_clash():
     table = pa.table({"a_b": [1], "a": pa.array([{"b": 2}], pa.struct([("b", pa.int64())]))})
     with pytest.raises(TransferRefused, match="a_b"):
         list(read_parquet([_parquet_bytes(table)], flatten_structs=True))
+
+
+def test_a_map_that_repeats_a_key_stays_pairs():
+    import pyarrow as pa
+
+    table = pa.table({"m": pa.array([[("k", 1), ("k", 2)], [("a", 1)]], pa.map_(pa.string(), pa.int64()))})
+    (batch,) = read_parquet([_parquet_bytes(table)])
+    assert [json.loads(r[0]) for r in batch.rows] == [[["k", 1], ["k", 2]], {"a": 1}]
