@@ -701,7 +701,6 @@ class AdobeAEPServer(VendorServer):
             for s in segments_in
         ):
             return self._ups_error(400, "filter.segments[].segmentId is required when segments are given.")
-        segment_per_batch = bool(destination.get("segmentPerBatch", False))
         fields = body.get("fields")
         if fields is not None and not isinstance(fields, str):
             return self._ups_error(400, "fields must be a comma-separated string.")
@@ -710,53 +709,84 @@ class AdobeAEPServer(VendorServer):
             if dataset_id not in self._datasets:
                 # SANDBOX CHOICE: undocumented; an unknown target dataset is refused at creation.
                 return self._ups_error(400, f"The dataset {dataset_id} does not exist.")
-            job_id = self._next_job_id
-            self._next_job_id += 1
-            now = _now_ms()
-            columns = project_columns(fields)
-            seg_ids = [s["segmentId"] for s in segments_in]
-            ns_of = {s["segmentId"]: s.get("segmentNs", "ups") for s in segments_in}
-
-            def statuses_of(ids: list[str]) -> tuple[str, ...]:
-                out: list[str] = []
-                for s in segments_in:
-                    if s["segmentId"] in ids:
-                        st = s.get("status") or ["realized", "existing"]
-                        out.extend(x for x in ([st] if isinstance(st, str) else st) if x not in out)
-                return tuple(out) or ("realized", "existing")
-
-            if segment_per_batch and seg_ids:
-                batches = [
-                    self._plan_batch(job_id, dataset_id, (s,), statuses_of([s]), ns_of[s], columns, now)
-                    for s in seg_ids
-                ]
-            else:
-                ns = ns_of[seg_ids[0]] if seg_ids else "ups"
-                batches = [
-                    self._plan_batch(
-                        job_id, dataset_id, tuple(seg_ids), statuses_of(seg_ids), ns, columns, now
-                    )
-                ]
-            job = _Job(
-                job_id=job_id,
-                created_ms=now,
-                step_ms=float(self.job_seconds) * 1000.0,
-                request=body,
-                dataset_id=dataset_id,
-                segment_per_batch=segment_per_batch,
-                batches=batches,
-                will_fail=any(s in self.failing_segments for s in seg_ids),
-                profile_instance_id=request.headers.get("x-profile-instance-id") or "ups",
-                request_id=uuid.uuid4().hex,
-            )
-            self._jobs[job_id] = job
-            for batch in batches:
-                self._batches[batch.batch_id] = batch
-                for dsf in batch.files:
-                    self._files[dsf.file_id] = (batch, dsf)
-            view = self._job_view(job, now)
+            job = self._new_job(body, request.headers.get("x-profile-instance-id") or "ups")
+            view = self._job_view(job, job.created_ms)
         # A-SEG: 200 with the job and an X-Location header (the HREF of the job).
-        return JSONResponse(view, headers={"X-Location": f"{self.url}{EXPORT_BASE}/export/jobs/{job_id}"})
+        return JSONResponse(view, headers={"X-Location": f"{self.url}{EXPORT_BASE}/export/jobs/{job.job_id}"})
+
+    def _new_job(self, body: dict[str, Any], profile_instance_id: str) -> _Job:
+        """Plan and keep a job for a checked ``CreateExportJobRequest`` body (call with the state lock)."""
+        dataset_id = str(body["destination"].get("datasetId"))
+        segment_per_batch = bool(body["destination"].get("segmentPerBatch", False))
+        fields = body.get("fields")
+        segments_in = (body.get("filter") or {}).get("segments") or []
+        job_id = self._next_job_id
+        self._next_job_id += 1
+        now = _now_ms()
+        columns = project_columns(fields)
+        seg_ids = [s["segmentId"] for s in segments_in]
+        ns_of = {s["segmentId"]: s.get("segmentNs", "ups") for s in segments_in}
+
+        def statuses_of(ids: list[str]) -> tuple[str, ...]:
+            out: list[str] = []
+            for s in segments_in:
+                if s["segmentId"] in ids:
+                    st = s.get("status") or ["realized", "existing"]
+                    out.extend(x for x in ([st] if isinstance(st, str) else st) if x not in out)
+            return tuple(out) or ("realized", "existing")
+
+        if segment_per_batch and seg_ids:
+            batches = [
+                self._plan_batch(job_id, dataset_id, (s,), statuses_of([s]), ns_of[s], columns, now)
+                for s in seg_ids
+            ]
+        else:
+            ns = ns_of[seg_ids[0]] if seg_ids else "ups"
+            batches = [
+                self._plan_batch(
+                    job_id, dataset_id, tuple(seg_ids), statuses_of(seg_ids), ns, columns, now
+                )
+            ]
+        job = _Job(
+            job_id=job_id,
+            created_ms=now,
+            step_ms=float(self.job_seconds) * 1000.0,
+            request=body,
+            dataset_id=dataset_id,
+            segment_per_batch=segment_per_batch,
+            batches=batches,
+            will_fail=any(s in self.failing_segments for s in seg_ids),
+            profile_instance_id=profile_instance_id,
+            request_id=uuid.uuid4().hex,
+        )
+        self._jobs[job_id] = job
+        for batch in batches:
+            self._batches[batch.batch_id] = batch
+            for dsf in batch.files:
+                self._files[dsf.file_id] = (batch, dsf)
+        return job
+
+    def add_job(
+        self,
+        *,
+        segments: tuple[str, ...] | list[str] = (),
+        segment_per_batch: bool = False,
+        dataset_id: str = DEFAULT_DATASET_ID,
+        fields: str | None = None,
+    ) -> int:
+        """Seed an export job as if ``POST /export/jobs`` had created it; returns its id."""
+        body: dict[str, Any] = {
+            "destination": {"datasetId": dataset_id, "segmentPerBatch": segment_per_batch},
+            "schema": {"name": "_xdm.context.profile"},
+        }
+        if segments:
+            body["filter"] = {"segments": [{"segmentId": s} for s in segments]}
+        if fields:
+            body["fields"] = fields
+        with self._state_lock:
+            if dataset_id not in self._datasets:
+                raise ValueError(f"no dataset {dataset_id} in the sandbox")
+            return self._new_job(body, "ups").job_id
 
     def _job_view(self, job: _Job, now_ms: int) -> dict[str, Any]:
         status, changed_ms = job.phase(now_ms)

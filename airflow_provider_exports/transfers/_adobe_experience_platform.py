@@ -12,12 +12,9 @@ dataset id, the batch ids, and per file its batch, dataset file id and segment.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, cast
-
-from airflow.providers.common.compat.sdk import BaseOperator
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError, VendorConnectionError
 from airflow_provider_exports.hooks.adobe_experience_platform import (
@@ -29,13 +26,8 @@ from airflow_provider_exports.hooks.adobe_experience_platform import (
     job_segments_of_batches,
     judge_export_job,
 )
-from airflow_provider_exports.transfers.engine import (
-    Cancellation,
-    HttpSourceFile,
-    Sink,
-    SourceFile,
-    run_transfer,
-)
+from airflow_provider_exports.transfers._base import TransferPlan, VendorTransferOperator
+from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
@@ -58,7 +50,7 @@ class DataAccessSourceFile(HttpSourceFile):
         return isinstance(exc, VendorConnectionError)
 
 
-class AdobeExperiencePlatformTransferBase(BaseOperator):
+class AdobeExperiencePlatformTransferBase(VendorTransferOperator):
     """Move the batch files of one finished profile export job into a sink.
 
     :param export_job_id: the export job (e.g. the job-creating operator's XCom ``job_id``). (templated)
@@ -69,40 +61,29 @@ class AdobeExperiencePlatformTransferBase(BaseOperator):
     :param range_window: bytes per ranged download request (Adobe answers each call within 60 s).
     """
 
+    vendor = VENDOR
     template_fields: Sequence[str] = ("export_job_id", "adobe_aep_conn_id")
-    # live clients and the run's stop signal are shared, not copied, when Airflow copies the task
-    shallow_copy_attrs: Sequence[str] = ("hook", "_cancellation")
 
     def __init__(
         self,
         *,
         export_job_id: str | int,
         adobe_aep_conn_id: str = AdobeExperiencePlatformHook.default_conn_name,
-        overwrite: bool = False,
-        max_concurrent_files: int = 4,
-        allow_empty: bool = False,
         range_window: int = DEFAULT_RANGE_WINDOW,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.export_job_id = export_job_id
         self.adobe_aep_conn_id = adobe_aep_conn_id
-        self.overwrite = overwrite
-        self.max_concurrent_files = max_concurrent_files
-        self.allow_empty = allow_empty
         self.range_window = range_window
         if not is_template(export_job_id) and not hasattr(export_job_id, "operator"):
             check_job_id(export_job_id)
         if range_window < 1024 * 1024:
             raise ExportConfigError("range_window", f"{range_window!r}: give at least 1 MiB per request")
-        self._cancellation: Cancellation | None = None
 
     @cached_property
     def hook(self) -> AdobeExperiencePlatformHook:
         return AdobeExperiencePlatformHook(self.adobe_aep_conn_id)
-
-    def make_sink(self, context: Context, job: dict[str, Any]) -> Sink:
-        raise NotImplementedError
 
     def _finished_job(self) -> tuple[dict[str, Any], list[str]]:
         job_id = check_job_id(self.export_job_id)
@@ -140,37 +121,25 @@ class AdobeExperiencePlatformTransferBase(BaseOperator):
             window=self.range_window,
         )
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        self._cancellation = Cancellation()
-        try:
-            job, batch_ids = self._finished_job()
-            dataset_id = job_dataset_id(job) or ""
-            details = {
-                "jobId": str(job.get("id")),
-                "datasetId": dataset_id,
-                "batchIds": batch_ids,
-                "segmentPerBatch": bool((job.get("destination") or {}).get("segmentPerBatch")),
-                "schemaName": (job.get("schema") or {}).get("name"),
-                "totalExportedProfileCounter": (job.get("metrics") or {}).get("totalExportedProfileCounter"),
-                **{k: job[k] for k in JOB_DETAILS if k in job},
-            }
-            summary = run_transfer(
-                self._sources(job, batch_ids),
-                self.make_sink(context, job),
-                vendor=VENDOR,
-                export_ref=dataset_id,
-                job_ref=str(job.get("id")),
-                overwrite=self.overwrite,
-                max_concurrent_files=self.max_concurrent_files,
-                log=cast("logging.Logger", self.log),  # Airflow's task logger speaks the same methods
-                cancellation=self._cancellation,
-                job_details=details,
-            )
-        finally:
-            self.hook.close()
-        return summary.to_dict()
+    def plan(self, context: Context) -> TransferPlan:
+        job, batch_ids = self._finished_job()
+        dataset_id = job_dataset_id(job) or ""
+        details = {
+            "jobId": str(job.get("id")),
+            "datasetId": dataset_id,
+            "batchIds": batch_ids,
+            "segmentPerBatch": bool((job.get("destination") or {}).get("segmentPerBatch")),
+            "schemaName": (job.get("schema") or {}).get("name"),
+            "totalExportedProfileCounter": (job.get("metrics") or {}).get("totalExportedProfileCounter"),
+            **{k: job[k] for k in JOB_DETAILS if k in job},
+        }
+        return TransferPlan(
+            self._sources(job, batch_ids),
+            self.make_sink(context, job),
+            export_ref=dataset_id,
+            job_ref=str(job.get("id")),
+            job_details=details,
+        )
 
-    def on_kill(self) -> None:
-        # The job is finished; stop our own transfer, which aborts its uploads or rolls back.
-        if self._cancellation is not None:
-            self._cancellation.cancel_soon("the task was killed")
+    def close(self) -> None:
+        self.hook.close()

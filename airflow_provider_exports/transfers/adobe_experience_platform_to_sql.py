@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.transfers._adobe_experience_platform import AdobeExperiencePlatformTransferBase
-from airflow_provider_exports.transfers.engine import SqlSink, check_load_mode
+from airflow_provider_exports.transfers._base import ToSqlMixin
+from airflow_provider_exports.transfers.engine import SqlSink
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
-class AdobeExperiencePlatformToSqlOperator(AdobeExperiencePlatformTransferBase):
+class AdobeExperiencePlatformToSqlOperator(ToSqlMixin, AdobeExperiencePlatformTransferBase):
     """Stream a finished profile export job's Parquet files into a table of any SQL warehouse.
 
     Columns a new table gets take their types from the Parquet schema. Nested XDM fields
@@ -32,42 +33,14 @@ class AdobeExperiencePlatformToSqlOperator(AdobeExperiencePlatformTransferBase):
     :param batch_size: rows per insert batch.
     """
 
-    template_fields: Sequence[str] = (*AdobeExperiencePlatformTransferBase.template_fields, "conn_id", "table")
+    template_fields: Sequence[str] = (
+        *AdobeExperiencePlatformTransferBase.template_fields,
+        *ToSqlMixin.SQL_TEMPLATE_FIELDS,
+    )
 
-    def __init__(
-        self,
-        *,
-        conn_id: str,
-        table: str,
-        mode: str = "append",
-        key_columns: Sequence[str] = (),
-        create_table: bool = True,
-        column_types: Mapping[str, str] | None = None,
-        flatten_structs: bool = False,
-        batch_size: int = 10_000,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, flatten_structs: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.conn_id = conn_id
-        self.table = table
-        self.mode = mode
-        self.key_columns = key_columns
-        self.create_table = create_table
-        self.column_types = column_types
         self.flatten_structs = flatten_structs
-        self.batch_size = batch_size
-        check_load_mode(mode, key_columns)
 
-    def make_sink(self, context: Context, job: dict[str, Any]) -> SqlSink:
-        return SqlSink(
-            self.table,
-            conn_id=self.conn_id,
-            mode=self.mode,  # type: ignore[arg-type]
-            key_columns=self.key_columns,
-            create_table=self.create_table,
-            column_types=self.column_types,
-            batch_size=self.batch_size,
-            allow_empty=self.allow_empty,
-            file_format="parquet",
-            flatten_structs=self.flatten_structs,
-        )
+    def make_sink(self, context: Context, output: Any) -> SqlSink:
+        return self.sql_sink(file_format="parquet", flatten_structs=self.flatten_structs)

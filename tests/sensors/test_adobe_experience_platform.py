@@ -10,21 +10,14 @@ from airflow.providers.common.compat.sdk import PokeReturnValue, TaskDeferred
 
 from airflow_provider_exports.exceptions import ExportConfigError, ExportJobFailed
 from airflow_provider_exports.hooks._http import RetryPolicy
-from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.sensors.adobe_experience_platform import AdobeProfileExportJobSensor
 from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05)
 
 
-def _create_job(segments=("seg-a",), per_batch=False) -> str:
-    hook = AdobeExperiencePlatformHook(retry=FAST)
-    body = {
-        "filter": {"segments": [{"segmentId": s} for s in segments]},
-        "destination": {"datasetId": hook.create_profile_dataset("t"), "segmentPerBatch": per_batch},
-        "schema": {"name": "_xdm.context.profile"},
-    }
-    return str(hook.create_export_job(body)["id"])
+def _create_job(sandbox, segments=("seg-a",), per_batch=False) -> str:
+    return str(sandbox.adobe.add_job(segments=segments, segment_per_batch=per_batch))
 
 
 def make_sensor(job_id, **overrides) -> AdobeProfileExportJobSensor:
@@ -57,7 +50,7 @@ def test_a_good_or_templated_job_id_constructs(job_id):
 def test_poke_returns_the_batch_id_once_job_and_batch_are_done(sandbox):
     sandbox.adobe.job_seconds = 0.2
     sandbox.adobe.batch_pending_looks = 1
-    job_id = _create_job()
+    job_id = _create_job(sandbox)
     sensor = make_sensor(job_id)
     assert sensor.poke({}) is False  # NEW
     assert _poke_until_done(sensor) == sandbox.adobe.batch_ids(int(job_id))
@@ -65,7 +58,7 @@ def test_poke_returns_the_batch_id_once_job_and_batch_are_done(sandbox):
 
 def test_poke_returns_one_batch_per_segment_with_segment_per_batch(sandbox):
     sandbox.adobe.job_seconds = 0.1
-    job_id = _create_job(("s1", "s2", "s3"), per_batch=True)
+    job_id = _create_job(sandbox, ("s1", "s2", "s3"), per_batch=True)
     batches = _poke_until_done(make_sensor(job_id))
     assert batches == sandbox.adobe.batch_ids(int(job_id)) and len(batches) == 3
 
@@ -73,7 +66,7 @@ def test_poke_returns_one_batch_per_segment_with_segment_per_batch(sandbox):
 def test_a_failed_job_fails_at_once_with_every_error(sandbox):
     sandbox.adobe.job_seconds = 0.1
     sandbox.adobe.failing_segments = {"seg-broken"}
-    job_id = _create_job(("seg-broken",))
+    job_id = _create_job(sandbox, ("seg-broken",))
     sensor = make_sensor(job_id, mode="poke")
     with pytest.raises(ExportJobFailed) as err:
         sensor.execute({})
@@ -84,7 +77,7 @@ def test_a_failed_job_fails_at_once_with_every_error(sandbox):
 
 def test_poke_waits_through_a_rate_limit_outage(sandbox):
     sandbox.adobe.job_seconds = 0.1
-    job_id = _create_job()
+    job_id = _create_job(sandbox)
     sandbox.adobe.faults.rate_limit("/data/core/ups/export/jobs/*", times=None, retry_after="0")
     sensor = make_sensor(job_id)
     sensor.hook.retry = FAST
@@ -95,7 +88,7 @@ def test_poke_waits_through_a_rate_limit_outage(sandbox):
 
 def test_deferrable_execute_defers_to_a_trigger_that_does_not_cancel(sandbox):
     sandbox.adobe.job_seconds = 60
-    job_id = _create_job()
+    job_id = _create_job(sandbox)
     sensor = make_sensor(job_id, deferrable=True, poke_interval=30, timeout=3600, adobe_aep_conn_id="adobe_aep_default")
     before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
@@ -111,7 +104,7 @@ def test_deferrable_execute_defers_to_a_trigger_that_does_not_cancel(sandbox):
 
 def test_deferrable_execute_returns_at_once_when_already_done(sandbox):
     sandbox.adobe.job_seconds = 0.1
-    job_id = _create_job()
+    job_id = _create_job(sandbox)
     expected = _poke_until_done(make_sensor(job_id))
     assert make_sensor(job_id, deferrable=True).execute({}) == expected
 

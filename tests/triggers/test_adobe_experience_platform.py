@@ -14,7 +14,6 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_exports.hooks._http import RetryPolicy
-from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05)
@@ -23,13 +22,7 @@ JOBS = "/data/core/ups/export/jobs"
 
 
 def _create_job(sandbox, segments=("seg-a",), per_batch=False) -> str:
-    hook = AdobeExperiencePlatformHook(retry=FAST)
-    body = {
-        "filter": {"segments": [{"segmentId": s} for s in segments]},
-        "destination": {"datasetId": hook.create_profile_dataset("t"), "segmentPerBatch": per_batch},
-        "schema": {"name": "_xdm.context.profile"},
-    }
-    return str(hook.create_export_job(body)["id"])
+    return str(sandbox.adobe.add_job(segments=segments, segment_per_batch=per_batch))
 
 
 def make_trigger(job_id: str, **overrides) -> AdobeProfileExportJobTrigger:

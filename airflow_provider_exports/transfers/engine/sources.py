@@ -32,7 +32,7 @@ from airflow_provider_exports.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_exports.hooks._http import HttpCore
+    from airflow_provider_exports.hooks._http import ByteStream, HttpCore
     from airflow_provider_exports.transfers.engine.sink import Cancellation
 
 log = logging.getLogger(__name__)
@@ -201,22 +201,31 @@ class SourceFile(ABC):
             raise TransferIntegrityError(f"{self.name}: received {offset} bytes, expected {expected}")
         self._check_size(offset, "received")
 
-    def _position(self, stream: OpenedStream, offset: int, total: int | None, validator: str | None) -> int:
-        """How many leading bytes of ``stream`` are already read; raise if it is not the same file."""
+    def _check_same_version(
+        self, validator: str | None, total: int | None, now_validator: str | None, now_total: int | None
+    ) -> None:
+        """Raise :class:`SourceChanged` when a later answer names another version or size of the file."""
+        if now_validator and validator and now_validator != validator:
+            raise SourceChanged(
+                f"{self.name} changed at the source while it was read (version {validator} became {now_validator})"
+            )
+        if now_total is not None and total is not None and now_total != total:
+            raise SourceChanged(
+                f"{self.name} changed at the source while it was read (size {total} became {now_total})"
+            )
+
+    def _position(
+        self, stream: OpenedStream | ByteStream, offset: int, total: int | None, validator: str | None
+    ) -> int:
+        """How many leading bytes of ``stream`` (a reopened file, or a later window) are already
+        read; raise if it is not the same file."""
         if offset == 0:
             if stream.start != 0:
                 raise TransferIntegrityError(
                     f"{self.name}: asked for byte 0, the server sent from {stream.start}"
                 )
             return 0
-        if stream.validator and validator and stream.validator != validator:
-            raise SourceChanged(
-                f"{self.name} changed at the source while it was read (version {validator} became {stream.validator})"
-            )
-        if stream.total_size is not None and total is not None and stream.total_size != total:
-            raise SourceChanged(
-                f"{self.name} changed at the source while it was read (size {total} became {stream.total_size})"
-            )
+        self._check_same_version(validator, total, stream.validator, stream.total_size)
         if stream.start == offset:
             return 0
         if stream.start == 0:
@@ -394,8 +403,9 @@ class HttpSourceFile(SourceFile):
                         if exc.http_status == 416 and total is None:
                             return  # an unknown total, and no byte past the last window: the end
                         raise
+                    before = position
                     try:
-                        skip = self._window_skip(part, position, total, validator)
+                        skip = self._position(part, position, total, validator)
                         got = 0
                         for chunk in part.iter_bytes(chunk_size):
                             got += len(chunk)
@@ -410,27 +420,12 @@ class HttpSourceFile(SourceFile):
                         opened.__exit__(None, None, None)
                     if part.status_code != 206 or (total is None and got < length):
                         return  # the whole rest came at once, or the last window of an unknown total
+                    if position == before:
+                        raise TransferIntegrityError(
+                            f"{self.name}: the window from byte {position} on brought no new byte"
+                        )
 
             yield OpenedStream(chunks(), total, start=body.start, validator=validator)
-
-    def _window_skip(self, part: Any, position: int, total: int | None, validator: str | None) -> int:
-        """How many leading bytes of a later window's answer were read already; raise when it is
-        not the continuation of the same version of the file."""
-        if part.validator and validator and part.validator != validator:
-            raise SourceChanged(
-                f"{self.name} changed at the source while it was read (version {validator} became {part.validator})"
-            )
-        if part.total_size is not None and total is not None and part.total_size != total:
-            raise SourceChanged(
-                f"{self.name} changed at the source while it was read (size {total} became {part.total_size})"
-            )
-        if part.start == position:
-            return 0
-        if part.status_code == 200:
-            return position  # the server ignored Range and sent the same file whole: skip what we have
-        raise TransferIntegrityError(
-            f"{self.name}: asked for the bytes from {position} on, the server sent them from {part.start}"
-        )
 
     def resumable(self, exc: BaseException) -> bool:
         # 401 is the core's to handle; 403 is what an expired presigned URL answers.

@@ -266,3 +266,10 @@ def test_a_file_that_changes_between_windows_is_reported_as_changed(sitecore_job
         _digest(source)
     # the second window asked "if still the same version" and got the new file whole
     assert [r.status for r in _downloads(sandbox)] == [206, 200]
+
+
+def test_a_window_that_does_not_start_where_asked_is_refused(sitecore_job, sandbox):
+    job = sitecore_job("windows_shift", target_bytes=3 * MIB)
+    sandbox.sitecore.faults.shift_range("/sitecore-cdp-exports/*", by_bytes=1000, times=1)
+    with pytest.raises(TransferIntegrityError, match="from 1000"):
+        _digest(_windowed(job.sources[0], MIB))
