@@ -586,9 +586,10 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         """The newest ``NEW``/``PROCESSING`` job into ``dataset_id`` created at or after
         ``created_since`` (epoch seconds): the one a retried task reattaches to.
 
-        The list is not filtered by status (the spec's filter has no ``PROCESSING``). Adobe's list
-        comes newest first (``page.sort`` ``desc`` on ``createdTime`` in its example): the scan
-        stops at the first older job when a page says so, and reads every page otherwise.
+        The list is not filtered by status (the spec's filter has no ``PROCESSING``). Vendor is
+        silent on whether the list is always newest first (its example answers ``page.sort``
+        ``desc`` on ``createdTime``): the scan stops at the first older job only when a page says
+        ``desc``, and reads every page otherwise.
         """
         pages: list[dict[str, Any]] = []
         for job in self.list_export_jobs(limit=50, pages=pages):

@@ -59,6 +59,7 @@ _STAND_INS: Mapping[str, Any] = {
     "segments": ["segment"],
 }
 #: seconds by which Adobe's clock may differ from ours when a retry looks for the job the run created
+#: (Vendor is silent on the clock behind ``creationTime``)
 CLOCK_SKEW_SECONDS = 60.0
 
 
