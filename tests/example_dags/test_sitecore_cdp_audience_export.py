@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
+from ._no_secret import assert_no_secret
 
 EXPORT = "daily_loyalty_members"
 LOGICAL_DATE = datetime(2026, 11, 22, tzinfo=timezone.utc)
@@ -98,31 +99,13 @@ def test_no_secret_in_task_logs_xcom_or_rendered_fields(flow, sandbox, s3, wareh
     run = flow.test(logical_date=LOGICAL_DATE)
     assert run.state == "success", _states(run)
 
-    from airflow.models.renderedtifields import RenderedTaskInstanceFields
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
     from airflow_provider_exports.hooks._http import TOKENS
 
-    with create_session() as session:
-        xcoms = [json.dumps(x.value) for x in session.query(XComModel).filter_by(run_id=run.run_id)]
-        rendered = [
-            json.dumps(r.rendered_fields, default=str)
-            for r in session.query(RenderedTaskInstanceFields).filter_by(run_id=run.run_id)
-        ]
-    assert xcoms and rendered
-    task_log = "".join(capfd.readouterr())
     secrets = [
         sandbox.sitecore.connection()["password"],
         *(t.value for t in TOKENS._tokens.values()),
         "X-Amz-Signature",
         "X-Amz-Security-Token",
     ]
-    for where, text in {
-        "task log": task_log,
-        "xcom": "\n".join(xcoms),
-        "rendered": "\n".join(rendered),
-    }.items():
-        leaked = [s for s in secrets if s and s in text]
-        assert not leaked, f"{where} shows {leaked}"
+    assert_no_secret(run, "".join(capfd.readouterr()), secrets)
     assert TOKENS._tokens, "the run obtained a token"

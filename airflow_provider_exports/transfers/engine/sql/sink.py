@@ -123,6 +123,8 @@ class SqlSink(Sink):
     :param attribute_columns: file attributes stored in every row of that file, as
         ``{column: attribute}`` (``{"_delta": "delta"}`` marks Sitecore delta rows added or removed).
     :param allow_empty: let ``replace`` commit a load without any row (the table is emptied).
+    :param flatten_structs: spread Parquet struct fields over columns named ``parent_child_leaf``
+        instead of one JSON column per struct (lists and maps stay JSON).
     :param lock_timeout: seconds a load waits for another load of the same table (or, in SQLite,
         of the same database file) before it fails.
     """
@@ -149,6 +151,7 @@ class SqlSink(Sink):
         attribute_columns: Mapping[str, str] | None = None,
         allow_empty: bool = False,
         lock_timeout: float = 600.0,
+        flatten_structs: bool = False,
     ) -> None:
         if not table:
             raise ExportConfigError("table", "a destination table is required")
@@ -178,6 +181,7 @@ class SqlSink(Sink):
         self.attribute_columns = dict(attribute_columns or {})
         self.allow_empty = allow_empty
         self.lock_timeout = lock_timeout
+        self.flatten_structs = flatten_structs
         self._db: Dialect | None = None
         self._ctx: TransferContext | None = None
         self._target: list[str] | None = None  # the table's columns when it existed at begin
@@ -264,6 +268,7 @@ class SqlSink(Sink):
                 csv_delimiter=self.csv_delimiter,
                 csv_header=self.csv_header,
                 csv_columns=self.csv_columns,
+                flatten_structs=self.flatten_structs,
             )
             if constants:
                 batches = _with_constants(batches, constants)
