@@ -34,6 +34,8 @@ DATA_ACCESS = "/data/foundation/export"
 JOB_TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
 #: statuses of a job still running: a retried task reattaches to one of these
 JOB_ACTIVE_STATUSES = frozenset({"NEW", "PROCESSING"})
+#: a retried task reattaches to a job of its run in these statuses: it is running or has its batches
+JOB_REATTACH_STATUSES = JOB_ACTIVE_STATUSES | {"SUCCEEDED"}
 #: the documented values of ``filter.segments[].status`` (vendor-apis README §3.4)
 SEGMENT_STATUSES = ("realized", "existing", "exited")
 DEFAULT_SCHEMA_NAME = "_xdm.context.profile"
@@ -582,9 +584,10 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
                 return
             params["offset"] = offset[0]
 
-    def find_active_export_job(self, dataset_id: str, created_since: float) -> dict[str, Any] | None:
-        """The newest ``NEW``/``PROCESSING`` job into ``dataset_id`` created at or after
-        ``created_since`` (epoch seconds): the one a retried task reattaches to.
+    def find_export_job_since(self, dataset_id: str, created_since: float) -> dict[str, Any] | None:
+        """The newest job into ``dataset_id`` created at or after ``created_since`` (epoch seconds)
+        that is running or succeeded: the one a retried task reattaches to (a job that finished
+        while the worker was dead still has its batches; a failed or cancelled one is not reused).
 
         The list is not filtered by status (the spec's filter has no ``PROCESSING``). Vendor is
         silent on whether the list is always newest first (its example answers ``page.sort``
@@ -601,7 +604,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             if (
                 created is not None
                 and job_dataset_id(job) == dataset_id
-                and str(job.get("status") or "").upper() in JOB_ACTIVE_STATUSES
+                and str(job.get("status") or "").upper() in JOB_REATTACH_STATUSES
             ):
                 return job
         return None

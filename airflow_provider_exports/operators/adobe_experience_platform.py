@@ -231,7 +231,7 @@ class AdobeCreateProfileExportJobOperator(ExportJobOperator):
         if ti is None or int(getattr(ti, "try_number", 1) or 1) <= 1 or started is None:
             return None  # a first try has no job of its own to find
         dataset_id = self.request_body()["destination"]["datasetId"]
-        job = self.hook.find_active_export_job(dataset_id, started.timestamp() - CLOCK_SKEW_SECONDS)
+        job = self.hook.find_export_job_since(dataset_id, started.timestamp() - CLOCK_SKEW_SECONDS)
         return None if job is None else str(job["id"])
 
     def create_job(self, context: Context) -> str:

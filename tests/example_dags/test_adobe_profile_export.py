@@ -99,7 +99,7 @@ def test_a_failed_job_fails_the_run_with_every_error(flow, sandbox, s3, warehous
 
 def test_a_retry_reattaches_to_the_job_instead_of_creating_another(flow, sandbox, s3, warehouse):
     """Try 1 creates the job and then fails (its first look gets a 403, which no retry of the call
-    fixes, as a worker that died would leave it); try 2 finds the run's active job and waits for it."""
+    fixes, as a worker that died would leave it); try 2 finds the run's job and waits for it."""
     sandbox.adobe.job_seconds = 2.0
     task = flow.get_task("export_profiles")
     task.deferrable = False

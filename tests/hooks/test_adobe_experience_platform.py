@@ -334,11 +334,11 @@ def test_a_dataset_of_the_same_name_on_another_schema_is_refused(sandbox):
     assert err.value.field == "dataset_name" and PROFILE_UNION_SCHEMA in str(err.value)
 
 
-# -- reattach: the active job into the same dataset since a time -------------------------------------
+# -- reattach: the run's job into the same dataset since a time -------------------------------------
 
 
 @pytest.mark.parametrize("key", ["datasetId", "dataSetId"])
-def test_find_active_export_job(sandbox, key):
+def test_find_export_job_since(sandbox, key):
     sandbox.adobe.job_seconds = 30
     sandbox.adobe.dataset_id_key = key
     hook = AdobeExperiencePlatformHook(retry=FAST)
@@ -347,10 +347,21 @@ def test_find_active_export_job(sandbox, key):
     before = time.time() - 1
     job = hook.create_export_job(_job_body(dataset))
     hook.create_export_job(_job_body(other))
-    assert hook.find_active_export_job(dataset, before)["id"] == job["id"]
-    assert hook.find_active_export_job(dataset, time.time() + 5) is None
-    hook.cancel_export_job(job["id"])  # FAILED now: nothing active left
-    assert hook.find_active_export_job(dataset, before) is None
+    assert hook.find_export_job_since(dataset, before)["id"] == job["id"]
+    assert hook.find_export_job_since(dataset, time.time() + 5) is None
+    hook.cancel_export_job(job["id"])  # FAILED now: nothing to reattach to
+    assert hook.find_export_job_since(dataset, before) is None
+
+
+def test_a_job_that_succeeded_while_the_worker_was_dead_is_reattached_to(sandbox):
+    sandbox.adobe.job_seconds = 0  # done at once, as if it finished while no worker watched
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    dataset = hook.create_profile_dataset("t")
+    before = time.time() - 1
+    job = hook.create_export_job(_job_body(dataset))
+    assert hook.get_export_job(job["id"])["status"] == "SUCCEEDED"
+
+    assert hook.find_export_job_since(dataset, before)["id"] == job["id"]
 
 
 # -- Data Access listings ---------------------------------------------------------------------------
@@ -449,7 +460,7 @@ async def test_every_request_the_hook_sends_validates_against_adobes_openapi(san
     job_id = hook.create_export_job(body)["id"]
     verdict = hook.poll_export_job(job_id)
     assert verdict.state == "success"
-    hook.find_active_export_job(dataset, time.time() - 60)
+    hook.find_export_job_since(dataset, time.time() - 60)
     files = [f for b in verdict.result for f in hook.batch_files(b)]
     assert len(files) > 100
     hook.file_size(files[0].dataset_file_id, files[0].name)
