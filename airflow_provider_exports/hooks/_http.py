@@ -892,6 +892,7 @@ class HttpCore:
         url: str,
         *,
         offset: int = 0,
+        length: int | None = None,
         if_range: str | None = None,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
@@ -900,6 +901,9 @@ class HttpCore:
     ) -> Iterator[ByteStream]:
         """Open a streamed body from ``offset`` on (``Range``), retrying until the body starts.
 
+        With ``length``, at most that many bytes are asked for (``Range: bytes=offset-end``, also
+        from offset 0): a window of a file whose server bounds each answer's time.
+
         With ``if_range`` (an ETag or Last-Modified date), a server whose object changed since
         answers with the whole new object instead (a 200): :attr:`ByteStream.start` says which.
         Errors after the body has started (a cut connection) surface from
@@ -907,7 +911,12 @@ class HttpCore:
         ``stop`` is set (a cancelled transfer) no attempt is retried.
         """
         method = method.upper()
-        range_headers = {"Range": f"bytes={offset}-"} if offset > 0 else {}
+        if length is not None:
+            if length < 1:
+                raise ValueError("length must be at least 1 byte")
+            range_headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
+        else:
+            range_headers = {"Range": f"bytes={offset}-"} if offset > 0 else {}
         if range_headers and if_range:
             range_headers["If-Range"] = if_range
         what = f"{self.vendor} {method} {redact_url(url)}"

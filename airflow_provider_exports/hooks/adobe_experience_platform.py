@@ -7,15 +7,18 @@ documents beside it (segmentation.yaml for ``/export/jobs``, catalog.yaml, data-
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from airflow_provider_exports.exceptions import ExportConfigError, VendorAPIError
 from airflow_provider_exports.hooks._base import ExportsVendorHook, normalise_host
 from airflow_provider_exports.hooks._http import AuthScheme, ByteStream, ClientCredentialsAuth, RetryPolicy
+from airflow_provider_exports.utils.waiting import JobVerdict
 
 IMS_HOST = "https://ims-na1.adobelogin.com"
 TOKEN_PATH = "/ims/token/v3"
@@ -29,6 +32,13 @@ CATALOG = "/data/foundation/catalog"
 DATA_ACCESS = "/data/foundation/export"
 
 JOB_TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
+#: statuses of a job still running: a retried task reattaches to one of these
+JOB_ACTIVE_STATUSES = frozenset({"NEW", "PROCESSING"})
+#: a retried task reattaches to a job of its run in these statuses: it is running or has its batches
+JOB_REATTACH_STATUSES = JOB_ACTIVE_STATUSES | {"SUCCEEDED"}
+#: the documented values of ``filter.segments[].status`` (vendor-apis README §3.4)
+SEGMENT_STATUSES = ("realized", "existing", "exited")
+DEFAULT_SCHEMA_NAME = "_xdm.context.profile"
 # Catalog's batch enum plus the values Adobe's own client has seen (vendor-apis README §3.5);
 # anything else is treated as still running.
 BATCH_SUCCESS = frozenset({"success", "active"})
@@ -53,6 +63,332 @@ class DataAccessFile:
     dataset_file_id: str
     name: str
     size: int | None
+
+
+# -- reading what Adobe answers -----------------------------------------------------------------
+
+
+def epoch_seconds(value: Any) -> float | None:
+    """A job or batch time as epoch seconds.
+
+    Vendor is silent (contradicts itself) on the unit: the Segmentation spec says ``creationTime``
+    is in seconds, every example is in milliseconds (vendor-apis README §3.4). A number past
+    10**11 (March 5138 in seconds) is read as milliseconds, anything smaller as seconds.
+    """
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number / 1000.0 if number > 1e11 else number
+
+
+def job_dataset_id(job: Mapping[str, Any]) -> str | None:
+    """The job's destination dataset; the docs spell it ``datasetId`` and ``dataSetId``."""
+    destination = job.get("destination") or {}
+    value = destination.get("datasetId") or destination.get("dataSetId")
+    return str(value) if value else None
+
+
+def job_batch_ids(job: Mapping[str, Any]) -> list[str]:
+    """The batch the job wrote (``destination.batchId``), or one per segment with
+    ``segmentPerBatch`` (``destination.batches[].batchId``); empty ones (a failed job) are left out."""
+    destination = job.get("destination") or {}
+    batches = destination.get("batches")
+    if isinstance(batches, Mapping):  # the spec types it as one object (a spec defect)
+        batches = [batches]
+    ids = [str(b.get("batchId")) for b in batches or [] if isinstance(b, Mapping) and b.get("batchId")]
+    if not ids and destination.get("batchId"):
+        ids = [str(destination["batchId"])]
+    return ids
+
+
+def job_segments_of_batches(job: Mapping[str, Any]) -> dict[str, str]:
+    """``{batchId: segmentId}`` for a job with ``segmentPerBatch``."""
+    batches = (job.get("destination") or {}).get("batches")
+    if isinstance(batches, Mapping):
+        batches = [batches]
+    return {
+        str(b["batchId"]): str(b.get("segmentId"))
+        for b in batches or []
+        if isinstance(b, Mapping) and b.get("batchId") and b.get("segmentId")
+    }
+
+
+def job_errors(job: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Every ``errors[]`` entry of a job as ``{"code", "message"}`` (Adobe names the text ``msg``)."""
+    return [
+        {"code": str(e.get("code")), "message": str(e.get("msg") or e.get("message") or e.get("description"))}
+        for e in job.get("errors") or []
+        if isinstance(e, Mapping)
+    ]
+
+
+def check_job_id(value: Any, field_name: str = "export_job_id") -> str:
+    """An export job id: Adobe's are numbers (``24115``)."""
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not text.isdigit():
+        raise ExportConfigError(field_name, f"{value!r} is not an export job id (a number such as 24115)")
+    return text
+
+
+# -- the export job request (CreateExportJobRequest) ---------------------------------------------
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE)
+
+
+def check_rfc3339(value: Any, field_name: str) -> str | None:
+    """An RFC 3339 date-time with its offset (``2026-11-22T00:00:00Z``); a datetime is written as one.
+
+    A space for the ``T`` (RFC 3339 §5.6 allows it; Airflow renders ``{{ data_interval_start }}`` so)
+    is sent as ``T``. ``None`` and empty values (and ``"None"``, what an absent template value
+    renders to) give ``None``.
+    """
+    if value is None or value in ("", "None"):
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ExportConfigError(field_name, f"{value!r} has no time zone")
+        return value.isoformat()
+    text = str(value).strip()
+    if not _RFC3339.fullmatch(text):
+        raise ExportConfigError(
+            field_name, f"{value!r} is not an RFC 3339 date-time with an offset (e.g. 2026-11-22T00:00:00Z)"
+        )
+    text = text[:10] + "T" + text[11:]
+    try:
+        datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ExportConfigError(field_name, f"{value!r} is not a valid date-time") from None
+    return text
+
+
+def _required_text(value: Any, field_name: str, hint: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ExportConfigError(field_name, f"is required ({hint})")
+    return value.strip()
+
+
+def _fields(value: Any, field_name: str) -> str | None:
+    """``fields``: a comma-separated string of dot paths, or a list of them."""
+    if value is None or value == "":
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or not all(isinstance(i, str) for i in items):
+        raise ExportConfigError(field_name, f"{value!r}: give dot paths, as a list or comma-separated")
+    parts = [p.strip() for item in items for p in item.split(",") if p.strip()]
+    if not parts or any(" " in p for p in parts):
+        raise ExportConfigError(field_name, f"{value!r}: give dot paths such as identities.id,person.name")
+    return ",".join(parts)
+
+
+def _bool(value: Any, field_name: str) -> bool | None:
+    """``True``/``False``, or their text as a template renders it (``"True"``, ``"false"``)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ExportConfigError(field_name, f"{value!r} is not true or false")
+
+
+def _listed(value: Any) -> Any:
+    """A list given as text: JSON (``'["a", "b"]'``, what a rendered list looks like with double
+    quotes) or comma-separated."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        import json
+
+        try:
+            return json.loads(text)
+        except ValueError:
+            return json.loads(text.replace("'", '"'))
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _statuses(value: Any, field_name: str) -> list[str] | None:
+    if value is None:
+        return None
+    try:
+        items = list(_listed(value))
+    except (TypeError, ValueError):
+        items = [value]
+    bad = [v for v in items if v not in SEGMENT_STATUSES]
+    if bad or not items:
+        raise ExportConfigError(
+            field_name, f"{value!r}: each status must be one of {', '.join(SEGMENT_STATUSES)}"
+        )
+    return list(dict.fromkeys(items))
+
+
+def _segments(
+    value: Any, namespace: Any, statuses: Any
+) -> list[dict[str, Any]]:
+    """``segments``: segment ids, or ``{"segmentId", "segmentNs", "status"}`` objects."""
+    if value is None or value == "" or value == []:
+        return []
+    try:
+        items = list(_listed(value))
+    except (TypeError, ValueError):
+        raise ExportConfigError("segments", f"{value!r}: give segment ids or segment objects") from None
+    default_status = _statuses(statuses, "segment_statuses")
+    if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
+        raise ExportConfigError("segment_namespace", f"{namespace!r}: give a namespace such as ups")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            item = {"segmentId": item}
+        if not isinstance(item, Mapping):
+            raise ExportConfigError(f"segments[{i}]", f"{item!r}: give a segment id or a segmentId/segmentNs/status object")
+        unknown = set(item) - {"segmentId", "segmentNs", "status"}
+        if unknown:
+            raise ExportConfigError(f"segments[{i}]", f"unknown key(s) {', '.join(sorted(unknown))}")
+        segment: dict[str, Any] = {
+            "segmentId": _required_text(item.get("segmentId"), f"segments[{i}].segmentId", "a segment id")
+        }
+        ns = item.get("segmentNs", namespace)
+        if ns is not None:
+            segment["segmentNs"] = _required_text(ns, f"segments[{i}].segmentNs", "e.g. ups")
+        status = _statuses(item["status"], f"segments[{i}].status") if "status" in item else default_status
+        if status is not None:
+            segment["status"] = status
+        out.append(segment)
+    return out
+
+
+def export_job_request(
+    *,
+    dataset_id: Any,
+    schema_name: Any = DEFAULT_SCHEMA_NAME,
+    fields: Any = None,
+    merge_policy_id: Any = None,
+    merge_policy_version: Any = None,
+    segments: Any = None,
+    segment_namespace: Any = None,
+    segment_statuses: Any = None,
+    segment_qualification_start: Any = None,
+    segment_qualification_end: Any = None,
+    from_ingest_timestamp: Any = None,
+    empty_profiles: Any = None,
+    event_fields: Any = None,
+    event_from_ingest_timestamp: Any = None,
+    event_to_ingest_timestamp: Any = None,
+    segment_per_batch: Any = False,
+    evaluate_segments: Any = None,
+) -> dict[str, Any]:
+    """A ``POST /export/jobs`` body (``CreateExportJobRequest``) from checked arguments.
+
+    Every problem raises :class:`ExportConfigError` naming the argument: the dataset id and the
+    schema name are required, timestamps are RFC 3339, segment statuses are ``realized``,
+    ``existing`` or ``exited``. Arguments left ``None`` are left out (Adobe's defaults apply).
+    """
+    body: dict[str, Any] = {}
+    if (f := _fields(fields, "fields")) is not None:
+        body["fields"] = f
+    if merge_policy_id not in (None, ""):
+        policy: dict[str, Any] = {"id": _required_text(merge_policy_id, "merge_policy_id", "a merge policy id")}
+        if merge_policy_version not in (None, ""):
+            try:
+                policy["version"] = int(merge_policy_version)
+            except (TypeError, ValueError):
+                raise ExportConfigError("merge_policy_version", f"{merge_policy_version!r} is not a number") from None
+        body["mergePolicy"] = policy
+    elif merge_policy_version not in (None, ""):
+        raise ExportConfigError("merge_policy_version", "needs merge_policy_id")
+    filt: dict[str, Any] = {}
+    if chosen := _segments(segments, segment_namespace, segment_statuses):
+        filt["segments"] = chosen
+    elif segment_statuses is not None or segment_namespace is not None:
+        raise ExportConfigError("segments", "segment_statuses and segment_namespace need segments")
+    start = check_rfc3339(segment_qualification_start, "segment_qualification_start")
+    end = check_rfc3339(segment_qualification_end, "segment_qualification_end")
+    if start or end:
+        filt["segmentQualificationTime"] = {
+            **({"startTime": start} if start else {}),
+            **({"endTime": end} if end else {}),
+        }
+    if (ingest := check_rfc3339(from_ingest_timestamp, "from_ingest_timestamp")) is not None:
+        filt["fromIngestTimestamp"] = ingest
+    if (empty := _bool(empty_profiles, "empty_profiles")) is not None:
+        filt["emptyProfiles"] = empty
+    if filt:
+        body["filter"] = filt
+    event_list: dict[str, Any] = {}
+    if (ef := _fields(event_fields, "event_fields")) is not None:
+        event_list["fields"] = ef
+    event_filter = {
+        key: value
+        for key, value in (
+            ("fromIngestTimestamp", check_rfc3339(event_from_ingest_timestamp, "event_from_ingest_timestamp")),
+            ("toIngestTimestamp", check_rfc3339(event_to_ingest_timestamp, "event_to_ingest_timestamp")),
+        )
+        if value is not None
+    }
+    if event_filter:
+        event_list["filter"] = event_filter
+    if event_list:
+        body["additionalFields"] = {"eventList": event_list}
+    destination: dict[str, Any] = {"datasetId": _required_text(dataset_id, "dataset_id", "the target dataset's id")}
+    if _bool(segment_per_batch, "segment_per_batch"):
+        destination["segmentPerBatch"] = True
+    body["destination"] = destination
+    body["schema"] = {"name": _required_text(schema_name, "schema_name", f"e.g. {DEFAULT_SCHEMA_NAME}")}
+    if (evaluate := _bool(evaluate_segments, "evaluate_segments")) is not None:
+        body["evaluationInfo"] = {"segmentation": evaluate}
+    return body
+
+
+# -- the two-stage wait: the job, then its Catalog batches ----------------------------------------
+
+
+def _describe(job_id: str, status: str, batches: Mapping[str, str] | None = None) -> str:
+    text = f"export job {job_id} status {status or '(none)'}"
+    if batches:
+        text += "; Catalog batches " + ", ".join(f"{b} {s}" for b, s in batches.items())
+    return text
+
+
+def judge_export_job(
+    job: Mapping[str, Any], batches: Mapping[str, Mapping[str, Any]] | None = None
+) -> JobVerdict:
+    """Decide from a job (and the Catalog batches it wrote, once it ``SUCCEEDED``) how the wait stands.
+
+    ``FAILED`` fails with every ``errors[]`` entry's code and message; ``NEW``, ``PROCESSING`` and
+    statuses Adobe does not document keep waiting; ``SUCCEEDED`` waits for every batch to reach
+    ``success`` (a batch in ``failure``/``failed``/``aborted``/``abandoned``/``deleted`` fails; any
+    other batch status, known or not, keeps waiting). ``batches``: the Catalog batch of each batch
+    id, once fetched. A success's result is the list of batch ids (one, or one per segment with
+    ``segmentPerBatch``).
+    """
+    job_id = str(job.get("id"))
+    status = str(job.get("status") or "").upper()
+    details = {"datasetId": job_dataset_id(job), "batchIds": job_batch_ids(job)}
+    if status == "FAILED":
+        errors = [f"[{e['code']}] {e['message']}" for e in job_errors(job)]
+        return JobVerdict("failed", _describe(job_id, status), None, job_id, status, errors, details)
+    if status != "SUCCEEDED":
+        return JobVerdict("waiting", _describe(job_id, status), job_ref=job_id, job_status=status)
+    ids = job_batch_ids(job)
+    if not ids:
+        # Vendor is silent on a SUCCEEDED job without a batch id: waiting would never end.
+        return JobVerdict(
+            "failed", _describe(job_id, status), None, job_id, status, ["the job names no batch id"], details
+        )
+    seen = {b: str(((batches or {}).get(b) or {}).get("status") or "unknown").lower() for b in ids}
+    description = _describe(job_id, status, seen)
+    failed = [b for b, s in seen.items() if s in BATCH_FAILED]
+    if failed:
+        errors = [
+            f"batch {b} {seen[b]}: [{e.get('code')}] {e.get('description') or e.get('message')}"
+            for b in failed
+            for e in ((batches or {}).get(b) or {}).get("errors") or [{"code": seen[b], "description": "failed"}]
+        ]
+        return JobVerdict("failed", description, None, job_id, status, errors, {**details, "batchStatuses": seen})
+    if all(s in BATCH_SUCCESS for s in seen.values()):
+        return JobVerdict("success", description, ids, job_id, status)
+    return JobVerdict("waiting", description, job_ref=job_id, job_status=status)
 
 
 class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
@@ -145,6 +481,49 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             )
         return str(result[0]).rsplit("/", 1)[-1]
 
+    def find_datasets(self, name: str) -> list[tuple[str, dict[str, Any]]]:
+        """Datasets named exactly ``name``, oldest first, as ``(id, dataset)``.
+
+        Catalog filters on the ``name`` property (``GET /dataSets?property=name==...``), pages of at
+        most 100 (``start``/``limit``). Vendor is silent on whether that filter is exact: the names
+        are compared here too. Vendor is silent on the order of equal names: ``orderBy=asc:created``.
+        """
+        found: list[tuple[str, dict[str, Any]]] = []
+        start = 0
+        while True:
+            page = self.call(
+                "GET",
+                f"{CATALOG}/dataSets",
+                params={
+                    "property": f"name=={name}",
+                    "properties": "name,schemaRef,created",
+                    "orderBy": "asc:created",
+                    "start": start,
+                    "limit": 100,
+                },
+            ) or {}
+            if not isinstance(page, Mapping):
+                break
+            found += [(str(k), dict(v)) for k, v in page.items() if isinstance(v, Mapping) and v.get("name") == name]
+            if len(page) < 100:
+                break
+            start += len(page)
+        return sorted(found, key=lambda item: epoch_seconds(item[1].get("created")) or 0.0)
+
+    def get_or_create_profile_dataset(self, name: str, *, description: str | None = None) -> tuple[str, bool]:
+        """The id of the dataset named ``name`` on the profile union schema, created if there is none;
+        ``(id, created)``. A dataset of that name on another schema is refused, not reused."""
+        for dataset_id, dataset in self.find_datasets(name):
+            schema = (dataset.get("schemaRef") or {}).get("id")
+            if schema == PROFILE_UNION_SCHEMA:
+                return dataset_id, False
+            raise ExportConfigError(
+                "dataset_name",
+                f"dataset {dataset_id} is named {name!r} but is on schema {schema!r}, not the profile "
+                f"union schema {PROFILE_UNION_SCHEMA}; choose another name",
+            )
+        return self.create_profile_dataset(name, description=description), True
+
     def get_batch(self, batch_id: str, *, deadline: float | None = None) -> dict[str, Any]:
         """Catalog batch (the response is keyed by batch id; this returns the inner object)."""
         return _unwrap_keyed(self.call("GET", f"{CATALOG}/batches/{batch_id}", deadline=deadline), batch_id)
@@ -156,7 +535,8 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
     # -- profile export jobs (segmentation.yaml)
 
     def create_export_job(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Create a profile export job from a ``CreateExportJobRequest`` body."""
+        """Create a profile export job from a ``CreateExportJobRequest`` body (see
+        :func:`export_job_request`). Retried only when it provably was not received."""
         if not (body.get("destination") or {}).get("datasetId"):
             raise ExportConfigError("destination.datasetId", "is required")
         if not (body.get("schema") or {}).get("name"):
@@ -170,19 +550,64 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
     async def aget_export_job(self, job_id: str | int, *, deadline: float | None = None) -> dict[str, Any]:
         return await self.acall("GET", f"{EXPORT_JOBS}/{job_id}", deadline=deadline)
 
-    def list_export_jobs(self, *, status: str | None = None, limit: int = 100) -> Iterator[dict[str, Any]]:
-        """All export jobs, following ``link.next`` (its ``offset``) until it is empty."""
+    def poll_export_job(self, job_id: str | int, *, deadline: float | None = None) -> JobVerdict:
+        """One look at the job and, once it ``SUCCEEDED``, at its batches (:func:`judge_export_job`)."""
+        job = self.get_export_job(job_id, deadline=deadline)
+        batches = None
+        if str(job.get("status") or "").upper() == "SUCCEEDED":
+            batches = {b: self.get_batch(b, deadline=deadline) for b in job_batch_ids(job)}
+        return judge_export_job(job, batches)
+
+    async def apoll_export_job(self, job_id: str | int, *, deadline: float | None = None) -> JobVerdict:
+        job = await self.aget_export_job(job_id, deadline=deadline)
+        batches = None
+        if str(job.get("status") or "").upper() == "SUCCEEDED":
+            batches = {b: await self.aget_batch(b, deadline=deadline) for b in job_batch_ids(job)}
+        return judge_export_job(job, batches)
+
+    def list_export_jobs(
+        self, *, status: str | None = None, limit: int = 100, pages: list[dict[str, Any]] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """All export jobs, following ``link.next`` (its ``offset``) until it is empty; each page's
+        ``page`` object is appended to ``pages`` when given."""
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
         while True:
             page = self.call("GET", EXPORT_JOBS, params=params) or {}
+            if pages is not None:
+                pages.append(dict(page.get("page") or {}))
             yield from page.get("records") or []
             next_link = ((page.get("link") or {}).get("next") or "").strip()
             offset = parse_qs(urlsplit(next_link).query).get("offset") if next_link else None
             if not offset or not page.get("records"):
                 return
             params["offset"] = offset[0]
+
+    def find_export_job_since(self, dataset_id: str, created_since: float) -> dict[str, Any] | None:
+        """The newest job into ``dataset_id`` created at or after ``created_since`` (epoch seconds)
+        that is running or succeeded: the one a retried task reattaches to (a job that finished
+        while the worker was dead still has its batches; a failed or cancelled one is not reused).
+
+        The list is not filtered by status (the spec's filter has no ``PROCESSING``). Vendor is
+        silent on whether the list is always newest first (its example answers ``page.sort``
+        ``desc`` on ``createdTime``): the scan stops at the first older job only when a page says
+        ``desc``, and reads every page otherwise.
+        """
+        pages: list[dict[str, Any]] = []
+        for job in self.list_export_jobs(limit=50, pages=pages):
+            created = epoch_seconds(job.get("creationTime"))
+            if created is not None and created < created_since:
+                if (pages[-1].get("sort") or "").lower() == "desc":
+                    return None
+                continue
+            if (
+                created is not None
+                and job_dataset_id(job) == dataset_id
+                and str(job.get("status") or "").upper() in JOB_REATTACH_STATUSES
+            ):
+                return job
+        return None
 
     def cancel_export_job(self, job_id: str | int) -> None:
         """Cancel a job; Adobe documents 200 with a body, 204 with a body and 204 without one."""
@@ -205,25 +630,43 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             start += len(data)
 
     def list_batch_files(self, batch_id: str, *, limit: int = 100) -> Iterator[dict[str, Any]]:
-        """Dataset files of a batch (at most 100 a page)."""
-        return self._data_access_pages(f"/batches/{batch_id}/files", limit)
+        """Dataset files of a batch (at most 100 a page, the documented maximum)."""
+        return self._data_access_pages(f"/batches/{batch_id}/files", min(limit, 100))
 
-    def list_files(self, dataset_file_id: str, *, limit: int = 100) -> Iterator[DataAccessFile]:
-        """The files behind a dataset file id, descending into nested dataset file ids."""
-        for entry in self._data_access_pages(f"/files/{dataset_file_id}", limit):
-            if "name" in entry:
+    def list_files(
+        self, dataset_file_id: str, *, limit: int = 100, _seen: set[str] | None = None
+    ) -> Iterator[DataAccessFile]:
+        """The files behind a dataset file id, following directory entries into further ids.
+
+        Vendor is silent on the shape of a directory entry ("further dataSetFileId entries"): an
+        entry with a ``dataSetFileId``, or whose ``_links.self.href`` names another
+        ``/files/{id}`` without a ``path``, is followed; an entry with a ``name`` is a file. Each id
+        is read once, so a listing that loops ends.
+        """
+        seen = _seen if _seen is not None else set()
+        seen.add(dataset_file_id)
+        for entry in self._data_access_pages(f"/files/{dataset_file_id}", min(limit, 100)):
+            if entry.get("name"):
                 length = str(entry.get("length"))
-                yield DataAccessFile(
-                    dataset_file_id, entry["name"], int(length) if length.isdigit() else None
-                )
-            elif entry.get("dataSetFileId"):
-                yield from self.list_files(entry["dataSetFileId"], limit=limit)
+                yield DataAccessFile(dataset_file_id, entry["name"], int(length) if length.isdigit() else None)
+                continue
+            child = entry.get("dataSetFileId") or _linked_file_id(entry)
+            if child and child not in seen:
+                yield from self.list_files(str(child), limit=limit, _seen=seen)
 
     def batch_files(self, batch_id: str) -> list[DataAccessFile]:
         """Every downloadable file of a batch."""
+        seen: set[str] = set()
         return [
-            f for entry in self.list_batch_files(batch_id) for f in self.list_files(entry["dataSetFileId"])
+            f
+            for entry in self.list_batch_files(batch_id)
+            if entry.get("dataSetFileId") not in seen
+            for f in self.list_files(entry["dataSetFileId"], _seen=seen)
         ]
+
+    def file_url(self, dataset_file_id: str, path: str) -> str:
+        """The download URL of one file (``/files/{id}?path={name}``); no credential in it."""
+        return self.url(f"{DATA_ACCESS}/files/{dataset_file_id}") + "?" + urlencode({"path": path})
 
     def file_size(self, dataset_file_id: str, path: str) -> int:
         response = self.core.request(
@@ -232,12 +675,11 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         return int(response.headers["Content-Length"])
 
     def open_file(
-        self, dataset_file_id: str, path: str, *, offset: int = 0
+        self, dataset_file_id: str, path: str, *, offset: int = 0, length: int | None = None
     ) -> AbstractContextManager[ByteStream]:
-        """Stream one file from ``offset`` on (``Range``): each call must finish within Adobe's 60 s."""
-        return self.core.stream(
-            self.url(f"{DATA_ACCESS}/files/{dataset_file_id}"), params={"path": path}, offset=offset
-        )
+        """Stream one file from ``offset`` on (``Range``), at most ``length`` bytes: each call must
+        finish within Adobe's 60 s, so large files are read in windows."""
+        return self.core.stream(self.file_url(dataset_file_id, path), offset=offset, length=length)
 
     def check_access(self) -> None:
         # The token comes from IMS; this read proves the Platform host, org and sandbox headers.
@@ -255,3 +697,12 @@ def _unwrap_keyed(body: Any, key: str) -> dict[str, Any]:
         method="GET",
         url=CATALOG,
     )
+
+
+def _linked_file_id(entry: Mapping[str, Any]) -> str | None:
+    """The dataset file id a directory entry links to (``.../files/{id}`` without ``path``)."""
+    href = str(((entry.get("_links") or {}).get("self") or {}).get("href") or "")
+    parts = urlsplit(href)
+    if "/files/" not in parts.path or "path" in parse_qs(parts.query):
+        return None
+    return parts.path.rsplit("/files/", 1)[1].strip("/") or None

@@ -110,6 +110,8 @@ class _Batch:
     segment_ns: str
     created_ms: int
     files: list[_DataSetFile] = field(default_factory=list)
+    #: GETs of this batch answered since its job succeeded (see ``batch_pending_looks``)
+    looks_after_success: int = 0
 
     @property
     def records(self) -> int:
@@ -156,7 +158,13 @@ class AdobeAEPServer(VendorServer):
     batch), ``segment_rows`` (per-segment override), ``rows_per_file`` (if set, the number of
     dataset files follows from it; else ``files_per_batch`` files), ``parts_per_file`` (Parquet
     parts per dataset file), ``row_group_rows``, ``failing_segments`` (a job filtering on one of
-    them ends ``FAILED``), ``file_media_type``, ``list_default_limit``.
+    them ends ``FAILED``), ``file_media_type``, ``list_default_limit``, ``directory_depth`` (how
+    many levels of directory entries a dataset file's listing has before its Parquet parts: 0
+    lists the parts, 1 lists one further ``dataSetFileId`` that lists them), ``dataset_id_key``
+    (``datasetId`` as in the spec, or ``dataSetId`` as in some guide examples, in a job's
+    ``destination``), ``batch_pending_looks`` and ``batch_pending_status`` (a batch whose job
+    has succeeded still answers that status to that many Catalog GETs: counted, not timed, so a
+    test does not race the clock).
     """
 
     vendor: ClassVar[str] = "Adobe Experience Platform"
@@ -175,6 +183,12 @@ class AdobeAEPServer(VendorServer):
         "file_media_type": "application/octet-stream",
         # SANDBOX CHOICE: the default page size of GET /export/jobs is not documented.
         "list_default_limit": 50,
+        "directory_depth": 0,
+        "dataset_id_key": "datasetId",
+        # Vendor is silent on how long a batch takes to reach "success" after its export job
+        # SUCCEEDED: by default at once; a test can make it lag for a number of looks.
+        "batch_pending_looks": 0,
+        "batch_pending_status": "processing",
     }
 
     client_id: str = CLIENT_ID
@@ -191,6 +205,10 @@ class AdobeAEPServer(VendorServer):
         self.row_group_rows: int = DEFAULT_ROW_GROUP_ROWS
         self.file_media_type: str = "application/octet-stream"
         self.list_default_limit: int = 50
+        self.directory_depth: int = 0
+        self.dataset_id_key: str = "datasetId"
+        self.batch_pending_looks: int = 0
+        self.batch_pending_status: str = "processing"
         self.failing_segments: set[str] = set()
         self.segment_rows: dict[str, int] = {}
         super().__init__(cache_dir)
@@ -305,6 +323,7 @@ class AdobeAEPServer(VendorServer):
         route = app.add_route
         route("/ims/token/v3", self._ims_token, methods=["POST"])
         route(CATALOG_BASE + "/dataSets", self._create_dataset, methods=["POST"])
+        route(CATALOG_BASE + "/dataSets", self._list_datasets, methods=["GET"])
         route(CATALOG_BASE + "/dataSets/{dataset_id}", self._get_dataset, methods=["GET"])
         route(CATALOG_BASE + "/batches/{batch_id}", self._get_batch, methods=["GET"])
         for path in ("/export/jobs", "/export/jobs/"):
@@ -502,6 +521,52 @@ class AdobeAEPServer(VendorServer):
         # A-CAT: lookups answer an object keyed by the id.
         return JSONResponse({dataset_id: body})
 
+    def _list_datasets(self, request: Request) -> Response:
+        """``GET /dataSets``: filters ``name`` and ``property`` (``field==value``, ``field!=value``),
+        ``orderBy`` (``asc:created``/``desc:created``...), ``start``, ``limit`` (at most 100),
+        ``properties``; the answer is an object keyed by dataset id (A-CAT)."""
+        from starlette.responses import JSONResponse
+
+        if (denied := self._check_gateway(request)) is not None:
+            return denied
+        q = request.query_params
+        try:
+            start = int(q.get("start", "0"))
+            # Vendor is silent on the default page size of GET /dataSets; 100 is its maximum (A-CAT).
+            limit = min(int(q.get("limit", "50")), 100)
+            if start < 0 or limit < 1:
+                raise ValueError
+        except ValueError:
+            return self._problem(400, "BadRequestError", "start must be >= 0 and limit a positive integer.")
+        tests: list[tuple[str, str, str]] = []
+        if q.get("name") is not None:
+            tests.append(("name", "==", q["name"]))
+        for prop in q.getlist("property"):
+            # Vendor is silent (here) on the property grammar beyond its examples: == and != only.
+            for op in ("!=", "=="):
+                key, sep, value = prop.partition(op)
+                if sep and key:
+                    tests.append((key, op, value))
+                    break
+            else:
+                return self._problem(400, "BadRequestError", f"Unsupported property filter {prop!r}.")
+        order = q.get("orderBy", "")
+        with self._state_lock:
+            items = [(k, dict(v)) for k, v in self._datasets.items()]
+        for key, op, value in tests:
+            items = [
+                (k, v) for k, v in items if (str(v.get(key)) == value) == (op == "==")
+            ]
+        if order:
+            direction, _, fields = order.partition(":")
+            if direction not in ("asc", "desc") or not fields:
+                return self._problem(400, "BadRequestError", f"Unsupported orderBy {order!r}.")
+            keys = fields.split(",")
+            items.sort(key=lambda kv: tuple(str(kv[1].get(f, "")).zfill(20) for f in keys), reverse=direction == "desc")
+        page = items[start : start + limit]
+        wanted = [p for p in q.get("properties", "").split(",") if p]
+        return JSONResponse({k: ({p: v[p] for p in wanted if p in v} if wanted else v) for k, v in page})
+
     def _batch_view(self, batch: _Batch, now_ms: int) -> dict[str, Any]:
         job = self._jobs.get(batch.job_id)
         status, changed_ms = job.phase(now_ms) if job is not None else ("SUCCEEDED", batch.created_ms)
@@ -554,7 +619,14 @@ class AdobeAEPServer(VendorServer):
             batch = self._batches.get(batch_id)
             if batch is None:
                 return self._problem(404, "NotFoundError", f"Batch {batch_id} was not found.")
-            return JSONResponse({batch_id: self._batch_view(batch, _now_ms())})
+            view = self._batch_view(batch, _now_ms())
+            if view["status"] == "success":
+                batch.looks_after_success += 1
+                if batch.looks_after_success <= self.batch_pending_looks:
+                    view.update(status=self.batch_pending_status, metrics={})
+                    for key in ("completed", "recordCount"):
+                        view.pop(key, None)
+            return JSONResponse({batch_id: view})
 
     # -- export jobs ----------------------------------------------------------------------------
     def _plan_batch(
@@ -629,7 +701,6 @@ class AdobeAEPServer(VendorServer):
             for s in segments_in
         ):
             return self._ups_error(400, "filter.segments[].segmentId is required when segments are given.")
-        segment_per_batch = bool(destination.get("segmentPerBatch", False))
         fields = body.get("fields")
         if fields is not None and not isinstance(fields, str):
             return self._ups_error(400, "fields must be a comma-separated string.")
@@ -638,59 +709,93 @@ class AdobeAEPServer(VendorServer):
             if dataset_id not in self._datasets:
                 # SANDBOX CHOICE: undocumented; an unknown target dataset is refused at creation.
                 return self._ups_error(400, f"The dataset {dataset_id} does not exist.")
-            job_id = self._next_job_id
-            self._next_job_id += 1
-            now = _now_ms()
-            columns = project_columns(fields)
-            seg_ids = [s["segmentId"] for s in segments_in]
-            ns_of = {s["segmentId"]: s.get("segmentNs", "ups") for s in segments_in}
-
-            def statuses_of(ids: list[str]) -> tuple[str, ...]:
-                out: list[str] = []
-                for s in segments_in:
-                    if s["segmentId"] in ids:
-                        st = s.get("status") or ["realized", "existing"]
-                        out.extend(x for x in ([st] if isinstance(st, str) else st) if x not in out)
-                return tuple(out) or ("realized", "existing")
-
-            if segment_per_batch and seg_ids:
-                batches = [
-                    self._plan_batch(job_id, dataset_id, (s,), statuses_of([s]), ns_of[s], columns, now)
-                    for s in seg_ids
-                ]
-            else:
-                ns = ns_of[seg_ids[0]] if seg_ids else "ups"
-                batches = [
-                    self._plan_batch(
-                        job_id, dataset_id, tuple(seg_ids), statuses_of(seg_ids), ns, columns, now
-                    )
-                ]
-            job = _Job(
-                job_id=job_id,
-                created_ms=now,
-                step_ms=float(self.job_seconds) * 1000.0,
-                request=body,
-                dataset_id=dataset_id,
-                segment_per_batch=segment_per_batch,
-                batches=batches,
-                will_fail=any(s in self.failing_segments for s in seg_ids),
-                profile_instance_id=request.headers.get("x-profile-instance-id") or "ups",
-                request_id=uuid.uuid4().hex,
-            )
-            self._jobs[job_id] = job
-            for batch in batches:
-                self._batches[batch.batch_id] = batch
-                for dsf in batch.files:
-                    self._files[dsf.file_id] = (batch, dsf)
-            view = self._job_view(job, now)
+            job = self._new_job(body, request.headers.get("x-profile-instance-id") or "ups")
+            view = self._job_view(job, job.created_ms)
         # A-SEG: 200 with the job and an X-Location header (the HREF of the job).
-        return JSONResponse(view, headers={"X-Location": f"{self.url}{EXPORT_BASE}/export/jobs/{job_id}"})
+        return JSONResponse(view, headers={"X-Location": f"{self.url}{EXPORT_BASE}/export/jobs/{job.job_id}"})
+
+    def _new_job(self, body: dict[str, Any], profile_instance_id: str) -> _Job:
+        """Plan and keep a job for a checked ``CreateExportJobRequest`` body (call with the state lock)."""
+        dataset_id = str(body["destination"].get("datasetId"))
+        segment_per_batch = bool(body["destination"].get("segmentPerBatch", False))
+        fields = body.get("fields")
+        segments_in = (body.get("filter") or {}).get("segments") or []
+        job_id = self._next_job_id
+        self._next_job_id += 1
+        now = _now_ms()
+        columns = project_columns(fields)
+        seg_ids = [s["segmentId"] for s in segments_in]
+        ns_of = {s["segmentId"]: s.get("segmentNs", "ups") for s in segments_in}
+
+        def statuses_of(ids: list[str]) -> tuple[str, ...]:
+            out: list[str] = []
+            for s in segments_in:
+                if s["segmentId"] in ids:
+                    st = s.get("status") or ["realized", "existing"]
+                    out.extend(x for x in ([st] if isinstance(st, str) else st) if x not in out)
+            return tuple(out) or ("realized", "existing")
+
+        if segment_per_batch and seg_ids:
+            batches = [
+                self._plan_batch(job_id, dataset_id, (s,), statuses_of([s]), ns_of[s], columns, now)
+                for s in seg_ids
+            ]
+        else:
+            ns = ns_of[seg_ids[0]] if seg_ids else "ups"
+            batches = [
+                self._plan_batch(
+                    job_id, dataset_id, tuple(seg_ids), statuses_of(seg_ids), ns, columns, now
+                )
+            ]
+        job = _Job(
+            job_id=job_id,
+            created_ms=now,
+            step_ms=float(self.job_seconds) * 1000.0,
+            request=body,
+            dataset_id=dataset_id,
+            segment_per_batch=segment_per_batch,
+            batches=batches,
+            will_fail=any(s in self.failing_segments for s in seg_ids),
+            profile_instance_id=profile_instance_id,
+            request_id=uuid.uuid4().hex,
+        )
+        self._jobs[job_id] = job
+        for batch in batches:
+            self._batches[batch.batch_id] = batch
+            for dsf in batch.files:
+                self._files[dsf.file_id] = (batch, dsf)
+        return job
+
+    def add_job(
+        self,
+        *,
+        segments: tuple[str, ...] | list[str] = (),
+        segment_per_batch: bool = False,
+        dataset_id: str = DEFAULT_DATASET_ID,
+        fields: str | None = None,
+    ) -> int:
+        """Seed an export job as if ``POST /export/jobs`` had created it; returns its id."""
+        body: dict[str, Any] = {
+            "destination": {"datasetId": dataset_id, "segmentPerBatch": segment_per_batch},
+            "schema": {"name": "_xdm.context.profile"},
+        }
+        if segments:
+            body["filter"] = {"segments": [{"segmentId": s} for s in segments]}
+        if fields:
+            body["fields"] = fields
+        with self._state_lock:
+            if dataset_id not in self._datasets:
+                raise ValueError(f"no dataset {dataset_id} in the sandbox")
+            return self._new_job(body, "ups").job_id
 
     def _job_view(self, job: _Job, now_ms: int) -> dict[str, Any]:
         status, changed_ms = job.phase(now_ms)
         req = job.request
         failed = status == "FAILED"
-        destination: dict[str, Any] = {"datasetId": job.dataset_id, "segmentPerBatch": job.segment_per_batch}
+        destination: dict[str, Any] = {
+            self.dataset_id_key: job.dataset_id,
+            "segmentPerBatch": job.segment_per_batch,
+        }
         if job.segment_per_batch and job.batches and job.batches[0].segments:
             # Segmentation guide: with segmentPerBatch=true, destination.batches is an array (the
             # spec's schema says object: spec defect).
@@ -942,14 +1047,35 @@ class AdobeAEPServer(VendorServer):
         file_id: str = request.path_params["file_id"]
         if (denied := self._check_gateway(request)) is not None:
             return denied
+        # "<id>~d<k>": level k of the directory entries in front of a dataset file's parts.
+        top_id, sep, level_text = file_id.partition("~d")
+        level = int(level_text) if sep and level_text.isdigit() else 0
         with self._state_lock:
-            found = self._files.get(file_id)
+            found = self._files.get(top_id) if level <= self.directory_depth and (level or not sep) else None
             job = self._jobs.get(found[0].job_id) if found else None
             ready = found is not None and (job is None or job.phase(_now_ms())[0] == "SUCCEEDED")
+            depth = self.directory_depth
         if found is None or not ready:
             return self._problem(404, "NotFoundError", f"Dataset file {file_id} was not found.")
         _, dsf = found
         path_param = request.query_params.get("path")
+        if path_param is None and request.method != "HEAD" and level < depth:
+            # A-DA: a directory lists "further dataSetFileId entries". Vendor is silent on their
+            # shape; here: the id and a self link, like a batch listing's entries.
+            child = f"{top_id}~d{level + 1}"
+            return JSONResponse(
+                {
+                    "data": [
+                        {
+                            "dataSetFileId": child,
+                            "_links": {"self": {"href": f"{self.url}{DATA_ACCESS_BASE}/files/{child}"}},
+                        }
+                    ],
+                    "_page": {"limit": 100, "count": 1},
+                }
+            )
+        if path_param is not None and level < depth:
+            return self._problem(404, "NotFoundError", f"File {path_param} was not found in {file_id}.")
         if path_param is None:
             if request.method == "HEAD":
                 # A-DA: path is required on HEAD.

@@ -34,13 +34,15 @@ FAULT_KINDS = (
 
 @dataclass
 class Fault:
-    """One switched-on fault; ``times`` counts down, ``None`` means forever."""
+    """One switched-on fault; ``times`` counts down, ``None`` means forever; the first ``skip``
+    matching requests pass untouched (the storm starts at the downloads, after a listing)."""
 
     kind: str
     path_glob: str
     times: int | None = 1
     method: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    skip: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
@@ -69,10 +71,18 @@ class FaultPlan:
         return fault
 
     def rate_limit(
-        self, path_glob: str, times: int | None = 1, retry_after: str = "1", *, method: str | None = None
+        self,
+        path_glob: str,
+        times: int | None = 1,
+        retry_after: str = "1",
+        *,
+        method: str | None = None,
+        skip: int = 0,
     ) -> Fault:
         """Answer matching requests with the vendor's 429 and ``Retry-After``."""
-        return self._add(Fault("rate_limit", path_glob, times, method, {"retry_after": str(retry_after)}))
+        return self._add(
+            Fault("rate_limit", path_glob, times, method, {"retry_after": str(retry_after)}, skip=skip)
+        )
 
     def server_error(
         self, path_glob: str, times: int | None = 1, status: int = 503, *, method: str | None = None
@@ -138,6 +148,9 @@ class FaultPlan:
                 if fault.kind == "shift_range" and "range" not in (headers or {}):
                     continue
                 if fault.matches(method, path):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     if fault.times is not None:
                         fault.times -= 1
                         if fault.times <= 0:

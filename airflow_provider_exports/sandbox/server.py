@@ -30,13 +30,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class RecordedRequest:
-    """One request as the server saw it; header names only, never their values."""
+    """One request as the server saw it; header names only, never their values (but ``Range``'s,
+    which is no secret: tests check how downloads are windowed)."""
 
     method: str
     path: str
     query: dict[str, str]
     status: int
     headers_present: set[str] = field(default_factory=set)
+    range: str | None = None
 
 
 class TokenRegistry:
@@ -87,9 +89,14 @@ class _RecordingMiddleware:
             if not recorded:
                 recorded = True
                 query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-                headers = {k.decode("latin-1").lower() for k, _ in scope.get("headers", [])}
+                raw = scope.get("headers", [])
+                headers = {k.decode("latin-1").lower() for k, _ in raw}
+                ranges = [v.decode("latin-1") for k, v in raw if k.lower() == b"range"]
                 self.server._record(
-                    RecordedRequest(scope["method"], scope["path"], query, status, headers), generation
+                    RecordedRequest(
+                        scope["method"], scope["path"], query, status, headers, ranges[0] if ranges else None
+                    ),
+                    generation,
                 )
 
         async def recording_send(message: Message) -> None:

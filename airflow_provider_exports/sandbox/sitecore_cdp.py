@@ -103,6 +103,7 @@ class ExportJob:
     target_bytes: int | None
     execution_type: str
     segment_execution_type: str
+    target_files: int = 1
 
     def status(self) -> str:
         elapsed = time.monotonic() - self.created_mono
@@ -128,7 +129,11 @@ class ExportJob:
             return []
         ref = self.execution_ref
         if self.target_bytes is not None:
-            return [OutputFile("part-00000.json.gz", f"{ref}/full", 0, 0, self.target_bytes)]
+            each = self.target_bytes // self.target_files
+            return [
+                OutputFile(f"part-{i:05d}.json.gz", f"{ref}/full" + (f"/{i}" if i else ""), 0, 0, each)
+                for i in range(self.target_files)
+            ]
         if self.definition.definition_type == "DELTA":
             removed = self.rows // 5
             added = self.rows - removed
@@ -196,15 +201,19 @@ class SitecoreCDPServer(VendorServer):
         pending_seconds: float = 0.0,
         error_logs: Sequence[str] = (),
         target_bytes: int | None = None,
+        target_files: int = 1,
         execution_type: str = "SCHEDULED",
     ) -> str:
         """Add an export job; it is PENDING_* for ``pending_seconds`` then takes ``status``.
 
-        ``target_bytes`` makes the output one file of about that size (for benchmarks), built
-        now so that the job's counters are known. Returns the job's ``executionRef``.
+        ``target_bytes`` makes the output about that many bytes (for benchmarks) in ``target_files``
+        files of equal size, built now so that the job's counters are known. Returns the job's
+        ``executionRef``.
         """
         if status not in FINAL_STATES:
             raise ValueError(f"status must be one of {FINAL_STATES}")
+        if target_files < 1:
+            raise ValueError("target_files must be at least 1")
         if end_time is not None and end_time.tzinfo is None:
             raise ValueError("end_time must be timezone-aware")
         with self._state_lock:
@@ -213,7 +222,8 @@ class SitecoreCDPServer(VendorServer):
                 raise KeyError(f"no audience export {friendly_id!r}; call add_export first")
             # Deterministic refs: the same seeding after a reset reuses the cached output files.
             seq = len(definition.jobs)
-            execution_ref = str(uuid.uuid5(_NAMESPACE, f"{friendly_id}/{seq}/{rows}/{target_bytes}"))
+            many = f"/{target_files}" if target_files > 1 else ""
+            execution_ref = str(uuid.uuid5(_NAMESPACE, f"{friendly_id}/{seq}/{rows}/{target_bytes}{many}"))
             job = ExportJob(
                 execution_ref=execution_ref,
                 definition=definition,
@@ -225,13 +235,15 @@ class SitecoreCDPServer(VendorServer):
                 end_time=end_time,
                 error_logs=tuple(error_logs),
                 target_bytes=target_bytes,
+                target_files=target_files,
                 execution_type=execution_type,
                 segment_execution_type="ON_DEMAND" if execution_type == "INSTANT_RUN" else "LIVE",
             )
             definition.jobs.append(job)
             self._jobs[execution_ref] = job
         if target_bytes is not None and status == "SUCCESS":
-            self._materialize(job, job.files()[0])
+            for out in job.files():
+                self._materialize(job, out)
         return execution_ref
 
     def expected_files(self, execution_ref: str) -> list[tuple[str, int, str, int]]:
@@ -332,7 +344,7 @@ class SitecoreCDPServer(VendorServer):
         finished = status in FINAL_STATES
         rows = job.rows
         if job.target_bytes is not None and job.final_status == "SUCCESS":
-            rows = int(synthetic.read_meta(self._materialize(job, job.files()[0]))["rows"])
+            rows = sum(int(synthetic.read_meta(self._materialize(job, f))["rows"]) for f in job.files())
         ok = finished and status != "FAILED"
         removed = rows // 5 if job.definition.definition_type == "DELTA" else 0
         return {

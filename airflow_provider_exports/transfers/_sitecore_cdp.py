@@ -8,12 +8,9 @@ they never travel through XCom, templates or logs.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, cast
-
-from airflow.providers.common.compat.sdk import BaseOperator
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import TransferError
 from airflow_provider_exports.hooks.sitecore_cdp import (
@@ -22,13 +19,8 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
     check_execution_ref,
     check_export_ref,
 )
-from airflow_provider_exports.transfers.engine import (
-    Cancellation,
-    HttpSourceFile,
-    Sink,
-    SourceFile,
-    run_transfer,
-)
+from airflow_provider_exports.transfers._base import TransferPlan, VendorTransferOperator
+from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
@@ -66,7 +58,7 @@ def delta_kind(name: str) -> str | None:
     return next((kind for kind in DELTA_KINDS if kind in lowered), None)
 
 
-class SitecoreCDPTransferBase(BaseOperator):
+class SitecoreCDPTransferBase(VendorTransferOperator):
     """Move the output of one Sitecore CDP audience export job into a sink.
 
     :param audience_export_ref: the export's friendly ID or UUID reference. (templated)
@@ -79,9 +71,8 @@ class SitecoreCDPTransferBase(BaseOperator):
         by default such a job fails and the destination keeps what it had.
     """
 
+    vendor = VENDOR
     template_fields: Sequence[str] = ("audience_export_ref", "execution_ref", "sitecore_cdp_conn_id")
-    # live clients and the run's stop signal are shared, not copied, when Airflow copies the task
-    shallow_copy_attrs: Sequence[str] = ("hook", "_cancellation")
 
     def __init__(
         self,
@@ -89,31 +80,20 @@ class SitecoreCDPTransferBase(BaseOperator):
         audience_export_ref: str,
         execution_ref: str | None = None,
         sitecore_cdp_conn_id: str = SitecoreCDPHook.default_conn_name,
-        overwrite: bool = False,
-        max_concurrent_files: int = 4,
-        allow_empty: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.audience_export_ref = audience_export_ref
         self.execution_ref = execution_ref
         self.sitecore_cdp_conn_id = sitecore_cdp_conn_id
-        self.overwrite = overwrite
-        self.max_concurrent_files = max_concurrent_files
-        self.allow_empty = allow_empty
         if not is_template(audience_export_ref):
             check_export_ref(audience_export_ref)
         if execution_ref and not is_template(execution_ref) and not hasattr(execution_ref, "operator"):
             check_execution_ref(execution_ref)
-        # made in execute (an Event cannot be deep-copied, and Airflow copies operators)
-        self._cancellation: Cancellation | None = None
 
     @cached_property
     def hook(self) -> SitecoreCDPHook:
         return SitecoreCDPHook(self.sitecore_cdp_conn_id)
-
-    def make_sink(self, context: Context, output: ExportOutput) -> Sink:
-        raise NotImplementedError
 
     def _output(self) -> ExportOutput:
         check_export_ref(self.audience_export_ref)
@@ -154,8 +134,7 @@ class SitecoreCDPTransferBase(BaseOperator):
             )
         return files
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        self._cancellation = Cancellation()
+    def plan(self, context: Context) -> TransferPlan:
         output = self._output()
         report = self.hook.get_report(self.audience_export_ref, output.execution_ref) or {}
         details = {
@@ -164,24 +143,13 @@ class SitecoreCDPTransferBase(BaseOperator):
             "friendlyId": output.friendly_id,
             **{k: report[k] for k in REPORT_DETAILS if k in report},
         }
-        try:
-            summary = run_transfer(
-                self._source_files(output),
-                self.make_sink(context, output),
-                vendor=VENDOR,
-                export_ref=output.friendly_id or self.audience_export_ref,
-                job_ref=output.execution_ref,
-                overwrite=self.overwrite,
-                max_concurrent_files=self.max_concurrent_files,
-                log=cast("logging.Logger", self.log),  # Airflow's task logger speaks the same methods
-                cancellation=self._cancellation,
-                job_details=details,
-            )
-        finally:
-            self.hook.close()
-        return summary.to_dict()
+        return TransferPlan(
+            self._source_files(output),
+            self.make_sink(context, output),
+            export_ref=output.friendly_id or self.audience_export_ref,
+            job_ref=output.execution_ref,
+            job_details=details,
+        )
 
-    def on_kill(self) -> None:
-        # Sitecore jobs cannot be cancelled; stop our own transfer, which aborts its uploads.
-        if self._cancellation is not None:
-            self._cancellation.cancel_soon("the task was killed")
+    def close(self) -> None:
+        self.hook.close()

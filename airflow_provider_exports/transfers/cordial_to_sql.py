@@ -18,17 +18,15 @@ The transfer waits for nothing: the job must be ``Done`` (the create operator's 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, cast
-
-from airflow.providers.common.compat.sdk import BaseOperator
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook, job_file_name
-from airflow_provider_exports.transfers.engine import Cancellation, SqlSink, check_load_mode, run_transfer
+from airflow_provider_exports.transfers._base import ToSqlMixin, TransferPlan, VendorTransferOperator
+from airflow_provider_exports.transfers.engine import SqlSink
 from airflow_provider_exports.transfers.engine.formats import Unpivot
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
 from airflow_provider_exports.triggers.cordial import job_verdict
@@ -73,7 +71,9 @@ def check_export_reference(export: Any) -> dict[str, Any]:
         if not export.get(field):
             raise ExportConfigError(f"export.{field}", "is missing; pass a Cordial create operator's output")
     if export["export"] not in EXPORT_KINDS:
-        raise ExportConfigError("export.export", f"{export['export']!r} is not one of {', '.join(EXPORT_KINDS)}")
+        raise ExportConfigError(
+            "export.export", f"{export['export']!r} is not one of {', '.join(EXPORT_KINDS)}"
+        )
     destination = export["destination"]
     kind = destination.get("type") if isinstance(destination, Mapping) else None
     if kind == "AWS":
@@ -107,7 +107,7 @@ def delivered_file_name(export: Mapping[str, Any], job: Mapping[str, Any]) -> st
     return f"{export['name']}.{extension}" + (".gz" if export.get("compress") else "")
 
 
-class CordialS3ToSqlOperator(BaseOperator):
+class CordialS3ToSqlOperator(ToSqlMixin, VendorTransferOperator):
     """Load what a Cordial export job delivered to S3 into a table of any SQL warehouse.
 
     :param export: the reference a Cordial create operator returns: ``trends.output``. (templated)
@@ -127,49 +127,35 @@ class CordialS3ToSqlOperator(BaseOperator):
     :param allow_empty: let ``replace`` commit an export without rows (the table is emptied).
     """
 
-    template_fields: Sequence[str] = ("export", "conn_id", "table", "aws_conn_id", "cordial_conn_id")
-    # live clients and the run's stop signal are shared, not copied, when Airflow copies the task
-    shallow_copy_attrs: Sequence[str] = ("hook", "_cancellation")
+    vendor = VENDOR
+    template_fields: Sequence[str] = (
+        "export",
+        *ToSqlMixin.SQL_TEMPLATE_FIELDS,
+        "aws_conn_id",
+        "cordial_conn_id",
+    )
 
     def __init__(
         self,
         *,
         export: Any,
-        conn_id: str,
-        table: str,
         aws_conn_id: str | None = "aws_default",
         cordial_conn_id: str = CordialHook.default_conn_name,
-        mode: str = "append",
-        key_columns: Sequence[str] = (),
-        create_table: bool = True,
-        column_types: Mapping[str, str] | None = None,
-        batch_size: int = 10_000,
-        overwrite: bool = False,
-        allow_empty: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.export = export
-        self.conn_id = conn_id
-        self.table = table
         self.aws_conn_id = aws_conn_id
         self.cordial_conn_id = cordial_conn_id
-        self.mode = mode
-        self.key_columns = key_columns
-        self.create_table = create_table
-        self.column_types = column_types
-        self.batch_size = batch_size
-        self.overwrite = overwrite
-        self.allow_empty = allow_empty
-        check_load_mode(mode, key_columns)
         if not is_template(export) and not hasattr(export, "operator"):
             check_export_reference(export)
-        # made in execute (an Event cannot be deep-copied, and Airflow copies operators)
-        self._cancellation: Cancellation | None = None
 
     @cached_property
     def hook(self) -> CordialHook:
         return CordialHook(self.cordial_conn_id)
+
+    def close(self) -> None:
+        self.hook.close()
 
     def _s3_hook(self) -> S3Hook:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -192,7 +178,8 @@ class CordialS3ToSqlOperator(BaseOperator):
             )
         return S3SourceFile(s3, bucket, key, name, size=head.get("ContentLength"))
 
-    def _sink(self, export: Mapping[str, Any]) -> SqlSink:
+    def make_sink(self, context: Context, output: Any) -> SqlSink:
+        export: Mapping[str, Any] = output
         trends = export["export"] == "audience_trends"
         if not trends and export.get("export_type") != "json" and export.get("show_header") is False:
             raise ExportConfigError(
@@ -200,28 +187,16 @@ class CordialS3ToSqlOperator(BaseOperator):
                 "the CSV was delivered without a header row, so its columns have no names; create the "
                 "export with show_header=True to load it",
             )
-        types: dict[str, str] = {**(TRENDS_COLUMN_TYPES if trends else {}), **(self.column_types or {})}
-        return SqlSink(
-            self.table,
-            conn_id=self.conn_id,
-            mode=self.mode,  # type: ignore[arg-type]
-            key_columns=self.key_columns,
-            create_table=self.create_table,
-            column_types=types,
+        return self.sql_sink(
+            known_types=TRENDS_COLUMN_TYPES if trends else None,
             file_format="jsonl" if export.get("export_type") == "json" else "csv",
-            batch_size=self.batch_size,
             batch_transform=TRENDS_LONG if trends else None,
-            allow_empty=self.allow_empty,
         )
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        self._cancellation = Cancellation()
+    def plan(self, context: Context) -> TransferPlan:
         export = check_export_reference(self.export)
         job_id = str(export["job_id"])
-        try:
-            job = self.hook.get_job(job_id)
-        finally:
-            self.hook.close()
+        job = self.hook.get_job(job_id)
         verdict = job_verdict(job_id, job)
         if verdict.state == "failed":
             raise verdict.failure(VENDOR)
@@ -230,6 +205,7 @@ class CordialS3ToSqlOperator(BaseOperator):
                 f"{verdict.description}: the file is not delivered yet; wait for the job first "
                 "(wait_for_completion=True, or CordialJobSensor)"
             )
+        sink = self.make_sink(context, export)
         source = self._source(export, job)
         details: dict[str, Any] = {
             "jobId": job_id,
@@ -238,21 +214,6 @@ class CordialS3ToSqlOperator(BaseOperator):
             "source": source.location,
             **{k: job[k] for k in ("jobName", "status", "times", "result") if k in job},
         }
-        summary = run_transfer(
-            [source],
-            self._sink(export),
-            vendor=VENDOR,
-            export_ref=str(export["name"]),
-            job_ref=job_id,
-            overwrite=self.overwrite,
-            max_concurrent_files=1,
-            log=cast("logging.Logger", self.log),  # Airflow's task logger speaks the same methods
-            cancellation=self._cancellation,
-            job_details=details,
+        return TransferPlan(
+            [source], sink, export_ref=str(export["name"]), job_ref=job_id, job_details=details
         )
-        return summary.to_dict()
-
-    def on_kill(self) -> None:
-        # Stop the load (its reads are cut, its transaction rolls back); the Cordial job is done.
-        if self._cancellation is not None:
-            self._cancellation.cancel_soon("the task was killed")

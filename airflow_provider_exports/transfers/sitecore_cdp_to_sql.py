@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from airflow_provider_exports.hooks.sitecore_cdp import ExportOutput
+from airflow_provider_exports.transfers._base import ToSqlMixin
 from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPTransferBase, delta_kind
-from airflow_provider_exports.transfers.engine import SqlSink, check_load_mode
+from airflow_provider_exports.transfers.engine import SqlSink
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 DELTA_COLUMN = "_delta"
 
 
-class SitecoreCDPToSqlOperator(SitecoreCDPTransferBase):
+class SitecoreCDPToSqlOperator(ToSqlMixin, SitecoreCDPTransferBase):
     """Stream a Sitecore CDP audience export job's files into a table of any SQL warehouse.
 
     Gzipped JSON lines (or CSV) are parsed in batches and loaded through the connection's
@@ -35,42 +36,9 @@ class SitecoreCDPToSqlOperator(SitecoreCDPTransferBase):
     :param batch_size: rows per insert batch.
     """
 
-    template_fields: Sequence[str] = (*SitecoreCDPTransferBase.template_fields, "conn_id", "table")
-
-    def __init__(
-        self,
-        *,
-        conn_id: str,
-        table: str,
-        mode: str = "append",
-        key_columns: Sequence[str] = (),
-        create_table: bool = True,
-        column_types: Mapping[str, str] | None = None,
-        batch_size: int = 10_000,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.conn_id = conn_id
-        self.table = table
-        self.mode = mode
-        self.key_columns = key_columns
-        self.create_table = create_table
-        self.column_types = column_types
-        self.batch_size = batch_size
-        check_load_mode(mode, key_columns)
+    template_fields: Sequence[str] = (*SitecoreCDPTransferBase.template_fields, *ToSqlMixin.SQL_TEMPLATE_FIELDS)
 
     def make_sink(self, context: Context, output: ExportOutput) -> SqlSink:
-        return SqlSink(
-            self.table,
-            conn_id=self.conn_id,
-            mode=self.mode,  # type: ignore[arg-type]
-            key_columns=self.key_columns,
-            create_table=self.create_table,
-            column_types=self.column_types,
-            batch_size=self.batch_size,
-            allow_empty=self.allow_empty,
-            # Delta exports: each row says whether the guest was added or removed.
-            attribute_columns={DELTA_COLUMN: "delta"}
-            if any(delta_kind(f.name) for f in output.files)
-            else None,
-        )
+        # Delta exports: each row says whether the guest was added or removed.
+        delta = any(delta_kind(f.name) for f in output.files)
+        return self.sql_sink(attribute_columns={DELTA_COLUMN: "delta"} if delta else None)

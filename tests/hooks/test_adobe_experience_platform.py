@@ -135,3 +135,359 @@ async def test_async_reads(sandbox):
     finally:
         await hook.aclose()
     assert polled["id"] == job["id"] and batch["status"] in ("processing", "success")
+
+
+# -- the export job request ------------------------------------------------------------------------
+
+from airflow_provider_exports.hooks.adobe_experience_platform import (  # noqa: E402
+    PROFILE_UNION_SCHEMA,
+    epoch_seconds,
+    export_job_request,
+    job_batch_ids,
+    job_dataset_id,
+    judge_export_job,
+)
+
+
+def test_export_job_request_carries_every_documented_field():
+    body = export_job_request(
+        dataset_id="ds1",
+        fields=["identities.id", "personalEmail.address"],
+        merge_policy_id="mp1",
+        merge_policy_version="2",
+        segments=["seg-a", {"segmentId": "seg-b", "segmentNs": "aam", "status": ["exited"]}],
+        segment_namespace="ups",
+        segment_statuses=["realized"],
+        segment_qualification_start="2026-11-21T00:00:00Z",
+        segment_qualification_end="2026-11-22T00:00:00+00:00",
+        from_ingest_timestamp="2026-11-21T00:00:00.123Z",
+        empty_profiles=True,
+        event_fields="endUserIDs._experience.emailid.id,eventType",
+        event_from_ingest_timestamp="2026-11-20T00:00:00Z",
+        event_to_ingest_timestamp="2026-11-21T00:00:00Z",
+        segment_per_batch=True,
+        evaluate_segments=False,
+    )
+    assert body == {
+        "fields": "identities.id,personalEmail.address",
+        "mergePolicy": {"id": "mp1", "version": 2},
+        "filter": {
+            "segments": [
+                {"segmentId": "seg-a", "segmentNs": "ups", "status": ["realized"]},
+                {"segmentId": "seg-b", "segmentNs": "aam", "status": ["exited"]},
+            ],
+            "segmentQualificationTime": {
+                "startTime": "2026-11-21T00:00:00Z",
+                "endTime": "2026-11-22T00:00:00+00:00",
+            },
+            "fromIngestTimestamp": "2026-11-21T00:00:00.123Z",
+            "emptyProfiles": True,
+        },
+        "additionalFields": {
+            "eventList": {
+                "fields": "endUserIDs._experience.emailid.id,eventType",
+                "filter": {
+                    "fromIngestTimestamp": "2026-11-20T00:00:00Z",
+                    "toIngestTimestamp": "2026-11-21T00:00:00Z",
+                },
+            }
+        },
+        "destination": {"datasetId": "ds1", "segmentPerBatch": True},
+        "schema": {"name": "_xdm.context.profile"},
+        "evaluationInfo": {"segmentation": False},
+    }
+    # the minimum: Adobe's defaults for everything else
+    assert export_job_request(dataset_id="ds1") == {
+        "destination": {"datasetId": "ds1"},
+        "schema": {"name": "_xdm.context.profile"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"dataset_id": ""}, "dataset_id"),
+        ({"dataset_id": None}, "dataset_id"),
+        ({"dataset_id": "d", "schema_name": " "}, "schema_name"),
+        ({"dataset_id": "d", "from_ingest_timestamp": "2026-11-21"}, "from_ingest_timestamp"),
+        ({"dataset_id": "d", "from_ingest_timestamp": "2026-11-21T00:00:00"}, "from_ingest_timestamp"),
+        ({"dataset_id": "d", "segment_qualification_end": "yesterday"}, "segment_qualification_end"),
+        ({"dataset_id": "d", "event_to_ingest_timestamp": "2026-13-01T00:00:00Z"}, "event_to_ingest_timestamp"),
+        ({"dataset_id": "d", "segments": ["s"], "segment_statuses": ["active"]}, "segment_statuses"),
+        ({"dataset_id": "d", "segments": [{"segmentId": "s", "status": ["gone"]}]}, "segments[0].status"),
+        ({"dataset_id": "d", "segments": [{"segmentNs": "ups"}]}, "segments[0].segmentId"),
+        ({"dataset_id": "d", "segments": [{"segmentId": "s", "ns": "ups"}]}, "segments[0]"),
+        ({"dataset_id": "d", "segment_statuses": ["realized"]}, "segments"),
+        ({"dataset_id": "d", "merge_policy_version": 1}, "merge_policy_version"),
+        ({"dataset_id": "d", "merge_policy_id": "m", "merge_policy_version": "latest"}, "merge_policy_version"),
+        ({"dataset_id": "d", "empty_profiles": "yes"}, "empty_profiles"),
+        ({"dataset_id": "d", "segment_per_batch": "yes"}, "segment_per_batch"),
+        ({"dataset_id": "d", "segments": "[not json"}, "segments"),
+        ({"dataset_id": "d", "fields": "identities id"}, "fields"),
+    ],
+)
+def test_export_job_request_names_the_bad_argument(kwargs, field):
+    with pytest.raises(ExportConfigError) as err:
+        export_job_request(**kwargs)
+    assert err.value.field == field
+
+
+def test_epoch_times_in_milliseconds_and_seconds():
+    assert epoch_seconds(1538573416687) == pytest.approx(1538573416.687)
+    assert epoch_seconds("1538573416687") == pytest.approx(1538573416.687)
+    assert epoch_seconds(1538573416) == 1538573416
+    assert epoch_seconds(None) is None and epoch_seconds("soon") is None
+
+
+def test_both_dataset_id_spellings_and_batch_ids():
+    assert job_dataset_id({"destination": {"datasetId": "a"}}) == "a"
+    assert job_dataset_id({"destination": {"dataSetId": "b"}}) == "b"
+    assert job_batch_ids({"destination": {"batchId": "b1"}}) == ["b1"]
+    assert job_batch_ids({"destination": {"batchId": ""}}) == []
+    per_segment = {"destination": {"batches": [{"segmentId": "s1", "batchId": "b1"}, {"segmentId": "s2", "batchId": "b2"}]}}
+    assert job_batch_ids(per_segment) == ["b1", "b2"]
+
+
+# -- the verdict: the job, then its batches ----------------------------------------------------------
+
+_ERRORS = [
+    {"code": "0090000009", "msg": "Error writing profiles", "callStack": "x"},
+    {"code": "unknown", "msg": "Job aborted."},
+]
+
+
+@pytest.mark.parametrize(
+    ("job", "batches", "state"),
+    [
+        ({"status": "NEW"}, None, "waiting"),
+        ({"status": "PROCESSING"}, None, "waiting"),
+        ({"status": "QUEUED_SOMEWHERE"}, None, "waiting"),
+        ({"status": "FAILED", "errors": _ERRORS}, None, "failed"),
+        ({"status": "SUCCEEDED", "destination": {"batchId": "b"}}, {"b": {"status": "processing"}}, "waiting"),
+        ({"status": "SUCCEEDED", "destination": {"batchId": "b"}}, {"b": {"status": "staging"}}, "waiting"),
+        ({"status": "SUCCEEDED", "destination": {"batchId": "b"}}, {"b": {"status": "brand-new"}}, "waiting"),
+        ({"status": "SUCCEEDED", "destination": {"batchId": "b"}}, {}, "waiting"),
+        ({"status": "SUCCEEDED", "destination": {"batchId": "b"}}, {"b": {"status": "success"}}, "success"),
+        ({"status": "SUCCEEDED", "destination": {"batchId": "b"}}, {"b": {"status": "failure"}}, "failed"),
+        ({"status": "SUCCEEDED", "destination": {"batchId": ""}}, {}, "failed"),
+        (
+            {"status": "SUCCEEDED", "destination": {"batches": [{"batchId": "b1"}, {"batchId": "b2"}]}},
+            {"b1": {"status": "success"}, "b2": {"status": "processing"}},
+            "waiting",
+        ),
+        (
+            {"status": "SUCCEEDED", "destination": {"batches": [{"batchId": "b1"}, {"batchId": "b2"}]}},
+            {"b1": {"status": "success"}, "b2": {"status": "success"}},
+            "success",
+        ),
+    ],
+)
+def test_judge_export_job(job, batches, state):
+    verdict = judge_export_job({"id": 7, **job}, batches)
+    assert verdict.state == state
+
+
+def test_a_failed_job_names_every_error():
+    verdict = judge_export_job({"id": 7, "status": "FAILED", "errors": _ERRORS})
+    assert list(verdict.errors) == ["[0090000009] Error writing profiles", "[unknown] Job aborted."]
+    message = str(verdict.failure("Adobe Experience Platform"))
+    assert "[0090000009] Error writing profiles" in message and "[unknown] Job aborted." in message
+
+
+def test_success_returns_the_batch_ids():
+    job = {"id": 7, "status": "SUCCEEDED", "destination": {"batches": [{"batchId": "b1"}, {"batchId": "b2"}]}}
+    verdict = judge_export_job(job, {"b1": {"status": "success"}, "b2": {"status": "success"}})
+    assert verdict.result == ["b1", "b2"] and verdict.event()["result"] == ["b1", "b2"]
+
+
+# -- Catalog datasets: looked up by name first -------------------------------------------------------
+
+
+def test_a_dataset_of_the_same_name_is_reused(sandbox):
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    first, created = hook.get_or_create_profile_dataset("airflow-profiles")
+    again, created_again = hook.get_or_create_profile_dataset("airflow-profiles")
+    other, _ = hook.get_or_create_profile_dataset("airflow-profiles-2")
+    assert created and not created_again and first == again != other
+    assert len(sandbox.adobe.requests_to("/data/foundation/catalog/dataSets", "POST")) == 2
+    lookups = sandbox.adobe.requests_to("/data/foundation/catalog/dataSets", "GET")
+    assert lookups[0].query["property"] == "name==airflow-profiles"
+
+
+def test_of_several_datasets_with_one_name_the_oldest_is_reused(sandbox):
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    first = hook.create_profile_dataset("twice")
+    hook.create_profile_dataset("twice")  # Catalog does not keep names unique
+    assert hook.get_or_create_profile_dataset("twice") == (first, False)
+
+
+def test_a_dataset_of_the_same_name_on_another_schema_is_refused(sandbox):
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    hook.call(
+        "POST",
+        "/data/foundation/catalog/dataSets",
+        json={"name": "events", "schemaRef": {"id": "https://ns.adobe.com/acme/schemas/events"}},
+        expected=(201,),
+    )
+    with pytest.raises(ExportConfigError, match="not the profile union schema") as err:
+        hook.get_or_create_profile_dataset("events")
+    assert err.value.field == "dataset_name" and PROFILE_UNION_SCHEMA in str(err.value)
+
+
+# -- reattach: the run's job into the same dataset since a time -------------------------------------
+
+
+@pytest.mark.parametrize("key", ["datasetId", "dataSetId"])
+def test_find_export_job_since(sandbox, key):
+    sandbox.adobe.job_seconds = 30
+    sandbox.adobe.dataset_id_key = key
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    dataset = hook.create_profile_dataset("t")
+    other = hook.create_profile_dataset("u")
+    before = time.time() - 1
+    job = hook.create_export_job(_job_body(dataset))
+    hook.create_export_job(_job_body(other))
+    assert hook.find_export_job_since(dataset, before)["id"] == job["id"]
+    assert hook.find_export_job_since(dataset, time.time() + 5) is None
+    hook.cancel_export_job(job["id"])  # FAILED now: nothing to reattach to
+    assert hook.find_export_job_since(dataset, before) is None
+
+
+def test_a_job_that_succeeded_while_the_worker_was_dead_is_reattached_to(sandbox):
+    sandbox.adobe.job_seconds = 0  # done at once, as if it finished while no worker watched
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    dataset = hook.create_profile_dataset("t")
+    before = time.time() - 1
+    job = hook.create_export_job(_job_body(dataset))
+    assert hook.get_export_job(job["id"])["status"] == "SUCCEEDED"
+
+    assert hook.find_export_job_since(dataset, before)["id"] == job["id"]
+
+
+# -- Data Access listings ---------------------------------------------------------------------------
+
+
+def test_batch_files_past_100_and_through_directory_entries(sandbox):
+    sandbox.adobe.job_seconds = 0.1
+    sandbox.adobe.default_rows = 230
+    sandbox.adobe.rows_per_file = 1
+    sandbox.adobe.directory_depth = 2
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    job = _wait(hook, hook.create_export_job(_job_body(hook.create_profile_dataset("t")))["id"])
+    batch_id = job["destination"]["batchId"]
+    files = hook.batch_files(batch_id)
+    expected = sandbox.adobe.expected_files(batch_id)
+    assert len(files) == 230 == len(expected)
+    assert [(f.dataset_file_id, f.name, f.size) for f in files] == [
+        (f"{e[0]}~d2", e[1], e[2]) for e in expected
+    ]
+    pages = sandbox.adobe.requests_to(f"/data/foundation/export/batches/{batch_id}/files")
+    assert [r.query["start"] for r in pages] == ["0", "100", "200"]
+
+
+def test_one_token_per_credential_and_429_honoured(sandbox):
+    sandbox.adobe.faults.rate_limit("/data/core/ups/export/jobs", times=2, retry_after="1")
+    hooks = [AdobeExperiencePlatformHook(retry=FAST) for _ in range(3)]
+    dataset = hooks[0].create_profile_dataset("t")
+    started = time.monotonic()
+    job = hooks[1].create_export_job(_job_body(dataset))  # a POST: retried since a 429 proves it unsent
+    assert time.monotonic() - started >= 2.0  # both Retry-After waits were kept
+    assert [h.get_export_job(job["id"])["id"] for h in hooks] == [job["id"]] * 3
+    posts = sandbox.adobe.requests_to("/data/core/ups/export/jobs", "POST")
+    assert [r.status for r in posts] == [429, 429, 200]
+    assert len(sandbox.adobe.requests_to("/ims/token/v3")) == 1
+
+
+# -- every request the hook sends, against Adobe's OpenAPI documents ------------------------------------
+
+
+def _validate_requests(sent) -> list[str]:
+    """Validate each httpx request to the Platform gateway against Adobe's OpenAPI file for its API,
+    as if it went to https://platform.adobe.io; returns the operations seen."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from openapi_core.datatypes import RequestParameters
+    from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+    from tests.sandbox.test_adobe_aep import PLATFORM, _load_spec, _OpenAPIRequest
+
+    specs = {
+        "/data/core/ups": _load_spec("segmentation.yaml"),
+        "/data/foundation/catalog": _load_spec("catalog.yaml"),
+        "/data/foundation/export": _load_spec("data-access.yaml"),
+    }
+    seen = []
+    for req in sent:
+        url = urlsplit(str(req.url))
+        base = next((b for b in specs if url.path.startswith(b + "/")), None)
+        if base is None:
+            assert url.path == "/ims/token/v3", url.path  # IMS has no OpenAPI file here
+            continue
+        params = RequestParameters(query=ImmutableMultiDict(parse_qs(url.query)), header=Headers(dict(req.headers)))
+        body = req.content or None
+        specs[base].validate_request(
+            _OpenAPIRequest(PLATFORM, url.path, req.method.lower(), params, req.headers.get("content-type", ""), body)
+        )
+        seen.append(f"{req.method} {base}")
+    return seen
+
+
+async def test_every_request_the_hook_sends_validates_against_adobes_openapi(sandbox):
+    sandbox.adobe.job_seconds = 0.0
+    sandbox.adobe.default_rows = 120
+    sandbox.adobe.rows_per_file = 1
+    sandbox.adobe.directory_depth = 1
+    sent = []
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    hook.core.client.event_hooks["request"].append(sent.append)
+
+    dataset, _ = hook.get_or_create_profile_dataset("validated")
+    hook.get_or_create_profile_dataset("validated")
+    body = export_job_request(
+        dataset_id=dataset,
+        fields="identities.id,person",
+        merge_policy_id="mp",
+        merge_policy_version=1,
+        segments=["s1", {"segmentId": "s2", "segmentNs": "ups", "status": ["exited"]}],
+        segment_qualification_start="2026-11-21T00:00:00Z",
+        from_ingest_timestamp="2026-11-21T00:00:00Z",
+        empty_profiles=False,
+        event_fields="eventType",
+        event_from_ingest_timestamp="2026-11-20T00:00:00Z",
+        segment_per_batch=True,
+        evaluate_segments=True,
+    )
+    job_id = hook.create_export_job(body)["id"]
+    verdict = hook.poll_export_job(job_id)
+    assert verdict.state == "success"
+    hook.find_export_job_since(dataset, time.time() - 60)
+    files = [f for b in verdict.result for f in hook.batch_files(b)]
+    assert len(files) > 100
+    hook.file_size(files[0].dataset_file_id, files[0].name)
+    with hook.open_file(files[0].dataset_file_id, files[0].name, offset=10, length=100) as stream:
+        assert len(b"".join(stream.iter_bytes())) == 100
+    second = hook.create_export_job(export_job_request(dataset_id=dataset))["id"]
+    hook.cancel_export_job(second)
+    hook.check_access()
+
+    async def collect(request):
+        sent.append(request)
+
+    core = await hook.acore()
+    core._async_client().event_hooks["request"].append(collect)
+    try:
+        await hook.apoll_export_job(job_id)
+        await hook.acancel_export_job(job_id)
+    finally:
+        await hook.aclose()
+
+    seen = set(_validate_requests(sent))
+    assert seen == {
+        "GET /data/foundation/catalog",
+        "POST /data/foundation/catalog",
+        "POST /data/core/ups",
+        "GET /data/core/ups",
+        "DELETE /data/core/ups",
+        "GET /data/foundation/export",
+        "HEAD /data/foundation/export",
+    }

@@ -748,3 +748,73 @@ def test_connection(aep: AdobeAEPServer) -> None:
         },
     }
     assert conn["extra"]["ims_org_id"].endswith("@AdobeOrg")
+
+
+# -- what the AEP flow added: dataset lists, directory entries, spellings, lagging batches ------------
+def test_list_datasets_filters_by_property_and_pages(
+    aep: AdobeAEPServer, http: httpx.Client, headers: dict[str, str], specs: dict[str, Any]
+) -> None:
+    ids = []
+    for name in ("exports", "exports", "other"):
+        r = http.post(f"{CATALOG_BASE}/dataSets", headers=headers, json={"name": name, "schemaRef": {"id": UNION}})
+        ids.append(r.json()[0].rsplit("/", 1)[1])
+    r = http.get(
+        f"{CATALOG_BASE}/dataSets",
+        headers=headers,
+        params={"property": "name==exports", "orderBy": "asc:created", "properties": "name,schemaRef", "limit": 100},
+    )
+    assert_valid(specs["catalog"], r)
+    body = r.json()
+    assert list(body) == ids[:2] and all(set(v) == {"name", "schemaRef"} for v in body.values())
+    assert list(http.get(f"{CATALOG_BASE}/dataSets", headers=headers, params={"name": "other"}).json()) == [ids[2]]
+    page = http.get(f"{CATALOG_BASE}/dataSets", headers=headers, params={"start": 1, "limit": 2}).json()
+    assert len(page) == 2  # the default dataset and three new ones: 4 in all
+    bad = http.get(f"{CATALOG_BASE}/dataSets", headers=headers, params={"property": "name~x"})
+    assert bad.status_code == 400
+
+
+def test_directory_entries_lead_to_the_parts(
+    aep: AdobeAEPServer, http: httpx.Client, headers: dict[str, str], specs: dict[str, Any]
+) -> None:
+    aep.directory_depth = 2
+    aep.files_per_batch = 1
+    job = _create_job(http, headers)
+    _wait_terminal(http, headers, job["id"])
+    ((file_id, name, size, _sha, _rows),) = aep.expected_files(job["destination"]["batchId"])
+    r = http.get(f"{DATA_ACCESS_BASE}/files/{file_id}", headers=headers)
+    assert_valid(specs["data_access"], r)
+    (entry,) = r.json()["data"]
+    assert entry["dataSetFileId"] == f"{file_id}~d1"
+    assert entry["_links"]["self"]["href"] == f"{aep.url}{DATA_ACCESS_BASE}/files/{file_id}~d1"
+    (entry,) = http.get(entry["_links"]["self"]["href"], headers=headers).json()["data"]
+    assert entry["dataSetFileId"] == f"{file_id}~d2"
+    (part,) = http.get(f"{DATA_ACCESS_BASE}/files/{file_id}~d2", headers=headers).json()["data"]
+    assert part["name"] == name and part["length"] == str(size)
+    got = http.get(f"{DATA_ACCESS_BASE}/files/{file_id}~d2", params={"path": name}, headers=headers)
+    assert got.status_code == 200 and len(got.content) == size
+    # a file is only under the last level
+    assert http.get(f"{DATA_ACCESS_BASE}/files/{file_id}", params={"path": name}, headers=headers).status_code == 404
+    assert http.get(f"{DATA_ACCESS_BASE}/files/{file_id}~d3", headers=headers).status_code == 404
+
+
+def test_the_dataset_id_spelling_of_some_examples(
+    aep: AdobeAEPServer, http: httpx.Client, headers: dict[str, str], specs: dict[str, Any]
+) -> None:
+    aep.dataset_id_key = "dataSetId"
+    job = _create_job(http, headers)
+    r = http.get(f"{EXPORT_BASE}/export/jobs/{job['id']}", headers=headers)
+    assert_valid(specs["export"], r)
+    assert r.json()["destination"]["dataSetId"] == DEFAULT_DATASET_ID and "datasetId" not in r.json()["destination"]
+
+
+def test_a_batch_can_lag_its_job_for_a_counted_number_of_looks(
+    aep: AdobeAEPServer, http: httpx.Client, headers: dict[str, str], specs: dict[str, Any]
+) -> None:
+    aep.batch_pending_looks = 2
+    job = _create_job(http, headers)
+    assert _wait_terminal(http, headers, job["id"]).json()["status"] == "SUCCEEDED"
+    batch_id = job["destination"]["batchId"]
+    looks = [http.get(f"{CATALOG_BASE}/batches/{batch_id}", headers=headers) for _ in range(3)]
+    for r in looks:
+        assert_valid(specs["catalog"], r)
+    assert [r.json()[batch_id]["status"] for r in looks] == ["processing", "processing", "success"]

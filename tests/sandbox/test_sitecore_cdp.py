@@ -214,6 +214,30 @@ def test_latest_export_listing_and_files_are_byte_identical(sandbox: Sandbox, ap
     assert len(refs) == 1000
 
 
+def test_sized_job_in_several_files(sandbox: Sandbox, api: httpx.Client) -> None:
+    sandbox.sitecore.add_export("bench_many")
+    target = 3 * 1024 * 1024
+    one = sandbox.sitecore.add_job("bench_many", target_bytes=target)
+    many = sandbox.sitecore.add_job("bench_many", target_bytes=target, target_files=3)
+    assert [name for name, *_ in sandbox.sitecore.expected_files(one)] == ["part-00000.json.gz"]
+    expected = sandbox.sitecore.expected_files(many)
+    assert [name for name, *_ in expected] == [f"part-{i:05d}.json.gz" for i in range(3)]
+    assert len({sha for _n, _s, sha, _r in expected}) == 3  # each file has bytes of its own
+    listing = api.get(f"/v2/audienceExports/executions/{many}/export").json()
+    jsonschema.validate(listing, LISTING_SCHEMA)
+    assert listing["numberOfFiles"] == 3
+    for entry, (_name, size, sha256, rows) in zip(listing["exports"], expected, strict=True):
+        assert abs(size - target // 3) < target // 3 * 0.01
+        data = httpx.get(entry["url"]).content
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (size, sha256)
+        assert len(read_jsonl_gz(data)) == rows
+    reports = api.get("/v2/audienceExports/definitions/bench_many/reports").json()
+    [report] = [r for r in reports if r["executionRef"] == many]
+    assert report["successes"] == sum(rows for *_, rows in expected)
+    with pytest.raises(ValueError, match="target_files"):
+        sandbox.sitecore.add_job("bench_many", target_bytes=target, target_files=0)
+
+
 def test_presigned_url_rejects_a_bearer_header_like_s3(sandbox: Sandbox, api: httpx.Client) -> None:
     sandbox.sitecore.add_export("members")
     sandbox.sitecore.add_job("members", rows=10)

@@ -5,8 +5,10 @@ except Parquet, whose footer sits at the end of the file: it is spooled to a tem
 disk first, then read a row group at a time (memory stays flat; disk holds one file).
 
 A :class:`Batch` is a list of column names and a list of row tuples in that order. Nested JSON
-values (objects, arrays; Parquet structs, lists and maps) become JSON text. CSV gives strings, with
-an empty field read as NULL.
+values (objects, arrays; Parquet structs, lists and maps) become JSON text; Parquet declares such a
+column with the logical type ``JSON`` (maps as JSON objects, timestamps as ISO 8601 text), or, with
+``flatten_structs``, spreads struct fields over columns named ``parent_child_leaf`` (lists and maps
+stay JSON). CSV gives strings, with an empty field read as NULL.
 """
 
 from __future__ import annotations
@@ -126,9 +128,21 @@ class ChunkReader(io.RawIOBase):
         return n
 
 
+def _json_default(value: Any) -> Any:
+    """JSON for what Parquet holds and JSON has not: times as ISO 8601, decimals as their digits,
+    bytes as base64."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        import base64
+
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return str(value)
+
+
 def _json_text(value: Any) -> Any:
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
     return value
 
 
@@ -305,13 +319,21 @@ class Unpivot:
             yield Batch(columns, rows)
 
 
+#: the logical type of a nested value (struct, list, map) held as JSON text; each SQL dialect maps it
+JSON_TYPE = "JSON"
+#: what joins a struct's name to its fields' names when structs are flattened
+FLATTEN_SEPARATOR = "_"
+
+
 def arrow_sql_type(arrow_type: Any) -> str:
-    """The SQL type a Parquet/Arrow column is created with."""
+    """The logical SQL type a Parquet/Arrow column is created with (``JSON`` for nested values)."""
     import pyarrow as pa
 
     t = pa.types
     if t.is_dictionary(arrow_type):
         arrow_type = arrow_type.value_type
+    if t.is_nested(arrow_type):
+        return JSON_TYPE
     if t.is_boolean(arrow_type):
         return "BOOLEAN"
     if t.is_integer(arrow_type):
@@ -329,8 +351,89 @@ def arrow_sql_type(arrow_type: Any) -> str:
     return "TEXT"
 
 
-def read_parquet(chunks: Iterable[bytes], *, batch_size: int = 10_000) -> Iterator[Batch]:
-    """Parquet, spooled to a temporary file (its footer is at the end) and read by row groups."""
+def _flat_names(schema: Any) -> list[str]:
+    """The column names after flattening every struct, refused when two would be the same."""
+    import pyarrow as pa
+
+    names: list[str] = []
+
+    def walk(prefix: str, arrow_type: Any) -> None:
+        if pa.types.is_struct(arrow_type):
+            for i in range(arrow_type.num_fields):
+                child = arrow_type.field(i)
+                walk(f"{prefix}{FLATTEN_SEPARATOR}{child.name}", child.type)
+        else:
+            names.append(prefix)
+
+    for f in schema:
+        walk(f.name, f.type)
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    clashes = sorted(n for n, count in seen.items() if count > 1)
+    if clashes:
+        from airflow_provider_exports.exceptions import TransferRefused
+
+        raise TransferRefused(
+            f"flattening the structs gives {len(clashes)} column name(s) twice: {', '.join(clashes)}"
+        )
+    return names
+
+
+def _flatten(record_batch: Any) -> Any:
+    """A record batch whose struct columns are spread over their fields, level by level (a NULL
+    struct gives NULL fields)."""
+    import pyarrow as pa
+
+    while any(pa.types.is_struct(f.type) for f in record_batch.schema):
+        arrays, names = [], []
+        for f, column in zip(record_batch.schema, record_batch.columns, strict=True):
+            if pa.types.is_struct(f.type):
+                for child, values in zip(f.type, column.flatten(), strict=True):
+                    arrays.append(values)
+                    names.append(f"{f.name}{FLATTEN_SEPARATOR}{child.name}")
+            else:
+                arrays.append(column)
+                names.append(f.name)
+        record_batch = pa.RecordBatch.from_arrays(arrays, names=names)
+    return record_batch
+
+
+def _plain(value: Any, arrow_type: Any) -> Any:
+    """A nested value as JSON sees it: maps (pairs in every pyarrow, nested ones too in older
+    versions) become objects, unless a map repeats a key (then it stays ``[key, value]`` pairs)."""
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    t = pa.types
+    if t.is_map(arrow_type):
+        pairs = list(value.items()) if isinstance(value, dict) else list(value)
+        converted = {str(k): _plain(v, arrow_type.item_type) for k, v in pairs}
+        if len(converted) == len(pairs):
+            return converted
+        return [[k, _plain(v, arrow_type.item_type)] for k, v in pairs]
+    if t.is_struct(arrow_type):
+        return {f.name: _plain(value.get(f.name), f.type) for f in arrow_type}
+    if t.is_list(arrow_type) or t.is_large_list(arrow_type) or t.is_fixed_size_list(arrow_type):
+        return [_plain(v, arrow_type.value_type) for v in value]
+    return value
+
+
+def _json_column(column: Any) -> list[Any]:
+    """A nested column's values as JSON text (NULL kept)."""
+    return [None if v is None else _json_text(_plain(v, column.type)) for v in column.to_pylist()]
+
+
+def read_parquet(
+    chunks: Iterable[bytes], *, batch_size: int = 10_000, flatten_structs: bool = False
+) -> Iterator[Batch]:
+    """Parquet, spooled to a temporary file (its footer is at the end) and read by row groups.
+
+    Nested columns are JSON text of logical type ``JSON``; with ``flatten_structs`` a struct's fields
+    become their own columns (``person.name.firstName`` → ``person_name_firstName``), typed by
+    their own Parquet types, and only lists and maps stay JSON.
+    """
     import shutil
     import tempfile
 
@@ -350,13 +453,19 @@ def read_parquet(chunks: Iterable[bytes], *, batch_size: int = 10_000) -> Iterat
         except (pa.ArrowInvalid, OSError) as exc:
             raise TransferError(f"not a readable Parquet file: {exc}") from None
         schema = pf.schema_arrow
+        if flatten_structs:
+            _flat_names(schema)  # refuse clashing names before any row is read
+            schema = _flatten(pa.RecordBatch.from_pylist([], schema=schema)).schema
         names = list(schema.names)
         types = {f.name: arrow_sql_type(f.type) for f in schema}
         nested = [i for i, f in enumerate(schema) if pa.types.is_nested(f.type)]
         for record_batch in pf.iter_batches(batch_size=batch_size):
-            columns = [col.to_pylist() for col in record_batch.columns]
-            for i in nested:
-                columns[i] = [_json_text(v) if v is not None else None for v in columns[i]]
+            if flatten_structs:
+                record_batch = _flatten(record_batch)
+            columns = [
+                _json_column(col) if i in nested else col.to_pylist()
+                for i, col in enumerate(record_batch.columns)
+            ]
             yield Batch(names, list(zip(*columns, strict=True)), types)
 
 
@@ -368,8 +477,10 @@ def read_batches(
     csv_delimiter: str = ",",
     csv_header: bool = True,
     csv_columns: Sequence[str] | None = None,
+    flatten_structs: bool = False,
 ) -> Iterator[Batch]:
-    """Rows of one file in batches; gzip is recognised by its magic bytes and undone first."""
+    """Rows of one file in batches; gzip is recognised by its magic bytes and undone first.
+    ``flatten_structs`` applies to Parquet (see :func:`read_parquet`)."""
     data = maybe_gunzip(chunks)
     if file_format == "jsonl":
         return read_jsonl(data, batch_size=batch_size)
@@ -378,5 +489,5 @@ def read_batches(
             data, batch_size=batch_size, delimiter=csv_delimiter, header=csv_header, columns=csv_columns
         )
     if file_format == "parquet":
-        return read_parquet(data, batch_size=batch_size)
+        return read_parquet(data, batch_size=batch_size, flatten_structs=flatten_structs)
     raise ExportConfigError("file_format", f"{file_format!r} is not one of {', '.join(FORMATS)}")

@@ -2,8 +2,13 @@
 
 No temporary file and never a whole file in memory: the stream is cut into parts of
 ``part_size`` bytes, and up to ``max_concurrency`` parts (across all files of the run) are
-uploaded at once from a thread pool while the next part is read, so memory stays at about
-``(max_concurrency + files in flight) * part_size`` whatever the file sizes.
+uploaded at once from a thread pool while the next part is read. Parts are read into buffers
+allocated once per run and reused (:class:`_PartBuffers`), and handed to botocore as seekable
+views (:class:`_PartBody`), never copied whole, so memory stays at about
+``(max_concurrency + files in flight) * part_size`` whatever the file sizes. (Joining each part
+from its chunks made a fresh part-sized ``bytes`` per part, on top of the chunk list, and glibc's
+per-thread arenas kept what those left behind: with four files in flight the process grew well
+past that bound.)
 
 The commit protocol (README, "S3: what a reader sees"):
 
@@ -82,10 +87,78 @@ class _Upload:
     source_name: str
     upload_id: str | None = None
     parts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: parts submitted so far (the next part's number is one more)
+    submitted: int = 0
+    #: the futures of parts not yet known to have succeeded (pruned as parts succeed)
     futures: list[Future[None]] = field(default_factory=list)
     error: BaseException | None = None
     empty: bool = False
     completed: bool = False
+
+
+class _PartBuffers:
+    """Part-sized buffers, allocated on demand and reused for the whole run.
+
+    A buffer is taken by a file being read, filled, handed to the upload of its part, and given
+    back once that upload has answered. So no more buffers are ever allocated than are in use at
+    once: ``max_concurrency`` parts uploading plus one being filled per file in flight.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(self.size)
+
+    def give(self, buffer: bytearray) -> None:
+        with self._lock:
+            self._free.append(buffer)
+
+    def clear(self) -> None:
+        """Let the free buffers go (the run is over)."""
+        with self._lock:
+            self._free.clear()
+
+
+class _PartBody:
+    """A part's bytes as a seekable read-only file over a view of its buffer, for ``upload_part``.
+
+    botocore reads a file body in blocks (to compute the part's CRC32, to sign it over plain HTTP,
+    to frame it as aws-chunked over HTTPS) and seeks back before a retry; urllib3 sends it in
+    blocks. A ``bytes`` body would be a fresh copy of every part, and a ``bytearray`` one is copied
+    whole into a ``BytesIO`` on the HTTPS path; this view is never copied whole. (botocore sends a
+    file body with ``Expect: 100-continue``, as it does the parts of boto3's own ``upload_file``.)
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._pos = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        start, self._pos = self._pos, max(self._pos, end)
+        return self._view[start:end].tobytes()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
 
 
 def _header_value(value: str) -> str:
@@ -147,6 +220,7 @@ class S3Sink(Sink):
         self._client: Any = None
         self._pool: ThreadPoolExecutor | None = None
         self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._buffers = _PartBuffers(part_size)
         self._uploads: list[_Upload] = []
         self._lock = threading.Lock()
         self._ctx: TransferContext | None = None
@@ -251,6 +325,7 @@ class S3Sink(Sink):
         self._aborted = self._committed = False
         self._replaced, self._base_etag, self._began_at = self._read_manifest()
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
+        self._buffers = _PartBuffers(self.part_size)
         self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="s3-part")
         existing = self._replaced
         same = manifest_mod.same_job(
@@ -285,23 +360,35 @@ class S3Sink(Sink):
                 raise TransferCancelled(self._ctx.cancellation.reason)
             self._uploads.append(upload)
         data = gunzip(chunks) if self.decompress and source.name.lower().endswith(".gz") else chunks
+        buffers, size = self._buffers, self.part_size
         stored = 0
-        buf: list[bytes] = []
-        buffered = 0
-        for chunk in data:
-            if upload.error is not None:
-                raise upload.error
-            buf.append(chunk)
-            buffered += len(chunk)
-            if buffered >= self.part_size:
-                self._send_part(upload, b"".join(buf))
-                stored += buffered
-                buf, buffered = [], 0
-        if buffered:
-            self._send_part(upload, b"".join(buf))
-            stored += buffered
-        elif not upload.futures:
-            upload.empty = True  # S3 has no empty multipart upload: put at commit
+        buffer: bytearray | None = None  # the part being filled, ours until handed to its upload
+        filled = 0
+        try:
+            for chunk in data:
+                if upload.error is not None:
+                    raise upload.error
+                view, offset = memoryview(chunk), 0
+                while offset < len(view):
+                    if buffer is None:
+                        buffer, filled = buffers.take(), 0
+                    n = min(len(view) - offset, size - filled)
+                    buffer[filled : filled + n] = view[offset : offset + n]
+                    filled += n
+                    offset += n
+                    if filled == size:
+                        part, buffer = buffer, None
+                        self._send_part(upload, part, filled)
+                        stored += filled
+            if buffer is not None and filled:
+                part, buffer = buffer, None
+                self._send_part(upload, part, filled)
+                stored += filled
+            elif not upload.submitted:
+                upload.empty = True  # S3 has no empty multipart upload: put at commit
+        finally:
+            if buffer is not None:
+                buffers.give(buffer)
         for future in upload.futures:
             future.result()
         if upload.error is not None:
@@ -316,7 +403,8 @@ class S3Sink(Sink):
             wait_futures(upload.futures, timeout=_PART_GRACE_SECONDS)
             self._abort_upload(upload)
 
-    def _send_part(self, upload: _Upload, body: bytes) -> None:
+    def _send_part(self, upload: _Upload, buffer: bytearray, length: int) -> None:
+        """Upload ``buffer[:length]`` as the upload's next part; the buffer is the part's from now on."""
         assert self._pool is not None and self._ctx is not None
         cancellation = self._ctx.cancellation
         if upload.upload_id is None:
@@ -332,7 +420,7 @@ class S3Sink(Sink):
             if aborted:  # abort() ran while this upload was being created: it is ours to abort
                 self._abort_upload(upload)
                 raise TransferCancelled(cancellation.reason)
-        number = len(upload.futures) + 1
+        number = upload.submitted + 1
         if number > MAX_PARTS:
             raise TransferError(
                 f"{upload.key}: more than {MAX_PARTS} parts; raise part_size above {self.part_size} bytes"
@@ -344,24 +432,33 @@ class S3Sink(Sink):
                 raise upload.error
         try:
             cancellation.check()
-            future = self._pool.submit(self._upload_part, upload, number, body)
+            future = self._pool.submit(self._upload_part, upload, number, buffer, length)
         except BaseException:
             self._slots.release()
             raise
+        upload.submitted = number
+        # Only parts still running, failed or cancelled are kept: the list stays short however
+        # many parts the file has (a failure is in ``upload.error`` too).
+        upload.futures = [
+            f for f in upload.futures if not (f.done() and not f.cancelled() and f.exception() is None)
+        ]
         upload.futures.append(future)
 
-    def _upload_part(self, upload: _Upload, number: int, body: bytes) -> None:
+    def _upload_part(self, upload: _Upload, number: int, buffer: bytearray, length: int) -> None:
+        answered = False
         try:
             if upload.error is not None or self._aborted or (self._ctx and self._ctx.cancellation.is_set):
+                answered = True  # nothing was sent: the buffer is free
                 return
             response = self.client.upload_part(
                 Bucket=self.bucket,
                 Key=upload.key,
                 UploadId=upload.upload_id,
                 PartNumber=number,
-                Body=body,
+                Body=_PartBody(memoryview(buffer)[:length]),
                 ChecksumAlgorithm=CHECKSUM_ALGORITHM,
             )
+            answered = True
             upload.parts[number] = {
                 "PartNumber": number,
                 "ETag": response["ETag"],
@@ -372,6 +469,10 @@ class S3Sink(Sink):
                 upload.error = exc
             raise
         finally:
+            if answered:
+                # botocore is done with the body; after a failure it may still be referenced from
+                # the exception, so that buffer is left to the garbage collector instead
+                self._buffers.give(buffer)
             self._slots.release()
 
     def _complete(self, upload: _Upload) -> None:
@@ -515,11 +616,13 @@ class S3Sink(Sink):
         for upload in uploads:
             self._abort_upload(upload)
         self._uploads = []
+        self._buffers.clear()
 
     def _shutdown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._buffers.clear()
 
 
 def _server_time(response: Mapping[str, Any]) -> datetime | None:

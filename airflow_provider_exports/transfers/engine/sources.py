@@ -17,7 +17,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,12 +26,13 @@ from airflow_provider_exports.exceptions import (
     SourceChanged,
     TransferError,
     TransferIntegrityError,
+    VendorAPIError,
     VendorAuthError,
     VendorConnectionError,
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_exports.hooks._http import HttpCore
+    from airflow_provider_exports.hooks._http import ByteStream, HttpCore
     from airflow_provider_exports.transfers.engine.sink import Cancellation
 
 log = logging.getLogger(__name__)
@@ -200,22 +201,31 @@ class SourceFile(ABC):
             raise TransferIntegrityError(f"{self.name}: received {offset} bytes, expected {expected}")
         self._check_size(offset, "received")
 
-    def _position(self, stream: OpenedStream, offset: int, total: int | None, validator: str | None) -> int:
-        """How many leading bytes of ``stream`` are already read; raise if it is not the same file."""
+    def _check_same_version(
+        self, validator: str | None, total: int | None, now_validator: str | None, now_total: int | None
+    ) -> None:
+        """Raise :class:`SourceChanged` when a later answer names another version or size of the file."""
+        if now_validator and validator and now_validator != validator:
+            raise SourceChanged(
+                f"{self.name} changed at the source while it was read (version {validator} became {now_validator})"
+            )
+        if now_total is not None and total is not None and now_total != total:
+            raise SourceChanged(
+                f"{self.name} changed at the source while it was read (size {total} became {now_total})"
+            )
+
+    def _position(
+        self, stream: OpenedStream | ByteStream, offset: int, total: int | None, validator: str | None
+    ) -> int:
+        """How many leading bytes of ``stream`` (a reopened file, or a later window) are already
+        read; raise if it is not the same file."""
         if offset == 0:
             if stream.start != 0:
                 raise TransferIntegrityError(
                     f"{self.name}: asked for byte 0, the server sent from {stream.start}"
                 )
             return 0
-        if stream.validator and validator and stream.validator != validator:
-            raise SourceChanged(
-                f"{self.name} changed at the source while it was read (version {validator} became {stream.validator})"
-            )
-        if stream.total_size is not None and total is not None and stream.total_size != total:
-            raise SourceChanged(
-                f"{self.name} changed at the source while it was read (size {total} became {stream.total_size})"
-            )
+        self._check_same_version(validator, total, stream.validator, stream.total_size)
         if stream.start == offset:
             return 0
         if stream.start == 0:
@@ -258,6 +268,12 @@ class HttpSourceFile(SourceFile):
     :param max_url_refreshes: how many fresh URLs in a row may fail to deliver a byte before the
         transfer gives up; any byte that arrives restores the allowance, so a long download whose
         URLs keep expiring goes on as long as it makes progress.
+    :param window: read the file in ranged requests of at most this many bytes each
+        (``Range: bytes=a-b``), one after another, for servers that bound how long one answer may
+        take (Adobe Data Access: 60 s). Every window after the first sends ``If-Range`` with the
+        first answer's validator and must continue the same version: a ``206`` whose
+        ``Content-Range`` starts at the byte asked for, with the same total; a new ``ETag`` or
+        total raises :class:`SourceChanged`. ``None`` (the default): one request for the rest.
     """
 
     # a URL this close to expiry is refreshed before use rather than after a 403
@@ -276,8 +292,12 @@ class HttpSourceFile(SourceFile):
         headers: Mapping[str, str] | None = None,
         max_attempts: int = 5,
         max_url_refreshes: int = 3,
+        window: int | None = None,
     ) -> None:
         super().__init__(name, size, size_range=size_range, attributes=attributes, max_attempts=max_attempts)
+        if window is not None and window < 1:
+            raise ValueError("window must be at least 1 byte")
+        self.window = window
         self._core = core
         self._resolve = url_resolver
         self._url = url
@@ -313,6 +333,9 @@ class HttpSourceFile(SourceFile):
     def open(
         self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE, *, if_range: str | None = None
     ) -> AbstractContextManager[OpenedStream]:
+        if self.window is not None:
+            return self._open_windows(offset, chunk_size, if_range, self.window)
+
         @contextmanager
         def opened() -> Iterator[OpenedStream]:
             url = self._current_url()
@@ -327,6 +350,82 @@ class HttpSourceFile(SourceFile):
                 )
 
         return opened()
+
+    def _window_length(self, position: int, total: int | None, window: int) -> int | None:
+        """The bytes to ask for from ``position``; ``None`` for an empty file (no ``Range`` then)."""
+        known = total if total is not None else self.size
+        if known is None:
+            return window
+        return min(window, known - position) if known > position else None
+
+    @contextmanager
+    def _open_windows(
+        self, offset: int, chunk_size: int, if_range: str | None, window: int
+    ) -> Iterator[OpenedStream]:
+        """The bytes from ``offset`` on, as ranged requests of at most ``window`` bytes each; what
+        the first answer says (start, total, version) is what the stream reports."""
+        with ExitStack() as first:
+            body = first.enter_context(
+                self._core.stream(
+                    self._current_url(),
+                    offset=offset,
+                    length=self._window_length(offset, None, window),
+                    if_range=if_range,
+                    headers=self._headers,
+                    stop=self._stopped,
+                )
+            )
+            total, validator = body.total_size, body.validator
+
+            def chunks() -> Iterator[bytes]:
+                position = body.start
+                for chunk in body.iter_bytes(chunk_size):
+                    position += len(chunk)
+                    yield chunk
+                first.close()  # one connection at a time
+                if body.status_code != 206:  # the whole file came at once: nothing more to ask
+                    return
+                while total is None or position < total:
+                    length = self._window_length(position, total, window)
+                    if length is None:
+                        return
+                    try:
+                        opened = self._core.stream(
+                            self._current_url(),
+                            offset=position,
+                            length=length,
+                            if_range=validator,
+                            headers=self._headers,
+                            stop=self._stopped,
+                        )
+                        part = opened.__enter__()
+                    except VendorAPIError as exc:
+                        if exc.http_status == 416 and total is None:
+                            return  # an unknown total, and no byte past the last window: the end
+                        raise
+                    before = position
+                    try:
+                        skip = self._position(part, position, total, validator)
+                        got = 0
+                        for chunk in part.iter_bytes(chunk_size):
+                            got += len(chunk)
+                            if skip:
+                                if len(chunk) <= skip:
+                                    skip -= len(chunk)
+                                    continue
+                                chunk, skip = chunk[skip:], 0
+                            position += len(chunk)
+                            yield chunk
+                    finally:
+                        opened.__exit__(None, None, None)
+                    if part.status_code != 206 or (total is None and got < length):
+                        return  # the whole rest came at once, or the last window of an unknown total
+                    if position == before:
+                        raise TransferIntegrityError(
+                            f"{self.name}: the window from byte {position} on brought no new byte"
+                        )
+
+            yield OpenedStream(chunks(), total, start=body.start, validator=validator)
 
     def resumable(self, exc: BaseException) -> bool:
         # 401 is the core's to handle; 403 is what an expired presigned URL answers.

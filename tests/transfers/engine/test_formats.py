@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import zlib
+from datetime import datetime, timezone
 
 import pytest
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError
+from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
 from airflow_provider_exports.transfers.engine.formats import (
     arrow_sql_type,
     detect_format,
@@ -121,7 +123,7 @@ def test_parquet_types_and_row_groups(tmp_path):
     batches = list(read_parquet(_chunks(buf.getvalue(), 1000), batch_size=3))
 
     assert sum(len(b.rows) for b in batches) == 10
-    assert batches[0].types == {"i": "BIGINT", "f": "DOUBLE PRECISION", "s": "TEXT", "m": "TEXT"}
+    assert batches[0].types == {"i": "BIGINT", "f": "DOUBLE PRECISION", "s": "TEXT", "m": "JSON"}
     assert batches[0].rows[1] == (1, 0.5, "x", '{"k":1}')
     assert arrow_sql_type(pa.timestamp("us", "UTC")) == "TIMESTAMP WITH TIME ZONE"
     assert arrow_sql_type(pa.binary()) == "BINARY"
@@ -137,6 +139,77 @@ def test_read_batches_undoes_gzip_by_magic_bytes():
     assert list(read_batches([body[:0]], "jsonl")) == []
     (batch,) = read_batches([gzip.compress(b"a,b\n1,2\n")], "csv")
     assert batch.rows == [("1", "2")]
+
+
+def _parquet_bytes(table) -> bytes:
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def _nested_table():
+    import pyarrow as pa
+
+    person = pa.struct([("name", pa.struct([("firstName", pa.string()), ("lastName", pa.string())])), ("age", pa.int32())])
+    seen = pa.struct([("status", pa.string()), ("at", pa.timestamp("ms", tz="UTC"))])
+    return pa.table(
+        {
+            "id": pa.array([1, 2], pa.int64()),
+            "person": pa.array([{"name": {"firstName": "Ada", "lastName": "L"}, "age": 36}, None], person),
+            "identityMap": pa.array([[("ECID", ["e1"])], []], pa.map_(pa.string(), pa.list_(pa.string()))),
+            "segmentMembership": pa.array(
+                [[("ups", [("s1", {"status": "realized", "at": datetime(2026, 1, 2, tzinfo=timezone.utc)})])], None],
+                pa.map_(pa.string(), pa.map_(pa.string(), seen)),
+            ),
+        }
+    )
+
+
+def test_parquet_nested_values_are_json_objects_with_iso_times():
+    (batch,) = read_parquet([_parquet_bytes(_nested_table())])
+    assert batch.types == {"id": "BIGINT", "person": "JSON", "identityMap": "JSON", "segmentMembership": "JSON"}
+    first = dict(zip(batch.columns, batch.rows[0], strict=True))
+    assert json.loads(first["person"]) == {"name": {"firstName": "Ada", "lastName": "L"}, "age": 36}
+    assert json.loads(first["identityMap"]) == {"ECID": ["e1"]}  # a map is an object, not pairs
+    assert json.loads(first["segmentMembership"]) == {
+        "ups": {"s1": {"status": "realized", "at": "2026-01-02T00:00:00+00:00"}}
+    }
+    assert batch.rows[1][1] is None and batch.rows[1][3] is None
+
+
+def test_parquet_structs_flatten_to_named_columns_lists_and_maps_stay_json():
+    (batch,) = read_parquet([_parquet_bytes(_nested_table())], flatten_structs=True)
+    assert batch.columns == [
+        "id", "person_name_firstName", "person_name_lastName", "person_age", "identityMap", "segmentMembership"
+    ]
+    assert batch.types == {
+        "id": "BIGINT",
+        "person_name_firstName": "TEXT",
+        "person_name_lastName": "TEXT",
+        "person_age": "BIGINT",
+        "identityMap": "JSON",
+        "segmentMembership": "JSON",
+    }
+    assert batch.rows[0][:4] == (1, "Ada", "L", 36)
+    assert batch.rows[1][:4] == (2, None, None, None)  # a NULL struct gives NULL fields
+
+
+def test_flattening_refuses_names_that_would_clash():
+    import pyarrow as pa
+
+    table = pa.table({"a_b": [1], "a": pa.array([{"b": 2}], pa.struct([("b", pa.int64())]))})
+    with pytest.raises(TransferRefused, match="a_b"):
+        list(read_parquet([_parquet_bytes(table)], flatten_structs=True))
+
+
+def test_a_map_that_repeats_a_key_stays_pairs():
+    import pyarrow as pa
+
+    table = pa.table({"m": pa.array([[("k", 1), ("k", 2)], [("a", 1)]], pa.map_(pa.string(), pa.int64()))})
+    (batch,) = read_parquet([_parquet_bytes(table)])
+    assert [json.loads(r[0]) for r in batch.rows] == [[["k", 1], ["k", 2]], {"a": 1}]
 
 
 def test_unpivot_turns_wide_rows_long_batch_by_batch():

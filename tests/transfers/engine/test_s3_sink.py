@@ -382,3 +382,83 @@ def test_bad_settings_are_refused_early():
         S3Sink("b", part_size=1024)
     with pytest.raises(ExportConfigError, match="bucket"):
         S3Sink("")
+
+
+def test_part_buffers_are_reused_and_parts_go_to_botocore_uncopied(tmp_path, s3, monkeypatch):
+    from airflow_provider_exports.transfers.engine import s3_sink
+
+    sizes = {"a.bin": 12 * MIB + 1, "b.bin": 10 * MIB, "c.bin": 3 * MIB}  # 3, 2 and 1 parts of 5 MiB
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(hashlib.sha256(name.encode()).digest() * (size // 32) + b"z" * (size % 32))
+    buffers: set[int] = set()
+
+    class CountingBuffers(s3_sink._PartBuffers):
+        def take(self) -> bytearray:
+            buffer = super().take()
+            buffers.add(id(buffer))
+            return buffer
+
+    monkeypatch.setattr(s3_sink, "_PartBuffers", CountingBuffers)
+    sink = S3Sink(s3.bucket, "pool", part_size=5 * MIB, max_concurrency=2)
+    bodies: list[type] = []
+    upload_part = sink.client.upload_part
+
+    def spy(**kwargs):
+        bodies.append(type(kwargs["Body"]))
+        return upload_part(**kwargs)
+
+    monkeypatch.setattr(sink.client, "upload_part", spy)
+    sources = [LocalFileSource(tmp_path / name) for name in sizes]
+    # chunks that do not divide the part size: parts are cut inside chunks
+    run_transfer(sources, sink, vendor="Cordial", export_ref="e", job_ref="j", max_concurrent_files=2,
+                 chunk_size=700_000)
+
+    landed = s3.committed("pool")
+    for name in sizes:
+        assert s3.read(landed[name]) == (tmp_path / name).read_bytes()
+    assert s3.client().head_object(Bucket=s3.bucket, Key=landed["a.bin"])["ETag"].endswith('-3"')
+    assert bodies == [s3_sink._PartBody] * 6
+    # at most max_concurrency parts uploading plus one being filled per file in flight, for 6 parts
+    assert len(buffers) <= 2 + 2
+
+
+def test_part_body_is_a_seekable_view():
+    from botocore.utils import determine_content_length
+
+    from airflow_provider_exports.transfers.engine.s3_sink import _PartBody
+
+    data = bytearray(hashlib.sha256(b"x").digest() * (MIB // 8))  # 4 MiB
+    body = _PartBody(memoryview(data)[: 2 * MIB + 5])
+    assert determine_content_length(body) == 2 * MIB + 5 and body.tell() == 0
+    blocks = b"".join(iter(lambda: body.read(16384), b""))
+    assert blocks == bytes(data[: 2 * MIB + 5]) and body.read() == b""
+    assert body.seek(0) == 0 and body.read() == blocks  # what a retry does
+    body.seek(-5, 2)
+    assert body.read(10) == bytes(data[2 * MIB : 2 * MIB + 5])
+    with pytest.raises(ValueError):
+        body.seek(-1)
+
+
+def test_a_part_botocore_retries_is_sent_again_from_its_first_byte(tmp_path, s3):
+    from botocore.awsrequest import AWSResponse
+
+    data = hashlib.sha256(b"retry").digest() * (7 * MIB // 32)  # 7 MiB: two parts of 5 MiB
+    (tmp_path / "r.bin").write_bytes(data)
+    sink = S3Sink(s3.bucket, "retry", part_size=5 * MIB, max_concurrency=1)
+    failed: list[int] = []
+
+    class Raw:
+        def stream(self, **kwargs):
+            yield b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"
+
+    def fail_first_send(request, **kwargs):
+        if not failed:
+            failed.append(len(request.body.read()))  # as if the body went out and the answer was a 500
+            return AWSResponse(request.url, 500, {}, Raw())
+        return None
+
+    sink.client.meta.events.register("before-send.s3.UploadPart", fail_first_send)
+    run_transfer([LocalFileSource(tmp_path / "r.bin")], sink, vendor="Cordial", export_ref="e", job_ref="j")
+
+    assert failed == [5 * MIB]
+    assert s3.read(s3.committed("retry")["r.bin"]) == data  # moto checked each part's CRC32 too

@@ -206,3 +206,76 @@ def test_presigned_expiry_reads_sigv4_and_sigv2():
     assert presigned_expiry("https://h/p?Expires=1700000000&Signature=x") == 1700000000.0
     assert presigned_expiry("https://h/p?X-Amz-Date=garbage&X-Amz-Expires=60") is None
     assert presigned_expiry("https://h/p") is None
+
+
+# -- windowed reads: bounded ranged requests one after another --------------------------------------
+
+
+def _windowed(source, window, size=None):
+    return HttpSourceFile(
+        source._core, source.name, size, source._resolve, url=source._url, window=window
+    )
+
+
+def test_a_windowed_read_asks_for_bounded_ranges_and_delivers_the_whole_file(sitecore_job, sandbox):
+    job = sitecore_job("windows", target_bytes=int(3.5 * MIB))
+    (_name, size, sha, _rows) = job.expected[0]
+    source = _windowed(job.sources[0], MIB)
+
+    assert _digest(source) == (size, sha)
+    downloads = _downloads(sandbox)
+    starts = range(0, size, MIB)
+    assert [r.range for r in downloads] == [f"bytes={a}-{min(a + MIB, size) - 1}" for a in starts]
+    assert [r.status for r in downloads] == [206] * len(starts)
+    # every window after the first names the version it continues
+    assert ["if-range" in r.headers_present for r in downloads] == [False] + [True] * (len(starts) - 1)
+
+
+def test_a_windowed_read_knows_the_listed_size_and_a_small_file_takes_one_window(sitecore_job, sandbox):
+    job = sitecore_job(rows=200, rows_per_file=200)
+    (_name, size, sha, _rows) = job.expected[0]
+    source = _windowed(job.sources[0], 64 * MIB, size=size)
+
+    assert _digest(source) == (size, sha)
+    assert [r.range for r in _downloads(sandbox)] == [f"bytes=0-{size - 1}"]
+
+
+def test_a_windowed_read_resumes_inside_a_window_after_a_drop(sitecore_job, sandbox):
+    job = sitecore_job("windows_drop", target_bytes=3 * MIB)
+    (_name, size, sha, _rows) = job.expected[0]
+    # the first window is cut after 100 kB; the resume asks for one window from there
+    sandbox.sitecore.faults.drop_connection("/sitecore-cdp-exports/*", after_bytes=100_000, times=1)
+    source = _windowed(job.sources[0], MIB)
+    assert _digest(source) == (size, sha)
+    spans = [tuple(map(int, r.range.removeprefix("bytes=").split("-"))) for r in _downloads(sandbox)]
+    # the resume starts where the bytes that arrived end (at most 100 kB in), for one window
+    assert spans[0] == (0, MIB - 1) and 0 <= spans[1][0] <= 100_000
+    assert all(last - first < MIB for first, last in spans) and spans[-1][1] == size - 1
+
+
+def test_a_file_that_changes_between_windows_is_reported_as_changed(sitecore_job, sandbox):
+    job = sitecore_job("windows_change", target_bytes=3 * MIB)
+    name = job.expected[0][0]
+    source = _windowed(job.sources[0], MIB)
+    current = source._current_url
+    calls = []
+
+    def vendor_rewrites_the_file_before_the_second_window():
+        calls.append(1)
+        if len(calls) == 2:
+            sandbox.sitecore.rewrite_file(job.job_ref, name)
+        return current()
+
+    source._current_url = vendor_rewrites_the_file_before_the_second_window
+
+    with pytest.raises(SourceChanged, match="changed at the source"):
+        _digest(source)
+    # the second window asked "if still the same version" and got the new file whole
+    assert [r.status for r in _downloads(sandbox)] == [206, 200]
+
+
+def test_a_window_that_does_not_start_where_asked_is_refused(sitecore_job, sandbox):
+    job = sitecore_job("windows_shift", target_bytes=3 * MIB)
+    sandbox.sitecore.faults.shift_range("/sitecore-cdp-exports/*", by_bytes=1000, times=1)
+    with pytest.raises(TransferIntegrityError, match="from 1000"):
+        _digest(_windowed(job.sources[0], MIB))

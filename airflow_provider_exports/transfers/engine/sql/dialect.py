@@ -43,6 +43,8 @@ class Dialect:
     manifest_key_type = "VARCHAR(190)"
     #: the type of undeclared binary columns (Parquet binary)
     binary_type = "BINARY"
+    #: the column type of the logical type ``JSON`` (nested Parquet values as JSON text)
+    json_type = "TEXT"
 
     def __init__(self, hook: DbApiHook, conn: Any) -> None:
         self.hook = hook
@@ -70,6 +72,8 @@ class Dialect:
         """
         if final.name == "BINARY":
             return self.binary_type
+        if final.name == "JSON":
+            return self.json_type
         if final.name == "NUMERIC" and not final.declared:
             return "TEXT"
         return final.name

@@ -39,10 +39,13 @@ class PostgresDialect(Dialect):
     csv_passthrough = True
     manifest_key_type = "TEXT"
     binary_type = "BYTEA"
+    json_type = "JSONB"
 
     def type_name(self, final: FinalType) -> str:
         if final.name == "BINARY":
             return self.binary_type
+        if final.name == "JSON":
+            return self.json_type
         return final.name  # NUMERIC without precision is exact here
 
     def prepare(self, lock_timeout: float) -> None:

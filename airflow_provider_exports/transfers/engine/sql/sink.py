@@ -126,6 +126,8 @@ class SqlSink(Sink):
         :class:`~airflow_provider_exports.transfers.engine.formats.Unpivot`); the manifest still
         records the file's bytes as the vendor served them.
     :param allow_empty: let ``replace`` commit a load without any row (the table is emptied).
+    :param flatten_structs: spread Parquet struct fields over columns named ``parent_child_leaf``
+        instead of one JSON column per struct (lists and maps stay JSON).
     :param lock_timeout: seconds a load waits for another load of the same table (or, in SQLite,
         of the same database file) before it fails.
     """
@@ -153,6 +155,7 @@ class SqlSink(Sink):
         batch_transform: Callable[[Iterable[Batch]], Iterable[Batch]] | None = None,
         allow_empty: bool = False,
         lock_timeout: float = 600.0,
+        flatten_structs: bool = False,
     ) -> None:
         if not table:
             raise ExportConfigError("table", "a destination table is required")
@@ -183,6 +186,7 @@ class SqlSink(Sink):
         self.batch_transform = batch_transform
         self.allow_empty = allow_empty
         self.lock_timeout = lock_timeout
+        self.flatten_structs = flatten_structs
         self._db: Dialect | None = None
         self._ctx: TransferContext | None = None
         self._target: list[str] | None = None  # the table's columns when it existed at begin
@@ -270,6 +274,7 @@ class SqlSink(Sink):
                 csv_delimiter=self.csv_delimiter,
                 csv_header=self.csv_header,
                 csv_columns=self.csv_columns,
+                flatten_structs=self.flatten_structs,
             )
             if self.batch_transform is not None:
                 batches = iter(self.batch_transform(batches))

@@ -44,6 +44,8 @@ class SqliteDialect(Dialect):
     def type_name(self, final: FinalType) -> str:
         if final.name == "BINARY":
             return self.binary_type
+        if final.name == "JSON":
+            return self.json_type  # JSON text: SQLite's json_* functions read it
         if final.name == "NUMERIC" and not final.declared and final.digits > REAL_DIGITS:
             return "TEXT"
         return final.name

@@ -3,6 +3,8 @@
 No SQL here: a :class:`TypeTracker` watches the values of every batch of one load and says, at
 commit, which logical type each column gets (a dialect turns it into its own type name). The rules:
 
+- Logical types a dialect names in its own way: ``BINARY`` and ``JSON`` (a nested Parquet value
+  held as JSON text: ``jsonb`` on PostgreSQL, ``TEXT`` on SQLite and elsewhere).
 - A declared type wins: the task's ``column_types``, then the file's own schema (Parquet). Two files
   of one load that declare different types for one column are refused (:class:`TransferRefused`),
   and so is a column that one file declares and another brings as plain values.

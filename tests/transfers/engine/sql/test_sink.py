@@ -341,6 +341,59 @@ def test_generic_dialect_a_concurrent_run_of_the_job_that_committed_first_wins(w
     assert query(warehouse, "SELECT count(*) FROM exports_manifest") == [(1,)]
 
 
+def _profiles_parquet(tmp_path, rows=500):
+    from airflow_provider_exports.sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
+
+    path = tmp_path / "part-00000.snappy.parquet"
+    with path.open("wb") as f:
+        write_profiles(ProfileFileSpec(rows=rows, segments=("seg-a",), row_group_rows=200), f)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["replace", "merge"])
+def test_nested_xdm_fields_land_as_json(db, tmp_path, mode):
+    """identityMap, segmentMembership, person...: jsonb on PostgreSQL, JSON text on SQLite, whole
+    objects (maps as objects, times as ISO 8601), also through a merge's staging."""
+    keys = ["personalEmail"] if mode == "merge" else []
+    summary = load([file_source(_profiles_parquet(tmp_path))], SqlSink("profiles", conn_id=db.conn_id, mode=mode, key_columns=keys))
+    assert summary.rows == 500
+    nested = ["identities", "identityMap", "personalEmail", "person", "homeAddress", "segmentMembership"]
+    expected_type = "JSONB" if db.kind == "postgres" else "TEXT"
+    assert db.column_types("profiles") == dict.fromkeys(nested, expected_type)
+    if db.kind == "postgres":
+        (first, email, ns) = db.query(
+            """SELECT person->'name'->>'firstName', "identityMap"->'Email'->0->>'id', """
+            """jsonb_typeof("segmentMembership"->'ups'->'seg-a'->'lastQualificationTime') FROM profiles LIMIT 1"""
+        )[0]
+    else:
+        (first, email, ns) = db.query(
+            "SELECT json_extract(person, '$.name.firstName'), json_extract(identityMap, '$.Email[0].id'), "
+            "json_type(segmentMembership, '$.ups.\"seg-a\".lastQualificationTime') FROM profiles LIMIT 1"
+        )[0]
+    assert first and email.endswith("@example.com") and ns in ("string", "text")
+
+
+def test_nested_xdm_structs_flatten_to_named_columns(db, tmp_path):
+    load([file_source(_profiles_parquet(tmp_path))], SqlSink("flat", conn_id=db.conn_id, flatten_structs=True))
+    types = db.column_types("flat")
+    json_type = "JSONB" if db.kind == "postgres" else "TEXT"
+    assert types == {
+        "identities": json_type,  # a list: stays JSON
+        "identityMap": json_type,  # a map: stays JSON
+        "personalEmail_address": "TEXT",
+        "personalEmail_status": "TEXT",
+        "person_name_firstName": "TEXT",
+        "person_name_lastName": "TEXT",
+        "homeAddress_city": "TEXT",
+        "homeAddress_countryCode": "TEXT",
+        "homeAddress_postalCode": "TEXT",
+        "segmentMembership": json_type,
+    }
+    rows = db.query('SELECT "person_name_firstName", "personalEmail_address" FROM flat ORDER BY 2 LIMIT 1')
+    (first, email) = rows[0]
+    assert first and email.lower().startswith(first.lower() + ".")
+
+
 # --- a batch transform (wide to long) -----------------------------------------------------------------
 
 

@@ -1,0 +1,74 @@
+"""The triggerer-side wait for an Adobe Experience Platform profile export job and its batches.
+
+Each look reads the job with the async hook and, once it ``SUCCEEDED``, its Catalog batches, and
+decides with :func:`~airflow_provider_exports.hooks.adobe_experience_platform.judge_export_job`, the
+same function the sensor's ``poke`` uses; the loop, its deadline and its event come from
+:class:`~airflow_provider_exports.triggers._base.JobPollingTrigger`. A job-creating operator's
+trigger cancels the job (``DELETE``) when the user kills the deferred task (Airflow 3.3 and newer:
+older versions never call a trigger's ``on_kill``); a sensor's does not, the job is not its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
+from airflow_provider_exports.triggers._base import JobPollingTrigger
+from airflow_provider_exports.utils.waiting import JobVerdict
+
+VENDOR = AdobeExperiencePlatformHook.vendor
+
+
+class AdobeProfileExportJobTrigger(JobPollingTrigger):
+    """Wait until a profile export job ``SUCCEEDED`` and its batch(es) reached ``success``.
+
+    :param export_job_id: the export job's id.
+    :param adobe_aep_conn_id: the Airflow connection id.
+    :param cancel_on_kill: cancel the job when the user kills the deferred task (the operator that
+        created the job sets it; the sensor does not).
+    :param poll_interval: seconds between looks.
+    :param deadline: epoch seconds after which the wait ends with a ``timeout`` event.
+    """
+
+    vendor = VENDOR
+
+    def __init__(
+        self,
+        *,
+        export_job_id: str,
+        adobe_aep_conn_id: str = AdobeExperiencePlatformHook.default_conn_name,
+        cancel_on_kill: bool = False,
+        poll_interval: float = 60.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__(poll_interval=poll_interval, deadline=deadline)
+        self.export_job_id = str(export_job_id)
+        self.adobe_aep_conn_id = adobe_aep_conn_id
+        self.cancel_on_kill = cancel_on_kill
+
+    def job_kwargs(self) -> dict[str, Any]:
+        return {
+            "export_job_id": self.export_job_id,
+            "adobe_aep_conn_id": self.adobe_aep_conn_id,
+            "cancel_on_kill": self.cancel_on_kill,
+        }
+
+    def make_hook(self) -> AdobeExperiencePlatformHook:
+        return AdobeExperiencePlatformHook(self.adobe_aep_conn_id)
+
+    async def look(self, hook: AdobeExperiencePlatformHook, deadline: float | None) -> JobVerdict:
+        return await hook.apoll_export_job(self.export_job_id, deadline=deadline)
+
+    def timeout_message(self, last: JobVerdict | None) -> str:
+        seen = last.description if last is not None else "nothing yet"
+        return f"export job {self.export_job_id} did not finish before the deadline; last seen: {seen}"
+
+    async def cancel_job(self, hook: AdobeExperiencePlatformHook) -> None:
+        if not self.cancel_on_kill:
+            return
+        try:
+            await hook.acancel_export_job(self.export_job_id)
+        except Exception:  # best effort: the task is being killed either way
+            self.log.warning("Could not cancel export job %s", self.export_job_id, exc_info=True)
+        else:
+            self.log.info("Cancelled export job %s (the deferred task was killed)", self.export_job_id)

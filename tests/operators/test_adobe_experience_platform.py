@@ -1,0 +1,227 @@
+"""The AEP dataset and export-job operators against the sandbox: checks, create, wait, cancel, reattach.
+
+The DAG-level runs (deferred and in the worker, a retry that reattaches, a failed job) are in
+``tests/example_dags/test_adobe_profile_export.py``; here each operator runs on its own, with the
+smallest task-instance stand-in that ``execute`` needs (``xcom_push``/``xcom_pull``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
+
+from airflow_provider_exports.exceptions import ExportConfigError, ExportJobFailed, JobWaitTimeout
+from airflow_provider_exports.hooks._http import RetryPolicy
+from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
+from airflow_provider_exports.operators.adobe_experience_platform import (
+    AdobeCreateProfileDatasetOperator,
+    AdobeCreateProfileExportJobOperator,
+)
+
+FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05)
+JOBS = "/data/core/ups/export/jobs"
+
+
+class _TI:
+    """What ``execute`` asks of a task instance: XCom, and which try this is."""
+
+    def __init__(self, try_number: int = 1) -> None:
+        self.task_id = "export_profiles"
+        self.try_number = try_number
+        self.xcom: dict[str, object] = {}
+
+    def xcom_push(self, key, value):
+        self.xcom[key] = value
+
+    def xcom_pull(self, task_ids=None, key=None):
+        return self.xcom.get(key)
+
+
+def context(try_number: int = 1, run_started: datetime | None = None) -> dict:
+    return {"ti": _TI(try_number), "dag_run": SimpleNamespace(start_date=run_started)}
+
+
+def make_operator(**overrides) -> AdobeCreateProfileExportJobOperator:
+    kwargs = {"task_id": "export_profiles", "dataset_id": "ds", "poll_interval": 0.2, "segments": ["seg-a"]}
+    kwargs.update(overrides)
+    return AdobeCreateProfileExportJobOperator(**kwargs)
+
+
+def _dataset() -> str:
+    return AdobeExperiencePlatformHook(retry=FAST).create_profile_dataset("t")
+
+
+# -- parse time -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"dataset_id": ""}, "dataset_id"),
+        ({"schema_name": ""}, "schema_name"),
+        ({"from_ingest_timestamp": "yesterday"}, "from_ingest_timestamp"),
+        ({"segment_qualification_start": "2026-11-21T00:00:00"}, "segment_qualification_start"),
+        ({"segment_statuses": ["qualified"]}, "segment_statuses"),
+        ({"segments": [{"segmentId": "s", "status": ["gone"]}]}, "segments[0].status"),
+        ({"empty_profiles": "maybe"}, "empty_profiles"),
+    ],
+)
+def test_a_bad_literal_fails_when_the_dag_is_parsed(kwargs, field):
+    with pytest.raises(ExportConfigError) as err:
+        make_operator(**kwargs)
+    assert err.value.field == field
+
+
+def test_templated_arguments_are_checked_once_rendered():
+    op = make_operator(
+        dataset_id="{{ ti.xcom_pull(task_ids='profile_dataset') }}",
+        from_ingest_timestamp="{{ data_interval_start }}",
+        segment_statuses=["realized"],  # literal, checked although segments beside it may be templated
+        segments="{{ params.segments }}",
+    )
+    assert set(op.template_fields) >= {"dataset_id", "segments", "from_ingest_timestamp", "adobe_aep_conn_id"}
+    op.dataset_id, op.segments, op.from_ingest_timestamp = "ds", '["a", "b"]', "2026-11-21 00:00:00+00:00"
+    assert op.request_body()["filter"] == {
+        "segments": [{"segmentId": "a", "status": ["realized"]}, {"segmentId": "b", "status": ["realized"]}],
+        "fromIngestTimestamp": "2026-11-21T00:00:00+00:00",
+    }
+    op.from_ingest_timestamp = "not a time"
+    with pytest.raises(ExportConfigError, match="from_ingest_timestamp"):
+        op.request_body()
+
+
+def test_constructing_makes_no_request(sandbox):
+    make_operator()
+    AdobeCreateProfileDatasetOperator(task_id="d", dataset_name="x")
+    assert sandbox.adobe.requests == []
+
+
+def test_the_dataset_operator_reuses_a_dataset_of_the_same_name(sandbox):
+    with pytest.raises(ExportConfigError, match="dataset_name"):
+        AdobeCreateProfileDatasetOperator(task_id="d", dataset_name=" ")
+    op = AdobeCreateProfileDatasetOperator(task_id="d", dataset_name="profiles")
+    first, again = op.execute({}), op.execute({})
+    assert first == again
+    assert len(sandbox.adobe.requests_to("/data/foundation/catalog/dataSets", "POST")) == 1
+
+
+# -- create and wait ---------------------------------------------------------------------------------
+
+
+def test_the_job_id_is_pushed_before_the_wait_and_the_batch_ids_returned(sandbox):
+    sandbox.adobe.job_seconds = 0.2
+    ctx = context()
+    op = make_operator(dataset_id=_dataset())
+    batches = op.execute(ctx)
+    (job_id,) = sandbox.adobe._jobs
+    assert ctx["ti"].xcom == {"job_id": str(job_id)} and batches == sandbox.adobe.batch_ids(job_id)
+    assert sandbox.adobe.requests_to(JOBS, "GET") == []  # a first try does not look for an earlier job
+
+
+def test_without_waiting_the_job_id_is_returned(sandbox):
+    sandbox.adobe.job_seconds = 60
+    job_id = make_operator(dataset_id=_dataset(), wait_for_completion=False).execute(context())
+    assert sandbox.adobe.job_status(int(job_id)) == "NEW"
+
+
+def test_a_failed_job_raises_every_error(sandbox):
+    sandbox.adobe.job_seconds = 0.1
+    sandbox.adobe.failing_segments = {"seg-broken"}
+    with pytest.raises(ExportJobFailed, match=r"\[0090000009\].*\[unknown\] Job aborted"):
+        make_operator(dataset_id=_dataset(), segments=["seg-broken"]).execute(context())
+
+
+def test_a_retry_reattaches_to_the_runs_active_job(sandbox):
+    sandbox.adobe.job_seconds = 0.5
+    dataset = _dataset()
+    started = datetime.now(timezone.utc)
+    first = make_operator(dataset_id=dataset, wait_for_completion=False).execute(context(1, started))
+    ctx = context(2, started)
+    make_operator(dataset_id=dataset).execute(ctx)
+    assert ctx["ti"].xcom["job_id"] == first
+    assert len(sandbox.adobe.requests_to(JOBS, "POST")) == 1
+
+
+def test_a_retry_after_the_job_ended_creates_a_new_one(sandbox):
+    sandbox.adobe.job_seconds = 60
+    dataset = _dataset()
+    started = datetime.now(timezone.utc)
+    first = make_operator(dataset_id=dataset, wait_for_completion=False).execute(context(1, started))
+    AdobeExperiencePlatformHook(retry=FAST).cancel_export_job(first)  # FAILED: nothing active
+    second = make_operator(dataset_id=dataset, wait_for_completion=False).execute(context(2, started))
+    assert second != first and len(sandbox.adobe.requests_to(JOBS, "POST")) == 2
+
+
+# -- cancel ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["200-body", "204-empty", "204-body"])
+def test_on_kill_cancels_the_job_the_worker_waits_for(sandbox, style):
+    sandbox.adobe.job_seconds = 60
+    sandbox.adobe.delete_style = style
+    op = make_operator(dataset_id=_dataset())
+    outcome: list[BaseException] = []
+
+    def run():
+        try:
+            op.execute(context())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    for _ in range(600):  # until the wait has looked at the job once
+        if sandbox.adobe.requests_to(f"{JOBS}/*", "GET"):
+            break
+        time.sleep(0.05)
+    op.on_kill()  # what Airflow calls on SIGTERM
+    worker.join(60)
+    (job_id,) = sandbox.adobe._jobs
+    deletes = sandbox.adobe.requests_to(f"{JOBS}/{job_id}", "DELETE")
+    assert [d.status for d in deletes] == [200 if style == "200-body" else 204]
+    assert sandbox.adobe.job_status(job_id) == "FAILED"
+    # the wait saw the job end cancelled and the task failed (not retried)
+    assert not worker.is_alive() and isinstance(outcome[0], ExportJobFailed)
+
+
+def test_on_kill_never_raises(sandbox):
+    op = make_operator()
+    op.job_id = "999999"  # no such job: Adobe answers 404
+    op.on_kill()
+    assert [r.status for r in sandbox.adobe.requests_to(f"{JOBS}/999999", "DELETE")] == [404]
+
+
+def test_a_wait_that_times_out_in_the_worker_cancels_then_fails(sandbox):
+    sandbox.adobe.job_seconds = 60
+    op = make_operator(dataset_id=_dataset(), timeout=1.0)
+    with pytest.raises(JobWaitTimeout, match="did not finish before the deadline"):
+        op.execute(context())
+    (job_id,) = sandbox.adobe._jobs
+    assert len(sandbox.adobe.requests_to(f"{JOBS}/{job_id}", "DELETE")) == 1
+
+
+def test_a_deferred_wait_that_times_out_cancels_then_fails(sandbox):
+    sandbox.adobe.job_seconds = 60
+    op = make_operator(dataset_id=_dataset(), deferrable=True, timeout=1.0)
+    ctx = context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    assert deferred.value.timeout is None and deferred.value.trigger.cancel_on_kill is True
+
+    async def first_event():
+        async for event in deferred.value.trigger.run():
+            return event.payload
+
+    event = asyncio.run(first_event())
+    assert event["status"] == "timeout"
+    resumed = make_operator(dataset_id="ds", deferrable=True)  # a resumed task is a new object
+    with pytest.raises(JobWaitTimeout):
+        resumed.execute_complete(ctx, event)
+    job_id = ctx["ti"].xcom["job_id"]
+    assert len(sandbox.adobe.requests_to(f"{JOBS}/{job_id}", "DELETE")) == 1
