@@ -87,14 +87,9 @@ def test_allow_empty_reaches_the_sql_sink(allow_empty):
     from airflow_provider_exports.hooks.sitecore_cdp import ExportOutput
 
     op = SitecoreCDPToSqlOperator(
-        task_id="t",
-        audience_export_ref=EXPORT,
-        conn_id="warehouse",
-        table="t",
-        mode="replace",
+        task_id="t", audience_export_ref=EXPORT, conn_id="warehouse", table="t", mode="replace",
         allow_empty=allow_empty,
     )
-    output = ExportOutput(
-        execution_ref="e", definition_ref="d", friendly_id="f", expire_at=None, total_size_kb=0, files=()
-    )
+    output = ExportOutput(execution_ref="e", definition_ref="d", friendly_id="f", expire_at=None,
+                          total_size_kb=0, files=())
     assert op.make_sink({}, output).allow_empty is allow_empty  # type: ignore[arg-type]

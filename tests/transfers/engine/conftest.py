@@ -33,14 +33,8 @@ def sitecore_job(sandbox) -> Callable[..., SitecoreJob]:
 
     made: list[tuple[SitecoreCDPHook, HttpCore]] = []
 
-    def make(
-        export: str = "loyalty_members",
-        *,
-        rows: int = 3000,
-        rows_per_file: int = 1000,
-        target_bytes: int | None = None,
-        retry: RetryPolicy = FAST_RETRY,
-    ) -> SitecoreJob:
+    def make(export: str = "loyalty_members", *, rows: int = 3000, rows_per_file: int = 1000,
+             target_bytes: int | None = None, retry: RetryPolicy = FAST_RETRY) -> SitecoreJob:
         sandbox.sitecore.add_export(export, rows_per_file=rows_per_file)
         job_ref = sandbox.sitecore.add_job(export, rows=rows, target_bytes=target_bytes)
         hook = SitecoreCDPHook(retry=FAST_RETRY)
@@ -57,9 +51,7 @@ def sitecore_job(sandbox) -> Callable[..., SitecoreJob]:
 
         listing = hook.get_execution_output(job_ref)
         sources = [
-            HttpSourceFile(
-                core, f.name, None, resolver_for(f.name), url=f.url, attributes={"sizeKB": f.size_kb}
-            )
+            HttpSourceFile(core, f.name, None, resolver_for(f.name), url=f.url, attributes={"sizeKB": f.size_kb})
             for f in listing.files
         ]
         return SitecoreJob(export, job_ref, sandbox.sitecore.expected_files(job_ref), calls, sources)

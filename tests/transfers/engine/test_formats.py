@@ -76,11 +76,7 @@ def test_jsonl_batches_union_of_keys_and_nested_values_as_json_text():
 
 @pytest.mark.parametrize(
     ("body", "message"),
-    [
-        (b'{"a": 1}\n{"a": \n', "line 2 is not valid JSON"),
-        (b'[{"a": 1}]\n', "JSON array"),
-        (b"3\n", "not an object"),
-    ],
+    [(b'{"a": 1}\n{"a": \n', "line 2 is not valid JSON"), (b'[{"a": 1}]\n', "JSON array"), (b"3\n", "not an object")],
 )
 def test_jsonl_errors_name_the_line(body, message):
     with pytest.raises(TransferError, match=message):
@@ -88,7 +84,7 @@ def test_jsonl_errors_name_the_line(body, message):
 
 
 def test_csv_quoting_bom_empty_fields_and_pipes():
-    body = '\ufeffid|name|note\n1|"a|b"|\n2|"multi\nline"|x\n'.encode()
+    body = "\ufeffid|name|note\n1|\"a|b\"|\n2|\"multi\nline\"|x\n".encode()
     (batch,) = read_csv(_chunks(body, 5), delimiter="|")
     assert batch.columns == ["id", "name", "note"]
     assert batch.rows == [("1", "a|b", None), ("2", "multi\nline", "x")]

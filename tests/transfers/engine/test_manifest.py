@@ -37,9 +37,7 @@ def test_round_trip_and_same_job():
     m = manifest.loads(manifest.dumps(_build()))
     assert m is not None
     assert manifest.same_job(m, vendor="Sitecore CDP", export_ref="daily_loyalty_members", job_ref="exec-1")
-    assert not manifest.same_job(
-        m, vendor="Sitecore CDP", export_ref="daily_loyalty_members", job_ref="exec-2"
-    )
+    assert not manifest.same_job(m, vendor="Sitecore CDP", export_ref="daily_loyalty_members", job_ref="exec-2")
     assert not manifest.same_job(None, vendor="x", export_ref="y", job_ref="z")
 
 
@@ -51,13 +49,8 @@ def test_what_is_not_a_manifest_is_not_trusted():
 
 def test_rows_add_up_when_every_file_counted_them():
     m = manifest.build_manifest(
-        vendor="v",
-        export_ref="e",
-        job_ref="j",
-        run_id="r",
-        destination={"kind": "sql"},
+        vendor="v", export_ref="e", job_ref="j", run_id="r", destination={"kind": "sql"},
         files=[FileRecord("a", "t", 1, "x", None, 3), FileRecord("b", "t", 1, "y", None, 4)],
-        started_at=0.0,
-        finished_at=1.0,
+        started_at=0.0, finished_at=1.0,
     )
     assert m["total_rows"] == 7

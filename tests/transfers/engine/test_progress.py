@@ -50,8 +50,4 @@ def test_unknown_sizes_give_no_time_left(caplog):
 
 def test_human_units():
     assert human_bytes(512) == "512 B" and human_bytes(3 * 1024**3) == "3.00 GiB"
-    assert (
-        human_seconds(59) == "59 s"
-        and human_seconds(61) == "1 min 01 s"
-        and human_seconds(3700) == "1 h 01 min"
-    )
+    assert human_seconds(59) == "59 s" and human_seconds(61) == "1 min 01 s" and human_seconds(3700) == "1 h 01 min"

@@ -39,18 +39,8 @@ def test_files_move_concurrently_and_the_summary_is_json(sitecore_job, s3, caplo
 
     data = json.loads(json.dumps(summary.to_dict()))
     assert set(data) == {
-        "vendor",
-        "export_ref",
-        "job_ref",
-        "destination",
-        "manifest",
-        "skipped",
-        "file_count",
-        "bytes",
-        "rows",
-        "seconds",
-        "run_id",
-        "locations",
+        "vendor", "export_ref", "job_ref", "destination", "manifest", "skipped",
+        "file_count", "bytes", "rows", "seconds", "run_id", "locations",
     }
     assert data["destination"] == {"kind": "s3", "bucket": s3.bucket, "prefix": "c"}
     assert data["file_count"] == 4 and data["rows"] is None
@@ -73,14 +63,8 @@ def test_one_failing_file_stops_the_others_and_aborts(sitecore_job, sandbox, s3)
     sandbox.sitecore.faults.server_error("*/part-00001.json.gz", times=None, status=500)
 
     with pytest.raises(Exception, match="500"):
-        run_transfer(
-            job.sources,
-            S3Sink(s3.bucket, "f", part_size=5 * MIB),
-            vendor="V",
-            export_ref="e",
-            job_ref="j",
-            max_concurrent_files=4,
-        )
+        run_transfer(job.sources, S3Sink(s3.bucket, "f", part_size=5 * MIB), vendor="V",
+                     export_ref="e", job_ref="j", max_concurrent_files=4)
     assert s3.keys() == []
     assert s3.client().list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
 
@@ -91,14 +75,8 @@ def test_a_cancelled_run_does_not_start(sitecore_job, sandbox, s3):
     cancellation.cancel("the task was killed")  # as on_kill would
 
     with pytest.raises(TransferCancelled, match="killed"):
-        run_transfer(
-            job.sources,
-            S3Sink(s3.bucket, "k"),
-            vendor="V",
-            export_ref="e",
-            job_ref="j",
-            cancellation=cancellation,
-        )
+        run_transfer(job.sources, S3Sink(s3.bucket, "k"), vendor="V", export_ref="e", job_ref="j",
+                     cancellation=cancellation)
     assert s3.keys() == [] and sandbox.sitecore.requests_to("/sitecore-cdp-exports/*") == []
 
 
@@ -111,9 +89,7 @@ def test_duplicate_names_and_bad_concurrency_are_refused(tmp_path):
         run_transfer([], sink, vendor="V", export_ref="e", job_ref="j", max_concurrent_files=0)
 
 
-def test_a_file_that_changed_at_the_source_is_moved_again_from_its_first_byte(
-    sitecore_job, sandbox, s3, caplog
-):
+def test_a_file_that_changed_at_the_source_is_moved_again_from_its_first_byte(sitecore_job, sandbox, s3, caplog):
     job = sitecore_job("changing", target_bytes=12 * MIB)
     # cut after 6 MiB: one 5 MiB part of the file is already uploaded when the vendor rewrites it
     sandbox.sitecore.faults.drop_connection("/sitecore-cdp-exports/*", after_bytes=6 * MIB, times=1)
@@ -127,12 +103,11 @@ def test_a_file_that_changed_at_the_source_is_moved_again_from_its_first_byte(
     source.before_retry = vendor_rewrites_the_file_then_resume
 
     with caplog.at_level(logging.WARNING):
-        summary = run_transfer(
-            job.sources, S3Sink(s3.bucket, "c", part_size=5 * MIB), vendor="V", export_ref="e", job_ref="j"
-        )
+        summary = run_transfer(job.sources, S3Sink(s3.bucket, "c", part_size=5 * MIB), vendor="V",
+                               export_ref="e", job_ref="j")
 
     assert "starting the file again from its first byte" in caplog.text
-    ((name, size, sha, _rows),) = job.expected
+    (name, size, sha, _rows), = job.expected
     body = s3.read(s3.committed("c")[name])
     assert len(body) == size and hashlib.sha256(body).hexdigest() == sha
     assert summary.bytes == size and s3.manifest("c")["files"][0]["sha256"] == sha
@@ -155,15 +130,8 @@ def test_a_cancellation_cuts_downloads_still_waiting_for_their_headers(sitecore_
 
     threading.Thread(target=cancel_once_all_four_wait, daemon=True).start()
     with pytest.raises(TransferCancelled, match="killed"):
-        run_transfer(
-            job.sources,
-            S3Sink(s3.bucket, "w", part_size=5 * MIB),
-            vendor="V",
-            export_ref="e",
-            job_ref="j",
-            max_concurrent_files=4,
-            cancellation=cancellation,
-        )
+        run_transfer(job.sources, S3Sink(s3.bucket, "w", part_size=5 * MIB), vendor="V", export_ref="e",
+                     job_ref="j", max_concurrent_files=4, cancellation=cancellation)
 
     # cut at once: well under the runner's grace period, let alone the server's 60 s
     assert time.monotonic() - cancelled_at[0] < 5

@@ -30,9 +30,7 @@ VENDOR = "Sitecore CDP"
 
 
 def _run(job, sink, **kwargs):
-    return run_transfer(
-        job.sources, sink, vendor=VENDOR, export_ref=job.export_ref, job_ref=job.job_ref, **kwargs
-    )
+    return run_transfer(job.sources, sink, vendor=VENDOR, export_ref=job.export_ref, job_ref=job.job_ref, **kwargs)
 
 
 def _no_uploads_left(s3) -> None:
@@ -87,9 +85,7 @@ def test_multi_file_export_lands_byte_identical_with_manifest_last(sitecore_job,
         (n, size, sha) for n, size, sha, _ in job.expected
     ]
     # the manifest is the last object written
-    modified = {
-        o["Key"]: o["LastModified"] for o in s3.client().list_objects_v2(Bucket=s3.bucket)["Contents"]
-    }
+    modified = {o["Key"]: o["LastModified"] for o in s3.client().list_objects_v2(Bucket=s3.bucket)["Contents"]}
     assert modified[f"{prefix}/_manifest.json"] == max(modified.values())
     assert summary.skipped is False and summary.file_count == 3 and summary.run_id == manifest["run_id"]
     assert summary.bytes == sum(size for _, size, _, _ in job.expected)
@@ -129,9 +125,7 @@ def test_a_failed_run_leaves_the_previous_run_exactly_as_it_was(sitecore_job, sa
     ("failing_call", "fail_at"),
     [("complete_multipart_upload", 2), ("put_object", 1)],  # an object of the run is complete / all are
 )
-def test_a_run_that_fails_while_committing_changes_nothing(
-    sitecore_job, s3, monkeypatch, failing_call, fail_at
-):
+def test_a_run_that_fails_while_committing_changes_nothing(sitecore_job, s3, monkeypatch, failing_call, fail_at):
     good = sitecore_job("daily", rows=2000, rows_per_file=1000)
     _run(good, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
     before = _snapshot(s3)
@@ -239,9 +233,7 @@ def test_an_empty_job_keeps_the_previous_run_unless_allowed(sitecore_job, s3):
         run_transfer([], S3Sink(s3.bucket, "ds"), vendor=VENDOR, export_ref="e", job_ref="empty")
     assert _snapshot(s3) == before
 
-    summary = run_transfer(
-        [], S3Sink(s3.bucket, "ds", allow_empty=True), vendor=VENDOR, export_ref="e", job_ref="empty"
-    )
+    summary = run_transfer([], S3Sink(s3.bucket, "ds", allow_empty=True), vendor=VENDOR, export_ref="e", job_ref="empty")
     assert summary.file_count == 0 and s3.keys("ds") == ["ds/_manifest.json"]
 
 
@@ -250,19 +242,11 @@ def test_names_that_collide_at_the_destination_are_refused_before_any_download(t
         (tmp_path / name).write_bytes(b"{}\n")
     collide = [LocalFileSource(tmp_path / "a.json"), LocalFileSource(tmp_path / "a.json.gz")]
 
-    with pytest.raises(
-        TransferRefused, match=r"'a\.json' and 'a\.json\.gz' would both be stored as 'a\.json'"
-    ):
-        run_transfer(
-            collide, S3Sink(s3.bucket, "x", decompress=True), vendor=VENDOR, export_ref="e", job_ref="j"
-        )
+    with pytest.raises(TransferRefused, match=r"'a\.json' and 'a\.json\.gz' would both be stored as 'a\.json'"):
+        run_transfer(collide, S3Sink(s3.bucket, "x", decompress=True), vendor=VENDOR, export_ref="e", job_ref="j")
     with pytest.raises(TransferRefused, match="reserved"):
         run_transfer(
-            [LocalFileSource(tmp_path / "_manifest.json")],
-            S3Sink(s3.bucket, "x"),
-            vendor=VENDOR,
-            export_ref="e",
-            job_ref="j",
+            [LocalFileSource(tmp_path / "_manifest.json")], S3Sink(s3.bucket, "x"), vendor=VENDOR, export_ref="e", job_ref="j"
         )
     assert s3.keys() == []
 
@@ -354,9 +338,7 @@ def test_empty_and_small_files(tmp_path, s3):
     (tmp_path / "small.csv").write_bytes(b"a,b\n1,2\n")
     sources = [LocalFileSource(tmp_path / "empty.csv"), LocalFileSource(tmp_path / "small.csv")]
 
-    run_transfer(
-        sources, S3Sink(s3.bucket, "", part_size=5 * MIB), vendor="Cordial", export_ref="e", job_ref="j"
-    )
+    run_transfer(sources, S3Sink(s3.bucket, "", part_size=5 * MIB), vendor="Cordial", export_ref="e", job_ref="j")
 
     landed = s3.committed("")
     assert s3.read(landed["empty.csv"]) == b"" and s3.read(landed["small.csv"]) == b"a,b\n1,2\n"

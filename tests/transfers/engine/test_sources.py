@@ -62,9 +62,7 @@ def test_a_resume_that_does_not_continue_where_it_stopped_is_refused(sitecore_jo
     sandbox.sitecore.faults.shift_range("/sitecore-cdp-exports/*", by_bytes=shift, times=1)
     (source,) = job.sources
 
-    with pytest.raises(
-        TransferIntegrityError, match=f"from {MIB} on, the server sent them from {MIB + shift}"
-    ):
+    with pytest.raises(TransferIntegrityError, match=f"from {MIB} on, the server sent them from {MIB + shift}"):
         _digest(source)
 
 
@@ -111,12 +109,8 @@ def test_the_vendors_rounded_size_is_checked_before_the_body_is_read(sitecore_jo
     job = sitecore_job(rows=1000, rows_per_file=1000)
     real = job.sources[0]
     size = job.expected[0][1]
-    fits = HttpSourceFile(
-        real._core, real.name, None, real._resolve, url=real._url, size_range=(size - 10, size)
-    )
-    too_small = HttpSourceFile(
-        real._core, real.name, None, real._resolve, url=real._url, size_range=(0, size - 1)
-    )
+    fits = HttpSourceFile(real._core, real.name, None, real._resolve, url=real._url, size_range=(size - 10, size))
+    too_small = HttpSourceFile(real._core, real.name, None, real._resolve, url=real._url, size_range=(0, size - 1))
 
     assert _digest(fits)[0] == size
     with pytest.raises(TransferIntegrityError, match="the vendor's listing allows"):

@@ -33,16 +33,12 @@ def test_postgres_copy_of_sitecore_jsonl_gz(sitecore_job, pg):
 
     assert summary.rows == 2500
     assert query(pg, "SELECT count(*), count(DISTINCT ref) FROM guests") == [(2500, 2500)]
-    types = dict(
-        query(pg, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'guests'")
-    )
+    types = dict(query(pg, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'guests'"))
     assert types["lifetimeValue"] == "double precision" and types["ref"] == "text"
 
 
 def _trends_csv(tmp_path):
-    lines = ["id|name|score|note"] + [
-        f'{i}|"n|{i}"|{i / 2}|{"" if i % 2 else chr(34) * 2}' for i in range(5000)
-    ]
+    lines = ["id|name|score|note"] + [f'{i}|"n|{i}"|{i / 2}|{"" if i % 2 else chr(34) * 2}' for i in range(5000)]
     csv_path = tmp_path / "trends.csv.gz"
     with gzip.open(csv_path, "wt") as f:
         f.write("\n".join(lines) + "\n")
@@ -54,30 +50,19 @@ def test_postgres_csv_and_parquet_load_into_new_tables(tmp_path, pg):
     import pyarrow.parquet as pq
 
     pq.write_table(
-        pa.table(
-            {
-                "id": [1, 2],
-                "seen": pa.array([datetime(2026, 1, 2, tzinfo=timezone.utc)] * 2, pa.timestamp("us", "UTC")),
-                "tags": [["x"], None],
-                "blob": [b"\x00\x01", b"\\"],
-            }
-        ),
+        pa.table({"id": [1, 2], "seen": pa.array([datetime(2026, 1, 2, tzinfo=timezone.utc)] * 2, pa.timestamp("us", "UTC")),
+                  "tags": [["x"], None], "blob": [b"\x00\x01", b"\\"]}),
         tmp_path / "p.parquet",
     )
 
-    csv_summary = load(
-        [file_source(_trends_csv(tmp_path))], SqlSink("trends", conn_id="pg", csv_delimiter="|")
-    )
+    csv_summary = load([file_source(_trends_csv(tmp_path))], SqlSink("trends", conn_id="pg", csv_delimiter="|"))
     pq_summary = load([file_source(tmp_path / "p.parquet")], SqlSink("p", conn_id="pg"))
 
     assert csv_summary.rows == 5000 and pq_summary.rows == 2
     assert query(pg, "SELECT id, name, score, note FROM trends WHERE id IN (0, 1) ORDER BY id") == [
-        (0, "n|0", 0, None),
-        (1, "n|1", 0.5, None),
+        (0, "n|0", 0, None), (1, "n|1", 0.5, None)
     ]
-    types = dict(
-        query(pg, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'trends'")
-    )
+    types = dict(query(pg, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'trends'"))
     assert types == {"id": "bigint", "name": "text", "score": "numeric", "note": "text"}
     rows = query(pg, "SELECT id, seen, tags, blob FROM p ORDER BY id")
     assert rows[0][1] == datetime(2026, 1, 2, tzinfo=timezone.utc) and rows[0][2] == ["x"]  # jsonb
@@ -95,8 +80,7 @@ def test_postgres_csv_into_an_existing_table_passes_straight_to_copy(tmp_path, p
 
     assert summary.rows == 5000
     assert query(pg, "SELECT id, name, score, note FROM trends WHERE id IN (0, 1) ORDER BY id") == [
-        (0, "n|0", 0.0, None),
-        (1, "n|1", 0.5, None),
+        (0, "n|0", 0.0, None), (1, "n|1", 0.5, None)
     ]
 
 
@@ -113,8 +97,7 @@ def test_postgres_load_that_fails_halfway_leaves_the_table_unchanged(tmp_path, p
 
     assert query(pg, "SELECT id, v FROM t ORDER BY id") == [(0, "old"), (1, "old")]
     assert query(pg, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1") == [
-        ("exports_manifest",),
-        ("t",),
+        ("exports_manifest",), ("t",)
     ]
 
 
@@ -150,19 +133,13 @@ def test_replace_keeps_index_primary_key_check_grant_and_dependent_view(pg):
 
     load([ChunksSource("m.jsonl", jsonl(rows))], SqlSink("members", conn_id="pg", mode="replace"))
 
-    assert query(pg, "SELECT id, tier, points FROM members ORDER BY id") == [
-        (3, "gold", 30),
-        (4, "bronze", 1),
-    ]
+    assert query(pg, "SELECT id, tier, points FROM members ORDER BY id") == [(3, "gold", 30), (4, "bronze", 1)]
     assert query(pg, "SELECT id, points FROM gold_members") == [(3, 30)]
     assert query(pg, "SELECT indexname FROM pg_indexes WHERE tablename = 'members' ORDER BY 1") == [
-        ("members_pkey",),
-        ("members_tier",),
+        ("members_pkey",), ("members_tier",)
     ]
     assert query(pg, "SELECT has_table_privilege('exports_reader', 'members', 'SELECT')") == [(True,)]
-    constraints = query(
-        pg, "SELECT contype FROM pg_constraint WHERE conrelid = 'members'::regclass ORDER BY 1"
-    )
+    constraints = query(pg, "SELECT contype FROM pg_constraint WHERE conrelid = 'members'::regclass ORDER BY 1")
     assert constraints == [("c",), ("p",)]
     with pytest.raises(Exception, match="check constraint"):
         pg.cursor().execute("INSERT INTO members VALUES (9, '', 0)")
@@ -179,14 +156,8 @@ def test_replace_is_invisible_to_other_sessions_until_it_commits(pg):
         assert source.paused.wait(WAIT)
         # the load is mid-file: its DELETE and five rows are in, uncommitted
         wait_until(
-            lambda: (
-                query(
-                    pg,
-                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                    "WHERE c.relname = 't' AND l.mode = 'RowExclusiveLock'",
-                )
-                == [(1,)]
-            ),
+            lambda: query(pg, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                              "WHERE c.relname = 't' AND l.mode = 'RowExclusiveLock'") == [(1,)],
             "the load holds the table for writing",
         )
         seen_meanwhile = query(pg, "SELECT id, v FROM t ORDER BY id")
@@ -257,15 +228,8 @@ def test_two_processes_of_the_same_job_one_loads_the_other_skips(pg, tmp_path):
     started: list[subprocess.Popen] = []
 
     def child(path):
-        started.append(
-            subprocess.Popen(
-                [sys.executable, "-c", _CHILD, str(path)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=os.environ.copy(),
-                text=True,
-            )
-        )
+        started.append(subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=os.environ.copy(), text=True))
         return started[-1]
 
     first = child(fifo)
@@ -284,11 +248,8 @@ def test_two_processes_of_the_same_job_one_loads_the_other_skips(pg, tmp_path):
         os.set_blocking(writer[0], True)
         os.write(writer[0], data[: len(data) // 2])
         second = child(plain)
-        wait_until(
-            lambda: _waiting_for_the_table_lock(pg) or second.poll() is not None,
-            "the second process waits for the first",
-            STARTUP,
-        )
+        wait_until(lambda: _waiting_for_the_table_lock(pg) or second.poll() is not None,
+                   "the second process waits for the first", STARTUP)
         os.write(writer[0], data[len(data) // 2 :])
         os.close(writer[0])
         outs = [p.communicate(timeout=STARTUP) for p in (first, second)]
@@ -316,13 +277,8 @@ def test_a_run_waiting_for_the_table_stops_when_cancelled(pg):
     with ThreadPoolExecutor(2) as pool:
         a = pool.submit(load, [first], SqlSink("t", conn_id="pg"), "job-1")
         assert first.paused.wait(WAIT)
-        b = pool.submit(
-            load,
-            [ChunksSource("y.jsonl", jsonl([{"id": 3}]))],
-            SqlSink("t", conn_id="pg"),
-            "job-2",
-            cancellation=cancellation,
-        )
+        b = pool.submit(load, [ChunksSource("y.jsonl", jsonl([{"id": 3}]))], SqlSink("t", conn_id="pg"), "job-2",
+                        cancellation=cancellation)
         wait_until(lambda: _waiting_for_the_table_lock(pg), "the second run waits for the first")
         cancellation.cancel("the task was killed")
         with pytest.raises(TransferCancelled, match="killed"):
@@ -357,11 +313,8 @@ def test_psycopg2_copies_rows_and_restarts_a_file(pg, postgres, tmp_path):
     pytest.importorskip("psycopg2")
     pg.cursor().execute("CREATE TABLE trends (id BIGINT, name TEXT, score DOUBLE PRECISION, note TEXT)")
     hook = _Psycopg2Hook(postgres)
-    changing = ChunksSource(
-        "a.jsonl",
-        jsonl([{"id": 1, "v": "tab\there"}, {"id": 2, "v": None}]),
-        changed=jsonl([{"id": 9, "v": "gone"}] * 4),
-    )
+    changing = ChunksSource("a.jsonl", jsonl([{"id": 1, "v": "tab\there"}, {"id": 2, "v": None}]),
+                            changed=jsonl([{"id": 9, "v": "gone"}] * 4))
 
     load([changing], SqlSink("t", hook=hook, batch_size=1))  # type: ignore[arg-type]
     load([file_source(_trends_csv(tmp_path))], SqlSink("trends", hook=hook, csv_delimiter="|"), "j2")  # type: ignore[arg-type]
@@ -382,9 +335,7 @@ def test_advisory_lock_is_per_table(pg):
     with ThreadPoolExecutor(1) as pool:
         a = pool.submit(load, [first], SqlSink("a", conn_id="pg"))
         assert first.paused.wait(WAIT)
-        other = threading.Thread(
-            target=load, args=([ChunksSource("y.jsonl", jsonl([{"id": 3}]))], SqlSink("b", conn_id="pg"))
-        )
+        other = threading.Thread(target=load, args=([ChunksSource("y.jsonl", jsonl([{"id": 3}]))], SqlSink("b", conn_id="pg")))
         other.start()
         other.join(WAIT)
         finished_while_a_was_open = not other.is_alive()

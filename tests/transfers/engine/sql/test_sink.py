@@ -49,9 +49,7 @@ def test_csv_and_parquet_load_with_types(tmp_path, warehouse):
             "name": ["Grace", None],
             "score": [1.25, 2.5],
             "active": [True, False],
-            "seen": pa.array(
-                [datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)] * 2, pa.timestamp("ms", "UTC")
-            ),
+            "seen": pa.array([datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)] * 2, pa.timestamp("ms", "UTC")),
             "tags": pa.array([["a", "b"], []], pa.list_(pa.string())),
         }
     )
@@ -98,14 +96,7 @@ def test_replace_append_and_merge(tmp_path, warehouse):
     load([file_source(day1)], SqlSink("t_merge", conn_id="warehouse", mode="merge", key_columns=["id"]), "j1")
     load([file_source(day2)], SqlSink("t_merge", conn_id="warehouse", mode="merge", key_columns=["id"]), "j2")
     assert query(warehouse, "SELECT id, v FROM t_merge ORDER BY id") == [
-        (0, "one"),
-        (1, "one"),
-        (2, "one"),
-        (3, "two"),
-        (4, "two"),
-        (5, "two"),
-        (6, "two"),
-        (7, "two"),
+        (0, "one"), (1, "one"), (2, "one"), (3, "two"), (4, "two"), (5, "two"), (6, "two"), (7, "two")
     ]
 
     load([file_source(day1)], SqlSink("t_replace", conn_id="warehouse", mode="replace"), "j1")
@@ -121,9 +112,7 @@ def test_sparse_json_lines_grow_a_table_this_run_creates(tmp_path, warehouse):
 
     load([file_source(path)], SqlSink("sparse", conn_id="warehouse", batch_size=5))
 
-    assert query(warehouse, "SELECT id, extra FROM sparse WHERE extra IS NOT NULL") == [
-        (99, '{"nested":true}')
-    ]
+    assert query(warehouse, "SELECT id, extra FROM sparse WHERE extra IS NOT NULL") == [(99, '{"nested":true}')]
 
 
 @pytest.mark.parametrize("mode", ["append", "replace", "merge"])
@@ -218,13 +207,8 @@ def test_merge_refuses_rows_without_a_key(db):
     db.run("CREATE TABLE m (id BIGINT, v TEXT); INSERT INTO m VALUES (1, 'old')")
     rows = [{"id": 1, "v": "new"}, {"id": None, "v": "a"}, {"v": "b"}]
 
-    with pytest.raises(
-        TransferRefused, match=r"2 row\(s\) of the export have no value in key column\(s\) id"
-    ):
-        load(
-            [ChunksSource("x.jsonl", jsonl(rows))],
-            SqlSink("m", conn_id=db.conn_id, mode="merge", key_columns=["id"]),
-        )
+    with pytest.raises(TransferRefused, match=r"2 row\(s\) of the export have no value in key column\(s\) id"):
+        load([ChunksSource("x.jsonl", jsonl(rows))], SqlSink("m", conn_id=db.conn_id, mode="merge", key_columns=["id"]))
 
     assert db.query("SELECT id, v FROM m") == [(1, "old")]
 
@@ -232,22 +216,14 @@ def test_merge_refuses_rows_without_a_key(db):
 @pytest.mark.parametrize("existing", [True, False], ids=["existing-table", "new-table"])
 def test_merge_keeps_the_last_row_of_a_repeated_key(db, existing):
     if existing:
-        db.run(
-            "CREATE TABLE m (id BIGINT, k2 TEXT, v TEXT); INSERT INTO m VALUES (1, 'a', 'old'), (9, 'a', 'kept')"
-        )
-    first = [
-        {"id": 1, "k2": "a", "v": "first"},
-        {"id": 2, "k2": "a", "v": "x"},
-        {"id": 1, "k2": "a", "v": "second"},
-    ]
+        db.run("CREATE TABLE m (id BIGINT, k2 TEXT, v TEXT); INSERT INTO m VALUES (1, 'a', 'old'), (9, 'a', 'kept')")
+    first = [{"id": 1, "k2": "a", "v": "first"}, {"id": 2, "k2": "a", "v": "x"}, {"id": 1, "k2": "a", "v": "second"}]
     second = [{"id": 2, "k2": "b", "v": "other key"}, {"id": 1, "k2": "a", "v": "last"}]
     sink = SqlSink("m", conn_id=db.conn_id, mode="merge", key_columns=["id", "k2"], batch_size=2)
 
     load([ChunksSource("1.jsonl", jsonl(first)), ChunksSource("2.jsonl", jsonl(second))], sink)
 
-    expected = [(1, "a", "last"), (2, "a", "x"), (2, "b", "other key")] + (
-        [(9, "a", "kept")] if existing else []
-    )
+    expected = [(1, "a", "last"), (2, "a", "x"), (2, "b", "other key")] + ([(9, "a", "kept")] if existing else [])
     assert db.query("SELECT id, k2, v FROM m ORDER BY id, k2") == expected
 
 
@@ -270,15 +246,11 @@ def test_a_file_whose_source_changed_is_rolled_back_to_its_savepoint(db, mode, e
         db.run("CREATE TABLE t (id BIGINT, v TEXT); INSERT INTO t VALUES (100, 'old')")
     before = ChunksSource("a.jsonl", jsonl([{"id": 1, "v": "a"}]))
     # the first version's half has a column and a type the second version does not: neither may stay
-    old = (
-        jsonl([{"id": i, "v": str(i)} for i in range(10, 14)])
-        if existing
-        else jsonl([{"id": 10, "v": "text", "gone": 1.5}] * 4)
+    old = jsonl([{"id": i, "v": str(i)} for i in range(10, 14)]) if existing else jsonl(
+        [{"id": 10, "v": "text", "gone": 1.5}] * 4
     )
     changing = ChunksSource("b.jsonl", jsonl([{"id": 2, "v": "b"}, {"id": 3, "v": "c"}]), changed=old)
-    sink = SqlSink(
-        "t", conn_id=db.conn_id, mode=mode, key_columns=["id"] if mode == "merge" else (), batch_size=1
-    )
+    sink = SqlSink("t", conn_id=db.conn_id, mode=mode, key_columns=["id"] if mode == "merge" else (), batch_size=1)
 
     summary = load([before, changing], sink)
 
@@ -325,16 +297,8 @@ def test_generic_dialect_a_concurrent_run_of_the_job_that_committed_first_wins(w
 
     first = load([ChunksSource("x.jsonl", jsonl([{"id": 1}]))], SqlSink("t", conn_id="warehouse"))
     late.write_file(ChunksSource("x.jsonl", []), iter(jsonl([{"id": 1}])))
-    winner = late.commit(
-        {
-            "vendor": VENDOR,
-            "export_ref": "loyalty_members",
-            "job_ref": "job-1",
-            "finished_at": "now",
-            "run_id": ctx.run_id,
-            "manifest_version": 1,
-        }
-    )
+    winner = late.commit({"vendor": VENDOR, "export_ref": "loyalty_members", "job_ref": "job-1",
+                          "finished_at": "now", "run_id": ctx.run_id, "manifest_version": 1})
 
     assert winner is not None and winner["run_id"] == first.run_id
     assert query(warehouse, "SELECT count(*) FROM t") == [(1,)]

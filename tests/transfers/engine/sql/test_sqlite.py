@@ -29,12 +29,11 @@ def test_replace_keeps_the_index_and_the_primary_key(warehouse):
     load([ChunksSource("m.jsonl", jsonl(rows))], SqlSink("members", conn_id="warehouse", mode="replace"))
 
     assert query(warehouse, "SELECT id, tier FROM members ORDER BY id") == [(3, "gold"), (4, "bronze")]
-    assert query(
-        warehouse, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'members'"
-    ) == [("members_tier",)]
+    assert query(warehouse, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'members'") == [
+        ("members_tier",)
+    ]
     assert [(name, pk) for _, name, _, _, _, pk in query(warehouse, "PRAGMA table_info(members)")] == [
-        ("id", 1),
-        ("tier", 0),
+        ("id", 1), ("tier", 0)
     ]
     with pytest.raises(sqlite3.IntegrityError), sqlite3.connect(warehouse) as conn:
         conn.execute("INSERT INTO members VALUES (3, 'dup')")
@@ -102,11 +101,8 @@ def test_a_second_load_waits_for_the_lock_timeout_then_fails(warehouse):
         assert first.paused.wait(WAIT)
         try:
             with pytest.raises(sqlite3.OperationalError, match="locked"):
-                load(
-                    [ChunksSource("y.jsonl", jsonl([{"id": 3}]))],
-                    SqlSink("t", conn_id="warehouse", lock_timeout=0.2),
-                    job_ref="job-2",
-                )
+                load([ChunksSource("y.jsonl", jsonl([{"id": 3}]))], SqlSink("t", conn_id="warehouse", lock_timeout=0.2),
+                     job_ref="job-2")
         finally:
             first.resume.set()
         a.result(WAIT)

@@ -80,13 +80,9 @@ def test_declared_types_win_and_disagreeing_files_are_refused():
 
     tracker.declare("n", "BIGINT", "a.parquet")
     tracker.declare("n", "BIGINT", "b.parquet")
-    with pytest.raises(
-        TransferRefused, match=r"'n' is BIGINT in file 'a.parquet' and DOUBLE PRECISION in file 'c.parquet'"
-    ):
+    with pytest.raises(TransferRefused, match=r"'n' is BIGINT in file 'a.parquet' and DOUBLE PRECISION in file 'c.parquet'"):
         tracker.declare("n", "DOUBLE PRECISION", "c.parquet")
-    with pytest.raises(
-        TransferRefused, match=r"'n': file 'a.parquet' declares BIGINT, file 'd.jsonl' brings values"
-    ):
+    with pytest.raises(TransferRefused, match=r"'n': file 'a.parquet' declares BIGINT, file 'd.jsonl' brings values"):
         tracker.observe("n", [1], "d.jsonl", from_text=False)
     tracker.observe("v", [1], "d.jsonl", from_text=False)
     with pytest.raises(TransferRefused, match=r"'v': file 'd.jsonl' brings values without a declared type"):
@@ -157,10 +153,8 @@ def test_json_booleans_and_big_numbers_keep_their_values(db):
 def test_declared_column_types_win(db, tmp_path):
     (tmp_path / "a.csv").write_text("zip,score\n12345,1\n")
 
-    load(
-        [file_source(tmp_path / "a.csv")],
-        SqlSink("declared", conn_id=db.conn_id, column_types={"zip": "TEXT", "score": "DOUBLE PRECISION"}),
-    )
+    load([file_source(tmp_path / "a.csv")],
+         SqlSink("declared", conn_id=db.conn_id, column_types={"zip": "TEXT", "score": "DOUBLE PRECISION"}))
 
     assert db.column_types("declared") == {"zip": "TEXT", "score": "DOUBLE PRECISION"}
     assert db.query("SELECT zip, score FROM declared") == [("12345", 1.0)]
@@ -173,20 +167,13 @@ def test_parquet_files_whose_schemas_disagree_are_refused(db, tmp_path):
     pq.write_table(pa.table({"id": pa.array([1], pa.int64())}), tmp_path / "a.parquet")
     pq.write_table(pa.table({"id": pa.array([1.5], pa.float64())}), tmp_path / "b.parquet")
 
-    with pytest.raises(
-        TransferRefused, match=r"'id' is BIGINT in file 'a.parquet' and DOUBLE PRECISION in file 'b.parquet'"
-    ):
-        load(
-            [file_source(tmp_path / "a.parquet"), file_source(tmp_path / "b.parquet")],
-            SqlSink("pq", conn_id=db.conn_id),
-        )
+    with pytest.raises(TransferRefused, match=r"'id' is BIGINT in file 'a.parquet' and DOUBLE PRECISION in file 'b.parquet'"):
+        load([file_source(tmp_path / "a.parquet"), file_source(tmp_path / "b.parquet")],
+             SqlSink("pq", conn_id=db.conn_id))
 
-    assert "pq" not in {
-        n
-        for (n,) in db.query(
-            "SELECT name FROM sqlite_master" if db.kind == "sqlite" else "SELECT tablename FROM pg_tables"
-        )
-    }
+    assert "pq" not in {n for (n,) in db.query(
+        "SELECT name FROM sqlite_master" if db.kind == "sqlite" else "SELECT tablename FROM pg_tables"
+    )}
 
 
 def test_an_existing_table_keeps_its_own_types(db, tmp_path):
