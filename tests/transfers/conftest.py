@@ -91,8 +91,18 @@ class FlakyProxy:
 
 
 @pytest.fixture
-def flaky_s3(moto_s3):
-    """A :class:`FlakyProxy` in front of the session's moto server."""
+def flaky_s3(moto_s3, monkeypatch):
+    """A :class:`FlakyProxy` in front of the session's moto server, reached through the AWS
+    connection ``flaky_s3``."""
+    import json
+
     proxy = FlakyProxy(moto_s3.port)
+    conn = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"endpoint_url": proxy.endpoint_url, "region_name": "us-east-1"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_FLAKY_S3", json.dumps(conn))
     yield proxy
     proxy.close()

@@ -234,7 +234,7 @@ def test_a_csv_without_its_header_is_refused(sandbox, cordial_s3):
 
 
 def test_on_kill_stops_a_load_whose_read_waits_and_leaves_nothing(
-    sandbox, cordial_s3, flaky_s3, warehouse, monkeypatch
+    sandbox, cordial_s3, flaky_s3, warehouse
 ):
     import threading
 
@@ -242,16 +242,9 @@ def test_on_kill_stops_a_load_whose_read_waits_and_leaves_nothing(
 
     sandbox.cordial.add_audience("big", members=5000)
     export = deliver(sandbox, cordial_s3, "contacts", name="big-members", audience_key="big")
-    slow = {
-        "conn_type": "aws",
-        "login": "testing",
-        "password": "testing",
-        "extra": {"endpoint_url": flaky_s3.endpoint_url, "region_name": "us-east-1"},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_SLOW_S3", json.dumps(slow))
     # S3 goes silent 64 KiB into an answer (the HEAD's connection and the GET's may differ)
     flaky_s3.actions = [("stall", 64 * 1024)] * 3
-    op = transfer(export, table="big_members", aws_conn_id="slow_s3")
+    op = transfer(export, table="big_members", aws_conn_id="flaky_s3")
     outcome: list[BaseException | dict] = []
 
     def load() -> None:

@@ -4,7 +4,6 @@ proxy, since moto never drops one), a changed object refused by If-Match, and in
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import time
@@ -19,17 +18,10 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def s3_hook(s3, flaky_s3, monkeypatch):
+def s3_hook(s3, flaky_s3):
     """An S3Hook that reaches moto through the flaky proxy, and a 6 MiB object to read."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    conn = {
-        "conn_type": "aws",
-        "login": "testing",
-        "password": "testing",
-        "extra": {"endpoint_url": flaky_s3.endpoint_url, "region_name": "us-east-1"},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_FLAKY_S3", json.dumps(conn))
     body = os.urandom(6 * MIB)
     s3.client().put_object(Bucket=s3.bucket, Key="delivered/export.csv", Body=body)
     hook = S3Hook(aws_conn_id="flaky_s3")
