@@ -127,6 +127,29 @@ class ExportJobFailed(ExportsError, AirflowFailException):
         super().__init__(". ".join(parts))
 
 
+class ExportJobMayExist(ExportsError, AirflowFailException):
+    """A request that creates an export job reached the vendor, but its answer does not say which
+    job it created (an empty 200, a 5xx, a connection lost before the answer). The job may exist:
+    never retried automatically, so it is never created twice.
+
+    :param vendor: the vendor's display name.
+    :param name: the name the job was created under (how to find it in the vendor's UI).
+    :param answer: what the vendor answered, or how the call failed.
+    """
+
+    def __init__(self, vendor: str, name: str, answer: str, *, looked_up: bool = False) -> None:
+        self.vendor = vendor
+        self.name = name
+        self.answer = answer
+        self.looked_up = looked_up
+        found = " and no job of that name was found" if looked_up else ""
+        super().__init__(
+            f"{vendor} may have created the export job {name!r}: the create call ran but its answer "
+            f"was unusable ({answer}){found}. Not retried, so it is not created twice: look for that "
+            f"name among {vendor}'s jobs before clearing the task"
+        )
+
+
 class JobWaitTimeout(ExportsError):
     """A job-creating operator's wait for its job reached its ``timeout``; the job was cancelled where
     the vendor allows it. A retry reattaches to the job if it still exists."""

@@ -43,6 +43,7 @@ def get_provider_info() -> dict[str, Any]:
             },
         ],
         "operators": [
+            {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.operators.cordial"]},
             {
                 "integration-name": "Adobe Experience Platform",
                 "python-modules": [f"{PACKAGE}.operators.adobe_experience_platform"],
@@ -50,6 +51,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [
             {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.sensors.sitecore_cdp"]},
+            {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.sensors.cordial"]},
             {
                 "integration-name": "Adobe Experience Platform",
                 "python-modules": [f"{PACKAGE}.sensors.adobe_experience_platform"],
@@ -57,6 +59,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "triggers": [
             {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.triggers.sitecore_cdp"]},
+            {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.triggers.cordial"]},
             {
                 "integration-name": "Adobe Experience Platform",
                 "python-modules": [f"{PACKAGE}.triggers.adobe_experience_platform"],
@@ -72,6 +75,11 @@ def get_provider_info() -> dict[str, Any]:
                 "source-integration-name": "Sitecore CDP",
                 "target-integration-name": "Common SQL",
                 "python-module": f"{PACKAGE}.transfers.sitecore_cdp_to_sql",
+            },
+            {
+                "source-integration-name": "Cordial",
+                "target-integration-name": "Common SQL",
+                "python-module": f"{PACKAGE}.transfers.cordial_to_sql",
             },
             {
                 "source-integration-name": "Adobe Experience Platform",

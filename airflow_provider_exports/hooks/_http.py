@@ -150,9 +150,7 @@ class RetryPolicy:
     retry_after_max: float = 300.0
 
     def should_retry(self, exc: BaseException, *, idempotent: bool) -> bool:
-        if isinstance(exc, VendorRateLimitError):
-            return True
-        if isinstance(exc, _NotSentError):
+        if provably_not_sent(exc):
             return True
         if not idempotent:
             return False
@@ -452,7 +450,7 @@ class ByteStream:
         self.start = 0
         self.total_size: int | None = self.content_length
         if response.status_code == 206:
-            self.start, end, self.total_size = _content_range(
+            self.start, end, self.total_size = parse_content_range(
                 vendor, url, response.headers.get("Content-Range")
             )
             if self.content_length is not None and self.content_length != end - self.start + 1:
@@ -473,7 +471,7 @@ class ByteStream:
             raise _connection_error(self._vendor, "GET", self._url, exc) from None
 
 
-def _content_range(vendor: str, url: str, value: str | None) -> tuple[int, int, int | None]:
+def parse_content_range(vendor: str, url: str, value: str | None) -> tuple[int, int, int | None]:
     """``bytes START-END/TOTAL`` (TOTAL may be ``*``) → ``(start, end, total)``."""
     unit, _, spec = (value or "").strip().partition(" ")
     span, _, total = spec.partition("/")
@@ -582,10 +580,42 @@ def _connection_error(vendor: str, method: str, url: str, exc: httpx.TransportEr
     )
 
 
+def rate_limit_wait(headers: Mapping[str, str]) -> tuple[float | None, str]:
+    """The seconds a 429 asks to wait, and what its rate-limit headers said (for the message).
+
+    ``Retry-After`` (the minimum wait) wins; without it, ``X-Rate-Limit-Reset`` (seconds until the
+    limit is whole again: Cordial's C-RL headers, also used by other APIs) is the wait.
+    """
+    told = {
+        name: headers[header]
+        for name, header in (
+            ("limit", "X-Rate-Limit-Limit"),
+            ("remaining", "X-Rate-Limit-Remaining"),
+            ("reset in", "X-Rate-Limit-Reset"),
+        )
+        if headers.get(header)
+    }
+    said = ", ".join(f"{name} {value}" for name, value in told.items())
+    wait = parse_retry_after(headers.get("Retry-After"))
+    if wait is None:
+        wait = parse_retry_after(headers.get("X-Rate-Limit-Reset"))
+    return wait, f" (rate limit: {said})" if said else ""
+
+
+def provably_not_sent(exc: BaseException) -> bool:
+    """Whether a failed request surely did not run at the server: it never connected, or a 429
+    refused it. Any other failure of a request that creates something leaves its outcome unknown."""
+    return isinstance(exc, (_NotSentError, VendorRateLimitError))
+
+
 def error_for(vendor: str, method: str, response: httpx.Response) -> VendorAPIError:
     """The provider's exception for an HTTP error response, with the vendor's key and message."""
     key, message = parse_error_body(response)
     status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status == 429:
+        retry_after, said = rate_limit_wait(response.headers)
+        message += said
     cls: type[VendorAPIError]
     if status in (401, 403):
         cls = VendorAuthError
@@ -604,7 +634,7 @@ def error_for(vendor: str, method: str, response: httpx.Response) -> VendorAPIEr
         message=message,
         method=method,
         url=redact_url(str(response.request.url)),
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        retry_after=retry_after,
     )
 
 

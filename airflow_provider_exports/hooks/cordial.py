@@ -1,8 +1,14 @@
-"""Cordial: HTTP Basic with the account API key, the audience-trends export and the jobs resource.
+"""Cordial: HTTP Basic with the account API key, the two export creators and the jobs resource.
 
-Sources: vendor-apis README §2 and Cordial's Swagger v2 (``cordial-v2-openapi-original.json``).
-An audience-trends export is daily population counts per audience (not members); Cordial writes
-the CSV to the destination the request names, and reports progress through ``/v2/jobs``.
+Sources: vendor-apis README §2, Cordial's Swagger v2 (``cordial-v2-openapi-original.json``) and
+Cordial's "Contact exports API" article (https://support.cordial.com/hc/en-us/articles/203886068).
+An audience-trends export is daily population counts per audience (not members); a contact export
+is an audience's members. Cordial writes the file to the destination the request names and
+reports progress through ``/v2/jobs``; a create call answers only the new job's ``jobId``.
+
+The request bodies are built and checked here, so the operators check literal values when the DAG
+is parsed with the same functions the hook runs before it sends anything. Every error names the
+field and what is allowed.
 """
 
 from __future__ import annotations
@@ -10,17 +16,40 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any
 
-from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    ExportJobMayExist,
+    VendorAPIError,
+)
 from airflow_provider_exports.hooks._base import ExportsVendorHook, normalise_host
-from airflow_provider_exports.hooks._http import AuthScheme, BasicAuth, RetryPolicy
+from airflow_provider_exports.hooks._http import (
+    AuthScheme,
+    BasicAuth,
+    RetryPolicy,
+    provably_not_sent,
+    redact_url,
+)
 
+VENDOR = "Cordial"
 API_HOSTS = ("api.cordial.io", "api.usw2.cordial.io")
-TERMINAL_STATUSES = frozenset({"Done", "Failed"})
+PATHS = {
+    "audience_trends": "/v2/audiencetrendsexport",
+    "contacts": "/v2/contactexports",
+    "jobs": "/v2/jobs",
+}
+DONE, FAILED = "Done", "Failed"
+TERMINAL_STATUSES = frozenset({DONE, FAILED})
 # Docs list Scheduled, Pending, Processing, Failed, Done; the spec's list filter adds Throttled.
 ACTIVE_STATUSES = frozenset({"Scheduled", "Pending", "Processing", "Throttled"})
+# Vendor is silent on whether a job that has not started yet carries `times.start` (TimesJ: "Time
+# when job starts execution"): jobs in these statuses are also looked up without a time filter.
+NOT_STARTED_STATUSES = ("Scheduled", "Pending", "Throttled")
+# C-V2: the jobName Cordial gives contact exports; trends exports have none in the enum.
+CONTACTS_JOB_NAME = "ExportContacts"
+CONTACT_EXPORT_TYPES = ("csv", "json")
 
 # Required destination fields per type, from the 400 messages of SourceAE (vendor-apis README §2.3).
 DESTINATION_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -34,9 +63,10 @@ DESTINATION_FIELDS: Mapping[str, tuple[str, ...]] = {
 _EXPORT_NAME = re.compile(r"[A-Za-z0-9-]+")
 
 
-def check_export_name(name: str) -> str:
+def check_export_name(name: Any, field_name: str = "name") -> str:
+    """C-ATE and the contact exports article: "may only contain letters, numbers, and dashes"."""
     if not isinstance(name, str) or not _EXPORT_NAME.fullmatch(name):
-        raise ExportConfigError("name", f"{name!r} may only contain letters, numbers and dashes")
+        raise ExportConfigError(field_name, f"{name!r} may only contain letters, numbers and dashes")
     return name
 
 
@@ -54,7 +84,71 @@ def check_timeframe(start: str | date, end: str | date) -> tuple[str, str]:
     return parsed[0].isoformat(), parsed[1].isoformat()
 
 
+def check_date(value: Any, field_name: str) -> None:
+    """One timeframe date on its own (the other may still be a template)."""
+    text = value.isoformat() if isinstance(value, date) else str(value or "")
+    try:
+        date.fromisoformat(text[:10])
+    except ValueError:
+        raise ExportConfigError(field_name, f"{value!r} is not an ISO-8601 date (YYYY-MM-DD)") from None
+
+
+def check_names(values: Any, field_name: str, what: str) -> list[str]:
+    """A non-empty list of non-empty strings (audience names, contact fields)."""
+    if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+        raise ExportConfigError(field_name, f"give a list of at least one {what}, got {values!r}")
+    bad = [v for v in values if not isinstance(v, str) or not v.strip()]
+    if bad:
+        raise ExportConfigError(field_name, f"{bad[0]!r} is not a {what}; give non-empty strings")
+    return list(values)
+
+
+def check_lists(lists: Any) -> list[int]:
+    """List IDs. Cordial's article also allows list names, but its Swagger types the items as
+    numbers, and every request this hook sends must satisfy the Swagger."""
+    if lists is None:
+        return []
+    if isinstance(lists, str) or not isinstance(lists, Sequence):
+        raise ExportConfigError("lists", f"give a list of list IDs (integers), got {lists!r}")
+    ids = []
+    for value in lists:
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+        ):
+            raise ExportConfigError(
+                "lists", f"{value!r} is not a list ID; Cordial's spec takes list IDs (integers) only"
+            )
+        ids.append(int(value))
+    return ids
+
+
+def check_export_type(export_type: Any) -> str:
+    kind = str(export_type or "").lower()
+    if kind not in CONTACT_EXPORT_TYPES:
+        raise ExportConfigError("export_type", f"{export_type!r} is not allowed; use csv or json")
+    return kind
+
+
+def check_account_id(account_id: Any) -> int:
+    """Cordial's account ID, an integer the spec requires in every contact export request."""
+    if isinstance(account_id, bool) or not (
+        isinstance(account_id, int) or (isinstance(account_id, str) and account_id.strip().isdigit())
+    ):
+        raise ExportConfigError("account_id", f"{account_id!r} is not an account ID; give a positive integer")
+    value = int(account_id)
+    if value < 1:
+        raise ExportConfigError("account_id", f"{account_id!r} is not an account ID; give a positive integer")
+    return value
+
+
+def check_flag(value: Any, field_name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ExportConfigError(field_name, f"{value!r} is not allowed; use True or False")
+    return value
+
+
 def check_destination(destination: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A request's ``destination`` object: a documented type and that type's required fields."""
     kind = str(destination.get("type") or "")
     if kind not in DESTINATION_FIELDS:
         raise ExportConfigError(
@@ -64,6 +158,87 @@ def check_destination(destination: Mapping[str, Any]) -> Mapping[str, Any]:
     if missing:
         raise ExportConfigError(f"destination.{missing[0]}", f"is required when destination.type is {kind}")
     return destination
+
+
+def audience_trends_body(
+    *,
+    name: str,
+    audiences: Sequence[str],
+    selected_timeframe_start: str | date,
+    selected_timeframe_end: str | date,
+    destination: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The checked ``SourceAE`` body of ``POST /v2/audiencetrendsexport``."""
+    start, end = check_timeframe(selected_timeframe_start, selected_timeframe_end)
+    return {
+        "name": check_export_name(name),
+        "exportType": "csv",  # the only value of SourceAE.exportType
+        "destination": dict(check_destination(destination)),
+        "selected_timeframe_start": start,
+        "selected_timeframe_end": end,
+        "audiences": check_names(audiences, "audiences", "audience name"),
+    }
+
+
+def contact_export_body(
+    *,
+    name: str,
+    fields: Sequence[str],
+    account_id: int | str,
+    destination: Mapping[str, Any],
+    audience_key: str | None = None,
+    lists: Sequence[int] | None = None,
+    export_type: str = "csv",
+    compress: bool = False,
+    show_header: bool = True,
+) -> dict[str, Any]:
+    """The checked ``SourceCE`` body of ``POST /v2/contactexports`` (required: ``destination``,
+    ``fields``, ``accountId``)."""
+    body: dict[str, Any] = {
+        "name": check_export_name(name),
+        # The article's example sends "csv" (its list says CSV, JSON): lower case, as for trends.
+        "exportType": check_export_type(export_type),
+        "destination": dict(check_destination(destination)),
+        "fields": check_names(fields, "fields", "contact field"),
+        "accountId": check_account_id(account_id),
+        "compress": check_flag(compress, "compress"),
+        "showHeader": check_flag(show_header, "show_header"),
+    }
+    if audience_key is not None and audience_key != "":
+        if not isinstance(audience_key, str) or not audience_key.strip():
+            raise ExportConfigError("audience_key", f"{audience_key!r} is not a saved audience name")
+        body["audience-key"] = audience_key
+    ids = check_lists(lists)
+    if ids:
+        body["lists"] = ids
+    return body
+
+
+def job_id_of(job: Mapping[str, Any]) -> str | None:
+    # Vendor is silent on the id field of a job record (vendor-apis README §2.4: JobJ has none):
+    # `_id`, as in Cordial's MongoDB-style ids; `id` and `jobId` are taken too.
+    for key in ("_id", "id", "jobId"):
+        if isinstance(job.get(key), str) and job[key]:
+            return str(job[key])
+    return None
+
+
+def job_file_name(job: Mapping[str, Any]) -> str | None:
+    """The file name a job reports in ``metadata`` (JobMetadataJ has ``fileName`` and ``filename``)."""
+    metadata = job.get("metadata") or {}
+    for key in ("fileName", "filename"):
+        if isinstance(metadata.get(key), str) and metadata[key]:
+            return str(metadata[key])
+    return None
+
+
+def failure_details(job: Mapping[str, Any]) -> dict[str, Any]:
+    """What a failed job's record says about the failure: its ``result`` counters and error."""
+    details: dict[str, Any] = dict(job.get("result") or {})
+    for key in ("totalItems", "completedItems"):
+        if key in job:
+            details[key] = job[key]
+    return details
 
 
 @dataclass(frozen=True)
@@ -81,7 +256,7 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
     :param cordial_conn_id: the Airflow connection id.
     """
 
-    vendor = "Cordial"
+    vendor = VENDOR
     conn_name_attr = "cordial_conn_id"
     default_conn_name = "cordial_default"
     conn_type = "cordial"
@@ -112,6 +287,8 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
     def base_url(self, settings: CordialSettings) -> str:
         return settings.api_host
 
+    # -- creating jobs
+
     def create_audience_trends_export(
         self,
         *,
@@ -120,32 +297,87 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         selected_timeframe_start: str | date,
         selected_timeframe_end: str | date,
         destination: Mapping[str, Any],
-        export_type: str = "csv",
     ) -> str:
         """Create an audience-trends export job; returns its ``jobId``.
 
-        Not retried after a 5xx or a dropped connection: the job may exist already.
+        Raises :class:`ExportJobMayExist` when the request ran but its answer does not name the job.
         """
-        if not audiences:
-            raise ExportConfigError("audiences", "give at least one audience name")
-        start, end = check_timeframe(selected_timeframe_start, selected_timeframe_end)
-        body = {
-            "name": check_export_name(name),
-            "exportType": export_type,
-            "destination": dict(check_destination(destination)),
-            "selected_timeframe_start": start,
-            "selected_timeframe_end": end,
-            "audiences": list(audiences),
-        }
-        result = self.call("POST", "/v2/audiencetrendsexport", json=body)
-        return str(result["jobId"])
+        body = audience_trends_body(
+            name=name,
+            audiences=audiences,
+            selected_timeframe_start=selected_timeframe_start,
+            selected_timeframe_end=selected_timeframe_end,
+            destination=destination,
+        )
+        return self.create_job(PATHS["audience_trends"], body)
+
+    def create_contact_export(
+        self,
+        *,
+        name: str,
+        fields: Sequence[str],
+        account_id: int | str,
+        destination: Mapping[str, Any],
+        audience_key: str | None = None,
+        lists: Sequence[int] | None = None,
+        export_type: str = "csv",
+        compress: bool = False,
+        show_header: bool = True,
+    ) -> str:
+        """Create a contact export job (an audience's members); returns its ``jobId``.
+
+        Raises :class:`ExportJobMayExist` when the request ran but its answer does not name the job.
+        """
+        body = contact_export_body(
+            name=name,
+            fields=fields,
+            account_id=account_id,
+            destination=destination,
+            audience_key=audience_key,
+            lists=lists,
+            export_type=export_type,
+            compress=compress,
+            show_header=show_header,
+        )
+        return self.create_job(PATHS["contacts"], body)
+
+    def create_job(self, path: str, body: Mapping[str, Any]) -> str:
+        """``POST`` a checked export body; the new job's ``jobId``.
+
+        The core repeats the POST only when it provably did not run (no connection, a 429). Any
+        other failure after sending (a 5xx, a lost connection) and a 200 without a ``jobId``
+        (Cordial's spec gives the trends 200 no schema) leave the job's existence unknown:
+        :class:`ExportJobMayExist`, never a second POST. 4xx answers raise as they are.
+        """
+        name = str(body.get("name"))
+        try:
+            response = self.core.request("POST", self.url(path), json=dict(body))
+        except VendorAPIError as exc:
+            if provably_not_sent(exc) or (exc.http_status is not None and exc.http_status < 500):
+                raise
+            raise ExportJobMayExist(VENDOR, name, exc.summary) from exc
+        try:
+            answer = response.json() if response.content else None
+        except ValueError:
+            answer = None
+        job_id = answer.get("jobId") if isinstance(answer, Mapping) else None
+        if not isinstance(job_id, (str, int)) or isinstance(job_id, bool) or not str(job_id):
+            shown = "an empty body" if not response.content else "a body without a jobId"
+            raise ExportJobMayExist(
+                VENDOR,
+                name,
+                f"HTTP {response.status_code} with {shown} from POST {redact_url(self.url(path))}",
+            )
+        return str(job_id)
+
+    # -- reading jobs
 
     def get_job(self, job_id: str, *, deadline: float | None = None) -> dict[str, Any]:
         """One job; ``deadline`` (epoch seconds) bounds the call, retries included."""
-        return self.call("GET", f"/v2/jobs/{job_id}", deadline=deadline)
+        return self.call("GET", f"{PATHS['jobs']}/{job_id}", deadline=deadline)
 
     async def aget_job(self, job_id: str, *, deadline: float | None = None) -> dict[str, Any]:
-        return await self.acall("GET", f"/v2/jobs/{job_id}", deadline=deadline)
+        return await self.acall("GET", f"{PATHS['jobs']}/{job_id}", deadline=deadline)
 
     def list_jobs(
         self,
@@ -160,7 +392,7 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
 
         :param times: filters such as ``{"start][gte": "2026-01-01"}`` become ``times[start][gte]``.
         """
-        params: dict[str, Any] = {"per_page": per_page}
+        params: dict[str, Any] = {"per_page": str(per_page)}
         if job_name:
             params["jobName"] = job_name
         if status:
@@ -171,12 +403,39 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         while max_pages is None or page <= max_pages:
             # Vendor is silent on paging headers (vendor-apis README §2.4): a page shorter than
             # per_page is taken as the last one.
-            batch = self.call("GET", "/v2/jobs", params={**params, "page": page}) or []
+            batch = self.call("GET", PATHS["jobs"], params={**params, "page": str(page)}) or []
             yield from batch
             if len(batch) < per_page:
                 return
             page += 1
 
+    def find_jobs_by_name(self, name: str, *, started_since: datetime) -> list[dict[str, Any]]:
+        """Every job named ``name`` (``metadata.name``) started since ``started_since``, or not
+        started yet; the best one to reattach to first (active, then Done, then Failed; newest first).
+
+        The jobs list cannot filter by name: it is read by start time (``times[start][gte]``)
+        and by the statuses of jobs that may not have started, and filtered here.
+        """
+        since = started_since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        # Vendor is silent on the formats times[...] takes (C-JOBS' one example is 01-01-2018):
+        # ISO-8601 date-time in UTC, the format of JobJ's own times.
+        queries: list[dict[str, Any]] = [{"times": {"start][gte": since}}]
+        queries += [{"status": status} for status in NOT_STARTED_STATUSES]
+        found: dict[str, dict[str, Any]] = {}
+        for query in queries:
+            for job in self.list_jobs(**query):
+                if (job.get("metadata") or {}).get("name") == name:
+                    found[job_id_of(job) or f"#{len(found)}"] = job
+
+        def started(job: Mapping[str, Any]) -> str:
+            return str((job.get("times") or {}).get("start") or "9999")  # not started yet: newest
+
+        def preference(job: Mapping[str, Any]) -> int:
+            return {DONE: 1, FAILED: 2}.get(str(job.get("status")), 0)
+
+        jobs = sorted(found.values(), key=started, reverse=True)
+        return sorted(jobs, key=preference)  # stable: newest first within each group
+
     def check_access(self) -> None:
         # Basic auth has no token endpoint: this read is the whole credential check.
-        self.call("GET", "/v2/jobs", params={"per_page": 1})
+        self.call("GET", PATHS["jobs"], params={"per_page": "1"})

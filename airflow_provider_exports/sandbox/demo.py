@@ -30,12 +30,16 @@ def seed_demo(sb: Any) -> None:
     """
     sb.sitecore.add_export("daily_loyalty_members", rows_per_file=2000)
     sb.sitecore.add_job("daily_loyalty_members", rows=5000)
-    sb.cordial.add_audience("loyal-customers")
+    sb.cordial.add_audience("loyal-customers", members=2000)
     sb.cordial.add_audience("newsletter-subscribers")
 
 
 #: polls the demo makes faster than the example DAGs' production intervals, by DAG and task
-DEMO_POLL_SECONDS = {("adobe_profile_export", "export_profiles"): 1.0}
+DEMO_POLL_SECONDS = {
+    ("adobe_profile_export", "export_profiles"): 1.0,
+    ("cordial_audience_trends", "export_trends"): 1.0,
+    ("cordial_audience_trends", "export_members"): 1.0,
+}
 
 
 def tune_for_demo(dags: dict[str, Any]) -> None:
@@ -43,6 +47,27 @@ def tune_for_demo(dags: dict[str, Any]) -> None:
     for (dag_id, task_id), seconds in DEMO_POLL_SECONDS.items():
         if dag_id in dags:
             dags[dag_id].get_task(task_id).poll_interval = seconds
+
+
+def _cordial_delivery(sb: Any, moto: Any) -> None:
+    """Cordial delivers its exports into the local S3 with the keys of ``cordial_delivery``."""
+    sb.cordial.s3_endpoint_url = moto.endpoint_url
+    os.environ["AIRFLOW_CONN_CORDIAL_DELIVERY"] = json.dumps(
+        {**moto.airflow_conn(), "login": "cordial-demo-key", "password": "cordial-demo-secret"}
+    )
+
+
+def _cordial_rows(conn: sqlite3.Connection) -> list[str]:
+    """The audience-trends rows the Cordial DAG loaded (audience, day, count)."""
+    found = conn.execute("select 1 from sqlite_master where name = 'cordial_audience_trends'").fetchone()
+    if not found:
+        return []
+    lines = ["\n  cordial_audience_trends (audience, day, count):"]
+    for audience, day, count in conn.execute(
+        "select audience, day, count from cordial_audience_trends order by 1, 2"
+    ):
+        lines.append(f"    {audience:<24} {day}  {count:>8,}")
+    return lines
 
 
 def _configure_airflow(work: Path, dags_folder: Path) -> None:
@@ -90,6 +115,7 @@ def _report(runs: list[tuple[str, str, float]], s3: Any, warehouse: Path, starte
                 lines.append(
                     f"  {table}: {count:,} rows; columns {', '.join(columns[:8])}{' ...' if len(columns) > 8 else ''}"
                 )
+            lines += _cordial_rows(conn)
     lines.append(f"\ntotal time: {time.monotonic() - started:.1f} s")
     return lines
 
@@ -121,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_demo(sb)
         os.environ.update(sb.airflow_env())
         os.environ.update(moto.airflow_conn_env())
+        _cordial_delivery(sb, moto)
         s3 = moto.client()
         s3.create_bucket(Bucket=BUCKET)
         print(

@@ -177,15 +177,19 @@ class ToSqlMixin(VendorTransferOperator):
         self.batch_size = batch_size
         check_load_mode(mode, key_columns)
 
-    def sql_sink(self, **options: Any) -> SqlSink:
-        """The sink, with the vendor's own ``SqlSink`` options (file format, attribute columns...)."""
+    def sql_sink(self, *, known_types: Mapping[str, str] | None = None, **options: Any) -> SqlSink:
+        """The sink, with the vendor's own ``SqlSink`` options (file format, attribute columns...).
+
+        :param known_types: column types the vendor's file format fixes; ``column_types`` adds to
+            them and wins.
+        """
         return SqlSink(
             self.table,
             conn_id=self.conn_id,
             mode=self.mode,  # type: ignore[arg-type]
             key_columns=self.key_columns,
             create_table=self.create_table,
-            column_types=self.column_types,
+            column_types={**(known_types or {}), **(self.column_types or {})},
             batch_size=self.batch_size,
             allow_empty=self.allow_empty,
             **options,

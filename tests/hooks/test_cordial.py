@@ -6,9 +6,19 @@ import time
 
 import pytest
 
-from airflow_provider_exports.exceptions import ExportConfigError, VendorAPIError, VendorAuthError
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    ExportJobMayExist,
+    VendorAPIError,
+    VendorAuthError,
+    VendorNotFoundError,
+    VendorRateLimitError,
+)
 from airflow_provider_exports.hooks._http import RetryPolicy
 from airflow_provider_exports.hooks.cordial import CordialHook
+
+# every request these tests cause must satisfy Cordial's Swagger (conftest.py)
+pytestmark = pytest.mark.usefixtures("cordial_requests")
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05)
 S3_DESTINATION = {
@@ -59,12 +69,30 @@ def test_vendor_error_key_and_message_surface_and_are_not_retried(sandbox):
     assert len(sandbox.cordial.requests_to("/v2/audiencetrendsexport")) == 1
 
 
-def test_create_is_not_repeated_after_a_5xx(sandbox):
+def test_create_is_not_repeated_after_a_5xx_and_says_the_job_may_exist(sandbox):
     sandbox.cordial.add_audience("vip")
     sandbox.cordial.faults.server_error("/v2/audiencetrendsexport", times=1, status=502)
-    with pytest.raises(VendorAPIError):
+    with pytest.raises(ExportJobMayExist, match=r"may have created the export job 'weekly-trends'.*HTTP 502"):
         _create(CordialHook(retry=FAST))
     assert len(sandbox.cordial.requests_to("/v2/audiencetrendsexport")) == 1
+
+
+def test_a_connection_lost_after_the_post_reached_cordial_is_not_repeated(sandbox):
+    sandbox.cordial.add_audience("vip")
+    # the job is created, then the answer is cut before its body
+    sandbox.cordial.faults.drop_connection("/v2/audiencetrendsexport", after_bytes=0, method="POST")
+    with pytest.raises(ExportJobMayExist, match="RemoteProtocolError"):
+        _create(CordialHook(retry=FAST))
+    assert len(sandbox.cordial.requests_to("/v2/audiencetrendsexport")) == 1
+    assert len(sandbox.cordial.jobs_named("weekly-trends")) == 1
+
+
+def test_an_empty_200_is_not_a_type_error_but_a_job_that_may_exist(sandbox):
+    sandbox.cordial.add_audience("vip")
+    sandbox.cordial.answer_creates_empty(1)
+    with pytest.raises(ExportJobMayExist, match="HTTP 200 with an empty body"):
+        _create(CordialHook(retry=FAST))
+    assert len(sandbox.cordial.jobs_named("weekly-trends")) == 1
 
 
 def test_create_is_repeated_after_a_429(sandbox):
@@ -124,9 +152,107 @@ async def test_async_get_job(sandbox):
 def test_a_400_from_the_server_is_not_retried(sandbox):
     sandbox.cordial.add_audience("vip")
     # Cordial alone knows whether an IAM role stands in for keys: without one it answers 400
-    no_keys = {k: v for k, v in S3_DESTINATION.items() if not k.startswith("aws_access") and "secret" not in k}
+    no_keys = {
+        k: v for k, v in S3_DESTINATION.items() if not k.startswith("aws_access") and "secret" not in k
+    }
     with pytest.raises(VendorAPIError) as err:
         _create(CordialHook(retry=FAST), destination=no_keys)
     assert err.value.http_status == 400
     assert "aws access key id" in err.value.message
     assert len(sandbox.cordial.requests_to("/v2/audiencetrendsexport")) == 1
+
+
+def _contacts(hook, **overrides):
+    args = {
+        "name": "vip-members",
+        "fields": ["email", "first_name"],
+        "account_id": 1234,
+        "destination": S3_DESTINATION,
+        "audience_key": "vip",
+    } | overrides
+    return hook.create_contact_export(**args)
+
+
+def test_contact_export_body_follows_the_spec(sandbox, cordial_requests):
+    sandbox.cordial.add_audience("vip")
+    job_id = _contacts(CordialHook(retry=FAST), lists=[8756, "8757"], export_type="JSON", compress=True)
+    assert job_id in sandbox.cordial.job_ids()
+    ((method, url, _params, body),) = cordial_requests
+    assert (method, url.rsplit("/", 2)[-2:]) == ("POST", ["v2", "contactexports"])
+    assert body == {
+        "name": "vip-members",
+        "exportType": "json",
+        "destination": S3_DESTINATION,
+        "fields": ["email", "first_name"],
+        "accountId": 1234,
+        "compress": True,
+        "showHeader": True,
+        "audience-key": "vip",
+        "lists": [8756, 8757],
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "allowed"),
+    [
+        ({"fields": []}, "fields", "at least one contact field"),
+        ({"fields": "email"}, "fields", "a list"),
+        ({"account_id": "acme"}, "account_id", "positive integer"),
+        ({"account_id": 0}, "account_id", "positive integer"),
+        ({"export_type": "xml"}, "export_type", "csv or json"),
+        ({"lists": ["newsletter"]}, "lists", r"list IDs \(integers\)"),
+        ({"compress": "yes"}, "compress", "True or False"),
+        ({"name": "vip members"}, "name", "letters, numbers and dashes"),
+        ({"destination": {"type": "SFTP", "server": "h", "path": "/"}}, "destination.username", "SFTP"),
+    ],
+)
+def test_contact_export_bad_input_is_refused_before_any_request(sandbox, overrides, field, allowed):
+    with pytest.raises(ExportConfigError, match=allowed) as err:
+        _contacts(CordialHook(retry=FAST), **overrides)
+    assert err.value.field == field
+    assert sandbox.cordial.requests == []
+
+
+def test_contact_export_400_surfaces_cordials_message(sandbox):
+    with pytest.raises(VendorAPIError) as err:
+        _contacts(CordialHook(retry=FAST), audience_key="ghost")
+    assert (err.value.http_status, err.value.error_key) == (400, "GENERIC_ERROR_KEY")
+    assert err.value.message == "Audience with name: 'ghost' does not exist."
+
+
+def test_unknown_job_is_record_not_found(sandbox):
+    with pytest.raises(VendorNotFoundError) as err:
+        CordialHook(retry=FAST).get_job("ffffffffffffffffffffffff")
+    assert (err.value.error_key, err.value.message) == ("RECORD_NOT_FOUND", "record not found")
+
+
+def test_a_429_names_cordials_rate_limit_headers(sandbox):
+    sandbox.cordial.faults.rate_limit("/v2/jobs/*", times=None, retry_after="0")
+    with pytest.raises(VendorRateLimitError, match=r"rate limit: limit 120, remaining 0, reset in 0"):
+        CordialHook(retry=FAST).get_job("ffffffffffffffffffffffff")
+    assert len(sandbox.cordial.requests_to("/v2/jobs/*")) == FAST.max_attempts
+
+
+def test_find_jobs_by_name_sees_jobs_not_started_yet_and_prefers_active_ones(sandbox):
+    from datetime import datetime, timedelta, timezone
+
+    sandbox.cordial.add_audience("vip")
+    sandbox.cordial.job_seconds = 0.05
+    hook = CordialHook(retry=FAST)
+    since = datetime.now(timezone.utc) - timedelta(minutes=1)
+    sandbox.cordial.fail_next_jobs(1)
+    failed = _create(hook)
+    done = _create(hook)
+    other = _create(hook, name="other-name")
+    deadline = time.monotonic() + 10
+    while {hook.get_job(j)["status"] for j in (failed, done, other)} != {"Failed", "Done"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sandbox.cordial.job_seconds = 60.0  # the next one stays Scheduled, without a start time
+    scheduled = _create(hook)
+
+    found = hook.find_jobs_by_name("weekly-trends", started_since=since)
+    assert [j["_id"] for j in found] == [scheduled, done, failed]
+    assert hook.find_jobs_by_name(
+        "weekly-trends", started_since=datetime.now(timezone.utc) + timedelta(hours=1)
+    ) == [hook.get_job(scheduled)]

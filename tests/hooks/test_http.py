@@ -25,6 +25,7 @@ from airflow_provider_exports.hooks._http import (
     HttpCore,
     RetryPolicy,
     parse_retry_after,
+    rate_limit_wait,
     redact_url,
 )
 from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
@@ -44,6 +45,13 @@ def test_retry_after_seconds_and_http_date():
     assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(42.0)
     assert parse_retry_after("garbage") is None
     assert parse_retry_after(None) is None
+
+
+def test_a_429_without_retry_after_waits_for_the_rate_limit_reset():
+    headers = {"X-Rate-Limit-Limit": "120", "X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": "17"}
+    assert rate_limit_wait(headers) == (17.0, " (rate limit: limit 120, remaining 0, reset in 17)")
+    assert rate_limit_wait({**headers, "Retry-After": "3"})[0] == 3.0  # Retry-After, the minimum, wins
+    assert rate_limit_wait({}) == (None, "")
 
 
 @pytest.mark.parametrize(

@@ -206,3 +206,33 @@ def test_a_map_that_repeats_a_key_stays_pairs():
     table = pa.table({"m": pa.array([[("k", 1), ("k", 2)], [("a", 1)]], pa.map_(pa.string(), pa.int64()))})
     (batch,) = read_parquet([_parquet_bytes(table)])
     assert [json.loads(r[0]) for r in batch.rows] == [[["k", 1], ["k", 2]], {"a": 1}]
+
+
+def test_unpivot_turns_wide_rows_long_batch_by_batch():
+    from airflow_provider_exports.transfers.engine.formats import Batch, Unpivot
+
+    def read_day(header: str) -> str:
+        if header == "bad":
+            raise TransferError("not a day")
+        return header.upper()
+
+    unpivot = Unpivot("id", "name", "value", read_name=read_day, max_rows=3)
+    batches = [
+        Batch(["key", "a", "b"], [("x", 1, 2), ("y", 3, None)]),
+        Batch(["key", "a", "b"], [("z", 5, 6)]),
+    ]
+    out = list(unpivot(batches))
+    assert [b.columns for b in out] == [["id", "name", "value"]] * 2
+    assert [len(b.rows) for b in out] == [4, 2]  # a batch ends once it holds max_rows or more
+    assert [r for b in out for r in b.rows] == [
+        ("x", "A", 1),
+        ("x", "B", 2),
+        ("y", "A", 3),
+        ("y", "B", None),
+        ("z", "A", 5),
+        ("z", "B", 6),
+    ]
+    with pytest.raises(TransferError, match="not a day"):
+        list(unpivot([Batch(["key", "bad"], [("x", 1)])]))
+    with pytest.raises(TransferError, match="at least one more"):
+        list(unpivot([Batch(["key"], [("x",)])]))

@@ -32,7 +32,7 @@ import csv
 import functools
 import io
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -122,6 +122,9 @@ class SqlSink(Sink):
         with ``executemany``.
     :param attribute_columns: file attributes stored in every row of that file, as
         ``{column: attribute}`` (``{"_delta": "delta"}`` marks Sitecore delta rows added or removed).
+    :param batch_transform: reshapes every file's batches before they are loaded (e.g.
+        :class:`~airflow_provider_exports.transfers.engine.formats.Unpivot`); the manifest still
+        records the file's bytes as the vendor served them.
     :param allow_empty: let ``replace`` commit a load without any row (the table is emptied).
     :param flatten_structs: spread Parquet struct fields over columns named ``parent_child_leaf``
         instead of one JSON column per struct (lists and maps stay JSON).
@@ -149,6 +152,7 @@ class SqlSink(Sink):
         manifest_table: str = "exports_manifest",
         use_copy: bool | None = None,
         attribute_columns: Mapping[str, str] | None = None,
+        batch_transform: Callable[[Iterable[Batch]], Iterable[Batch]] | None = None,
         allow_empty: bool = False,
         lock_timeout: float = 600.0,
         flatten_structs: bool = False,
@@ -179,6 +183,7 @@ class SqlSink(Sink):
         self.manifest_table = manifest_table
         self.use_copy = use_copy
         self.attribute_columns = dict(attribute_columns or {})
+        self.batch_transform = batch_transform
         self.allow_empty = allow_empty
         self.lock_timeout = lock_timeout
         self.flatten_structs = flatten_structs
@@ -258,7 +263,8 @@ class SqlSink(Sink):
         self._open_savepoint(source)
         fmt = detect_format(source.name, self.file_format)
         constants = {col: source.attributes.get(attr) for col, attr in self.attribute_columns.items()}
-        if self._direct and fmt == "csv" and d.csv_passthrough and self.use_copy is not False and not constants:
+        passthrough = d.csv_passthrough and self.use_copy is not False and self.batch_transform is None
+        if self._direct and fmt == "csv" and passthrough and not constants:
             rows = self._copy_csv(chunks)
         else:
             batches = read_batches(
@@ -270,6 +276,8 @@ class SqlSink(Sink):
                 csv_columns=self.csv_columns,
                 flatten_structs=self.flatten_structs,
             )
+            if self.batch_transform is not None:
+                batches = iter(self.batch_transform(batches))
             if constants:
                 batches = _with_constants(batches, constants)
             # use_copy=False: the generic executemany, whatever the database

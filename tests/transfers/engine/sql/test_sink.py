@@ -356,3 +356,35 @@ def test_nested_xdm_structs_flatten_to_named_columns(db, tmp_path):
     rows = db.query('SELECT "person_name_firstName", "personalEmail_address" FROM flat ORDER BY 2 LIMIT 1')
     (first, email) = rows[0]
     assert first and email.lower().startswith(first.lower() + ".")
+
+
+# --- a batch transform (wide to long) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["existing-table", "new-table"])
+def test_a_batch_transform_reshapes_rows_before_they_load(db, existing):
+    from airflow_provider_exports.transfers.engine.formats import Unpivot
+
+    if existing:
+        db.run("CREATE TABLE t (audience TEXT, day DATE, count BIGINT)")
+    wide = [b"audience,2026-11-01,2026-11-02\r\n", b"vip,10,11\r\nnew,5,\r\n"]
+    sink = SqlSink(
+        "t",
+        conn_id=db.conn_id,
+        mode="merge",
+        key_columns=["audience", "day"],
+        column_types={"audience": "TEXT", "day": "DATE", "count": "BIGINT"},
+        batch_transform=Unpivot("audience", "day", "count", max_rows=3),
+        batch_size=1,
+    )
+
+    summary = load([ChunksSource("trends.csv", wide)], sink)
+
+    assert summary.rows == 4
+    assert db.query("SELECT audience, CAST(day AS TEXT), count FROM t ORDER BY 1, 2") == [
+        ("new", "2026-11-01", 5),
+        ("new", "2026-11-02", None),
+        ("vip", "2026-11-01", 10),
+        ("vip", "2026-11-02", 11),
+    ]
+    assert db.column_types("t") == {"audience": "TEXT", "day": "DATE", "count": "BIGINT"}

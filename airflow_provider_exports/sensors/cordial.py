@@ -1,0 +1,69 @@
+"""Wait for a Cordial export job created elsewhere, in poke, reschedule or deferrable mode.
+
+Succeeds when the job is ``Done`` and returns a small summary of it (``job_id``, ``status``,
+``file_name``, ``total_records``); fails at once, never retried, when it is ``Failed``, with the
+job's ``result`` counters; keeps waiting on any other status (``Throttled`` included). The wait ends
+at ``timeout`` as described in :mod:`airflow_provider_exports.sensors._base`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook
+from airflow_provider_exports.sensors._base import JobSensor
+from airflow_provider_exports.triggers.cordial import CordialJobTrigger, job_verdict
+from airflow_provider_exports.utils.templating import is_template
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_exports.utils.waiting import JobVerdict
+
+
+def check_job_id(job_id: Any) -> str:
+    if not isinstance(job_id, str) or not job_id.strip() or "/" in job_id:
+        raise ExportConfigError(
+            "job_id", f"{job_id!r} is not a Cordial job id (the jobId a create call answered)"
+        )
+    return job_id.strip()
+
+
+class CordialJobSensor(JobSensor):
+    """Wait until a Cordial job is ``Done``.
+
+    :param job_id: the job's id, e.g. ``{{ ti.xcom_pull(task_ids='export', key='job_id') }}``. (templated)
+    :param cordial_conn_id: the Cordial connection. (templated)
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    """
+
+    vendor = VENDOR
+    template_fields: Sequence[str] = ("job_id", "cordial_conn_id")
+
+    def __init__(
+        self, *, job_id: str, cordial_conn_id: str = CordialHook.default_conn_name, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.cordial_conn_id = cordial_conn_id
+        if not is_template(job_id) and not hasattr(job_id, "operator"):
+            check_job_id(job_id)
+
+    @cached_property
+    def hook(self) -> CordialHook:
+        return CordialHook(self.cordial_conn_id)
+
+    def look(self, context: Context, deadline: float | None) -> JobVerdict:
+        job_id = check_job_id(self.job_id)
+        return job_verdict(job_id, self.hook.get_job(job_id, deadline=deadline))
+
+    def make_trigger(self, context: Context, deadline: float | None) -> CordialJobTrigger:
+        return CordialJobTrigger(
+            job_id=check_job_id(self.job_id),
+            cordial_conn_id=self.cordial_conn_id,
+            poll_interval=self.poke_interval,
+            deadline=deadline,
+        )

@@ -1,0 +1,156 @@
+"""An S3 object as an engine source: ranged ``GetObject`` through the amazon provider's ``S3Hook``.
+
+For files a vendor *delivers* into a bucket (Cordial writes its exports into the customer's S3):
+the object is streamed (never whole in memory), a read cut short resumes at its offset with
+``Range``, and every resume sends ``If-Match`` with the ETag of the first answer, so an object
+replaced in between raises :class:`SourceChanged` (the runner starts the file again) instead of
+splicing two versions. :meth:`S3SourceFile.interrupt` shuts the socket of a read in flight, so a
+cancelled transfer stops at once even while S3 sends nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_exports.exceptions import SourceChanged, TransferCancelled, TransferError
+from airflow_provider_exports.hooks._http import parse_content_range
+from airflow_provider_exports.transfers.engine.sources import DEFAULT_CHUNK_SIZE, OpenedStream, SourceFile
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _socket_of(body: Any) -> socket.socket | None:
+    """The socket under a botocore ``StreamingBody`` (urllib3 1.x and 2.x)."""
+    raw = getattr(body, "_raw_stream", None)
+    for conn in (getattr(raw, "connection", None), getattr(raw, "_connection", None)):
+        sock = getattr(conn, "sock", None)
+        if isinstance(sock, socket.socket):
+            return sock
+    fp = getattr(getattr(raw, "_fp", None), "fp", None)
+    sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+class S3SourceFile(SourceFile):
+    """One S3 object, read through ``hook``'s boto3 client.
+
+    :param hook: the amazon provider's ``S3Hook`` for the bucket's AWS connection.
+    :param bucket: the bucket.
+    :param key: the object's key.
+    :param name: the file's name at the destination (its format is told from it); default: the
+        key's last part.
+    :param size: the object's size when known beforehand (checked against what arrives).
+    :param attributes: JSON-able facts for the manifest.
+    :param max_attempts: reads in a row that may fail without a byte before the transfer gives up.
+    """
+
+    def __init__(
+        self,
+        hook: S3Hook,
+        bucket: str,
+        key: str,
+        name: str | None = None,
+        *,
+        size: int | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        max_attempts: int = 5,
+    ) -> None:
+        super().__init__(
+            name or key.rsplit("/", 1)[-1], size, attributes=attributes, max_attempts=max_attempts
+        )
+        self._hook = hook
+        self.bucket = bucket
+        self.key = key
+        self._stopped = threading.Event()
+        self._open_bodies: set[Any] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def open(
+        self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE, *, if_range: str | None = None
+    ) -> AbstractContextManager[OpenedStream]:
+        @contextmanager
+        def opened() -> Iterator[OpenedStream]:
+            if self._stopped.is_set():
+                raise TransferCancelled(f"{self.name}: the read was interrupted")
+            request: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key}
+            if offset:
+                request["Range"] = f"bytes={offset}-"
+                if if_range:
+                    request["IfMatch"] = if_range  # S3 answers 412 once the object is another one
+            try:
+                answer = self._hook.get_conn().get_object(**request)
+            except Exception as exc:
+                code = _error_code(exc)
+                if code in ("PreconditionFailed", "412"):
+                    raise SourceChanged(
+                        f"{self.name} changed at the source while it was read ({self.location} no longer "
+                        f"has ETag {if_range})"
+                    ) from None
+                if code in ("NoSuchKey", "404", "NoSuchBucket"):
+                    raise TransferError(f"{self.location} does not exist ({code})") from None
+                raise
+            body = answer["Body"]
+            with self._lock:
+                self._open_bodies.add(body)
+                # an interrupt that came while the answer's headers were read found no body to cut
+                stopped = self._stopped.is_set()
+            try:
+                if stopped:
+                    raise TransferCancelled(f"{self.name}: the read was interrupted")
+                start, total = 0, answer.get("ContentLength")
+                if answer.get("ContentRange"):  # a 206: where this answer starts, and the whole size
+                    start, _end, total = parse_content_range("S3", self.location, answer["ContentRange"])
+                yield OpenedStream(
+                    body.iter_chunks(chunk_size), total, start=start, validator=answer.get("ETag")
+                )
+            finally:
+                with self._lock:
+                    self._open_bodies.discard(body)
+                with contextlib.suppress(Exception):
+                    body.close()
+
+        return opened()
+
+    def resumable(self, exc: BaseException) -> bool:
+        """Reads cut short by the network (a short body, a reset, a read timeout) resume."""
+        import botocore.exceptions as bex
+        import urllib3.exceptions as uex
+
+        transient: tuple[type[BaseException], ...] = (
+            bex.IncompleteReadError,
+            bex.ReadTimeoutError,
+            bex.ConnectionError,
+            uex.ProtocolError,
+            uex.ReadTimeoutError,
+            ConnectionError,
+            TimeoutError,
+        )
+        streaming = getattr(bex, "ResponseStreamingError", None)
+        if streaming is not None:
+            transient = (*transient, streaming)
+        return isinstance(exc, transient)
+
+    def interrupt(self) -> None:
+        with self._lock:  # with open(): either the body is cut here, or open() sees the flag
+            self._stopped.set()
+            bodies = list(self._open_bodies)
+        for body in bodies:
+            sock = _socket_of(body)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
