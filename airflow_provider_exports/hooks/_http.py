@@ -696,9 +696,12 @@ class _Call:
         if self.deadline is None:
             return await work()
         left = self.time_left(self.deadline)
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that lands in the loop turn
+        # where the answer arrives, and a trigger the user killed would poll on to its deadline.
         try:
-            return await asyncio.wait_for(work(), timeout=left)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(left):
+                return await work()
+        except TimeoutError:
             raise DeadlineExceeded(self.what, self.deadline, "no answer came before it") from None
 
 

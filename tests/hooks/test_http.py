@@ -24,6 +24,7 @@ from airflow_provider_exports.exceptions import (
 from airflow_provider_exports.hooks._http import (
     HttpCore,
     RetryPolicy,
+    _Call,
     parse_retry_after,
     rate_limit_wait,
     redact_url,
@@ -300,6 +301,21 @@ async def test_the_async_call_is_cut_at_the_deadline_while_a_body_trickles_in(sa
         await hook.aclose()
     assert deadline <= time.time() < deadline + LATE
     assert_deadline_message(err.value)
+
+
+async def test_a_cancel_that_lands_with_the_answer_is_not_lost():
+    """A killed trigger must stop: the cancel arrives in the same loop turn as the answer."""
+    call = _Call("Sitecore CDP", "GET", "http://example.invalid/", {}, None, None, time.time() + 30)
+    outer: asyncio.Task[str]
+
+    async def answer() -> str:
+        await asyncio.sleep(0)
+        outer.cancel()  # delivered while the answer is being returned
+        return "answer"
+
+    outer = asyncio.create_task(call.bounded(answer))
+    with pytest.raises(asyncio.CancelledError):
+        await outer
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
