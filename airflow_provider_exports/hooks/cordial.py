@@ -419,8 +419,10 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         since = started_since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
         # Vendor is silent on the formats times[...] takes (C-JOBS' one example is 01-01-2018):
         # ISO-8601 date-time in UTC, the format of JobJ's own times.
-        queries: list[dict[str, Any]] = [{"times": {"start][gte": since}}]
-        queries += [{"status": status} for status in NOT_STARTED_STATUSES]
+        # Jobs not started yet first: a job that starts between two reads then shows in the
+        # second (start times stay); read the other way round, it would be in neither.
+        queries: list[dict[str, Any]] = [{"status": status} for status in NOT_STARTED_STATUSES]
+        queries.append({"times": {"start][gte": since}})
         found: dict[str, dict[str, Any]] = {}
         for query in queries:
             for job in self.list_jobs(**query):

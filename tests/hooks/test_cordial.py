@@ -256,3 +256,28 @@ def test_find_jobs_by_name_sees_jobs_not_started_yet_and_prefers_active_ones(san
     assert hook.find_jobs_by_name(
         "weekly-trends", started_since=datetime.now(timezone.utc) + timedelta(hours=1)
     ) == [hook.get_job(scheduled)]
+
+
+def test_find_jobs_by_name_sees_a_job_that_starts_between_its_reads(sandbox, monkeypatch):
+    """The jobs list is read several times (not started, then started); a job that starts in
+    between must still be found: the retried task would otherwise create a second export."""
+    from datetime import datetime, timedelta, timezone
+
+    sandbox.cordial.add_audience("vip")
+    sandbox.cordial.job_reads = 5  # Scheduled until read twice, then Processing
+    hook = CordialHook(retry=FAST)
+    job_id = _create(hook, name="starts-between-reads")
+    real_list_jobs = CordialHook.list_jobs
+    reads_of_the_list: list[dict] = []
+
+    def list_then_start(self, **filters):
+        yield from real_list_jobs(self, **filters)
+        reads_of_the_list.append(filters)
+        if len(reads_of_the_list) == 1:  # the job starts after the first read of the list
+            statuses = [hook.get_job(job_id)["status"] for _ in range(2)]
+            assert statuses == ["Scheduled", "Processing"]
+
+    monkeypatch.setattr(CordialHook, "list_jobs", list_then_start)
+    since = datetime.now(timezone.utc) - timedelta(minutes=1)
+    assert [j["_id"] for j in hook.find_jobs_by_name("starts-between-reads", started_since=since)] == [job_id]
+    assert len(reads_of_the_list) > 1
