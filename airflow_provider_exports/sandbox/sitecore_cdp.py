@@ -104,8 +104,20 @@ class ExportJob:
     execution_type: str
     segment_execution_type: str
     target_files: int = 1
+    #: PENDING for this many appearances in the reports list, then final (not timed: for tests)
+    pending_looks: int | None = None
+    looks: int = 0
+    looked_done_at: dt.datetime | None = None
+
+    def look(self) -> None:
+        """One appearance in the reports list (moves a ``pending_looks`` job on)."""
+        self.looks += 1
+        if self.pending_looks is not None and self.looks == self.pending_looks + 1:
+            self.looked_done_at = dt.datetime.now(dt.timezone.utc)
 
     def status(self) -> str:
+        if self.pending_looks is not None:
+            return PENDING_STATES[0] if self.looks <= self.pending_looks else self.final_status
         elapsed = time.monotonic() - self.created_mono
         if self.pending_seconds > 0 and elapsed < self.pending_seconds:
             step = int(elapsed / self.pending_seconds * len(PENDING_STATES))
@@ -116,6 +128,8 @@ class ExportJob:
     def finished_at(self) -> dt.datetime:
         if self.end_time is not None:
             return self.end_time
+        if self.looked_done_at is not None:
+            return self.looked_done_at
         return self.created_wall + dt.timedelta(seconds=self.pending_seconds)
 
     @property
@@ -199,12 +213,16 @@ class SitecoreCDPServer(VendorServer):
         rows: int = 1000,
         end_time: dt.datetime | None = None,
         pending_seconds: float = 0.0,
+        pending_looks: int | None = None,
         error_logs: Sequence[str] = (),
         target_bytes: int | None = None,
         target_files: int = 1,
         execution_type: str = "SCHEDULED",
     ) -> str:
         """Add an export job; it is PENDING_* for ``pending_seconds`` then takes ``status``.
+
+        ``pending_looks`` instead keeps it PENDING for that many reads of the reports list (the
+        next read sees it final): for tests whose timing a busy machine must not change.
 
         ``target_bytes`` makes the output about that many bytes (for benchmarks) in ``target_files``
         files of equal size, built now so that the job's counters are known. Returns the job's
@@ -232,6 +250,7 @@ class SitecoreCDPServer(VendorServer):
                 created_mono=time.monotonic(),
                 created_wall=dt.datetime.now(dt.timezone.utc),
                 pending_seconds=pending_seconds,
+                pending_looks=pending_looks,
                 end_time=end_time,
                 error_logs=tuple(error_logs),
                 target_bytes=target_bytes,
@@ -481,6 +500,8 @@ class SitecoreCDPServer(VendorServer):
                 return sitecore_error(404, "NOT_FOUND", f"Audience export {audienceExportRef} not found")
             with self._state_lock:
                 jobs = list(definition.jobs)
+                for job in jobs:
+                    job.look()
             # Vendor is silent on paging, order and whether unfinished jobs appear (README
             # §1.4a): sandbox choice: one unpaged array, newest start first, PENDING_* included.
             jobs.sort(key=lambda j: j.started_at, reverse=True)

@@ -55,7 +55,7 @@ def test_poke_mode_lands_and_loads(flow, sandbox, s3, warehouse):
 
 
 def test_deferrable_mode_waits_in_the_trigger(flow, sandbox, s3, warehouse):
-    ref = sandbox.sitecore.add_job(EXPORT, rows=500, pending_seconds=2.0)
+    ref = sandbox.sitecore.add_job(EXPORT, rows=500, pending_looks=2)
     wait = flow.get_task("wait_for_export")
     wait.deferrable = True
     wait.poke_interval = 0.5
@@ -82,7 +82,7 @@ def test_failed_job_fails_the_run_with_its_error_logs(flow, sandbox, s3, warehou
 
 
 def test_reschedule_mode_releases_the_slot_between_pokes(flow, sandbox, s3, warehouse):
-    ref = sandbox.sitecore.add_job(EXPORT, rows=300, pending_seconds=1.5)
+    ref = sandbox.sitecore.add_job(EXPORT, rows=300, pending_looks=1)
     wait = flow.get_task("wait_for_export")
     wait.deferrable = False
     wait.mode = "reschedule"

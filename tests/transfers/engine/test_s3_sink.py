@@ -152,11 +152,19 @@ def test_a_run_that_fails_while_committing_changes_nothing(sitecore_job, s3, mon
 def test_two_runs_of_the_same_job_at_once_commit_once(sitecore_job, s3):
     job = sitecore_job(rows=2000, rows_per_file=1000)
     both_moved = threading.Barrier(2, timeout=60)
+    # moto checks If-None-Match / If-Match and then stores, without a lock (moto/s3/responses.py
+    # put_object): two puts arriving together could both pass. S3 decides atomically; so do we
+    # here by letting the two conditional puts reach moto one after the other.
+    one_put_at_a_time = threading.Lock()
 
     class MeetBeforeCommit(S3Sink):
         def commit(self, manifest):
             both_moved.wait()  # both runs read "no manifest yet" and moved every file
             return super().commit(manifest)
+
+        def _put_manifest(self, manifest):
+            with one_put_at_a_time:
+                return super()._put_manifest(manifest)
 
     results: list = []
     errors: list = []
