@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import json
 import os
@@ -544,6 +545,11 @@ def test_the_ui_connection_forms(api_server: Any) -> None:
         assert form["hook_name"] == entry["hook-name"]
         standard = form["standard_fields"]
         behaviour = entry["ui-field-behaviour"]
+        if _airflow_version() < (3, 2) and importlib.util.find_spec("wtforms") is None:
+            # Airflow 3.1 reads a hook's form only where wtforms is installed (README, Supported
+            # versions); without it no provider's form has field behaviours.
+            assert standard is None or standard["login"] is None
+            continue
         for field in ("login", "password"):
             if field in behaviour["hidden-fields"]:
                 assert standard[field]["hidden"] is True
@@ -600,7 +606,9 @@ def test_the_rest_connection_test_works_where_the_ui_test_button_fails(api_serve
             assert as_the_ui_sends_it.status_code == 400, as_the_ui_sends_it.text
             assert "differs from the stored connection" in as_the_ui_sends_it.text
 
-        tested = api_server.post("/api/v2/connections/test", json=body | {"password": "***"})
+        # 3.3 reuses the stored secret when the request masks it; older versions test what is sent.
+        secret = "***" if _airflow_version() >= (3, 3) else conn["password"]
+        tested = api_server.post("/api/v2/connections/test", json=body | {"password": secret})
         assert tested.status_code == 200, tested.text
         assert tested.json()["status"] is True, tested.json()
         assert tested.json()["message"].startswith(f"Connected to {server.vendor}")

@@ -277,21 +277,41 @@ class ExportJobVerdict:
 
     ``state`` is ``"success"`` (``report`` is the newest successful job), ``"failed"`` (the newest
     job since then failed and none succeeded) or ``"waiting"`` (``report`` is the newest job seen,
-    if any).
+    if any). ``finished_after`` is the time the jobs' ends were compared with.
     """
 
     state: str
     report: Mapping[str, Any] | None
+    finished_after: datetime | None = None
 
     @property
     def execution_ref(self) -> str | None:
         return None if self.report is None else self.report.get("executionRef")
 
     def describe(self) -> str:
+        """The job: ``job <ref> status <status> ended <time or ->`` (or ``no job yet``)."""
         if self.report is None:
             return "no job yet"
         r = self.report
         return f"job {r.get('executionRef')} status {r.get('status')} ended {r.get('endTime') or '-'}"
+
+    def why(self) -> str:
+        """How the job compares with ``finished_after``: while waiting, why the wait goes on."""
+        after = self.finished_after.isoformat() if self.finished_after is not None else None
+        if self.state != "waiting":
+            return f"it ended after finished_after {after}" if after else "any finished job counts"
+        wanted = f"a job that ends after finished_after {after}" if after else "a job to finish"
+        if self.report is None:
+            return f"waiting for {wanted}"
+        ended = parse_timestamp(self.report.get("endTime"))
+        if ended is None:
+            return f"the newest job has not ended; waiting for {wanted}"
+        if self.finished_after is not None and ended <= self.finished_after:
+            return (
+                f"too old: the newest job ended at or before finished_after {after}; "
+                "waiting for a job that ends after it"
+            )
+        return f"the newest job is not a success and does not fail the wait; waiting for {wanted}"
 
 
 def judge_reports(
@@ -313,11 +333,11 @@ def judge_reports(
     finished = sorted((r for r in reports if is_new(r)), key=lambda r: ended(r))  # type: ignore[arg-type,return-value]
     successes = [r for r in finished if r.get("status") == SUCCESS_STATUS]
     if successes:
-        return ExportJobVerdict("success", successes[-1])
+        return ExportJobVerdict("success", successes[-1], finished_after)
     if finished and finished[-1].get("status") in fail_statuses:
-        return ExportJobVerdict("failed", finished[-1])
+        return ExportJobVerdict("failed", finished[-1], finished_after)
     newest = max(reports, key=lambda r: r.get("startTime") or r.get("endTime") or "", default=None)
-    return ExportJobVerdict("waiting", newest)
+    return ExportJobVerdict("waiting", newest, finished_after)
 
 
 def failure_details(report: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ tried with good credentials, a bad secret, an unreachable API host and a wrong r
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import time
@@ -313,7 +314,7 @@ def test_airflow_connections_test_prints_the_vendor_error_key(sandbox, monkeypat
     connections_test("sitecore_good")
     assert "Connection success!" in capsys.readouterr().out
 
-    with pytest.raises(SystemExit):
+    with contextlib.suppress(SystemExit):  # Airflow 3.3 exits with 1 on a failed test; 3.1 does not
         connections_test("sitecore_bad")
     out = capsys.readouterr().out
     assert "Connection failed!" in out
