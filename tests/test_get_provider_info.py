@@ -621,15 +621,18 @@ def test_the_rest_connection_test_works_where_the_ui_test_button_fails(api_serve
         assert "wrong-secret-value" not in wrong.text
 
 
-def test_a_connection_type_with_an_underscore_survives_the_uri_round_trip() -> None:
+def test_a_connection_type_with_an_underscore_survives_the_uri_round_trip(caplog, capfd) -> None:
     """Why the types keep their names (README, Connections): Airflow's ``get_uri`` writes ``_`` as
     ``-`` (and warns) and reading turns it back, so stored ``sitecore_cdp`` connections keep working;
     a type spelled with ``-`` would come back as another type."""
     from airflow.models.connection import Connection
 
+    caplog.set_level("WARNING")
     for conn_type in CONN_TYPES:
         uri = Connection(conn_id="x", conn_type=conn_type, login="id", password="pw").get_uri()
         assert Connection(conn_id="x", uri=uri).conn_type == conn_type
+    logged = caplog.text + "".join(capfd.readouterr())  # stdlib logging or structlog, by version
+    assert "Connection schemes (type: sitecore_cdp) shall not contain '_'" in logged
     assert Connection(
         conn_id="x", uri=Connection(conn_id="x", conn_type="sitecore-cdp").get_uri()
     ).conn_type == ("sitecore_cdp")

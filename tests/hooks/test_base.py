@@ -84,7 +84,7 @@ VENDORS = {
         "platform_host",
         "/data/core/ups/export/jobs",
         "invalid client_id or client_secret",
-        "password (the client secret)",
+        "password (the client secret) and extra.scopes",
         "Check extra.platform_host",
     ),
 }
@@ -170,6 +170,22 @@ def test_connection_test_with_the_api_host_on_a_closed_port_fails_quickly_naming
     # A task's policy (5 attempts, backoff up to 30 s) can take a minute; the test's call has one
     # quick retry and a 10 s deadline. The bound is loose so that a busy machine cannot break it.
     assert took < 30
+
+
+@pytest.mark.parametrize(("vendor_name", "extra"), [("sitecore", "auth_host"), ("adobe", "ims_host")])
+def test_connection_test_with_the_token_host_on_a_closed_port_names_it(
+    sandbox, vendor_name, extra, monkeypatch
+):
+    vendor = VENDORS[vendor_name]
+    conn = vendor.server(sandbox).connection()
+    closed = closed_loopback_url()
+    conn["extra"] = {**conn["extra"], extra: closed}
+
+    ok, message = vendor.hook_for(monkeypatch, conn).test_connection()
+
+    assert ok is False
+    assert f"{closed}/" in message and f"Check extra.{extra} ({closed})" in message
+    assert vendor.server(sandbox).requests_to(vendor.test_path) == []  # no token, no read
 
 
 def test_connection_test_of_a_host_that_does_not_answer_ends_at_its_deadline(sandbox, vendor, monkeypatch):
