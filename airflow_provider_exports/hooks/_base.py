@@ -295,6 +295,8 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         token_url = getattr(auth, "token_url", None)
         token_place = redact_url(token_url) if token_url else None
         if isinstance(exc, DeadlineExceeded):
+            if "last answer" in exc.reason:  # it answered (a 429 asking for a long wait, a 5xx)
+                return f"{exc.what}: {exc.reason}"
             at_token = token_place is not None and token_place in exc.what
             failure: ConnectionFailure = "auth_unreachable" if at_token else "api_unreachable"
             text = f"{exc.what}: no answer within {CONNECTION_TEST_SECONDS:.0f} s"

@@ -202,6 +202,18 @@ def test_connection_test_of_a_host_that_does_not_answer_ends_at_its_deadline(san
     assert "no answer within 1 s" in message and vendor.api_hint in message
 
 
+def test_connection_test_asked_to_wait_long_says_so_at_once(sandbox, vendor, monkeypatch):
+    server = vendor.server(sandbox)
+    server.faults.rate_limit(vendor.test_path, times=None, retry_after="60")
+    hook = vendor.hook_for(monkeypatch, server.connection())
+
+    ok, message = hook.test_connection()
+
+    assert ok is False
+    assert "the next attempt would start in 60.0 s" in message and "last answer: HTTP 429" in message
+    assert len(server.requests_to(vendor.test_path)) == 1
+
+
 # The wrong region. Sitecore: the region picks the API host, and a host of another region does not
 # know the tenant. Vendor is silent on what such a host answers; modelled by a second Sitecore
 # sandbox (the "US" host) that refuses the tokens of the first (the tenant's "EU" host) with 401.
