@@ -495,7 +495,20 @@ def api_server(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     log_path = home / "api-server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "api-server", "-H", "127.0.0.1", "-p", str(port), "-w", "1"],
+            [
+                sys.executable,
+                "-m",
+                "airflow",
+                "api-server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "1",
+                "--apps",
+                "core",
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
