@@ -20,12 +20,27 @@ class ExportsError(AirflowException):
 
 
 class ExportConfigError(ExportsError, AirflowFailException, ValueError):
-    """Bad input: names the field, what was given and what is allowed. Never retried."""
+    """Bad input: names the field, what was given and what is allowed. Never retried.
 
-    def __init__(self, field: str, problem: str) -> None:
+    :param field: the (first) field at fault.
+    :param problem: what is wrong with it and what is allowed.
+    :param more: further ``(field, problem)`` pairs, when several fields were checked at once (a
+        connection's fields): every problem is reported, not only the first.
+    """
+
+    def __init__(self, field: str, problem: str, *, more: Sequence[tuple[str, str]] = ()) -> None:
         self.field = field
         self.problem = problem
-        super().__init__(f"{field}: {problem}")
+        #: every ``(field, problem)`` found, the first one first
+        self.problems: list[tuple[str, str]] = [(field, problem), *more]
+        # One line per field (problems themselves use "; "), so several read as a list.
+        super().__init__("\n".join(f"{f}: {p}" for f, p in self.problems))
+
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, str]]) -> ExportConfigError:
+        """One error for several ``(field, problem)`` pairs (at least one)."""
+        (field, problem), *more = problems
+        return cls(field, problem, more=more)
 
 
 class VendorAPIError(ExportsError):
@@ -59,8 +74,10 @@ class VendorAPIError(ExportsError):
         self.url = url
         self.retry_after = retry_after
         status = f"HTTP {status_code}" if status_code is not None else "no response"
-        key = f" [{error_key}]" if error_key else ""
-        #: what the vendor answered, without the request: ``HTTP 429 [KEY]: message``
+        # Parentheses, not brackets: rich (Airflow's CLI output) reads "[key]" as markup and drops
+        # it, which printed "HTTP 401 : Unauthorized" for a refused Sitecore secret.
+        key = f" ({error_key})" if error_key and str(error_key).strip() else ""
+        #: what the vendor answered, without the request: ``HTTP 429 (KEY): message``
         self.summary = f"{status}{key}: {message}"
         super().__init__(f"{vendor} {method} {url} failed: {self.summary}")
 

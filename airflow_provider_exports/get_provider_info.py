@@ -4,6 +4,11 @@ Airflow 3.2 and newer build the connection forms from ``conn-fields`` and ``ui-f
 here without importing the hooks; older versions fall back to the hooks' ``get_ui_field_behaviour``.
 Extras are stored under their plain names (``region``, ``api_host``...). None of them is a secret:
 every secret lives in the password field, which Airflow masks.
+
+What the UI does with it (Airflow 3.3): ``placeholders`` show in the standard fields (login,
+password...); an extra field shows a dropdown for an ``enum`` (labelled by ``values_display``; no
+``null`` in it: the dropdown can be cleared) and suggestions for ``examples``. A connection form has
+no default connection id: Airflow's form metadata leaves ``default_conn_name`` empty for every type.
 """
 
 from __future__ import annotations
@@ -100,13 +105,23 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "host"],
                     "relabeling": {"login": "API key (client ID)", "password": "API secret"},
-                    "placeholders": {"extra": '{"region": "EU"}'},
+                    "placeholders": {
+                        "login": "Sitecore Cloud Portal > Developer center > API keys: the key",
+                        "password": "The API secret, shown once when the key was created",
+                        "extra": '{"region": "EU"}',
+                    },
                 },
                 "conn-fields": {
                     "region": _text(
                         "Region",
-                        "Your Sitecore CDP region: AP, EU, JP or US. Ignored when the API base URL is set.",
-                        enum=["AP", "EU", "JP", "US", None],
+                        "Your Sitecore CDP tenant's region: AP, EU, JP or US. Ignored when the API base URL is set.",
+                        enum=["AP", "EU", "JP", "US"],
+                        values_display={
+                            "AP": "AP (Asia Pacific)",
+                            "EU": "EU (Europe)",
+                            "JP": "JP (Japan)",
+                            "US": "US (United States)",
+                        },
                     ),
                     "api_host": _text(
                         "API base URL (override)",
@@ -124,7 +139,10 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "login", "host"],
                     "relabeling": {"password": "API key"},
-                    "placeholders": {"extra": '{"api_host": "api.cordial.io"}'},
+                    "placeholders": {
+                        "password": "Cordial > Account Settings > API Keys: the key",
+                        "extra": '{"api_host": "api.cordial.io"}',
+                    },
                 },
                 "conn-fields": {
                     "api_host": _text(
@@ -132,6 +150,7 @@ def get_provider_info() -> dict[str, Any]:
                         "api.cordial.io (accounts on admin.cordial.io) or api.usw2.cordial.io "
                         "(usw2.admin.cordial.io), or a full URL override.",
                         default="api.cordial.io",
+                        examples=["api.cordial.io", "api.usw2.cordial.io"],
                     ),
                 },
             },
@@ -142,11 +161,17 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "host"],
                     "relabeling": {"login": "Client ID", "password": "Client secret"},
-                    "placeholders": {"extra": '{"ims_org_id": "ABC123@AdobeOrg", "sandbox_name": "prod"}'},
+                    "placeholders": {
+                        "login": "Developer Console > project > OAuth Server-to-Server: the client ID",
+                        "password": "That credential's client secret",
+                        "extra": '{"ims_org_id": "ABC123@AdobeOrg", "sandbox_name": "prod"}',
+                    },
                 },
                 "conn-fields": {
                     "ims_org_id": _text("IMS organization ID", "Your organization id, ending in @AdobeOrg."),
-                    "sandbox_name": _text("Sandbox name", "The all-lowercase sandbox name, e.g. prod."),
+                    "sandbox_name": _text(
+                        "Sandbox name", "The all-lowercase sandbox name, e.g. prod.", examples=["prod"]
+                    ),
                     "scopes": _text(
                         "Scopes",
                         "Comma-separated OAuth scopes of the credential.",

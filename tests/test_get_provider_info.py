@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import json
 import os
@@ -439,3 +440,212 @@ def test_airflow_cli_discovers_the_provider_and_its_connection_types(airflow_db:
         assert conn["conn_type"] == conn_type, (
             f"{conn_type} was not registered (stored as {conn['conn_type']})"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# the connection forms where the UI reads them: a real `airflow api-server`
+
+API_SERVER_START_TIMEOUT = 300  # seconds; about 10 on a quiet machine, far more on a busy one
+
+
+def _airflow_version() -> tuple[int, int]:
+    from airflow import __version__
+    from packaging.version import Version
+
+    release = Version(__version__).release
+    return release[0], release[1]
+
+
+@pytest.fixture(scope="module")
+def api_server(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``airflow api-server`` on a free loopback port, with its own AIRFLOW_HOME and a copy of the
+    session's migrated SQLite metadata DB, the simple auth manager letting everyone in as admin and
+    connection tests enabled. Yields an httpx client with an admin token."""
+    import signal
+    import socket
+    import sqlite3
+    import time
+
+    import httpx
+
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    except OSError as exc:  # the one environmental reason to skip: no loopback networking
+        pytest.skip(f"cannot bind a loopback port for the api-server: {exc}")
+    home = tmp_path_factory.mktemp("api-server-home")
+    with sqlite3.connect(airflow_db / "airflow.db") as source, sqlite3.connect(home / "airflow.db") as copy:
+        source.backup(copy)
+    env = {
+        k: v
+        for k, v in _subprocess_env().items()
+        if not k.startswith("AIRFLOW__") or k == "AIRFLOW__CORE__LOAD_EXAMPLES"
+    }
+    env |= {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "api-server-test-only-jwt-secret",
+    }
+    log_path = home / "api-server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "airflow",
+                "api-server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "1",
+                "--apps",
+                "core",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its uvicorn worker too is stopped through the process group
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + API_SERVER_START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"airflow api-server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}"
+                )
+            try:
+                if httpx.get(f"{base}/api/v2/monitor/health", timeout=5).status_code < 500:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"airflow api-server did not answer in {API_SERVER_START_TIMEOUT} s:\n"
+                    f"{log_path.read_text()[-4000:]}"
+                )
+            time.sleep(0.5)
+        token = httpx.get(f"{base}/auth/token", timeout=30).json()["access_token"]
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+            client.log_path = log_path  # type: ignore[attr-defined]
+            yield client
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:  # a throwaway server: a short grace, then it is killed
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_the_ui_connection_forms(api_server: Any) -> None:
+    response = api_server.get("/ui/connections/hook_meta")
+    assert response.status_code == 200, response.text
+    meta = {entry["connection_type"]: entry for entry in response.json()}
+
+    for conn_type, entry in CONN_TYPES.items():
+        form = meta[conn_type]
+        assert form["hook_name"] == entry["hook-name"]
+        standard = form["standard_fields"]
+        behaviour = entry["ui-field-behaviour"]
+        if _airflow_version() < (3, 2) and importlib.util.find_spec("wtforms") is None:
+            # Airflow 3.1 reads a hook's form only where wtforms is installed (README, Supported
+            # versions); without it no provider's form has field behaviours.
+            assert standard is None or standard["login"] is None
+            continue
+        for field in ("login", "password"):
+            if field in behaviour["hidden-fields"]:
+                assert standard[field]["hidden"] is True
+            else:
+                assert standard[field]["title"] == behaviour["relabeling"][field]
+                assert standard[field]["placeholder"] == behaviour["placeholders"][field]
+        assert all(standard[f]["hidden"] for f in ("host", "port", "url_schema"))
+        if _airflow_version() >= (3, 2):  # 3.1 builds no extra fields (extras are given as JSON)
+            extras = form["extra_fields"]
+            assert set(extras) == set(entry["conn-fields"])
+            for name, field in extras.items():
+                assert None not in field["schema"].get("enum", []), f"{conn_type}.{name} offers null"
+
+    if _airflow_version() >= (3, 2):
+        region = meta["sitecore_cdp"]["extra_fields"]["region"]["schema"]
+        assert region["enum"] == ["AP", "EU", "JP", "US"]
+        assert region["values_display"]["EU"] == "EU (Europe)"
+        api_host = meta["cordial"]["extra_fields"]["api_host"]
+        assert api_host["value"] == "api.cordial.io"
+        assert api_host["schema"]["examples"] == ["api.cordial.io", "api.usw2.cordial.io"]
+        assert meta["adobe_aep"]["extra_fields"]["sandbox_name"]["schema"]["examples"] == ["prod"]
+
+    # Airflow's form metadata has no default connection id for any type (its own included); the
+    # hooks declare theirs, which the operators use when no conn id is given.
+    assert {entry["default_conn_name"] for entry in meta.values()} == {None}
+    assert {ct: _hook_class(ct).default_conn_name for ct in CONN_TYPES} == {
+        "sitecore_cdp": "sitecore_cdp_default",
+        "cordial": "cordial_default",
+        "adobe_aep": "adobe_aep_default",
+    }
+
+
+def test_the_rest_connection_test_works_where_the_ui_test_button_fails(api_server: Any, sandbox: Any) -> None:
+    """Airflow 3.3.x's Test button sends ``port: 0`` for a connection without a port, and the API
+    refuses that for a stored connection (apache/airflow#73298 fixes it); the same request without
+    the port, as ``POST /api/v2/connections/test`` documents it, tests the connection."""
+    for attr, conn_type in (("sitecore", "sitecore_cdp"), ("cordial", "cordial"), ("adobe", "adobe_aep")):
+        server = getattr(sandbox, attr)
+        conn = server.connection()
+        body = {
+            "connection_id": f"rest_test_{conn_type}",
+            "conn_type": conn_type,
+            "login": conn.get("login"),
+            "password": conn["password"],
+            "extra": json.dumps(conn["extra"]),
+        }
+        stored = api_server.post("/api/v2/connections", json=body)
+        assert stored.status_code in (201, 409), stored.text
+
+        as_the_ui_sends_it = api_server.post(
+            "/api/v2/connections/test", json=body | {"password": "***", "port": 0, "host": ""}
+        )
+        if _airflow_version() >= (3, 3):
+            assert as_the_ui_sends_it.status_code == 400, as_the_ui_sends_it.text
+            assert "differs from the stored connection" in as_the_ui_sends_it.text
+
+        # 3.3 reuses the stored secret when the request masks it; older versions test what is sent.
+        secret = "***" if _airflow_version() >= (3, 3) else conn["password"]
+        tested = api_server.post("/api/v2/connections/test", json=body | {"password": secret})
+        assert tested.status_code == 200, tested.text
+        assert tested.json()["status"] is True, tested.json()
+        assert tested.json()["message"].startswith(f"Connected to {server.vendor}")
+
+        wrong = api_server.post(
+            "/api/v2/connections/test",
+            json=body | {"connection_id": f"rest_test_new_{conn_type}", "password": "wrong-secret-value"},
+        )
+        assert wrong.status_code == 200 and wrong.json()["status"] is False, wrong.text
+        assert "wrong-secret-value" not in wrong.text
+
+
+def test_a_connection_type_with_an_underscore_survives_the_uri_round_trip(caplog, capfd) -> None:
+    """Why the types keep their names (README, Connections): Airflow's ``get_uri`` writes ``_`` as
+    ``-`` (and warns) and reading turns it back, so stored ``sitecore_cdp`` connections keep working;
+    a type spelled with ``-`` would come back as another type."""
+    from airflow.models.connection import Connection
+
+    caplog.set_level("WARNING")
+    for conn_type in CONN_TYPES:
+        uri = Connection(conn_id="x", conn_type=conn_type, login="id", password="pw").get_uri()
+        assert Connection(conn_id="x", uri=uri).conn_type == conn_type
+    logged = caplog.text + "".join(capfd.readouterr())  # stdlib logging or structlog, by version
+    assert "Connection schemes (type: sitecore_cdp) shall not contain '_'" in logged
+    assert Connection(
+        conn_id="x", uri=Connection(conn_id="x", conn_type="sitecore-cdp").get_uri()
+    ).conn_type == ("sitecore_cdp")

@@ -8,17 +8,71 @@ fill the same cache slot.
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_exports.exceptions import ExportConfigError
-from airflow_provider_exports.hooks._http import AuthScheme, HttpCore, RetryPolicy, json_body
+from airflow_provider_exports.exceptions import (
+    DeadlineExceeded,
+    ExportConfigError,
+    VendorAPIError,
+    VendorConnectionError,
+)
+from airflow_provider_exports.hooks._http import AuthScheme, HttpCore, RetryPolicy, json_body, redact_url
 
 SettingsT = TypeVar("SettingsT")
+T = TypeVar("T")
+
+#: the connection test's call, its token included, ends within this many seconds
+CONNECTION_TEST_SECONDS = 10.0
+#: a person waits for the Test button: one quick retry, not the five a task gets
+CONNECTION_TEST_RETRY = RetryPolicy(max_attempts=2, backoff_initial=0.5, backoff_max=0.5)
+
+#: why a connection test failed, for the vendor's hint: the token host refused the credentials,
+#: the API host refused the request (after a token was issued, where there is one), or a host
+#: could not be reached
+ConnectionFailure = Literal["credentials_refused", "api_refused", "auth_unreachable", "api_unreachable"]
+
+
+@dataclass(frozen=True)
+class AccessCheck:
+    """The vendor's cheapest authenticated read on its API host, made by the connection test.
+
+    :ivar path: the path on the API host.
+    :ivar params: its query parameters.
+    :ivar expected: the statuses that prove the API host accepted the credentials.
+    """
+
+    path: str
+    params: Mapping[str, str] | None = None
+    expected: tuple[int, ...] = (200,)
+
+
+class FieldProblems:
+    """Every problem of a connection's fields, so that one error names all of them, not the first."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+
+    def add(self, field: str, problem: str) -> None:
+        self.found.append((field, problem))
+
+    def check(self, work: Callable[[], T]) -> T | None:
+        """``work()``'s value, or ``None`` with its ``ExportConfigError`` problems kept."""
+        try:
+            return work()
+        except ExportConfigError as exc:
+            self.found.extend(exc.problems)
+            return None
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise ExportConfigError.of(self.found)
 
 
 def normalise_host(value: str, field: str) -> str:
@@ -199,17 +253,62 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         if "core" in self.__dict__:
             await self.core.aclose()
 
-    def test_connection(self) -> tuple[bool, str]:
-        """Used by the UI's Test button: obtain credentials and make one read call."""
-        try:
-            self.check_access()
-        except Exception as exc:
-            return False, str(exc)
-        return True, f"Connected to {self.vendor}"
+    # -- the connection test (the UI's Test button, POST /api/v2/connections/test, airflow connections test)
+
+    #: the vendor's cheapest authenticated read on its API host: a token alone proves nothing about it
+    access_check: ClassVar[AccessCheck]
 
     @abstractmethod
-    def check_access(self) -> None:
-        """Obtain credentials and make the vendor's cheapest authenticated read on its API host.
+    def connection_hint(self, settings: SettingsT, failure: ConnectionFailure) -> str:
+        """What to check when the connection test failed so, naming the connection's fields."""
 
-        A token alone proves nothing about the API host, so every vendor names a read here.
+    def check_access(self, *, core: HttpCore | None = None, deadline: float | None = None) -> None:
+        """Obtain credentials (a token, where there is one) and make :attr:`access_check`'s read."""
+        check = self.access_check
+        (core or self.core).request(
+            "GET", self.url(check.path), params=check.params, expected=check.expected, deadline=deadline
+        )
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the connection's fields, obtain credentials and make one read on the API host.
+
+        The call (token included) gets one quick retry and ends within
+        :data:`CONNECTION_TEST_SECONDS`. The message names the host that failed and what to check;
+        it never holds a secret (errors carry no secret, hints name fields and hosts only).
         """
+        try:
+            settings = self.settings
+        except Exception as exc:  # bad fields (all of them named), or no such connection
+            return False, str(exc)
+        auth = self.auth_scheme(settings)
+        core = HttpCore(self.vendor, auth=auth, timeout=CONNECTION_TEST_SECONDS, retry=CONNECTION_TEST_RETRY)
+        try:
+            self.check_access(core=core, deadline=time.time() + CONNECTION_TEST_SECONDS)
+        except Exception as exc:
+            return False, self._connection_failure(settings, exc, auth)
+        finally:
+            core.close()
+        return True, f"Connected to {self.vendor}: credentials accepted, {self.base_url(settings)} answered"
+
+    def _connection_failure(self, settings: SettingsT, exc: Exception, auth: AuthScheme) -> str:
+        # Which stage failed: the token request (where there is one) or the read on the API host.
+        token_url = getattr(auth, "token_url", None)
+        token_place = redact_url(token_url) if token_url else None
+        if isinstance(exc, DeadlineExceeded):
+            if "last answer" in exc.reason:  # it answered (a 429 asking for a long wait, a 5xx)
+                return f"{exc.what}: {exc.reason}"
+            at_token = token_place is not None and token_place in exc.what
+            failure: ConnectionFailure = "auth_unreachable" if at_token else "api_unreachable"
+            text = f"{exc.what}: no answer within {CONNECTION_TEST_SECONDS:.0f} s"
+        elif isinstance(exc, VendorAPIError):
+            at_token = token_place is not None and exc.url == token_place
+            if isinstance(exc, VendorConnectionError):
+                failure = "auth_unreachable" if at_token else "api_unreachable"
+            elif exc.http_status is not None and 400 <= exc.http_status < 500 and exc.http_status != 429:
+                failure = "credentials_refused" if at_token else "api_refused"
+            else:  # a 5xx or a 429 after the retry: the vendor's own words say it
+                return str(exc)
+            text = str(exc)
+        else:
+            return f"{type(exc).__name__}: {exc}"
+        return f"{text}. {self.connection_hint(settings, failure)}"

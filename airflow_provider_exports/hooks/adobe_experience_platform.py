@@ -16,7 +16,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from airflow_provider_exports.exceptions import ExportConfigError, VendorAPIError
-from airflow_provider_exports.hooks._base import ExportsVendorHook, normalise_host
+from airflow_provider_exports.hooks._base import (
+    AccessCheck,
+    ConnectionFailure,
+    ExportsVendorHook,
+    FieldProblems,
+    normalise_host,
+)
 from airflow_provider_exports.hooks._http import AuthScheme, ByteStream, ClientCredentialsAuth, RetryPolicy
 from airflow_provider_exports.utils.waiting import JobVerdict
 
@@ -419,24 +425,46 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
     def settings_from_connection(
         cls, login: str | None, password: str | None, extras: Mapping[str, Any]
     ) -> AdobeAEPSettings:
+        problems = FieldProblems()
         if not login:
-            raise ExportConfigError("login", "the Adobe client ID is missing")
+            problems.add(
+                "login",
+                "the Adobe client ID is missing; give the OAuth Server-to-Server credential's client ID",
+            )
         if not password:
-            raise ExportConfigError("password", "the Adobe client secret is missing")
+            problems.add(
+                "password", "the Adobe client secret is missing; give that credential's client secret"
+            )
         org = str(extras.get("ims_org_id") or "")
         if not org.endswith("@AdobeOrg"):
-            raise ExportConfigError("extra.ims_org_id", f"{org!r} is not an IMS organization id (…@AdobeOrg)")
+            problems.add(
+                "extra.ims_org_id", f"{org!r} is not an IMS organization ID; give one ending in @AdobeOrg"
+            )
         sandbox = str(extras.get("sandbox_name") or "")
         if not sandbox or sandbox != sandbox.lower():
-            raise ExportConfigError("extra.sandbox_name", f"{sandbox!r}: give the all-lowercase sandbox name")
+            problems.add(
+                "extra.sandbox_name", f"{sandbox!r}: give the all-lowercase sandbox name (e.g. prod)"
+            )
+        scopes = str(extras.get("scopes") or DEFAULT_SCOPES)
+        if not all(s.strip() and " " not in s.strip() for s in scopes.split(",")):
+            problems.add(
+                "extra.scopes", f"{scopes!r}: give comma-separated scope names (e.g. {DEFAULT_SCOPES})"
+            )
+        ims_host = problems.check(
+            lambda: normalise_host(extras.get("ims_host") or IMS_HOST, "extra.ims_host")
+        )
+        platform_host = problems.check(
+            lambda: normalise_host(extras.get("platform_host") or PLATFORM_HOST, "extra.platform_host")
+        )
+        problems.raise_any()
         return AdobeAEPSettings(
-            client_id=login,
-            client_secret=password,
+            client_id=str(login),
+            client_secret=str(password),
             ims_org_id=org,
             sandbox_name=sandbox,
-            scopes=str(extras.get("scopes") or DEFAULT_SCOPES),
-            ims_host=normalise_host(extras.get("ims_host") or IMS_HOST, "extra.ims_host"),
-            platform_host=normalise_host(extras.get("platform_host") or PLATFORM_HOST, "extra.platform_host"),
+            scopes=",".join(s.strip() for s in scopes.split(",")),
+            ims_host=str(ims_host),
+            platform_host=str(platform_host),
         )
 
     def auth_scheme(self, settings: AdobeAEPSettings) -> AuthScheme:
@@ -681,9 +709,21 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         finish within Adobe's 60 s, so large files are read in windows."""
         return self.core.stream(self.file_url(dataset_file_id, path), offset=offset, length=length)
 
-    def check_access(self) -> None:
-        # The token comes from IMS; this read proves the Platform host, org and sandbox headers.
-        self.call("GET", EXPORT_JOBS, params={"limit": 1})
+    # The token comes from IMS; this read proves the Platform host, org and sandbox headers.
+    access_check = AccessCheck(EXPORT_JOBS, params={"limit": "1"})
+
+    def connection_hint(self, settings: AdobeAEPSettings, failure: ConnectionFailure) -> str:
+        if failure == "credentials_refused":
+            return "Check login (the client ID), password (the client secret) and extra.scopes"
+        if failure == "api_refused":
+            return (
+                f"IMS issued a token, but Platform refused the request: check extra.ims_org_id "
+                f"({settings.ims_org_id}) and extra.sandbox_name ({settings.sandbox_name}), and that the "
+                "credential's product profile may use that sandbox"
+            )
+        if failure == "auth_unreachable":
+            return f"Check extra.ims_host ({settings.ims_host}) and this machine's network"
+        return f"Check extra.platform_host ({settings.platform_host}) and this machine's network"
 
 
 def _unwrap_keyed(body: Any, key: str) -> dict[str, Any]:

@@ -24,7 +24,13 @@ from airflow_provider_exports.exceptions import (
     ExportJobMayExist,
     VendorAPIError,
 )
-from airflow_provider_exports.hooks._base import ExportsVendorHook, normalise_host
+from airflow_provider_exports.hooks._base import (
+    AccessCheck,
+    ConnectionFailure,
+    ExportsVendorHook,
+    FieldProblems,
+    normalise_host,
+)
 from airflow_provider_exports.hooks._http import (
     AuthScheme,
     BasicAuth,
@@ -275,11 +281,14 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
     def settings_from_connection(
         cls, login: str | None, password: str | None, extras: Mapping[str, Any]
     ) -> CordialSettings:
+        problems = FieldProblems()
         if not password:
-            raise ExportConfigError("password", "the Cordial API key is missing")
-        return CordialSettings(
-            password, normalise_host(extras.get("api_host") or API_HOSTS[0], "extra.api_host")
+            problems.add("password", "the Cordial API key is missing; give a key of Cordial's API Keys page")
+        api_host = problems.check(
+            lambda: normalise_host(extras.get("api_host") or API_HOSTS[0], "extra.api_host")
         )
+        problems.raise_any()
+        return CordialSettings(str(password), str(api_host))
 
     def auth_scheme(self, settings: CordialSettings) -> AuthScheme:
         return BasicAuth(settings.api_key, "")
@@ -438,6 +447,15 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         jobs = sorted(found.values(), key=started, reverse=True)
         return sorted(jobs, key=preference)  # stable: newest first within each group
 
-    def check_access(self) -> None:
-        # Basic auth has no token endpoint: this read is the whole credential check.
-        self.call("GET", PATHS["jobs"], params={"per_page": "1"})
+    # Basic auth has no token endpoint: this read is the whole credential check.
+    access_check = AccessCheck(PATHS["jobs"], params={"per_page": "1"})
+
+    def connection_hint(self, settings: CordialSettings, failure: ConnectionFailure) -> str:
+        if failure in ("api_refused", "credentials_refused"):
+            # Vendor is silent on what a host answers a key of an account on the other host: a
+            # refusal is taken to mean the key or the host.
+            return (
+                f"Check password (the API key) and extra.api_host ({settings.api_host}): an account "
+                f"on admin.cordial.io uses {API_HOSTS[0]}, one on usw2.admin.cordial.io uses {API_HOSTS[1]}"
+            )
+        return f"Check extra.api_host ({settings.api_host}) and this machine's network"

@@ -19,7 +19,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_exports.exceptions import ExportConfigError
-from airflow_provider_exports.hooks._base import ExportsVendorHook, normalise_host
+from airflow_provider_exports.hooks._base import (
+    AccessCheck,
+    ConnectionFailure,
+    ExportsVendorHook,
+    FieldProblems,
+    normalise_host,
+)
 from airflow_provider_exports.hooks._http import AuthScheme, ClientCredentialsAuth, HttpCore, RetryPolicy
 
 REGION_HOSTS: Mapping[str, str] = {
@@ -39,6 +45,8 @@ ENDPOINTS: Mapping[str, str] = {
 }
 # An export ref no one defines: the connection test reads its reports and expects a 404.
 CONNECTION_TEST_REF = "airflow_provider_exports_connection_test"
+#: what the region names in the Region field mean (the form's dropdown labels)
+REGION_NAMES: Mapping[str, str] = {"AP": "Asia Pacific", "EU": "Europe", "JP": "Japan", "US": "United States"}
 
 PENDING_STATUSES = frozenset(
     {"PENDING_GUEST_CONTEXT", "PENDING_SEGMENTATION", "PENDING_EMR_SUBMIT", "PENDING_EMR_JOB"}
@@ -144,23 +152,35 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
     def settings_from_connection(
         cls, login: str | None, password: str | None, extras: Mapping[str, Any]
     ) -> SitecoreCDPSettings:
+        problems = FieldProblems()
         if not login:
-            raise ExportConfigError("login", "the Sitecore CDP API key (client ID) is missing")
+            problems.add(
+                "login",
+                "the Sitecore CDP API key (client ID) is missing; give the key of Developer center > API keys",
+            )
         if not password:
-            raise ExportConfigError("password", "the Sitecore CDP API secret is missing")
+            problems.add(
+                "password",
+                "the Sitecore CDP API secret is missing; give the secret shown when the key was created",
+            )
+        api_host: str | None = None
         if extras.get("api_host"):
-            api_host = normalise_host(extras["api_host"], "extra.api_host")
+            api_host = problems.check(lambda: normalise_host(extras["api_host"], "extra.api_host"))
         else:
             region = str(extras.get("region") or "").upper()
-            if region not in REGION_HOSTS:
-                raise ExportConfigError(
+            if region in REGION_HOSTS:
+                api_host = REGION_HOSTS[region]
+            else:
+                problems.add(
                     "extra.region",
                     f"{extras.get('region')!r} is not a Sitecore CDP region; use one of "
                     f"{', '.join(REGION_HOSTS)}, or set extra.api_host",
                 )
-            api_host = REGION_HOSTS[region]
-        auth_host = normalise_host(extras.get("auth_host") or AUTH_HOST, "extra.auth_host")
-        return SitecoreCDPSettings(login, password, api_host, auth_host)
+        auth_host = problems.check(
+            lambda: normalise_host(extras.get("auth_host") or AUTH_HOST, "extra.auth_host")
+        )
+        problems.raise_any()
+        return SitecoreCDPSettings(str(login), str(password), str(api_host), str(auth_host))
 
     def auth_scheme(self, settings: SitecoreCDPSettings) -> AuthScheme:
         return ClientCredentialsAuth(
@@ -218,13 +238,25 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
         path = ENDPOINTS["reports"].format(ref=check_export_ref(audience_export_ref))
         return _report_list(await self.acall("GET", path, deadline=deadline))
 
-    def check_access(self) -> None:
-        # Vendor is silent on a cheaper authenticated read (the API has no "list exports") and on
-        # its status codes (vendor-apis README §1.4a): chosen, the reports of an export no one
-        # defines. A reachable API that accepts the token answers 404 (200 if someone defined it);
-        # bad credentials fail at the token endpoint, or here with 401/403.
-        path = ENDPOINTS["reports"].format(ref=CONNECTION_TEST_REF)
-        self.call("GET", path, expected=(200, 404))
+    # Vendor is silent on a cheaper authenticated read (the API has no "list exports") and on its
+    # status codes (vendor-apis README §1.4a): chosen, the reports of an export no one defines. A
+    # reachable API that accepts the token answers 404 (200 if someone defined it); bad credentials
+    # fail at the token endpoint, a token the API host refuses (another region's tenant) with 401/403.
+    access_check = AccessCheck(ENDPOINTS["reports"].format(ref=CONNECTION_TEST_REF), expected=(200, 404))
+
+    def connection_hint(self, settings: SitecoreCDPSettings, failure: ConnectionFailure) -> str:
+        region = next((r for r, host in REGION_HOSTS.items() if host == settings.api_host), None)
+        api_field = f"extra.region ({region})" if region else f"extra.api_host ({settings.api_host})"
+        if failure == "credentials_refused":
+            return "Check login (the API key, i.e. client ID) and password (the API secret)"
+        if failure == "api_refused":
+            return (
+                f"A token was issued, but the API host refused it: check {api_field}; an API key "
+                "works only in the region of its tenant"
+            )
+        if failure == "auth_unreachable":
+            return f"Check extra.auth_host ({settings.auth_host}) and this machine's network"
+        return f"Check {api_field} and this machine's network"
 
 
 def _report_list(body: Any) -> list[dict[str, Any]]:
@@ -245,21 +277,41 @@ class ExportJobVerdict:
 
     ``state`` is ``"success"`` (``report`` is the newest successful job), ``"failed"`` (the newest
     job since then failed and none succeeded) or ``"waiting"`` (``report`` is the newest job seen,
-    if any).
+    if any). ``finished_after`` is the time the jobs' ends were compared with.
     """
 
     state: str
     report: Mapping[str, Any] | None
+    finished_after: datetime | None = None
 
     @property
     def execution_ref(self) -> str | None:
         return None if self.report is None else self.report.get("executionRef")
 
     def describe(self) -> str:
+        """The job: ``job <ref> status <status> ended <time or ->`` (or ``no job yet``)."""
         if self.report is None:
             return "no job yet"
         r = self.report
         return f"job {r.get('executionRef')} status {r.get('status')} ended {r.get('endTime') or '-'}"
+
+    def why(self) -> str:
+        """How the job compares with ``finished_after``: while waiting, why the wait goes on."""
+        after = self.finished_after.isoformat() if self.finished_after is not None else None
+        if self.state != "waiting":
+            return f"it ended after finished_after {after}" if after else "any finished job counts"
+        wanted = f"a job that ends after finished_after {after}" if after else "a job to finish"
+        if self.report is None:
+            return f"waiting for {wanted}"
+        ended = parse_timestamp(self.report.get("endTime"))
+        if ended is None:
+            return f"the newest job has not ended; waiting for {wanted}"
+        if self.finished_after is not None and ended <= self.finished_after:
+            return (
+                f"too old: the newest job ended at or before finished_after {after}; "
+                "waiting for a job that ends after it"
+            )
+        return f"the newest job is not a success and does not fail the wait; waiting for {wanted}"
 
 
 def judge_reports(
@@ -281,11 +333,11 @@ def judge_reports(
     finished = sorted((r for r in reports if is_new(r)), key=lambda r: ended(r))  # type: ignore[arg-type,return-value]
     successes = [r for r in finished if r.get("status") == SUCCESS_STATUS]
     if successes:
-        return ExportJobVerdict("success", successes[-1])
+        return ExportJobVerdict("success", successes[-1], finished_after)
     if finished and finished[-1].get("status") in fail_statuses:
-        return ExportJobVerdict("failed", finished[-1])
+        return ExportJobVerdict("failed", finished[-1], finished_after)
     newest = max(reports, key=lambda r: r.get("startTime") or r.get("endTime") or "", default=None)
-    return ExportJobVerdict("waiting", newest)
+    return ExportJobVerdict("waiting", newest, finished_after)
 
 
 def failure_details(report: Mapping[str, Any]) -> dict[str, Any]:

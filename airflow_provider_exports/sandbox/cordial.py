@@ -172,9 +172,12 @@ class CordialServer(VendorServer):
         "rate_limit_per_minute": 120,
         "account_contacts": 100,
         "job_reads": None,
+        "api_key": API_KEY,
     }
 
     def __init__(self, cache_dir: Path) -> None:
+        #: the account's API key this host accepts (another host, e.g. another region's, knows another)
+        self.api_key: str = API_KEY
         self.s3_endpoint_url: str | None = None
         #: the account has an IAM role for S3 delivery, so requests may leave the keys out
         self.s3_iam_role: bool = False
@@ -276,7 +279,7 @@ class CordialServer(VendorServer):
             self._answered.clear()
 
     def connection(self) -> dict[str, Any]:
-        return {"conn_type": "cordial", "password": API_KEY, "extra": {"api_host": self.url}}
+        return {"conn_type": "cordial", "password": self.api_key, "extra": {"api_host": self.url}}
 
     # -- vendor bodies --------------------------------------------------------------------------
     def rate_limit_headers(
@@ -573,7 +576,7 @@ class CordialServer(VendorServer):
         except (ValueError, UnicodeDecodeError):
             return False
         # C-REST: API key as username, blank password.
-        return username == API_KEY and password == ""
+        return username == self.api_key and password == ""
 
     async def _json_body(self, request: Request) -> dict[str, Any] | Response:
         """The body of an authorized request as a dict, or Cordial's answer to a request it refuses

@@ -30,7 +30,8 @@ def export_verdict(
     judged = judge_reports(reports, finished_after, fail_statuses)
     report: Mapping[str, Any] = judged.report or {}
     ref = judged.execution_ref
-    description = f"export {export_ref}: {judged.describe()}"
+    # One line for the task log each look: the newest job, its status and end, and why the wait goes on.
+    description = f"export {export_ref}: {judged.describe()}; {judged.why()}"
     if judged.state == "success":
         return JobVerdict("success", description, result=ref, job_ref=ref, job_status=report.get("status"))
     if judged.state == "failed":
@@ -91,7 +92,8 @@ class SitecoreCDPExportTrigger(JobPollingTrigger):
         return export_verdict(self.audience_export_ref, reports, after, frozenset(self.fail_statuses))
 
     def timeout_message(self, last: JobVerdict | None) -> str:
-        newest = last.description.partition(": ")[2] if last is not None else "no job yet"
+        # The job part of the last description (export_verdict: "export <ref>: <job>; <why>").
+        newest = last.description.partition(": ")[2].partition("; ")[0] if last is not None else "no job yet"
         return (
             f"export {self.audience_export_ref} has no finished job after {self.finished_after} "
             f"before the deadline; newest: {newest}"

@@ -58,7 +58,10 @@ class JobVerdict:
     """What one look at a vendor job says.
 
     :ivar state: ``success``, ``failed`` or ``waiting``.
-    :ivar description: one line for the task log ("job 42 status PROCESSING"), never a secret.
+    :ivar description: one line for the task log, never a secret: the job, its status and, where
+        the vendor has one, its end ("job 42 status PROCESSING"); a wait that compares jobs with a
+        time also says why it goes on (Sitecore: "...; too old: the newest job ended at or before
+        finished_after ..."). Sensors log it at every poke, triggers at every look.
     :ivar result: on success, the JSON-able value the task returns (a job ref, batch ids...).
     :ivar job_ref: the job the verdict is about.
     :ivar job_status: the vendor's own status word.

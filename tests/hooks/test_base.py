@@ -1,14 +1,18 @@
 """What every vendor hook shares, checked for each vendor against its sandbox: no secret in ``repr``,
-and a connection test (the UI's Test button) that obtains credentials and reads from the API host.
+and a connection test (the UI's Test button) that obtains credentials and reads from the API host,
+tried with good credentials, a bad secret, an unreachable API host and a wrong region.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +35,8 @@ class Vendor:
     :ivar api_host_extra: the extra that names the API host (not the token host).
     :ivar test_path: the path the connection test reads on the API host.
     :ivar refusal: the vendor's own message for a wrong secret.
+    :ivar secret_field: what the hint for a refused secret names.
+    :ivar api_hint: what the hint for an unreachable API host names.
     """
 
     hook_class: type[ExportsVendorHook[Any]]
@@ -39,6 +45,8 @@ class Vendor:
     api_host_extra: str
     test_path: str
     refusal: str
+    secret_field: str
+    api_hint: str
 
     def server(self, sandbox: Any) -> Any:
         return getattr(sandbox, self.sandbox_attr)
@@ -56,6 +64,8 @@ VENDORS = {
         "api_host",
         "/v2/audienceExports/definitions/*/reports",
         "Unauthorized",
+        "password (the API secret)",
+        "Check extra.api_host",
     ),
     "cordial": Vendor(
         CordialHook,
@@ -64,6 +74,8 @@ VENDORS = {
         "api_host",
         "/v2/jobs",
         "Access Denied: Authentication Failure",
+        "password (the API key)",
+        "Check extra.api_host",
     ),
     "adobe": Vendor(
         AdobeExperiencePlatformHook,
@@ -72,6 +84,8 @@ VENDORS = {
         "platform_host",
         "/data/core/ups/export/jobs",
         "invalid client_id or client_secret",
+        "password (the client secret) and extra.scopes",
+        "Check extra.platform_host",
     ),
 }
 
@@ -101,7 +115,7 @@ def test_no_secret_or_token_in_repr(sandbox, vendor):
             assert hidden not in text, f"{name} shows a secret: {text}"
 
 
-# -- test_connection -------------------------------------------------------------------------------
+# -- test_connection: four cases per vendor ---------------------------------------------------------
 
 
 def closed_loopback_url() -> str:
@@ -118,7 +132,10 @@ def test_connection_test_obtains_credentials_and_reads_from_the_api_host(sandbox
 
     ok, message = hook.test_connection()
 
-    assert (ok, message) == (True, f"Connected to {vendor.hook_class.vendor}")
+    assert (ok, message) == (
+        True,
+        f"Connected to {vendor.hook_class.vendor}: credentials accepted, {server.url} answered",
+    )
     assert [r.status for r in server.requests_to(vendor.test_path, "GET")] in ([200], [404])
 
 
@@ -129,18 +146,205 @@ def test_connection_test_with_a_wrong_secret_says_what_the_vendor_said(sandbox, 
     ok, message = hook.test_connection()
 
     assert ok is False
-    assert vendor.refusal in message
+    assert vendor.refusal in message and vendor.secret_field in message
     assert "wrong-secret-value" not in message
 
 
-def test_connection_test_with_the_api_host_on_a_closed_port_fails_naming_it(sandbox, vendor, monkeypatch):
+def test_connection_test_with_the_api_host_on_a_closed_port_fails_quickly_naming_it(
+    sandbox, vendor, monkeypatch
+):
     conn = vendor.server(sandbox).connection()  # the token host stays the working sandbox
     closed = closed_loopback_url()
     conn["extra"] = {**conn["extra"], vendor.api_host_extra: closed}
-    hook = vendor.hook_for(monkeypatch, conn)
+    monkeypatch.setenv("AIRFLOW_CONN_UNDER_TEST", json.dumps(conn))
+    hook = vendor.hook_class("under_test")  # as Airflow builds it: the default retry policy
+
+    started = time.monotonic()
+    ok, message = hook.test_connection()
+    took = time.monotonic() - started
+
+    assert ok is False
+    assert closed.removeprefix("http://") in message and vendor.test_path.split("*")[0] in message
+    assert f"{vendor.api_hint} ({closed})" in message
+    assert "?" not in message and conn["password"] not in message
+    # A task's policy (5 attempts, backoff up to 30 s) can take a minute; the test's call has one
+    # quick retry and a 10 s deadline. The bound is loose so that a busy machine cannot break it.
+    assert took < 30
+
+
+@pytest.mark.parametrize(("vendor_name", "extra"), [("sitecore", "auth_host"), ("adobe", "ims_host")])
+def test_connection_test_with_the_token_host_on_a_closed_port_names_it(
+    sandbox, vendor_name, extra, monkeypatch
+):
+    vendor = VENDORS[vendor_name]
+    conn = vendor.server(sandbox).connection()
+    closed = closed_loopback_url()
+    conn["extra"] = {**conn["extra"], extra: closed}
+
+    ok, message = vendor.hook_for(monkeypatch, conn).test_connection()
+
+    assert ok is False
+    assert f"{closed}/" in message and f"Check extra.{extra} ({closed})" in message
+    assert vendor.server(sandbox).requests_to(vendor.test_path) == []  # no token, no read
+
+
+def test_connection_test_of_a_host_that_does_not_answer_ends_at_its_deadline(sandbox, vendor, monkeypatch):
+    from airflow_provider_exports.hooks import _base
+
+    monkeypatch.setattr(_base, "CONNECTION_TEST_SECONDS", 1.0)
+    server = vendor.server(sandbox)
+    server.faults.slow(vendor.test_path, seconds=2.5, times=None)
+    hook = vendor.hook_for(monkeypatch, server.connection())
 
     ok, message = hook.test_connection()
 
     assert ok is False
-    assert closed.removeprefix("http://") in message and vendor.test_path.split("*")[0] in message
-    assert "?" not in message and conn["password"] not in message
+    assert "no answer within 1 s" in message and vendor.api_hint in message
+
+
+def test_connection_test_asked_to_wait_long_says_so_at_once(sandbox, vendor, monkeypatch):
+    server = vendor.server(sandbox)
+    server.faults.rate_limit(vendor.test_path, times=None, retry_after="60")
+    hook = vendor.hook_for(monkeypatch, server.connection())
+
+    ok, message = hook.test_connection()
+
+    assert ok is False
+    assert "the next attempt would start in 60.0 s" in message and "last answer: HTTP 429" in message
+    assert len(server.requests_to(vendor.test_path)) == 1
+
+
+# The wrong region. Sitecore: the region picks the API host, and a host of another region does not
+# know the tenant. Vendor is silent on what such a host answers; modelled by a second Sitecore
+# sandbox (the "US" host) that refuses the tokens of the first (the tenant's "EU" host) with 401.
+# Cordial has no regions but two API hosts (api.cordial.io, api.usw2.cordial.io), and an account
+# lives on one: modelled by a second Cordial sandbox that knows another account's key. Adobe has no
+# regions in its API hosts; the closest analogue is the sandbox name, which picks the environment
+# the Platform reads: a sandbox the organization does not have is refused with 403.
+
+
+@pytest.fixture(scope="module")
+def other_region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A second Sitecore and a second Cordial API host that do not know the sandbox's account."""
+    from airflow_provider_exports.sandbox.cordial import CordialServer
+    from airflow_provider_exports.sandbox.sitecore_cdp import SitecoreCDPServer
+
+    cache: Path = tmp_path_factory.mktemp("other-region")
+    servers = {"sitecore": SitecoreCDPServer(cache / "sitecore"), "cordial": CordialServer(cache / "cordial")}
+    for server in servers.values():
+        server.start()
+    servers["cordial"].default_settings = {
+        **servers["cordial"].default_settings,
+        "api_key": "another-account",
+    }
+    servers["cordial"].reset()
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def test_connection_test_in_the_wrong_region_says_which_field_to_check(
+    sandbox, other_region, vendor, monkeypatch
+):
+    from airflow_provider_exports.hooks import sitecore_cdp
+
+    conn = vendor.server(sandbox).connection()
+    name = vendor.hook_class.vendor
+    if vendor.hook_class is SitecoreCDPHook:
+        # The regions' hosts on loopback: the tenant lives in EU (the sandbox), US is the other host.
+        monkeypatch.setattr(
+            sitecore_cdp, "REGION_HOSTS", {"EU": sandbox.sitecore.url, "US": other_region["sitecore"].url}
+        )
+        extra = {k: v for k, v in conn["extra"].items() if k != "api_host"}
+        ok, message = vendor.hook_for(
+            monkeypatch, conn | {"extra": extra | {"region": "EU"}}
+        ).test_connection()
+        assert (ok, message) == (
+            True,
+            f"Connected to {name}: credentials accepted, {sandbox.sitecore.url} answered",
+        )
+        conn["extra"] = extra | {"region": "US"}
+        expected = [
+            f"{name} GET {other_region['sitecore'].url}/v2/audienceExports/definitions/",
+            "HTTP 401 (UNAUTHORIZED): Full authentication is required",
+            "A token was issued, but the API host refused it: check extra.region (US)",
+        ]
+    elif vendor.hook_class is CordialHook:
+        wrong = other_region["cordial"].url
+        conn["extra"] = {"api_host": wrong}
+        expected = [
+            f"{name} GET {wrong}/v2/jobs failed: HTTP 401: Access Denied: Authentication Failure",
+            f"Check password (the API key) and extra.api_host ({wrong})",
+            "api.usw2.cordial.io",
+        ]
+    else:
+        conn["extra"] = {**conn["extra"], "sandbox_name": "dev"}
+        expected = [
+            f"{name} GET {sandbox.adobe.url}/data/core/ups/export/jobs failed: HTTP 403",
+            "Sandbox 'dev' is not available to this organization",
+            "IMS issued a token, but Platform refused the request",
+            "extra.sandbox_name (dev)",
+        ]
+
+    ok, message = vendor.hook_for(monkeypatch, conn).test_connection()
+
+    assert ok is False
+    for text in expected:
+        assert text in message
+    assert conn["password"] not in message
+
+
+def test_connection_test_names_every_bad_field_without_a_request(sandbox, vendor, monkeypatch):
+    server = vendor.server(sandbox)
+    conn = server.connection() | {"password": ""}
+    conn["extra"] = {**conn["extra"], vendor.api_host_extra: "ftp://somewhere"}
+    if vendor.hook_class is SitecoreCDPHook:
+        conn["extra"]["auth_host"] = "gopher://x"
+    if vendor.hook_class is AdobeExperiencePlatformHook:
+        conn["extra"] |= {"ims_org_id": "ABC", "sandbox_name": "Prod"}
+
+    ok, message = vendor.hook_for(monkeypatch, conn).test_connection()
+
+    assert ok is False
+    fields = {
+        SitecoreCDPHook: ["password", "extra.api_host", "extra.auth_host"],
+        CordialHook: ["password", "extra.api_host"],
+        AdobeExperiencePlatformHook: [
+            "password",
+            "extra.ims_org_id",
+            "extra.sandbox_name",
+            "extra.platform_host",
+        ],
+    }[vendor.hook_class]
+    assert [line.split(":", 1)[0] for line in message.splitlines()] == fields
+    assert "scheme 'ftp' is not allowed; use https" in message
+    assert server.requests == []
+
+
+def test_airflow_connections_test_prints_the_vendor_error_key(sandbox, monkeypatch, capsys):
+    """``airflow connections test`` prints through rich, which took ``[access_denied]`` for markup
+    and printed ``HTTP 401 : Unauthorized``; the key is in parentheses now."""
+    from airflow.cli import cli_parser
+
+    def connections_test(conn_id: str) -> None:
+        args = cli_parser.get_parser().parse_args(["connections", "test", conn_id])
+        args.func(args)
+
+    monkeypatch.setenv("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
+    monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "client")  # the command sets it; restored after
+    monkeypatch.setenv("COLUMNS", "400")  # one line per message: rich wraps at the terminal's width
+    good = sandbox.sitecore.connection()
+    monkeypatch.setenv("AIRFLOW_CONN_SITECORE_GOOD", json.dumps(good))
+    monkeypatch.setenv("AIRFLOW_CONN_SITECORE_BAD", json.dumps(good | {"password": "wrong-secret-value"}))
+
+    connections_test("sitecore_good")
+    assert "Connection success!" in capsys.readouterr().out
+
+    with contextlib.suppress(SystemExit):  # Airflow 3.3 exits with 1 on a failed test; 3.1 does not
+        connections_test("sitecore_bad")
+    out = capsys.readouterr().out
+    assert "Connection failed!" in out
+    assert "/oauth/token failed: HTTP 401 (access_denied): Unauthorized. Check login" in out
+    assert "wrong-secret-value" not in out

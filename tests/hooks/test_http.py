@@ -237,7 +237,7 @@ def test_wait_within_refuses_a_wait_past_the_deadline_but_not_after_the_last_att
     soon = time.time() + 5
     with pytest.raises(DeadlineExceeded) as err:
         policy.wait_within(1, limited, soon, "V GET https://host/path")
-    assert "30.0 s" in str(err.value) and "HTTP 429 [SLOW_DOWN]: later" in str(err.value)
+    assert "30.0 s" in str(err.value) and "HTTP 429 (SLOW_DOWN): later" in str(err.value)
     assert err.value.__cause__ is limited
     assert policy.wait_within(1, limited, time.time() + 60, "V") == 30
     assert policy.wait_within(1, limited, None, "V") == 30

@@ -379,7 +379,7 @@ def test_a_406_fails_with_cordials_message_and_error_key(delivery, sandbox, run_
     run = run_dag(dag, logical_date=LOGICAL_DATE)
     assert states(run) == {"export": "failed"}
     log = "".join(capfd.readouterr())
-    assert "HTTP 406 [GENERIC_ERROR_KEY]: For Audience 'no-trends' analytics disabled." in log
+    assert "HTTP 406 (GENERIC_ERROR_KEY): For Audience 'no-trends' analytics disabled." in log
 
 
 # -- never a second job -------------------------------------------------------------------------

@@ -157,6 +157,43 @@ def test_no_finished_after_and_no_data_interval_takes_any_finished_job(sandbox):
 # -- poke ----------------------------------------------------------------------------------------
 
 
+def test_each_poke_logs_the_newest_job_and_why_the_wait_goes_on(sandbox, caplog, capfd):
+    sandbox.sitecore.add_export(EXPORT)
+    sensor = make_sensor()
+    caplog.set_level("INFO")
+
+    def logged() -> str:
+        # The task's logger is stdlib logging (caplog) or structlog writing to the process's stdout
+        # (capfd), depending on the Airflow version and how its logging was configured.
+        text = caplog.text + "".join(capfd.readouterr())
+        caplog.clear()
+        return text
+
+    def poke_log() -> str:
+        logged()
+        assert sensor.poke(context()) is False
+        return logged()
+
+    after = f"finished_after {T0.isoformat()}"
+    assert f"export {EXPORT}: no job yet; waiting for a job that ends after {after}" in poke_log()
+
+    old = sandbox.sitecore.add_job(EXPORT, end_time=T0 - timedelta(hours=2))
+    line = poke_log()
+    assert f"export {EXPORT}: job {old} status SUCCESS ended 2026-10-31T22:00:00" in line
+    assert f"too old: the newest job ended at or before {after}; waiting for a job that ends after it" in line
+
+    running = sandbox.sitecore.add_job(EXPORT, pending_seconds=3600)
+    line = poke_log()
+    assert f"job {running} status PENDING_" in line and "ended -" in line
+    assert f"the newest job has not ended; waiting for a job that ends after {after}" in line
+
+    newer = sandbox.sitecore.add_job(EXPORT, end_time=T0 + timedelta(minutes=1))
+    logged()
+    assert done(sensor.poke(context())) == newer
+    line = logged()
+    assert f"job {newer} status SUCCESS" in line and f"it ended after {after}" in line
+
+
 def test_poke_returns_the_newest_success(sandbox):
     sandbox.sitecore.add_export(EXPORT)
     sandbox.sitecore.add_job(EXPORT, end_time=T0 + timedelta(hours=1))
