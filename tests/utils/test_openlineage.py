@@ -72,6 +72,8 @@ def lineage_events(tmp_path, monkeypatch):
 
     yield read
     manager.pm.unregister(listener)
+    if listener._executor is not None:  # the pool the listener emits DAG-run events from
+        listener._executor.shutdown(wait=True)
     monkeypatch.undo()
     clear_conf()
 

@@ -232,11 +232,11 @@ class ObjectStoreSink(Sink):
             for chunk in data:
                 handle.write(chunk)
                 stored += len(chunk)
+            handle.close()  # an object store's writer sends its last part and completes the object
         except BaseException:
             _discard(handle)
             self._remove(path)
             raise
-        handle.close()
         if self._aborted:  # abort() ran while this file was written: it is ours to remove
             self._remove(path)
             raise TransferCancelled(self._ctx.cancellation.reason)
