@@ -96,6 +96,16 @@ def get_provider_info() -> dict[str, Any]:
                 "target-integration-name": "Common SQL",
                 "python-module": f"{PACKAGE}.transfers.adobe_experience_platform_to_sql",
             },
+            {
+                "source-integration-name": "Sitecore CDP",
+                "target-integration-name": "Common IO",
+                "python-module": f"{PACKAGE}.transfers.sitecore_cdp_to_object_storage",
+            },
+            {
+                "source-integration-name": "Adobe Experience Platform",
+                "target-integration-name": "Common IO",
+                "python-module": f"{PACKAGE}.transfers.adobe_experience_platform_to_object_storage",
+            },
         ],
         "connection-types": [
             {

@@ -28,6 +28,7 @@ from airflow_provider_exports.hooks.adobe_experience_platform import (
 )
 from airflow_provider_exports.transfers._base import TransferPlan, VendorTransferOperator
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
+from airflow_provider_exports.utils.openlineage import aep_batch
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
@@ -141,6 +142,10 @@ class AdobeExperiencePlatformTransferBase(VendorTransferOperator):
             export_ref=dataset_id,
             job_ref=str(job.get("id")),
             job_details=details,
+            inputs=[
+                aep_batch(self.hook.settings.ims_org_id, self.hook.settings.sandbox_name, dataset_id, b)
+                for b in batch_ids
+            ],
         )
 
     def close(self) -> None:

@@ -27,10 +27,12 @@ from airflow_provider_exports.transfers.engine import (
     check_load_mode,
     run_transfer,
 )
+from airflow_provider_exports.utils.openlineage import LineageRef, destination_ref
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 
 @dataclass
@@ -42,6 +44,8 @@ class TransferPlan:
     export_ref: str
     job_ref: str
     job_details: Mapping[str, Any] = field(default_factory=dict)
+    #: what the job is, named for OpenLineage (``utils/openlineage.py``)
+    inputs: Sequence[LineageRef] = ()
 
 
 class VendorTransferOperator(BaseOperator, ABC):
@@ -87,6 +91,7 @@ class VendorTransferOperator(BaseOperator, ABC):
         self._cancellation = Cancellation()
         try:
             plan = self.plan(context)
+            self._lineage = (list(plan.inputs), destination_ref(plan.sink))
             summary = run_transfer(
                 plan.files,
                 plan.sink,
@@ -102,6 +107,14 @@ class VendorTransferOperator(BaseOperator, ABC):
         finally:
             self.close()
         return summary.to_dict()
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """The vendor job read and the prefix or table written (only called with the OpenLineage
+        provider installed; it is imported here, never at module import)."""
+        from airflow_provider_exports.utils.openlineage import operator_lineage
+
+        inputs, output = getattr(self, "_lineage", None) or ([], None)
+        return operator_lineage(inputs, [output] if output is not None else [])
 
     def on_kill(self) -> None:
         # Stop our own transfer, which aborts its uploads or rolls its load back.

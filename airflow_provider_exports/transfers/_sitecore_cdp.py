@@ -21,6 +21,7 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
 )
 from airflow_provider_exports.transfers._base import TransferPlan, VendorTransferOperator
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
+from airflow_provider_exports.utils.openlineage import sitecore_export
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
@@ -143,12 +144,14 @@ class SitecoreCDPTransferBase(VendorTransferOperator):
             "friendlyId": output.friendly_id,
             **{k: report[k] for k in REPORT_DETAILS if k in report},
         }
+        export_ref = output.friendly_id or self.audience_export_ref
         return TransferPlan(
             self._source_files(output),
             self.make_sink(context, output),
-            export_ref=output.friendly_id or self.audience_export_ref,
+            export_ref=export_ref,
             job_ref=output.execution_ref,
             job_details=details,
+            inputs=[sitecore_export(self.hook.url(""), export_ref, output.execution_ref)],
         )
 
     def close(self) -> None:

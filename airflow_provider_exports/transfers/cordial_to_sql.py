@@ -30,6 +30,7 @@ from airflow_provider_exports.transfers.engine import SqlSink
 from airflow_provider_exports.transfers.engine.formats import Unpivot
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
 from airflow_provider_exports.triggers.cordial import job_verdict
+from airflow_provider_exports.utils.openlineage import cordial_export, s3_prefix
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
@@ -214,6 +215,10 @@ class CordialS3ToSqlOperator(ToSqlMixin, VendorTransferOperator):
             "source": source.location,
             **{k: job[k] for k in ("jobName", "status", "times", "result") if k in job},
         }
+        inputs = [
+            cordial_export(self.hook.url(""), str(export["name"]), job_id),
+            s3_prefix(source.bucket, source.key),
+        ]
         return TransferPlan(
-            [source], sink, export_ref=str(export["name"]), job_ref=job_id, job_details=details
+            [source], sink, export_ref=str(export["name"]), job_ref=job_id, job_details=details, inputs=inputs
         )

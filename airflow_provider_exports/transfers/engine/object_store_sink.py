@@ -1,0 +1,376 @@
+"""Any object store as a destination: a sink over Airflow's ``ObjectStoragePath`` (fsspec).
+
+``file://``, ``gs://``, ``abfs://``, ``s3://`` — whatever store Airflow's object storage knows
+(the store's provider and its fsspec library installed: s3fs for ``s3://`` through the amazon
+provider, gcsfs through the google provider, adlfs through the microsoft-azure provider), with an
+Airflow connection for its credentials. S3 itself has a faster path, :class:`S3Sink` (multipart
+parts uploaded concurrently, conditional manifest writes); this one streams each file through the
+store's own ``open("wb")``.
+
+The commit protocol is the S3 sink's (README, "Other object stores"):
+
+1. Every run writes under its own directory, ``<root>/run-<run id>/``; nothing lists it yet.
+   A failure or a cancellation removes it.
+2. ``commit`` writes ``<root>/_manifest.json`` last: in one request on an object store (an
+   object appears whole), through a temporary file renamed over it on a local filesystem.
+3. Only then are the files the previous manifest listed removed, and ``run-*`` directories that
+   the new manifest does not list and whose run began before this one (the run id's UTC time,
+   so the workers' clocks should agree).
+
+fsspec has no conditional write, so the S3 sink's guarantee against a concurrent run is weaker
+here: the manifest is read again right before and right after the write, and a run that finds
+another run's manifest there gives way (the same job: skipped; another job: it fails). Two
+commits landing within moments of each other can still both report success; the later manifest
+wins, and it and its files stay whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    TransferCancelled,
+    TransferError,
+    TransferRefused,
+)
+from airflow_provider_exports.transfers.engine import manifest as manifest_mod
+from airflow_provider_exports.transfers.engine.formats import gunzip
+from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+
+if TYPE_CHECKING:
+    from airflow_provider_exports.transfers.engine.sources import SourceFile
+    from airflow_provider_exports.utils.openlineage import DatasetRef
+
+log = logging.getLogger(__name__)
+
+RUN_DIR_PREFIX = "run-"
+_RUN_DIR = re.compile(r"run-(\d{8}T\d{6}Z-[0-9a-f]{8})$")
+_LOCAL = ("file", "local")
+#: bytes an object store's writer buffers before it sends a part (s3fs's default is 50 MiB)
+DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
+
+
+def check_destination(destination: str) -> str:
+    """A destination URI with a scheme (``file:///data/x``, ``gs://bucket/prefix``...)."""
+    scheme, sep, rest = str(destination).partition("://")
+    if not sep or not scheme or not rest.strip("/"):
+        raise ExportConfigError(
+            "destination",
+            f"{destination!r}: give an object storage URI with a scheme and a path, e.g. "
+            "file:///data/exports, gs://bucket/prefix, abfs://container/prefix, s3://bucket/prefix",
+        )
+    return str(destination)
+
+
+class ObjectStoreSink(Sink):
+    """Write a run's files under ``<destination>/run-<id>/`` through Airflow's object storage.
+
+    :param destination: the root URI; the manifest lands at ``<destination>/_manifest.json``.
+    :param conn_id: the Airflow connection of the store (``aws_default``, ``google_cloud_default``...);
+        ``None`` for a local path or the store's default credentials.
+    :param decompress: store gzip files decompressed (``x.json.gz`` lands as ``x.json``).
+    :param allow_empty: commit a job without files; by default such a job fails and the
+        destination keeps what it had.
+    :param block_size: bytes an object store's writer buffers per part.
+    """
+
+    def __init__(
+        self,
+        destination: str,
+        *,
+        conn_id: str | None = None,
+        decompress: bool = False,
+        allow_empty: bool = False,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+    ) -> None:
+        self.destination = check_destination(destination)
+        self.conn_id = conn_id
+        self.decompress = decompress
+        self.allow_empty = allow_empty
+        self.block_size = block_size
+        self.protocol = self.destination.partition("://")[0].lower()
+        self._root: Any = None
+        self._lock = threading.Lock()
+        self._ctx: TransferContext | None = None
+        self._written: set[str] = set()
+        self._base_raw: bytes | None = None
+        self._replaced: Mapping[str, Any] | None = None
+        self._aborted = False
+        self._committed = False
+
+    # -- references --------------------------------------------------------------------------
+
+    @property
+    def local(self) -> bool:
+        return self.protocol in _LOCAL
+
+    @property
+    def root(self) -> Any:
+        """The ``ObjectStoragePath``; made at run time (Airflow 3.3 resolves its connection at once)."""
+        if self._root is None:
+            from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+            self._root = ObjectStoragePath(self.destination, conn_id=self.conn_id)
+        return self._root
+
+    @property
+    def fs(self) -> Any:
+        return self.root.fs
+
+    @property
+    def base(self) -> str:
+        """The root as the filesystem's own path: ``bucket/prefix``, or ``/abs/path`` when local."""
+        path = str(self.root.path).rstrip("/")
+        return path if not self.local or path.startswith("/") else "/" + path
+
+    @property
+    def bucket(self) -> str:
+        return "" if self.local else self.base.split("/", 1)[0]
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.base, *parts])
+
+    def location(self, path: str) -> str:
+        """A path as the manifest records it: the key within the bucket, or the local path."""
+        return path[len(self.bucket) + 1 :] if self.bucket else path
+
+    def path_of(self, location: str) -> str:
+        return f"{self.bucket}/{location}" if self.bucket else location
+
+    def url(self) -> str:
+        return f"{self.protocol}://{self.base}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "object_storage", "url": self.url()}
+
+    def manifest_location(self) -> str:
+        return self.location(self._path(manifest_mod.MANIFEST_NAME))
+
+    def lineage_ref(self) -> DatasetRef:
+        from airflow_provider_exports.utils.openlineage import object_storage_prefix
+
+        key = self.base if self.local else self.base[len(self.bucket) :]
+        return object_storage_prefix(self.protocol, self.bucket, key)
+
+    def stored_name(self, name: str) -> str:
+        parts = name.split("/")
+        if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise TransferRefused(
+                f"the export has a file named {name!r}: a filesystem would fold its empty or '.' path "
+                "segment into another name"
+            )
+        if self.decompress and name.lower().endswith(".gz"):
+            return name[:-3]
+        return name
+
+    def run_dir(self) -> str:
+        assert self._ctx is not None, "begin() first"
+        return self._path(f"{RUN_DIR_PREFIX}{self._ctx.run_id}")
+
+    # -- the manifest ------------------------------------------------------------------------
+
+    def _read_raw(self) -> bytes | None:
+        try:
+            return bytes(self.fs.cat_file(self._path(manifest_mod.MANIFEST_NAME)))
+        except FileNotFoundError:
+            return None
+
+    def _intact(self, manifest: Mapping[str, Any]) -> bool:
+        """Whether every file the manifest lists is there with the size it recorded."""
+        files = manifest.get("files") or []
+        present: dict[str, int] = {}
+        for folder in {self.path_of(str(f.get("location"))).rpartition("/")[0] for f in files}:
+            try:
+                found = self.fs.find(folder, detail=True)
+            except FileNotFoundError:
+                continue
+            present.update({self.fs._strip_protocol(p): int(i.get("size") or 0) for p, i in found.items()})
+        for f in files:
+            size = f.get("stored_bytes") if f.get("stored_bytes") is not None else f.get("bytes")
+            if present.get(self.path_of(str(f.get("location")))) != size:
+                log.warning(
+                    "The manifest at %s lists %s, which is missing or has another size; moving the job again",
+                    self.url(),
+                    f.get("location"),
+                )
+                return False
+        return True
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+        self._ctx = ctx
+        self._written = set()
+        self._aborted = self._committed = False
+        self.fs.invalidate_cache()  # the filesystem object is shared in the process: no stale listing
+        self._base_raw = self._read_raw()
+        self._replaced = manifest_mod.loads(self._base_raw) if self._base_raw is not None else None
+        existing = self._replaced
+        same = manifest_mod.same_job(
+            existing, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
+        )
+        return existing if same and existing is not None and self._intact(existing) else None
+
+    def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
+        assert self._ctx is not None, "begin() first"
+        path = f"{self.run_dir()}/{self.stored_name(source.name)}"
+        with self._lock:
+            if self._aborted:
+                raise TransferCancelled(self._ctx.cancellation.reason)
+            self._written.add(path)
+        if self.local:
+            self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
+        data = gunzip(chunks) if self.decompress and source.name.lower().endswith(".gz") else chunks
+        stored = 0
+        handle = self.fs.open(path, "wb", block_size=self.block_size)
+        try:
+            for chunk in data:
+                handle.write(chunk)
+                stored += len(chunk)
+            handle.close()  # an object store's writer sends its last part and completes the object
+        except BaseException:
+            _discard(handle)
+            self._remove(path)
+            raise
+        if self._aborted:  # abort() ran while this file was written: it is ours to remove
+            self._remove(path)
+            raise TransferCancelled(self._ctx.cancellation.reason)
+        return StoredFile(location=self.location(path), stored_bytes=stored)
+
+    def discard_file(self, source: SourceFile) -> None:
+        path = f"{self.run_dir()}/{self.stored_name(source.name)}"
+        self._remove(path)
+
+    def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        assert self._ctx is not None, "begin() first"
+        if not self._written and not self.allow_empty:
+            raise TransferRefused(
+                f"{self._ctx.vendor} job {self._ctx.job_ref} has no files; {self.url()} keeps what it had "
+                "(set allow_empty=True to commit an empty job)"
+            )
+        winner = self._other_commit(self._read_raw())
+        if winner is not None:
+            self.abort()
+            return winner
+        self._write_manifest(manifest_mod.dumps(manifest))
+        after = self._read_raw()
+        if after is None or (manifest_mod.loads(after) or {}).get("run_id") != self._ctx.run_id:
+            # another run's manifest replaced ours within moments: it wins (no conditional writes)
+            winner = self._other_commit(after, since_base=False)
+            if winner is not None:
+                self.abort()
+                return winner
+        self._committed = True
+        self._remove_replaced(manifest)
+        return None
+
+    def _other_commit(self, raw: bytes | None, *, since_base: bool = True) -> Mapping[str, Any] | None:
+        """``None`` if ``raw`` is still what ``begin`` read; the other run's manifest when it
+        moved the same job; a :class:`TransferError` when it moved another."""
+        assert self._ctx is not None
+        if since_base and raw == self._base_raw:
+            return None
+        current = manifest_mod.loads(raw) if raw is not None else None
+        ctx = self._ctx
+        if manifest_mod.same_job(current, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref):
+            assert current is not None
+            return current
+        self.abort()
+        other = current.get("job_ref") if current else "an unreadable or removed manifest"
+        raise TransferError(
+            f"another run committed {other} to {self.url()} while this run moved job {ctx.job_ref}; "
+            "this run's files were discarded and the other commit stays"
+        )
+
+    def _write_manifest(self, body: bytes) -> None:
+        final = self._path(manifest_mod.MANIFEST_NAME)
+        if not self.local:
+            self.fs.pipe_file(final, body)  # one request: the object appears whole
+            return
+        assert self._ctx is not None
+        temporary = f"{self.run_dir()}/.{manifest_mod.MANIFEST_NAME}.tmp"
+        self.fs.makedirs(self.run_dir(), exist_ok=True)
+        self.fs.pipe_file(temporary, body)
+        self.fs.mv(temporary, final)  # a rename: readers see the old manifest or the new one
+
+    def _remove_replaced(self, manifest: Mapping[str, Any]) -> None:
+        """After the commit: remove what the replaced manifest listed, and ``run-*`` directories
+        that this manifest does not list and whose run began before this one (by the run ids'
+        UTC time: what killed runs left, or runs that will find this manifest at their commit and
+        give way). A run that began later may still commit: its directory stays."""
+        keep = {self.path_of(str(f.get("location"))) for f in manifest.get("files") or []}
+        replaced = self._replaced or {}
+        doomed = [
+            path
+            for path in (self.path_of(str(f.get("location"))) for f in replaced.get("files") or [])
+            if path not in keep
+        ]
+        assert self._ctx is not None
+        older_than = self._ctx.run_id
+        stale: list[str] = []
+        try:
+            for entry in self.fs.ls(self.base, detail=False):
+                path = self.fs._strip_protocol(entry).rstrip("/")
+                match = _RUN_DIR.match(path.rpartition("/")[2])
+                if match and match.group(1) < older_than and not any(k.startswith(path + "/") for k in keep):
+                    stale.append(path)
+            for path in doomed:
+                self._remove(path, quiet=False)
+            for path in stale:
+                self.fs.rm(path, recursive=True)
+        except Exception:
+            log.warning(
+                "Committed, but could not remove the replaced files under %s; readers of the manifest "
+                "are not affected, the next run retries",
+                self.url(),
+                exc_info=True,
+            )
+            return
+        if doomed or stale:
+            log.info(
+                "Removed %d file(s) and %d directories of earlier runs under %s",
+                len(doomed),
+                len(stale),
+                self.url(),
+            )
+
+    def _remove(self, path: str, *, quiet: bool = True) -> None:
+        try:
+            self.fs.rm(path)
+        except FileNotFoundError:
+            pass
+        except Exception:
+            if not quiet:
+                raise
+            log.warning("Could not remove %s://%s", self.protocol, path, exc_info=True)
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._committed or self._aborted or self._ctx is None:
+                return
+            self._aborted = True
+        try:
+            if self.fs.exists(self.run_dir()):
+                self.fs.rm(self.run_dir(), recursive=True)
+        except Exception:
+            log.warning("Could not remove %s://%s", self.protocol, self.run_dir(), exc_info=True)
+
+
+def _discard(handle: Any) -> None:
+    """Drop a file being written without publishing it."""
+    from fsspec.spec import AbstractBufferedFile
+
+    try:
+        if isinstance(handle, AbstractBufferedFile):
+            # an object store's writer: abort its upload; close() would complete it with what it has
+            handle.discard()
+            handle.closed = True
+        else:
+            handle.close()  # a local file: the caller removes it
+    except Exception:
+        log.debug("Discarding a partial file failed", exc_info=True)

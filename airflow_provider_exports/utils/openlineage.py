@@ -1,0 +1,143 @@
+"""OpenLineage names of what the transfers read and write, and the ``OperatorLineage`` they report.
+
+The OpenLineage provider (``apache-airflow-providers-openlineage``) is optional: this module imports
+nothing of it at import time. An operator records plain references while it runs
+(:class:`DatasetRef` for a vendor export or an object-store prefix, :class:`SqlTableRef` for a
+table) and turns them into OpenLineage datasets only in ``get_openlineage_facets_on_complete``,
+which Airflow calls only when the provider is installed.
+
+Names (README, "Lineage (OpenLineage)"):
+
+- vendor exports, our own scheme: ``sitecore-cdp://<api host>`` + ``<export>/<execution ref>``;
+  ``aep://<IMS org>/<sandbox>`` + ``<dataset id>/<batch id>``; ``cordial://<api host>`` +
+  ``<export name>/<job id>``;
+- object stores as the amazon provider names S3 (and the OpenLineage spec other stores):
+  ``<scheme>://<bucket>`` + the key prefix (``/`` for a whole bucket); a local path: ``file`` +
+  the absolute path;
+- SQL tables as common-sql names them: the hook's ``get_openlineage_database_info`` gives
+  ``<scheme>://<authority>`` and the database, the name is ``<database>.<schema>.<table>``;
+  SQLite, which common-sql does not name: ``sqlite://<database file>`` + ``main.<table>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    from airflow_provider_exports.transfers.engine import Sink
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """An OpenLineage dataset already named: ``namespace`` and ``name``."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class SqlTableRef:
+    """A table behind an Airflow connection; named from the connection's hook when reported
+    (that may ask the database for its default schema, so it is not done during the transfer)."""
+
+    conn_id: str
+    table: str
+
+
+LineageRef = DatasetRef | SqlTableRef
+
+
+def api_authority(base_url: str) -> str:
+    """``https://api.cordial.io/v2`` → ``api.cordial.io`` (a port is kept)."""
+    return urlsplit(base_url).netloc or base_url
+
+
+def sitecore_export(api_base_url: str, export_ref: str, execution_ref: str) -> DatasetRef:
+    return DatasetRef(f"sitecore-cdp://{api_authority(api_base_url)}", f"{export_ref}/{execution_ref}")
+
+
+def aep_batch(ims_org_id: str, sandbox_name: str, dataset_id: str, batch_id: str) -> DatasetRef:
+    return DatasetRef(f"aep://{ims_org_id}/{sandbox_name}", f"{dataset_id}/{batch_id}")
+
+
+def cordial_export(api_base_url: str, export_name: str, job_id: str) -> DatasetRef:
+    return DatasetRef(f"cordial://{api_authority(api_base_url)}", f"{export_name}/{job_id}")
+
+
+def s3_prefix(bucket: str, key: str) -> DatasetRef:
+    """As the amazon provider names S3: ``s3://<bucket>`` + the key (no slashes around it)."""
+    return DatasetRef(f"s3://{bucket}", key.strip("/") or "/")
+
+
+def object_storage_prefix(protocol: str, bucket: str, path: str) -> DatasetRef:
+    """An object store's prefix: ``<protocol>://<bucket>`` + the key; a local path: ``file`` + the path."""
+    if protocol in ("file", "local") or not bucket:
+        return DatasetRef("file", "/" + path.strip("/"))
+    return DatasetRef(f"{protocol}://{bucket}", path.strip("/") or "/")
+
+
+def destination_ref(sink: Sink) -> LineageRef | None:
+    """The dataset a sink writes: its prefix (object stores) or its table (SQL)."""
+    from airflow_provider_exports.transfers.engine import S3Sink, SqlSink
+    from airflow_provider_exports.transfers.engine.object_store_sink import ObjectStoreSink
+
+    if isinstance(sink, S3Sink):
+        return s3_prefix(sink.bucket, sink.prefix)
+    if isinstance(sink, ObjectStoreSink):
+        return sink.lineage_ref()
+    if isinstance(sink, SqlSink):
+        conn_id = sink.describe().get("conn_id")
+        return SqlTableRef(str(conn_id), sink.table) if conn_id else None
+    return None
+
+
+def _split_table(table: str) -> tuple[str | None, str]:
+    schema, _, name = table.rpartition(".")
+    return (schema or None), name
+
+
+def sql_table(ref: SqlTableRef) -> DatasetRef:
+    """Name a table the way common-sql's OpenLineage support does for the connection's hook."""
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    connection = BaseHook.get_connection(ref.conn_id)
+    schema, table = _split_table(ref.table)
+    if connection.conn_type == "sqlite":
+        # common-sql gives SQLite no OpenLineage name: the database file is the namespace, and
+        # SQLite calls its one schema "main".
+        return DatasetRef(f"sqlite://{connection.host or ''}", f"{schema or 'main'}.{table}")
+    hook: Any = connection.get_hook()
+    info = (
+        hook.get_openlineage_database_info(connection)
+        if hasattr(hook, "get_openlineage_database_info")
+        else None
+    )
+    if info is None:  # a hook without OpenLineage support: its connection type and host:port
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+        authority = DbApiHook.get_openlineage_authority_part(connection)
+        return DatasetRef(f"{connection.conn_type}://{authority}", ref.table)
+    schema = schema or hook.get_openlineage_default_schema()
+    parts = [p for p in (info.database, schema, table) if p]
+    return DatasetRef(f"{info.scheme}://{info.authority}", ".".join(parts))
+
+
+def _named(ref: LineageRef) -> DatasetRef:
+    return sql_table(ref) if isinstance(ref, SqlTableRef) else ref
+
+
+def operator_lineage(inputs: Sequence[LineageRef], outputs: Sequence[LineageRef]) -> OperatorLineage:
+    """The ``OperatorLineage`` of a run (imports the OpenLineage provider: call it only from
+    ``get_openlineage_facets_on_complete``)."""
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    def datasets(refs: Sequence[LineageRef]) -> list[Any]:
+        return [Dataset(namespace=d.namespace, name=d.name) for d in map(_named, refs)]
+
+    return OperatorLineage(inputs=datasets(inputs), outputs=datasets(outputs))
