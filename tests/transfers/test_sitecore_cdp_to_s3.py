@@ -160,10 +160,10 @@ SLOW_FILES = 4  # files in flight at once (the operator's default max_concurrent
 
 
 def _slow_job(sandbox) -> str:
-    """A job whose four files (about 100 KB each) trickle at 4 KB/s: each needs 25 s or more."""
+    """A job whose four files (about 100 KB each) trickle at 2 KB/s: each needs 50 s or more."""
     sandbox.sitecore.add_export(EXPORT, rows_per_file=1600)
     ref = sandbox.sitecore.add_job(EXPORT, rows=SLOW_FILES * 1600, end_time=LOGICAL_DATE + timedelta(hours=1))
-    sandbox.sitecore.faults.throttle("/sitecore-cdp-exports/*", bytes_per_second=4000, times=None)
+    sandbox.sitecore.faults.throttle("/sitecore-cdp-exports/*", bytes_per_second=2000, times=None)
     return ref
 
 
@@ -203,8 +203,8 @@ def _land(run):
 
 def test_execution_timeout_stops_every_file_in_flight_and_aborts(slow_flow, sandbox, s3):
     # Long enough for every file to be in flight on a busy machine (token, listing and the first
-    # requests took over 2 s under load), far shorter than the 25 s each file needs.
-    slow_flow.get_task("land").execution_timeout = timedelta(seconds=8)
+    # requests took over 8 s at a load average of 20), far shorter than the 50 s each file needs.
+    slow_flow.get_task("land").execution_timeout = timedelta(seconds=15)
 
     run = slow_flow.test(logical_date=LOGICAL_DATE)
 
@@ -212,7 +212,7 @@ def test_execution_timeout_stops_every_file_in_flight_and_aborts(slow_flow, sand
     assert land.state == "failed"
     assert len(sandbox.sitecore.requests_to("/sitecore-cdp-exports/*")) == SLOW_FILES
     # the task ended at its timeout (plus the 10 s grace at most), not when the files were done
-    assert (land.end_date - land.start_date).total_seconds() < 8 + 10
+    assert (land.end_date - land.start_date).total_seconds() < 15 + 10
     _assert_nothing_landed(s3)
 
 
