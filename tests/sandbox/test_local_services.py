@@ -14,12 +14,12 @@ from airflow_provider_exports.sandbox import Sandbox
 from airflow_provider_exports.sandbox.local_services import MotoServer, PostgresCluster
 
 
-def test_exports_sandbox_connections(exports_sandbox: Sandbox) -> None:
-    conns = exports_sandbox.connections()
+def test_exports_sandbox_session_connections(exports_sandbox_session: Sandbox) -> None:
+    conns = exports_sandbox_session.connections()
     assert {"sitecore_cdp_default", "cordial_default"} <= set(conns)
-    assert conns["sitecore_cdp_default"]["extra"]["api_host"] == exports_sandbox.sitecore.url
+    assert conns["sitecore_cdp_default"]["extra"]["api_host"] == exports_sandbox_session.sitecore.url
     assert conns["cordial_default"]["conn_type"] == "cordial"
-    env = exports_sandbox.airflow_env()
+    env = exports_sandbox_session.airflow_env()
     assert json.loads(env["AIRFLOW_CONN_CORDIAL_DEFAULT"]) == conns["cordial_default"]
 
 
