@@ -80,7 +80,7 @@ def init_metadata_db() -> Path:
     from airflow import settings
 
     expected = f"sqlite:///{_home / 'airflow.db'}"
-    if settings.SQL_ALCHEMY_CONN != expected:
+    if expected != settings.SQL_ALCHEMY_CONN:
         raise AirflowNotConfigured(
             f"Airflow's metadata database is {settings.SQL_ALCHEMY_CONN!r}, not the kit's private "
             f"{expected!r}: it was configured elsewhere, so the kit leaves it alone."
