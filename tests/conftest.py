@@ -18,6 +18,8 @@ pytest_plugins = ["airflow_provider_exports.testing"]
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_DAGS = REPO / "example_dags"
 os.environ.setdefault("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")
+# This suite's own choice, as before the kit (a cron schedule gets data intervals); the kit leaves it off.
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 
 
 # -- short names for the kit's fixtures (this suite only) ----------------------------------------

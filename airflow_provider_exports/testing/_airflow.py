@@ -51,7 +51,8 @@ def configure_airflow(home: Path | None = None) -> Path | None:
     os.environ["AIRFLOW_HOME"] = str(home)
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+    # Not UNIT_TEST_MODE: its settings change how a schedule is read ("@daily" gets data intervals),
+    # and a DAG's tests should see what production sees.
     # The user's DAGs folder if they set one; load_dag_file's callers point it at the file's folder.
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(home / "dags"))
     _home = home
@@ -100,12 +101,13 @@ def _airflow_3_2_plus() -> bool:
     return Version(Version(__version__).base_version) >= Version("3.2.0")
 
 
-def _dagbag_class() -> Any:
-    if _airflow_3_2_plus():
-        from airflow.dag_processing.dagbag import DagBag
-    else:
-        from airflow.models.dagbag import DagBag
-    return DagBag
+def _dagbag_module() -> Any:
+    """Where ``DagBag`` and ``sync_bag_to_db`` live: moved to ``airflow.dag_processing`` in 3.2."""
+    import importlib
+
+    return importlib.import_module(
+        "airflow.dag_processing.dagbag" if _airflow_3_2_plus() else "airflow.models.dagbag"
+    )
 
 
 def load_dag_file(path: str | os.PathLike[str], dag_id: str | None = None) -> Any:
@@ -114,7 +116,7 @@ def load_dag_file(path: str | os.PathLike[str], dag_id: str | None = None) -> An
     file = Path(path).resolve()
     if not file.is_file():
         raise FileNotFoundError(f"DAG file {file} does not exist")
-    bag = _dagbag_class()(dag_folder=str(file))
+    bag = _dagbag_module().DagBag(dag_folder=str(file))
     if bag.import_errors:
         errors = "\n".join(f"{name}:\n{error}" for name, error in bag.import_errors.items())
         raise ImportError(f"DAG file {file} failed to import:\n{errors}")
@@ -161,15 +163,10 @@ def _write_serialized(dag: Any) -> None:
     Airflow 3.1's ``dag.test()`` needs it there, and 3.2+ writes only what its DAGs folder holds."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
 
-    if _airflow_3_2_plus():
-        from airflow.dag_processing.dagbag import sync_bag_to_db
-    else:
-        from airflow.models.dagbag import sync_bag_to_db
-
-    bag = _dagbag_class()(dag_folder=os.devnull, collect_dags=False)
+    bag = _dagbag_module().DagBag(dag_folder=os.devnull, collect_dags=False)
     bag.bag_dag(dag)
     DagBundlesManager().sync_bundles_to_db()
-    sync_bag_to_db(bag, "dags-folder", None)
+    _dagbag_module().sync_bag_to_db(bag, "dags-folder", None)
 
 
 def _in_dags_folder(dag: Any) -> bool:

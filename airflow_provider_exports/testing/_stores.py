@@ -75,11 +75,11 @@ class Warehouse:
         try:
             import psycopg2
 
-            return psycopg2.connect(self.uri)
+            return psycopg2.connect(str(self.uri))
         except ImportError:
             import psycopg
 
-            return psycopg.connect(self.uri)
+            return psycopg.connect(str(self.uri))
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Every row a query returns."""
