@@ -112,7 +112,8 @@ def _dagbag_module() -> Any:
 
 def load_dag_file(path: str | os.PathLike[str], dag_id: str | None = None) -> Any:
     """Parse one DAG file as the DAG processor would and return its DAG (``dag_id`` names one when
-    the file defines several). Import errors fail with the file's own traceback."""
+    the file defines several). Import errors fail with the file's own traceback. On Airflow 3.1 the
+    DAG is also written to the metadata DB, which ``dag.test()`` needs there."""
     file = Path(path).resolve()
     if not file.is_file():
         raise FileNotFoundError(f"DAG file {file} does not exist")
@@ -123,10 +124,14 @@ def load_dag_file(path: str | os.PathLike[str], dag_id: str | None = None) -> An
     if dag_id is None:
         if len(bag.dags) != 1:
             raise ValueError(f"{file} defines the DAGs {sorted(bag.dags)}: pass dag_id= to choose one")
-        return next(iter(bag.dags.values()))
+        dag_id = next(iter(bag.dags))
     if dag_id not in bag.dags:
         raise KeyError(f"{file} defines no DAG {dag_id!r}; it defines {sorted(bag.dags)}")
-    return bag.dags[dag_id]
+    dag = bag.dags[dag_id]
+    if not _airflow_3_2_plus():  # so that a plain dag.test() works too
+        init_metadata_db()
+        _write_serialized(dag)
+    return dag
 
 
 def scheduled_logical_date(dag: Any, now: datetime | None = None) -> datetime:

@@ -72,3 +72,24 @@ def test_quiet_on_one_screen_and_keep_leaves_s3_and_the_warehouse(work: Path) ->
     assert stopped.returncode == 0 and "stopped local S3" in stopped.stdout, stopped.stdout + stopped.stderr
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=5)
+
+
+def test_verbose_shows_airflows_logs(work: Path, tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "hello.py").write_text(
+        "from airflow.sdk import DAG, task\n\n"
+        "with DAG('hello', schedule=None):\n\n"
+        "    @task\n"
+        "    def hello():\n"
+        "        print('hello')\n\n"
+        "    hello()\n"
+    )
+    demo = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_exports.sandbox.demo", "--work-dir", str(work),
+         "--dags-folder", str(dags), "--verbose"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
+    assert re.search(r"^  hello +success in ", demo.stdout, re.M), demo.stdout[-3000:]
+    assert re.search(r"\[info *\]", demo.stdout + demo.stderr)  # Airflow's own log lines are back
