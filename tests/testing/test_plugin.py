@@ -72,6 +72,18 @@ def test_pytest_p_loads_the_kit(project: Path) -> None:
     assert not listed & OLD_NAMES
 
 
+def test_the_private_airflow_home_goes_when_the_session_ends(project: Path) -> None:
+    (project / "test_nothing.py").write_text(
+        "import os, pathlib\n\n"
+        "def test_home():\n"
+        "    pathlib.Path('home.txt').write_text(os.environ['AIRFLOW_HOME'])\n"
+    )
+    result = _pytest(project, "-p", "airflow_provider_exports.testing", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    home = Path((project / "home.txt").read_text())
+    assert home.name.startswith("exports-airflow-home-") and not home.exists()
+
+
 def test_pytest_plugins_in_conftest_loads_the_kit(project: Path) -> None:
     (project / "conftest.py").write_text('pytest_plugins = ["airflow_provider_exports.testing"]\n')
     result = _pytest(project, "--fixtures", "-v")
