@@ -91,7 +91,7 @@ def test_cli_services_run_an_example_dag_alone(
     warehouse = tmp_path / "warehouse.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "airflow_provider_exports.sandbox", "--print-env", "--seed-demo", "--services",
-         "--warehouse", str(warehouse)],
+         "--warehouse", str(warehouse), "--cache-dir", str(tmp_path / "cache")],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
