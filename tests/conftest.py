@@ -1,38 +1,70 @@
-"""Test session set-up: a private Airflow home and metadata DB, configured before Airflow is imported.
+"""Test session set-up: the provider's opt-in test kit, and the short fixture names our tests use.
 
-The sandbox, moto and PostgreSQL fixtures come from the provider's own pytest plugin
-(``airflow_provider_exports.sandbox.pytest_plugin``), which users can load for their DAGs too.
+The kit (``airflow_provider_exports.testing``) gives Airflow a private home and metadata database
+before Airflow is imported and brings the sandbox, S3, warehouse and DAG fixtures, all named
+``exports_*``. The short names below are thin aliases kept for this suite only.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["airflow_provider_exports.testing"]
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_DAGS = REPO / "example_dags"
-_HOME = Path(tempfile.mkdtemp(prefix="exports-airflow-home-"))
-
-os.environ["AIRFLOW_HOME"] = str(_HOME)
-# The DAGs folder must contain the DAG files that dag.test() runs; .airflowignore keeps the rest out.
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO)
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
-os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 os.environ.setdefault("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")
+# This suite's own choice, as before the kit (a cron schedule gets data intervals); the kit leaves it off.
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 
-import pytest  # noqa: E402
+
+# -- short names for the kit's fixtures (this suite only) ----------------------------------------
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Path:
-    """A fresh Airflow metadata DB, once per session (``dag.test()`` needs one)."""
-    from airflow.utils import db
+def airflow_db(exports_airflow_db):
+    return exports_airflow_db
 
-    db.resetdb()
-    return _HOME
+
+@pytest.fixture
+def sandbox(exports_sandbox):
+    return exports_sandbox
+
+
+@pytest.fixture(scope="session")
+def moto_s3(exports_moto):
+    return exports_moto
+
+
+@pytest.fixture
+def s3(exports_s3):
+    return exports_s3
+
+
+@pytest.fixture(scope="session")
+def postgres(exports_postgres):
+    return exports_postgres
+
+
+@pytest.fixture
+def warehouse(exports_warehouse) -> Path:
+    """The SQLite warehouse's file, behind the ``warehouse`` connection."""
+    return exports_warehouse.path
+
+
+@pytest.fixture
+def load_example_dag(exports_load_dag):
+    """``load(file_name, dag_id)``: an example DAG from ``example_dags/``."""
+    return lambda file_name, dag_id: exports_load_dag(EXAMPLE_DAGS / file_name, dag_id)
+
+
+@pytest.fixture
+def run_dag(exports_run_dag):
+    return exports_run_dag
 
 
 @pytest.fixture(autouse=True)
@@ -43,73 +75,6 @@ def _fresh_token_cache():
     TOKENS.clear()
     yield
     TOKENS.clear()
-
-
-@pytest.fixture
-def warehouse(tmp_path, monkeypatch) -> Path:
-    """An embedded SQLite warehouse behind the ``warehouse`` connection."""
-    path = tmp_path / "warehouse.db"
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
-    return path
-
-
-@pytest.fixture
-def load_example_dag(airflow_db):
-    """Parse one example DAG file the way the DAG processor would, with no import errors."""
-
-    def load(file_name: str, dag_id: str):
-        if _airflow_3_2_plus():
-            from airflow.dag_processing.dagbag import DagBag
-        else:
-            from airflow.models.dagbag import DagBag
-
-        bag = DagBag(dag_folder=str(EXAMPLE_DAGS / file_name))
-        assert bag.import_errors == {}
-        if not _airflow_3_2_plus():
-            _write_serialized_dags(bag)
-        return bag.dags[dag_id]
-
-    return load
-
-
-@pytest.fixture
-def run_dag(airflow_db):
-    """``dag.test()`` of a DAG built in a test (Airflow 3.1 needs it serialized in the metadata DB first)."""
-
-    def run(dag, **kwargs):
-        if _airflow_3_2_plus():  # 3.2+ serializes only what its DAGs folder holds
-            from airflow.dag_processing.dagbag import DagBag
-        else:
-            from airflow.models.dagbag import DagBag
-
-        bag = DagBag(dag_folder=os.devnull, collect_dags=False)
-        bag.bag_dag(dag)
-        _write_serialized_dags(bag)
-        return dag.test(**kwargs)
-
-    return run
-
-
-def _airflow_3_2_plus() -> bool:
-    from airflow import __version__
-    from packaging.version import Version
-
-    return Version(Version(__version__).base_version) >= Version("3.2.0")
-
-
-def _write_serialized_dags(bag) -> None:
-    """Airflow 3.1's ``dag.test()`` runs only a DAG already serialized in the metadata DB (3.2+ writes
-    the DAGs of its DAGs folder itself): write it as ``airflow dags test`` does on 3.1, into the
-    DAGs-folder bundle."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-
-    if _airflow_3_2_plus():
-        from airflow.dag_processing.dagbag import sync_bag_to_db
-    else:
-        from airflow.models.dagbag import sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    sync_bag_to_db(bag, "dags-folder", None)
 
 
 # -- Cordial's Swagger: what the sandbox answers and what our hook sends are both checked against it

@@ -38,9 +38,12 @@ def free_port() -> int:
 class MotoServer:
     """``moto_server`` in a subprocess, acting as S3 on ``127.0.0.1:<port>``."""
 
-    def __init__(self, port: int | None = None, region: str = "us-east-1") -> None:
+    def __init__(self, port: int | None = None, region: str = "us-east-1", detachable: bool = False) -> None:
         self.port = port
         self.region = region
+        # A server the demo may leave running (``release``) gets its own session, so a Ctrl-C in
+        # the shell that started it does not stop it.
+        self.detachable = detachable
         self._proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -68,6 +71,8 @@ class MotoServer:
             [self.executable(), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=self.detachable,
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -94,6 +99,13 @@ class MotoServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+    def release(self) -> int:
+        """Leave the server running after this process ends; returns its pid (stop it with SIGTERM)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            raise RuntimeError("moto_server is not started")
+        return proc.pid
 
     def reset(self) -> None:
         """Drop every bucket and object (moto's reset API)."""

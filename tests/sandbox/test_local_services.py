@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,13 +16,15 @@ import httpx
 from airflow_provider_exports.sandbox import Sandbox
 from airflow_provider_exports.sandbox.local_services import MotoServer, PostgresCluster
 
+EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 
-def test_exports_sandbox_connections(exports_sandbox: Sandbox) -> None:
-    conns = exports_sandbox.connections()
+
+def test_exports_sandbox_session_connections(exports_sandbox_session: Sandbox) -> None:
+    conns = exports_sandbox_session.connections()
     assert {"sitecore_cdp_default", "cordial_default"} <= set(conns)
-    assert conns["sitecore_cdp_default"]["extra"]["api_host"] == exports_sandbox.sitecore.url
+    assert conns["sitecore_cdp_default"]["extra"]["api_host"] == exports_sandbox_session.sitecore.url
     assert conns["cordial_default"]["conn_type"] == "cordial"
-    env = exports_sandbox.airflow_env()
+    env = exports_sandbox_session.airflow_env()
     assert json.loads(env["AIRFLOW_CONN_CORDIAL_DEFAULT"]) == conns["cordial_default"]
 
 
@@ -73,6 +78,49 @@ def test_cli_prints_env_and_serves() -> None:
             f"{conn['extra']['api_host']}/v2/audienceExports/definitions/daily_loyalty_members/reports"
         )
         assert resp.status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
+
+
+def test_cli_services_run_an_example_dag_alone(
+    exports_load_dag, exports_run_dag, monkeypatch, tmp_path
+) -> None:
+    """With ``--services`` the CLI's printed environment is all the Sitecore example DAG needs."""
+    warehouse = tmp_path / "warehouse.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_exports.sandbox", "--print-env", "--seed-demo", "--services",
+         "--warehouse", str(warehouse), "--cache-dir", str(tmp_path / "cache")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        env = {}
+        while "AIRFLOW_VAR_EXPORTS_BUCKET" not in env:
+            line = proc.stdout.readline()
+            assert line.startswith("export "), line
+            key, value = line[len("export ") :].rstrip("\n").split("=", 1)
+            env[key] = shlex.split(value)[0]
+        assert {"AIRFLOW_CONN_AWS_DEFAULT", "AIRFLOW_CONN_WAREHOUSE", "AIRFLOW_CONN_CORDIAL_DELIVERY"} <= set(
+            env
+        )
+        for key in [k for k in os.environ if k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+
+        dag = exports_load_dag(EXAMPLE_DAGS / "sitecore_cdp_audience_export.py")
+        run = exports_run_dag(dag)
+        assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+        with sqlite3.connect(warehouse) as conn:
+            assert conn.execute("select count(*) from loyalty_members").fetchone()[0] == 5000
+        endpoint = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"]
+        s3 = MotoServer(port=int(endpoint.rsplit(":", 1)[1])).client()
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=env["AIRFLOW_VAR_EXPORTS_BUCKET"])["Contents"]]
+        assert f"raw/sitecore/daily_loyalty_members/ds={run.logical_date:%Y-%m-%d}/_manifest.json" in keys
     finally:
         proc.terminate()
         proc.wait(10)

@@ -1,0 +1,95 @@
+"""The demo: the three example DAGs on one screen, without Airflow's logs, and ``--keep`` leaves the
+local S3 and the warehouse to look at, with commands that work, until ``--stop``."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_exports.sandbox.demo import stop_kept
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env() -> dict[str, str]:
+    """A shell's environment: none of this test session's Airflow settings or connections."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST_"))}
+
+
+def _shell(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", command], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def work(tmp_path: Path):
+    yield tmp_path / "demo"
+    stop_kept(tmp_path / "demo")  # when the test failed before its own --stop
+
+
+def test_quiet_on_one_screen_and_keep_leaves_s3_and_the_warehouse(work: Path) -> None:
+    demo = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_exports.sandbox.demo", "--work-dir", str(work), "--keep"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    out = demo.stdout
+    assert demo.returncode == 0, out[-4000:] + demo.stderr[-4000:]
+    lines = out.splitlines()
+    assert len(lines) < 40, out
+    everything = out + demo.stderr
+    assert not re.search(r"\[(debug|info|warning) *\]", everything), everything[:3000]  # Airflow's log lines
+    assert "Dropping" not in everything and "deprecat" not in everything.lower(), everything[:3000]
+    assert demo.stderr.strip() == ""
+    for dag_id in ("adobe_profile_export", "cordial_audience_trends", "sitecore_cdp_audience_export"):
+        assert re.search(rf"^  {dag_id} +success in ", out, re.M), out
+
+    # --keep: the printed boto3 command lists what landed in the local S3, still running
+    browse = next(line.strip() for line in lines if " -c 'import boto3" in line)
+    listing = _shell(browse)
+    assert listing.returncode == 0, listing.stderr
+    assert "raw/sitecore/daily_loyalty_members/" in listing.stdout and "_manifest.json" in listing.stdout
+    endpoint = re.search(r"the local S3 at (http://127\.0\.0\.1:\d+)", out)[1]  # type: ignore[index]
+    with sqlite3.connect(work / "warehouse.db") as conn:
+        assert conn.execute("select count(*) from loyalty_members").fetchone()[0] == 5000
+
+    # the printed stop command stops it
+    stop = next(line for line in lines if line.startswith("Stop: "))[len("Stop: ") :].split("   (or")[0]
+    stopped = _shell(stop)
+    assert stopped.returncode == 0 and "stopped local S3" in stopped.stdout, stopped.stdout + stopped.stderr
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=5)
+
+
+def test_verbose_shows_airflows_logs(work: Path, tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "hello.py").write_text(
+        "from airflow.sdk import DAG, task\n\n"
+        "with DAG('hello', schedule=None):\n\n"
+        "    @task\n"
+        "    def hello():\n"
+        "        print('hello')\n\n"
+        "    hello()\n"
+    )
+    demo = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_exports.sandbox.demo", "--work-dir", str(work),
+         "--dags-folder", str(dags), "--verbose"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
+    assert re.search(r"^  hello +success in ", demo.stdout, re.M), demo.stdout[-3000:]
+    assert re.search(r"\[info *\]", demo.stdout + demo.stderr)  # Airflow's own log lines are back
