@@ -74,8 +74,12 @@ class JobPollingTrigger(BaseTrigger, ABC):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self.make_hook()
         last: JobVerdict | None = None
-        last_look = False
+        # The first look waits a random part of one interval: waits deferred together (a triggerer
+        # restarting, many mapped tasks) spread over the interval instead of polling in lockstep.
+        # The task looked once before deferring (a sensor's first poke; an operator just created the job).
+        pause, last_look = next_pause(self.poll_interval, self.deadline, first=True)
         try:
+            await asyncio.sleep(pause)
             while True:
                 try:
                     verdict = await self.look(hook, look_deadline(self.deadline, last_look))
