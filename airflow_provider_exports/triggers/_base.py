@@ -81,6 +81,7 @@ class JobPollingTrigger(BaseTrigger, ABC):
         try:
             await asyncio.sleep(pause)
             while True:
+                look_started = time.monotonic()
                 try:
                     verdict = await self.look(hook, look_deadline(self.deadline, last_look))
                 except DeadlineExceeded as exc:
@@ -97,7 +98,9 @@ class JobPollingTrigger(BaseTrigger, ABC):
                 if self.deadline is not None and (last_look or time.time() >= self.deadline):
                     yield TriggerEvent({"status": "timeout", "message": self.timeout_message(last)})
                     return
-                pause, last_look = next_pause(self.poll_interval, self.deadline)
+                pause, last_look = next_pause(
+                    self.poll_interval, self.deadline, spent=time.monotonic() - look_started
+                )
                 await asyncio.sleep(pause)
         except Exception as exc:
             yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})

@@ -55,8 +55,13 @@ def look_deadline(deadline: float | None, last_look: bool) -> float | None:
     return deadline
 
 
-def next_pause(poll_interval: float, deadline: float | None, *, first: bool = False) -> tuple[float, bool]:
+def next_pause(
+    poll_interval: float, deadline: float | None, *, first: bool = False, spent: float = 0.0
+) -> tuple[float, bool]:
     """How long to pause before the next look, and whether that look is the last one.
+
+    ``spent``: seconds the last look took; the pause is shortened by them, so looks *start* at
+    most one interval apart, however long a look waited for its turn or its answer.
 
     The pause is jittered (see the module's docstring): in ``[(1 - PAUSE_JITTER) * poll_interval,
     poll_interval]``, cut to end at the deadline. With ``first``, the pause before a wait's first
@@ -67,7 +72,7 @@ def next_pause(poll_interval: float, deadline: float | None, *, first: bool = Fa
     if first:
         pause = 0.0 if left is not None and left < 2 * poll_interval else random.uniform(0.0, poll_interval)
     else:
-        pause = random.uniform((1.0 - PAUSE_JITTER) * poll_interval, poll_interval)
+        pause = max(0.0, random.uniform((1.0 - PAUSE_JITTER) * poll_interval, poll_interval) - spent)
     if left is None:
         return pause, False
     return min(pause, left), pause >= left

@@ -81,5 +81,8 @@ def test_pauses_are_jittered_within_bounds_never_longer_than_the_interval():
     assert min(later) < 9.0 < max(later) and min(first) < 5.0 < max(first)
     # the mean pause stays near the interval (polling costs at most a tenth more requests)
     assert sum(later) / len(later) >= 10.0 * (1 - PAUSE_JITTER / 2) - 0.3
+    # the time a look took comes off the pause after it: looks start at most one interval apart
+    assert all(next_pause(10.0, None, spent=3.0)[0] <= 7.0 for _ in range(50))
+    assert next_pause(10.0, None, spent=30.0)[0] == 0.0
     deadline = time.time() + 3
     assert all(next_pause(10.0, deadline, first=f)[0] <= 3.0 for f in (True, False) for _ in range(50))
