@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -68,7 +67,9 @@ def split(total: int) -> dict[str, int]:
 # -- the parent: sandbox, connections, seeding, report ------------------------------------------
 
 
-def seed(sandbox: Any, conn_ids: dict[str, list[str]], waits: dict[str, int], args: argparse.Namespace) -> list:
+def seed(
+    sandbox: Any, conn_ids: dict[str, list[str]], waits: dict[str, int], args: argparse.Namespace
+) -> list:
     """Jobs at the sandbox and one trigger spec per wait: (vendor, conn id, kwargs, job end epoch)."""
     from airflow_provider_exports.hooks.cordial import CordialHook
 
@@ -120,7 +121,9 @@ def seed(sandbox: Any, conn_ids: dict[str, list[str]], waits: dict[str, int], ar
         sandbox.adobe.job_seconds = seconds / 2  # NEW, then PROCESSING, then SUCCEEDED
         job_id = sandbox.adobe.add_job(segments=["bench"])
         conn = conn_ids["adobe"][i % len(conn_ids["adobe"])]
-        specs.append(("adobe", conn, {"export_job_id": str(job_id), "adobe_aep_conn_id": conn}, time.time() + seconds))
+        specs.append(
+            ("adobe", conn, {"export_job_id": str(job_id), "adobe_aep_conn_id": conn}, time.time() + seconds)
+        )
     return specs
 
 
@@ -182,30 +185,86 @@ def report(args: argparse.Namespace, r: dict[str, Any], conn_ids: dict[str, list
 
     cap = args.cap or ASYNC_REQUESTS_PER_SECOND
     connections = sum(len(v) for v in conn_ids.values())
-    storm_429_bound = (
-        2 * connections * (math.ceil(args.storm / args.retry_after) + 1) if args.storm else 0
-    )
+    storm_429_bound = 2 * connections * (math.ceil(args.storm / args.retry_after) + 1) if args.storm else 0
     lines = [
         ("waits that ended in success", r["successes"], f"= {args.waits}", r["successes"] == args.waits),
-        ("RSS growth over the idle triggerer (MB)", round(r["rss_growth_mb"], 1), "<= 200", r["rss_growth_mb"] <= 200),
-        ("token requests, most for one connection", r["tokens_max_per_conn"], "<= 1", r["tokens_max_per_conn"] <= 1),
-        ("token requests, all connections", r["tokens_total"], "<= 2 (OAuth credentials)", r["tokens_total"] <= 2),
-        ("requests in any 1 s, most for one connection", r["rate_max"], f"<= {cap + 1:g} (cap {cap:g}/s)", r["rate_max"] <= cap + 1),
+        (
+            "RSS growth over the idle triggerer (MB)",
+            round(r["rss_growth_mb"], 1),
+            "<= 200",
+            r["rss_growth_mb"] <= 200,
+        ),
+        (
+            "token requests, most for one connection",
+            r["tokens_max_per_conn"],
+            "<= 1",
+            r["tokens_max_per_conn"] <= 1,
+        ),
+        (
+            "token requests, all connections",
+            r["tokens_total"],
+            "<= 2 (OAuth credentials)",
+            r["tokens_total"] <= 2,
+        ),
+        (
+            "requests in any 1 s, most for one connection",
+            r["rate_max"],
+            f"<= {cap + 1:g} (cap {cap:g}/s)",
+            r["rate_max"] <= cap + 1,
+        ),
         ("429 answers", r["count_429"], f"<= {storm_429_bound}", r["count_429"] <= storm_429_bound),
-        ("event after job end, max (s)", round(r["delay_max"], 2), f"<= {args.poll_interval:g} (poll interval)", r["delay_max"] <= args.poll_interval),
+        (
+            "event after job end, max (s)",
+            round(r["delay_max"], 2),
+            f"<= {args.poll_interval:g} (poll interval)",
+            r["delay_max"] <= args.poll_interval,
+        ),
         ("event after job end, median (s)", round(r["delay_median"], 2), "-", True),
         ("event loop lag, max (s)", round(r["lag_max"], 3), "<= 0.1", r["lag_max"] <= 0.1),
-        ("event loop lag from the loop's own CPU, max (s)", round(r["busy_lag_max"], 3), "<= 0.1", r["busy_lag_max"] <= 0.1),
+        (
+            "event loop lag from the loop's own CPU, max (s)",
+            round(r["busy_lag_max"], 3),
+            "<= 0.1",
+            r["busy_lag_max"] <= 0.1,
+        ),
     ]
     if args.json:
         for name, value, target, met in lines:
-            print(json.dumps({"benchmark": "triggerer", "measure": name, "value": value, "target": target, "met": met}))
-        print(json.dumps({"benchmark": "triggerer", "measure": "context", "value": {k: r[k] for k in ("requests", "idle_rss_mb", "peak_rss_mb", "cpu_seconds", "wall_seconds", "lag_p99", "lags_over_100ms")}, "args": vars(args)}))
+            print(
+                json.dumps(
+                    {"benchmark": "triggerer", "measure": name, "value": value, "target": target, "met": met}
+                )
+            )
+        print(
+            json.dumps(
+                {
+                    "benchmark": "triggerer",
+                    "measure": "context",
+                    "value": {
+                        k: r[k]
+                        for k in (
+                            "requests",
+                            "idle_rss_mb",
+                            "peak_rss_mb",
+                            "cpu_seconds",
+                            "wall_seconds",
+                            "lag_p99",
+                            "lags_over_100ms",
+                        )
+                    },
+                    "args": vars(args),
+                }
+            )
+        )
         return
     print(
         f"{args.waits} waits, {connections} connections, poll {args.poll_interval:g} s, jobs end "
         f"{args.job_min:g}-{args.job_max:g} s after seeding"
-        + (f", a {args.storm:g} s storm of 429s (Retry-After {args.retry_after:g}) at {args.storm_at:g} s" if args.storm else "")
+        + (
+            f", a {args.storm:g} s storm of 429s (Retry-After {args.retry_after:g}) at {args.storm_at:g} s"
+            if args.storm
+            else ""
+        )
     )
     for name, value, target, met in lines:
         print(f"  {name:<48} {value!s:>10}   target {target:<28} {'ok' if met else 'MISSED'}")
@@ -213,8 +272,11 @@ def report(args: argparse.Namespace, r: dict[str, Any], conn_ids: dict[str, list
         f"  ({r['requests']} requests; RSS idle {r['idle_rss_mb']:.0f} MB, peak {r['peak_rss_mb']:.0f} MB; "
         f"{r['cpu_seconds']:.1f} CPU s in {r['wall_seconds']:.1f} s; loop lag p99 {r['lag_p99'] * 1000:.0f} ms)"
     )
+    print(f"  GC: longest collection {r['gc_max']:.3f} s CPU; full collections: {r['gc_gen2']}")
     if r["lags_over_100ms"]:
-        print(f"  the 10 lags over 100 ms with the most loop CPU (s into the run, lag s, of it on the loop's CPU s): {r['lags_over_100ms']}")
+        print(
+            f"  the 10 lags over 100 ms with the most loop CPU (s into the run, lag s, of it on the loop's CPU s): {r['lags_over_100ms']}"
+        )
 
 
 # -- the child: the triggerer ---------------------------------------------------------------------
@@ -279,6 +341,24 @@ def child(raw: str) -> int:
                 rss_samples.append(rss_mb())
                 await asyncio.sleep(0.25)
 
+        import gc
+
+        gc_times: list[tuple[int, float]] = []
+        gc_start: list[float] = [0.0]
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                gc_start[0] = time.thread_time()
+            else:
+                gc_times.append((info["generation"], time.thread_time() - gc_start[0]))
+
+        gc.callbacks.append(on_gc)
+        if args.gc_freeze:  # what Airflow's DAG processor does after start; its triggerer does not
+            gc.freeze()
+        if os.environ.get("BENCH_SLOW_CALLBACKS"):  # name the callbacks that hold the loop
+            loop = asyncio.get_running_loop()
+            loop.set_debug(True)
+            loop.slow_callback_duration = float(os.environ["BENCH_SLOW_CALLBACKS"])
         started_wall = time.time()
         ticking = asyncio.create_task(ticker())
         await asyncio.sleep(2)  # idle: Airflow and the provider imported, the loop running
@@ -305,12 +385,20 @@ def child(raw: str) -> int:
             def control(method: str, url: str, body: dict[str, Any] | None = None) -> None:
                 data = json.dumps(body).encode() if body is not None else None
                 request = urllib.request.Request(
-                    url + "/_sandbox/faults", data=data, method=method, headers={"Content-Type": "application/json"}
+                    url + "/_sandbox/faults",
+                    data=data,
+                    method=method,
+                    headers={"Content-Type": "application/json"},
                 )
                 urllib.request.urlopen(request, timeout=10).close()
 
             await asyncio.sleep(args.storm_at)
-            spec = {"kind": "rate_limit", "path_glob": "*", "times": None, "retry_after": f"{args.retry_after:g}"}
+            spec = {
+                "kind": "rate_limit",
+                "path_glob": "*",
+                "times": None,
+                "retry_after": f"{args.retry_after:g}",
+            }
             for url in plan["urls"].values():
                 await asyncio.to_thread(control, "POST", url, spec)
             await asyncio.sleep(args.storm)
@@ -354,6 +442,8 @@ def child(raw: str) -> int:
             "delay_median": statistics.median(delays) if delays else math.inf,
             "lag_max": lags[-1] if lags else 0.0,
             "busy_lag_max": max(busy_lags, default=0.0),
+            "gc_max": max((t for _, t in gc_times), default=0.0),
+            "gc_gen2": [round(t, 3) for g, t in gc_times if g == 2][:10],
             "lag_p99": lags[int(len(lags) * 0.99)] if lags else 0.0,
             "lags_over_100ms": sorted(lag_at, key=lambda x: -x[2])[:10],
             "cpu_seconds": time.process_time() - cpu0,
@@ -366,17 +456,28 @@ def child(raw: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--waits", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--poll-interval", type=float, default=10.0)
-    parser.add_argument("--job-min", type=float, default=10.0, help="seconds after seeding the first job ends")
+    parser.add_argument(
+        "--job-min", type=float, default=10.0, help="seconds after seeding the first job ends"
+    )
     parser.add_argument("--job-max", type=float, default=60.0, help="seconds after seeding the last job ends")
-    parser.add_argument("--cap", type=float, default=None, help="requests/s per connection (default: the hooks')")
+    parser.add_argument(
+        "--cap", type=float, default=None, help="requests/s per connection (default: the hooks')"
+    )
     parser.add_argument("--storm", type=float, default=0.0, help="seconds of 429s for every request")
     parser.add_argument("--storm-at", type=float, default=15.0, help="when the storm starts, after seeding")
     parser.add_argument("--retry-after", type=float, default=1.0, help="the storm's Retry-After")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() the started process (full collections skip its heap)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

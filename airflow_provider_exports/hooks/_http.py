@@ -641,7 +641,8 @@ class _ConnectionTracker(httpcore.NetworkBackend):
 
 
 class AsyncRateLimiter:
-    """At most ``rate`` requests a second (bursts of up to ``burst``) for one connection on one loop.
+    """At most ``rate`` requests a second for one connection on one loop: one every ``1 / rate``
+    seconds (``burst`` lets that many go at once after a quiet spell; by default none do).
 
     A token bucket whose waiters are served in turn (FIFO), so a thousand polls due at once leave at
     the rate and none starves. A 429 holds the whole connection for its ``Retry-After``
@@ -655,7 +656,7 @@ class AsyncRateLimiter:
         if rate <= 0:
             raise ValueError("rate must be a positive number of requests per second")
         self.rate = float(rate)
-        self.burst = max(1.0, float(burst if burst is not None else rate))
+        self.burst = max(1.0, float(burst if burst is not None else 1.0))
         self._tokens = self.burst
         self._stamp = time.monotonic()
         self._held_until = 0.0
@@ -707,23 +708,25 @@ class _Shared:
 
 
 class AsyncClientRegistry:
-    """Shared async clients, per event loop (held weakly: they die with the loop) and share key.
+    """Shared async clients, per event loop and share key, held weakly both ways: only the cores
+    using an entry hold it (a client's connections hold its loop, so a registry holding clients
+    would keep every loop alive), and a loop that is gone takes its entries with it.
 
     A share key names a connection and its credentials without holding a secret (the hooks use
     ``conn_type/conn_id/<keyed digest>``); it may appear in logs.
     """
 
     def __init__(self) -> None:
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _Shared]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._loops: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, weakref.WeakValueDictionary[Hashable, _Shared]
+        ] = weakref.WeakKeyDictionary()
         self._guard = threading.Lock()
 
     def lease(self, key: Hashable, rate: float | None) -> _Shared:
         """The running loop's entry for ``key``, created on first use; the caller must :meth:`release` it."""
         loop = asyncio.get_running_loop()
         with self._guard:
-            entries = self._loops.setdefault(loop, {})
+            entries = self._loops.setdefault(loop, weakref.WeakValueDictionary())
             shared = entries.get(key)
             if shared is None:
                 client = httpx.AsyncClient(
@@ -742,15 +745,15 @@ class AsyncClientRegistry:
             shared.users -= 1
             if shared.users > 0:
                 return
-            entries = self._loops.get(loop, {})
-            if entries.get(key) is shared:
+            entries = self._loops.get(loop)
+            if entries is not None and entries.get(key) is shared:
                 del entries[key]
         await shared.client.aclose()
 
     def entries(self, loop: asyncio.AbstractEventLoop | None = None) -> dict[Hashable, _Shared]:
         """The live entries of ``loop`` (default: the running one): for tests and benchmarks."""
         with self._guard:
-            return dict(self._loops.get(loop or asyncio.get_running_loop(), {}))
+            return dict(self._loops.get(loop or asyncio.get_running_loop(), {}).items())
 
 
 ASYNC_CLIENTS = AsyncClientRegistry()
