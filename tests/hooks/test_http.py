@@ -553,5 +553,9 @@ def test_retry_after_is_jittered_on_the_async_path_only_and_within_the_deadline(
     assert all(10.0 <= w <= 10.5 + 0.01 for w in near)
     with pytest.raises(DeadlineExceeded):
         policy.wait_within(1, limited, time.time() + 9, "x", jitter=True)
+    long = VendorRateLimitError(
+        "V", status_code=429, error_key=None, message="slow down", method="GET", url="u", retry_after=100.0
+    )
+    assert all(100.0 <= policy.wait_within(1, long, None, "x", jitter=True) <= 105.0 for _ in range(50))
     # backoff without Retry-After is jittered already and gets nothing more
     assert all(policy.wait_within(1, None, None, "x", jitter=True) <= 1.0 for _ in range(50))

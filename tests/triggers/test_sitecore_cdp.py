@@ -185,11 +185,14 @@ async def test_alert_keeps_waiting_when_not_a_fail_status(sandbox):
     sandbox.sitecore.add_job(EXPORT, status="ALERT", end_time=T0 + timedelta(hours=1))
     trigger = make_trigger(fail_statuses=["FAILED"])
 
-    # Still waiting after a few polls ...
+    # Still waiting after a few polls (counted, not timed: a busy machine may be slow to make them) ...
     task = asyncio.create_task(run_events(trigger))
-    await asyncio.sleep(0.7)
-    assert not task.done()
+    for _ in range(200):
+        if len(sandbox.sitecore.requests_to(REPORTS, "GET")) >= 2:
+            break
+        await asyncio.sleep(0.05)
     assert len(sandbox.sitecore.requests_to(REPORTS, "GET")) >= 2
+    assert not task.done()
 
     # ... until a successful job arrives.
     job = sandbox.sitecore.add_job(EXPORT, end_time=T0 + timedelta(hours=2))
