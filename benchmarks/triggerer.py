@@ -269,7 +269,7 @@ def report(args: argparse.Namespace, r: dict[str, Any], conn_ids: dict[str, list
     for name, value, target, met in lines:
         print(f"  {name:<48} {value!s:>10}   target {target:<28} {'ok' if met else 'MISSED'}")
     print(
-        f"  ({r['requests']} requests; RSS idle {r['idle_rss_mb']:.0f} MB, peak {r['peak_rss_mb']:.0f} MB; "
+        f"  ({r['requests']} requests over {r['tcp_connects']} TCP connections of {r['clients_built']} clients; RSS idle {r['idle_rss_mb']:.0f} MB, peak {r['peak_rss_mb']:.0f} MB; "
         f"{r['cpu_seconds']:.1f} CPU s in {r['wall_seconds']:.1f} s; loop lag p99 {r['lag_p99'] * 1000:.0f} ms)"
     )
     print(f"  GC: longest collection {r['gc_max']:.3f} s CPU; full collections: {r['gc_gen2']}")
@@ -312,6 +312,24 @@ def child(raw: str) -> int:
         return response
 
     httpx.AsyncClient.send = counting_send  # type: ignore[method-assign]
+    built = [0]
+    original_init = httpx.AsyncClient.__init__
+
+    def counting_init(self: httpx.AsyncClient, *a: Any, **k: Any) -> None:
+        built[0] += 1
+        original_init(self, *a, **k)
+
+    httpx.AsyncClient.__init__ = counting_init  # type: ignore[method-assign]
+    import httpcore._backends.anyio as backend
+
+    connects = [0]
+    original_connect = backend.AnyIOBackend.connect_tcp
+
+    async def counting_connect(self: Any, *a: Any, **k: Any) -> Any:
+        connects[0] += 1
+        return await original_connect(self, *a, **k)
+
+    backend.AnyIOBackend.connect_tcp = counting_connect  # type: ignore[method-assign]
 
     async def main() -> dict[str, Any]:
         lags: list[float] = []
@@ -438,6 +456,8 @@ def child(raw: str) -> int:
             "rate_max": rate_max,
             "count_429": sum(1 for *_, status in sent if status == 429),
             "requests": len(sent),
+            "clients_built": built[0],
+            "tcp_connects": connects[0],
             "delay_max": max(delays, default=math.inf),
             "delay_median": statistics.median(delays) if delays else math.inf,
             "lag_max": lags[-1] if lags else 0.0,
@@ -450,7 +470,14 @@ def child(raw: str) -> int:
             "wall_seconds": time.time() - started_wall,
         }
 
-    result = asyncio.run(main())
+    if os.environ.get("BENCH_PROFILE"):  # where the triggerer's CPU goes: python -m pstats FILE
+        import cProfile
+
+        profiler = cProfile.Profile(time.thread_time)  # CPU time: a busy machine preempts anywhere
+        result = profiler.runcall(asyncio.run, main())
+        profiler.dump_stats(os.environ["BENCH_PROFILE"])
+    else:
+        result = asyncio.run(main())
     print(f"{PREFIX}RESULT {json.dumps(result)}", flush=True)
     return 0
 
