@@ -3,11 +3,22 @@
 A vendor hook is its connection settings (parsed and checked in one function), its auth scheme
 and its endpoints. The connection is not touched in ``__init__``: sync code resolves it on first
 use through ``get_connection``, async code (triggers) through the async connection API, and both
-fill the same cache slot.
+fill the same cache slot. Inside an event loop nothing here reads a connection synchronously:
+common-compat's ``get_async_connection`` uses ``BaseHook.aget_connection`` where it masks without
+blocking (Airflow 3.3.2+), else the synchronous lookup in a worker thread (3.1, 3.2).
+
+Every hook of one connection on one event loop (the triggerer's) shares one async client and one
+rate limiter, found by the share key ``conn_type/conn_id/<digest>``: the digest is a keyed hash
+(a random key per process) of the connection's fields, so an edited connection gets new ones and
+the key, which may be logged, reveals nothing of the secret.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Collection, Mapping
@@ -23,10 +34,25 @@ from airflow_provider_exports.exceptions import (
     VendorAPIError,
     VendorConnectionError,
 )
-from airflow_provider_exports.hooks._http import AuthScheme, HttpCore, RetryPolicy, json_body, redact_url
+from airflow_provider_exports.hooks._http import (
+    ASYNC_REQUESTS_PER_SECOND,
+    AuthScheme,
+    HttpCore,
+    RetryPolicy,
+    json_body,
+    redact_url,
+)
 
 SettingsT = TypeVar("SettingsT")
 T = TypeVar("T")
+_FINGERPRINT_KEY = os.urandom(32)
+
+
+def credential_fingerprint(login: str | None, password: str | None, extras: Mapping[str, Any]) -> str:
+    """A short keyed digest of a connection's fields: equal for equal fields in this process,
+    useless for guessing the secret (the key is random and never leaves the process)."""
+    material = json.dumps([login, password, extras], sort_keys=True, default=str).encode()
+    return hmac.new(_FINGERPRINT_KEY, material, hashlib.sha256).hexdigest()[:16]
 
 #: the connection test's call, its token included, ends within this many seconds
 CONNECTION_TEST_SECONDS = 10.0
@@ -107,6 +133,8 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
     default_conn_name: ClassVar[str]
     conn_type: ClassVar[str]
     hook_name: ClassVar[str]
+    #: the async rate cap of one connection on one event loop (see ``ASYNC_REQUESTS_PER_SECOND``)
+    max_requests_per_second: ClassVar[float | None] = ASYNC_REQUESTS_PER_SECOND
 
     def __init__(self, conn_id: str, *, timeout: float = 60.0, retry: RetryPolicy | None = None) -> None:
         super().__init__()
@@ -159,7 +187,7 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
     @cached_property
     def settings(self) -> SettingsT:
         conn = self.get_connection(self.conn_id)
-        return self.settings_from_connection(conn.login, conn.password, self._plain_extras(conn.extra_dejson))
+        return self._settings_of(conn.login, conn.password, conn.extra_dejson)
 
     async def asettings(self) -> SettingsT:
         """Resolve the connection through the async API (never the sync one inside an event loop)."""
@@ -171,10 +199,17 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
 
             conn = await get_async_connection(self.conn_id, hook=self)
             extras = await get_async_extra_dejson(conn)
-            self.__dict__["settings"] = self.settings_from_connection(
-                conn.login, conn.password, self._plain_extras(extras)
-            )
+            self.__dict__["settings"] = self._settings_of(conn.login, conn.password, extras)
         return self.settings
+
+    def _settings_of(self, login: str | None, password: str | None, extras: Mapping[str, Any]) -> SettingsT:
+        self._fingerprint = credential_fingerprint(login, password, extras)
+        return self.settings_from_connection(login, password, self._plain_extras(extras))
+
+    @property
+    def share_key(self) -> str:
+        """What the async client and rate limiter are shared by: the connection, never a secret."""
+        return f"{self.conn_type}/{self.conn_id}/{getattr(self, '_fingerprint', '-')}"
 
     @classmethod
     def _plain_extras(cls, extras: Mapping[str, Any]) -> dict[str, Any]:
@@ -189,8 +224,14 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
 
     @cached_property
     def core(self) -> HttpCore:
+        settings = self.settings
         return HttpCore(
-            self.vendor, auth=self.auth_scheme(self.settings), timeout=self.timeout, retry=self.retry
+            self.vendor,
+            auth=self.auth_scheme(settings),
+            timeout=self.timeout,
+            retry=self.retry,
+            share_key=self.share_key,
+            max_requests_per_second=self.max_requests_per_second,
         )
 
     async def acore(self) -> HttpCore:

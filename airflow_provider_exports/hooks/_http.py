@@ -4,6 +4,12 @@ It owns the httpx clients (sync for hooks and transfers, async for triggers), ti
 ``User-Agent``, the retry policy, the per-connection token cache and redaction. It is the only
 module of the provider that imports httpx, so a later move to another client is one file.
 
+Async clients are shared: every core of one connection (same share key) on one event loop uses one
+``httpx.AsyncClient`` (one connection pool) and one :class:`AsyncRateLimiter`, so a triggerer running a
+thousand waits on ten connections holds ten clients, not a thousand. The registry holds them per event
+loop, weakly (a loop that is gone takes its entries with it); the last core of a key to close on a loop
+closes the client. The sync client stays one per core, as before.
+
 Redaction rules kept here: headers are never logged; URLs are logged and put into errors only as
 ``scheme://host/path`` (a presigned URL's query string is a bearer credential); every token this
 core obtains goes through ``mask_secret`` before anything else can see it.
@@ -19,10 +25,12 @@ import hashlib
 import logging
 import random
 import socket
+import ssl
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -52,6 +60,13 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # 501 and 505 say the server will never do this; every other 5xx may pass.
 _PERMANENT_5XX = frozenset({501, 505})
 _ERROR_BODY_LIMIT = 64 * 1024
+#: the most seconds of jitter added to an async ``Retry-After`` wait
+RETRY_AFTER_JITTER_MAX = 5.0
+#: requests per second each connection may send from one event loop (a triggerer), bursts included.
+#: The vendors publish no numbers (Cordial: "a cap ... within any given second", set per account;
+#: Sitecore and Adobe: none): our choice, low enough for any account we know of, and enough for
+#: 20 x poll_interval waits per connection (1,200 at a 60 s interval) without slowing them.
+ASYNC_REQUESTS_PER_SECOND = 20.0
 
 
 def redact_url(url: str) -> str:
@@ -148,6 +163,9 @@ class RetryPolicy:
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
     retry_after_max: float = 300.0
+    #: with jitter (the async path), a ``Retry-After`` wait is lengthened by up to this share of it
+    #: (at most :data:`RETRY_AFTER_JITTER_MAX` seconds), so callers refused together do not return together
+    retry_after_jitter: float = 0.25
 
     def should_retry(self, exc: BaseException, *, idempotent: bool) -> bool:
         if provably_not_sent(exc):
@@ -167,14 +185,32 @@ class RetryPolicy:
         ceiling = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
         return random.uniform(0, ceiling)
 
+    def jitter_for(self, exc: BaseException | None, seconds: float) -> float:
+        """Extra seconds added to a ``Retry-After`` wait of ``seconds`` (backoff is jittered already)."""
+        if getattr(exc, "retry_after", None) is None:
+            return 0.0
+        return random.uniform(0, min(RETRY_AFTER_JITTER_MAX, self.retry_after_jitter * seconds))
+
     def wait_within(
-        self, attempt: int, exc: BaseException | None, deadline: float | None, what: str
+        self,
+        attempt: int,
+        exc: BaseException | None,
+        deadline: float | None,
+        what: str,
+        *,
+        jitter: bool = False,
     ) -> float:
         """The wait after failed attempt ``attempt``; raises ``DeadlineExceeded`` if it would end
-        after ``deadline``. After the last attempt nothing waits, so the failure itself is raised."""
+        after ``deadline``. After the last attempt nothing waits, so the failure itself is raised.
+
+        With ``jitter``, a ``Retry-After`` wait is lengthened a little (:meth:`jitter_for`); the
+        deadline is judged on the wait the server asked for, and the jitter never takes more than
+        half of the time that would be left after it, so a wait that fits still leaves room for its attempt.
+        """
         seconds = self.wait_seconds(attempt, exc)
+        extra = self.jitter_for(exc, seconds) if jitter else 0.0
         if deadline is None or attempt >= self.max_attempts:
-            return seconds
+            return seconds + extra
         left = deadline - time.time()
         if seconds > left:
             answer = getattr(exc, "summary", None) or type(exc).__name__
@@ -184,10 +220,15 @@ class RetryPolicy:
                 f"the next attempt would start in {seconds:.1f} s, after it ({max(left, 0.0):.1f} s left); "
                 f"last answer: {answer}",
             ) from exc
-        return seconds
+        return seconds + min(extra, (left - seconds) / 2)
 
     def _tenacity_kwargs(
-        self, idempotent: bool, what: str, deadline: float | None, stop: threading.Event | None = None
+        self,
+        idempotent: bool,
+        what: str,
+        deadline: float | None,
+        stop: threading.Event | None = None,
+        jitter: bool = False,
     ) -> dict[str, Any]:
         def retry(state: tenacity.RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
@@ -199,7 +240,7 @@ class RetryPolicy:
         # whether they ask for the wait before or after checking `stop`, so the rule does not rely on it.
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return self.wait_within(state.attempt_number, exc, deadline, what)
+            return self.wait_within(state.attempt_number, exc, deadline, what, jitter=jitter)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -236,7 +277,9 @@ class RetryPolicy:
     def async_retrying(
         self, *, idempotent: bool, what: str, deadline: float | None = None
     ) -> tenacity.AsyncRetrying:
-        return tenacity.AsyncRetrying(**self._tenacity_kwargs(idempotent, what, deadline))
+        """Async retries (triggers): a ``Retry-After`` is honoured with jitter, so the many waits
+        of one triggerer that a 429 refused together do not all come back in the same instant."""
+        return tenacity.AsyncRetrying(**self._tenacity_kwargs(idempotent, what, deadline, jitter=True))
 
 
 class _NotSentError(VendorConnectionError):
@@ -300,7 +343,10 @@ class TokenCache:
         self._tokens: dict[tuple[str, ...], _Token] = {}
         self._guard = threading.Lock()
         self._thread_locks: dict[tuple[str, ...], threading.Lock] = {}
-        self._loop_locks: dict[tuple[tuple[str, ...], int], asyncio.Lock] = {}
+        # per event loop, weakly: a lock of a loop that is gone must not serve a new loop at its address
+        self._loop_locks: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple[str, ...], asyncio.Lock]
+        ] = weakref.WeakKeyDictionary()
 
     def current(self, key: tuple[str, ...]) -> str | None:
         token = self._tokens.get(key)
@@ -325,9 +371,9 @@ class TokenCache:
             return self._thread_locks.setdefault(key, threading.Lock())
 
     def loop_lock(self, key: tuple[str, ...]) -> asyncio.Lock:
-        loop_key = (key, id(asyncio.get_running_loop()))
+        loop = asyncio.get_running_loop()
         with self._guard:
-            return self._loop_locks.setdefault(loop_key, asyncio.Lock())
+            return self._loop_locks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
 
     def clear(self) -> None:
         with self._guard:
@@ -361,6 +407,21 @@ class ClientCredentialsAuth(AuthScheme):
         return {"Authorization": f"Bearer {token}", **self.extra_headers}
 
     def _accept(self, core: HttpCore, response: httpx.Response) -> str:
+        token, expires_in = self._read_token(core, response)
+        _mask(token)
+        return self._keep(core, token, expires_in)
+
+    async def _aaccept(self, core: HttpCore, response: httpx.Response) -> str:
+        token, expires_in = self._read_token(core, response)
+        await _amask(token)
+        return self._keep(core, token, expires_in)
+
+    def _keep(self, core: HttpCore, token: str, expires_in: Any) -> str:
+        TOKENS.store(self.cache_key, token, float(expires_in or 3600))
+        log.info("%s: obtained an access token (expires in %s s)", core.vendor, expires_in)
+        return token
+
+    def _read_token(self, core: HttpCore, response: httpx.Response) -> tuple[str, Any]:
         body = response.json()
         token = body.get("access_token") if isinstance(body, Mapping) else None
         if not token:
@@ -372,10 +433,7 @@ class ClientCredentialsAuth(AuthScheme):
                 method="POST",
                 url=redact_url(self.token_url),
             )
-        _mask(token)
-        TOKENS.store(self.cache_key, token, float(body.get("expires_in") or 3600))
-        log.info("%s: obtained an access token (expires in %s s)", core.vendor, body.get("expires_in"))
-        return token
+        return str(token), body.get("expires_in")
 
     def headers(self, core: HttpCore, *, deadline: float | None = None) -> dict[str, str]:
         key = self.cache_key
@@ -410,7 +468,7 @@ class ClientCredentialsAuth(AuthScheme):
                         idempotent=True,
                         deadline=deadline,
                     )
-                    token = self._accept(core, response)
+                    token = await self._aaccept(core, response)
         return self._with_token(token)
 
     def refresh_after_401(self, sent_headers: Mapping[str, str]) -> bool:
@@ -422,6 +480,20 @@ def _mask(secret: str) -> None:
     from airflow.providers.common.compat.sdk import mask_secret
 
     mask_secret(secret)
+
+
+async def _amask(secret: str) -> None:
+    """``mask_secret`` from an event loop: the synchronous one may block on the supervisor (or, in
+    Airflow's triggerer, refuse to run there), so Airflow's async one where it exists (3.3+), else the
+    synchronous one in a worker thread, as common-compat reads connections on those versions."""
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(_mask)(secret)
+    else:
+        await amask_secret(secret)
 
 
 # --- streamed bodies ------------------------------------------------------------------------------
@@ -563,6 +635,139 @@ class _ConnectionTracker(httpcore.NetworkBackend):
             streams = list(self._open)
         for stream in streams:
             stream.cut()
+
+
+# --- what one event loop shares per connection ----------------------------------------------------
+
+
+class AsyncRateLimiter:
+    """At most ``rate`` requests a second for one connection on one loop: one every ``1 / rate``
+    seconds (``burst`` lets that many go at once after a quiet spell; by default none do).
+
+    A token bucket whose waiters are served in turn (FIFO), so a thousand polls due at once leave at
+    the rate and none starves. A 429 holds the whole connection for its ``Retry-After``
+    (:meth:`hold`): the other waits on it do not spend requests the vendor would refuse, and after the
+    hold they start again one by one at the rate, not all in the same instant. One request passes a
+    hold: one whose deadline comes before the hold ends (a wait's last look at its deadline is still
+    made, as the deadline rule promises; it costs one request per wait).
+    """
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be a positive number of requests per second")
+        self.rate = float(rate)
+        self.burst = max(1.0, float(burst if burst is not None else 1.0))
+        self._tokens = self.burst
+        self._stamp = time.monotonic()
+        self._held_until = 0.0
+        self._turn = asyncio.Lock()
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    async def acquire(self, deadline: float | None = None, what: str = "request") -> None:
+        """Wait for this request's turn; ``DeadlineExceeded`` at once when the turn comes after ``deadline``."""
+        while True:
+            held = self._held_until - time.monotonic()
+            if held > 0:  # waited out of turn, so a last look behind it is not stuck in the queue
+                if deadline is not None and time.time() + held > deadline:
+                    return  # the last look of a wait, which the hold would make impossible
+                await asyncio.sleep(held)
+                continue
+            async with self._turn:
+                while self._held_until <= time.monotonic():
+                    now = time.monotonic()
+                    self._refill(now)
+                    if self._tokens >= 1:
+                        self._tokens -= 1
+                        return
+                    wait = (1 - self._tokens) / self.rate
+                    if deadline is not None and time.time() + wait > deadline:
+                        raise DeadlineExceeded(
+                            what, deadline, f"the connection's next free turn is in {wait:.1f} s, after it"
+                        )
+                    await asyncio.sleep(wait)
+            # a hold began while this request waited for its turn: wait it out first
+
+    def hold(self, seconds: float) -> None:
+        """Send nothing more for ``seconds`` (a 429's ``Retry-After``), then restart without a burst."""
+        now = time.monotonic()
+        self._held_until = max(self._held_until, now + max(0.0, seconds))
+        self._tokens = 0.0
+        self._stamp = max(now, self._held_until)
+
+
+@dataclass
+class _Shared:
+    """The client and the limiter of one share key on one event loop, and how many cores use them."""
+
+    client: httpx.AsyncClient
+    limiter: AsyncRateLimiter | None
+    users: int = 0
+
+
+class AsyncClientRegistry:
+    """Shared async clients, per event loop and share key, held weakly both ways: only the cores
+    using an entry hold it (a client's connections hold its loop, so a registry holding clients
+    would keep every loop alive), and a loop that is gone takes its entries with it.
+
+    A share key names a connection and its credentials without holding a secret (the hooks use
+    ``conn_type/conn_id/<keyed digest>``); it may appear in logs.
+    """
+
+    def __init__(self) -> None:
+        self._loops: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, weakref.WeakValueDictionary[Hashable, _Shared]
+        ] = weakref.WeakKeyDictionary()
+        self._guard = threading.Lock()
+
+    def lease(self, key: Hashable, rate: float | None) -> _Shared:
+        """The running loop's entry for ``key``, created on first use; the caller must :meth:`release` it."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            entries = self._loops.setdefault(loop, weakref.WeakValueDictionary())
+            shared = entries.get(key)
+            if shared is None:
+                client = httpx.AsyncClient(
+                    verify=shared_ssl_context(),
+                    headers={"User-Agent": user_agent()},
+                    limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+                )
+                shared = entries[key] = _Shared(client, AsyncRateLimiter(rate) if rate else None)
+            shared.users += 1
+            return shared
+
+    async def release(self, key: Hashable, shared: _Shared) -> None:
+        """Give a lease back; the last one closes the client (a later lease builds a new one)."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            shared.users -= 1
+            if shared.users > 0:
+                return
+            entries = self._loops.get(loop)
+            if entries is not None and entries.get(key) is shared:
+                del entries[key]
+        await shared.client.aclose()
+
+    def entries(self, loop: asyncio.AbstractEventLoop | None = None) -> dict[Hashable, _Shared]:
+        """The live entries of ``loop`` (default: the running one): for tests and benchmarks."""
+        with self._guard:
+            return dict(self._loops.get(loop or asyncio.get_running_loop(), {}).items())
+
+
+ASYNC_CLIENTS = AsyncClientRegistry()
+_SSL_CONTEXT: list[ssl.SSLContext] = []
+_SSL_GUARD = threading.Lock()
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CAs), built once per process for every async client:
+    building one reads the CA bundle (about 0.15 s of CPU here), too long for an event loop."""
+    with _SSL_GUARD:
+        if not _SSL_CONTEXT:
+            _SSL_CONTEXT.append(httpx.create_ssl_context())
+        return _SSL_CONTEXT[0]
 
 
 # --- the core -------------------------------------------------------------------------------------
@@ -712,6 +917,10 @@ class HttpCore:
     :param auth: how requests authenticate; ``None`` for presigned URLs.
     :param timeout: seconds for connect, read and write (connect is capped at 10 s).
     :param retry: the retry policy; the default retries 5 times with jittered backoff.
+    :param share_key: names the connection and credentials (no secret): cores with the same key
+        share one async client and one rate limiter per event loop. ``None``: this core's own.
+    :param max_requests_per_second: the async rate cap of the share key on one event loop
+        (``None``: no cap). The sync path has none: a worker runs one task.
     """
 
     def __init__(
@@ -721,6 +930,8 @@ class HttpCore:
         auth: AuthScheme | None = None,
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
+        share_key: Hashable | None = None,
+        max_requests_per_second: float | None = None,
     ) -> None:
         self.vendor = vendor
         self.auth = auth
@@ -729,7 +940,11 @@ class HttpCore:
         self._client: httpx.Client | None = None
         self._connections: _ConnectionTracker | None = None
         self._client_lock = threading.Lock()
-        self._async_clients: dict[int, httpx.AsyncClient] = {}
+        self.share_key: Hashable = share_key if share_key is not None else object()
+        self.max_requests_per_second = max_requests_per_second
+        self._leases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Shared] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # clients are created on first use so that building a hook costs nothing
     @property
@@ -753,13 +968,22 @@ class HttpCore:
         if self._connections is not None:
             self._connections.cut_all()
 
+    def _shared(self) -> _Shared:
+        """This core's lease on the running loop's shared client and limiter (taken on first use)."""
+        loop = asyncio.get_running_loop()
+        shared = self._leases.get(loop)
+        if shared is None:
+            shared = self._leases[loop] = ASYNC_CLIENTS.lease(self.share_key, self.max_requests_per_second)
+        return shared
+
+    async def _ashared(self) -> _Shared:
+        """:meth:`_shared`, with the process's TLS context built in a thread the first time."""
+        if not _SSL_CONTEXT:
+            await asyncio.to_thread(shared_ssl_context)
+        return self._shared()
+
     def _async_client(self) -> httpx.AsyncClient:
-        loop_id = id(asyncio.get_running_loop())
-        client = self._async_clients.get(loop_id)
-        if client is None:
-            client = httpx.AsyncClient(timeout=self._timeout, headers={"User-Agent": user_agent()})
-            self._async_clients[loop_id] = client
-        return client
+        return self._shared().client
 
     def close(self) -> None:
         if self._client is not None:
@@ -767,9 +991,10 @@ class HttpCore:
             self._client = None
 
     async def aclose(self) -> None:
-        client = self._async_clients.pop(id(asyncio.get_running_loop()), None)
-        if client is not None:
-            await client.aclose()
+        """Give back this core's lease on the running loop (the last user closes the shared client)."""
+        shared = self._leases.pop(asyncio.get_running_loop(), None)
+        if shared is not None:
+            await ASYNC_CLIENTS.release(self.share_key, shared)
 
     # -- one attempt, sync and async; the retry loop and the 401 refresh wrap these
 
@@ -867,16 +1092,28 @@ class HttpCore:
         )
 
         async def attempt() -> httpx.Response:
+            shared = await self._ashared()
             for _ in range(2):
                 sent = await self.auth.aheaders(self, deadline=deadline) if authenticate and self.auth else {}
+                if shared.limiter is not None:
+                    await shared.limiter.acquire(deadline, call.what)
                 try:
-                    response = await self._async_client().request(
+                    response = await shared.client.request(
                         call.method, url, **call.arguments(sent, self._timeout)
                     )
                 except httpx.TransportError as exc:
                     raise call.failed(exc) from None
-                if self._check(call.method, response, expected, sent) is not None:
-                    return response
+                try:
+                    if self._check(call.method, response, expected, sent) is not None:
+                        return response
+                except VendorRateLimitError as exc:
+                    if shared.limiter is not None:
+                        shared.limiter.hold(
+                            min(self.retry.retry_after_max, exc.retry_after)
+                            if exc.retry_after is not None
+                            else self.retry.backoff_initial
+                        )
+                    raise
             raise error_for(self.vendor, call.method, response)
 
         async def attempts() -> httpx.Response:

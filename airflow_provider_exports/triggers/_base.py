@@ -74,9 +74,14 @@ class JobPollingTrigger(BaseTrigger, ABC):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self.make_hook()
         last: JobVerdict | None = None
-        last_look = False
+        # The first look waits a random part of one interval: waits deferred together (a triggerer
+        # restarting, many mapped tasks) spread over the interval instead of polling in lockstep.
+        # The task looked once before deferring (a sensor's first poke; an operator just created the job).
+        pause, last_look = next_pause(self.poll_interval, self.deadline, first=True)
         try:
+            await asyncio.sleep(pause)
             while True:
+                look_started = time.monotonic()
                 try:
                     verdict = await self.look(hook, look_deadline(self.deadline, last_look))
                 except DeadlineExceeded as exc:
@@ -93,7 +98,9 @@ class JobPollingTrigger(BaseTrigger, ABC):
                 if self.deadline is not None and (last_look or time.time() >= self.deadline):
                     yield TriggerEvent({"status": "timeout", "message": self.timeout_message(last)})
                     return
-                pause, last_look = next_pause(self.poll_interval, self.deadline)
+                pause, last_look = next_pause(
+                    self.poll_interval, self.deadline, spent=time.monotonic() - look_started
+                )
                 await asyncio.sleep(pause)
         except Exception as exc:
             yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})

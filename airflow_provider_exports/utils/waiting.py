@@ -10,10 +10,18 @@ The deadline rule: a wait ends at its deadline, not a poll interval before nor a
 after. Every look passes the deadline down to the HTTP core (no retry waits past it); the last
 pause is cut to end at the deadline and one last look is made there, bounded by
 :data:`LAST_LOOK_SECONDS`.
+
+Pauses are jittered so that many waits started together (a triggerer restarting, a mapped sensor)
+do not poll in lockstep: the first look of a deferred wait comes after a random part of one poll
+interval, and every later pause lasts between :data:`PAUSE_JITTER` short of the interval and the
+interval itself, never longer, so a finished job is still seen within one poll interval. A wait
+with less than two intervals left looks at once, so a short wait still looks at its start and at
+its deadline.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +40,8 @@ TRANSIENT_ERRORS = (VendorRateLimitError, VendorServerError, VendorConnectionErr
 #: seconds the look made at the deadline (or past it, when the wait starts late) may take, so a job
 #: that finished during the last pause is still seen
 LAST_LOOK_SECONDS = 10.0
+#: a pause between looks lasts between (1 - PAUSE_JITTER) and 1 times the poll interval
+PAUSE_JITTER = 0.2
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 _MAX_ERRORS_IN_EVENT = 20
 
@@ -45,12 +55,27 @@ def look_deadline(deadline: float | None, last_look: bool) -> float | None:
     return deadline
 
 
-def next_pause(poll_interval: float, deadline: float | None) -> tuple[float, bool]:
-    """How long to pause before the next look, and whether that look is the last one."""
-    if deadline is None:
-        return poll_interval, False
-    left = max(0.0, deadline - time.time())
-    return min(poll_interval, left), poll_interval >= left
+def next_pause(
+    poll_interval: float, deadline: float | None, *, first: bool = False, spent: float = 0.0
+) -> tuple[float, bool]:
+    """How long to pause before the next look, and whether that look is the last one.
+
+    ``spent``: seconds the last look took; the pause is shortened by them, so looks *start* at
+    most one interval apart, however long a look waited for its turn or its answer.
+
+    The pause is jittered (see the module's docstring): in ``[(1 - PAUSE_JITTER) * poll_interval,
+    poll_interval]``, cut to end at the deadline. With ``first``, the pause before a wait's first
+    look: anywhere in ``[0, poll_interval]``; none when less than two intervals are left (such a
+    wait looks at once and at its deadline, as it always did).
+    """
+    left = None if deadline is None else max(0.0, deadline - time.time())
+    if first:
+        pause = 0.0 if left is not None and left < 2 * poll_interval else random.uniform(0.0, poll_interval)
+    else:
+        pause = max(0.0, random.uniform((1.0 - PAUSE_JITTER) * poll_interval, poll_interval) - spent)
+    if left is None:
+        return pause, False
+    return min(pause, left), pause >= left
 
 
 @dataclass(frozen=True)

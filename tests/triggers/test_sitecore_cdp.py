@@ -182,7 +182,7 @@ async def test_alert_keeps_waiting_when_not_a_fail_status(sandbox):
     sandbox.sitecore.add_job(EXPORT, status="ALERT", end_time=T0 + timedelta(hours=1))
     trigger = make_trigger(fail_statuses=["FAILED"])
 
-    # Still waiting after a few polls ...
+    # Still waiting after a few polls (counted, not timed: a busy machine may be slow to make them) ...
     task = asyncio.create_task(run_events(trigger))
     while len(sandbox.sitecore.requests_to(REPORTS, "GET")) < 2:
         assert not task.done(), task.result()

@@ -10,6 +10,7 @@ import pytest
 from airflow_provider_exports.exceptions import ExportJobFailed, ExportsError
 from airflow_provider_exports.utils.waiting import (
     LAST_LOOK_SECONDS,
+    PAUSE_JITTER,
     JobVerdict,
     check_event,
     failure_from_event,
@@ -55,8 +56,33 @@ def test_the_deadline_rule():
     assert now + LAST_LOOK_SECONDS <= look_deadline(now + 60, True) <= time.time() + LAST_LOOK_SECONDS
     assert look_deadline(now - 5, False) >= now + LAST_LOOK_SECONDS
     # the pause is cut to end at the deadline, and the look after it is the last
-    assert next_pause(30.0, None) == (30.0, False)
+    pause, last = next_pause(30.0, None)
+    assert 30.0 * (1 - PAUSE_JITTER) <= pause <= 30.0 and not last
     pause, last = next_pause(30.0, time.time() + 5)
     assert pause <= 5 and last
     pause, last = next_pause(1.0, time.time() + 60)
-    assert pause == 1.0 and not last
+    assert 1.0 * (1 - PAUSE_JITTER) <= pause <= 1.0 and not last
+    # a wait with less than two intervals left looks at once (and again at its deadline)
+    assert next_pause(30.0, time.time() + 59, first=True) == (0.0, False)
+    assert next_pause(30.0, time.time() - 1, first=True) == (0.0, True)  # started past the deadline
+    pause, last = next_pause(30.0, time.time() + 61, first=True)
+    assert 0.0 <= pause <= 30.0 and not last
+
+
+def test_pauses_are_jittered_within_bounds_never_longer_than_the_interval():
+    """Jitter dephases waits started together; never past one interval, so a finished job is
+    seen within one poll interval, and never past the deadline."""
+    later = [next_pause(10.0, None)[0] for _ in range(400)]
+    first = [next_pause(10.0, None, first=True)[0] for _ in range(400)]
+    assert all(10.0 * (1 - PAUSE_JITTER) <= p <= 10.0 for p in later)
+    assert all(0.0 <= p <= 10.0 for p in first)
+    assert len(set(later)) > 300 and len(set(first)) > 300  # jittered, not a constant
+    # spread over the range, not bunched: both halves of each range are used
+    assert min(later) < 9.0 < max(later) and min(first) < 5.0 < max(first)
+    # the mean pause stays near the interval (polling costs at most a tenth more requests)
+    assert sum(later) / len(later) >= 10.0 * (1 - PAUSE_JITTER / 2) - 0.3
+    # the time a look took comes off the pause after it: looks start at most one interval apart
+    assert all(next_pause(10.0, None, spent=3.0)[0] <= 7.0 for _ in range(50))
+    assert next_pause(10.0, None, spent=30.0)[0] == 0.0
+    deadline = time.time() + 3
+    assert all(next_pause(10.0, deadline, first=f)[0] <= 3.0 for f in (True, False) for _ in range(50))
