@@ -487,7 +487,9 @@ def read_batches(
     if columnar and file_format == "jsonl":
         return read_jsonl_columnar(data, batch_size=batch_size)
     if columnar and file_format == "parquet":
-        return read_parquet_columnar(data, batch_size=max(batch_size, 65_536), flatten_structs=flatten_structs)
+        return read_parquet_columnar(
+            data, batch_size=max(batch_size, 65_536), flatten_structs=flatten_structs
+        )
     if file_format == "jsonl":
         return read_jsonl(data, batch_size=batch_size)
     if file_format == "csv":
@@ -545,7 +547,7 @@ def _split_blocks(chunks: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
 
 
 def read_jsonl_columnar(
-    chunks: Iterable[bytes], *, batch_size: int = 10_000, block_bytes: int = JSONL_BLOCK_BYTES
+    chunks: Iterable[bytes], *, batch_size: int = 10_000, block_bytes: int | None = None
 ) -> Iterator[ArrowBatch | Batch]:
     """JSON lines as :class:`ArrowBatch` blocks parsed by pyarrow, where that is exact.
 
@@ -561,7 +563,7 @@ def read_jsonl_columnar(
 
     first_line = 1
     as_strings: dict[str, Any] = {}  # columns pyarrow would read as timestamps
-    for block in _split_blocks(chunks, block_bytes):
+    for block in _split_blocks(chunks, block_bytes or JSONL_BLOCK_BYTES):
         lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
         table = _arrow_jsonl_block(block, as_strings, pa, pj)
         if table is None:
@@ -586,7 +588,8 @@ def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any], pa: Any, pj: An
         if timestamps:  # pyarrow read ISO dates as timestamps: they are strings in the file
             for f in timestamps:
                 as_strings[f.name] = pa.field(f.name, pa.string())
-            table = parse()
+            order = table.column_names  # as the lines have them (explicit columns come first)
+            table = parse().select(order)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         return None
     for name, f in zip(table.column_names, table.schema, strict=True):
@@ -596,13 +599,11 @@ def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any], pa: Any, pj: An
         if name in as_strings and column.null_count == len(column):
             return None  # absent or NULL: pyarrow adds an explicit column to every block
         if pa.types.is_floating(f.type) and column.null_count < len(column):
-            # an integer among fractions reads as a float: the text it is stored as would change
+            # an integer among fractions reads as a float: its text (and past 2**53 its value)
+            # would change; fractions alone are the floats Python reads
             finite = pc.is_finite(column)
             whole = pc.and_(finite, pc.equal(pc.floor(column), column))
             if not pc.all(finite).as_py() or (pc.any(whole).as_py() and _has_int_token(block, name)):
-                return None
-            big = pc.max(pc.abs(column)).as_py()
-            if big is not None and big >= 2**53:
                 return None
     return table
 

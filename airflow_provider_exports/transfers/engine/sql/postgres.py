@@ -124,7 +124,11 @@ class PostgresDialect(Dialect):
                 sql = f"COPY {table} ({cols}) FROM STDIN"
                 these = itertools.chain([first], group)  # noqa: B031 - the rest of the group, once
                 if csv:  # pyarrow columns already written as CSV (see .columnar)
-                    self._copy(cur, f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')", _csv_data(these, counted, cancellation))
+                    self._copy(
+                        cur,
+                        f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')",
+                        _csv_data(these, counted, cancellation),
+                    )
                 elif hasattr(cur, "copy"):
                     # psycopg 3 formats rows in C: several times faster than any Python encoding
                     with cur.copy(sql) as copy:

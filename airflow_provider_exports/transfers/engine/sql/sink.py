@@ -293,7 +293,9 @@ class SqlSink(Sink):
             if constants:
                 batches = _with_constants(batches, constants)
             # use_copy=False: the generic executemany, whatever the database
-            write = d.write_batches if self.use_copy is not False else functools.partial(Dialect.write_batches, d)
+            write = (
+                d.write_batches if self.use_copy is not False else functools.partial(Dialect.write_batches, d)
+            )
             if self._direct:
                 target, prepare = d.qualified(self.table), self._check_columns
                 batches = self._declared(batches, source)
@@ -410,7 +412,9 @@ class SqlSink(Sink):
         mt, ph = d.qualified(self.manifest_table), d.placeholder
         job = (self.table, manifest["vendor"], manifest["export_ref"], manifest["job_ref"])
         if self._had_manifest:
-            d.execute(f"DELETE FROM {mt} WHERE " + " AND ".join(f"{c} = {ph}" for c in _MANIFEST_KEY), job).close()
+            d.execute(
+                f"DELETE FROM {mt} WHERE " + " AND ".join(f"{c} = {ph}" for c in _MANIFEST_KEY), job
+            ).close()
         try:
             d.execute(
                 f"INSERT INTO {mt} ({', '.join(_MANIFEST_KEY)}, committed_at, manifest) "
@@ -494,7 +498,9 @@ class SqlSink(Sink):
                     tracker.declare(column, batch.types[column], source.name)
             yield batch
 
-    def _staged(self, batches: Iterable[Any], source: SourceFile, *, from_text: bool) -> Iterator[Batch | CsvBatch]:
+    def _staged(
+        self, batches: Iterable[Any], source: SourceFile, *, from_text: bool
+    ) -> Iterator[Batch | CsvBatch]:
         """The batches as the stage takes them: undeclared values of a new table typed and as text,
         and for merge, each row numbered in export order."""
         for batch in self._declared(batches, source):
@@ -580,7 +586,9 @@ class SqlSink(Sink):
         target = d.qualified(self.table)
         if new_types is None:
             match = " AND ".join(f"s.{k} = {target}.{k}" for k in keys)
-            d.execute(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {d.quote(stage)} s WHERE {match})").close()
+            d.execute(
+                f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {d.quote(stage)} s WHERE {match})"
+            ).close()
         same_key = " AND ".join(f"later.{k} = s.{k}" for k in keys)
         cols = ", ".join(d.quote(c) for c in state.seen)
         ordinal = d.quote(ORDINAL)
@@ -734,4 +742,3 @@ def read_ahead(items: Iterator[Any], cancellation: Any, depth: int = 2) -> Itera
     finally:
         stop.set()
         worker.join()
-
