@@ -529,18 +529,26 @@ _PLAIN_ARROW_JSON = ("int64", "double", "bool", "string", "null")
 
 
 def _split_blocks(chunks: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
-    """The stream cut after a newline into blocks of about ``block_bytes`` (a longer line is one block)."""
+    """The stream cut after newlines into blocks of about ``block_bytes`` (a longer line is a block)."""
     pending: list[bytes] = []
     size = 0
     for chunk in chunks:
         pending.append(chunk)
         size += len(chunk)
-        if size >= block_bytes and b"\n" in chunk:
-            data = b"".join(pending)
-            cut = data.rfind(b"\n") + 1
-            yield data[:cut]
-            rest = data[cut:]
-            pending, size = ([rest], len(rest)) if rest else ([], 0)
+        if size < block_bytes or b"\n" not in chunk:
+            continue
+        data = b"".join(pending) if len(pending) > 1 else chunk
+        at = 0
+        while len(data) - at >= block_bytes:
+            cut = data.rfind(b"\n", at, at + block_bytes) + 1
+            if cut <= at:  # a line longer than a block: up to its end
+                cut = data.find(b"\n", at + block_bytes) + 1
+                if cut <= 0:
+                    break
+            yield data[at:cut]
+            at = cut
+        rest = data[at:]
+        pending, size = ([rest], len(rest)) if rest else ([], 0)
     data = b"".join(pending)
     if data:
         yield data
