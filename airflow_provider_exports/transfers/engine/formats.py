@@ -487,9 +487,7 @@ def read_batches(
     if columnar and file_format == "jsonl":
         return read_jsonl_columnar(data, batch_size=batch_size)
     if columnar and file_format == "parquet":
-        return read_parquet_columnar(
-            data, batch_size=max(batch_size, 65_536), flatten_structs=flatten_structs
-        )
+        return read_parquet_columnar(data, batch_size=max(batch_size, 8192), flatten_structs=flatten_structs)
     if file_format == "jsonl":
         return read_jsonl(data, batch_size=batch_size)
     if file_format == "csv":
