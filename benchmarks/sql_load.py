@@ -147,6 +147,18 @@ def _write_csv(path: Path, fmt: str, out: Path) -> None:
         with open(path, "rb") as fh:
             yield from iter(lambda: fh.read(1 << 20), b"")
 
+    if fmt == "parquet":  # column-wise (the tests hold it equal to the row reader): minutes faster
+        from airflow_provider_exports.transfers.engine.formats import read_parquet_columnar
+        from airflow_provider_exports.transfers.engine.sql.columnar import copy_text, encode_csv
+
+        with open(out, "wb") as raw:
+            for i, batch in enumerate(read_parquet_columnar(chunks(), flatten_structs=True)):
+                if i == 0:
+                    raw.write((",".join(batch.columns) + "\n").encode())
+                raw.write(
+                    encode_csv([copy_text(c, staged=True) for c in batch.table.columns], batch.num_rows)
+                )
+        return
     with open(out, "w", newline="", encoding="utf-8") as dst:
         writer = csv.writer(dst)
         header = False
