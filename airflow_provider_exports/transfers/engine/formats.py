@@ -146,11 +146,11 @@ def _json_text(value: Any) -> Any:
     return value
 
 
-def read_jsonl(chunks: Iterable[bytes], *, batch_size: int = 10_000) -> Iterator[Batch]:
+def read_jsonl(chunks: Iterable[bytes], *, batch_size: int = 10_000, first_line: int = 1) -> Iterator[Batch]:
     """JSON lines: one object per line; blank lines are skipped. Columns of a batch are the keys
-    of its rows, in order of first appearance."""
+    of its rows, in order of first appearance. ``first_line``: the number of the stream's first
+    line in its file (for error messages)."""
     pending: list[bytes] = []
-    first_line = 1  # line number of pending[0]
     tail = b""
     for chunk in chunks:
         lines = (tail + chunk).split(b"\n")
@@ -478,10 +478,16 @@ def read_batches(
     csv_header: bool = True,
     csv_columns: Sequence[str] | None = None,
     flatten_structs: bool = False,
-) -> Iterator[Batch]:
+    columnar: bool = False,
+) -> Iterator[Batch | ArrowBatch]:
     """Rows of one file in batches; gzip is recognised by its magic bytes and undone first.
-    ``flatten_structs`` applies to Parquet (see :func:`read_parquet`)."""
+    ``flatten_structs`` applies to Parquet (see :func:`read_parquet`). ``columnar``: JSON lines
+    and Parquet come as :class:`ArrowBatch` where pyarrow reads them exactly (bulk sinks)."""
     data = maybe_gunzip(chunks)
+    if columnar and file_format == "jsonl":
+        return read_jsonl_columnar(data, batch_size=batch_size)
+    if columnar and file_format == "parquet":
+        return read_parquet_columnar(data, batch_size=max(batch_size, 8192), flatten_structs=flatten_structs)
     if file_format == "jsonl":
         return read_jsonl(data, batch_size=batch_size)
     if file_format == "csv":
@@ -491,3 +497,367 @@ def read_batches(
     if file_format == "parquet":
         return read_parquet(data, batch_size=batch_size, flatten_structs=flatten_structs)
     raise ExportConfigError("file_format", f"{file_format!r} is not one of {', '.join(FORMATS)}")
+
+
+# --- columnar readers (pyarrow): whole blocks parsed in C++, for bulk paths such as COPY -------------
+
+
+@dataclass
+class ArrowBatch:
+    """Rows of one file as a pyarrow ``Table`` (columns in the order of ``columns``).
+
+    Produced by the columnar readers for sinks that take columns in bulk (PostgreSQL ``COPY``).
+    Nested values are already JSON text, as in :class:`Batch`; ``types`` are declared SQL types
+    (Parquet), else ``None``. From JSON lines, a float column held only JSON fractions (an integer
+    among fractions sends the block to the row reader), so its Arrow type is its JSON kind.
+    """
+
+    columns: list[str]
+    table: Any
+    types: dict[str, str] | None = None
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.table.num_rows)
+
+
+#: bytes of JSON lines parsed per pyarrow block (pyarrow splits it further over its threads)
+JSONL_BLOCK_BYTES = 8 << 20
+_PLAIN_ARROW_JSON = ("int64", "double", "bool", "string", "null")
+
+
+def _split_blocks(chunks: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
+    """The stream cut after newlines into blocks of about ``block_bytes`` (a longer line is a block)."""
+    pending: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size < block_bytes or b"\n" not in chunk:
+            continue
+        data = b"".join(pending) if len(pending) > 1 else chunk
+        at = 0
+        while len(data) - at >= block_bytes:
+            cut = data.rfind(b"\n", at, at + block_bytes) + 1
+            if cut <= at:  # a line longer than a block: up to its end
+                cut = data.find(b"\n", at + block_bytes) + 1
+                if cut <= 0:
+                    break
+            yield data[at:cut]
+            at = cut
+        rest = data[at:]
+        pending, size = ([rest], len(rest)) if rest else ([], 0)
+    data = b"".join(pending)
+    if data:
+        yield data
+
+
+def read_jsonl_columnar(
+    chunks: Iterable[bytes], *, batch_size: int = 10_000, block_bytes: int | None = None
+) -> Iterator[ArrowBatch | Batch]:
+    """JSON lines as :class:`ArrowBatch` blocks parsed by pyarrow, where that is exact.
+
+    pyarrow reads JSON in C++ over several threads, but it guesses and widens on its own terms, so
+    a block is taken from it only when every column is plain: integers within int64, booleans,
+    strings (a column it reads as timestamps is read again as strings), NULLs, and fractions
+    whose column holds no JSON integer. Any other block — nested values, a column of mixed kinds,
+    integers beyond int64, a line pyarrow refuses — is read by :func:`read_jsonl`, which gives the
+    same rows and values and names a bad line; the sink types both alike. Memory: one block.
+    """
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    first_line = 1
+    as_strings: dict[str, Any] = {}  # columns pyarrow would read as timestamps
+    for block in _split_blocks(chunks, block_bytes or JSONL_BLOCK_BYTES):
+        lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        table = _arrow_jsonl_block(block, as_strings, pa, pj)
+        if table is None:
+            yield from read_jsonl([block], batch_size=batch_size, first_line=first_line)
+        elif table.num_rows:
+            yield ArrowBatch(list(table.column_names), table)
+        first_line += lines
+
+
+def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any], pa: Any, pj: Any) -> Any:
+    """One block as an Arrow table of plain columns, or ``None`` when only Python can read it exactly."""
+    import pyarrow.compute as pc
+
+    def parse() -> Any:
+        schema = pa.schema(list(as_strings.values())) if as_strings else None
+        options = pj.ParseOptions(explicit_schema=schema, newlines_in_values=False)
+        return pj.read_json(pa.BufferReader(block), parse_options=options)
+
+    try:
+        table = parse()
+        timestamps = [f for f in table.schema if pa.types.is_timestamp(f.type)]
+        if timestamps:  # pyarrow read ISO dates as timestamps: they are strings in the file
+            for f in timestamps:
+                as_strings[f.name] = pa.field(f.name, pa.string())
+            order = table.column_names  # as the lines have them (explicit columns come first)
+            table = parse().select(order)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
+        return None
+    for name, f in zip(table.column_names, table.schema, strict=True):
+        if str(f.type) not in _PLAIN_ARROW_JSON:
+            return None
+        column = table.column(name)
+        if name in as_strings and column.null_count == len(column):
+            return None  # absent or NULL: pyarrow adds an explicit column to every block
+        if pa.types.is_floating(f.type) and column.null_count < len(column):
+            # an integer among fractions reads as a float: its text (and past 2**53 its value)
+            # would change; fractions alone are the floats Python reads
+            finite = pc.is_finite(column)
+            whole = pc.and_(finite, pc.equal(pc.floor(column), column))
+            if not pc.all(finite).as_py() or (pc.any(whole).as_py() and _has_int_token(block, name)):
+                return None
+    return table
+
+
+def _has_int_token(block: bytes, key: str) -> bool:
+    """Whether some line of ``block`` gives ``key`` a JSON integer (``"key": 12,``).
+
+    A key spelled with ``\\u`` escapes where plain characters would do is not recognised."""
+    import re
+
+    spellings = {json.dumps(key, ensure_ascii=False).encode(), json.dumps(key).encode()}
+    for spelled in spellings:
+        if re.search(re.escape(spelled) + rb"\s*:\s*-?(?:0|[1-9][0-9]*)\s*[,}]", block):
+            return True
+    return False
+
+
+def arrow_json_text(array: Any) -> Any:
+    """A nested Arrow array's values as JSON text (a string array, NULL kept), exactly as
+    :func:`_json_column` writes them, computed column-wise in C++ (pyarrow compute); the few
+    values that need Python (control characters, non-finite floats, binary, decimals, repeated map
+    keys, a time zone other than UTC) are written by it."""
+    import pyarrow as pa
+
+    if isinstance(array, pa.ChunkedArray):
+        return pa.chunked_array([arrow_json_text(c) for c in array.chunks], type=pa.string())
+    try:
+        text = _json_values(array)
+    except NeedsPython:
+        text = pa.array(_json_column(array), type=pa.string())
+    import pyarrow.compute as pc
+
+    return pc.if_else(array.is_valid(), text, pa.scalar(None, pa.string()))
+
+
+class NeedsPython(Exception):
+    """A value the column-wise JSON writer leaves to Python."""
+
+
+def float_text(array: Any, *, json_style: bool = False) -> Any:
+    """Floats as Python's ``repr`` writes them (JSON's ``json.dumps`` with ``json_style``: ``NaN``,
+    ``Infinity``); NULL kept. pyarrow's own text is kept where it is the same, the rest is
+    written by Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = pc.cast(array, pa.float64())
+    text = pc.cast(array, pa.string())
+    # pyarrow writes shortest round-trip digits like repr, but switches to exponents sooner and
+    # drops ".0"; its fixed-notation text with a point and at most 4 leading zeros is repr's
+    odd = pc.or_(
+        pc.invert(pc.match_substring(text, ".")),
+        pc.or_(pc.match_substring(text, "e"), pc.match_substring_regex(text, r"^-?0\.0000")),
+    )
+    odd = pc.fill_null(odd, False)
+    if not pc.any(odd).as_py():
+        return text
+    where = pc.indices_nonzero(odd)
+    values = pc.take(array, where).to_pylist()
+    fixed = [json.dumps(v) for v in values] if json_style else [repr(v) for v in values]
+    return _scatter(text, where, fixed)
+
+
+def _scatter(text: Any, where: Any, values: list[str]) -> Any:
+    """``text`` with the positions ``where`` replaced by ``values``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = text.to_pylist() if len(values) * 8 > len(text) else None
+    if out is not None:
+        for i, v in zip(where.to_pylist(), values, strict=True):
+            out[i] = v
+        return pa.array(out, type=pa.string())
+    mask = pc.fill_null(pc.is_in(pa.array(range(len(text)), pa.int64()), value_set=where), False)
+    full: list[str | None] = [None] * len(text)
+    for i, v in zip(where.to_pylist(), values, strict=True):
+        full[i] = v
+    return pc.if_else(mask, pa.array(full, type=pa.string()), text)
+
+
+def _json_string(array: Any) -> Any:
+    """Strings as JSON string literals (``json.dumps(ensure_ascii=False)``)."""
+    import re
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = pc.cast(array, pa.string())
+    data = array.buffers()[2]
+    raw = memoryview(data) if data is not None else b""
+    # one scan of the bytes in C (a control character anywhere in the buffer sends it to Python)
+    if re.search(rb"[\x00-\x1f]", raw):
+        raise NeedsPython
+    if re.search(rb'[\\"]', raw):
+        array = pc.replace_substring(pc.replace_substring(array, "\\", "\\\\"), '"', '\\"')
+    return pc.binary_join_element_wise('"', array, '"', "")
+
+
+def _json_values(array: Any) -> Any:
+    """JSON text of every slot of ``array`` (a NULL slot's text is ``null``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = array.type
+    T = pa.types
+    null = pa.scalar("null", pa.string())
+    if T.is_dictionary(t):
+        return _json_values(array.dictionary_decode())
+    if T.is_null(t):
+        return pa.array(["null"] * len(array), type=pa.string())
+    if T.is_boolean(t):
+        text = pc.if_else(array, "true", "false")
+    elif T.is_integer(t):
+        text = pc.cast(array, pa.string())
+    elif T.is_floating(t):
+        text = float_text(array, json_style=True)
+    elif T.is_string(t) or T.is_large_string(t):
+        text = _json_string(array)
+    elif T.is_date(t):
+        text = pc.binary_join_element_wise('"', pc.cast(pc.cast(array, pa.date32()), pa.string()), '"', "")
+    elif T.is_timestamp(t):
+        text = iso_timestamp_text(array)
+    elif T.is_struct(t):
+        parts: list[Any] = ["{"]
+        for i, (f, child) in enumerate(zip(t, array.flatten(), strict=True)):
+            parts.append(("," if i else "") + json.dumps(f.name, ensure_ascii=False) + ":")
+            parts.append(_json_values(child))
+        parts.append("}")
+        text = pc.binary_join_element_wise(*parts, "") if len(parts) > 2 else pa.array(["{}"] * len(array))
+    elif T.is_map(t):
+        text = _json_map(array)
+    elif T.is_list(t) or T.is_large_list(t) or T.is_fixed_size_list(t):
+        if T.is_fixed_size_list(t):
+            array = pc.cast(array, pa.list_(t.value_type))
+        offsets = pc.subtract(array.offsets, array.offsets[0])
+        items = pa.ListArray.from_arrays(offsets, _json_values(_list_values(array)), mask=array.is_null())
+        text = pc.binary_join_element_wise("[", pc.binary_join(items, ","), "]", "")
+    else:
+        raise NeedsPython  # binary, decimals, times, unions: rare; Python writes them
+    if array.null_count:
+        text = pc.if_else(array.is_valid(), text, null)
+    return text
+
+
+def _list_values(array: Any) -> Any:
+    """The values a list array's offsets span (``flatten`` skips the values under NULL lists)."""
+    offsets = array.offsets
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    return array.values.slice(start, end - start)
+
+
+def _json_map(array: Any) -> Any:
+    """Maps as JSON objects (string keys, none repeated within a map; else Python writes them)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = array.type
+    if not (pa.types.is_string(t.key_type) or pa.types.is_large_string(t.key_type)):
+        raise NeedsPython
+    offsets = array.offsets
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    keys = array.keys.slice(start, end - start)
+    items = array.items.slice(start, end - start)
+    rebased = pc.subtract(offsets, offsets[0])
+    if _repeats_a_key(rebased, keys):
+        raise NeedsPython  # a repeated key: the pairs stay a list of [key, value]
+    entries = pc.binary_join_element_wise(_json_string(keys), ":", _json_values(items), "")
+    joined = pc.binary_join(pa.ListArray.from_arrays(rebased, entries, mask=array.is_null()), ",")
+    return pc.binary_join_element_wise("{", joined, "}", "")
+
+
+def iso_timestamp_text(array: Any, sep: str = "T", quote: str = '"') -> Any:
+    """Timestamps as ``datetime.isoformat(sep)`` writes them, quoted (UTC or naive; else Python)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tz = array.type.tz
+    if array.type.unit == "ns" or tz not in (None, "UTC", "utc", "+00:00", "Etc/UTC"):
+        raise NeedsPython
+    micros = pc.cast(pc.cast(array, pa.timestamp("us", tz=tz)), pa.timestamp("us"))  # UTC wall time
+    seconds = pc.floor_temporal(micros, unit="second")
+    base = pc.utf8_replace_slice(pc.cast(pc.cast(seconds, pa.timestamp("s")), pa.string()), 10, 11, sep)
+    frac = pc.subtract(pc.cast(micros, pa.int64()), pc.cast(seconds, pa.int64()))
+    frac_text = pc.if_else(
+        pc.equal(frac, 0),
+        "",
+        pc.binary_join_element_wise(".", pc.utf8_lpad(pc.cast(frac, pa.string()), 6, "0"), ""),
+    )
+    suffix = "" if tz is None else "+00:00"
+    return pc.binary_join_element_wise(quote, base, frac_text, suffix + quote, "")
+
+
+def _repeats_a_key(rebased: Any, keys: Any) -> bool:
+    """Whether some map repeats a key: each entry is compared with the entries before it in its
+    map (maps are short), or, for long maps, (map, key) pairs are counted."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not len(keys):
+        return False
+    parents = pc.list_parent_indices(pa.ListArray.from_arrays(rebased, keys))
+    longest = pc.max(pc.subtract(rebased.slice(1), rebased.slice(0, len(rebased) - 1))).as_py() or 0
+    if longest > 32:
+        return pa.table({"p": parents, "k": keys}).group_by(["p", "k"]).aggregate([]).num_rows != len(keys)
+    for lag in range(1, longest):
+        same = pc.and_(
+            pc.equal(parents.slice(lag), parents.slice(0, len(parents) - lag)),
+            pc.equal(keys.slice(lag), keys.slice(0, len(keys) - lag)),
+        )
+        if pc.any(same).as_py():
+            return True
+    return False
+
+
+def read_parquet_columnar(
+    chunks: Iterable[bytes], *, batch_size: int = 65_536, flatten_structs: bool = False
+) -> Iterator[ArrowBatch]:
+    """Parquet as :class:`ArrowBatch` record batches (spooled as :func:`read_parquet` does): the
+    same columns, types and values, nested ones as JSON text written column-wise."""
+    import shutil
+    import tempfile
+
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ExportConfigError(
+            "file_format", "Parquet needs pyarrow: pip install 'airflow-provider-exports[parquet]'"
+        ) from None
+
+    with tempfile.TemporaryFile(prefix="exports-", suffix=".parquet") as spool:
+        shutil.copyfileobj(ChunkReader(chunks), spool, 1 << 20)
+        spool.seek(0)
+        try:
+            pf = pq.ParquetFile(spool)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise TransferError(f"not a readable Parquet file: {exc}") from None
+        schema = pf.schema_arrow
+        if flatten_structs:
+            _flat_names(schema)
+            schema = _flatten(pa.RecordBatch.from_pylist([], schema=schema)).schema
+        names = list(schema.names)
+        types = {f.name: arrow_sql_type(f.type) for f in schema}
+        nested = {i for i, f in enumerate(schema) if pa.types.is_nested(f.type)}
+        for record_batch in pf.iter_batches(batch_size=batch_size):
+            if flatten_structs:
+                record_batch = _flatten(record_batch)
+            columns = [
+                arrow_json_text(col) if i in nested else col for i, col in enumerate(record_batch.columns)
+            ]
+            yield ArrowBatch(names, pa.Table.from_arrays(columns, names=names), types)

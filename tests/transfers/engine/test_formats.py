@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
+from airflow_provider_exports.transfers.engine import formats
 from airflow_provider_exports.transfers.engine.formats import (
     arrow_sql_type,
     detect_format,
@@ -76,7 +77,11 @@ def test_jsonl_batches_union_of_keys_and_nested_values_as_json_text():
 
 @pytest.mark.parametrize(
     ("body", "message"),
-    [(b'{"a": 1}\n{"a": \n', "line 2 is not valid JSON"), (b'[{"a": 1}]\n', "JSON array"), (b"3\n", "not an object")],
+    [
+        (b'{"a": 1}\n{"a": \n', "line 2 is not valid JSON"),
+        (b'[{"a": 1}]\n', "JSON array"),
+        (b"3\n", "not an object"),
+    ],
 )
 def test_jsonl_errors_name_the_line(body, message):
     with pytest.raises(TransferError, match=message):
@@ -84,7 +89,7 @@ def test_jsonl_errors_name_the_line(body, message):
 
 
 def test_csv_quoting_bom_empty_fields_and_pipes():
-    body = "\ufeffid|name|note\n1|\"a|b\"|\n2|\"multi\nline\"|x\n".encode()
+    body = '\ufeffid|name|note\n1|"a|b"|\n2|"multi\nline"|x\n'.encode()
     (batch,) = read_csv(_chunks(body, 5), delimiter="|")
     assert batch.columns == ["id", "name", "note"]
     assert batch.rows == [("1", "a|b", None), ("2", "multi\nline", "x")]
@@ -148,7 +153,9 @@ def _parquet_bytes(table) -> bytes:
 def _nested_table():
     import pyarrow as pa
 
-    person = pa.struct([("name", pa.struct([("firstName", pa.string()), ("lastName", pa.string())])), ("age", pa.int32())])
+    person = pa.struct(
+        [("name", pa.struct([("firstName", pa.string()), ("lastName", pa.string())])), ("age", pa.int32())]
+    )
     seen = pa.struct([("status", pa.string()), ("at", pa.timestamp("ms", tz="UTC"))])
     return pa.table(
         {
@@ -156,7 +163,15 @@ def _nested_table():
             "person": pa.array([{"name": {"firstName": "Ada", "lastName": "L"}, "age": 36}, None], person),
             "identityMap": pa.array([[("ECID", ["e1"])], []], pa.map_(pa.string(), pa.list_(pa.string()))),
             "segmentMembership": pa.array(
-                [[("ups", [("s1", {"status": "realized", "at": datetime(2026, 1, 2, tzinfo=timezone.utc)})])], None],
+                [
+                    [
+                        (
+                            "ups",
+                            [("s1", {"status": "realized", "at": datetime(2026, 1, 2, tzinfo=timezone.utc)})],
+                        )
+                    ],
+                    None,
+                ],
                 pa.map_(pa.string(), pa.map_(pa.string(), seen)),
             ),
         }
@@ -165,7 +180,12 @@ def _nested_table():
 
 def test_parquet_nested_values_are_json_objects_with_iso_times():
     (batch,) = read_parquet([_parquet_bytes(_nested_table())])
-    assert batch.types == {"id": "BIGINT", "person": "JSON", "identityMap": "JSON", "segmentMembership": "JSON"}
+    assert batch.types == {
+        "id": "BIGINT",
+        "person": "JSON",
+        "identityMap": "JSON",
+        "segmentMembership": "JSON",
+    }
     first = dict(zip(batch.columns, batch.rows[0], strict=True))
     assert json.loads(first["person"]) == {"name": {"firstName": "Ada", "lastName": "L"}, "age": 36}
     assert json.loads(first["identityMap"]) == {"ECID": ["e1"]}  # a map is an object, not pairs
@@ -178,7 +198,12 @@ def test_parquet_nested_values_are_json_objects_with_iso_times():
 def test_parquet_structs_flatten_to_named_columns_lists_and_maps_stay_json():
     (batch,) = read_parquet([_parquet_bytes(_nested_table())], flatten_structs=True)
     assert batch.columns == [
-        "id", "person_name_firstName", "person_name_lastName", "person_age", "identityMap", "segmentMembership"
+        "id",
+        "person_name_firstName",
+        "person_name_lastName",
+        "person_age",
+        "identityMap",
+        "segmentMembership",
     ]
     assert batch.types == {
         "id": "BIGINT",
@@ -236,3 +261,116 @@ def test_unpivot_turns_wide_rows_long_batch_by_batch():
         list(unpivot([Batch(["key", "bad"], [("x", 1)])]))
     with pytest.raises(TransferError, match="at least one more"):
         list(unpivot([Batch(["key"], [("x",)])]))
+
+
+# --- the columnar readers --------------------------------------------------------------------------
+
+
+def _nested_arrays():
+    import datetime as dt
+
+    import pyarrow as pa
+
+    utc = dt.timezone.utc
+    item = pa.struct(
+        [("id", pa.string()), ("ns", pa.struct([("code", pa.string())])), ("primary", pa.bool_())]
+    )
+    return [
+        pa.array(
+            [
+                {"id": 'a"b\\c', "ns": {"code": "é😀"}, "primary": True},
+                None,
+                {"id": None, "ns": None, "primary": None},
+            ],
+            item,
+        ),
+        pa.array(
+            [[1.5, None, 2.0, 1e-7, 1e16, float("nan"), float("inf")], None, []], pa.list_(pa.float64())
+        ),
+        pa.array([[("k", 1), ("j", None)], None, [], [("k", 1), ("k", 2)]], pa.map_(pa.string(), pa.int64())),
+        pa.array(
+            [[("seg", [("ups", {"status": "realized"})])], []],
+            pa.map_(pa.string(), pa.map_(pa.string(), pa.struct([("status", pa.string())]))),
+        ),
+        pa.array(
+            [
+                [dt.datetime(2024, 1, 1, tzinfo=utc), dt.datetime(1960, 5, 1, 3, 4, 5, 123000, tzinfo=utc)],
+                None,
+            ],
+            pa.list_(pa.timestamp("ms", tz="UTC")),
+        ),
+        pa.array([[dt.datetime(1969, 12, 31, 23, 59, 59, 999999)]], pa.list_(pa.timestamp("us"))),
+        pa.array([["a\nb", "tab\t", ""]], pa.list_(pa.string())),  # control characters: Python writes them
+        pa.array([[True, None, False]], pa.list_(pa.bool_())),
+        pa.array([[{"x": [1, 2]}, None]], pa.list_(pa.struct([("x", pa.list_(pa.int32()))]))),
+        pa.array([[dt.date(2020, 1, 2)]], pa.list_(pa.date32())),
+        pa.array([{}, None], pa.struct([])),
+        pa.array([[b"\x00\xff"]], pa.list_(pa.binary())),
+        pa.array([["x", "y"], ["x"]], pa.list_(pa.string())).cast(
+            pa.list_(pa.dictionary(pa.int32(), pa.string()))
+        ),
+        pa.array([[1, 2], [3, 4]], pa.list_(pa.int8(), 2)),
+    ]
+
+
+@pytest.mark.parametrize("array", _nested_arrays(), ids=lambda a: str(a.type)[:40])
+def test_nested_arrow_values_as_json_text_match_the_row_reader(array):
+    expected = formats._json_column(array)
+    assert formats.arrow_json_text(array).to_pylist() == expected
+    if len(array) > 1:  # a slice (offsets not at zero) too
+        tail = array.slice(1)
+        assert formats.arrow_json_text(tail).to_pylist() == formats._json_column(tail)
+
+
+def test_float_text_is_python_repr():
+    import random
+
+    import pyarrow as pa
+
+    rng = random.Random(7)
+    values = [0.1, 2.5, 1.0, -0.0, 1e-4, 1e-5, 123456789012345.6, 1e16, 1e22, 5e-324, 2.0**53, None]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(200)] + [
+        round(rng.random() * 5000, 2) for _ in range(200)
+    ]
+    values += [rng.random() * 10.0 ** rng.randint(-30, 30) for _ in range(200)]
+    text = formats.float_text(pa.array(values, pa.float64())).to_pylist()
+    assert text == [None if v is None else repr(v) for v in values]
+
+
+def test_columnar_jsonl_blocks_and_what_goes_by_rows():
+    data = b"".join(
+        [
+            b'{"a": 1, "d": "2024-01-01", "f": 0.5}\n' * 50,  # dates pyarrow would make timestamps
+            b'{"a": 1, "f": 2}\n{"a": 2, "f": 2.5}\n',  # an integer among fractions: rows
+            b'{"a": {"nested": true}}\n',  # nested: rows
+            b'{"a": 3, "d": "x", "f": 1.25}\n' * 50,
+        ]
+    )
+    batches = list(formats.read_jsonl_columnar([data], block_bytes=400, batch_size=10))
+    kinds = {type(b).__name__ for b in batches}
+    assert kinds == {"ArrowBatch", "Batch"}
+    arrow = [b for b in batches if isinstance(b, formats.ArrowBatch)]
+    assert {str(b.table.schema.field("d").type) for b in arrow if "d" in b.columns} == {"string"}
+    assert arrow[0].columns == ["a", "d", "f"]  # the order of the lines, not of pyarrow's explicit schema
+    values = [v for b in batches if isinstance(b, formats.Batch) for r in b.rows for v in r]
+    assert '{"nested":true}' in values and any(v == 2 and type(v) is int for v in values)
+    assert sum(b.num_rows if isinstance(b, formats.ArrowBatch) else len(b.rows) for b in batches) == 103
+
+
+def test_columnar_parquet_gives_the_row_readers_values(tmp_path):
+    import io
+
+    import pyarrow as pa
+
+    from airflow_provider_exports.sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
+
+    out = io.BytesIO()
+    write_profiles(ProfileFileSpec(rows=500, segments=("a", "b"), row_group_rows=200), out)
+    for flatten in (False, True):
+        rows = [r for b in formats.read_parquet([out.getvalue()], flatten_structs=flatten) for r in b.rows]
+        batches = list(
+            formats.read_parquet_columnar([out.getvalue()], batch_size=128, flatten_structs=flatten)
+        )
+        table = pa.concat_tables(b.table for b in batches)
+        assert batches[0].types == next(formats.read_parquet([out.getvalue()], flatten_structs=flatten)).types
+        assert [tuple(r.values()) for r in table.to_pylist()] == rows

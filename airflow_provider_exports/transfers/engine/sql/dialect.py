@@ -39,6 +39,8 @@ class Dialect:
     savepoints = False
     #: whether CSV bytes can go straight into a table (:meth:`copy_csv`)
     csv_passthrough = False
+    #: whether :meth:`write_batches` takes ``CsvBatch`` blocks made from pyarrow columns
+    columnar = False
     #: the type of the manifest table's key columns (VARCHAR(190): four of them fit a MySQL index)
     manifest_key_type = "VARCHAR(190)"
     #: the type of undeclared binary columns (Parquet binary)

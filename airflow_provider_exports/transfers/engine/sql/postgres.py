@@ -1,8 +1,10 @@
 """PostgreSQL: ``COPY`` for every row, an advisory lock per table, transactional DDL and savepoints.
 
 Rows go in through ``COPY ... FROM STDIN``: CSV bytes straight into ``COPY ... (FORMAT csv)``;
-JSON lines and Parquet batches through psycopg 3's ``copy.write_row`` (formatted in C), or, with
-psycopg2, encoded to COPY's text format here (:func:`encode_copy_text`). A load holds
+JSON lines and Parquet read by pyarrow as CSV written column-wise (:mod:`.columnar`); row
+batches (JSON lines pyarrow cannot read exactly, or without pyarrow) through psycopg 3's
+``copy.write_row`` (formatted in C), or, with psycopg2, encoded to COPY's text format here
+(:func:`encode_copy_text`). A load holds
 ``pg_advisory_xact_lock`` on a 64-bit hash of (database, schema-qualified table) from ``begin`` to
 its commit or rollback, so loads of one table run one after another.
 """
@@ -20,6 +22,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.transfers.engine.formats import Batch, ChunkReader
+from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch
 from airflow_provider_exports.transfers.engine.sql.dialect import Dialect
 from airflow_provider_exports.transfers.engine.sql.types import FinalType
 
@@ -37,6 +40,7 @@ class PostgresDialect(Dialect):
     transactional_ddl = True
     savepoints = True
     csv_passthrough = True
+    columnar = True
     manifest_key_type = "TEXT"
     binary_type = "BYTEA"
     json_type = "JSONB"
@@ -110,14 +114,22 @@ class PostgresDialect(Dialect):
         cur = self.conn.cursor()
         try:
             # one COPY per run of batches with the same columns (JSON lines may vary between batches)
-            for columns, group in itertools.groupby(batches, key=lambda b: tuple(b.columns)):
+            for (columns, csv), group in itertools.groupby(
+                batches, key=lambda b: (tuple(b.columns), isinstance(b, CsvBatch))
+            ):
                 first = next(group)
                 prepare(first)
                 counted: list[int] = []
                 cols = ", ".join(self.quote(c) for c in columns)
                 sql = f"COPY {table} ({cols}) FROM STDIN"
                 these = itertools.chain([first], group)  # noqa: B031 - the rest of the group, once
-                if hasattr(cur, "copy"):
+                if csv:  # pyarrow columns already written as CSV (see .columnar)
+                    self._copy(
+                        cur,
+                        f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')",
+                        _csv_data(these, counted, cancellation),
+                    )
+                elif hasattr(cur, "copy"):
                     # psycopg 3 formats rows in C: several times faster than any Python encoding
                     with cur.copy(sql) as copy:
                         for batch in these:
@@ -185,6 +197,13 @@ class PostgresDialect(Dialect):
                 if raised:
                     raise raised[0] from None
                 raise
+
+
+def _csv_data(batches: Iterable[Any], counted: list[int], cancellation: Cancellation) -> Iterator[bytes]:
+    for batch in batches:
+        cancellation.check()
+        counted.append(batch.num_rows)
+        yield batch.data
 
 
 def _encoded(batches: Iterable[Batch], counted: list[int], cancellation: Cancellation) -> Iterator[bytes]:

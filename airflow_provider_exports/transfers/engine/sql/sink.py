@@ -27,19 +27,29 @@ before it is filled, so a failed commit can leave it created but empty, never ha
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import functools
 import io
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
-from airflow_provider_exports.transfers.engine.formats import Batch, detect_format, maybe_gunzip, read_batches
+from airflow_provider_exports.transfers.engine.formats import (
+    ArrowBatch,
+    Batch,
+    detect_format,
+    maybe_gunzip,
+    read_batches,
+)
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch, copy_text, encode_csv, json_kinds
 from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, dialect_for
 from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
 
@@ -263,11 +273,12 @@ class SqlSink(Sink):
         self._open_savepoint(source)
         fmt = detect_format(source.name, self.file_format)
         constants = {col: source.attributes.get(attr) for col, attr in self.attribute_columns.items()}
-        passthrough = d.csv_passthrough and self.use_copy is not False and self.batch_transform is None
-        if self._direct and fmt == "csv" and passthrough and not constants:
+        bulk = self.use_copy is not False and self.batch_transform is None
+        if self._direct and fmt == "csv" and bulk and d.csv_passthrough and not constants:
             rows = self._copy_csv(chunks)
         else:
-            batches = read_batches(
+            columnar = bulk and d.columnar and fmt in ("jsonl", "parquet") and _has_pyarrow()
+            batches: Iterator[Any] = read_batches(
                 chunks,
                 fmt,
                 batch_size=self.batch_size,
@@ -275,20 +286,29 @@ class SqlSink(Sink):
                 csv_header=self.csv_header,
                 csv_columns=self.csv_columns,
                 flatten_structs=self.flatten_structs,
+                columnar=columnar,
             )
             if self.batch_transform is not None:
                 batches = iter(self.batch_transform(batches))
             if constants:
                 batches = _with_constants(batches, constants)
             # use_copy=False: the generic executemany, whatever the database
-            write = d.write_batches if self.use_copy is not False else functools.partial(Dialect.write_batches, d)
+            write = (
+                d.write_batches if self.use_copy is not False else functools.partial(Dialect.write_batches, d)
+            )
             if self._direct:
-                rows = write(
-                    d.qualified(self.table), self._declared(batches, source), self._check_columns, cancellation
-                )
+                target, prepare = d.qualified(self.table), self._check_columns
+                batches = self._declared(batches, source)
+                if columnar:
+                    batches = _typed_csv(batches)
             else:
-                staged = self._staged(batches, source, from_text=fmt == "csv")
-                rows = write(d.quote(STAGE), staged, self._prepare_stage, cancellation)
+                target, prepare = d.quote(STAGE), self._prepare_stage
+                batches = self._staged(batches, source, from_text=fmt == "csv")
+            if columnar:  # parse the next block while the database takes this one
+                with read_ahead(batches, cancellation) as ahead:
+                    rows = write(target, ahead, prepare, cancellation)
+            else:
+                rows = write(target, cast(Iterator[Batch], batches), prepare, cancellation)
         self._state.rows += rows
         log.debug("%s: %d rows for %s", source.name, rows, self.table)
         return StoredFile(location=self.table, rows=rows)
@@ -392,7 +412,9 @@ class SqlSink(Sink):
         mt, ph = d.qualified(self.manifest_table), d.placeholder
         job = (self.table, manifest["vendor"], manifest["export_ref"], manifest["job_ref"])
         if self._had_manifest:
-            d.execute(f"DELETE FROM {mt} WHERE " + " AND ".join(f"{c} = {ph}" for c in _MANIFEST_KEY), job).close()
+            d.execute(
+                f"DELETE FROM {mt} WHERE " + " AND ".join(f"{c} = {ph}" for c in _MANIFEST_KEY), job
+            ).close()
         try:
             d.execute(
                 f"INSERT INTO {mt} ({', '.join(_MANIFEST_KEY)}, committed_at, manifest) "
@@ -476,11 +498,16 @@ class SqlSink(Sink):
                     tracker.declare(column, batch.types[column], source.name)
             yield batch
 
-    def _staged(self, batches: Iterable[Batch], source: SourceFile, *, from_text: bool) -> Iterator[Batch]:
+    def _staged(
+        self, batches: Iterable[Any], source: SourceFile, *, from_text: bool
+    ) -> Iterator[Batch | CsvBatch]:
         """The batches as the stage takes them: undeclared values of a new table typed and as text,
         and for merge, each row numbered in export order."""
         for batch in self._declared(batches, source):
             state = self._state  # read per batch: a discarded file restores an earlier state
+            if isinstance(batch, ArrowBatch):
+                yield self._staged_csv(batch, source)
+                continue
             columns, rows = list(batch.columns), batch.rows
             if self._target is None and rows:
                 by_column: list[Sequence[Any]] = list(zip(*rows, strict=True))
@@ -498,6 +525,25 @@ class SqlSink(Sink):
                 state.ordinal += len(rows)
                 columns.append(ORDINAL)
             yield Batch(columns, rows, batch.types)
+
+    def _staged_csv(self, batch: ArrowBatch, source: SourceFile) -> CsvBatch:
+        """A columnar batch as the stage takes it (the same text and types as :meth:`_staged`)."""
+        import pyarrow as pa
+
+        state = self._state
+        columns, texts = list(batch.columns), []
+        for name, array in zip(batch.columns, batch.table.columns, strict=True):
+            staged = False
+            if self._target is None and state.tracker.declared(name) is None:
+                kinds, max_abs_int = json_kinds(array)
+                staged = state.tracker.observe_kinds(name, source.name, kinds, max_abs_int)
+            texts.append(copy_text(array, staged=staged))
+        n = batch.num_rows
+        if self.mode == "merge":
+            texts.append(pa.array(range(state.ordinal, state.ordinal + n), pa.int64()).cast(pa.string()))
+            state.ordinal += n
+            columns.append(ORDINAL)
+        return CsvBatch(columns, encode_csv(texts, n), n)
 
     def _create_target(self) -> dict[str, str]:
         """Create the table with the load's final types (at commit: every value has voted)."""
@@ -540,7 +586,9 @@ class SqlSink(Sink):
         target = d.qualified(self.table)
         if new_types is None:
             match = " AND ".join(f"s.{k} = {target}.{k}" for k in keys)
-            d.execute(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {d.quote(stage)} s WHERE {match})").close()
+            d.execute(
+                f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {d.quote(stage)} s WHERE {match})"
+            ).close()
         same_key = " AND ".join(f"later.{k} = s.{k}" for k in keys)
         cols = ", ".join(d.quote(c) for c in state.seen)
         ordinal = d.quote(ORDINAL)
@@ -601,10 +649,96 @@ def _first_record(head: bytes, delimiter: str) -> list[str] | None:
         return None
 
 
-def _with_constants(batches: Iterable[Batch], constants: Mapping[str, Any]) -> Iterator[Batch]:
+def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any]) -> Iterator[Any]:
     """The same batches with a column per constant (as text) appended to every row."""
     names = list(constants)
     values = tuple(None if v is None else str(v) for v in constants.values())
     for batch in batches:
+        if isinstance(batch, ArrowBatch):
+            import pyarrow as pa
+
+            table = batch.table
+            for name, value in zip(names, values, strict=True):
+                table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+            yield ArrowBatch([*batch.columns, *names], table, batch.types)
+            continue
         yield Batch([*batch.columns, *names], [(*row, *values) for row in batch.rows], batch.types)
 
+
+def _typed_csv(batches: Iterable[Any]) -> Iterator[Any]:
+    """Columnar batches for a typed table as ``COPY`` CSV; row batches unchanged."""
+    for batch in batches:
+        if isinstance(batch, ArrowBatch):
+            texts = [copy_text(array, staged=False) for array in batch.table.columns]
+            yield CsvBatch(list(batch.columns), encode_csv(texts, batch.num_rows), batch.num_rows)
+        else:
+            yield batch
+
+
+def _has_pyarrow() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+_DONE = object()
+
+
+@contextlib.contextmanager
+def read_ahead(items: Iterator[Any], cancellation: Any, depth: int = 2) -> Iterator[Iterator[Any]]:
+    """``items`` produced by a thread of their own, at most ``depth`` ahead of the consumer.
+
+    The columnar readers spend their time in pyarrow and zlib, which release the GIL, so a block
+    is parsed and encoded while the database takes the previous one. An exception of the producer
+    (``SourceChanged`` included) is raised to the consumer as it was; leaving the block stops
+    the producer and waits for it, so the file's stream is never read by two threads.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            outcome: tuple[Any, BaseException | None] = (_DONE, None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            outcome = (_DONE, exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+        while not stop.is_set():
+            try:
+                handoff.put(outcome, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def consume() -> Iterator[Any]:
+        while True:
+            try:
+                item, error = handoff.get(timeout=0.1)
+            except queue.Empty:
+                cancellation.check()
+                continue
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+
+    worker = threading.Thread(target=produce, name="exports-sql-read-ahead", daemon=True)
+    worker.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        worker.join()

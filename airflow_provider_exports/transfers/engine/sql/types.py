@@ -103,14 +103,11 @@ class TypeTracker:
                 f"set column_types={{{column!r}: ...}} to load both"
             )
 
-    def observe(self, column: str, values: Sequence[Any], file: str, *, from_text: bool) -> Sequence[Any]:
-        """Record the values of an undeclared column; return them as text for the stage.
-
-        ``from_text``: the values are CSV fields (strings or ``None``), read as numbers only when
-        canonical. Otherwise they are JSON values.
-        """
+    def _valued(self, column: str, file: str) -> ColumnKinds | None:
+        """The kinds of an undeclared column ``file`` brings values for (``None``: the task
+        declared it); a column another file declares refuses the load."""
         if column in self.task_types:
-            return values
+            return None
         if column in self.file_types:
             declared, by = self.file_types[column]
             raise TransferRefused(
@@ -118,7 +115,29 @@ class TypeTracker:
                 f"without a declared type; set column_types={{{column!r}: ...}}"
             )
         self.valued_by.setdefault(column, file)
-        seen = self.columns.setdefault(column, ColumnKinds())
+        return self.columns.setdefault(column, ColumnKinds())
+
+    def observe_kinds(self, column: str, file: str, kinds: set[str], max_abs_int: int = 0) -> bool:
+        """Record what a block of JSON values of ``column`` showed, already summed up (a columnar
+        reader): ``kinds`` of :data:`BOOL`, :data:`INT` (within int64), :data:`FLOAT`,
+        :data:`TEXT`. Returns whether the column is undeclared (staged as text)."""
+        seen = self._valued(column, file)
+        if seen is None:
+            return False
+        if TEXT not in seen.kinds:
+            seen.kinds.update(kinds)
+            seen.max_abs_int = max(seen.max_abs_int, max_abs_int)
+        return True
+
+    def observe(self, column: str, values: Sequence[Any], file: str, *, from_text: bool) -> Sequence[Any]:
+        """Record the values of an undeclared column; return them as text for the stage.
+
+        ``from_text``: the values are CSV fields (strings or ``None``), read as numbers only when
+        canonical. Otherwise they are JSON values.
+        """
+        seen = self._valued(column, file)
+        if seen is None:
+            return values
         if from_text:
             if TEXT not in seen.kinds:
                 _observe_text(seen, values)

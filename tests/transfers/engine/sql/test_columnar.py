@@ -1,0 +1,289 @@
+"""The columnar path into PostgreSQL (pyarrow columns as COPY CSV) gives what the row path gives.
+
+Every load here runs twice into the session's PostgreSQL: through the columnar path (the default
+with pyarrow) and through the row path (``PostgresDialect.columnar`` off), and the two tables must
+have the same column types and the same values. Small pyarrow blocks make a file span many.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import gzip
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_provider_exports.exceptions import TransferError
+from airflow_provider_exports.sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
+from airflow_provider_exports.transfers.engine import SqlSink, formats
+from airflow_provider_exports.transfers.engine.sql import sink as sink_mod
+from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
+
+from .conftest import ChunksSource, load, query
+
+BLOCK = 256  # bytes per pyarrow block in these tests: a few lines each
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(formats, "JSONL_BLOCK_BYTES", BLOCK)
+
+
+def lines(*rows: object) -> bytes:
+    return b"".join((r if isinstance(r, bytes) else json.dumps(r).encode()) + b"\n" for r in rows)
+
+
+def table_of(pg, table: str) -> tuple[dict[str, str], list[tuple]]:
+    types = dict(
+        query(
+            pg,
+            f"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position",
+        )
+    )
+    cols = ", ".join(f'"{c}"::text' for c in types)
+    return types, sorted(query(pg, f"SELECT {cols} FROM {table}"), key=repr)
+
+
+def both_ways(
+    pg,
+    monkeypatch,
+    files: dict[str, bytes],
+    *,
+    existing: str | None = None,
+    columnar_blocks=True,
+    **sink_kwargs,
+):
+    """Load ``files`` through the columnar path and through the row path; both tables' types and
+    text values (the columnar one's returned). ``columnar_blocks``: some blocks did go as CSV."""
+    out = []
+    written = []
+    real = sink_mod.encode_csv
+    monkeypatch.setattr(sink_mod, "encode_csv", lambda texts, n: written.append(n) or real(texts, n))
+    for columnar in (True, False):
+        monkeypatch.setattr(PostgresDialect, "columnar", columnar)
+        table = f"t_{'col' if columnar else 'row'}"
+        if existing:
+            pg.cursor().execute(f"CREATE TABLE {table} ({existing})")
+        sources = [
+            ChunksSource(name, [data[i : i + 100] for i in range(0, len(data), 100)])
+            for name, data in files.items()
+        ]
+        load(sources, SqlSink(table, conn_id="pg", **sink_kwargs), job_ref=table)
+        out.append(table_of(pg, table))
+    assert bool(written) is columnar_blocks
+    assert list(out[0][0].items()) == list(out[1][0].items())
+    assert out[0][1] == out[1][1]
+    return out[0]
+
+
+def test_jsonl_types_and_values_match_the_row_path_across_blocks(pg, monkeypatch):
+    rows = [
+        {
+            "zip": "02134",
+            "n": i,
+            "x": 1.5 + i,
+            "ok": i % 2 == 0,
+            "d": "2024-01-0" + str(1 + i % 9),
+            "none": None,
+        }
+        for i in range(40)
+    ]
+    rows += [
+        {"zip": "10115", "n": 2**62, "x": 2.25, "ok": None, "d": None, "s": 'q"uote\\ tab\t nl\n é 😀 ""'},
+        {"zip": "", "n": -(2**63), "x": 1e-7, "ok": True, "d": "2024-02-30", "s": ""},
+        {"x": 123456789012345.6, "late": 1},
+    ]
+    types, values = both_ways(pg, monkeypatch, {"a.jsonl": lines(*rows)})
+    assert types == {
+        "zip": "text",
+        "n": "bigint",
+        "x": "double precision",
+        "ok": "boolean",
+        "d": "text",
+        "none": "text",
+        "s": "text",
+        "late": "bigint",
+    }
+    flat = {v for row in values for v in row}
+    assert {"02134", "", "2024-02-30", 'q"uote\\ tab\t nl\n é 😀 ""', str(-(2**63)), "1e-07"} <= flat
+
+
+@pytest.mark.parametrize(
+    ("column", "expected_type", "expected"),
+    [
+        # a type that changes in the last block: the integers' text is what JSON wrote
+        ([*range(30), "x"], "text", {"0", "29", "x"}),
+        # integers among fractions in one block, then text: '1' stays '1', '2.0' stays '2.0'
+        ([0.5] * 20 + [1, 2.0, 2.5] + [0.5] * 20 + ["y"], "text", {"0.5", "1", "2.0", "2.5", "y"}),
+        ([1e16, 1e-5, 0.1, 3.0, 100.0, "z"], "text", {"1e+16", "1e-05", "0.1", "3.0", "100.0", "z"}),
+        # fractions pyarrow writes otherwise than Python (exponents, long ones) in blocks of their own
+        (
+            [1e-5, 0.1, 3.5, 100.25, 123456789012345.6, 2.5e-7] * 6 + ["z"],
+            "text",
+            {"1e-05", "0.1", "3.5", "100.25", "123456789012345.6", "2.5e-07", "z"},
+        ),
+        # beyond int64 (pyarrow would read a float): NUMERIC with every digit
+        ([1] * 30 + [2**64 + 1], "numeric", {"1", str(2**64 + 1)}),
+        # an integer past 2**53 among fractions: NUMERIC, not a rounded double
+        ([0.5] * 30 + [2**53 + 1], "numeric", {"0.5", str(2**53 + 1)}),
+        ([1] * 30 + [0.25], "double precision", {"1", "0.25"}),
+        ([True] * 30 + [1], "text", {"true", "1"}),
+        ([None] * 40, "text", {None}),
+        # nested values: the row reader, JSON text
+        (
+            [{"b": 1, "a": [1, "x"]}] * 3 + [[1, {"z": None}]],
+            "text",
+            {'{"b":1,"a":[1,"x"]}', '[1,{"z":null}]'},
+        ),
+    ],
+)
+def test_jsonl_mixed_kinds_across_blocks_type_as_the_row_path(
+    pg, monkeypatch, column, expected_type, expected
+):
+    data = lines(*({"id": i, "v": v} for i, v in enumerate(column)))
+    # a few rows are one block, which a nested value or a mix sends to the row reader whole
+    types, values = both_ways(pg, monkeypatch, {"a.jsonl": data}, columnar_blocks=len(column) > 10)
+    assert types["v"] == expected_type
+    assert {row[1] for row in values} >= expected
+
+
+def test_jsonl_edge_files(pg, monkeypatch):
+    long_text = "é" * 5000  # a line far longer than a block
+    files = {
+        "empty.jsonl": b"",
+        "blank.jsonl": b"\n\n  \n",
+        "long.jsonl": lines({"k": 1, "s": long_text}, {"k": 2, "s": "short"}),
+        "crlf.jsonl": b'{"k": 3, "s": "cr"}\r\n{"k": 4}\r\n',
+        "sparse.jsonl": lines(*({"k": 10 + i} for i in range(20)), {"k": 99, "d": "2024-01-01", "s": None}),
+    }
+    types, values = both_ways(pg, monkeypatch, files)
+    assert types == {"k": "bigint", "s": "text", "d": "text"}
+    assert ("1", long_text, None) in [(k, s, d) for k, s, d in values]
+
+
+def test_jsonl_into_an_existing_table_sends_what_psycopg_sends(pg, monkeypatch):
+    rows = [{"flag": i % 2 == 0, "amount": 0.1 * i, "n": i, "s": "x"} for i in range(30)]
+    _types, values = both_ways(
+        pg,
+        monkeypatch,
+        {"a.jsonl": lines(*rows)},
+        existing="flag text, amount text, n numeric, s text, extra text default 'd'",
+        mode="append",
+    )
+    assert {row[0] for row in values} == {"t", "f"}
+    assert {row[1] for row in values} >= {repr(0.1 * 3), "0.0"}
+    assert {row[4] for row in values} == {"d"}  # columns a file does not bring keep their default
+
+
+def test_jsonl_merge_and_attribute_columns(pg, monkeypatch):
+    first = lines(*({"id": i % 7, "v": i} for i in range(30)))
+    _types, values = both_ways(
+        pg,
+        monkeypatch,
+        {"added-1.jsonl": first, "removed-2.jsonl": lines({"id": 3, "v": -1})},
+        mode="merge",
+        key_columns=["id"],
+        attribute_columns={"_file": "name"},
+    )
+    assert len(values) == 7
+    assert ("3", "-1") in [row[:2] for row in values]
+
+
+def test_a_bad_line_in_a_later_block_is_named_by_its_line_in_the_file(pg):
+    data = lines(*({"k": i} for i in range(40))) + b'{"k": oops}\n'
+    with pytest.raises(TransferError, match="line 41 is not valid JSON"):
+        load([ChunksSource("a.jsonl", [data])], SqlSink("t", conn_id="pg"))
+
+
+def parquet_bytes(table: pa.Table, **kwargs) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(table, out, **kwargs)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("flatten", [True, False])
+def test_aep_parquet_matches_the_row_path(pg, monkeypatch, flatten):
+    out = io.BytesIO()
+    write_profiles(ProfileFileSpec(rows=300, segments=("a", "b"), row_group_rows=128), out)
+    types, values = both_ways(pg, monkeypatch, {"part-1.parquet": out.getvalue()}, flatten_structs=flatten)
+    assert types["identityMap"] == "jsonb" and types["segmentMembership"] == "jsonb"
+    assert ("person_name_firstName" in types) is flatten
+    assert len(values) == 300
+
+
+def test_parquet_types_python_writes_match_the_row_path(pg, monkeypatch):
+    utc = dt.timezone.utc
+    table = pa.table(
+        {
+            "ts": pa.array(
+                [
+                    dt.datetime(1969, 12, 31, 23, 59, 59, 500, tzinfo=utc),
+                    None,
+                    dt.datetime(2024, 1, 1, tzinfo=utc),
+                ],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "naive": pa.array(
+                [dt.datetime(2024, 5, 6, 7, 8, 9, 123000), None, dt.datetime(2000, 1, 1)], pa.timestamp("ms")
+            ),
+            "day": pa.array([dt.date(2024, 2, 29), None, dt.date(1900, 1, 1)]),
+            "money": pa.array(
+                [decimal.Decimal("1.50"), None, decimal.Decimal("-0.01")], pa.decimal128(10, 2)
+            ),
+            "blob": pa.array([b"\x00\x01", None, b""]),
+            "f": pa.array([1.0, float("nan"), 1e-300]),
+            "flag": pa.array([True, None, False]),
+            "tags": pa.array([["a\u0001b", 'q"\\'], None, []]),
+            "m": pa.array([[("k", 1), ("k", 2)], None, [("x", None)]], pa.map_(pa.string(), pa.int64())),
+            "nested_ts": pa.array(
+                [[dt.datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=utc)], [], None],
+                pa.list_(pa.timestamp("us", tz="UTC")),
+            ),
+        }
+    )
+    types, values = both_ways(pg, monkeypatch, {"x.parquet": parquet_bytes(table)})
+    assert types["ts"] == "timestamp with time zone" and types["blob"] == "bytea" and types["tags"] == "jsonb"
+    assert len(values) == 3
+
+
+def test_the_columnar_reader_streams_block_by_block():
+    produced = []
+
+    def chunks():
+        for i in range(100):
+            produced.append(i)
+            yield lines(*({"k": i * 10 + j} for j in range(10)))
+
+    batches = formats.read_jsonl_columnar(chunks(), block_bytes=1000)
+    first = next(batches)
+    assert isinstance(first, formats.ArrowBatch)
+    assert len(produced) < 20  # the first block came long before the file was read
+    assert sum(b.num_rows for b in [first, *batches]) == 1000
+
+
+def test_gzipped_jsonl_through_read_batches_is_columnar():
+    data = gzip.compress(lines({"a": 1}, {"a": 2}))
+    (batch,) = formats.read_batches([data], "jsonl", columnar=True)
+    assert isinstance(batch, formats.ArrowBatch) and batch.table.column("a").to_pylist() == [1, 2]
+
+
+def test_a_source_that_changes_after_blocks_were_copied_is_rolled_back(pg):
+    old = lines(*({"id": i, "v": f"old-{i}", "gone": 1.5} for i in range(60)))
+    new = lines(*({"id": i, "v": f"new-{i}"} for i in range(30)))
+    changing = ChunksSource(
+        "b.jsonl",
+        [new[i : i + 50] for i in range(0, len(new), 50)],
+        changed=[old[i : i + 50] for i in range(0, len(old), 50)],
+    )
+
+    summary = load([changing], SqlSink("t", conn_id="pg"))
+
+    assert summary.rows == 30
+    assert query(pg, "SELECT count(*), min(v) FROM t") == [(30, "new-0")]
+    assert [
+        r[0] for r in query(pg, "SELECT column_name FROM information_schema.columns WHERE table_name = 't'")
+    ] in (["id", "v"], ["v", "id"])
