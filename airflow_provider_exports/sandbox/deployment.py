@@ -336,6 +336,9 @@ class Deployment:
                 "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
                 # Workers wait up to 5 s for the execution API by default: too short on a busy 2-core machine.
                 "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+                # Parsing a DAG file took over the default 30 s there too (the task then fails).
+                "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+                "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
                 # A killed worker's task is noticed after 30 s without a heartbeat (default 300).
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
