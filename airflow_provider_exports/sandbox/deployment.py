@@ -835,6 +835,14 @@ def clear_aep(dep: Deployment, day: date) -> Result:
     dep.wait_for_task(dag_id, run_id, "export_profiles", ("deferred",))
     adobe.job_seconds = BASE_JOB_SECONDS  # the job the rerun creates
     job_id = dep.xcom(dag_id, run_id, "export_profiles", "job_id")
+    # Deferred is not enough: only a trigger the triggerer runs can be cancelled (a cleared task
+    # whose trigger no triggerer had picked up yet reattaches to the job on its rerun instead).
+    _wait_for(
+        lambda: bool(adobe.requests_to(f"{AEP_JOBS}/{job_id}", "GET")),
+        120,
+        f"the triggerer polls AEP job {job_id}",
+        poll=0.5,
+    )
     log(f"clearing export_profiles while AEP job {job_id} runs")
     dep.api(
         "POST",
