@@ -6,6 +6,8 @@
 # Regenerate a lock after changing dependencies in pyproject.toml:
 #   uv pip compile pyproject.toml --extra test --python-version 3.11 --universal -o requirements/ci.lock
 #   requirements/floor.lock: the command in its header (its exact pins and why: requirements/floor.in)
+#   requirements/deployment.lock (.ci/deployment's .venv-deploy: ci.lock's versions plus the Celery provider):
+#   uv pip compile pyproject.toml --extra test --extra deployment --python-version 3.11 --universal -c requirements/ci.lock -o requirements/deployment.lock
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export UV_LINK_MODE="${UV_LINK_MODE:-copy}"
@@ -39,12 +41,12 @@ lane_versions() {
 print("Airflow %s, Python %s" % (md.version("apache-airflow"), platform.python_version()))'
 }
 
-# setup_venv VENV LOCK: create VENV (Python 3.11) unless a working one is there, then install the
-# package with its test extras constrained by LOCK (an existing venv is brought in line with it).
+# setup_venv VENV LOCK [EXTRAS]: create VENV (Python 3.11) unless a working one is there, then install
+# the package with EXTRAS (default: test) constrained by LOCK (an existing venv is brought in line with it).
 # Returns non-zero on failure; written with explicit returns because a caller's `if` or `||`
 # switches `set -e` off inside a function.
 setup_venv() {
-    local venv="$1" lock="$2"
+    local venv="$1" lock="$2" extras="${3:-test}"
     section "virtualenv + install (${venv} from ${lock})"
     if [[ -x "${venv}/bin/python" ]] \
         && "${venv}/bin/python" -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))" 2>/dev/null; then
@@ -53,7 +55,7 @@ setup_venv() {
         "${UV[@]}" venv --clear --python python3 "${venv}" || return 1
     fi
     "${venv}/bin/python" --version || return 1
-    "${UV[@]}" pip install --python "${venv}/bin/python" -c "${lock}" -e ".[test]" || return 1
+    "${UV[@]}" pip install --python "${venv}/bin/python" -c "${lock}" -e ".[${extras}]" || return 1
     "${venv}/bin/python" - "${lock}" <<'EOF' || return 1
 import importlib.metadata as md
 import re

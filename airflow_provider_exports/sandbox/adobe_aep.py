@@ -260,6 +260,16 @@ class AdobeAEPServer(VendorServer):
         with self._state_lock:
             return self._jobs[job_id].phase(_now_ms())[0]
 
+    def job_ids(self) -> list[int]:
+        """Every export job's id, oldest first (a finished job that was deleted is gone)."""
+        with self._state_lock:
+            return sorted(self._jobs)
+
+    def job_cancelled(self, job_id: int) -> bool:
+        """Whether a ``DELETE`` cancelled the job while it was running."""
+        with self._state_lock:
+            return self._jobs[job_id].cancelled_ms is not None
+
     def batch_ids(self, job_id: int) -> list[str]:
         """Every batch id of a job (also of a job that failed and reports ``batchId: ""``)."""
         with self._state_lock:

@@ -575,6 +575,7 @@ def test_delete_cancels_in_every_documented_form(
         assert_valid(specs["export"], r)
     cancelled = http.get(f"{EXPORT_BASE}/export/jobs/{job['id']}", headers=headers).json()
     assert cancelled["status"] == "FAILED" and cancelled["errors"]
+    assert aep.job_ids() == [int(job["id"])] and aep.job_cancelled(int(job["id"]))
 
 
 def test_delete_finished_job_and_unknown_ids(
@@ -582,6 +583,7 @@ def test_delete_finished_job_and_unknown_ids(
 ) -> None:
     job = _create_job(http, headers)
     _wait_terminal(http, headers, job["id"])
+    assert not aep.job_cancelled(int(job["id"]))
     assert http.delete(f"{EXPORT_BASE}/export/jobs/{job['id']}", headers=headers).status_code == 200
     gone = http.get(f"{EXPORT_BASE}/export/jobs/{job['id']}", headers=headers)
     assert gone.status_code == 404 and gone.json()["status"] == 404
