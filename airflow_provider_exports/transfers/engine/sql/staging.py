@@ -223,6 +223,14 @@ class SqlStagedCommit(SqlSink):
     def gather(self, groups: Sequence[Mapping[str, Any]]) -> None:
         """Bring every group's staging table into this load, as one load would have staged it."""
         d = self._d
+        staged = [g for g in groups if g["stage_table"]]
+        for g in staged:
+            if d.table_columns(str(g["stage_table"])) is None:
+                raise TransferError(
+                    f"staging table {g['stage_table']} of group {g['group']} is gone (a later run's "
+                    "clean-up drops those older than stale_after); nothing was committed: run the "
+                    "whole DAG run again"
+                )
         existed = {bool(g["target_existed"]) for g in groups}
         if existed != {self._target is not None}:
             raise TransferError(
@@ -232,14 +240,6 @@ class SqlStagedCommit(SqlSink):
         tracker = merge_trackers([g["types"] for g in groups])
         self._state = state = _LoadState(tracker)
         state.rows = sum(int(g["rows"]) for g in groups)
-        staged = [g for g in groups if g["stage_table"]]
-        for g in staged:
-            if d.table_columns(str(g["stage_table"])) is None:
-                raise TransferError(
-                    f"staging table {g['stage_table']} of group {g['group']} is gone (a later run's "
-                    "clean-up drops those older than stale_after); nothing was committed: run the "
-                    "whole DAG run again"
-                )
         if self._direct:  # the table exists, append or replace: straight from the staging tables
             if self.mode == "replace":
                 d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
