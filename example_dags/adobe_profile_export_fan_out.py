@@ -41,7 +41,9 @@ with DAG(
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5)},
     tags=["exports", "adobe-experience-platform", "fan-out"],
 ):
-    dataset = AdobeCreateProfileDatasetOperator(task_id="profile_dataset", dataset_name="airflow-profile-exports")
+    dataset = AdobeCreateProfileDatasetOperator(
+        task_id="profile_dataset", dataset_name="airflow-profile-exports"
+    )
     export = AdobeCreateProfileExportJobOperator(
         task_id="export_profiles",
         dataset_id=dataset.output,
@@ -53,7 +55,9 @@ with DAG(
         poll_interval=60,
         timeout=6 * 3600,
     )
-    files = AdobeExperiencePlatformListFilesOperator(task_id="list_files", export_job_id=JOB_ID, files_per_group=1)
+    files = AdobeExperiencePlatformListFilesOperator(
+        task_id="list_files", export_job_id=JOB_ID, files_per_group=1
+    )
     export >> files
     land = AdobeExperiencePlatformStageFilesToS3Operator.partial(
         task_id="land_files",
@@ -63,7 +67,11 @@ with DAG(
     ).expand(group=files.output)
     land_commit = FanOutCommitOperator(task_id="commit_land", staged=land.output)
     load = AdobeExperiencePlatformStageFilesToSqlOperator.partial(
-        task_id="load_files", export_job_id=JOB_ID, conn_id="warehouse", table="aep_profiles_fan_out", mode="append"
+        task_id="load_files",
+        export_job_id=JOB_ID,
+        conn_id="warehouse",
+        table="aep_profiles_fan_out",
+        mode="append",
     ).expand(group=files.output)
     load_commit = FanOutCommitOperator(task_id="commit_load", staged=load.output, outlets=[TABLE])
     land_commit >> load

@@ -108,4 +108,6 @@ def test_xcom_holds_references_only(flow, sandbox, s3, warehouse, capfd):
 
     text = json.dumps(list(xcoms(run).values()))
     assert "http://" not in text and "https://" not in text
-    assert_no_secret(run, "".join(capfd.readouterr()), [sandbox.cordial.connection()["password"], KEY_ID, SECRET])
+    assert_no_secret(
+        run, "".join(capfd.readouterr()), [sandbox.cordial.connection()["password"], KEY_ID, SECRET]
+    )

@@ -134,7 +134,9 @@ def test_xcom_holds_references_only(flow, sandbox, s3, warehouse, capfd):
     from airflow_provider_exports.hooks._http import TOKENS
 
     with create_session() as session:
-        xcoms = {(x.task_id, x.map_index): x.value for x in session.query(XComModel).filter_by(run_id=run.run_id)}
+        xcoms = {
+            (x.task_id, x.map_index): x.value for x in session.query(XComModel).filter_by(run_id=run.run_id)
+        }
     text = json.dumps(list(xcoms.values()))
     assert "http://" not in text and "https://" not in text
     groups = xcoms[("list_files", -1)]

@@ -33,7 +33,9 @@ def stage(s3, groups, run_id=RUN, job_ref="job-1"):
     for i, sources in enumerate(groups):
         sink = S3StagingSink.taking_over(S3Sink(s3.bucket, "exports"), run_id)
         summary = run_transfer(sources, sink, vendor=VENDOR, export_ref="members", job_ref=job_ref)
-        staged.append({"group": i, "skipped": summary.skipped, "files": sink.staged_files, **sink.staged_state()})
+        staged.append(
+            {"group": i, "skipped": summary.skipped, "files": sink.staged_files, **sink.staged_state()}
+        )
     return staged
 
 
@@ -68,7 +70,7 @@ def test_a_job_committed_by_another_run_meanwhile_discards_this_run(s3, files):
     other = "20261122T041500Z-0000000a"
     commit(s3, stage(s3, [files], run_id=other), run_id=other)
     assert commit(s3, staged)["run_id"] == other  # the winner; this run reports the job as there
-    assert not [k for k in s3.keys() if RUN in k]
+    assert not [k for k in list(s3.keys()) if RUN in k]
     assert s3.manifest("exports")["run_id"] == other
 
 
@@ -79,7 +81,7 @@ def test_another_job_committed_meanwhile_fails_this_run_and_stays(s3, files):
     with pytest.raises(TransferError, match="another run committed job-2"):
         commit(s3, staged)
     assert s3.manifest("exports")["job_ref"] == "job-2"
-    assert not [k for k in s3.keys() if RUN in k]
+    assert not [k for k in list(s3.keys()) if RUN in k]
 
 
 def test_a_staged_object_gone_before_the_commit_commits_nothing(s3, files):
@@ -87,7 +89,7 @@ def test_a_staged_object_gone_before_the_commit_commits_nothing(s3, files):
     s3.client().delete_object(Bucket=s3.bucket, Key=staged[0]["files"][1]["location"])
     with pytest.raises(TransferError, match="is missing"):
         commit(s3, staged)
-    assert "exports/_manifest.json" not in s3.keys()
+    assert "exports/_manifest.json" not in list(s3.keys())
 
 
 def test_a_job_already_committed_is_not_staged_again(s3, files):

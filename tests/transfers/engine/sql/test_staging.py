@@ -32,7 +32,9 @@ def stage(db, groups, run_id=RUN, table="guests", **options):
     for i, sources in enumerate(groups):
         sink = SqlStagingSink.taking_over(SqlSink(table, conn_id=db.conn_id, **options), run_id, i)
         summary = load(sources, sink)
-        staged.append({"group": i, "skipped": summary.skipped, "files": sink.staged_files, **sink.staged_state()})
+        staged.append(
+            {"group": i, "skipped": summary.skipped, "files": sink.staged_files, **sink.staged_state()}
+        )
     return staged
 
 
@@ -97,9 +99,14 @@ def test_types_are_agreed_over_every_group_as_one_load_would(db):
 @pytest.mark.parametrize("exists", [False, True], ids=["new-table", "existing-table"])
 def test_merge_keeps_the_last_row_of_a_key_in_file_order_across_groups(db, exists):
     if exists:
-        db.run("CREATE TABLE guests (id BIGINT, name TEXT); INSERT INTO guests VALUES (1, 'old'), (9, 'kept')")
+        db.run(
+            "CREATE TABLE guests (id BIGINT, name TEXT); INSERT INTO guests VALUES (1, 'old'), (9, 'kept')"
+        )
     groups = [
-        [src("a.jsonl", [{"id": 1, "name": "a1"}, {"id": 2, "name": "a2"}]), src("b.jsonl", [{"id": 2, "name": "b2"}])],
+        [
+            src("a.jsonl", [{"id": 1, "name": "a1"}, {"id": 2, "name": "a2"}]),
+            src("b.jsonl", [{"id": 2, "name": "b2"}]),
+        ],
         [src("c.jsonl", [{"id": 1, "name": "c1"}])],
     ]
     staged = stage(db, groups, mode="merge", key_columns=["id"])
@@ -110,7 +117,9 @@ def test_merge_keeps_the_last_row_of_a_key_in_file_order_across_groups(db, exist
 
 def test_replace_into_an_existing_table_swaps_every_group_in_one_transaction(db):
     db.run("CREATE TABLE guests (id BIGINT, name TEXT); INSERT INTO guests VALUES (1, 'old')")
-    staged = stage(db, [[src("a.jsonl", [{"id": 2, "name": "x"}])], [src("b.jsonl", [{"id": 3}])]], mode="replace")
+    staged = stage(
+        db, [[src("a.jsonl", [{"id": 2, "name": "x"}])], [src("b.jsonl", [{"id": 3}])]], mode="replace"
+    )
     # staged, not committed: readers still see the old rows
     assert db.query("SELECT id FROM guests") == [(1,)]
     assert len(stages_left(db)) == 2
@@ -150,18 +159,23 @@ def test_a_later_commit_drops_stale_stages_of_failed_runs(db):
     # a run a day later, with a grace of an hour: the failed run's stage is stale
     commit(db, stage(db, [[src("b.jsonl", [{"id": 2}])]]), stale_after=3600, job_ref="job-2")
     assert stages_left(db) == []
-    with pytest.raises(TransferError, match="is gone"):
+    with pytest.raises(TransferError, match=r"is gone"):
         commit(db, failed, run_id="20261121T031500Z-0000000b", job_ref="job-3")
     assert db.query("SELECT id FROM guests") == [(2,)]
 
 
 def test_conflicting_declarations_in_two_groups_are_refused_naming_both_files():
     part = {"task_types": {}, "valued_by": {}, "columns": {}}
-    with pytest.raises(TransferRefused, match=r"'x' is BIGINT in file 'a.parquet' and TEXT in file 'b.parquet'"):
+    with pytest.raises(
+        TransferRefused, match=r"'x' is BIGINT in file 'a.parquet' and TEXT in file 'b.parquet'"
+    ):
         merge_trackers(
-            [{**part, "file_types": {"x": ["BIGINT", "a.parquet"]}}, {**part, "file_types": {"x": ["TEXT", "b.parquet"]}}]
+            [
+                {**part, "file_types": {"x": ["BIGINT", "a.parquet"]}},
+                {**part, "file_types": {"x": ["TEXT", "b.parquet"]}},
+            ]
         )
-    with pytest.raises(TransferRefused, match="'x'.*'a.parquet' declares BIGINT.*'c.jsonl'"):
+    with pytest.raises(TransferRefused, match=r"'x'.*'a.parquet' declares BIGINT.*'c.jsonl'"):
         merge_trackers(
             [
                 {**part, "file_types": {"x": ["BIGINT", "a.parquet"]}},
