@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -27,7 +27,10 @@ def flow(sandbox, s3, warehouse, load_example_dag, monkeypatch):
     export = dag.get_task("export_profiles")
     export.deferrable = False
     export.poll_interval = 0.2
-    # the mapped tasks keep the DAG's retries (2): dag.test() runs a retry at once
+    # the mapped tasks keep the DAG's retries (2): a mapped task instance takes them when it is
+    # expanded from the serialized DAG; their retry delay is read from the task, here no wait
+    for task_id in ("land_files", "load_files"):
+        dag.get_task(task_id).retry_delay = timedelta(0)
     return dag
 
 
@@ -49,7 +52,8 @@ def the_files(sandbox, job_id):
 
 
 def downloads(sandbox, fid: str) -> int:
-    return len(sandbox.adobe.requests_to(FILES.format(fid=fid), "GET"))
+    """Reads of the file's bytes (``?path=``), not the listing of its dataset file (no ``path``)."""
+    return len([r for r in sandbox.adobe.requests_to(FILES.format(fid=fid), "GET") if "path" in r.query])
 
 
 def check_landed(sandbox, s3, warehouse, job_id, rows: int) -> None:
@@ -81,10 +85,10 @@ def test_lands_and_loads_through_mapped_tasks(flow, sandbox, s3, warehouse):
 
 
 def test_a_failed_group_is_retried_alone(flow, sandbox, s3, warehouse):
-    # the job's files are not known before the run: fail the first look at any file, once; the
-    # S3 stage of every file is not retried, so fail the SQL stage only (skip the S3 reads)
-    sandbox.adobe.faults.server_error("/data/foundation/export/files/*", times=1, status=404, method="GET")
-    sandbox.adobe.faults.active[0].skip = 3  # the three S3 stages pass; the first SQL stage fails once
+    # the job's files are not known before the run: let the listing (three dataset files) and the
+    # three S3 stages through, then refuse the first SQL stage's read once
+    sandbox.adobe.faults.server_error(FILES.format(fid="*"), times=1, status=404, method="GET")
+    sandbox.adobe.faults.active[0].skip = 3 + 3
     run = flow.test(logical_date=LOGICAL_DATE)
     assert run.state == "success", states(run)
     tries = {ti.map_index: ti.try_number for ti in run.get_task_instances() if ti.task_id == "load_files"}
@@ -104,9 +108,9 @@ def test_a_run_that_fails_for_good_leaves_the_last_good_run(flow, sandbox, s3, w
     before = s3.manifest(PREFIX)
     first_rows = count(warehouse, "select count(*) from aep_profiles_fan_out")
     manifests = count(warehouse, "select job_ref from exports_manifest")
-    # the next run's second file never downloads (its job's files are listed after the first run's)
-    sandbox.adobe.faults.server_error("/data/foundation/export/files/*", times=None, status=404, method="GET")
-    sandbox.adobe.faults.active[0].skip = 1
+    # the next run lists its three dataset files, lands its first file, then no read succeeds
+    sandbox.adobe.faults.server_error(FILES.format(fid="*"), times=None, status=404, method="GET")
+    sandbox.adobe.faults.active[0].skip = 3 + 1
     run = flow.test(logical_date=LOGICAL_DATE)
     got = states(run)
     assert "failed" in got["land_files"] and got["commit_land"] == ["upstream_failed"], got

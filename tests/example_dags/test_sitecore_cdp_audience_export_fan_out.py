@@ -26,7 +26,9 @@ def flow(sandbox, s3, warehouse, load_example_dag, monkeypatch):
     dag = load_example_dag("sitecore_cdp_audience_export_fan_out.py", "sitecore_cdp_audience_export_fan_out")
     dag.get_task("wait_for_export").deferrable = False
     # the mapped tasks keep the DAG's retries (2): a mapped task instance takes them when it is
-    # expanded from the serialized DAG; dag.test() runs a retry at once
+    # expanded from the serialized DAG; their retry delay is read from the task, here no wait
+    for task_id in ("land_files", "load_files"):
+        dag.get_task(task_id).retry_delay = timedelta(0)
     return dag
 
 
