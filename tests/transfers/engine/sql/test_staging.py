@@ -138,13 +138,29 @@ def test_a_retried_group_loads_its_own_files_again_and_only_once(db):
     assert db.query("SELECT id FROM guests ORDER BY id") == [(1,), (2,)]
 
 
-def test_a_commit_that_fails_leaves_the_table_and_keeps_the_stages_for_a_retry(db):
+def test_a_commit_that_is_refused_leaves_the_table(db):
     db.run("CREATE TABLE guests (id BIGINT); INSERT INTO guests VALUES (1)")
     staged = stage(db, [[src("a.jsonl", [])]], mode="replace")
     with pytest.raises(TransferRefused, match="no rows"):
         commit(db, staged, mode="replace")
     assert db.query("SELECT id FROM guests") == [(1,)]
     assert db.query("SELECT count(*) FROM exports_manifest") == [(0,)]
+
+
+def test_a_commit_retried_after_a_failure_commits_the_kept_stages(db, monkeypatch):
+    staged = stage(db, [[src("a.jsonl", [{"id": 1}])], [src("b.jsonl", [{"id": 2}])]])
+
+    def lost(self, manifest):
+        raise ConnectionError("the database went away")
+
+    with monkeypatch.context() as m:
+        m.setattr(SqlStagedCommit, "_record_manifest", lost)
+        with pytest.raises(ConnectionError):
+            commit(db, staged)
+    assert len(stages_left(db)) == 2
+    commit(db, staged)
+    assert db.query("SELECT id FROM guests ORDER BY id") == [(1,), (2,)]
+    assert stages_left(db) == []
 
 
 def test_a_job_already_committed_is_not_staged_again(db):
