@@ -61,6 +61,8 @@ DEMO_POLL_SECONDS = {
     ("adobe_profile_export", "export_profiles"): 1.0,
     ("cordial_audience_trends", "export_trends"): 1.0,
     ("cordial_audience_trends", "export_members"): 1.0,
+    ("adobe_profile_export_fan_out", "export_profiles"): 1.0,
+    ("cordial_audience_trends_fan_out", "export_trends"): 1.0,
 }
 
 

@@ -12,7 +12,7 @@ dataset id, the batch ids, and per file its batch, dataset file id and segment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from airflow_provider_exports.hooks.adobe_experience_platform import (
     judge_export_job,
 )
 from airflow_provider_exports.transfers._base import TransferPlan, VendorTransferOperator
+from airflow_provider_exports.transfers._fan_out import ListFilesMixin
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
 from airflow_provider_exports.utils.openlineage import aep_batch
 from airflow_provider_exports.utils.templating import is_template
@@ -150,3 +151,39 @@ class AdobeExperiencePlatformTransferBase(VendorTransferOperator):
 
     def close(self) -> None:
         self.hook.close()
+
+    def group_sources(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], dict[str, Any]]:
+        """A fan-out group's files (README, "Scaling out"), addressed again through the hook from
+        their batch and dataset file ids (the hook's token goes in a header, never in XCom)."""
+        job = group["job"]
+        if str(job["job_ref"]) != str(check_job_id(self.export_job_id)):
+            raise ExportConfigError(
+                "group", f"lists Adobe export job {job['job_ref']}, not export_job_id {self.export_job_id}"
+            )
+        sources = [
+            self._source(
+                str(f["ref"]["batchId"]),
+                DataAccessFile(str(f["ref"]["dataSetFileId"]), str(f["ref"]["path"]), f["size"]),
+                f["ref"].get("segmentId"),
+            )
+            for f in group["files"]
+        ]
+        return sources, dict(job)
+
+
+class AdobeExperiencePlatformListFilesOperator(ListFilesMixin, AdobeExperiencePlatformTransferBase):
+    """The list-files task of a fan-out (README, "Scaling out"): a finished profile export job's
+    batch files through Data Access, in groups of references (batch id, dataset file id, path,
+    size; never a URL) for ``AdobeExperiencePlatformStageFilesToS3Operator`` /
+    ``AdobeExperiencePlatformStageFilesToSqlOperator`` ``.expand(group=...)``.
+
+    :param export_job_id: the export job. (templated)
+    :param adobe_aep_conn_id: the Airflow connection id. (templated)
+    :param files_per_group: files per mapped task (1).
+    :param max_groups: at most this many mapped tasks (groups grow to fit).
+    """
+
+    def file_ref(self, source: SourceFile) -> dict[str, Any]:
+        a = source.attributes
+        ref = {"batchId": a["batchId"], "dataSetFileId": a["dataSetFileId"], "path": a["path"]}
+        return {**ref, "segmentId": a["segmentId"]} if a.get("segmentId") else ref

@@ -8,11 +8,12 @@ they never travel through XCom, templates or logs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.exceptions import TransferError
+from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.hooks.sitecore_cdp import (
     ExportOutput,
     SitecoreCDPHook,
@@ -20,6 +21,7 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
     check_export_ref,
 )
 from airflow_provider_exports.transfers._base import TransferPlan, VendorTransferOperator
+from airflow_provider_exports.transfers._fan_out import ListFilesMixin
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
 from airflow_provider_exports.utils.openlineage import sitecore_export
 from airflow_provider_exports.utils.templating import is_template
@@ -156,3 +158,41 @@ class SitecoreCDPTransferBase(VendorTransferOperator):
 
     def close(self) -> None:
         self.hook.close()
+
+    def group_sources(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], ExportOutput]:
+        """A fan-out group's files (README, "Scaling out"), their URLs fetched fresh from Sitecore;
+        and the job's whole output (the sink decides on delta columns from every file)."""
+        job = group["job"]
+        check_export_ref(self.audience_export_ref)
+        names = (job["export_ref"], job["details"].get("definitionRef"), job["details"].get("friendlyId"))
+        if self.audience_export_ref not in names:
+            raise ExportConfigError(
+                "group", f"lists a job of export {job['export_ref']!r}, not of {self.audience_export_ref!r}"
+            )
+        output = self.hook.get_execution_output(check_execution_ref(str(job["job_ref"])))
+        by_name = {f.name: f for f in output.files}
+        wanted = [str(f["ref"]["file"]) for f in group["files"]]
+        missing = [n for n in wanted if n not in by_name]
+        if missing:
+            raise TransferError(
+                f"{missing} no longer in the output listing of Sitecore CDP job {output.execution_ref}"
+            )
+        picked = dataclasses.replace(output, files=tuple(by_name[n] for n in wanted))
+        return self._source_files(picked), output
+
+
+class SitecoreCDPListFilesOperator(ListFilesMixin, SitecoreCDPTransferBase):
+    """The list-files task of a fan-out (README, "Scaling out"): a Sitecore CDP job's output files
+    in groups, references only (file names, never their presigned URLs), for
+    ``SitecoreCDPStageFilesToS3Operator`` / ``SitecoreCDPStageFilesToSqlOperator`` ``.expand(group=...)``.
+
+    :param audience_export_ref: the export's friendly ID or UUID reference. (templated)
+    :param execution_ref: the job (e.g. the sensor's ``output``); empty: the latest finished job.
+        (templated)
+    :param sitecore_cdp_conn_id: the Sitecore CDP connection. (templated)
+    :param files_per_group: files per mapped task (1).
+    :param max_groups: at most this many mapped tasks (groups grow to fit).
+    """
+
+    def file_ref(self, source: SourceFile) -> dict[str, Any]:
+        return {"file": source.name.rsplit("/", 1)[-1]}  # the vendor's name (delta files: under added/)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.transfers._adobe_experience_platform import AdobeExperiencePlatformTransferBase
+from airflow_provider_exports.transfers._adobe_experience_platform import (
+    AdobeExperiencePlatformListFilesOperator,
+    AdobeExperiencePlatformTransferBase,
+)
 from airflow_provider_exports.transfers._base import ToS3Mixin
-from airflow_provider_exports.transfers.engine import S3Sink
+from airflow_provider_exports.transfers._fan_out import FanOutCommitOperator, StageFilesMixin, StageToS3Mixin
+from airflow_provider_exports.transfers.engine import S3Sink, SourceFile
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -36,3 +40,27 @@ class AdobeExperiencePlatformToS3Operator(ToS3Mixin, AdobeExperiencePlatformTran
 
     def make_sink(self, context: Context, output: Any) -> S3Sink:
         return self.s3_sink()
+
+
+class AdobeExperiencePlatformStageFilesToS3Operator(StageToS3Mixin, AdobeExperiencePlatformToS3Operator):
+    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
+    :class:`AdobeExperiencePlatformListFilesOperator`'s groups: the group's files into S3 objects under the run directory, for
+    :class:`FanOutCommitOperator`. Takes :class:`AdobeExperiencePlatformToS3Operator`'s arguments (the same ``export_job_id``)
+    and ``group``.
+    """
+
+    template_fields: Sequence[str] = (
+        *AdobeExperiencePlatformToS3Operator.template_fields,
+        *StageFilesMixin.FAN_OUT_TEMPLATE_FIELDS,
+    )
+
+    def open_files(self, context: Context, group: Mapping[str, Any]) -> tuple[list[SourceFile], Any]:
+        return self.group_sources(group)
+
+
+__all__ = [
+    "AdobeExperiencePlatformListFilesOperator",
+    "AdobeExperiencePlatformStageFilesToS3Operator",
+    "AdobeExperiencePlatformToS3Operator",
+    "FanOutCommitOperator",
+]

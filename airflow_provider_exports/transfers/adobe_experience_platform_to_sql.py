@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.transfers._adobe_experience_platform import AdobeExperiencePlatformTransferBase
+from airflow_provider_exports.transfers._adobe_experience_platform import (
+    AdobeExperiencePlatformListFilesOperator,
+    AdobeExperiencePlatformTransferBase,
+)
 from airflow_provider_exports.transfers._base import ToSqlMixin
-from airflow_provider_exports.transfers.engine import SqlSink
+from airflow_provider_exports.transfers._fan_out import FanOutCommitOperator, StageFilesMixin, StageToSqlMixin
+from airflow_provider_exports.transfers.engine import SourceFile, SqlSink
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -44,3 +48,27 @@ class AdobeExperiencePlatformToSqlOperator(ToSqlMixin, AdobeExperiencePlatformTr
 
     def make_sink(self, context: Context, output: Any) -> SqlSink:
         return self.sql_sink(file_format="parquet", flatten_structs=self.flatten_structs)
+
+
+class AdobeExperiencePlatformStageFilesToSqlOperator(StageToSqlMixin, AdobeExperiencePlatformToSqlOperator):
+    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
+    :class:`AdobeExperiencePlatformListFilesOperator`'s groups: the group's files into a staging table, for
+    :class:`FanOutCommitOperator`. Takes :class:`AdobeExperiencePlatformToSqlOperator`'s arguments (the same ``export_job_id``)
+    and ``group``.
+    """
+
+    template_fields: Sequence[str] = (
+        *AdobeExperiencePlatformToSqlOperator.template_fields,
+        *StageFilesMixin.FAN_OUT_TEMPLATE_FIELDS,
+    )
+
+    def open_files(self, context: Context, group: Mapping[str, Any]) -> tuple[list[SourceFile], Any]:
+        return self.group_sources(group)
+
+
+__all__ = [
+    "AdobeExperiencePlatformListFilesOperator",
+    "AdobeExperiencePlatformStageFilesToSqlOperator",
+    "AdobeExperiencePlatformToSqlOperator",
+    "FanOutCommitOperator",
+]

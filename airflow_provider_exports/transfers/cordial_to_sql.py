@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook, job_file_name
 from airflow_provider_exports.transfers._base import ToSqlMixin, TransferPlan, VendorTransferOperator
-from airflow_provider_exports.transfers.engine import SqlSink
+from airflow_provider_exports.transfers._fan_out import (
+    FanOutCommitOperator,
+    ListFilesMixin,
+    StageFilesMixin,
+    StageToSqlMixin,
+)
+from airflow_provider_exports.transfers.engine import SourceFile, SqlSink
 from airflow_provider_exports.transfers.engine.formats import Unpivot
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
 from airflow_provider_exports.triggers.cordial import job_verdict
@@ -108,6 +114,48 @@ def delivered_file_name(export: Mapping[str, Any], job: Mapping[str, Any]) -> st
     return f"{export['name']}.{extension}" + (".gz" if export.get("compress") else "")
 
 
+def find_delivered_file(
+    hook: CordialHook, s3: S3Hook, export: Mapping[str, Any]
+) -> tuple[dict[str, Any], S3SourceFile]:
+    """The export's job, which must be ``Done``, and the object it delivered (a clear error if the
+    job is not done or the object is not where the job wrote it)."""
+    job_id = str(export["job_id"])
+    job = hook.get_job(job_id)
+    verdict = job_verdict(job_id, job)
+    if verdict.state == "failed":
+        raise verdict.failure(VENDOR)
+    if verdict.state != "success":
+        raise TransferError(
+            f"{verdict.description}: the file is not delivered yet; wait for the job first "
+            "(wait_for_completion=True, or CordialJobSensor)"
+        )
+    destination = export["destination"]
+    bucket, path = str(destination["bucket"]), str(destination["path"]).strip("/")
+    name = delivered_file_name(export, job)
+    key = f"{path}/{name}" if path else name
+    head = s3.head_object(key, bucket)
+    if head is None:
+        near = (s3.list_keys(bucket, prefix=f"{path}/" if path else "") or [])[:10]
+        raise TransferError(
+            f"Cordial job {job_id} is Done but s3://{bucket}/{key} is not there; under "
+            f"s3://{bucket}/{path}/ there are: {near or 'no objects'}"
+        )
+    return dict(job), S3SourceFile(s3, bucket, key, name, size=head.get("ContentLength"))
+
+
+def delivered_job_details(
+    export: Mapping[str, Any], job: Mapping[str, Any], source: S3SourceFile
+) -> dict[str, Any]:
+    """What the manifest records of a Cordial job."""
+    return {
+        "jobId": str(export["job_id"]),
+        "name": export["name"],
+        "export": export["export"],
+        "source": source.location,
+        **{k: job[k] for k in ("jobName", "status", "times", "result") if k in job},
+    }
+
+
 class CordialS3ToSqlOperator(ToSqlMixin, VendorTransferOperator):
     """Load what a Cordial export job delivered to S3 into a table of any SQL warehouse.
 
@@ -163,22 +211,6 @@ class CordialS3ToSqlOperator(ToSqlMixin, VendorTransferOperator):
 
         return S3Hook(aws_conn_id=self.aws_conn_id)
 
-    def _source(self, export: Mapping[str, Any], job: Mapping[str, Any]) -> S3SourceFile:
-        """The delivered object, found where the job wrote it; a clear error if it is not there."""
-        destination = export["destination"]
-        bucket, path = str(destination["bucket"]), str(destination["path"]).strip("/")
-        name = delivered_file_name(export, job)
-        key = f"{path}/{name}" if path else name
-        s3 = self._s3_hook()
-        head = s3.head_object(key, bucket)
-        if head is None:
-            near = (s3.list_keys(bucket, prefix=f"{path}/" if path else "") or [])[:10]
-            raise TransferError(
-                f"Cordial job {export['job_id']} is Done but s3://{bucket}/{key} is not there; under "
-                f"s3://{bucket}/{path}/ there are: {near or 'no objects'}"
-            )
-        return S3SourceFile(s3, bucket, key, name, size=head.get("ContentLength"))
-
     def make_sink(self, context: Context, output: Any) -> SqlSink:
         export: Mapping[str, Any] = output
         trends = export["export"] == "audience_trends"
@@ -196,29 +228,104 @@ class CordialS3ToSqlOperator(ToSqlMixin, VendorTransferOperator):
 
     def plan(self, context: Context) -> TransferPlan:
         export = check_export_reference(self.export)
+        job, source = find_delivered_file(self.hook, self._s3_hook(), export)
         job_id = str(export["job_id"])
-        job = self.hook.get_job(job_id)
-        verdict = job_verdict(job_id, job)
-        if verdict.state == "failed":
-            raise verdict.failure(VENDOR)
-        if verdict.state != "success":
-            raise TransferError(
-                f"{verdict.description}: the file is not delivered yet; wait for the job first "
-                "(wait_for_completion=True, or CordialJobSensor)"
-            )
-        sink = self.make_sink(context, export)
-        source = self._source(export, job)
-        details: dict[str, Any] = {
-            "jobId": job_id,
-            "name": export["name"],
-            "export": export["export"],
-            "source": source.location,
-            **{k: job[k] for k in ("jobName", "status", "times", "result") if k in job},
-        }
-        inputs = [
-            cordial_export(self.hook.url(""), str(export["name"]), job_id),
-            s3_prefix(source.bucket, source.key),
-        ]
         return TransferPlan(
-            [source], sink, export_ref=str(export["name"]), job_ref=job_id, job_details=details, inputs=inputs
+            [source],
+            self.make_sink(context, export),
+            export_ref=str(export["name"]),
+            job_ref=job_id,
+            job_details=delivered_job_details(export, job, source),
+            inputs=[
+                cordial_export(self.hook.url(""), str(export["name"]), job_id),
+                s3_prefix(source.bucket, source.key),
+            ],
         )
+
+
+class CordialS3ListFilesOperator(ListFilesMixin, VendorTransferOperator):
+    """The list-files task of a fan-out (README, "Scaling out"): the file a Cordial job delivered to
+    S3, as one group for :class:`CordialS3StageFilesToSqlOperator`. Cordial delivers one file per
+    job, so the fan-out has one group; it gives Cordial flows the same three tasks as the others.
+
+    :param export: the reference a Cordial create operator returns: ``trends.output``. (templated)
+    :param aws_conn_id: the AWS connection that reads the bucket Cordial delivered to. (templated)
+    :param cordial_conn_id: the Cordial connection. (templated)
+    """
+
+    vendor = VENDOR
+    template_fields: Sequence[str] = ("export", "aws_conn_id", "cordial_conn_id")
+
+    def __init__(
+        self,
+        *,
+        export: Any,
+        aws_conn_id: str | None = "aws_default",
+        cordial_conn_id: str = CordialHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.export = export
+        self.aws_conn_id = aws_conn_id
+        self.cordial_conn_id = cordial_conn_id
+        if not is_template(export) and not hasattr(export, "operator"):
+            check_export_reference(export)
+
+    @cached_property
+    def hook(self) -> CordialHook:
+        return CordialHook(self.cordial_conn_id)
+
+    def close(self) -> None:
+        self.hook.close()
+
+    def plan(self, context: Context) -> TransferPlan:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        export = check_export_reference(self.export)
+        job, source = find_delivered_file(self.hook, S3Hook(aws_conn_id=self.aws_conn_id), export)
+        return TransferPlan(
+            [source],
+            None,  # type: ignore[arg-type]  # listing writes nowhere
+            export_ref=str(export["name"]),
+            job_ref=str(export["job_id"]),
+            job_details=delivered_job_details(export, job, source),
+        )
+
+    def file_ref(self, source: SourceFile) -> dict[str, Any]:
+        assert isinstance(source, S3SourceFile)
+        return {"bucket": source.bucket, "key": source.key}
+
+
+class CordialS3StageFilesToSqlOperator(StageToSqlMixin, CordialS3ToSqlOperator):
+    """The stage-files task of a fan-out into SQL, mapped over :class:`CordialS3ListFilesOperator`'s
+    groups: loads the delivered file into a staging table for :class:`FanOutCommitOperator`.
+
+    Takes :class:`CordialS3ToSqlOperator`'s arguments (the same ``export``) and ``group``.
+    """
+
+    template_fields: Sequence[str] = (
+        *CordialS3ToSqlOperator.template_fields,
+        *StageFilesMixin.FAN_OUT_TEMPLATE_FIELDS,
+    )
+
+    def open_files(self, context: Context, group: Mapping[str, Any]) -> tuple[list[SourceFile], Any]:
+        export = check_export_reference(self.export)
+        if str(export["job_id"]) != str(group["job"]["job_ref"]):
+            raise ExportConfigError(
+                "group",
+                f"lists Cordial job {group['job']['job_ref']}, but export names job {export['job_id']}",
+            )
+        s3 = self._s3_hook()
+        files = [
+            S3SourceFile(s3, f["ref"]["bucket"], f["ref"]["key"], f["name"], size=f["size"])
+            for f in group["files"]
+        ]
+        return list(files), export
+
+
+__all__ = [
+    "CordialS3ListFilesOperator",
+    "CordialS3StageFilesToSqlOperator",
+    "CordialS3ToSqlOperator",
+    "FanOutCommitOperator",
+]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.hooks.sitecore_cdp import ExportOutput
 from airflow_provider_exports.transfers._base import ToS3Mixin
-from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPTransferBase
-from airflow_provider_exports.transfers.engine import S3Sink
+from airflow_provider_exports.transfers._fan_out import FanOutCommitOperator, StageFilesMixin, StageToS3Mixin
+from airflow_provider_exports.transfers._sitecore_cdp import (
+    SitecoreCDPListFilesOperator,
+    SitecoreCDPTransferBase,
+)
+from airflow_provider_exports.transfers.engine import S3Sink, SourceFile
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -39,3 +43,27 @@ class SitecoreCDPToS3Operator(ToS3Mixin, SitecoreCDPTransferBase):
 
     def make_sink(self, context: Context, output: ExportOutput) -> S3Sink:
         return self.s3_sink(decompress=self.decompress)
+
+
+class SitecoreCDPStageFilesToS3Operator(StageToS3Mixin, SitecoreCDPToS3Operator):
+    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
+    :class:`SitecoreCDPListFilesOperator`'s groups: the group's files into S3 objects under the run directory, for
+    :class:`FanOutCommitOperator`. Takes :class:`SitecoreCDPToS3Operator`'s arguments (the job comes from the group)
+    and ``group``; each file's presigned URL is fetched from Sitecore here, never from XCom.
+    """
+
+    template_fields: Sequence[str] = (
+        *SitecoreCDPToS3Operator.template_fields,
+        *StageFilesMixin.FAN_OUT_TEMPLATE_FIELDS,
+    )
+
+    def open_files(self, context: Context, group: Mapping[str, Any]) -> tuple[list[SourceFile], Any]:
+        return self.group_sources(group)
+
+
+__all__ = [
+    "FanOutCommitOperator",
+    "SitecoreCDPListFilesOperator",
+    "SitecoreCDPStageFilesToS3Operator",
+    "SitecoreCDPToS3Operator",
+]

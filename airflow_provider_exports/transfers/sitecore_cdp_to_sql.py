@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.hooks.sitecore_cdp import ExportOutput
 from airflow_provider_exports.transfers._base import ToSqlMixin
-from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPTransferBase, delta_kind
-from airflow_provider_exports.transfers.engine import SqlSink
+from airflow_provider_exports.transfers._fan_out import FanOutCommitOperator, StageFilesMixin, StageToSqlMixin
+from airflow_provider_exports.transfers._sitecore_cdp import (
+    SitecoreCDPListFilesOperator,
+    SitecoreCDPTransferBase,
+    delta_kind,
+)
+from airflow_provider_exports.transfers.engine import SourceFile, SqlSink
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -36,9 +41,36 @@ class SitecoreCDPToSqlOperator(ToSqlMixin, SitecoreCDPTransferBase):
     :param batch_size: rows per insert batch.
     """
 
-    template_fields: Sequence[str] = (*SitecoreCDPTransferBase.template_fields, *ToSqlMixin.SQL_TEMPLATE_FIELDS)
+    template_fields: Sequence[str] = (
+        *SitecoreCDPTransferBase.template_fields,
+        *ToSqlMixin.SQL_TEMPLATE_FIELDS,
+    )
 
     def make_sink(self, context: Context, output: ExportOutput) -> SqlSink:
         # Delta exports: each row says whether the guest was added or removed.
         delta = any(delta_kind(f.name) for f in output.files)
         return self.sql_sink(attribute_columns={DELTA_COLUMN: "delta"} if delta else None)
+
+
+class SitecoreCDPStageFilesToSqlOperator(StageToSqlMixin, SitecoreCDPToSqlOperator):
+    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
+    :class:`SitecoreCDPListFilesOperator`'s groups: the group's files into a staging table, for
+    :class:`FanOutCommitOperator`. Takes :class:`SitecoreCDPToSqlOperator`'s arguments (the job comes from the group)
+    and ``group``; each file's presigned URL is fetched from Sitecore here, never from XCom.
+    """
+
+    template_fields: Sequence[str] = (
+        *SitecoreCDPToSqlOperator.template_fields,
+        *StageFilesMixin.FAN_OUT_TEMPLATE_FIELDS,
+    )
+
+    def open_files(self, context: Context, group: Mapping[str, Any]) -> tuple[list[SourceFile], Any]:
+        return self.group_sources(group)
+
+
+__all__ = [
+    "FanOutCommitOperator",
+    "SitecoreCDPListFilesOperator",
+    "SitecoreCDPStageFilesToSqlOperator",
+    "SitecoreCDPToSqlOperator",
+]

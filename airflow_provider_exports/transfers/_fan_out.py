@@ -1,0 +1,466 @@
+"""One export over many workers: list its files in one task, stage groups of them in mapped tasks,
+commit them all in one final task (README, "Scaling out").
+
+Three kinds of operator, the same for every vendor; the vendor part is only how files are listed
+(:meth:`ListFilesMixin.file_ref`, from the vendor's own ``plan``) and opened again from their
+references (:meth:`StageFilesMixin.open_files`):
+
+- a **list-files** operator (:class:`ListFilesMixin`) finds the job, lists its files and returns
+  them in groups — references only: names, sizes, vendor ids, never a URL — plus a run id that
+  names the run's staging (S3: its run directory; SQL: its staging tables);
+- a **stage-files** operator (:class:`StageToS3Mixin`, :class:`StageToSqlMixin`), mapped over the
+  groups with ``.partial(...).expand(group=list_files.output)``, asks the vendor again for what it
+  needs to read its files (a presigned URL is fetched fresh, never taken from XCom) and stages them
+  through the engine: S3 objects under the run directory, or one staging table per group; a retry
+  redoes that group's files only;
+- :class:`FanOutCommitOperator` takes every group's result (``staged=stage_files.output``) and
+  commits: the S3 manifest, written only once every group succeeded, or one transaction that moves
+  the staging tables into the table (append, replace or merge, types from every value of every
+  file) with the manifest row.
+
+Until the commit nothing is visible, so a run that fails for good leaves the destination as the
+last good run left it. XCom carries references and counts only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
+from airflow_provider_exports.transfers._base import (
+    ToS3Mixin,
+    ToSqlMixin,
+    TransferPlan,
+    VendorTransferOperator,
+)
+from airflow_provider_exports.transfers.engine import (
+    Cancellation,
+    S3Sink,
+    SourceFile,
+    SqlSink,
+    TransferContext,
+    run_transfer,
+)
+from airflow_provider_exports.transfers.engine import manifest as manifest_mod
+from airflow_provider_exports.transfers.engine.runner import TransferSummary
+from airflow_provider_exports.transfers.engine.sink import new_run_id
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_exports.transfers.engine.s3_staging import S3StagingSink
+    from airflow_provider_exports.transfers.engine.sql.staging import SqlStagingSink
+
+_RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
+_GROUP_KEYS = ("run_id", "group", "groups", "job", "files")
+
+
+def make_groups(
+    refs: Sequence[Mapping[str, Any]], files_per_group: int, max_groups: int | None
+) -> list[list[Any]]:
+    """Consecutive groups of ``files_per_group`` files, in listing order (so group order is file
+    order), at most ``max_groups`` of them (groups then grow); one empty group for a job without
+    files, so the run still reaches its commit."""
+    if not refs:
+        return [[]]
+    per_group = files_per_group
+    if max_groups is not None and math.ceil(len(refs) / per_group) > max_groups:
+        per_group = math.ceil(len(refs) / max_groups)
+    return [list(refs[i : i + per_group]) for i in range(0, len(refs), per_group)]
+
+
+def check_group(group: Any) -> dict[str, Any]:
+    """One group a list-files task returned (the mapped ``group`` argument), checked."""
+    if not isinstance(group, Mapping) or any(k not in group for k in _GROUP_KEYS):
+        raise ExportConfigError(
+            "group",
+            "map the stage-files task over a list-files task's output: .expand(group=list_files.output)",
+        )
+    if not isinstance(group["run_id"], str) or not _RUN_ID.fullmatch(group["run_id"]):
+        raise ExportConfigError(
+            "group.run_id", f"{group['run_id']!r} is not a run id made by a list-files task"
+        )
+    return dict(group)
+
+
+class ListFilesMixin(VendorTransferOperator):
+    """The list-files task: the vendor's job and files, as groups of references for ``.expand()``.
+
+    :param files_per_group: files each mapped stage-files task moves (default 1).
+    :param max_groups: at most this many groups (groups grow to fit); keep it within Airflow's
+        ``[core] max_map_length`` (1024 by default).
+
+    Returns a list of groups, each ``{"run_id", "group", "groups", "job", "files"}``: ``job`` holds
+    the vendor, export and job references and the job's details for the manifest, ``files`` each
+    file's stored name, size and vendor references (:meth:`file_ref`).
+    """
+
+    def __init__(self, *, files_per_group: int = 1, max_groups: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.files_per_group = files_per_group
+        self.max_groups = max_groups
+        if files_per_group < 1:
+            raise ExportConfigError("files_per_group", f"{files_per_group!r}: give at least 1")
+        if max_groups is not None and max_groups < 1:
+            raise ExportConfigError("max_groups", f"{max_groups!r}: give at least 1, or None")
+
+    def make_sink(self, context: Context, output: Any) -> Any:
+        return None  # listing writes nowhere
+
+    def file_ref(self, source: SourceFile) -> dict[str, Any]:
+        """What the stage-files task needs to open ``source`` again (JSON; never a URL)."""
+        raise NotImplementedError
+
+    def job_ref(self, plan: TransferPlan) -> dict[str, Any]:
+        """Vendor references of the job the stage-files tasks need (JSON; never a URL)."""
+        return {}
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:  # type: ignore[override]
+        try:
+            plan = self.plan(context)
+            refs = [
+                {
+                    "name": s.name,
+                    "size": s.size,
+                    "size_range": list(s.size_range) if s.size_range else None,
+                    "attributes": dict(s.attributes),
+                    "ref": self.file_ref(s),
+                }
+                for s in plan.files
+            ]
+        finally:
+            self.close()
+        names = [s.name for s in plan.files]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled or manifest_mod.MANIFEST_NAME in names:
+            raise TransferRefused(
+                f"the export lists these names twice or reserved: {doubled or [manifest_mod.MANIFEST_NAME]}"
+            )
+        job = {
+            "vendor": self.vendor,
+            "export_ref": plan.export_ref,
+            "job_ref": plan.job_ref,
+            "details": dict(plan.job_details),
+            "listed_at": time.time(),
+            **self.job_ref(plan),
+        }
+        groups = make_groups(refs, self.files_per_group, self.max_groups)
+        run_id = new_run_id()
+        self.log.info(
+            "%s job %s: %d file(s) in %d group(s), run %s",
+            self.vendor,
+            plan.job_ref,
+            len(refs),
+            len(groups),
+            run_id,
+        )
+        return [
+            {"run_id": run_id, "group": i, "groups": len(groups), "job": job, "files": files}
+            for i, files in enumerate(groups)
+        ]
+
+
+class StageFilesMixin(VendorTransferOperator):
+    """The stage-files task, mapped over groups: move one group's files into staging.
+
+    :param group: one group of a list-files task's output (``.expand(group=list_files.output)``).
+
+    Returns ``{"run_id", "group", "groups", "job", "destination", "skipped", "files", ...}`` with
+    each file's record (stored location, bytes, SHA-256, rows) and what the commit needs.
+    """
+
+    FAN_OUT_TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("group",)
+
+    def __init__(self, *, group: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.group = group
+        self._group: dict[str, Any] = {}
+
+    def open_files(self, context: Context, group: Mapping[str, Any]) -> tuple[list[SourceFile], Any]:
+        """The group's files as engine sources, their URLs fetched now from the vendor; and the
+        vendor's output for :meth:`make_sink`."""
+        raise NotImplementedError
+
+    def staging_sink(self, sink: Any) -> Any:
+        raise NotImplementedError
+
+    def plan(self, context: Context) -> TransferPlan:
+        group = self._group = check_group(self.group)
+        files, output = self.open_files(context, group)
+        job = group["job"]
+        sink = self.make_sink(context, output)
+        return TransferPlan(
+            files, sink, export_ref=job["export_ref"], job_ref=job["job_ref"], job_details=job["details"]
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self._cancellation = Cancellation()
+        try:
+            plan = self.plan(context)
+            summary = run_transfer(
+                plan.files,
+                plan.sink,
+                vendor=self.vendor,
+                export_ref=plan.export_ref,
+                job_ref=plan.job_ref,
+                overwrite=self.overwrite,
+                max_concurrent_files=self.max_concurrent_files,
+                log=cast("logging.Logger", self.log),
+                cancellation=self._cancellation,
+                job_details=plan.job_details,
+            )
+        finally:
+            self.close()
+        sink = cast("S3StagingSink | SqlStagingSink", plan.sink)
+        group = self._group
+        return {
+            "run_id": group["run_id"],
+            "group": group["group"],
+            "groups": group["groups"],
+            "job": group["job"],
+            "destination": {**sink.fan_out_destination(), "overwrite": self.overwrite},
+            "skipped": summary.skipped,
+            "files": [] if summary.skipped else sink.staged_files,
+            **sink.staged_state(),
+        }
+
+
+class StageToS3Mixin(StageFilesMixin, ToS3Mixin):
+    """Stage into S3: the group's files complete under ``<prefix>/run-<run id>/``, no manifest."""
+
+    def s3_sink(self, *, decompress: bool = False) -> S3Sink:
+        from airflow_provider_exports.transfers.engine.s3_staging import S3StagingSink
+
+        return S3StagingSink.taking_over(super().s3_sink(decompress=decompress), self._group["run_id"])
+
+
+class StageToSqlMixin(StageFilesMixin, ToSqlMixin):
+    """Stage into SQL: the group's files into its own staging table, committed at once."""
+
+    def sql_sink(self, *, known_types: Mapping[str, str] | None = None, **options: Any) -> SqlSink:
+        from airflow_provider_exports.transfers.engine.sql.staging import SqlStagingSink
+
+        sink = super().sql_sink(known_types=known_types, **options)
+        return SqlStagingSink.taking_over(sink, self._group["run_id"], int(self._group["group"]))
+
+
+class FanOutCommitOperator(BaseOperator):
+    """Commit a fanned-out run once every group is staged: the S3 manifest, or the SQL transaction.
+
+    :param staged: every stage-files task's result: ``stage_files.output``. (templated)
+    :param stale_after: seconds; what other runs staged more than this before this run and never
+        committed (failed runs) is removed after the commit: S3 run directories, SQL staging tables.
+
+    The destination (bucket and prefix, or connection, table and mode) is the one the stage-files
+    tasks staged into, read from their results. Returns the run's summary, as a one-task transfer
+    does (``skipped`` when the job was already committed).
+    """
+
+    template_fields: Sequence[str] = ("staged",)
+
+    def __init__(self, *, staged: Any, stale_after: float = 86400.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.staged = staged
+        self.stale_after = stale_after
+        self._cancellation: Cancellation | None = None
+        if stale_after < 0:
+            raise ExportConfigError("stale_after", "must be 0 seconds or more")
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self._cancellation = Cancellation()
+        groups = self._checked_groups()
+        first = groups[0]
+        job, destination = first["job"], first["destination"]
+        ctx = TransferContext(
+            job["vendor"],
+            job["export_ref"],
+            job["job_ref"],
+            run_id=first["run_id"],
+            cancellation=self._cancellation,
+        )
+        files = [f for g in groups for f in g["files"]]
+        manifest = manifest_mod.build_manifest(
+            vendor=ctx.vendor,
+            export_ref=ctx.export_ref,
+            job_ref=ctx.job_ref,
+            run_id=ctx.run_id,
+            destination={k: destination[k] for k in _DESCRIBED[destination["kind"]]},
+            files=[manifest_mod.FileRecord(**f) for f in files],
+            started_at=float(job["listed_at"]),
+            finished_at=time.time(),
+            job_details=job["details"],
+        )
+        if destination["kind"] == "s3":
+            return self._commit_s3(ctx, manifest, groups, destination)
+        return self._commit_sql(ctx, manifest, groups, destination)
+
+    def on_kill(self) -> None:
+        if self._cancellation is not None:
+            self._cancellation.cancel_soon("the task was killed")
+
+    def _checked_groups(self) -> list[dict[str, Any]]:
+        groups = sorted(
+            (dict(g) for g in self.staged or []), key=lambda g: int(cast("Any", g.get("group", -1)))
+        )
+        if not groups or any(not isinstance(g.get("destination"), Mapping) for g in groups):
+            raise ExportConfigError(
+                "staged", "give the stage-files tasks' results: staged=stage_files.output"
+            )
+        first = groups[0]
+        for g in groups:
+            for key in ("run_id", "groups", "job", "destination"):
+                if g[key] != first[key]:
+                    raise ExportConfigError(
+                        "staged",
+                        f"groups {first['group']} and {g['group']} differ in {key}: one run's groups only",
+                    )
+        numbers = [int(g["group"]) for g in groups]
+        if numbers != list(range(int(first["groups"]))):
+            raise ExportConfigError(
+                "staged",
+                f"groups {numbers} were staged, the listing made {first['groups']}: commit them all at once",
+            )
+        return groups
+
+    def _summary(
+        self, manifest: Mapping[str, Any], destination: Mapping[str, Any], location: str, skipped: bool
+    ) -> dict[str, Any]:
+        files = manifest.get("files") or []
+        return TransferSummary(
+            vendor=str(manifest.get("vendor")),
+            export_ref=str(manifest.get("export_ref")),
+            job_ref=str(manifest.get("job_ref")),
+            destination={k: destination[k] for k in _DESCRIBED[destination["kind"]]},
+            manifest=location,
+            skipped=skipped,
+            file_count=len(files),
+            bytes=int(manifest.get("total_bytes") or 0),
+            rows=manifest.get("total_rows"),
+            seconds=float(manifest.get("seconds") or 0.0),
+            run_id=manifest.get("run_id"),
+            locations=[str(f.get("location")) for f in files],
+        ).to_dict()
+
+    def _commit_s3(
+        self,
+        ctx: TransferContext,
+        manifest: dict[str, Any],
+        groups: list[dict[str, Any]],
+        dest: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        from airflow_provider_exports.transfers.engine.s3_staging import S3StagedCommit
+
+        sink = S3StagedCommit(
+            dest["bucket"],
+            dest["prefix"],
+            aws_conn_id=dest["aws_conn_id"],
+            decompress=dest["decompress"],
+            extra_args=dest["extra_args"],
+            allow_empty=dest["allow_empty"],
+            stale_after=self.stale_after,
+        )
+        if all(g["skipped"] for g in groups):
+            current, _, _ = sink._read_manifest()
+            if manifest_mod.same_job(
+                current, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
+            ):
+                self.log.info("%s job %s is already at %s; skipping", ctx.vendor, ctx.job_ref, sink.uri())
+                assert current is not None
+                return self._summary(current, dest, sink.manifest_location(), skipped=True)
+        if any(g["skipped"] for g in groups):
+            # the manifest changed while the groups staged: only the same job may be there now
+            current = sink.discard_staged(ctx)
+            if manifest_mod.same_job(
+                current, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
+            ):
+                assert current is not None
+                return self._summary(current, dest, sink.manifest_location(), skipped=True)
+            raise TransferError(
+                f"s3://{dest['bucket']}/{dest['prefix']} changed while this run staged {ctx.vendor} job "
+                f"{ctx.job_ref}; its staged files were discarded: run the whole DAG run again"
+            )
+        winner = sink.commit_staged(ctx, manifest, groups)
+        if winner is not None:
+            self.log.info(
+                "A concurrent run (%s) committed %s job %s first",
+                winner.get("run_id"),
+                ctx.vendor,
+                ctx.job_ref,
+            )
+            return self._summary(winner, dest, sink.manifest_location(), skipped=True)
+        self.log.info(
+            "Committed %d file(s) of %d group(s) to %s; manifest at %s",
+            len(manifest["files"]),
+            len(groups),
+            sink.uri(),
+            sink.manifest_location(),
+        )
+        return self._summary(manifest, dest, sink.manifest_location(), skipped=False)
+
+    def _commit_sql(
+        self,
+        ctx: TransferContext,
+        manifest: dict[str, Any],
+        groups: list[dict[str, Any]],
+        dest: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        from airflow_provider_exports.transfers.engine.sql.staging import SqlStagedCommit
+
+        sink = SqlStagedCommit(
+            dest["table"],
+            conn_id=dest["conn_id"],
+            mode=dest["mode"],
+            key_columns=dest["key_columns"],
+            create_table=dest["create_table"],
+            allow_empty=dest["allow_empty"],
+            manifest_table=dest["manifest_table"],
+            lock_timeout=dest["lock_timeout"],
+            stale_after=self.stale_after,
+        )
+        try:
+            existing = sink.begin(ctx)
+            if (
+                manifest_mod.same_job(
+                    existing, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
+                )
+                and not dest["overwrite"]
+            ):
+                assert existing is not None
+                self.log.info("%s job %s is already in %s; skipping", ctx.vendor, ctx.job_ref, dest["table"])
+                sink.abort()
+                sink.drop_stages(ctx.run_id)
+                return self._summary(existing, dest, sink.manifest_location(), skipped=True)
+            if any(g["skipped"] for g in groups):
+                raise TransferError(
+                    f"some groups found {ctx.vendor} job {ctx.job_ref} already in {dest['table']}, which no longer "
+                    "holds it: run the whole DAG run again"
+                )
+            sink.gather(groups)
+            winner = sink.commit(manifest)
+        except BaseException:
+            # the staging tables stay: a retry of this task commits them
+            ctx.cancellation.cancel("the commit stopped")
+            sink.abort()
+            raise
+        sink.drop_stages(ctx.run_id)
+        if winner is not None:
+            return self._summary(winner, dest, sink.manifest_location(), skipped=True)
+        self.log.info(
+            "Committed %d file(s), %s row(s) of %d group(s) into %s",
+            len(manifest["files"]),
+            manifest.get("total_rows"),
+            len(groups),
+            dest["table"],
+        )
+        return self._summary(manifest, dest, sink.manifest_location(), skipped=False)
+
+
+#: the destination keys a manifest records (as a one-task run's sink describes itself)
+_DESCRIBED = {"s3": ("kind", "bucket", "prefix"), "sql": ("kind", "conn_id", "table", "mode")}

@@ -1,0 +1,195 @@
+"""Fan-out into S3: many tasks stage a run's files, one final task commits them with the manifest.
+
+The commit protocol is :class:`~.s3_sink.S3Sink`'s (README, "S3: what a reader sees"), cut in two:
+
+- :class:`S3StagingSink` (one mapped task per group of files) writes its files, *completed*, under
+  the run's directory ``<prefix>/run-<run id>/`` — the run id comes from the task that listed the
+  job, so every group and every retry of a group writes into the same directory, and a retried
+  group overwrites its own keys and nothing else. No manifest lists that directory yet, so readers
+  do not see it. Like a one-task run, a group first reads the manifest: a job already committed is
+  skipped (no download), and the manifest's ETag is recorded for the commit.
+- :class:`S3StagedCommit` (the final task) checks that every staged object is there with the size
+  its group recorded, then puts ``_manifest.json`` with the same conditional put as a one-task run
+  (``If-Match`` the manifest the first group read, or ``If-None-Match: *``): if another run
+  committed since, a run of the same job discards its objects and reports the job as already
+  there, a run of another job fails and the other commit stays. After the put, the files the
+  replaced manifest listed are deleted, and so are ``run-*/`` directories no manifest lists that
+  are older than ``stale_after`` before this run began (what failed runs left).
+
+A run that fails for good therefore leaves the manifest, and every object it lists, as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
+from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
+from airflow_provider_exports.transfers.engine.sink import TransferContext
+
+log = logging.getLogger(__name__)
+
+
+def _check_extra_args(extra_args: Mapping[str, Any]) -> None:
+    # A staged run's destination travels through XCom to the commit: no customer-provided key there.
+    secret = [k for k in extra_args if k.startswith("SSECustomerKey")]
+    if secret:
+        raise ExportConfigError(
+            "s3_extra_args",
+            f"{', '.join(secret)}: a customer-provided encryption key cannot travel between fan-out "
+            "tasks; use SSE-S3 or SSE-KMS (ServerSideEncryption, SSEKMSKeyId)",
+        )
+
+
+class S3StagingSink(S3Sink):
+    """One group of a fanned-out run: its files land complete under ``run-<run_id>/``, no manifest.
+
+    Made from a configured :class:`S3Sink` by :meth:`taking_over`; after the run,
+    :attr:`staged_files` holds the group's file records and :meth:`staged_state` what the commit
+    needs (the manifest's ETag and S3's clock when the group began).
+    """
+
+    stage_run_id: str
+    staged_files: list[dict[str, Any]]
+
+    @classmethod
+    def taking_over(cls, sink: S3Sink, run_id: str) -> S3StagingSink:
+        """A staging sink with ``sink``'s settings (bucket, prefix, parts, decompress, extra args)."""
+        _check_extra_args(sink.extra_args)
+        staging = cls.__new__(cls)
+        staging.__dict__.update(copy.copy(vars(sink)))
+        staging.stage_run_id = run_id
+        staging.staged_files = []
+        return staging
+
+    def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+        # The listing task's run id, not the runner's own: all groups share one run directory.
+        return super().begin(dataclasses.replace(ctx, run_id=self.stage_run_id))
+
+    def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Complete this group's uploads; the manifest is the final task's."""
+        assert self._pool is not None, "begin() first"
+        completing = [self._pool.submit(self._complete, u) for u in self._uploads]
+        for future in completing:
+            future.result()
+        self._committed = True
+        self._shutdown()
+        self.staged_files = [dict(f) for f in manifest.get("files") or []]
+        return None
+
+    def staged_state(self) -> dict[str, Any]:
+        """What the commit needs from this group: JSON-able references only."""
+        return {
+            "base_etag": self._base_etag,
+            "began_at": self._began_at.isoformat() if self._began_at else None,
+        }
+
+    def fan_out_destination(self) -> dict[str, Any]:
+        """The destination as the commit rebuilds it (JSON-able; no secret)."""
+        return {
+            **self.describe(),
+            "aws_conn_id": self.aws_conn_id,
+            "decompress": self.decompress,
+            "extra_args": self.extra_args,
+            "allow_empty": self.allow_empty,
+        }
+
+
+class S3StagedCommit(S3Sink):
+    """The final task of a fanned-out run: write the manifest over the groups' staged objects.
+
+    :param stale_after: seconds; ``run-*/`` directories that no manifest lists and that are older
+        than this before the run began are removed after the commit (what failed runs left). A
+        concurrent run that has been staging for less than that keeps its objects.
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", *, stale_after: float = 86400.0, **kwargs: Any) -> None:
+        super().__init__(bucket, prefix, **kwargs)
+        if stale_after < 0:
+            raise ExportConfigError("stale_after", "must be 0 seconds or more")
+        self.stale_after = stale_after
+        self._locations: list[str] = []
+
+    def commit_staged(
+        self, ctx: TransferContext, manifest: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]
+    ) -> Mapping[str, Any] | None:
+        """Put ``manifest`` (every group's files) if no other run committed since the first group
+        began; return ``None``, or the manifest of a run of the same job that committed first (this
+        run's objects are then deleted)."""
+        self._ctx = ctx
+        first = min(groups, key=lambda g: g.get("began_at") or "")
+        self._base_etag = first.get("base_etag")
+        began = first.get("began_at")
+        self._began_at = datetime.fromisoformat(began) if began else None
+        if self._began_at is not None:
+            self._began_at -= timedelta(seconds=self.stale_after)
+        files = manifest.get("files") or []
+        if not files and not self.allow_empty:
+            raise TransferRefused(
+                f"{ctx.vendor} job {ctx.job_ref} has no files; s3://{self.bucket}/{self.prefix} keeps what "
+                "it had (set allow_empty=True to commit an empty job)"
+            )
+        self._locations = [str(f["location"]) for f in files]
+        doubled = sorted({loc for loc in self._locations if self._locations.count(loc) > 1})
+        if doubled:
+            raise TransferRefused(f"files of different groups would both be stored as {doubled}")
+        self._check_staged(files)
+        self._replaced, current_etag, _ = self._read_manifest()
+        if current_etag != self._base_etag:
+            self._replaced = None  # the put below fails: another run committed since
+        try:
+            winner = self._put_manifest(manifest)
+        except TransferError:  # another job's run committed since: it stays, this run's copy goes
+            self._delete_staged()
+            raise
+        if winner is not None:
+            self._delete_staged()
+            return winner
+        self._committed = True
+        self._remove_replaced(manifest)
+        self._report_lineage()
+        return None
+
+    def discard_staged(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+        """Delete what ``ctx``'s run staged; return the manifest now at the prefix."""
+        self._ctx = ctx
+        self._delete_staged()
+        current, _, _ = self._read_manifest()
+        return current
+
+    def _check_staged(self, files: Sequence[Mapping[str, Any]]) -> None:
+        """Every staged object is there with the size its group recorded, before the manifest says so."""
+        present = self._sizes_under(self.run_prefix() + "/") if files else {}
+        for f in files:
+            location = str(f["location"])
+            size = f.get("stored_bytes") if f.get("stored_bytes") is not None else f.get("bytes")
+            if not location.startswith(self.run_prefix() + "/") or present.get(location) != size:
+                raise TransferError(
+                    f"s3://{self.bucket}/{location}, staged by this run, is missing or has another size "
+                    "(a later run's clean-up removes run directories older than stale_after); "
+                    "nothing was committed: run the whole DAG run again"
+                )
+
+    def _delete_staged(self) -> None:
+        for key in sorted(self._sizes_under(self.run_prefix() + "/")):
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+            except Exception:
+                log.warning("Could not delete s3://%s/%s", self.bucket, key, exc_info=True)
+
+    def _report_lineage(self) -> None:
+        from airflow.providers.common.compat.sdk import get_hook_lineage_collector
+
+        collector = get_hook_lineage_collector()
+        for key in self._locations:
+            collector.add_output_asset(
+                context=self.hook, scheme="s3", asset_kwargs={"bucket": self.bucket, "key": key}
+            )
+
+    def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+        raise TypeError("S3StagedCommit commits staged groups: use commit_staged()")

@@ -1,0 +1,321 @@
+"""Fan-out into SQL: many tasks load staging tables, one final task commits them in one transaction.
+
+- :class:`SqlStagingSink` (one mapped task per group of files) loads its group's files the way a
+  one-task load stages them (:class:`~.sink.SqlSink`'s session stage, typed as the target when the
+  table exists, else as text with the declared types), then keeps them in a real table named per
+  run, table and group (``_exports_stage_<table hash>_<run id>_<group>``), recorded in the
+  registry table ``<manifest_table>_staging``. A retry of the group drops its table and loads its
+  own files again. What the commit needs to type the columns — every undeclared column's kinds of
+  values (:class:`~.types.TypeTracker`), the declarations and which file made them — goes to XCom
+  as JSON, never the values themselves.
+- :class:`SqlStagedCommit` (the final task) does what a one-task load does at commit, over every
+  group: under the table's lock it looks for the job's manifest row (a job already there is
+  skipped), merges the groups' type observations (the same rules as one load: types from every
+  value of every file; conflicting declarations refused), gathers the staging tables into the
+  session stage in group order (so ``merge``'s "last row of a key wins" follows file order across
+  groups), and then creates, replaces, appends or merges exactly as :class:`~.sink.SqlSink` does,
+  the manifest row in the same transaction. Its staging tables are dropped after the commit (or
+  the skip); those of other runs older than ``stale_after`` are dropped too (what failed runs left).
+
+A run that fails for good leaves the table and the manifest table as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow_provider_exports.exceptions import ExportConfigError, TransferError
+from airflow_provider_exports.transfers.engine.formats import Batch
+from airflow_provider_exports.transfers.engine.sink import TransferContext
+from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, dialect_for
+from airflow_provider_exports.transfers.engine.sql.sink import ORDINAL, STAGE, SqlSink, _LoadState
+from airflow_provider_exports.transfers.engine.sql.types import ColumnKinds, TypeTracker
+
+log = logging.getLogger(__name__)
+
+_RUN_ID = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{8}")
+
+
+def run_started(run_id: str) -> datetime:
+    """When a run (``20261122T031500Z-9f3a1c2b``) was listed; a malformed id is refused."""
+    match = _RUN_ID.fullmatch(run_id)
+    if match is None:
+        raise ExportConfigError("group.run_id", f"{run_id!r} is not a run id made by a list-files task")
+    return datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+def stage_table_name(table: str, run_id: str, group: int) -> str:
+    """The staging table of one group, in the target's schema: at most 55 characters."""
+    run_started(run_id)
+    schema, _, _name = table.rpartition(".")
+    digest = hashlib.sha256(table.encode()).hexdigest()[:6]
+    stem = f"_exports_stage_{digest}_{run_id.lower().replace('-', '_')}_{int(group)}"
+    return f"{schema}.{stem}" if schema else stem
+
+
+def registry_table(manifest_table: str) -> str:
+    return f"{manifest_table}_staging"
+
+
+# -- the type observations of one group, as JSON ---------------------------------------------------
+
+
+def tracker_to_json(tracker: TypeTracker) -> dict[str, Any]:
+    return {
+        "task_types": dict(tracker.task_types),
+        "file_types": {c: list(v) for c, v in tracker.file_types.items()},
+        "valued_by": dict(tracker.valued_by),
+        # integers as text: a JSON reader elsewhere may hold at most 2**53 exactly
+        "columns": {
+            c: {"kinds": sorted(k.kinds), "max_abs_int": str(k.max_abs_int), "digits": k.digits}
+            for c, k in tracker.columns.items()
+        },
+    }
+
+
+def merge_trackers(parts: Sequence[Mapping[str, Any]]) -> TypeTracker:
+    """One tracker for the whole run: as if one load had seen every group's files in order.
+
+    A column declared differently by two files, or declared by one file and brought as plain values
+    by another, is refused (:class:`~airflow_provider_exports.exceptions.TransferRefused`), naming
+    both files, as in one load.
+    """
+    tracker = TypeTracker(dict(parts[0]["task_types"]) if parts else {})
+    for part in parts:
+        for column, (sql_type, file) in part["file_types"].items():
+            tracker.declare(column, sql_type, file)
+    for part in parts:
+        for column, file in part["valued_by"].items():
+            if column in tracker.task_types:
+                continue
+            if column in tracker.file_types:
+                tracker.observe(column, [], file, from_text=True)  # raises, naming both files
+            tracker.valued_by.setdefault(column, file)
+        for column, seen in part["columns"].items():
+            merged = tracker.columns.setdefault(column, ColumnKinds())
+            merged.kinds |= set(seen["kinds"])
+            merged.max_abs_int = max(merged.max_abs_int, int(seen["max_abs_int"]))
+            merged.digits = max(merged.digits, int(seen["digits"]))
+    return tracker
+
+
+class SqlStagingSink(SqlSink):
+    """One group of a fanned-out load: its files into its own staging table, committed at once.
+
+    Made from a configured :class:`SqlSink` by :meth:`taking_over`; see the module docstring.
+    """
+
+    run_id: str
+    group: int
+    stage_table: str
+    staged_files: list[dict[str, Any]]
+
+    @classmethod
+    def taking_over(cls, sink: SqlSink, run_id: str, group: int) -> SqlStagingSink:
+        """A staging sink with ``sink``'s settings (table, mode, formats, declared types...)."""
+        staging = cls.__new__(cls)
+        staging.__dict__.update(copy.copy(vars(sink)))
+        staging.run_id, staging.group = run_id, int(group)
+        staging.stage_table = stage_table_name(sink.table, run_id, group)
+        staging.staged_files = []
+        return staging
+
+    @property
+    def _direct(self) -> bool:
+        return False  # never into the table itself: the commit is another task's
+
+    def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+        self._ctx = ctx
+        self._db = dialect_for(self.hook, self.hook.get_conn())
+        self._emptied, self._savepoint = False, None
+        self._state = _LoadState(TypeTracker(self.column_types))
+        d = self._d
+        registry = registry_table(self.manifest_table)
+        try:
+            d.prepare(self.lock_timeout)
+            existing = None
+            if d.table_columns(self.manifest_table) is not None:  # a committed job is not moved again
+                existing = self._find_manifest(ctx.vendor, ctx.export_ref, ctx.job_ref)
+            d.rollback()
+            d.setup(
+                [
+                    f"CREATE TABLE IF NOT EXISTS {d.qualified(registry)} (destination "
+                    f"{d.manifest_key_type} NOT NULL, run_id {d.manifest_key_type} NOT NULL, "
+                    f"stage_table {d.manifest_key_type} NOT NULL)"
+                ],
+                lock_name=registry,
+            )
+            d.lock(self.stage_table, self.lock_timeout, ctx.cancellation)
+            self._target = d.table_columns(self.table)
+            self._check_target()
+            # a retry of this group starts again from nothing: only its own files are loaded again
+            _drop_stage(d, registry, self.stage_table)
+        except BaseException:
+            self.abort()
+            raise
+        return existing
+
+    def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Keep the session stage as this group's staging table, and record it in the registry."""
+        d, state = self._d, self._state
+        self._cancellation.check()
+        self._release_savepoint()
+        if state.stage_exists:
+            d.execute(
+                f"CREATE TABLE {d.qualified(self.stage_table)} AS SELECT * FROM {d.quote(STAGE)}"
+            ).close()
+            ph = d.placeholder
+            d.execute(
+                f"INSERT INTO {d.qualified(registry_table(self.manifest_table))} "
+                f"(destination, run_id, stage_table) VALUES ({ph}, {ph}, {ph})",
+                (self.table, self.run_id, self.stage_table),
+            ).close()
+        d.commit()
+        self._close()
+        self.staged_files = [dict(f) for f in manifest.get("files") or []]
+        return None
+
+    def staged_state(self) -> dict[str, Any]:
+        """What the commit needs from this group: names, counts and type observations (JSON)."""
+        state = self._state
+        return {
+            "stage_table": self.stage_table if state.stage_exists else None,
+            "columns": list(state.seen),
+            "rows": state.rows,
+            "ordinals": state.ordinal,
+            "target_existed": self._target is not None,
+            "types": tracker_to_json(state.tracker),
+        }
+
+    def fan_out_destination(self) -> dict[str, Any]:
+        """The destination as the commit rebuilds it (JSON-able; no secret)."""
+        return {
+            **self.describe(),
+            "key_columns": list(self.key_columns),
+            "create_table": self.create_table,
+            "allow_empty": self.allow_empty,
+            "manifest_table": self.manifest_table,
+            "lock_timeout": self.lock_timeout,
+        }
+
+
+class SqlStagedCommit(SqlSink):
+    """The final task of a fanned-out load: the groups' staging tables into the table, in one
+    transaction with the manifest row. Call :meth:`begin`, then :meth:`gather`, then :meth:`commit`
+    (or :meth:`abort`), then :meth:`drop_stages`.
+
+    :param stale_after: seconds; staging tables of other runs listed longer than this before this
+        run are dropped after the commit (what failed runs left).
+    """
+
+    def __init__(self, table: str, *, stale_after: float = 86400.0, **kwargs: Any) -> None:
+        super().__init__(table, **kwargs)
+        if stale_after < 0:
+            raise ExportConfigError("stale_after", "must be 0 seconds or more")
+        self.stale_after = stale_after
+
+    def gather(self, groups: Sequence[Mapping[str, Any]]) -> None:
+        """Bring every group's staging table into this load, as one load would have staged it."""
+        d = self._d
+        staged = [g for g in groups if g["stage_table"]]
+        for g in staged:
+            if d.table_columns(str(g["stage_table"])) is None:
+                raise TransferError(
+                    f"staging table {g['stage_table']} of group {g['group']} is gone (a later run's "
+                    "clean-up drops those older than stale_after); nothing was committed: run the "
+                    "whole DAG run again"
+                )
+        existed = {bool(g["target_existed"]) for g in groups}
+        if existed != {self._target is not None}:
+            raise TransferError(
+                f"{self.table} was created or dropped while this run staged its files; nothing was "
+                "committed: run the whole DAG run again"
+            )
+        tracker = merge_trackers([g["types"] for g in groups])
+        self._state = state = _LoadState(tracker)
+        state.rows = sum(int(g["rows"]) for g in groups)
+        if self._direct:  # the table exists, append or replace: straight from the staging tables
+            if self.mode == "replace":
+                d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
+                self._emptied = True
+            for g in staged:
+                cols = ", ".join(d.quote(c) for c in g["columns"])
+                d.execute(
+                    f"INSERT INTO {d.qualified(self.table)} ({cols}) "
+                    f"SELECT {cols} FROM {d.qualified(str(g['stage_table']))}"
+                ).close()
+            return
+        columns = list(dict.fromkeys(c for g in groups for c in g["columns"]))
+        if not staged:
+            return
+        self._prepare_stage(Batch(columns, []))
+        offset = 0
+        for g in staged:
+            into = [d.quote(c) for c in g["columns"]]
+            select = list(into)
+            if self.mode == "merge":  # export order across groups: group, then row
+                into.append(d.quote(ORDINAL))
+                select.append(f"{d.quote(ORDINAL)} + {offset}")
+                offset += int(g["ordinals"])
+            d.execute(
+                f"INSERT INTO {d.quote(STAGE)} ({', '.join(into)}) "
+                f"SELECT {', '.join(select)} FROM {d.qualified(str(g['stage_table']))}"
+            ).close()
+
+    def drop_stages(self, run_id: str) -> None:
+        """Drop this run's staging tables, and other runs' listed more than ``stale_after`` before
+        it; best effort (a failure is logged: the next run's commit tries again)."""
+        cutoff = run_started(run_id) - timedelta(seconds=self.stale_after)
+        registry = registry_table(self.manifest_table)
+        d = dialect_for(self.hook, self.hook.get_conn())
+        try:
+            d.prepare(self.lock_timeout)
+            if d.table_columns(registry) is None:
+                return
+            rows = d.query(
+                f"SELECT run_id, stage_table FROM {d.qualified(registry)} WHERE destination = {d.placeholder}",
+                (self.table,),
+            )
+            d.rollback()
+            doomed = [t for r, t in rows if r == run_id or _listed_before(str(r), cutoff)]
+            for stage in doomed:
+                d.lock(registry, self.lock_timeout, self._cancellation)
+                _drop_stage(d, registry, str(stage))
+                d.commit()
+            if doomed:
+                log.info("Dropped %d staging table(s) of %s", len(doomed), self.table)
+        except Exception:
+            log.warning(
+                "Could not drop the staging tables of %s; the next run tries again", self.table, exc_info=True
+            )
+            d.rollback()
+        finally:
+            d.close()
+
+
+def _listed_before(run_id: str, cutoff: datetime) -> bool:
+    try:
+        return run_started(run_id) < cutoff
+    except ExportConfigError:
+        return False
+
+
+def _drop_stage(d: Dialect, registry: str, stage: str) -> None:
+    d.execute(f"DROP TABLE IF EXISTS {d.qualified(stage)}").close()
+    d.execute(f"DELETE FROM {d.qualified(registry)} WHERE stage_table = {d.placeholder}", (stage,)).close()
+
+
+__all__ = [
+    "SqlStagedCommit",
+    "SqlStagingSink",
+    "merge_trackers",
+    "registry_table",
+    "stage_table_name",
+    "tracker_to_json",
+]
