@@ -597,14 +597,23 @@ class S3Sink(Sink):
         mine = self.run_prefix() + "/"
         try:
             paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=base + RUN_DIR_PREFIX):
-                for obj in page.get("Contents", []):
-                    key, rest = obj["Key"], obj["Key"][len(base) :]
-                    stale = self._began_at is None or obj["LastModified"] < self._began_at - timedelta(
-                        seconds=1
-                    )
-                    if key not in keep and not key.startswith(mine) and _RUN_DIR.match(rest) and stale:
-                        doomed.add(key)
+            # the run directories first, so this run's own (possibly thousands of) files are not listed
+            run_dirs = [
+                common["Prefix"]
+                for page in paginator.paginate(
+                    Bucket=self.bucket, Prefix=base + RUN_DIR_PREFIX, Delimiter="/"
+                )
+                for common in page.get("CommonPrefixes", [])
+                if common["Prefix"] != mine and _RUN_DIR.fullmatch(common["Prefix"][len(base) :])
+            ]
+            for run_dir in run_dirs:
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=run_dir):
+                    for obj in page.get("Contents", []):
+                        stale = self._began_at is None or obj["LastModified"] < self._began_at - timedelta(
+                            seconds=1
+                        )
+                        if obj["Key"] not in keep and stale:
+                            doomed.add(obj["Key"])
             self._delete_keys(sorted(doomed))
         except Exception:
             log.warning(

@@ -117,10 +117,11 @@ def test_small_files_cost_one_put_each_and_replaced_files_one_delete_call(siteco
     _run(second, sink)
 
     _assert_committed(s3, "ds", second)
-    # the manifest read, two files put whole, the manifest put, the stale-run listing, and the
-    # first job's three files deleted in one request: no multipart upload, no per-file delete
+    # the manifest read, two files put whole, the manifest put, the run directories listed (this
+    # run's own files are not), the first run's directory listed, and the first job's three files
+    # deleted in one request: no multipart upload, no per-file delete
     assert sorted(calls) == sorted(
-        ["GetObject", "PutObject", "PutObject", "PutObject", "ListObjectsV2", "DeleteObjects"]
+        ["GetObject", "PutObject", "PutObject", "PutObject", "ListObjectsV2", "ListObjectsV2", "DeleteObjects"]
     )
 
 
