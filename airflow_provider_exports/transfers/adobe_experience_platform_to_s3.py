@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.transfers._adobe_experience_platform import AdobeExperiencePlatformTransferBase
 from airflow_provider_exports.transfers._base import ToS3Mixin
-from airflow_provider_exports.transfers.engine import S3Sink
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_exports.transfers.engine import S3Sink
 
 
 class AdobeExperiencePlatformToS3Operator(ToS3Mixin, AdobeExperiencePlatformTransferBase):

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_exports.hooks.sitecore_cdp import ExportOutput
 from airflow_provider_exports.transfers._base import ToS3Mixin
 from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPTransferBase
-from airflow_provider_exports.transfers.engine import S3Sink
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_exports.transfers.engine import S3Sink
 
 
 class SitecoreCDPToS3Operator(ToS3Mixin, SitecoreCDPTransferBase):
