@@ -48,8 +48,8 @@ def test_parsing_the_example_dags_imports_nothing_heavy(tmp_path):
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"airflow_provider_exports", *dags} <= set(seen["added"])  # the probe did import them
     assert [m for m in HEAVY if m in seen["added"]] == []
-    # never at parse time, whatever Airflow itself imports
-    assert [m for m in ("pyarrow", "psycopg", "psycopg2") if m in seen["loaded"]] == []
+    # pyarrow never at parse time (database drivers only as Airflow's own: 3.1 imports psycopg2)
+    assert "pyarrow" not in seen["loaded"]
     # the engine's moving parts are imported when a task runs, not when its DAG is parsed
     engine = "airflow_provider_exports.transfers.engine."
     assert [
