@@ -53,8 +53,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-S3_METHODS = ("download", "upload", "engine", "operator", "peer")
-DEFAULT_METHODS = ("download", "upload", "engine", "peer")
+S3_METHODS = ("download", "upload", "engine", "discard", "engine-many", "operator", "peer")
+DEFAULT_METHODS = ("download", "upload", "engine", "discard", "engine-many", "peer")
+#: methods that write nothing to S3 (no server is started for them)
+NO_S3_METHODS = ("download", "discard")
 S3_SERVERS = ("moto", "seaweedfs")
 SQL_METHODS = ("sql-jsonl", "sql-csv", "sql-jsonl-into", "sql-csv-into", "copy")
 MIB = 1024 * 1024
@@ -116,13 +118,17 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
             moved += os.path.getsize(f["path"])
             locations.append(f"upload/{f['name']}")
         seconds = time.perf_counter() - t0
-    elif method == "engine":
+    elif method in ("engine", "discard", "engine-many"):
         from airflow_provider_exports.hooks._http import HttpCore
         from airflow_provider_exports.transfers.engine import HttpSourceFile, S3Sink, run_transfer
 
         core = HttpCore("Sitecore CDP")
-        sources = [HttpSourceFile(core, f["name"], None, lambda u=f["url"]: u, url=f["url"]) for f in spec["files"]]
-        sink = S3Sink(spec["bucket"], "engine", part_size=spec["part_size"], max_concurrency=spec["concurrency"])
+        files = spec["many_files"] if method == "engine-many" else spec["files"]
+        sources = [HttpSourceFile(core, f["name"], None, lambda u=f["url"]: u, url=f["url"]) for f in files]
+        if method == "discard":
+            sink: Any = _DiscardSink()
+        else:
+            sink = S3Sink(spec["bucket"], method, part_size=spec["part_size"], max_concurrency=spec["concurrency"])
         t0 = time.perf_counter()
         summary = run_transfer(sources, sink, vendor="Sitecore CDP", export_ref="bench", job_ref="bench",
                                max_concurrent_files=spec["file_concurrency"])
@@ -176,8 +182,49 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cpu_seconds() -> float:
+    # user + system of this process (all its threads) and of any child it waited for
     times = os.times()
-    return times.user + times.system
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def _discard_sink_class() -> Any:
+    from collections.abc import Iterator, Mapping
+
+    from airflow_provider_exports.transfers.engine import Sink, SourceFile, StoredFile, TransferContext
+
+    class DiscardSink(Sink):
+        """A benchmark-only sink that reads every byte it is given and keeps none: what the engine
+        itself costs (download, counting, hashing, checks, hand-off) without a destination."""
+
+        def describe(self) -> dict[str, Any]:
+            return {"kind": "discard"}
+
+        def manifest_location(self) -> str:
+            return "(discarded)"
+
+        def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+            return None
+
+        def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
+            stored = 0
+            for chunk in chunks:
+                stored += len(chunk)
+            return StoredFile(location=source.name, stored_bytes=stored)
+
+        def discard_file(self, source: SourceFile) -> None:
+            pass
+
+        def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+            return None
+
+        def abort(self) -> None:
+            pass
+
+    return DiscardSink
+
+
+def _DiscardSink() -> Any:  # a class made on demand: importing this file stays cheap
+    return _discard_sink_class()()
 
 
 def _disk_source_class() -> Any:
@@ -275,20 +322,33 @@ def s3_server(kind: str, parent: Path, bucket: str) -> Any:
     return _seaweedfs_class()(parent, bucket) if kind == "seaweedfs" else MotoServer()
 
 
+#: set by --py-spy: (py-spy executable, directory for the profiles)
+PROFILER: tuple[str, Path] | None = None
+
+
 def run_child(method: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", method, "--spec", "-"]  # the spec on stdin: it can be long
+    if PROFILER is not None:
+        # CPU samples of every thread (idle ones left out), as collapsed stacks for flame graphs
+        spy, out = PROFILER
+        out.mkdir(parents=True, exist_ok=True)
+        cmd = [spy, "record", "--format", "raw", "--rate", "200", "--nonblocking", "-o",
+               str(out / f"{method}-{time.strftime('%H%M%S')}.txt"), "--", *cmd]
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", method, "--spec", json.dumps(spec)],
-        env=env, capture_output=True, text=True, check=False, cwd=REPO,
+        cmd,
+        input=json.dumps(spec), env=env, capture_output=True, text=True, check=False, cwd=REPO,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{method} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=parse_size, default=parse_size("1GiB"), help="total bytes (default 1GiB)")
     parser.add_argument("--files", type=int, default=1, help="number of output files (default 1)")
+    parser.add_argument("--many-files", type=int, default=1000,
+                        help="files of the engine-many job, adding up to --size (default 1000)")
     parser.add_argument("--runs", type=int, default=3, help="runs per method; medians are reported (default 3)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"subset of {','.join(S3_METHODS)} (default {','.join(DEFAULT_METHODS)})")
@@ -303,13 +363,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="where synthetic files are built once and kept")
     parser.add_argument("--s3-dir", type=Path, default=Path(tempfile.gettempdir()),
                         help="where SeaweedFS stores objects, in a directory removed after each method")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--flat-memory", type=parse_size, default=None, metavar="SIZE",
+                        help="also run the operator (or the engine) on a job of SIZE in --files files and "
+                             "report peak RSS there over peak RSS at --size (e.g. 8GiB with --s3 seaweedfs)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON line per target, then the whole report as one JSON line")
+    parser.add_argument("--py-spy", metavar="EXE", help="record each method's CPU profile with this py-spy "
+                        "executable (collapsed stacks in --profile-dir; see benchmarks/README or flamegraph.pl)")
+    parser.add_argument("--profile-dir", type=Path, default=Path("bench-profiles"),
+                        help="where --py-spy writes its profiles (default ./bench-profiles)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.py_spy:
+        global PROFILER
+        PROFILER = (args.py_spy, args.profile_dir.resolve())
     if args.child:
-        print(json.dumps(child(args.child, json.loads(args.spec))))
+        print(json.dumps(child(args.child, json.loads(sys.stdin.read() if args.spec == "-" else args.spec))))
         return 0
 
     if args.json:
@@ -340,21 +411,31 @@ def main(argv: list[str] | None = None) -> int:
         spec: dict[str, Any] = {"files": files, "export": BENCH_EXPORT, "job": job, "part_size": args.part_size,
                                 "concurrency": args.concurrency, "file_concurrency": args.file_concurrency}
 
+        if "engine-many" in methods:
+            say(f"Building {args.many_files} synthetic files, {args.size / MIB:.0f} MiB in all ...")
+            _, spec["many_files"] = _seed_files(sb, args.size, args.many_files, "bench_many")
+
         for run in range(args.runs):
             for method in methods:
-                if method == "download":
+                if method in NO_S3_METHODS:
                     res = run_child(method, spec, env)
+                    if res.pop("locations") and res["moved"] != sum(f["size"] for f in files):
+                        raise RuntimeError(f"{method}: moved {res['moved']} bytes, expected {sum(f['size'] for f in files)}")
                 else:
                     with s3_server(args.s3, args.s3_dir, "bench") as s3:
                         if args.s3 == "moto":
                             s3.client().create_bucket(Bucket="bench")
                         run_env = {**env, **s3.airflow_conn_env()}
                         res = run_child(method, {**spec, "bucket": "bench", "endpoint_url": s3.endpoint_url}, run_env)
-                        _check_objects(s3, method, files, res.pop("locations"))
+                        _check_objects(s3, method, spec["many_files"] if method == "engine-many" else files,
+                                       res.pop("locations"))
                 results[method].append(res)
                 say(f"run {run + 1}/{args.runs} {method:14s} {res['seconds']:7.2f} s  "
                     f"{res['moved'] / res['seconds'] / 1e6:7.1f} MB/s  CPU {res['cpu_seconds']:7.2f} s  "
                     f"peak RSS {res['peak_rss_mb']:7.1f} MB")
+
+        if args.flat_memory:
+            _run_flat_memory(args, sb, spec, methods, env, results, say)
 
         if not args.no_sql:
             if not PostgresCluster.available():
@@ -370,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
 
     report = _report(args, results)
     if args.json:
-        print(json.dumps(report, indent=2), file=real_stdout)
+        for target in report["targets"]:
+            print(json.dumps(target), file=real_stdout)
+        print(json.dumps(report), file=real_stdout)
     else:
         _print_table(report)
     return 0
@@ -379,21 +462,22 @@ def main(argv: list[str] | None = None) -> int:
 BENCH_EXPORT = "bench"
 
 
-def _seed_files(sb: Any, size: int, count: int) -> tuple[str, list[dict[str, Any]]]:
+def _seed_files(sb: Any, size: int, count: int, export: str = "bench") -> tuple[str, list[dict[str, Any]]]:
     """One Sitecore job whose output is ``count`` files adding up to ``size``: its ref, its files."""
     from urllib.parse import urlsplit
 
     from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
 
-    sb.sitecore.add_export(BENCH_EXPORT)
-    job = sb.sitecore.add_job(BENCH_EXPORT, target_bytes=size, target_files=count)
+    sb.sitecore.add_export(export)
+    job = sb.sitecore.add_job(export, target_bytes=size, target_files=count)
     hook = SitecoreCDPHook()
     refs = hook.get_execution_output(job).files
     hook.close()
     files = []
+    paths = {p.name: p for p in Path(sb.sitecore.cache_dir).rglob("*") if job in str(p)}
     for ref, (name, fsize, sha, _rows) in zip(refs, sb.sitecore.expected_files(job), strict=True):
         parts = urlsplit(ref.url)
-        path = next(p for p in Path(sb.sitecore.cache_dir).rglob(name) if job in str(p))
+        path = paths[name]
         files.append({"name": name, "url": ref.url, "size": fsize, "sha256": sha, "path": str(path),
                       "endpoint": f"{parts.path}?{parts.query}"})
     return job, files
@@ -496,6 +580,79 @@ def _run_polling(cmd: list[str]) -> tuple[float, float, float]:
     return seconds, cpu, peak
 
 
+def _flat_memory_method(methods: list[str]) -> str:
+    return "operator" if "operator" in methods else "engine"
+
+
+def _run_flat_memory(args: Any, sb: Any, spec: dict[str, Any], methods: list[str], env: dict[str, str],
+                     results: dict[str, list[dict[str, Any]]], say: Any) -> None:
+    """The operator (or the engine) again on a job of ``--flat-memory`` bytes in ``--files`` files."""
+    method = _flat_memory_method(methods)
+    say(f"Building {args.files} synthetic file(s), {args.flat_memory / MIB:.0f} MiB in all ...")
+    job, files = _seed_files(sb, args.flat_memory, args.files, "bench_big")
+    big = {**spec, "files": files, "job": job, "export": "bench_big"}
+    key = f"{method}@{_size_label(args.flat_memory)}"
+    results[key] = []
+    for run in range(args.runs):
+        with s3_server(args.s3, args.s3_dir, "bench") as s3:
+            if args.s3 == "moto":
+                s3.client().create_bucket(Bucket="bench")
+            res = run_child(method, {**big, "bucket": "bench", "endpoint_url": s3.endpoint_url},
+                            {**env, **s3.airflow_conn_env()})
+            _check_objects(s3, method, files, res.pop("locations"))
+        results[key].append(res)
+        say(f"run {run + 1}/{args.runs} {key:14s} {res['seconds']:7.2f} s  CPU {res['cpu_seconds']:7.2f} s  "
+            f"peak RSS {res['peak_rss_mb']:7.1f} MB")
+
+
+def _size_label(n: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return f"{n}B"
+
+
+#: the targets of issue 12 this benchmark measures: (name, numerator, denominator, op, limit, what)
+TARGET_LIMITS = {
+    "discard_rate_over_download_rate": (">=", 0.9, "engine into a discarding sink, rate / download rate"),
+    "engine_cpu_over_bounds_cpu": ("<=", 1.2, "engine CPU per GiB / (download CPU + upload CPU) per GiB"),
+    "engine_cpu_over_peer_cpu": ("<=", 0.5, "engine CPU per GiB / HttpToS3Operator CPU per GiB"),
+    "engine_over_max_bounds": ("<=", 1.15, "engine time into S3 / max(download, upload)"),
+    "engine_many_over_engine": ("<=", 1.3, "time of --many-files files / time of --files file(s), same bytes"),
+    "engine_many_peak_rss_mb": ("<=", 250.0, "peak RSS of the many-files run, MB"),
+    "flat_memory_rss_ratio": ("<=", 1.1, "peak RSS at --flat-memory / at --size"),
+}
+
+
+def _targets(args: Any, med: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    measured: dict[str, float] = {}
+    if "discard" in med and "download" in med:
+        measured["discard_rate_over_download_rate"] = med["download"]["seconds"] / med["discard"]["seconds"]
+    if "engine" in med:
+        if "download" in med and "upload" in med:
+            bounds_cpu = med["download"]["cpu_seconds"] + med["upload"]["cpu_seconds"]
+            measured["engine_cpu_over_bounds_cpu"] = med["engine"]["cpu_seconds"] / bounds_cpu
+            measured["engine_over_max_bounds"] = med["engine"]["seconds"] / max(
+                med["download"]["seconds"], med["upload"]["seconds"])
+        if "peer" in med:
+            measured["engine_cpu_over_peer_cpu"] = med["engine"]["cpu_seconds"] / med["peer"]["cpu_seconds"]
+        if "engine-many" in med:
+            measured["engine_many_over_engine"] = med["engine-many"]["seconds"] / med["engine"]["seconds"]
+    if "engine-many" in med:
+        measured["engine_many_peak_rss_mb"] = med["engine-many"]["max_peak_rss_mb"]
+    if args.flat_memory:
+        method = _flat_memory_method([m for m in med if "@" not in m])
+        big = med.get(f"{method}@{_size_label(args.flat_memory)}")
+        if big and method in med:
+            measured["flat_memory_rss_ratio"] = big["max_peak_rss_mb"] / med[method]["max_peak_rss_mb"]
+    out = []
+    for name, value in measured.items():
+        op, limit, what = TARGET_LIMITS[name]
+        out.append({"target": name, "measured": round(value, 3), "op": op, "limit": limit,
+                    "met": value >= limit if op == ">=" else value <= limit, "what": what})
+    return out
+
+
 def _report(args: Any, results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     med: dict[str, dict[str, float]] = {}
     for method, runs in results.items():
@@ -531,8 +688,11 @@ def _report(args: Any, results: dict[str, list[dict[str, Any]]]) -> dict[str, An
         "part_size": args.part_size,
         "concurrency": args.concurrency,
         "sql_rows": None if args.no_sql else args.sql_rows,
+        "many_files": args.many_files,
+        "flat_memory_bytes": args.flat_memory,
         "medians": med,
         "ratios": ratios,
+        "targets": _targets(args, med),
     }
 
 
@@ -540,19 +700,27 @@ def _print_table(report: dict[str, Any]) -> None:
     print()
     print(f"{report['size_bytes'] / MIB:.0f} MiB in {report['files']} file(s), S3: {report['s3']}, "
           f"medians of {report['runs']} run(s)")
-    print(f"{'method':15s} {'seconds':>9s} {'MB/s':>9s} {'CPU s':>8s} {'peak RSS MB':>12s} {'(max)':>7s}")
+    print(f"{'method':15s} {'seconds':>9s} {'MB/s':>9s} {'CPU s':>8s} {'CPU s/GiB':>10s} {'peak RSS MB':>12s} "
+          f"{'(max)':>7s}")
     for method, m in report["medians"].items():
-        if method in S3_METHODS:
-            rate = f"{report['size_bytes'] / m['seconds'] / 1e6:9.1f}"
+        size = report["flat_memory_bytes"] if "@" in method else report["size_bytes"]
+        per_gib = ""
+        if method in S3_METHODS or "@" in method:
+            rate = f"{size / m['seconds'] / 1e6:9.1f}"
+            per_gib = f"{m['cpu_seconds'] / (size / (1 << 30)):10.2f}"
         elif report["sql_rows"]:
             rate = f"{report['sql_rows'] / m['seconds'] / 1e3:6.0f}k/s"
         else:
             rate = ""
-        print(f"{method:15s} {m['seconds']:9.2f} {rate:>9s} {m['cpu_seconds']:8.2f} {m['peak_rss_mb']:12.1f} "
-              f"{m['max_peak_rss_mb']:7.1f}")
+        print(f"{method:15s} {m['seconds']:9.2f} {rate:>9s} {m['cpu_seconds']:8.2f} {per_gib:>10s} "
+              f"{m['peak_rss_mb']:12.1f} {m['max_peak_rss_mb']:7.1f}")
     print()
     for name, value in report["ratios"].items():
-        print(f"{name:24s} {value:6.2f}")
+        print(f"{name:32s} {value:6.2f}")
+    print()
+    for t in report["targets"]:
+        print(f"{t['target']:32s} {t['measured']:8.2f}  target {t['op']} {t['limit']:<6g} "
+              f"{'met' if t['met'] else 'MISSED':6s}  ({t['what']})")
 
 
 if __name__ == "__main__":

@@ -18,21 +18,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_exports.exceptions import ExportConfigError
-from airflow_provider_exports.transfers.engine import (
-    Cancellation,
-    S3Sink,
-    Sink,
-    SourceFile,
-    SqlSink,
-    check_load_mode,
-    run_transfer,
-)
+from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink
+from airflow_provider_exports.transfers.engine.sql import SqlSink, check_load_mode
 from airflow_provider_exports.utils.openlineage import LineageRef, destination_ref
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.providers.openlineage.extractors import OperatorLineage
+
+    from airflow_provider_exports.transfers.engine import S3Sink, SourceFile
 
 
 @dataclass
@@ -92,6 +87,8 @@ class VendorTransferOperator(BaseOperator, ABC):
         try:
             plan = self.plan(context)
             self._lineage = (list(plan.inputs), destination_ref(plan.sink))
+            from airflow_provider_exports.transfers.engine.runner import run_transfer
+
             summary = run_transfer(
                 plan.files,
                 plan.sink,
@@ -150,6 +147,8 @@ class ToS3Mixin(VendorTransferOperator):
             raise ExportConfigError("s3_bucket", f"{s3_bucket!r}: give a bucket name, without s3:// or a key")
 
     def s3_sink(self, *, decompress: bool = False) -> S3Sink:
+        from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
+
         return S3Sink(
             self.s3_bucket,
             self.s3_key_prefix,

@@ -11,10 +11,11 @@ from airflow_provider_exports.transfers._adobe_experience_platform import (
 )
 from airflow_provider_exports.transfers._base import ToS3Mixin
 from airflow_provider_exports.transfers._fan_out import FanOutCommitOperator, StageFilesMixin, StageToS3Mixin
-from airflow_provider_exports.transfers.engine import S3Sink, SourceFile
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_exports.transfers.engine import S3Sink, SourceFile
 
 
 class AdobeExperiencePlatformToS3Operator(ToS3Mixin, AdobeExperiencePlatformTransferBase):

@@ -12,10 +12,11 @@ from airflow_provider_exports.transfers._sitecore_cdp import (
     SitecoreCDPListFilesOperator,
     SitecoreCDPTransferBase,
 )
-from airflow_provider_exports.transfers.engine import S3Sink, SourceFile
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_exports.transfers.engine import S3Sink, SourceFile
 
 
 class SitecoreCDPToS3Operator(ToS3Mixin, SitecoreCDPTransferBase):

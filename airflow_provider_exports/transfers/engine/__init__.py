@@ -12,17 +12,43 @@ a sink or a reader needs them.
 
 from __future__ import annotations
 
-from airflow_provider_exports.transfers.engine.manifest import (
-    CHECKSUM_ALGORITHM,
-    MANIFEST_NAME,
-    MANIFEST_VERSION,
-    FileRecord,
-)
-from airflow_provider_exports.transfers.engine.runner import TransferSummary, run_transfer
-from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
-from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink, StoredFile, TransferContext
-from airflow_provider_exports.transfers.engine.sources import HttpSourceFile, OpenedStream, SourceFile
-from airflow_provider_exports.transfers.engine.sql import SqlSink, check_load_mode, resolve_db_hook
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_exports.transfers.engine.manifest import (
+        CHECKSUM_ALGORITHM,
+        MANIFEST_NAME,
+        MANIFEST_VERSION,
+        FileRecord,
+    )
+    from airflow_provider_exports.transfers.engine.runner import TransferSummary, run_transfer
+    from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
+    from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink, StoredFile, TransferContext
+    from airflow_provider_exports.transfers.engine.sources import HttpSourceFile, OpenedStream, SourceFile
+    from airflow_provider_exports.transfers.engine.sql import SqlSink, check_load_mode, resolve_db_hook
+
+# Each name is imported from its module when first used, so a DAG file whose operators need only
+# part of the engine (an S3 transfer, no SQL) does not pay for the rest when it is parsed.
+_WHERE = {
+    "CHECKSUM_ALGORITHM": "manifest",
+    "MANIFEST_NAME": "manifest",
+    "MANIFEST_VERSION": "manifest",
+    "FileRecord": "manifest",
+    "TransferSummary": "runner",
+    "run_transfer": "runner",
+    "S3Sink": "s3_sink",
+    "Cancellation": "sink",
+    "Sink": "sink",
+    "StoredFile": "sink",
+    "TransferContext": "sink",
+    "HttpSourceFile": "sources",
+    "OpenedStream": "sources",
+    "SourceFile": "sources",
+    "SqlSink": "sql",
+    "check_load_mode": "sql",
+    "resolve_db_hook": "sql",
+}
 
 __all__ = [
     "CHECKSUM_ALGORITHM",
@@ -43,3 +69,12 @@ __all__ = [
     "resolve_db_hook",
     "run_transfer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -38,6 +40,8 @@ _log = logging.getLogger(__name__)
 MAX_FILE_RESTARTS = 2
 #: seconds the runner waits, after a cancellation, for file workers to leave before aborting the sink
 CANCEL_GRACE_SECONDS = 10.0
+#: chunks a file's reader may be ahead of its hashing thread (each up to ``chunk_size`` bytes)
+HASH_QUEUE_CHUNKS = 4
 
 
 @dataclass(frozen=True)
@@ -218,13 +222,14 @@ class _FileMover:
         t0 = time.monotonic()
         self._progress.start_file(number, source.name)
         for restart in range(MAX_FILE_RESTARTS + 1):
-            digest = hashlib.sha256()
+            digest = _Sha256()
             counted = [0]
             try:
                 stream = self._counted(number, source, digest, counted)
                 stored = self._sink.write_file(source, stream)
                 for _ in stream:  # a sink that stopped early still gets every byte counted and checked
                     pass
+                sha256 = digest.hexdigest()
                 break
             except SourceChanged as exc:
                 if restart == MAX_FILE_RESTARTS:
@@ -232,6 +237,8 @@ class _FileMover:
                 self._log.warning("%s; starting the file again from its first byte", exc)
                 self._progress.rewind(counted[0])
                 self._sink.discard_file(source)
+            finally:
+                digest.close()
         count = counted[0]
         if source.size is not None and count != source.size:
             raise TransferIntegrityError(f"{source.name}: received {count} bytes, listed as {source.size}")
@@ -240,14 +247,16 @@ class _FileMover:
             name=source.name,
             location=stored.location,
             bytes=count,
-            sha256=digest.hexdigest(),
+            sha256=sha256,
             stored_bytes=stored.stored_bytes,
             rows=stored.rows,
             seconds=round(time.monotonic() - t0, 3),
             attributes=dict(source.attributes),
         )
 
-    def _counted(self, number: int, source: SourceFile, digest: Any, counted: list[int]) -> Iterator[bytes]:
+    def _counted(
+        self, number: int, source: SourceFile, digest: _Sha256, counted: list[int]
+    ) -> Iterator[bytes]:
         for chunk in source.iter_bytes(self._chunk_size, cancellation=self._cancellation):
             self._cancellation.check()
             if not counted[0]:
@@ -256,6 +265,55 @@ class _FileMover:
             counted[0] += len(chunk)
             self._progress.add(len(chunk))
             yield chunk
+
+
+class _Sha256:
+    """SHA-256 of a file's bytes, computed on a thread of its own as the bytes pass.
+
+    The reader hands each chunk over and goes on reading while the chunk is hashed (hashlib
+    releases the GIL on large buffers), so hashing overlaps the download instead of adding to its
+    time; at most :data:`HASH_QUEUE_CHUNKS` chunks wait. Small files are hashed inline.
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def update(self, chunk: bytes) -> None:
+        if self._thread is None:
+            if len(chunk) < 256 * 1024:  # not worth a thread (and a small file may end here)
+                self._hash.update(chunk)
+                return
+            self._queue = queue.Queue(HASH_QUEUE_CHUNKS)
+            self._thread = threading.Thread(target=self._work, name="transfer-sha256", daemon=True)
+            self._thread.start()
+        assert self._queue is not None
+        self._queue.put(chunk)
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        try:
+            while (chunk := self._queue.get()) is not None:
+                self._hash.update(chunk)
+        except BaseException as exc:  # pragma: no cover - hashing bytes does not fail
+            self._error = exc
+            while self._queue.get() is not None:  # keep draining so the reader never blocks
+                pass
+
+    def hexdigest(self) -> str:
+        self.close()
+        if self._error is not None:  # pragma: no cover
+            raise self._error
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        """Let the hashing thread finish (it hashes what was handed over, then ends)."""
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
 
 def _run_concurrently(

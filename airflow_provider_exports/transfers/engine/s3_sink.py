@@ -13,22 +13,24 @@ past that bound.)
 The commit protocol (README, "S3: what a reader sees"):
 
 1. Every run writes under its own directory, ``<prefix>/run-<run id>/``, so it never overwrites
-   an object that a committed manifest lists. Uploads stay open (invisible) until every file of
-   the run is in; a failure or a cancellation aborts them all.
-2. ``commit`` completes the uploads, then writes ``<prefix>/_manifest.json`` — the one pointer
+   an object that a committed manifest lists. A file that fits in one part is stored with one
+   ``PutObject`` (a multipart upload would cost three calls); larger files' multipart uploads
+   stay open until every file of the run is in. A failure or a cancellation aborts the uploads
+   and deletes the objects already put (``DeleteObjects``, a thousand keys per call).
+2. ``commit`` completes the open uploads (concurrently, bounded by ``max_concurrency``), then writes ``<prefix>/_manifest.json`` — the one pointer
    readers trust — with a conditional put (``If-Match`` the manifest read at ``begin``, or
    ``If-None-Match: *``). If another run committed in between, the put fails: a run of the same
    job then throws its copy away and reports the job as already there; a run of another job
    throws its copy away and fails, leaving the other run's commit in place.
 3. Only once the new manifest is in place are the files the previous manifest listed deleted,
    and any ``run-*/`` directory under the prefix that no manifest lists and that is older than
-   this run (what a killed worker left behind).
+   this run (what a killed worker left behind), a thousand keys per ``DeleteObjects`` call.
 
 So a reader that follows the manifest sees one whole run, never a mix; a failed or killed run
 leaves the manifest and the objects it lists exactly as they were. A worker killed outright
 can leave incomplete multipart uploads (a bucket lifecycle rule ``AbortIncompleteMultipartUpload``
-clears them) and, if it died while committing, a ``run-*/`` directory that the next successful
-run removes.
+clears them) and a ``run-*/`` directory (small files put, or uploads completed) that no manifest
+lists and the next successful run removes.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ CHECKSUM_ALGORITHM = "CRC32"
 MAX_PARTS = 10_000
 RUN_DIR_PREFIX = "run-"
 _RUN_DIR = re.compile(r"run-\d{8}T\d{6}Z-[0-9a-f]{8}/")
+# keys per DeleteObjects request (S3's limit)
+_DELETE_BATCH = 1000
 # seconds an abort waits for parts already on the wire before aborting their uploads
 _PART_GRACE_SECONDS = 10.0
 _CONTENT_TYPES = {
@@ -92,7 +96,7 @@ class _Upload:
     #: the futures of parts not yet known to have succeeded (pruned as parts succeed)
     futures: list[Future[None]] = field(default_factory=list)
     error: BaseException | None = None
-    empty: bool = False
+    #: the object exists (a put file, or a completed multipart upload): an abort deletes it
     completed: bool = False
 
 
@@ -364,6 +368,8 @@ class S3Sink(Sink):
         stored = 0
         buffer: bytearray | None = None  # the part being filled, ours until handed to its upload
         filled = 0
+        # A full part is sent once more bytes follow: a file that fits in one part is put whole.
+        full: bytearray | None = None
         try:
             for chunk in data:
                 if upload.error is not None:
@@ -371,24 +377,30 @@ class S3Sink(Sink):
                 view, offset = memoryview(chunk), 0
                 while offset < len(view):
                     if buffer is None:
+                        if full is not None:
+                            part, full = full, None
+                            self._send_part(upload, part, size)
+                            stored += size
                         buffer, filled = buffers.take(), 0
                     n = min(len(view) - offset, size - filled)
                     buffer[filled : filled + n] = view[offset : offset + n]
                     filled += n
                     offset += n
                     if filled == size:
-                        part, buffer = buffer, None
-                        self._send_part(upload, part, filled)
-                        stored += filled
-            if buffer is not None and filled:
-                part, buffer = buffer, None
-                self._send_part(upload, part, filled)
-                stored += filled
-            elif not upload.submitted:
-                upload.empty = True  # S3 has no empty multipart upload: put at commit
+                        full, buffer = buffer, None
+            last, length = (full, size) if full is not None else (buffer, filled)
+            full = buffer = None
+            if upload.submitted:
+                if last is not None:
+                    self._send_part(upload, last, length)
+                    stored += length
+            else:
+                self._send_whole(upload, last, length)  # one PutObject: no multipart upload at all
+                stored += length
         finally:
-            if buffer is not None:
-                buffers.give(buffer)
+            for unsent in (buffer, full):
+                if unsent is not None:
+                    buffers.give(unsent)
         for future in upload.futures:
             future.result()
         if upload.error is not None:
@@ -406,7 +418,6 @@ class S3Sink(Sink):
     def _send_part(self, upload: _Upload, buffer: bytearray, length: int) -> None:
         """Upload ``buffer[:length]`` as the upload's next part; the buffer is the part's from now on."""
         assert self._pool is not None and self._ctx is not None
-        cancellation = self._ctx.cancellation
         if upload.upload_id is None:
             response = self.client.create_multipart_upload(
                 Bucket=self.bucket,
@@ -419,12 +430,22 @@ class S3Sink(Sink):
                 aborted = self._aborted
             if aborted:  # abort() ran while this upload was being created: it is ours to abort
                 self._abort_upload(upload)
-                raise TransferCancelled(cancellation.reason)
+                raise TransferCancelled(self._ctx.cancellation.reason)
         number = upload.submitted + 1
         if number > MAX_PARTS:
             raise TransferError(
                 f"{upload.key}: more than {MAX_PARTS} parts; raise part_size above {self.part_size} bytes"
             )
+        self._submit(upload, number, self._upload_part, upload, number, buffer, length)
+
+    def _send_whole(self, upload: _Upload, buffer: bytearray | None, length: int) -> None:
+        """Put a file that fits in one part as one object (``buffer`` is ``None`` for an empty file)."""
+        self._submit(upload, 1, self._put_whole, upload, buffer, length)
+
+    def _submit(self, upload: _Upload, number: int, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the pool once one of the ``max_concurrency`` slots is free."""
+        assert self._pool is not None and self._ctx is not None
+        cancellation = self._ctx.cancellation
         # Backpressure: the reader waits here while max_concurrency parts are in flight.
         while not self._slots.acquire(timeout=0.5):
             cancellation.check()
@@ -432,7 +453,7 @@ class S3Sink(Sink):
                 raise upload.error
         try:
             cancellation.check()
-            future = self._pool.submit(self._upload_part, upload, number, buffer, length)
+            future = self._pool.submit(fn, *args)
         except BaseException:
             self._slots.release()
             raise
@@ -443,6 +464,32 @@ class S3Sink(Sink):
             f for f in upload.futures if not (f.done() and not f.cancelled() and f.exception() is None)
         ]
         upload.futures.append(future)
+
+    def _put_whole(self, upload: _Upload, buffer: bytearray | None, length: int) -> None:
+        answered = False
+        try:
+            if upload.error is not None or self._aborted or (self._ctx and self._ctx.cancellation.is_set):
+                answered = True
+                return
+            body = _PartBody(memoryview(buffer)[:length] if buffer is not None else memoryview(b""))
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=upload.key,
+                Body=body,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                **self._object_args(upload.key, upload.source_name),
+            )
+            answered = True
+            with self._lock:
+                upload.completed = True  # in the run's directory, which no manifest lists yet
+        except BaseException as exc:
+            if upload.error is None:
+                upload.error = exc
+            raise
+        finally:
+            if answered and buffer is not None:
+                self._buffers.give(buffer)
+            self._slots.release()
 
     def _upload_part(self, upload: _Upload, number: int, buffer: bytearray, length: int) -> None:
         answered = False
@@ -476,21 +523,13 @@ class S3Sink(Sink):
             self._slots.release()
 
     def _complete(self, upload: _Upload) -> None:
-        if upload.empty:
-            self.client.put_object(
-                Bucket=self.bucket,
-                Key=upload.key,
-                Body=b"",
-                **self._object_args(upload.key, upload.source_name),
-            )
-        else:
-            parts = [upload.parts[n] for n in sorted(upload.parts)]
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=upload.key,
-                UploadId=upload.upload_id,
-                MultipartUpload={"Parts": parts},
-            )
+        parts = [upload.parts[n] for n in sorted(upload.parts)]
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=upload.key,
+            UploadId=upload.upload_id,
+            MultipartUpload={"Parts": parts},
+        )
         upload.completed = True
 
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -501,7 +540,7 @@ class S3Sink(Sink):
                 "keeps what it had (set allow_empty=True to commit an empty job)"
             )
         # Completing makes the objects exist, under this run's directory that nothing lists yet.
-        completing = [self._pool.submit(self._complete, u) for u in self._uploads]
+        completing = [self._pool.submit(self._complete, u) for u in self._uploads if not u.completed]
         wait_futures(completing)
         for future in completing:
             future.result()
@@ -558,16 +597,24 @@ class S3Sink(Sink):
         mine = self.run_prefix() + "/"
         try:
             paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=base + RUN_DIR_PREFIX):
-                for obj in page.get("Contents", []):
-                    key, rest = obj["Key"], obj["Key"][len(base) :]
-                    stale = self._began_at is None or obj["LastModified"] < self._began_at - timedelta(
-                        seconds=1
-                    )
-                    if key not in keep and not key.startswith(mine) and _RUN_DIR.match(rest) and stale:
-                        doomed.add(key)
-            for key in sorted(doomed):
-                self.client.delete_object(Bucket=self.bucket, Key=key)
+            # the run directories first, so this run's own (possibly thousands of) files are not listed
+            run_dirs = [
+                common["Prefix"]
+                for page in paginator.paginate(
+                    Bucket=self.bucket, Prefix=base + RUN_DIR_PREFIX, Delimiter="/"
+                )
+                for common in page.get("CommonPrefixes", [])
+                if common["Prefix"] != mine and _RUN_DIR.fullmatch(common["Prefix"][len(base) :])
+            ]
+            for run_dir in run_dirs:
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=run_dir):
+                    for obj in page.get("Contents", []):
+                        stale = self._began_at is None or obj["LastModified"] < self._began_at - timedelta(
+                            seconds=1
+                        )
+                        if obj["Key"] not in keep and stale:
+                            doomed.add(obj["Key"])
+            self._delete_keys(sorted(doomed))
         except Exception:
             log.warning(
                 "Committed, but could not remove the replaced files under s3://%s/%s; readers of the "
@@ -591,6 +638,21 @@ class S3Sink(Sink):
                 context=self.hook, scheme="s3", asset_kwargs={"bucket": self.bucket, "key": upload.key}
             )
 
+    def _delete_keys(self, keys: list[str]) -> None:
+        """Delete ``keys``, a thousand per request (S3's ``DeleteObjects`` limit)."""
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            response = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+            failed = response.get("Errors") or []
+            if failed:
+                first = failed[0]
+                raise TransferError(
+                    f"could not delete {len(failed)} object(s) under s3://{self.bucket}/{self.prefix}, "
+                    f"e.g. {first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
+
     def _abort_upload(self, upload: _Upload) -> None:
         try:
             if upload.completed:
@@ -613,8 +675,16 @@ class S3Sink(Sink):
             pool.shutdown(wait=False, cancel_futures=True)
         # parts already on the wire finish or fail within moments; then their uploads can go
         wait_futures([f for u in uploads for f in u.futures], timeout=_PART_GRACE_SECONDS)
+        stored = [u for u in uploads if u.completed]
+        try:
+            self._delete_keys([u.key for u in stored])
+        except Exception:
+            log.warning("Could not delete this run's objects in one go; one by one", exc_info=True)
+            for upload in stored:
+                self._abort_upload(upload)
         for upload in uploads:
-            self._abort_upload(upload)
+            if not upload.completed:
+                self._abort_upload(upload)
         self._uploads = []
         self._buffers.clear()
 

@@ -34,9 +34,10 @@ def sitecore_job(sandbox) -> Callable[..., SitecoreJob]:
     made: list[tuple[SitecoreCDPHook, HttpCore]] = []
 
     def make(export: str = "loyalty_members", *, rows: int = 3000, rows_per_file: int = 1000,
-             target_bytes: int | None = None, retry: RetryPolicy = FAST_RETRY) -> SitecoreJob:
+             target_bytes: int | None = None, target_files: int = 1,
+             retry: RetryPolicy = FAST_RETRY) -> SitecoreJob:
         sandbox.sitecore.add_export(export, rows_per_file=rows_per_file)
-        job_ref = sandbox.sitecore.add_job(export, rows=rows, target_bytes=target_bytes)
+        job_ref = sandbox.sitecore.add_job(export, rows=rows, target_bytes=target_bytes, target_files=target_files)
         hook = SitecoreCDPHook(retry=FAST_RETRY)
         core = HttpCore("Sitecore CDP", retry=retry)
         made.append((hook, core))

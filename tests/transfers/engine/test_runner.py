@@ -136,3 +136,19 @@ def test_a_cancellation_cuts_downloads_still_waiting_for_their_headers(sitecore_
     # cut at once: well under the runner's grace period, let alone the server's 60 s
     assert time.monotonic() - cancelled_at[0] < 5
     assert s3.keys() == []
+
+
+def test_the_sha256_hashed_beside_the_reader_is_the_files_own():
+    from airflow_provider_exports.transfers.engine.runner import _Sha256
+
+    chunks = [b"a" * 100, b"b" * (300 * 1024), b"c" * 7, *(bytes([i]) * MIB for i in range(9)), b""]
+    digest = _Sha256()
+    for chunk in chunks:  # a small first chunk hashed inline, then the rest on the hashing thread
+        digest.update(chunk)
+    assert digest.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
+    digest.close()  # closing again (as the runner's ``finally`` does) is harmless
+
+    stopped = _Sha256()
+    stopped.update(b"x" * MIB)
+    stopped.close()  # a file that failed midway: the thread ends
+    assert not any(t.name == "transfer-sha256" and t.is_alive() for t in threading.enumerate())

@@ -106,6 +106,25 @@ def test_a_new_job_replaces_the_old_one_only_after_its_manifest(sitecore_job, s3
     assert not old_keys & set(s3.keys("ds"))  # the first job's three files are gone, none left behind
 
 
+def test_small_files_cost_one_put_each_and_replaced_files_one_delete_call(sitecore_job, s3):
+    first = sitecore_job("daily", rows=3000, rows_per_file=1000)
+    _run(first, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
+    second = sitecore_job("daily_next", rows=2000, rows_per_file=1000)
+    sink = S3Sink(s3.bucket, "ds", part_size=5 * MIB)
+    calls: list[str] = []
+    sink.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+
+    _run(second, sink)
+
+    _assert_committed(s3, "ds", second)
+    # the manifest read, two files put whole, the manifest put, the run directories listed (this
+    # run's own files are not), the first run's directory listed, and the first job's three files
+    # deleted in one request: no multipart upload, no per-file delete
+    assert sorted(calls) == sorted(
+        ["GetObject", "PutObject", "PutObject", "PutObject", "ListObjectsV2", "ListObjectsV2", "DeleteObjects"]
+    )
+
+
 def test_a_failed_run_leaves_the_previous_run_exactly_as_it_was(sitecore_job, sandbox, s3):
     good = sitecore_job("daily", rows=2000, rows_per_file=1000)
     _run(good, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
@@ -122,15 +141,22 @@ def test_a_failed_run_leaves_the_previous_run_exactly_as_it_was(sitecore_job, sa
 
 
 @pytest.mark.parametrize(
-    ("failing_call", "fail_at"),
-    [("complete_multipart_upload", 2), ("put_object", 1)],  # an object of the run is complete / all are
+    ("failing_call", "fail_at", "big"),
+    [
+        ("complete_multipart_upload", 2, True),  # three multipart files: one is complete
+        ("put_object", 4, False),  # three small files put whole: the manifest's put fails
+    ],
 )
-def test_a_run_that_fails_while_committing_changes_nothing(sitecore_job, s3, monkeypatch, failing_call, fail_at):
+def test_a_run_that_fails_while_committing_changes_nothing(sitecore_job, s3, monkeypatch, failing_call, fail_at, big):
     good = sitecore_job("daily", rows=2000, rows_per_file=1000)
     _run(good, S3Sink(s3.bucket, "ds", part_size=5 * MIB))
     before = _snapshot(s3)
 
-    bad = sitecore_job("daily_next", rows=3000, rows_per_file=1000)
+    if big:  # three files of about 5.7 MiB: two parts of 5 MiB each
+        bad = sitecore_job("daily_next", target_bytes=17 * MIB, target_files=3)
+    else:
+        bad = sitecore_job("daily_next", rows=3000, rows_per_file=1000)
+    assert len(bad.expected) == 3
     sink = S3Sink(s3.bucket, "ds", part_size=5 * MIB)
     real = getattr(sink.client, failing_call)
     calls = []
@@ -377,7 +403,8 @@ def test_bad_settings_are_refused_early():
 def test_part_buffers_are_reused_and_parts_go_to_botocore_uncopied(tmp_path, s3, monkeypatch):
     from airflow_provider_exports.transfers.engine import s3_sink
 
-    sizes = {"a.bin": 12 * MIB + 1, "b.bin": 10 * MIB, "c.bin": 3 * MIB}  # 3, 2 and 1 parts of 5 MiB
+    # 3 and 2 parts of 5 MiB; then files that fit in one part, put whole
+    sizes = {"a.bin": 12 * MIB + 1, "b.bin": 10 * MIB, "c.bin": 3 * MIB, "d.bin": 5 * MIB}
     for name, size in sizes.items():
         (tmp_path / name).write_bytes(hashlib.sha256(name.encode()).digest() * (size // 32) + b"z" * (size % 32))
     buffers: set[int] = set()
@@ -390,14 +417,19 @@ def test_part_buffers_are_reused_and_parts_go_to_botocore_uncopied(tmp_path, s3,
 
     monkeypatch.setattr(s3_sink, "_PartBuffers", CountingBuffers)
     sink = S3Sink(s3.bucket, "pool", part_size=5 * MIB, max_concurrency=2)
-    bodies: list[type] = []
-    upload_part = sink.client.upload_part
+    bodies: list[tuple[str, str, type]] = []
 
-    def spy(**kwargs):
-        bodies.append(type(kwargs["Body"]))
-        return upload_part(**kwargs)
+    def spying(call):
+        real = getattr(sink.client, call)
 
-    monkeypatch.setattr(sink.client, "upload_part", spy)
+        def spy(**kwargs):
+            bodies.append((call, kwargs["Key"].rsplit("/", 1)[-1], type(kwargs["Body"])))
+            return real(**kwargs)
+
+        monkeypatch.setattr(sink.client, call, spy)
+
+    spying("upload_part")
+    spying("put_object")
     sources = [LocalFileSource(tmp_path / name) for name in sizes]
     # chunks that do not divide the part size: parts are cut inside chunks
     run_transfer(sources, sink, vendor="Cordial", export_ref="e", job_ref="j", max_concurrent_files=2,
@@ -407,8 +439,14 @@ def test_part_buffers_are_reused_and_parts_go_to_botocore_uncopied(tmp_path, s3,
     for name in sizes:
         assert s3.read(landed[name]) == (tmp_path / name).read_bytes()
     assert s3.client().head_object(Bucket=s3.bucket, Key=landed["a.bin"])["ETag"].endswith('-3"')
-    assert bodies == [s3_sink._PartBody] * 6
-    # at most max_concurrency parts uploading plus one being filled per file in flight, for 6 parts
+    assert s3.client().head_object(Bucket=s3.bucket, Key=landed["b.bin"])["ETag"].endswith('-2"')
+    assert sorted(bodies) == sorted(
+        [("upload_part", "a.bin", s3_sink._PartBody)] * 3
+        + [("upload_part", "b.bin", s3_sink._PartBody)] * 2
+        + [("put_object", "c.bin", s3_sink._PartBody), ("put_object", "d.bin", s3_sink._PartBody)]
+        + [("put_object", "_manifest.json", bytes)]
+    )
+    # at most max_concurrency parts uploading plus one being filled per file in flight, for 7 parts
     assert len(buffers) <= 2 + 2
 
 
