@@ -115,7 +115,7 @@ def test_a_429_storm_on_listing_and_downloads_is_ridden_out(sandbox, s3, caplog)
     listing = [r.status for r in sandbox.adobe.requests_to(f"/data/foundation/export/batches/{batch_id}/files")]
     downloads = [r.status for r in sandbox.adobe.requests_to(f"/data/foundation/export/files/{file_id}") if "path" in r.query]
     assert listing == [429, 429, 200] and downloads == [429, 429, 429, 206]
-    assert "HTTP 429 [429050]: Too many requests" in caplog.text  # Adobe's own code, in the retry's log line
+    assert "HTTP 429 (429050): Too many requests" in caplog.text  # Adobe's own code, in the retry's log line
 
 
 def test_a_job_not_finished_or_failed_moves_nothing(sandbox, s3):

@@ -88,7 +88,7 @@ def test_an_unknown_job_is_an_error_event_at_once(sandbox):
     time.monotonic()
     payload = run_inline(make_trigger("ffffffffffffffffffffffff"))
     assert payload["status"] == "error"
-    assert "HTTP 404 [RECORD_NOT_FOUND]: record not found" in payload["message"]
+    assert "HTTP 404 (RECORD_NOT_FOUND): record not found" in payload["message"]
     assert len(sandbox.cordial.requests_to(JOB)) == 1  # a 404 is not retried
 
 
