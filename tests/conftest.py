@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_exports.testing._airflow import configure_airflow
+
+# Now, not in the kit's pytest_configure: pytest imports the conftest.py files of the paths it is
+# given before that hook runs, and some of ours import Airflow at module level.
+configure_airflow()
 pytest_plugins = ["airflow_provider_exports.testing"]
 
 REPO = Path(__file__).resolve().parents[1]

@@ -532,6 +532,16 @@ class S3Sink(Sink):
         )
         upload.completed = True
 
+    def _complete_open_uploads(self) -> None:
+        """Complete the multipart uploads (a file put whole is complete already), concurrently.
+
+        Completing makes the objects exist, under this run's directory that nothing lists yet."""
+        assert self._pool is not None
+        completing = [self._pool.submit(self._complete, u) for u in self._uploads if not u.completed]
+        wait_futures(completing)
+        for future in completing:
+            future.result()
+
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
         assert self._pool is not None and self._ctx is not None, "begin() first"
         if not self._uploads and not self.allow_empty:
@@ -539,11 +549,7 @@ class S3Sink(Sink):
                 f"{self._ctx.vendor} job {self._ctx.job_ref} has no files; s3://{self.bucket}/{self.prefix} "
                 "keeps what it had (set allow_empty=True to commit an empty job)"
             )
-        # Completing makes the objects exist, under this run's directory that nothing lists yet.
-        completing = [self._pool.submit(self._complete, u) for u in self._uploads if not u.completed]
-        wait_futures(completing)
-        for future in completing:
-            future.result()
+        self._complete_open_uploads()
         winner = self._put_manifest(manifest)
         if winner is not None:
             self.abort()

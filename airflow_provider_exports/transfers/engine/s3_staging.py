@@ -74,9 +74,7 @@ class S3StagingSink(S3Sink):
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Complete this group's uploads; the manifest is the final task's."""
         assert self._pool is not None, "begin() first"
-        completing = [self._pool.submit(self._complete, u) for u in self._uploads]
-        for future in completing:
-            future.result()
+        self._complete_open_uploads()
         self._committed = True
         self._shutdown()
         self.staged_files = [dict(f) for f in manifest.get("files") or []]
