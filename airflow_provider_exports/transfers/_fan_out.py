@@ -40,21 +40,13 @@ from airflow_provider_exports.transfers._base import (
     TransferPlan,
     VendorTransferOperator,
 )
-from airflow_provider_exports.transfers.engine import (
-    Cancellation,
-    S3Sink,
-    SourceFile,
-    SqlSink,
-    TransferContext,
-    run_transfer,
-)
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
-from airflow_provider_exports.transfers.engine.runner import TransferSummary
-from airflow_provider_exports.transfers.engine.sink import new_run_id
+from airflow_provider_exports.transfers.engine.sink import Cancellation, TransferContext, new_run_id
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_exports.transfers.engine import S3Sink, SourceFile, SqlSink
     from airflow_provider_exports.transfers.engine.s3_staging import S3StagingSink
     from airflow_provider_exports.transfers.engine.sql.staging import SqlStagingSink
 
@@ -204,6 +196,8 @@ class StageFilesMixin(VendorTransferOperator):
         self._cancellation = Cancellation()
         try:
             plan = self.plan(context)
+            from airflow_provider_exports.transfers.engine.runner import run_transfer
+
             summary = run_transfer(
                 plan.files,
                 plan.sink,
@@ -333,6 +327,8 @@ class FanOutCommitOperator(BaseOperator):
         self, manifest: Mapping[str, Any], destination: Mapping[str, Any], location: str, skipped: bool
     ) -> dict[str, Any]:
         files = manifest.get("files") or []
+        from airflow_provider_exports.transfers.engine.runner import TransferSummary
+
         return TransferSummary(
             vendor=str(manifest.get("vendor")),
             export_ref=str(manifest.get("export_ref")),

@@ -16,6 +16,19 @@ import pytest
 
 from airflow_provider_exports.sandbox.demo import stop_kept
 
+
+def _main_lane() -> bool:
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    return Version(version("apache-airflow")) >= Version("3.3")
+
+
+# The demo is `bash .ci/demo`, which runs on .venv (Airflow 3.3.2) only; Airflow 3.1 has no
+# [logging] namespace_levels to keep dag.test()'s XCom lookups of mapped tasks out of its output.
+pytestmark = pytest.mark.skipif(not _main_lane(), reason="the demo runs on the main lane's Airflow only")
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -49,7 +62,7 @@ def test_quiet_on_one_screen_and_keep_leaves_s3_and_the_warehouse(work: Path) ->
     out = demo.stdout
     assert demo.returncode == 0, out[-4000:] + demo.stderr[-4000:]
     lines = out.splitlines()
-    assert len(lines) < 40, out
+    assert len(lines) < 45, out  # one screen, six DAGs included
     everything = out + demo.stderr
     assert not re.search(r"\[(debug|info|warning) *\]", everything), everything[:3000]  # Airflow's log lines
     assert "Dropping" not in everything and "deprecat" not in everything.lower(), everything[:3000]

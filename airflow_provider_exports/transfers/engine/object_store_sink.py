@@ -311,13 +311,15 @@ class ObjectStoreSink(Sink):
             if path not in keep
         ]
         assert self._ctx is not None
-        older_than = self._ctx.run_id
+        # The UTC second only: the random part says nothing of order, and a run that began in
+        # this same second may be a concurrent one still to commit.
+        older_than = self._ctx.run_id.partition("-")[0]
         stale: list[str] = []
         try:
             for entry in self.fs.ls(self.base, detail=False):
                 path = self.fs._strip_protocol(entry).rstrip("/")
                 match = _RUN_DIR.match(path.rpartition("/")[2])
-                if match and match.group(1) < older_than and not any(k.startswith(path + "/") for k in keep):
+                if match and match.group(1).partition("-")[0] < older_than and not any(k.startswith(path + "/") for k in keep):
                     stale.append(path)
             for path in doomed:
                 self._remove(path, quiet=False)
