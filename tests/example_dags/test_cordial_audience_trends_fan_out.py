@@ -14,7 +14,7 @@ import pytest
 from ._no_secret import assert_no_secret
 
 LOGICAL_DATE = datetime(2026, 11, 22, tzinfo=timezone.utc)
-KEY_ID, SECRET = "AKIACORDIALDELIVERY9", "cordial-delivery-secret-a1b2c3d4e5f6g7h8"
+KEY_ID, SECRET = "FAKE-DELIVERY-KEY-ID", "fake-delivery-secret-for-tests-only"
 
 pytestmark = pytest.mark.usefixtures("cordial_requests")
 

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("cordial_requests")
 
 LOGICAL_DATE = datetime(2026, 11, 22, tzinfo=timezone.utc)
 DAG_ID = "cordial_operator_test"
-KEY_ID, SECRET = "AKIACORDIALTESTKEY01", "cordial-delivery-secret-0123456789abcdef"
+KEY_ID, SECRET = "FAKE-OPERATOR-KEY-ID", "fake-operator-secret-for-tests-only"
 SFTP_PASSWORD = "sftp-password-fedcba9876543210"
 TRENDS = {
     "audiences": ["vip", "dormant-buyers"],
