@@ -32,7 +32,7 @@ from airflow_provider_exports.transfers._fan_out import (
     StageFilesMixin,
     StageToSqlMixin,
 )
-from airflow_provider_exports.transfers.engine import SourceFile, SqlSink
+from airflow_provider_exports.transfers.engine import SourceFile
 from airflow_provider_exports.transfers.engine.formats import Unpivot
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
 from airflow_provider_exports.triggers.cordial import job_verdict
@@ -42,6 +42,8 @@ from airflow_provider_exports.utils.templating import is_template
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_exports.transfers.engine.sql import SqlSink
 
 #: the columns of a long audience-trends table and their declared types. ``day`` is DATE in every
 #: dialect: PostgreSQL stores a date, SQLite keeps the ISO text (its own convention for dates).
@@ -156,33 +158,18 @@ def delivered_job_details(
     }
 
 
-class CordialS3ToSqlOperator(ToSqlMixin, VendorTransferOperator):
-    """Load what a Cordial export job delivered to S3 into a table of any SQL warehouse.
+class CordialDeliveredFileBase(VendorTransferOperator):
+    """Read the file one Cordial export job delivered to S3: what the load and the list-files
+    tasks share (the export reference, the two connections, the lookup of the delivered object).
 
     :param export: the reference a Cordial create operator returns: ``trends.output``. (templated)
-    :param conn_id: the warehouse connection (any DbApiHook: postgres, sqlite...). (templated)
-    :param table: destination table, optionally ``schema.table``. (templated)
     :param aws_conn_id: the AWS connection that reads the bucket Cordial delivered to. (templated)
     :param cordial_conn_id: the Cordial connection (to confirm the job is Done, and read its file
         name). (templated)
-    :param mode: ``append`` (default), ``replace`` or ``merge`` (by ``key_columns``, last row wins);
-        ``merge`` on ``["audience", "day"]`` is the natural daily mode for trends.
-    :param key_columns: the columns that identify a row, for ``merge``.
-    :param create_table: create a missing table.
-    :param column_types: SQL types for a table the load creates, by column; for trends they add to
-        (and may replace) ``audience TEXT, day DATE, count BIGINT``.
-    :param batch_size: rows per insert batch.
-    :param overwrite: load the job again although its manifest row is there.
-    :param allow_empty: let ``replace`` commit an export without rows (the table is emptied).
     """
 
     vendor = VENDOR
-    template_fields: Sequence[str] = (
-        "export",
-        *ToSqlMixin.SQL_TEMPLATE_FIELDS,
-        "aws_conn_id",
-        "cordial_conn_id",
-    )
+    template_fields: Sequence[str] = ("export", "aws_conn_id", "cordial_conn_id")
 
     def __init__(
         self,
@@ -211,6 +198,40 @@ class CordialS3ToSqlOperator(ToSqlMixin, VendorTransferOperator):
 
         return S3Hook(aws_conn_id=self.aws_conn_id)
 
+    def _delivered(self) -> tuple[dict[str, Any], Mapping[str, Any], S3SourceFile]:
+        """The checked export reference, its Done job and the file it delivered."""
+        export = check_export_reference(self.export)
+        job, source = find_delivered_file(self.hook, self._s3_hook(), export)
+        return export, job, source
+
+
+class CordialS3ToSqlOperator(ToSqlMixin, CordialDeliveredFileBase):
+    """Load what a Cordial export job delivered to S3 into a table of any SQL warehouse.
+
+    :param export: the reference a Cordial create operator returns: ``trends.output``. (templated)
+    :param conn_id: the warehouse connection (any DbApiHook: postgres, sqlite...). (templated)
+    :param table: destination table, optionally ``schema.table``. (templated)
+    :param aws_conn_id: the AWS connection that reads the bucket Cordial delivered to. (templated)
+    :param cordial_conn_id: the Cordial connection (to confirm the job is Done, and read its file
+        name). (templated)
+    :param mode: ``append`` (default), ``replace`` or ``merge`` (by ``key_columns``, last row wins);
+        ``merge`` on ``["audience", "day"]`` is the natural daily mode for trends.
+    :param key_columns: the columns that identify a row, for ``merge``.
+    :param create_table: create a missing table.
+    :param column_types: SQL types for a table the load creates, by column; for trends they add to
+        (and may replace) ``audience TEXT, day DATE, count BIGINT``.
+    :param batch_size: rows per insert batch.
+    :param overwrite: load the job again although its manifest row is there.
+    :param allow_empty: let ``replace`` commit an export without rows (the table is emptied).
+    """
+
+    template_fields: Sequence[str] = (
+        "export",
+        *ToSqlMixin.SQL_TEMPLATE_FIELDS,
+        "aws_conn_id",
+        "cordial_conn_id",
+    )
+
     def make_sink(self, context: Context, output: Any) -> SqlSink:
         export: Mapping[str, Any] = output
         trends = export["export"] == "audience_trends"
@@ -227,8 +248,7 @@ class CordialS3ToSqlOperator(ToSqlMixin, VendorTransferOperator):
         )
 
     def plan(self, context: Context) -> TransferPlan:
-        export = check_export_reference(self.export)
-        job, source = find_delivered_file(self.hook, self._s3_hook(), export)
+        export, job, source = self._delivered()
         job_id = str(export["job_id"])
         return TransferPlan(
             [source],
@@ -243,7 +263,7 @@ class CordialS3ToSqlOperator(ToSqlMixin, VendorTransferOperator):
         )
 
 
-class CordialS3ListFilesOperator(ListFilesMixin, VendorTransferOperator):
+class CordialS3ListFilesOperator(ListFilesMixin, CordialDeliveredFileBase):
     """The list-files task of a fan-out (README, "Scaling out"): the file a Cordial job delivered to
     S3, as one group for :class:`CordialS3StageFilesToSqlOperator`. Cordial delivers one file per
     job, so the fan-out has one group; it gives Cordial flows the same three tasks as the others.
@@ -253,36 +273,8 @@ class CordialS3ListFilesOperator(ListFilesMixin, VendorTransferOperator):
     :param cordial_conn_id: the Cordial connection. (templated)
     """
 
-    vendor = VENDOR
-    template_fields: Sequence[str] = ("export", "aws_conn_id", "cordial_conn_id")
-
-    def __init__(
-        self,
-        *,
-        export: Any,
-        aws_conn_id: str | None = "aws_default",
-        cordial_conn_id: str = CordialHook.default_conn_name,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.export = export
-        self.aws_conn_id = aws_conn_id
-        self.cordial_conn_id = cordial_conn_id
-        if not is_template(export) and not hasattr(export, "operator"):
-            check_export_reference(export)
-
-    @cached_property
-    def hook(self) -> CordialHook:
-        return CordialHook(self.cordial_conn_id)
-
-    def close(self) -> None:
-        self.hook.close()
-
     def plan(self, context: Context) -> TransferPlan:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        export = check_export_reference(self.export)
-        job, source = find_delivered_file(self.hook, S3Hook(aws_conn_id=self.aws_conn_id), export)
+        export, job, source = self._delivered()
         return TransferPlan(
             [source],
             None,  # type: ignore[arg-type]  # listing writes nowhere
