@@ -85,20 +85,39 @@ class ExportJobOperator(BaseOperator, ABC):
             self.log.info(
                 "Reattaching to %s job %s, created by an earlier try of this run", self.vendor, job_id
             )
-        else:
-            job_id = self.create_job(context)
-            self.log.info("Created %s job %s", self.vendor, job_id)
+            return self._wait(context, job_id, reattached=True)
+        job_id = self.create_job(context)
+        self.log.info("Created %s job %s", self.vendor, job_id)
+        return self._wait(context, job_id, reattached=False)
+
+    def _wait(self, context: Context, job_id: str, *, reattached: bool) -> Any:
         self.job_id = job_id
         context["ti"].xcom_push(key=JOB_ID_XCOM_KEY, value=job_id)
         if not self.wait_for_completion:
             return job_id
         trigger = self.make_trigger(job_id, time.time() + self.timeout)
         if not self.deferrable:
-            return self.execute_complete(context, run_inline(trigger))
-        self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
+            return self.execute_complete(context, run_inline(trigger), reattached=reattached)
+        self.defer(
+            trigger=trigger, method_name="execute_complete", kwargs={"reattached": reattached}, timeout=None
+        )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, reattached: bool = False
+    ) -> Any:
         job_id = self.job_id or _pulled_job_id(context)
+        if reattached and isinstance(event, dict) and event.get("status") == "failed":
+            # The job an earlier try created failed after this try reattached to it. Most often the
+            # earlier try's own trigger cancelled it: a cleared task's trigger is killed (on_kill
+            # cancels the job) while its next try already starts, and that try can find the job
+            # still running. A retry would create a new job; this try does so now, once.
+            self.log.warning(
+                "%s job %s, created by an earlier try and reattached to, failed (%s): creating a new one",
+                self.vendor,
+                job_id,
+                event.get("message"),
+            )
+            return self._wait(context, self.create_job(context), reattached=False)
 
         def cancelled_on_timeout(message: str) -> BaseException:
             if job_id is not None:

@@ -239,8 +239,10 @@ class _CordialCreateExportOperator(ExportJobOperator):
         outcome = super().execute(context)  # the job id, or (waited for) what execute_complete returns
         return outcome if self.wait_for_completion else self.reference(context, str(outcome))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        summary = super().execute_complete(context, event)  # raises unless the job is Done
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, reattached: bool = False
+    ) -> dict[str, Any]:
+        summary = super().execute_complete(context, event, reattached)  # raises unless the job is Done
         return self.reference(context, str(summary["job_id"]), summary)
 
 

@@ -158,6 +158,57 @@ def test_a_retry_after_the_job_ended_creates_a_new_one(sandbox):
     assert second != first and len(sandbox.adobe.requests_to(JOBS, "POST")) == 2
 
 
+def test_a_cleared_try_that_reattached_to_the_job_its_predecessor_cancels_creates_a_new_one(sandbox):
+    """Clearing a deferred task kills its trigger, whose on_kill cancels the job, while the next try
+    already starts: that try can find the job still running and reattach (seen under CeleryExecutor).
+    Here the cancel lands after the reattach, as it did there."""
+    sandbox.adobe.job_seconds = 60
+    dataset = _dataset()
+    started = datetime.now(timezone.utc)
+    first = make_operator(dataset_id=dataset, wait_for_completion=False).execute(context(1, started))
+    ctx = context(2, started)
+    with pytest.raises(TaskDeferred) as deferred:
+        make_operator(dataset_id=dataset, deferrable=True).execute(ctx)
+    assert ctx["ti"].xcom["job_id"] == first and deferred.value.kwargs == {"reattached": True}
+    AdobeExperiencePlatformHook(retry=FAST).cancel_export_job(first)  # the cleared try's on_kill
+    sandbox.adobe.job_seconds = 0.2  # the job the resumed try creates
+
+    async def first_event(trigger):
+        async for event in trigger.run():
+            return event.payload
+
+    event = asyncio.run(first_event(deferred.value.trigger))
+    assert event["status"] == "failed"
+    resumed = make_operator(dataset_id=dataset, deferrable=True)  # a resumed task is a new object
+    with pytest.raises(TaskDeferred) as again:
+        resumed.execute_complete(ctx, event, **deferred.value.kwargs)
+    second = ctx["ti"].xcom["job_id"]
+    assert second != first and len(sandbox.adobe.requests_to(JOBS, "POST")) == 2
+    assert again.value.kwargs == {"reattached": False}  # created by this try: a failure now is final
+    done = asyncio.run(first_event(again.value.trigger))
+    assert done["status"] == "success"
+    assert make_operator(dataset_id=dataset).execute_complete(ctx, done, **again.value.kwargs) == (
+        sandbox.adobe.batch_ids(int(second))
+    )
+
+
+def test_a_job_this_try_created_that_fails_fails_the_task_without_a_new_job(sandbox):
+    sandbox.adobe.job_seconds = 60
+    ctx = context()
+    with pytest.raises(TaskDeferred) as deferred:
+        make_operator(dataset_id=_dataset(), deferrable=True).execute(ctx)
+    AdobeExperiencePlatformHook(retry=FAST).cancel_export_job(ctx["ti"].xcom["job_id"])
+
+    async def first_event():
+        async for event in deferred.value.trigger.run():
+            return event.payload
+
+    event = asyncio.run(first_event())
+    with pytest.raises(ExportJobFailed):
+        make_operator(dataset_id="ds", deferrable=True).execute_complete(ctx, event, **deferred.value.kwargs)
+    assert len(sandbox.adobe.requests_to(JOBS, "POST")) == 1
+
+
 # -- cancel ----------------------------------------------------------------------------------------------
 
 
