@@ -345,6 +345,10 @@ class Deployment:
                 # A killed triggerer's triggers move to a healthy one after 15 s (default 30).
                 "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15",
+                # A dead scheduler's running tasks are reset by the next scheduler's orphan check,
+                # every 300 s by default: a LocalExecutor task killed with its scheduler waited that
+                # long (331 s measured) before its retry.
+                "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "20",
                 "AIRFLOW_VAR_EXPORTS_BUCKET": BUCKET,
                 "AIRFLOW_CONN_WAREHOUSE": json.dumps(
                     {
