@@ -19,7 +19,7 @@ from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink
-from airflow_provider_exports.transfers.engine.sql import SqlSink, check_load_mode
+from airflow_provider_exports.transfers.engine.sql.modes import check_load_mode
 from airflow_provider_exports.utils.openlineage import LineageRef, destination_ref
 from airflow_provider_exports.utils.templating import is_template
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
 
     from airflow_provider_exports.transfers.engine import S3Sink, SourceFile
+    from airflow_provider_exports.transfers.engine.sql import SqlSink
 
 
 @dataclass
@@ -195,6 +196,8 @@ class ToSqlMixin(VendorTransferOperator):
         :param known_types: column types the vendor's file format fixes; ``column_types`` adds to
             them and wins.
         """
+        from airflow_provider_exports.transfers.engine.sql import SqlSink
+
         return SqlSink(
             self.table,
             conn_id=self.conn_id,

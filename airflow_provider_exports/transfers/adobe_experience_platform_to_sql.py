@@ -11,10 +11,12 @@ from airflow_provider_exports.transfers._adobe_experience_platform import (
 )
 from airflow_provider_exports.transfers._base import ToSqlMixin
 from airflow_provider_exports.transfers._fan_out import FanOutCommitOperator, StageFilesMixin, StageToSqlMixin
-from airflow_provider_exports.transfers.engine import SourceFile, SqlSink
+from airflow_provider_exports.transfers.engine import SourceFile
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_exports.transfers.engine.sql import SqlSink
 
 
 class AdobeExperiencePlatformToSqlOperator(ToSqlMixin, AdobeExperiencePlatformTransferBase):

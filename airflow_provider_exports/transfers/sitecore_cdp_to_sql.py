@@ -13,10 +13,12 @@ from airflow_provider_exports.transfers._sitecore_cdp import (
     SitecoreCDPTransferBase,
     delta_kind,
 )
-from airflow_provider_exports.transfers.engine import SourceFile, SqlSink
+from airflow_provider_exports.transfers.engine import SourceFile
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_exports.transfers.engine.sql import SqlSink
 
 DELTA_COLUMN = "_delta"
 

@@ -1,19 +1,31 @@
 """The SQL destination of the engine: :class:`SqlSink` and the pieces behind it.
 
-``sink`` (modes, staging, the manifest row, locking; no dialect in it), ``types`` (the column
-types of a table a load creates), ``dialect`` (what the sink needs from a database, and the generic
-DB-API dialect), ``postgres`` and ``sqlite`` (their own ways). Importing this package imports no
-database driver.
+``sink`` (modes, staging, the manifest row, locking; no dialect in it), ``modes`` (the load modes
+and their parse-time check), ``types`` (the column types of a table a load creates), ``dialect``
+(what the sink needs from a database, and the generic DB-API dialect), ``postgres`` and
+``sqlite`` (their own ways). Importing this package imports no database driver, and the sink only
+when one of its names is first used (a DAG file's parse needs only ``modes``).
 """
 
 from __future__ import annotations
 
-from airflow_provider_exports.transfers.engine.sql.sink import (
-    MODES,
-    Mode,
-    SqlSink,
-    check_load_mode,
-    resolve_db_hook,
-)
+from typing import TYPE_CHECKING
+
+from airflow_provider_exports.utils.lazy import lazy_names
+
+if TYPE_CHECKING:
+    from airflow_provider_exports.transfers.engine.sql.modes import MODES, Mode, check_load_mode
+    from airflow_provider_exports.transfers.engine.sql.sink import SqlSink, resolve_db_hook
+
+_WHERE = {
+    "MODES": "modes",
+    "Mode": "modes",
+    "check_load_mode": "modes",
+    "SqlSink": "sink",
+    "resolve_db_hook": "sink",
+}
 
 __all__ = ["MODES", "Mode", "SqlSink", "check_load_mode", "resolve_db_hook"]
+
+
+__getattr__ = lazy_names(__name__, _WHERE, globals())

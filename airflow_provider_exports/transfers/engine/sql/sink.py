@@ -37,7 +37,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
@@ -51,6 +51,7 @@ from airflow_provider_exports.transfers.engine.formats import (
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
 from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch, copy_text, encode_csv, json_kinds
 from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, dialect_for
+from airflow_provider_exports.transfers.engine.sql.modes import Mode, check_load_mode
 from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
 
 if TYPE_CHECKING:
@@ -60,8 +61,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["append", "replace", "merge"]
-MODES: tuple[str, ...] = ("append", "replace", "merge")
 #: the session-local tables a load stages rows in
 STAGE = "_exports_stage"
 TYPED_STAGE = "_exports_typed"
@@ -69,14 +68,6 @@ TYPED_STAGE = "_exports_typed"
 ORDINAL = "_exports_ordinal"
 _MANIFEST_KEY = ("destination", "vendor", "export_ref", "job_ref")
 _BOM = b"\xef\xbb\xbf"
-
-
-def check_load_mode(mode: str, key_columns: Sequence[str]) -> None:
-    """``mode`` is one of :data:`MODES`, and ``merge`` names its key columns (checkable at parse time)."""
-    if mode not in MODES:
-        raise ExportConfigError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
-    if mode == "merge" and not key_columns:
-        raise ExportConfigError("key_columns", "merge needs the columns that identify a row")
 
 
 def resolve_db_hook(conn_id: str) -> DbApiHook:
