@@ -459,6 +459,40 @@ class Deployment:
         value = row[0]
         return json.loads(value) if isinstance(value, (str, bytes)) else value
 
+    def secrets(self) -> set[str]:
+        """Every credential the deployment's connections hold (passwords, and extras whose name says
+        secret, key or token)."""
+        found: set[str] = set()
+        for name, value in self.env.items():
+            if not name.startswith("AIRFLOW_CONN_") or not value.startswith("{"):
+                continue
+            conn = json.loads(value)
+            extra = conn.get("extra") or {}
+            if isinstance(extra, str):
+                extra = json.loads(extra) if extra.startswith("{") else {}
+            fields = {"password": conn.get("password"), **extra}
+            for key, secret in fields.items():
+                if (
+                    isinstance(secret, str)
+                    and len(secret) >= 6
+                    and any(word in key.lower() for word in ("password", "secret", "key", "token"))
+                ):
+                    found.add(secret)
+        return found
+
+    def trigger_table_leaks(self) -> tuple[int, list[str]]:
+        """The triggers in the metadata database, and the connection credentials any of their
+        kwargs holds, decrypted with the deployment's Fernet key as the triggerer reads them."""
+        from cryptography.fernet import Fernet
+
+        fernet = Fernet(self.env["AIRFLOW__CORE__FERNET_KEY"].encode())
+        with self.db() as cur:
+            cur.execute("SELECT kwargs FROM trigger")
+            stored = [str(r[0]) for r in cur.fetchall()]
+        texts = [s if s.startswith("{") else fernet.decrypt(s.encode()).decode() for s in stored]
+        secrets_ = self.secrets()
+        return len(texts), sorted({f"{secret[:3]}..." for secret in secrets_ for t in texts if secret in t})
+
     def triggerer_ids(self) -> tuple[list[int], int | None]:
         """The triggerer ids holding triggers now, and the newest running triggerer job's id."""
         with self.db() as cur:
@@ -763,6 +797,7 @@ def triggerer_restart(dep: Deployment, day: date) -> Result:
         for task in tasks:
             dep.wait_for_task(dag_id, runs[dag_id], task, ("deferred",))
     cordial.job_seconds = adobe.job_seconds = BASE_JOB_SECONDS
+    triggers, leaked = dep.trigger_table_leaks()
     holders_before, old_job = dep.triggerer_ids()
     log(f"kill -9 triggerer (job {old_job}) with 3 deferred waits; starting a new one")
     dep.components["triggerer"].restart()
@@ -790,16 +825,20 @@ def triggerer_restart(dep: Deployment, day: date) -> Result:
         and cordial_jobs == 2
         and aep_posts == 1
         and copy_ok
+        and triggers >= 3
+        and not leaked
     )
     observed = (
-        f"triggers moved from {holders_before} to {moved.get('holders') or '[] (fired)'}; runs "
+        f"{triggers} triggers in the table, {'credentials ' + str(leaked) if leaked else 'no credential'}"
+        f" in their kwargs; triggers moved from {holders_before} to {moved.get('holders') or '[] (fired)'}; runs "
         + ", ".join(f"{d.split('_')[0]} {s}" for d, s in states.items())
         + f"; export POSTs: Cordial {posts} ({cordial_jobs} jobs), AEP {aep_posts};"
         + f" tries {tries}; AEP {copy_detail}"
     )
     return Result(
         "triggerer restarted, waits deferred",
-        "waits resume in the new triggerer, runs succeed, Cordial 2 POSTs, AEP 1 POST",
+        "no credential in the trigger table; waits resume in the new triggerer, runs succeed,"
+        " Cordial 2 POSTs, AEP 1 POST",
         observed,
         ok,
         time.monotonic() - t0,
