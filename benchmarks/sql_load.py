@@ -203,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON line per target (and the medians)"
     )
+    parser.add_argument(
+        "--flat-rows",
+        type=int,
+        default=None,
+        help="also load the Parquet of this many rows (parquet-new) and report peak RSS at --rows"
+        " over peak RSS at --flat-rows (memory flat in file size: target <= 1.1)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -286,11 +293,35 @@ def main(argv: list[str] | None = None) -> int:
                     f"{args.rows / res['seconds']:9.0f} rows/s  CPU {res['cpu_seconds']:6.2f} s  "
                     f"peak RSS {res['peak_rss_mb']:7.1f} MB"
                 )
+        flat_peaks: dict[int, float] = {}
+        if args.flat_rows:  # the same first load at two file sizes, one fresh process each
+            sizes = {args.flat_rows: build_files(args.cache_dir, args.flat_rows, say), args.rows: files}
+            for rows, built in sizes.items():
+                cur.execute("DROP TABLE IF EXISTS bench_flat")
+                res = run_child(
+                    "parquet-new",
+                    {"jsonl": str(built["jsonl"]), "parquet": str(built["parquet"]), "table": "bench_flat"},
+                    env,
+                )
+                flat_peaks[rows] = res["peak_rss_mb"]
+                say(f"flat memory: parquet-new of {rows} rows, peak RSS {res['peak_rss_mb']:7.1f} MB")
         conn.close()
     finally:
         cluster.stop()
 
     report = _report(args, results)
+    if flat_peaks:
+        ratio = flat_peaks[args.rows] / flat_peaks[args.flat_rows]
+        report["targets"].append(
+            {
+                "target": "parquet_peak_rss_ratio",
+                "ratio": round(ratio, 3),
+                "max": 1.1,
+                "met": ratio <= 1.1,
+                "peak_rss_mb": {str(rows): round(peak, 1) for rows, peak in flat_peaks.items()},
+                "rows": args.rows,
+            }
+        )
     if args.json:
         for line in report["targets"]:
             print(json.dumps(line), file=real_stdout)
