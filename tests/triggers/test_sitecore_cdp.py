@@ -207,8 +207,23 @@ async def test_pending_past_the_deadline_times_out_in_bounded_time(sandbox):
     assert 0.5 < elapsed < 1 + LATE
     message = payload["message"]
     assert EXPORT in message and "deadline" in message
-    assert "PENDING_" in message  # says what it last saw
     assert T0.isoformat() in message
+
+
+async def test_a_timeout_says_what_the_wait_last_saw(sandbox):
+    # The deadline is moved up once the sandbox has answered a look (the trigger reads it before
+    # each pause): a fixed short deadline can pass before the first look ends on a busy machine.
+    sandbox.sitecore.add_export(EXPORT)
+    sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
+    trigger = make_trigger(deadline=time.time() + 60)
+    waiting = asyncio.ensure_future(run_events(trigger, limit=60))
+    while not [r for r in sandbox.sitecore.requests_to(REPORTS, "GET") if r.status == 200]:
+        await asyncio.sleep(0.05)
+    trigger.deadline = time.time()
+
+    payload = only_payload(await waiting)
+    assert payload["status"] == "timeout"
+    assert "PENDING_" in payload["message"]  # the job's status at the last look
 
 
 async def test_deadline_already_passed_polls_once_then_times_out(sandbox):
