@@ -434,6 +434,19 @@ def read_parquet(
     become their own columns (``person.name.firstName`` → ``person_name_firstName``), typed by
     their own Parquet types, and only lists and maps stay JSON.
     """
+    for names, types, nested, record_batch in _parquet_batches(chunks, batch_size, flatten_structs):
+        columns = [
+            _json_column(col) if i in nested else col.to_pylist() for i, col in enumerate(record_batch.columns)
+        ]
+        yield Batch(names, list(zip(*columns, strict=True)), types)
+
+
+def _parquet_batches(
+    chunks: Iterable[bytes], batch_size: int, flatten_structs: bool
+) -> Iterator[tuple[list[str], dict[str, str], set[int], Any]]:
+    """Parquet spooled to a temporary file (its footer is at the end) and read by row groups: the
+    column names, their SQL types and which are nested, with each record batch (structs flattened
+    into columns with ``flatten_structs``)."""
     import shutil
     import tempfile
 
@@ -458,15 +471,9 @@ def read_parquet(
             schema = _flatten(pa.RecordBatch.from_pylist([], schema=schema)).schema
         names = list(schema.names)
         types = {f.name: arrow_sql_type(f.type) for f in schema}
-        nested = [i for i, f in enumerate(schema) if pa.types.is_nested(f.type)]
+        nested = {i for i, f in enumerate(schema) if pa.types.is_nested(f.type)}
         for record_batch in pf.iter_batches(batch_size=batch_size):
-            if flatten_structs:
-                record_batch = _flatten(record_batch)
-            columns = [
-                _json_column(col) if i in nested else col.to_pylist()
-                for i, col in enumerate(record_batch.columns)
-            ]
-            yield Batch(names, list(zip(*columns, strict=True)), types)
+            yield names, types, nested, _flatten(record_batch) if flatten_structs else record_batch
 
 
 def read_batches(
@@ -829,35 +836,8 @@ def read_parquet_columnar(
 ) -> Iterator[ArrowBatch]:
     """Parquet as :class:`ArrowBatch` record batches (spooled as :func:`read_parquet` does): the
     same columns, types and values, nested ones as JSON text written column-wise."""
-    import shutil
-    import tempfile
+    import pyarrow as pa
 
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ExportConfigError(
-            "file_format", "Parquet needs pyarrow: pip install 'airflow-provider-exports[parquet]'"
-        ) from None
-
-    with tempfile.TemporaryFile(prefix="exports-", suffix=".parquet") as spool:
-        shutil.copyfileobj(ChunkReader(chunks), spool, 1 << 20)
-        spool.seek(0)
-        try:
-            pf = pq.ParquetFile(spool)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise TransferError(f"not a readable Parquet file: {exc}") from None
-        schema = pf.schema_arrow
-        if flatten_structs:
-            _flat_names(schema)
-            schema = _flatten(pa.RecordBatch.from_pylist([], schema=schema)).schema
-        names = list(schema.names)
-        types = {f.name: arrow_sql_type(f.type) for f in schema}
-        nested = {i for i, f in enumerate(schema) if pa.types.is_nested(f.type)}
-        for record_batch in pf.iter_batches(batch_size=batch_size):
-            if flatten_structs:
-                record_batch = _flatten(record_batch)
-            columns = [
-                arrow_json_text(col) if i in nested else col for i, col in enumerate(record_batch.columns)
-            ]
-            yield ArrowBatch(names, pa.Table.from_arrays(columns, names=names), types)
+    for names, types, nested, record_batch in _parquet_batches(chunks, batch_size, flatten_structs):
+        columns = [arrow_json_text(col) if i in nested else col for i, col in enumerate(record_batch.columns)]
+        yield ArrowBatch(names, pa.Table.from_arrays(columns, names=names), types)
