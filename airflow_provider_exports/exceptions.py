@@ -167,6 +167,47 @@ class ExportJobMayExist(ExportsError, AirflowFailException):
         )
 
 
+class LimitExceeded(ExportsError, AirflowFailException):
+    """Something from outside went past one of the provider's bounds (a body, a page count, a
+    line, a file's size): never retried, the same answer would come again. Names the bound and the
+    ``[exports]`` setting that raises it (README, "Security").
+
+    :param what: what was being read, e.g. ``Cordial GET https://host/v2/jobs`` (no query string).
+    :param limit: the bound's setting name, e.g. ``max_json_body_bytes``.
+    :param value: the bound in force.
+    :param found: what was found past it.
+    """
+
+    def __init__(self, what: str, limit: str, value: int | float, found: str) -> None:
+        self.what = what
+        self.limit = limit
+        self.value = value
+        super().__init__(
+            f"{what}: {found}, past the bound of {value:,} ({limit}); raise it with "
+            f"[exports] {limit} (AIRFLOW__EXPORTS__{limit.upper()}) if this input is expected"
+        )
+
+
+class URLRefused(ExportsError, AirflowFailException):
+    """A URL the provider was asked to fetch is not one it may reach: not https, another port, or a
+    host whose address is loopback, private, link-local, multicast or reserved (the cloud metadata
+    address among them). Refused before a byte is sent; never retried.
+
+    :param host: the host (and port) refused.
+    :param reason: why.
+    """
+
+    def __init__(self, vendor: str, host: str, reason: str) -> None:
+        self.vendor = vendor
+        self.host = host
+        self.reason = reason
+        super().__init__(
+            f"{vendor}: refused to connect to {host}: {reason}. A host of your own network is reached "
+            "only when it is the connection's own API host, or named in the connection's extra "
+            "allowed_hosts (README, \"Security\")"
+        )
+
+
 class JobWaitTimeout(ExportsError):
     """A job-creating operator's wait for its job reached its ``timeout``; the job was cancelled where
     the vendor allows it. A retry reattaches to the job if it still exists."""

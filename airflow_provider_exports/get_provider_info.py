@@ -22,8 +22,17 @@ def _text(label: str, description: str, **schema: Any) -> dict[str, Any]:
     return {"label": label, "description": description, "schema": {"type": ["string", "null"], **schema}}
 
 
+#: every connection type's allow-list of hosts of the user's own network (README, "Security")
+ALLOWED_HOSTS = _text(
+    "Allowed private hosts",
+    "Hosts, IP addresses or networks (CIDR) of your own network this connection may download from, "
+    "comma-separated; by default only public https hosts and the connection's own hosts are reached.",
+)
+
+
 def get_provider_info() -> dict[str, Any]:
     from airflow_provider_exports import __version__
+    from airflow_provider_exports.utils.limits import provider_config
 
     return {
         "package-name": "airflow-provider-exports",
@@ -140,6 +149,7 @@ def get_provider_info() -> dict[str, Any]:
                     "auth_host": _text(
                         "Auth host (override)", "Token server; default https://auth.sitecorecloud.io."
                     ),
+                    "allowed_hosts": ALLOWED_HOSTS,
                 },
             },
             {
@@ -162,6 +172,7 @@ def get_provider_info() -> dict[str, Any]:
                         default="api.cordial.io",
                         examples=["api.cordial.io", "api.usw2.cordial.io"],
                     ),
+                    "allowed_hosts": ALLOWED_HOSTS,
                 },
             },
             {
@@ -189,7 +200,9 @@ def get_provider_info() -> dict[str, Any]:
                     ),
                     "ims_host": _text("IMS host (override)", "Default https://ims-na1.adobelogin.com."),
                     "platform_host": _text("Platform host (override)", "Default https://platform.adobe.io."),
+                    "allowed_hosts": ALLOWED_HOSTS,
                 },
             },
         ],
+        "config": provider_config(),
     }

@@ -29,6 +29,7 @@ FAULT_KINDS = (
     "shift_range",
     "expire_tokens",
     "expire_urls",
+    "answer",
 )
 
 
@@ -121,6 +122,38 @@ class FaultPlan:
         whose 206 (with an honest ``Content-Range``) does not start where the client asked."""
         return self._add(Fault("shift_range", path_glob, times, method, {"by_bytes": int(by_bytes)}))
 
+    def answer(
+        self,
+        path_glob: str,
+        times: int | None = 1,
+        *,
+        status: int = 200,
+        json: Any = None,
+        body: bytes | str = b"",
+        headers: dict[str, str] | None = None,
+        method: str | None = None,
+        skip: int = 0,
+    ) -> Fault:
+        """Answer matching requests with exactly this: a misbehaving vendor (a listing naming any
+        URL, pages that never end, a body far larger than it should be). ``json`` wins over ``body``."""
+        import json as json_module
+
+        if json is not None:
+            raw = json_module.dumps(json).encode()
+            headers = {"content-type": "application/json", **(headers or {})}
+        else:
+            raw = body.encode() if isinstance(body, str) else bytes(body)
+        return self._add(
+            Fault(
+                "answer",
+                path_glob,
+                times,
+                method,
+                {"status": int(status), "body": raw, "headers": dict(headers or {})},
+                skip=skip,
+            )
+        )
+
     def expire_tokens(self) -> None:
         """Every token issued so far is rejected from now on with the vendor's 401."""
         if self._on_expire_tokens is not None:
@@ -209,6 +242,8 @@ class FaultMiddleware:
             await self._throttle(scope, receive, send, fault.params["bytes_per_second"])
         elif fault.kind == "shift_range":
             await self.app(_shifted(scope, headers, fault.params["by_bytes"]), receive, send)
+        elif fault.kind == "answer":
+            await _answer(send, fault.params["status"], fault.params["headers"], fault.params["body"])
         else:  # pragma: no cover - kinds are validated when added
             await self.app(scope, receive, send)
 
@@ -250,6 +285,19 @@ class FaultMiddleware:
             # Returning with the response unfinished makes uvicorn close the transport, so the
             # client sees fewer bytes than Content-Length promised.
             return
+
+
+async def _answer(send: Send, status: int, headers: dict[str, str], body: bytes) -> None:
+    """Send ``body`` as given (a ``Content-Length`` unless ``headers`` names one), in 1 MiB messages."""
+    names = {k.lower() for k in headers}
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    if "content-length" not in names and "transfer-encoding" not in names:
+        raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    step = 1 << 20
+    for i in range(0, len(body), step):
+        await send({"type": "http.response.body", "body": body[i : i + step], "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _shifted(scope: Scope, headers: dict[str, str], by_bytes: int) -> Scope:

@@ -170,3 +170,18 @@ def test_throttle_and_shift_range(sandbox: Sandbox) -> None:
     assert shifted.status_code == 206
     assert shifted.headers["Content-Range"] == f"bytes 1100-{len(whole) - 1}/{len(whole)}"
     assert shifted.content == whole[1100:]
+
+
+def test_answer_serves_exactly_what_a_misbehaving_vendor_would(sandbox: Sandbox) -> None:
+    jobs = [{"_id": f"job{i}", "status": "Done"} for i in range(3)]
+    sandbox.cordial.faults.answer("/v2/jobs", times=2, json=jobs, headers={"X-Odd": "yes"})
+    for _ in range(2):
+        resp = httpx.get(f"{sandbox.cordial.url}/v2/jobs", auth=("sandbox-cordial-key", ""))
+        assert (resp.status_code, resp.json(), resp.headers["x-odd"]) == (200, jobs, "yes")
+    assert httpx.get(f"{sandbox.cordial.url}/v2/jobs", auth=("sandbox-cordial-key", "")).json() != jobs
+    big = b"x" * (3 << 20)  # more than one body message
+    sandbox.sitecore.faults.apply_spec({"kind": "answer", "path_glob": "/v2/*", "status": 400, "body": "no"})
+    sandbox.sitecore.faults.answer("/x/*", status=502, body=big)
+    resp = httpx.get(f"{sandbox.sitecore.url}/x/y")
+    assert (resp.status_code, resp.content == big, resp.headers["content-length"]) == (502, True, str(len(big)))
+    assert httpx.get(f"{sandbox.sitecore.url}/v2/z").content == b"no"
