@@ -38,6 +38,7 @@ from airflow_provider_exports.hooks._http import (
     provably_not_sent,
     redact_url,
 )
+from airflow_provider_exports.hooks._untrusted import IdFormat, PageBudget, api_path
 
 VENDOR = "Cordial"
 API_HOSTS = ("api.cordial.io", "api.usw2.cordial.io")
@@ -45,6 +46,7 @@ PATHS = {
     "audience_trends": "/v2/audiencetrendsexport",
     "contacts": "/v2/contactexports",
     "jobs": "/v2/jobs",
+    "job": "/v2/jobs/{job_id}",
 }
 DONE, FAILED = "Done", "Failed"
 TERMINAL_STATUSES = frozenset({DONE, FAILED})
@@ -67,6 +69,18 @@ DESTINATION_FIELDS: Mapping[str, tuple[str, ...]] = {
     "AZUREBLOB": ("account", "container", "path"),
 }
 _EXPORT_NAME = re.compile(r"[A-Za-z0-9-]+")
+# C-V2: a jobId is a "Mongo ID" (SupplementImportConfigSuccess), as in GET /v2/jobs/{id}'s example
+# 548817d0367df1ef518b4567 and every jobId example: a MongoDB ObjectId, 24 hexadecimal digits.
+JOB_ID = IdFormat(
+    re.compile(r"[0-9a-fA-F]{24}"),
+    "a Cordial job id (the jobId a create call answers: 24 hexadecimal digits, "
+    "e.g. 548817d0367df1ef518b4567)",
+)
+
+
+def check_job_id(job_id: Any, field_name: str = "job_id") -> str:
+    """A Cordial job id, checked before it goes into a URL path."""
+    return JOB_ID.check(job_id, field_name)
 
 
 def check_export_name(name: Any, field_name: str = "name") -> str:
@@ -220,6 +234,19 @@ def contact_export_body(
     return body
 
 
+def _job_path(job_id: Any) -> str:
+    return api_path(PATHS["job"], job_id=check_job_id(job_id))
+
+
+def _unusable_job_id(content: bytes, job_id: Any) -> str:
+    """How a create call's answer fails to name its job, for :class:`ExportJobMayExist`."""
+    if not content:
+        return "an empty body"
+    if job_id is None or job_id == "":
+        return "a body without a jobId"
+    return f"a jobId that is not a Cordial job id ({repr(job_id)[:80]})"
+
+
 def job_id_of(job: Mapping[str, Any]) -> str | None:
     # Vendor is silent on the id field of a job record (vendor-apis README §2.4: JobJ has none):
     # `_id`, as in Cordial's MongoDB-style ids; `id` and `jobId` are taken too.
@@ -370,23 +397,24 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         except ValueError:
             answer = None
         job_id = answer.get("jobId") if isinstance(answer, Mapping) else None
-        if not isinstance(job_id, (str, int)) or isinstance(job_id, bool) or not str(job_id):
-            shown = "an empty body" if not response.content else "a body without a jobId"
+        if not isinstance(job_id, str) or not JOB_ID.pattern.fullmatch(job_id):
             raise ExportJobMayExist(
                 VENDOR,
                 name,
-                f"HTTP {response.status_code} with {shown} from POST {redact_url(self.url(path))}",
+                f"HTTP {response.status_code} with {_unusable_job_id(response.content, job_id)} "
+                f"from POST {redact_url(self.url(path))}",
             )
-        return str(job_id)
+        return job_id
 
     # -- reading jobs
 
     def get_job(self, job_id: str, *, deadline: float | None = None) -> dict[str, Any]:
-        """One job; ``deadline`` (epoch seconds) bounds the call, retries included."""
-        return self.call("GET", f"{PATHS['jobs']}/{job_id}", deadline=deadline)
+        """One job; ``deadline`` (epoch seconds) bounds the call, retries included. A ``job_id``
+        that is not a Cordial job id raises :class:`ExportConfigError` before any request."""
+        return self.call("GET", _job_path(job_id), deadline=deadline)
 
     async def aget_job(self, job_id: str, *, deadline: float | None = None) -> dict[str, Any]:
-        return await self.acall("GET", f"{PATHS['jobs']}/{job_id}", deadline=deadline)
+        return await self.acall("GET", _job_path(job_id), deadline=deadline)
 
     def list_jobs(
         self,
@@ -395,9 +423,9 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         status: str | None = None,
         times: Mapping[str, str] | None = None,
         per_page: int = 25,
-        max_pages: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Jobs matching the filters, page by page until a short page.
+        """Jobs matching the filters, page by page until a short page; at most ``[exports]
+        max_pages`` pages (``LimitExceeded`` past them: a list whose pages are always full ends).
 
         :param times: filters such as ``{"start][gte": "2026-01-01"}`` become ``times[start][gte]``.
         """
@@ -408,15 +436,29 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
             params["status"] = status
         for key, value in (times or {}).items():
             params[f"times[{key}]"] = value
+        pages = PageBudget.of(self, PATHS["jobs"])
         page = 1
-        while max_pages is None or page <= max_pages:
+        while True:
+            pages.spend()
             # Vendor is silent on paging headers (vendor-apis README §2.4): a page shorter than
             # per_page is taken as the last one.
             batch = self.call("GET", PATHS["jobs"], params={**params, "page": str(page)}) or []
+            if not isinstance(batch, list):
+                raise self._not_a_list(batch)
             yield from batch
             if len(batch) < per_page:
                 return
             page += 1
+
+    def _not_a_list(self, body: Any) -> VendorAPIError:
+        return VendorAPIError(
+            VENDOR,
+            status_code=200,
+            error_key=None,
+            message=f"the jobs list answered a JSON {type(body).__name__}, not the documented array",
+            method="GET",
+            url=redact_url(self.url(PATHS["jobs"])),
+        )
 
     def find_jobs_by_name(self, name: str, *, started_since: datetime) -> list[dict[str, Any]]:
         """Every job named ``name`` (``metadata.name``) started since ``started_since``, or not

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 import pytest
 
 from airflow_provider_exports.exceptions import (
     ExportConfigError,
     ExportJobMayExist,
+    LimitExceeded,
     VendorAPIError,
     VendorAuthError,
     VendorNotFoundError,
@@ -281,3 +283,59 @@ def test_find_jobs_by_name_sees_a_job_that_starts_between_its_reads(sandbox, mon
     since = datetime.now(timezone.utc) - timedelta(minutes=1)
     assert [j["_id"] for j in hook.find_jobs_by_name("starts-between-reads", started_since=since)] == [job_id]
     assert len(reads_of_the_list) > 1
+
+
+# -- untrusted edges: ids in paths, listings bounded ------------------------------------------------
+
+FULL_PAGE = [{"_id": f"{i:024x}", "status": "Done", "metadata": {"name": "other"}} for i in range(25)]
+
+
+@pytest.mark.parametrize(
+    "job_id",
+    [
+        "1/../../contacts/alice@example.com",  # measured on main: GET /v2/contacts/alice@example.com
+        "5f6b1434f778ac145d25391a/../../contacts",
+        "5f6b1434f778ac145d25391a?fields=x",
+        "..",
+        "",
+        "5f6b1434f778ac145d25391",  # one digit short of a Mongo ID
+    ],
+)
+async def test_a_job_id_that_is_no_cordial_job_id_is_refused_before_any_request(sandbox, job_id):
+    hook = CordialHook(retry=FAST)
+    with pytest.raises(ExportConfigError, match="24 hexadecimal digits") as err:
+        hook.get_job(job_id)
+    assert err.value.field == "job_id"
+    with pytest.raises(ExportConfigError) as err:
+        await hook.aget_job(job_id)
+    await hook.aclose()
+    assert err.value.field == "job_id"
+    assert sandbox.cordial.requests == []
+
+
+def test_a_create_answer_whose_job_id_would_escape_its_path_is_a_job_that_may_exist(sandbox):
+    sandbox.cordial.add_audience("vip")
+    sandbox.cordial.faults.answer("/v2/audiencetrendsexport", json={"jobId": "../contacts/alice@example.com"})
+    with pytest.raises(ExportJobMayExist, match="a jobId that is not a Cordial job id"):
+        _create(CordialHook(retry=FAST))
+
+
+def test_a_jobs_list_whose_pages_are_always_full_stops_at_max_pages(sandbox, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_PAGES", "5")
+    # 40 full pages, then the sandbox's own (short) list: on a hook without the bound the listing
+    # ends there without an error instead of running on (9,719 requests in 30 s measured on main)
+    sandbox.cordial.faults.answer("/v2/jobs", times=40, json=FULL_PAGE, method="GET")
+    hook = CordialHook(retry=FAST)
+    with pytest.raises(LimitExceeded, match=r"max_pages.*AIRFLOW__EXPORTS__MAX_PAGES") as err:
+        list(hook.list_jobs())
+    assert err.value.limit == "max_pages" and "/v2/jobs" in err.value.what
+    assert len(sandbox.cordial.requests_to("/v2/jobs", "GET")) == 5
+    with pytest.raises(LimitExceeded):  # and so does the search a retried create runs
+        hook.find_jobs_by_name("weekly-trends", started_since=datetime.now(timezone.utc))
+    assert len(sandbox.cordial.requests_to("/v2/jobs", "GET")) == 10
+
+
+def test_a_jobs_list_that_is_no_array_is_a_vendor_error(sandbox):
+    sandbox.cordial.faults.answer("/v2/jobs", json={"jobs": FULL_PAGE}, method="GET")
+    with pytest.raises(VendorAPIError, match="not the documented array"):
+        list(CordialHook(retry=FAST).list_jobs())

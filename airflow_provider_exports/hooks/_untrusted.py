@@ -1,0 +1,85 @@
+"""Ids and listings where the vendor hooks meet outside input (issue 16, "Untrusted edges").
+
+An id (from a DAG, XCom, or a vendor's own answer) is checked against its vendor's format, and
+reaches a URL path only through :func:`api_path`, which escapes it as one path segment: an id can
+never name another resource. A paged listing reads at most ``[exports] max_pages`` pages
+(:class:`PageBudget`), a listing that follows directories at most ``[exports] max_listing_depth``
+levels of them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.hooks._base import ExportsVendorHook
+from airflow_provider_exports.hooks._http import redact_url
+from airflow_provider_exports.utils import limits
+
+# What URL normalisation resolves even when escaped (RFC 3986 §5.2.4 removes "." and ".." segments).
+_DOT_SEGMENTS = frozenset({"", ".", ".."})
+
+
+@dataclass(frozen=True)
+class IdFormat:
+    """One kind of vendor id: the pattern every such id matches, and what to call it in an error."""
+
+    pattern: re.Pattern[str]
+    #: e.g. "a Cordial job id (24 hexadecimal digits, such as 548817d0367df1ef518b4567)"
+    description: str
+
+    def check(self, value: Any, field_name: str) -> str:
+        """``value`` as an id of this format (surrounding blanks dropped), else
+        :class:`ExportConfigError` naming ``field_name`` and the format."""
+        text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        if text is None or not self.pattern.fullmatch(text):
+            raise ExportConfigError(field_name, f"{value!r} is not {self.description}")
+        return text
+
+
+def api_path(template: str, **segments: str) -> str:
+    """``template`` with each ``{name}`` replaced by its (checked) id escaped as one path segment.
+
+    Escaping is the second line behind each id's format check: a ``/``, ``?``, ``#`` or ``%`` that
+    got through would stay inside its segment. A segment that URL normalisation would resolve
+    (empty, ``.``, ``..``) is refused outright.
+    """
+    for name, value in segments.items():
+        if value in _DOT_SEGMENTS:
+            raise ExportConfigError(name, f"{value!r} cannot name a resource in a URL path")
+    return template.format(**{name: quote(value, safe="") for name, value in segments.items()})
+
+
+class PageBudget:
+    """The pages one listing may read (``[exports] max_pages``); shared by a listing's recursion.
+
+    :param what: the listing, for the error: ``<vendor> GET <url without query>``.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.limit = limits.PAGES.value
+        self.read = 0
+
+    @classmethod
+    def of(cls, hook: ExportsVendorHook[Any], path: str) -> PageBudget:
+        """The budget of a listing that ``hook`` reads at ``path``."""
+        return cls(f"{hook.vendor} GET {redact_url(hook.url(path))}")
+
+    def spend(self) -> None:
+        """Count the next page, before it is requested; past the bound, ``LimitExceeded``."""
+        if self.read >= self.limit:
+            raise limits.PAGES.exceeded(
+                self.what, f"{self.read:,} pages read and the listing goes on", self.limit
+            )
+        self.read += 1
+
+
+def check_depth(what: str, depth: int) -> None:
+    """Refuse a directory ``depth`` levels below a listing's start past ``[exports] max_listing_depth``."""
+    bound = limits.LISTING_DEPTH.value
+    if depth > bound:
+        raise limits.LISTING_DEPTH.exceeded(what, f"a directory {depth} levels deep", bound)
