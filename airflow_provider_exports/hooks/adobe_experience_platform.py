@@ -23,7 +23,14 @@ from airflow_provider_exports.hooks._base import (
     FieldProblems,
     normalise_host,
 )
-from airflow_provider_exports.hooks._http import AuthScheme, ByteStream, ClientCredentialsAuth, RetryPolicy
+from airflow_provider_exports.hooks._http import (
+    AuthScheme,
+    ByteStream,
+    ClientCredentialsAuth,
+    RetryPolicy,
+    redact_url,
+)
+from airflow_provider_exports.hooks._untrusted import IdFormat, PageBudget, api_path, check_depth
 from airflow_provider_exports.utils.waiting import JobVerdict
 
 IMS_HOST = "https://ims-na1.adobelogin.com"
@@ -34,8 +41,12 @@ PROFILE_UNION_SCHEMA = "https://ns.adobe.com/xdm/context/profile__union"
 SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed+json;version=1"
 
 EXPORT_JOBS = "/data/core/ups/export/jobs"
+EXPORT_JOB = EXPORT_JOBS + "/{job_id}"
 CATALOG = "/data/foundation/catalog"
+BATCH = CATALOG + "/batches/{batch_id}"
 DATA_ACCESS = "/data/foundation/export"
+BATCH_FILES = DATA_ACCESS + "/batches/{batch_id}/files"
+FILE = DATA_ACCESS + "/files/{dataset_file_id}"
 
 JOB_TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
 #: statuses of a job still running: a retried task reattaches to one of these
@@ -49,6 +60,22 @@ DEFAULT_SCHEMA_NAME = "_xdm.context.profile"
 # anything else is treated as still running.
 BATCH_SUCCESS = frozenset({"success", "active"})
 BATCH_FAILED = frozenset({"failure", "failed", "aborted", "abandoned", "deleted"})
+
+# A-SEG: ExportJobResponse.id is a number (examples 100.0, 24115, 11400769).
+EXPORT_JOB_ID = IdFormat(re.compile(r"[0-9]{1,19}"), "an export job id (a number such as 24115)")
+# Vendor is silent on the format of dataset, batch and dataset file ids (every spec types them as
+# plain strings). Their examples are 24 or 32 hexadecimal digits (5b7c86968f7b6501e21ba9df,
+# da5cfb4de32c4b93a09f7e37fa53ad52), UUIDs (65e18145-a5e8-4993-94f3-c70fadaa1fef) and Catalog's
+# 51b340e26b64ed3eb31ec9z8: chosen, 1 to 128 of the characters a URL never escapes (RFC 3986's
+# unreserved: letters, digits, "-", "_", "~"), the dot left out.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_~-]{1,128}")
+_PLAIN = "1 to 128 letters, digits, -, _ or ~"
+DATASET_ID = IdFormat(_PLAIN_ID, f"a dataset id ({_PLAIN}, e.g. 5b7c86968f7b6501e21ba9df)")
+BATCH_ID = IdFormat(_PLAIN_ID, f"a batch id ({_PLAIN}, e.g. da5cfb4de32c4b93a09f7e37fa53ad52)")
+DATASET_FILE_ID = IdFormat(_PLAIN_ID, f"a dataset file id ({_PLAIN})")
+#: A-SEG's ``offset`` of the export jobs list: ``<creationTime>_<id>`` (``1540974701302_96``)
+_OFFSET = re.compile(r"([0-9]{1,20})_([0-9]{1,20})")
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 @dataclass(frozen=True)
@@ -99,14 +126,19 @@ def job_dataset_id(job: Mapping[str, Any]) -> str | None:
 
 def job_batch_ids(job: Mapping[str, Any]) -> list[str]:
     """The batch the job wrote (``destination.batchId``), or one per segment with
-    ``segmentPerBatch`` (``destination.batches[].batchId``); empty ones (a failed job) are left out."""
+    ``segmentPerBatch`` (``destination.batches[].batchId``); empty ones (a failed job) are left out.
+    Each is checked as a batch id (:class:`ExportConfigError` naming the field): they go into paths."""
     destination = job.get("destination") or {}
     batches = destination.get("batches")
     if isinstance(batches, Mapping):  # the spec types it as one object (a spec defect)
         batches = [batches]
-    ids = [str(b.get("batchId")) for b in batches or [] if isinstance(b, Mapping) and b.get("batchId")]
+    ids = [
+        check_batch_id(b["batchId"], f"destination.batches[{i}].batchId")
+        for i, b in enumerate(batches or [])
+        if isinstance(b, Mapping) and b.get("batchId")
+    ]
     if not ids and destination.get("batchId"):
-        ids = [str(destination["batchId"])]
+        ids = [check_batch_id(destination["batchId"], "destination.batchId")]
     return ids
 
 
@@ -132,11 +164,22 @@ def job_errors(job: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def check_job_id(value: Any, field_name: str = "export_job_id") -> str:
-    """An export job id: Adobe's are numbers (``24115``)."""
-    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-    if not text.isdigit():
-        raise ExportConfigError(field_name, f"{value!r} is not an export job id (a number such as 24115)")
-    return text
+    """An export job id: Adobe's are numbers (``24115``; a JSON ``100.0`` is read as ``100``)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return EXPORT_JOB_ID.check(value, field_name)
+
+
+def check_batch_id(value: Any, field_name: str = "batch_id") -> str:
+    return BATCH_ID.check(value, field_name)
+
+
+def check_dataset_id(value: Any, field_name: str = "dataset_id") -> str:
+    return DATASET_ID.check(value, field_name)
+
+
+def check_dataset_file_id(value: Any, field_name: str = "dataset_file_id") -> str:
+    return DATASET_FILE_ID.check(value, field_name)
 
 
 # -- the export job request (CreateExportJobRequest) ---------------------------------------------
@@ -336,7 +379,9 @@ def export_job_request(
         event_list["filter"] = event_filter
     if event_list:
         body["additionalFields"] = {"eventList": event_list}
-    destination: dict[str, Any] = {"datasetId": _required_text(dataset_id, "dataset_id", "the target dataset's id")}
+    destination: dict[str, Any] = {
+        "datasetId": check_dataset_id(_required_text(dataset_id, "dataset_id", "the target dataset's id"))
+    }
     if _bool(segment_per_batch, "segment_per_batch"):
         destination["segmentPerBatch"] = True
     body["destination"] = destination
@@ -507,18 +552,21 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
                 method="POST",
                 url=self.url(f"{CATALOG}/dataSets"),
             )
-        return str(result[0]).rsplit("/", 1)[-1]
+        return check_dataset_id(str(result[0]).rsplit("/", 1)[-1], "datasetId (Catalog's answer)")
 
     def find_datasets(self, name: str) -> list[tuple[str, dict[str, Any]]]:
         """Datasets named exactly ``name``, oldest first, as ``(id, dataset)``.
 
         Catalog filters on the ``name`` property (``GET /dataSets?property=name==...``), pages of at
-        most 100 (``start``/``limit``). Vendor is silent on whether that filter is exact: the names
-        are compared here too. Vendor is silent on the order of equal names: ``orderBy=asc:created``.
+        most 100 (``start``/``limit``), at most ``[exports] max_pages`` of them. Vendor is silent on
+        whether that filter is exact: the names are compared here too. Vendor is silent on the order
+        of equal names: ``orderBy=asc:created``.
         """
         found: list[tuple[str, dict[str, Any]]] = []
+        pages = PageBudget.of(self, f"{CATALOG}/dataSets")
         start = 0
         while True:
+            pages.spend()
             page = self.call(
                 "GET",
                 f"{CATALOG}/dataSets",
@@ -532,7 +580,11 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             ) or {}
             if not isinstance(page, Mapping):
                 break
-            found += [(str(k), dict(v)) for k, v in page.items() if isinstance(v, Mapping) and v.get("name") == name]
+            found += [
+                (check_dataset_id(k, "datasetId (Catalog's listing)"), dict(v))
+                for k, v in page.items()
+                if isinstance(v, Mapping) and v.get("name") == name
+            ]
             if len(page) < 100:
                 break
             start += len(page)
@@ -554,10 +606,13 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
 
     def get_batch(self, batch_id: str, *, deadline: float | None = None) -> dict[str, Any]:
         """Catalog batch (the response is keyed by batch id; this returns the inner object)."""
-        return _unwrap_keyed(self.call("GET", f"{CATALOG}/batches/{batch_id}", deadline=deadline), batch_id)
+        batch_id = check_batch_id(batch_id)
+        body = self.call("GET", api_path(BATCH, batch_id=batch_id), deadline=deadline)
+        return _unwrap_keyed(body, batch_id)
 
     async def aget_batch(self, batch_id: str, *, deadline: float | None = None) -> dict[str, Any]:
-        body = await self.acall("GET", f"{CATALOG}/batches/{batch_id}", deadline=deadline)
+        batch_id = check_batch_id(batch_id)
+        body = await self.acall("GET", api_path(BATCH, batch_id=batch_id), deadline=deadline)
         return _unwrap_keyed(body, batch_id)
 
     # -- profile export jobs (segmentation.yaml)
@@ -573,10 +628,10 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
 
     def get_export_job(self, job_id: str | int, *, deadline: float | None = None) -> dict[str, Any]:
         """One export job; ``deadline`` (epoch seconds) bounds the call, retries included."""
-        return self.call("GET", f"{EXPORT_JOBS}/{job_id}", deadline=deadline)
+        return self.call("GET", _export_job_path(job_id), deadline=deadline)
 
     async def aget_export_job(self, job_id: str | int, *, deadline: float | None = None) -> dict[str, Any]:
-        return await self.acall("GET", f"{EXPORT_JOBS}/{job_id}", deadline=deadline)
+        return await self.acall("GET", _export_job_path(job_id), deadline=deadline)
 
     def poll_export_job(self, job_id: str | int, *, deadline: float | None = None) -> JobVerdict:
         """One look at the job and, once it ``SUCCEEDED``, at its batches (:func:`judge_export_job`)."""
@@ -597,11 +652,18 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         self, *, status: str | None = None, limit: int = 100, pages: list[dict[str, Any]] | None = None
     ) -> Iterator[dict[str, Any]]:
         """All export jobs, following ``link.next`` (its ``offset``) until it is empty; each page's
-        ``page`` object is appended to ``pages`` when given."""
+        ``page`` object is appended to ``pages`` when given.
+
+        At most ``[exports] max_pages`` pages (``LimitExceeded``), and each ``offset`` must move on
+        in the listing's order: one that repeats or goes back raises :class:`VendorAPIError`.
+        """
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
+        budget = PageBudget.of(self, EXPORT_JOBS)
+        cursor = _OffsetCursor(redact_url(self.url(EXPORT_JOBS)))
         while True:
+            budget.spend()
             page = self.call("GET", EXPORT_JOBS, params=params) or {}
             if pages is not None:
                 pages.append(dict(page.get("page") or {}))
@@ -610,7 +672,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             offset = parse_qs(urlsplit(next_link).query).get("offset") if next_link else None
             if not offset or not page.get("records"):
                 return
-            params["offset"] = offset[0]
+            params["offset"] = cursor.advance(offset[0], str((page.get("page") or {}).get("sort") or ""))
 
     def find_export_job_since(self, dataset_id: str, created_since: float) -> dict[str, Any] | None:
         """The newest job into ``dataset_id`` created at or after ``created_since`` (epoch seconds)
@@ -639,18 +701,20 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
 
     def cancel_export_job(self, job_id: str | int) -> None:
         """Cancel a job; Adobe documents 200 with a body, 204 with a body and 204 without one."""
-        self.call("DELETE", f"{EXPORT_JOBS}/{job_id}", expected=(200, 202, 204))
+        self.call("DELETE", _export_job_path(job_id), expected=(200, 202, 204))
 
     async def acancel_export_job(self, job_id: str | int) -> None:
-        await self.acall("DELETE", f"{EXPORT_JOBS}/{job_id}", expected=(200, 202, 204))
+        await self.acall("DELETE", _export_job_path(job_id), expected=(200, 202, 204))
 
     # -- Data Access
 
-    def _data_access_pages(self, path: str, limit: int) -> Iterator[dict[str, Any]]:
-        """Entries of a paged Data Access listing (``start``/``limit``; follows ``_links.next``)."""
+    def _data_access_pages(self, path: str, limit: int, pages: PageBudget) -> Iterator[dict[str, Any]]:
+        """Entries of a paged Data Access listing (``start``/``limit``; follows ``_links.next``),
+        each page counted against ``pages``."""
         start = 0
         while True:
-            page = self.call("GET", f"{DATA_ACCESS}{path}", params={"start": start, "limit": limit}) or {}
+            pages.spend()
+            page = self.call("GET", path, params={"start": start, "limit": limit}) or {}
             data = page.get("data") or []
             yield from data
             if not data or not ((page.get("_links") or {}).get("next") or {}).get("href"):
@@ -658,48 +722,62 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             start += len(data)
 
     def list_batch_files(self, batch_id: str, *, limit: int = 100) -> Iterator[dict[str, Any]]:
-        """Dataset files of a batch (at most 100 a page, the documented maximum)."""
-        return self._data_access_pages(f"/batches/{batch_id}/files", min(limit, 100))
+        """Dataset files of a batch (at most 100 a page, the documented maximum; at most
+        ``[exports] max_pages`` pages)."""
+        path = api_path(BATCH_FILES, batch_id=check_batch_id(batch_id))
+        return self._data_access_pages(path, min(limit, 100), PageBudget.of(self, path))
 
-    def list_files(
-        self, dataset_file_id: str, *, limit: int = 100, _seen: set[str] | None = None
-    ) -> Iterator[DataAccessFile]:
+    def list_files(self, dataset_file_id: str, *, limit: int = 100) -> Iterator[DataAccessFile]:
         """The files behind a dataset file id, following directory entries into further ids.
 
         Vendor is silent on the shape of a directory entry ("further dataSetFileId entries"): an
         entry with a ``dataSetFileId``, or whose ``_links.self.href`` names another
         ``/files/{id}`` without a ``path``, is followed; an entry with a ``name`` is a file. Each id
-        is read once, so a listing that loops ends.
+        is checked as a dataset file id and read once, so a listing that loops ends; the whole
+        listing reads at most ``[exports] max_pages`` pages and ``[exports] max_listing_depth``
+        levels of directories (``LimitExceeded``).
         """
-        seen = _seen if _seen is not None else set()
-        seen.add(dataset_file_id)
-        for entry in self._data_access_pages(f"/files/{dataset_file_id}", min(limit, 100)):
+        return self._walk_files(check_dataset_file_id(dataset_file_id), min(limit, 100), set())
+
+    def _walk_files(
+        self, file_id: str, limit: int, seen: set[str], pages: PageBudget | None = None, depth: int = 0
+    ) -> Iterator[DataAccessFile]:
+        """:meth:`list_files` of a checked id; ``pages`` and ``seen`` are the listing's, ``depth``
+        the directory levels followed to reach ``file_id``."""
+        path = api_path(FILE, dataset_file_id=file_id)
+        pages = pages or PageBudget.of(self, path)
+        seen.add(file_id)
+        for entry in self._data_access_pages(path, limit, pages):
             if entry.get("name"):
                 length = str(entry.get("length"))
-                yield DataAccessFile(dataset_file_id, entry["name"], int(length) if length.isdigit() else None)
+                size = int(length) if _DIGITS.fullmatch(length) else None
+                yield DataAccessFile(file_id, entry["name"], size)
                 continue
             child = entry.get("dataSetFileId") or _linked_file_id(entry)
-            if child and child not in seen:
-                yield from self.list_files(str(child), limit=limit, _seen=seen)
+            if not child:
+                continue
+            child = check_dataset_file_id(child, f"dataSetFileId (a directory entry of {file_id})")
+            if child not in seen:
+                check_depth(pages.what, depth + 1)
+                yield from self._walk_files(child, limit, seen, pages, depth + 1)
 
     def batch_files(self, batch_id: str) -> list[DataAccessFile]:
-        """Every downloadable file of a batch."""
+        """Every downloadable file of a batch; each dataset file id the batch lists is checked."""
         seen: set[str] = set()
-        return [
-            f
-            for entry in self.list_batch_files(batch_id)
-            if entry.get("dataSetFileId") not in seen
-            for f in self.list_files(entry["dataSetFileId"], _seen=seen)
-        ]
+        files: list[DataAccessFile] = []
+        for entry in self.list_batch_files(batch_id):
+            listed = entry.get("dataSetFileId")
+            file_id = check_dataset_file_id(listed, f"dataSetFileId (a file of batch {batch_id})")
+            if file_id not in seen:
+                files += self._walk_files(file_id, 100, seen)
+        return files
 
     def file_url(self, dataset_file_id: str, path: str) -> str:
         """The download URL of one file (``/files/{id}?path={name}``); no credential in it."""
-        return self.url(f"{DATA_ACCESS}/files/{dataset_file_id}") + "?" + urlencode({"path": path})
+        return self.url(_file_path(dataset_file_id)) + "?" + urlencode({"path": path})
 
     def file_size(self, dataset_file_id: str, path: str) -> int:
-        response = self.core.request(
-            "HEAD", self.url(f"{DATA_ACCESS}/files/{dataset_file_id}"), params={"path": path}
-        )
+        response = self.core.request("HEAD", self.url(_file_path(dataset_file_id)), params={"path": path})
         return int(response.headers["Content-Length"])
 
     def open_file(
@@ -724,6 +802,56 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         if failure == "auth_unreachable":
             return f"Check extra.ims_host ({settings.ims_host}) and this machine's network"
         return f"Check extra.platform_host ({settings.platform_host}) and this machine's network"
+
+
+def _export_job_path(job_id: Any) -> str:
+    return api_path(EXPORT_JOB, job_id=check_job_id(job_id))
+
+
+def _file_path(dataset_file_id: Any) -> str:
+    return api_path(FILE, dataset_file_id=check_dataset_file_id(dataset_file_id))
+
+
+class _OffsetCursor:
+    """The ``offset`` cursor of one export jobs listing: it must move on, page after page.
+
+    A-SEG's offset is ``<creationTime>_<id>`` (``1540974701302_96``) of a page's last job, and the
+    list is sorted by creation time, descending unless its ``page.sort`` says ``asc``. An offset
+    seen before repeats a page; one that does not move in the sort's direction goes back. Either
+    would loop, so either ends the listing.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seen: set[str] = set()
+        self.last: tuple[int, int] | None = None
+
+    def advance(self, offset: str, sort: str) -> str:
+        """``offset`` once it is known to move on, else :class:`VendorAPIError`."""
+        if offset in self.seen:
+            raise self._refused(offset, "repeats the offset of an earlier page")
+        self.seen.add(offset)
+        # Vendor is silent on other offset shapes: those are checked for repeats only.
+        shape = _OFFSET.fullmatch(offset)
+        position = (int(shape[1]), int(shape[2])) if shape else None
+        if position is not None and self.last is not None:
+            # A-SEG: "By default, records are sorted in descending order"
+            order = "asc" if sort.strip().lower() == "asc" else "desc"
+            if (position <= self.last) if order == "asc" else (position >= self.last):
+                raise self._refused(offset, f"goes back in the listing's {order} order")
+        if position is not None:
+            self.last = position
+        return offset
+
+    def _refused(self, offset: str, why: str) -> VendorAPIError:
+        return VendorAPIError(
+            AdobeExperiencePlatformHook.vendor,
+            status_code=200,
+            error_key=None,
+            message=f"link.next offset {offset[:80]!r} {why}: the listing would not end, so it stops here",
+            method="GET",
+            url=self.url,
+        )
 
 
 def _unwrap_keyed(body: Any, key: str) -> dict[str, Any]:

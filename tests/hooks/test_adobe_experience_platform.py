@@ -491,3 +491,271 @@ async def test_every_request_the_hook_sends_validates_against_adobes_openapi(san
         "GET /data/foundation/export",
         "HEAD /data/foundation/export",
     }
+
+
+# -- untrusted edges: ids checked and escaped, listings bounded ---------------------------------------
+
+from airflow_provider_exports.exceptions import LimitExceeded, VendorAPIError  # noqa: E402
+
+EXPORT_JOBS = "/data/core/ups/export/jobs"
+DATASETS = "/data/foundation/catalog/dataSets"
+DATA_ACCESS = "/data/foundation/export"
+# seen on main: each of these reached another resource of the account (the first two Catalog's
+# GET /dataSets, the third GET /batches/b/files of Data Access)
+ESCAPES = {
+    "export_job_id": "1/../../../../../foundation/catalog/dataSets",
+    "batch_id": "x/../../dataSets",
+    "dataset_file_id": "x/../../batches/b/files",
+}
+
+
+async def _call(hook, name, value):
+    calls = {
+        "get_export_job": lambda: hook.get_export_job(value),
+        "aget_export_job": lambda: hook.aget_export_job(value),
+        "cancel_export_job": lambda: hook.cancel_export_job(value),
+        "acancel_export_job": lambda: hook.acancel_export_job(value),
+        "poll_export_job": lambda: hook.poll_export_job(value),
+        "get_batch": lambda: hook.get_batch(value),
+        "aget_batch": lambda: hook.aget_batch(value),
+        "list_batch_files": lambda: hook.list_batch_files(value),
+        "batch_files": lambda: hook.batch_files(value),
+        "list_files": lambda: hook.list_files(value),
+        "file_url": lambda: hook.file_url(value, "part-00000.parquet"),
+        "file_size": lambda: hook.file_size(value, "part-00000.parquet"),
+        "open_file": lambda: hook.open_file(value, "part-00000.parquet"),
+    }
+    result = calls[name]()
+    if hasattr(result, "__await__"):
+        await result
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        ("get_export_job", "export_job_id"),
+        ("aget_export_job", "export_job_id"),
+        ("cancel_export_job", "export_job_id"),  # the cancel DELETE
+        ("acancel_export_job", "export_job_id"),
+        ("poll_export_job", "export_job_id"),
+        ("get_batch", "batch_id"),
+        ("aget_batch", "batch_id"),
+        ("list_batch_files", "batch_id"),
+        ("batch_files", "batch_id"),
+        ("list_files", "dataset_file_id"),
+        ("file_url", "dataset_file_id"),
+        ("file_size", "dataset_file_id"),
+        ("open_file", "dataset_file_id"),
+    ],
+)
+async def test_an_id_that_would_escape_its_path_is_refused_before_any_request(sandbox, call, field):
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    try:
+        for bad in (ESCAPES[field], "..", "", "24115?limit=1", "24115#x", "%2e%2e"):
+            with pytest.raises(ExportConfigError) as err:
+                await _call(hook, call, bad)
+            assert err.value.field == field, bad
+    finally:
+        await hook.aclose()
+    assert sandbox.adobe.requests == []
+
+
+@pytest.mark.parametrize("bad", ["24115.5", "-1", "²", "24 115", True, 1.5])
+def test_an_export_job_id_is_a_number(sandbox, bad):
+    with pytest.raises(ExportConfigError, match="a number such as 24115"):
+        AdobeExperiencePlatformHook(retry=FAST).get_export_job(bad)
+    assert sandbox.adobe.requests == []
+
+
+def test_ids_of_every_documented_shape_pass_their_checks():
+    from airflow_provider_exports.hooks.adobe_experience_platform import (
+        check_batch_id,
+        check_dataset_file_id,
+        check_dataset_id,
+        check_job_id,
+    )
+
+    assert [check_job_id(v) for v in (24115, "11400769", 100.0, " 7 ")] == ["24115", "11400769", "100", "7"]
+    datasets = ("5b7c86968f7b6501e21ba9df", "15b4657a-058a-47b0-a356-7b63328138c6", "51b340e26b64ed3eb31ec9z8")
+    for dataset in datasets:
+        assert check_dataset_id(dataset) == dataset
+    for batch in ("da5cfb4de32c4b93a09f7e37fa53ad52", "65e18145-a5e8-4993-94f3-c70fadaa1fef", "01H9ZQ6P3T2B"):
+        assert check_batch_id(batch) == batch
+    file_id = "65e18145-a5e8-4993-94f3-c70fadaa1fef-1"
+    assert check_dataset_file_id(file_id) == file_id
+
+
+def test_a_dataset_id_that_is_no_dataset_id_is_refused_when_the_dag_is_parsed():
+    with pytest.raises(ExportConfigError, match="is not a dataset id") as err:
+        export_job_request(dataset_id="ds1/../../x")
+    assert err.value.field == "dataset_id"
+
+
+def _succeeded(destination):
+    return {"id": 7, "status": "SUCCEEDED", "destination": {"datasetId": "ds1", **destination}}
+
+
+@pytest.mark.parametrize(
+    ("destination", "field"),
+    [
+        ({"batchId": "x/../../../core/ups/export/jobs"}, "destination.batchId"),
+        (
+            {
+                "segmentPerBatch": True,
+                "batches": [{"segmentId": "s1", "batchId": "b1"}, {"segmentId": "s2", "batchId": ".."}],
+            },
+            "destination.batches[1].batchId",
+        ),
+    ],
+)
+async def test_a_batch_id_adobe_answers_is_checked_before_it_is_used(sandbox, destination, field):
+    sandbox.adobe.faults.answer(f"{EXPORT_JOBS}/7", times=2, json=_succeeded(destination))
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    with pytest.raises(ExportConfigError, match="is not a batch id") as err:
+        hook.poll_export_job(7)
+    assert err.value.field == field
+    try:
+        with pytest.raises(ExportConfigError):
+            await hook.apoll_export_job(7)
+    finally:
+        await hook.aclose()
+    assert sandbox.adobe.requests_to("/data/foundation/*") == []
+
+
+@pytest.mark.parametrize(
+    ("listing", "entry"),
+    [
+        ("/batches/b1/files", {"dataSetFileId": "../../../core/ups/export/jobs"}),
+        ("/files/b1-1", {"dataSetFileId": "b1-2/../../../../core/ups/export/jobs"}),
+        # a directory entry that names its child only in its self link
+        ("/files/b1-1", {"_links": {"self": {"href": f"https://platform.adobe.io{DATA_ACCESS}/files/x/../../../../core"}}}),
+    ],
+)
+def test_a_dataset_file_id_adobe_lists_is_checked_before_it_is_followed(sandbox, listing, entry):
+    sandbox.adobe.faults.answer(f"{DATA_ACCESS}{listing}", json={"data": [entry]})  # first match wins
+    sandbox.adobe.faults.answer(f"{DATA_ACCESS}/batches/b1/files", json={"data": [{"dataSetFileId": "b1-1"}]})
+    with pytest.raises(ExportConfigError, match="is not a dataset file id") as err:
+        AdobeExperiencePlatformHook(retry=FAST).batch_files("b1")
+    assert "dataSetFileId" in err.value.field
+    assert sandbox.adobe.requests_to("/data/core/*") == []
+    assert len(sandbox.adobe.requests_to(f"{DATA_ACCESS}/*")) == (1 if "batches" in listing else 2)
+
+
+def test_a_dataset_id_catalog_answers_is_checked(sandbox):
+    sandbox.adobe.faults.answer(DATASETS, status=201, json=["@/dataSets/.."], method="POST")
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    with pytest.raises(ExportConfigError, match="is not a dataset id"):
+        hook.create_profile_dataset("t")
+    sandbox.adobe.faults.answer(DATASETS, json={"x/../y": {"name": "t"}}, method="GET")
+    with pytest.raises(ExportConfigError, match="is not a dataset id"):
+        hook.find_datasets("t")
+
+
+# Each listing below is answered 40 times by the misbehaving vendor, then by the sandbox itself: a
+# hook without the bound reads all 40 and ends without LimitExceeded (or with the sandbox's 404).
+
+
+def test_export_jobs_pages_stop_at_max_pages(sandbox, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_PAGES", "2")
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    dataset_id = hook.create_profile_dataset("t")
+    for _ in range(4):
+        hook.create_export_job(_job_body(dataset_id))
+    with pytest.raises(LimitExceeded, match="max_pages") as err:
+        list(hook.list_export_jobs(limit=1))
+    assert EXPORT_JOBS in err.value.what
+    assert len(sandbox.adobe.requests_to(EXPORT_JOBS, "GET")) == 2
+
+
+def _jobs_page(offset, sort="desc"):
+    return {
+        "records": [{"id": 1, "status": "SUCCEEDED", "creationTime": 1540974701302}],
+        "page": {"sortField": "createdTime", "sort": sort, "pageOffset": offset, "pageSize": 1},
+        "link": {"next": f"/export/jobs/?limit=1&offset={offset}"},
+    }
+
+
+def test_a_link_next_that_repeats_its_offset_ends_the_listing(sandbox):
+    sandbox.adobe.faults.answer(EXPORT_JOBS, times=40, json=_jobs_page("1540974701302_96"), method="GET")
+    with pytest.raises(VendorAPIError, match="repeats the offset of an earlier page"):
+        list(AdobeExperiencePlatformHook(retry=FAST).list_export_jobs())
+    assert len(sandbox.adobe.requests_to(EXPORT_JOBS, "GET")) == 2
+
+
+@pytest.mark.parametrize(
+    ("sort", "offsets"),
+    [("desc", ["1540974701302_96", "1540974709999_97"]), ("asc", ["1540974709999_97", "1540974701302_96"])],
+)
+def test_a_link_next_that_goes_back_ends_the_listing(sandbox, sort, offsets):
+    for offset in offsets:
+        sandbox.adobe.faults.answer(EXPORT_JOBS, times=1, json=_jobs_page(offset, sort), method="GET")
+    sandbox.adobe.faults.answer(EXPORT_JOBS, times=40, json=_jobs_page(offsets[0], sort), method="GET")
+    with pytest.raises(VendorAPIError, match=f"goes back in the listing's {sort} order"):
+        list(AdobeExperiencePlatformHook(retry=FAST).list_export_jobs())
+    assert len(sandbox.adobe.requests_to(EXPORT_JOBS, "GET")) == 2
+
+
+def test_a_link_next_that_moves_on_is_followed(sandbox):
+    for offset in ("3_3", "2_2", "1_1"):
+        sandbox.adobe.faults.answer(EXPORT_JOBS, times=1, json=_jobs_page(offset), method="GET")
+    sandbox.adobe.faults.answer(EXPORT_JOBS, json={"records": [], "link": {"next": ""}}, method="GET")
+    assert len(list(AdobeExperiencePlatformHook(retry=FAST).list_export_jobs())) == 3
+
+
+def test_dataset_pages_that_are_always_full_stop_at_max_pages(sandbox, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_PAGES", "5")
+    full = {f"{i:024x}": {"name": "other", "created": 1540974701302} for i in range(100)}
+    sandbox.adobe.faults.answer(DATASETS, times=40, json=full, method="GET")
+    with pytest.raises(LimitExceeded, match="max_pages"):
+        AdobeExperiencePlatformHook(retry=FAST).find_datasets("t")
+    assert len(sandbox.adobe.requests_to(DATASETS, "GET")) == 5
+
+
+def _endless(entry, path):
+    return {"data": [entry], "_links": {"next": {"href": f"https://platform.adobe.io{path}?start=1"}}}
+
+
+@pytest.mark.parametrize(
+    ("path", "entry", "listing"),
+    [
+        (f"{DATA_ACCESS}/batches/b1/files", {"dataSetFileId": "b1-1"}, "list_batch_files"),
+        # a directory that lists itself, page after page
+        (f"{DATA_ACCESS}/files/b1-1", {"dataSetFileId": "b1-1"}, "list_files"),
+    ],
+)
+def test_data_access_pages_that_never_end_stop_at_max_pages(sandbox, monkeypatch, path, entry, listing):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_PAGES", "5")
+    sandbox.adobe.faults.answer(path, times=40, json=_endless(entry, path))
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    with pytest.raises(LimitExceeded, match="max_pages") as err:
+        list(getattr(hook, listing)(path.rsplit("/", 2)[-2] if listing == "list_batch_files" else "b1-1"))
+    assert path in err.value.what
+    assert len(sandbox.adobe.requests_to(path)) == 5
+
+
+def test_directories_deeper_than_max_listing_depth_are_refused(sandbox, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_LISTING_DEPTH", "2")
+    sandbox.adobe.job_seconds = 0.05
+    sandbox.adobe.files_per_batch = 1
+    sandbox.adobe.directory_depth = 6
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    batch_id = _wait(hook, hook.create_export_job(_job_body(hook.create_profile_dataset("t")))["id"])[
+        "destination"
+    ]["batchId"]
+    with pytest.raises(LimitExceeded, match=r"a directory 3 levels deep.*max_listing_depth"):
+        hook.batch_files(batch_id)
+    assert len(sandbox.adobe.requests_to(f"{DATA_ACCESS}/files/*")) == 3  # the file, then 2 levels
+
+
+def test_one_listing_of_directories_shares_one_page_bound(sandbox, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_PAGES", "3")
+    sandbox.adobe.job_seconds = 0.05
+    sandbox.adobe.files_per_batch = 1
+    sandbox.adobe.directory_depth = 6  # one page per level: 7 pages for the whole listing
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    batch_id = _wait(hook, hook.create_export_job(_job_body(hook.create_profile_dataset("t")))["id"])[
+        "destination"
+    ]["batchId"]
+    with pytest.raises(LimitExceeded, match="max_pages"):
+        hook.batch_files(batch_id)
+    assert len(sandbox.adobe.requests_to(f"{DATA_ACCESS}/files/*")) == 3
