@@ -32,9 +32,9 @@ class IdFormat:
     description: str
 
     def check(self, value: Any, field_name: str) -> str:
-        """``value`` as an id of this format (surrounding blanks dropped), else
+        """``value`` (a string, or a whole number) as an id of this format, else
         :class:`ExportConfigError` naming ``field_name`` and the format."""
-        text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
         if text is None or not self.pattern.fullmatch(text):
             raise ExportConfigError(field_name, f"{value!r} is not {self.description}")
         return text

@@ -164,10 +164,11 @@ def job_errors(job: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def check_job_id(value: Any, field_name: str = "export_job_id") -> str:
-    """An export job id: Adobe's are numbers (``24115``; a JSON ``100.0`` is read as ``100``)."""
+    """An export job id: Adobe's are numbers (``24115``; a JSON ``100.0`` is read as ``100``, a
+    rendered template's surrounding blanks are dropped)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return EXPORT_JOB_ID.check(value, field_name)
+    return EXPORT_JOB_ID.check(value.strip() if isinstance(value, str) else value, field_name)
 
 
 def check_batch_id(value: Any, field_name: str = "batch_id") -> str:

@@ -27,6 +27,7 @@ from airflow_provider_exports.hooks._base import (
     normalise_host,
 )
 from airflow_provider_exports.hooks._http import AuthScheme, ClientCredentialsAuth, HttpCore, RetryPolicy
+from airflow_provider_exports.hooks._untrusted import IdFormat, api_path
 
 REGION_HOSTS: Mapping[str, str] = {
     "AP": "https://api-engage-ap.sitecorecloud.io",
@@ -54,24 +55,23 @@ PENDING_STATUSES = frozenset(
 SUCCESS_STATUS = "SUCCESS"
 FAILED_STATUSES = frozenset({"FAILED", "ALERT"})
 
-_FRIENDLY_ID = re.compile(r"[a-z0-9_]+")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+EXPORT_REF = IdFormat(
+    re.compile(rf"[a-z0-9_]+|{_UUID}"),
+    "an audience export's friendly ID (lowercase letters, digits, underscores) or UUID reference",
+)
+EXECUTION_REF = IdFormat(re.compile(_UUID), "an export job reference (a UUID)")
 
 
 def check_export_ref(value: str, field_name: str = "audience_export_ref") -> str:
     """An audience export is named by its friendly ID (``[a-z0-9_]``) or its UUID reference."""
-    if not isinstance(value, str) or not (_FRIENDLY_ID.fullmatch(value) or _UUID.fullmatch(value)):
-        raise ExportConfigError(
-            field_name,
-            f"{value!r} is neither a friendly ID (lowercase letters, digits, underscores) nor a UUID reference",
-        )
-    return value
+    if not isinstance(value, str):  # a number is no friendly ID, even if its digits would be
+        raise ExportConfigError(field_name, f"{value!r} is not {EXPORT_REF.description}")
+    return EXPORT_REF.check(value, field_name)
 
 
 def check_execution_ref(value: str, field_name: str = "execution_ref") -> str:
-    if not isinstance(value, str) or not _UUID.fullmatch(value):
-        raise ExportConfigError(field_name, f"{value!r} is not an export job reference (a UUID)")
-    return value
+    return EXECUTION_REF.check(value, field_name)
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
@@ -210,7 +210,7 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
 
     def get_latest_export(self, audience_export_ref: str) -> ExportOutput:
         """Output URLs of the most recently finished job of an export."""
-        path = ENDPOINTS["latest_export"].format(ref=check_export_ref(audience_export_ref))
+        path = api_path(ENDPOINTS["latest_export"], ref=check_export_ref(audience_export_ref))
         return ExportOutput.from_json(self.call("GET", path))
 
     def get_reports(self, audience_export_ref: str, *, deadline: float | None = None) -> list[dict[str, Any]]:
@@ -218,12 +218,12 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
 
         :param deadline: epoch seconds by which the call ends, retries included (``DeadlineExceeded``).
         """
-        path = ENDPOINTS["reports"].format(ref=check_export_ref(audience_export_ref))
+        path = api_path(ENDPOINTS["reports"], ref=check_export_ref(audience_export_ref))
         return _report_list(self.call("GET", path, deadline=deadline))
 
     def get_execution_output(self, execution_ref: str) -> ExportOutput:
         """Output URLs of one finished job."""
-        path = ENDPOINTS["execution_export"].format(ref=check_execution_ref(execution_ref))
+        path = api_path(ENDPOINTS["execution_export"], ref=check_execution_ref(execution_ref))
         return ExportOutput.from_json(self.call("GET", path))
 
     def get_report(self, audience_export_ref: str, execution_ref: str) -> dict[str, Any] | None:
@@ -235,7 +235,7 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
     async def aget_reports(
         self, audience_export_ref: str, *, deadline: float | None = None
     ) -> list[dict[str, Any]]:
-        path = ENDPOINTS["reports"].format(ref=check_export_ref(audience_export_ref))
+        path = api_path(ENDPOINTS["reports"], ref=check_export_ref(audience_export_ref))
         return _report_list(await self.acall("GET", path, deadline=deadline))
 
     # Vendor is silent on a cheaper authenticated read (the API has no "list exports") and on its
