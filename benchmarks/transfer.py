@@ -100,7 +100,7 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
     if method == "download":
         from airflow_provider_exports.hooks._http import HttpCore
 
-        core = HttpCore("bench")
+        core = HttpCore("bench", guard=_sandbox_guard())
         t0 = time.perf_counter()
         for f in spec["files"]:
             with core.stream(f["url"]) as body:
@@ -122,7 +122,7 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
         from airflow_provider_exports.hooks._http import HttpCore
         from airflow_provider_exports.transfers.engine import HttpSourceFile, S3Sink, run_transfer
 
-        core = HttpCore("Sitecore CDP")
+        core = HttpCore("Sitecore CDP", guard=_sandbox_guard())
         files = spec["many_files"] if method == "engine-many" else spec["files"]
         sources = [HttpSourceFile(core, f["name"], None, lambda u=f["url"]: u, url=f["url"]) for f in files]
         if method == "discard":
@@ -164,7 +164,7 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
         from airflow_provider_exports.transfers.engine import HttpSourceFile, SqlSink, run_transfer
 
         if method.startswith("sql-jsonl"):
-            core = HttpCore("Sitecore CDP")
+            core = HttpCore("Sitecore CDP", guard=_sandbox_guard())
             f = spec["sql_jsonl"]
             sources: list[Any] = [HttpSourceFile(core, f["name"], None, lambda: f["url"], url=f["url"])]
         else:
@@ -179,6 +179,13 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit(f"unknown method {method}")
     return {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu0, "peak_rss_mb": _peak_rss_mb(),
             "moved": moved, "locations": locations}
+
+
+def _sandbox_guard() -> Any:
+    """The download guard of a sandbox connection: its own loopback host may be reached."""
+    from airflow_provider_exports.hooks._guard import HostGuard
+
+    return HostGuard("bench", own_hosts=frozenset({"127.0.0.1"}))
 
 
 def _cpu_seconds() -> float:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -34,6 +35,7 @@ from airflow_provider_exports.exceptions import (
     VendorAPIError,
     VendorConnectionError,
 )
+from airflow_provider_exports.hooks._guard import HostGuard, is_loopback_host, parse_allowed_hosts
 from airflow_provider_exports.hooks._http import (
     ASYNC_REQUESTS_PER_SECOND,
     AuthScheme,
@@ -104,18 +106,37 @@ class FieldProblems:
 def normalise_host(value: str, field: str) -> str:
     """``api.cordial.io`` or ``https://api.cordial.io/`` → ``https://api.cordial.io``.
 
-    A bare host gets ``https://``; a full URL keeps its scheme, so a local sandbox on
-    ``http://127.0.0.1:PORT`` works as an override.
+    A host that gets credentials (a token request, an API key, a bearer token): ``https`` (a bare
+    host gets it), or plain ``http`` for a loopback address alone (a local sandbox on
+    ``http://127.0.0.1:PORT``); no user info, query or fragment. The error never repeats the value
+    (user info would be a password).
     """
     value = (value or "").strip().rstrip("/")
     if not value:
         raise ExportConfigError(field, "is empty; give a host name or a URL")
     if "://" not in value:
         value = f"https://{value}"
-    scheme = value.split("://", 1)[0]
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
     if scheme not in ("https", "http"):
+        raise ExportConfigError(field, f"scheme {scheme!r} is not allowed; use https")
+    if "@" in parts.netloc:
         raise ExportConfigError(
-            field, f"scheme {scheme!r} is not allowed; use https (or http for a local sandbox)"
+            field, "holds user info (name:password@); give credentials in the connection's fields, never in a URL"
+        )
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ExportConfigError(field, "has a query string or fragment; give the scheme, host, port and path only")
+    try:
+        host, _port = parts.hostname, parts.port
+    except ValueError:
+        raise ExportConfigError(field, "has a port that is not a number from 1 to 65535") from None
+    if not host:
+        raise ExportConfigError(field, "names no host; give a host name or a URL")
+    if scheme == "http" and not is_loopback_host(host):
+        raise ExportConfigError(
+            field,
+            f"plain http to {host} would send credentials unencrypted; use https (http is allowed for a "
+            "loopback sandbox only: 127.0.0.1, ::1, localhost)",
         )
     return value
 
@@ -204,7 +225,22 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
 
     def _settings_of(self, login: str | None, password: str | None, extras: Mapping[str, Any]) -> SettingsT:
         self._fingerprint = credential_fingerprint(login, password, extras)
-        return self.settings_from_connection(login, password, self._plain_extras(extras))
+        plain = self._plain_extras(extras)
+        settings = self.settings_from_connection(login, password, plain)
+        parse_allowed_hosts(plain.get("allowed_hosts"))  # a bad entry fails here, naming the extra
+        self._allowed_hosts = plain.get("allowed_hosts")
+        return settings
+
+    def guard_for(self, settings: SettingsT) -> HostGuard:
+        """Where this connection's requests may go: its own API and token hosts, what its
+        ``allowed_hosts`` extra names, and public https hosts (README, "Security")."""
+        auth = self.auth_scheme(settings)
+        own = [self.base_url(settings), getattr(auth, "token_url", None)]
+        return HostGuard.for_connection(self.vendor, own, getattr(self, "_allowed_hosts", None))
+
+    @cached_property
+    def guard(self) -> HostGuard:
+        return self.guard_for(self.settings)
 
     @property
     def share_key(self) -> str:
@@ -232,6 +268,7 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
             retry=self.retry,
             share_key=self.share_key,
             max_requests_per_second=self.max_requests_per_second,
+            guard=self.guard,
         )
 
     async def acore(self) -> HttpCore:
@@ -322,7 +359,13 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         except Exception as exc:  # bad fields (all of them named), or no such connection
             return False, str(exc)
         auth = self.auth_scheme(settings)
-        core = HttpCore(self.vendor, auth=auth, timeout=CONNECTION_TEST_SECONDS, retry=CONNECTION_TEST_RETRY)
+        core = HttpCore(
+            self.vendor,
+            auth=auth,
+            timeout=CONNECTION_TEST_SECONDS,
+            retry=CONNECTION_TEST_RETRY,
+            guard=self.guard_for(settings),
+        )
         try:
             self.check_access(core=core, deadline=time.time() + CONNECTION_TEST_SECONDS)
         except Exception as exc:

@@ -52,14 +52,24 @@ from airflow_provider_exports.exceptions import (
     VendorRateLimitError,
     VendorServerError,
 )
+from airflow_provider_exports.hooks._guard import HostGuard
+from airflow_provider_exports.utils import limits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+
+def quiet_httpx() -> None:
+    """httpx logs ``HTTP Request: GET <full URL>`` at INFO, and a presigned URL's query string is a
+    credential: every client this core makes first sets httpx's logger to WARNING (Airflow's own
+    logging does; a process whose logging is set up otherwise may not)."""
+    httpx_log = logging.getLogger("httpx")
+    if httpx_log.getEffectiveLevel() < logging.WARNING:
+        httpx_log.setLevel(logging.WARNING)
+
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # 501 and 505 say the server will never do this; every other 5xx may pass.
 _PERMANENT_5XX = frozenset({501, 505})
-_ERROR_BODY_LIMIT = 64 * 1024
 #: the most seconds of jitter added to an async ``Retry-After`` wait
 RETRY_AFTER_JITTER_MAX = 5.0
 #: requests per second each connection may send from one event loop (a triggerer), bursts included.
@@ -608,8 +618,9 @@ class _ConnectionTracker(httpcore.NetworkBackend):
     can make any read or write blocked in one fail at once (connecting, waiting for headers or
     streaming a body): how a cancelled transfer stops its downloads within moments."""
 
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+    def __init__(self, inner: httpcore.NetworkBackend, guard: HostGuard) -> None:
         self._inner = inner
+        self._guard = guard
         self._open: set[_TrackedStream] = set()
         self._lock = threading.Lock()
 
@@ -621,8 +632,31 @@ class _ConnectionTracker(httpcore.NetworkBackend):
         with self._lock:
             self._open.discard(stream)
 
-    def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        return _TrackedStream(self._inner.connect_tcp(*args, **kwargs), self)
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        """Connect to ``host``, through :meth:`HostGuard.addresses`: a host the guard does not exempt
+        is resolved here and only its permitted addresses are connected to (TLS still verifies the
+        host name: httpcore gives it to ``start_tls`` apart from the address)."""
+        try:
+            addresses = self._guard.addresses(host, port)
+        except OSError as exc:  # the name does not resolve: as httpcore reports its own failures
+            raise httpcore.ConnectError(f"{type(exc).__name__}: {exc}") from None
+        options = {"timeout": timeout, "local_address": local_address, "socket_options": socket_options}
+        if addresses is None:
+            return _TrackedStream(self._inner.connect_tcp(host, port, **options), self)
+        for address in addresses:
+            try:
+                return _TrackedStream(self._inner.connect_tcp(address, port, **options), self)
+            except httpcore.ConnectError:
+                if address == addresses[-1]:
+                    raise
+        raise AssertionError("unreachable: addresses is never empty")  # pragma: no cover
 
     def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
         return _TrackedStream(self._inner.connect_unix_socket(*args, **kwargs), self)
@@ -729,6 +763,7 @@ class AsyncClientRegistry:
             entries = self._loops.setdefault(loop, weakref.WeakValueDictionary())
             shared = entries.get(key)
             if shared is None:
+                quiet_httpx()
                 client = httpx.AsyncClient(
                     verify=shared_ssl_context(),
                     headers={"User-Agent": user_agent()},
@@ -921,6 +956,9 @@ class HttpCore:
         share one async client and one rate limiter per event loop. ``None``: this core's own.
     :param max_requests_per_second: the async rate cap of the share key on one event loop
         (``None``: no cap). The sync path has none: a worker runs one task.
+    :param guard: where requests may go (:class:`~._guard.HostGuard`): checked before a request is
+        sent and, on the sync client (the one that downloads), again when a connection is made. The
+        default exempts no host: only public https hosts are reached.
     """
 
     def __init__(
@@ -932,8 +970,10 @@ class HttpCore:
         retry: RetryPolicy | None = None,
         share_key: Hashable | None = None,
         max_requests_per_second: float | None = None,
+        guard: HostGuard | None = None,
     ) -> None:
         self.vendor = vendor
+        self.guard = guard or HostGuard(vendor)
         self.auth = auth
         self.retry = retry or RetryPolicy()
         self._timeout = httpx.Timeout(timeout, connect=min(10.0, timeout))
@@ -952,12 +992,15 @@ class HttpCore:
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
+                    quiet_httpx()
                     transport = httpx.HTTPTransport(
                         limits=httpx.Limits(max_connections=32, max_keepalive_connections=16)
                     )
                     # httpx does not expose httpcore's network_backend; its pool keeps it here
                     pool = transport._pool
-                    pool._network_backend = self._connections = _ConnectionTracker(pool._network_backend)
+                    pool._network_backend = self._connections = _ConnectionTracker(
+                        pool._network_backend, self.guard
+                    )
                     self._client = httpx.Client(
                         timeout=self._timeout, headers={"User-Agent": user_agent()}, transport=transport
                     )
@@ -1039,6 +1082,7 @@ class HttpCore:
             each attempt's timeouts are capped to the time left, no wait ends after it, and reaching
             it raises :class:`DeadlineExceeded`.
         """
+        self.guard.check_url(url)
         call = _Call(
             self.vendor,
             method,
@@ -1053,7 +1097,11 @@ class HttpCore:
             for _ in range(2):  # the second pass only after a 401 with stale credentials
                 sent = self.auth.headers(self, deadline=deadline) if authenticate and self.auth else {}
                 try:
-                    response = self.client.request(call.method, url, **call.arguments(sent, self._timeout))
+                    request = self.client.build_request(
+                        call.method, url, **call.arguments(sent, self._timeout)
+                    )
+                    response = self.client.send(request, stream=True)
+                    response = _read_body(response, expected, call, _DeadlineCut(deadline, response))
                 except httpx.TransportError as exc:
                     raise call.failed(exc) from None
                 if self._check(call.method, response, expected, sent) is not None:
@@ -1081,6 +1129,7 @@ class HttpCore:
     ) -> httpx.Response:
         """The async twin of :meth:`request`, for triggers: same retries, same errors, same deadline;
         with one, the whole call is also cancelled when it comes."""
+        self.guard.check_own(url)
         call = _Call(
             self.vendor,
             method,
@@ -1098,9 +1147,11 @@ class HttpCore:
                 if shared.limiter is not None:
                     await shared.limiter.acquire(deadline, call.what)
                 try:
-                    response = await shared.client.request(
+                    request = shared.client.build_request(
                         call.method, url, **call.arguments(sent, self._timeout)
                     )
+                    response = await shared.client.send(request, stream=True)
+                    response = await _aread_body(response, expected, call)
                 except httpx.TransportError as exc:
                     raise call.failed(exc) from None
                 try:
@@ -1160,6 +1211,7 @@ class HttpCore:
         if range_headers and if_range:
             range_headers["If-Range"] = if_range
         what = f"{self.vendor} {method} {redact_url(url)}"
+        self.guard.check_url(url)
 
         def open_once() -> httpx.Response:
             for _ in range(2):
@@ -1174,11 +1226,9 @@ class HttpCore:
                 if response.status_code in (200, 206):
                     return response
                 try:
-                    response.read()
-                except httpx.TransportError:
-                    pass
-                finally:
-                    response.close()
+                    response = _read_body(response, (), _Call(self.vendor, method, url, {}, None, True, None), _NO_CUT)
+                except (httpx.TransportError, VendorAPIError):
+                    response.close()  # the error's status says enough without its body
                 self._check(method, response, (200, 206), sent)  # raises unless a 401 earns a refresh
             raise error_for(self.vendor, method, response)
 
@@ -1191,6 +1241,126 @@ class HttpCore:
             yield ByteStream(self.vendor, url, response)
         finally:
             response.close()
+
+
+# --- reading an answer's body, bounded ---------------------------------------------------------------
+
+
+class _DeadlineCut:
+    """Cuts a sync answer's connection at the call's deadline: httpx's timeouts bound each read, so a
+    body that trickles a byte at a time would otherwise outlive the deadline by many reads."""
+
+    def __init__(self, deadline: float | None, response: httpx.Response) -> None:
+        stream = response.extensions.get("network_stream")
+        self._timer: threading.Timer | None = None
+        if deadline is not None and isinstance(stream, _TrackedStream):
+            self._timer = threading.Timer(max(0.0, deadline - time.time()), stream.cut)
+            self._timer.daemon = True
+
+    def __enter__(self) -> _DeadlineCut:
+        if self._timer is not None:
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+class _NoCut(_DeadlineCut):
+    """No deadline to cut at (a download's body: each read is bounded by the read timeout)."""
+
+    def __init__(self) -> None:
+        self._timer = None
+
+
+_NO_CUT = _NoCut()
+
+
+def _body_bound(response: httpx.Response, expected: Collection[int]) -> tuple[limits.Limit, bool]:
+    """The bound on a body, and whether going past it cuts the body (an error's) or fails the call."""
+    if response.status_code in expected:
+        return limits.JSON_BODY, False
+    return limits.ERROR_BODY, True
+
+
+def _collect(parts: list[bytes], size: int, chunk: bytes, cap: int, cut: bool, what: str) -> tuple[int, bool]:
+    """Add ``chunk`` to ``parts`` within ``cap`` bytes; ``(size, done)``. Past the cap an error's body
+    is cut there, any other raises ``LimitExceeded``."""
+    size += len(chunk)
+    if size <= cap:
+        parts.append(chunk)
+        return size, False
+    if not cut:
+        raise limits.JSON_BODY.exceeded(what, f"an answer of more than {cap:,} bytes (after decompression)")
+    parts.append(chunk[: len(chunk) - (size - cap)])
+    return cap, True
+
+
+def _read_body(
+    response: httpx.Response, expected: Collection[int], call: _Call, cut_at_deadline: _DeadlineCut
+) -> httpx.Response:
+    """``response`` (sent with ``stream=True``) with its body read: at most ``max_json_body_bytes``
+    decoded bytes of an expected answer, the first ``max_error_body_bytes`` of any other, and not
+    past the call's deadline."""
+    bound, cut = _body_bound(response, expected)
+    cap = bound.value
+    parts: list[bytes] = []
+    size = 0
+    try:
+        with cut_at_deadline:
+            for chunk in response.iter_bytes():
+                size, done = _collect(parts, size, chunk, cap, cut, call.what)
+                if done:
+                    break
+    except httpx.DecodingError as exc:
+        raise _undecodable(call, response, exc) from None
+    finally:
+        response.close()
+    return _with_body(response, b"".join(parts))
+
+
+async def _aread_body(response: httpx.Response, expected: Collection[int], call: _Call) -> httpx.Response:
+    """:func:`_read_body` for the async client (the call's deadline bounds all of it already)."""
+    bound, cut = _body_bound(response, expected)
+    cap = bound.value
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            size, done = _collect(parts, size, chunk, cap, cut, call.what)
+            if done:
+                break
+    except httpx.DecodingError as exc:
+        raise _undecodable(call, response, exc) from None
+    finally:
+        await response.aclose()
+    return _with_body(response, b"".join(parts))
+
+
+def _undecodable(call: _Call, response: httpx.Response, exc: Exception) -> VendorAPIError:
+    return VendorAPIError(
+        call.vendor,
+        status_code=response.status_code,
+        error_key=None,
+        message=f"the body could not be decoded ({response.headers.get('Content-Encoding')}): {exc}",
+        method=call.method,
+        url=redact_url(call.url),
+    )
+
+
+def _with_body(response: httpx.Response, content: bytes) -> httpx.Response:
+    """A finished response holding ``content`` (decoded already: the encoding headers are dropped)."""
+    # A HEAD answer has no body: its Content-Length is the size of what a GET would send.
+    head = response.request.method == "HEAD"
+    dropped = set() if head else {b"content-encoding", b"content-length", b"transfer-encoding"}
+    return httpx.Response(
+        response.status_code,
+        headers=[(k, v) for k, v in response.headers.raw if k.lower() not in dropped],
+        content=None if head else content,
+        request=response.request,
+        extensions={k: v for k, v in response.extensions.items() if k != "network_stream"},
+    )
 
 
 def json_body(response: httpx.Response, vendor: str) -> Any:

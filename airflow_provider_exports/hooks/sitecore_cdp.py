@@ -199,7 +199,7 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
     @cached_property
     def download_core(self) -> HttpCore:
         """HTTP for the presigned output URLs: they carry their own signature, so no token is sent."""
-        return HttpCore(self.vendor, auth=None, timeout=self.timeout, retry=self.retry)
+        return HttpCore(self.vendor, auth=None, timeout=self.timeout, retry=self.retry, guard=self.guard)
 
     def close(self) -> None:
         super().close()

@@ -133,9 +133,11 @@ class FaultPlan:
         headers: dict[str, str] | None = None,
         method: str | None = None,
         skip: int = 0,
+        bytes_per_second: int | None = None,
     ) -> Fault:
         """Answer matching requests with exactly this: a misbehaving vendor (a listing naming any
-        URL, pages that never end, a body far larger than it should be). ``json`` wins over ``body``."""
+        URL, pages that never end, a body far larger than it should be). ``json`` wins over ``body``;
+        ``bytes_per_second`` sends the body at about that rate (a body that trickles)."""
         import json as json_module
 
         if json is not None:
@@ -149,7 +151,12 @@ class FaultPlan:
                 path_glob,
                 times,
                 method,
-                {"status": int(status), "body": raw, "headers": dict(headers or {})},
+                {
+                    "status": int(status),
+                    "body": raw,
+                    "headers": dict(headers or {}),
+                    "bytes_per_second": bytes_per_second,
+                },
                 skip=skip,
             )
         )
@@ -243,7 +250,8 @@ class FaultMiddleware:
         elif fault.kind == "shift_range":
             await self.app(_shifted(scope, headers, fault.params["by_bytes"]), receive, send)
         elif fault.kind == "answer":
-            await _answer(send, fault.params["status"], fault.params["headers"], fault.params["body"])
+            params = fault.params
+            await _answer(send, params["status"], params["headers"], params["body"], params["bytes_per_second"])
         else:  # pragma: no cover - kinds are validated when added
             await self.app(scope, receive, send)
 
@@ -287,16 +295,21 @@ class FaultMiddleware:
             return
 
 
-async def _answer(send: Send, status: int, headers: dict[str, str], body: bytes) -> None:
-    """Send ``body`` as given (a ``Content-Length`` unless ``headers`` names one), in 1 MiB messages."""
+async def _answer(
+    send: Send, status: int, headers: dict[str, str], body: bytes, bytes_per_second: int | None
+) -> None:
+    """Send ``body`` as given (a ``Content-Length`` unless ``headers`` names one), in 1 MiB messages,
+    or at about ``bytes_per_second`` (a tenth of it every 0.1 s)."""
     names = {k.lower() for k in headers}
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     if "content-length" not in names and "transfer-encoding" not in names:
         raw.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
-    step = 1 << 20
+    step = max(1, bytes_per_second // 10) if bytes_per_second else 1 << 20
     for i in range(0, len(body), step):
         await send({"type": "http.response.body", "body": body[i : i + step], "more_body": True})
+        if bytes_per_second:
+            await asyncio.sleep(0.1)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -323,6 +323,47 @@ def test_connection_test_names_every_bad_field_without_a_request(sandbox, vendor
     assert server.requests == []
 
 
+#: every extra that names a host the connection's credentials are sent to
+CREDENTIAL_HOSTS = {
+    SitecoreCDPHook: ("api_host", "auth_host"),
+    CordialHook: ("api_host",),
+    AdobeExperiencePlatformHook: ("platform_host", "ims_host"),
+}
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("http://auth.example.com", "plain http to auth.example.com"),
+        ("http://10.0.0.5:8080", "plain http to 10.0.0.5"),
+        ("https://admin:hunter2-secret@api.example.com", "holds user info"),
+        ("https://api.example.com/v2?token=abc", "query string or fragment"),
+        ("https://api.example.com/#x", "query string or fragment"),
+        ("https://api.example.com:99999", "port"),
+    ],
+)
+def test_credential_hosts_are_https_without_user_info_query_or_fragment(sandbox, vendor, monkeypatch, host, why):
+    server = vendor.server(sandbox)
+    for extra in CREDENTIAL_HOSTS[vendor.hook_class]:
+        conn = server.connection()
+        conn["extra"] = {**conn["extra"], extra: host}
+        ok, message = vendor.hook_for(monkeypatch, conn).test_connection()
+        assert ok is False
+        assert message.startswith(f"extra.{extra}: ") and why in message
+        assert "hunter2" not in message
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("host", ["http://localhost:{port}", "http://127.0.0.1:{port}", "http://[::1]:{port}"])
+def test_plain_http_is_kept_for_a_loopback_sandbox(sandbox, vendor, monkeypatch, host):
+    server = vendor.server(sandbox)
+    port = server.url.rsplit(":", 1)[1]
+    conn = server.connection()
+    conn["extra"] = {**conn["extra"], vendor.api_host_extra: host.format(port=port)}
+    settings = vendor.hook_for(monkeypatch, conn).settings
+    assert host.format(port=port) in repr(settings)
+
+
 def test_airflow_connections_test_prints_the_vendor_error_key(sandbox, monkeypatch, capsys):
     """``airflow connections test`` prints through rich, which took ``[access_denied]`` for markup
     and printed ``HTTP 401 : Unauthorized``; the key is in parentheses now."""

@@ -16,11 +16,13 @@ import pytest
 
 from airflow_provider_exports.exceptions import (
     DeadlineExceeded,
+    LimitExceeded,
     VendorAPIError,
     VendorConnectionError,
     VendorRateLimitError,
     VendorServerError,
 )
+from airflow_provider_exports.hooks._guard import HostGuard
 from airflow_provider_exports.hooks._http import (
     ASYNC_CLIENTS,
     AsyncRateLimiter,
@@ -34,6 +36,8 @@ from airflow_provider_exports.hooks._http import (
 from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
 
 FAST = RetryPolicy(max_attempts=4, backoff_initial=0.01, backoff_max=0.05)
+#: a core's guard that lets it reach the sandbox on loopback (as a sandbox connection's own host)
+LOOPBACK = HostGuard("Test", own_hosts=frozenset({"127.0.0.1"}))
 
 
 def test_redact_url_drops_query_and_userinfo():
@@ -134,7 +138,7 @@ def test_4xx_is_not_retried(sandbox):
 
 
 def test_connection_refused_is_retried_then_raised():
-    core = HttpCore("Nowhere", retry=FAST)
+    core = HttpCore("Nowhere", retry=FAST, guard=LOOPBACK)
     with pytest.raises(VendorConnectionError):
         core.request("GET", "http://127.0.0.1:9/unused")
 
@@ -288,21 +292,76 @@ async def test_a_slow_answer_is_cut_at_the_deadline(sandbox, use_async):
     wait_for_answers(sandbox.sitecore, REPORTS, 2)
 
 
-async def test_the_async_call_is_cut_at_the_deadline_while_a_body_trickles_in(sandbox):
-    """httpx's read timeout restarts with every chunk; the async path is bounded as a whole."""
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_a_body_that_trickles_in_is_cut_at_the_deadline(sandbox, use_async):
+    """httpx's read timeout restarts with every chunk: a body sent a few bytes at a time would outlive
+    the deadline by its whole length (30 s here). Both paths end at the deadline."""
     sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.add_job("daily_loyalty_members")  # a body of about 700 bytes: 3.5 s at 200 B/s
     hook = SitecoreCDPHook()
-    try:
-        await hook.aget_reports("daily_loyalty_members")  # token cached
-        sandbox.sitecore.faults.throttle(REPORTS, bytes_per_second=200, times=1)
-        deadline = time.time() + 1.5
-        with pytest.raises(DeadlineExceeded) as err:
-            await hook.aget_reports("daily_loyalty_members", deadline=deadline)
-    finally:
-        await hook.aclose()
+    await read_reports(hook, use_async)  # the token is cached: the wait is the API's
+    reports = [{"executionRef": f"{i:036d}", "status": "PENDING_EMR_JOB"} for i in range(200)]
+    sandbox.sitecore.faults.answer(REPORTS, json=reports, bytes_per_second=400)
+    deadline = time.time() + 1.5
+    with pytest.raises(DeadlineExceeded) as err:
+        await read_reports(hook, use_async, deadline=deadline)
     assert deadline <= time.time() < deadline + LATE
     assert_deadline_message(err.value)
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """256 MiB of zeros, gzipped: about 260 KB on the wire."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    return b"".join([*(packer.compress(zeros) for _ in range(256)), packer.flush()])
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_an_answer_that_inflates_past_its_bound_is_refused(sandbox, use_async, gzip_bomb):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    hook = SitecoreCDPHook(retry=FAST)
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    sandbox.sitecore.faults.answer(REPORTS, body=gzip_bomb, headers=headers)
+    with pytest.raises(LimitExceeded, match="max_json_body_bytes") as err:
+        await read_reports(hook, use_async)
+    assert f"more than {64 << 20:,} bytes (after decompression)" in str(err.value)
+    assert len(sandbox.sitecore.requests_to(REPORTS)) == 1  # not retried
+
+
+def test_the_body_bound_is_a_setting(sandbox, monkeypatch):
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    sandbox.sitecore.add_job("daily_loyalty_members")
+    hook = SitecoreCDPHook(retry=FAST)
+    assert len(hook.get_reports("daily_loyalty_members")) == 1
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_JSON_BODY_BYTES", "100")
+    with pytest.raises(LimitExceeded, match=r"AIRFLOW__EXPORTS__MAX_JSON_BODY_BYTES"):
+        hook.get_reports("daily_loyalty_members")
+
+
+def test_an_error_body_is_read_only_to_its_bound(sandbox):
+    """A 400 whose body trickles in for 32 s: its first 64 KiB say enough, the rest is not read."""
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    hook = SitecoreCDPHook(retry=FAST)
+    hook.get_reports("daily_loyalty_members")  # the token is cached
+    sandbox.sitecore.faults.answer(REPORTS, status=400, body=b"x" * (32 << 20), bytes_per_second=1 << 20)
+    started = time.monotonic()
+    with pytest.raises(VendorAPIError) as err:
+        hook.get_reports("daily_loyalty_members")
+    assert time.monotonic() - started < 10
+    assert err.value.http_status == 400 and len(str(err.value)) < 500
+
+
+def test_httpx_does_not_log_request_urls(sandbox, caplog):
+    """httpx logs ``HTTP Request: GET <URL>`` at INFO: a presigned URL's query string is a credential."""
+    caplog.set_level(logging.INFO)  # a worker's root logger, outside Airflow's own logging set-up
+    logging.getLogger("httpx").setLevel(logging.NOTSET)  # as that set-up leaves it
+    core = HttpCore("Sitecore CDP", retry=FAST, guard=LOOPBACK)
+    with pytest.raises(VendorAPIError):
+        core.request("GET", sandbox.sitecore.url + "/files/x.json.gz?X-Amz-Signature=s3cr3t")
+    assert sandbox.sitecore.requests  # it was sent
+    assert not [r for r in caplog.records if "s3cr3t" in r.getMessage()]
 
 
 async def test_a_cancel_that_lands_with_the_answer_is_not_lost():
@@ -336,7 +395,7 @@ async def test_the_token_request_counts_against_the_deadline(sandbox, use_async)
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 async def test_a_deadline_already_passed_sends_nothing(sandbox, use_async):
     url = sandbox.sitecore.url + "/files/x.json.gz?X-Amz-Signature=s3cr3t&X-Amz-Credential=k"
-    core = HttpCore("Sitecore CDP", retry=FAST)
+    core = HttpCore("Sitecore CDP", retry=FAST, guard=LOOPBACK)
     with pytest.raises(DeadlineExceeded) as err:
         if use_async:
             try:

@@ -14,7 +14,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferCancelled, TransferError
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    TransferCancelled,
+    TransferError,
+    URLRefused,
+)
 from airflow_provider_exports.transfers.sitecore_cdp_to_s3 import SitecoreCDPToS3Operator
 
 EXPORT = "daily_loyalty_members"
@@ -93,6 +98,54 @@ def test_a_file_gone_from_the_listing_when_its_url_is_refreshed_fails_clearly(sa
     with pytest.raises(TransferError, match=r"part-00000\.json\.gz is no longer in the output listing"):
         op.execute({})
     assert s3.keys() == []
+
+
+def _listing_naming(sandbox, ref, rewrite):
+    """Sitecore's listing of job ``ref`` with every file's URL rewritten: a vendor naming any URL."""
+    from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
+
+    hook = SitecoreCDPHook()
+    path = f"/v2/audienceExports/executions/{ref}/export"
+    listing = hook.call("GET", path)
+    hook.close()
+    for f in listing["exports"]:
+        f["url"] = rewrite(f["url"])
+    sandbox.sitecore.faults.answer(path, times=None, json=listing)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://169.254.169.254/latest/meta-data/iam/security-credentials/worker", "plain http"),
+        ("https://169.254.169.254/latest/meta-data/iam/security-credentials/worker", "link-local"),
+        # https, port 443, a name: resolved when connecting (as a DNS rebinding would) to loopback
+        ("https://localhost/latest/meta-data/iam/security-credentials/worker", "no public address"),
+    ],
+)
+def test_a_listing_naming_an_internal_address_is_refused_before_a_byte_is_sent(sandbox, s3, url, why):
+    sandbox.sitecore.add_export(EXPORT)
+    ref = sandbox.sitecore.add_job(EXPORT, rows=200)
+    _listing_naming(sandbox, ref, lambda _real: url)
+    started = time.monotonic()
+    with pytest.raises(URLRefused, match=why) as err:
+        _operator(s3, execution_ref=ref).execute({})
+    assert time.monotonic() - started < 30  # refused, not retried
+    assert "allowed_hosts" in str(err.value)
+    assert s3.keys() == []
+
+
+def test_a_private_host_is_reached_when_the_connection_allows_it(sandbox, s3, monkeypatch):
+    sandbox.sitecore.add_export(EXPORT, rows_per_file=300)
+    ref = sandbox.sitecore.add_job(EXPORT, rows=600)
+    # The same files, named by another name of the sandbox's host: not the connection's own host.
+    _listing_naming(sandbox, ref, lambda real: real.replace("127.0.0.1", "localhost", 1))
+    with pytest.raises(URLRefused, match="localhost"):
+        _operator(s3, execution_ref=ref).execute({})
+    conn = sandbox.connections()["sitecore_cdp_default"]
+    conn["extra"]["allowed_hosts"] = "localhost"
+    monkeypatch.setenv("AIRFLOW_CONN_SITECORE_CDP_DEFAULT", json.dumps(conn))
+    _operator(s3, execution_ref=ref).execute({})
+    _assert_identical(sandbox, s3, ref)
 
 
 def test_rerun_of_the_same_job_skips(sandbox, s3):

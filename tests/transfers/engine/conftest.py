@@ -39,7 +39,7 @@ def sitecore_job(sandbox) -> Callable[..., SitecoreJob]:
         sandbox.sitecore.add_export(export, rows_per_file=rows_per_file)
         job_ref = sandbox.sitecore.add_job(export, rows=rows, target_bytes=target_bytes, target_files=target_files)
         hook = SitecoreCDPHook(retry=FAST_RETRY)
-        core = HttpCore("Sitecore CDP", retry=retry)
+        core = HttpCore("Sitecore CDP", retry=retry, guard=hook.guard)
         made.append((hook, core))
         calls: list[str] = []
 
