@@ -46,7 +46,7 @@ def test_a_name_is_resolved_when_connecting_and_only_public_addresses_are_used()
     # The URL check passes (https, port 443, a name); the connection is refused: what DNS
     # rebinding would do, a public answer for the check and a private one for the connection.
     SANDBOX.check_url("https://localhost/x")
-    with pytest.raises(URLRefused, match="resolves to no public address: .*loopback"):
+    with pytest.raises(URLRefused, match=r"resolves to no public address: .*loopback"):
         SANDBOX.addresses("localhost", 443)
     assert SANDBOX.addresses("127.0.0.1", 8080) is None  # its own host: connected as usual
 
