@@ -20,19 +20,32 @@ Format (``manifest_version`` 1)::
 
 ``bytes`` and ``sha256`` are of the file exactly as the vendor served it (before any
 decompression); ``stored_bytes`` is what an object store received (``null`` for tables).
+
+An object store's manifest lists files of its own run only: ``<root>/run-<run id>/<name>``
+(:func:`run_dir`). A manifest read back is input like any other (anyone who can write under the
+root can plant one), so a sink trusts, and deletes, only the locations :func:`in_run_dir` accepts.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_exports.exceptions import ExportConfigError
+
+log = logging.getLogger(__name__)
+
 MANIFEST_NAME = "_manifest.json"
 MANIFEST_VERSION = 1
 CHECKSUM_ALGORITHM = "sha256"
+RUN_DIR_PREFIX = "run-"
+#: the run ids :func:`~airflow_provider_exports.transfers.engine.sink.new_run_id` makes
+RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
 
 
 @dataclass
@@ -98,14 +111,23 @@ def dumps(manifest: Mapping[str, Any]) -> bytes:
 
 
 def loads(raw: bytes | str) -> dict[str, Any] | None:
-    """The manifest in ``raw``, or ``None`` when it is not one (a reader must not trust it)."""
+    """The manifest in ``raw``, or ``None`` when it is not one (a reader must not trust it): a JSON
+    object of our version whose ``files`` is a list of objects."""
     try:
         data = json.loads(raw)
     except ValueError:
         return None
     if not isinstance(data, dict) or data.get("manifest_version") != MANIFEST_VERSION:
         return None
+    files = data.get("files")
+    if files is not None and not (isinstance(files, list) and all(isinstance(f, dict) for f in files)):
+        return None
     return data
+
+
+def locations(manifest: Mapping[str, Any] | None) -> list[Any]:
+    """The ``location`` of every file ``manifest`` lists, as recorded (a string, if it is ours)."""
+    return [f.get("location") for f in (manifest or {}).get("files") or []]
 
 
 def same_job(manifest: Mapping[str, Any] | None, *, vendor: str, export_ref: str, job_ref: str) -> bool:
@@ -116,3 +138,63 @@ def same_job(manifest: Mapping[str, Any] | None, *, vendor: str, export_ref: str
         and manifest.get("export_ref") == export_ref
         and manifest.get("job_ref") == job_ref
     )
+
+
+def is_run_id(value: object) -> bool:
+    """Whether ``value`` is a run id as a run makes them (``20261122T031500Z-9f3a1c2b``)."""
+    return isinstance(value, str) and RUN_ID.fullmatch(value) is not None
+
+
+def check_run_id(value: object, field: str) -> str:
+    """``value`` if it is a run id, else an :class:`ExportConfigError` naming ``field``: a run id
+    that came through XCom must not build a path before it is checked."""
+    if not is_run_id(value):
+        raise ExportConfigError(
+            field, f"{ascii(value)[:80]} is not a run id as a run makes them (like 20261122T031500Z-9f3a1c2b)"
+        )
+    return str(value)
+
+
+def run_dir(root: str, run_id: str) -> str:
+    """A run's directory, ``<root>/run-<run id>`` (``run-<run id>`` when ``root`` is empty)."""
+    name = RUN_DIR_PREFIX + check_run_id(run_id, "run_id")
+    return f"{root}/{name}" if root else name
+
+
+def in_run_dir(path: object, root: str, run_id: object) -> bool:
+    """Whether ``path`` names a file inside the run directory ``<root>/run-<run_id>/`` by plain
+    segments (no empty, ``.`` or ``..`` one, which a filesystem or a store's client would fold into
+    another place): the only places a manifest of run ``run_id`` may list."""
+    if not isinstance(path, str) or not is_run_id(run_id):
+        return False
+    inside = run_dir(root, str(run_id)) + "/"
+    rest = path[len(inside) :].split("/")
+    return path.startswith(inside) and all(part not in ("", ".", "..") for part in rest)
+
+
+def outside_its_run(
+    manifest: Mapping[str, Any], ours: Callable[[Any, Any], bool], *, where: str, doing: str
+) -> list[Any]:
+    """The locations ``manifest`` lists that are not its own run's (``ours(location, run_id)``
+    says which are), logged in one warning: where the manifest is, the first five of them
+    (escaped: a location must not spoof the log), and what is ``doing`` about them."""
+    run_id = manifest.get("run_id")
+    refused = [loc for loc in locations(manifest) if not ours(loc, run_id)]
+    if refused:
+        own = (
+            f"{RUN_DIR_PREFIX}{run_id}/ beside it"
+            if is_run_id(run_id)
+            else f"none: its run id {ascii(str(run_id))[:80]} is not one a run makes"
+        )
+        shown = ", ".join(ascii(str(loc))[:200] for loc in refused[:5])
+        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+        log.warning(
+            "The manifest at %s lists %d location(s) outside its run directory (%s): %s%s; %s",
+            where,
+            len(refused),
+            own,
+            shown,
+            more,
+            doing,
+        )
+    return refused

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.transfers.engine import manifest
 from airflow_provider_exports.transfers.engine.manifest import FileRecord
 
@@ -54,3 +57,42 @@ def test_rows_add_up_when_every_file_counted_them():
         started_at=0.0, finished_at=1.0,
     )
     assert m["total_rows"] == 7
+
+
+def test_a_manifest_whose_files_are_not_a_list_of_objects_is_not_trusted():
+    for files in ("finance/ledger.csv", {"location": "x"}, ["finance/ledger.csv"], [{"location": "a"}, 3]):
+        assert manifest.loads(json.dumps({"manifest_version": 1, "files": files})) is None
+    assert manifest.loads(json.dumps({"manifest_version": 1, "files": [{"location": "a"}]})) is not None
+
+
+RUN = "20261122T031500Z-9f3a1c2b"
+
+
+def test_only_plain_paths_in_a_manifests_own_run_directory_are_its_own():
+    assert manifest.in_run_dir(f"ds/run-{RUN}/a.csv", "ds", RUN)
+    assert manifest.in_run_dir(f"ds/run-{RUN}/sub/a.csv", "ds", RUN)
+    assert manifest.in_run_dir(f"run-{RUN}/a.csv", "", RUN)  # the root of a bucket
+    assert manifest.in_run_dir(f"/data/ds/run-{RUN}/a.csv", "/data/ds", RUN)
+    for path, run_id in [
+        ("finance/ledger.csv", RUN),
+        (f"other/run-{RUN}/a.csv", RUN),
+        (f"ds/run-{RUN}/../../finance/ledger.csv", RUN),
+        (f"ds/run-{RUN}/./a.csv", RUN),
+        (f"ds/run-{RUN}//a.csv", RUN),
+        (f"ds/run-{RUN}/", RUN),
+        (f"ds/run-{RUN}", RUN),
+        (f"ds/run-{RUN}x/a.csv", RUN),
+        ("ds/run-20261122T031500Z-00000000/a.csv", RUN),  # another run's directory
+        ("ds/run-reports/a.csv", "reports"),  # not a run id as runs make them
+        (["ds", "a.csv"], RUN),
+    ]:
+        assert not manifest.in_run_dir(path, "ds", run_id), path
+
+
+def test_a_run_id_is_checked_before_a_run_directory_is_named():
+    assert manifest.run_dir("ds", RUN) == f"ds/run-{RUN}" and manifest.run_dir("", RUN) == f"run-{RUN}"
+    for planted in ("reports", "../x", f"{RUN}/../..", f"{RUN}\n", None, 7):
+        with pytest.raises(ExportConfigError, match=r"group\.run_id"):
+            manifest.check_run_id(planted, "group.run_id")
+        with pytest.raises(ExportConfigError, match="run_id"):
+            manifest.run_dir("ds", planted)
