@@ -26,6 +26,11 @@ The commit protocol (README, "S3: what a reader sees"):
    and any ``run-*/`` directory under the prefix that no manifest lists and that is older than
    this run (what a killed worker left behind), a thousand keys per ``DeleteObjects`` call.
 
+A manifest read back is input: it is read up to ``[exports] max_json_body_bytes``, and only the
+locations inside its own run's directory (``<prefix>/run-<its run id>/``) are trusted or deleted.
+A manifest listing anything else (a key elsewhere in the bucket, another prefix's run) is not
+intact (the job is moved again), and what it lists there is left alone, with a warning.
+
 So a reader that follows the manifest sees one whole run, never a mix; a failed or killed run
 leaves the manifest and the objects it lists exactly as they were. A worker killed outright
 can leave incomplete multipart uploads (a bucket lifecycle rule ``AbortIncompleteMultipartUpload``
@@ -37,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-import re
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,6 +60,7 @@ from airflow_provider_exports.exceptions import (
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.formats import gunzip
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -69,8 +74,6 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 # checksum is also cheap for S3 to build, unlike a whole-object CRC64 over every part again.
 CHECKSUM_ALGORITHM = "CRC32"
 MAX_PARTS = 10_000
-RUN_DIR_PREFIX = "run-"
-_RUN_DIR = re.compile(r"run-\d{8}T\d{6}Z-[0-9a-f]{8}/")
 # keys per DeleteObjects request (S3's limit)
 _DELETE_BATCH = 1000
 # seconds an abort waits for parts already on the wire before aborting their uploads
@@ -261,7 +264,7 @@ class S3Sink(Sink):
     def run_prefix(self) -> str:
         """The key prefix of the current run's files: ``prefix/run-<run id>``."""
         assert self._ctx is not None, "begin() first"
-        return self._under_prefix(f"{RUN_DIR_PREFIX}{self._ctx.run_id}")
+        return manifest_mod.run_dir(self.prefix, self._ctx.run_id)
 
     def key_for(self, name: str) -> str:
         return f"{self.run_prefix()}/{self.stored_name(name)}"
@@ -288,11 +291,22 @@ class S3Sink(Sink):
             if _error_code(exc) not in ("NoSuchKey", "404"):
                 raise
             return None, None, _server_time(exc.response)
-        body = response["Body"]
         try:
-            return manifest_mod.loads(body.read()), response["ETag"], _server_time(response)
+            return manifest_mod.loads(self._read_bounded(response)), response["ETag"], _server_time(response)
         finally:
-            body.close()
+            response["Body"].close()
+
+    def _read_bounded(self, response: Mapping[str, Any]) -> bytes:
+        """The manifest's bytes from a ``GetObject`` answer: at most ``[exports] max_json_body_bytes``."""
+        bound = limits.JSON_BODY.value
+        announced = int(response.get("ContentLength") or 0)
+        raw = response["Body"].read(bound + 1) if announced <= bound else b""
+        if announced > bound or len(raw) > bound:
+            found = f"{announced:,} bytes" if announced > bound else f"more than {bound:,} bytes"
+            raise limits.JSON_BODY.exceeded(
+                f"the manifest s3://{self.bucket}/{self.manifest_location()}", found, bound
+            )
+        return raw
 
     def _sizes_under(self, prefix: str) -> dict[str, int]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -302,8 +316,19 @@ class S3Sink(Sink):
             for obj in page.get("Contents", [])
         }
 
+    def _ours(self, location: object, run_id: object) -> bool:
+        """Whether ``location`` lies in the run directory ``prefix/run-<run_id>/``."""
+        return manifest_mod.in_run_dir(location, self.prefix, run_id)
+
+    def _outside_its_run(self, manifest: Mapping[str, Any], doing: str) -> list[Any]:
+        """What ``manifest`` lists outside its run's directory under this prefix (logged)."""
+        where = f"s3://{self.bucket}/{self.manifest_location()}"
+        return manifest_mod.outside_its_run(manifest, self._ours, where=where, doing=doing)
+
     def _intact(self, manifest: Mapping[str, Any]) -> bool:
-        """Whether every object the manifest lists is there with the size it recorded."""
+        """Whether every object the manifest lists is in its run's directory, with the size it recorded."""
+        if self._outside_its_run(manifest, "not trusted: moving the job again"):
+            return False
         files = manifest.get("files") or []
         folders = {str(f.get("location")).rpartition("/")[0] for f in files}
         present: dict[str, int] = {}
@@ -593,24 +618,24 @@ class S3Sink(Sink):
 
     def _remove_replaced(self, manifest: Mapping[str, Any]) -> None:
         """After the commit: delete what the replaced manifest listed, and stale run directories."""
-        keep = {str(f.get("location")) for f in manifest.get("files") or []}
+        keep = set(manifest_mod.locations(manifest))  # this run's own: strings in its directory
+        replaced = self._replaced or {}
+        self._outside_its_run(replaced, "those are left alone")
         doomed = {
-            str(f.get("location"))
-            for f in (self._replaced or {}).get("files") or []
-            if str(f.get("location")) not in keep
+            loc
+            for loc in manifest_mod.locations(replaced)
+            if self._ours(loc, replaced.get("run_id")) and loc not in keep
         }
-        base = f"{self.prefix}/" if self.prefix else ""
+        runs = self._under_prefix(manifest_mod.RUN_DIR_PREFIX)
         mine = self.run_prefix() + "/"
         try:
             paginator = self.client.get_paginator("list_objects_v2")
             # the run directories first, so this run's own (possibly thousands of) files are not listed
             run_dirs = [
                 common["Prefix"]
-                for page in paginator.paginate(
-                    Bucket=self.bucket, Prefix=base + RUN_DIR_PREFIX, Delimiter="/"
-                )
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=runs, Delimiter="/")
                 for common in page.get("CommonPrefixes", [])
-                if common["Prefix"] != mine and _RUN_DIR.fullmatch(common["Prefix"][len(base) :])
+                if common["Prefix"] != mine and manifest_mod.is_run_id(common["Prefix"][len(runs) : -1])
             ]
             for run_dir in run_dirs:
                 for page in paginator.paginate(Bucket=self.bucket, Prefix=run_dir):

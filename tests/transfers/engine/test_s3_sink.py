@@ -490,3 +490,85 @@ def test_a_part_botocore_retries_is_sent_again_from_its_first_byte(tmp_path, s3)
 
     assert failed == [5 * MIB]
     assert s3.read(s3.committed("retry")["r.bin"]) == data  # moto checked each part's CRC32 too
+
+
+# -- a manifest read back is input: only what lies in its own run directory is trusted or deleted --
+
+PLANTED_RUN = "20261122T031500Z-9f3a1c2b"
+
+
+def _plant_manifest(s3, prefix: str, locations: dict[str, int], *, job_ref: str = "planted") -> None:
+    """A manifest of ``job_ref`` under ``prefix`` listing ``locations`` (key: size), as anyone who
+    may write under the prefix could put it there."""
+    from airflow_provider_exports.transfers.engine import manifest as manifest_mod
+
+    planted = manifest_mod.build_manifest(
+        vendor=VENDOR,
+        export_ref="e",
+        job_ref=job_ref,
+        run_id=PLANTED_RUN,
+        destination={"kind": "s3", "bucket": s3.bucket, "prefix": prefix},
+        files=[manifest_mod.FileRecord(k.rsplit("/", 1)[-1], k, size, "0" * 64, size) for k, size in locations.items()],
+        started_at=0.0,
+        finished_at=0.0,
+    )
+    s3.client().put_object(Bucket=s3.bucket, Key=f"{prefix}/_manifest.json", Body=manifest_mod.dumps(planted))
+
+
+@pytest.mark.parametrize(
+    "outside",
+    ["finance/ledger.csv", f"other/run-{PLANTED_RUN}/part-0.csv", f"ds/run-{PLANTED_RUN}/../../finance/ledger.csv"],
+    # S3 itself keeps a '..' key literally; a store or a proxy that resolves dot segments would not
+    ids=["elsewhere-in-the-bucket", "another-prefix-run-directory", "dot-dot-segments"],
+)
+def test_a_planted_manifest_cannot_make_the_next_run_delete_outside_its_run_directory(
+    tmp_path, s3, caplog, outside
+):
+    s3.client().put_object(Bucket=s3.bucket, Key=outside, Body=b"account,amount\n1,100\n")
+    _plant_manifest(s3, "ds", {outside: 21})
+    (tmp_path / "a.csv").write_bytes(b"a,b\n1,2\n")
+
+    with caplog.at_level(logging.WARNING):
+        summary = run_transfer(
+            [LocalFileSource(tmp_path / "a.csv")], S3Sink(s3.bucket, "ds"), vendor=VENDOR, export_ref="e", job_ref="j"
+        )
+
+    assert s3.manifest("ds")["run_id"] == summary.run_id  # the run committed
+    assert s3.read(outside) == b"account,amount\n1,100\n"  # and left what is not its own alone
+    assert "outside its run directory" in caplog.text and repr(outside) in caplog.text
+
+
+def test_a_planted_manifest_of_the_same_job_is_not_trusted_and_the_job_moves_again(tmp_path, s3, caplog):
+    s3.client().put_object(Bucket=s3.bucket, Key="finance/ledger.csv", Body=b"a,b\n1,2\n")
+    _plant_manifest(s3, "ds", {"finance/ledger.csv": 8}, job_ref="j")  # the ledger has the listed size
+    (tmp_path / "a.csv").write_bytes(b"a,b\n1,2\n")
+
+    with caplog.at_level(logging.WARNING):
+        summary = run_transfer(
+            [LocalFileSource(tmp_path / "a.csv")], S3Sink(s3.bucket, "ds"), vendor=VENDOR, export_ref="e", job_ref="j"
+        )
+
+    assert summary.skipped is False and summary.locations == [f"ds/run-{summary.run_id}/a.csv"]
+    assert s3.manifest("ds")["run_id"] == summary.run_id
+    assert s3.read("finance/ledger.csv") == b"a,b\n1,2\n"
+    assert "not trusted" in caplog.text and "'finance/ledger.csv'" in caplog.text
+
+
+def test_an_oversized_manifest_is_refused_naming_the_setting(tmp_path, s3, monkeypatch):
+    from airflow_provider_exports.exceptions import LimitExceeded
+
+    _plant_manifest(s3, "ds", {f"ds/run-{PLANTED_RUN}/part-{i:05}.csv": 1 for i in range(40)})
+    assert len(s3.read("ds/_manifest.json")) > 4096
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_JSON_BODY_BYTES", "4096")
+    (tmp_path / "a.csv").write_bytes(b"a,b\n1,2\n")
+    before = _snapshot(s3)
+
+    with pytest.raises(LimitExceeded, match="max_json_body_bytes") as refused:
+        run_transfer(
+            [LocalFileSource(tmp_path / "a.csv")], S3Sink(s3.bucket, "ds"), vendor=VENDOR, export_ref="e", job_ref="j"
+        )
+
+    assert "ds/_manifest.json" in str(refused.value) and "4,096" in str(refused.value)
+    assert _snapshot(s3) == before
+    _no_uploads_left(s3)
+
