@@ -17,6 +17,12 @@ The commit protocol is the S3 sink's (README, "Other object stores"):
    the new manifest does not list and whose run began before this one (the run id's UTC time,
    so the workers' clocks should agree).
 
+A manifest read back is input: it is read up to ``[exports] max_json_body_bytes``, and only the
+locations inside its own run's directory (``<root>/run-<its run id>/``, by plain path segments,
+and on a local filesystem not through a link out of the root) are trusted or removed. A manifest
+listing anything else (``..``, an absolute path elsewhere, another bucket) is not intact (the job
+is moved again), and what it lists there is left alone, with a warning.
+
 fsspec has no conditional write, so the S3 sink's guarantee against a concurrent run is weaker
 here: the manifest is read again right before and right after the write, and a run that finds
 another run's manifest there gives way (the same job: skipped; another job: it fails). Two
@@ -27,7 +33,7 @@ wins, and it and its files stay whole.
 from __future__ import annotations
 
 import logging
-import re
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -41,6 +47,7 @@ from airflow_provider_exports.exceptions import (
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.formats import gunzip
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.sources import SourceFile
@@ -48,8 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RUN_DIR_PREFIX = "run-"
-_RUN_DIR = re.compile(r"run-(\d{8}T\d{6}Z-[0-9a-f]{8})$")
 _LOCAL = ("file", "local")
 #: bytes an object store's writer buffers before it sends a part (s3fs's default is 50 MiB)
 DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
@@ -170,18 +175,45 @@ class ObjectStoreSink(Sink):
 
     def run_dir(self) -> str:
         assert self._ctx is not None, "begin() first"
-        return self._path(f"{RUN_DIR_PREFIX}{self._ctx.run_id}")
+        return manifest_mod.run_dir(self.base, self._ctx.run_id)
 
     # -- the manifest ------------------------------------------------------------------------
 
     def _read_raw(self) -> bytes | None:
+        """The manifest's bytes, at most ``[exports] max_json_body_bytes`` of them."""
+        bound = limits.JSON_BODY.value
         try:
-            return bytes(self.fs.cat_file(self._path(manifest_mod.MANIFEST_NAME)))
+            raw = bytes(self.fs.cat_file(self._path(manifest_mod.MANIFEST_NAME), start=0, end=bound + 1))
         except FileNotFoundError:
             return None
+        if len(raw) > bound:
+            raise limits.JSON_BODY.exceeded(
+                f"the manifest {self.url()}/{manifest_mod.MANIFEST_NAME}", f"more than {bound:,} bytes", bound
+            )
+        return raw
+
+    def _ours(self, location: object, run_id: object) -> bool:
+        """Whether ``location`` lies in the run directory ``<root>/run-<run_id>/``, and on a local
+        filesystem stays there once links are followed (a planted link must not lead out)."""
+        if not isinstance(location, str):
+            return False
+        path = self.path_of(location)
+        if not manifest_mod.in_run_dir(path, self.base, run_id):
+            return False
+        if not self.local:
+            return True
+        folder = os.path.dirname(path)
+        return os.path.realpath(folder) == os.path.realpath(self.base) + folder[len(self.base) :]
+
+    def _outside_its_run(self, manifest: Mapping[str, Any], doing: str) -> list[Any]:
+        """What ``manifest`` lists outside its run's directory under this root (logged)."""
+        where = f"{self.url()}/{manifest_mod.MANIFEST_NAME}"
+        return manifest_mod.outside_its_run(manifest, self._ours, where=where, doing=doing)
 
     def _intact(self, manifest: Mapping[str, Any]) -> bool:
-        """Whether every file the manifest lists is there with the size it recorded."""
+        """Whether every file the manifest lists is in its run's directory, with the size it recorded."""
+        if self._outside_its_run(manifest, "not trusted: moving the job again"):
+            return False
         files = manifest.get("files") or []
         present: dict[str, int] = {}
         for folder in {self.path_of(str(f.get("location"))).rpartition("/")[0] for f in files}:
@@ -303,12 +335,13 @@ class ObjectStoreSink(Sink):
         that this manifest does not list and whose run began before this one (by the run ids'
         UTC time: what killed runs left, or runs that will find this manifest at their commit and
         give way). A run that began later may still commit: its directory stays."""
-        keep = {self.path_of(str(f.get("location"))) for f in manifest.get("files") or []}
+        keep = {self.path_of(loc) for loc in manifest_mod.locations(manifest)}  # this run's own
         replaced = self._replaced or {}
+        self._outside_its_run(replaced, "those are left alone")
         doomed = [
-            path
-            for path in (self.path_of(str(f.get("location"))) for f in replaced.get("files") or [])
-            if path not in keep
+            self.path_of(loc)
+            for loc in manifest_mod.locations(replaced)
+            if self._ours(loc, replaced.get("run_id")) and self.path_of(loc) not in keep
         ]
         assert self._ctx is not None
         # The UTC second only: the random part says nothing of order, and a run that began in
@@ -318,8 +351,14 @@ class ObjectStoreSink(Sink):
         try:
             for entry in self.fs.ls(self.base, detail=False):
                 path = self.fs._strip_protocol(entry).rstrip("/")
-                match = _RUN_DIR.match(path.rpartition("/")[2])
-                if match and match.group(1).partition("-")[0] < older_than and not any(k.startswith(path + "/") for k in keep):
+                name = path.rpartition("/")[2]
+                run_id = name[len(manifest_mod.RUN_DIR_PREFIX) :]
+                if (
+                    name.startswith(manifest_mod.RUN_DIR_PREFIX)
+                    and manifest_mod.is_run_id(run_id)
+                    and run_id.partition("-")[0] < older_than
+                    and not any(k.startswith(path + "/") for k in keep)
+                ):
                     stale.append(path)
             for path in doomed:
                 self._remove(path, quiet=False)

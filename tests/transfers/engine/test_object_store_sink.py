@@ -229,7 +229,7 @@ def test_reserved_and_ambiguous_names_are_refused_before_any_download(tmp_path):
         run_transfer(
             [LocalFileSource(tmp_path / "_manifest.json")], sink, vendor=VENDOR, export_ref="e", job_ref="j"
         )
-    with pytest.raises(TransferRefused, match=r"fold its empty or '\.' path"):
+    with pytest.raises(TransferRefused, match=r"'\./a\.json'"):  # by the source or the sink
         run_transfer(
             [LocalFileSource(tmp_path / "a.json", "./a.json")],
             sink,
@@ -298,3 +298,130 @@ def test_s3_through_object_storage_a_failed_run_leaves_the_previous_one(sitecore
 
     assert {k: s3.read(k) for k in s3.keys("")} == before
     assert s3.client().list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+
+
+# -- a manifest read back is input: only what lies in its own run directory is trusted or removed --
+
+PLANTED_RUN = "20261122T031500Z-9f3a1c2b"
+
+
+def _plant_manifest(manifest_path: Path, locations: dict[str, int], *, job_ref: str = "planted") -> None:
+    """A manifest of ``job_ref`` listing ``locations`` (location: size), as anyone who may write
+    under the destination could put it there."""
+    from airflow_provider_exports.transfers.engine import manifest as manifest_mod
+
+    planted = manifest_mod.build_manifest(
+        vendor=VENDOR,
+        export_ref="e",
+        job_ref=job_ref,
+        run_id=PLANTED_RUN,
+        destination={"kind": "object_storage", "url": f"file://{manifest_path.parent}"},
+        files=[manifest_mod.FileRecord(loc.rsplit("/", 1)[-1], loc, n, "0" * 64, n) for loc, n in locations.items()],
+        started_at=0.0,
+        finished_at=0.0,
+    )
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    manifest_path.write_bytes(manifest_mod.dumps(planted))
+
+
+def _one_file(tmp_path: Path) -> list[LocalFileSource]:
+    (tmp_path / "a.csv").write_bytes(b"a,b\n1,2\n")
+    return [LocalFileSource(tmp_path / "a.csv")]
+
+
+@pytest.mark.parametrize(
+    "planted",
+    ["../../outside.txt", "{root}/run-" + PLANTED_RUN + "/../../../outside.txt", "{outside}"],
+    ids=["relative-to-the-worker", "dot-dot-below-a-run-directory", "absolute-path-elsewhere"],
+)
+def test_a_planted_manifest_cannot_make_the_next_run_remove_a_file_outside_its_run_directory(
+    tmp_path, monkeypatch, caplog, planted
+):
+    root = tmp_path / "lake" / "ds"
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"keep me\n")
+    worker = tmp_path / "worker" / "cwd"
+    worker.mkdir(parents=True)
+    monkeypatch.chdir(worker)  # a relative location is resolved against the worker's directory
+    location = planted.format(root=root, outside=outside)
+    _plant_manifest(root / "_manifest.json", {location: 8})
+    (root / f"run-{PLANTED_RUN}").mkdir()  # for the '..' below it to resolve
+
+    with caplog.at_level("WARNING"):
+        summary = run_transfer(
+            _one_file(tmp_path), ObjectStoreSink(f"file://{root}"), vendor=VENDOR, export_ref="e", job_ref="j"
+        )
+
+    assert json.loads((root / "_manifest.json").read_text())["run_id"] == summary.run_id
+    assert outside.read_bytes() == b"keep me\n"
+    assert "outside its run directory" in caplog.text and ascii(location) in caplog.text
+
+
+def test_a_run_directory_that_is_a_link_out_of_the_root_is_not_followed(tmp_path, caplog):
+    root = tmp_path / "lake" / "ds"
+    elsewhere = tmp_path / "finance"
+    elsewhere.mkdir()
+    (elsewhere / "ledger.csv").write_bytes(b"keep me\n")
+    root.mkdir(parents=True)
+    (root / f"run-{PLANTED_RUN}").symlink_to(elsewhere, target_is_directory=True)
+    _plant_manifest(root / "_manifest.json", {f"{root}/run-{PLANTED_RUN}/ledger.csv": 8})
+
+    with caplog.at_level("WARNING"):
+        run_transfer(_one_file(tmp_path), ObjectStoreSink(f"file://{root}"), vendor=VENDOR, export_ref="e", job_ref="j")
+
+    assert (elsewhere / "ledger.csv").read_bytes() == b"keep me\n"
+    assert "outside its run directory" in caplog.text
+
+
+def test_a_planted_manifest_of_the_same_job_is_not_trusted_and_the_job_moves_again(tmp_path, caplog):
+    root = tmp_path / "lake" / "ds"
+    outside = tmp_path / "ledger.csv"
+    outside.write_bytes(b"a,b\n1,2\n")
+    _plant_manifest(root / "_manifest.json", {str(outside): 8}, job_ref="j")  # the size it lists is right
+
+    with caplog.at_level("WARNING"):
+        summary = run_transfer(
+            _one_file(tmp_path), ObjectStoreSink(f"file://{root}"), vendor=VENDOR, export_ref="e", job_ref="j"
+        )
+
+    assert summary.skipped is False and summary.locations == [f"{root}/run-{summary.run_id}/a.csv"]
+    assert outside.read_bytes() == b"a,b\n1,2\n"
+    assert "not trusted" in caplog.text
+
+
+def test_an_oversized_manifest_is_refused_naming_the_setting(tmp_path, monkeypatch):
+    from airflow_provider_exports.exceptions import LimitExceeded
+
+    root = tmp_path / "lake" / "ds"
+    _plant_manifest(root / "_manifest.json", {f"{root}/run-{PLANTED_RUN}/part-{i:05}.csv": 1 for i in range(40)})
+    assert (root / "_manifest.json").stat().st_size > 4096
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_JSON_BODY_BYTES", "4096")
+    before = _tree(root)
+
+    with pytest.raises(LimitExceeded, match="max_json_body_bytes"):
+        run_transfer(_one_file(tmp_path), ObjectStoreSink(f"file://{root}"), vendor=VENDOR, export_ref="e", job_ref="j")
+
+    assert _tree(root) == before
+
+
+def test_s3_through_object_storage_a_planted_manifest_cannot_delete_elsewhere_in_the_bucket(tmp_path, s3, caplog):
+    from airflow_provider_exports.transfers.engine import manifest as manifest_mod
+
+    s3.client().put_object(Bucket=s3.bucket, Key="finance/ledger.csv", Body=b"keep me\n")
+    planted = manifest_mod.build_manifest(
+        vendor=VENDOR, export_ref="e", job_ref="planted", run_id=PLANTED_RUN,
+        destination={"kind": "object_storage", "url": f"s3://{s3.bucket}/ds"},
+        files=[manifest_mod.FileRecord("ledger.csv", "finance/ledger.csv", 8, "0" * 64, 8)],
+        started_at=0.0, finished_at=0.0,
+    )
+    s3.client().put_object(Bucket=s3.bucket, Key="ds/_manifest.json", Body=manifest_mod.dumps(planted))
+
+    with caplog.at_level("WARNING"):
+        summary = run_transfer(
+            _one_file(tmp_path), ObjectStoreSink(f"s3://{s3.bucket}/ds", conn_id="aws_default"),
+            vendor=VENDOR, export_ref="e", job_ref="j",
+        )
+
+    assert s3.manifest("ds")["run_id"] == summary.run_id
+    assert s3.read("finance/ledger.csv") == b"keep me\n"
+    assert "'finance/ledger.csv'" in caplog.text
