@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.s3_staging import S3StagingSink
     from airflow_provider_exports.transfers.engine.sql.staging import SqlStagingSink
 
-_RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
 _GROUP_KEYS = ("run_id", "group", "groups", "job", "files")
 
 
@@ -75,10 +73,7 @@ def check_group(group: Any) -> dict[str, Any]:
             "group",
             "map the stage-files task over a list-files task's output: .expand(group=list_files.output)",
         )
-    if not isinstance(group["run_id"], str) or not _RUN_ID.fullmatch(group["run_id"]):
-        raise ExportConfigError(
-            "group.run_id", f"{group['run_id']!r} is not a run id made by a list-files task"
-        )
+    manifest_mod.check_run_id(group["run_id"], "group.run_id")
     return dict(group)
 
 
@@ -308,6 +303,7 @@ class FanOutCommitOperator(BaseOperator):
                 "staged", "give the stage-files tasks' results: staged=stage_files.output"
             )
         first = groups[0]
+        manifest_mod.check_run_id(first["run_id"], "staged.run_id")
         for g in groups:
             for key in ("run_id", "groups", "job", "destination"):
                 if g[key] != first[key]:

@@ -53,9 +53,29 @@ def _group(n, of, run_id=RUN, **more):
         ([], "give the stage-files tasks' results"),
         ([_group(0, 2)], r"groups \[0\] were staged, the listing made 2"),
         ([_group(0, 2), _group(1, 2, run_id="20261122T031500Z-00000000")], "differ in run_id"),
+        ([_group(0, 1, run_id="../finance")], r"staged\.run_id: '\.\./finance' is not a run id"),
     ],
-    ids=["nothing", "a-group-missing", "two-runs"],
+    ids=["nothing", "a-group-missing", "two-runs", "a-planted-run-id"],
 )
 def test_the_commit_needs_every_group_of_one_run(staged, problem):
     with pytest.raises(ExportConfigError, match=problem):
         FanOutCommitOperator(task_id="c", staged=staged)._checked_groups()
+
+
+def test_a_commit_whose_xcom_run_id_is_planted_is_refused_and_deletes_nothing(s3):
+    # someone's own folder under the prefix, whose name happens to start with "run-"
+    s3.client().put_object(Bucket=s3.bucket, Key="exports/run-reports/q3.csv", Body=b"keep me\n")
+    destination = {
+        "kind": "s3", "bucket": s3.bucket, "prefix": "exports", "aws_conn_id": "aws_default",
+        "decompress": False, "extra_args": {}, "allow_empty": False, "overwrite": False,
+    }
+    job = {"vendor": "Cordial", "export_ref": "e", "job_ref": "j", "details": {}, "listed_at": 0.0}
+    planted = [
+        {**_group(0, 2, run_id="reports", job=job, destination=destination), "skipped": True, "files": []},
+        {**_group(1, 2, run_id="reports", job=job, destination=destination), "skipped": False, "files": []},
+    ]
+
+    with pytest.raises(ExportConfigError, match=r"staged\.run_id"):
+        FanOutCommitOperator(task_id="c", staged=planted).execute({})
+
+    assert s3.keys() == ["exports/run-reports/q3.csv"]

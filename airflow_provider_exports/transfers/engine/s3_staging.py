@@ -17,6 +17,10 @@ The commit protocol is :class:`~.s3_sink.S3Sink`'s (README, "S3: what a reader s
   are older than ``stale_after`` before this run began (what failed runs left).
 
 A run that fails for good therefore leaves the manifest, and every object it lists, as they were.
+
+What the groups pass to the commit travels through XCom, so it is checked before it is used: the
+run id against the pattern runs make (before any prefix is built from it), every file location
+against the run's own directory; and a discard never deletes what the manifest in place lists.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
+from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
 from airflow_provider_exports.transfers.engine.sink import TransferContext
 
@@ -61,9 +66,10 @@ class S3StagingSink(S3Sink):
     def taking_over(cls, sink: S3Sink, run_id: str) -> S3StagingSink:
         """A staging sink with ``sink``'s settings (bucket, prefix, parts, decompress, extra args)."""
         _check_extra_args(sink.extra_args)
+        stage_run_id = manifest_mod.check_run_id(run_id, "run_id")
         staging = cls.__new__(cls)
         staging.__dict__.update(copy.copy(vars(sink)))
-        staging.stage_run_id = run_id
+        staging.stage_run_id = stage_run_id
         staging.staged_files = []
         return staging
 
@@ -119,7 +125,7 @@ class S3StagedCommit(S3Sink):
         """Put ``manifest`` (every group's files) if no other run committed since the first group
         began; return ``None``, or the manifest of a run of the same job that committed first (this
         run's objects are then deleted)."""
-        self._ctx = ctx
+        self._ctx = _checked(ctx)
         first = min(groups, key=lambda g: g.get("began_at") or "")
         self._base_etag = first.get("base_etag")
         began = first.get("began_at")
@@ -146,7 +152,7 @@ class S3StagedCommit(S3Sink):
             self._delete_staged()
             raise
         if winner is not None:
-            self._delete_staged()
+            self._delete_staged(keep=_listed(winner))
             return winner
         self._committed = True
         self._remove_replaced(manifest)
@@ -154,27 +160,35 @@ class S3StagedCommit(S3Sink):
         return None
 
     def discard_staged(self, ctx: TransferContext) -> Mapping[str, Any] | None:
-        """Delete what ``ctx``'s run staged; return the manifest now at the prefix."""
-        self._ctx = ctx
-        self._delete_staged()
+        """Delete what ``ctx``'s run staged, except what the manifest in place lists; return that
+        manifest."""
+        self._ctx = _checked(ctx)
         current, _, _ = self._read_manifest()
+        self._delete_staged(keep=_listed(current))
         return current
 
     def _check_staged(self, files: Sequence[Mapping[str, Any]]) -> None:
         """Every staged object is there with the size its group recorded, before the manifest says so."""
+        assert self._ctx is not None
         present = self._sizes_under(self.run_prefix() + "/") if files else {}
         for f in files:
             location = str(f["location"])
             size = f.get("stored_bytes") if f.get("stored_bytes") is not None else f.get("bytes")
-            if not location.startswith(self.run_prefix() + "/") or present.get(location) != size:
+            if not self._ours(location, self._ctx.run_id):
+                raise TransferRefused(
+                    f"a group's file location {ascii(location)[:200]} is outside this run's directory "
+                    f"s3://{self.bucket}/{self.run_prefix()}/; nothing was committed or deleted"
+                )
+            if present.get(location) != size:
                 raise TransferError(
                     f"s3://{self.bucket}/{location}, staged by this run, is missing or has another size "
                     "(a later run's clean-up removes run directories older than stale_after); "
                     "nothing was committed: run the whole DAG run again"
                 )
 
-    def _delete_staged(self) -> None:
-        for key in sorted(self._sizes_under(self.run_prefix() + "/")):
+    def _delete_staged(self, keep: set[str] | None = None) -> None:
+        """Delete what this run staged: the objects in its own run directory (but ``keep``)."""
+        for key in sorted(set(self._sizes_under(self.run_prefix() + "/")) - (keep or set())):
             try:
                 self.client.delete_object(Bucket=self.bucket, Key=key)
             except Exception:
@@ -191,3 +205,14 @@ class S3StagedCommit(S3Sink):
 
     def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         raise TypeError("S3StagedCommit commits staged groups: use commit_staged()")
+
+
+def _listed(manifest: Mapping[str, Any] | None) -> set[str]:
+    """The locations ``manifest`` lists (a discard leaves them)."""
+    return {loc for loc in manifest_mod.locations(manifest) if isinstance(loc, str)}
+
+
+def _checked(ctx: TransferContext) -> TransferContext:
+    """``ctx``, once its run id (from XCom) is one a run makes: no prefix is built from it before."""
+    manifest_mod.check_run_id(ctx.run_id, "staged.run_id")
+    return ctx

@@ -106,3 +106,69 @@ def test_an_empty_run_is_refused_unless_allowed(s3):
 def test_a_customer_provided_key_cannot_travel_through_xcom(s3):
     with pytest.raises(ExportConfigError, match="SSECustomerKey"):
         S3StagingSink.taking_over(S3Sink(s3.bucket, "x", extra_args={"SSECustomerKey": "k"}), RUN)
+
+
+# -- what the groups pass through XCom is checked before anything is listed or deleted -----------
+
+
+def test_a_run_id_from_xcom_is_checked_before_any_prefix_is_built_from_it(s3, files):
+    # someone's own folder under the prefix, whose name happens to start with "run-"
+    s3.client().put_object(Bucket=s3.bucket, Key="exports/run-reports/q3.csv", Body=b"keep me\n")
+    planted = "reports"
+    ctx = TransferContext(VENDOR, "members", "job-1", run_id=planted)
+    manifest = manifest_mod.build_manifest(
+        vendor=VENDOR, export_ref="members", job_ref="job-1", run_id=planted, destination={"kind": "s3"},
+        files=[manifest_mod.FileRecord("q3.csv", "exports/run-reports/q3.csv", 8, "0" * 64, 8)],
+        started_at=time.time(), finished_at=time.time(),
+    )
+
+    with pytest.raises(ExportConfigError, match="run_id"):
+        S3StagingSink.taking_over(S3Sink(s3.bucket, "exports"), planted)
+    with pytest.raises(ExportConfigError, match=r"staged\.run_id"):
+        S3StagedCommit(s3.bucket, "exports").discard_staged(ctx)
+    with pytest.raises(ExportConfigError, match=r"staged\.run_id"):
+        S3StagedCommit(s3.bucket, "exports").commit_staged(ctx, manifest, [{"group": 0, "base_etag": None}])
+
+    assert s3.keys() == ["exports/run-reports/q3.csv"]
+
+
+def test_a_discard_never_deletes_what_the_manifest_in_place_lists(s3, files):
+    commit(s3, stage(s3, [files]))
+    committed = sorted(s3.keys())
+
+    # a commit task told (by XCom) that the committed run's id is its own, and that a group skipped
+    current = S3StagedCommit(s3.bucket, "exports").discard_staged(TransferContext(VENDOR, "members", "job-1", run_id=RUN))
+
+    assert current["run_id"] == RUN
+    assert sorted(s3.keys()) == committed
+
+
+def test_a_group_location_outside_the_run_directory_is_refused_and_nothing_is_committed(s3, files):
+    s3.client().put_object(Bucket=s3.bucket, Key="finance/ledger.csv", Body=b"keep me\n")
+    staged = stage(s3, [files])
+    staged[0]["files"][0]["location"] = "finance/ledger.csv"
+    staged[0]["files"][0]["stored_bytes"] = 8
+
+    with pytest.raises(TransferRefused, match=r"'finance/ledger\.csv' is outside this run's directory"):
+        commit(s3, staged)
+
+    assert "exports/_manifest.json" not in list(s3.keys())
+    assert s3.read("finance/ledger.csv") == b"keep me\n"
+
+
+def test_a_commit_over_a_planted_manifest_leaves_what_it_lists_outside_alone(s3, files, caplog):
+    s3.client().put_object(Bucket=s3.bucket, Key="finance/ledger.csv", Body=b"keep me\n")
+    planted = manifest_mod.build_manifest(
+        vendor=VENDOR, export_ref="members", job_ref="planted", run_id="20261122T021500Z-0000000b",
+        destination={"kind": "s3"},
+        files=[manifest_mod.FileRecord("ledger.csv", "finance/ledger.csv", 8, "0" * 64, 8)],
+        started_at=time.time(), finished_at=time.time(),
+    )
+    s3.client().put_object(Bucket=s3.bucket, Key="exports/_manifest.json", Body=manifest_mod.dumps(planted))
+
+    with caplog.at_level("WARNING"):
+        assert commit(s3, stage(s3, [files])) is None
+
+    assert s3.manifest("exports")["run_id"] == RUN
+    assert s3.read("finance/ledger.csv") == b"keep me\n"
+    assert "'finance/ledger.csv'" in caplog.text and "left alone" in caplog.text
