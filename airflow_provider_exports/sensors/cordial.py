@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.hooks import cordial
 from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook
 from airflow_provider_exports.sensors._base import JobSensor
 from airflow_provider_exports.triggers.cordial import CordialJobTrigger, job_verdict
@@ -25,11 +25,8 @@ if TYPE_CHECKING:
 
 
 def check_job_id(job_id: Any) -> str:
-    if not isinstance(job_id, str) or not job_id.strip() or "/" in job_id:
-        raise ExportConfigError(
-            "job_id", f"{job_id!r} is not a Cordial job id (the jobId a create call answered)"
-        )
-    return job_id.strip()
+    """The hook's check (a rendered template may bring blanks around the id)."""
+    return cordial.check_job_id(job_id.strip() if isinstance(job_id, str) else job_id)
 
 
 class CordialJobSensor(JobSensor):

@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
-from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook, job_file_name
+from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook, check_job_id, job_file_name
 from airflow_provider_exports.transfers._base import ToSqlMixin, TransferPlan, VendorTransferOperator
 from airflow_provider_exports.transfers._fan_out import (
     FanOutCommitOperator,
@@ -79,6 +79,7 @@ def check_export_reference(export: Any) -> dict[str, Any]:
     for field in ("job_id", "name", "export", "destination"):
         if not export.get(field):
             raise ExportConfigError(f"export.{field}", "is missing; pass a Cordial create operator's output")
+    check_job_id(export["job_id"], "export.job_id")
     if export["export"] not in EXPORT_KINDS:
         raise ExportConfigError(
             "export.export", f"{export['export']!r} is not one of {', '.join(EXPORT_KINDS)}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
+from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook, check_job_id
 from airflow_provider_exports.triggers._base import JobPollingTrigger
 from airflow_provider_exports.utils.waiting import JobVerdict
 
@@ -42,7 +42,7 @@ class AdobeProfileExportJobTrigger(JobPollingTrigger):
         deadline: float | None = None,
     ) -> None:
         super().__init__(poll_interval=poll_interval, deadline=deadline)
-        self.export_job_id = str(export_job_id)
+        self.export_job_id = check_job_id(export_job_id)
         self.adobe_aep_conn_id = adobe_aep_conn_id
         self.cancel_on_kill = cancel_on_kill
 

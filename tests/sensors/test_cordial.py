@@ -32,7 +32,9 @@ def sensor(**overrides) -> CordialJobSensor:
     return CordialJobSensor(**{"task_id": "wait", "poke_interval": 0.1, "timeout": 20, **overrides})
 
 
-@pytest.mark.parametrize("job_id", ["", "  ", "jobs/1", None])
+@pytest.mark.parametrize(
+    "job_id", ["", "  ", "jobs/1", None, "1/../../contacts/alice@example.com", "548817d0367df1ef518b456"]
+)
 def test_a_bad_job_id_fails_when_the_dag_is_parsed(job_id):
     with pytest.raises(ExportConfigError, match="not a Cordial job id") as err:
         sensor(job_id=job_id)
@@ -117,4 +119,4 @@ def test_deferrable_defers_to_the_trigger_whose_event_completes_it(sandbox, cord
 )
 def test_execute_complete_is_strict(event, error):
     with pytest.raises(error):
-        sensor(job_id="j").execute_complete({}, event)
+        sensor(job_id="0" * 24).execute_complete({}, event)

@@ -185,7 +185,7 @@ def test_contacts_load_as_delivered(sandbox, cordial_s3, warehouse, args, decode
 
 
 def test_the_ui_download_destination_cannot_be_loaded(sandbox):
-    export = {"job_id": "j", "name": "n", "export": "contacts", "destination": {"type": "AWS"}}
+    export = {"job_id": "0" * 24, "name": "n", "export": "contacts", "destination": {"type": "AWS"}}
     with pytest.raises(ExportConfigError, match="Cordial offers no download API") as err:
         transfer(export)
     assert err.value.field == "export.destination"

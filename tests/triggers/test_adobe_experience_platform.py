@@ -134,3 +134,11 @@ async def test_a_user_killing_the_deferred_task_cancels_the_job(sandbox, cancel_
         await task
     assert len(sandbox.adobe.requests_to(f"{JOBS}/{job_id}", "DELETE")) == deletes
     assert sandbox.adobe.job_status(int(job_id)) == ("FAILED" if deletes else "NEW")
+
+
+@pytest.mark.parametrize("job_id", ["1/../../dataSets", "24115?x=1", "", None])
+def test_a_job_id_that_could_leave_its_path_is_refused_when_the_trigger_is_made(job_id):
+    from airflow_provider_exports.exceptions import ExportConfigError
+
+    with pytest.raises(ExportConfigError, match="export_job_id"):
+        AdobeProfileExportJobTrigger(export_job_id=job_id)
