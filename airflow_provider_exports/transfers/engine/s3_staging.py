@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -126,12 +127,9 @@ class S3StagedCommit(S3Sink):
         began; return ``None``, or the manifest of a run of the same job that committed first (this
         run's objects are then deleted)."""
         self._ctx = _checked(ctx)
-        first = min(groups, key=lambda g: g.get("began_at") or "")
+        first = min(groups, key=lambda g: str(g.get("began_at") or ""))
         self._base_etag = first.get("base_etag")
-        began = first.get("began_at")
-        self._began_at = datetime.fromisoformat(began) if began else None
-        if self._began_at is not None:
-            self._began_at -= timedelta(seconds=self.stale_after)
+        began = _began_at(first.get("began_at"))
         files = manifest.get("files") or []
         if not files and not self.allow_empty:
             raise TransferRefused(
@@ -139,11 +137,14 @@ class S3StagedCommit(S3Sink):
                 "it had (set allow_empty=True to commit an empty job)"
             )
         self._locations = [str(f["location"]) for f in files]
-        doubled = sorted({loc for loc in self._locations if self._locations.count(loc) > 1})
+        doubled = sorted(loc for loc, n in Counter(self._locations).items() if n > 1)
         if doubled:
             raise TransferRefused(f"files of different groups would both be stored as {doubled}")
         self._check_staged(files)
-        self._replaced, current_etag, _ = self._read_manifest()
+        self._replaced, current_etag, s3_now = self._read_manifest()
+        if began is not None and s3_now is not None:
+            began = min(began, s3_now)  # a time from XCom past S3's clock would sweep runs still staging
+        self._began_at = None if began is None else began - timedelta(seconds=self.stale_after)
         if current_etag != self._base_etag:
             self._replaced = None  # the put below fails: another run committed since
         try:
@@ -210,6 +211,19 @@ class S3StagedCommit(S3Sink):
 def _listed(manifest: Mapping[str, Any] | None) -> set[str]:
     """The locations ``manifest`` lists (a discard leaves them)."""
     return {loc for loc in manifest_mod.locations(manifest) if isinstance(loc, str)}
+
+
+def _began_at(value: Any) -> datetime | None:
+    """When the first group began (S3's clock, from XCom): an ISO date-time with its offset, or none."""
+    if value in (None, ""):
+        return None
+    try:
+        began = datetime.fromisoformat(str(value))
+    except ValueError:
+        began = None
+    if began is None or began.tzinfo is None:
+        raise ExportConfigError("staged.began_at", f"{str(value)[:40]!r} is not a time a stage-files task recorded")
+    return began
 
 
 def _checked(ctx: TransferContext) -> TransferContext:

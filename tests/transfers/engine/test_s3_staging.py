@@ -172,3 +172,20 @@ def test_a_commit_over_a_planted_manifest_leaves_what_it_lists_outside_alone(s3,
     assert s3.manifest("exports")["run_id"] == RUN
     assert s3.read("finance/ledger.csv") == b"keep me\n"
     assert "'finance/ledger.csv'" in caplog.text and "left alone" in caplog.text
+
+
+def test_a_start_time_from_xcom_past_s3s_clock_cannot_sweep_runs_still_staging(s3, files):
+    other = "20261122T041500Z-0000000a"
+    stage(s3, [files[:1]], run_id=other, job_ref="job-2")  # another run, staging right now
+    staged = stage(s3, [files[1:]])
+    staged[0]["began_at"] = "2100-01-01T00:00:00+00:00"  # planted: the sweep would take everything
+    assert commit(s3, staged) is None
+    assert f"exports/run-{other}/{files[0].name}" in s3.keys()
+
+
+@pytest.mark.parametrize("began_at", ["yesterday", "2026-11-22T03:15:00"])
+def test_a_start_time_from_xcom_must_be_a_recorded_one(s3, files, began_at):
+    staged = stage(s3, [files])
+    staged[0]["began_at"] = began_at
+    with pytest.raises(ExportConfigError, match=r"staged\.began_at"):
+        commit(s3, staged)
