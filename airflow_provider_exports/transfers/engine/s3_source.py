@@ -6,6 +6,10 @@ the object is streamed (never whole in memory), a read cut short resumes at its 
 replaced in between raises :class:`SourceChanged` (the runner starts the file again) instead of
 splicing two versions. :meth:`S3SourceFile.interrupt` shuts the socket of a read in flight, so a
 cancelled transfer stops at once even while S3 sends nothing.
+
+The key is input too (built from a vendor's file name, or carried through XCom): it is refused
+when it holds a ``.`` or ``..`` segment, or a character that could spoof a log (see
+:func:`check_key`), so the object read is the one the key names, whatever store serves it.
 """
 
 from __future__ import annotations
@@ -17,12 +21,38 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.exceptions import SourceChanged, TransferCancelled, TransferError
+from airflow_provider_exports.exceptions import (
+    SourceChanged,
+    TransferCancelled,
+    TransferError,
+    TransferRefused,
+)
 from airflow_provider_exports.hooks._http import parse_content_range
-from airflow_provider_exports.transfers.engine.sources import DEFAULT_CHUNK_SIZE, OpenedStream, SourceFile
+from airflow_provider_exports.transfers.engine.sources import (
+    DEFAULT_CHUNK_SIZE,
+    OpenedStream,
+    SourceFile,
+    check_characters,
+    escaped,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+
+def check_key(key: object) -> str:
+    """``key`` if it names one object plainly: :func:`check_characters` accepts it and it has no
+    ``.`` or ``..`` segment; else :class:`TransferRefused`.
+
+    S3 itself keeps ``a/../b`` as a key of its own, but an S3-compatible store, a proxy or a
+    gateway onto a filesystem may fold it into ``b``: another object than the one named.
+    """
+    key = check_characters(key, "S3 key")
+    if any(part in (".", "..") for part in key.split("/")):
+        raise TransferRefused(
+            f"the S3 key {escaped(key)} has a '.' or '..' part, which a store may fold into another key"
+        )
+    return key
 
 
 def _error_code(exc: BaseException) -> str:
@@ -47,7 +77,7 @@ class S3SourceFile(SourceFile):
 
     :param hook: the amazon provider's ``S3Hook`` for the bucket's AWS connection.
     :param bucket: the bucket.
-    :param key: the object's key.
+    :param key: the object's key (checked by :func:`check_key`).
     :param name: the file's name at the destination (its format is told from it); default: the
         key's last part.
     :param size: the object's size when known beforehand (checked against what arrives).
@@ -66,6 +96,7 @@ class S3SourceFile(SourceFile):
         attributes: Mapping[str, Any] | None = None,
         max_attempts: int = 5,
     ) -> None:
+        check_key(key)
         super().__init__(
             name or key.rsplit("/", 1)[-1], size, attributes=attributes, max_attempts=max_attempts
         )

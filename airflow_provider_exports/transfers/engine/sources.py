@@ -8,6 +8,11 @@ resuming by itself after a cut connection; the runner and the sinks never see a 
 :class:`HttpSourceFile` is the one for HTTP downloads (presigned URLs, authenticated Data Access
 files). Its URL is a bearer credential: it lives only in memory, is never in ``repr``, and is
 logged only through ``redact_url``.
+
+What a vendor says about a file is input (README, "Security"): its name must be a plain relative
+path without characters that could spoof a log line or a path (:func:`check_source_name`), and no
+byte is read past what the listing, the vendor's rounded size or the server's announced total
+allow, nor, when nothing bounds the file, past :data:`~airflow_provider_exports.utils.limits.FILE_BYTES`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
@@ -23,13 +29,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from airflow_provider_exports.exceptions import (
+    LimitExceeded,
     SourceChanged,
     TransferError,
     TransferIntegrityError,
+    TransferRefused,
     VendorAPIError,
     VendorAuthError,
     VendorConnectionError,
 )
+from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
     from airflow_provider_exports.hooks._http import ByteStream, HttpCore
@@ -38,6 +47,49 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 1 << 20
+
+#: Unicode categories refused in a file name: control characters (Cc: ESC, CR, LF...), format and
+#: bidirectional controls (Cf: U+200E, U+202E, U+2066...), line and paragraph separators (Zl, Zp),
+#: and lone surrogates (Cs, which no store can encode). In a log line or a listing they can make a
+#: name read as another one, or as another log line.
+REFUSED_NAME_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def escaped(text: object, shown: int = 300) -> str:
+    """``text`` as :func:`ascii` writes it (every control character escaped, quoted), cut after
+    ``shown`` characters: what an error message may show of a name from outside."""
+    text = ascii(text)
+    return text if len(text) <= shown else text[:shown] + "..."
+
+
+def check_characters(text: object, what: str) -> str:
+    """``text`` if it is a non-empty text without a character of :data:`REFUSED_NAME_CATEGORIES`;
+    else :class:`TransferRefused` naming ``what``, the text shown escaped (:func:`escaped`) so
+    the message itself cannot spoof a log."""
+    if not isinstance(text, str) or not text:
+        raise TransferRefused(f"a {what} must be a non-empty text, got {escaped(text)}")
+    if text.isprintable():  # the common case, in C: no character of a refused category
+        return text
+    bad = sorted({ascii(c)[1:-1] for c in text if unicodedata.category(c) in REFUSED_NAME_CATEGORIES})
+    if bad:
+        raise TransferRefused(
+            f"the {what} {escaped(text)} holds control, format or line-separator characters "
+            f"({', '.join(bad[:10])}); they could make a log or a path read as another one"
+        )
+    return text
+
+
+def check_source_name(name: object) -> str:
+    """``name`` if it may name an export file: a relative path of plain segments (no leading
+    ``/``, no empty, ``.`` or ``..`` segment) that :func:`check_characters` accepts; else
+    :class:`TransferRefused`."""
+    name = check_characters(name, "source file name")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise TransferRefused(
+            f"the source file name {escaped(name)} is not a relative path of plain parts (no leading "
+            "'/', no empty, '.' or '..' part)"
+        )
+    return name
 
 
 class OpenedStream:
@@ -67,7 +119,8 @@ class OpenedStream:
 class SourceFile(ABC):
     """One output file of an export.
 
-    :param name: the file's path relative to the destination prefix (``part-0001.json.gz``).
+    :param name: the file's path relative to the destination prefix (``part-0001.json.gz``);
+        checked by :func:`check_source_name`.
     :param size: its exact size in bytes when the vendor listed one; checked against what arrives.
     :param size_range: ``(smallest, largest)`` byte counts the vendor's rounded size allows
         (Sitecore lists ``sizeKB``); checked against what the server announces and what arrives.
@@ -85,9 +138,7 @@ class SourceFile(ABC):
         attributes: Mapping[str, Any] | None = None,
         max_attempts: int = 5,
     ) -> None:
-        if not name or name.startswith("/") or ".." in name.split("/"):
-            raise ValueError(f"a source file name must be a relative path, got {name!r}")
-        self.name = name
+        self.name = check_source_name(name)
         self.size = size
         self.size_range = size_range
         self.attributes: dict[str, Any] = dict(attributes or {})
@@ -139,16 +190,46 @@ class SourceFile(ABC):
         that follow the ones already read, of the same version of the file. Raises
         :class:`SourceChanged` when the file changed in between (the caller starts it again),
         :class:`TransferIntegrityError` when sizes disagree with the listing or with what the
-        server announced, :class:`TransferCancelled` once ``cancellation`` is set.
+        server announced (as soon as a byte arrives past one of them: nothing past it is read on),
+        :class:`LimitExceeded` past :data:`limits.FILE_BYTES` when nothing says how big the file is,
+        :class:`TransferCancelled` once ``cancellation`` is set.
         """
         with cancellation.interrupting(self.interrupt) if cancellation else nullcontext():
             yield from self._read_all(chunk_size, cancellation)
+
+    def _byte_bound(self, total: int | None) -> tuple[int, str | None]:
+        """The most bytes this file may have, and what says so: the smallest of the server's
+        announced ``total``, the listed size and the top of the vendor's rounded size; when none
+        is known, :data:`limits.FILE_BYTES` (what says so is then ``None``)."""
+        known = [
+            (bound, why)
+            for bound, why in (
+                (total, "the server announced"),
+                (self.size, "the listing gives"),
+                (self.size_range[1] if self.size_range else None, "the vendor's listing allows at most"),
+            )
+            if bound is not None
+        ]
+        return min(known) if known else (limits.FILE_BYTES.value, None)
+
+    def _past_bound(self, received: int, bound: int, why: str | None) -> Exception:
+        """The error for a file that brought ``received`` bytes, past its ``bound``."""
+        if why is None:
+            return limits.FILE_BYTES.exceeded(
+                f"file {self.name}",
+                f"{received:,} bytes arrived and neither a listing nor the server said how many to expect",
+            )
+        return TransferIntegrityError(
+            f"{self.name}: the server sent more than {bound:,} bytes, but {why} {bound:,}; "
+            "stopped reading there"
+        )
 
     def _read_all(self, chunk_size: int, cancellation: Cancellation | None) -> Iterator[bytes]:
         offset = 0
         total: int | None = None
         validator: str | None = None
         failures = 0
+        bound, why = self._byte_bound(None)
         while True:
             if cancellation is not None:
                 cancellation.check()
@@ -160,6 +241,7 @@ class SourceFile(ABC):
                         if total is not None:
                             self.announced_size = total
                             self._check_size(total, "the server announced")
+                        bound, why = self._byte_bound(total)
                     progressed = False
                     for chunk in stream.chunks:
                         if skip:
@@ -169,12 +251,14 @@ class SourceFile(ABC):
                             chunk, skip = chunk[skip:], 0
                         if chunk:
                             offset += len(chunk)
+                            if offset > bound:  # checked before the bytes go on: none past it is used
+                                raise self._past_bound(offset, bound, why)
                             if not progressed:
                                 progressed, failures = True, 0
                                 self.made_progress()
                             yield chunk
                 break
-            except TransferError:
+            except (TransferError, LimitExceeded):
                 raise
             except Exception as exc:
                 if cancellation is not None:

@@ -1,5 +1,6 @@
 """S3SourceFile against moto: whole reads, ranged reads, resumes after real cut connections (through a
-proxy, since moto never drops one), a changed object refused by If-Match, and interruption."""
+proxy, since moto never drops one), a changed object refused by If-Match, interruption, and keys or
+names that could read another object or spoof a log."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ import time
 
 import pytest
 
-from airflow_provider_exports.exceptions import SourceChanged, TransferCancelled, TransferError
+from airflow_provider_exports.exceptions import (
+    SourceChanged,
+    TransferCancelled,
+    TransferError,
+    TransferRefused,
+)
 from airflow_provider_exports.transfers.engine import Cancellation
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
 
@@ -101,3 +107,30 @@ def test_a_cancellation_cuts_a_read_that_waits_for_bytes(s3_hook, s3, flaky_s3):
     thread.join(30)
     assert not thread.is_alive() and time.monotonic() - cancelled_at < 5
     assert len(outcome) == 1 and isinstance(outcome[0], TransferCancelled)
+
+
+@pytest.mark.parametrize(
+    "key", ["delivered/../finance/ledger.csv", "delivered/./export.csv", "../export.csv", "delivered/.."]
+)
+def test_a_key_with_a_dot_segment_is_refused_before_any_read(s3_hook, s3, flaky_s3, key):
+    # S3 keeps such a key as its own object, but a compatible store, proxy or gateway may fold it
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=b"planted")
+    with pytest.raises(TransferRefused, match=r"'\.' or '\.\.' part"):
+        S3SourceFile(s3_hook, s3.bucket, key)
+    assert flaky_s3.sent.count(b"GET /") == 0
+
+
+@pytest.mark.parametrize(
+    "key", ["delivered/\x1b[31mexport.csv", "delivered/export.csv\r\nINFO done", "delivered/\u202evsc.export"]
+)
+def test_a_key_that_could_spoof_a_log_is_refused_and_shown_escaped(s3_hook, s3, key):
+    with pytest.raises(TransferRefused, match="control, format or line-separator") as refused:
+        S3SourceFile(s3_hook, s3.bucket, key, "export.csv")
+    assert ascii(key) in str(refused.value) and str(refused.value).isprintable()
+
+
+def test_a_given_name_is_checked_like_any_source_name(s3_hook, s3):
+    with pytest.raises(TransferRefused, match="not a relative path"):
+        S3SourceFile(s3_hook, s3.bucket, "delivered/export.csv", "../export.csv")
+    with pytest.raises(TransferRefused, match="control"):
+        S3SourceFile(s3_hook, s3.bucket, "delivered/export.csv", "export\u2028.csv")

@@ -1,4 +1,5 @@
-"""Sources: resumable HTTP downloads from the Sitecore sandbox, expiry handling, integrity checks."""
+"""Sources: resumable HTTP downloads from the Sitecore sandbox, expiry handling, integrity checks,
+bounds on what a server sends, and names that could spoof a log or a path."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_exports.exceptions import (
+    LimitExceeded,
     SourceChanged,
     TransferError,
     TransferIntegrityError,
+    TransferRefused,
     VendorConnectionError,
 )
+from airflow_provider_exports.hooks._guard import HostGuard
+from airflow_provider_exports.hooks._http import HttpCore
 from airflow_provider_exports.transfers.engine import HttpSourceFile
 from airflow_provider_exports.transfers.engine.sources import presigned_expiry
+
+from .conftest import FAST_RETRY
 
 MIB = 1024 * 1024
 
@@ -179,11 +186,37 @@ def test_repr_and_errors_never_show_the_url(sitecore_job, sandbox):
     assert "X-Amz" not in str(failure.value)
 
 
-def test_names_must_be_relative_paths():
-    with pytest.raises(ValueError):
-        HttpSourceFile(None, "/etc/passwd", None, lambda: "")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        HttpSourceFile(None, "a/../../b", None, lambda: "")  # type: ignore[arg-type]
+@pytest.mark.parametrize("name", ["/etc/passwd", "a/../../b", "..", ".", "a/./b", "a//b", "dir/", ""])
+def test_names_must_be_relative_paths_of_plain_parts(name):
+    with pytest.raises(TransferRefused, match=r"not a relative path|non-empty"):
+        HttpSourceFile(None, name, None, lambda: "")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\x1b[31mpart-00000.json.gz",  # an ANSI escape: colours (or clears) the reader's terminal
+        "part.json\r\n[2026-01-01 00:00:00] INFO - all files verified",  # a forged log line
+        "part-\u202egz.nosj.json",  # right-to-left override: reads as part-json.json.gz
+        "part\u2066x\u2069.csv",  # isolate controls
+        "part\u200e.csv",  # left-to-right mark
+        "part\u061c.csv",  # Arabic letter mark
+        "part\u2028next.csv",  # line separator
+        "part\u2029next.csv",  # paragraph separator
+        "part\x00.csv",
+        "part\ud800.csv",  # a lone surrogate
+    ],
+)
+def test_names_that_could_spoof_a_log_or_a_path_are_refused_and_shown_escaped(name):
+    with pytest.raises(TransferRefused, match="control, format or line-separator") as refused:
+        HttpSourceFile(None, name, None, lambda: "")  # type: ignore[arg-type]
+    message = str(refused.value)
+    assert ascii(name) in message and message.isascii() and message.isprintable()
+
+
+@pytest.mark.parametrize("name", ["données-ü.csv", "名前/パート.json", "part 1\u00a0(copy).csv", "a-\U0001f600.csv"])
+def test_names_in_any_script_with_spaces_are_accepted(name):
+    assert HttpSourceFile(None, name, None, lambda: "").name == name  # type: ignore[arg-type]
 
 
 def _with_amz_date(url: str, *, hours_ago: float) -> str:
@@ -273,3 +306,112 @@ def test_a_window_that_does_not_start_where_asked_is_refused(sitecore_job, sandb
     sandbox.sitecore.faults.shift_range("/sitecore-cdp-exports/*", by_bytes=1000, times=1)
     with pytest.raises(TransferIntegrityError, match="from 1000"):
         _digest(_windowed(job.sources[0], MIB))
+
+
+# -- bounds: no byte is read past what the listing, the vendor's rounded size or the server allow -----
+
+ROGUE_PATH = "/sitecore-cdp-exports/rogue/part-00000.json.gz"
+
+
+@pytest.fixture
+def rogue(sandbox):
+    """An HttpSourceFile on a path of the Sitecore sandbox that a test's ``answer`` fault serves."""
+    cores: list[HttpCore] = []
+
+    def make(**kwargs) -> HttpSourceFile:
+        url = sandbox.sitecore.url + ROGUE_PATH
+        # the sandbox is the connection's own host, as a Sitecore hook's guard says (tests/conftest)
+        core = HttpCore("Sitecore CDP", retry=FAST_RETRY, guard=HostGuard.for_connection("Sitecore CDP", [url]))
+        cores.append(core)
+        return HttpSourceFile(core, "part-00000.json.gz", kwargs.pop("size", None), lambda: url, url=url, **kwargs)
+
+    yield make
+    for core in cores:
+        core.close()
+
+
+def _bytes_before_failure(source) -> tuple[int, BaseException]:
+    """How many bytes ``source`` delivered before it failed, and the failure."""
+    got = 0
+    try:
+        for chunk in source.iter_bytes(64 * 1024):
+            got += len(chunk)
+    except Exception as exc:
+        return got, exc
+    raise AssertionError(f"the whole body was read ({got} bytes) and nothing refused it")
+
+
+def _unannounced(sandbox, body: bytes, **kwargs) -> None:
+    """The rogue path answers ``body`` chunked: no Content-Length says how long it is."""
+    sandbox.sitecore.faults.answer(ROGUE_PATH, body=body, headers={"transfer-encoding": "chunked"}, **kwargs)
+
+
+def test_a_body_longer_than_the_listed_size_stops_at_the_size(sandbox, rogue):
+    _unannounced(sandbox, b"x" * (8 * MIB))
+    got, failure = _bytes_before_failure(rogue(size=MIB))
+
+    assert isinstance(failure, TransferIntegrityError)
+    assert "more than 1,048,576 bytes, but the listing gives 1,048,576" in str(failure)
+    assert got <= MIB  # main read all 8 MiB, then compared
+
+
+def test_a_body_longer_than_the_vendors_rounded_size_stops_at_its_top(sandbox, rogue):
+    _unannounced(sandbox, b"x" * (8 * MIB))
+    got, failure = _bytes_before_failure(rogue(size_range=(MIB - 1024, MIB)))
+
+    assert isinstance(failure, TransferIntegrityError)
+    assert "the vendor's listing allows at most 1,048,576" in str(failure)
+    assert got <= MIB
+
+
+def test_a_file_nothing_bounds_stops_at_max_file_bytes(sandbox, rogue, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_FILE_BYTES", str(2 * MIB))
+    _unannounced(sandbox, b"x" * (8 * MIB))
+    got, failure = _bytes_before_failure(rogue())
+
+    assert isinstance(failure, LimitExceeded) and failure.limit == "max_file_bytes"
+    assert "part-00000.json.gz" in str(failure) and "AIRFLOW__EXPORTS__MAX_FILE_BYTES" in str(failure)
+    assert got <= 2 * MIB
+
+
+def test_a_file_within_max_file_bytes_is_read_whole(sandbox, rogue, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_FILE_BYTES", str(2 * MIB))
+    body = b"y" * (2 * MIB)
+    _unannounced(sandbox, body)
+
+    assert b"".join(rogue().iter_bytes()) == body
+
+
+def test_a_resume_is_bounded_by_the_total_the_first_answer_announced(sitecore_job, sandbox):
+    job = sitecore_job("announced", target_bytes=2 * MIB)
+    size = job.expected[0][1]
+    # the first answer announces the file's size and is cut; the resume's answer ignores Range and
+    # If-Range and sends a body of no announced length, far longer than the file
+    sandbox.sitecore.faults.drop_connection("/sitecore-cdp-exports/*", after_bytes=MIB, times=1)
+    sandbox.sitecore.faults.answer(
+        "/sitecore-cdp-exports/*", body=b"z" * (16 * MIB), headers={"transfer-encoding": "chunked"}
+    )
+    got, failure = _bytes_before_failure(job.sources[0])
+
+    assert isinstance(failure, TransferIntegrityError)
+    assert f"but the server announced {size:,}" in str(failure)
+    assert got <= size
+
+
+def test_a_windowed_read_of_unknown_total_stops_at_max_file_bytes(sandbox, rogue, monkeypatch):
+    window = 64 * 1024
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_FILE_BYTES", str(4 * window))
+    # every window is answered in full with an unknown total (`/*`): the server never says the end
+    for i in range(8):
+        sandbox.sitecore.faults.answer(
+            ROGUE_PATH,
+            status=206,
+            body=b"w" * window,
+            headers={"Content-Range": f"bytes {i * window}-{(i + 1) * window - 1}/*"},
+        )
+    got, failure = _bytes_before_failure(rogue(window=window))
+
+    assert isinstance(failure, LimitExceeded) and failure.limit == "max_file_bytes"
+    assert got <= 4 * window
+    # it stopped in the fifth window: the last three were never asked for
+    assert len(sandbox.sitecore.requests_to(ROGUE_PATH)) == 5
