@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError
+from airflow_provider_exports.exceptions import ExportConfigError, LimitExceeded, TransferError
+from airflow_provider_exports.utils import limits
 
 FORMATS = ("jsonl", "csv", "parquet")
 _EXTENSIONS = {
@@ -65,31 +66,51 @@ def detect_format(name: str, file_format: str | None = None) -> str:
     )
 
 
-def gunzip(chunks: Iterable[bytes], out_size: int = 1 << 20) -> Iterator[bytes]:
+def gunzip(chunks: Iterable[bytes], out_size: int = 1 << 20, *, name: str = "the file") -> Iterator[bytes]:
     """Decompress a gzip stream (several members allowed) without inflating more than
-    ``out_size`` bytes at a time, so a small chunk of a very compressible file stays small."""
+    ``out_size`` bytes at a time, so a small chunk of a very compressible file stays small.
+
+    A gzip bomb stops: past :data:`limits.DECOMPRESSION_FLOOR` inflated bytes, the stream may
+    inflate to at most :data:`limits.DECOMPRESSION_RATIO` times the compressed bytes consumed so
+    far (:class:`LimitExceeded`, naming ``name``).
+    """
+    ratio = limits.DECOMPRESSION_RATIO.value
     d = zlib.decompressobj(wbits=31)
     fed = False
+    consumed = inflated = 0
     try:
         for chunk in chunks:
             data = chunk
             while data:
                 fed = True
                 out = d.decompress(data, out_size)
+                rest = d.unused_data if d.eof else d.unconsumed_tail
+                consumed += len(data) - len(rest)
                 if out:
+                    inflated += len(out)
+                    if inflated > limits.DECOMPRESSION_FLOOR and inflated > ratio * consumed:
+                        raise _bomb(name, inflated, consumed, ratio)
                     yield out
                 if d.eof:
-                    data, d, fed = d.unused_data, zlib.decompressobj(wbits=31), False
-                else:
-                    data = d.unconsumed_tail
+                    d, fed = zlib.decompressobj(wbits=31), False
+                data = rest
     except zlib.error as exc:
-        raise TransferError(f"the file is not valid gzip: {exc}") from None
+        raise TransferError(f"{name} is not valid gzip: {exc}") from None
     if fed and not d.eof:
-        raise TransferError("the gzip stream ended before its end marker (truncated file)")
+        raise TransferError(f"{name} ended before its gzip end marker (truncated file)")
 
 
-def maybe_gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The stream, decompressed if it starts with the gzip magic bytes, else unchanged."""
+def _bomb(name: str, inflated: int, consumed: int, ratio: int) -> LimitExceeded:
+    return limits.DECOMPRESSION_RATIO.exceeded(
+        name,
+        f"{consumed:,} compressed bytes inflated to {inflated:,} ({inflated // max(consumed, 1):,} times as "
+        f"many; a gzip bomb?)",
+        ratio,
+    )
+
+
+def maybe_gunzip(chunks: Iterable[bytes], *, name: str = "the file") -> Iterator[bytes]:
+    """The stream, decompressed (:func:`gunzip`) if it starts with the gzip magic bytes, else unchanged."""
     it = iter(chunks)
     head = b""
     for chunk in it:
@@ -103,7 +124,7 @@ def maybe_gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield head
         yield from it
 
-    return gunzip(rest()) if head[:2] == _GZIP_MAGIC else rest()
+    return gunzip(rest(), name=name) if head[:2] == _GZIP_MAGIC else rest()
 
 
 class ChunkReader(io.RawIOBase):
@@ -146,15 +167,71 @@ def _json_text(value: Any) -> Any:
     return value
 
 
+class _LineBound:
+    """Refuses a line longer than :data:`limits.JSON_LINE` bytes as a stream's chunks pass, a
+    line spread over many chunks included: the chunks are looked at, never joined for it."""
+
+    def __init__(self) -> None:
+        self.max_bytes = limits.JSON_LINE.value
+        #: bytes of the line that has not ended yet
+        self.open_bytes = 0
+
+    def check(self, chunk: bytes, open_line: Callable[[], int]) -> int:
+        """Check the stream's next ``chunk``; ``open_line()`` gives the number of the line still
+        open when it starts (called only for an error). Returns where the chunk's first newline
+        is, -1 if it has none."""
+        first = chunk.find(b"\n")
+        if first < 0:
+            self.open_bytes += len(chunk)
+            if self.open_bytes > self.max_bytes:
+                raise self._too_long(open_line(), self.open_bytes)
+            return first
+        if self.open_bytes + first > self.max_bytes:
+            raise self._too_long(open_line(), self.open_bytes + first)
+        last = chunk.rfind(b"\n")
+        if last - first - 1 > self.max_bytes:  # a whole line longer than the bound fits between them
+            self._check_inside(chunk, first, last, open_line)
+        self.open_bytes = len(chunk) - last - 1
+        if self.open_bytes > self.max_bytes:
+            raise self._too_long(open_line() + chunk.count(b"\n"), self.open_bytes)
+        return first
+
+    def _check_inside(self, chunk: bytes, first: int, last: int, open_line: Callable[[], int]) -> None:
+        """Check the lines that start and end inside ``chunk`` (between its first and last newline)."""
+        start, number = first + 1, 1
+        while start <= last:
+            end = chunk.find(b"\n", start)
+            if end - start > self.max_bytes:
+                raise self._too_long(open_line() + number, end - start)
+            start, number = end + 1, number + 1
+
+    def _too_long(self, line_no: int, found: int) -> LimitExceeded:
+        return limits.JSON_LINE.exceeded(f"line {line_no}", f"{found:,} bytes or more in one line")
+
+
 def read_jsonl(chunks: Iterable[bytes], *, batch_size: int = 10_000, first_line: int = 1) -> Iterator[Batch]:
     """JSON lines: one object per line; blank lines are skipped. Columns of a batch are the keys
     of its rows, in order of first appearance. ``first_line``: the number of the stream's first
-    line in its file (for error messages)."""
+    line in its file (for error messages). A line longer than :data:`limits.JSON_LINE` is
+    refused (:class:`LimitExceeded`)."""
+    bound = _LineBound()
     pending: list[bytes] = []
-    tail = b""
+    open_parts: list[bytes] = []  # the line not ended yet, joined once when it ends
+
+    def open_line() -> int:
+        return first_line + len(pending)
+
     for chunk in chunks:
-        lines = (tail + chunk).split(b"\n")
-        tail = lines.pop()
+        if bound.check(chunk, open_line) < 0:
+            if chunk:
+                open_parts.append(chunk)
+            continue
+        lines = chunk.split(b"\n")
+        if open_parts:
+            open_parts.append(lines[0])
+            lines[0] = b"".join(open_parts)
+        last = lines.pop()
+        open_parts = [last] if last else []
         pending.extend(lines)
         while len(pending) >= batch_size:
             batch, pending = pending[:batch_size], pending[batch_size:]
@@ -162,8 +239,8 @@ def read_jsonl(chunks: Iterable[bytes], *, batch_size: int = 10_000, first_line:
             first_line += len(batch)
             if records:
                 yield _batch_from_records(records, flat=flat)
-    if tail:
-        pending.append(tail)
+    if open_parts:
+        pending.append(b"".join(open_parts))
     records, flat = _parse_lines(pending, first_line)
     if records:
         yield _batch_from_records(records, flat=flat)
@@ -245,9 +322,30 @@ def read_csv(
     """CSV (RFC 4180 quoting, UTF-8 with or without BOM); an empty field is NULL.
 
     :param header: whether the first row names the columns; without one, ``columns`` must.
+
+    A field longer than the ``csv`` module's field size limit (an unclosed quote runs into it),
+    text that is not UTF-8 or a ragged row raise :class:`TransferError` naming the line.
     """
     text = io.TextIOWrapper(io.BufferedReader(ChunkReader(chunks), 1 << 20), encoding="utf-8-sig", newline="")
     reader = csv.reader(text, delimiter=delimiter)
+    try:
+        yield from _csv_batches(reader, batch_size, header, columns)
+    except csv.Error as exc:
+        hint = ""
+        if "field limit" in str(exc):
+            hint = (
+                f" (a field of more than {csv.field_size_limit():,} characters, or a quote opened "
+                "and never closed before it)"
+            )
+        raise TransferError(f"CSV line {reader.line_num}: {exc}{hint}") from None
+    except UnicodeDecodeError as exc:
+        raise TransferError(f"CSV after line {reader.line_num}: not UTF-8 text ({exc.reason})") from None
+
+
+def _csv_batches(
+    reader: Any, batch_size: int, header: bool, columns: Sequence[str] | None
+) -> Iterator[Batch]:
+    """The rows of ``reader`` (a ``csv.reader``) in batches, under the header or ``columns``."""
     if header:
         first = next(reader, None)
         if first is None:
@@ -533,14 +631,22 @@ JSONL_BLOCK_BYTES = 8 << 20
 _PLAIN_ARROW_JSON = ("int64", "double", "bool", "string", "null")
 
 
-def _split_blocks(chunks: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
-    """The stream cut after newlines into blocks of about ``block_bytes`` (a longer line is a block)."""
+def _split_blocks(chunks: Iterable[bytes], block_bytes: int, first_line: int = 1) -> Iterator[tuple[bytes, int]]:
+    """The stream cut after newlines into blocks of about ``block_bytes`` (a longer line is a
+    block), each with the number of its first line. A line longer than :data:`limits.JSON_LINE`
+    is refused (:class:`LimitExceeded`) before it is joined."""
+    bound = _LineBound()
     pending: list[bytes] = []
     size = 0
+
+    def open_line() -> int:
+        return first_line + sum(part.count(b"\n") for part in pending)
+
     for chunk in chunks:
+        first = bound.check(chunk, open_line)
         pending.append(chunk)
         size += len(chunk)
-        if size < block_bytes or b"\n" not in chunk:
+        if size < block_bytes or first < 0:
             continue
         data = b"".join(pending) if len(pending) > 1 else chunk
         at = 0
@@ -550,13 +656,15 @@ def _split_blocks(chunks: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
                 cut = data.find(b"\n", at + block_bytes) + 1
                 if cut <= 0:
                     break
-            yield data[at:cut]
+            block = data[at:cut]
+            yield block, first_line
+            first_line += block.count(b"\n")
             at = cut
         rest = data[at:]
         pending, size = ([rest], len(rest)) if rest else ([], 0)
     data = b"".join(pending)
     if data:
-        yield data
+        yield data, first_line
 
 
 def read_jsonl_columnar(
@@ -569,21 +677,19 @@ def read_jsonl_columnar(
     strings (a column it reads as timestamps is read again as strings), NULLs, and fractions
     whose column holds no JSON integer. Any other block — nested values, a column of mixed kinds,
     integers beyond int64, a line pyarrow refuses — is read by :func:`read_jsonl`, which gives the
-    same rows and values and names a bad line; the sink types both alike. Memory: one block.
+    same rows and values and names a bad line; the sink types both alike. Memory: one block (a
+    line longer than :data:`limits.JSON_LINE` is refused).
     """
     import pyarrow as pa
     import pyarrow.json as pj
 
-    first_line = 1
     as_strings: dict[str, Any] = {}  # columns pyarrow would read as timestamps
-    for block in _split_blocks(chunks, block_bytes or JSONL_BLOCK_BYTES):
-        lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    for block, first_line in _split_blocks(chunks, block_bytes or JSONL_BLOCK_BYTES):
         table = _arrow_jsonl_block(block, as_strings, pa, pj)
         if table is None:
             yield from read_jsonl([block], batch_size=batch_size, first_line=first_line)
         elif table.num_rows:
             yield ArrowBatch(list(table.column_names), table)
-        first_line += lines
 
 
 def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any], pa: Any, pj: Any) -> Any:

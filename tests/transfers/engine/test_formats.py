@@ -1,4 +1,4 @@
-"""Streaming readers: gzip, JSON lines, CSV, Parquet."""
+"""Streaming readers: gzip, JSON lines, CSV, Parquet; the bounds on what they inflate and join."""
 
 from __future__ import annotations
 
@@ -6,13 +6,20 @@ import gzip
 import io
 import json
 import zlib
+from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import pytest
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    LimitExceeded,
+    TransferError,
+    TransferRefused,
+)
 from airflow_provider_exports.transfers.engine import formats
 from airflow_provider_exports.transfers.engine.formats import (
+    ArrowBatch,
     arrow_sql_type,
     detect_format,
     gunzip,
@@ -22,6 +29,7 @@ from airflow_provider_exports.transfers.engine.formats import (
     read_jsonl,
     read_parquet,
 )
+from airflow_provider_exports.utils import limits
 
 
 def _chunks(data: bytes, size: int = 7) -> list[bytes]:
@@ -60,6 +68,45 @@ def test_gunzip_notices_a_truncated_file():
         b"".join(gunzip([b"\x1f\x8b\x08garbage-garbage"]))
 
 
+MIB = 1 << 20
+
+
+def _gzip_of_zeros(inflated: int) -> Iterator[bytes]:
+    """A gzip stream of ``inflated`` zero bytes (1 GiB is about 1 MiB of it), compressed as it is
+    read: the test never holds the inflated bytes, nor all of the compressed ones."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+    zeros = bytes(MIB)
+    for _ in range(inflated // MIB):
+        if out := packer.compress(zeros):
+            yield out
+    yield packer.flush()
+
+
+def test_a_gzip_bomb_stops_past_the_floor_at_the_ratio():
+    inflated = 0
+    with pytest.raises(LimitExceeded) as refused:
+        for piece in gunzip(_gzip_of_zeros(1 << 30)):
+            inflated += len(piece)
+
+    assert refused.value.limit == "max_decompression_ratio" and refused.value.value == 250
+    assert "AIRFLOW__EXPORTS__MAX_DECOMPRESSION_RATIO" in str(refused.value)
+    # it stopped within a piece of the floor, not at 1 GiB
+    assert inflated <= limits.DECOMPRESSION_FLOOR + MIB
+
+
+def test_a_gzip_bomb_stops_behind_maybe_gunzip_too_and_is_named():
+    with pytest.raises(LimitExceeded, match=r"^part-00000\.json\.gz: .* compressed bytes inflated to"):
+        for _ in maybe_gunzip(_gzip_of_zeros(1 << 30), name="part-00000.json.gz"):
+            pass
+
+
+def test_a_raised_decompression_ratio_lets_a_very_compressible_file_through(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_DECOMPRESSION_RATIO", "5000")  # zeros inflate ~1030 times
+    assert sum(map(len, gunzip(_gzip_of_zeros(limits.DECOMPRESSION_FLOOR + 8 * MIB)))) == (
+        limits.DECOMPRESSION_FLOOR + 8 * MIB
+    )
+
+
 def test_maybe_gunzip_passes_plain_bytes_through():
     assert b"".join(maybe_gunzip([b"a", b"bc"])) == b"abc"
     assert b"".join(maybe_gunzip(_chunks(gzip.compress(b"abc"), 1))) == b"abc"
@@ -86,6 +133,82 @@ def test_jsonl_batches_union_of_keys_and_nested_values_as_json_text():
 def test_jsonl_errors_name_the_line(body, message):
     with pytest.raises(TransferError, match=message):
         list(read_jsonl([body]))
+
+
+def test_a_jsonl_line_longer_than_the_bound_is_refused_by_number(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_JSON_LINE_BYTES", "1000")
+    long_line = b'{"a": "' + b"x" * 5000 + b'"}\n'  # valid JSON: only its length is wrong
+    body = b'{"a": 1}\n{"a": 2}\n' + long_line + b'{"a": 4}\n'
+
+    with pytest.raises(LimitExceeded, match=r"^line 3: [0-9,]+ bytes or more in one line, past the bound of 1,000") as refused:
+        list(read_jsonl(_chunks(body, 7), batch_size=1))
+    assert refused.value.limit == "max_json_line_bytes"
+    # the same within one chunk, and as the last line without its newline
+    with pytest.raises(LimitExceeded, match="line 3: "):
+        list(read_jsonl([body]))
+    with pytest.raises(LimitExceeded, match="line 2: "):
+        list(read_jsonl(_chunks(b'{"a": 1}\n' + long_line[:-1], 100)))
+
+
+def test_a_jsonl_line_at_the_bound_is_read(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_JSON_LINE_BYTES", "1000")
+    line = b'{"a": "' + b"x" * 991 + b'"}'
+    assert len(line) == 1000
+    for body in (line + b"\n" + line + b"\n", line):
+        for size in (7, 999, 1000, 1001, 5000):
+            rows = [r for b in read_jsonl(_chunks(body, size)) for r in b.rows]
+            assert rows == [("x" * 991,)] * body.count(line)
+
+
+def test_a_line_without_end_is_refused_before_it_is_joined(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_JSON_LINE_BYTES", str(4 * MIB))
+    fed = 0
+
+    def no_line_end() -> Iterator[bytes]:  # 16 MiB without a newline
+        nonlocal fed
+        piece = b"x" * (64 * 1024)
+        for _ in range(256):
+            fed += len(piece)
+            yield piece
+
+    with pytest.raises(LimitExceeded, match="line 1: "):
+        list(read_jsonl(no_line_end()))
+    assert fed <= 4 * MIB + 64 * 1024  # nothing read past the bound
+
+
+def test_columnar_jsonl_refuses_a_line_longer_than_the_bound(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_JSON_LINE_BYTES", "1000")
+    short = b'{"a": 1}\n' * 100  # blocks of ~400 bytes go by first
+    body = short + b'{"a": "' + b"y" * 3000 + b'"}\n'
+
+    with pytest.raises(LimitExceeded, match="line 101: ") as refused:
+        list(formats.read_jsonl_columnar(_chunks(body, 64), block_bytes=400))
+    assert refused.value.limit == "max_json_line_bytes"
+
+
+def test_columnar_jsonl_errors_name_the_line_across_blocks():
+    body = b'{"a": 1}\n' * 100 + b'{"a": \n'
+    with pytest.raises(TransferError, match="line 101 is not valid JSON"):
+        list(formats.read_jsonl_columnar(_chunks(body, 64), block_bytes=400))
+    batches = list(formats.read_jsonl_columnar(_chunks(b'{"a": 1}\n' * 100, 64), block_bytes=400))
+    assert sum(b.num_rows for b in batches if isinstance(b, ArrowBatch)) == 100
+
+
+def test_csv_a_field_past_the_csv_modules_limit_is_a_transfer_error_naming_the_line():
+    body = b"id,note\n1,a\n2," + b"x" * 200_000 + b"\n"
+    with pytest.raises(TransferError, match=r"CSV line 3: field larger than field limit \(131072\) \(a field of more"):
+        list(read_csv(_chunks(body, 4096)))
+
+
+def test_csv_an_unclosed_quote_is_a_transfer_error_naming_the_line():
+    body = b"id,note\n1,a\n2,\"never closed\n" + b"3,b\n" * 40_000
+    with pytest.raises(TransferError, match=r"CSV line \d+: field larger than field limit .*never closed"):
+        list(read_csv(_chunks(body, 4096)))
+
+
+def test_csv_that_is_not_utf8_is_a_transfer_error():
+    with pytest.raises(TransferError, match="not UTF-8"):
+        list(read_csv([b"id,note\n1,caf\xe9\n"]))
 
 
 def test_csv_quoting_bom_empty_fields_and_pipes():
