@@ -1,4 +1,5 @@
-"""The runner: concurrency, cancellation, integrity, the summary, progress lines."""
+"""The runner: concurrency, cancellation, integrity, the summary, progress lines, and a file past a
+bound (its size, a gzip bomb) leaving nothing at the destination."""
 
 from __future__ import annotations
 
@@ -7,18 +8,28 @@ import json
 import logging
 import threading
 import time
+import zlib
 
 import pytest
 
 from airflow_provider_exports.exceptions import (
     ExportConfigError,
+    LimitExceeded,
     TransferCancelled,
     TransferIntegrityError,
     TransferRefused,
 )
-from airflow_provider_exports.transfers.engine import Cancellation, S3Sink, SqlSink, run_transfer
+from airflow_provider_exports.hooks._guard import HostGuard
+from airflow_provider_exports.hooks._http import HttpCore
+from airflow_provider_exports.transfers.engine import (
+    Cancellation,
+    HttpSourceFile,
+    S3Sink,
+    SqlSink,
+    run_transfer,
+)
 
-from .conftest import LocalFileSource
+from .conftest import FAST_RETRY, LocalFileSource
 
 MIB = 1024 * 1024
 
@@ -152,3 +163,49 @@ def test_the_sha256_hashed_beside_the_reader_is_the_files_own():
     stopped.update(b"x" * MIB)
     stopped.close()  # a file that failed midway: the thread ends
     assert not any(t.name == "transfer-sha256" and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.fixture
+def served(sandbox):
+    """An HttpSourceFile of ``name`` on the Sitecore sandbox, whose body a test's ``answer`` fault serves."""
+    cores: list[HttpCore] = []
+
+    def make(name: str, body: bytes, *, size: int | None = None, headers: dict | None = None) -> HttpSourceFile:
+        path = f"/sitecore-cdp-exports/served/{name}"
+        sandbox.sitecore.faults.answer(path, body=body, headers=headers or {})
+        url = sandbox.sitecore.url + path
+        # the sandbox is the connection's own host, as a Sitecore hook's guard says (tests/conftest)
+        core = HttpCore("Sitecore CDP", retry=FAST_RETRY, guard=HostGuard.for_connection("Sitecore CDP", [url]))
+        cores.append(core)
+        return HttpSourceFile(core, name, size, lambda: url, url=url)
+
+    yield make
+    for core in cores:
+        core.close()
+
+
+def _nothing_at(s3) -> bool:
+    return s3.keys() == [] and s3.client().list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+
+
+def test_a_file_past_max_file_bytes_fails_the_run_and_leaves_nothing(served, s3, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_FILE_BYTES", str(6 * MIB))
+    # no listing and no Content-Length: only the bound stops it
+    source = served("part-00000.csv", b"a,b\n" * (4 * MIB), headers={"transfer-encoding": "chunked"})
+
+    with pytest.raises(LimitExceeded, match="max_file_bytes"):
+        run_transfer([source], S3Sink(s3.bucket, "u", part_size=5 * MIB), vendor="V", export_ref="e", job_ref="j")
+    assert _nothing_at(s3)
+
+
+def test_a_gzip_bomb_fails_the_run_and_leaves_nothing(served, s3):
+    # 256 MiB of zeros in 4 gzip members of 64 MiB (one file, as `cat a.gz b.gz` makes): about 260 kB
+    member = zlib.compressobj(6, zlib.DEFLATED, 31)
+    one = member.compress(bytes(64 * MIB)) + member.flush()
+    bomb = one * 4
+    source = served("part-00000.json.gz", bomb, size=len(bomb))  # the vendor lists its size honestly
+
+    with pytest.raises(LimitExceeded, match="max_decompression_ratio"):
+        run_transfer([source], S3Sink(s3.bucket, "b", part_size=5 * MIB, decompress=True), vendor="V",
+                     export_ref="e", job_ref="j")
+    assert _nothing_at(s3)
