@@ -1,0 +1,71 @@
+"""CSV records counted as COPY splits them, whatever the chunks; a ``\\.`` record quoted on the way."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from airflow_provider_exports.transfers.engine.sql.csv_records import CsvRecords, first_break
+
+SAMPLES = {
+    "plain": b"id,v\n1,a\n2,b\n",
+    "crlf": b"id,v\r\n1,a\r\n2,b\r\n",
+    "no final break": b"id,v\n1,a\n2,b",
+    "quoted breaks": b'id,v\n1,"two\nlines"\n2,"cr\r\nlf"\n3,"q""uote\n"\n',
+    "every field quoted": b'"id","v"\r\n"1","a,b"\r\n"2",""""\r\n',
+    "empty fields": b"id,v\n,\n\n1,\n",
+    "quoted header": b'"i\nd",v\n1,a\n',
+    "backslashes": b'p\n\\\\server\\share\n"\n\\."\n\\.x\n',
+    "cr only": b"id,v\r1,a\r2,b\r",
+}
+
+
+def counted(data: bytes, sizes: list[int]) -> tuple[int, bytes]:
+    """The record count and the bytes sent on, feeding ``data`` in chunks of ``sizes`` (cycled)."""
+    records, out, at, i = CsvRecords(), [], 0, 0
+    while at < len(data):
+        size = sizes[i % len(sizes)]
+        out.append(records.feed(data[at : at + size]))
+        at, i = at + size, i + 1
+    out.append(records.close())
+    return records.records, b"".join(out)
+
+
+def python_csv(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode(), newline=""), strict=True))
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_records_are_counted_whatever_the_chunks(name):
+    data = SAMPLES[name]
+    expected = len(python_csv(data))
+
+    # whole, byte by byte, and cut at every offset
+    assert counted(data, [len(data)]) == (expected, data)
+    assert counted(data, [1]) == (expected, data)
+    for cut in range(1, len(data)):
+        assert counted(data, [cut, len(data)]) == (expected, data), cut
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+def test_a_record_that_is_only_backslash_dot_is_quoted_to_the_same_value(eol):
+    data = eol.join([b"note", b"first", b"\\.", b"third", b'"in\n\\.\nquotes"', b"\\.x", b"\\."])
+    quoted = eol.join([b"note", b"first", b'"\\."', b"third", b'"in\n\\.\nquotes"', b"\\.x", b'"\\."'])
+
+    for cut in range(1, len(data)):
+        assert counted(data, [cut, len(data)]) == (7, quoted), cut
+    assert counted(data, [1]) == (7, quoted)
+    assert python_csv(quoted) == python_csv(data)
+
+
+def test_an_empty_stream_has_no_record():
+    assert counted(b"", [1]) == (0, b"")
+    assert counted(b"\n", [1]) == (1, b"\n")
+
+
+def test_first_break_is_outside_quotes():
+    assert first_break(b'"a\nb",c\r\nd') == 7
+    assert first_break(b'a"\n') == -1
+    assert first_break(b'b"\nc', in_quote=1) == 2
