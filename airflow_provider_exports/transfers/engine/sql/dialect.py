@@ -5,8 +5,9 @@ casts), the transaction (the load lock, savepoints, commit, rollback), the catal
 columns, temporary staging tables) and the fast way to write rows. :class:`Dialect` itself is the
 generic one, for any ``DbApiHook``: ANSI SQL, the hook's placeholder, ``executemany`` in batches,
 ``CREATE TEMPORARY TABLE``; it claims neither transactional DDL nor savepoints nor a lock between
-loads (the manifest table's unique key stops a second load of the same job). PostgreSQL
-(:mod:`.postgres`) and SQLite (:mod:`.sqlite`) refine it; :func:`dialect_for` picks one.
+loads (the manifest table's unique key stops a second load of the same job), nor a row count it can
+trust (:meth:`Dialect.rows_written`). PostgreSQL (:mod:`.postgres`) and SQLite (:mod:`.sqlite`)
+refine it; :func:`dialect_for` picks one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow_provider_exports.exceptions import TransferError
 from airflow_provider_exports.transfers.engine.formats import Batch
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.sink import Cancellation
 
 log = logging.getLogger(__name__)
+
+
+class Written(NamedTuple):
+    """What one write into a table did: the rows it sent, and the rows the database says it took
+    (``None`` where the driver's count is not trusted: :meth:`Dialect.rows_written`)."""
+
+    sent: int
+    taken: int | None
 
 
 class Dialect:
@@ -188,6 +197,20 @@ class Dialect:
 
     # -- loading ------------------------------------------------------------------------------
 
+    def rows_written(self, cur: Any) -> int | None:
+        """The rows the statement just run on ``cur`` wrote, as the driver reports them; ``None``
+        where its report is not to be trusted.
+
+        Generic: ``None``. DB-API leaves ``rowcount`` after ``executemany`` to the driver, and
+        drivers differ (the sum, the last statement's count, ``-1``, even ``0``), so a count from an
+        unknown driver could refuse a good load. What is checked instead: rows staged in a table
+        only this load writes (a session stage, a new table, a group's staging table) are counted
+        with ``count(*)`` before they move on; rows ``executemany`` inserts straight into an existing
+        table are not counted again (each one is bound as its own ``INSERT``: no byte of the data
+        can end it early, as ``\\.`` ends a COPY).
+        """
+        return None
+
     def bindable(self, batch: Batch) -> Sequence[tuple[Any, ...]]:
         """The batch's rows as the driver can bind them."""
         return batch.rows
@@ -198,10 +221,12 @@ class Dialect:
         batches: Iterable[Batch],
         prepare: Callable[[Batch], None],
         cancellation: Cancellation,
-    ) -> int:
+    ) -> Written:
         """Insert every batch into ``table`` (quoted, possibly qualified); ``prepare`` runs before a
-        batch whose columns differ from the previous one's. Returns the rows written."""
-        rows = 0
+        batch whose columns differ from the previous one's. Returns the rows sent, and taken as far
+        as the driver says (:meth:`rows_written` of every ``executemany``)."""
+        sent, taken = 0, 0
+        trusted = True
         cur = self.conn.cursor()
         last: list[str] | None = None
         ph = self.placeholder
@@ -215,10 +240,13 @@ class Dialect:
                     cols = ", ".join(self.quote(c) for c in batch.columns)
                     sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join([ph] * len(batch.columns))})"
                 cur.executemany(sql, self.bindable(batch))
-                rows += len(batch.rows)
+                sent += len(batch.rows)
+                written = self.rows_written(cur) if batch.rows else 0
+                trusted = trusted and written is not None
+                taken += written or 0
         finally:
             cur.close()
-        return rows
+        return Written(sent, taken if trusted else None)
 
     def copy_csv(
         self,
@@ -229,9 +257,9 @@ class Dialect:
         delimiter: str,
         header: bool,
         cancellation: Cancellation,
-    ) -> int:
+    ) -> int | None:
         """CSV bytes (the header included when ``header``) straight into ``table``; only where
-        :attr:`csv_passthrough`."""
+        :attr:`csv_passthrough`. Returns the rows the database says it took (:meth:`rows_written`)."""
         raise TransferError(f"the {self.name} dialect cannot take CSV bytes directly")
 
 

@@ -4,7 +4,10 @@ Rows go in through ``COPY ... FROM STDIN``: CSV bytes straight into ``COPY ... (
 JSON lines and Parquet read by pyarrow as CSV written column-wise (:mod:`.columnar`); row
 batches (JSON lines pyarrow cannot read exactly, or without pyarrow) through psycopg 3's
 ``copy.write_row`` (formatted in C), or, with psycopg2, encoded to COPY's text format here
-(:func:`encode_copy_text`). A load holds
+(:func:`encode_copy_text`). Every ``COPY`` reports the rows it took (``rowcount``, both drivers),
+and so do ``executemany`` and ``INSERT ... SELECT``: the sink compares them with the rows it read.
+The CSV pass-through's bytes are counted (and a ``\\.`` line, COPY's end of data up to PostgreSQL
+17, quoted) on the way, by :class:`.csv_records.CsvRecords`. A load holds
 ``pg_advisory_xact_lock`` on a 64-bit hash of (database, schema-qualified table) from ``begin`` to
 its commit or rollback, so loads of one table run one after another.
 """
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.transfers.engine.formats import Batch, ChunkReader
 from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch
-from airflow_provider_exports.transfers.engine.sql.dialect import Dialect
+from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, Written
 from airflow_provider_exports.transfers.engine.sql.types import FinalType
 
 if TYPE_CHECKING:
@@ -103,14 +106,21 @@ class PostgresDialect(Dialect):
         super().index_stage(stage, columns)
         self.execute(f"ANALYZE {self.quote(stage)}").close()  # autovacuum never sees temporary tables
 
+    def rows_written(self, cur: Any) -> int | None:
+        """``rowcount``: psycopg 3 and psycopg2 report the rows of a COPY, an ``INSERT ... SELECT``
+        and (summed) an ``executemany``."""
+        count = cur.rowcount
+        return None if count is None or count < 0 else int(count)
+
     def write_batches(
         self,
         table: str,
         batches: Iterable[Batch],
         prepare: Callable[[Batch], None],
         cancellation: Cancellation,
-    ) -> int:
+    ) -> Written:
         rows = 0
+        taken: int | None = 0
         cur = self.conn.cursor()
         try:
             # one COPY per run of batches with the same columns (JSON lines may vary between batches)
@@ -140,9 +150,11 @@ class PostgresDialect(Dialect):
                 else:
                     self._copy(cur, sql, _encoded(these, counted, cancellation))
                 rows += sum(counted)
+                copied = self.rows_written(cur)
+                taken = None if taken is None or copied is None else taken + copied
         finally:
             cur.close()
-        return rows
+        return Written(rows, taken)
 
     def copy_csv(
         self,
@@ -153,7 +165,7 @@ class PostgresDialect(Dialect):
         delimiter: str,
         header: bool,
         cancellation: Cancellation,
-    ) -> int:
+    ) -> int | None:
         cols = ", ".join(self.quote(c) for c in columns)
         options = [
             "FORMAT csv",
@@ -171,7 +183,7 @@ class PostgresDialect(Dialect):
         cur = self.conn.cursor()
         try:
             self._copy(cur, f"COPY {table} ({cols}) FROM STDIN WITH ({', '.join(options)})", checked())
-            return int(cur.rowcount)
+            return self.rows_written(cur)
         finally:
             cur.close()
 

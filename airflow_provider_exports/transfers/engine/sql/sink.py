@@ -9,8 +9,9 @@ Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`
   (PostgreSQL: an advisory lock; SQLite: ``BEGIN IMMEDIATE``; generic: none) and only then looks
   for the job's manifest: a second run of the same job waits for the first and skips.
 - **Existing table, ``append``**: rows go straight into it (PostgreSQL: CSV bytes straight into
-  ``COPY``). **Existing table, ``replace``**: ``DELETE FROM`` the table, then the same. The table's
-  definition, indexes, keys, grants, constraints and dependent views are never touched.
+  ``COPY``, their records counted on the way by :class:`.csv_records.CsvRecords`). **Existing
+  table, ``replace``**: ``DELETE FROM`` the table, then the same. The table's definition, indexes,
+  keys, grants, constraints and dependent views are never touched.
 - **New table (any mode), or ``merge``**: rows go into a temporary staging table (session-local).
   A new table is created at commit with the types of :class:`.types.TypeTracker` (decided from every
   value of the load) and filled with ``INSERT ... SELECT CAST(...)``. ``merge`` refuses rows with a
@@ -19,6 +20,11 @@ Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`
 - **Empty exports**: ``replace`` that loaded no row is refused unless ``allow_empty``.
 - **A file that starts again** (its source changed) is rolled back to a savepoint taken before it,
   Python-side state included.
+- **Every row is counted.** The rows the database says each write took (a COPY, an ``executemany``,
+  an ``INSERT ... SELECT`` from the stage) must be the rows the load read, or the load fails before
+  its commit (:class:`~airflow_provider_exports.exceptions.TransferIntegrityError`, naming the file
+  and both counts). Where the driver's count is not trusted (:meth:`.dialect.Dialect.rows_written`),
+  the stage or the new table is counted with ``count(*)`` instead.
 
 Everything, the manifest row included, commits at once; a failure rolls back and the table is as
 it was. Where DDL is not transactional (generic dialect) a new table is created at commit right
@@ -31,7 +37,6 @@ import contextlib
 import copy
 import csv
 import functools
-import io
 import logging
 import queue
 import threading
@@ -39,7 +44,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    TransferError,
+    TransferIntegrityError,
+    TransferRefused,
+)
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.formats import (
     ArrowBatch,
@@ -50,9 +60,11 @@ from airflow_provider_exports.transfers.engine.formats import (
 )
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
 from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch, copy_text, encode_csv, json_kinds
-from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, dialect_for
+from airflow_provider_exports.transfers.engine.sql.csv_records import CsvRecords, first_break
+from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, Written, dialect_for
 from airflow_provider_exports.transfers.engine.sql.modes import Mode, check_load_mode
 from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
+from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -93,6 +105,8 @@ class _LoadState:
     seen: list[str] = field(default_factory=list)  # data columns the export brought, in order
     rows: int = 0
     ordinal: int = 0
+    #: every row in the stage was counted by the database (else the stage is counted at commit)
+    confirmed: bool = True
 
 
 @dataclass
@@ -266,7 +280,7 @@ class SqlSink(Sink):
         constants = {col: source.attributes.get(attr) for col, attr in self.attribute_columns.items()}
         bulk = self.use_copy is not False and self.batch_transform is None
         if self._direct and fmt == "csv" and bulk and d.csv_passthrough and not constants:
-            rows = self._copy_csv(chunks)
+            rows = self._copy_csv(source, chunks)
         else:
             columnar = bulk and d.columnar and fmt in ("jsonl", "parquet") and _has_pyarrow()
             batches: Iterator[Any] = read_batches(
@@ -297,9 +311,12 @@ class SqlSink(Sink):
                 batches = self._staged(batches, source, from_text=fmt == "csv")
             if columnar:  # parse the next block while the database takes this one
                 with read_ahead(batches, cancellation) as ahead:
-                    rows = write(target, ahead, prepare, cancellation)
+                    written: Written = write(target, ahead, prepare, cancellation)
             else:
-                rows = write(target, cast(Iterator[Batch], batches), prepare, cancellation)
+                written = write(target, cast(Iterator[Batch], batches), prepare, cancellation)
+            self._check_taken(source.name, written.sent, written.taken)
+            self._state.confirmed = self._state.confirmed and written.taken is not None
+            rows = written.sent
         self._state.rows += rows
         log.debug("%s: %d rows for %s", source.name, rows, self.table)
         return StoredFile(location=self.table, rows=rows)
@@ -331,14 +348,19 @@ class SqlSink(Sink):
         elif state.stage_exists:
             types = self._create_target() if self._target is None else None
             if self.mode == "merge":
+                if not state.confirmed:
+                    self._check_taken(f"the stage of {self.table}", state.rows, None, d.quote(STAGE))
                 self._merge(types)
             else:
                 assert types is not None
                 cols = ", ".join(d.quote(c) for c in state.seen)
-                d.execute(
+                self._insert_counted(
+                    f"the stage of {self.table}",
+                    state.rows,
                     f"INSERT INTO {d.qualified(self.table)} ({cols}) "
-                    f"SELECT {self._cast_list(types)} FROM {d.quote(STAGE)}"
-                ).close()
+                    f"SELECT {self._cast_list(types)} FROM {d.quote(STAGE)}",
+                    d.qualified(self.table),
+                )
         winner = self._record_manifest(manifest)
         if winner is None:
             d.commit()
@@ -363,6 +385,30 @@ class SqlSink(Sink):
     def _cancellation(self) -> Any:
         assert self._ctx is not None
         return self._ctx.cancellation
+
+    # -- counting rows -----------------------------------------------------------------------------
+
+    def _check_taken(self, what: str, read: int, taken: int | None, counted_in: str | None = None) -> None:
+        """Fail the load, before its commit, unless the database took the ``read`` rows of ``what``
+        (a file, a stage). ``taken`` is the driver's count; where it gives none, ``counted_in`` (SQL
+        naming a table that holds only these rows) is counted instead."""
+        if taken is None and counted_in is not None:
+            ((taken,),) = self._d.query(f"SELECT count(*) FROM {counted_in}")
+        if taken is not None and int(taken) != read:
+            raise TransferIntegrityError(
+                f"{what}: {read:,} row(s) read, but the database took {int(taken):,}; the load into "
+                f"{self.table} is rolled back, nothing of it is committed"
+            )
+
+    def _insert_counted(self, what: str, read: int, insert: str, counted_in: str) -> None:
+        """Run ``insert`` (an ``INSERT ... SELECT``) and check that it wrote ``read`` rows; where the
+        driver does not say, ``counted_in`` (holding only these rows) is counted."""
+        cur = self._d.execute(insert)
+        try:
+            taken = self._d.rows_written(cur)
+        finally:
+            cur.close()
+        self._check_taken(what, read, taken, counted_in)
 
     # -- the manifest table ----------------------------------------------------------------------
 
@@ -591,34 +637,30 @@ class SqlSink(Sink):
 
     # -- CSV straight into the table ----------------------------------------------------------------
 
-    def _copy_csv(self, chunks: Iterable[bytes]) -> int:
-        """CSV bytes straight into the dialect's bulk path; only the header is read here."""
-        data = iter(maybe_gunzip(chunks))
-        head = b""
-        header: list[str] | None = None
-        for chunk in data:
-            head += chunk
-            header = _first_record(head, self.csv_delimiter)
-            if header is not None:
-                break
-        if head.startswith(_BOM):
-            head = head[len(_BOM) :]
-        if not head.strip():
+    def _copy_csv(self, source: SourceFile, chunks: Iterable[bytes]) -> int:
+        """CSV bytes straight into the dialect's bulk path, their records counted on the way
+        (:class:`.csv_records.CsvRecords`, which also quotes a ``\\.`` line COPY would stop at);
+        only the header is parsed here. Returns the rows, once the database took them all."""
+        records = CsvRecords()
+        data = _without_bom(iter(maybe_gunzip(chunks, name=source.name)))
+        head, ended = self._read_head(source, records, data)
+        if ended and not head.strip():
             return 0
-        if self.csv_header:
-            header = header or _first_record(head + b"\n", self.csv_delimiter)
-            if not header:
-                raise TransferError("the CSV header row could not be read")
-        elif not self.csv_columns:
+        columns = self.csv_columns or (self._header(source, head) if self.csv_header else None)
+        if columns is None:
             raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
-        columns = self.csv_columns or header or []
         self._check_columns(Batch(list(columns), []))
 
         def stream() -> Iterator[bytes]:
             yield head
-            yield from data
+            if ended:
+                return
+            for chunk in data:
+                if counted := records.feed(chunk):
+                    yield counted
+            yield records.close()
 
-        return self._d.copy_csv(
+        taken = self._d.copy_csv(
             self._d.qualified(self.table),
             columns,
             stream(),
@@ -626,18 +668,55 @@ class SqlSink(Sink):
             header=self.csv_header,
             cancellation=self._cancellation,
         )
+        rows = records.records - (1 if self.csv_header and records.records else 0)
+        self._check_taken(source.name, rows, taken)
+        return rows
+
+    def _read_head(
+        self, source: SourceFile, records: CsvRecords, data: Iterator[bytes]
+    ) -> tuple[bytes, bool]:
+        """The stream's first bytes, counted: past its first byte that is not white space and, with a
+        header, to the end of the header row; at most ``max_csv_header_bytes`` of them, joined once.
+        And whether the stream ended there (then ``records`` is closed and the head is all of it)."""
+        parts: list[bytes] = []
+        size, bound, blank = 0, limits.CSV_HEADER.value, True
+        for chunk in data:
+            parts.append(records.feed(chunk))
+            size += len(parts[-1])
+            blank = blank and not parts[-1].strip()
+            if not blank and (records.records or not self.csv_header):
+                return b"".join(parts), False
+            if size > bound:
+                raise limits.CSV_HEADER.exceeded(
+                    f"{source.name}: its CSV header row", f"no end of the row in its first {size:,} bytes"
+                )
+        parts.append(records.close())
+        return b"".join(parts), True
+
+    def _header(self, source: SourceFile, head: bytes) -> list[str]:
+        """The column names of the header row at the start of ``head``."""
+        end = first_break(head)
+        row = head if end < 0 else head[:end]
+        if len(row) > limits.CSV_HEADER.value:
+            raise limits.CSV_HEADER.exceeded(f"{source.name}: its CSV header row", f"{len(row):,} bytes")
+        try:
+            header = next(csv.reader([row.decode("utf-8")], delimiter=self.csv_delimiter, strict=True), None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise TransferError(f"{source.name}: the CSV header row could not be read ({exc})") from None
+        if not header:
+            raise TransferError(f"{source.name}: the CSV header row is empty")
+        return header
 
 
-def _first_record(head: bytes, delimiter: str) -> list[str] | None:
-    """The first CSV record of ``head`` once a whole one is there, else ``None``."""
-    end = head.rfind(b"\n")
-    if end < 0:
-        return None
-    try:
-        text = head[: end + 1].decode("utf-8-sig")
-        return next(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True), None)
-    except (csv.Error, UnicodeDecodeError):  # a quoted newline cut short: read on
-        return None
+def _without_bom(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The stream without a UTF-8 byte order mark at its start (COPY would take it for data)."""
+    first = b""
+    for chunk in chunks:
+        first += chunk
+        if len(first) >= len(_BOM) or not _BOM.startswith(first):
+            break
+    yield first.removeprefix(_BOM)
+    yield from chunks
 
 
 def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any]) -> Iterator[Any]:

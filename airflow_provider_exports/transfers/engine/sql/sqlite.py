@@ -97,6 +97,12 @@ class SqliteDialect(Dialect):
     def create_stage_as(self, stage: str, select: str) -> None:
         self.execute(f"CREATE TEMP TABLE {self.quote(stage)} AS {select}").close()
 
+    def rows_written(self, cur: Any) -> int | None:
+        """``rowcount``: ``sqlite3`` reports the rows of an ``INSERT`` (summed over an
+        ``executemany``); a ``CREATE TABLE ... AS`` reports none (-1)."""
+        count = cur.rowcount
+        return None if count < 0 else int(count)
+
     def bindable(self, batch: Batch) -> Sequence[tuple[Any, ...]]:
         rows = batch.rows
         if not rows:

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from airflow_provider_exports.exceptions import LimitExceeded, TransferIntegrityError
 from airflow_provider_exports.transfers.engine import SqlSink, run_transfer
 from airflow_provider_exports.transfers.engine.sql import sink as sink_mod
 from airflow_provider_exports.transfers.engine.sql.postgres import encode_copy_text
@@ -344,3 +345,90 @@ def test_advisory_lock_is_per_table(pg):
 
     assert finished_while_a_was_open
     assert query(pg, "SELECT id FROM b") == [(3,)]
+
+
+# --- every row counted -------------------------------------------------------------------------------------
+
+NOTES = b"note\nfirst\n\\.\nthird\nfourth\n"  # a 4-row file, \. alone on line 3
+
+
+def _hook(driver, postgres):
+    return {"conn_id": "pg"} if driver == "psycopg" else {"hook": _Psycopg2Hook(postgres)}
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+@pytest.mark.parametrize(
+    "chunks",
+    [[NOTES], [NOTES[: NOTES.index(b"\\") + 1], NOTES[NOTES.index(b"\\") + 1 :]], [NOTES.replace(b"\n", b"\r\n")]],
+    ids=["whole", "cut-after-backslash", "crlf"],
+)
+def test_a_backslash_dot_line_loads_as_a_value_not_as_the_end_of_the_data(pg, postgres, driver, chunks):
+    """PostgreSQL up to 17 ends COPY's CSV at an unquoted \\. line: main loaded 1 row of these 4."""
+    pg.cursor().execute("CREATE TABLE notes (note TEXT)")
+
+    summary = load([ChunksSource("notes.csv", chunks)], SqlSink("notes", **_hook(driver, postgres)))
+
+    assert summary.rows == 4
+    assert sorted(query(pg, "SELECT note FROM notes")) == [("\\.",), ("first",), ("fourth",), ("third",)]
+
+
+def test_a_backslash_dot_line_that_is_no_row_of_the_table_is_refused_with_nothing_committed(pg):
+    cur = pg.cursor()
+    cur.execute("CREATE TABLE t (id BIGINT, v TEXT); INSERT INTO t VALUES (0, 'old')")
+    data = b"id,v\n1,a\n\\.\n3,c\n4,d\n"
+
+    with pytest.raises(Exception, match=r'bigint: "\\\."\nCONTEXT:  COPY t, line 3'):
+        load([ChunksSource("t.csv", [data])], SqlSink("t", conn_id="pg", mode="replace"))
+
+    assert query(pg, "SELECT id, v FROM t") == [(0, "old")]
+    assert query(pg, "SELECT count(*) FROM exports_manifest") == [(0,)]
+
+
+_DROPS_ROWS = """
+CREATE TABLE t (id BIGINT, v TEXT);
+INSERT INTO t VALUES (0, 'old');
+CREATE FUNCTION drop_marked() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN IF NEW.v = 'drop' THEN RETURN NULL; END IF; RETURN NEW; END $$;
+CREATE TRIGGER drop_marked BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION drop_marked();
+"""
+_ROWS = [{"id": 1, "v": "a"}, {"id": 2, "v": "drop"}, {"id": 3, "v": "c"}]
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+@pytest.mark.parametrize("path", ["csv-passthrough", "jsonl-columnar", "jsonl-rows", "executemany"])
+def test_rows_the_database_did_not_take_fail_the_load_before_its_commit(pg, postgres, monkeypatch, driver, path):
+    """A trigger that skips a row stands in for any way a database takes fewer rows than were sent."""
+    pg.cursor().execute(_DROPS_ROWS)
+    if path == "csv-passthrough":
+        source = ChunksSource("t.csv", [b"id,v\n1,a\n2,drop\n3,c\n"])
+    else:
+        source = ChunksSource("t.jsonl", jsonl(_ROWS))
+    if path == "jsonl-rows":  # without pyarrow: psycopg 3's write_row, psycopg2's COPY text
+        monkeypatch.setattr(sink_mod, "_has_pyarrow", lambda: False)
+    sink = SqlSink("t", mode="replace", use_copy=path != "executemany", **_hook(driver, postgres))
+
+    with pytest.raises(TransferIntegrityError, match=rf"{source.name}: 3 row\(s\) read, but the database took 2"):
+        load([source], sink)
+
+    assert query(pg, "SELECT id, v FROM t") == [(0, "old")]
+    assert query(pg, "SELECT count(*) FROM exports_manifest") == [(0,)]
+
+
+def test_a_csv_header_with_an_unclosed_quote_stops_at_max_csv_header_bytes(pg, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_CSV_HEADER_BYTES", str(64 * 1024))
+    pg.cursor().execute("CREATE TABLE t (id BIGINT, v TEXT)")
+    line = b"x" * 1023 + b"\n"
+    chunks = [b'id,"v\n'] + [line * 64] * 128  # 8 MiB without the quote's end, in 64 KiB chunks
+    read: list[int] = []
+
+    class Counted(ChunksSource):
+        def _chunks(self):
+            for chunk in super()._chunks():
+                read.append(len(chunk))
+                yield chunk
+
+    with pytest.raises(LimitExceeded, match=r"t\.csv: its CSV header row.*max_csv_header_bytes"):
+        load([Counted("t.csv", chunks)], SqlSink("t", conn_id="pg"))
+
+    assert sum(read) < 4 * 64 * 1024  # what is past the bound is not read
+    assert query(pg, "SELECT count(*) FROM t") == [(0,)]

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from airflow.providers.sqlite.hooks.sqlite import SqliteHook
 
+from airflow_provider_exports.exceptions import TransferIntegrityError
 from airflow_provider_exports.transfers.engine import SqlSink
 from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.sql.sqlite import SqliteDialect
@@ -135,3 +136,24 @@ def test_long_decimals_stay_text_in_sqlite(warehouse, tmp_path):
 
     # a REAL keeps 15 significant digits: NUMERIC would round the long one
     assert query(warehouse, "SELECT short, long FROM d") == [(1.25, "12345678901234567.89")]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_rows_sqlite_did_not_take_fail_the_load_before_its_commit(warehouse, fmt):
+    """A trigger that ignores a row stands in for any way a database takes fewer rows than were sent."""
+    with sqlite3.connect(warehouse) as conn:
+        conn.executescript(
+            "CREATE TABLE t (id INTEGER, v TEXT); INSERT INTO t VALUES (0, 'old');"
+            "CREATE TRIGGER drop_marked BEFORE INSERT ON t WHEN NEW.v = 'drop' BEGIN SELECT RAISE(IGNORE); END;"
+        )
+    rows = [{"id": 1, "v": "a"}, {"id": 2, "v": "drop"}, {"id": 3, "v": "c"}]
+    if fmt == "csv":
+        source = ChunksSource("t.csv", [b"id,v\n1,a\n2,drop\n3,c\n"])
+    else:
+        source = ChunksSource("t.jsonl", jsonl(rows))
+
+    with pytest.raises(TransferIntegrityError, match=rf"{source.name}: 3 row\(s\) read, but the database took 2"):
+        load([source], SqlSink("t", conn_id="warehouse", mode="replace"))
+
+    assert query(warehouse, "SELECT id, v FROM t") == [(0, "old")]
+    assert query(warehouse, "SELECT count(*) FROM exports_manifest") == [(0,)]
