@@ -7,7 +7,8 @@
   registry table ``<manifest_table>_staging``. A retry of the group drops its table and loads its
   own files again. What the commit needs to type the columns — every undeclared column's kinds of
   values (:class:`~.types.TypeTracker`), the declarations and which file made them — goes to XCom
-  as JSON, never the values themselves.
+  as JSON, never the values themselves; so do the group's staging table and its row count (checked
+  against what the staging table took).
 - :class:`SqlStagedCommit` (the final task) does what a one-task load does at commit, over every
   group: under the table's lock it looks for the job's manifest row (a job already there is
   skipped), merges the groups' type observations (the same rules as one load: types from every
@@ -17,7 +18,12 @@
   the manifest row in the same transaction. Its staging tables are dropped after the commit (or
   the skip); those of other runs older than ``stale_after`` are dropped too (what failed runs left).
 
-A run that fails for good leaves the table and the manifest table as they were.
+XCom and the registry are input (a planted value must not make the commit read or drop another
+table): the commit reads only the exact staging table of each group of this run
+(:func:`stage_table_name`) and checks that it holds the rows the group reported; it drops only
+tables named as this destination's staging tables (of any run), and leaves any other name the
+registry holds, with a warning. A run that fails for good leaves the table and the manifest table
+as they were.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from airflow_provider_exports.transfers.engine.sql.types import ColumnKinds, Typ
 log = logging.getLogger(__name__)
 
 _RUN_ID = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{8}")
+_GROUP = re.compile(r"0|[1-9][0-9]*")
 
 
 def run_started(run_id: str) -> datetime:
@@ -57,6 +64,16 @@ def stage_table_name(table: str, run_id: str, group: int) -> str:
     digest = hashlib.sha256(table.encode()).hexdigest()[:6]
     stem = f"_exports_stage_{digest}_{run_id.lower().replace('-', '_')}_{int(group)}"
     return f"{schema}.{stem}" if schema else stem
+
+
+def is_stage_table(name: str, table: str, run_id: str) -> bool:
+    """Whether ``name`` is a staging table of ``table`` in run ``run_id`` (of any group): the only
+    tables a clean-up drops. A malformed run id makes none."""
+    try:
+        stem = stage_table_name(table, run_id, 0)[:-1]
+    except ExportConfigError:
+        return False
+    return name.startswith(stem) and _GROUP.fullmatch(name[len(stem) :]) is not None
 
 
 def registry_table(manifest_table: str) -> str:
@@ -167,9 +184,12 @@ class SqlStagingSink(SqlSink):
         self._cancellation.check()
         self._release_savepoint()
         if state.stage_exists:
-            d.execute(
-                f"CREATE TABLE {d.qualified(self.stage_table)} AS SELECT * FROM {d.quote(STAGE)}"
-            ).close()
+            self._insert_counted(
+                f"group {self.group}'s staging table {self.stage_table}",
+                state.rows,
+                f"CREATE TABLE {d.qualified(self.stage_table)} AS SELECT * FROM {d.quote(STAGE)}",
+                d.qualified(self.stage_table),
+            )
             ph = d.placeholder
             d.execute(
                 f"INSERT INTO {d.qualified(registry_table(self.manifest_table))} "
@@ -221,9 +241,14 @@ class SqlStagedCommit(SqlSink):
         self.stale_after = stale_after
 
     def gather(self, groups: Sequence[Mapping[str, Any]]) -> None:
-        """Bring every group's staging table into this load, as one load would have staged it."""
+        """Bring every group's staging table into this load, as one load would have staged it.
+
+        Each group's staging table must be the one :func:`stage_table_name` gives for this table,
+        this run and that group (XCom says which, and XCom is input), and must give the rows the
+        group reported; otherwise the commit fails before it writes anything of its own.
+        """
         d = self._d
-        staged = [g for g in groups if g["stage_table"]]
+        staged = [g for g in groups if self._stage_of(g) is not None]
         for g in staged:
             if d.table_columns(str(g["stage_table"])) is None:
                 raise TransferError(
@@ -246,10 +271,7 @@ class SqlStagedCommit(SqlSink):
                 self._emptied = True
             for g in staged:
                 cols = ", ".join(d.quote(c) for c in g["columns"])
-                d.execute(
-                    f"INSERT INTO {d.qualified(self.table)} ({cols}) "
-                    f"SELECT {cols} FROM {d.qualified(str(g['stage_table']))}"
-                ).close()
+                self._gather_group(g, f"INSERT INTO {d.qualified(self.table)} ({cols}) SELECT {cols}")
             return
         columns = list(dict.fromkeys(c for g in groups for c in g["columns"]))
         if not staged:
@@ -263,10 +285,40 @@ class SqlStagedCommit(SqlSink):
                 into.append(d.quote(ORDINAL))
                 select.append(f"{d.quote(ORDINAL)} + {offset}")
                 offset += int(g["ordinals"])
-            d.execute(
-                f"INSERT INTO {d.quote(STAGE)} ({', '.join(into)}) "
-                f"SELECT {', '.join(select)} FROM {d.qualified(str(g['stage_table']))}"
-            ).close()
+            self._gather_group(
+                g, f"INSERT INTO {d.quote(STAGE)} ({', '.join(into)}) SELECT {', '.join(select)}"
+            )
+
+    def _stage_of(self, group: Mapping[str, Any]) -> str | None:
+        """The staging table a group's XCom names, once it is that group's own in this run; a group
+        without one must have reported no rows."""
+        number, named = int(group["group"]), group["stage_table"]
+        assert self._ctx is not None
+        if named is None:
+            if int(group["rows"]) != 0:
+                raise ExportConfigError(
+                    "group.stage_table",
+                    f"group {number} reported {group['rows']} row(s) and no staging table; nothing was committed",
+                )
+            return None
+        own = stage_table_name(self.table, self._ctx.run_id, number)
+        if named != own:
+            raise ExportConfigError(
+                "group.stage_table",
+                f"{named!r} is not group {number}'s staging table of {self.table} in run "
+                f"{self._ctx.run_id} (that is {own!r}); it is not read, nothing was committed",
+            )
+        return own
+
+    def _gather_group(self, group: Mapping[str, Any], insert: str) -> None:
+        """``insert`` ... ``FROM`` the group's staging table, which must give the rows it reported."""
+        stage = self._d.qualified(str(group["stage_table"]))
+        self._insert_counted(
+            f"staging table {group['stage_table']} of group {group['group']}",
+            int(group["rows"]),
+            f"{insert} FROM {stage}",
+            stage,
+        )
 
     def drop_stages(self, run_id: str) -> None:
         """Drop this run's staging tables, and other runs' listed more than ``stale_after`` before
@@ -283,10 +335,14 @@ class SqlStagedCommit(SqlSink):
                 (self.table,),
             )
             d.rollback()
-            doomed = [t for r, t in rows if r == run_id or _listed_before(str(r), cutoff)]
+            doomed = [
+                str(t)
+                for r, t in rows
+                if (r == run_id or _listed_before(str(r), cutoff)) and self._is_own_stage(str(t), str(r))
+            ]
             for stage in doomed:
                 d.lock(registry, self.lock_timeout, self._cancellation)
-                _drop_stage(d, registry, str(stage))
+                _drop_stage(d, registry, stage)
                 d.commit()
             if doomed:
                 log.info("Dropped %d staging table(s) of %s", len(doomed), self.table)
@@ -297,6 +353,19 @@ class SqlStagedCommit(SqlSink):
             d.rollback()
         finally:
             d.close()
+
+    def _is_own_stage(self, stage: str, run_id: str) -> bool:
+        """Whether a registry row's ``stage`` is named as a staging table of this destination in the
+        row's run; any other name is left alone, with a warning (the registry is input)."""
+        if is_stage_table(stage, self.table, run_id):
+            return True
+        log.warning(
+            "The registry %s names %r for %s, which is not one of its staging tables: not dropped",
+            registry_table(self.manifest_table),
+            stage,
+            self.table,
+        )
+        return False
 
 
 def _listed_before(run_id: str, cutoff: datetime) -> bool:
@@ -314,6 +383,7 @@ def _drop_stage(d: Dialect, registry: str, stage: str) -> None:
 __all__ = [
     "SqlStagedCommit",
     "SqlStagingSink",
+    "is_stage_table",
     "merge_trackers",
     "registry_table",
     "stage_table_name",

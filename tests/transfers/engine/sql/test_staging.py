@@ -7,11 +7,17 @@ manifest row in the same transaction; staging tables go after the commit, stale 
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
 
-from airflow_provider_exports.exceptions import TransferError, TransferRefused
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    TransferError,
+    TransferIntegrityError,
+    TransferRefused,
+)
 from airflow_provider_exports.transfers.engine import SqlSink, TransferContext
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.sql.staging import (
@@ -204,3 +210,78 @@ def test_stage_names_fit_every_database():
     name = stage_table_name("analytics.a_very_long_table_name_indeed_" + "x" * 40, RUN, 1023)
     schema, _, table = name.rpartition(".")
     assert schema == "analytics" and len(table) <= 63 and table.startswith("_exports_stage_")
+
+
+# --- XCom and the registry are input -----------------------------------------------------------------------
+
+LEDGER = "CREATE TABLE finance_ledger (id BIGINT, amount BIGINT); INSERT INTO finance_ledger VALUES (1, 1000000)"
+
+
+def tables(db) -> list[str]:
+    if db.kind == "sqlite":
+        rows = db.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+    else:
+        rows = db.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return sorted(r[0] for r in rows if not r[0].startswith("_exports_stage"))
+
+
+def test_a_registry_row_naming_another_table_is_not_dropped(db, caplog):
+    db.run(LEDGER)
+    staged = stage(db, [[src("a.jsonl", [{"id": 1}])]])
+    old_run = "20261101T000000Z-0000000c"  # stale by a year: its tables are dropped after the commit
+    db.run(
+        "INSERT INTO exports_manifest_staging (destination, run_id, stage_table) VALUES "
+        f"('guests', '{RUN}', 'finance_ledger'), ('guests', '{old_run}', 'finance_ledger'), "
+        f"('guests', '{old_run}', '{stage_table_name('other', old_run, 0)}')"
+    )
+
+    with caplog.at_level(logging.WARNING):
+        commit(db, staged)
+
+    assert db.query("SELECT id, amount FROM finance_ledger") == [(1, 1000000)]
+    assert db.query("SELECT id FROM guests") == [(1,)]
+    assert stages_left(db) == []
+    warned = [r.getMessage() for r in caplog.records if "not one of its staging tables" in r.getMessage()]
+    assert len(warned) == 3 and "'finance_ledger'" in warned[0]
+
+
+@pytest.mark.parametrize(
+    ("key", "planted", "refused"),
+    [
+        ("stage_table", "finance_ledger", r"'finance_ledger' is not group 0's staging table of guests"),
+        ("stage_table", stage_table_name("guests", "20261122T031500Z-00000000", 0), r"is not group 0's staging"),
+        ("stage_table", None, r"group 0 reported 1 row\(s\) and no staging table"),
+    ],
+    ids=["another-table", "another-run", "rows-without-a-table"],
+)
+def test_an_xcom_group_naming_another_table_is_refused_with_nothing_committed(db, key, planted, refused):
+    db.run(LEDGER)
+    staged = stage(db, [[src("a.jsonl", [{"id": 1}])]])
+    if planted and planted != "finance_ledger":  # another run's staging table, really there
+        db.run(f"CREATE TABLE {planted} (id BIGINT)")
+    staged[0][key] = planted
+
+    with pytest.raises(ExportConfigError, match=refused):
+        commit(db, staged)
+
+    assert tables(db) == ["exports_manifest", "exports_manifest_staging", "finance_ledger"]
+    assert db.query("SELECT count(*) FROM exports_manifest") == [(0,)]
+    assert db.query("SELECT id, amount FROM finance_ledger") == [(1, 1000000)]
+
+
+@pytest.mark.parametrize("exists", [False, True], ids=["new-table", "existing-table"])
+def test_a_group_whose_staging_table_holds_other_than_it_reported_fails_the_commit(db, exists):
+    if exists:
+        db.run("CREATE TABLE guests (id BIGINT); INSERT INTO guests VALUES (0)")
+    staged = stage(db, [[src("a.jsonl", [{"id": 1}, {"id": 2}])], [src("b.jsonl", [{"id": 3}])]], mode="replace")
+    staged[1]["rows"] += 2
+
+    with pytest.raises(
+        TransferIntegrityError, match=r"_1 of group 1: 3 row\(s\) read, but the database took 1; the load"
+    ):
+        commit(db, staged, mode="replace")
+
+    assert db.query("SELECT count(*) FROM exports_manifest") == [(0,)]
+    assert ("guests" in tables(db)) is exists
+    if exists:
+        assert db.query("SELECT id FROM guests") == [(0,)]
