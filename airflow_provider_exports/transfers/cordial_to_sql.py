@@ -146,6 +146,23 @@ def find_delivered_file(
     return dict(job), S3SourceFile(s3, bucket, key, name, size=head.get("ContentLength"))
 
 
+def delivered_ref(export: Mapping[str, Any], ref: Any) -> tuple[str, str]:
+    """A file reference from a fan-out group (XCom) as ``(bucket, key)``, only if it names an object
+    the export's delivery wrote: in its bucket, under its path. A planted one would load any object
+    the AWS connection can read."""
+    destination = export["destination"]
+    bucket, path = str(destination["bucket"]), str(destination["path"]).strip("/")
+    key = ref.get("key") if isinstance(ref, Mapping) else None
+    inside = isinstance(key, str) and (key.startswith(f"{path}/") if path else "/" not in key)
+    if not isinstance(ref, Mapping) or ref.get("bucket") != bucket or not inside:
+        raise ExportConfigError(
+            "group.files",
+            f"{ascii(ref)[:200]} is not a file the export delivered to s3://{bucket}/{path}: give the groups "
+            "its list-files task made",
+        )
+    return bucket, str(key)
+
+
 def delivered_job_details(
     export: Mapping[str, Any], job: Mapping[str, Any], source: S3SourceFile
 ) -> dict[str, Any]:
@@ -310,7 +327,7 @@ class CordialS3StageFilesToSqlOperator(StageToSqlMixin, CordialS3ToSqlOperator):
             )
         s3 = self._s3_hook()
         files = [
-            S3SourceFile(s3, f["ref"]["bucket"], f["ref"]["key"], f["name"], size=f["size"])
+            S3SourceFile(s3, *delivered_ref(export, f["ref"]), f["name"], size=f["size"])
             for f in group["files"]
         ]
         return list(files), export

@@ -263,3 +263,33 @@ def test_on_kill_stops_a_load_whose_read_waits_and_leaves_nothing(
     assert len(outcome) == 1 and isinstance(outcome[0], TransferCancelled), outcome
     assert rows(warehouse, "SELECT name FROM sqlite_master WHERE name = 'big_members'") == []
     assert rows(warehouse, "SELECT count(*) FROM exports_manifest") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        {"bucket": "finance", "key": "cordial/exports/ledger.csv"},  # another bucket
+        {"key": "finance/ledger.csv"},  # the export's bucket, outside its delivery path
+        {"key": "cordial/exports-old/ledger.csv"},  # a sibling that only starts like the path
+        "cordial/exports/weekly-trends.csv",  # not a reference at all
+    ],
+)
+def test_a_fan_out_group_naming_another_object_is_refused(sandbox, cordial_s3, warehouse, planted):
+    from airflow_provider_exports.transfers.cordial_to_sql import (
+        CordialS3ListFilesOperator,
+        CordialS3StageFilesToSqlOperator,
+    )
+
+    export = deliver(sandbox, cordial_s3)
+    cordial_s3.client().put_object(Bucket=cordial_s3.bucket, Key="finance/ledger.csv", Body=b"a,b\n1,2\n")
+    (group,) = CordialS3ListFilesOperator(task_id="list", export=export).execute({})
+    ref = group["files"][0]["ref"]
+    group["files"][0]["ref"] = {**ref, **planted} if isinstance(planted, dict) else planted
+    stage = CordialS3StageFilesToSqlOperator(
+        task_id="stage", export=export, group=group, conn_id="warehouse", table="t"
+    )
+    with pytest.raises(ExportConfigError, match="is not a file the export delivered") as err:
+        stage.execute({})
+    assert err.value.field == "group.files"
+    group["files"][0]["ref"] = ref
+    assert stage.execute({})["files"]  # the group as listed stages
