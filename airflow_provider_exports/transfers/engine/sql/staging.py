@@ -41,7 +41,7 @@ from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.sink import TransferContext
 from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, dialect_for
 from airflow_provider_exports.transfers.engine.sql.sink import ORDINAL, STAGE, SqlSink, _LoadState
-from airflow_provider_exports.transfers.engine.sql.types import ColumnKinds, TypeTracker
+from airflow_provider_exports.transfers.engine.sql.types import ColumnKinds, TypeTracker, check_type_name
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,14 @@ def merge_trackers(parts: Sequence[Mapping[str, Any]]) -> TypeTracker:
 
     A column declared differently by two files, or declared by one file and brought as plain values
     by another, is refused (:class:`~airflow_provider_exports.exceptions.TransferRefused`), naming
-    both files, as in one load.
+    both files, as in one load. The declared types come from XCom and go into SQL as written: each
+    must read as a column type (:func:`~.types.check_type_name`).
     """
-    tracker = TypeTracker(dict(parts[0]["task_types"]) if parts else {})
+    task_types = dict(parts[0]["task_types"]) if parts else {}
+    tracker = TypeTracker({c: check_type_name(t, "group.types") for c, t in task_types.items()})
     for part in parts:
         for column, (sql_type, file) in part["file_types"].items():
-            tracker.declare(column, sql_type, file)
+            tracker.declare(column, check_type_name(sql_type, "group.types"), file)
     for part in parts:
         for column, file in part["valued_by"].items():
             if column in tracker.task_types:

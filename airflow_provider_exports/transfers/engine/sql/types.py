@@ -20,6 +20,9 @@ commit, which logical type each column gets (a dialect turns it into its own typ
   doubt, ``TEXT``: it keeps every value as it came.
 
 Values of undeclared columns are staged as text (:func:`json_as_text`) and cast once at commit.
+
+A declared type goes into ``CREATE TABLE`` and ``CAST`` as it is written: one that came from outside
+(a fanned-out load's XCom) must first pass :func:`check_type_name`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_exports.exceptions import TransferRefused
+from airflow_provider_exports.exceptions import ExportConfigError, TransferRefused
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: integers above this lose digits in a double
@@ -38,6 +41,21 @@ DOUBLE_EXACT_INT = 2**53
 # Whole batches are matched at once (values joined by newlines): one regex call per column and batch.
 _INT_LINES = re.compile(r"(?:-?(?:0|[1-9][0-9]*)\n)*")
 _NUM_LINES = re.compile(r"(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?\n)*")
+
+#: a column type and nothing more: words, at most one list of numbers (or MAX), array brackets
+_TYPE_NAME = re.compile(
+    r"[A-Za-z_]\w*(?: [A-Za-z_]\w*)*(?: ?\( ?(?:\d+|MAX)(?: ?, ?\d+)* ?\))?(?: [A-Za-z_]\w*)*(?:\[\])*",
+    re.IGNORECASE | re.ASCII,
+)
+#: words that would make a column type a column constraint, a default or a collation
+_CLAUSE_WORDS = frozenset(
+    {
+        *("ALWAYS", "AS", "AUTOINCREMENT", "AUTO_INCREMENT", "CASCADE", "CHECK", "COLLATE", "COMMENT"),
+        *("CONSTRAINT", "DEFAULT", "DELETE", "FOREIGN", "GENERATED", "IDENTITY", "KEY", "NOT", "NULL"),
+        *("ON", "PRIMARY", "REFERENCES", "STORED", "UNIQUE", "UPDATE", "USING", "VIRTUAL"),
+    }
+)
+MAX_TYPE_NAME = 64
 
 # the kinds of values a column has shown
 BOOL, INT, HUGEINT, FLOAT, DECIMAL, TEXT = "bool", "int", "hugeint", "float", "decimal", "text"
@@ -63,6 +81,25 @@ class FinalType:
     name: str
     declared: bool = False
     digits: int = 0
+
+
+def check_type_name(sql_type: Any, field: str) -> str:
+    """``sql_type`` when it reads as a column type and nothing more (``BIGINT``, ``DOUBLE PRECISION``,
+    ``VARCHAR(20)``, ``NUMERIC(12, 2)``, ``TIMESTAMP(3) WITH TIME ZONE``, ``INTEGER[]``): no quote,
+    semicolon, comment, expression or constraint can ride along into ``CREATE TABLE``. Else
+    :class:`ExportConfigError` naming ``field``."""
+    if (
+        isinstance(sql_type, str)
+        and len(sql_type) <= MAX_TYPE_NAME
+        and _TYPE_NAME.fullmatch(sql_type)
+        and not _CLAUSE_WORDS.intersection(sql_type.upper().replace("(", " ").split())
+    ):
+        return sql_type
+    raise ExportConfigError(
+        field,
+        f"{str(sql_type)[:MAX_TYPE_NAME]!r} is not a column type: at most {MAX_TYPE_NAME} characters of "
+        "words, one list of numbers in parentheses and [] (no constraint, default or collation)",
+    )
 
 
 class TypeTracker:

@@ -285,3 +285,21 @@ def test_a_group_whose_staging_table_holds_other_than_it_reported_fails_the_comm
     assert ("guests" in tables(db)) is exists
     if exists:
         assert db.query("SELECT id FROM guests") == [(0,)]
+
+
+@pytest.mark.parametrize("where", ["task_types", "file_types"])
+def test_a_type_planted_in_xcom_is_refused_before_it_reaches_sql(db, where):
+    db.run(LEDGER)
+    staged = stage(db, [[src("a.jsonl", [{"id": 1}])]])
+    planted = "TEXT); DROP TABLE IF EXISTS finance_ledger; SELECT 1 --"  # runs whole on main (PostgreSQL)
+    types = staged[0]["types"]
+    if where == "task_types":
+        types["task_types"] = {"id": planted}
+    else:  # as if a Parquet file had declared it
+        types.update(file_types={"id": [planted, "a.parquet"]}, valued_by={}, columns={})
+
+    with pytest.raises(ExportConfigError, match=r"group\.types: 'TEXT\); DROP .* is not a column type"):
+        commit(db, staged)
+
+    assert db.query("SELECT id, amount FROM finance_ledger") == [(1, 1000000)]
+    assert tables(db) == ["exports_manifest", "exports_manifest_staging", "finance_ledger"]

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from airflow_provider_exports.exceptions import TransferRefused
+from airflow_provider_exports.exceptions import ExportConfigError, TransferRefused
 from airflow_provider_exports.transfers.engine import SqlSink
-from airflow_provider_exports.transfers.engine.sql.types import TypeTracker, json_as_text
+from airflow_provider_exports.transfers.engine.sql.types import TypeTracker, check_type_name, json_as_text
 
 from .conftest import ChunksSource, file_source, jsonl, load
 
@@ -184,3 +184,18 @@ def test_an_existing_table_keeps_its_own_types(db, tmp_path):
 
     assert db.column_types("zips") == {"zip": "TEXT", "n": "DOUBLE PRECISION"}
     assert db.query("SELECT zip, n FROM zips") == [("02134", 1.0)]
+
+
+# --- a declared type from outside ---------------------------------------------------------------------------
+
+TYPES = ["BIGINT", "DOUBLE PRECISION", "TIMESTAMP WITH TIME ZONE", "VARCHAR(20)", "NUMERIC(12, 2)",
+         "NVARCHAR(MAX)", "TIMESTAMP(3) WITH TIME ZONE", "INTEGER[]", "jsonb", "CHARACTER VARYING (255)"]
+NOT_TYPES = ["BIGINT); DROP TABLE finance_ledger; --", "TEXT DEFAULT current_user", "BIGINT REFERENCES ledger",
+             'TEXT COLLATE "C"', "NUMERIC(1) CHECK (x > 0)", "BIGINT NOT NULL", "TEXT /* */", "", "T" * 65, 7]
+
+
+def test_a_type_that_came_from_outside_is_a_column_type_and_nothing_more():
+    assert [check_type_name(t, "group.types") for t in TYPES] == TYPES
+    for planted in NOT_TYPES:
+        with pytest.raises(ExportConfigError, match=r"^group\.types: .* is not a column type"):
+            check_type_name(planted, "group.types")
