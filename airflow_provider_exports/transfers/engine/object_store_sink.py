@@ -257,7 +257,7 @@ class ObjectStoreSink(Sink):
             self._written.add(path)
         if self.local:
             self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
-        data = gunzip(chunks) if self.decompress and source.name.lower().endswith(".gz") else chunks
+        data = gunzip(chunks, name=source.name) if self.decompress and source.name.lower().endswith(".gz") else chunks
         stored = 0
         handle = self.fs.open(path, "wb", block_size=self.block_size)
         try:

@@ -388,7 +388,7 @@ class S3Sink(Sink):
             if self._aborted:
                 raise TransferCancelled(self._ctx.cancellation.reason)
             self._uploads.append(upload)
-        data = gunzip(chunks) if self.decompress and source.name.lower().endswith(".gz") else chunks
+        data = gunzip(chunks, name=source.name) if self.decompress and source.name.lower().endswith(".gz") else chunks
         buffers, size = self._buffers, self.part_size
         stored = 0
         buffer: bytearray | None = None  # the part being filled, ours until handed to its upload
