@@ -24,6 +24,7 @@ last good run left it. XCom carries references and counts only.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -32,7 +33,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    TransferError,
+    TransferIntegrityError,
+    TransferRefused,
+)
 from airflow_provider_exports.transfers._base import (
     ToS3Mixin,
     ToSqlMixin,
@@ -248,16 +254,20 @@ class FanOutCommitOperator(BaseOperator):
         committed (failed runs) is removed after the commit: S3 run directories, SQL staging tables.
 
     The destination (bucket and prefix, or connection, table and mode) is the one the stage-files
-    tasks staged into, read from their results. Returns the run's summary, as a one-task transfer
-    does (``skipped`` when the job was already committed).
+    tasks staged into: read from their results, and checked against the stage-files task's own
+    arguments in the DAG (``stage_destination``, taken from ``staged`` when the DAG is parsed and
+    rendered as that task renders them), so a result changed in XCom cannot point the commit
+    elsewhere. Returns the run's summary, as a one-task transfer does (``skipped`` when the job was
+    already committed).
     """
 
-    template_fields: Sequence[str] = ("staged",)
+    template_fields: Sequence[str] = ("staged", "stage_destination")
 
     def __init__(self, *, staged: Any, stale_after: float = 86400.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.staged = staged
         self.stale_after = stale_after
+        self.stage_destination = stage_destination(staged)
         self._cancellation: Cancellation | None = None
         if stale_after < 0:
             raise ExportConfigError("stale_after", "must be 0 seconds or more")
@@ -267,6 +277,7 @@ class FanOutCommitOperator(BaseOperator):
         groups = self._checked_groups()
         first = groups[0]
         job, destination = first["job"], first["destination"]
+        check_destination(destination, self.stage_destination)
         ctx = TransferContext(
             job["vendor"],
             job["export_ref"],
@@ -405,6 +416,13 @@ class FanOutCommitOperator(BaseOperator):
     ) -> dict[str, Any]:
         from airflow_provider_exports.transfers.engine.sql.staging import SqlStagedCommit
 
+        for g in groups:  # the manifest records each file's rows; the commit checks each group's total
+            listed = sum(int(f.get("rows") or 0) for f in g["files"])
+            if not g["skipped"] and listed != int(g.get("rows") or 0):
+                raise TransferIntegrityError(
+                    f"group {g['group']} reports {g.get('rows')} row(s) but its files {listed}: nothing "
+                    "was committed"
+                )
         sink = SqlStagedCommit(
             dest["table"],
             conn_id=dest["conn_id"],
@@ -452,6 +470,97 @@ class FanOutCommitOperator(BaseOperator):
             dest["table"],
         )
         return self._summary(manifest, dest, sink.manifest_location(), skipped=False)
+
+
+#: a stage-files operator's arguments that say where it writes, by the destination key its results
+#: give them under, per kind of destination (``SqlSink`` and ``S3Sink`` keep the rest at their defaults)
+_COMMON_ARGS = {"allow_empty": "allow_empty", "overwrite": "overwrite"}
+DESTINATION_ARGS = {
+    "s3": {
+        "s3_bucket": "bucket",
+        "s3_key_prefix": "prefix",
+        "aws_conn_id": "aws_conn_id",
+        "s3_extra_args": "extra_args",
+        **_COMMON_ARGS,
+    },
+    "sql": {
+        "conn_id": "conn_id",
+        "table": "table",
+        "mode": "mode",
+        "key_columns": "key_columns",
+        "create_table": "create_table",
+        **_COMMON_ARGS,
+    },
+}
+#: what a SQL commit's sink takes at its defaults, whatever a result says
+SQL_FIXED = ("manifest_table", "lock_timeout")
+
+
+def stage_destination(staged: Any) -> dict[str, Any] | None:
+    """Where the stage-files task behind ``staged`` (its ``.output``) writes, from its own arguments
+    in the DAG: ``{"task_id", "kind", "args": {destination key: argument}}``; ``None`` for results
+    given as they are (a list in the DAG file). Arguments left out count at their defaults."""
+    operator = getattr(staged, "operator", None)
+    if operator is None:
+        return None
+    cls = getattr(operator, "operator_class", type(operator))  # a mapped task, or a task
+    if not (isinstance(cls, type) and issubclass(cls, StageFilesMixin)):
+        raise ExportConfigError(
+            "staged", f"{operator.task_id!r} is not a stage-files task: give staged=stage_files.output"
+        )
+    given = getattr(operator, "partial_kwargs", None)
+    kind = "s3" if issubclass(cls, ToS3Mixin) else "sql"
+    args: dict[str, Any] = {}
+    for arg, key in DESTINATION_ARGS[kind].items():
+        if given is not None and arg in given:
+            args[key] = given[arg]
+        elif given is None and hasattr(operator, arg):
+            args[key] = getattr(operator, arg)
+        elif (default := _default_of(cls, arg)) is not inspect.Parameter.empty:
+            args[key] = default
+    return {"task_id": operator.task_id, "kind": kind, "args": args}
+
+
+def _default_of(cls: type, arg: str) -> Any:
+    """The default of ``arg`` in the ``__init__`` of ``cls`` or the first class of its MRO that takes it."""
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        parameter = inspect.signature(init).parameters.get(arg)
+        if parameter is not None:
+            return parameter.default
+    return inspect.Parameter.empty
+
+
+def check_destination(destination: Mapping[str, Any], expected: Mapping[str, Any] | None) -> None:
+    """Refuse a destination from XCom that is not the one the stage-files task's arguments name."""
+    if expected is None:
+        return
+    wanted: dict[str, Any] = {"kind": expected["kind"], **expected["args"]}
+    if expected["kind"] == "sql":
+        from airflow_provider_exports.transfers.engine.sql import SqlSink
+
+        wanted.update({key: _default_of(SqlSink, key) for key in SQL_FIXED})
+    for key, value in wanted.items():
+        found = destination.get(key)
+        if _comparable(key, found) != _comparable(key, value):
+            raise ExportConfigError(
+                "staged.destination",
+                f"{key} is {ascii(found)[:80]} in the stage-files results, but task "
+                f"{expected['task_id']!r} is given {ascii(value)[:80]}: the commit follows the DAG, "
+                "not values changed in XCom",
+            )
+
+
+def _comparable(key: str, value: Any) -> Any:
+    if key == "prefix":
+        return str(value or "").strip("/")
+    if key == "extra_args":
+        return dict(value or {}) if value is None or isinstance(value, Mapping) else value
+    if key == "key_columns":
+        return list(value) if isinstance(value, (list, tuple)) else value
+    return value
 
 
 #: the destination keys a manifest records (as a one-task run's sink describes itself)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_exports.exceptions import ExportConfigError
-from airflow_provider_exports.transfers._fan_out import FanOutCommitOperator, check_group, make_groups
+from airflow_provider_exports.transfers._fan_out import (
+    FanOutCommitOperator,
+    check_destination,
+    check_group,
+    make_groups,
+)
 from airflow_provider_exports.transfers.sitecore_cdp_to_s3 import SitecoreCDPListFilesOperator
 
 RUN = "20261122T031500Z-9f3a1c2b"
@@ -79,3 +84,83 @@ def test_a_commit_whose_xcom_run_id_is_planted_is_refused_and_deletes_nothing(s3
         FanOutCommitOperator(task_id="c", staged=planted).execute({})
 
     assert s3.keys() == ["exports/run-reports/q3.csv"]
+
+
+def _commit_of_a_dag(**stage_args):
+    """A commit task whose ``staged`` is a mapped SQL stage-files task's output, as in the examples."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    from airflow_provider_exports.transfers.sitecore_cdp_to_sql import SitecoreCDPStageFilesToSqlOperator
+
+    with DAG("fan_out_destination", schedule=None, start_date=pendulum.datetime(2026, 11, 1)):
+        files = SitecoreCDPListFilesOperator(task_id="list_files", audience_export_ref="members")
+        load = SitecoreCDPStageFilesToSqlOperator.partial(
+            task_id="load_files", audience_export_ref="members", conn_id="warehouse", **stage_args
+        ).expand(group=files.output)
+        return FanOutCommitOperator(task_id="commit", staged=load.output)
+
+
+GUESTS = {
+    "kind": "sql", "conn_id": "warehouse", "table": "guests", "mode": "merge", "key_columns": ["ref"],
+    "create_table": True, "allow_empty": False, "overwrite": False,
+    "manifest_table": "exports_manifest", "lock_timeout": 600.0,
+}
+
+
+def test_the_commit_knows_its_destination_from_the_dag():
+    commit = _commit_of_a_dag(table="guests", mode="merge", key_columns=["ref"])
+    assert commit.stage_destination == {
+        "task_id": "load_files",
+        "kind": "sql",
+        "args": {k: GUESTS[k] for k in ("conn_id", "table", "mode", "key_columns", "create_table",
+                                         "allow_empty", "overwrite")},
+    }
+    check_destination(GUESTS, commit.stage_destination)  # what the stage-files task wrote: accepted
+
+
+@pytest.mark.parametrize(
+    ("key", "planted"),
+    [("table", "finance_ledger"), ("mode", "replace"), ("conn_id", "finance"), ("kind", "s3"),
+     ("manifest_table", "finance_ledger"), ("allow_empty", True), ("key_columns", ["id"])],
+)
+def test_a_destination_changed_in_xcom_is_refused(key, planted):
+    commit = _commit_of_a_dag(table="guests", mode="merge", key_columns=["ref"])
+    with pytest.raises(ExportConfigError, match=rf"staged\.destination: {key} is .*'load_files'"):
+        check_destination({**GUESTS, key: planted}, commit.stage_destination)
+
+
+def test_a_commit_pointed_at_another_table_through_xcom_leaves_it_alone(warehouse):
+    import sqlite3
+
+    from airflow_provider_exports.transfers.engine.sql.staging import tracker_to_json
+    from airflow_provider_exports.transfers.engine.sql.types import TypeTracker
+
+    with sqlite3.connect(warehouse) as conn:
+        conn.execute("CREATE TABLE finance_ledger (account TEXT, amount BIGINT)")
+        conn.execute("INSERT INTO finance_ledger VALUES ('1001', 250)")
+    commit = _commit_of_a_dag(table="guests", mode="merge", key_columns=["ref"])
+    job = {"vendor": "Sitecore CDP", "export_ref": "members", "job_ref": "j", "details": {}, "listed_at": 0.0}
+    planted = {**GUESTS, "table": "finance_ledger", "mode": "replace", "allow_empty": True, "key_columns": []}
+    commit.staged = [  # what XCom holds once someone changed it
+        {**_group(0, 1, job=job, destination=planted), "skipped": False, "files": [], "stage_table": None,
+         "columns": [], "rows": 0, "ordinals": 0, "target_existed": True,
+         "types": tracker_to_json(TypeTracker({}))}
+    ]
+    with pytest.raises(ExportConfigError, match=r"staged\.destination: table is 'finance_ledger'"):
+        commit.execute({})
+    with sqlite3.connect(warehouse) as conn:
+        assert conn.execute("SELECT * FROM finance_ledger").fetchall() == [("1001", 250)]
+
+
+def test_rows_a_group_lists_for_its_files_must_be_its_staged_rows(warehouse):
+    from airflow_provider_exports.exceptions import TransferIntegrityError
+
+    commit = _commit_of_a_dag(table="guests", mode="merge", key_columns=["ref"])
+    job = {"vendor": "Sitecore CDP", "export_ref": "members", "job_ref": "j", "details": {}, "listed_at": 0.0}
+    record = {"name": "a.jsonl", "location": "guests", "bytes": 10, "sha256": "0" * 64, "rows": 5}
+    commit.staged = [
+        {**_group(0, 1, job=job, destination=GUESTS), "skipped": False, "files": [record], "rows": 3}
+    ]
+    with pytest.raises(TransferIntegrityError, match="group 0 reports 3 row"):
+        commit.execute({})
