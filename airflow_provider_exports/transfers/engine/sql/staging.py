@@ -38,6 +38,7 @@ from typing import Any
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.transfers.engine.formats import Batch
+from airflow_provider_exports.transfers.engine.manifest import check_run_id
 from airflow_provider_exports.transfers.engine.sink import TransferContext
 from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, dialect_for
 from airflow_provider_exports.transfers.engine.sql.sink import ORDINAL, STAGE, SqlSink, _LoadState
@@ -45,16 +46,13 @@ from airflow_provider_exports.transfers.engine.sql.types import ColumnKinds, Typ
 
 log = logging.getLogger(__name__)
 
-_RUN_ID = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{8}")
 _GROUP = re.compile(r"0|[1-9][0-9]*")
 
 
 def run_started(run_id: str) -> datetime:
     """When a run (``20261122T031500Z-9f3a1c2b``) was listed; a malformed id is refused."""
-    match = _RUN_ID.fullmatch(run_id)
-    if match is None:
-        raise ExportConfigError("group.run_id", f"{run_id!r} is not a run id made by a list-files task")
-    return datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    check_run_id(run_id, "group.run_id")
+    return datetime.strptime(run_id.partition("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
 
 
 def stage_table_name(table: str, run_id: str, group: int) -> str:
