@@ -180,7 +180,7 @@ def test_a_start_time_from_xcom_past_s3s_clock_cannot_sweep_runs_still_staging(s
     staged = stage(s3, [files[1:]])
     staged[0]["began_at"] = "2100-01-01T00:00:00+00:00"  # planted: the sweep would take everything
     assert commit(s3, staged) is None
-    assert f"exports/run-{other}/{files[0].name}" in s3.keys()
+    assert f"exports/run-{other}/{files[0].name}" in s3.keys(f"exports/run-{other}/")
 
 
 @pytest.mark.parametrize("began_at", ["yesterday", "2026-11-22T03:15:00"])
