@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook, check_job_id
 from airflow_provider_exports.sensors._base import JobSensor
-from airflow_provider_exports.triggers.adobe_experience_platform import VENDOR, AdobeProfileExportJobTrigger
+from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-    from airflow_provider_exports.utils.waiting import JobVerdict
 
 
 class AdobeProfileExportJobSensor(JobSensor):
@@ -36,7 +34,7 @@ class AdobeProfileExportJobSensor(JobSensor):
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
-    vendor = VENDOR
+    vendor = AdobeExperiencePlatformHook.vendor
     template_fields: Sequence[str] = ("export_job_id", "adobe_aep_conn_id")
 
     def __init__(
@@ -55,9 +53,6 @@ class AdobeProfileExportJobSensor(JobSensor):
     @cached_property
     def hook(self) -> AdobeExperiencePlatformHook:
         return AdobeExperiencePlatformHook(self.adobe_aep_conn_id)
-
-    def look(self, context: Context, deadline: float | None) -> JobVerdict:
-        return self.hook.poll_export_job(check_job_id(self.export_job_id), deadline=deadline)
 
     def make_trigger(self, context: Context, deadline: float | None) -> AdobeProfileExportJobTrigger:
         return AdobeProfileExportJobTrigger(

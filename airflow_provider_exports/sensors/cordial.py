@@ -15,13 +15,11 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_exports.hooks import cordial
 from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook
 from airflow_provider_exports.sensors._base import JobSensor
-from airflow_provider_exports.triggers.cordial import CordialJobTrigger, job_verdict
+from airflow_provider_exports.triggers.cordial import CordialJobTrigger
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-    from airflow_provider_exports.utils.waiting import JobVerdict
 
 
 def check_job_id(job_id: Any) -> str:
@@ -52,10 +50,6 @@ class CordialJobSensor(JobSensor):
     @cached_property
     def hook(self) -> CordialHook:
         return CordialHook(self.cordial_conn_id)
-
-    def look(self, context: Context, deadline: float | None) -> JobVerdict:
-        job_id = check_job_id(self.job_id)
-        return job_verdict(job_id, self.hook.get_job(job_id, deadline=deadline))
 
     def make_trigger(self, context: Context, deadline: float | None) -> CordialJobTrigger:
         return CordialJobTrigger(

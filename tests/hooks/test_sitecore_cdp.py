@@ -12,7 +12,7 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
     FAILED_STATUSES,
     REGION_HOSTS,
     SitecoreCDPHook,
-    judge_reports,
+    export_event,
 )
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05)
@@ -104,6 +104,6 @@ def _report(ref, status, end):
         "pending",
     ],
 )
-def test_judge_reports(reports, state, ref):
-    verdict = judge_reports(reports, T0, FAILED_STATUSES)
-    assert (verdict.state, verdict.execution_ref) == (state, ref)
+def test_export_event(reports, state, ref):
+    event = export_event("daily", reports, T0, FAILED_STATUSES)
+    assert (event.state, event.job_ref) == (state, ref)
