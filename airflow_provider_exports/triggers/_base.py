@@ -1,17 +1,20 @@
 """The one polling loop under every trigger of the provider.
 
-A vendor trigger says which hook to build from its connection id, which poke its job needs (the
-vendor's :data:`~airflow_provider_exports.utils.waiting.JobPoke`, the one its sensor pokes with too)
-and, where the vendor allows it, how to cancel the job. :class:`JobPollingTrigger` pokes until the
-job's status is final or the deadline passes (the deadline rule of
-:mod:`airflow_provider_exports.utils.waiting`) and yields exactly one event. Its kwargs are JSON
-primitives: a conn id, refs, times — never a token. The same trigger also serves a job-creating
-operator's wait in the worker (:func:`run_inline`), so a wait behaves the same deferred or not.
+A vendor trigger takes JSON primitives only (a conn id, refs, times — never a token), each kept in
+the attribute of its name: that is what it serializes to. It says which hook to build from its
+connection id, which poke its job needs (the vendor's
+:data:`~airflow_provider_exports.utils.waiting.JobPoke`, the one its sensor pokes with too) and,
+where the vendor allows it, how to cancel the job. :class:`JobPollingTrigger` pokes until the job's
+status is final or the deadline passes (the deadline rule of
+:mod:`airflow_provider_exports.utils.waiting`) and yields exactly one event. The same trigger also
+serves a job-creating operator's wait in the worker (:func:`run_inline`), so a wait behaves the
+same deferred or not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -51,10 +54,6 @@ class JobPollingTrigger(BaseTrigger, ABC):
     # -- what each vendor defines
 
     @abstractmethod
-    def job_kwargs(self) -> dict[str, Any]:
-        """The vendor's own constructor kwargs, JSON primitives only."""
-
-    @abstractmethod
     def make_hook(self) -> ExportsVendorHook[Any]:
         """A hook for the trigger's connection (resolved through the async connection API)."""
 
@@ -72,10 +71,10 @@ class JobPollingTrigger(BaseTrigger, ABC):
     # -- the loop
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {**self.job_kwargs(), "poll_interval": self.poll_interval, "deadline": self.deadline},
-        )
+        # What the triggerer rebuilds the trigger from: every constructor argument (JSON primitives
+        # only), read back from the attribute of the same name.
+        arguments = list(inspect.signature(type(self).__init__).parameters)[1:]
+        return f"{type(self).__module__}.{type(self).__qualname__}", {a: getattr(self, a) for a in arguments}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self.make_hook()

@@ -11,8 +11,6 @@ older versions never call a trigger's ``on_kill``); a sensor's does not, the job
 
 from __future__ import annotations
 
-from typing import Any
-
 from airflow_provider_exports.hooks.adobe_experience_platform import (
     AdobeExperiencePlatformHook,
     check_job_id,
@@ -48,13 +46,6 @@ class AdobeProfileExportJobTrigger(JobPollingTrigger):
         self.export_job_id = check_job_id(export_job_id)
         self.adobe_aep_conn_id = adobe_aep_conn_id
         self.cancel_on_kill = cancel_on_kill
-
-    def job_kwargs(self) -> dict[str, Any]:
-        return {
-            "export_job_id": self.export_job_id,
-            "adobe_aep_conn_id": self.adobe_aep_conn_id,
-            "cancel_on_kill": self.cancel_on_kill,
-        }
 
     def make_hook(self) -> AdobeExperiencePlatformHook:
         return AdobeExperiencePlatformHook(self.adobe_aep_conn_id)

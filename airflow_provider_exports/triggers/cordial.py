@@ -10,8 +10,6 @@ is killed.
 
 from __future__ import annotations
 
-from typing import Any
-
 from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook, poke_job
 from airflow_provider_exports.triggers._base import JobPollingTrigger
 from airflow_provider_exports.utils.waiting import JobPoke
@@ -39,9 +37,6 @@ class CordialJobTrigger(JobPollingTrigger):
         super().__init__(poll_interval=poll_interval, deadline=deadline)
         self.job_id = job_id
         self.cordial_conn_id = cordial_conn_id
-
-    def job_kwargs(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "cordial_conn_id": self.cordial_conn_id}
 
     def make_hook(self) -> CordialHook:
         return CordialHook(self.cordial_conn_id)

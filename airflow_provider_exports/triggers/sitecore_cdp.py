@@ -9,10 +9,7 @@ an export job, so there is nothing to do when the task is killed.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook, poke_export
+from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook, parse_timestamp, poke_export
 from airflow_provider_exports.triggers._base import JobPollingTrigger
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
@@ -46,20 +43,11 @@ class SitecoreCDPExportTrigger(JobPollingTrigger):
         self.fail_statuses = list(fail_statuses)
         self.sitecore_cdp_conn_id = sitecore_cdp_conn_id
 
-    def job_kwargs(self) -> dict[str, Any]:
-        return {
-            "audience_export_ref": self.audience_export_ref,
-            "finished_after": self.finished_after,
-            "fail_statuses": self.fail_statuses,
-            "sitecore_cdp_conn_id": self.sitecore_cdp_conn_id,
-        }
-
     def make_hook(self) -> SitecoreCDPHook:
         return SitecoreCDPHook(self.sitecore_cdp_conn_id)
 
     def job_poke(self) -> JobPoke:
-        after = datetime.fromisoformat(self.finished_after) if self.finished_after else None
-        return poke_export(self.audience_export_ref, after, self.fail_statuses)
+        return poke_export(self.audience_export_ref, parse_timestamp(self.finished_after), self.fail_statuses)
 
     def timeout_message(self, last: PokeEvent | None) -> str:
         # The job part of the last description (export_event: "export <ref>: <job>; <why>").
