@@ -1,6 +1,7 @@
 """What the provider's job sensors share: poke, reschedule and deferrable waits from one poke.
 
-A vendor sensor says which hook reads the job and which trigger waits for it when deferred; a poke
+A vendor sensor names its hook class (its connection is the sensor's argument of the hook's
+``conn_name_attr``) and the trigger that waits for the job when deferred; a poke
 in the worker is that trigger's own :meth:`~airflow_provider_exports.triggers._base.JobPollingTrigger.job_poke`,
 run with the sensor's hook, so a wait decides the same whatever its mode. This base keeps the wait's
 deadline in every mode (:mod:`airflow_provider_exports.utils.waiting`), fails at once — never
@@ -13,6 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import (
@@ -44,7 +46,8 @@ class JobSensor(BaseSensorOperator, ABC):
         ``[operators] default_deferrable``).
     """
 
-    vendor: ClassVar[str]
+    #: the vendor's hook; the sensor's argument named as its ``conn_name_attr`` is the connection
+    hook_class: ClassVar[type[ExportsVendorHook[Any]]]
 
     def __init__(
         self,
@@ -58,12 +61,16 @@ class JobSensor(BaseSensorOperator, ABC):
         self._deadline: float | None = None
         self._last_poke = False
 
-    # -- what each vendor defines
-
     @property
-    @abstractmethod
+    def vendor(self) -> str:
+        return self.hook_class.vendor
+
+    @cached_property
     def hook(self) -> ExportsVendorHook[Any]:
         """The hook the worker pokes with."""
+        return self.hook_class(getattr(self, self.hook_class.conn_name_attr))
+
+    # -- what each vendor defines
 
     @abstractmethod
     def make_trigger(self, context: Context, deadline: float | None) -> JobPollingTrigger:

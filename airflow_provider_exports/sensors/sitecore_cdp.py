@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError
@@ -60,7 +59,7 @@ class SitecoreCDPExportSensor(JobSensor):
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
-    vendor = SitecoreCDPHook.vendor
+    hook_class = SitecoreCDPHook
     template_fields: Sequence[str] = ("audience_export_ref", "finished_after", "sitecore_cdp_conn_id")
 
     def __init__(
@@ -81,10 +80,6 @@ class SitecoreCDPExportSensor(JobSensor):
             check_export_ref(audience_export_ref)
         if finished_after not in (None, "", "None") and not is_template(finished_after):
             _parse_finished_after(finished_after)
-
-    @cached_property
-    def hook(self) -> SitecoreCDPHook:
-        return SitecoreCDPHook(self.sitecore_cdp_conn_id)
 
     @property
     def fail_statuses(self) -> frozenset[str]:

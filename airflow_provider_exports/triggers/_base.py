@@ -1,8 +1,8 @@
 """The one polling loop under every trigger of the provider.
 
 A vendor trigger takes JSON primitives only (a conn id, refs, times — never a token), each kept in
-the attribute of its name: that is what it serializes to. It says which hook to build from its
-connection id, which poke its job needs (the vendor's
+the attribute of its name: that is what it serializes to. It names its hook class (its connection
+is its argument of the hook's ``conn_name_attr``), which poke its job needs (the vendor's
 :data:`~airflow_provider_exports.utils.waiting.JobPoke`, the one its sensor pokes with too) and,
 where the vendor allows it, how to cancel the job. :class:`JobPollingTrigger` pokes until the job's
 status is final or the deadline passes (the deadline rule of
@@ -44,18 +44,23 @@ class JobPollingTrigger(BaseTrigger, ABC):
     :param deadline: epoch seconds at which the wait ends with a ``timeout`` event.
     """
 
-    vendor: ClassVar[str]
+    #: the vendor's hook; the trigger's argument named as its ``conn_name_attr`` is the connection
+    hook_class: ClassVar[type[ExportsVendorHook[Any]]]
 
     def __init__(self, *, poll_interval: float = 60.0, deadline: float | None = None) -> None:
         super().__init__()
         self.poll_interval = float(poll_interval)
         self.deadline = deadline
 
-    # -- what each vendor defines
+    @property
+    def vendor(self) -> str:
+        return self.hook_class.vendor
 
-    @abstractmethod
     def make_hook(self) -> ExportsVendorHook[Any]:
         """A hook for the trigger's connection (resolved through the async connection API)."""
+        return self.hook_class(getattr(self, self.hook_class.conn_name_attr))
+
+    # -- what each vendor defines
 
     @abstractmethod
     def job_poke(self) -> JobPoke:

@@ -31,7 +31,7 @@ class AdobeProfileExportJobTrigger(JobPollingTrigger):
     :param deadline: epoch seconds after which the wait ends with a ``timeout`` event.
     """
 
-    vendor = AdobeExperiencePlatformHook.vendor
+    hook_class = AdobeExperiencePlatformHook
 
     def __init__(
         self,
@@ -46,9 +46,6 @@ class AdobeProfileExportJobTrigger(JobPollingTrigger):
         self.export_job_id = check_job_id(export_job_id)
         self.adobe_aep_conn_id = adobe_aep_conn_id
         self.cancel_on_kill = cancel_on_kill
-
-    def make_hook(self) -> AdobeExperiencePlatformHook:
-        return AdobeExperiencePlatformHook(self.adobe_aep_conn_id)
 
     def job_poke(self) -> JobPoke:
         return poke_export_job(self.export_job_id)

@@ -10,7 +10,7 @@ is killed.
 
 from __future__ import annotations
 
-from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook, poke_job
+from airflow_provider_exports.hooks.cordial import CordialHook, poke_job
 from airflow_provider_exports.triggers._base import JobPollingTrigger
 from airflow_provider_exports.utils.waiting import JobPoke
 
@@ -24,7 +24,7 @@ class CordialJobTrigger(JobPollingTrigger):
     :param deadline: epoch seconds at which the wait ends with a ``timeout`` event.
     """
 
-    vendor = VENDOR
+    hook_class = CordialHook
 
     def __init__(
         self,
@@ -37,9 +37,6 @@ class CordialJobTrigger(JobPollingTrigger):
         super().__init__(poll_interval=poll_interval, deadline=deadline)
         self.job_id = job_id
         self.cordial_conn_id = cordial_conn_id
-
-    def make_hook(self) -> CordialHook:
-        return CordialHook(self.cordial_conn_id)
 
     def job_poke(self) -> JobPoke:
         return poke_job(self.job_id)

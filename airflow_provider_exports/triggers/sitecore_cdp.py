@@ -25,7 +25,7 @@ class SitecoreCDPExportTrigger(JobPollingTrigger):
     :param deadline: epoch seconds after which the wait ends with a ``timeout`` event.
     """
 
-    vendor = SitecoreCDPHook.vendor
+    hook_class = SitecoreCDPHook
 
     def __init__(
         self,
@@ -42,9 +42,6 @@ class SitecoreCDPExportTrigger(JobPollingTrigger):
         self.finished_after = finished_after
         self.fail_statuses = list(fail_statuses)
         self.sitecore_cdp_conn_id = sitecore_cdp_conn_id
-
-    def make_hook(self) -> SitecoreCDPHook:
-        return SitecoreCDPHook(self.sitecore_cdp_conn_id)
 
     def job_poke(self) -> JobPoke:
         return poke_export(self.audience_export_ref, parse_timestamp(self.finished_after), self.fail_statuses)
