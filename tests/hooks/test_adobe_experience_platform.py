@@ -141,6 +141,8 @@ async def test_async_reads(sandbox):
 
 from airflow_provider_exports.hooks.adobe_experience_platform import (  # noqa: E402
     PROFILE_UNION_SCHEMA,
+    AdobeBatchStatus,
+    AdobeExportJobStatus,
     epoch_seconds,
     export_job_event,
     export_job_request,
@@ -287,6 +289,25 @@ _ERRORS = [
 def test_export_job_event(job, batches, state):
     event = export_job_event({"id": 7, **job}, batches)
     assert event.state == state
+
+
+def test_every_documented_job_and_batch_status():
+    def state(status: str, batch_status: str = "success") -> str:
+        job = {"id": 7, "status": status, "destination": {"batchId": "b"}}
+        return export_job_event(job, {"b": {"status": batch_status}}).state
+
+    assert {s.value: state(s) for s in AdobeExportJobStatus} == {
+        "NEW": "waiting",
+        "PROCESSING": "waiting",
+        "SUCCEEDED": "success",
+        "FAILED": "failed",
+    }
+    batches = {s.value: state("SUCCEEDED", s) for s in AdobeBatchStatus}
+    assert {b for b, s in batches.items() if s == "success"} == {"success", "active"}
+    assert {b for b, s in batches.items() if s == "failed"} == {"failure", "failed", "aborted", "abandoned", "deleted"}
+    assert {b for b, s in batches.items() if s == "waiting"} == {
+        "processing", "queued", "retrying", "stalled", "inactive", "loading", "loaded", "staged", "staging"
+    }
 
 
 def test_a_failed_job_names_every_error():

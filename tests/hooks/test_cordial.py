@@ -17,7 +17,7 @@ from airflow_provider_exports.exceptions import (
     VendorRateLimitError,
 )
 from airflow_provider_exports.hooks._http import RetryPolicy
-from airflow_provider_exports.hooks.cordial import CordialHook, job_event
+from airflow_provider_exports.hooks.cordial import CordialHook, CordialJobStatus, job_event
 
 # every request these tests cause must satisfy Cordial's Swagger (conftest.py)
 pytestmark = pytest.mark.usefixtures("cordial_requests")
@@ -358,3 +358,15 @@ def test_only_done_and_failed_end_the_wait(status, state):
     event = job_event("j1", {"status": status, "totalItems": 3, "completedItems": 1})
     assert event.state == state
     assert event.description == f"Cordial job j1: status {status}, 1 of 3 items"
+
+
+def test_every_documented_status_but_done_and_failed_keeps_the_wait_going():
+    states = {status.value: job_event("j1", {"status": status}).state for status in CordialJobStatus}
+    assert states == {
+        "Scheduled": "waiting",
+        "Pending": "waiting",
+        "Processing": "waiting",
+        "Throttled": "waiting",
+        "Failed": "failed",
+        "Done": "success",
+    }

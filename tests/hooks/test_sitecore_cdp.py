@@ -12,6 +12,7 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
     FAILED_STATUSES,
     REGION_HOSTS,
     SitecoreCDPHook,
+    SitecoreJobStatus,
     export_event,
 )
 
@@ -107,3 +108,20 @@ def _report(ref, status, end):
 def test_export_event(reports, state, ref):
     event = export_event("daily", reports, T0, FAILED_STATUSES)
     assert (event.state, event.job_ref) == (state, ref)
+
+
+def test_every_documented_status_of_a_new_finished_job():
+    def state(status: str, fail_statuses=FAILED_STATUSES) -> str:
+        return export_event("daily", [_report("a", status, "2026-11-01T01:00:00.000Z")], T0, fail_statuses).state
+
+    states = {status.value: state(status) for status in SitecoreJobStatus}
+    assert states == {
+        "PENDING_GUEST_CONTEXT": "waiting",
+        "PENDING_SEGMENTATION": "waiting",
+        "PENDING_EMR_SUBMIT": "waiting",
+        "PENDING_EMR_JOB": "waiting",
+        "SUCCESS": "success",
+        "FAILED": "failed",
+        "ALERT": "failed",
+    }
+    assert state("ALERT", {"FAILED"}) == "waiting" and state("SOMETHING_NEW") == "waiting"
