@@ -150,16 +150,18 @@ class ToS3Mixin(VendorTransferOperator):
     def s3_sink(self, *, decompress: bool = False) -> S3Sink:
         from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
 
-        return S3Sink(
-            self.s3_bucket,
-            self.s3_key_prefix,
-            aws_conn_id=self.aws_conn_id,
-            part_size=self.part_size,
-            max_concurrency=self.max_part_concurrency,
-            decompress=decompress,
-            extra_args=self.s3_extra_args,
-            allow_empty=self.allow_empty,
-        )
+        return S3Sink(self.s3_bucket, self.s3_key_prefix, **self.s3_settings(decompress))
+
+    def s3_settings(self, decompress: bool) -> dict[str, Any]:
+        """The sink's settings beside its bucket and prefix."""
+        return {
+            "aws_conn_id": self.aws_conn_id,
+            "part_size": self.part_size,
+            "max_concurrency": self.max_part_concurrency,
+            "decompress": decompress,
+            "extra_args": self.s3_extra_args,
+            "allow_empty": self.allow_empty,
+        }
 
 
 class ToSqlMixin(VendorTransferOperator):
@@ -198,14 +200,17 @@ class ToSqlMixin(VendorTransferOperator):
         """
         from airflow_provider_exports.transfers.engine.sql import SqlSink
 
-        return SqlSink(
-            self.table,
-            conn_id=self.conn_id,
-            mode=self.mode,  # type: ignore[arg-type]
-            key_columns=self.key_columns,
-            create_table=self.create_table,
-            column_types={**(known_types or {}), **(self.column_types or {})},
-            batch_size=self.batch_size,
-            allow_empty=self.allow_empty,
+        return SqlSink(self.table, **self.sql_settings(known_types, options))
+
+    def sql_settings(self, known_types: Mapping[str, str] | None, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The sink's settings beside its table."""
+        return {
+            "conn_id": self.conn_id,
+            "mode": self.mode,
+            "key_columns": self.key_columns,
+            "create_table": self.create_table,
+            "column_types": {**(known_types or {}), **(self.column_types or {})},
+            "batch_size": self.batch_size,
+            "allow_empty": self.allow_empty,
             **options,
-        )
+        }

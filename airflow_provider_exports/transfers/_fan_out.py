@@ -233,7 +233,8 @@ class StageToS3Mixin(StageFilesMixin, ToS3Mixin):
     def s3_sink(self, *, decompress: bool = False) -> S3Sink:
         from airflow_provider_exports.transfers.engine.s3_staging import S3StagingSink
 
-        return S3StagingSink.taking_over(super().s3_sink(decompress=decompress), self._group["run_id"])
+        settings = self.s3_settings(decompress)
+        return S3StagingSink(self.s3_bucket, self.s3_key_prefix, run_id=self._group["run_id"], **settings)
 
 
 class StageToSqlMixin(StageFilesMixin, ToSqlMixin):
@@ -242,8 +243,8 @@ class StageToSqlMixin(StageFilesMixin, ToSqlMixin):
     def sql_sink(self, *, known_types: Mapping[str, str] | None = None, **options: Any) -> SqlSink:
         from airflow_provider_exports.transfers.engine.sql.staging import SqlStagingSink
 
-        sink = super().sql_sink(known_types=known_types, **options)
-        return SqlStagingSink.taking_over(sink, self._group["run_id"], int(self._group["group"]))
+        settings = self.sql_settings(known_types, options)
+        return SqlStagingSink(self.table, run_id=self._group["run_id"], group=int(self._group["group"]), **settings)
 
 
 class FanOutCommitOperator(BaseOperator):
