@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_exports.sandbox import Sandbox
-from airflow_provider_exports.sandbox.cordial import API_KEY
+from airflow_provider_exports_sandbox import Sandbox
+from airflow_provider_exports_sandbox.cordial import API_KEY
 
 AUTH = (API_KEY, "")
 BODY: dict[str, Any] = {

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import Receive, Scope, Send
 
-    from airflow_provider_exports.sandbox.server import VendorServer
+    from airflow_provider_exports_sandbox.server import VendorServer
 
 CHUNK_SIZE = 1024 * 1024
 #: Bump when a writer's output changes, so stale cached files are not served.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from airflow_provider_exports.sandbox.server import VendorServer
+    from airflow_provider_exports_sandbox.server import VendorServer
 
 FAULT_KINDS = (
     "rate_limit",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 from urllib.parse import parse_qsl
 
-from airflow_provider_exports.sandbox.faults import FaultMiddleware, FaultPlan
+from airflow_provider_exports_sandbox.faults import FaultMiddleware, FaultPlan
 
 if TYPE_CHECKING:
     import uvicorn
@@ -280,7 +280,7 @@ class VendorServer:
 
     def materialize(self, key: str, writer_fn: Callable[[BinaryIO], Any]) -> Path:
         """Build a cached file once (see :func:`synthetic.materialize`)."""
-        from airflow_provider_exports.sandbox.synthetic import materialize
+        from airflow_provider_exports_sandbox.synthetic import materialize
 
         return materialize(self.cache_dir, key, writer_fn)
 

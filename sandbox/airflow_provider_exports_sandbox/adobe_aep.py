@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, quote, urlencode
 
-from airflow_provider_exports.sandbox.server import VendorServer
-from airflow_provider_exports.sandbox.synthetic_parquet import (
+from airflow_provider_exports_sandbox.server import VendorServer
+from airflow_provider_exports_sandbox.synthetic_parquet import (
     DEFAULT_ROW_GROUP_ROWS,
     ProfileFileSpec,
     project_columns,
@@ -1111,7 +1111,7 @@ class AdobeAEPServer(VendorServer):
             return JSONResponse(body)
         for name, spec in dsf.parts:
             if name == path_param:
-                from airflow_provider_exports.sandbox.synthetic import ranged_file_response
+                from airflow_provider_exports_sandbox.synthetic import ranged_file_response
 
                 return ranged_file_response(request, self._part_path(spec), self.file_media_type)
         return self._problem(404, "NotFoundError", f"File {path_param} was not found in {file_id}.")
@@ -1134,7 +1134,7 @@ class AdobeAEPServer(VendorServer):
 
     @staticmethod
     def _sha(path: Path) -> str:
-        from airflow_provider_exports.sandbox.synthetic import read_meta
+        from airflow_provider_exports_sandbox.synthetic import read_meta
 
         digest: str = read_meta(path)["sha256"]
         return digest
