@@ -78,7 +78,8 @@ def test_the_sandbox_wheel_holds_the_stand_ins_the_kit_and_the_demo(tmp_path: Pa
     package = REPO / "sandbox" / "airflow_provider_exports_sandbox"
     modules = _modules(package)
     assert modules <= names, sorted(modules - names)
-    for member in ("server.py", "sitecore_cdp.py", "testing/__init__.py", "demo.py", "__main__.py", "py.typed"):
+    for member in ("server.py", "sitecore_cdp.py", "cordial/__init__.py", "adobe/__init__.py",
+                   "testing/__init__.py", "demo.py", "__main__.py", "py.typed"):
         assert f"airflow_provider_exports_sandbox/{member}" in names
     packages = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert packages == {"airflow_provider_exports_sandbox"}  # not the provider, not dev/

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_exports_sandbox.adobe import AdobeAEPServer
     from airflow_provider_exports_sandbox.cordial import CordialServer
     from airflow_provider_exports_sandbox.server import VendorServer
     from airflow_provider_exports_sandbox.sitecore_cdp import SitecoreCDPServer
@@ -30,19 +31,11 @@ CONN_IDS: dict[str, str] = {
 }
 
 
-def _adobe_server(cache_dir: Path) -> VendorServer | None:
-    try:
-        from airflow_provider_exports_sandbox.adobe_aep import AdobeAEPServer
-    except ImportError:
-        return None
-    server: VendorServer = AdobeAEPServer(cache_dir)
-    return server
-
-
 class Sandbox:
     """All vendor servers together; nothing starts in ``__init__``."""
 
     def __init__(self, cache_dir: Path | str | None = None) -> None:
+        from airflow_provider_exports_sandbox.adobe import AdobeAEPServer
         from airflow_provider_exports_sandbox.cordial import CordialServer
         from airflow_provider_exports_sandbox.sitecore_cdp import SitecoreCDPServer
 
@@ -53,14 +46,12 @@ class Sandbox:
         )
         self.sitecore: SitecoreCDPServer = SitecoreCDPServer(self.cache_dir / "sitecore_cdp")
         self.cordial: CordialServer = CordialServer(self.cache_dir / "cordial")
-        # Adobe AEP lives in its own module; the sandbox still works (two vendors) without it.
-        self.adobe: Any = _adobe_server(self.cache_dir / "adobe_aep")
+        self.adobe: AdobeAEPServer = AdobeAEPServer(self.cache_dir / "adobe_aep")
 
     @property
     def servers(self) -> dict[str, VendorServer]:
         """The vendor servers by attribute name (``sitecore``, ``cordial``, ``adobe``)."""
-        found = {"sitecore": self.sitecore, "cordial": self.cordial, "adobe": self.adobe}
-        return {name: server for name, server in found.items() if server is not None}
+        return {"sitecore": self.sitecore, "cordial": self.cordial, "adobe": self.adobe}
 
     def start(self, port_base: int | None = None) -> Sandbox:
         """Start every server; with ``port_base`` they listen on consecutive ports from it."""
