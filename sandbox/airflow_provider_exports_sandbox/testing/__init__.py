@@ -4,9 +4,9 @@ Load it with ``pytest -p airflow_provider_exports_sandbox.testing``, or in the t
 
     pytest_plugins = ["airflow_provider_exports_sandbox.testing"]
 
-Installing the provider registers nothing with pytest. Once loaded, the kit gives Airflow a private
-home and SQLite metadata database in a temp dir (before Airflow is imported) and adds these fixtures,
-none of them autouse:
+Installing it (the sandbox distribution) registers nothing with pytest. Once loaded, the kit gives
+Airflow a private home and SQLite metadata database in a temp dir (before Airflow is imported) and
+adds these fixtures, none of them autouse:
 
 - ``exports_airflow_db`` (session): the metadata tables, created once; returns the Airflow home.
 - ``exports_load_dag``: ``load(path, dag_id=None)`` parses a DAG file with the DAGs folder set to the
