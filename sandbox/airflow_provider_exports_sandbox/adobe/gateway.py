@@ -43,6 +43,7 @@ async def json_body(request: Request) -> Any:
 
 
 def gateway_error(status: int, code: str, message: str) -> Response:
+    """The Adobe I/O gateway's error body (A-TRB "Request header errors")."""
     return JSONResponse({"error_code": code, "message": message}, status_code=status)
 
 
@@ -177,15 +178,7 @@ class AdobeGateway(VendorServer):
         # SANDBOX CHOICE: Adobe documents 500/503 statuses ("Service unavailable") but no body;
         # this uses the problem-details shape of the gateway's documented 400 content-type error.
         title = "Service unavailable" if status == 503 else "Internal server error"
-        return JSONResponse(
-            {
-                "type": "https://ns.adobe.com/aep/errors/sandbox-" + str(status),
-                "status": status,
-                "title": title,
-                "detail": "The sandbox simulated a server error; retry later.",
-            },
-            status_code=status,
-        )
+        return problem(status, title, "The sandbox simulated a server error; retry later.")
 
     def unauthorized_response(self) -> Response:
         return gateway_error(401, "401013", "Oauth token is not valid")
