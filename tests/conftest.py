@@ -1,8 +1,8 @@
-"""Test session set-up: the provider's opt-in test kit, and the short fixture names our tests use.
+"""Test session set-up: the opt-in test kit, and the short fixture names our tests use.
 
-The kit (``airflow_provider_exports_sandbox.testing``) gives Airflow a private home and metadata database
-before Airflow is imported and brings the sandbox, S3, warehouse and DAG fixtures, all named
-``exports_*``. The short names below are thin aliases kept for this suite only.
+The kit (``airflow_provider_exports_sandbox.testing``, from the sandbox distribution) gives Airflow a
+private home and metadata database before Airflow is imported and brings the sandbox, S3, warehouse
+and DAG fixtures, all named ``exports_*``. The short names below are thin aliases kept for this suite only.
 """
 
 from __future__ import annotations
