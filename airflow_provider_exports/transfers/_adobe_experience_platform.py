@@ -24,8 +24,8 @@ from airflow_provider_exports.hooks.adobe_experience_platform import (
     job_batch_ids,
     job_dataset_id,
     job_segments_of_batches,
-    judge_export_job,
 )
+from airflow_provider_exports.hooks.adobe_experience_platform import export_job_event as judge_export_job
 from airflow_provider_exports.transfers._base import TransferPlan, VendorTransferOperator
 from airflow_provider_exports.transfers._fan_out import ListFilesMixin
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook, check_job_id, job_file_name
+from airflow_provider_exports.hooks.cordial import job_event as job_verdict
 from airflow_provider_exports.transfers._base import ToSqlMixin, TransferPlan, VendorTransferOperator
 from airflow_provider_exports.transfers._fan_out import (
     FanOutCommitOperator,
@@ -35,7 +36,6 @@ from airflow_provider_exports.transfers._fan_out import (
 from airflow_provider_exports.transfers.engine import SourceFile
 from airflow_provider_exports.transfers.engine.formats import Unpivot
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
-from airflow_provider_exports.triggers.cordial import job_verdict
 from airflow_provider_exports.utils.openlineage import cordial_export, s3_prefix
 from airflow_provider_exports.utils.templating import is_template
 
