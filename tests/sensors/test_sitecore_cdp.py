@@ -19,9 +19,9 @@ from airflow_provider_exports.exceptions import (
     ExportsError,
     VendorNotFoundError,
 )
-from airflow_provider_exports.sandbox.sitecore_cdp import API_SECRET
 from airflow_provider_exports.sensors.sitecore_cdp import SitecoreCDPExportSensor
 from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger
+from airflow_provider_exports_sandbox.sitecore_cdp import API_SECRET
 
 EXPORT = "daily_loyalty_members"
 REPORTS = f"/v2/audienceExports/definitions/{EXPORT}/reports"

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from airflow_provider_exports.sandbox.cordial import API_KEY
 from airflow_provider_exports.triggers._base import run_inline
 from airflow_provider_exports.triggers.cordial import CordialJobTrigger
+from airflow_provider_exports_sandbox.cordial import API_KEY
 
 pytestmark = pytest.mark.usefixtures("cordial_requests")
 

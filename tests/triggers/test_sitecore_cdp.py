@@ -14,9 +14,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_exports.sandbox.sitecore_cdp import API_SECRET
 from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger
 from airflow_provider_exports.utils import waiting
+from airflow_provider_exports_sandbox.sitecore_cdp import API_SECRET
 
 EXPORT = "daily_loyalty_members"
 REPORTS = f"/v2/audienceExports/definitions/{EXPORT}/reports"

@@ -6,159 +6,51 @@ with :meth:`CordialServer.add_audience`. A Done job's file can be read back with
 ``GET /_sandbox/files/{jobId}`` or :meth:`CordialServer.export_file`, and is written to S3 the way
 Cordial delivers into a customer's bucket when ``s3_endpoint_url`` is set (e.g. moto) and the
 destination is S3. Every answer carries the ``X-Rate-Limit-*`` headers of C-RL.
+
+This module is the server (its settings, state, job statuses and routes); what it keeps is in
+:mod:`.records`, what it accepts in :mod:`.validation`, the files exports produce in :mod:`.files`.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import gzip
-import hashlib
-import io
-import itertools
-import json
-import os
-import re
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
+
+from fastapi import FastAPI
 
 # Runtime import: FastAPI resolves the route annotations when the app is built.
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from airflow_provider_exports.sandbox.server import VendorServer
+from airflow_provider_exports_sandbox.cordial.files import contact_count, export_file
+from airflow_provider_exports_sandbox.cordial.records import (
+    API_KEY,
+    DEFAULT_PER_PAGE,
+    PATHS,
+    RATE_PERIOD_SECONDS,
+    STATISTIC_MAX_PER_PAGE,
+    Audience,
+    ExportJob,
+    cordial_error,
+    iso,
+    object_id,
+    parse_date,
+    parse_moment,
+    time_matches,
+)
+from airflow_provider_exports_sandbox.cordial.validation import (
+    config_error,
+    contacts_error,
+    destination_error,
+    read_body,
+)
+from airflow_provider_exports_sandbox.server import VendorServer
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-API_KEY = "sandbox-cordial-key"
-PATHS = {
-    "create": "/v2/audiencetrendsexport",
-    "contacts": "/v2/contactexports",
-    "jobs": "/v2/jobs",
-    "job": "/v2/jobs/{id}",
-    "file": "/_sandbox/files/{id}",
-}
-DESTINATION_TYPES = ("AWS", "FTP", "SFTP", "S3", "GCS", "AZUREBLOB")
-JOB_STATUSES = ("Scheduled", "Pending", "Processing", "Throttled", "Failed", "Done")
-# Vendor is silent on the jobName of trends exports (vendor-apis README §2.4: not in the enum):
-# sandbox choice: "ExportAudienceTrends", following the Export* names of the other exporters.
-JOB_NAME = "ExportAudienceTrends"
-# C-V2's jobName enum: contact exports are "ExportContacts".
-CONTACTS_JOB_NAME = "ExportContacts"
-# C-V2 SourceCE.exportType: "Possible values: CSV, JSON, TXT" (the article's example sends "csv").
-CONTACT_EXPORT_TYPES = ("csv", "json", "txt")
-# Vendor is silent on the default page size of GET /v2/jobs (README §2.4): sandbox choice: 25.
-DEFAULT_PER_PAGE = 25
-STATISTIC_MAX_PER_PAGE = 25
-# C-RL: the limit's period is "typically one minute for most of our endpoints".
-RATE_PERIOD_SECONDS = 60.0
-_NAME = re.compile(r"^[A-Za-z0-9-]+$")
-_counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
-
-
-def cordial_error(
-    status: int, error_key: str, message: str, headers: dict[str, str] | None = None
-) -> Response:
-    """Cordial's error envelope (README §2.6, C-V2 definitions)."""
-    return JSONResponse(
-        {"error": True, "errorKey": error_key, "message": message}, status_code=status, headers=headers
-    )
-
-
-def object_id() -> str:
-    """A 24-hex id shaped like a MongoDB ObjectId (time, random, counter), as in C-V2's examples."""
-    counter = next(_counter) & 0xFFFFFF
-    return f"{int(time.time()):08x}{os.urandom(5).hex()}{counter:06x}"
-
-
-def parse_date(value: Any) -> dt.date | None:
-    """ISO-8601 date or date-time, or ``MM-DD-YYYY`` as in C-JOBS' example; ``None`` if invalid."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
-    except ValueError:
-        pass
-    for fmt in ("%Y-%m-%d", "%m-%d-%Y", "%m/%d/%Y"):
-        try:
-            return dt.datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    return None
-
-
-def _parse_moment(value: str) -> dt.datetime | None:
-    try:
-        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        day = parse_date(value)
-        if day is None:
-            return None
-        moment = dt.datetime(day.year, day.month, day.day)
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-@dataclass
-class Audience:
-    name: str
-    trends_enabled: bool = True
-    base_size: int = 10_000
-    #: how many contacts a contact export of this audience (``audience-key``) holds
-    members: int = 50
-
-
-@dataclass
-class ExportJob:
-    """One export job: an audience-trends export (``kind`` ``trends``) or a contact export (``contacts``)."""
-
-    job_id: str
-    kind: str
-    name: str
-    destination: dict[str, Any]
-    created_mono: float
-    created_wall: dt.datetime
-    #: how long the job stays Scheduled, then Processing: the server's ``job_seconds`` at creation
-    seconds: float = 1.0
-    #: the server's ``job_reads`` at creation: the job moves on with reads of it, not with time
-    reads_to_finish: int | None = None
-    reads: int = 0
-    # trends
-    start: dt.date = dt.date.min
-    end: dt.date = dt.date.min
-    audiences: list[str] = field(default_factory=list)
-    # contacts
-    fields: list[str] = field(default_factory=list)
-    lists: list[int] = field(default_factory=list)
-    audience_key: str | None = None
-    export_type: str = "csv"
-    compress: bool = False
-    show_header: bool = False
-    # outcome
-    fail_reason: str | None = None
-    throttled: bool = False
-    delivered: bool = False
-    delivery_error: str | None = None
-    file_cache: bytes | None = field(default=None, repr=False)
-
-    @property
-    def job_name(self) -> str:
-        return JOB_NAME if self.kind == "trends" else CONTACTS_JOB_NAME
-
-    @property
-    def file_name(self) -> str:
-        # Vendor is silent on the delivered file's name: sandbox choice: the export's `name` and
-        # the type's extension; C-V2 SourceCE.compress: "with the file extension .gz added".
-        extension = "csv" if self.kind == "trends" else self.export_type
-        return f"{self.name}.{extension}" + (".gz" if self.compress else "")
+__all__ = ["API_KEY", "CordialServer"]
 
 
 class CordialServer(VendorServer):
@@ -250,23 +142,10 @@ class CordialServer(VendorServer):
             job = self._jobs[job_id]
         return self._file(job)
 
-    def export_csv(self, job_id: str) -> bytes:
-        """The CSV an audience-trends export job produced (see :meth:`export_file`)."""
-        return self.export_file(job_id)
 
     def file_name(self, job_id: str) -> str:
         with self._state_lock:
             return self._jobs[job_id].file_name
-
-    @staticmethod
-    def contact(index: int, field_name: str, audience: str | None) -> str:
-        """The value of ``field_name`` for the ``index``-th contact of an export (deterministic)."""
-        scope = audience or "all"
-        if field_name == "email":
-            return f"{scope.lower()}-{index:05d}@example.com"
-        if field_name == "cID":
-            return hashlib.sha256(f"{scope}/{index}".encode()).hexdigest()[:24]
-        return f"{field_name}-{index}"
 
     def reset_state(self) -> None:
         with self._state_lock:
@@ -371,48 +250,9 @@ class CordialServer(VendorServer):
             job.delivery_error = f"STORAGE_CONNECTION_ERROR: {type(exc).__name__}"
 
     def _file(self, job: ExportJob) -> bytes:
-        if job.file_cache is None:
-            raw = self._trends_csv(job) if job.kind == "trends" else self._contacts_file(job)
-            job.file_cache = gzip.compress(raw, mtime=0) if job.compress else raw
-        return job.file_cache
-
-    def _trends_csv(self, job: ExportJob) -> bytes:
-        # Vendor is silent on the trends CSV layout (vendor-apis README §2.1): sandbox choice:
-        # header `audience,<YYYY-MM-DD>...`, a row per audience, a column per day, integer counts.
-        days = [job.start + dt.timedelta(days=i) for i in range((job.end - job.start).days + 1)]
-        out = io.StringIO()
-        out.write(",".join(["audience", *(d.isoformat() for d in days)]) + "\r\n")
-        for name in job.audiences:
-            base = self._audiences[name].base_size if name in self._audiences else 10_000
-            counts = []
-            for day in days:
-                digest = hashlib.sha256(f"{name}/{day.isoformat()}".encode()).digest()
-                counts.append(str(base + int.from_bytes(digest[:2], "big") % max(1, base // 10)))
-            out.write(",".join([_csv_field(name), *counts]) + "\r\n")
-        return out.getvalue().encode()
-
-    def _contacts_file(self, job: ExportJob) -> bytes:
-        count = self._contact_count(job)
-        # Lists: "a value of 1 if they are on the list or 0 if they are not" (the article); vendor
-        # is silent on the column name: sandbox choice, the list ID; every third contact is on it.
-        columns = [*job.fields, *(str(i) for i in job.lists)]
-        out = io.StringIO()
-        if job.export_type == "json":
-            # Vendor is silent on the JSON file's layout: sandbox choice, JSON lines (an object per
-            # contact, keyed by field).
-            for n in range(count):
-                record: dict[str, Any] = {f: self.contact(n, f, job.audience_key) for f in job.fields}
-                record.update({str(i): 1 if (n + i) % 3 == 0 else 0 for i in job.lists})
-                out.write(json.dumps(record) + "\n")
-        else:
-            # C-V2 SourceCE.delimiter: "Only used if ExportType is set to TXT"; CSV uses commas.
-            if job.show_header:
-                out.write(",".join(_csv_field(c) for c in columns) + "\r\n")
-            for n in range(count):
-                values = [self.contact(n, f, job.audience_key) for f in job.fields]
-                values += ["1" if (n + i) % 3 == 0 else "0" for i in job.lists]
-                out.write(",".join(_csv_field(v) for v in values) + "\r\n")
-        return out.getvalue().encode()
+        with self._state_lock:
+            audiences = dict(self._audiences)
+        return export_file(job, audiences, self.account_contacts)
 
     def _job_record(self, job: ExportJob) -> dict[str, Any]:
         status = self._status(job)
@@ -420,9 +260,9 @@ class CordialServer(VendorServer):
         times: dict[str, str] = {}
         if status != "Scheduled":
             # TimesJ.start: "Time when job starts execution", so a Scheduled job has none.
-            times["start"] = _iso(job.created_wall + dt.timedelta(seconds=job.seconds))
+            times["start"] = iso(job.created_wall + dt.timedelta(seconds=job.seconds))
         if status in ("Done", "Failed"):
-            times["end"] = _iso(job.created_wall + dt.timedelta(seconds=min(elapsed, 2 * job.seconds)))
+            times["end"] = iso(job.created_wall + dt.timedelta(seconds=min(elapsed, 2 * job.seconds)))
         done = status == "Done"
         rows = len(job.audiences) if job.kind == "trends" else self._contact_count(job)
         metadata: dict[str, Any] = {
@@ -454,117 +294,13 @@ class CordialServer(VendorServer):
 
     def _contact_count(self, job: ExportJob) -> int:
         with self._state_lock:
-            audience = self._audiences.get(job.audience_key) if job.audience_key else None
-        return audience.members if audience is not None else self.account_contacts
+            audiences = dict(self._audiences)
+        return contact_count(job, audiences, self.account_contacts)
 
-    # -- validation (README §2.3; C-V2 SourceCE) ------------------------------------------------
-    def _destination_error(self, dest: Any) -> str | None:
-        if not isinstance(dest, dict) or not dest.get("type"):
-            return "The destination.type field is required."
-        kind = str(dest["type"]).upper()
-        if kind not in DESTINATION_TYPES:
-            # Vendor is silent on an unknown type's message (README §2.3): sandbox choice: the
-            # same Laravel wording as the documented "selected destination.transport" message.
-            return "The selected destination.type is invalid."
-
-        def missing(name: str) -> bool:
-            value = dest.get(name)
-            return value is None or (isinstance(value, str) and not value.strip())
-
-        if kind in ("FTP", "SFTP"):
-            if missing("server"):
-                return "The destination.server field is required."
-            if missing("username"):
-                return "The destination.username field is required."
-            if missing("password") and not (kind == "SFTP" and not missing("savedKey")):
-                return "Parameter password is not set"
-            if kind == "SFTP" and not missing("savedKey"):
-                with self._state_lock:
-                    known = dest["savedKey"] in self._saved_keys
-                if not known:
-                    # C-V2 ContactExportsError lists this message.
-                    return f"SSH key with such Name/ID: {dest['savedKey']} does not exist."
-        if kind == "S3":
-            # "Required if destination is S3 and IAM role is not configured" (C-V2): the sandbox
-            # account has no IAM role unless `s3_iam_role` is set.
-            keys = () if self.s3_iam_role else ("aws_access_key_id", "aws_secret_access_key")
-            for name in (*keys, "aws_bucket", "aws_region"):
-                if missing(name):
-                    return f"The destination.{name.replace('_', ' ')} field is required."
-        if kind == "GCS" and missing("gcs_bucket"):
-            return "The destination.gcs bucket field is required."
-        if kind == "AZUREBLOB":
-            for name in ("account", "container"):
-                if missing(name):
-                    return f"The destination.{name} field is required."
-        if kind != "AWS" and missing("path"):
-            return "The destination.path field is required."
-        return None
-
-    def _config_error(self, body: dict[str, Any]) -> str | None:
-        name = body.get("name")
-        if not isinstance(name, str) or not name:
-            return "Field 'name' should be provided."
-        if not _NAME.match(name):
-            # Vendor is silent on this message (C-ATE: "may only contain letters, numbers, and
-            # dashes"): sandbox choice: a 406 in the documented config-error style.
-            return "Field 'name' may only contain letters, numbers, and dashes."
-        audiences = body.get("audiences")
-        if not isinstance(audiences, list) or not audiences:
-            return "Field 'audiences' should be provided."
-        start_raw, end_raw = body.get("selected_timeframe_start"), body.get("selected_timeframe_end")
-        # Vendor is silent on whether the timeframe may be left out entirely (README §2.3):
-        # sandbox choice: both are required.
-        if start_raw in (None, "") or end_raw in (None, ""):
-            return "Both fields 'selected_timeframe_start' and 'selected_timeframe_end' should be present."
-        start, end = parse_date(start_raw), parse_date(end_raw)
-        if start is None:
-            return "The 'selected_timeframe_start' is invalid. ISO-8601 is a recommended format."
-        if end is None:
-            return "The 'selected_timeframe_end' is invalid. ISO-8601 is a recommended format."
-        if end < start:
-            return "'selected_timeframe_end' cannot be in past in comparison with 'selected_timeframe_start'"
+    def _validation_state(self) -> tuple[set[str], dict[str, Audience]]:
+        """The account's saved SFTP keys and audiences, as the validation sees them."""
         with self._state_lock:
-            for audience in audiences:
-                found = self._audiences.get(str(audience))
-                if found is None:
-                    return f"Audience '{audience}' does not exist."
-                if not found.trends_enabled:
-                    return f"For Audience '{audience}' analytics disabled."
-        return None
-
-    def _contacts_error(self, body: dict[str, Any]) -> str | None:
-        """The 400 message for a contact export request (C-V2 SourceCE, ContactExportsError)."""
-        # Vendor is silent on the messages for missing required fields: sandbox choice, the same
-        # Laravel wording as the documented destination messages.
-        fields, account = body.get("fields"), body.get("accountId")
-        if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f for f in fields):
-            return "The fields field is required."
-        if isinstance(account, bool) or not isinstance(account, int):
-            # Vendor is silent on which account ids are accepted: any integer.
-            return "The accountId field is required."
-        name = body.get("name")
-        if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
-            return "The name may only contain letters, numbers, and dashes."
-        if str(body.get("exportType", "csv")).lower() not in CONTACT_EXPORT_TYPES:
-            return "The selected export type is invalid."
-        lists = body.get("lists", [])
-        if not isinstance(lists, list) or not all(
-            isinstance(i, (int, float)) and not isinstance(i, bool) for i in lists
-        ):
-            # Vendor is silent on this message (C-V2: list items are numbers): sandbox choice.
-            return "The selected lists are invalid."
-        key = body.get("audience-key")
-        if key is not None:
-            with self._state_lock:
-                known = str(key) in self._audiences
-            if not known:
-                return f"Audience with name: '{key}' does not exist."
-        for flag in ("compress", "showHeader"):
-            if flag in body and not isinstance(body[flag], bool):
-                # Vendor is silent (C-V2 types both as boolean): sandbox choice.
-                return f"The {flag} field must be true or false."
-        return None
+            return set(self._saved_keys), dict(self._audiences)
 
     # -- app ------------------------------------------------------------------------------------
     def _authorized(self, request: Request) -> bool:
@@ -583,25 +319,7 @@ class CordialServer(VendorServer):
         (a wrong key, a body it cannot read)."""
         if not self._authorized(request):
             return self.unauthorized_response()
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body: Any
-        if content_type == "application/json":
-            try:
-                body = await request.json()
-            except ValueError:
-                return cordial_error(400, "INVALID_JSON_PROVIDED", "Invalid JSON provided")
-        elif content_type == "application/x-www-form-urlencoded":
-            body = _nest_form(list((await request.form()).multi_items()))
-        else:
-            return cordial_error(
-                415,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "Unsupported Media Type: Content-Type header must be application/json or "
-                "application/x-www-form-urlencoded.",
-            )
-        if not isinstance(body, dict):
-            return cordial_error(400, "INVALID_JSON_PROVIDED", "Invalid JSON provided")
-        return body
+        return await read_body(request)
 
     def _new_job(self, kind: str, body: dict[str, Any], **spec: Any) -> Response:
         with self._state_lock:
@@ -634,8 +352,6 @@ class CordialServer(VendorServer):
         return JSONResponse({"jobId": job.job_id})
 
     def build_app(self) -> FastAPI:
-        from fastapi import FastAPI
-
         app = FastAPI(title="Cordial sandbox", docs_url=None, redoc_url=None, openapi_url=None)
 
         @app.middleware("http")
@@ -654,15 +370,18 @@ class CordialServer(VendorServer):
                 return body
             # Vendor is silent on the order of checks (README §2.3): sandbox choice: request
             # validation of the destination (400) before the export configuration (406).
-            dest_error = self._destination_error(body.get("destination"))
+            saved_keys, audiences = self._validation_state()
+            dest_error = destination_error(
+                body.get("destination"), saved_keys=saved_keys, s3_iam_role=self.s3_iam_role
+            )
             if dest_error is not None:
                 return cordial_error(400, "GENERIC_ERROR_KEY", dest_error)
             if body.get("exportType", "csv") != "csv":
                 # Vendor is silent on this message (C-V2 enum: only csv): sandbox choice.
                 return cordial_error(400, "VALIDATION_ERROR", "The selected exportType is invalid.")
-            config_error = self._config_error(body)
-            if config_error is not None:
-                return cordial_error(406, "GENERIC_ERROR_KEY", config_error)
+            refused = config_error(body, audiences)
+            if refused is not None:
+                return cordial_error(406, "GENERIC_ERROR_KEY", refused)
             start = parse_date(body["selected_timeframe_start"])
             end = parse_date(body["selected_timeframe_end"])
             assert start is not None and end is not None
@@ -676,7 +395,10 @@ class CordialServer(VendorServer):
             if isinstance(body, Response):
                 return body
             # C-V2 documents only 400 (ContactExportsError) and 415 for this operation.
-            error = self._destination_error(body.get("destination")) or self._contacts_error(body)
+            saved_keys, audiences = self._validation_state()
+            error = destination_error(
+                body.get("destination"), saved_keys=saved_keys, s3_iam_role=self.s3_iam_role
+            ) or contacts_error(body, audiences)
             if error is not None:
                 return cordial_error(400, "GENERIC_ERROR_KEY", error)
             return self._new_job(
@@ -731,7 +453,7 @@ class CordialServer(VendorServer):
                     raw = q.get(f"times[{which}][{op}]")
                     if raw is None:
                         continue
-                    moment = _parse_moment(raw)
+                    moment = parse_moment(raw)
                     if moment is None:
                         return cordial_error(422, "GENERIC_ERROR_KEY", "Time value is incorrect")
                     filters.append((which, op, moment))
@@ -743,7 +465,7 @@ class CordialServer(VendorServer):
             if q.get("status"):
                 records = [r for r in records if r["status"] == q["status"]]
             for which, op, moment in filters:
-                records = [r for r in records if _time_matches(r["times"].get(which), op, moment)]
+                records = [r for r in records if time_matches(r["times"].get(which), op, moment)]
             # Vendor is silent on order and on empty results (README §2.4; the spec also lists a
             # 404 for the list): sandbox choice: newest first, an empty page is `[]`.
             records.reverse()
@@ -765,45 +487,3 @@ class CordialServer(VendorServer):
             )
 
         return app
-
-
-def _csv_field(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\r\n') else value
-
-
-def _time_matches(value: str | None, op: str, moment: dt.datetime) -> bool:
-    if value is None:
-        return False
-    actual = dt.datetime.fromisoformat(value)
-    return {
-        "gt": actual > moment,
-        "gte": actual >= moment,
-        "lt": actual < moment,
-        "lte": actual <= moment,
-    }[op]
-
-
-def _nest_form(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    """PHP-style form fields (``destination[type]=S3``, ``audiences[]=a``) to nested JSON."""
-    out: dict[str, Any] = {}
-    for key, value in items:
-        if not isinstance(value, str):
-            continue
-        parts = re.findall(r"[^\[\]]+|\[\]", key)
-        node: Any = out
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            nxt = parts[i + 1] if not last else None
-            if part == "[]":
-                if isinstance(node, list):
-                    node.append(value)
-                break
-            if last:
-                node[part] = value
-            else:
-                node = node.setdefault(part, [] if nxt == "[]" else {})
-    # Indexed lists (audiences[0]=a) arrive as dicts with numeric keys.
-    for key, value in list(out.items()):
-        if isinstance(value, dict) and value and all(k.isdigit() for k in value):
-            out[key] = [value[k] for k in sorted(value, key=int)]
-    return out

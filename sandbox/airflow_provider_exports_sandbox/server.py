@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 from urllib.parse import parse_qsl
 
-from airflow_provider_exports.sandbox.faults import FaultMiddleware, FaultPlan
+from airflow_provider_exports_sandbox.faults import FaultMiddleware, FaultPlan
+from airflow_provider_exports_sandbox.synthetic import materialize
 
 if TYPE_CHECKING:
     import uvicorn
@@ -188,9 +189,8 @@ class VendorServer:
             return self.url
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         app = self.build_app()
-        app.state.sandbox_server = self
         self._add_control_routes(app)
-        asgi: ASGIApp = _RecordingMiddleware(FaultMiddleware(app, self), self)
+        asgi: ASGIApp = _RecordingMiddleware(FaultMiddleware(app, self.faults, self.fault_response), self)
 
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -280,8 +280,6 @@ class VendorServer:
 
     def materialize(self, key: str, writer_fn: Callable[[BinaryIO], Any]) -> Path:
         """Build a cached file once (see :func:`synthetic.materialize`)."""
-        from airflow_provider_exports.sandbox.synthetic import materialize
-
         return materialize(self.cache_dir, key, writer_fn)
 
     def _add_control_routes(self, app: FastAPI) -> None:

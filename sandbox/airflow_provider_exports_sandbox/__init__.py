@@ -1,8 +1,10 @@
 """Local stand-ins for the vendor APIs (Sitecore CDP, Cordial, Adobe Experience Platform).
 
-``Sandbox`` bundles one :class:`~airflow_provider_exports.sandbox.server.VendorServer` per vendor,
+``Sandbox`` bundles one :class:`~airflow_provider_exports_sandbox.server.VendorServer` per vendor,
 each a real HTTP server on a loopback port that speaks the vendor's API as the vendor documents
-it, with fault injection for tests, the demo and offline DAG development.
+it, with fault injection for tests, the demo and offline DAG development. The distribution
+``airflow-provider-exports-sandbox`` also holds the opt-in pytest kit (:mod:`.testing`) and the demo
+(``python -m airflow_provider_exports_sandbox.demo``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_provider_exports.sandbox.cordial import CordialServer
-    from airflow_provider_exports.sandbox.server import VendorServer
-    from airflow_provider_exports.sandbox.sitecore_cdp import SitecoreCDPServer
+    from airflow_provider_exports_sandbox.adobe import AdobeAEPServer
+    from airflow_provider_exports_sandbox.cordial import CordialServer
+    from airflow_provider_exports_sandbox.server import VendorServer
+    from airflow_provider_exports_sandbox.sitecore_cdp import SitecoreCDPServer
 
-__all__ = ["CONN_IDS", "Sandbox"]
+__version__ = "0.1.0"
+__all__ = ["CONN_IDS", "Sandbox", "__version__"]
 
 #: Airflow connection ids the sandbox's connections are exported under, by attribute name.
 CONN_IDS: dict[str, str] = {
@@ -27,21 +31,13 @@ CONN_IDS: dict[str, str] = {
 }
 
 
-def _adobe_server(cache_dir: Path) -> VendorServer | None:
-    try:
-        from airflow_provider_exports.sandbox.adobe_aep import AdobeAEPServer
-    except ImportError:
-        return None
-    server: VendorServer = AdobeAEPServer(cache_dir)
-    return server
-
-
 class Sandbox:
     """All vendor servers together; nothing starts in ``__init__``."""
 
     def __init__(self, cache_dir: Path | str | None = None) -> None:
-        from airflow_provider_exports.sandbox.cordial import CordialServer
-        from airflow_provider_exports.sandbox.sitecore_cdp import SitecoreCDPServer
+        from airflow_provider_exports_sandbox.adobe import AdobeAEPServer
+        from airflow_provider_exports_sandbox.cordial import CordialServer
+        from airflow_provider_exports_sandbox.sitecore_cdp import SitecoreCDPServer
 
         self.cache_dir = (
             Path(cache_dir)
@@ -50,14 +46,12 @@ class Sandbox:
         )
         self.sitecore: SitecoreCDPServer = SitecoreCDPServer(self.cache_dir / "sitecore_cdp")
         self.cordial: CordialServer = CordialServer(self.cache_dir / "cordial")
-        # Adobe AEP lives in its own module; the sandbox still works (two vendors) without it.
-        self.adobe: Any = _adobe_server(self.cache_dir / "adobe_aep")
+        self.adobe: AdobeAEPServer = AdobeAEPServer(self.cache_dir / "adobe_aep")
 
     @property
     def servers(self) -> dict[str, VendorServer]:
         """The vendor servers by attribute name (``sitecore``, ``cordial``, ``adobe``)."""
-        found = {"sitecore": self.sitecore, "cordial": self.cordial, "adobe": self.adobe}
-        return {name: server for name, server in found.items() if server is not None}
+        return {"sitecore": self.sitecore, "cordial": self.cordial, "adobe": self.adobe}
 
     def start(self, port_base: int | None = None) -> Sandbox:
         """Start every server; with ``port_base`` they listen on consecutive ports from it."""

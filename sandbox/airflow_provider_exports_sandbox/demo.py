@@ -1,6 +1,6 @@
 """The one-command demo: the three example DAGs end to end against the sandbox, a local S3 and SQLite.
 
-``python -m airflow_provider_exports.sandbox.demo`` (what ``bash .ci/demo`` runs) starts the vendor
+``python -m airflow_provider_exports_sandbox.demo`` (what ``bash .ci/demo`` runs) starts the vendor
 sandbox and a moto S3 server on loopback, points Airflow connections at them and at an embedded
 SQLite warehouse, runs each DAG of ``example_dags/`` (Sitecore CDP, Cordial, Adobe Experience
 Platform) with ``dag.test()`` on its latest scheduled date, and prints what landed on one screen.
@@ -154,7 +154,7 @@ def _kept_lines(moto: Any, pid: int, warehouse: Path, work: Path) -> list[str]:
         f"  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws --endpoint-url {url} s3 ls s3://{BUCKET}/ --recursive",
         f"  {python} -c {shlex.quote(boto)}",
         f"  sqlite3 {warehouse} 'select * from cordial_audience_trends limit 5'",
-        f"Stop: {python} -m airflow_provider_exports.sandbox.demo --stop --work-dir {work}   (or: kill {pid})",
+        f"Stop: {python} -m airflow_provider_exports_sandbox.demo --stop --work-dir {work}   (or: kill {pid})",
     ]
 
 
@@ -186,7 +186,7 @@ def stop_kept(work: Path) -> str | None:
 
 
 def _configure_airflow(work: Path, dags_folder: Path) -> None:
-    from airflow_provider_exports.testing._airflow import configure_airflow
+    from airflow_provider_exports_sandbox.testing._airflow import configure_airflow
 
     os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_folder)
     if configure_airflow(work / "airflow") is None:
@@ -195,7 +195,7 @@ def _configure_airflow(work: Path, dags_folder: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_exports.sandbox.demo", description=__doc__
+        prog="python -m airflow_provider_exports_sandbox.demo", description=__doc__
     )
     parser.add_argument("--work-dir", type=Path, default=Path(".demo"), help="Airflow home, cache, warehouse")
     parser.add_argument("--dags-folder", type=Path, default=Path("example_dags"), help="the example DAGs")
@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         _quiet()
     _configure_airflow(work, dags_folder)
 
-    from airflow_provider_exports.sandbox import Sandbox
-    from airflow_provider_exports.sandbox.local_services import MotoServer
+    from airflow_provider_exports_sandbox import Sandbox
+    from airflow_provider_exports_sandbox.local_services import MotoServer
 
     sb = Sandbox(cache_dir=work / "cache").start()
     moto = MotoServer(detachable=args.keep).start()
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_dags(dags_folder: Path) -> dict[str, str] | None:
     """Each DAG of the folder, one after another; their end states by DAG id (None: import errors)."""
-    from airflow_provider_exports.testing._airflow import _dagbag_module, init_metadata_db, run_dag
+    from airflow_provider_exports_sandbox.testing._airflow import _dagbag_module, init_metadata_db, run_dag
 
     init_metadata_db()
     bag = _dagbag_module().DagBag(dag_folder=str(dags_folder))

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from starlette.responses import Response
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-    from airflow_provider_exports.sandbox.server import VendorServer
 
 FAULT_KINDS = (
     "rate_limit",
@@ -219,18 +218,20 @@ class _DropConnection(Exception):
 
 
 class FaultMiddleware:
-    """ASGI middleware applying a server's :class:`FaultPlan` to its HTTP requests."""
+    """ASGI middleware applying a server's :class:`FaultPlan` to its HTTP requests; ``respond``
+    (``kind, path, **params``) is the vendor's answer to an injected ``rate_limit``/``server_error``."""
 
-    def __init__(self, app: ASGIApp, server: VendorServer) -> None:
+    def __init__(self, app: ASGIApp, plan: FaultPlan, respond: Callable[..., Response]) -> None:
         self.app = app
-        self.server = server
+        self.plan = plan
+        self.respond = respond
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith("/_sandbox/"):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        fault = self.server.faults.take(scope["method"], scope["path"], headers)
+        fault = self.plan.take(scope["method"], scope["path"], headers)
         if fault is None:
             await self.app(scope, receive, send)
             return
@@ -238,10 +239,10 @@ class FaultMiddleware:
             await asyncio.sleep(fault.params["seconds"])
             await self.app(scope, receive, send)
         elif fault.kind == "rate_limit":
-            response = self.server.fault_response("rate_limit", scope["path"], **fault.params)
+            response = self.respond("rate_limit", scope["path"], **fault.params)
             await response(scope, receive, send)
         elif fault.kind == "server_error":
-            response = self.server.fault_response("server_error", scope["path"], **fault.params)
+            response = self.respond("server_error", scope["path"], **fault.params)
             await response(scope, receive, send)
         elif fault.kind == "drop_connection":
             await self._drop(scope, receive, send, fault.params["after_bytes"])

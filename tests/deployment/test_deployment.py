@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_exports.sandbox.deployment import Component, Result, main, process_tree, results_table
+from dev.deployment.__main__ import main, results_table
+from dev.deployment.faults import Result
+from dev.deployment.processes import Component, process_tree
 
 
 def _alive(pid: int) -> bool:

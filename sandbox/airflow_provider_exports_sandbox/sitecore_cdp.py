@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from airflow_provider_exports.sandbox import synthetic
-from airflow_provider_exports.sandbox.server import VendorServer
+from airflow_provider_exports_sandbox import synthetic
+from airflow_provider_exports_sandbox.server import VendorServer
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urlencode
 
 import anyio.to_thread
@@ -34,8 +34,6 @@ from starlette.responses import Response
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import Receive, Scope, Send
-
-    from airflow_provider_exports.sandbox.server import VendorServer
 
 CHUNK_SIZE = 1024 * 1024
 #: Bump when a writer's output changes, so stale cached files are not served.
@@ -118,13 +116,26 @@ def read_meta(path: Path) -> dict[str, Any]:
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 
 
-def _signature(server: VendorServer, path: str, amz_date: str, expires: str, session_token: str) -> str:
+class SigningServer(Protocol):
+    """What presigning needs of a server (a :class:`~.server.VendorServer` has it): its base URL,
+    signing key and URL lifetime, and the signatures it issued and revoked."""
+
+    signing_key: bytes
+    url_ttl_seconds: float
+    issued_signatures: set[str]
+    revoked_signatures: set[str]
+
+    @property
+    def url(self) -> str: ...
+
+
+def _signature(server: SigningServer, path: str, amz_date: str, expires: str, session_token: str) -> str:
     message = f"GET\n{path}\n{amz_date}\n{expires}\n{session_token}".encode()
     return hmac.new(server.signing_key, message, hashlib.sha256).hexdigest()
 
 
 def sign_url(
-    server: VendorServer, path: str, ttl_s: float | None = None, *, now: dt.datetime | None = None
+    server: SigningServer, path: str, ttl_s: float | None = None, *, now: dt.datetime | None = None
 ) -> str:
     """A full presigned URL for ``path`` on ``server``, valid for ``ttl_s`` seconds (whole seconds)."""
     ttl = round(server.url_ttl_seconds if ttl_s is None else ttl_s)
@@ -164,9 +175,9 @@ def s3_error(status: int, code: str, message: str, **extra: str) -> Response:
     return Response(body, status_code=status, media_type="application/xml")
 
 
-def verify_signed(request: Request, server: VendorServer | None = None) -> Response | None:
-    """``None`` when the request carries a valid unexpired signature, else S3's 400/403 answer."""
-    srv: VendorServer = server if server is not None else request.app.state.sandbox_server
+def verify_signed(request: Request, server: SigningServer) -> Response | None:
+    """``None`` when the request carries a valid unexpired signature of ``server``, else S3's
+    400/403 answer."""
     q = request.query_params
     if "authorization" in request.headers and "X-Amz-Signature" in q:
         return s3_error(
@@ -179,7 +190,7 @@ def verify_signed(request: Request, server: VendorServer | None = None) -> Respo
     amz_date, expires, signature = q.get("X-Amz-Date"), q.get("X-Amz-Expires"), q.get("X-Amz-Signature")
     if not (amz_date and expires and signature and q.get("X-Amz-Algorithm")):
         return s3_error(403, "AccessDenied", "Access Denied")
-    expected = _signature(srv, request.url.path, amz_date, expires, q.get("X-Amz-Security-Token", ""))
+    expected = _signature(server, request.url.path, amz_date, expires, q.get("X-Amz-Security-Token", ""))
     if not hmac.compare_digest(expected, signature):
         return s3_error(
             403,
@@ -191,7 +202,7 @@ def verify_signed(request: Request, server: VendorServer | None = None) -> Respo
     except ValueError:
         return s3_error(403, "AuthorizationQueryParametersError", "Invalid X-Amz-Date or X-Amz-Expires")
     now = dt.datetime.now(dt.timezone.utc)
-    if signature in srv.revoked_signatures or now >= expiry:
+    if signature in server.revoked_signatures or now >= expiry:
         return s3_error(
             403,
             "AccessDenied",

@@ -1,7 +1,7 @@
 """Airflow for offline DAG tests: a private home and metadata database, DAG files loaded by path,
 and ``dag.test()`` on the logical date the scheduler would have run last.
 
-Used by the pytest kit (:mod:`airflow_provider_exports.testing`) and the demo. Airflow reads its home
+Used by the pytest kit (:mod:`airflow_provider_exports_sandbox.testing`) and the demo. Airflow reads its home
 and database settings once, when it is first imported, so :func:`configure_airflow` runs before that;
 nothing here imports Airflow at import time.
 """
@@ -73,8 +73,8 @@ def init_metadata_db() -> Path:
     global _db_ready
     if _home is None:
         raise AirflowNotConfigured(
-            "Airflow was imported before airflow_provider_exports.testing could give it a private "
-            "home and metadata database. Load the kit with `pytest -p airflow_provider_exports.testing`, "
+            "Airflow was imported before airflow_provider_exports_sandbox.testing could give it a private "
+            "home and metadata database. Load the kit with `pytest -p airflow_provider_exports_sandbox.testing`, "
             "or list it in `pytest_plugins` of the top-level conftest.py and import Airflow there only "
             "inside fixtures or tests."
         )

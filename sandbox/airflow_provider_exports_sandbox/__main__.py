@@ -1,4 +1,4 @@
-"""Run the vendor sandbox from a shell: ``python -m airflow_provider_exports.sandbox``.
+"""Run the vendor sandbox from a shell: ``python -m airflow_provider_exports_sandbox``.
 
 Starts every vendor server, prints their URLs and the ``AIRFLOW_CONN_*`` exports that point
 Airflow at them, and serves until Ctrl-C or SIGTERM. ``--seed-demo`` adds a small set of exports,
@@ -19,12 +19,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_exports.sandbox import Sandbox
-from airflow_provider_exports.sandbox.demo import BUCKET, seed_demo, services_env
+from airflow_provider_exports_sandbox import Sandbox
+from airflow_provider_exports_sandbox.demo import BUCKET, seed_demo, services_env
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m airflow_provider_exports.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m airflow_provider_exports_sandbox", description=__doc__)
     parser.add_argument(
         "--port-base", type=int, default=None, help="listen on N, N+1, N+2 (default: free ports)"
     )
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, server in sb.servers.items():
             print(f"{server.vendor:<28} {server.url}   (sb.{name})", file=info)
         if args.services:
-            from airflow_provider_exports.sandbox.local_services import MotoServer
+            from airflow_provider_exports_sandbox.local_services import MotoServer
 
             moto = MotoServer().start()
             moto.client().create_bucket(Bucket=BUCKET)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_provider_exports.sandbox.local_services import MotoServer
+    from airflow_provider_exports_sandbox.local_services import MotoServer
 
 __all__ = ["S3Bucket", "Warehouse"]
 

@@ -1,12 +1,12 @@
 """Opt-in pytest kit for testing DAGs that use this provider, offline.
 
-Load it with ``pytest -p airflow_provider_exports.testing``, or in the top-level ``conftest.py``::
+Load it with ``pytest -p airflow_provider_exports_sandbox.testing``, or in the top-level ``conftest.py``::
 
-    pytest_plugins = ["airflow_provider_exports.testing"]
+    pytest_plugins = ["airflow_provider_exports_sandbox.testing"]
 
-Installing the provider registers nothing with pytest. Once loaded, the kit gives Airflow a private
-home and SQLite metadata database in a temp dir (before Airflow is imported) and adds these fixtures,
-none of them autouse:
+Installing it (the sandbox distribution) registers nothing with pytest. Once loaded, the kit gives
+Airflow a private home and SQLite metadata database in a temp dir (before Airflow is imported) and
+adds these fixtures, none of them autouse:
 
 - ``exports_airflow_db`` (session): the metadata tables, created once; returns the Airflow home.
 - ``exports_load_dag``: ``load(path, dag_id=None)`` parses a DAG file with the DAGs folder set to the
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_exports.testing._airflow import (
+from airflow_provider_exports_sandbox.testing._airflow import (
     AirflowNotConfigured,
     configure_airflow,
     init_metadata_db,
@@ -42,11 +42,11 @@ from airflow_provider_exports.testing._airflow import (
     run_dag,
     scheduled_logical_date,
 )
-from airflow_provider_exports.testing._stores import S3Bucket, Warehouse
+from airflow_provider_exports_sandbox.testing._stores import S3Bucket, Warehouse
 
 if TYPE_CHECKING:
-    from airflow_provider_exports.sandbox import Sandbox
-    from airflow_provider_exports.sandbox.local_services import MotoServer, PostgresCluster
+    from airflow_provider_exports_sandbox import Sandbox
+    from airflow_provider_exports_sandbox.local_services import MotoServer, PostgresCluster
 
 __all__ = [
     "AirflowNotConfigured",
@@ -64,7 +64,7 @@ WAREHOUSE_CONN_ID = "warehouse"
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: Any, args: list[str]) -> None:
-    """``-p airflow_provider_exports.testing``: configure before any conftest.py is imported."""
+    """``-p airflow_provider_exports_sandbox.testing``: configure before any conftest.py is imported."""
     configure_airflow()
 
 
@@ -113,7 +113,7 @@ def exports_run_dag(exports_airflow_db: Path) -> Callable[..., Any]:
 @pytest.fixture(scope="session")
 def exports_sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """The vendor sandbox (all vendors), started once for the session."""
-    from airflow_provider_exports.sandbox import Sandbox
+    from airflow_provider_exports_sandbox import Sandbox
 
     sb = Sandbox(cache_dir=tmp_path_factory.mktemp("exports-sandbox-cache"))
     sb.start()
@@ -138,7 +138,7 @@ def exports_sandbox(exports_sandbox_session: Sandbox, monkeypatch: pytest.Monkey
 @pytest.fixture(scope="session")
 def exports_moto() -> Iterator[MotoServer]:
     """``moto_server`` as S3 on a free loopback port for the whole session."""
-    from airflow_provider_exports.sandbox.local_services import MotoServer
+    from airflow_provider_exports_sandbox.local_services import MotoServer
 
     server = MotoServer().start()
     try:
@@ -175,7 +175,7 @@ def exports_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Wareho
 @pytest.fixture(scope="session")
 def exports_postgres() -> Iterator[PostgresCluster]:
     """A private throwaway PostgreSQL cluster; skips only when the server binaries are absent."""
-    from airflow_provider_exports.sandbox.local_services import PostgresCluster
+    from airflow_provider_exports_sandbox.local_services import PostgresCluster
 
     if not PostgresCluster.available():
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install -y postgresql")
