@@ -35,15 +35,12 @@ from airflow_provider_exports.exceptions import (
     VendorAPIError,
     VendorConnectionError,
 )
+from airflow_provider_exports.hooks._answers import json_body, redact_url
+from airflow_provider_exports.hooks._auth import AuthScheme
+from airflow_provider_exports.hooks._clients import ASYNC_REQUESTS_PER_SECOND
 from airflow_provider_exports.hooks._guard import HostGuard, is_loopback_host, parse_allowed_hosts
-from airflow_provider_exports.hooks._http import (
-    ASYNC_REQUESTS_PER_SECOND,
-    AuthScheme,
-    HttpCore,
-    RetryPolicy,
-    json_body,
-    redact_url,
-)
+from airflow_provider_exports.hooks._http import HttpCore
+from airflow_provider_exports.hooks._retry import RetryPolicy
 
 SettingsT = TypeVar("SettingsT")
 T = TypeVar("T")

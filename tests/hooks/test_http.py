@@ -22,13 +22,13 @@ from airflow_provider_exports.exceptions import (
     VendorRateLimitError,
     VendorServerError,
 )
+from airflow_provider_exports.hooks._call import Call, drive
 from airflow_provider_exports.hooks._guard import HostGuard
 from airflow_provider_exports.hooks._http import (
     ASYNC_CLIENTS,
     AsyncRateLimiter,
     HttpCore,
     RetryPolicy,
-    _Call,
     parse_retry_after,
     rate_limit_wait,
     redact_url,
@@ -245,10 +245,17 @@ def test_wait_within_refuses_a_wait_past_the_deadline_but_not_after_the_last_att
         policy.wait_within(1, limited, soon, "V GET https://host/path")
     assert "30.0 s" in str(err.value) and "HTTP 429 (SLOW_DOWN): later" in str(err.value)
     assert err.value.__cause__ is limited
-    assert policy.wait_within(1, limited, time.time() + 60, "V") == 30
-    assert policy.wait_within(1, limited, None, "V") == 30
-    # After the last attempt nothing waits: the failure itself is raised by the caller.
-    assert policy.wait_within(3, limited, soon, "V") == 30
+    assert 30 <= policy.wait_within(1, limited, time.time() + 60, "V") <= 35  # with its jitter
+    assert 30 <= policy.wait_within(1, limited, None, "V") <= 35
+
+    # After the last attempt nothing waits: the failure itself is raised, not the deadline's error.
+    def refused():
+        raise limited
+        yield  # a flow
+
+    call = Call("V", "GET", "https://host/path", deadline=soon)
+    with pytest.raises(VendorRateLimitError):
+        drive(RetryPolicy(max_attempts=1).attempts(call, refused), lambda effect: None)
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
@@ -366,7 +373,7 @@ def test_httpx_does_not_log_request_urls(sandbox, caplog):
 
 async def test_a_cancel_that_lands_with_the_answer_is_not_lost():
     """A killed trigger must stop: the cancel arrives in the same loop turn as the answer."""
-    call = _Call("Sitecore CDP", "GET", "http://example.invalid/", {}, None, None, time.time() + 30)
+    call = Call("Sitecore CDP", "GET", "http://example.invalid/", deadline=time.time() + 30)
     outer: asyncio.Task[str]
 
     async def answer() -> str:
@@ -597,24 +604,23 @@ async def test_a_429_holds_the_connection_so_its_other_callers_do_not_spend_requ
     assert 1 <= statuses.count(429) < 10
 
 
-def test_retry_after_is_jittered_on_the_async_path_only_and_within_the_deadline():
+def test_retry_after_is_jittered_within_the_deadline():
+    """Both drivers: the waits of one policy (sync and async alike since issue 17)."""
     policy = RetryPolicy()
     limited = VendorRateLimitError(
         "V", status_code=429, error_key=None, message="slow down", method="GET", url="u", retry_after=10.0
     )
-    # sync: the server's wait, exactly (the workers' behaviour is unchanged)
-    assert policy.wait_within(1, limited, None, "x") == 10.0
-    waits = [policy.wait_within(1, limited, None, "x", jitter=True) for _ in range(200)]
+    waits = [policy.wait_within(1, limited, None, "x") for _ in range(200)]
     assert all(10.0 <= w <= 10.0 + 2.5 for w in waits)  # at most a quarter more (and 5 s)
     assert len(set(waits)) > 150 and max(waits) > 11.0
     # with a deadline: judged on the server's wait; the jitter takes at most half the slack
-    near = [policy.wait_within(1, limited, time.time() + 11, "x", jitter=True) for _ in range(200)]
+    near = [policy.wait_within(1, limited, time.time() + 11, "x") for _ in range(200)]
     assert all(10.0 <= w <= 10.5 + 0.01 for w in near)
     with pytest.raises(DeadlineExceeded):
-        policy.wait_within(1, limited, time.time() + 9, "x", jitter=True)
+        policy.wait_within(1, limited, time.time() + 9, "x")
     long = VendorRateLimitError(
         "V", status_code=429, error_key=None, message="slow down", method="GET", url="u", retry_after=100.0
     )
-    assert all(100.0 <= policy.wait_within(1, long, None, "x", jitter=True) <= 105.0 for _ in range(50))
+    assert all(100.0 <= policy.wait_within(1, long, None, "x") <= 105.0 for _ in range(50))
     # backoff without Retry-After is jittered already and gets nothing more
-    assert all(policy.wait_within(1, None, None, "x", jitter=True) <= 1.0 for _ in range(50))
+    assert all(policy.wait_within(1, None, None, "x") <= 1.0 for _ in range(50))
