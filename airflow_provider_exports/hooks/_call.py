@@ -20,7 +20,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Generator, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypedDict, TypeVar
 
 import httpx
 
@@ -32,10 +32,29 @@ T = TypeVar("T")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
+class CallOptions(TypedDict, total=False):
+    """What a call may say besides its method and URL, as :class:`Call` takes it."""
+
+    params: Mapping[str, Any] | None
+    json: Any
+    data: Mapping[str, Any] | None
+    headers: Mapping[str, str] | None
+    expected: Collection[int]
+    idempotent: bool | None
+    deadline: float | None
+    authenticate: bool
+
+
 class Call:
     """One logical request, whatever its attempts: what to send, which answers are the expected
-    ones, whether it may be repeated, and the deadline (epoch seconds) that bounds all of it.
+    ones, whether it may be repeated, and the deadline that bounds all of it.
 
+    :param expected: the statuses of a successful answer; any other raises the vendor's error.
+    :param idempotent: whether the request may run twice (default: by its method); one that may
+        not is retried only when it provably did not run.
+    :param deadline: epoch seconds (``time.time()``) by which the call ends, whatever its retries:
+        each attempt's timeouts are capped to the time left, no wait ends after it, and reaching it
+        raises :class:`DeadlineExceeded`.
     :param authenticate: whether the core's auth scheme adds its headers (a token request does not).
     :param streamed: whether an expected answer's body is left open for the caller to stream (a
         download); otherwise every body is read here, bounded.

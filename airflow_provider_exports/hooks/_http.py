@@ -27,10 +27,10 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Collection, Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -47,6 +47,7 @@ from airflow_provider_exports.hooks._call import (
     LOCKS,
     BodyBound,
     Call,
+    CallOptions,
     Effect,
     Flow,
     MaskSecret,
@@ -182,75 +183,19 @@ class HttpCore:
     # -- the calls
 
     def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        data: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        expected: Collection[int] = (200,),
-        authenticate: bool = True,
-        idempotent: bool | None = None,
-        deadline: float | None = None,
-        stop: threading.Event | None = None,
+        self, method: str, url: str, *, stop: threading.Event | None = None, **options: Unpack[CallOptions]
     ) -> httpx.Response:
-        """Send a request with retries; return the response if its status is ``expected``.
-
-        :param idempotent: whether the request may run twice (default: by its method); one that
-            may not is retried only when it provably did not run.
-        :param deadline: epoch seconds (``time.time()``) by which the call ends, whatever its retries:
-            each attempt's timeouts are capped to the time left, no wait ends after it, and reaching
-            it raises :class:`DeadlineExceeded`.
-        :param stop: once set, nothing more is retried (a wait in progress ends with the last failure).
-        """
-        call = Call(
-            self.vendor,
-            method,
-            url,
-            params=params,
-            json=json,
-            data=data,
-            headers=headers,
-            expected=expected,
-            idempotent=idempotent,
-            deadline=deadline,
-            authenticate=authenticate,
-        )
-        return self._run(call, stop)
+        """Send a request with retries; return the response if its status is expected (``options``:
+        see :class:`~._call.Call`). Once ``stop`` is set, nothing more is retried (a wait in progress
+        ends with the last failure)."""
+        return self._run(Call(self.vendor, method, url, **options), stop)
 
     async def arequest(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        data: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        expected: Collection[int] = (200,),
-        authenticate: bool = True,
-        idempotent: bool | None = None,
-        deadline: float | None = None,
-        stop: threading.Event | None = None,
+        self, method: str, url: str, *, stop: threading.Event | None = None, **options: Unpack[CallOptions]
     ) -> httpx.Response:
         """:meth:`request` on the event loop, for triggers: the same flow, the same errors; with a
         deadline, the whole call is also cancelled when it comes."""
-        call = Call(
-            self.vendor,
-            method,
-            url,
-            params=params,
-            json=json,
-            data=data,
-            headers=headers,
-            expected=expected,
-            idempotent=idempotent,
-            deadline=deadline,
-            authenticate=authenticate,
-        )
-        return await self._arun(call, stop)
+        return await self._arun(Call(self.vendor, method, url, **options), stop)
 
     @contextmanager
     def stream(

@@ -1,6 +1,8 @@
-"""The HTTP core: retry policy, Retry-After, redaction, token sharing under concurrency.
+"""The HTTP core: retry policy, Retry-After, redaction, downloads, shared async clients and their cap.
 
 Everything that can go over real HTTP does, against the Sitecore sandbox (a vendor with a token).
+The behaviours of a call, through the sync and the async driver alike, are the table of
+``test_request_path.py``.
 """
 
 from __future__ import annotations
@@ -8,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -107,73 +108,6 @@ def test_backoff_is_jittered_and_capped_and_retry_after_wins():
     assert policy.wait_seconds(1, limited) == 10.0
 
 
-def test_429_retry_after_is_honoured(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.rate_limit("/v2/audienceExports/*", times=2, retry_after="1")
-    hook = SitecoreCDPHook(retry=FAST)
-    started = time.monotonic()
-    assert hook.get_reports("daily_loyalty_members") == []
-    assert time.monotonic() - started >= 2.0  # two waits of Retry-After: 1, not the 0.05 s backoff
-    assert [r.status for r in sandbox.sitecore.requests_to("/v2/audienceExports/*")] == [429, 429, 200]
-
-
-def test_5xx_is_retried_then_surfaces_with_vendor_message(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.server_error("/v2/audienceExports/*", times=None, status=503)
-    hook = SitecoreCDPHook(retry=FAST)
-    with pytest.raises(VendorServerError) as err:
-        hook.get_reports("daily_loyalty_members")
-    assert err.value.http_status == 503
-    assert err.value.error_key == "SERVICE_UNAVAILABLE"
-    assert "The server could not process the request" in str(err.value)
-    assert len(sandbox.sitecore.requests_to("/v2/audienceExports/*")) == FAST.max_attempts
-
-
-def test_4xx_is_not_retried(sandbox):
-    hook = SitecoreCDPHook(retry=FAST)
-    with pytest.raises(VendorAPIError) as err:
-        hook.get_latest_export("no_such_export")
-    assert err.value.http_status == 404
-    assert len(sandbox.sitecore.requests_to("/v2/audienceExports/*")) == 1
-
-
-def test_connection_refused_is_retried_then_raised():
-    core = HttpCore("Nowhere", retry=FAST, guard=LOOPBACK)
-    with pytest.raises(VendorConnectionError):
-        core.request("GET", "http://127.0.0.1:9/unused")
-
-
-def test_one_token_for_many_threads(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    hook = SitecoreCDPHook(retry=FAST)
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: hook.get_reports("daily_loyalty_members"), range(24)))
-    assert len(results) == 24
-    assert len(sandbox.sitecore.requests_to("/oauth/token")) == 1
-
-
-async def test_one_token_for_many_coroutines(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    hook = SitecoreCDPHook(retry=FAST)
-    try:
-        await asyncio.gather(*(hook.aget_reports("daily_loyalty_members") for _ in range(16)))
-    finally:
-        await hook.aclose()
-    assert len(sandbox.sitecore.requests_to("/oauth/token")) == 1
-
-
-def test_expired_token_refreshes_exactly_once(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    hook = SitecoreCDPHook(retry=FAST)
-    hook.get_reports("daily_loyalty_members")
-    sandbox.sitecore.faults.expire_tokens()
-    hook.get_reports("daily_loyalty_members")
-    hook.get_reports("daily_loyalty_members")
-    assert len(sandbox.sitecore.requests_to("/oauth/token")) == 2
-    statuses = [r.status for r in sandbox.sitecore.requests_to("/v2/audienceExports/*")]
-    assert statuses == [200, 401, 200, 200]
-
-
 def test_user_agent_names_package_and_airflow(sandbox):
     sandbox.sitecore.add_export("daily_loyalty_members")
     SitecoreCDPHook(retry=FAST).get_reports("daily_loyalty_members")
@@ -210,13 +144,6 @@ def test_no_secret_in_logs_or_errors(sandbox, caplog):
 
 REPORTS = "/v2/audienceExports/definitions/daily_loyalty_members/reports"
 LATE = 3.0
-
-
-def wait_for_answers(server, path: str, count: int) -> None:
-    """Let the sandbox answer requests a test left hanging, so they are not logged in the next test."""
-    until = time.monotonic() + 15
-    while len(server.requests_to(path)) < count and time.monotonic() < until:
-        time.sleep(0.05)
 
 
 async def read_reports(hook: SitecoreCDPHook, use_async: bool, **kwargs) -> list:
@@ -259,47 +186,6 @@ def test_wait_within_refuses_a_wait_past_the_deadline_but_not_after_the_last_att
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-async def test_a_retry_after_longer_than_the_time_left_ends_the_call_at_once(sandbox, use_async):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.rate_limit(REPORTS, times=None, retry_after="30")
-    hook = SitecoreCDPHook()  # the default policy: 5 attempts, Retry-After honoured up to 300 s
-    deadline = time.time() + 20
-    started = time.monotonic()
-    with pytest.raises(DeadlineExceeded) as err:
-        await read_reports(hook, use_async, deadline=deadline)
-    assert time.monotonic() - started < 10  # at once, not at the deadline, not 30 s later
-    assert_deadline_message(err.value)
-    assert "30.0 s" in str(err.value) and "HTTP 429" in str(err.value)
-    assert [r.status for r in sandbox.sitecore.requests_to(REPORTS)] == [429]
-
-
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-async def test_waits_that_fit_before_the_deadline_are_still_made(sandbox, use_async):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.rate_limit(REPORTS, times=2, retry_after="1")
-    hook = SitecoreCDPHook(retry=FAST)
-    deadline = time.time() + 30
-    assert await read_reports(hook, use_async, deadline=deadline) == []
-    assert [r.status for r in sandbox.sitecore.requests_to(REPORTS)] == [429, 429, 200]
-
-
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-async def test_a_slow_answer_is_cut_at_the_deadline(sandbox, use_async):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    hook = SitecoreCDPHook()
-    hook.get_reports("daily_loyalty_members")  # the token is cached: the wait is the API's
-    sandbox.sitecore.faults.slow(REPORTS, seconds=3, times=1)  # answers 1.5 s after the deadline
-    deadline = time.time() + 1.5
-    with pytest.raises(DeadlineExceeded) as err:
-        await read_reports(hook, use_async, deadline=deadline)
-    ended = time.time()
-    assert deadline <= ended < deadline + LATE
-    assert_deadline_message(err.value)
-    assert "no answer came before it" in str(err.value)
-    wait_for_answers(sandbox.sitecore, REPORTS, 2)
-
-
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 async def test_a_body_that_trickles_in_is_cut_at_the_deadline(sandbox, use_async):
     """httpx's read timeout restarts with every chunk: a body sent a few bytes at a time would outlive
     the deadline by its whole length (30 s here). Both paths end at the deadline."""
@@ -313,6 +199,40 @@ async def test_a_body_that_trickles_in_is_cut_at_the_deadline(sandbox, use_async
         await read_reports(hook, use_async, deadline=deadline)
     assert deadline <= time.time() < deadline + LATE
     assert_deadline_message(err.value)
+
+
+def test_a_download_opens_within_its_deadline_and_its_body_is_the_callers(sandbox):
+    """stream(): the attempts to open a body are bounded by the deadline as a request's are; the body,
+    once it flows, is not cut there (the streaming engine bounds it)."""
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    job = sandbox.sitecore.add_job("daily_loyalty_members", rows=50)
+    hook = SitecoreCDPHook(retry=FAST)
+    url = hook.get_latest_export("daily_loyalty_members").files[0].url
+    files = "/sitecore-cdp-exports/*"
+
+    sandbox.sitecore.faults.rate_limit(files, times=None, retry_after="30")
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as err, hook.download_core.stream(url, deadline=time.time() + 20):
+        pass
+    assert time.monotonic() - started < 10  # at once: the 30 s Retry-After ends past the deadline
+    assert_deadline_message(err.value, "/sitecore-cdp-exports/")
+    assert "30.0 s" in str(err.value) and len(sandbox.sitecore.requests_to(files)) == 1
+
+    sandbox.sitecore.faults.clear()
+    sandbox.sitecore.faults.slow(files, seconds=3, times=1)  # answers 1.5 s after the deadline
+    deadline = time.time() + 1.5
+    with pytest.raises(DeadlineExceeded), hook.download_core.stream(url, deadline=deadline):
+        pass
+    assert deadline <= time.time() < deadline + LATE
+    until = time.monotonic() + 15  # let the slow answer come, so that it is not the next test's
+    while len(sandbox.sitecore.requests_to(files)) < 2 and time.monotonic() < until:
+        time.sleep(0.05)
+
+    size = sandbox.sitecore.expected_files(job)[0][1]
+    sandbox.sitecore.faults.throttle(files, bytes_per_second=max(1, size // 3))  # about 3 s of body
+    with hook.download_core.stream(url, deadline=time.time() + 1) as body:
+        assert len(b"".join(body.iter_bytes())) == size
+    hook.close()
 
 
 @pytest.fixture(scope="module")
@@ -384,44 +304,6 @@ async def test_a_cancel_that_lands_with_the_answer_is_not_lost():
     outer = asyncio.create_task(call.bounded(answer))
     with pytest.raises(asyncio.CancelledError):
         await outer
-
-
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-async def test_the_token_request_counts_against_the_deadline(sandbox, use_async):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.rate_limit("/oauth/token", times=None, retry_after="60")
-    hook = SitecoreCDPHook()
-    started = time.monotonic()
-    with pytest.raises(DeadlineExceeded) as err:
-        await read_reports(hook, use_async, deadline=time.time() + 20)
-    assert time.monotonic() - started < 10  # at once: the 60 s Retry-After ends past the deadline
-    assert_deadline_message(err.value, "/oauth/token")
-    assert sandbox.sitecore.requests_to(REPORTS) == []
-
-
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-async def test_a_deadline_already_passed_sends_nothing(sandbox, use_async):
-    url = sandbox.sitecore.url + "/files/x.json.gz?X-Amz-Signature=s3cr3t&X-Amz-Credential=k"
-    core = HttpCore("Sitecore CDP", retry=FAST, guard=LOOPBACK)
-    with pytest.raises(DeadlineExceeded) as err:
-        if use_async:
-            try:
-                await core.arequest("GET", url, deadline=time.time() - 1)
-            finally:
-                await core.aclose()
-        else:
-            core.request("GET", url, deadline=time.time() - 1)
-    assert sandbox.sitecore.requests == []
-    assert_deadline_message(err.value, "/files/x.json.gz")
-    assert "s3cr3t" not in str(err.value)
-
-
-def test_without_a_deadline_retry_after_is_waited_as_before(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.rate_limit(REPORTS, times=1, retry_after="2")
-    started = time.monotonic()
-    assert SitecoreCDPHook(retry=FAST).get_reports("daily_loyalty_members") == []
-    assert time.monotonic() - started >= 2.0
 
 
 # -- one triggerer, many waits: shared clients, the per-connection cap, Retry-After with jitter ------
