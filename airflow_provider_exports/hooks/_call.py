@@ -228,7 +228,7 @@ class SubCall:
 @dataclass(frozen=True)
 class OneAtATime:
     """Run ``flow`` while no other flow of the same ``key`` runs (one token fetch per credential),
-    holding the key's lock from :data:`LOCKS`."""
+    holding the key's lock from :data:`KEY_LOCKS`."""
 
     key: Hashable
     flow: Flow[Any]
@@ -256,7 +256,7 @@ class KeyLocks:
             return self._loop_locks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
 
 
-LOCKS = KeyLocks()
+KEY_LOCKS = KeyLocks()
 
 
 @dataclass(frozen=True)

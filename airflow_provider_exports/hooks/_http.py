@@ -44,7 +44,7 @@ from airflow_provider_exports.hooks._answers import (
 )
 from airflow_provider_exports.hooks._auth import TOKENS, AuthScheme, BasicAuth, ClientCredentialsAuth
 from airflow_provider_exports.hooks._call import (
-    LOCKS,
+    KEY_LOCKS,
     BodyBound,
     Call,
     CallOptions,
@@ -277,9 +277,9 @@ class HttpCore:
 
     def _run(self, call: Call, stop: threading.Event | None = None) -> httpx.Response:
         self.guard.check_url(call.url)
-        return drive(self._flow(call, stop), self._do)
+        return drive(self._flow(call, stop), self._perform)
 
-    def _do(self, effect: Effect) -> Any:
+    def _perform(self, effect: Effect) -> Any:
         match effect:
             case Send(call, auth_headers):
                 return self._send(call, auth_headers)
@@ -291,8 +291,8 @@ class HttpCore:
             case SubCall(call):
                 return self._run(call)
             case OneAtATime(key, flow):
-                with LOCKS.thread_lock(key):
-                    return drive(flow, self._do)
+                with KEY_LOCKS.thread_lock(key):
+                    return drive(flow, self._perform)
             case MaskSecret(secret):
                 _mask(secret)
         return None
@@ -324,11 +324,11 @@ class HttpCore:
 
         async def run() -> httpx.Response:
             await warm_ssl_context()
-            return await adrive(self._flow(call, stop), partial(self._ado, self._shared()))
+            return await adrive(self._flow(call, stop), partial(self._aperform, self._shared()))
 
         return await call.bounded(run)
 
-    async def _ado(self, shared: SharedClient, effect: Effect) -> Any:
+    async def _aperform(self, shared: SharedClient, effect: Effect) -> Any:
         match effect:
             case Send(call, auth_headers):
                 return await self._asend(shared, call, auth_headers)
@@ -337,8 +337,8 @@ class HttpCore:
             case SubCall(call):
                 return await self._arun(call)
             case OneAtATime(key, flow):
-                async with LOCKS.loop_lock(key):
-                    return await adrive(flow, partial(self._ado, shared))
+                async with KEY_LOCKS.loop_lock(key):
+                    return await adrive(flow, partial(self._aperform, shared))
             case MaskSecret(secret):
                 await _amask(secret)
         return None
