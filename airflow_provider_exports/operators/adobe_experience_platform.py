@@ -11,7 +11,10 @@ job the run already created instead of creating a second one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +23,9 @@ from airflow.providers.common.compat.sdk import BaseOperator
 from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.hooks.adobe_experience_platform import (
     DEFAULT_SCHEMA_NAME,
+    SEGMENT_STATUSES,
     AdobeExperiencePlatformHook,
-    export_job_request,
+    check_dataset_id,
 )
 from airflow_provider_exports.operators._base import ExportJobOperator
 from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
@@ -29,6 +33,213 @@ from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+# -- the export job request (CreateExportJobRequest) ---------------------------------------------
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE)
+
+
+def check_rfc3339(value: Any, field_name: str) -> str | None:
+    """An RFC 3339 date-time with its offset (``2026-11-22T00:00:00Z``); a datetime is written as one.
+
+    A space for the ``T`` (RFC 3339 §5.6 allows it; Airflow renders ``{{ data_interval_start }}`` so)
+    is sent as ``T``. ``None`` and empty values (and ``"None"``, what an absent template value
+    renders to) give ``None``.
+    """
+    if value is None or value in ("", "None"):
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ExportConfigError(field_name, f"{value!r} has no time zone")
+        return value.isoformat()
+    text = str(value).strip()
+    if not _RFC3339.fullmatch(text):
+        raise ExportConfigError(
+            field_name, f"{value!r} is not an RFC 3339 date-time with an offset (e.g. 2026-11-22T00:00:00Z)"
+        )
+    text = text[:10] + "T" + text[11:]
+    try:
+        datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ExportConfigError(field_name, f"{value!r} is not a valid date-time") from None
+    return text
+
+
+def _required_text(value: Any, field_name: str, hint: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ExportConfigError(field_name, f"is required ({hint})")
+    return value.strip()
+
+
+def _fields(value: Any, field_name: str) -> str | None:
+    """``fields``: a comma-separated string of dot paths, or a list of them."""
+    if value is None or value == "":
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or not all(isinstance(i, str) for i in items):
+        raise ExportConfigError(field_name, f"{value!r}: give dot paths, as a list or comma-separated")
+    parts = [p.strip() for item in items for p in item.split(",") if p.strip()]
+    if not parts or any(" " in p for p in parts):
+        raise ExportConfigError(field_name, f"{value!r}: give dot paths such as identities.id,person.name")
+    return ",".join(parts)
+
+
+def _bool(value: Any, field_name: str) -> bool | None:
+    """``True``/``False``, or their text as a template renders it (``"True"``, ``"false"``)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ExportConfigError(field_name, f"{value!r} is not true or false")
+
+
+def _listed(value: Any) -> Any:
+    """A list given as text: JSON (``'["a", "b"]'``, what a rendered list looks like with double
+    quotes) or comma-separated."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return json.loads(text.replace("'", '"'))
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _statuses(value: Any, field_name: str) -> list[str] | None:
+    if value is None:
+        return None
+    try:
+        items = list(_listed(value))
+    except (TypeError, ValueError):
+        items = [value]
+    bad = [v for v in items if v not in SEGMENT_STATUSES]
+    if bad or not items:
+        raise ExportConfigError(
+            field_name, f"{value!r}: each status must be one of {', '.join(SEGMENT_STATUSES)}"
+        )
+    return list(dict.fromkeys(items))
+
+
+def _segments(
+    value: Any, namespace: Any, statuses: Any
+) -> list[dict[str, Any]]:
+    """``segments``: segment ids, or ``{"segmentId", "segmentNs", "status"}`` objects."""
+    if value is None or value == "" or value == []:
+        return []
+    try:
+        items = list(_listed(value))
+    except (TypeError, ValueError):
+        raise ExportConfigError("segments", f"{value!r}: give segment ids or segment objects") from None
+    default_status = _statuses(statuses, "segment_statuses")
+    if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
+        raise ExportConfigError("segment_namespace", f"{namespace!r}: give a namespace such as ups")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            item = {"segmentId": item}
+        if not isinstance(item, Mapping):
+            raise ExportConfigError(f"segments[{i}]", f"{item!r}: give a segment id or a segmentId/segmentNs/status object")
+        unknown = set(item) - {"segmentId", "segmentNs", "status"}
+        if unknown:
+            raise ExportConfigError(f"segments[{i}]", f"unknown key(s) {', '.join(sorted(unknown))}")
+        segment: dict[str, Any] = {
+            "segmentId": _required_text(item.get("segmentId"), f"segments[{i}].segmentId", "a segment id")
+        }
+        ns = item.get("segmentNs", namespace)
+        if ns is not None:
+            segment["segmentNs"] = _required_text(ns, f"segments[{i}].segmentNs", "e.g. ups")
+        status = _statuses(item["status"], f"segments[{i}].status") if "status" in item else default_status
+        if status is not None:
+            segment["status"] = status
+        out.append(segment)
+    return out
+
+
+def export_job_request(
+    *,
+    dataset_id: Any,
+    schema_name: Any = DEFAULT_SCHEMA_NAME,
+    fields: Any = None,
+    merge_policy_id: Any = None,
+    merge_policy_version: Any = None,
+    segments: Any = None,
+    segment_namespace: Any = None,
+    segment_statuses: Any = None,
+    segment_qualification_start: Any = None,
+    segment_qualification_end: Any = None,
+    from_ingest_timestamp: Any = None,
+    empty_profiles: Any = None,
+    event_fields: Any = None,
+    event_from_ingest_timestamp: Any = None,
+    event_to_ingest_timestamp: Any = None,
+    segment_per_batch: Any = False,
+    evaluate_segments: Any = None,
+) -> dict[str, Any]:
+    """A ``POST /export/jobs`` body (``CreateExportJobRequest``) from checked arguments.
+
+    Every problem raises :class:`ExportConfigError` naming the argument: the dataset id and the
+    schema name are required, timestamps are RFC 3339, segment statuses are ``realized``,
+    ``existing`` or ``exited``. Arguments left ``None`` are left out (Adobe's defaults apply).
+    """
+    body: dict[str, Any] = {}
+    if (f := _fields(fields, "fields")) is not None:
+        body["fields"] = f
+    if merge_policy_id not in (None, ""):
+        policy: dict[str, Any] = {"id": _required_text(merge_policy_id, "merge_policy_id", "a merge policy id")}
+        if merge_policy_version not in (None, ""):
+            try:
+                policy["version"] = int(merge_policy_version)
+            except (TypeError, ValueError):
+                raise ExportConfigError("merge_policy_version", f"{merge_policy_version!r} is not a number") from None
+        body["mergePolicy"] = policy
+    elif merge_policy_version not in (None, ""):
+        raise ExportConfigError("merge_policy_version", "needs merge_policy_id")
+    filt: dict[str, Any] = {}
+    if chosen := _segments(segments, segment_namespace, segment_statuses):
+        filt["segments"] = chosen
+    elif segment_statuses is not None or segment_namespace is not None:
+        raise ExportConfigError("segments", "segment_statuses and segment_namespace need segments")
+    start = check_rfc3339(segment_qualification_start, "segment_qualification_start")
+    end = check_rfc3339(segment_qualification_end, "segment_qualification_end")
+    if start or end:
+        filt["segmentQualificationTime"] = {
+            **({"startTime": start} if start else {}),
+            **({"endTime": end} if end else {}),
+        }
+    if (ingest := check_rfc3339(from_ingest_timestamp, "from_ingest_timestamp")) is not None:
+        filt["fromIngestTimestamp"] = ingest
+    if (empty := _bool(empty_profiles, "empty_profiles")) is not None:
+        filt["emptyProfiles"] = empty
+    if filt:
+        body["filter"] = filt
+    event_list: dict[str, Any] = {}
+    if (ef := _fields(event_fields, "event_fields")) is not None:
+        event_list["fields"] = ef
+    event_filter = {
+        key: value
+        for key, value in (
+            ("fromIngestTimestamp", check_rfc3339(event_from_ingest_timestamp, "event_from_ingest_timestamp")),
+            ("toIngestTimestamp", check_rfc3339(event_to_ingest_timestamp, "event_to_ingest_timestamp")),
+        )
+        if value is not None
+    }
+    if event_filter:
+        event_list["filter"] = event_filter
+    if event_list:
+        body["additionalFields"] = {"eventList": event_list}
+    destination: dict[str, Any] = {
+        "datasetId": check_dataset_id(_required_text(dataset_id, "dataset_id", "the target dataset's id"))
+    }
+    if _bool(segment_per_batch, "segment_per_batch"):
+        destination["segmentPerBatch"] = True
+    body["destination"] = destination
+    body["schema"] = {"name": _required_text(schema_name, "schema_name", f"e.g. {DEFAULT_SCHEMA_NAME}")}
+    if (evaluate := _bool(evaluate_segments, "evaluate_segments")) is not None:
+        body["evaluationInfo"] = {"segmentation": evaluate}
+    return body
+
 
 #: the operator arguments that make up the request body, in the order of the docs
 REQUEST_ARGUMENTS: tuple[str, ...] = (

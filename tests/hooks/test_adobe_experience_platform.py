@@ -145,95 +145,12 @@ from airflow_provider_exports.hooks.adobe_experience_platform import (  # noqa: 
     AdobeExportJobStatus,
     epoch_seconds,
     export_job_event,
-    export_job_request,
     job_batch_ids,
     job_dataset_id,
     poke_export_job,
 )
+from airflow_provider_exports.operators.adobe_experience_platform import export_job_request  # noqa: E402
 from airflow_provider_exports.utils.waiting import arun_poke, run_poke  # noqa: E402
-
-
-def test_export_job_request_carries_every_documented_field():
-    body = export_job_request(
-        dataset_id="ds1",
-        fields=["identities.id", "personalEmail.address"],
-        merge_policy_id="mp1",
-        merge_policy_version="2",
-        segments=["seg-a", {"segmentId": "seg-b", "segmentNs": "aam", "status": ["exited"]}],
-        segment_namespace="ups",
-        segment_statuses=["realized"],
-        segment_qualification_start="2026-11-21T00:00:00Z",
-        segment_qualification_end="2026-11-22T00:00:00+00:00",
-        from_ingest_timestamp="2026-11-21T00:00:00.123Z",
-        empty_profiles=True,
-        event_fields="endUserIDs._experience.emailid.id,eventType",
-        event_from_ingest_timestamp="2026-11-20T00:00:00Z",
-        event_to_ingest_timestamp="2026-11-21T00:00:00Z",
-        segment_per_batch=True,
-        evaluate_segments=False,
-    )
-    assert body == {
-        "fields": "identities.id,personalEmail.address",
-        "mergePolicy": {"id": "mp1", "version": 2},
-        "filter": {
-            "segments": [
-                {"segmentId": "seg-a", "segmentNs": "ups", "status": ["realized"]},
-                {"segmentId": "seg-b", "segmentNs": "aam", "status": ["exited"]},
-            ],
-            "segmentQualificationTime": {
-                "startTime": "2026-11-21T00:00:00Z",
-                "endTime": "2026-11-22T00:00:00+00:00",
-            },
-            "fromIngestTimestamp": "2026-11-21T00:00:00.123Z",
-            "emptyProfiles": True,
-        },
-        "additionalFields": {
-            "eventList": {
-                "fields": "endUserIDs._experience.emailid.id,eventType",
-                "filter": {
-                    "fromIngestTimestamp": "2026-11-20T00:00:00Z",
-                    "toIngestTimestamp": "2026-11-21T00:00:00Z",
-                },
-            }
-        },
-        "destination": {"datasetId": "ds1", "segmentPerBatch": True},
-        "schema": {"name": "_xdm.context.profile"},
-        "evaluationInfo": {"segmentation": False},
-    }
-    # the minimum: Adobe's defaults for everything else
-    assert export_job_request(dataset_id="ds1") == {
-        "destination": {"datasetId": "ds1"},
-        "schema": {"name": "_xdm.context.profile"},
-    }
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"dataset_id": ""}, "dataset_id"),
-        ({"dataset_id": None}, "dataset_id"),
-        ({"dataset_id": "d", "schema_name": " "}, "schema_name"),
-        ({"dataset_id": "d", "from_ingest_timestamp": "2026-11-21"}, "from_ingest_timestamp"),
-        ({"dataset_id": "d", "from_ingest_timestamp": "2026-11-21T00:00:00"}, "from_ingest_timestamp"),
-        ({"dataset_id": "d", "segment_qualification_end": "yesterday"}, "segment_qualification_end"),
-        ({"dataset_id": "d", "event_to_ingest_timestamp": "2026-13-01T00:00:00Z"}, "event_to_ingest_timestamp"),
-        ({"dataset_id": "d", "segments": ["s"], "segment_statuses": ["active"]}, "segment_statuses"),
-        ({"dataset_id": "d", "segments": [{"segmentId": "s", "status": ["gone"]}]}, "segments[0].status"),
-        ({"dataset_id": "d", "segments": [{"segmentNs": "ups"}]}, "segments[0].segmentId"),
-        ({"dataset_id": "d", "segments": [{"segmentId": "s", "ns": "ups"}]}, "segments[0]"),
-        ({"dataset_id": "d", "segment_statuses": ["realized"]}, "segments"),
-        ({"dataset_id": "d", "merge_policy_version": 1}, "merge_policy_version"),
-        ({"dataset_id": "d", "merge_policy_id": "m", "merge_policy_version": "latest"}, "merge_policy_version"),
-        ({"dataset_id": "d", "empty_profiles": "yes"}, "empty_profiles"),
-        ({"dataset_id": "d", "segment_per_batch": "yes"}, "segment_per_batch"),
-        ({"dataset_id": "d", "segments": "[not json"}, "segments"),
-        ({"dataset_id": "d", "fields": "identities id"}, "fields"),
-    ],
-)
-def test_export_job_request_names_the_bad_argument(kwargs, field):
-    with pytest.raises(ExportConfigError) as err:
-        export_job_request(**kwargs)
-    assert err.value.field == field
 
 
 def test_epoch_times_in_milliseconds_and_seconds():
@@ -608,12 +525,6 @@ def test_ids_of_every_documented_shape_pass_their_checks():
         assert check_batch_id(batch) == batch
     file_id = "65e18145-a5e8-4993-94f3-c70fadaa1fef-1"
     assert check_dataset_file_id(file_id) == file_id
-
-
-def test_a_dataset_id_that_is_no_dataset_id_is_refused_when_the_dag_is_parsed():
-    with pytest.raises(ExportConfigError, match="is not a dataset id") as err:
-        export_job_request(dataset_id="ds1/../../x")
-    assert err.value.field == "dataset_id"
 
 
 def _succeeded(destination):
