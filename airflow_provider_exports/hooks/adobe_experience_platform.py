@@ -11,11 +11,28 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from airflow_provider_exports.exceptions import ExportConfigError, VendorAPIError
+from airflow_provider_exports.hooks._adobe_experience_platform_records import (
+    BATCH,
+    BATCH_FILES,
+    CATALOG,
+    EXPORT_JOBS,
+    FILE,
+    JOB_REATTACH_STATUSES,
+    VENDOR,
+    DataAccessFile,
+    check_batch_id,
+    check_dataset_file_id,
+    check_dataset_id,
+    epoch_seconds,
+    export_job_path,
+    file_path,
+    job_dataset_id,
+    unwrap_keyed,
+)
 from airflow_provider_exports.hooks._base import (
     AccessCheck,
     ConnectionFailure,
@@ -30,8 +47,7 @@ from airflow_provider_exports.hooks._http import (
     RetryPolicy,
     redact_url,
 )
-from airflow_provider_exports.hooks._untrusted import IdFormat, PageBudget, api_path, check_depth
-from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
+from airflow_provider_exports.hooks._untrusted import PageBudget, api_path, check_depth
 
 IMS_HOST = "https://ims-na1.adobelogin.com"
 TOKEN_PATH = "/ims/token/v3"
@@ -40,79 +56,9 @@ DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.proj
 PROFILE_UNION_SCHEMA = "https://ns.adobe.com/xdm/context/profile__union"
 SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed+json;version=1"
 
-EXPORT_JOBS = "/data/core/ups/export/jobs"
-EXPORT_JOB = EXPORT_JOBS + "/{job_id}"
-CATALOG = "/data/foundation/catalog"
-BATCH = CATALOG + "/batches/{batch_id}"
-DATA_ACCESS = "/data/foundation/export"
-BATCH_FILES = DATA_ACCESS + "/batches/{batch_id}/files"
-FILE = DATA_ACCESS + "/files/{dataset_file_id}"
 
 
 
-class AdobeExportJobStatus(StrEnum):
-    """A profile export job's ``status`` (vendor-apis README §3.4): complete when ``SUCCEEDED``. A
-    value Adobe does not document is read as still running."""
-
-    NEW = "NEW"
-    PROCESSING = "PROCESSING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-
-
-class AdobeBatchStatus(StrEnum):
-    """A Catalog batch's ``status``: the spec's enum, then the values Adobe's own client has seen
-    (vendor-apis README §3.5). A value in neither is read as still running."""
-
-    PROCESSING = "processing"
-    SUCCESS = "success"
-    FAILURE = "failure"
-    QUEUED = "queued"
-    RETRYING = "retrying"
-    STALLED = "stalled"
-    ABORTED = "aborted"
-    ABANDONED = "abandoned"
-    INACTIVE = "inactive"
-    FAILED = "failed"  # in some of the spec's schemas
-    LOADING = "loading"
-    LOADED = "loaded"
-    STAGED = "staged"
-    ACTIVE = "active"
-    STAGING = "staging"
-    DELETED = "deleted"
-
-
-#: a retried task reattaches to a job of its run in these statuses: it is running or has its batches
-JOB_REATTACH_STATUSES = frozenset(
-    {AdobeExportJobStatus.NEW, AdobeExportJobStatus.PROCESSING, AdobeExportJobStatus.SUCCEEDED}
-)
-#: the batch statuses in which a batch's files can be read
-BATCH_SUCCESS = frozenset({AdobeBatchStatus.SUCCESS, AdobeBatchStatus.ACTIVE})
-BATCH_FAILED = frozenset(
-    {
-        AdobeBatchStatus.FAILURE,
-        AdobeBatchStatus.FAILED,
-        AdobeBatchStatus.ABORTED,
-        AdobeBatchStatus.ABANDONED,
-        AdobeBatchStatus.DELETED,
-    }
-)
-#: the documented values of ``filter.segments[].status`` (vendor-apis README §3.4)
-SEGMENT_STATUSES = ("realized", "existing", "exited")
-DEFAULT_SCHEMA_NAME = "_xdm.context.profile"
-
-# A-SEG: ExportJobResponse.id is a number (examples 100.0, 24115, 11400769).
-EXPORT_JOB_ID = IdFormat(re.compile(r"[0-9]{1,19}"), "an export job id (a number such as 24115)")
-# Vendor is silent on the format of dataset, batch and dataset file ids (every spec types them as
-# plain strings). Their examples are 24 or 32 hexadecimal digits (5b7c86968f7b6501e21ba9df,
-# da5cfb4de32c4b93a09f7e37fa53ad52), UUIDs (65e18145-a5e8-4993-94f3-c70fadaa1fef) and Catalog's
-# 51b340e26b64ed3eb31ec9z8: chosen, 1 to 128 of the characters a URL never escapes (RFC 3986's
-# unreserved: letters, digits, "-", "_", "~"), the dot left out.
-_PLAIN_ID = re.compile(r"[A-Za-z0-9_~-]{1,128}")
-_PLAIN = "1 to 128 letters, digits, -, _ or ~"
-DATASET_ID = IdFormat(_PLAIN_ID, f"a dataset id ({_PLAIN}, e.g. 5b7c86968f7b6501e21ba9df)")
-BATCH_ID = IdFormat(_PLAIN_ID, f"a batch id ({_PLAIN}, e.g. da5cfb4de32c4b93a09f7e37fa53ad52)")
-DATASET_FILE_ID = IdFormat(_PLAIN_ID, f"a dataset file id ({_PLAIN})")
 #: A-SEG's ``offset`` of the export jobs list: ``<creationTime>_<id>`` (``1540974701302_96``)
 _OFFSET = re.compile(r"([0-9]{1,20})_([0-9]{1,20})")
 _DIGITS = re.compile(r"[0-9]{1,20}")
@@ -129,164 +75,6 @@ class AdobeAEPSettings:
     platform_host: str
 
 
-@dataclass(frozen=True)
-class DataAccessFile:
-    """One file of a batch, addressed by its dataset file id and its path inside it."""
-
-    dataset_file_id: str
-    name: str
-    size: int | None
-
-
-# -- reading what Adobe answers -----------------------------------------------------------------
-
-
-def epoch_seconds(value: Any) -> float | None:
-    """A job or batch time as epoch seconds.
-
-    Vendor is silent (contradicts itself) on the unit: the Segmentation spec says ``creationTime``
-    is in seconds, every example is in milliseconds (vendor-apis README §3.4). A number past
-    10**11 (March 5138 in seconds) is read as milliseconds, anything smaller as seconds.
-    """
-    if isinstance(value, bool) or value in (None, ""):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number / 1000.0 if number > 1e11 else number
-
-
-def job_dataset_id(job: Mapping[str, Any]) -> str | None:
-    """The job's destination dataset; the docs spell it ``datasetId`` and ``dataSetId``."""
-    destination = job.get("destination") or {}
-    value = destination.get("datasetId") or destination.get("dataSetId")
-    return str(value) if value else None
-
-
-def job_batch_ids(job: Mapping[str, Any]) -> list[str]:
-    """The batch the job wrote (``destination.batchId``), or one per segment with
-    ``segmentPerBatch`` (``destination.batches[].batchId``); empty ones (a failed job) are left out.
-    Each is checked as a batch id (:class:`ExportConfigError` naming the field): they go into paths."""
-    destination = job.get("destination") or {}
-    batches = destination.get("batches")
-    if isinstance(batches, Mapping):  # the spec types it as one object (a spec defect)
-        batches = [batches]
-    ids = [
-        check_batch_id(b["batchId"], f"destination.batches[{i}].batchId")
-        for i, b in enumerate(batches or [])
-        if isinstance(b, Mapping) and b.get("batchId")
-    ]
-    if not ids and destination.get("batchId"):
-        ids = [check_batch_id(destination["batchId"], "destination.batchId")]
-    return ids
-
-
-def job_segments_of_batches(job: Mapping[str, Any]) -> dict[str, str]:
-    """``{batchId: segmentId}`` for a job with ``segmentPerBatch``."""
-    batches = (job.get("destination") or {}).get("batches")
-    if isinstance(batches, Mapping):
-        batches = [batches]
-    return {
-        str(b["batchId"]): str(b.get("segmentId"))
-        for b in batches or []
-        if isinstance(b, Mapping) and b.get("batchId") and b.get("segmentId")
-    }
-
-
-def job_errors(job: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Every ``errors[]`` entry of a job as ``{"code", "message"}`` (Adobe names the text ``msg``)."""
-    return [
-        {"code": str(e.get("code")), "message": str(e.get("msg") or e.get("message") or e.get("description"))}
-        for e in job.get("errors") or []
-        if isinstance(e, Mapping)
-    ]
-
-
-def check_job_id(value: Any, field_name: str = "export_job_id") -> str:
-    """An export job id: Adobe's are numbers (``24115``; a JSON ``100.0`` is read as ``100``, a
-    rendered template's surrounding blanks are dropped)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return EXPORT_JOB_ID.check(value.strip() if isinstance(value, str) else value, field_name)
-
-
-def check_batch_id(value: Any, field_name: str = "batch_id") -> str:
-    return BATCH_ID.check(value, field_name)
-
-
-def check_dataset_id(value: Any, field_name: str = "dataset_id") -> str:
-    return DATASET_ID.check(value, field_name)
-
-
-def check_dataset_file_id(value: Any, field_name: str = "dataset_file_id") -> str:
-    return DATASET_FILE_ID.check(value, field_name)
-
-
-# -- the two-stage wait: the job, then its Catalog batches ----------------------------------------
-
-
-def _describe(job_id: str, status: str, batches: Mapping[str, str] | None = None) -> str:
-    text = f"export job {job_id} status {status or '(none)'}"
-    if batches:
-        text += "; Catalog batches " + ", ".join(f"{b} {s}" for b, s in batches.items())
-    return text
-
-
-def poke_export_job(job_id: str | int) -> JobPoke:
-    """One poke at a profile export job: the job and, once it ``SUCCEEDED``, each Catalog batch it
-    wrote (see :func:`export_job_event`). Ids are checked before they go into a path: a bad job id
-    before any request, a batch id Adobe answers before it is read."""
-    job = yield ("GET", _export_job_path(job_id), None)
-    if str(job.get("status") or "").upper() != AdobeExportJobStatus.SUCCEEDED:
-        return export_job_event(job)
-    batches = {}
-    for batch_id in job_batch_ids(job):
-        batches[batch_id] = _unwrap_keyed((yield ("GET", api_path(BATCH, batch_id=batch_id), None)), batch_id)
-    return export_job_event(job, batches)
-
-
-def export_job_event(
-    job: Mapping[str, Any], batches: Mapping[str, Mapping[str, Any]] | None = None
-) -> PokeEvent:
-    """How the wait stands, from a job (and the Catalog batches it wrote, once it ``SUCCEEDED``).
-
-    ``FAILED`` fails with every ``errors[]`` entry's code and message; ``NEW``, ``PROCESSING`` and
-    statuses Adobe does not document keep waiting; ``SUCCEEDED`` waits for every batch to reach
-    ``success`` (a batch in ``failure``/``failed``/``aborted``/``abandoned``/``deleted`` fails; any
-    other batch status, known or not, keeps waiting). ``batches``: the Catalog batch of each batch
-    id, once fetched. A success's result is the list of batch ids (one, or one per segment with
-    ``segmentPerBatch``).
-    """
-    job_id = str(job.get("id"))
-    status = str(job.get("status") or "").upper()
-    details = {"datasetId": job_dataset_id(job), "batchIds": job_batch_ids(job)}
-    if status == AdobeExportJobStatus.FAILED:
-        errors = [f"[{e['code']}] {e['message']}" for e in job_errors(job)]
-        return PokeEvent("failed", _describe(job_id, status), None, job_id, status, errors, details)
-    if status != AdobeExportJobStatus.SUCCEEDED:
-        return PokeEvent("waiting", _describe(job_id, status), job_ref=job_id, job_status=status)
-    ids = job_batch_ids(job)
-    if not ids:
-        # Vendor is silent on a SUCCEEDED job without a batch id: waiting would never end.
-        return PokeEvent(
-            "failed", _describe(job_id, status), None, job_id, status, ["the job names no batch id"], details
-        )
-    seen = {b: str(((batches or {}).get(b) or {}).get("status") or "unknown").lower() for b in ids}
-    description = _describe(job_id, status, seen)
-    failed = [b for b, s in seen.items() if s in BATCH_FAILED]
-    if failed:
-        errors = [
-            f"batch {b} {seen[b]}: [{e.get('code')}] {e.get('description') or e.get('message')}"
-            for b in failed
-            for e in ((batches or {}).get(b) or {}).get("errors") or [{"code": seen[b], "description": "failed"}]
-        ]
-        return PokeEvent("failed", description, None, job_id, status, errors, {**details, "batchStatuses": seen})
-    if all(s in BATCH_SUCCESS for s in seen.values()):
-        return PokeEvent("success", description, ids, job_id, status)
-    return PokeEvent("waiting", description, job_ref=job_id, job_status=status)
-
-
 class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
     """Adobe Experience Platform APIs used by profile exports.
 
@@ -296,7 +84,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
     :param adobe_aep_conn_id: the Airflow connection id.
     """
 
-    vendor = "Adobe Experience Platform"
+    vendor = VENDOR
     conn_name_attr = "adobe_aep_conn_id"
     default_conn_name = "adobe_aep_default"
     conn_type = "adobe_aep"
@@ -453,12 +241,12 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         """Catalog batch (the response is keyed by batch id; this returns the inner object)."""
         batch_id = check_batch_id(batch_id)
         body = self.call("GET", api_path(BATCH, batch_id=batch_id), deadline=deadline)
-        return _unwrap_keyed(body, batch_id)
+        return unwrap_keyed(body, batch_id)
 
     async def aget_batch(self, batch_id: str, *, deadline: float | None = None) -> dict[str, Any]:
         batch_id = check_batch_id(batch_id)
         body = await self.acall("GET", api_path(BATCH, batch_id=batch_id), deadline=deadline)
-        return _unwrap_keyed(body, batch_id)
+        return unwrap_keyed(body, batch_id)
 
     # -- profile export jobs (segmentation.yaml)
 
@@ -473,10 +261,10 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
 
     def get_export_job(self, job_id: str | int, *, deadline: float | None = None) -> dict[str, Any]:
         """One export job; ``deadline`` (epoch seconds) bounds the call, retries included."""
-        return self.call("GET", _export_job_path(job_id), deadline=deadline)
+        return self.call("GET", export_job_path(job_id), deadline=deadline)
 
     async def aget_export_job(self, job_id: str | int, *, deadline: float | None = None) -> dict[str, Any]:
-        return await self.acall("GET", _export_job_path(job_id), deadline=deadline)
+        return await self.acall("GET", export_job_path(job_id), deadline=deadline)
 
     def list_export_jobs(
         self, *, status: str | None = None, limit: int = 100, pages: list[dict[str, Any]] | None = None
@@ -531,10 +319,10 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
 
     def cancel_export_job(self, job_id: str | int) -> None:
         """Cancel a job; Adobe documents 200 with a body, 204 with a body and 204 without one."""
-        self.call("DELETE", _export_job_path(job_id), expected=(200, 202, 204))
+        self.call("DELETE", export_job_path(job_id), expected=(200, 202, 204))
 
     async def acancel_export_job(self, job_id: str | int) -> None:
-        await self.acall("DELETE", _export_job_path(job_id), expected=(200, 202, 204))
+        await self.acall("DELETE", export_job_path(job_id), expected=(200, 202, 204))
 
     # -- Data Access
 
@@ -604,10 +392,10 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
 
     def file_url(self, dataset_file_id: str, path: str) -> str:
         """The download URL of one file (``/files/{id}?path={name}``); no credential in it."""
-        return self.url(_file_path(dataset_file_id)) + "?" + urlencode({"path": path})
+        return self.url(file_path(dataset_file_id)) + "?" + urlencode({"path": path})
 
     def file_size(self, dataset_file_id: str, path: str) -> int:
-        response = self.core.request("HEAD", self.url(_file_path(dataset_file_id)), params={"path": path})
+        response = self.core.request("HEAD", self.url(file_path(dataset_file_id)), params={"path": path})
         return int(response.headers["Content-Length"])
 
     def open_file(
@@ -632,14 +420,6 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         if failure == "auth_unreachable":
             return f"Check extra.ims_host ({settings.ims_host}) and this machine's network"
         return f"Check extra.platform_host ({settings.platform_host}) and this machine's network"
-
-
-def _export_job_path(job_id: Any) -> str:
-    return api_path(EXPORT_JOB, job_id=check_job_id(job_id))
-
-
-def _file_path(dataset_file_id: Any) -> str:
-    return api_path(FILE, dataset_file_id=check_dataset_file_id(dataset_file_id))
 
 
 class _OffsetCursor:
@@ -682,19 +462,6 @@ class _OffsetCursor:
             method="GET",
             url=self.url,
         )
-
-
-def _unwrap_keyed(body: Any, key: str) -> dict[str, Any]:
-    if isinstance(body, Mapping) and isinstance(body.get(key), Mapping):
-        return dict(body[key])
-    raise VendorAPIError(
-        AdobeExperiencePlatformHook.vendor,
-        status_code=200,
-        error_key=None,
-        message=f"the Catalog response has no entry for {key}",
-        method="GET",
-        url=CATALOG,
-    )
 
 
 def _linked_file_id(entry: Mapping[str, Any]) -> str | None:

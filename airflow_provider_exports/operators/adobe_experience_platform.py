@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_exports.exceptions import ExportConfigError
-from airflow_provider_exports.hooks.adobe_experience_platform import (
+from airflow_provider_exports.hooks._adobe_experience_platform_records import (
     DEFAULT_SCHEMA_NAME,
     SEGMENT_STATUSES,
-    AdobeExperiencePlatformHook,
     check_dataset_id,
 )
+from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.operators._base import ExportJobOperator
 from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 from airflow_provider_exports.utils.templating import is_template

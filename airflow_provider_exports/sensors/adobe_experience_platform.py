@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook, check_job_id
+from airflow_provider_exports.hooks._adobe_experience_platform_records import check_job_id
+from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.sensors._base import JobSensor
 from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 from airflow_provider_exports.utils.templating import is_template

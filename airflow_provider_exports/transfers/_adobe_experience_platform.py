@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError, VendorConnectionError
-from airflow_provider_exports.hooks.adobe_experience_platform import (
-    AdobeExperiencePlatformHook,
+from airflow_provider_exports.hooks._adobe_experience_platform_records import (
     DataAccessFile,
     check_job_id,
     export_job_event,
@@ -27,6 +26,7 @@ from airflow_provider_exports.hooks.adobe_experience_platform import (
     job_dataset_id,
     job_segments_of_batches,
 )
+from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.transfers._fan_out import ListFilesOperator
 from airflow_provider_exports.transfers._parts import ExportSource, Listing, given, only_into
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile

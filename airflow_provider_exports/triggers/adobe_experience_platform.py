@@ -11,11 +11,8 @@ older versions never call a trigger's ``on_kill``); a sensor's does not, the job
 
 from __future__ import annotations
 
-from airflow_provider_exports.hooks.adobe_experience_platform import (
-    AdobeExperiencePlatformHook,
-    check_job_id,
-    poke_export_job,
-)
+from airflow_provider_exports.hooks._adobe_experience_platform_records import check_job_id, poke_export_job
+from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.triggers._base import JobPollingTrigger
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 

@@ -8,8 +8,22 @@ import time
 import pytest
 
 from airflow_provider_exports.exceptions import ExportConfigError, VendorAuthError
+from airflow_provider_exports.hooks._adobe_experience_platform_records import (
+    AdobeBatchStatus,
+    AdobeExportJobStatus,
+    epoch_seconds,
+    export_job_event,
+    job_batch_ids,
+    job_dataset_id,
+    poke_export_job,
+)
 from airflow_provider_exports.hooks._http import RetryPolicy
-from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
+from airflow_provider_exports.hooks.adobe_experience_platform import (
+    PROFILE_UNION_SCHEMA,
+    AdobeExperiencePlatformHook,
+)
+from airflow_provider_exports.operators.adobe_experience_platform import export_job_request
+from airflow_provider_exports.utils.waiting import arun_poke, run_poke
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05)
 
@@ -137,20 +151,7 @@ async def test_async_reads(sandbox):
     assert polled["id"] == job["id"] and batch["status"] in ("processing", "success")
 
 
-# -- the export job request ------------------------------------------------------------------------
-
-from airflow_provider_exports.hooks.adobe_experience_platform import (  # noqa: E402
-    PROFILE_UNION_SCHEMA,
-    AdobeBatchStatus,
-    AdobeExportJobStatus,
-    epoch_seconds,
-    export_job_event,
-    job_batch_ids,
-    job_dataset_id,
-    poke_export_job,
-)
-from airflow_provider_exports.operators.adobe_experience_platform import export_job_request  # noqa: E402
-from airflow_provider_exports.utils.waiting import arun_poke, run_poke  # noqa: E402
+# -- what Adobe's answers mean (_adobe_experience_platform_records) --------------------------------
 
 
 def test_epoch_times_in_milliseconds_and_seconds():
@@ -510,12 +511,12 @@ def test_an_export_job_id_is_a_number(sandbox, bad):
 
 
 def test_ids_of_every_documented_shape_pass_their_checks():
-    from airflow_provider_exports.hooks.adobe_experience_platform import (
-        check_batch_id,
-        check_dataset_file_id,
-        check_dataset_id,
-        check_job_id,
-    )
+    from airflow_provider_exports.hooks._adobe_experience_platform_records import (
+    check_batch_id,
+    check_dataset_file_id,
+    check_dataset_id,
+    check_job_id,
+)
 
     assert [check_job_id(v) for v in (24115, "11400769", 100.0, " 7 ")] == ["24115", "11400769", "100", "7"]
     datasets = ("5b7c86968f7b6501e21ba9df", "15b4657a-058a-47b0-a356-7b63328138c6", "51b340e26b64ed3eb31ec9z8")
