@@ -51,7 +51,6 @@ from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.sources import SourceFile
-    from airflow_provider_exports.utils.openlineage import DatasetRef
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +154,6 @@ class ObjectStoreSink(Sink):
 
     def manifest_location(self) -> str:
         return self.location(self._path(manifest_mod.MANIFEST_NAME))
-
-    def lineage_ref(self) -> DatasetRef:
-        from airflow_provider_exports.utils.openlineage import object_storage_prefix
-
-        key = self.base if self.local else self.base[len(self.bucket) :]
-        return object_storage_prefix(self.protocol, self.bucket, key)
 
     def stored_name(self, name: str) -> str:
         parts = name.split("/")

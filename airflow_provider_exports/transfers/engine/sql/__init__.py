@@ -1,9 +1,9 @@
 """The SQL destination of the engine: :class:`SqlSink` and the pieces behind it.
 
 ``sink`` (modes, staging, the manifest row, locking; no dialect in it), ``modes`` (the load modes
-and their parse-time check), ``types`` (the column types of a table a load creates), ``dialect``
+and their parse-time check), ``types`` (the column types of a table a load creates), ``generic``
 (what the sink needs from a database, and the generic DB-API dialect), ``postgres`` and
-``sqlite`` (their own ways). Importing this package imports no database driver, and the sink only
+``sqlite`` (their own ways), ``dialect`` (which of them a connection gets). Importing this package imports no database driver, and the sink only
 when one of its names is first used (a DAG file's parse needs only ``modes``).
 """
 

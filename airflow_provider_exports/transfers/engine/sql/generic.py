@@ -7,14 +7,13 @@ generic one, for any ``DbApiHook``: ANSI SQL, the hook's placeholder, ``executem
 ``CREATE TEMPORARY TABLE``; it claims neither transactional DDL nor savepoints nor a lock between
 loads (the manifest table's unique key stops a second load of the same job), nor a row count it can
 trust (:meth:`Dialect.rows_written`). PostgreSQL (:mod:`.postgres`) and SQLite (:mod:`.sqlite`)
-refine it; :func:`dialect_for` picks one.
+refine it; :func:`.dialect.dialect_for` picks one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -25,7 +24,7 @@ from airflow_provider_exports.transfers.engine.sql.types import FinalType
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-    from airflow_provider_exports.transfers.engine.sink import Cancellation
+    from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 
 log = logging.getLogger(__name__)
 
@@ -261,16 +260,3 @@ class Dialect:
         """CSV bytes (the header included when ``header``) straight into ``table``; only where
         :attr:`csv_passthrough`. Returns the rows the database says it took (:meth:`rows_written`)."""
         raise TransferError(f"the {self.name} dialect cannot take CSV bytes directly")
-
-
-def dialect_for(hook: DbApiHook, conn: Any) -> Dialect:
-    """The dialect for a connection: by its driver, not by the hook's name."""
-    if isinstance(conn, sqlite3.Connection):
-        from airflow_provider_exports.transfers.engine.sql.sqlite import SqliteDialect
-
-        return SqliteDialect(hook, conn)
-    if type(conn).__module__.startswith(("psycopg", "psycopg2")):
-        from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
-
-        return PostgresDialect(hook, conn)
-    return Dialect(hook, conn)

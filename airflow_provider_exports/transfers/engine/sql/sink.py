@@ -1,6 +1,6 @@
 """The SQL sink: load a run's files into a table through a common-sql ``DbApiHook``, in one transaction.
 
-Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`.dialect`,
+Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`.generic`,
 :mod:`.postgres` and :mod:`.sqlite`; the typing rules in :mod:`.types`. What it does:
 
 - **One load per table at a time, once per job.** Before the load, the manifest table is created
@@ -23,7 +23,7 @@ Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`
 - **Every row is counted.** The rows the database says each write took (a COPY, an ``executemany``,
   an ``INSERT ... SELECT`` from the stage) must be the rows the load read, or the load fails before
   its commit (:class:`~airflow_provider_exports.exceptions.TransferIntegrityError`, naming the file
-  and both counts). Where the driver's count is not trusted (:meth:`.dialect.Dialect.rows_written`),
+  and both counts). Where the driver's count is not trusted (:meth:`.generic.Dialect.rows_written`),
   the stage or the new table is counted with ``count(*)`` instead.
 
 Everything, the manifest row included, commits at once; a failure rolls back and the table is as
@@ -61,7 +61,8 @@ from airflow_provider_exports.transfers.engine.formats import (
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
 from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch, copy_text, encode_csv, json_kinds
 from airflow_provider_exports.transfers.engine.sql.csv_records import CsvRecords, first_break
-from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, Written, dialect_for
+from airflow_provider_exports.transfers.engine.sql.dialect import dialect_for
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
 from airflow_provider_exports.transfers.engine.sql.modes import Mode, check_load_mode
 from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
 from airflow_provider_exports.utils import limits

@@ -11,7 +11,7 @@ import pytest
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
 from airflow_provider_exports.transfers.engine import SqlSink, TransferContext, run_transfer
 from airflow_provider_exports.transfers.engine.sql import sink as sink_mod
-from airflow_provider_exports.transfers.engine.sql.dialect import Dialect
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect
 
 from .conftest import VENDOR, ChunksSource, file_source, jsonl, jsonl_gz, load, query
 
