@@ -33,8 +33,8 @@ from airflow_provider_exports.transfers._fan_out import (
     StageToSqlMixin,
 )
 from airflow_provider_exports.transfers.engine import SourceFile
-from airflow_provider_exports.transfers.engine.formats import Unpivot
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
+from airflow_provider_exports.transfers.engine.transforms import Unpivot
 from airflow_provider_exports.triggers.cordial import job_verdict
 from airflow_provider_exports.utils.openlineage import cordial_export, s3_prefix
 from airflow_provider_exports.utils.templating import is_template

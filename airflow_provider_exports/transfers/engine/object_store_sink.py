@@ -45,8 +45,8 @@ from airflow_provider_exports.exceptions import (
     TransferRefused,
 )
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
-from airflow_provider_exports.transfers.engine.formats import gunzip
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+from airflow_provider_exports.transfers.engine.streams import gunzip
 from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:

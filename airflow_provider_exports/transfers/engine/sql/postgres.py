@@ -24,10 +24,11 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.transfers.engine.formats import Batch, ChunkReader
+from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
 from airflow_provider_exports.transfers.engine.sql.types import FinalType
+from airflow_provider_exports.transfers.engine.streams import ChunkReader
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation

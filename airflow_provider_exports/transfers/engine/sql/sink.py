@@ -9,7 +9,7 @@ Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`
   (PostgreSQL: an advisory lock; SQLite: ``BEGIN IMMEDIATE``; generic: none) and only then looks
   for the job's manifest: a second run of the same job waits for the first and skips.
 - **Existing table, ``append``**: rows go straight into it (PostgreSQL: CSV bytes straight into
-  ``COPY``, their records counted on the way by :class:`.csv_records.CsvRecords`). **Existing
+  ``COPY``, their records counted on the way: :mod:`.csv_passthrough`). **Existing
   table, ``replace``**: ``DELETE FROM`` the table, then the same. The table's definition, indexes,
   keys, grants, constraints and dependent views are never touched.
 - **New table (any mode), or ``merge``**: rows go into a temporary staging table (session-local).
@@ -33,13 +33,9 @@ before it is filled, so a failed commit can leave it created but empty, never ha
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import csv
 import functools
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -51,21 +47,15 @@ from airflow_provider_exports.exceptions import (
     TransferRefused,
 )
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
-from airflow_provider_exports.transfers.engine.formats import (
-    ArrowBatch,
-    Batch,
-    detect_format,
-    maybe_gunzip,
-    read_batches,
-)
+from airflow_provider_exports.transfers.engine.formats import Batch, detect_format, read_batches
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBatch, read_ahead, read_columnar
 from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch, copy_text, encode_csv, json_kinds
-from airflow_provider_exports.transfers.engine.sql.csv_records import CsvRecords, first_break
+from airflow_provider_exports.transfers.engine.sql.csv_passthrough import copy_csv_file
 from airflow_provider_exports.transfers.engine.sql.dialect import dialect_for
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
 from airflow_provider_exports.transfers.engine.sql.modes import Mode, check_load_mode
 from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
-from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -80,7 +70,6 @@ TYPED_STAGE = "_exports_typed"
 #: the stage column that numbers rows in export order (``merge``: the last row of a key wins)
 ORDINAL = "_exports_ordinal"
 _MANIFEST_KEY = ("destination", "vendor", "export_ref", "job_ref")
-_BOM = b"\xef\xbb\xbf"
 
 
 def resolve_db_hook(conn_id: str) -> DbApiHook:
@@ -139,7 +128,7 @@ class SqlSink(Sink):
     :param attribute_columns: file attributes stored in every row of that file, as
         ``{column: attribute}`` (``{"_delta": "delta"}`` marks Sitecore delta rows added or removed).
     :param batch_transform: reshapes every file's batches before they are loaded (e.g.
-        :class:`~airflow_provider_exports.transfers.engine.formats.Unpivot`); the manifest still
+        :class:`~airflow_provider_exports.transfers.engine.transforms.Unpivot`); the manifest still
         records the file's bytes as the vendor served them.
     :param allow_empty: let ``replace`` commit a load without any row (the table is emptied).
     :param flatten_structs: spread Parquet struct fields over columns named ``parent_child_leaf``
@@ -281,10 +270,35 @@ class SqlSink(Sink):
         constants = {col: source.attributes.get(attr) for col, attr in self.attribute_columns.items()}
         bulk = self.use_copy is not False and self.batch_transform is None
         if self._direct and fmt == "csv" and bulk and d.csv_passthrough and not constants:
-            rows = self._copy_csv(source, chunks)
+            written = copy_csv_file(
+                d,
+                self.table,
+                source.name,
+                chunks,
+                delimiter=self.csv_delimiter,
+                header=self.csv_header,
+                columns=self.csv_columns,
+                check_columns=self._check_columns,
+                cancellation=cancellation,
+            )
         else:
             columnar = bulk and d.columnar and fmt in ("jsonl", "parquet") and _has_pyarrow()
-            batches: Iterator[Any] = read_batches(
+            written = self._write_batches(source, chunks, fmt, constants, columnar=columnar)
+        self._check_taken(source.name, written.sent, written.taken)
+        self._state.confirmed = self._state.confirmed and written.taken is not None
+        self._state.rows += written.sent
+        log.debug("%s: %d rows for %s", source.name, written.sent, self.table)
+        return StoredFile(location=self.table, rows=written.sent)
+
+    def _write_batches(
+        self, source: SourceFile, chunks: Iterator[bytes], fmt: str, constants: Mapping[str, Any], *, columnar: bool
+    ) -> Written:
+        """The file's rows, read in batches (``columnar``: as pyarrow blocks), into the table or the stage."""
+        d, cancellation = self._d, self._cancellation
+        batches: Iterator[Any] = (
+            read_columnar(chunks, fmt, batch_size=self.batch_size, flatten_structs=self.flatten_structs)
+            if columnar
+            else read_batches(
                 chunks,
                 fmt,
                 batch_size=self.batch_size,
@@ -292,35 +306,26 @@ class SqlSink(Sink):
                 csv_header=self.csv_header,
                 csv_columns=self.csv_columns,
                 flatten_structs=self.flatten_structs,
-                columnar=columnar,
             )
-            if self.batch_transform is not None:
-                batches = iter(self.batch_transform(batches))
-            if constants:
-                batches = _with_constants(batches, constants)
-            # use_copy=False: the generic executemany, whatever the database
-            write = (
-                d.write_batches if self.use_copy is not False else functools.partial(Dialect.write_batches, d)
-            )
-            if self._direct:
-                target, prepare = d.qualified(self.table), self._check_columns
-                batches = self._declared(batches, source)
-                if columnar:
-                    batches = _typed_csv(batches)
-            else:
-                target, prepare = d.quote(STAGE), self._prepare_stage
-                batches = self._staged(batches, source, from_text=fmt == "csv")
-            if columnar:  # parse the next block while the database takes this one
-                with read_ahead(batches, cancellation) as ahead:
-                    written: Written = write(target, ahead, prepare, cancellation)
-            else:
-                written = write(target, cast(Iterator[Batch], batches), prepare, cancellation)
-            self._check_taken(source.name, written.sent, written.taken)
-            self._state.confirmed = self._state.confirmed and written.taken is not None
-            rows = written.sent
-        self._state.rows += rows
-        log.debug("%s: %d rows for %s", source.name, rows, self.table)
-        return StoredFile(location=self.table, rows=rows)
+        )
+        if self.batch_transform is not None:
+            batches = iter(self.batch_transform(batches))
+        if constants:
+            batches = _with_constants(batches, constants)
+        # use_copy=False: the generic executemany, whatever the database
+        write = d.write_batches if self.use_copy is not False else functools.partial(Dialect.write_batches, d)
+        if self._direct:
+            target, prepare = d.qualified(self.table), self._check_columns
+            batches = self._declared(batches, source)
+            if columnar:
+                batches = _typed_csv(batches)
+        else:
+            target, prepare = d.quote(STAGE), self._prepare_stage
+            batches = self._staged(batches, source, from_text=fmt == "csv")
+        if not columnar:
+            return write(target, cast(Iterator[Batch], batches), prepare, cancellation)
+        with read_ahead(batches, cancellation) as ahead:  # the next block is parsed while this one loads
+            return write(target, ahead, prepare, cancellation)
 
     def discard_file(self, source: SourceFile) -> None:
         if not self._d.savepoints:
@@ -636,89 +641,6 @@ class SqlSink(Sink):
             f"WHERE {same_key} AND later.{ordinal} > s.{ordinal})"
         ).close()
 
-    # -- CSV straight into the table ----------------------------------------------------------------
-
-    def _copy_csv(self, source: SourceFile, chunks: Iterable[bytes]) -> int:
-        """CSV bytes straight into the dialect's bulk path, their records counted on the way
-        (:class:`.csv_records.CsvRecords`, which also quotes a ``\\.`` line COPY would stop at);
-        only the header is parsed here. Returns the rows, once the database took them all."""
-        records = CsvRecords()
-        data = _without_bom(iter(maybe_gunzip(chunks, name=source.name)))
-        head, ended = self._read_head(source, records, data)
-        if ended and not head.strip():
-            return 0
-        columns = self.csv_columns or (self._header(source, head) if self.csv_header else None)
-        if columns is None:
-            raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
-        self._check_columns(Batch(list(columns), []))
-
-        def stream() -> Iterator[bytes]:
-            yield head
-            if ended:
-                return
-            for chunk in data:
-                if counted := records.feed(chunk):
-                    yield counted
-            yield records.close()
-
-        taken = self._d.copy_csv(
-            self._d.qualified(self.table),
-            columns,
-            stream(),
-            delimiter=self.csv_delimiter,
-            header=self.csv_header,
-            cancellation=self._cancellation,
-        )
-        rows = records.records - (1 if self.csv_header and records.records else 0)
-        self._check_taken(source.name, rows, taken)
-        return rows
-
-    def _read_head(
-        self, source: SourceFile, records: CsvRecords, data: Iterator[bytes]
-    ) -> tuple[bytes, bool]:
-        """The stream's first bytes, counted: past its first byte that is not white space and, with a
-        header, to the end of the header row; at most ``max_csv_header_bytes`` of them, joined once.
-        And whether the stream ended there (then ``records`` is closed and the head is all of it)."""
-        parts: list[bytes] = []
-        size, bound, blank = 0, limits.CSV_HEADER.value, True
-        for chunk in data:
-            parts.append(records.feed(chunk))
-            size += len(parts[-1])
-            blank = blank and not parts[-1].strip()
-            if not blank and (records.records or not self.csv_header):
-                return b"".join(parts), False
-            if size > bound:
-                raise limits.CSV_HEADER.exceeded(
-                    f"{source.name}: its CSV header row", f"no end of the row in its first {size:,} bytes"
-                )
-        parts.append(records.close())
-        return b"".join(parts), True
-
-    def _header(self, source: SourceFile, head: bytes) -> list[str]:
-        """The column names of the header row at the start of ``head``."""
-        end = first_break(head)
-        row = head if end < 0 else head[:end]
-        if len(row) > limits.CSV_HEADER.value:
-            raise limits.CSV_HEADER.exceeded(f"{source.name}: its CSV header row", f"{len(row):,} bytes")
-        try:
-            header = next(csv.reader([row.decode("utf-8")], delimiter=self.csv_delimiter, strict=True), None)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise TransferError(f"{source.name}: the CSV header row could not be read ({exc})") from None
-        if not header:
-            raise TransferError(f"{source.name}: the CSV header row is empty")
-        return header
-
-
-def _without_bom(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """The stream without a UTF-8 byte order mark at its start (COPY would take it for data)."""
-    first = b""
-    for chunk in chunks:
-        first += chunk
-        if len(first) >= len(_BOM) or not _BOM.startswith(first):
-            break
-    yield first.removeprefix(_BOM)
-    yield from chunks
-
 
 def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any]) -> Iterator[Any]:
     """The same batches with a column per constant (as text) appended to every row."""
@@ -750,66 +672,3 @@ def _has_pyarrow() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("pyarrow") is not None
-
-
-_DONE = object()
-
-
-@contextlib.contextmanager
-def read_ahead(items: Iterator[Any], cancellation: Any, depth: int = 2) -> Iterator[Iterator[Any]]:
-    """``items`` produced by a thread of their own, at most ``depth`` ahead of the consumer.
-
-    The columnar readers spend their time in pyarrow and zlib, which release the GIL, so a block
-    is parsed and encoded while the database takes the previous one. An exception of the producer
-    (``SourceChanged`` included) is raised to the consumer as it was; leaving the block stops
-    the producer and waits for it, so the file's stream is never read by two threads.
-    """
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        handoff.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            outcome: tuple[Any, BaseException | None] = (_DONE, None)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            outcome = (_DONE, exc)
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
-        while not stop.is_set():
-            try:
-                handoff.put(outcome, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def consume() -> Iterator[Any]:
-        while True:
-            try:
-                item, error = handoff.get(timeout=0.1)
-            except queue.Empty:
-                cancellation.check()
-                continue
-            if item is _DONE:
-                if error is not None:
-                    raise error
-                return
-            yield item
-
-    worker = threading.Thread(target=produce, name="exports-sql-read-ahead", daemon=True)
-    worker.start()
-    try:
-        yield consume()
-    finally:
-        stop.set()
-        worker.join()
