@@ -1,7 +1,9 @@
 """The SQL sink: load a run's files into a table through a common-sql ``DbApiHook``, in one transaction.
 
 Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`.generic`,
-:mod:`.postgres` and :mod:`.sqlite`; the typing rules in :mod:`.types`. What it does:
+:mod:`.postgres` and :mod:`.sqlite`; the typing rules in :mod:`.types`; the SQL that moves staged
+rows into the table in :mod:`.from_stage`; the manifest table in :mod:`.manifest_table`; the bulk
+readers in :mod:`.arrow_readers` and :mod:`.csv_passthrough`. What it does:
 
 - **One load per table at a time, once per job.** Before the load, the manifest table is created
   if missing (with a unique key on destination, vendor, export and job) in a short transaction of
@@ -46,14 +48,25 @@ from airflow_provider_exports.exceptions import (
     TransferIntegrityError,
     TransferRefused,
 )
-from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.formats import Batch, detect_format, read_batches
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
 from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBatch, read_ahead, read_columnar
 from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch, copy_text, encode_csv, json_kinds
 from airflow_provider_exports.transfers.engine.sql.csv_passthrough import copy_csv_file
 from airflow_provider_exports.transfers.engine.sql.dialect import dialect_for
+from airflow_provider_exports.transfers.engine.sql.from_stage import (
+    ORDINAL,
+    STAGE,
+    cast_list,
+    create_table,
+    merge,
+)
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
+from airflow_provider_exports.transfers.engine.sql.manifest_table import (
+    find_manifest,
+    record_manifest,
+    set_up_manifest_table,
+)
 from airflow_provider_exports.transfers.engine.sql.modes import Mode, check_load_mode
 from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
 
@@ -63,13 +76,6 @@ if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.sources import SourceFile
 
 log = logging.getLogger(__name__)
-
-#: the session-local tables a load stages rows in
-STAGE = "_exports_stage"
-TYPED_STAGE = "_exports_typed"
-#: the stage column that numbers rows in export order (``merge``: the last row of a key wins)
-ORDINAL = "_exports_ordinal"
-_MANIFEST_KEY = ("destination", "vendor", "export_ref", "job_ref")
 
 
 def resolve_db_hook(conn_id: str) -> DbApiHook:
@@ -220,9 +226,13 @@ class SqlSink(Sink):
         return self.manifest_table
 
     @property
-    def _d(self) -> Dialect:
+    def _dialect(self) -> Dialect:
+        """The load's database, through its dialect (between ``begin`` and the end of the run)."""
         assert self._db is not None, "begin() first"
         return self._db
+
+    # sql/staging.py (H4's this round) still reads the dialect as ``_d``: remove once it follows
+    _d = _dialect
 
     @property
     def _direct(self) -> bool:
@@ -237,11 +247,11 @@ class SqlSink(Sink):
         self._emptied, self._savepoint = False, None
         self._state = _LoadState(TypeTracker(self.column_types))
         try:
-            self._d.prepare(self.lock_timeout)
-            self._set_up_manifest_table()
-            self._d.lock(self.table, self.lock_timeout, ctx.cancellation)
+            self._dialect.prepare(self.lock_timeout)
+            set_up_manifest_table(self._dialect, self.manifest_table)
+            self._dialect.lock(self.table, self.lock_timeout, ctx.cancellation)
             existing = self._find_manifest(ctx.vendor, ctx.export_ref, ctx.job_ref)
-            self._target = self._d.table_columns(self.table)
+            self._target = self._dialect.table_columns(self.table)
             self._check_target()
         except BaseException:
             self.abort()
@@ -260,7 +270,7 @@ class SqlSink(Sink):
                 raise TransferRefused(f"{self.table} has a column {ORDINAL!r}, a name the merge needs")
 
     def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
-        d, cancellation = self._d, self._cancellation
+        d, cancellation = self._dialect, self._cancellation
         cancellation.check()
         if self._direct and self.mode == "replace" and not self._emptied:
             d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
@@ -294,7 +304,7 @@ class SqlSink(Sink):
         self, source: SourceFile, chunks: Iterator[bytes], fmt: str, constants: Mapping[str, Any], *, columnar: bool
     ) -> Written:
         """The file's rows, read in batches (``columnar``: as pyarrow blocks), into the table or the stage."""
-        d, cancellation = self._d, self._cancellation
+        d, cancellation = self._dialect, self._cancellation
         batches: Iterator[Any] = (
             read_columnar(chunks, fmt, batch_size=self.batch_size, flatten_structs=self.flatten_structs)
             if columnar
@@ -328,19 +338,19 @@ class SqlSink(Sink):
             return write(target, ahead, prepare, cancellation)
 
     def discard_file(self, source: SourceFile) -> None:
-        if not self._d.savepoints:
+        if not self._dialect.savepoints:
             raise TransferError(
-                f"{source.name} changed at the source; the {self._d.name} dialect has no savepoints "
+                f"{source.name} changed at the source; the {self._dialect.name} dialect has no savepoints "
                 "to restart one file, so the load stops and rolls back"
             )
         point = self._savepoint
         if point is None or point.file != source.name:
             raise TransferError(f"{source.name}: no savepoint was taken before it")
-        self._d.rollback_to(point.name)
+        self._dialect.rollback_to(point.name)
         self._state, self._savepoint = point.state, None
 
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        d, state = self._d, self._state
+        d, state = self._dialect, self._state
         self._cancellation.check()
         self._release_savepoint()
         if self.mode == "replace" and state.rows == 0 and not self.allow_empty:
@@ -352,11 +362,11 @@ class SqlSink(Sink):
             if self.mode == "replace" and not self._emptied:
                 d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
         elif state.stage_exists:
-            types = self._create_target() if self._target is None else None
+            types = create_table(d, self.table, state.tracker, state.seen) if self._target is None else None
             if self.mode == "merge":
                 if not state.confirmed:
                     self._check_taken(f"the stage of {self.table}", state.rows, None, d.quote(STAGE))
-                self._merge(types)
+                merge(d, self.table, self.key_columns, state.seen, state.tracker, types)
             else:
                 assert types is not None
                 cols = ", ".join(d.quote(c) for c in state.seen)
@@ -364,7 +374,7 @@ class SqlSink(Sink):
                     f"the stage of {self.table}",
                     state.rows,
                     f"INSERT INTO {d.qualified(self.table)} ({cols}) "
-                    f"SELECT {self._cast_list(types)} FROM {d.quote(STAGE)}",
+                    f"SELECT {cast_list(d, state.tracker, types)} FROM {d.quote(STAGE)}",
                     d.qualified(self.table),
                 )
         winner = self._record_manifest(manifest)
@@ -399,7 +409,7 @@ class SqlSink(Sink):
         (a file, a stage). ``taken`` is the driver's count; where it gives none, ``counted_in`` (SQL
         naming a table that holds only these rows) is counted instead."""
         if taken is None and counted_in is not None:
-            ((taken,),) = self._d.query(f"SELECT count(*) FROM {counted_in}")
+            ((taken,),) = self._dialect.query(f"SELECT count(*) FROM {counted_in}")
         if taken is not None and int(taken) != read:
             raise TransferIntegrityError(
                 f"{what}: {read:,} row(s) read, but the database took {int(taken):,}; the load into "
@@ -409,83 +419,38 @@ class SqlSink(Sink):
     def _insert_counted(self, what: str, read: int, insert: str, counted_in: str) -> None:
         """Run ``insert`` (an ``INSERT ... SELECT``) and check that it wrote ``read`` rows; where the
         driver does not say, ``counted_in`` (holding only these rows) is counted."""
-        cur = self._d.execute(insert)
+        cur = self._dialect.execute(insert)
         try:
-            taken = self._d.rows_written(cur)
+            taken = self._dialect.rows_written(cur)
         finally:
             cur.close()
         self._check_taken(what, read, taken, counted_in)
 
-    # -- the manifest table ----------------------------------------------------------------------
-
-    def _set_up_manifest_table(self) -> None:
-        d = self._d
-        mt = d.qualified(self.manifest_table)
-        key = d.manifest_key_type
-        if d.table_columns(self.manifest_table) is None:
-            d.setup(
-                [
-                    f"CREATE TABLE IF NOT EXISTS {mt} (destination {key} NOT NULL, vendor {key} NOT NULL, "
-                    f"export_ref {key} NOT NULL, job_ref {key} NOT NULL, committed_at {key}, "
-                    f"manifest TEXT, UNIQUE ({', '.join(_MANIFEST_KEY)}))"
-                ],
-                lock_name=self.manifest_table,
-            )
-            return
-        d.rollback()  # end the catalog look-up's transaction before the load's own
-        # a manifest table made by an older version has no unique key: add one where that is safe
-        upgrade = d.unique_index_sql(self.manifest_table, _MANIFEST_KEY)
-        if upgrade is not None and not d.try_setup(upgrade, lock_name=self.manifest_table):
-            log.warning("%s has no unique key on %s", self.manifest_table, ", ".join(_MANIFEST_KEY))
+    # -- the manifest table (:mod:`.manifest_table`) ------------------------------------------------
 
     def _find_manifest(self, vendor: str, export_ref: str, job_ref: str) -> Mapping[str, Any] | None:
-        d = self._d
-        ph = d.placeholder
-        rows = d.query(
-            f"SELECT manifest FROM {d.qualified(self.manifest_table)} WHERE "
-            + " AND ".join(f"{c} = {ph}" for c in _MANIFEST_KEY),
-            (self.table, vendor, export_ref, job_ref),
-        )
-        return manifest_mod.loads(rows[-1][0]) if rows else None
+        return find_manifest(self._dialect, self.manifest_table, (self.table, vendor, export_ref, job_ref))
 
     def _record_manifest(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """Add this run's manifest row (replacing the job's, on overwrite); a concurrent run of the
-        same job that committed first (generic dialect: the unique key says so) is returned."""
-        d = self._d
-        mt, ph = d.qualified(self.manifest_table), d.placeholder
+        """Add this run's row (replacing the job's, on overwrite); or the manifest of a concurrent run
+        of the same job that committed first."""
         job = (self.table, manifest["vendor"], manifest["export_ref"], manifest["job_ref"])
-        if self._had_manifest:
-            d.execute(
-                f"DELETE FROM {mt} WHERE " + " AND ".join(f"{c} = {ph}" for c in _MANIFEST_KEY), job
-            ).close()
-        try:
-            d.execute(
-                f"INSERT INTO {mt} ({', '.join(_MANIFEST_KEY)}, committed_at, manifest) "
-                f"VALUES ({', '.join([ph] * 6)})",
-                (*job, manifest["finished_at"], manifest_mod.dumps(manifest).decode()),
-            ).close()
-        except Exception:
-            d.rollback()
-            winner = self._find_manifest(*job[1:])
-            if winner is None:
-                raise
-            return winner
-        return None
+        return record_manifest(self._dialect, self.manifest_table, job, manifest, replace=self._had_manifest)
 
     # -- shaping the stage and the table -----------------------------------------------------------
 
     def _open_savepoint(self, source: SourceFile) -> None:
-        if not self._d.savepoints:
+        if not self._dialect.savepoints:
             return
         self._release_savepoint()  # the previous file is done: at most one savepoint is open
         self._savepoints += 1
         name = f"exports_file_{self._savepoints}"
-        self._d.savepoint(name)
+        self._dialect.savepoint(name)
         self._savepoint = _Savepoint(source.name, name, copy.deepcopy(self._state))
 
     def _release_savepoint(self) -> None:
         if self._savepoint is not None:
-            self._d.release(self._savepoint.name)
+            self._dialect.release(self._savepoint.name)
             self._savepoint = None
 
     def _check_columns(self, batch: Batch) -> None:
@@ -499,12 +464,12 @@ class SqlSink(Sink):
 
     def _stage_type(self, column: str) -> str:
         declared = self._state.tracker.declared(column)
-        return "TEXT" if declared is None else self._d.type_name(FinalType(declared, declared=True))
+        return "TEXT" if declared is None else self._dialect.type_name(FinalType(declared, declared=True))
 
     def _prepare_stage(self, batch: Batch) -> None:
         """Make the stage take ``batch``'s columns: create it, or add columns (a table this run
         creates grows; an existing table's columns are fixed)."""
-        d, state = self._d, self._state
+        d, state = self._dialect, self._state
         data = [c for c in batch.columns if c != ORDINAL]
         if self._target is not None:
             self._check_columns(batch)
@@ -587,59 +552,6 @@ class SqlSink(Sink):
             state.ordinal += n
             columns.append(ORDINAL)
         return CsvBatch(columns, encode_csv(texts, n), n)
-
-    def _create_target(self) -> dict[str, str]:
-        """Create the table with the load's final types (at commit: every value has voted)."""
-        d, tracker = self._d, self._state.tracker
-        types = {c: d.type_name(tracker.final(c)) for c in self._state.seen}
-        cols = ", ".join(f"{d.quote(c)} {t}" for c, t in types.items())
-        d.execute(f"CREATE TABLE {d.qualified(self.table)} ({cols})").close()
-        return types
-
-    def _cast_list(self, types: Mapping[str, str]) -> str:
-        """The staged columns, cast to their final types (declared ones are staged typed)."""
-        d, tracker = self._d, self._state.tracker
-        return ", ".join(
-            d.quote(c) if tracker.declared(c) is not None else f"{d.cast(d.quote(c), t)} AS {d.quote(c)}"
-            for c, t in types.items()
-        )
-
-    def _merge(self, new_types: Mapping[str, str] | None) -> None:
-        """Delete the table's rows whose key is staged, insert the last staged row of each key."""
-        d, state = self._d, self._state
-        absent = [k for k in self.key_columns if k not in state.seen]
-        if absent:
-            raise TransferRefused(f"the export has no key column {', '.join(repr(k) for k in absent)}")
-        stage = STAGE
-        if new_types is not None:  # keys compare as the table will hold them: stage them typed
-            d.create_stage_as(
-                TYPED_STAGE, f"SELECT {self._cast_list(new_types)}, {d.quote(ORDINAL)} FROM {d.quote(STAGE)}"
-            )
-            stage = TYPED_STAGE
-        keys = [d.quote(k) for k in self.key_columns]
-        (null_keys,) = d.query(
-            f"SELECT count(*) FROM {d.quote(stage)} WHERE " + " OR ".join(f"{k} IS NULL" for k in keys)
-        )[0]
-        if null_keys:
-            raise TransferRefused(
-                f"{null_keys} row(s) of the export have no value in key column(s) "
-                f"{', '.join(self.key_columns)}; merge needs a key for every row, nothing was loaded"
-            )
-        d.index_stage(stage, [*self.key_columns, ORDINAL])
-        target = d.qualified(self.table)
-        if new_types is None:
-            match = " AND ".join(f"s.{k} = {target}.{k}" for k in keys)
-            d.execute(
-                f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {d.quote(stage)} s WHERE {match})"
-            ).close()
-        same_key = " AND ".join(f"later.{k} = s.{k}" for k in keys)
-        cols = ", ".join(d.quote(c) for c in state.seen)
-        ordinal = d.quote(ORDINAL)
-        d.execute(
-            f"INSERT INTO {target} ({cols}) SELECT {', '.join(f's.{d.quote(c)}' for c in state.seen)} "
-            f"FROM {d.quote(stage)} s WHERE NOT EXISTS (SELECT 1 FROM {d.quote(stage)} later "
-            f"WHERE {same_key} AND later.{ordinal} > s.{ordinal})"
-        ).close()
 
 
 def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any]) -> Iterator[Any]:
