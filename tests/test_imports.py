@@ -67,7 +67,7 @@ def test_parsing_the_example_dags_imports_nothing_heavy(tmp_path):
     assert [
         m
         for m in seen["ours"]
-        if m in {engine + "runner", engine + "s3_sink", engine + "progress", engine + "sql.sink"}
+        if m in {engine + "runner", engine + "s3_sink", engine + "s3_multipart", engine + "progress", engine + "sql.sink"}
     ] == []
 
 
