@@ -207,24 +207,15 @@ class ObjectStoreSink(Sink):
         """Whether every file the manifest lists is in its run's directory, with the size it recorded."""
         if self._outside_its_run(manifest, "not trusted: moving the job again"):
             return False
-        files = manifest.get("files") or []
-        present: dict[str, int] = {}
-        for folder in {self.path_of(str(f.get("location"))).rpartition("/")[0] for f in files}:
-            try:
-                found = self.fs.find(folder, detail=True)
-            except FileNotFoundError:
-                continue
-            present.update({self.fs._strip_protocol(p): int(i.get("size") or 0) for p, i in found.items()})
-        for f in files:
-            size = f.get("stored_bytes") if f.get("stored_bytes") is not None else f.get("bytes")
-            if present.get(self.path_of(str(f.get("location")))) != size:
-                log.warning(
-                    "The manifest at %s lists %s, which is missing or has another size; moving the job again",
-                    self.url(),
-                    f.get("location"),
-                )
-                return False
-        return True
+        return manifest_mod.all_present(manifest, self._sizes_in, where=self.url())
+
+    def _sizes_in(self, folder: str) -> dict[str, int]:
+        """The files under the folder of locations ``folder`` and their sizes, by location."""
+        try:
+            found = self.fs.find(self.path_of(folder), detail=True)
+        except FileNotFoundError:
+            return {}
+        return {self.location(self.fs._strip_protocol(p)): int(i.get("size") or 0) for p, i in found.items()}
 
     # -- the run -----------------------------------------------------------------------------
 

@@ -219,22 +219,11 @@ class S3Sink(Sink):
         """Whether every object the manifest lists is in its run's directory, with the size it recorded."""
         if self._outside_its_run(manifest, "not trusted: moving the job again"):
             return False
-        files = manifest.get("files") or []
-        folders = {str(f.get("location")).rpartition("/")[0] for f in files}
-        present: dict[str, int] = {}
-        for folder in folders:
-            present.update(self._sizes_under(f"{folder}/" if folder else ""))
-        for f in files:
-            size = f.get("stored_bytes") if f.get("stored_bytes") is not None else f.get("bytes")
-            if present.get(str(f.get("location"))) != size:
-                log.warning(
-                    "The manifest at s3://%s/%s lists %s, which is missing or has another size; moving the job again",
-                    self.bucket,
-                    self.manifest_location(),
-                    f.get("location"),
-                )
-                return False
-        return True
+        return manifest_mod.all_present(
+            manifest,
+            lambda folder: self._sizes_under(f"{folder}/" if folder else ""),
+            where=f"s3://{self.bucket}/{self.manifest_location()}",
+        )
 
     # -- the run -----------------------------------------------------------------------------
 
