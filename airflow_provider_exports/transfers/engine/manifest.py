@@ -130,6 +130,16 @@ def locations(manifest: Mapping[str, Any] | None) -> list[Any]:
     return [f.get("location") for f in (manifest or {}).get("files") or []]
 
 
+def replaced_files(
+    replaced: Mapping[str, Any] | None, manifest: Mapping[str, Any], ours: Callable[[Any, Any], bool]
+) -> list[str]:
+    """What the commit of ``manifest`` removes of the ``replaced`` one: the locations it listed in
+    its own run's directory (``ours(location, run_id)`` says which) that ``manifest`` does not list."""
+    keep = set(locations(manifest))
+    run_id = (replaced or {}).get("run_id")
+    return [loc for loc in locations(replaced) if ours(loc, run_id) and loc not in keep]
+
+
 def all_present(
     manifest: Mapping[str, Any], sizes_in: Callable[[str], Mapping[str, int]], *, where: str
 ) -> bool:

@@ -320,13 +320,8 @@ class ObjectStoreSink(Sink):
         UTC time: what killed runs left, or runs that will find this manifest at their commit and
         give way). A run that began later may still commit: its directory stays."""
         keep = {self.path_of(loc) for loc in manifest_mod.locations(manifest)}  # this run's own
-        replaced = self._replaced or {}
-        self._outside_its_run(replaced, "those are left alone")
-        doomed = [
-            self.path_of(loc)
-            for loc in manifest_mod.locations(replaced)
-            if self._ours(loc, replaced.get("run_id")) and self.path_of(loc) not in keep
-        ]
+        self._outside_its_run(self._replaced or {}, "those are left alone")
+        doomed = [self.path_of(loc) for loc in manifest_mod.replaced_files(self._replaced, manifest, self._ours)]
         assert self._ctx is not None
         # The UTC second only: the random part says nothing of order, and a run that began in
         # this same second may be a concurrent one still to commit.

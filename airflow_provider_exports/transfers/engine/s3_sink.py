@@ -337,13 +337,8 @@ class S3Sink(Sink):
     def _remove_replaced(self, manifest: Mapping[str, Any]) -> None:
         """After the commit: delete what the replaced manifest listed, and stale run directories."""
         keep = set(manifest_mod.locations(manifest))  # this run's own: strings in its directory
-        replaced = self._replaced or {}
-        self._outside_its_run(replaced, "those are left alone")
-        doomed = {
-            loc
-            for loc in manifest_mod.locations(replaced)
-            if self._ours(loc, replaced.get("run_id")) and loc not in keep
-        }
+        self._outside_its_run(self._replaced or {}, "those are left alone")
+        doomed = set(manifest_mod.replaced_files(self._replaced, manifest, self._ours))
         runs = self._under_prefix(manifest_mod.RUN_DIR_PREFIX)
         mine = self.run_prefix() + "/"
         try:
