@@ -351,12 +351,15 @@ class S3Sink(Sink):
                 if common["Prefix"] != mine and manifest_mod.is_run_id(common["Prefix"][len(runs) : -1])
             ]
             for run_dir in run_dirs:
+                run_id = run_dir[len(runs) : -1]
                 for page in paginator.paginate(Bucket=self.bucket, Prefix=run_dir):
                     for obj in page.get("Contents", []):
                         stale = self._began_at is None or obj["LastModified"] < self._began_at - timedelta(
                             seconds=1
                         )
-                        if obj["Key"] not in keep and stale:
+                        # a key with a '.' or '..' segment is not the run's by plain segments: a store
+                        # that folds dot segments would delete another object for it
+                        if obj["Key"] not in keep and stale and self._ours(obj["Key"], run_id):
                             doomed.add(obj["Key"])
             delete_keys(self.client, self.bucket, sorted(doomed), f"s3://{self.bucket}/{self.prefix}")
         except Exception:
