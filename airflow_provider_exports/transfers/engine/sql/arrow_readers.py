@@ -15,7 +15,7 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.transfers.engine.formats import (
@@ -26,6 +26,9 @@ from airflow_provider_exports.transfers.engine.formats import (
 )
 from airflow_provider_exports.transfers.engine.sql.arrow_text import arrow_json_text
 from airflow_provider_exports.transfers.engine.streams import maybe_gunzip
+
+if TYPE_CHECKING:
+    from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 
 
 @dataclass
@@ -192,7 +195,7 @@ _DONE = object()
 
 
 @contextlib.contextmanager
-def read_ahead(items: Iterator[Any], cancellation: Any, depth: int = 2) -> Iterator[Iterator[Any]]:
+def read_ahead(items: Iterator[Any], cancellation: Cancellation, depth: int = 2) -> Iterator[Iterator[Any]]:
     """``items`` produced by a thread of their own, at most ``depth`` ahead of the consumer.
 
     The columnar readers spend their time in pyarrow and zlib, which release the GIL, so a block

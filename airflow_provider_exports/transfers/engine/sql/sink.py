@@ -73,6 +73,7 @@ from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeT
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
+    from airflow_provider_exports.transfers.engine.cancellation import Cancellation
     from airflow_provider_exports.transfers.engine.sources import SourceFile
 
 log = logging.getLogger(__name__)
@@ -398,7 +399,7 @@ class SqlSink(Sink):
         self._db = None
 
     @property
-    def _cancellation(self) -> Any:
+    def _cancellation(self) -> Cancellation:
         assert self._ctx is not None
         return self._ctx.cancellation
 
