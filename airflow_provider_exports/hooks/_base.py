@@ -21,10 +21,10 @@ import json
 import os
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, Unpack
 from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
@@ -35,15 +35,13 @@ from airflow_provider_exports.exceptions import (
     VendorAPIError,
     VendorConnectionError,
 )
+from airflow_provider_exports.hooks._answers import json_body, redact_url
+from airflow_provider_exports.hooks._auth import AuthScheme
+from airflow_provider_exports.hooks._call import CallOptions
+from airflow_provider_exports.hooks._clients import ASYNC_REQUESTS_PER_SECOND
 from airflow_provider_exports.hooks._guard import HostGuard, is_loopback_host, parse_allowed_hosts
-from airflow_provider_exports.hooks._http import (
-    ASYNC_REQUESTS_PER_SECOND,
-    AuthScheme,
-    HttpCore,
-    RetryPolicy,
-    json_body,
-    redact_url,
-)
+from airflow_provider_exports.hooks._http import HttpCore
+from airflow_provider_exports.hooks._retry import RetryPolicy
 
 SettingsT = TypeVar("SettingsT")
 T = TypeVar("T")
@@ -280,48 +278,19 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
 
     # -- JSON calls
 
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        expected: Collection[int] = (200,),
-        headers: Mapping[str, str] | None = None,
-        deadline: float | None = None,
-    ) -> Any:
+    def call(self, method: str, path: str, **options: Unpack[CallOptions]) -> Any:
         """Call ``path`` on the vendor API and return the JSON body (``None`` when empty).
 
-        :param deadline: epoch seconds by which the call ends, retries included, else it raises
-            ``DeadlineExceeded`` (see :meth:`HttpCore.request`).
+        ``options`` as :class:`~._call.Call` takes them (``params``, ``json``, ``headers``,
+        ``expected``; ``deadline``: epoch seconds by which the call ends, retries included, else it
+        raises ``DeadlineExceeded``).
         """
-        response = self.core.request(
-            method,
-            self.url(path),
-            params=params,
-            json=json,
-            expected=expected,
-            headers=headers,
-            deadline=deadline,
-        )
-        return json_body(response, self.vendor)
+        return json_body(self.core.request(method, self.url(path), **options), self.vendor)
 
-    async def acall(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        expected: Collection[int] = (200,),
-        deadline: float | None = None,
-    ) -> Any:
-        """The async twin of :meth:`call`, for triggers (reads only: triggers never create)."""
+    async def acall(self, method: str, path: str, **options: Unpack[CallOptions]) -> Any:
+        """:meth:`call` on the event loop, for triggers."""
         core = await self.acore()
-        response = await core.arequest(
-            method, self.url(path), params=params, expected=expected, deadline=deadline
-        )
-        return json_body(response, self.vendor)
+        return json_body(await core.arequest(method, self.url(path), **options), self.vendor)
 
     def close(self) -> None:
         if "core" in self.__dict__:

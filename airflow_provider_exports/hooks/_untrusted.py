@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.hooks._answers import redact_url
 from airflow_provider_exports.hooks._base import ExportsVendorHook
-from airflow_provider_exports.hooks._http import redact_url
 from airflow_provider_exports.utils import limits
 
 # What URL normalisation resolves even when escaped (RFC 3986 §5.2.4 removes "." and ".." segments).

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -31,7 +32,7 @@ from airflow_provider_exports.hooks._http import (
     redact_url,
 )
 from airflow_provider_exports.hooks._untrusted import IdFormat, PageBudget, api_path, check_depth
-from airflow_provider_exports.utils.waiting import JobVerdict
+from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
 IMS_HOST = "https://ims-na1.adobelogin.com"
 TOKEN_PATH = "/ims/token/v3"
@@ -48,18 +49,58 @@ DATA_ACCESS = "/data/foundation/export"
 BATCH_FILES = DATA_ACCESS + "/batches/{batch_id}/files"
 FILE = DATA_ACCESS + "/files/{dataset_file_id}"
 
-JOB_TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
-#: statuses of a job still running: a retried task reattaches to one of these
-JOB_ACTIVE_STATUSES = frozenset({"NEW", "PROCESSING"})
+
+
+class AdobeExportJobStatus(StrEnum):
+    """A profile export job's ``status`` (vendor-apis README §3.4): complete when ``SUCCEEDED``. A
+    value Adobe does not document is read as still running."""
+
+    NEW = "NEW"
+    PROCESSING = "PROCESSING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class AdobeBatchStatus(StrEnum):
+    """A Catalog batch's ``status``: the spec's enum, then the values Adobe's own client has seen
+    (vendor-apis README §3.5). A value in neither is read as still running."""
+
+    PROCESSING = "processing"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    QUEUED = "queued"
+    RETRYING = "retrying"
+    STALLED = "stalled"
+    ABORTED = "aborted"
+    ABANDONED = "abandoned"
+    INACTIVE = "inactive"
+    FAILED = "failed"  # in some of the spec's schemas
+    LOADING = "loading"
+    LOADED = "loaded"
+    STAGED = "staged"
+    ACTIVE = "active"
+    STAGING = "staging"
+    DELETED = "deleted"
+
+
 #: a retried task reattaches to a job of its run in these statuses: it is running or has its batches
-JOB_REATTACH_STATUSES = JOB_ACTIVE_STATUSES | {"SUCCEEDED"}
+JOB_REATTACH_STATUSES = frozenset(
+    {AdobeExportJobStatus.NEW, AdobeExportJobStatus.PROCESSING, AdobeExportJobStatus.SUCCEEDED}
+)
+#: the batch statuses in which a batch's files can be read
+BATCH_SUCCESS = frozenset({AdobeBatchStatus.SUCCESS, AdobeBatchStatus.ACTIVE})
+BATCH_FAILED = frozenset(
+    {
+        AdobeBatchStatus.FAILURE,
+        AdobeBatchStatus.FAILED,
+        AdobeBatchStatus.ABORTED,
+        AdobeBatchStatus.ABANDONED,
+        AdobeBatchStatus.DELETED,
+    }
+)
 #: the documented values of ``filter.segments[].status`` (vendor-apis README §3.4)
 SEGMENT_STATUSES = ("realized", "existing", "exited")
 DEFAULT_SCHEMA_NAME = "_xdm.context.profile"
-# Catalog's batch enum plus the values Adobe's own client has seen (vendor-apis README §3.5);
-# anything else is treated as still running.
-BATCH_SUCCESS = frozenset({"success", "active"})
-BATCH_FAILED = frozenset({"failure", "failed", "aborted", "abandoned", "deleted"})
 
 # A-SEG: ExportJobResponse.id is a number (examples 100.0, 24115, 11400769).
 EXPORT_JOB_ID = IdFormat(re.compile(r"[0-9]{1,19}"), "an export job id (a number such as 24115)")
@@ -402,10 +443,23 @@ def _describe(job_id: str, status: str, batches: Mapping[str, str] | None = None
     return text
 
 
-def judge_export_job(
+def poke_export_job(job_id: str | int) -> JobPoke:
+    """One poke at a profile export job: the job and, once it ``SUCCEEDED``, each Catalog batch it
+    wrote (see :func:`export_job_event`). Ids are checked before they go into a path: a bad job id
+    before any request, a batch id Adobe answers before it is read."""
+    job = yield ("GET", _export_job_path(job_id), None)
+    if str(job.get("status") or "").upper() != AdobeExportJobStatus.SUCCEEDED:
+        return export_job_event(job)
+    batches = {}
+    for batch_id in job_batch_ids(job):
+        batches[batch_id] = _unwrap_keyed((yield ("GET", api_path(BATCH, batch_id=batch_id), None)), batch_id)
+    return export_job_event(job, batches)
+
+
+def export_job_event(
     job: Mapping[str, Any], batches: Mapping[str, Mapping[str, Any]] | None = None
-) -> JobVerdict:
-    """Decide from a job (and the Catalog batches it wrote, once it ``SUCCEEDED``) how the wait stands.
+) -> PokeEvent:
+    """How the wait stands, from a job (and the Catalog batches it wrote, once it ``SUCCEEDED``).
 
     ``FAILED`` fails with every ``errors[]`` entry's code and message; ``NEW``, ``PROCESSING`` and
     statuses Adobe does not document keep waiting; ``SUCCEEDED`` waits for every batch to reach
@@ -417,15 +471,15 @@ def judge_export_job(
     job_id = str(job.get("id"))
     status = str(job.get("status") or "").upper()
     details = {"datasetId": job_dataset_id(job), "batchIds": job_batch_ids(job)}
-    if status == "FAILED":
+    if status == AdobeExportJobStatus.FAILED:
         errors = [f"[{e['code']}] {e['message']}" for e in job_errors(job)]
-        return JobVerdict("failed", _describe(job_id, status), None, job_id, status, errors, details)
-    if status != "SUCCEEDED":
-        return JobVerdict("waiting", _describe(job_id, status), job_ref=job_id, job_status=status)
+        return PokeEvent("failed", _describe(job_id, status), None, job_id, status, errors, details)
+    if status != AdobeExportJobStatus.SUCCEEDED:
+        return PokeEvent("waiting", _describe(job_id, status), job_ref=job_id, job_status=status)
     ids = job_batch_ids(job)
     if not ids:
         # Vendor is silent on a SUCCEEDED job without a batch id: waiting would never end.
-        return JobVerdict(
+        return PokeEvent(
             "failed", _describe(job_id, status), None, job_id, status, ["the job names no batch id"], details
         )
     seen = {b: str(((batches or {}).get(b) or {}).get("status") or "unknown").lower() for b in ids}
@@ -437,10 +491,10 @@ def judge_export_job(
             for b in failed
             for e in ((batches or {}).get(b) or {}).get("errors") or [{"code": seen[b], "description": "failed"}]
         ]
-        return JobVerdict("failed", description, None, job_id, status, errors, {**details, "batchStatuses": seen})
+        return PokeEvent("failed", description, None, job_id, status, errors, {**details, "batchStatuses": seen})
     if all(s in BATCH_SUCCESS for s in seen.values()):
-        return JobVerdict("success", description, ids, job_id, status)
-    return JobVerdict("waiting", description, job_ref=job_id, job_status=status)
+        return PokeEvent("success", description, ids, job_id, status)
+    return PokeEvent("waiting", description, job_ref=job_id, job_status=status)
 
 
 class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
@@ -633,21 +687,6 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
 
     async def aget_export_job(self, job_id: str | int, *, deadline: float | None = None) -> dict[str, Any]:
         return await self.acall("GET", _export_job_path(job_id), deadline=deadline)
-
-    def poll_export_job(self, job_id: str | int, *, deadline: float | None = None) -> JobVerdict:
-        """One look at the job and, once it ``SUCCEEDED``, at its batches (:func:`judge_export_job`)."""
-        job = self.get_export_job(job_id, deadline=deadline)
-        batches = None
-        if str(job.get("status") or "").upper() == "SUCCEEDED":
-            batches = {b: self.get_batch(b, deadline=deadline) for b in job_batch_ids(job)}
-        return judge_export_job(job, batches)
-
-    async def apoll_export_job(self, job_id: str | int, *, deadline: float | None = None) -> JobVerdict:
-        job = await self.aget_export_job(job_id, deadline=deadline)
-        batches = None
-        if str(job.get("status") or "").upper() == "SUCCEEDED":
-            batches = {b: await self.aget_batch(b, deadline=deadline) for b in job_batch_ids(job)}
-        return judge_export_job(job, batches)
 
     def list_export_jobs(
         self, *, status: str | None = None, limit: int = 100, pages: list[dict[str, Any]] | None = None

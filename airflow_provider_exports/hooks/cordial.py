@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 from airflow_provider_exports.exceptions import (
@@ -39,6 +40,7 @@ from airflow_provider_exports.hooks._http import (
     redact_url,
 )
 from airflow_provider_exports.hooks._untrusted import IdFormat, PageBudget, api_path
+from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
 VENDOR = "Cordial"
 API_HOSTS = ("api.cordial.io", "api.usw2.cordial.io")
@@ -48,13 +50,24 @@ PATHS = {
     "jobs": "/v2/jobs",
     "job": "/v2/jobs/{job_id}",
 }
-DONE, FAILED = "Done", "Failed"
-TERMINAL_STATUSES = frozenset({DONE, FAILED})
-# Docs list Scheduled, Pending, Processing, Failed, Done; the spec's list filter adds Throttled.
-ACTIVE_STATUSES = frozenset({"Scheduled", "Pending", "Processing", "Throttled"})
+
+
+class CordialJobStatus(StrEnum):
+    """A job's ``status``: the docs list Scheduled, Pending, Processing, Failed and Done; the spec's
+    list filter adds Throttled. Only Done and Failed end a job; any other value, one Cordial may add
+    included, means it is still running."""
+
+    SCHEDULED = "Scheduled"
+    PENDING = "Pending"
+    PROCESSING = "Processing"
+    THROTTLED = "Throttled"
+    FAILED = "Failed"
+    DONE = "Done"
+
+
 # Vendor is silent on whether a job that has not started yet carries `times.start` (TimesJ: "Time
 # when job starts execution"): jobs in these statuses are also looked up without a time filter.
-NOT_STARTED_STATUSES = ("Scheduled", "Pending", "Throttled")
+NOT_STARTED_STATUSES = (CordialJobStatus.SCHEDULED, CordialJobStatus.PENDING, CordialJobStatus.THROTTLED)
 # C-V2: the jobName Cordial gives contact exports; trends exports have none in the enum.
 CONTACTS_JOB_NAME = "ExportContacts"
 CONTACT_EXPORT_TYPES = ("csv", "json")
@@ -274,6 +287,38 @@ def failure_details(job: Mapping[str, Any]) -> dict[str, Any]:
     return details
 
 
+# -- the wait for one job ------------------------------------------------------------------------
+
+
+def job_event(job_id: str, job: Mapping[str, Any]) -> PokeEvent:
+    """What one job record says; a Done job's result is a small summary of it (JSON, no secret)."""
+    status = str(job.get("status"))
+    done, total = job.get("completedItems"), job.get("totalItems")
+    progress = f", {done} of {total} items" if total is not None else ""
+    description = f"Cordial job {job_id}: status {status}{progress}"
+    if status == CordialJobStatus.DONE:
+        summary = {
+            "job_id": job_id,
+            "status": status,
+            "file_name": job_file_name(job),
+            "total_records": (job.get("result") or {}).get("totalRecords"),
+        }
+        return PokeEvent("success", description, result=summary, job_ref=job_id, job_status=status)
+    if status == CordialJobStatus.FAILED:
+        result = job.get("result") or {}
+        errors = [f"{result['error']} record(s) in error"] if result.get("error") else []
+        return PokeEvent(
+            "failed", description, job_ref=job_id, job_status=status, errors=errors, details=failure_details(job)
+        )
+    return PokeEvent("waiting", description, job_ref=job_id, job_status=status)
+
+
+def poke_job(job_id: str) -> JobPoke:
+    """One poke at a job: ``GET /v2/jobs/{id}`` (a ``job_id`` that is not a Cordial job id raises
+    :class:`ExportConfigError` before any request)."""
+    return job_event(job_id, (yield ("GET", _job_path(job_id), None)))
+
+
 @dataclass(frozen=True)
 class CordialSettings:
     api_key: str = field(repr=False)
@@ -484,7 +529,8 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
             return str((job.get("times") or {}).get("start") or "9999")  # not started yet: newest
 
         def preference(job: Mapping[str, Any]) -> int:
-            return {DONE: 1, FAILED: 2}.get(str(job.get("status")), 0)
+            ranks: Mapping[str, int] = {CordialJobStatus.DONE: 1, CordialJobStatus.FAILED: 2}
+            return ranks.get(str(job.get("status")), 0)
 
         jobs = sorted(found.values(), key=started, reverse=True)
         return sorted(jobs, key=preference)  # stable: newest first within each group

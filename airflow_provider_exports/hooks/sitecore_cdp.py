@@ -11,9 +11,10 @@ Sources: vendor-apis README §1. Paths and fields come from public clients (§1.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -28,6 +29,7 @@ from airflow_provider_exports.hooks._base import (
 )
 from airflow_provider_exports.hooks._http import AuthScheme, ClientCredentialsAuth, HttpCore, RetryPolicy
 from airflow_provider_exports.hooks._untrusted import IdFormat, api_path
+from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
 REGION_HOSTS: Mapping[str, str] = {
     "AP": "https://api-engage-ap.sitecorecloud.io",
@@ -49,11 +51,24 @@ CONNECTION_TEST_REF = "airflow_provider_exports_connection_test"
 #: what the region names in the Region field mean (the form's dropdown labels)
 REGION_NAMES: Mapping[str, str] = {"AP": "Asia Pacific", "EU": "Europe", "JP": "Japan", "US": "United States"}
 
-PENDING_STATUSES = frozenset(
-    {"PENDING_GUEST_CONTEXT", "PENDING_SEGMENTATION", "PENDING_EMR_SUBMIT", "PENDING_EMR_JOB"}
-)
-SUCCESS_STATUS = "SUCCESS"
-FAILED_STATUSES = frozenset({"FAILED", "ALERT"})
+
+
+class SitecoreJobStatus(StrEnum):
+    """An export job's (a report's) ``status`` (vendor-apis README §1): pending while it runs, then
+    ``SUCCESS``, ``FAILED`` or ``ALERT``. A value Sitecore may add is read as not a success and not
+    a failure: the wait goes on."""
+
+    PENDING_GUEST_CONTEXT = "PENDING_GUEST_CONTEXT"
+    PENDING_SEGMENTATION = "PENDING_SEGMENTATION"
+    PENDING_EMR_SUBMIT = "PENDING_EMR_SUBMIT"
+    PENDING_EMR_JOB = "PENDING_EMR_JOB"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    ALERT = "ALERT"
+
+
+#: the statuses of a finished job that fail a wait (a sensor with ``fail_on_alert=False`` leaves out ALERT)
+FAILED_STATUSES = frozenset({SitecoreJobStatus.FAILED, SitecoreJobStatus.ALERT})
 
 _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 EXPORT_REF = IdFormat(
@@ -271,56 +286,31 @@ def _report_list(body: Any) -> list[dict[str, Any]]:
     return []
 
 
-@dataclass(frozen=True)
-class ExportJobVerdict:
-    """What the reports of an export say about a new finished job since a point in time.
-
-    ``state`` is ``"success"`` (``report`` is the newest successful job), ``"failed"`` (the newest
-    job since then failed and none succeeded) or ``"waiting"`` (``report`` is the newest job seen,
-    if any). ``finished_after`` is the time the jobs' ends were compared with.
-    """
-
-    state: str
-    report: Mapping[str, Any] | None
-    finished_after: datetime | None = None
-
-    @property
-    def execution_ref(self) -> str | None:
-        return None if self.report is None else self.report.get("executionRef")
-
-    def describe(self) -> str:
-        """The job: ``job <ref> status <status> ended <time or ->`` (or ``no job yet``)."""
-        if self.report is None:
-            return "no job yet"
-        r = self.report
-        return f"job {r.get('executionRef')} status {r.get('status')} ended {r.get('endTime') or '-'}"
-
-    def why(self) -> str:
-        """How the job compares with ``finished_after``: while waiting, why the wait goes on."""
-        after = self.finished_after.isoformat() if self.finished_after is not None else None
-        if self.state != "waiting":
-            return f"it ended after finished_after {after}" if after else "any finished job counts"
-        wanted = f"a job that ends after finished_after {after}" if after else "a job to finish"
-        if self.report is None:
-            return f"waiting for {wanted}"
-        ended = parse_timestamp(self.report.get("endTime"))
-        if ended is None:
-            return f"the newest job has not ended; waiting for {wanted}"
-        if self.finished_after is not None and ended <= self.finished_after:
-            return (
-                f"too old: the newest job ended at or before finished_after {after}; "
-                "waiting for a job that ends after it"
-            )
-        return f"the newest job is not a success and does not fail the wait; waiting for {wanted}"
+# -- the wait for a new finished job of an export --------------------------------------------------
 
 
-def judge_reports(
-    reports: list[dict[str, Any]], finished_after: datetime | None, fail_statuses: frozenset[str]
-) -> ExportJobVerdict:
-    """Decide from an export's reports whether a job finished successfully after ``finished_after``.
+def poke_export(
+    audience_export_ref: str, finished_after: datetime | None, fail_statuses: Collection[str]
+) -> JobPoke:
+    """One poke at an export: its reports, read for a job that finished after ``finished_after``
+    (see :func:`export_event`). A bad reference raises :class:`ExportConfigError` before any request."""
+    path = api_path(ENDPOINTS["reports"], ref=check_export_ref(audience_export_ref))
+    reports = _report_list((yield ("GET", path, None)))
+    return export_event(audience_export_ref, reports, finished_after, fail_statuses)
 
-    A successful job wins over a failed one; a failure counts only when it is the newest job that
-    ended after ``finished_after`` and no job succeeded since. Pending jobs mean: keep waiting.
+
+def export_event(
+    audience_export_ref: str,
+    reports: list[dict[str, Any]],
+    finished_after: datetime | None,
+    fail_statuses: Collection[str],
+) -> PokeEvent:
+    """Whether an export's reports show a job that finished successfully after ``finished_after``;
+    a success's result is that job's ``executionRef``.
+
+    A successful job wins over a failed one; a failure (a status in ``fail_statuses``) counts only
+    when it is the newest job that ended after ``finished_after`` and no job succeeded since.
+    Anything else (pending jobs, no job, only older ones) means: keep waiting, for the newest job.
     """
 
     def ended(report: Mapping[str, Any]) -> datetime | None:
@@ -331,13 +321,53 @@ def judge_reports(
         return end is not None and (finished_after is None or end > finished_after)
 
     finished = sorted((r for r in reports if is_new(r)), key=lambda r: ended(r))  # type: ignore[arg-type,return-value]
-    successes = [r for r in finished if r.get("status") == SUCCESS_STATUS]
+    successes = [r for r in finished if r.get("status") == SitecoreJobStatus.SUCCESS]
+    report: Mapping[str, Any] | None
     if successes:
-        return ExportJobVerdict("success", successes[-1], finished_after)
-    if finished and finished[-1].get("status") in fail_statuses:
-        return ExportJobVerdict("failed", finished[-1], finished_after)
-    newest = max(reports, key=lambda r: r.get("startTime") or r.get("endTime") or "", default=None)
-    return ExportJobVerdict("waiting", newest, finished_after)
+        state, report = "success", successes[-1]
+    elif finished and finished[-1].get("status") in fail_statuses:
+        state, report = "failed", finished[-1]
+    else:
+        newest = max(reports, key=lambda r: r.get("startTime") or r.get("endTime") or "", default=None)
+        state, report = "waiting", newest
+    # One line for the task log each poke: the newest job, its status and end, and why the wait goes on.
+    description = f"export {audience_export_ref}: {_job_line(report)}; {_why(state, report, finished_after)}"
+    found: Mapping[str, Any] = report or {}
+    ref, status = found.get("executionRef"), found.get("status")
+    if state == "success":
+        return PokeEvent("success", description, result=ref, job_ref=ref, job_status=status)
+    if state == "failed":
+        errors = list(found.get("errorLogs") or [])
+        return PokeEvent(
+            "failed", description, job_ref=ref, job_status=status, errors=errors, details=failure_details(found)
+        )
+    return PokeEvent("waiting", description, job_ref=ref, job_status=status)
+
+
+def _job_line(report: Mapping[str, Any] | None) -> str:
+    """The job: ``job <ref> status <status> ended <time or ->`` (or ``no job yet``)."""
+    if report is None:
+        return "no job yet"
+    return f"job {report.get('executionRef')} status {report.get('status')} ended {report.get('endTime') or '-'}"
+
+
+def _why(state: str, report: Mapping[str, Any] | None, finished_after: datetime | None) -> str:
+    """How the job compares with ``finished_after``: while waiting, why the wait goes on."""
+    after = finished_after.isoformat() if finished_after is not None else None
+    if state != "waiting":
+        return f"it ended after finished_after {after}" if after else "any finished job counts"
+    wanted = f"a job that ends after finished_after {after}" if after else "a job to finish"
+    if report is None:
+        return f"waiting for {wanted}"
+    ended = parse_timestamp(report.get("endTime"))
+    if ended is None:
+        return f"the newest job has not ended; waiting for {wanted}"
+    if finished_after is not None and ended <= finished_after:
+        return (
+            f"too old: the newest job ended at or before finished_after {after}; "
+            "waiting for a job that ends after it"
+        )
+    return f"the newest job is not a success and does not fail the wait; waiting for {wanted}"
 
 
 def failure_details(report: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ class ExportJobOperator(BaseOperator, ABC):
     :param wait_for_completion: wait until the job ends (default); otherwise return its id at once.
     :param deferrable: wait in the triggerer instead of holding a worker slot (default:
         ``[operators] default_deferrable``).
-    :param poll_interval: seconds between looks at the job.
+    :param poll_interval: seconds between pokes at the job.
     :param timeout: seconds the wait may last; then the job is cancelled where the vendor allows it
         and the task fails with :class:`JobWaitTimeout`.
     """

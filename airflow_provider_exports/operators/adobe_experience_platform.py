@@ -24,7 +24,7 @@ from airflow_provider_exports.hooks.adobe_experience_platform import (
     export_job_request,
 )
 from airflow_provider_exports.operators._base import ExportJobOperator
-from airflow_provider_exports.triggers.adobe_experience_platform import VENDOR, AdobeProfileExportJobTrigger
+from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
@@ -157,11 +157,11 @@ class AdobeCreateProfileExportJobOperator(ExportJobOperator):
     :param adobe_aep_conn_id: the Airflow connection id. (templated)
     :param wait_for_completion: wait for the job (default); otherwise return its id at once.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
-    :param poll_interval: seconds between looks at the job.
+    :param poll_interval: seconds between pokes at the job.
     :param timeout: seconds the wait may last; then the job is cancelled and the task fails.
     """
 
-    vendor = VENDOR
+    vendor = AdobeExperiencePlatformHook.vendor
     template_fields: Sequence[str] = (*REQUEST_ARGUMENTS, "adobe_aep_conn_id")
     template_fields_renderers = {"segments": "json"}
     shallow_copy_attrs: Sequence[str] = ("hook",)

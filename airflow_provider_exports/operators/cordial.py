@@ -118,7 +118,7 @@ class _CordialCreateExportOperator(ExportJobOperator):
         then fails with the job's result, never retried).
     :param deferrable: wait in the triggerer instead of holding a worker slot (default:
         ``[operators] default_deferrable``).
-    :param poll_interval: seconds between two looks at the job (default 60).
+    :param poll_interval: seconds between two pokes at the job (default 60).
     :param timeout: seconds the wait may last (default 7 days); it ends there even while a call is
         being retried. Cordial cannot stop a job, so the job runs on; a retry reattaches to it.
     """

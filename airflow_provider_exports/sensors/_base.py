@@ -1,7 +1,9 @@
-"""What the provider's job sensors share: poke, reschedule and deferrable waits from one verdict.
+"""What the provider's job sensors share: poke, reschedule and deferrable waits from one poke.
 
-A vendor sensor says how one look at the job reads in the worker (:meth:`JobSensor.look`, the sync
-twin of its trigger's) and which trigger waits for it when deferred. This base keeps the wait's
+A vendor sensor names its hook class (its connection is the sensor's argument named as the hook's
+``conn_name_attr``) and the trigger that waits for the job when deferred. A poke in the worker is
+that trigger's own :meth:`~airflow_provider_exports.triggers._base.JobPollingTrigger.job_poke`, run
+with the sensor's hook, so a wait decides the same whatever its mode. This base keeps the wait's
 deadline in every mode (:mod:`airflow_provider_exports.utils.waiting`), fails at once — never
 retried — when the job failed, and checks the trigger's event strictly when the task resumes.
 """
@@ -12,6 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import (
@@ -21,23 +24,30 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_exports.exceptions import DeadlineExceeded
-from airflow_provider_exports.utils.waiting import TRANSIENT_ERRORS, JobVerdict, look_deadline, result_of
+from airflow_provider_exports.utils.waiting import (
+    PokeEvent,
+    poke_deadline,
+    result_of,
+    run_poke,
+    transient_errors_logged,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_exports.hooks._base import ExportsVendorHook
     from airflow_provider_exports.triggers._base import JobPollingTrigger
 
 
 class JobSensor(BaseSensorOperator, ABC):
-    """Wait for a vendor job in poke, reschedule or deferrable mode; return the verdict's result.
+    """Wait for a vendor job in poke, reschedule or deferrable mode; return what its final poke found.
 
     :param deferrable: wait in the triggerer instead of holding a worker slot (default:
         ``[operators] default_deferrable``).
     """
 
-    vendor: ClassVar[str]
+    #: the vendor's hook; the sensor's argument named as its ``conn_name_attr`` is the connection
+    hook_class: ClassVar[type[ExportsVendorHook[Any]]]
 
     def __init__(
         self,
@@ -47,42 +57,45 @@ class JobSensor(BaseSensorOperator, ABC):
     ) -> None:
         super().__init__(**kwargs)
         self.deferrable = deferrable
-        # Set by execute (epoch seconds); the next poke is the last look once a pause reaches it.
+        # Set by execute (epoch seconds); the next poke is the last one once a pause reaches it.
         self._deadline: float | None = None
-        self._last_look = False
+        self._last_poke = False
+
+    @property
+    def vendor(self) -> str:
+        return self.hook_class.vendor
+
+    @cached_property
+    def hook(self) -> ExportsVendorHook[Any]:
+        """The hook the worker pokes with."""
+        return self.hook_class(getattr(self, self.hook_class.conn_name_attr))
 
     # -- what each vendor defines
 
     @abstractmethod
-    def look(self, context: Context, deadline: float | None) -> JobVerdict:
-        """One look at the job from the worker; pass ``deadline`` to every call."""
-
-    @abstractmethod
     def make_trigger(self, context: Context, deadline: float | None) -> JobPollingTrigger:
-        """The trigger that waits for the same job when deferred."""
+        """The trigger that waits for the job when deferred; its poke is the sensor's too."""
 
     # -- the wait
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        try:
-            verdict = self.look(context, look_deadline(self._deadline, self._last_look))
-        except DeadlineExceeded as exc:
-            self.log.info("%s poke stopped: %s", self.vendor, exc)
+        job_poke = self.make_trigger(context, self._deadline).job_poke()
+        event: PokeEvent | None = None
+        with transient_errors_logged(self.log, self.vendor):
+            event = run_poke(self.hook, job_poke, poke_deadline(self._deadline, self._last_poke))
+        if event is None:
             return False
-        except TRANSIENT_ERRORS as exc:
-            self.log.warning("%s still failing after retries (%s); will poke again", self.vendor, exc)
-            return False
-        self.log.info("%s", verdict.description)
-        if verdict.state == "failed":
-            raise verdict.failure(self.vendor)
-        if verdict.state == "success":
-            return PokeReturnValue(is_done=True, xcom_value=verdict.result)
+        self.log.info("%s", event.description)
+        if event.state == "failed":
+            raise event.failure(self.vendor)
+        if event.state == "success":
+            return PokeReturnValue(is_done=True, xcom_value=event.result)
         return False
 
     def execute(self, context: Context) -> Any:
         # Reschedule mode: each try is a new process and Airflow counts the timeout from the first.
         self._deadline = None if self.reschedule and not self.deferrable else time.time() + self.timeout
-        self._last_look = False
+        self._last_poke = False
         if not self.deferrable:
             return super().execute(context)
         first = self.poke(context)
@@ -100,11 +113,11 @@ class JobSensor(BaseSensorOperator, ABC):
     ) -> float:
         # Airflow cuts the pause to the time left only with exponential_backoff; without it a
         # 60 s interval would carry the wait up to 60 s past the timeout. The poke after a cut
-        # pause is the last look.
+        # pause is the last one.
         interval = super()._get_next_poke_interval(started_at, run_duration, poke_count)
         left = max(0.0, self.timeout - run_duration())
         if interval >= left:
-            self._last_look = True
+            self._last_poke = True
         return min(interval, left)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:

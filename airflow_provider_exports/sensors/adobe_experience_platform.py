@@ -12,18 +12,15 @@ it does not document. The wait's deadline (``timeout``) holds even while a call 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook, check_job_id
 from airflow_provider_exports.sensors._base import JobSensor
-from airflow_provider_exports.triggers.adobe_experience_platform import VENDOR, AdobeProfileExportJobTrigger
+from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-    from airflow_provider_exports.utils.waiting import JobVerdict
 
 
 class AdobeProfileExportJobSensor(JobSensor):
@@ -36,7 +33,7 @@ class AdobeProfileExportJobSensor(JobSensor):
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
-    vendor = VENDOR
+    hook_class = AdobeExperiencePlatformHook
     template_fields: Sequence[str] = ("export_job_id", "adobe_aep_conn_id")
 
     def __init__(
@@ -51,13 +48,6 @@ class AdobeProfileExportJobSensor(JobSensor):
         self.adobe_aep_conn_id = adobe_aep_conn_id
         if not is_template(export_job_id) and not hasattr(export_job_id, "operator"):
             check_job_id(export_job_id)
-
-    @cached_property
-    def hook(self) -> AdobeExperiencePlatformHook:
-        return AdobeExperiencePlatformHook(self.adobe_aep_conn_id)
-
-    def look(self, context: Context, deadline: float | None) -> JobVerdict:
-        return self.hook.poll_export_job(check_job_id(self.export_job_id), deadline=deadline)
 
     def make_trigger(self, context: Context, deadline: float | None) -> AdobeProfileExportJobTrigger:
         return AdobeProfileExportJobTrigger(

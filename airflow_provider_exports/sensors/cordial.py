@@ -9,19 +9,16 @@ at ``timeout`` as described in :mod:`airflow_provider_exports.sensors._base`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.hooks import cordial
-from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook
+from airflow_provider_exports.hooks.cordial import CordialHook
 from airflow_provider_exports.sensors._base import JobSensor
-from airflow_provider_exports.triggers.cordial import CordialJobTrigger, job_verdict
+from airflow_provider_exports.triggers.cordial import CordialJobTrigger
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-    from airflow_provider_exports.utils.waiting import JobVerdict
 
 
 def check_job_id(job_id: Any) -> str:
@@ -37,7 +34,7 @@ class CordialJobSensor(JobSensor):
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
-    vendor = VENDOR
+    hook_class = CordialHook
     template_fields: Sequence[str] = ("job_id", "cordial_conn_id")
 
     def __init__(
@@ -48,14 +45,6 @@ class CordialJobSensor(JobSensor):
         self.cordial_conn_id = cordial_conn_id
         if not is_template(job_id) and not hasattr(job_id, "operator"):
             check_job_id(job_id)
-
-    @cached_property
-    def hook(self) -> CordialHook:
-        return CordialHook(self.cordial_conn_id)
-
-    def look(self, context: Context, deadline: float | None) -> JobVerdict:
-        job_id = check_job_id(self.job_id)
-        return job_verdict(job_id, self.hook.get_job(job_id, deadline=deadline))
 
     def make_trigger(self, context: Context, deadline: float | None) -> CordialJobTrigger:
         return CordialJobTrigger(

@@ -17,19 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError
-from airflow_provider_exports.hooks.sitecore_cdp import FAILED_STATUSES, SitecoreCDPHook, check_export_ref
+from airflow_provider_exports.hooks.sitecore_cdp import (
+    FAILED_STATUSES,
+    SitecoreCDPHook,
+    SitecoreJobStatus,
+    check_export_ref,
+)
 from airflow_provider_exports.sensors._base import JobSensor
-from airflow_provider_exports.triggers.sitecore_cdp import VENDOR, SitecoreCDPExportTrigger, export_verdict
+from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-    from airflow_provider_exports.utils.waiting import JobVerdict
 
 
 def _parse_finished_after(value: str | datetime) -> datetime:
@@ -57,7 +59,7 @@ class SitecoreCDPExportSensor(JobSensor):
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
-    vendor = VENDOR
+    hook_class = SitecoreCDPHook
     template_fields: Sequence[str] = ("audience_export_ref", "finished_after", "sitecore_cdp_conn_id")
 
     def __init__(
@@ -79,13 +81,9 @@ class SitecoreCDPExportSensor(JobSensor):
         if finished_after not in (None, "", "None") and not is_template(finished_after):
             _parse_finished_after(finished_after)
 
-    @cached_property
-    def hook(self) -> SitecoreCDPHook:
-        return SitecoreCDPHook(self.sitecore_cdp_conn_id)
-
     @property
     def fail_statuses(self) -> frozenset[str]:
-        return FAILED_STATUSES if self.fail_on_alert else FAILED_STATUSES - {"ALERT"}
+        return FAILED_STATUSES if self.fail_on_alert else FAILED_STATUSES - {SitecoreJobStatus.ALERT}
 
     def _finished_after(self, context: Context) -> datetime | None:
         value = self.finished_after
@@ -94,19 +92,12 @@ class SitecoreCDPExportSensor(JobSensor):
             value = context.get("data_interval_start")
         return None if value is None else _parse_finished_after(value)
 
-    def look(self, context: Context, deadline: float | None) -> JobVerdict:
-        check_export_ref(self.audience_export_ref)
-        reports = self.hook.get_reports(self.audience_export_ref, deadline=deadline)
-        return export_verdict(
-            self.audience_export_ref, reports, self._finished_after(context), self.fail_statuses
-        )
-
     def make_trigger(self, context: Context, deadline: float | None) -> SitecoreCDPExportTrigger:
         after = self._finished_after(context)
         return SitecoreCDPExportTrigger(
             audience_export_ref=self.audience_export_ref,
             finished_after=after.isoformat() if after else None,
-            fail_statuses=sorted(self.fail_statuses),
+            fail_statuses=sorted(str(status) for status in self.fail_statuses),
             sitecore_cdp_conn_id=self.sitecore_cdp_conn_id,
             poll_interval=self.poke_interval,
             deadline=deadline,

@@ -1,5 +1,5 @@
-"""What the Adobe Experience Platform transfer operators share: read the job, list its batches'
-files through Data Access, run the engine.
+"""The Adobe Experience Platform side of its transfers: read the job, list its batches' files
+through Data Access, open them again.
 
 The job must have ``SUCCEEDED`` with every batch in ``success``. Its files are listed with Data
 Access (pages of at most 100, directory entries followed) and downloaded with the hook's
@@ -12,28 +12,27 @@ dataset id, the batch ids, and per file its batch, dataset file id and segment.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError, VendorConnectionError
 from airflow_provider_exports.hooks.adobe_experience_platform import (
     AdobeExperiencePlatformHook,
     DataAccessFile,
     check_job_id,
+    export_job_event,
     job_batch_ids,
     job_dataset_id,
     job_segments_of_batches,
-    judge_export_job,
 )
-from airflow_provider_exports.transfers._base import TransferPlan, VendorTransferOperator
-from airflow_provider_exports.transfers._fan_out import ListFilesMixin
+from airflow_provider_exports.transfers._fan_out import ListFilesOperator
+from airflow_provider_exports.transfers._parts import ExportSource, Listing, given, only_into
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
 from airflow_provider_exports.utils.openlineage import aep_batch
-from airflow_provider_exports.utils.templating import is_template
 
-if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+log = logging.getLogger(__name__)
 
 VENDOR = AdobeExperiencePlatformHook.vendor
 #: the default bytes per ranged request. Vendor is silent on Data Access's throughput (it documents
@@ -54,61 +53,44 @@ class DataAccessSourceFile(HttpSourceFile):
         return isinstance(exc, VendorConnectionError)
 
 
-class AdobeExperiencePlatformTransferBase(VendorTransferOperator):
-    """Move the batch files of one finished profile export job into a sink.
+@dataclass(kw_only=True)
+class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]):
+    """The batch files of one finished profile export job, through Data Access.
 
     :param export_job_id: the export job (e.g. the job-creating operator's XCom ``job_id``). (templated)
     :param adobe_aep_conn_id: the Airflow connection id. (templated)
-    :param overwrite: move the job again even when its manifest is already at the destination.
-    :param max_concurrent_files: files moved at once.
-    :param allow_empty: commit a job without any file or row (it replaces what the destination had).
     :param range_window: bytes per ranged download request (Adobe answers each call within 60 s).
+    :param flatten_structs: (into SQL) spread struct fields over ``parent_child_leaf`` columns.
     """
 
-    vendor = VENDOR
-    template_fields: Sequence[str] = ("export_job_id", "adobe_aep_conn_id")
+    vendor: ClassVar[str] = VENDOR
+    hook_class: ClassVar[type[AdobeExperiencePlatformHook]] = AdobeExperiencePlatformHook
+    template_fields: ClassVar[tuple[str, ...]] = ("export_job_id", "adobe_aep_conn_id")
 
-    def __init__(
-        self,
-        *,
-        export_job_id: str | int,
-        adobe_aep_conn_id: str = AdobeExperiencePlatformHook.default_conn_name,
-        range_window: int = DEFAULT_RANGE_WINDOW,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.export_job_id = export_job_id
-        self.adobe_aep_conn_id = adobe_aep_conn_id
-        self.range_window = range_window
-        if not is_template(export_job_id) and not hasattr(export_job_id, "operator"):
-            check_job_id(export_job_id)
-        if range_window < 1024 * 1024:
-            raise ExportConfigError("range_window", f"{range_window!r}: give at least 1 MiB per request")
+    export_job_id: str | int
+    adobe_aep_conn_id: str = AdobeExperiencePlatformHook.default_conn_name
+    range_window: int = DEFAULT_RANGE_WINDOW
+    flatten_structs: bool = only_into("sql", default=False)
 
-    @cached_property
-    def hook(self) -> AdobeExperiencePlatformHook:
-        return AdobeExperiencePlatformHook(self.adobe_aep_conn_id)
+    @classmethod
+    def check(cls, arguments: Mapping[str, Any]) -> None:
+        if given(arguments["export_job_id"]):
+            check_job_id(arguments["export_job_id"])
+        if arguments["range_window"] < 1024 * 1024:
+            raise ExportConfigError(
+                "range_window", f"{arguments['range_window']!r}: give at least 1 MiB per request"
+            )
 
     def _finished_job(self) -> tuple[dict[str, Any], list[str]]:
         job_id = check_job_id(self.export_job_id)
         job = self.hook.get_export_job(job_id)
         batches = {b: self.hook.get_batch(b) for b in job_batch_ids(job)}
-        verdict = judge_export_job(job, batches)
-        if verdict.state == "failed":
-            raise verdict.failure(VENDOR)
-        if verdict.state != "success":
-            raise TransferError(f"{verdict.description}: not finished yet, nothing to move")
-        return job, list(verdict.result)
-
-    def _sources(self, job: dict[str, Any], batch_ids: list[str]) -> list[SourceFile]:
-        segments = job_segments_of_batches(job)
-        sources: list[SourceFile] = []
-        for batch_id in batch_ids:
-            files = self.hook.batch_files(batch_id)
-            self.log.info("Batch %s: %d file(s) through Data Access", batch_id, len(files))
-            for f in files:
-                sources.append(self._source(batch_id, f, segments.get(batch_id)))
-        return sources
+        event = export_job_event(job, batches)
+        if event.state == "failed":
+            raise event.failure(VENDOR)
+        if event.state != "success":
+            raise TransferError(f"{event.description}: not finished yet, nothing to move")
+        return job, list(event.result)
 
     def _source(self, batch_id: str, f: DataAccessFile, segment: str | None) -> SourceFile:
         url = self.hook.file_url(f.dataset_file_id, f.name)
@@ -125,8 +107,14 @@ class AdobeExperiencePlatformTransferBase(VendorTransferOperator):
             window=self.range_window,
         )
 
-    def plan(self, context: Context) -> TransferPlan:
+    def list_files(self) -> Listing:
         job, batch_ids = self._finished_job()
+        segments = job_segments_of_batches(job)
+        files: list[SourceFile] = []
+        for batch_id in batch_ids:
+            batch_files = self.hook.batch_files(batch_id)
+            log.info("Batch %s: %d file(s) through Data Access", batch_id, len(batch_files))
+            files += [self._source(batch_id, f, segments.get(batch_id)) for f in batch_files]
         dataset_id = job_dataset_id(job) or ""
         details = {
             "jobId": str(job.get("id")),
@@ -137,9 +125,8 @@ class AdobeExperiencePlatformTransferBase(VendorTransferOperator):
             "totalExportedProfileCounter": (job.get("metrics") or {}).get("totalExportedProfileCounter"),
             **{k: job[k] for k in JOB_DETAILS if k in job},
         }
-        return TransferPlan(
-            self._sources(job, batch_ids),
-            self.make_sink(context, job),
+        return Listing(
+            files,
             export_ref=dataset_id,
             job_ref=str(job.get("id")),
             job_details=details,
@@ -149,10 +136,12 @@ class AdobeExperiencePlatformTransferBase(VendorTransferOperator):
             ],
         )
 
-    def close(self) -> None:
-        self.hook.close()
+    def file_ref(self, file: SourceFile) -> dict[str, Any]:
+        a = file.attributes
+        ref = {"batchId": a["batchId"], "dataSetFileId": a["dataSetFileId"], "path": a["path"]}
+        return {**ref, "segmentId": a["segmentId"]} if a.get("segmentId") else ref
 
-    def group_sources(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], dict[str, Any]]:
+    def group_files(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], None]:
         """A fan-out group's files (README, "Scaling out"), addressed again through the hook from
         their batch and dataset file ids (the hook's token goes in a header, never in XCom)."""
         job = group["job"]
@@ -160,7 +149,7 @@ class AdobeExperiencePlatformTransferBase(VendorTransferOperator):
             raise ExportConfigError(
                 "group", f"lists Adobe export job {job['job_ref']}, not export_job_id {self.export_job_id}"
             )
-        sources = [
+        files = [
             self._source(
                 str(f["ref"]["batchId"]),
                 DataAccessFile(str(f["ref"]["dataSetFileId"]), str(f["ref"]["path"]), f["size"]),
@@ -168,22 +157,17 @@ class AdobeExperiencePlatformTransferBase(VendorTransferOperator):
             )
             for f in group["files"]
         ]
-        return sources, dict(job)
+        return files, None
+
+    def sink_options(self, kind: str, output: None) -> dict[str, Any]:
+        return {"file_format": "parquet", "flatten_structs": self.flatten_structs} if kind == "sql" else {}
 
 
-class AdobeExperiencePlatformListFilesOperator(ListFilesMixin, AdobeExperiencePlatformTransferBase):
+class AdobeExperiencePlatformListFilesOperator(ListFilesOperator):
     """The list-files task of a fan-out (README, "Scaling out"): a finished profile export job's
     batch files through Data Access, in groups of references (batch id, dataset file id, path,
     size; never a URL) for ``AdobeExperiencePlatformStageFilesToS3Operator`` /
     ``AdobeExperiencePlatformStageFilesToSqlOperator`` ``.expand(group=...)``.
-
-    :param export_job_id: the export job. (templated)
-    :param adobe_aep_conn_id: the Airflow connection id. (templated)
-    :param files_per_group: files per mapped task (1).
-    :param max_groups: at most this many mapped tasks (groups grow to fit).
     """
 
-    def file_ref(self, source: SourceFile) -> dict[str, Any]:
-        a = source.attributes
-        ref = {"batchId": a["batchId"], "dataSetFileId": a["dataSetFileId"], "path": a["path"]}
-        return {**ref, "segmentId": a["segmentId"]} if a.get("segmentId") else ref
+    source_type = AdobeExperiencePlatformExportJob

@@ -1,51 +1,45 @@
-"""What every vendor → destination transfer operator shares.
+"""The vendor → destination transfer operator: a source, a destination and the engine.
 
-:class:`VendorTransferOperator` runs one transfer: the vendor part says which files and which job
-(:meth:`VendorTransferOperator.plan`), the destination part which sink; the engine moves them, all
-or nothing, and ``on_kill`` stops it (uploads aborted, a load rolled back). :class:`ToS3Mixin` and
-:class:`ToSqlMixin` are the destination parts: their arguments, checks and sink, the same for every
-vendor.
+A public operator is a few lines: it names its ``source_type`` (the vendor's export,
+:class:`~._parts.ExportSource`) and its ``destination_type`` (``_destinations.py``). Their fields
+are its arguments: :class:`TransferOperator` gives each public operator an ``__init__`` whose
+signature is theirs (so ``default_args``, ``.partial()`` and ``.expand()`` know them), keeping each
+argument verbatim as an attribute of the same name, with the parts' ``template_fields``. When the
+task runs, the parts are made from the rendered attributes: the source lists the job's files, the
+destination makes the sink, the engine moves them, all or nothing, and ``on_kill`` stops it
+(uploads aborted, a load rolled back).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, Field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_exports.exceptions import ExportConfigError
-from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink
-from airflow_provider_exports.transfers.engine.sql.modes import check_load_mode
-from airflow_provider_exports.utils.openlineage import LineageRef, destination_ref
-from airflow_provider_exports.utils.templating import is_template
+from airflow_provider_exports.transfers._parts import Destination, ExportSource, arguments
+from airflow_provider_exports.transfers.engine.sink import Cancellation
+from airflow_provider_exports.utils.openlineage import destination_ref
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.providers.openlineage.extractors import OperatorLineage
 
-    from airflow_provider_exports.transfers.engine import S3Sink, SourceFile
-    from airflow_provider_exports.transfers.engine.sql import SqlSink
+    from airflow_provider_exports.transfers.engine import SourceFile, TransferSummary
+    from airflow_provider_exports.transfers.engine.sink import Sink
+
+#: a part of an operator: its source or its destination (as a class)
+Part: TypeAlias = "type[ExportSource[Any]] | type[Destination]"
 
 
-@dataclass
-class TransferPlan:
-    """One job's files and where they go: what :meth:`VendorTransferOperator.plan` returns."""
+class TransferOperator(BaseOperator):
+    """Move the output files of one vendor job into a destination, all or nothing; return a summary.
 
-    files: Sequence[SourceFile]
-    sink: Sink
-    export_ref: str
-    job_ref: str
-    job_details: Mapping[str, Any] = field(default_factory=dict)
-    #: what the job is, named for OpenLineage (``utils/openlineage.py``)
-    inputs: Sequence[LineageRef] = ()
-
-
-class VendorTransferOperator(BaseOperator, ABC):
-    """Move the output files of one vendor job into a sink, all or nothing; return a summary.
+    Takes the arguments of its ``source_type`` and ``destination_type``, and:
 
     :param overwrite: move the job again even when its manifest is already at the destination.
     :param max_concurrent_files: files moved at once.
@@ -53,9 +47,22 @@ class VendorTransferOperator(BaseOperator, ABC):
         by default such a job fails and the destination keeps what it had.
     """
 
-    vendor: ClassVar[str]
+    source_type: ClassVar[type[ExportSource[Any]]]
+    destination_type: ClassVar[type[Destination] | None] = None
+    #: the template fields of this kind of task, after those of its parts
+    task_template_fields: ClassVar[tuple[str, ...]] = ()
     # live clients and the run's stop signal are shared, not copied, when Airflow copies the task
     shallow_copy_attrs: Sequence[str] = ("hook", "_cancellation")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "source_type" in vars(cls) or "destination_type" in vars(cls):  # the parts are named here
+            by_part = {part: arguments(part, cls._kind()) for part in cls._parts()}
+            names = {f.name for fields in by_part.values() for f in fields}
+            parts_fields = (n for part in by_part for n in part.template_fields if n in names)
+            cls.template_fields = (*parts_fields, *cls.task_template_fields)
+            cls.__init__ = _init_taking(cls, by_part)  # type: ignore[method-assign]
+            cls.__doc__ = f"{(cls.__doc__ or '').rstrip()}\n\n    {_arguments_doc(cls, by_part)}\n    "
 
     def __init__(
         self,
@@ -72,39 +79,69 @@ class VendorTransferOperator(BaseOperator, ABC):
         # made in execute (an Event cannot be deep-copied, and Airflow copies operators)
         self._cancellation: Cancellation | None = None
 
-    @abstractmethod
-    def plan(self, context: Context) -> TransferPlan:
-        """Find the job, list its files (sources fetch their URLs at run time) and make the sink."""
+    @classmethod
+    def _kind(cls) -> str | None:
+        return cls.destination_type.kind if cls.destination_type else None
 
-    def close(self) -> None:
-        """Release the vendor's clients (after the run, whatever its end)."""
+    @classmethod
+    def _parts(cls) -> list[Part]:
+        return [cls.source_type, *([cls.destination_type] if cls.destination_type else [])]
 
-    def make_sink(self, context: Context, output: Any) -> Sink:
-        """The destination (from :class:`ToS3Mixin` or :class:`ToSqlMixin`)."""
-        raise NotImplementedError
+    @cached_property
+    def hook(self) -> Any:
+        """The vendor's hook, made from the rendered connection argument the source names."""
+        hook_class = self.source_type.hook_class
+        return hook_class(getattr(self, hook_class.conn_name_attr))
+
+    def _values(self, part: Part) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in arguments(part, self._kind())}
+
+    def make_source(self) -> ExportSource[Any]:
+        return self.source_type(hook=self.hook, **self._values(self.source_type))
+
+    def make_sink(self, source: ExportSource[Any], output: Any, group: Mapping[str, Any] | None = None) -> Sink:
+        """The destination's sink, with what the vendor's files need of it (staged for a ``group``)."""
+        assert self.destination_type is not None
+        destination = self.destination_type(**self._values(self.destination_type))
+        options = source.sink_options(destination.kind, output)
+        return destination.sink(allow_empty=self.allow_empty, group=group, **options)
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._cancellation = Cancellation()
+        source = self.make_source()
         try:
-            plan = self.plan(context)
-            self._lineage = (list(plan.inputs), destination_ref(plan.sink))
-            from airflow_provider_exports.transfers.engine.runner import run_transfer
-
-            summary = run_transfer(
-                plan.files,
-                plan.sink,
-                vendor=self.vendor,
-                export_ref=plan.export_ref,
-                job_ref=plan.job_ref,
-                overwrite=self.overwrite,
-                max_concurrent_files=self.max_concurrent_files,
-                log=cast("logging.Logger", self.log),  # Airflow's task logger speaks the same methods
-                cancellation=self._cancellation,
-                job_details=plan.job_details,
-            )
+            listing = source.list_files()
+            sink = self.make_sink(source, listing.output)
+            self._lineage = (list(listing.inputs), destination_ref(sink))
+            summary = self.move(listing.files, sink, listing.export_ref, listing.job_ref, listing.job_details)
         finally:
-            self.close()
+            source.close()
         return summary.to_dict()
+
+    def move(
+        self,
+        files: Sequence[SourceFile],
+        sink: Sink,
+        export_ref: str,
+        job_ref: str,
+        job_details: Mapping[str, Any],
+    ) -> TransferSummary:
+        """Run the engine: ``files`` into ``sink``, stopped by ``on_kill``."""
+        from airflow_provider_exports.transfers.engine.runner import run_transfer
+
+        assert self._cancellation is not None, "made in execute"
+        return run_transfer(
+            files,
+            sink,
+            vendor=self.source_type.vendor,
+            export_ref=export_ref,
+            job_ref=job_ref,
+            overwrite=self.overwrite,
+            max_concurrent_files=self.max_concurrent_files,
+            log=cast("logging.Logger", self.log),  # Airflow's task logger speaks the same methods
+            cancellation=self._cancellation,
+            job_details=job_details,
+        )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
         """The vendor job read and the prefix or table written (only called with the OpenLineage
@@ -120,92 +157,40 @@ class VendorTransferOperator(BaseOperator, ABC):
             self._cancellation.cancel_soon("the task was killed")
 
 
-class ToS3Mixin(VendorTransferOperator):
-    """The S3 destination: ``s3_bucket``, ``s3_key_prefix``, ``aws_conn_id`` (templated), ``part_size``,
-    ``max_part_concurrency``, ``s3_extra_args``; see :class:`S3Sink`."""
+def _init_taking(cls: type[TransferOperator], by_part: Mapping[Part, list[Field[Any]]]) -> Callable[..., None]:
+    """The ``__init__`` of an operator naming its parts: their fields as keyword arguments, each
+    kept verbatim as an attribute of the same name, checked by its part where already known."""
+    taken = [f for fields in by_part.values() for f in fields]
 
-    S3_TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("s3_bucket", "s3_key_prefix", "aws_conn_id")
+    def __init__(self: TransferOperator, **kwargs: Any) -> None:
+        # Airflow's apply_defaults has already refused a call without a required argument
+        values = {f.name: kwargs.pop(f.name, f.default) for f in taken}
+        super(cls, self).__init__(**kwargs)
+        for name, value in values.items():
+            setattr(self, name, value)
+        for part, fields in by_part.items():
+            part.check({f.name: values[f.name] for f in fields})
 
-    def __init__(
-        self,
-        *,
-        s3_bucket: str,
-        s3_key_prefix: str = "",
-        aws_conn_id: str | None = "aws_default",
-        part_size: int = 8 * 1024 * 1024,
-        max_part_concurrency: int = 4,
-        s3_extra_args: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.s3_bucket = s3_bucket
-        self.s3_key_prefix = s3_key_prefix
-        self.aws_conn_id = aws_conn_id
-        self.part_size = part_size
-        self.max_part_concurrency = max_part_concurrency
-        self.s3_extra_args = s3_extra_args
-        if not s3_bucket or (not is_template(s3_bucket) and "/" in s3_bucket):
-            raise ExportConfigError("s3_bucket", f"{s3_bucket!r}: give a bucket name, without s3:// or a key")
+    def parameter(f: Field[Any]) -> inspect.Parameter:
+        default = inspect.Parameter.empty if f.default is MISSING else f.default
+        return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=f.type)
 
-    def s3_sink(self, *, decompress: bool = False) -> S3Sink:
-        from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
-
-        return S3Sink(
-            self.s3_bucket,
-            self.s3_key_prefix,
-            aws_conn_id=self.aws_conn_id,
-            part_size=self.part_size,
-            max_concurrency=self.max_part_concurrency,
-            decompress=decompress,
-            extra_args=self.s3_extra_args,
-            allow_empty=self.allow_empty,
-        )
+    __init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
+            *map(parameter, taken),
+            inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD, annotation="Any"),
+        ]
+    )
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    return __init__
 
 
-class ToSqlMixin(VendorTransferOperator):
-    """The SQL destination: ``conn_id``, ``table`` (templated), ``mode``, ``key_columns``,
-    ``create_table``, ``column_types``, ``batch_size``; see :class:`SqlSink`."""
+def _arguments_doc(cls: type[TransferOperator], by_part: Mapping[Part, list[Field[Any]]]) -> str:
+    """The class docstring's last line: whose arguments the operator takes, by name."""
 
-    SQL_TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("conn_id", "table")
+    def named(klass: type) -> str:
+        return f":class:`{klass.__module__}.{klass.__qualname__}`"
 
-    def __init__(
-        self,
-        *,
-        conn_id: str,
-        table: str,
-        mode: str = "append",
-        key_columns: Sequence[str] = (),
-        create_table: bool = True,
-        column_types: Mapping[str, str] | None = None,
-        batch_size: int = 10_000,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.conn_id = conn_id
-        self.table = table
-        self.mode = mode
-        self.key_columns = key_columns
-        self.create_table = create_table
-        self.column_types = column_types
-        self.batch_size = batch_size
-        check_load_mode(mode, key_columns)
-
-    def sql_sink(self, *, known_types: Mapping[str, str] | None = None, **options: Any) -> SqlSink:
-        """The sink, with the vendor's own ``SqlSink`` options (file format, attribute columns...).
-
-        :param known_types: column types the vendor's file format fixes; ``column_types`` adds to
-            them and wins.
-        """
-        from airflow_provider_exports.transfers.engine.sql import SqlSink
-
-        return SqlSink(
-            self.table,
-            conn_id=self.conn_id,
-            mode=self.mode,  # type: ignore[arg-type]
-            key_columns=self.key_columns,
-            create_table=self.create_table,
-            column_types={**(known_types or {}), **(self.column_types or {})},
-            batch_size=self.batch_size,
-            allow_empty=self.allow_empty,
-            **options,
-        )
+    listed = [f"{named(part)} ({', '.join(f'``{f.name}``' for f in fields)})" for part, fields in by_part.items()]
+    return f"Takes the arguments of {', '.join(listed)} and {named(cls.__mro__[1])}."

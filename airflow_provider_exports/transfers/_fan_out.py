@@ -1,18 +1,18 @@
 """One export over many workers: list its files in one task, stage groups of them in mapped tasks,
 commit them all in one final task (README, "Scaling out").
 
-Three kinds of operator, the same for every vendor; the vendor part is only how files are listed
-(:meth:`ListFilesMixin.file_ref`, from the vendor's own ``plan``) and opened again from their
-references (:meth:`StageFilesMixin.open_files`):
+Three kinds of operator, the same for every vendor; the vendor's part is its source
+(:class:`~._parts.ExportSource`: how files are listed, referred to and opened again), the
+destination's part its ``sink`` in staged form:
 
-- a **list-files** operator (:class:`ListFilesMixin`) finds the job, lists its files and returns
+- a **list-files** operator (:class:`ListFilesOperator`) finds the job, lists its files and returns
   them in groups — references only: names, sizes, vendor ids, never a URL — plus a run id that
   names the run's staging (S3: its run directory; SQL: its staging tables);
-- a **stage-files** operator (:class:`StageToS3Mixin`, :class:`StageToSqlMixin`), mapped over the
-  groups with ``.partial(...).expand(group=list_files.output)``, asks the vendor again for what it
-  needs to read its files (a presigned URL is fetched fresh, never taken from XCom) and stages them
-  through the engine: S3 objects under the run directory, or one staging table per group; a retry
-  redoes that group's files only;
+- a **stage-files** operator (:class:`StageFilesOperator`), mapped over the groups with
+  ``.partial(...).expand(group=list_files.output)``, asks the vendor again for what it needs to
+  read its files (a presigned URL is fetched fresh, never taken from XCom) and stages them through
+  the engine: S3 objects under the run directory, or one staging table per group; a retry redoes
+  that group's files only;
 - :class:`FanOutCommitOperator` takes every group's result (``staged=stage_files.output``) and
   commits: the S3 manifest, written only once every group succeeded, or one transaction that moves
   the staging tables into the table (append, replace or merge, types from every value of every
@@ -25,7 +25,6 @@ last good run left it. XCom carries references and counts only.
 from __future__ import annotations
 
 import inspect
-import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -39,19 +38,13 @@ from airflow_provider_exports.exceptions import (
     TransferIntegrityError,
     TransferRefused,
 )
-from airflow_provider_exports.transfers._base import (
-    ToS3Mixin,
-    ToSqlMixin,
-    TransferPlan,
-    VendorTransferOperator,
-)
+from airflow_provider_exports.transfers._base import TransferOperator
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.sink import Cancellation, TransferContext, new_run_id
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_exports.transfers.engine import S3Sink, SourceFile, SqlSink
     from airflow_provider_exports.transfers.engine.s3_staging import S3StagingSink
     from airflow_provider_exports.transfers.engine.sql.staging import SqlStagingSink
 
@@ -83,8 +76,10 @@ def check_group(group: Any) -> dict[str, Any]:
     return dict(group)
 
 
-class ListFilesMixin(VendorTransferOperator):
+class ListFilesOperator(TransferOperator):
     """The list-files task: the vendor's job and files, as groups of references for ``.expand()``.
+
+    Takes the arguments of its ``source_type``, and:
 
     :param files_per_group: files each mapped stage-files task moves (default 1).
     :param max_groups: at most this many groups (groups grow to fit); keep it within Airflow's
@@ -92,7 +87,7 @@ class ListFilesMixin(VendorTransferOperator):
 
     Returns a list of groups, each ``{"run_id", "group", "groups", "job", "files"}``: ``job`` holds
     the vendor, export and job references and the job's details for the manifest, ``files`` each
-    file's stored name, size and vendor references (:meth:`file_ref`).
+    file's stored name, size and vendor references (:meth:`~._parts.ExportSource.file_ref`).
     """
 
     def __init__(self, *, files_per_group: int = 1, max_groups: int | None = None, **kwargs: Any) -> None:
@@ -104,52 +99,41 @@ class ListFilesMixin(VendorTransferOperator):
         if max_groups is not None and max_groups < 1:
             raise ExportConfigError("max_groups", f"{max_groups!r}: give at least 1, or None")
 
-    def make_sink(self, context: Context, output: Any) -> Any:
-        return None  # listing writes nowhere
-
-    def file_ref(self, source: SourceFile) -> dict[str, Any]:
-        """What the stage-files task needs to open ``source`` again (JSON; never a URL)."""
-        raise NotImplementedError
-
-    def job_ref(self, plan: TransferPlan) -> dict[str, Any]:
-        """Vendor references of the job the stage-files tasks need (JSON; never a URL)."""
-        return {}
-
     def execute(self, context: Context) -> list[dict[str, Any]]:  # type: ignore[override]
+        source = self.make_source()
         try:
-            plan = self.plan(context)
+            listing = source.list_files()
             refs = [
                 {
-                    "name": s.name,
-                    "size": s.size,
-                    "size_range": list(s.size_range) if s.size_range else None,
-                    "attributes": dict(s.attributes),
-                    "ref": self.file_ref(s),
+                    "name": f.name,
+                    "size": f.size,
+                    "size_range": list(f.size_range) if f.size_range else None,
+                    "attributes": dict(f.attributes),
+                    "ref": source.file_ref(f),
                 }
-                for s in plan.files
+                for f in listing.files
             ]
         finally:
-            self.close()
-        names = [s.name for s in plan.files]
+            source.close()
+        names = [f.name for f in listing.files]
         doubled = sorted({n for n in names if names.count(n) > 1})
         if doubled or manifest_mod.MANIFEST_NAME in names:
             raise TransferRefused(
                 f"the export lists these names twice or reserved: {doubled or [manifest_mod.MANIFEST_NAME]}"
             )
         job = {
-            "vendor": self.vendor,
-            "export_ref": plan.export_ref,
-            "job_ref": plan.job_ref,
-            "details": dict(plan.job_details),
+            "vendor": source.vendor,
+            "export_ref": listing.export_ref,
+            "job_ref": listing.job_ref,
+            "details": dict(listing.job_details),
             "listed_at": time.time(),
-            **self.job_ref(plan),
         }
         groups = make_groups(refs, self.files_per_group, self.max_groups)
         run_id = new_run_id()
         self.log.info(
             "%s job %s: %d file(s) in %d group(s), run %s",
-            self.vendor,
-            plan.job_ref,
+            source.vendor,
+            listing.job_ref,
             len(refs),
             len(groups),
             run_id,
@@ -160,8 +144,11 @@ class ListFilesMixin(VendorTransferOperator):
         ]
 
 
-class StageFilesMixin(VendorTransferOperator):
-    """The stage-files task, mapped over groups: move one group's files into staging.
+class StageFilesOperator(TransferOperator):
+    """The stage-files task, mapped over groups: move one group's files into staging (S3 objects
+    under the run directory, or a staging table), for :class:`FanOutCommitOperator`.
+
+    Takes the arguments of its ``source_type`` and ``destination_type``, and:
 
     :param group: one group of a list-files task's output (``.expand(group=list_files.output)``).
 
@@ -169,81 +156,34 @@ class StageFilesMixin(VendorTransferOperator):
     each file's record (stored location, bytes, SHA-256, rows) and what the commit needs.
     """
 
-    FAN_OUT_TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("group",)
+    task_template_fields: ClassVar[tuple[str, ...]] = ("group",)
 
     def __init__(self, *, group: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.group = group
-        self._group: dict[str, Any] = {}
-
-    def open_files(self, context: Context, group: Mapping[str, Any]) -> tuple[list[SourceFile], Any]:
-        """The group's files as engine sources, their URLs fetched now from the vendor; and the
-        vendor's output for :meth:`make_sink`."""
-        raise NotImplementedError
-
-    def staging_sink(self, sink: Any) -> Any:
-        raise NotImplementedError
-
-    def plan(self, context: Context) -> TransferPlan:
-        group = self._group = check_group(self.group)
-        files, output = self.open_files(context, group)
-        job = group["job"]
-        sink = self.make_sink(context, output)
-        return TransferPlan(
-            files, sink, export_ref=job["export_ref"], job_ref=job["job_ref"], job_details=job["details"]
-        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._cancellation = Cancellation()
+        group = check_group(self.group)
+        job = group["job"]
+        source = self.make_source()
         try:
-            plan = self.plan(context)
-            from airflow_provider_exports.transfers.engine.runner import run_transfer
-
-            summary = run_transfer(
-                plan.files,
-                plan.sink,
-                vendor=self.vendor,
-                export_ref=plan.export_ref,
-                job_ref=plan.job_ref,
-                overwrite=self.overwrite,
-                max_concurrent_files=self.max_concurrent_files,
-                log=cast("logging.Logger", self.log),
-                cancellation=self._cancellation,
-                job_details=plan.job_details,
-            )
+            # the vendor is asked again for what it takes to read the files: no URL comes from XCom
+            files, output = source.group_files(group)
+            sink = cast("S3StagingSink | SqlStagingSink", self.make_sink(source, output, group))
+            summary = self.move(files, sink, job["export_ref"], job["job_ref"], job["details"])
         finally:
-            self.close()
-        sink = cast("S3StagingSink | SqlStagingSink", plan.sink)
-        group = self._group
+            source.close()
         return {
             "run_id": group["run_id"],
             "group": group["group"],
             "groups": group["groups"],
-            "job": group["job"],
+            "job": job,
             "destination": {**sink.fan_out_destination(), "overwrite": self.overwrite},
             "skipped": summary.skipped,
             "files": [] if summary.skipped else sink.staged_files,
             **sink.staged_state(),
         }
-
-
-class StageToS3Mixin(StageFilesMixin, ToS3Mixin):
-    """Stage into S3: the group's files complete under ``<prefix>/run-<run id>/``, no manifest."""
-
-    def s3_sink(self, *, decompress: bool = False) -> S3Sink:
-        from airflow_provider_exports.transfers.engine.s3_staging import S3StagingSink
-
-        return S3StagingSink.taking_over(super().s3_sink(decompress=decompress), self._group["run_id"])
-
-
-class StageToSqlMixin(StageFilesMixin, ToSqlMixin):
-    """Stage into SQL: the group's files into its own staging table, committed at once."""
-
-    def sql_sink(self, *, known_types: Mapping[str, str] | None = None, **options: Any) -> SqlSink:
-        from airflow_provider_exports.transfers.engine.sql.staging import SqlStagingSink
-
-        sink = super().sql_sink(known_types=known_types, **options)
-        return SqlStagingSink.taking_over(sink, self._group["run_id"], int(self._group["group"]))
 
 
 class FanOutCommitOperator(BaseOperator):
@@ -504,12 +444,13 @@ def stage_destination(staged: Any) -> dict[str, Any] | None:
     if operator is None:
         return None
     cls = getattr(operator, "operator_class", type(operator))  # a mapped task, or a task
-    if not (isinstance(cls, type) and issubclass(cls, StageFilesMixin)):
+    if not (isinstance(cls, type) and issubclass(cls, StageFilesOperator)):
         raise ExportConfigError(
             "staged", f"{operator.task_id!r} is not a stage-files task: give staged=stage_files.output"
         )
     given = getattr(operator, "partial_kwargs", None)
-    kind = "s3" if issubclass(cls, ToS3Mixin) else "sql"
+    kind = cls._kind()
+    assert kind is not None, "a stage-files task names its destination"
     args: dict[str, Any] = {}
     for arg, key in DESTINATION_ARGS[kind].items():
         if given is not None and arg in given:

@@ -1,4 +1,4 @@
-"""What the Sitecore CDP transfer operators share: pick the job, list its files, run the engine.
+"""The Sitecore CDP side of its transfers: pick the job, list its files, open them again.
 
 The job is the one named by ``execution_ref`` (typically the sensor's output) or, when that is
 empty, the latest finished one. Its presigned URLs are fetched here, at run time, and handed to the
@@ -9,9 +9,10 @@ they never travel through XCom, templates or logs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.hooks.sitecore_cdp import (
@@ -20,16 +21,16 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
     check_execution_ref,
     check_export_ref,
 )
-from airflow_provider_exports.transfers._base import TransferPlan, VendorTransferOperator
-from airflow_provider_exports.transfers._fan_out import ListFilesMixin
+from airflow_provider_exports.transfers._fan_out import ListFilesOperator
+from airflow_provider_exports.transfers._parts import ExportSource, Listing, given, only_into
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
 from airflow_provider_exports.utils.openlineage import sitecore_export
-from airflow_provider_exports.utils.templating import is_template
 
-if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+log = logging.getLogger(__name__)
 
 VENDOR = "Sitecore CDP"
+#: the column of a delta export's rows in SQL that says whether the guest was added or removed
+DELTA_COLUMN = "_delta"
 # Vendor is silent on how delta files are named (vendor-apis README §1.5 says only that added and
 # removed guests come in separate files): a file whose name says "added" or "removed" is one of those.
 DELTA_KINDS = ("added", "removed")
@@ -61,56 +62,45 @@ def delta_kind(name: str) -> str | None:
     return next((kind for kind in DELTA_KINDS if kind in lowered), None)
 
 
-class SitecoreCDPTransferBase(VendorTransferOperator):
-    """Move the output of one Sitecore CDP audience export job into a sink.
+@dataclass(kw_only=True)
+class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
+    """The output of one Sitecore CDP audience export job.
 
     :param audience_export_ref: the export's friendly ID or UUID reference. (templated)
     :param execution_ref: the job to move (e.g. the sensor's ``output``); empty: the latest
         finished job. (templated)
     :param sitecore_cdp_conn_id: the Sitecore CDP connection. (templated)
-    :param overwrite: move the job again even when its manifest is already at the destination.
-    :param max_concurrent_files: files moved at once.
-    :param allow_empty: commit a job without any data (it replaces what the destination had);
-        by default such a job fails and the destination keeps what it had.
+    :param decompress: (into S3 and object storage) store the files gunzipped (``x.json.gz``
+        lands as ``x.json``).
     """
 
-    vendor = VENDOR
-    template_fields: Sequence[str] = ("audience_export_ref", "execution_ref", "sitecore_cdp_conn_id")
+    vendor: ClassVar[str] = VENDOR
+    hook_class: ClassVar[type[SitecoreCDPHook]] = SitecoreCDPHook
+    template_fields: ClassVar[tuple[str, ...]] = ("audience_export_ref", "execution_ref", "sitecore_cdp_conn_id")
 
-    def __init__(
-        self,
-        *,
-        audience_export_ref: str,
-        execution_ref: str | None = None,
-        sitecore_cdp_conn_id: str = SitecoreCDPHook.default_conn_name,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.audience_export_ref = audience_export_ref
-        self.execution_ref = execution_ref
-        self.sitecore_cdp_conn_id = sitecore_cdp_conn_id
-        if not is_template(audience_export_ref):
-            check_export_ref(audience_export_ref)
-        if execution_ref and not is_template(execution_ref) and not hasattr(execution_ref, "operator"):
-            check_execution_ref(execution_ref)
+    audience_export_ref: str
+    execution_ref: str | None = None
+    sitecore_cdp_conn_id: str = SitecoreCDPHook.default_conn_name
+    decompress: bool = only_into("s3", "object_storage", default=False)
 
-    @cached_property
-    def hook(self) -> SitecoreCDPHook:
-        return SitecoreCDPHook(self.sitecore_cdp_conn_id)
+    @classmethod
+    def check(cls, arguments: Mapping[str, Any]) -> None:
+        if given(arguments["audience_export_ref"]):
+            check_export_ref(arguments["audience_export_ref"])
+        if arguments["execution_ref"] and given(arguments["execution_ref"]):
+            check_execution_ref(arguments["execution_ref"])
 
     def _output(self) -> ExportOutput:
         check_export_ref(self.audience_export_ref)
         if self.execution_ref:
             return self.hook.get_execution_output(check_execution_ref(str(self.execution_ref)))
-        self.log.info(
-            "No execution_ref given: taking the latest finished job of %s", self.audience_export_ref
-        )
+        log.info("No execution_ref given: taking the latest finished job of %s", self.audience_export_ref)
         return self.hook.get_latest_export(self.audience_export_ref)
 
     def _source_files(self, output: ExportOutput) -> list[SourceFile]:
         def resolver(name: str) -> Any:
             def fresh_url() -> str:
-                self.log.info("Fetching fresh output URLs of job %s from Sitecore", output.execution_ref)
+                log.info("Fetching fresh output URLs of job %s from Sitecore", output.execution_ref)
                 current = self.hook.get_execution_output(output.execution_ref)
                 url = next((f.url for f in current.files if f.name == name), None)
                 if url is None:
@@ -137,7 +127,7 @@ class SitecoreCDPTransferBase(VendorTransferOperator):
             )
         return files
 
-    def plan(self, context: Context) -> TransferPlan:
+    def list_files(self) -> Listing:
         output = self._output()
         report = self.hook.get_report(self.audience_export_ref, output.execution_ref) or {}
         details = {
@@ -147,19 +137,19 @@ class SitecoreCDPTransferBase(VendorTransferOperator):
             **{k: report[k] for k in REPORT_DETAILS if k in report},
         }
         export_ref = output.friendly_id or self.audience_export_ref
-        return TransferPlan(
+        return Listing(
             self._source_files(output),
-            self.make_sink(context, output),
             export_ref=export_ref,
             job_ref=output.execution_ref,
             job_details=details,
             inputs=[sitecore_export(self.hook.url(""), export_ref, output.execution_ref)],
+            output=output,
         )
 
-    def close(self) -> None:
-        self.hook.close()
+    def file_ref(self, file: SourceFile) -> dict[str, Any]:
+        return {"file": file.name.rsplit("/", 1)[-1]}  # the vendor's name (delta files: under added/)
 
-    def group_sources(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], ExportOutput]:
+    def group_files(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], ExportOutput]:
         """A fan-out group's files (README, "Scaling out"), their URLs fetched fresh from Sitecore;
         and the job's whole output (the sink decides on delta columns from every file)."""
         job = group["job"]
@@ -180,19 +170,18 @@ class SitecoreCDPTransferBase(VendorTransferOperator):
         picked = dataclasses.replace(output, files=tuple(by_name[n] for n in wanted))
         return self._source_files(picked), output
 
+    def sink_options(self, kind: str, output: ExportOutput) -> dict[str, Any]:
+        if kind != "sql":
+            return {"decompress": self.decompress}
+        # Delta exports: each row says whether the guest was added or removed.
+        delta = any(delta_kind(f.name) for f in output.files)
+        return {"attribute_columns": {DELTA_COLUMN: "delta"} if delta else None}
 
-class SitecoreCDPListFilesOperator(ListFilesMixin, SitecoreCDPTransferBase):
+
+class SitecoreCDPListFilesOperator(ListFilesOperator):
     """The list-files task of a fan-out (README, "Scaling out"): a Sitecore CDP job's output files
     in groups, references only (file names, never their presigned URLs), for
     ``SitecoreCDPStageFilesToS3Operator`` / ``SitecoreCDPStageFilesToSqlOperator`` ``.expand(group=...)``.
-
-    :param audience_export_ref: the export's friendly ID or UUID reference. (templated)
-    :param execution_ref: the job (e.g. the sensor's ``output``); empty: the latest finished job.
-        (templated)
-    :param sitecore_cdp_conn_id: the Sitecore CDP connection. (templated)
-    :param files_per_group: files per mapped task (1).
-    :param max_groups: at most this many mapped tasks (groups grow to fit).
     """
 
-    def file_ref(self, source: SourceFile) -> dict[str, Any]:
-        return {"file": source.name.rsplit("/", 1)[-1]}  # the vendor's name (delta files: under added/)
+    source_type = SitecoreCDPExport

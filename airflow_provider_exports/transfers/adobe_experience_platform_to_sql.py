@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
 from airflow_provider_exports.transfers._adobe_experience_platform import (
+    AdobeExperiencePlatformExportJob,
     AdobeExperiencePlatformListFilesOperator,
-    AdobeExperiencePlatformTransferBase,
 )
-from airflow_provider_exports.transfers._base import ToSqlMixin
-from airflow_provider_exports.transfers._fan_out import FanOutCommitOperator, StageFilesMixin, StageToSqlMixin
-from airflow_provider_exports.transfers.engine import SourceFile
-
-if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
-
-    from airflow_provider_exports.transfers.engine.sql import SqlSink
+from airflow_provider_exports.transfers._base import TransferOperator
+from airflow_provider_exports.transfers._destinations import SqlDestination
+from airflow_provider_exports.transfers._fan_out import FanOutCommitOperator, StageFilesOperator
 
 
-class AdobeExperiencePlatformToSqlOperator(ToSqlMixin, AdobeExperiencePlatformTransferBase):
+class AdobeExperiencePlatformToSqlOperator(TransferOperator):
     """Stream a finished profile export job's Parquet files into a table of any SQL warehouse.
 
     Columns a new table gets take their types from the Parquet schema. Nested XDM fields
@@ -28,44 +20,20 @@ class AdobeExperiencePlatformToSqlOperator(ToSqlMixin, AdobeExperiencePlatformTr
     8601. With ``flatten_structs`` a struct's fields become columns of their own
     (``person.name.firstName`` → ``person_name_firstName``); lists and maps stay JSON. One
     transaction, the manifest row included: a failure leaves the table as it was, a rerun skips.
-
-    :param conn_id: the warehouse connection (any DbApiHook: postgres, sqlite...). (templated)
-    :param table: destination table, optionally ``schema.table``. (templated)
-    :param mode: ``replace``, ``append`` or ``merge`` (by ``key_columns``, last row wins).
-    :param key_columns: the columns identifying a profile, for ``merge``.
-    :param create_table: create a missing table from the Parquet schema.
-    :param column_types: SQL types overriding the Parquet ones for a table the load creates.
-    :param flatten_structs: spread struct fields over ``parent_child_leaf`` columns.
-    :param batch_size: rows per insert batch.
     """
 
-    template_fields: Sequence[str] = (
-        *AdobeExperiencePlatformTransferBase.template_fields,
-        *ToSqlMixin.SQL_TEMPLATE_FIELDS,
-    )
-
-    def __init__(self, *, flatten_structs: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.flatten_structs = flatten_structs
-
-    def make_sink(self, context: Context, output: Any) -> SqlSink:
-        return self.sql_sink(file_format="parquet", flatten_structs=self.flatten_structs)
+    source_type = AdobeExperiencePlatformExportJob
+    destination_type = SqlDestination
 
 
-class AdobeExperiencePlatformStageFilesToSqlOperator(StageToSqlMixin, AdobeExperiencePlatformToSqlOperator):
+class AdobeExperiencePlatformStageFilesToSqlOperator(StageFilesOperator):
     """The stage-files task of a fan-out (README, "Scaling out"), mapped over
-    :class:`AdobeExperiencePlatformListFilesOperator`'s groups: the group's files into a staging table, for
-    :class:`FanOutCommitOperator`. Takes :class:`AdobeExperiencePlatformToSqlOperator`'s arguments (the same ``export_job_id``)
-    and ``group``.
+    :class:`AdobeExperiencePlatformListFilesOperator`'s groups: the group's files into a staging
+    table, for :class:`FanOutCommitOperator`; its ``export_job_id`` must name the listed job.
     """
 
-    template_fields: Sequence[str] = (
-        *AdobeExperiencePlatformToSqlOperator.template_fields,
-        *StageFilesMixin.FAN_OUT_TEMPLATE_FIELDS,
-    )
-
-    def open_files(self, context: Context, group: Mapping[str, Any]) -> tuple[list[SourceFile], Any]:
-        return self.group_sources(group)
+    source_type = AdobeExperiencePlatformExportJob
+    destination_type = SqlDestination
 
 
 __all__ = [

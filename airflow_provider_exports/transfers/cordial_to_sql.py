@@ -1,336 +1,48 @@
-"""Load the file a Cordial export job delivered into S3 into a SQL table, streamed, in one transaction.
-
-Cordial has no download API: it *pushes* an export's file to the destination its request named.
-When that is S3 (:class:`~airflow_provider_exports.operators.cordial.CordialS3Destination`), this
-transfer reads the delivered object from the customer's bucket with the amazon provider's S3Hook
-(ranged reads that resume, gzip undone when the export was compressed) and loads it through the
-engine's SQL sink, with the job's manifest row in the same transaction (a rerun of the job skips).
-
-- **Audience trends** files hold a row per audience and a column per day. They load *long*: a row
-  per audience and day, columns ``audience`` (TEXT), ``day`` (DATE) and ``count`` (BIGINT), so the
-  table keeps one shape whatever the timeframe; ``mode="merge", key_columns=["audience", "day"]``
-  keeps one row per audience and day across runs.
-- **Contact exports** load as delivered: CSV (with its header row) or JSON lines.
-
-The transfer waits for nothing: the job must be ``Done`` (the create operator's wait, or
-:class:`~airflow_provider_exports.sensors.cordial.CordialJobSensor`), and its file must be there.
-"""
+"""Load the file a Cordial export job delivered into S3 into a SQL table, streamed, in one transaction
+(the job's manifest row included: a rerun of the job skips). What is read, and how, is
+:class:`~._cordial.CordialDeliveredFile`'s."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import date
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
-
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError
-from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook, check_job_id, job_file_name
-from airflow_provider_exports.transfers._base import ToSqlMixin, TransferPlan, VendorTransferOperator
+from airflow_provider_exports.transfers._base import TransferOperator
+from airflow_provider_exports.transfers._cordial import CordialDeliveredFile
+from airflow_provider_exports.transfers._destinations import SqlDestination
 from airflow_provider_exports.transfers._fan_out import (
     FanOutCommitOperator,
-    ListFilesMixin,
-    StageFilesMixin,
-    StageToSqlMixin,
+    ListFilesOperator,
+    StageFilesOperator,
 )
-from airflow_provider_exports.transfers.engine import SourceFile
-from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
-from airflow_provider_exports.transfers.engine.transforms import Unpivot
-from airflow_provider_exports.triggers.cordial import job_verdict
-from airflow_provider_exports.utils.openlineage import cordial_export, s3_prefix
-from airflow_provider_exports.utils.templating import is_template
-
-if TYPE_CHECKING:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from airflow.providers.common.compat.sdk import Context
-
-    from airflow_provider_exports.transfers.engine.sql import SqlSink
-
-#: the columns of a long audience-trends table and their declared types. ``day`` is DATE in every
-#: dialect: PostgreSQL stores a date, SQLite keeps the ISO text (its own convention for dates).
-TRENDS_COLUMN_TYPES: Mapping[str, str] = {"audience": "TEXT", "day": "DATE", "count": "BIGINT"}
-EXPORT_KINDS = ("audience_trends", "contacts")
 
 
-def trends_day(header: str) -> str:
-    """A day column's header as an ISO date.
-
-    Vendor is silent on the trends CSV's layout (vendor-apis README §2.1): the first column names
-    the audience and every other column is a day, headed ``YYYY-MM-DD``. A file that differs fails
-    here rather than load wrong rows.
-    """
-    try:
-        return date.fromisoformat(header.strip()).isoformat()
-    except ValueError:
-        raise TransferError(
-            f"the trends file has a column {header!r} where a day (YYYY-MM-DD) was expected: a row per "
-            "audience and a column per day is the only layout this transfer reads"
-        ) from None
-
-
-TRENDS_LONG = Unpivot("audience", "day", "count", read_name=trends_day)
-
-
-def check_export_reference(export: Any) -> dict[str, Any]:
-    """The reference a Cordial create operator returns (its ``output``), checked field by field."""
-    if not isinstance(export, Mapping):
-        raise ExportConfigError(
-            "export", f"give the reference a Cordial create operator returns (its .output), got {export!r}"
-        )
-    for field in ("job_id", "name", "export", "destination"):
-        if not export.get(field):
-            raise ExportConfigError(f"export.{field}", "is missing; pass a Cordial create operator's output")
-    check_job_id(export["job_id"], "export.job_id")
-    if export["export"] not in EXPORT_KINDS:
-        raise ExportConfigError(
-            "export.export", f"{export['export']!r} is not one of {', '.join(EXPORT_KINDS)}"
-        )
-    destination = export["destination"]
-    kind = destination.get("type") if isinstance(destination, Mapping) else None
-    if kind == "AWS":
-        raise ExportConfigError(
-            "export.destination",
-            "the job delivered to AWS: Cordial keeps that file for download in its UI, and Cordial "
-            "offers no download API, so no transfer can load it. Deliver to S3 (CordialS3Destination)",
-        )
-    if kind != "S3":
-        raise ExportConfigError(
-            "export.destination", f"{kind!r}: this transfer reads files Cordial delivered to S3 only"
-        )
-    for field in ("bucket", "path"):
-        if not destination.get(field):
-            raise ExportConfigError(f"export.destination.{field}", "is missing")
-    return dict(export)
-
-
-def delivered_file_name(export: Mapping[str, Any], job: Mapping[str, Any]) -> str:
-    """The name of the file the job wrote: the one its record names, else the one Cordial is
-    expected to write.
-
-    Vendor is silent on the delivered file's name: JobMetadataJ lists ``fileName``/``filename``;
-    without either, the export's ``name`` with the type's extension, ``.gz`` added when compressed
-    (C-V2 SourceCE.compress: "with the file extension .gz added to the filename").
-    """
-    named = job_file_name(job) or export.get("file_name")
-    if named:
-        return str(named)
-    extension = "csv" if export["export"] == "audience_trends" else str(export.get("export_type") or "csv")
-    return f"{export['name']}.{extension}" + (".gz" if export.get("compress") else "")
-
-
-def find_delivered_file(
-    hook: CordialHook, s3: S3Hook, export: Mapping[str, Any]
-) -> tuple[dict[str, Any], S3SourceFile]:
-    """The export's job, which must be ``Done``, and the object it delivered (a clear error if the
-    job is not done or the object is not where the job wrote it)."""
-    job_id = str(export["job_id"])
-    job = hook.get_job(job_id)
-    verdict = job_verdict(job_id, job)
-    if verdict.state == "failed":
-        raise verdict.failure(VENDOR)
-    if verdict.state != "success":
-        raise TransferError(
-            f"{verdict.description}: the file is not delivered yet; wait for the job first "
-            "(wait_for_completion=True, or CordialJobSensor)"
-        )
-    destination = export["destination"]
-    bucket, path = str(destination["bucket"]), str(destination["path"]).strip("/")
-    name = delivered_file_name(export, job)
-    key = f"{path}/{name}" if path else name
-    head = s3.head_object(key, bucket)
-    if head is None:
-        near = (s3.list_keys(bucket, prefix=f"{path}/" if path else "") or [])[:10]
-        raise TransferError(
-            f"Cordial job {job_id} is Done but s3://{bucket}/{key} is not there; under "
-            f"s3://{bucket}/{path}/ there are: {near or 'no objects'}"
-        )
-    return dict(job), S3SourceFile(s3, bucket, key, name, size=head.get("ContentLength"))
-
-
-def delivered_ref(export: Mapping[str, Any], ref: Any) -> tuple[str, str]:
-    """A file reference from a fan-out group (XCom) as ``(bucket, key)``, only if it names an object
-    the export's delivery wrote: in its bucket, under its path. A planted one would load any object
-    the AWS connection can read."""
-    destination = export["destination"]
-    bucket, path = str(destination["bucket"]), str(destination["path"]).strip("/")
-    key = ref.get("key") if isinstance(ref, Mapping) else None
-    inside = isinstance(key, str) and (key.startswith(f"{path}/") if path else "/" not in key)
-    if not isinstance(ref, Mapping) or ref.get("bucket") != bucket or not inside:
-        raise ExportConfigError(
-            "group.files",
-            f"{ascii(ref)[:200]} is not a file the export delivered to s3://{bucket}/{path}: give the groups "
-            "its list-files task made",
-        )
-    return bucket, str(key)
-
-
-def delivered_job_details(
-    export: Mapping[str, Any], job: Mapping[str, Any], source: S3SourceFile
-) -> dict[str, Any]:
-    """What the manifest records of a Cordial job."""
-    return {
-        "jobId": str(export["job_id"]),
-        "name": export["name"],
-        "export": export["export"],
-        "source": source.location,
-        **{k: job[k] for k in ("jobName", "status", "times", "result") if k in job},
-    }
-
-
-class CordialDeliveredFileBase(VendorTransferOperator):
-    """Read the file one Cordial export job delivered to S3: what the load and the list-files
-    tasks share (the export reference, the two connections, the lookup of the delivered object).
-
-    :param export: the reference a Cordial create operator returns: ``trends.output``. (templated)
-    :param aws_conn_id: the AWS connection that reads the bucket Cordial delivered to. (templated)
-    :param cordial_conn_id: the Cordial connection (to confirm the job is Done, and read its file
-        name). (templated)
-    """
-
-    vendor = VENDOR
-    template_fields: Sequence[str] = ("export", "aws_conn_id", "cordial_conn_id")
-
-    def __init__(
-        self,
-        *,
-        export: Any,
-        aws_conn_id: str | None = "aws_default",
-        cordial_conn_id: str = CordialHook.default_conn_name,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.export = export
-        self.aws_conn_id = aws_conn_id
-        self.cordial_conn_id = cordial_conn_id
-        if not is_template(export) and not hasattr(export, "operator"):
-            check_export_reference(export)
-
-    @cached_property
-    def hook(self) -> CordialHook:
-        return CordialHook(self.cordial_conn_id)
-
-    def close(self) -> None:
-        self.hook.close()
-
-    def _s3_hook(self) -> S3Hook:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        return S3Hook(aws_conn_id=self.aws_conn_id)
-
-    def _delivered(self) -> tuple[dict[str, Any], Mapping[str, Any], S3SourceFile]:
-        """The checked export reference, its Done job and the file it delivered."""
-        export = check_export_reference(self.export)
-        job, source = find_delivered_file(self.hook, self._s3_hook(), export)
-        return export, job, source
-
-
-class CordialS3ToSqlOperator(ToSqlMixin, CordialDeliveredFileBase):
+class CordialS3ToSqlOperator(TransferOperator):
     """Load what a Cordial export job delivered to S3 into a table of any SQL warehouse.
 
-    :param export: the reference a Cordial create operator returns: ``trends.output``. (templated)
-    :param conn_id: the warehouse connection (any DbApiHook: postgres, sqlite...). (templated)
-    :param table: destination table, optionally ``schema.table``. (templated)
-    :param aws_conn_id: the AWS connection that reads the bucket Cordial delivered to. (templated)
-    :param cordial_conn_id: the Cordial connection (to confirm the job is Done, and read its file
-        name). (templated)
-    :param mode: ``append`` (default), ``replace`` or ``merge`` (by ``key_columns``, last row wins);
-        ``merge`` on ``["audience", "day"]`` is the natural daily mode for trends.
-    :param key_columns: the columns that identify a row, for ``merge``.
-    :param create_table: create a missing table.
-    :param column_types: SQL types for a table the load creates, by column; for trends they add to
-        (and may replace) ``audience TEXT, day DATE, count BIGINT``.
-    :param batch_size: rows per insert batch.
-    :param overwrite: load the job again although its manifest row is there.
-    :param allow_empty: let ``replace`` commit an export without rows (the table is emptied).
+    ``mode="merge", key_columns=["audience", "day"]`` keeps one row per audience and day of the
+    trends across runs; for trends, ``column_types`` add to (and may replace) ``audience TEXT,
+    day DATE, count BIGINT``.
     """
 
-    template_fields: Sequence[str] = (
-        "export",
-        *ToSqlMixin.SQL_TEMPLATE_FIELDS,
-        "aws_conn_id",
-        "cordial_conn_id",
-    )
-
-    def make_sink(self, context: Context, output: Any) -> SqlSink:
-        export: Mapping[str, Any] = output
-        trends = export["export"] == "audience_trends"
-        if not trends and export.get("export_type") != "json" and export.get("show_header") is False:
-            raise ExportConfigError(
-                "export.show_header",
-                "the CSV was delivered without a header row, so its columns have no names; create the "
-                "export with show_header=True to load it",
-            )
-        return self.sql_sink(
-            known_types=TRENDS_COLUMN_TYPES if trends else None,
-            file_format="jsonl" if export.get("export_type") == "json" else "csv",
-            batch_transform=TRENDS_LONG if trends else None,
-        )
-
-    def plan(self, context: Context) -> TransferPlan:
-        export, job, source = self._delivered()
-        job_id = str(export["job_id"])
-        return TransferPlan(
-            [source],
-            self.make_sink(context, export),
-            export_ref=str(export["name"]),
-            job_ref=job_id,
-            job_details=delivered_job_details(export, job, source),
-            inputs=[
-                cordial_export(self.hook.url(""), str(export["name"]), job_id),
-                s3_prefix(source.bucket, source.key),
-            ],
-        )
+    source_type = CordialDeliveredFile
+    destination_type = SqlDestination
 
 
-class CordialS3ListFilesOperator(ListFilesMixin, CordialDeliveredFileBase):
+class CordialS3ListFilesOperator(ListFilesOperator):
     """The list-files task of a fan-out (README, "Scaling out"): the file a Cordial job delivered to
     S3, as one group for :class:`CordialS3StageFilesToSqlOperator`. Cordial delivers one file per
     job, so the fan-out has one group; it gives Cordial flows the same three tasks as the others.
-
-    :param export: the reference a Cordial create operator returns: ``trends.output``. (templated)
-    :param aws_conn_id: the AWS connection that reads the bucket Cordial delivered to. (templated)
-    :param cordial_conn_id: the Cordial connection. (templated)
     """
 
-    def plan(self, context: Context) -> TransferPlan:
-        export, job, source = self._delivered()
-        return TransferPlan(
-            [source],
-            None,  # type: ignore[arg-type]  # listing writes nowhere
-            export_ref=str(export["name"]),
-            job_ref=str(export["job_id"]),
-            job_details=delivered_job_details(export, job, source),
-        )
-
-    def file_ref(self, source: SourceFile) -> dict[str, Any]:
-        assert isinstance(source, S3SourceFile)
-        return {"bucket": source.bucket, "key": source.key}
+    source_type = CordialDeliveredFile
 
 
-class CordialS3StageFilesToSqlOperator(StageToSqlMixin, CordialS3ToSqlOperator):
+class CordialS3StageFilesToSqlOperator(StageFilesOperator):
     """The stage-files task of a fan-out into SQL, mapped over :class:`CordialS3ListFilesOperator`'s
-    groups: loads the delivered file into a staging table for :class:`FanOutCommitOperator`.
-
-    Takes :class:`CordialS3ToSqlOperator`'s arguments (the same ``export``) and ``group``.
+    groups: loads the delivered file into a staging table for :class:`FanOutCommitOperator`; its
+    ``export`` must name the listed job.
     """
 
-    template_fields: Sequence[str] = (
-        *CordialS3ToSqlOperator.template_fields,
-        *StageFilesMixin.FAN_OUT_TEMPLATE_FIELDS,
-    )
-
-    def open_files(self, context: Context, group: Mapping[str, Any]) -> tuple[list[SourceFile], Any]:
-        export = check_export_reference(self.export)
-        if str(export["job_id"]) != str(group["job"]["job_ref"]):
-            raise ExportConfigError(
-                "group",
-                f"lists Cordial job {group['job']['job_ref']}, but export names job {export['job_id']}",
-            )
-        s3 = self._s3_hook()
-        files = [
-            S3SourceFile(s3, *delivered_ref(export, f["ref"]), f["name"], size=f["size"])
-            for f in group["files"]
-        ]
-        return list(files), export
+    source_type = CordialDeliveredFile
+    destination_type = SqlDestination
 
 
 __all__ = [

@@ -1,8 +1,9 @@
 """The triggerer-side wait for an Adobe Experience Platform profile export job and its batches.
 
-Each look reads the job with the async hook and, once it ``SUCCEEDED``, its Catalog batches, and
-decides with :func:`~airflow_provider_exports.hooks.adobe_experience_platform.judge_export_job`, the
-same function the sensor's ``poke`` uses; the loop, its deadline and its event come from
+Each poke is the hook module's
+:func:`~airflow_provider_exports.hooks.adobe_experience_platform.poke_export_job` (the job and, once
+it ``SUCCEEDED``, its Catalog batches), the one the sensor pokes with; the loop, its deadline and its
+event come from
 :class:`~airflow_provider_exports.triggers._base.JobPollingTrigger`. A job-creating operator's
 trigger cancels the job (``DELETE``) when the user kills the deferred task (Airflow 3.3 and newer:
 older versions never call a trigger's ``on_kill``); a sensor's does not, the job is not its own.
@@ -10,13 +11,13 @@ older versions never call a trigger's ``on_kill``); a sensor's does not, the job
 
 from __future__ import annotations
 
-from typing import Any
-
-from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook, check_job_id
+from airflow_provider_exports.hooks.adobe_experience_platform import (
+    AdobeExperiencePlatformHook,
+    check_job_id,
+    poke_export_job,
+)
 from airflow_provider_exports.triggers._base import JobPollingTrigger
-from airflow_provider_exports.utils.waiting import JobVerdict
-
-VENDOR = AdobeExperiencePlatformHook.vendor
+from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
 
 class AdobeProfileExportJobTrigger(JobPollingTrigger):
@@ -26,11 +27,11 @@ class AdobeProfileExportJobTrigger(JobPollingTrigger):
     :param adobe_aep_conn_id: the Airflow connection id.
     :param cancel_on_kill: cancel the job when the user kills the deferred task (the operator that
         created the job sets it; the sensor does not).
-    :param poll_interval: seconds between looks.
+    :param poll_interval: seconds between pokes.
     :param deadline: epoch seconds after which the wait ends with a ``timeout`` event.
     """
 
-    vendor = VENDOR
+    hook_class = AdobeExperiencePlatformHook
 
     def __init__(
         self,
@@ -46,20 +47,10 @@ class AdobeProfileExportJobTrigger(JobPollingTrigger):
         self.adobe_aep_conn_id = adobe_aep_conn_id
         self.cancel_on_kill = cancel_on_kill
 
-    def job_kwargs(self) -> dict[str, Any]:
-        return {
-            "export_job_id": self.export_job_id,
-            "adobe_aep_conn_id": self.adobe_aep_conn_id,
-            "cancel_on_kill": self.cancel_on_kill,
-        }
+    def job_poke(self) -> JobPoke:
+        return poke_export_job(self.export_job_id)
 
-    def make_hook(self) -> AdobeExperiencePlatformHook:
-        return AdobeExperiencePlatformHook(self.adobe_aep_conn_id)
-
-    async def look(self, hook: AdobeExperiencePlatformHook, deadline: float | None) -> JobVerdict:
-        return await hook.apoll_export_job(self.export_job_id, deadline=deadline)
-
-    def timeout_message(self, last: JobVerdict | None) -> str:
+    def timeout_message(self, last: PokeEvent | None) -> str:
         seen = last.description if last is not None else "nothing yet"
         return f"export job {self.export_job_id} did not finish before the deadline; last seen: {seen}"
 

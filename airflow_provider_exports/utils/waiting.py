@@ -1,21 +1,23 @@
-"""What every wait on a vendor job shares: the verdict of one look, the deadline rule, the events.
+"""What every wait on a vendor job shares: one poke, the deadline rule, the events.
 
-A vendor decides, from what its API says, whether a job finished well (``success``, with the value
-the task returns), failed for good (``failed``, with the vendor's status, errors and details) or is
-still running (``waiting``): a :class:`JobVerdict`. Sensors (``poke``), triggers (``run``) and
-job-creating operators all decide with the same vendor function and turn verdicts into the same
-JSON events, checked strictly when a deferred task resumes.
+A vendor says, once, how one poke at its job goes (see :data:`JobPoke`): a small generator in its
+hook module that yields the API reads it needs and returns a :class:`PokeEvent`: the job finished
+well (``success``, with the value the task returns), failed for good (``failed``, with the vendor's
+status, errors and details) or is still running (``waiting``). :func:`run_poke` runs it with a hook's
+``call`` (a sensor's ``poke`` in the worker), :func:`arun_poke` with its ``acall`` (a trigger, which
+also serves a job-creating operator's wait in the worker), so every wait decides with the same code
+and ends with the same JSON events, checked strictly when a deferred task resumes.
 
 The deadline rule: a wait ends at its deadline, not a poll interval before nor a retried call
-after. Every look passes the deadline down to the HTTP core (no retry waits past it); the last
-pause is cut to end at the deadline and one last look is made there, bounded by
-:data:`LAST_LOOK_SECONDS`.
+after. Every poke passes the deadline down to the HTTP core (no retry waits past it); the last
+pause is cut to end at the deadline and one last poke is made there, bounded by
+:data:`LAST_POKE_SECONDS`.
 
 Pauses are jittered so that many waits started together (a triggerer restarting, a mapped sensor)
-do not poll in lockstep: the first look of a deferred wait comes after a random part of one poll
+do not poll in lockstep: the first poke of a deferred wait comes after a random part of one poll
 interval, and every later pause lasts between :data:`PAUSE_JITTER` short of the interval and the
 interval itself, never longer, so a finished job is still seen within one poll interval. A wait
-with less than two intervals left looks at once, so a short wait still looks at its start and at
+with less than two intervals left pokes at once, so a short wait still pokes at its start and at
 its deadline.
 """
 
@@ -23,11 +25,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_exports.exceptions import (
+    DeadlineExceeded,
     ExportJobFailed,
     ExportsError,
     VendorConnectionError,
@@ -35,38 +39,41 @@ from airflow_provider_exports.exceptions import (
     VendorServerError,
 )
 
-#: errors a look may meet that the next look may not: logged, and the wait goes on
+if TYPE_CHECKING:
+    from airflow_provider_exports.hooks._base import ExportsVendorHook
+
+#: errors a poke may meet that the next poke may not: logged, and the wait goes on
 TRANSIENT_ERRORS = (VendorRateLimitError, VendorServerError, VendorConnectionError)
-#: seconds the look made at the deadline (or past it, when the wait starts late) may take, so a job
+#: seconds the poke made at the deadline (or past it, when the wait starts late) may take, so a job
 #: that finished during the last pause is still seen
-LAST_LOOK_SECONDS = 10.0
-#: a pause between looks lasts between (1 - PAUSE_JITTER) and 1 times the poll interval
+LAST_POKE_SECONDS = 10.0
+#: a pause between pokes lasts between (1 - PAUSE_JITTER) and 1 times the poll interval
 PAUSE_JITTER = 0.2
 EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 _MAX_ERRORS_IN_EVENT = 20
 
 
-def look_deadline(deadline: float | None, last_look: bool) -> float | None:
-    """The deadline to pass to one look of a wait that ends at ``deadline`` (epoch seconds)."""
+def poke_deadline(deadline: float | None, last_poke: bool) -> float | None:
+    """The deadline to pass to one poke of a wait that ends at ``deadline`` (epoch seconds)."""
     if deadline is None:
         return None
-    if last_look or time.time() >= deadline:
-        return time.time() + LAST_LOOK_SECONDS
+    if last_poke or time.time() >= deadline:
+        return time.time() + LAST_POKE_SECONDS
     return deadline
 
 
 def next_pause(
     poll_interval: float, deadline: float | None, *, first: bool = False, spent: float = 0.0
 ) -> tuple[float, bool]:
-    """How long to pause before the next look, and whether that look is the last one.
+    """How long to pause before the next poke, and whether that poke is the last one.
 
-    ``spent``: seconds the last look took; the pause is shortened by them, so looks *start* at
-    most one interval apart, however long a look waited for its turn or its answer.
+    ``spent``: seconds the last poke took; the pause is shortened by them, so pokes *start* at
+    most one interval apart, however long a poke waited for its turn or its answer.
 
     The pause is jittered (see the module's docstring): in ``[(1 - PAUSE_JITTER) * poll_interval,
     poll_interval]``, cut to end at the deadline. With ``first``, the pause before a wait's first
-    look: anywhere in ``[0, poll_interval]``; none when less than two intervals are left (such a
-    wait looks at once and at its deadline, as it always did).
+    poke: anywhere in ``[0, poll_interval]``; none when less than two intervals are left (such a
+    wait pokes at once and at its deadline, as it always did).
     """
     left = None if deadline is None else max(0.0, deadline - time.time())
     if first:
@@ -79,16 +86,16 @@ def next_pause(
 
 
 @dataclass(frozen=True)
-class JobVerdict:
-    """What one look at a vendor job says.
+class PokeEvent:
+    """The status event of one poke at a vendor job.
 
     :ivar state: ``success``, ``failed`` or ``waiting``.
     :ivar description: one line for the task log, never a secret: the job, its status and, where
         the vendor has one, its end ("job 42 status PROCESSING"); a wait that compares jobs with a
         time also says why it goes on (Sitecore: "...; too old: the newest job ended at or before
-        finished_after ..."). Sensors log it at every poke, triggers at every look.
+        finished_after ..."). Sensors log it at every poke, triggers while they wait.
     :ivar result: on success, the JSON-able value the task returns (a job ref, batch ids...).
-    :ivar job_ref: the job the verdict is about.
+    :ivar job_ref: the job the event is about.
     :ivar job_status: the vendor's own status word.
     :ivar errors: on failure, the vendor's error entries (JSON-able).
     :ivar details: on failure, the vendor's counters and facts worth showing.
@@ -102,8 +109,8 @@ class JobVerdict:
     errors: Sequence[Any] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
 
-    def event(self) -> dict[str, Any]:
-        """The trigger event of a final verdict."""
+    def payload(self) -> dict[str, Any]:
+        """The trigger event's payload of a final poke."""
         if self.state == "success":
             return {
                 "status": "success",
@@ -120,12 +127,54 @@ class JobVerdict:
                 "errors": list(self.errors)[:_MAX_ERRORS_IN_EVENT],
                 "details": dict(self.details),
             }
-        raise ValueError("a waiting verdict has no event")
+        raise ValueError("a waiting poke has no event")
 
     def failure(self, vendor: str) -> ExportJobFailed:
         return ExportJobFailed(
             vendor, str(self.job_ref), str(self.job_status), errors=list(self.errors), details=self.details
         )
+
+
+#: one API read a poke needs: method, path (under the vendor's API host) and query parameters
+ApiRead = tuple[str, str, Mapping[str, Any] | None]
+#: a vendor's poke at its job, without I/O: yields the reads it needs, is sent each read's JSON body,
+#: and returns the status event
+JobPoke = Generator[ApiRead, Any, PokeEvent]
+
+
+def run_poke(hook: ExportsVendorHook[Any], job_poke: JobPoke, deadline: float | None = None) -> PokeEvent:
+    """Run ``job_poke`` with the hook's sync calls, each bounded by ``deadline``."""
+    body = None
+    try:
+        while True:
+            method, path, params = job_poke.send(body)
+            body = hook.call(method, path, params=params, deadline=deadline)
+    except StopIteration as done:
+        return done.value
+
+
+async def arun_poke(hook: ExportsVendorHook[Any], job_poke: JobPoke, deadline: float | None = None) -> PokeEvent:
+    """Run ``job_poke`` with the hook's async calls (a trigger's), each bounded by ``deadline``."""
+    body = None
+    try:
+        while True:
+            method, path, params = job_poke.send(body)
+            body = await hook.acall(method, path, params=params, deadline=deadline)
+    except StopIteration as done:
+        return done.value
+
+
+@contextmanager
+def transient_errors_logged(log: Any, vendor: str) -> Iterator[None]:
+    """Log, and let the wait go on after, a poke that met an error the next poke may not meet (or
+    was cut at the deadline: the wait then ends as its deadline says)."""
+    try:
+        yield
+    except DeadlineExceeded as exc:
+        log.info("%s poke stopped: %s", vendor, exc)
+    except TRANSIENT_ERRORS as exc:
+        # The core already retried with backoff; a longer outage is waited out until the deadline.
+        log.warning("%s still failing after retries (%s); the wait goes on", vendor, exc)
 
 
 def check_event(vendor: str, event: Any) -> dict[str, Any]:
@@ -139,8 +188,8 @@ def check_event(vendor: str, event: Any) -> dict[str, Any]:
 
 
 def failure_from_event(vendor: str, event: Mapping[str, Any]) -> ExportJobFailed:
-    """The error of a ``failed`` event, as the verdict that made it would raise it."""
-    return JobVerdict(
+    """The error of a ``failed`` event, as the poke that made it would raise it."""
+    return PokeEvent(
         "failed",
         str(event.get("message")),
         job_ref=event.get("job_ref"),

@@ -141,12 +141,16 @@ async def test_async_reads(sandbox):
 
 from airflow_provider_exports.hooks.adobe_experience_platform import (  # noqa: E402
     PROFILE_UNION_SCHEMA,
+    AdobeBatchStatus,
+    AdobeExportJobStatus,
     epoch_seconds,
+    export_job_event,
     export_job_request,
     job_batch_ids,
     job_dataset_id,
-    judge_export_job,
+    poke_export_job,
 )
+from airflow_provider_exports.utils.waiting import arun_poke, run_poke  # noqa: E402
 
 
 def test_export_job_request_carries_every_documented_field():
@@ -248,7 +252,7 @@ def test_both_dataset_id_spellings_and_batch_ids():
     assert job_batch_ids(per_segment) == ["b1", "b2"]
 
 
-# -- the verdict: the job, then its batches ----------------------------------------------------------
+# -- the status event: the job, then its batches -------------------------------------------------------
 
 _ERRORS = [
     {"code": "0090000009", "msg": "Error writing profiles", "callStack": "x"},
@@ -282,22 +286,41 @@ _ERRORS = [
         ),
     ],
 )
-def test_judge_export_job(job, batches, state):
-    verdict = judge_export_job({"id": 7, **job}, batches)
-    assert verdict.state == state
+def test_export_job_event(job, batches, state):
+    event = export_job_event({"id": 7, **job}, batches)
+    assert event.state == state
+
+
+def test_every_documented_job_and_batch_status():
+    def state(status: str, batch_status: str = "success") -> str:
+        job = {"id": 7, "status": status, "destination": {"batchId": "b"}}
+        return export_job_event(job, {"b": {"status": batch_status}}).state
+
+    assert {s.value: state(s) for s in AdobeExportJobStatus} == {
+        "NEW": "waiting",
+        "PROCESSING": "waiting",
+        "SUCCEEDED": "success",
+        "FAILED": "failed",
+    }
+    batches = {s.value: state("SUCCEEDED", s) for s in AdobeBatchStatus}
+    assert {b for b, s in batches.items() if s == "success"} == {"success", "active"}
+    assert {b for b, s in batches.items() if s == "failed"} == {"failure", "failed", "aborted", "abandoned", "deleted"}
+    assert {b for b, s in batches.items() if s == "waiting"} == {
+        "processing", "queued", "retrying", "stalled", "inactive", "loading", "loaded", "staged", "staging"
+    }
 
 
 def test_a_failed_job_names_every_error():
-    verdict = judge_export_job({"id": 7, "status": "FAILED", "errors": _ERRORS})
-    assert list(verdict.errors) == ["[0090000009] Error writing profiles", "[unknown] Job aborted."]
-    message = str(verdict.failure("Adobe Experience Platform"))
+    event = export_job_event({"id": 7, "status": "FAILED", "errors": _ERRORS})
+    assert list(event.errors) == ["[0090000009] Error writing profiles", "[unknown] Job aborted."]
+    message = str(event.failure("Adobe Experience Platform"))
     assert "[0090000009] Error writing profiles" in message and "[unknown] Job aborted." in message
 
 
 def test_success_returns_the_batch_ids():
     job = {"id": 7, "status": "SUCCEEDED", "destination": {"batches": [{"batchId": "b1"}, {"batchId": "b2"}]}}
-    verdict = judge_export_job(job, {"b1": {"status": "success"}, "b2": {"status": "success"}})
-    assert verdict.result == ["b1", "b2"] and verdict.event()["result"] == ["b1", "b2"]
+    event = export_job_event(job, {"b1": {"status": "success"}, "b2": {"status": "success"}})
+    assert event.result == ["b1", "b2"] and event.payload()["result"] == ["b1", "b2"]
 
 
 # -- Catalog datasets: looked up by name first -------------------------------------------------------
@@ -458,10 +481,10 @@ async def test_every_request_the_hook_sends_validates_against_adobes_openapi(san
         evaluate_segments=True,
     )
     job_id = hook.create_export_job(body)["id"]
-    verdict = hook.poll_export_job(job_id)
-    assert verdict.state == "success"
+    event = run_poke(hook, poke_export_job(job_id))
+    assert event.state == "success"
     hook.find_export_job_since(dataset, time.time() - 60)
-    files = [f for b in verdict.result for f in hook.batch_files(b)]
+    files = [f for b in event.result for f in hook.batch_files(b)]
     assert len(files) > 100
     hook.file_size(files[0].dataset_file_id, files[0].name)
     with hook.open_file(files[0].dataset_file_id, files[0].name, offset=10, length=100) as stream:
@@ -476,7 +499,7 @@ async def test_every_request_the_hook_sends_validates_against_adobes_openapi(san
     core = await hook.acore()
     core._async_client().event_hooks["request"].append(collect)
     try:
-        await hook.apoll_export_job(job_id)
+        await arun_poke(hook, poke_export_job(job_id))
         await hook.acancel_export_job(job_id)
     finally:
         await hook.aclose()
@@ -515,7 +538,8 @@ async def _call(hook, name, value):
         "aget_export_job": lambda: hook.aget_export_job(value),
         "cancel_export_job": lambda: hook.cancel_export_job(value),
         "acancel_export_job": lambda: hook.acancel_export_job(value),
-        "poll_export_job": lambda: hook.poll_export_job(value),
+        "poke_export_job": lambda: run_poke(hook, poke_export_job(value)),
+        "apoke_export_job": lambda: arun_poke(hook, poke_export_job(value)),
         "get_batch": lambda: hook.get_batch(value),
         "aget_batch": lambda: hook.aget_batch(value),
         "list_batch_files": lambda: hook.list_batch_files(value),
@@ -537,7 +561,8 @@ async def _call(hook, name, value):
         ("aget_export_job", "export_job_id"),
         ("cancel_export_job", "export_job_id"),  # the cancel DELETE
         ("acancel_export_job", "export_job_id"),
-        ("poll_export_job", "export_job_id"),
+        ("poke_export_job", "export_job_id"),
+        ("apoke_export_job", "export_job_id"),
         ("get_batch", "batch_id"),
         ("aget_batch", "batch_id"),
         ("list_batch_files", "batch_id"),
@@ -612,11 +637,11 @@ async def test_a_batch_id_adobe_answers_is_checked_before_it_is_used(sandbox, de
     sandbox.adobe.faults.answer(f"{EXPORT_JOBS}/7", times=2, json=_succeeded(destination))
     hook = AdobeExperiencePlatformHook(retry=FAST)
     with pytest.raises(ExportConfigError, match="is not a batch id") as err:
-        hook.poll_export_job(7)
+        run_poke(hook, poke_export_job(7))
     assert err.value.field == field
     try:
         with pytest.raises(ExportConfigError):
-            await hook.apoll_export_job(7)
+            await arun_poke(hook, poke_export_job(7))
     finally:
         await hook.aclose()
     assert sandbox.adobe.requests_to("/data/foundation/*") == []

@@ -226,8 +226,8 @@ def test_connection_test_asked_to_wait_long_says_so_at_once(sandbox, vendor, mon
 @pytest.fixture(scope="module")
 def other_region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A second Sitecore and a second Cordial API host that do not know the sandbox's account."""
-    from airflow_provider_exports.sandbox.cordial import CordialServer
-    from airflow_provider_exports.sandbox.sitecore_cdp import SitecoreCDPServer
+    from airflow_provider_exports_sandbox.cordial import CordialServer
+    from airflow_provider_exports_sandbox.sitecore_cdp import SitecoreCDPServer
 
     cache: Path = tmp_path_factory.mktemp("other-region")
     servers = {"sitecore": SitecoreCDPServer(cache / "sitecore"), "cordial": CordialServer(cache / "cordial")}

@@ -17,7 +17,7 @@ from airflow_provider_exports.exceptions import (
     VendorRateLimitError,
 )
 from airflow_provider_exports.hooks._http import RetryPolicy
-from airflow_provider_exports.hooks.cordial import CordialHook
+from airflow_provider_exports.hooks.cordial import CordialHook, CordialJobStatus, job_event
 
 # every request these tests cause must satisfy Cordial's Swagger (conftest.py)
 pytestmark = pytest.mark.usefixtures("cordial_requests")
@@ -339,3 +339,34 @@ def test_a_jobs_list_that_is_no_array_is_a_vendor_error(sandbox):
     sandbox.cordial.faults.answer("/v2/jobs", json={"jobs": FULL_PAGE}, method="GET")
     with pytest.raises(VendorAPIError, match="not the documented array"):
         list(CordialHook(retry=FAST).list_jobs())
+
+
+# -- the status event of one poke ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        ("Done", "success"),
+        ("Failed", "failed"),
+        ("Throttled", "waiting"),
+        ("Pending", "waiting"),
+        ("Queued", "waiting"),
+    ],
+)
+def test_only_done_and_failed_end_the_wait(status, state):
+    event = job_event("j1", {"status": status, "totalItems": 3, "completedItems": 1})
+    assert event.state == state
+    assert event.description == f"Cordial job j1: status {status}, 1 of 3 items"
+
+
+def test_every_documented_status_but_done_and_failed_keeps_the_wait_going():
+    states = {status.value: job_event("j1", {"status": status}).state for status in CordialJobStatus}
+    assert states == {
+        "Scheduled": "waiting",
+        "Pending": "waiting",
+        "Processing": "waiting",
+        "Throttled": "waiting",
+        "Failed": "failed",
+        "Done": "success",
+    }

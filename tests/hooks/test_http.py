@@ -1,177 +1,25 @@
-"""The HTTP core: retry policy, Retry-After, redaction, token sharing under concurrency.
+"""The HTTP core: the User-Agent, no secret in logs or errors, answers bounded (issue 16), downloads.
 
 Everything that can go over real HTTP does, against the Sitecore sandbox (a vendor with a token).
+The behaviours of a call, through the sync and the async driver alike, are the table of
+``test_request_path.py``; the policy, the answers and the shared clients have their own modules.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
 
 import pytest
 
-from airflow_provider_exports.exceptions import (
-    DeadlineExceeded,
-    LimitExceeded,
-    VendorAPIError,
-    VendorConnectionError,
-    VendorRateLimitError,
-    VendorServerError,
-)
+from airflow_provider_exports.exceptions import DeadlineExceeded, LimitExceeded, VendorAPIError
 from airflow_provider_exports.hooks._guard import HostGuard
-from airflow_provider_exports.hooks._http import (
-    ASYNC_CLIENTS,
-    AsyncRateLimiter,
-    HttpCore,
-    RetryPolicy,
-    _Call,
-    parse_retry_after,
-    rate_limit_wait,
-    redact_url,
-)
+from airflow_provider_exports.hooks._http import HttpCore, RetryPolicy
 from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
 
 FAST = RetryPolicy(max_attempts=4, backoff_initial=0.01, backoff_max=0.05)
 #: a core's guard that lets it reach the sandbox on loopback (as a sandbox connection's own host)
 LOOPBACK = HostGuard("Test", own_hosts=frozenset({"127.0.0.1"}))
-
-
-def test_redact_url_drops_query_and_userinfo():
-    url = "https://user:pw@bucket.s3.amazonaws.com:8443/a/b.json.gz?X-Amz-Signature=abc&X-Amz-Credential=k"
-    assert redact_url(url) == "https://bucket.s3.amazonaws.com:8443/a/b.json.gz"
-
-
-def test_retry_after_seconds_and_http_date():
-    assert parse_retry_after("3") == 3.0
-    now = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
-    later = format_datetime(now + timedelta(seconds=42), usegmt=True)
-    assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(42.0)
-    assert parse_retry_after("garbage") is None
-    assert parse_retry_after(None) is None
-
-
-def test_a_429_without_retry_after_waits_for_the_rate_limit_reset():
-    headers = {"X-Rate-Limit-Limit": "120", "X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": "17"}
-    assert rate_limit_wait(headers) == (17.0, " (rate limit: limit 120, remaining 0, reset in 17)")
-    assert rate_limit_wait({**headers, "Retry-After": "3"})[0] == 3.0  # Retry-After, the minimum, wins
-    assert rate_limit_wait({}) == (None, "")
-
-
-@pytest.mark.parametrize(
-    ("exc", "idempotent", "expected"),
-    [
-        (
-            VendorRateLimitError("V", status_code=429, error_key=None, message="", method="POST", url=""),
-            False,
-            True,
-        ),
-        (
-            VendorServerError("V", status_code=503, error_key=None, message="", method="GET", url=""),
-            True,
-            True,
-        ),
-        (
-            VendorServerError("V", status_code=503, error_key=None, message="", method="POST", url=""),
-            False,
-            False,
-        ),
-        (
-            VendorServerError("V", status_code=501, error_key=None, message="", method="GET", url=""),
-            True,
-            False,
-        ),
-        (VendorAPIError("V", status_code=400, error_key=None, message="", method="GET", url=""), True, False),
-        (
-            VendorConnectionError("V", status_code=None, error_key=None, message="", method="GET", url=""),
-            True,
-            True,
-        ),
-    ],
-    ids=["429-post", "503-get", "503-post", "501", "400", "read-error"],
-)
-def test_what_is_retried(exc, idempotent, expected):
-    assert RetryPolicy().should_retry(exc, idempotent=idempotent) is expected
-
-
-def test_backoff_is_jittered_and_capped_and_retry_after_wins():
-    policy = RetryPolicy(backoff_initial=1.0, backoff_max=4.0, retry_after_max=10.0)
-    waits = {policy.wait_seconds(6, None) for _ in range(50)}
-    assert all(0 <= w <= 4.0 for w in waits) and len(waits) > 1
-    limited = VendorRateLimitError(
-        "V", status_code=429, error_key=None, message="", method="GET", url="", retry_after=60
-    )
-    assert policy.wait_seconds(1, limited) == 10.0
-
-
-def test_429_retry_after_is_honoured(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.rate_limit("/v2/audienceExports/*", times=2, retry_after="1")
-    hook = SitecoreCDPHook(retry=FAST)
-    started = time.monotonic()
-    assert hook.get_reports("daily_loyalty_members") == []
-    assert time.monotonic() - started >= 2.0  # two waits of Retry-After: 1, not the 0.05 s backoff
-    assert [r.status for r in sandbox.sitecore.requests_to("/v2/audienceExports/*")] == [429, 429, 200]
-
-
-def test_5xx_is_retried_then_surfaces_with_vendor_message(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.server_error("/v2/audienceExports/*", times=None, status=503)
-    hook = SitecoreCDPHook(retry=FAST)
-    with pytest.raises(VendorServerError) as err:
-        hook.get_reports("daily_loyalty_members")
-    assert err.value.http_status == 503
-    assert err.value.error_key == "SERVICE_UNAVAILABLE"
-    assert "The server could not process the request" in str(err.value)
-    assert len(sandbox.sitecore.requests_to("/v2/audienceExports/*")) == FAST.max_attempts
-
-
-def test_4xx_is_not_retried(sandbox):
-    hook = SitecoreCDPHook(retry=FAST)
-    with pytest.raises(VendorAPIError) as err:
-        hook.get_latest_export("no_such_export")
-    assert err.value.http_status == 404
-    assert len(sandbox.sitecore.requests_to("/v2/audienceExports/*")) == 1
-
-
-def test_connection_refused_is_retried_then_raised():
-    core = HttpCore("Nowhere", retry=FAST, guard=LOOPBACK)
-    with pytest.raises(VendorConnectionError):
-        core.request("GET", "http://127.0.0.1:9/unused")
-
-
-def test_one_token_for_many_threads(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    hook = SitecoreCDPHook(retry=FAST)
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: hook.get_reports("daily_loyalty_members"), range(24)))
-    assert len(results) == 24
-    assert len(sandbox.sitecore.requests_to("/oauth/token")) == 1
-
-
-async def test_one_token_for_many_coroutines(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    hook = SitecoreCDPHook(retry=FAST)
-    try:
-        await asyncio.gather(*(hook.aget_reports("daily_loyalty_members") for _ in range(16)))
-    finally:
-        await hook.aclose()
-    assert len(sandbox.sitecore.requests_to("/oauth/token")) == 1
-
-
-def test_expired_token_refreshes_exactly_once(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    hook = SitecoreCDPHook(retry=FAST)
-    hook.get_reports("daily_loyalty_members")
-    sandbox.sitecore.faults.expire_tokens()
-    hook.get_reports("daily_loyalty_members")
-    hook.get_reports("daily_loyalty_members")
-    assert len(sandbox.sitecore.requests_to("/oauth/token")) == 2
-    statuses = [r.status for r in sandbox.sitecore.requests_to("/v2/audienceExports/*")]
-    assert statuses == [200, 401, 200, 200]
 
 
 def test_user_agent_names_package_and_airflow(sandbox):
@@ -212,13 +60,6 @@ REPORTS = "/v2/audienceExports/definitions/daily_loyalty_members/reports"
 LATE = 3.0
 
 
-def wait_for_answers(server, path: str, count: int) -> None:
-    """Let the sandbox answer requests a test left hanging, so they are not logged in the next test."""
-    until = time.monotonic() + 15
-    while len(server.requests_to(path)) < count and time.monotonic() < until:
-        time.sleep(0.05)
-
-
 async def read_reports(hook: SitecoreCDPHook, use_async: bool, **kwargs) -> list:
     """The hook's read of the reports, through the sync or the async path."""
     if not use_async:
@@ -235,63 +76,6 @@ def assert_deadline_message(exc: DeadlineExceeded, path: str = REPORTS) -> None:
     assert "?" not in text and "X-Amz" not in text
 
 
-def test_wait_within_refuses_a_wait_past_the_deadline_but_not_after_the_last_attempt():
-    policy = RetryPolicy(max_attempts=3, retry_after_max=300)
-    limited = VendorRateLimitError(
-        "V", status_code=429, error_key="SLOW_DOWN", message="later", method="GET", url="", retry_after=30
-    )
-    soon = time.time() + 5
-    with pytest.raises(DeadlineExceeded) as err:
-        policy.wait_within(1, limited, soon, "V GET https://host/path")
-    assert "30.0 s" in str(err.value) and "HTTP 429 (SLOW_DOWN): later" in str(err.value)
-    assert err.value.__cause__ is limited
-    assert policy.wait_within(1, limited, time.time() + 60, "V") == 30
-    assert policy.wait_within(1, limited, None, "V") == 30
-    # After the last attempt nothing waits: the failure itself is raised by the caller.
-    assert policy.wait_within(3, limited, soon, "V") == 30
-
-
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-async def test_a_retry_after_longer_than_the_time_left_ends_the_call_at_once(sandbox, use_async):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.rate_limit(REPORTS, times=None, retry_after="30")
-    hook = SitecoreCDPHook()  # the default policy: 5 attempts, Retry-After honoured up to 300 s
-    deadline = time.time() + 20
-    started = time.monotonic()
-    with pytest.raises(DeadlineExceeded) as err:
-        await read_reports(hook, use_async, deadline=deadline)
-    assert time.monotonic() - started < 10  # at once, not at the deadline, not 30 s later
-    assert_deadline_message(err.value)
-    assert "30.0 s" in str(err.value) and "HTTP 429" in str(err.value)
-    assert [r.status for r in sandbox.sitecore.requests_to(REPORTS)] == [429]
-
-
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-async def test_waits_that_fit_before_the_deadline_are_still_made(sandbox, use_async):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.rate_limit(REPORTS, times=2, retry_after="1")
-    hook = SitecoreCDPHook(retry=FAST)
-    deadline = time.time() + 30
-    assert await read_reports(hook, use_async, deadline=deadline) == []
-    assert [r.status for r in sandbox.sitecore.requests_to(REPORTS)] == [429, 429, 200]
-
-
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-async def test_a_slow_answer_is_cut_at_the_deadline(sandbox, use_async):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    hook = SitecoreCDPHook()
-    hook.get_reports("daily_loyalty_members")  # the token is cached: the wait is the API's
-    sandbox.sitecore.faults.slow(REPORTS, seconds=3, times=1)  # answers 1.5 s after the deadline
-    deadline = time.time() + 1.5
-    with pytest.raises(DeadlineExceeded) as err:
-        await read_reports(hook, use_async, deadline=deadline)
-    ended = time.time()
-    assert deadline <= ended < deadline + LATE
-    assert_deadline_message(err.value)
-    assert "no answer came before it" in str(err.value)
-    wait_for_answers(sandbox.sitecore, REPORTS, 2)
-
-
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 async def test_a_body_that_trickles_in_is_cut_at_the_deadline(sandbox, use_async):
     """httpx's read timeout restarts with every chunk: a body sent a few bytes at a time would outlive
@@ -306,6 +90,40 @@ async def test_a_body_that_trickles_in_is_cut_at_the_deadline(sandbox, use_async
         await read_reports(hook, use_async, deadline=deadline)
     assert deadline <= time.time() < deadline + LATE
     assert_deadline_message(err.value)
+
+
+def test_a_download_opens_within_its_deadline_and_its_body_is_the_callers(sandbox):
+    """stream(): the attempts to open a body are bounded by the deadline as a request's are; the body,
+    once it flows, is not cut there (the streaming engine bounds it)."""
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    job = sandbox.sitecore.add_job("daily_loyalty_members", rows=50)
+    hook = SitecoreCDPHook(retry=FAST)
+    url = hook.get_latest_export("daily_loyalty_members").files[0].url
+    files = "/sitecore-cdp-exports/*"
+
+    sandbox.sitecore.faults.rate_limit(files, times=None, retry_after="30")
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as err, hook.download_core.stream(url, deadline=time.time() + 20):
+        pass
+    assert time.monotonic() - started < 10  # at once: the 30 s Retry-After ends past the deadline
+    assert_deadline_message(err.value, "/sitecore-cdp-exports/")
+    assert "30.0 s" in str(err.value) and len(sandbox.sitecore.requests_to(files)) == 1
+
+    sandbox.sitecore.faults.clear()
+    sandbox.sitecore.faults.slow(files, seconds=3, times=1)  # answers 1.5 s after the deadline
+    deadline = time.time() + 1.5
+    with pytest.raises(DeadlineExceeded), hook.download_core.stream(url, deadline=deadline):
+        pass
+    assert deadline <= time.time() < deadline + LATE
+    until = time.monotonic() + 15  # let the slow answer come, so that it is not the next test's
+    while len(sandbox.sitecore.requests_to(files)) < 2 and time.monotonic() < until:
+        time.sleep(0.05)
+
+    size = sandbox.sitecore.expected_files(job)[0][1]
+    sandbox.sitecore.faults.throttle(files, bytes_per_second=max(1, size // 3))  # about 3 s of body
+    with hook.download_core.stream(url, deadline=time.time() + 1) as body:
+        assert len(b"".join(body.iter_bytes())) == size
+    hook.close()
 
 
 @pytest.fixture(scope="module")
@@ -362,259 +180,3 @@ def test_httpx_does_not_log_request_urls(sandbox, caplog):
         core.request("GET", sandbox.sitecore.url + "/files/x.json.gz?X-Amz-Signature=s3cr3t")
     assert sandbox.sitecore.requests  # it was sent
     assert not [r for r in caplog.records if "s3cr3t" in r.getMessage()]
-
-
-async def test_a_cancel_that_lands_with_the_answer_is_not_lost():
-    """A killed trigger must stop: the cancel arrives in the same loop turn as the answer."""
-    call = _Call("Sitecore CDP", "GET", "http://example.invalid/", {}, None, None, time.time() + 30)
-    outer: asyncio.Task[str]
-
-    async def answer() -> str:
-        await asyncio.sleep(0)
-        outer.cancel()  # delivered while the answer is being returned
-        return "answer"
-
-    outer = asyncio.create_task(call.bounded(answer))
-    with pytest.raises(asyncio.CancelledError):
-        await outer
-
-
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-async def test_the_token_request_counts_against_the_deadline(sandbox, use_async):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.rate_limit("/oauth/token", times=None, retry_after="60")
-    hook = SitecoreCDPHook()
-    started = time.monotonic()
-    with pytest.raises(DeadlineExceeded) as err:
-        await read_reports(hook, use_async, deadline=time.time() + 20)
-    assert time.monotonic() - started < 10  # at once: the 60 s Retry-After ends past the deadline
-    assert_deadline_message(err.value, "/oauth/token")
-    assert sandbox.sitecore.requests_to(REPORTS) == []
-
-
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-async def test_a_deadline_already_passed_sends_nothing(sandbox, use_async):
-    url = sandbox.sitecore.url + "/files/x.json.gz?X-Amz-Signature=s3cr3t&X-Amz-Credential=k"
-    core = HttpCore("Sitecore CDP", retry=FAST, guard=LOOPBACK)
-    with pytest.raises(DeadlineExceeded) as err:
-        if use_async:
-            try:
-                await core.arequest("GET", url, deadline=time.time() - 1)
-            finally:
-                await core.aclose()
-        else:
-            core.request("GET", url, deadline=time.time() - 1)
-    assert sandbox.sitecore.requests == []
-    assert_deadline_message(err.value, "/files/x.json.gz")
-    assert "s3cr3t" not in str(err.value)
-
-
-def test_without_a_deadline_retry_after_is_waited_as_before(sandbox):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    sandbox.sitecore.faults.rate_limit(REPORTS, times=1, retry_after="2")
-    started = time.monotonic()
-    assert SitecoreCDPHook(retry=FAST).get_reports("daily_loyalty_members") == []
-    assert time.monotonic() - started >= 2.0
-
-
-# -- one triggerer, many waits: shared clients, the per-connection cap, Retry-After with jitter ------
-
-REPORTS = "/v2/audienceExports/definitions/daily_loyalty_members/reports"
-
-
-def second_sitecore_connection(sandbox, monkeypatch) -> str:
-    """Another connection id with the same settings (one credential, two connections)."""
-    import json
-
-    monkeypatch.setenv("AIRFLOW_CONN_SITECORE_TWO", json.dumps(sandbox.sitecore.connection()))
-    return "sitecore_two"
-
-
-async def test_hooks_of_one_connection_share_one_client_per_loop_and_two_connections_do_not(
-    sandbox, monkeypatch
-):
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    two = second_sitecore_connection(sandbox, monkeypatch)
-    hooks = [SitecoreCDPHook() for _ in range(3)] + [SitecoreCDPHook(two)]
-    for hook in hooks:
-        await hook.aget_reports("daily_loyalty_members")
-    cores = [await hook.acore() for hook in hooks]
-
-    assert cores[0]._async_client() is cores[1]._async_client() is cores[2]._async_client()
-    assert cores[3]._async_client() is not cores[0]._async_client()
-    entries = ASYNC_CLIENTS.entries()
-    assert entries[cores[0].share_key].users == 3 and entries[cores[3].share_key].users == 1
-    # the key names the connection, never its secret
-    assert cores[0].share_key.startswith("sitecore_cdp/sitecore_cdp_default/")
-    assert cores[3].share_key.startswith("sitecore_cdp/sitecore_two/")
-    assert "secret" not in cores[0].share_key
-    # one token for the one credential, whatever the connections
-    assert len(sandbox.sitecore.requests_to("/oauth/token")) == 1
-
-    # the last user of a connection closes its client; the others keep theirs open
-    shared = cores[0]._async_client()
-    for hook in hooks[:2]:
-        await hook.aclose()
-    assert not shared.is_closed
-    await hooks[2].aclose()
-    assert shared.is_closed and cores[0].share_key not in ASYNC_CLIENTS.entries()
-    await hooks[3].aclose()
-    assert ASYNC_CLIENTS.entries() == {}
-    # a later hook of the connection gets a new client
-    hook = SitecoreCDPHook()
-    try:
-        await hook.aget_reports("daily_loyalty_members")
-        assert (await hook.acore())._async_client() is not shared
-    finally:
-        await hook.aclose()
-
-
-def test_an_edited_connection_gets_its_own_client(sandbox, monkeypatch):
-    import json
-
-    before = SitecoreCDPHook()
-    before.settings  # noqa: B018 - resolves the connection
-    edited = {**sandbox.sitecore.connection(), "password": "rotated-secret"}
-    monkeypatch.setenv("AIRFLOW_CONN_SITECORE_CDP_DEFAULT", json.dumps(edited))
-    after = SitecoreCDPHook()
-    after.settings  # noqa: B018
-    assert before.share_key != after.share_key
-    assert before.share_key.rsplit("/", 1)[0] == after.share_key.rsplit("/", 1)[0]
-    assert "rotated-secret" not in after.share_key
-
-
-def test_clients_of_a_loop_are_gone_with_it(sandbox):
-    """A loop that ends takes its entries with it, also where a hook was never closed."""
-    import gc
-    import weakref
-
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    closed = []
-    loops = []
-
-    async def use(close: bool) -> None:
-        loops.append(weakref.ref(asyncio.get_running_loop()))
-        hook = SitecoreCDPHook()
-        await hook.aget_reports("daily_loyalty_members")
-        client = (await hook.acore())._async_client()
-        if close:
-            await hook.aclose()
-            closed.append(client.is_closed)
-
-    asyncio.run(use(close=True))
-    asyncio.run(use(close=False))
-    gc.collect()
-    assert closed == [True]
-    # no entry outlives its users, closed or not; the registry holds no loop (asgiref's thread-local
-    # may keep the last loop of a thread alive, but no client of ours with it)
-    for ref in loops:
-        loop = ref()
-        assert loop is None or ASYNC_CLIENTS.entries(loop) == {}
-
-
-async def test_the_rate_cap_holds_per_connection(sandbox, monkeypatch):
-    """Several hooks of one connection calling as fast as they can: the sandbox never sees more than
-    the cap allows over the window (an upper bound: a slow machine only sends fewer)."""
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    monkeypatch.setattr(SitecoreCDPHook, "max_requests_per_second", 10.0)
-    hooks = [SitecoreCDPHook() for _ in range(4)]
-    await hooks[0].aget_reports("daily_loyalty_members")  # the token first, outside the window
-    sandbox.sitecore.requests.clear()
-    until = time.monotonic() + 1.5
-
-    async def hammer(hook: SitecoreCDPHook) -> int:
-        calls = 0
-        while time.monotonic() < until:
-            await hook.aget_reports("daily_loyalty_members")
-            calls += 1
-        return calls
-
-    started = time.monotonic()
-    try:
-        calls = await asyncio.gather(*(hammer(h) for h in hooks))
-    finally:
-        for hook in hooks:
-            await hook.aclose()
-    elapsed = time.monotonic() - started
-
-    seen = len(sandbox.sitecore.requests_to(REPORTS, "GET"))
-    assert seen == sum(calls)
-    assert seen <= 1 + 10.0 * elapsed  # one at once, then one every 100 ms
-    # without the cap, four callers on loopback send far more than 15 in 1.5 s
-    assert all(c >= 1 for c in calls)
-
-
-async def test_the_cap_spaces_requests_in_turn():
-    """The limiter itself: n turns take at least (n - 1) / rate (a lower bound on time: robust)."""
-    limiter = AsyncRateLimiter(20.0, burst=1)
-    started = time.monotonic()
-    await asyncio.gather(*(limiter.acquire() for _ in range(6)))
-    assert time.monotonic() - started >= 5 / 20.0 - 0.01
-    with pytest.raises(ValueError, match="rate"):
-        AsyncRateLimiter(0)
-
-
-async def test_a_turn_past_the_deadline_fails_at_once_but_a_hold_lets_a_last_look_through():
-    limiter = AsyncRateLimiter(0.1, burst=1)  # one request every 10 s
-    await limiter.acquire()
-    started = time.monotonic()
-    with pytest.raises(DeadlineExceeded, match="next free turn"):
-        await limiter.acquire(deadline=time.time() + 2, what="look")
-    assert time.monotonic() - started < 1
-    limiter = AsyncRateLimiter(100.0)
-    limiter.hold(30)
-    await asyncio.wait_for(limiter.acquire(deadline=time.time() + 5), timeout=2)  # a last look
-
-
-async def test_a_429_holds_the_connection_so_its_other_callers_do_not_spend_requests(sandbox, monkeypatch):
-    """Ten callers on one connection meet a 429 storm (Retry-After 1 s) of 1.5 s: the first 429
-    holds the connection, so the sandbox answers fewer 429s than there are callers (each would have
-    met at least one on its own), and every call succeeds once the storm is over."""
-    sandbox.sitecore.add_export("daily_loyalty_members")
-    monkeypatch.setattr(SitecoreCDPHook, "max_requests_per_second", 5.0)
-    hooks = [SitecoreCDPHook() for _ in range(10)]
-    await hooks[0].aget_reports("daily_loyalty_members")  # token first
-    sandbox.sitecore.requests.clear()
-    sandbox.sitecore.faults.rate_limit(REPORTS, times=None, retry_after="1")
-
-    async def storm_ends() -> None:
-        await asyncio.sleep(1.5)
-        sandbox.sitecore.faults.clear()
-
-    ending = asyncio.create_task(storm_ends())
-    try:
-        results = await asyncio.gather(
-            *(h.aget_reports("daily_loyalty_members", deadline=time.time() + 60) for h in hooks)
-        )
-    finally:
-        await ending
-        for hook in hooks:
-            await hook.aclose()
-
-    assert len(results) == 10
-    statuses = [r.status for r in sandbox.sitecore.requests_to(REPORTS, "GET")]
-    assert statuses.count(200) == 10
-    assert 1 <= statuses.count(429) < 10
-
-
-def test_retry_after_is_jittered_on_the_async_path_only_and_within_the_deadline():
-    policy = RetryPolicy()
-    limited = VendorRateLimitError(
-        "V", status_code=429, error_key=None, message="slow down", method="GET", url="u", retry_after=10.0
-    )
-    # sync: the server's wait, exactly (the workers' behaviour is unchanged)
-    assert policy.wait_within(1, limited, None, "x") == 10.0
-    waits = [policy.wait_within(1, limited, None, "x", jitter=True) for _ in range(200)]
-    assert all(10.0 <= w <= 10.0 + 2.5 for w in waits)  # at most a quarter more (and 5 s)
-    assert len(set(waits)) > 150 and max(waits) > 11.0
-    # with a deadline: judged on the server's wait; the jitter takes at most half the slack
-    near = [policy.wait_within(1, limited, time.time() + 11, "x", jitter=True) for _ in range(200)]
-    assert all(10.0 <= w <= 10.5 + 0.01 for w in near)
-    with pytest.raises(DeadlineExceeded):
-        policy.wait_within(1, limited, time.time() + 9, "x", jitter=True)
-    long = VendorRateLimitError(
-        "V", status_code=429, error_key=None, message="slow down", method="GET", url="u", retry_after=100.0
-    )
-    assert all(100.0 <= policy.wait_within(1, long, None, "x", jitter=True) <= 105.0 for _ in range(50))
-    # backoff without Retry-After is jittered already and gets nothing more
-    assert all(policy.wait_within(1, None, None, "x", jitter=True) <= 1.0 for _ in range(50))

@@ -12,7 +12,8 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
     FAILED_STATUSES,
     REGION_HOSTS,
     SitecoreCDPHook,
-    judge_reports,
+    SitecoreJobStatus,
+    export_event,
 )
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05)
@@ -104,6 +105,23 @@ def _report(ref, status, end):
         "pending",
     ],
 )
-def test_judge_reports(reports, state, ref):
-    verdict = judge_reports(reports, T0, FAILED_STATUSES)
-    assert (verdict.state, verdict.execution_ref) == (state, ref)
+def test_export_event(reports, state, ref):
+    event = export_event("daily", reports, T0, FAILED_STATUSES)
+    assert (event.state, event.job_ref) == (state, ref)
+
+
+def test_every_documented_status_of_a_new_finished_job():
+    def state(status: str, fail_statuses=FAILED_STATUSES) -> str:
+        return export_event("daily", [_report("a", status, "2026-11-01T01:00:00.000Z")], T0, fail_statuses).state
+
+    states = {status.value: state(status) for status in SitecoreJobStatus}
+    assert states == {
+        "PENDING_GUEST_CONTEXT": "waiting",
+        "PENDING_SEGMENTATION": "waiting",
+        "PENDING_EMR_SUBMIT": "waiting",
+        "PENDING_EMR_JOB": "waiting",
+        "SUCCESS": "success",
+        "FAILED": "failed",
+        "ALERT": "failed",
+    }
+    assert state("ALERT", {"FAILED"}) == "waiting" and state("SOMETHING_NEW") == "waiting"

@@ -227,7 +227,7 @@ def test_on_kill_cancels_the_job_the_worker_waits_for(sandbox, style):
 
     worker = threading.Thread(target=run)
     worker.start()
-    for _ in range(600):  # until the wait has looked at the job once
+    for _ in range(600):  # until the wait has poked the job once
         if sandbox.adobe.requests_to(f"{JOBS}/*", "GET"):
             break
         time.sleep(0.05)

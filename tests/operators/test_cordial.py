@@ -301,7 +301,7 @@ def test_sftp_and_ftp_come_from_their_connections(delivery, monkeypatch):
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["in-the-worker", "deferred"])
 def test_creates_pushes_the_job_id_and_waits(delivery, sandbox, run_dag, cordial_requests, deferrable):
-    sandbox.cordial.job_reads = 3  # Scheduled, Processing, then Done at the third look
+    sandbox.cordial.job_reads = 3  # Scheduled, Processing, then Done at the third poke
     dag = one_task_dag(
         CordialCreateAudienceTrendsExportOperator,
         destination=s3_destination(delivery),
@@ -445,7 +445,7 @@ def test_an_answer_without_the_job_and_no_job_by_name_fails_without_retry(delive
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["in-the-worker", "deferred"])
 def test_the_wait_ends_at_its_timeout_while_calls_are_retried(delivery, sandbox, run_dag, capfd, deferrable):
-    # every look meets a 429 asking for 30 s: no retry wait may carry the wait past its timeout
+    # every poke meets a 429 asking for 30 s: no retry wait may carry the wait past its timeout
     sandbox.cordial.faults.rate_limit("/v2/jobs/*", times=None, retry_after="30")
     dag = one_task_dag(
         CordialCreateAudienceTrendsExportOperator,

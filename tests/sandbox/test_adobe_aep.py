@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from airflow_provider_exports.sandbox.adobe_aep import (
+from airflow_provider_exports_sandbox.adobe import (
     AEP_SCOPES,
     CATALOG_BASE,
     CLIENT_ID,

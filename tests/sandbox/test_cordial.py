@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_exports.sandbox import Sandbox
-from airflow_provider_exports.sandbox.cordial import API_KEY
+from airflow_provider_exports_sandbox import Sandbox
+from airflow_provider_exports_sandbox.cordial import API_KEY
 
 AUTH = (API_KEY, "")
 BODY: dict[str, Any] = {
@@ -78,7 +78,7 @@ def test_export_job_runs_scheduled_processing_done(
     csv = cordial.get(f"/_sandbox/files/{job_id}").text.splitlines()
     assert csv[0].split(",") == ["audience", *[f"2026-11-0{d}" for d in range(1, 8)]]
     assert csv[1].startswith("vip,")
-    assert sandbox.cordial.export_csv(job_id).decode().splitlines() == csv
+    assert sandbox.cordial.export_file(job_id).decode().splitlines() == csv
 
 
 def test_failed_job(sandbox: Sandbox, cordial: httpx.Client, cordial_swagger: Any) -> None:
@@ -219,7 +219,7 @@ def test_s3_destination_is_delivered_to_moto(
     time.sleep(0.35)
     assert cordial.get(f"/v2/jobs/{job_id}").json()["status"] == "Done"
     assert s3.keys() == ["cordial/trends/weekly-trends.csv"]
-    assert s3.read("cordial/trends/weekly-trends.csv") == sandbox.cordial.export_csv(job_id)
+    assert s3.read("cordial/trends/weekly-trends.csv") == sandbox.cordial.export_file(job_id)
 
 
 CONTACTS: dict[str, Any] = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_exports.sandbox.demo import stop_kept
+from airflow_provider_exports_sandbox.demo import stop_kept
 
 
 def _main_lane() -> bool:
@@ -51,7 +51,7 @@ def work(tmp_path: Path):
 
 def test_quiet_on_one_screen_and_keep_leaves_s3_and_the_warehouse(work: Path) -> None:
     demo = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_exports.sandbox.demo", "--work-dir", str(work), "--keep"],
+        [sys.executable, "-m", "airflow_provider_exports_sandbox.demo", "--work-dir", str(work), "--keep"],
         cwd=REPO,
         env=_env(),
         capture_output=True,
@@ -99,7 +99,7 @@ def test_verbose_shows_airflows_logs(work: Path, tmp_path: Path) -> None:
         "    hello()\n"
     )
     demo = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_exports.sandbox.demo", "--work-dir", str(work),
+        [sys.executable, "-m", "airflow_provider_exports_sandbox.demo", "--work-dir", str(work),
          "--dags-folder", str(dags), "--verbose"],
         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
     )  # fmt: skip

@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from airflow_provider_exports.sandbox import Sandbox
-from airflow_provider_exports.sandbox.sitecore_cdp import API_KEY, API_SECRET, AUDIENCE
+from airflow_provider_exports_sandbox import Sandbox
+from airflow_provider_exports_sandbox.sitecore_cdp import API_KEY, API_SECRET, AUDIENCE
 
 TOKEN_FORM = {
     "client_id": API_KEY,

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from airflow_provider_exports.sandbox import Sandbox
-from airflow_provider_exports.sandbox.local_services import MotoServer, PostgresCluster
+from airflow_provider_exports_sandbox import Sandbox
+from airflow_provider_exports_sandbox.local_services import MotoServer, PostgresCluster
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 
@@ -64,7 +64,7 @@ def test_postgres(postgres: PostgresCluster) -> None:
 
 def test_cli_prints_env_and_serves() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_exports.sandbox", "--print-env", "--seed-demo"],
+        [sys.executable, "-m", "airflow_provider_exports_sandbox", "--print-env", "--seed-demo"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -90,7 +90,7 @@ def test_cli_services_run_an_example_dag_alone(
     """With ``--services`` the CLI's printed environment is all the Sitecore example DAG needs."""
     warehouse = tmp_path / "warehouse.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_exports.sandbox", "--print-env", "--seed-demo", "--services",
+        [sys.executable, "-m", "airflow_provider_exports_sandbox", "--print-env", "--seed-demo", "--services",
          "--warehouse", str(warehouse), "--cache-dir", str(tmp_path / "cache")],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

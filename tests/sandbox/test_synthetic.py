@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from airflow_provider_exports.sandbox import Sandbox, synthetic
+from airflow_provider_exports_sandbox import Sandbox, synthetic
 
 
 def seeded_file(sb: Sandbox) -> tuple[str, bytes]:
@@ -22,7 +22,7 @@ def seeded_file(sb: Sandbox) -> tuple[str, bytes]:
 
 
 def synthetic_client_key() -> str:
-    from airflow_provider_exports.sandbox.sitecore_cdp import CLIENT_KEY
+    from airflow_provider_exports_sandbox.sitecore_cdp import CLIENT_KEY
 
     return CLIENT_KEY
 

@@ -47,7 +47,7 @@ def test_constructing_makes_no_request_and_templates_wait_for_run_time(sandbox):
 
 
 def test_poke_false_while_running_then_the_jobs_summary(sandbox, cordial_job):
-    sandbox.cordial.job_reads = 2  # Scheduled at the first look, Done at the second
+    sandbox.cordial.job_reads = 2  # Scheduled at the first poke, Done at the second
     job_id = cordial_job()
     waiting = sensor(job_id=job_id)
     assert waiting.poke({}) is False

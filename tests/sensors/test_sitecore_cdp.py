@@ -19,9 +19,9 @@ from airflow_provider_exports.exceptions import (
     ExportsError,
     VendorNotFoundError,
 )
-from airflow_provider_exports.sandbox.sitecore_cdp import API_SECRET
 from airflow_provider_exports.sensors.sitecore_cdp import SitecoreCDPExportSensor
 from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger
+from airflow_provider_exports_sandbox.sitecore_cdp import API_SECRET
 
 EXPORT = "daily_loyalty_members"
 REPORTS = f"/v2/audienceExports/definitions/{EXPORT}/reports"
@@ -395,13 +395,13 @@ def test_poke_mode_429_storm_with_long_retry_after_times_out_at_the_deadline(san
         sensor.execute(context())
 
     assert deadline <= time.time() < deadline + LATE
-    # One poke at the start, one last look at the deadline; neither waited the 30 s.
+    # One poke at the start, one last poke at the deadline; neither waited the 30 s.
     assert [r.status for r in sandbox.sitecore.requests_to(REPORTS, "GET")] == [429, 429]
 
 
 def test_poke_mode_long_interval_still_makes_the_last_poke_at_the_deadline(sandbox):
     sandbox.sitecore.add_export(EXPORT)
-    job = sandbox.sitecore.add_job(EXPORT, pending_looks=1)  # finished when looked at again
+    job = sandbox.sitecore.add_job(EXPORT, pending_looks=1)  # finished when poked again
     sensor = make_sensor(mode="poke", poke_interval=60, timeout=2)
     deadline = time.time() + 2
 

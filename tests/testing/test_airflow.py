@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_exports.testing import _airflow
-from airflow_provider_exports.testing._airflow import (
+from airflow_provider_exports_sandbox.testing import _airflow
+from airflow_provider_exports_sandbox.testing._airflow import (
     AirflowNotConfigured,
     init_metadata_db,
     load_dag_file,
@@ -82,5 +82,5 @@ def test_never_touches_a_database_it_did_not_make(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(AirflowNotConfigured, match="not the kit's private"):
         init_metadata_db()
     monkeypatch.setattr(_airflow, "_home", None)  # Airflow was imported before the kit ran
-    with pytest.raises(AirflowNotConfigured, match=r"pytest -p airflow_provider_exports\.testing"):
+    with pytest.raises(AirflowNotConfigured, match=r"pytest -p airflow_provider_exports_sandbox\.testing"):
         init_metadata_db()

@@ -65,7 +65,7 @@ def test_a_project_that_does_not_opt_in_sees_none_of_the_fixtures(project: Path)
 
 
 def test_pytest_p_loads_the_kit(project: Path) -> None:
-    result = _pytest(project, "-p", "airflow_provider_exports.testing", "--fixtures", "-v")
+    result = _pytest(project, "-p", "airflow_provider_exports_sandbox.testing", "--fixtures", "-v")
     assert result.returncode == 0, result.stdout + result.stderr
     listed = _fixture_names(result.stdout)
     assert listed >= KIT_FIXTURES
@@ -78,14 +78,14 @@ def test_the_private_airflow_home_goes_when_the_session_ends(project: Path) -> N
         "def test_home():\n"
         "    pathlib.Path('home.txt').write_text(os.environ['AIRFLOW_HOME'])\n"
     )
-    result = _pytest(project, "-p", "airflow_provider_exports.testing", "-q")
+    result = _pytest(project, "-p", "airflow_provider_exports_sandbox.testing", "-q")
     assert result.returncode == 0, result.stdout + result.stderr
     home = Path((project / "home.txt").read_text())
     assert home.name.startswith("exports-airflow-home-") and not home.exists()
 
 
 def test_pytest_plugins_in_conftest_loads_the_kit(project: Path) -> None:
-    (project / "conftest.py").write_text('pytest_plugins = ["airflow_provider_exports.testing"]\n')
+    (project / "conftest.py").write_text('pytest_plugins = ["airflow_provider_exports_sandbox.testing"]\n')
     result = _pytest(project, "--fixtures", "-v")
     assert result.returncode == 0, result.stdout + result.stderr
     assert _fixture_names(result.stdout) >= KIT_FIXTURES

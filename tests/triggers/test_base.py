@@ -18,12 +18,12 @@ import pytest
 
 from airflow_provider_exports.hooks._base import ExportsVendorHook
 from airflow_provider_exports.hooks._http import ASYNC_CLIENTS
-from airflow_provider_exports.sandbox.adobe_aep import CLIENT_SECRET
-from airflow_provider_exports.sandbox.cordial import API_KEY
-from airflow_provider_exports.sandbox.sitecore_cdp import API_SECRET
 from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 from airflow_provider_exports.triggers.cordial import CordialJobTrigger
 from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger
+from airflow_provider_exports_sandbox.adobe import CLIENT_SECRET
+from airflow_provider_exports_sandbox.cordial import API_KEY
+from airflow_provider_exports_sandbox.sitecore_cdp import API_SECRET
 
 EXPORT = "daily_loyalty_members"
 SECRETS = (API_SECRET, API_KEY, CLIENT_SECRET)

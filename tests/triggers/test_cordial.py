@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from airflow_provider_exports.sandbox.cordial import API_KEY
 from airflow_provider_exports.triggers._base import run_inline
-from airflow_provider_exports.triggers.cordial import CordialJobTrigger, job_verdict
+from airflow_provider_exports.triggers.cordial import CordialJobTrigger
+from airflow_provider_exports_sandbox.cordial import API_KEY
 
 pytestmark = pytest.mark.usefixtures("cordial_requests")
 
@@ -45,7 +45,7 @@ def test_serialize_round_trip_is_json_primitives_without_secrets():
 
 
 def test_waits_through_scheduled_and_processing_until_done(sandbox, cordial_job):
-    sandbox.cordial.job_reads = 3  # Scheduled, Processing, then Done at the third look
+    sandbox.cordial.job_reads = 3  # Scheduled, Processing, then Done at the third poke
     job_id = cordial_job()
     payload = run_inline(make_trigger(job_id))
     assert payload == {
@@ -94,7 +94,7 @@ def test_an_unknown_job_is_an_error_event_at_once(sandbox):
 
 def test_rides_out_a_429_storm_longer_than_one_calls_retries(sandbox, cordial_job):
     job_id = cordial_job(seconds=0.05)
-    # Six 429s: one look makes 5 attempts (Retry-After 1 s each), gives up, and the wait goes on.
+    # Six 429s: one poke makes 5 attempts (Retry-After 1 s each), gives up, and the wait goes on.
     sandbox.cordial.faults.rate_limit(JOB, times=6, retry_after="1")
     started = time.monotonic()
     payload = run_inline(make_trigger(job_id))
@@ -114,21 +114,5 @@ def test_the_wait_ends_at_its_deadline_while_a_call_is_retried(sandbox, cordial_
         "message": "Cordial: the wait reached its deadline; last seen: nothing yet",
     }
     assert deadline <= ended < deadline + LATE
-    # one look at the start, one last look at the deadline; neither waited the 30 s
+    # one poke at the start, one last poke at the deadline; neither waited the 30 s
     assert [r.status for r in sandbox.cordial.requests_to(JOB)] == [429, 429]
-
-
-@pytest.mark.parametrize(
-    ("status", "state"),
-    [
-        ("Done", "success"),
-        ("Failed", "failed"),
-        ("Throttled", "waiting"),
-        ("Pending", "waiting"),
-        ("Queued", "waiting"),
-    ],
-)
-def test_only_done_and_failed_end_the_wait(status, state):
-    verdict = job_verdict("j1", {"status": status, "totalItems": 3, "completedItems": 1})
-    assert verdict.state == state
-    assert verdict.description == f"Cordial job j1: status {status}, 1 of 3 items"

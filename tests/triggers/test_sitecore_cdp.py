@@ -14,9 +14,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_exports.sandbox.sitecore_cdp import API_SECRET
 from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger
 from airflow_provider_exports.utils import waiting
+from airflow_provider_exports_sandbox.sitecore_cdp import API_SECRET
 
 EXPORT = "daily_loyalty_members"
 REPORTS = f"/v2/audienceExports/definitions/{EXPORT}/reports"
@@ -211,8 +211,8 @@ async def test_pending_past_the_deadline_times_out_in_bounded_time(sandbox):
 
 
 async def test_a_timeout_says_what_the_wait_last_saw(sandbox):
-    # The deadline is moved up once the sandbox has answered a look (the trigger reads it before
-    # each pause): a fixed short deadline can pass before the first look ends on a busy machine.
+    # The deadline is moved up once the sandbox has answered a poke (the trigger reads it before
+    # each pause): a fixed short deadline can pass before the first poke ends on a busy machine.
     sandbox.sitecore.add_export(EXPORT)
     sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
     trigger = make_trigger(deadline=time.time() + 60)
@@ -223,7 +223,7 @@ async def test_a_timeout_says_what_the_wait_last_saw(sandbox):
 
     payload = only_payload(await waiting)
     assert payload["status"] == "timeout"
-    assert "PENDING_" in payload["message"]  # the job's status at the last look
+    assert "PENDING_" in payload["message"]  # the job's status at the last poke
 
 
 async def test_deadline_already_passed_polls_once_then_times_out(sandbox):
@@ -311,13 +311,13 @@ async def test_a_429_storm_with_long_retry_after_times_out_at_the_deadline(sandb
     assert payload["message"] == (
         f"export {EXPORT} has no finished job after {T0.isoformat()} before the deadline; newest: no job yet"
     )
-    # One poll at the start, one last look at the deadline; neither waited the 30 s.
+    # One poke at the start, one last poke at the deadline; neither waited the 30 s.
     assert [r.status for r in sandbox.sitecore.requests_to(REPORTS, "GET")] == [429, 429]
 
 
 async def test_a_long_poll_interval_still_makes_the_last_poll_at_the_deadline(sandbox):
     sandbox.sitecore.add_export(EXPORT)
-    job = sandbox.sitecore.add_job(EXPORT, pending_looks=1)  # finished when looked at again
+    job = sandbox.sitecore.add_job(EXPORT, pending_looks=1)  # finished when poked again
     deadline = time.time() + 2
 
     payload = only_payload(
@@ -353,18 +353,18 @@ async def test_a_poll_that_hangs_past_the_deadline_is_cut_there(sandbox):
 
     ended = time.time()
     # Cut, not answered (it would have shown the pending job); and the poll cut at the deadline
-    # was the look at the deadline: no second one follows it.
+    # was the poke at the deadline: no second one follows it.
     assert payload["status"] == "timeout" and payload["message"].endswith("newest: no job yet")
     assert deadline <= ended < deadline + LATE
     wait_for_answers(sandbox.sitecore, REPORTS, 1)
     assert len(sandbox.sitecore.requests_to(REPORTS, "GET")) == 1
 
 
-async def test_the_last_look_past_the_deadline_is_bounded_too(sandbox, monkeypatch):
-    monkeypatch.setattr(waiting, "LAST_LOOK_SECONDS", 1.0)
+async def test_the_last_poke_past_the_deadline_is_bounded_too(sandbox, monkeypatch):
+    monkeypatch.setattr(waiting, "LAST_POKE_SECONDS", 1.0)
     sandbox.sitecore.add_export(EXPORT)
     sandbox.sitecore.add_job(EXPORT, pending_seconds=120)
-    sandbox.sitecore.faults.slow(REPORTS, seconds=3, times=None)  # answers 2 s after the last look's end
+    sandbox.sitecore.faults.slow(REPORTS, seconds=3, times=None)  # answers 2 s after the last poke's end
     started = time.time()
 
     payload = only_payload(await run_events(make_trigger(deadline=started - 10), limit=30))

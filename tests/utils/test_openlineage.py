@@ -24,7 +24,7 @@ pytest.importorskip("airflow.providers.openlineage")
 
 from airflow.sdk import DAG
 
-from airflow_provider_exports.sandbox.adobe_aep import IMS_ORG_ID, SANDBOX_NAME
+from airflow_provider_exports_sandbox.adobe import IMS_ORG_ID, SANDBOX_NAME
 
 LOGICAL_DATE = datetime(2026, 11, 22, tzinfo=timezone.utc)
 EXPORT = "daily_loyalty_members"

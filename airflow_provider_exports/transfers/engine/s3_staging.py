@@ -25,7 +25,6 @@ against the run's own directory; and a discard never deletes what the manifest i
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from collections import Counter
@@ -55,24 +54,16 @@ def _check_extra_args(extra_args: Mapping[str, Any]) -> None:
 class S3StagingSink(S3Sink):
     """One group of a fanned-out run: its files land complete under ``run-<run_id>/``, no manifest.
 
-    Made from a configured :class:`S3Sink` by :meth:`taking_over`; after the run,
+    Takes :class:`S3Sink`'s arguments and the listing task's ``run_id``; after the run,
     :attr:`staged_files` holds the group's file records and :meth:`staged_state` what the commit
     needs (the manifest's ETag and S3's clock when the group began).
     """
 
-    stage_run_id: str
-    staged_files: list[dict[str, Any]]
-
-    @classmethod
-    def taking_over(cls, sink: S3Sink, run_id: str) -> S3StagingSink:
-        """A staging sink with ``sink``'s settings (bucket, prefix, parts, decompress, extra args)."""
-        _check_extra_args(sink.extra_args)
-        stage_run_id = manifest_mod.check_run_id(run_id, "run_id")
-        staging = cls.__new__(cls)
-        staging.__dict__.update(copy.copy(vars(sink)))
-        staging.stage_run_id = stage_run_id
-        staging.staged_files = []
-        return staging
+    def __init__(self, bucket: str, prefix: str = "", *, run_id: str, **kwargs: Any) -> None:
+        super().__init__(bucket, prefix, **kwargs)
+        _check_extra_args(self.extra_args)
+        self.stage_run_id = manifest_mod.check_run_id(run_id, "run_id")
+        self.staged_files: list[dict[str, Any]] = []
 
     def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         # The listing task's run id, not the runner's own: all groups share one run directory.

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
-from airflow_provider_exports.transfers.engine import S3Sink, TransferContext, run_transfer
+from airflow_provider_exports.transfers.engine import TransferContext, run_transfer
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.s3_staging import S3StagedCommit, S3StagingSink
 
@@ -31,7 +31,7 @@ def files(tmp_path):
 def stage(s3, groups, run_id=RUN, job_ref="job-1"):
     staged = []
     for i, sources in enumerate(groups):
-        sink = S3StagingSink.taking_over(S3Sink(s3.bucket, "exports"), run_id)
+        sink = S3StagingSink(s3.bucket, "exports", run_id=run_id)
         summary = run_transfer(sources, sink, vendor=VENDOR, export_ref="members", job_ref=job_ref)
         staged.append(
             {"group": i, "skipped": summary.skipped, "files": sink.staged_files, **sink.staged_state()}
@@ -105,7 +105,7 @@ def test_an_empty_run_is_refused_unless_allowed(s3):
 
 def test_a_customer_provided_key_cannot_travel_through_xcom(s3):
     with pytest.raises(ExportConfigError, match="SSECustomerKey"):
-        S3StagingSink.taking_over(S3Sink(s3.bucket, "x", extra_args={"SSECustomerKey": "k"}), RUN)
+        S3StagingSink(s3.bucket, "x", extra_args={"SSECustomerKey": "k"}, run_id=RUN)
 
 
 # -- what the groups pass through XCom is checked before anything is listed or deleted -----------
@@ -123,7 +123,7 @@ def test_a_run_id_from_xcom_is_checked_before_any_prefix_is_built_from_it(s3, fi
     )
 
     with pytest.raises(ExportConfigError, match="run_id"):
-        S3StagingSink.taking_over(S3Sink(s3.bucket, "exports"), planted)
+        S3StagingSink(s3.bucket, "exports", run_id=planted)
     with pytest.raises(ExportConfigError, match=r"staged\.run_id"):
         S3StagedCommit(s3.bucket, "exports").discard_staged(ctx)
     with pytest.raises(ExportConfigError, match=r"staged\.run_id"):

@@ -28,7 +28,6 @@ as they were.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import re
@@ -125,23 +124,15 @@ def merge_trackers(parts: Sequence[Mapping[str, Any]]) -> TypeTracker:
 class SqlStagingSink(SqlSink):
     """One group of a fanned-out load: its files into its own staging table, committed at once.
 
-    Made from a configured :class:`SqlSink` by :meth:`taking_over`; see the module docstring.
+    Takes :class:`SqlSink`'s arguments, the listing task's ``run_id`` and the ``group``'s number;
+    see the module docstring.
     """
 
-    run_id: str
-    group: int
-    stage_table: str
-    staged_files: list[dict[str, Any]]
-
-    @classmethod
-    def taking_over(cls, sink: SqlSink, run_id: str, group: int) -> SqlStagingSink:
-        """A staging sink with ``sink``'s settings (table, mode, formats, declared types...)."""
-        staging = cls.__new__(cls)
-        staging.__dict__.update(copy.copy(vars(sink)))
-        staging.run_id, staging.group = run_id, int(group)
-        staging.stage_table = stage_table_name(sink.table, run_id, group)
-        staging.staged_files = []
-        return staging
+    def __init__(self, table: str, *, run_id: str, group: int, **kwargs: Any) -> None:
+        super().__init__(table, **kwargs)
+        self.run_id, self.group = run_id, int(group)
+        self.stage_table = stage_table_name(table, run_id, group)
+        self.staged_files: list[dict[str, Any]] = []
 
     @property
     def _direct(self) -> bool:

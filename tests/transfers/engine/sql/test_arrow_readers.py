@@ -129,7 +129,7 @@ def test_columnar_parquet_gives_the_row_readers_values(tmp_path):
 
     import pyarrow as pa
 
-    from airflow_provider_exports.sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
+    from airflow_provider_exports_sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
 
     out = io.BytesIO()
     write_profiles(ProfileFileSpec(rows=500, segments=("a", "b"), row_group_rows=200), out)

@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_exports.exceptions import TransferError
-from airflow_provider_exports.sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
 from airflow_provider_exports.transfers.engine import SqlSink
 from airflow_provider_exports.transfers.engine.sql import arrow_readers
 from airflow_provider_exports.transfers.engine.sql import sink as sink_mod
 from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
+from airflow_provider_exports_sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
 
 from .conftest import ChunksSource, load, query
 

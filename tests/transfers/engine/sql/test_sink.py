@@ -72,7 +72,7 @@ def test_csv_and_parquet_load_with_types(tmp_path, warehouse):
 
 
 def test_nested_aep_profile_parquet_is_stored_as_json_text(tmp_path, warehouse):
-    from airflow_provider_exports.sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
+    from airflow_provider_exports_sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
 
     path = tmp_path / "part-00000.snappy.parquet"
     with path.open("wb") as f:
@@ -306,7 +306,7 @@ def test_generic_dialect_a_concurrent_run_of_the_job_that_committed_first_wins(w
 
 
 def _profiles_parquet(tmp_path, rows=500):
-    from airflow_provider_exports.sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
+    from airflow_provider_exports_sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
 
     path = tmp_path / "part-00000.snappy.parquet"
     with path.open("wb") as f:

@@ -36,7 +36,7 @@ def stage(db, groups, run_id=RUN, table="guests", **options):
     """Each group of sources through its own staging sink, as mapped tasks do."""
     staged = []
     for i, sources in enumerate(groups):
-        sink = SqlStagingSink.taking_over(SqlSink(table, conn_id=db.conn_id, **options), run_id, i)
+        sink = SqlStagingSink(table, conn_id=db.conn_id, **options, run_id=run_id, group=i)
         summary = load(sources, sink)
         staged.append(
             {"group": i, "skipped": summary.skipped, "files": sink.staged_files, **sink.staged_state()}
@@ -137,7 +137,7 @@ def test_replace_into_an_existing_table_swaps_every_group_in_one_transaction(db)
 def test_a_retried_group_loads_its_own_files_again_and_only_once(db):
     first = stage(db, [[src("a.jsonl", [{"id": 1}])], [src("b.jsonl", [{"id": 2}])]])
     # group 1 is staged again (its task was retried): its table is replaced, not added to
-    sink = SqlStagingSink.taking_over(SqlSink("guests", conn_id=db.conn_id), RUN, 1)
+    sink = SqlStagingSink("guests", conn_id=db.conn_id, run_id=RUN, group=1)
     load([src("b.jsonl", [{"id": 2}])], sink)
     again = {"group": 1, "skipped": False, "files": sink.staged_files, **sink.staged_state()}
     commit(db, [first[0], again])

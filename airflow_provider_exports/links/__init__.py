@@ -1,1 +1,0 @@
-"""links of the exports provider."""

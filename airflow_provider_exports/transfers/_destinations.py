@@ -1,0 +1,175 @@
+"""Where a transfer lands: S3, a SQL table, any object store; one dataclass of operator arguments
+each, the same for every vendor, that makes the engine's sink (staged, for a fan-out group, into
+S3 and SQL).
+
+The sinks are imported when a task runs, never when its DAG is parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.transfers._parts import Destination, given
+from airflow_provider_exports.transfers.engine.object_store_sink import (
+    DEFAULT_BLOCK_SIZE,
+    ObjectStoreSink,
+    check_destination,
+)
+from airflow_provider_exports.transfers.engine.sql.modes import check_load_mode
+
+if TYPE_CHECKING:
+    from airflow_provider_exports.transfers.engine import S3Sink, SqlSink
+
+
+@dataclass(kw_only=True)
+class S3Destination(Destination):
+    """S3 through the amazon provider's S3Hook: see :class:`~.engine.s3_sink.S3Sink`.
+
+    :param s3_bucket: destination bucket. (templated)
+    :param s3_key_prefix: destination key prefix, e.g. ``raw/sitecore/{{ ds }}/``. (templated)
+    :param aws_conn_id: the AWS connection. (templated)
+    :param part_size: multipart part size in bytes (at least 5 MiB).
+    :param max_part_concurrency: parts uploaded at once.
+    :param s3_extra_args: extra upload arguments (``ServerSideEncryption``, ``SSEKMSKeyId``...).
+    """
+
+    kind: ClassVar[str] = "s3"
+    template_fields: ClassVar[tuple[str, ...]] = ("s3_bucket", "s3_key_prefix", "aws_conn_id")
+
+    s3_bucket: str
+    s3_key_prefix: str = ""
+    aws_conn_id: str | None = "aws_default"
+    part_size: int = 8 * 1024 * 1024
+    max_part_concurrency: int = 4
+    s3_extra_args: Mapping[str, Any] | None = None
+
+    @classmethod
+    def check(cls, arguments: Mapping[str, Any]) -> None:
+        bucket = arguments["s3_bucket"]
+        if not bucket or (given(bucket) and "/" in bucket):
+            raise ExportConfigError("s3_bucket", f"{bucket!r}: give a bucket name, without s3:// or a key")
+
+    def sink(
+        self, *, allow_empty: bool, group: Mapping[str, Any] | None = None, decompress: bool = False
+    ) -> S3Sink:
+        """Staged for a ``group``: its files complete under the run's directory, no manifest."""
+        settings: dict[str, Any] = {
+            "aws_conn_id": self.aws_conn_id,
+            "part_size": self.part_size,
+            "max_concurrency": self.max_part_concurrency,
+            "decompress": decompress,
+            "extra_args": self.s3_extra_args,
+            "allow_empty": allow_empty,
+        }
+        if group is None:
+            from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
+
+            return S3Sink(self.s3_bucket, self.s3_key_prefix, **settings)
+        from airflow_provider_exports.transfers.engine.s3_staging import S3StagingSink
+
+        return S3StagingSink(self.s3_bucket, self.s3_key_prefix, run_id=group["run_id"], **settings)
+
+
+@dataclass(kw_only=True)
+class SqlDestination(Destination):
+    """A table of any SQL warehouse, through the connection's common-sql ``DbApiHook``: see
+    :class:`~.engine.sql.sink.SqlSink`.
+
+    :param conn_id: the warehouse connection (any DbApiHook: postgres, sqlite...). (templated)
+    :param table: destination table, optionally ``schema.table``. (templated)
+    :param mode: ``replace`` (the table's rows give way to the job's, in one transaction; the
+        table itself, its indexes and grants stay), ``append`` or ``merge`` (by ``key_columns``,
+        last row wins).
+    :param key_columns: the columns identifying a row, for ``merge``.
+    :param create_table: create a missing table from the data's columns.
+    :param column_types: SQL types for a table the load creates, overriding the ones read from the
+        data (or fixed by the vendor's file format), by column (e.g. ``{"zip": "TEXT"}``).
+    :param batch_size: rows per insert batch.
+    """
+
+    kind: ClassVar[str] = "sql"
+    template_fields: ClassVar[tuple[str, ...]] = ("conn_id", "table")
+
+    conn_id: str
+    table: str
+    mode: str = "append"
+    key_columns: Sequence[str] = ()
+    create_table: bool = True
+    column_types: Mapping[str, str] | None = None
+    batch_size: int = 10_000
+
+    @classmethod
+    def check(cls, arguments: Mapping[str, Any]) -> None:
+        check_load_mode(arguments["mode"], arguments["key_columns"])
+
+    def sink(
+        self,
+        *,
+        allow_empty: bool,
+        group: Mapping[str, Any] | None = None,
+        known_types: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> SqlSink:
+        """With the vendor's own ``SqlSink`` options (file format, attribute columns...); staged for
+        a ``group``: its files into its own staging table.
+
+        :param known_types: column types the vendor's file format fixes; ``column_types`` adds to
+            them and wins.
+        """
+        settings: dict[str, Any] = {
+            "conn_id": self.conn_id,
+            "mode": self.mode,
+            "key_columns": self.key_columns,
+            "create_table": self.create_table,
+            "column_types": {**(known_types or {}), **(self.column_types or {})},
+            "batch_size": self.batch_size,
+            "allow_empty": allow_empty,
+            **options,
+        }
+        if group is None:
+            from airflow_provider_exports.transfers.engine.sql import SqlSink
+
+            return SqlSink(self.table, **settings)
+        from airflow_provider_exports.transfers.engine.sql.staging import SqlStagingSink
+
+        return SqlStagingSink(self.table, run_id=group["run_id"], group=int(group["group"]), **settings)
+
+
+@dataclass(kw_only=True)
+class ObjectStorageDestination(Destination):
+    """Any store Airflow's ``ObjectStoragePath`` knows (``gs://``, ``abfs://``, ``file://``...): see
+    :class:`~.engine.object_store_sink.ObjectStoreSink`. S3 has its own, faster, destination.
+
+    :param destination: the root URI, e.g. ``gs://lake/raw/sitecore/ds={{ ds }}/``. (templated)
+    :param destination_conn_id: the store's Airflow connection (``google_cloud_default``,
+        ``wasb_default``, ``aws_default``...); none for a local path. (templated)
+    :param block_size: bytes the store's writer buffers per part.
+    """
+
+    kind: ClassVar[str] = "object_storage"
+    template_fields: ClassVar[tuple[str, ...]] = ("destination", "destination_conn_id")
+
+    destination: str
+    destination_conn_id: str | None = None
+    block_size: int = DEFAULT_BLOCK_SIZE
+
+    @classmethod
+    def check(cls, arguments: Mapping[str, Any]) -> None:
+        if isinstance(arguments["destination"], str) and given(arguments["destination"]):
+            check_destination(arguments["destination"])
+
+    def sink(
+        self, *, allow_empty: bool, group: Mapping[str, Any] | None = None, decompress: bool = False
+    ) -> ObjectStoreSink:
+        if group is not None:
+            raise ExportConfigError("group", "a fan-out stages into S3 or SQL, not into object storage")
+        return ObjectStoreSink(
+            self.destination,
+            conn_id=self.destination_conn_id,
+            decompress=decompress,
+            allow_empty=allow_empty,
+            block_size=self.block_size,
+        )
