@@ -148,7 +148,7 @@ def _write_csv(path: Path, fmt: str, out: Path) -> None:
             yield from iter(lambda: fh.read(1 << 20), b"")
 
     if fmt == "parquet":  # column-wise (the tests hold it equal to the row reader): minutes faster
-        from airflow_provider_exports.transfers.engine.formats import read_parquet_columnar
+        from airflow_provider_exports.transfers.engine.sql.arrow_readers import read_parquet_columnar
         from airflow_provider_exports.transfers.engine.sql.columnar import copy_text, encode_csv
 
         with open(out, "wb") as raw:

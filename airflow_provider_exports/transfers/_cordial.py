@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook, check_job_id, job_event, job_file_name
 from airflow_provider_exports.transfers._parts import ExportSource, Listing, given
-from airflow_provider_exports.transfers.engine.formats import Unpivot
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
+from airflow_provider_exports.transfers.engine.transforms import Unpivot
 from airflow_provider_exports.utils.openlineage import cordial_export, s3_prefix
 
 if TYPE_CHECKING:

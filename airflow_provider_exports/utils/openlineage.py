@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
 
-    from airflow_provider_exports.transfers.engine import Sink
+    from airflow_provider_exports.transfers.engine.sink import Sink
 
 
 @dataclass(frozen=True)
@@ -82,17 +82,21 @@ def object_storage_prefix(protocol: str, bucket: str, path: str) -> DatasetRef:
 
 
 def destination_ref(sink: Sink) -> LineageRef | None:
-    """The dataset a sink writes: its prefix (object stores) or its table (SQL)."""
-    from airflow_provider_exports.transfers.engine import S3Sink, SqlSink
-    from airflow_provider_exports.transfers.engine.object_store_sink import ObjectStoreSink
-
-    if isinstance(sink, S3Sink):
-        return s3_prefix(sink.bucket, sink.prefix)
-    if isinstance(sink, ObjectStoreSink):
-        return sink.lineage_ref()
-    if isinstance(sink, SqlSink):
-        conn_id = sink.describe().get("conn_id")
-        return SqlTableRef(str(conn_id), sink.table) if conn_id else None
+    """The dataset a sink writes, from its plain description (:meth:`~.Sink.describe`): its prefix
+    (object stores) or its table (SQL); ``None`` for a destination of another kind."""
+    where = sink.describe()
+    kind = where.get("kind")
+    if kind == "s3":
+        return s3_prefix(str(where["bucket"]), str(where["prefix"]))
+    if kind == "object_storage":
+        protocol, _, path = str(where["url"]).partition("://")
+        if protocol in ("file", "local"):
+            return object_storage_prefix(protocol, "", path)
+        bucket = path.split("/", 1)[0]
+        return object_storage_prefix(protocol, bucket, path[len(bucket) :])
+    if kind == "sql":
+        conn_id = where.get("conn_id")
+        return SqlTableRef(str(conn_id), str(where["table"])) if conn_id else None
     return None
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from airflow_provider_exports.utils.lazy import lazy_names
 
 if TYPE_CHECKING:
+    from airflow_provider_exports.transfers.engine.cancellation import Cancellation
     from airflow_provider_exports.transfers.engine.manifest import (
         CHECKSUM_ALGORITHM,
         MANIFEST_NAME,
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     )
     from airflow_provider_exports.transfers.engine.runner import TransferSummary, run_transfer
     from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
-    from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink, StoredFile, TransferContext
+    from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
     from airflow_provider_exports.transfers.engine.sources import HttpSourceFile, OpenedStream, SourceFile
     from airflow_provider_exports.transfers.engine.sql import SqlSink, check_load_mode, resolve_db_hook
 
@@ -39,7 +40,7 @@ _WHERE = {
     "TransferSummary": "runner",
     "run_transfer": "runner",
     "S3Sink": "s3_sink",
-    "Cancellation": "sink",
+    "Cancellation": "cancellation",
     "Sink": "sink",
     "StoredFile": "sink",
     "TransferContext": "sink",

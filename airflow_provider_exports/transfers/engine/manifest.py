@@ -130,6 +130,39 @@ def locations(manifest: Mapping[str, Any] | None) -> list[Any]:
     return [f.get("location") for f in (manifest or {}).get("files") or []]
 
 
+def replaced_files(
+    replaced: Mapping[str, Any] | None, manifest: Mapping[str, Any], ours: Callable[[Any, Any], bool]
+) -> list[str]:
+    """What the commit of ``manifest`` removes of the ``replaced`` one: the locations it listed in
+    its own run's directory (``ours(location, run_id)`` says which) that ``manifest`` does not list."""
+    keep = set(locations(manifest))
+    run_id = (replaced or {}).get("run_id")
+    return [loc for loc in locations(replaced) if ours(loc, run_id) and loc not in keep]
+
+
+def all_present(
+    manifest: Mapping[str, Any], sizes_in: Callable[[str], Mapping[str, int]], *, where: str
+) -> bool:
+    """Whether every file ``manifest`` lists is present with the size it recorded (its stored bytes,
+    else its bytes). ``sizes_in(folder)`` gives the files under one folder of the listed locations
+    and their sizes, by location. The first file missing or of another size is logged, naming the
+    manifest's place ``where``."""
+    files = manifest.get("files") or []
+    present: dict[str, int] = {}
+    for folder in {str(f.get("location")).rpartition("/")[0] for f in files}:
+        present.update(sizes_in(folder))
+    for f in files:
+        recorded = f.get("stored_bytes") if f.get("stored_bytes") is not None else f.get("bytes")
+        if present.get(str(f.get("location"))) != recorded:
+            log.warning(
+                "The manifest at %s lists %s, which is missing or has another size; moving the job again",
+                where,
+                f.get("location"),
+            )
+            return False
+    return True
+
+
 def same_job(manifest: Mapping[str, Any] | None, *, vendor: str, export_ref: str, job_ref: str) -> bool:
     """Whether ``manifest`` records this very vendor job."""
     return (

@@ -45,13 +45,12 @@ from airflow_provider_exports.exceptions import (
     TransferRefused,
 )
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
-from airflow_provider_exports.transfers.engine.formats import gunzip
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+from airflow_provider_exports.transfers.engine.streams import gunzip
 from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.sources import SourceFile
-    from airflow_provider_exports.utils.openlineage import DatasetRef
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +155,6 @@ class ObjectStoreSink(Sink):
     def manifest_location(self) -> str:
         return self.location(self._path(manifest_mod.MANIFEST_NAME))
 
-    def lineage_ref(self) -> DatasetRef:
-        from airflow_provider_exports.utils.openlineage import object_storage_prefix
-
-        key = self.base if self.local else self.base[len(self.bucket) :]
-        return object_storage_prefix(self.protocol, self.bucket, key)
-
     def stored_name(self, name: str) -> str:
         parts = name.split("/")
         if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
@@ -214,24 +207,15 @@ class ObjectStoreSink(Sink):
         """Whether every file the manifest lists is in its run's directory, with the size it recorded."""
         if self._outside_its_run(manifest, "not trusted: moving the job again"):
             return False
-        files = manifest.get("files") or []
-        present: dict[str, int] = {}
-        for folder in {self.path_of(str(f.get("location"))).rpartition("/")[0] for f in files}:
-            try:
-                found = self.fs.find(folder, detail=True)
-            except FileNotFoundError:
-                continue
-            present.update({self.fs._strip_protocol(p): int(i.get("size") or 0) for p, i in found.items()})
-        for f in files:
-            size = f.get("stored_bytes") if f.get("stored_bytes") is not None else f.get("bytes")
-            if present.get(self.path_of(str(f.get("location")))) != size:
-                log.warning(
-                    "The manifest at %s lists %s, which is missing or has another size; moving the job again",
-                    self.url(),
-                    f.get("location"),
-                )
-                return False
-        return True
+        return manifest_mod.all_present(manifest, self._sizes_in, where=self.url())
+
+    def _sizes_in(self, folder: str) -> dict[str, int]:
+        """The files under the folder of locations ``folder`` and their sizes, by location."""
+        try:
+            found = self.fs.find(self.path_of(folder), detail=True)
+        except FileNotFoundError:
+            return {}
+        return {self.location(self.fs._strip_protocol(p)): int(i.get("size") or 0) for p, i in found.items()}
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -336,13 +320,8 @@ class ObjectStoreSink(Sink):
         UTC time: what killed runs left, or runs that will find this manifest at their commit and
         give way). A run that began later may still commit: its directory stays."""
         keep = {self.path_of(loc) for loc in manifest_mod.locations(manifest)}  # this run's own
-        replaced = self._replaced or {}
-        self._outside_its_run(replaced, "those are left alone")
-        doomed = [
-            self.path_of(loc)
-            for loc in manifest_mod.locations(replaced)
-            if self._ours(loc, replaced.get("run_id")) and self.path_of(loc) not in keep
-        ]
+        self._outside_its_run(self._replaced or {}, "those are left alone")
+        doomed = [self.path_of(loc) for loc in manifest_mod.replaced_files(self._replaced, manifest, self._ours)]
         assert self._ctx is not None
         # The UTC second only: the random part says nothing of order, and a run that began in
         # this same second may be a concurrent one still to commit.

@@ -59,10 +59,6 @@ class Progress:
         self._active: dict[int, str] = {}
 
     @property
-    def bytes_done(self) -> int:
-        return self._bytes
-
-    @property
     def _total_bytes(self) -> int | None:
         return None if None in self._sizes else sum(s for s in self._sizes if s is not None)
 

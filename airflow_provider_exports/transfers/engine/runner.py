@@ -29,9 +29,10 @@ from airflow_provider_exports.exceptions import (
     TransferRefused,
 )
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
+from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 from airflow_provider_exports.transfers.engine.manifest import FileRecord
 from airflow_provider_exports.transfers.engine.progress import Progress
-from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink, TransferContext
+from airflow_provider_exports.transfers.engine.sink import Sink, TransferContext
 from airflow_provider_exports.transfers.engine.sources import DEFAULT_CHUNK_SIZE, SourceFile
 
 _log = logging.getLogger(__name__)

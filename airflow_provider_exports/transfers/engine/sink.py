@@ -1,4 +1,4 @@
-"""The contract between the runner and a destination (S3, a SQL table), and a run's stop signal.
+"""The contract between the runner and a destination (S3, a SQL table), and what a run tells it.
 
 A run is ``begin`` (which also says whether this very job is already at the destination), one
 ``write_file`` per source file (possibly from several threads, up to ``max_file_concurrency``;
@@ -9,85 +9,18 @@ before ``commit`` ends, and ``abort`` leaves the destination as the last committ
 
 from __future__ import annotations
 
-import logging
 import secrets
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.exceptions import TransferCancelled, TransferError
+from airflow_provider_exports.exceptions import TransferError
+from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.sources import SourceFile
-
-log = logging.getLogger(__name__)
-
-
-class Cancellation:
-    """A run's stop signal, set from ``on_kill``, a timeout or a failing file.
-
-    Setting it wakes every :meth:`wait`, and runs the interrupts registered with
-    :meth:`interrupting` (a download registers one that cuts its socket), so a transfer stops within
-    moments even while a read is blocked. Thread-safe; cancelling twice is harmless.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.RLock()
-        self._interrupts: dict[int, Callable[[], None]] = {}
-        self._next_id = 0
-        self.reason = "transfer cancelled"
-
-    @property
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def cancel(self, reason: str = "transfer cancelled") -> None:
-        with self._lock:
-            if self._event.is_set():
-                return
-            self.reason = reason
-            self._event.set()
-            interrupts = list(self._interrupts.values())
-        for interrupt in interrupts:
-            try:
-                interrupt()
-            except Exception:  # best effort: the reader notices the flag at its next chunk anyway
-                log.debug("An interrupt failed", exc_info=True)
-
-    def cancel_soon(self, reason: str = "transfer cancelled") -> None:
-        """:meth:`cancel` on a short-lived thread: safe from a signal handler (Airflow calls
-        ``on_kill`` from its SIGTERM handler, which may interrupt this very object's lock holder)."""
-        threading.Thread(target=self.cancel, args=(reason,), name="transfer-cancel", daemon=True).start()
-
-    def check(self) -> None:
-        """Raise :class:`TransferCancelled` once the run is cancelled."""
-        if self._event.is_set():
-            raise TransferCancelled(self.reason)
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep ``seconds`` unless cancelled first; ``True`` if cancelled."""
-        return self._event.wait(max(0.0, seconds))
-
-    @contextmanager
-    def interrupting(self, interrupt: Callable[[], None]) -> Iterator[None]:
-        """Run ``interrupt`` if the run is cancelled while the block runs (at once if it already is)."""
-        with self._lock:
-            key = self._next_id
-            self._next_id += 1
-            self._interrupts[key] = interrupt
-            already = self._event.is_set()
-        try:
-            if already:
-                interrupt()
-            yield
-        finally:
-            with self._lock:
-                self._interrupts.pop(key, None)
 
 
 def new_run_id() -> str:

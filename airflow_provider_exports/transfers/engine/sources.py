@@ -42,7 +42,7 @@ from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
     from airflow_provider_exports.hooks._http import ByteStream, HttpCore
-    from airflow_provider_exports.transfers.engine.sink import Cancellation
+    from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Streaming readers: gzip, JSON lines, CSV, Parquet; the bounds on what they inflate and join."""
+"""Row readers: JSON lines, CSV, Parquet; the bounds on the lines they join."""
 
 from __future__ import annotations
 
@@ -17,19 +17,14 @@ from airflow_provider_exports.exceptions import (
     TransferError,
     TransferRefused,
 )
-from airflow_provider_exports.transfers.engine import formats
 from airflow_provider_exports.transfers.engine.formats import (
-    ArrowBatch,
     arrow_sql_type,
     detect_format,
-    gunzip,
-    maybe_gunzip,
     read_batches,
     read_csv,
     read_jsonl,
     read_parquet,
 )
-from airflow_provider_exports.utils import limits
 
 
 def _chunks(data: bytes, size: int = 7) -> list[bytes]:
@@ -50,67 +45,7 @@ def test_detect_format_refuses_what_it_cannot_tell():
     assert detect_format("export.bin", "csv") == "csv"
 
 
-def test_gunzip_handles_several_members_and_small_chunks():
-    data = gzip.compress(b"hello ") + gzip.compress(b"world\n")
-    assert b"".join(gunzip(_chunks(data, 3))) == b"hello world\n"
-
-
-def test_gunzip_bounds_each_output_piece():
-    bomb = gzip.compress(b"\0" * (8 << 20))
-    assert max(len(piece) for piece in gunzip([bomb], out_size=1 << 20)) <= 1 << 20
-
-
-def test_gunzip_notices_a_truncated_file():
-    data = gzip.compress(b"x" * 10_000)
-    with pytest.raises(TransferError, match="truncated"):
-        b"".join(gunzip([data[:-12]]))
-    with pytest.raises(TransferError, match="not valid gzip"):
-        b"".join(gunzip([b"\x1f\x8b\x08garbage-garbage"]))
-
-
 MIB = 1 << 20
-
-
-def _gzip_of_zeros(inflated: int) -> Iterator[bytes]:
-    """A gzip stream of ``inflated`` zero bytes (1 GiB is about 1 MiB of it), compressed as it is
-    read: the test never holds the inflated bytes, nor all of the compressed ones."""
-    packer = zlib.compressobj(6, zlib.DEFLATED, 31)
-    zeros = bytes(MIB)
-    for _ in range(inflated // MIB):
-        if out := packer.compress(zeros):
-            yield out
-    yield packer.flush()
-
-
-def test_a_gzip_bomb_stops_past_the_floor_at_the_ratio():
-    inflated = 0
-    with pytest.raises(LimitExceeded) as refused:
-        for piece in gunzip(_gzip_of_zeros(1 << 30)):
-            inflated += len(piece)
-
-    assert refused.value.limit == "max_decompression_ratio" and refused.value.value == 250
-    assert "AIRFLOW__EXPORTS__MAX_DECOMPRESSION_RATIO" in str(refused.value)
-    # it stopped within a piece of the floor, not at 1 GiB
-    assert inflated <= limits.DECOMPRESSION_FLOOR + MIB
-
-
-def test_a_gzip_bomb_stops_behind_maybe_gunzip_too_and_is_named():
-    with pytest.raises(LimitExceeded, match=r"^part-00000\.json\.gz: .* compressed bytes inflated to"):
-        for _ in maybe_gunzip(_gzip_of_zeros(1 << 30), name="part-00000.json.gz"):
-            pass
-
-
-def test_a_raised_decompression_ratio_lets_a_very_compressible_file_through(monkeypatch):
-    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_DECOMPRESSION_RATIO", "5000")  # zeros inflate ~1030 times
-    assert sum(map(len, gunzip(_gzip_of_zeros(limits.DECOMPRESSION_FLOOR + 8 * MIB)))) == (
-        limits.DECOMPRESSION_FLOOR + 8 * MIB
-    )
-
-
-def test_maybe_gunzip_passes_plain_bytes_through():
-    assert b"".join(maybe_gunzip([b"a", b"bc"])) == b"abc"
-    assert b"".join(maybe_gunzip(_chunks(gzip.compress(b"abc"), 1))) == b"abc"
-    assert list(maybe_gunzip([])) == []
 
 
 def test_jsonl_batches_union_of_keys_and_nested_values_as_json_text():
@@ -174,24 +109,6 @@ def test_a_line_without_end_is_refused_before_it_is_joined(monkeypatch):
     with pytest.raises(LimitExceeded, match="line 1: "):
         list(read_jsonl(no_line_end()))
     assert fed <= 4 * MIB + 64 * 1024  # nothing read past the bound
-
-
-def test_columnar_jsonl_refuses_a_line_longer_than_the_bound(monkeypatch):
-    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_JSON_LINE_BYTES", "1000")
-    short = b'{"a": 1}\n' * 100  # blocks of ~400 bytes go by first
-    body = short + b'{"a": "' + b"y" * 3000 + b'"}\n'
-
-    with pytest.raises(LimitExceeded, match="line 101: ") as refused:
-        list(formats.read_jsonl_columnar(_chunks(body, 64), block_bytes=400))
-    assert refused.value.limit == "max_json_line_bytes"
-
-
-def test_columnar_jsonl_errors_name_the_line_across_blocks():
-    body = b'{"a": 1}\n' * 100 + b'{"a": \n'
-    with pytest.raises(TransferError, match="line 101 is not valid JSON"):
-        list(formats.read_jsonl_columnar(_chunks(body, 64), block_bytes=400))
-    batches = list(formats.read_jsonl_columnar(_chunks(b'{"a": 1}\n' * 100, 64), block_bytes=400))
-    assert sum(b.num_rows for b in batches if isinstance(b, ArrowBatch)) == 100
 
 
 def test_csv_a_field_past_the_csv_modules_limit_is_a_transfer_error_naming_the_line():
@@ -354,146 +271,3 @@ def test_a_map_that_repeats_a_key_stays_pairs():
     table = pa.table({"m": pa.array([[("k", 1), ("k", 2)], [("a", 1)]], pa.map_(pa.string(), pa.int64()))})
     (batch,) = read_parquet([_parquet_bytes(table)])
     assert [json.loads(r[0]) for r in batch.rows] == [[["k", 1], ["k", 2]], {"a": 1}]
-
-
-def test_unpivot_turns_wide_rows_long_batch_by_batch():
-    from airflow_provider_exports.transfers.engine.formats import Batch, Unpivot
-
-    def read_day(header: str) -> str:
-        if header == "bad":
-            raise TransferError("not a day")
-        return header.upper()
-
-    unpivot = Unpivot("id", "name", "value", read_name=read_day, max_rows=3)
-    batches = [
-        Batch(["key", "a", "b"], [("x", 1, 2), ("y", 3, None)]),
-        Batch(["key", "a", "b"], [("z", 5, 6)]),
-    ]
-    out = list(unpivot(batches))
-    assert [b.columns for b in out] == [["id", "name", "value"]] * 2
-    assert [len(b.rows) for b in out] == [4, 2]  # a batch ends once it holds max_rows or more
-    assert [r for b in out for r in b.rows] == [
-        ("x", "A", 1),
-        ("x", "B", 2),
-        ("y", "A", 3),
-        ("y", "B", None),
-        ("z", "A", 5),
-        ("z", "B", 6),
-    ]
-    with pytest.raises(TransferError, match="not a day"):
-        list(unpivot([Batch(["key", "bad"], [("x", 1)])]))
-    with pytest.raises(TransferError, match="at least one more"):
-        list(unpivot([Batch(["key"], [("x",)])]))
-
-
-# --- the columnar readers --------------------------------------------------------------------------
-
-
-def _nested_arrays():
-    import datetime as dt
-
-    import pyarrow as pa
-
-    utc = dt.timezone.utc
-    item = pa.struct(
-        [("id", pa.string()), ("ns", pa.struct([("code", pa.string())])), ("primary", pa.bool_())]
-    )
-    return [
-        pa.array(
-            [
-                {"id": 'a"b\\c', "ns": {"code": "é😀"}, "primary": True},
-                None,
-                {"id": None, "ns": None, "primary": None},
-            ],
-            item,
-        ),
-        pa.array(
-            [[1.5, None, 2.0, 1e-7, 1e16, float("nan"), float("inf")], None, []], pa.list_(pa.float64())
-        ),
-        pa.array([[("k", 1), ("j", None)], None, [], [("k", 1), ("k", 2)]], pa.map_(pa.string(), pa.int64())),
-        pa.array(
-            [[("seg", [("ups", {"status": "realized"})])], []],
-            pa.map_(pa.string(), pa.map_(pa.string(), pa.struct([("status", pa.string())]))),
-        ),
-        pa.array(
-            [
-                [dt.datetime(2024, 1, 1, tzinfo=utc), dt.datetime(1960, 5, 1, 3, 4, 5, 123000, tzinfo=utc)],
-                None,
-            ],
-            pa.list_(pa.timestamp("ms", tz="UTC")),
-        ),
-        pa.array([[dt.datetime(1969, 12, 31, 23, 59, 59, 999999)]], pa.list_(pa.timestamp("us"))),
-        pa.array([["a\nb", "tab\t", ""]], pa.list_(pa.string())),  # control characters: Python writes them
-        pa.array([[True, None, False]], pa.list_(pa.bool_())),
-        pa.array([[{"x": [1, 2]}, None]], pa.list_(pa.struct([("x", pa.list_(pa.int32()))]))),
-        pa.array([[dt.date(2020, 1, 2)]], pa.list_(pa.date32())),
-        pa.array([{}, None], pa.struct([])),
-        pa.array([[b"\x00\xff"]], pa.list_(pa.binary())),
-        pa.array([["x", "y"], ["x"]], pa.list_(pa.string())).cast(
-            pa.list_(pa.dictionary(pa.int32(), pa.string()))
-        ),
-        pa.array([[1, 2], [3, 4]], pa.list_(pa.int8(), 2)),
-    ]
-
-
-@pytest.mark.parametrize("array", _nested_arrays(), ids=lambda a: str(a.type)[:40])
-def test_nested_arrow_values_as_json_text_match_the_row_reader(array):
-    expected = formats._json_column(array)
-    assert formats.arrow_json_text(array).to_pylist() == expected
-    if len(array) > 1:  # a slice (offsets not at zero) too
-        tail = array.slice(1)
-        assert formats.arrow_json_text(tail).to_pylist() == formats._json_column(tail)
-
-
-def test_float_text_is_python_repr():
-    import random
-
-    import pyarrow as pa
-
-    rng = random.Random(7)
-    values = [0.1, 2.5, 1.0, -0.0, 1e-4, 1e-5, 123456789012345.6, 1e16, 1e22, 5e-324, 2.0**53, None]
-    values += [rng.uniform(-1e6, 1e6) for _ in range(200)] + [
-        round(rng.random() * 5000, 2) for _ in range(200)
-    ]
-    values += [rng.random() * 10.0 ** rng.randint(-30, 30) for _ in range(200)]
-    text = formats.float_text(pa.array(values, pa.float64())).to_pylist()
-    assert text == [None if v is None else repr(v) for v in values]
-
-
-def test_columnar_jsonl_blocks_and_what_goes_by_rows():
-    data = b"".join(
-        [
-            b'{"a": 1, "d": "2024-01-01", "f": 0.5}\n' * 50,  # dates pyarrow would make timestamps
-            b'{"a": 1, "f": 2}\n{"a": 2, "f": 2.5}\n',  # an integer among fractions: rows
-            b'{"a": {"nested": true}}\n',  # nested: rows
-            b'{"a": 3, "d": "x", "f": 1.25}\n' * 50,
-        ]
-    )
-    batches = list(formats.read_jsonl_columnar([data], block_bytes=400, batch_size=10))
-    kinds = {type(b).__name__ for b in batches}
-    assert kinds == {"ArrowBatch", "Batch"}
-    arrow = [b for b in batches if isinstance(b, formats.ArrowBatch)]
-    assert {str(b.table.schema.field("d").type) for b in arrow if "d" in b.columns} == {"string"}
-    assert arrow[0].columns == ["a", "d", "f"]  # the order of the lines, not of pyarrow's explicit schema
-    values = [v for b in batches if isinstance(b, formats.Batch) for r in b.rows for v in r]
-    assert '{"nested":true}' in values and any(v == 2 and type(v) is int for v in values)
-    assert sum(b.num_rows if isinstance(b, formats.ArrowBatch) else len(b.rows) for b in batches) == 103
-
-
-def test_columnar_parquet_gives_the_row_readers_values(tmp_path):
-    import io
-
-    import pyarrow as pa
-
-    from airflow_provider_exports_sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
-
-    out = io.BytesIO()
-    write_profiles(ProfileFileSpec(rows=500, segments=("a", "b"), row_group_rows=200), out)
-    for flatten in (False, True):
-        rows = [r for b in formats.read_parquet([out.getvalue()], flatten_structs=flatten) for r in b.rows]
-        batches = list(
-            formats.read_parquet_columnar([out.getvalue()], batch_size=128, flatten_structs=flatten)
-        )
-        table = pa.concat_tables(b.table for b in batches)
-        assert batches[0].types == next(formats.read_parquet([out.getvalue()], flatten_structs=flatten)).types
-        assert [tuple(r.values()) for r in table.to_pylist()] == rows

@@ -401,7 +401,7 @@ def test_bad_settings_are_refused_early():
 
 
 def test_part_buffers_are_reused_and_parts_go_to_botocore_uncopied(tmp_path, s3, monkeypatch):
-    from airflow_provider_exports.transfers.engine import s3_sink
+    from airflow_provider_exports.transfers.engine import s3_multipart
 
     # 3 and 2 parts of 5 MiB; then files that fit in one part, put whole
     sizes = {"a.bin": 12 * MIB + 1, "b.bin": 10 * MIB, "c.bin": 3 * MIB, "d.bin": 5 * MIB}
@@ -409,13 +409,13 @@ def test_part_buffers_are_reused_and_parts_go_to_botocore_uncopied(tmp_path, s3,
         (tmp_path / name).write_bytes(hashlib.sha256(name.encode()).digest() * (size // 32) + b"z" * (size % 32))
     buffers: set[int] = set()
 
-    class CountingBuffers(s3_sink._PartBuffers):
+    class CountingBuffers(s3_multipart._PartBuffers):
         def take(self) -> bytearray:
             buffer = super().take()
             buffers.add(id(buffer))
             return buffer
 
-    monkeypatch.setattr(s3_sink, "_PartBuffers", CountingBuffers)
+    monkeypatch.setattr(s3_multipart, "_PartBuffers", CountingBuffers)
     sink = S3Sink(s3.bucket, "pool", part_size=5 * MIB, max_concurrency=2)
     bodies: list[tuple[str, str, type]] = []
 
@@ -441,9 +441,9 @@ def test_part_buffers_are_reused_and_parts_go_to_botocore_uncopied(tmp_path, s3,
     assert s3.client().head_object(Bucket=s3.bucket, Key=landed["a.bin"])["ETag"].endswith('-3"')
     assert s3.client().head_object(Bucket=s3.bucket, Key=landed["b.bin"])["ETag"].endswith('-2"')
     assert sorted(bodies) == sorted(
-        [("upload_part", "a.bin", s3_sink._PartBody)] * 3
-        + [("upload_part", "b.bin", s3_sink._PartBody)] * 2
-        + [("put_object", "c.bin", s3_sink._PartBody), ("put_object", "d.bin", s3_sink._PartBody)]
+        [("upload_part", "a.bin", s3_multipart._PartBody)] * 3
+        + [("upload_part", "b.bin", s3_multipart._PartBody)] * 2
+        + [("put_object", "c.bin", s3_multipart._PartBody), ("put_object", "d.bin", s3_multipart._PartBody)]
         + [("put_object", "_manifest.json", bytes)]
     )
     # at most max_concurrency parts uploading plus one being filled per file in flight, for 7 parts
@@ -453,7 +453,7 @@ def test_part_buffers_are_reused_and_parts_go_to_botocore_uncopied(tmp_path, s3,
 def test_part_body_is_a_seekable_view():
     from botocore.utils import determine_content_length
 
-    from airflow_provider_exports.transfers.engine.s3_sink import _PartBody
+    from airflow_provider_exports.transfers.engine.s3_multipart import _PartBody
 
     data = bytearray(hashlib.sha256(b"x").digest() * (MIB // 8))  # 4 MiB
     body = _PartBody(memoryview(data)[: 2 * MIB + 5])

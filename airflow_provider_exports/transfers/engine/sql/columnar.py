@@ -1,8 +1,8 @@
 """Arrow columns as PostgreSQL ``COPY`` CSV: the text each value loads as, in bulk.
 
-The columnar readers (:func:`~airflow_provider_exports.transfers.engine.formats.read_jsonl_columnar`,
-:func:`~airflow_provider_exports.transfers.engine.formats.read_parquet_columnar`) give pyarrow
-tables; here they become the same text the row path gives, computed column-wise in C++:
+The columnar readers (:func:`.arrow_readers.read_jsonl_columnar`,
+:func:`.arrow_readers.read_parquet_columnar`) give pyarrow tables; here they become the same text
+the row path gives, computed column-wise in C++:
 
 - **staged** (an undeclared JSON-lines column of a table this load creates, staged as text and
   cast at commit): as :func:`.types.json_as_text` writes it — ``true``/``false``, integers,
@@ -20,7 +20,11 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_exports.transfers.engine.formats import NeedsPython, float_text, iso_timestamp_text
+from airflow_provider_exports.transfers.engine.sql.arrow_text import (
+    NeedsPython,
+    float_text,
+    iso_timestamp_text,
+)
 from airflow_provider_exports.transfers.engine.sql.types import BOOL, FLOAT, INT, TEXT
 
 

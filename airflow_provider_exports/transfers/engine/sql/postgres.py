@@ -24,13 +24,14 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.transfers.engine.formats import Batch, ChunkReader
+from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch
-from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, Written
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
 from airflow_provider_exports.transfers.engine.sql.types import FinalType
+from airflow_provider_exports.transfers.engine.streams import ChunkReader
 
 if TYPE_CHECKING:
-    from airflow_provider_exports.transfers.engine.sink import Cancellation
+    from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -1,7 +1,9 @@
 """The SQL sink: load a run's files into a table through a common-sql ``DbApiHook``, in one transaction.
 
-Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`.dialect`,
-:mod:`.postgres` and :mod:`.sqlite`; the typing rules in :mod:`.types`. What it does:
+Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`.generic`,
+:mod:`.postgres` and :mod:`.sqlite`; the typing rules in :mod:`.types`; the SQL that moves staged
+rows into the table in :mod:`.from_stage`; the manifest table in :mod:`.manifest_table`; the bulk
+readers in :mod:`.arrow_readers` and :mod:`.csv_passthrough`. What it does:
 
 - **One load per table at a time, once per job.** Before the load, the manifest table is created
   if missing (with a unique key on destination, vendor, export and job) in a short transaction of
@@ -9,7 +11,7 @@ Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`
   (PostgreSQL: an advisory lock; SQLite: ``BEGIN IMMEDIATE``; generic: none) and only then looks
   for the job's manifest: a second run of the same job waits for the first and skips.
 - **Existing table, ``append``**: rows go straight into it (PostgreSQL: CSV bytes straight into
-  ``COPY``, their records counted on the way by :class:`.csv_records.CsvRecords`). **Existing
+  ``COPY``, their records counted on the way: :mod:`.csv_passthrough`). **Existing
   table, ``replace``**: ``DELETE FROM`` the table, then the same. The table's definition, indexes,
   keys, grants, constraints and dependent views are never touched.
 - **New table (any mode), or ``merge``**: rows go into a temporary staging table (session-local).
@@ -23,7 +25,7 @@ Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`
 - **Every row is counted.** The rows the database says each write took (a COPY, an ``executemany``,
   an ``INSERT ... SELECT`` from the stage) must be the rows the load read, or the load fails before
   its commit (:class:`~airflow_provider_exports.exceptions.TransferIntegrityError`, naming the file
-  and both counts). Where the driver's count is not trusted (:meth:`.dialect.Dialect.rows_written`),
+  and both counts). Where the driver's count is not trusted (:meth:`.generic.Dialect.rows_written`),
   the stage or the new table is counted with ``count(*)`` instead.
 
 Everything, the manifest row included, commits at once; a failure rolls back and the table is as
@@ -33,13 +35,9 @@ before it is filled, so a failed commit can leave it created but empty, never ha
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import csv
 import functools
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -50,36 +48,35 @@ from airflow_provider_exports.exceptions import (
     TransferIntegrityError,
     TransferRefused,
 )
-from airflow_provider_exports.transfers.engine import manifest as manifest_mod
-from airflow_provider_exports.transfers.engine.formats import (
-    ArrowBatch,
-    Batch,
-    detect_format,
-    maybe_gunzip,
-    read_batches,
-)
+from airflow_provider_exports.transfers.engine.formats import Batch, detect_format, read_batches
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBatch, read_ahead, read_columnar
 from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch, copy_text, encode_csv, json_kinds
-from airflow_provider_exports.transfers.engine.sql.csv_records import CsvRecords, first_break
-from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, Written, dialect_for
+from airflow_provider_exports.transfers.engine.sql.csv_passthrough import copy_csv_file
+from airflow_provider_exports.transfers.engine.sql.dialect import dialect_for
+from airflow_provider_exports.transfers.engine.sql.from_stage import (
+    ORDINAL,
+    STAGE,
+    cast_list,
+    create_table,
+    merge,
+)
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
+from airflow_provider_exports.transfers.engine.sql.manifest_table import (
+    find_manifest,
+    record_manifest,
+    set_up_manifest_table,
+)
 from airflow_provider_exports.transfers.engine.sql.modes import Mode, check_load_mode
 from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
-from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
+    from airflow_provider_exports.transfers.engine.cancellation import Cancellation
     from airflow_provider_exports.transfers.engine.sources import SourceFile
 
 log = logging.getLogger(__name__)
-
-#: the session-local tables a load stages rows in
-STAGE = "_exports_stage"
-TYPED_STAGE = "_exports_typed"
-#: the stage column that numbers rows in export order (``merge``: the last row of a key wins)
-ORDINAL = "_exports_ordinal"
-_MANIFEST_KEY = ("destination", "vendor", "export_ref", "job_ref")
-_BOM = b"\xef\xbb\xbf"
 
 
 def resolve_db_hook(conn_id: str) -> DbApiHook:
@@ -138,7 +135,7 @@ class SqlSink(Sink):
     :param attribute_columns: file attributes stored in every row of that file, as
         ``{column: attribute}`` (``{"_delta": "delta"}`` marks Sitecore delta rows added or removed).
     :param batch_transform: reshapes every file's batches before they are loaded (e.g.
-        :class:`~airflow_provider_exports.transfers.engine.formats.Unpivot`); the manifest still
+        :class:`~airflow_provider_exports.transfers.engine.transforms.Unpivot`); the manifest still
         records the file's bytes as the vendor served them.
     :param allow_empty: let ``replace`` commit a load without any row (the table is emptied).
     :param flatten_structs: spread Parquet struct fields over columns named ``parent_child_leaf``
@@ -230,9 +227,13 @@ class SqlSink(Sink):
         return self.manifest_table
 
     @property
-    def _d(self) -> Dialect:
+    def _dialect(self) -> Dialect:
+        """The load's database, through its dialect (between ``begin`` and the end of the run)."""
         assert self._db is not None, "begin() first"
         return self._db
+
+    # sql/staging.py (H4's this round) still reads the dialect as ``_d``: remove once it follows
+    _d = _dialect
 
     @property
     def _direct(self) -> bool:
@@ -247,11 +248,11 @@ class SqlSink(Sink):
         self._emptied, self._savepoint = False, None
         self._state = _LoadState(TypeTracker(self.column_types))
         try:
-            self._d.prepare(self.lock_timeout)
-            self._set_up_manifest_table()
-            self._d.lock(self.table, self.lock_timeout, ctx.cancellation)
+            self._dialect.prepare(self.lock_timeout)
+            set_up_manifest_table(self._dialect, self.manifest_table)
+            self._dialect.lock(self.table, self.lock_timeout, ctx.cancellation)
             existing = self._find_manifest(ctx.vendor, ctx.export_ref, ctx.job_ref)
-            self._target = self._d.table_columns(self.table)
+            self._target = self._dialect.table_columns(self.table)
             self._check_target()
         except BaseException:
             self.abort()
@@ -270,7 +271,7 @@ class SqlSink(Sink):
                 raise TransferRefused(f"{self.table} has a column {ORDINAL!r}, a name the merge needs")
 
     def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
-        d, cancellation = self._d, self._cancellation
+        d, cancellation = self._dialect, self._cancellation
         cancellation.check()
         if self._direct and self.mode == "replace" and not self._emptied:
             d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
@@ -280,10 +281,35 @@ class SqlSink(Sink):
         constants = {col: source.attributes.get(attr) for col, attr in self.attribute_columns.items()}
         bulk = self.use_copy is not False and self.batch_transform is None
         if self._direct and fmt == "csv" and bulk and d.csv_passthrough and not constants:
-            rows = self._copy_csv(source, chunks)
+            written = copy_csv_file(
+                d,
+                self.table,
+                source.name,
+                chunks,
+                delimiter=self.csv_delimiter,
+                header=self.csv_header,
+                columns=self.csv_columns,
+                check_columns=self._check_columns,
+                cancellation=cancellation,
+            )
         else:
             columnar = bulk and d.columnar and fmt in ("jsonl", "parquet") and _has_pyarrow()
-            batches: Iterator[Any] = read_batches(
+            written = self._write_batches(source, chunks, fmt, constants, columnar=columnar)
+        self._check_taken(source.name, written.sent, written.taken)
+        self._state.confirmed = self._state.confirmed and written.taken is not None
+        self._state.rows += written.sent
+        log.debug("%s: %d rows for %s", source.name, written.sent, self.table)
+        return StoredFile(location=self.table, rows=written.sent)
+
+    def _write_batches(
+        self, source: SourceFile, chunks: Iterator[bytes], fmt: str, constants: Mapping[str, Any], *, columnar: bool
+    ) -> Written:
+        """The file's rows, read in batches (``columnar``: as pyarrow blocks), into the table or the stage."""
+        d, cancellation = self._dialect, self._cancellation
+        batches: Iterator[Any] = (
+            read_columnar(chunks, fmt, batch_size=self.batch_size, flatten_structs=self.flatten_structs)
+            if columnar
+            else read_batches(
                 chunks,
                 fmt,
                 batch_size=self.batch_size,
@@ -291,50 +317,41 @@ class SqlSink(Sink):
                 csv_header=self.csv_header,
                 csv_columns=self.csv_columns,
                 flatten_structs=self.flatten_structs,
-                columnar=columnar,
             )
-            if self.batch_transform is not None:
-                batches = iter(self.batch_transform(batches))
-            if constants:
-                batches = _with_constants(batches, constants)
-            # use_copy=False: the generic executemany, whatever the database
-            write = (
-                d.write_batches if self.use_copy is not False else functools.partial(Dialect.write_batches, d)
-            )
-            if self._direct:
-                target, prepare = d.qualified(self.table), self._check_columns
-                batches = self._declared(batches, source)
-                if columnar:
-                    batches = _typed_csv(batches)
-            else:
-                target, prepare = d.quote(STAGE), self._prepare_stage
-                batches = self._staged(batches, source, from_text=fmt == "csv")
-            if columnar:  # parse the next block while the database takes this one
-                with read_ahead(batches, cancellation) as ahead:
-                    written: Written = write(target, ahead, prepare, cancellation)
-            else:
-                written = write(target, cast(Iterator[Batch], batches), prepare, cancellation)
-            self._check_taken(source.name, written.sent, written.taken)
-            self._state.confirmed = self._state.confirmed and written.taken is not None
-            rows = written.sent
-        self._state.rows += rows
-        log.debug("%s: %d rows for %s", source.name, rows, self.table)
-        return StoredFile(location=self.table, rows=rows)
+        )
+        if self.batch_transform is not None:
+            batches = iter(self.batch_transform(batches))
+        if constants:
+            batches = _with_constants(batches, constants)
+        # use_copy=False: the generic executemany, whatever the database
+        write = d.write_batches if self.use_copy is not False else functools.partial(Dialect.write_batches, d)
+        if self._direct:
+            target, prepare = d.qualified(self.table), self._check_columns
+            batches = self._declared(batches, source)
+            if columnar:
+                batches = _typed_csv(batches)
+        else:
+            target, prepare = d.quote(STAGE), self._prepare_stage
+            batches = self._staged(batches, source, from_text=fmt == "csv")
+        if not columnar:
+            return write(target, cast(Iterator[Batch], batches), prepare, cancellation)
+        with read_ahead(batches, cancellation) as ahead:  # the next block is parsed while this one loads
+            return write(target, ahead, prepare, cancellation)
 
     def discard_file(self, source: SourceFile) -> None:
-        if not self._d.savepoints:
+        if not self._dialect.savepoints:
             raise TransferError(
-                f"{source.name} changed at the source; the {self._d.name} dialect has no savepoints "
+                f"{source.name} changed at the source; the {self._dialect.name} dialect has no savepoints "
                 "to restart one file, so the load stops and rolls back"
             )
         point = self._savepoint
         if point is None or point.file != source.name:
             raise TransferError(f"{source.name}: no savepoint was taken before it")
-        self._d.rollback_to(point.name)
+        self._dialect.rollback_to(point.name)
         self._state, self._savepoint = point.state, None
 
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        d, state = self._d, self._state
+        d, state = self._dialect, self._state
         self._cancellation.check()
         self._release_savepoint()
         if self.mode == "replace" and state.rows == 0 and not self.allow_empty:
@@ -346,11 +363,11 @@ class SqlSink(Sink):
             if self.mode == "replace" and not self._emptied:
                 d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
         elif state.stage_exists:
-            types = self._create_target() if self._target is None else None
+            types = create_table(d, self.table, state.tracker, state.seen) if self._target is None else None
             if self.mode == "merge":
                 if not state.confirmed:
                     self._check_taken(f"the stage of {self.table}", state.rows, None, d.quote(STAGE))
-                self._merge(types)
+                merge(d, self.table, self.key_columns, state.seen, state.tracker, types)
             else:
                 assert types is not None
                 cols = ", ".join(d.quote(c) for c in state.seen)
@@ -358,7 +375,7 @@ class SqlSink(Sink):
                     f"the stage of {self.table}",
                     state.rows,
                     f"INSERT INTO {d.qualified(self.table)} ({cols}) "
-                    f"SELECT {self._cast_list(types)} FROM {d.quote(STAGE)}",
+                    f"SELECT {cast_list(d, state.tracker, types)} FROM {d.quote(STAGE)}",
                     d.qualified(self.table),
                 )
         winner = self._record_manifest(manifest)
@@ -382,7 +399,7 @@ class SqlSink(Sink):
         self._db = None
 
     @property
-    def _cancellation(self) -> Any:
+    def _cancellation(self) -> Cancellation:
         assert self._ctx is not None
         return self._ctx.cancellation
 
@@ -393,7 +410,7 @@ class SqlSink(Sink):
         (a file, a stage). ``taken`` is the driver's count; where it gives none, ``counted_in`` (SQL
         naming a table that holds only these rows) is counted instead."""
         if taken is None and counted_in is not None:
-            ((taken,),) = self._d.query(f"SELECT count(*) FROM {counted_in}")
+            ((taken,),) = self._dialect.query(f"SELECT count(*) FROM {counted_in}")
         if taken is not None and int(taken) != read:
             raise TransferIntegrityError(
                 f"{what}: {read:,} row(s) read, but the database took {int(taken):,}; the load into "
@@ -403,83 +420,38 @@ class SqlSink(Sink):
     def _insert_counted(self, what: str, read: int, insert: str, counted_in: str) -> None:
         """Run ``insert`` (an ``INSERT ... SELECT``) and check that it wrote ``read`` rows; where the
         driver does not say, ``counted_in`` (holding only these rows) is counted."""
-        cur = self._d.execute(insert)
+        cur = self._dialect.execute(insert)
         try:
-            taken = self._d.rows_written(cur)
+            taken = self._dialect.rows_written(cur)
         finally:
             cur.close()
         self._check_taken(what, read, taken, counted_in)
 
-    # -- the manifest table ----------------------------------------------------------------------
-
-    def _set_up_manifest_table(self) -> None:
-        d = self._d
-        mt = d.qualified(self.manifest_table)
-        key = d.manifest_key_type
-        if d.table_columns(self.manifest_table) is None:
-            d.setup(
-                [
-                    f"CREATE TABLE IF NOT EXISTS {mt} (destination {key} NOT NULL, vendor {key} NOT NULL, "
-                    f"export_ref {key} NOT NULL, job_ref {key} NOT NULL, committed_at {key}, "
-                    f"manifest TEXT, UNIQUE ({', '.join(_MANIFEST_KEY)}))"
-                ],
-                lock_name=self.manifest_table,
-            )
-            return
-        d.rollback()  # end the catalog look-up's transaction before the load's own
-        # a manifest table made by an older version has no unique key: add one where that is safe
-        upgrade = d.unique_index_sql(self.manifest_table, _MANIFEST_KEY)
-        if upgrade is not None and not d.try_setup(upgrade, lock_name=self.manifest_table):
-            log.warning("%s has no unique key on %s", self.manifest_table, ", ".join(_MANIFEST_KEY))
+    # -- the manifest table (:mod:`.manifest_table`) ------------------------------------------------
 
     def _find_manifest(self, vendor: str, export_ref: str, job_ref: str) -> Mapping[str, Any] | None:
-        d = self._d
-        ph = d.placeholder
-        rows = d.query(
-            f"SELECT manifest FROM {d.qualified(self.manifest_table)} WHERE "
-            + " AND ".join(f"{c} = {ph}" for c in _MANIFEST_KEY),
-            (self.table, vendor, export_ref, job_ref),
-        )
-        return manifest_mod.loads(rows[-1][0]) if rows else None
+        return find_manifest(self._dialect, self.manifest_table, (self.table, vendor, export_ref, job_ref))
 
     def _record_manifest(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """Add this run's manifest row (replacing the job's, on overwrite); a concurrent run of the
-        same job that committed first (generic dialect: the unique key says so) is returned."""
-        d = self._d
-        mt, ph = d.qualified(self.manifest_table), d.placeholder
+        """Add this run's row (replacing the job's, on overwrite); or the manifest of a concurrent run
+        of the same job that committed first."""
         job = (self.table, manifest["vendor"], manifest["export_ref"], manifest["job_ref"])
-        if self._had_manifest:
-            d.execute(
-                f"DELETE FROM {mt} WHERE " + " AND ".join(f"{c} = {ph}" for c in _MANIFEST_KEY), job
-            ).close()
-        try:
-            d.execute(
-                f"INSERT INTO {mt} ({', '.join(_MANIFEST_KEY)}, committed_at, manifest) "
-                f"VALUES ({', '.join([ph] * 6)})",
-                (*job, manifest["finished_at"], manifest_mod.dumps(manifest).decode()),
-            ).close()
-        except Exception:
-            d.rollback()
-            winner = self._find_manifest(*job[1:])
-            if winner is None:
-                raise
-            return winner
-        return None
+        return record_manifest(self._dialect, self.manifest_table, job, manifest, replace=self._had_manifest)
 
     # -- shaping the stage and the table -----------------------------------------------------------
 
     def _open_savepoint(self, source: SourceFile) -> None:
-        if not self._d.savepoints:
+        if not self._dialect.savepoints:
             return
         self._release_savepoint()  # the previous file is done: at most one savepoint is open
         self._savepoints += 1
         name = f"exports_file_{self._savepoints}"
-        self._d.savepoint(name)
+        self._dialect.savepoint(name)
         self._savepoint = _Savepoint(source.name, name, copy.deepcopy(self._state))
 
     def _release_savepoint(self) -> None:
         if self._savepoint is not None:
-            self._d.release(self._savepoint.name)
+            self._dialect.release(self._savepoint.name)
             self._savepoint = None
 
     def _check_columns(self, batch: Batch) -> None:
@@ -493,12 +465,12 @@ class SqlSink(Sink):
 
     def _stage_type(self, column: str) -> str:
         declared = self._state.tracker.declared(column)
-        return "TEXT" if declared is None else self._d.type_name(FinalType(declared, declared=True))
+        return "TEXT" if declared is None else self._dialect.type_name(FinalType(declared, declared=True))
 
     def _prepare_stage(self, batch: Batch) -> None:
         """Make the stage take ``batch``'s columns: create it, or add columns (a table this run
         creates grows; an existing table's columns are fixed)."""
-        d, state = self._d, self._state
+        d, state = self._dialect, self._state
         data = [c for c in batch.columns if c != ORDINAL]
         if self._target is not None:
             self._check_columns(batch)
@@ -582,142 +554,6 @@ class SqlSink(Sink):
             columns.append(ORDINAL)
         return CsvBatch(columns, encode_csv(texts, n), n)
 
-    def _create_target(self) -> dict[str, str]:
-        """Create the table with the load's final types (at commit: every value has voted)."""
-        d, tracker = self._d, self._state.tracker
-        types = {c: d.type_name(tracker.final(c)) for c in self._state.seen}
-        cols = ", ".join(f"{d.quote(c)} {t}" for c, t in types.items())
-        d.execute(f"CREATE TABLE {d.qualified(self.table)} ({cols})").close()
-        return types
-
-    def _cast_list(self, types: Mapping[str, str]) -> str:
-        """The staged columns, cast to their final types (declared ones are staged typed)."""
-        d, tracker = self._d, self._state.tracker
-        return ", ".join(
-            d.quote(c) if tracker.declared(c) is not None else f"{d.cast(d.quote(c), t)} AS {d.quote(c)}"
-            for c, t in types.items()
-        )
-
-    def _merge(self, new_types: Mapping[str, str] | None) -> None:
-        """Delete the table's rows whose key is staged, insert the last staged row of each key."""
-        d, state = self._d, self._state
-        absent = [k for k in self.key_columns if k not in state.seen]
-        if absent:
-            raise TransferRefused(f"the export has no key column {', '.join(repr(k) for k in absent)}")
-        stage = STAGE
-        if new_types is not None:  # keys compare as the table will hold them: stage them typed
-            d.create_stage_as(
-                TYPED_STAGE, f"SELECT {self._cast_list(new_types)}, {d.quote(ORDINAL)} FROM {d.quote(STAGE)}"
-            )
-            stage = TYPED_STAGE
-        keys = [d.quote(k) for k in self.key_columns]
-        (null_keys,) = d.query(
-            f"SELECT count(*) FROM {d.quote(stage)} WHERE " + " OR ".join(f"{k} IS NULL" for k in keys)
-        )[0]
-        if null_keys:
-            raise TransferRefused(
-                f"{null_keys} row(s) of the export have no value in key column(s) "
-                f"{', '.join(self.key_columns)}; merge needs a key for every row, nothing was loaded"
-            )
-        d.index_stage(stage, [*self.key_columns, ORDINAL])
-        target = d.qualified(self.table)
-        if new_types is None:
-            match = " AND ".join(f"s.{k} = {target}.{k}" for k in keys)
-            d.execute(
-                f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {d.quote(stage)} s WHERE {match})"
-            ).close()
-        same_key = " AND ".join(f"later.{k} = s.{k}" for k in keys)
-        cols = ", ".join(d.quote(c) for c in state.seen)
-        ordinal = d.quote(ORDINAL)
-        d.execute(
-            f"INSERT INTO {target} ({cols}) SELECT {', '.join(f's.{d.quote(c)}' for c in state.seen)} "
-            f"FROM {d.quote(stage)} s WHERE NOT EXISTS (SELECT 1 FROM {d.quote(stage)} later "
-            f"WHERE {same_key} AND later.{ordinal} > s.{ordinal})"
-        ).close()
-
-    # -- CSV straight into the table ----------------------------------------------------------------
-
-    def _copy_csv(self, source: SourceFile, chunks: Iterable[bytes]) -> int:
-        """CSV bytes straight into the dialect's bulk path, their records counted on the way
-        (:class:`.csv_records.CsvRecords`, which also quotes a ``\\.`` line COPY would stop at);
-        only the header is parsed here. Returns the rows, once the database took them all."""
-        records = CsvRecords()
-        data = _without_bom(iter(maybe_gunzip(chunks, name=source.name)))
-        head, ended = self._read_head(source, records, data)
-        if ended and not head.strip():
-            return 0
-        columns = self.csv_columns or (self._header(source, head) if self.csv_header else None)
-        if columns is None:
-            raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
-        self._check_columns(Batch(list(columns), []))
-
-        def stream() -> Iterator[bytes]:
-            yield head
-            if ended:
-                return
-            for chunk in data:
-                if counted := records.feed(chunk):
-                    yield counted
-            yield records.close()
-
-        taken = self._d.copy_csv(
-            self._d.qualified(self.table),
-            columns,
-            stream(),
-            delimiter=self.csv_delimiter,
-            header=self.csv_header,
-            cancellation=self._cancellation,
-        )
-        rows = records.records - (1 if self.csv_header and records.records else 0)
-        self._check_taken(source.name, rows, taken)
-        return rows
-
-    def _read_head(
-        self, source: SourceFile, records: CsvRecords, data: Iterator[bytes]
-    ) -> tuple[bytes, bool]:
-        """The stream's first bytes, counted: past its first byte that is not white space and, with a
-        header, to the end of the header row; at most ``max_csv_header_bytes`` of them, joined once.
-        And whether the stream ended there (then ``records`` is closed and the head is all of it)."""
-        parts: list[bytes] = []
-        size, bound, blank = 0, limits.CSV_HEADER.value, True
-        for chunk in data:
-            parts.append(records.feed(chunk))
-            size += len(parts[-1])
-            blank = blank and not parts[-1].strip()
-            if not blank and (records.records or not self.csv_header):
-                return b"".join(parts), False
-            if size > bound:
-                raise limits.CSV_HEADER.exceeded(
-                    f"{source.name}: its CSV header row", f"no end of the row in its first {size:,} bytes"
-                )
-        parts.append(records.close())
-        return b"".join(parts), True
-
-    def _header(self, source: SourceFile, head: bytes) -> list[str]:
-        """The column names of the header row at the start of ``head``."""
-        end = first_break(head)
-        row = head if end < 0 else head[:end]
-        if len(row) > limits.CSV_HEADER.value:
-            raise limits.CSV_HEADER.exceeded(f"{source.name}: its CSV header row", f"{len(row):,} bytes")
-        try:
-            header = next(csv.reader([row.decode("utf-8")], delimiter=self.csv_delimiter, strict=True), None)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise TransferError(f"{source.name}: the CSV header row could not be read ({exc})") from None
-        if not header:
-            raise TransferError(f"{source.name}: the CSV header row is empty")
-        return header
-
-
-def _without_bom(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """The stream without a UTF-8 byte order mark at its start (COPY would take it for data)."""
-    first = b""
-    for chunk in chunks:
-        first += chunk
-        if len(first) >= len(_BOM) or not _BOM.startswith(first):
-            break
-    yield first.removeprefix(_BOM)
-    yield from chunks
-
 
 def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any]) -> Iterator[Any]:
     """The same batches with a column per constant (as text) appended to every row."""
@@ -749,66 +585,3 @@ def _has_pyarrow() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("pyarrow") is not None
-
-
-_DONE = object()
-
-
-@contextlib.contextmanager
-def read_ahead(items: Iterator[Any], cancellation: Any, depth: int = 2) -> Iterator[Iterator[Any]]:
-    """``items`` produced by a thread of their own, at most ``depth`` ahead of the consumer.
-
-    The columnar readers spend their time in pyarrow and zlib, which release the GIL, so a block
-    is parsed and encoded while the database takes the previous one. An exception of the producer
-    (``SourceChanged`` included) is raised to the consumer as it was; leaving the block stops
-    the producer and waits for it, so the file's stream is never read by two threads.
-    """
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        handoff.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            outcome: tuple[Any, BaseException | None] = (_DONE, None)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            outcome = (_DONE, exc)
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
-        while not stop.is_set():
-            try:
-                handoff.put(outcome, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def consume() -> Iterator[Any]:
-        while True:
-            try:
-                item, error = handoff.get(timeout=0.1)
-            except queue.Empty:
-                cancellation.check()
-                continue
-            if item is _DONE:
-                if error is not None:
-                    raise error
-                return
-            yield item
-
-    worker = threading.Thread(target=produce, name="exports-sql-read-ahead", daemon=True)
-    worker.start()
-    try:
-        yield consume()
-    finally:
-        stop.set()
-        worker.join()

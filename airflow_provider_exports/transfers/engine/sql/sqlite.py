@@ -17,11 +17,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.transfers.engine.formats import Batch
-from airflow_provider_exports.transfers.engine.sql.dialect import Dialect
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect
 from airflow_provider_exports.transfers.engine.sql.types import INT64_MAX, INT64_MIN, FinalType
 
 if TYPE_CHECKING:
-    from airflow_provider_exports.transfers.engine.sink import Cancellation
+    from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 
 #: the significant digits a REAL (what SQLite's NUMERIC stores for a fraction) always keeps
 REAL_DIGITS = 15

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_exports.exceptions import TransferError
-from airflow_provider_exports.transfers.engine import SqlSink, formats
+from airflow_provider_exports.transfers.engine import SqlSink
+from airflow_provider_exports.transfers.engine.sql import arrow_readers
 from airflow_provider_exports.transfers.engine.sql import sink as sink_mod
 from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
 from airflow_provider_exports_sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
@@ -30,7 +31,7 @@ BLOCK = 256  # bytes per pyarrow block in these tests: a few lines each
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(formats, "JSONL_BLOCK_BYTES", BLOCK)
+    monkeypatch.setattr(arrow_readers, "JSONL_BLOCK_BYTES", BLOCK)
 
 
 def lines(*rows: object) -> bytes:
@@ -258,17 +259,17 @@ def test_the_columnar_reader_streams_block_by_block():
             produced.append(i)
             yield lines(*({"k": i * 10 + j} for j in range(10)))
 
-    batches = formats.read_jsonl_columnar(chunks(), block_bytes=1000)
+    batches = arrow_readers.read_jsonl_columnar(chunks(), block_bytes=1000)
     first = next(batches)
-    assert isinstance(first, formats.ArrowBatch)
+    assert isinstance(first, arrow_readers.ArrowBatch)
     assert len(produced) < 20  # the first block came long before the file was read
     assert sum(b.num_rows for b in [first, *batches]) == 1000
 
 
-def test_gzipped_jsonl_through_read_batches_is_columnar():
+def test_gzipped_jsonl_through_read_columnar_is_columnar():
     data = gzip.compress(lines({"a": 1}, {"a": 2}))
-    (batch,) = formats.read_batches([data], "jsonl", columnar=True)
-    assert isinstance(batch, formats.ArrowBatch) and batch.table.column("a").to_pylist() == [1, 2]
+    (batch,) = arrow_readers.read_columnar([data], "jsonl")
+    assert isinstance(batch, arrow_readers.ArrowBatch) and batch.table.column("a").to_pylist() == [1, 2]
 
 
 def test_a_source_that_changes_after_blocks_were_copied_is_rolled_back(pg):

@@ -11,7 +11,7 @@ import pytest
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
 from airflow_provider_exports.transfers.engine import SqlSink, TransferContext, run_transfer
 from airflow_provider_exports.transfers.engine.sql import sink as sink_mod
-from airflow_provider_exports.transfers.engine.sql.dialect import Dialect
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect
 
 from .conftest import VENDOR, ChunksSource, file_source, jsonl, jsonl_gz, load, query
 
@@ -363,7 +363,7 @@ def test_nested_xdm_structs_flatten_to_named_columns(db, tmp_path):
 
 @pytest.mark.parametrize("existing", [True, False], ids=["existing-table", "new-table"])
 def test_a_batch_transform_reshapes_rows_before_they_load(db, existing):
-    from airflow_provider_exports.transfers.engine.formats import Unpivot
+    from airflow_provider_exports.transfers.engine.transforms import Unpivot
 
     if existing:
         db.run("CREATE TABLE t (audience TEXT, day DATE, count BIGINT)")

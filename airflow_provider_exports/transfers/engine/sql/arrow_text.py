@@ -1,0 +1,213 @@
+"""Arrow values written as text column-wise (pyarrow compute, in C++), exactly as the row path writes
+them in Python: nested values as JSON text (:func:`arrow_json_text`), floats as ``repr``
+(:func:`float_text`), timestamps as ``isoformat`` (:func:`iso_timestamp_text`).
+
+What the column-wise writers cannot match exactly raises :class:`NeedsPython`, and Python writes
+that column (or those values) instead. The columnar readers (:mod:`.arrow_readers`) use the JSON
+text for nested Parquet values; the ``COPY`` renderers (:mod:`.columnar`) the float and timestamp
+text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from airflow_provider_exports.transfers.engine.formats import nested_json_text
+
+
+def arrow_json_text(array: Any) -> Any:
+    """A nested Arrow array's values as JSON text (a string array, NULL kept), exactly as
+    :func:`nested_json_text` writes them, computed column-wise in C++ (pyarrow compute); the few
+    values that need Python (control characters, non-finite floats, binary, decimals, repeated map
+    keys, a time zone other than UTC) are written by it."""
+    import pyarrow as pa
+
+    if isinstance(array, pa.ChunkedArray):
+        return pa.chunked_array([arrow_json_text(c) for c in array.chunks], type=pa.string())
+    try:
+        text = _json_values(array)
+    except NeedsPython:
+        text = pa.array(nested_json_text(array), type=pa.string())
+    import pyarrow.compute as pc
+
+    return pc.if_else(array.is_valid(), text, pa.scalar(None, pa.string()))
+
+
+class NeedsPython(Exception):
+    """A value the column-wise JSON writer leaves to Python."""
+
+
+def float_text(array: Any, *, json_style: bool = False) -> Any:
+    """Floats as Python's ``repr`` writes them (JSON's ``json.dumps`` with ``json_style``: ``NaN``,
+    ``Infinity``); NULL kept. pyarrow's own text is kept where it is the same, the rest is
+    written by Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = pc.cast(array, pa.float64())
+    text = pc.cast(array, pa.string())
+    # pyarrow writes shortest round-trip digits like repr, but switches to exponents sooner and
+    # drops ".0"; its fixed-notation text with a point and at most 4 leading zeros is repr's
+    odd = pc.or_(
+        pc.invert(pc.match_substring(text, ".")),
+        pc.or_(pc.match_substring(text, "e"), pc.match_substring_regex(text, r"^-?0\.0000")),
+    )
+    odd = pc.fill_null(odd, False)
+    if not pc.any(odd).as_py():
+        return text
+    where = pc.indices_nonzero(odd)
+    values = pc.take(array, where).to_pylist()
+    fixed = [json.dumps(v) for v in values] if json_style else [repr(v) for v in values]
+    return _scatter(text, where, fixed)
+
+
+def _scatter(text: Any, where: Any, values: list[str]) -> Any:
+    """``text`` with the positions ``where`` replaced by ``values``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = text.to_pylist() if len(values) * 8 > len(text) else None
+    if out is not None:
+        for i, v in zip(where.to_pylist(), values, strict=True):
+            out[i] = v
+        return pa.array(out, type=pa.string())
+    mask = pc.fill_null(pc.is_in(pa.array(range(len(text)), pa.int64()), value_set=where), False)
+    full: list[str | None] = [None] * len(text)
+    for i, v in zip(where.to_pylist(), values, strict=True):
+        full[i] = v
+    return pc.if_else(mask, pa.array(full, type=pa.string()), text)
+
+
+def _json_string(array: Any) -> Any:
+    """Strings as JSON string literals (``json.dumps(ensure_ascii=False)``)."""
+    import re
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = pc.cast(array, pa.string())
+    data = array.buffers()[2]
+    raw = memoryview(data) if data is not None else b""
+    # one scan of the bytes in C (a control character anywhere in the buffer sends it to Python)
+    if re.search(rb"[\x00-\x1f]", raw):
+        raise NeedsPython
+    if re.search(rb'[\\"]', raw):
+        array = pc.replace_substring(pc.replace_substring(array, "\\", "\\\\"), '"', '\\"')
+    return pc.binary_join_element_wise('"', array, '"', "")
+
+
+def _json_values(array: Any) -> Any:
+    """JSON text of every slot of ``array`` (a NULL slot's text is ``null``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = array.type
+    T = pa.types
+    null = pa.scalar("null", pa.string())
+    if T.is_dictionary(t):
+        return _json_values(array.dictionary_decode())
+    if T.is_null(t):
+        return pa.array(["null"] * len(array), type=pa.string())
+    if T.is_boolean(t):
+        text = pc.if_else(array, "true", "false")
+    elif T.is_integer(t):
+        text = pc.cast(array, pa.string())
+    elif T.is_floating(t):
+        text = float_text(array, json_style=True)
+    elif T.is_string(t) or T.is_large_string(t):
+        text = _json_string(array)
+    elif T.is_date(t):
+        text = pc.binary_join_element_wise('"', pc.cast(pc.cast(array, pa.date32()), pa.string()), '"', "")
+    elif T.is_timestamp(t):
+        text = iso_timestamp_text(array)
+    elif T.is_struct(t):
+        parts: list[Any] = ["{"]
+        for i, (f, child) in enumerate(zip(t, array.flatten(), strict=True)):
+            parts.append(("," if i else "") + json.dumps(f.name, ensure_ascii=False) + ":")
+            parts.append(_json_values(child))
+        parts.append("}")
+        text = pc.binary_join_element_wise(*parts, "") if len(parts) > 2 else pa.array(["{}"] * len(array))
+    elif T.is_map(t):
+        text = _json_map(array)
+    elif T.is_list(t) or T.is_large_list(t) or T.is_fixed_size_list(t):
+        if T.is_fixed_size_list(t):
+            array = pc.cast(array, pa.list_(t.value_type))
+        offsets = pc.subtract(array.offsets, array.offsets[0])
+        items = pa.ListArray.from_arrays(offsets, _json_values(_list_values(array)), mask=array.is_null())
+        text = pc.binary_join_element_wise("[", pc.binary_join(items, ","), "]", "")
+    else:
+        raise NeedsPython  # binary, decimals, times, unions: rare; Python writes them
+    if array.null_count:
+        text = pc.if_else(array.is_valid(), text, null)
+    return text
+
+
+def _list_values(array: Any) -> Any:
+    """The values a list array's offsets span (``flatten`` skips the values under NULL lists)."""
+    offsets = array.offsets
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    return array.values.slice(start, end - start)
+
+
+def _json_map(array: Any) -> Any:
+    """Maps as JSON objects (string keys, none repeated within a map; else Python writes them)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = array.type
+    if not (pa.types.is_string(t.key_type) or pa.types.is_large_string(t.key_type)):
+        raise NeedsPython
+    offsets = array.offsets
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    keys = array.keys.slice(start, end - start)
+    items = array.items.slice(start, end - start)
+    rebased = pc.subtract(offsets, offsets[0])
+    if _repeats_a_key(rebased, keys):
+        raise NeedsPython  # a repeated key: the pairs stay a list of [key, value]
+    entries = pc.binary_join_element_wise(_json_string(keys), ":", _json_values(items), "")
+    joined = pc.binary_join(pa.ListArray.from_arrays(rebased, entries, mask=array.is_null()), ",")
+    return pc.binary_join_element_wise("{", joined, "}", "")
+
+
+def iso_timestamp_text(array: Any, sep: str = "T", quote: str = '"') -> Any:
+    """Timestamps as ``datetime.isoformat(sep)`` writes them, quoted (UTC or naive; else Python)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tz = array.type.tz
+    if array.type.unit == "ns" or tz not in (None, "UTC", "utc", "+00:00", "Etc/UTC"):
+        raise NeedsPython
+    micros = pc.cast(pc.cast(array, pa.timestamp("us", tz=tz)), pa.timestamp("us"))  # UTC wall time
+    seconds = pc.floor_temporal(micros, unit="second")
+    base = pc.utf8_replace_slice(pc.cast(pc.cast(seconds, pa.timestamp("s")), pa.string()), 10, 11, sep)
+    frac = pc.subtract(pc.cast(micros, pa.int64()), pc.cast(seconds, pa.int64()))
+    frac_text = pc.if_else(
+        pc.equal(frac, 0),
+        "",
+        pc.binary_join_element_wise(".", pc.utf8_lpad(pc.cast(frac, pa.string()), 6, "0"), ""),
+    )
+    suffix = "" if tz is None else "+00:00"
+    return pc.binary_join_element_wise(quote, base, frac_text, suffix + quote, "")
+
+
+def _repeats_a_key(rebased: Any, keys: Any) -> bool:
+    """Whether some map repeats a key: each entry is compared with the entries before it in its
+    map (maps are short), or, for long maps, (map, key) pairs are counted."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not len(keys):
+        return False
+    parents = pc.list_parent_indices(pa.ListArray.from_arrays(rebased, keys))
+    longest = pc.max(pc.subtract(rebased.slice(1), rebased.slice(0, len(rebased) - 1))).as_py() or 0
+    if longest > 32:
+        return pa.table({"p": parents, "k": keys}).group_by(["p", "k"]).aggregate([]).num_rows != len(keys)
+    for lag in range(1, longest):
+        same = pc.and_(
+            pc.equal(parents.slice(lag), parents.slice(0, len(parents) - lag)),
+            pc.equal(keys.slice(lag), keys.slice(0, len(keys) - lag)),
+        )
+        if pc.any(same).as_py():
+            return True
+    return False

@@ -1,0 +1,84 @@
+"""From the stage into the table, at commit: the SQL of a load whose rows were staged.
+
+Rows are staged when they cannot go straight into the table: the table does not exist yet, or the
+mode is ``merge``. The stage is a session-local table (:data:`STAGE`) of the export's columns,
+undeclared ones as text; for ``merge`` it also numbers the rows in export order (:data:`ORDINAL`).
+At commit, a new table is created with the types a :class:`.types.TypeTracker` decided from every
+value (:func:`create_table`) and filled through casts (:func:`cast_list`); ``merge`` refuses rows
+with a NULL key, deletes the table's rows whose key is staged and inserts the last staged row of
+each key (:func:`merge`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from airflow_provider_exports.exceptions import TransferRefused
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect
+from airflow_provider_exports.transfers.engine.sql.types import TypeTracker
+
+#: the session-local tables a load stages rows in
+STAGE = "_exports_stage"
+TYPED_STAGE = "_exports_typed"
+#: the stage column that numbers rows in export order (``merge``: the last row of a key wins)
+ORDINAL = "_exports_ordinal"
+
+
+def create_table(d: Dialect, table: str, tracker: TypeTracker, columns: Sequence[str]) -> dict[str, str]:
+    """Create ``table`` with the load's final types (at commit: every value has voted); returns them."""
+    types = {c: d.type_name(tracker.final(c)) for c in columns}
+    cols = ", ".join(f"{d.quote(c)} {t}" for c, t in types.items())
+    d.execute(f"CREATE TABLE {d.qualified(table)} ({cols})").close()
+    return types
+
+
+def cast_list(d: Dialect, tracker: TypeTracker, types: Mapping[str, str]) -> str:
+    """The staged columns, cast to their final ``types`` (declared ones are staged typed)."""
+    return ", ".join(
+        d.quote(c) if tracker.declared(c) is not None else f"{d.cast(d.quote(c), t)} AS {d.quote(c)}"
+        for c, t in types.items()
+    )
+
+
+def merge(
+    d: Dialect,
+    table: str,
+    key_columns: Sequence[str],
+    columns: Sequence[str],
+    tracker: TypeTracker,
+    new_types: Mapping[str, str] | None,
+) -> None:
+    """Delete ``table``'s rows whose key is staged, insert the last staged row of each key.
+    ``new_types``: the types of the table this load just created (its keys are then compared
+    typed), ``None`` for an existing table."""
+    absent = [k for k in key_columns if k not in columns]
+    if absent:
+        raise TransferRefused(f"the export has no key column {', '.join(repr(k) for k in absent)}")
+    stage = STAGE
+    if new_types is not None:  # keys compare as the table will hold them: stage them typed
+        d.create_stage_as(
+            TYPED_STAGE, f"SELECT {cast_list(d, tracker, new_types)}, {d.quote(ORDINAL)} FROM {d.quote(STAGE)}"
+        )
+        stage = TYPED_STAGE
+    keys = [d.quote(k) for k in key_columns]
+    (null_keys,) = d.query(
+        f"SELECT count(*) FROM {d.quote(stage)} WHERE " + " OR ".join(f"{k} IS NULL" for k in keys)
+    )[0]
+    if null_keys:
+        raise TransferRefused(
+            f"{null_keys} row(s) of the export have no value in key column(s) "
+            f"{', '.join(key_columns)}; merge needs a key for every row, nothing was loaded"
+        )
+    d.index_stage(stage, [*key_columns, ORDINAL])
+    target = d.qualified(table)
+    if new_types is None:
+        match = " AND ".join(f"s.{k} = {target}.{k}" for k in keys)
+        d.execute(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {d.quote(stage)} s WHERE {match})").close()
+    same_key = " AND ".join(f"later.{k} = s.{k}" for k in keys)
+    cols = ", ".join(d.quote(c) for c in columns)
+    ordinal = d.quote(ORDINAL)
+    d.execute(
+        f"INSERT INTO {target} ({cols}) SELECT {', '.join(f's.{d.quote(c)}' for c in columns)} "
+        f"FROM {d.quote(stage)} s WHERE NOT EXISTS (SELECT 1 FROM {d.quote(stage)} later "
+        f"WHERE {same_key} AND later.{ordinal} > s.{ordinal})"
+    ).close()

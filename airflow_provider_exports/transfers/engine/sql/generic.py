@@ -1,0 +1,262 @@
+"""What the SQL sink needs from a database, and the generic DB-API dialect every other one refines.
+
+A :class:`Dialect` wraps one connection for one load: SQL text (quoting, placeholders, type names,
+casts), the transaction (the load lock, savepoints, commit, rollback), the catalog (a table's
+columns, temporary staging tables) and the fast way to write rows. :class:`Dialect` itself is the
+generic one, for any ``DbApiHook``: ANSI SQL, the hook's placeholder, ``executemany`` in batches,
+``CREATE TEMPORARY TABLE``; it claims neither transactional DDL nor savepoints nor a lock between
+loads (the manifest table's unique key stops a second load of the same job), nor a row count it can
+trust (:meth:`Dialect.rows_written`). PostgreSQL (:mod:`.postgres`) and SQLite (:mod:`.sqlite`)
+refine it; :func:`.dialect.dialect_for` picks one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from airflow_provider_exports.exceptions import TransferError
+from airflow_provider_exports.transfers.engine.formats import Batch
+from airflow_provider_exports.transfers.engine.sql.types import FinalType
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    from airflow_provider_exports.transfers.engine.cancellation import Cancellation
+
+log = logging.getLogger(__name__)
+
+
+class Written(NamedTuple):
+    """What one write into a table did: the rows it sent, and the rows the database says it took
+    (``None`` where the driver's count is not trusted: :meth:`Dialect.rows_written`)."""
+
+    sent: int
+    taken: int | None
+
+
+class Dialect:
+    """The generic DB-API dialect (see the module docstring); subclasses refine it per database."""
+
+    name = "generic"
+    #: whether CREATE TABLE takes part in the transaction (rolled back with it)
+    transactional_ddl = False
+    #: whether ``SAVEPOINT`` / ``ROLLBACK TO SAVEPOINT`` are available (restarting one file needs them)
+    savepoints = False
+    #: whether CSV bytes can go straight into a table (:meth:`copy_csv`)
+    csv_passthrough = False
+    #: whether :meth:`write_batches` takes ``CsvBatch`` blocks made from pyarrow columns
+    columnar = False
+    #: the type of the manifest table's key columns (VARCHAR(190): four of them fit a MySQL index)
+    manifest_key_type = "VARCHAR(190)"
+    #: the type of undeclared binary columns (Parquet binary)
+    binary_type = "BINARY"
+    #: the column type of the logical type ``JSON`` (nested Parquet values as JSON text)
+    json_type = "TEXT"
+
+    def __init__(self, hook: DbApiHook, conn: Any) -> None:
+        self.hook = hook
+        self.conn = conn
+
+    # -- SQL text ------------------------------------------------------------------------------
+
+    def quote(self, name: str) -> str:
+        fmt = getattr(self.hook, "escape_word_format", None) or '"{}"'
+        close = fmt[-1]
+        return fmt.format(name.replace(close, close * 2))
+
+    def qualified(self, table: str) -> str:
+        return ".".join(self.quote(part) for part in table.split("."))
+
+    @property
+    def placeholder(self) -> str:
+        return getattr(self.hook, "placeholder", None) or "%s"
+
+    def type_name(self, final: FinalType) -> str:
+        """The column type for ``final`` in a table the load creates.
+
+        Generic: ``NUMERIC`` without precision is exact on PostgreSQL but ``DECIMAL(10,0)`` on MySQL
+        and ``NUMERIC(18,0)`` on SQL Server (fractions cut), so undeclared decimals stay ``TEXT``.
+        """
+        if final.name == "BINARY":
+            return self.binary_type
+        if final.name == "JSON":
+            return self.json_type
+        if final.name == "NUMERIC" and not final.declared:
+            return "TEXT"
+        return final.name
+
+    def cast(self, expr: str, sql_type: str) -> str:
+        """``expr`` (staged text) as ``sql_type``."""
+        if sql_type == "TEXT":
+            return expr
+        if sql_type == "BOOLEAN":  # CAST('true' AS BOOLEAN) is 0 in SQLite and an error in MySQL
+            return f"CASE {expr} WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE END"
+        return f"CAST({expr} AS {sql_type})"
+
+    # -- connection and transaction ---------------------------------------------------------------
+
+    def prepare(self, lock_timeout: float) -> None:
+        """Set the connection up for one explicit transaction."""
+        if getattr(self.hook, "supports_autocommit", False):
+            self.hook.set_autocommit(self.conn, False)
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        cur = self.conn.cursor()
+        if params is None:
+            cur.execute(sql)
+        else:
+            cur.execute(sql, params)
+        return cur
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        cur = self.execute(sql, params)
+        try:
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    def setup(self, statements: Sequence[str], *, lock_name: str) -> None:
+        """Run ``statements`` (idempotent DDL: the manifest table) in a short transaction of their
+        own; ``lock_name`` serialises concurrent set-ups where the database can."""
+        for sql in statements:
+            self.execute(sql).close()
+        self.conn.commit()
+
+    def try_setup(self, sql: str, *, lock_name: str) -> bool:
+        """Run one optional set-up statement in its own transaction; ``False`` if it failed."""
+        try:
+            self.setup([sql], lock_name=lock_name)
+        except Exception as exc:
+            self.rollback()
+            log.warning("Could not run %s: %s", sql, exc)
+            return False
+        return True
+
+    def lock(self, table: str, lock_timeout: float, cancellation: Cancellation) -> None:
+        """Start the load's transaction and wait for other loads of ``table`` to finish.
+        Generic: no lock (the manifest table's unique key still stops a second load of a job)."""
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing is best effort
+            self.conn.close()
+
+    def savepoint(self, name: str) -> None:
+        self.execute(f"SAVEPOINT {self.quote(name)}").close()
+
+    def rollback_to(self, name: str) -> None:
+        self.execute(f"ROLLBACK TO SAVEPOINT {self.quote(name)}").close()
+        self.release(name)
+
+    def release(self, name: str) -> None:
+        self.execute(f"RELEASE SAVEPOINT {self.quote(name)}").close()
+
+    # -- catalog ------------------------------------------------------------------------------
+
+    def table_columns(self, table: str) -> list[str] | None:
+        """``table``'s columns in order, or ``None`` when it does not exist."""
+        try:
+            cur = self.execute(f"SELECT * FROM {self.qualified(table)} WHERE 1=0")
+        except Exception:
+            self.rollback()  # nothing is written yet: only the failed probe is rolled back
+            return None
+        try:
+            return [d[0] for d in cur.description]
+        finally:
+            cur.close()
+
+    def unique_index_sql(self, table: str, columns: Sequence[str]) -> str | None:
+        """``CREATE UNIQUE INDEX IF NOT EXISTS`` on ``table``, where the database has it (generic: no)."""
+        return None
+
+    def create_stage(self, stage: str, columns: Sequence[tuple[str, str]]) -> None:
+        """A session-local table: no name clash between runs, nothing left after a crash."""
+        cols = ", ".join(f"{self.quote(c)} {t}" for c, t in columns)
+        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} ({cols})").close()
+
+    def create_stage_as(self, stage: str, select: str) -> None:
+        """A session-local table shaped (and filled) by ``select``."""
+        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} AS {select}").close()
+
+    def add_stage_column(self, stage: str, column: str, sql_type: str) -> None:
+        self.execute(f"ALTER TABLE {self.quote(stage)} ADD COLUMN {self.quote(column)} {sql_type}").close()
+
+    def index_stage(self, stage: str, columns: Sequence[str]) -> None:
+        """An index on the stage's key columns, so merging is not quadratic."""
+        cols = ", ".join(self.quote(c) for c in columns)
+        self.execute(f"CREATE INDEX {self.quote(stage + '_keys')} ON {self.quote(stage)} ({cols})").close()
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def rows_written(self, cur: Any) -> int | None:
+        """The rows the statement just run on ``cur`` wrote, as the driver reports them; ``None``
+        where its report is not to be trusted.
+
+        Generic: ``None``. DB-API leaves ``rowcount`` after ``executemany`` to the driver, and
+        drivers differ (the sum, the last statement's count, ``-1``, even ``0``), so a count from an
+        unknown driver could refuse a good load. What is checked instead: rows staged in a table
+        only this load writes (a session stage, a new table, a group's staging table) are counted
+        with ``count(*)`` before they move on; rows ``executemany`` inserts straight into an existing
+        table are not counted again (each one is bound as its own ``INSERT``: no byte of the data
+        can end it early, as ``\\.`` ends a COPY).
+        """
+        return None
+
+    def bindable(self, batch: Batch) -> Sequence[tuple[Any, ...]]:
+        """The batch's rows as the driver can bind them."""
+        return batch.rows
+
+    def write_batches(
+        self,
+        table: str,
+        batches: Iterable[Batch],
+        prepare: Callable[[Batch], None],
+        cancellation: Cancellation,
+    ) -> Written:
+        """Insert every batch into ``table`` (quoted, possibly qualified); ``prepare`` runs before a
+        batch whose columns differ from the previous one's. Returns the rows sent, and taken as far
+        as the driver says (:meth:`rows_written` of every ``executemany``)."""
+        sent, taken = 0, 0
+        trusted = True
+        cur = self.conn.cursor()
+        last: list[str] | None = None
+        ph = self.placeholder
+        sql = ""
+        try:
+            for batch in batches:
+                cancellation.check()
+                if batch.columns != last:
+                    prepare(batch)
+                    last = batch.columns
+                    cols = ", ".join(self.quote(c) for c in batch.columns)
+                    sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join([ph] * len(batch.columns))})"
+                cur.executemany(sql, self.bindable(batch))
+                sent += len(batch.rows)
+                written = self.rows_written(cur) if batch.rows else 0
+                trusted = trusted and written is not None
+                taken += written or 0
+        finally:
+            cur.close()
+        return Written(sent, taken if trusted else None)
+
+    def copy_csv(
+        self,
+        table: str,
+        columns: Sequence[str],
+        data: Iterator[bytes],
+        *,
+        delimiter: str,
+        header: bool,
+        cancellation: Cancellation,
+    ) -> int | None:
+        """CSV bytes (the header included when ``header``) straight into ``table``; only where
+        :attr:`csv_passthrough`. Returns the rows the database says it took (:meth:`rows_written`)."""
+        raise TransferError(f"the {self.name} dialect cannot take CSV bytes directly")

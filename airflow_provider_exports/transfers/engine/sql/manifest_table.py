@@ -1,0 +1,76 @@
+"""The manifest table: one row per job committed into a table (destination, vendor, export, job,
+when, and the run's manifest), which a later run of the same job finds and skips.
+
+It is created if missing, with a unique key on the job, in a short transaction of its own (a
+table made by an older version gets the key where the database can add it). A load looks for its
+job's row under its table's lock, and writes its own in the load's transaction: the row commits
+with the rows, or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_exports.transfers.engine import manifest as manifest_mod
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect
+
+log = logging.getLogger(__name__)
+
+#: the columns that name a job at a destination: one row each (the unique key)
+JOB_KEY = ("destination", "vendor", "export_ref", "job_ref")
+#: a job's key values, in the order of :data:`JOB_KEY`
+Job = tuple[str, str, str, str]
+
+
+def set_up_manifest_table(d: Dialect, table: str) -> None:
+    """Create ``table`` if it is missing, or give an older one its unique key where that is safe;
+    either in a transaction of its own, before the load's."""
+    key = d.manifest_key_type
+    if d.table_columns(table) is None:
+        d.setup(
+            [
+                f"CREATE TABLE IF NOT EXISTS {d.qualified(table)} (destination {key} NOT NULL, vendor "
+                f"{key} NOT NULL, export_ref {key} NOT NULL, job_ref {key} NOT NULL, committed_at {key}, "
+                f"manifest TEXT, UNIQUE ({', '.join(JOB_KEY)}))"
+            ],
+            lock_name=table,
+        )
+        return
+    d.rollback()  # end the catalog look-up's transaction before the load's own
+    upgrade = d.unique_index_sql(table, JOB_KEY)
+    if upgrade is not None and not d.try_setup(upgrade, lock_name=table):
+        log.warning("%s has no unique key on %s", table, ", ".join(JOB_KEY))
+
+
+def find_manifest(d: Dialect, table: str, job: Job) -> Mapping[str, Any] | None:
+    """The manifest ``table`` holds for ``job``, if any."""
+    ph = d.placeholder
+    rows = d.query(
+        f"SELECT manifest FROM {d.qualified(table)} WHERE " + " AND ".join(f"{c} = {ph}" for c in JOB_KEY), job
+    )
+    return manifest_mod.loads(rows[-1][0]) if rows else None
+
+
+def record_manifest(
+    d: Dialect, table: str, job: Job, manifest: Mapping[str, Any], *, replace: bool
+) -> Mapping[str, Any] | None:
+    """Add the run's manifest row for ``job`` (``replace``: the job's row goes first, on overwrite);
+    a concurrent run of the same job that committed first (generic dialect: the unique key says
+    so) is returned, and this load's transaction is rolled back."""
+    mt, ph = d.qualified(table), d.placeholder
+    if replace:
+        d.execute(f"DELETE FROM {mt} WHERE " + " AND ".join(f"{c} = {ph}" for c in JOB_KEY), job).close()
+    try:
+        d.execute(
+            f"INSERT INTO {mt} ({', '.join(JOB_KEY)}, committed_at, manifest) VALUES ({', '.join([ph] * 6)})",
+            (*job, manifest["finished_at"], manifest_mod.dumps(manifest).decode()),
+        ).close()
+    except Exception:
+        d.rollback()
+        winner = find_manifest(d, table, job)
+        if winner is None:
+            raise
+        return winner
+    return None

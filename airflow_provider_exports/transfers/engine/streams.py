@@ -1,0 +1,101 @@
+"""Byte streams of export files: gzip undone as the chunks pass (bounded against gzip bombs), and
+an iterator of chunks read as a file.
+
+Every sink and reader takes a file as an iterator of byte chunks; these keep it that way: nothing
+here holds more than a chunk (or ``out_size`` inflated bytes) at a time.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from airflow_provider_exports.exceptions import LimitExceeded, TransferError
+from airflow_provider_exports.utils import limits
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def gunzip(chunks: Iterable[bytes], out_size: int = 1 << 20, *, name: str = "the file") -> Iterator[bytes]:
+    """Decompress a gzip stream (several members allowed) without inflating more than
+    ``out_size`` bytes at a time, so a small chunk of a very compressible file stays small.
+
+    A gzip bomb stops: past :data:`limits.DECOMPRESSION_FLOOR` inflated bytes, the stream may
+    inflate to at most :data:`limits.DECOMPRESSION_RATIO` times the compressed bytes consumed so
+    far (:class:`LimitExceeded`, naming ``name``).
+    """
+    ratio = limits.DECOMPRESSION_RATIO.value
+    d = zlib.decompressobj(wbits=31)
+    fed = False
+    consumed = inflated = 0
+    try:
+        for chunk in chunks:
+            data = chunk
+            while data:
+                fed = True
+                out = d.decompress(data, out_size)
+                rest = d.unused_data if d.eof else d.unconsumed_tail
+                consumed += len(data) - len(rest)
+                if out:
+                    inflated += len(out)
+                    if inflated > limits.DECOMPRESSION_FLOOR and inflated > ratio * consumed:
+                        raise _bomb(name, inflated, consumed, ratio)
+                    yield out
+                if d.eof:
+                    d, fed = zlib.decompressobj(wbits=31), False
+                data = rest
+    except zlib.error as exc:
+        raise TransferError(f"{name} is not valid gzip: {exc}") from None
+    if fed and not d.eof:
+        raise TransferError(f"{name} ended before its gzip end marker (truncated file)")
+
+
+def _bomb(name: str, inflated: int, consumed: int, ratio: int) -> LimitExceeded:
+    return limits.DECOMPRESSION_RATIO.exceeded(
+        name,
+        f"{consumed:,} compressed bytes inflated to {inflated:,} ({inflated // max(consumed, 1):,} times as "
+        f"many; a gzip bomb?)",
+        ratio,
+    )
+
+
+def maybe_gunzip(chunks: Iterable[bytes], *, name: str = "the file") -> Iterator[bytes]:
+    """The stream, decompressed (:func:`gunzip`) if it starts with the gzip magic bytes, else unchanged."""
+    it = iter(chunks)
+    head = b""
+    for chunk in it:
+        head += chunk
+        if len(head) >= 2:
+            break
+    if not head:
+        return iter(())
+
+    def rest() -> Iterator[bytes]:
+        yield head
+        yield from it
+
+    return gunzip(rest(), name=name) if head[:2] == _GZIP_MAGIC else rest()
+
+
+class ChunkReader(io.RawIOBase):
+    """A read-only, non-seekable file over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            chunk = next(self._it, None)
+            if chunk is None:
+                return 0
+            self._buf = memoryview(chunk)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n

@@ -1,0 +1,143 @@
+"""The columnar readers (pyarrow) and the column-wise text they write: the row readers' values, the
+same bounds and errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_exports.exceptions import LimitExceeded, TransferError
+from airflow_provider_exports.transfers.engine import formats
+from airflow_provider_exports.transfers.engine.sql import arrow_readers, arrow_text
+from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBatch
+
+
+def _chunks(data: bytes, size: int = 7) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_columnar_jsonl_refuses_a_line_longer_than_the_bound(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_JSON_LINE_BYTES", "1000")
+    short = b'{"a": 1}\n' * 100  # blocks of ~400 bytes go by first
+    body = short + b'{"a": "' + b"y" * 3000 + b'"}\n'
+
+    with pytest.raises(LimitExceeded, match="line 101: ") as refused:
+        list(arrow_readers.read_jsonl_columnar(_chunks(body, 64), block_bytes=400))
+    assert refused.value.limit == "max_json_line_bytes"
+
+
+def test_columnar_jsonl_errors_name_the_line_across_blocks():
+    body = b'{"a": 1}\n' * 100 + b'{"a": \n'
+    with pytest.raises(TransferError, match="line 101 is not valid JSON"):
+        list(arrow_readers.read_jsonl_columnar(_chunks(body, 64), block_bytes=400))
+    batches = list(arrow_readers.read_jsonl_columnar(_chunks(b'{"a": 1}\n' * 100, 64), block_bytes=400))
+    assert sum(b.num_rows for b in batches if isinstance(b, ArrowBatch)) == 100
+
+
+def _nested_arrays():
+    import datetime as dt
+
+    import pyarrow as pa
+
+    utc = dt.timezone.utc
+    item = pa.struct(
+        [("id", pa.string()), ("ns", pa.struct([("code", pa.string())])), ("primary", pa.bool_())]
+    )
+    return [
+        pa.array(
+            [
+                {"id": 'a"b\\c', "ns": {"code": "é😀"}, "primary": True},
+                None,
+                {"id": None, "ns": None, "primary": None},
+            ],
+            item,
+        ),
+        pa.array(
+            [[1.5, None, 2.0, 1e-7, 1e16, float("nan"), float("inf")], None, []], pa.list_(pa.float64())
+        ),
+        pa.array([[("k", 1), ("j", None)], None, [], [("k", 1), ("k", 2)]], pa.map_(pa.string(), pa.int64())),
+        pa.array(
+            [[("seg", [("ups", {"status": "realized"})])], []],
+            pa.map_(pa.string(), pa.map_(pa.string(), pa.struct([("status", pa.string())]))),
+        ),
+        pa.array(
+            [
+                [dt.datetime(2024, 1, 1, tzinfo=utc), dt.datetime(1960, 5, 1, 3, 4, 5, 123000, tzinfo=utc)],
+                None,
+            ],
+            pa.list_(pa.timestamp("ms", tz="UTC")),
+        ),
+        pa.array([[dt.datetime(1969, 12, 31, 23, 59, 59, 999999)]], pa.list_(pa.timestamp("us"))),
+        pa.array([["a\nb", "tab\t", ""]], pa.list_(pa.string())),  # control characters: Python writes them
+        pa.array([[True, None, False]], pa.list_(pa.bool_())),
+        pa.array([[{"x": [1, 2]}, None]], pa.list_(pa.struct([("x", pa.list_(pa.int32()))]))),
+        pa.array([[dt.date(2020, 1, 2)]], pa.list_(pa.date32())),
+        pa.array([{}, None], pa.struct([])),
+        pa.array([[b"\x00\xff"]], pa.list_(pa.binary())),
+        pa.array([["x", "y"], ["x"]], pa.list_(pa.string())).cast(
+            pa.list_(pa.dictionary(pa.int32(), pa.string()))
+        ),
+        pa.array([[1, 2], [3, 4]], pa.list_(pa.int8(), 2)),
+    ]
+
+
+@pytest.mark.parametrize("array", _nested_arrays(), ids=lambda a: str(a.type)[:40])
+def test_nested_arrow_values_as_json_text_match_the_row_reader(array):
+    expected = formats.nested_json_text(array)
+    assert arrow_text.arrow_json_text(array).to_pylist() == expected
+    if len(array) > 1:  # a slice (offsets not at zero) too
+        tail = array.slice(1)
+        assert arrow_text.arrow_json_text(tail).to_pylist() == formats.nested_json_text(tail)
+
+
+def test_float_text_is_python_repr():
+    import random
+
+    import pyarrow as pa
+
+    rng = random.Random(7)
+    values = [0.1, 2.5, 1.0, -0.0, 1e-4, 1e-5, 123456789012345.6, 1e16, 1e22, 5e-324, 2.0**53, None]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(200)] + [
+        round(rng.random() * 5000, 2) for _ in range(200)
+    ]
+    values += [rng.random() * 10.0 ** rng.randint(-30, 30) for _ in range(200)]
+    text = arrow_text.float_text(pa.array(values, pa.float64())).to_pylist()
+    assert text == [None if v is None else repr(v) for v in values]
+
+
+def test_columnar_jsonl_blocks_and_what_goes_by_rows():
+    data = b"".join(
+        [
+            b'{"a": 1, "d": "2024-01-01", "f": 0.5}\n' * 50,  # dates pyarrow would make timestamps
+            b'{"a": 1, "f": 2}\n{"a": 2, "f": 2.5}\n',  # an integer among fractions: rows
+            b'{"a": {"nested": true}}\n',  # nested: rows
+            b'{"a": 3, "d": "x", "f": 1.25}\n' * 50,
+        ]
+    )
+    batches = list(arrow_readers.read_jsonl_columnar([data], block_bytes=400, batch_size=10))
+    kinds = {type(b).__name__ for b in batches}
+    assert kinds == {"ArrowBatch", "Batch"}
+    arrow = [b for b in batches if isinstance(b, ArrowBatch)]
+    assert {str(b.table.schema.field("d").type) for b in arrow if "d" in b.columns} == {"string"}
+    assert arrow[0].columns == ["a", "d", "f"]  # the order of the lines, not of pyarrow's explicit schema
+    values = [v for b in batches if isinstance(b, formats.Batch) for r in b.rows for v in r]
+    assert '{"nested":true}' in values and any(v == 2 and type(v) is int for v in values)
+    assert sum(b.num_rows if isinstance(b, ArrowBatch) else len(b.rows) for b in batches) == 103
+
+
+def test_columnar_parquet_gives_the_row_readers_values(tmp_path):
+    import io
+
+    import pyarrow as pa
+
+    from airflow_provider_exports_sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
+
+    out = io.BytesIO()
+    write_profiles(ProfileFileSpec(rows=500, segments=("a", "b"), row_group_rows=200), out)
+    for flatten in (False, True):
+        rows = [r for b in formats.read_parquet([out.getvalue()], flatten_structs=flatten) for r in b.rows]
+        batches = list(
+            arrow_readers.read_parquet_columnar([out.getvalue()], batch_size=128, flatten_structs=flatten)
+        )
+        table = pa.concat_tables(b.table for b in batches)
+        assert batches[0].types == next(formats.read_parquet([out.getvalue()], flatten_structs=flatten)).types
+        assert [tuple(r.values()) for r in table.to_pylist()] == rows
