@@ -98,12 +98,12 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
     locations: list[str] = []
     cpu0 = _cpu_seconds()
     if method == "download":
-        from airflow_provider_exports.hooks._http import HttpCore
+        from airflow_provider_exports.hooks._http import HttpClient
 
-        core = HttpCore("bench", guard=_sandbox_guard())
+        client = HttpClient("bench", guard=_sandbox_guard())
         t0 = time.perf_counter()
         for f in spec["files"]:
-            with core.stream(f["url"]) as body:
+            with client.stream(f["url"]) as body:
                 for chunk in body.iter_bytes(1 << 20):
                     moved += len(chunk)
         seconds = time.perf_counter() - t0
@@ -119,12 +119,12 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
             locations.append(f"upload/{f['name']}")
         seconds = time.perf_counter() - t0
     elif method in ("engine", "discard", "engine-many"):
-        from airflow_provider_exports.hooks._http import HttpCore
+        from airflow_provider_exports.hooks._http import HttpClient
         from airflow_provider_exports.transfers.engine import HttpSourceFile, S3Sink, run_transfer
 
-        core = HttpCore("Sitecore CDP", guard=_sandbox_guard())
+        client = HttpClient("Sitecore CDP", guard=_sandbox_guard())
         files = spec["many_files"] if method == "engine-many" else spec["files"]
-        sources = [HttpSourceFile(core, f["name"], None, lambda u=f["url"]: u, url=f["url"]) for f in files]
+        sources = [HttpSourceFile(client, f["name"], None, lambda u=f["url"]: u, url=f["url"]) for f in files]
         if method == "discard":
             sink: Any = _DiscardSink()
         else:
@@ -160,13 +160,13 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
             locations.append(f"peer/{f['name']}")
         seconds = time.perf_counter() - t0
     elif method.startswith("sql-"):
-        from airflow_provider_exports.hooks._http import HttpCore
+        from airflow_provider_exports.hooks._http import HttpClient
         from airflow_provider_exports.transfers.engine import HttpSourceFile, SqlSink, run_transfer
 
         if method.startswith("sql-jsonl"):
-            core = HttpCore("Sitecore CDP", guard=_sandbox_guard())
+            client = HttpClient("Sitecore CDP", guard=_sandbox_guard())
             f = spec["sql_jsonl"]
-            sources: list[Any] = [HttpSourceFile(core, f["name"], None, lambda: f["url"], url=f["url"])]
+            sources: list[Any] = [HttpSourceFile(client, f["name"], None, lambda: f["url"], url=f["url"])]
         else:
             sources = [_DiskSource(Path(spec["sql_csv"]))]
         sink = SqlSink(spec["table"], conn_id="bench_pg", mode="replace", batch_size=20_000)

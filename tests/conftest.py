@@ -193,16 +193,16 @@ def cordial_swagger() -> CordialSwagger:
 def cordial_requests(cordial_swagger, monkeypatch):
     """Every request a Cordial hook sends in the test, sync or async; each must satisfy the Swagger.
 
-    A spy on the HTTP core (the real request is sent): the test fails at teardown with what the spec
+    A spy on the HTTP client (the real request is sent): the test fails at teardown with what the spec
     refuses, so a test that uses this fixture proves every request it caused is a valid one.
     """
-    from airflow_provider_exports.hooks._http import HttpCore
+    from airflow_provider_exports.hooks._http import HttpClient
 
     sent: list[tuple[str, str, dict | None, object]] = []
-    real_request, real_arequest = HttpCore.request, HttpCore.arequest
+    real_request, real_arequest = HttpClient.request, HttpClient.arequest
 
-    def note(core, method, url, kwargs) -> None:
-        if core.vendor == "Cordial":
+    def note(client, method, url, kwargs) -> None:
+        if client.vendor == "Cordial":
             sent.append((method.upper(), str(url), kwargs.get("params"), kwargs.get("json")))
 
     def request(self, method, url, **kwargs):
@@ -213,8 +213,8 @@ def cordial_requests(cordial_swagger, monkeypatch):
         note(self, method, url, kwargs)
         return await real_arequest(self, method, url, **kwargs)
 
-    monkeypatch.setattr(HttpCore, "request", request)
-    monkeypatch.setattr(HttpCore, "arequest", arequest)
+    monkeypatch.setattr(HttpClient, "request", request)
+    monkeypatch.setattr(HttpClient, "arequest", arequest)
     yield sent
     problems = [
         p

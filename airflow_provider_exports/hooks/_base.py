@@ -1,4 +1,4 @@
-"""What the three vendor hooks share: a lazily resolved connection and one :class:`HttpCore`.
+"""What the three vendor hooks share: a lazily resolved connection and one :class:`HttpClient`.
 
 A vendor hook is its connection settings (parsed and checked in one function), its auth scheme
 and its endpoints. The connection is not touched in ``__init__``: sync code resolves it on first
@@ -40,7 +40,7 @@ from airflow_provider_exports.hooks._auth import AuthScheme
 from airflow_provider_exports.hooks._call import CallOptions
 from airflow_provider_exports.hooks._clients import ASYNC_REQUESTS_PER_SECOND
 from airflow_provider_exports.hooks._guard import HostGuard, is_loopback_host, parse_allowed_hosts
-from airflow_provider_exports.hooks._http import HttpCore
+from airflow_provider_exports.hooks._http import HttpClient
 from airflow_provider_exports.hooks._retry import RetryPolicy
 
 SettingsT = TypeVar("SettingsT")
@@ -257,9 +257,9 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         return {**plain, **{k: v for k, v in extras.items() if not k.startswith(prefix)}}
 
     @cached_property
-    def core(self) -> HttpCore:
+    def http(self) -> HttpClient:
         settings = self.settings
-        return HttpCore(
+        return HttpClient(
             self.vendor,
             auth=self.auth_scheme(settings),
             timeout=self.timeout,
@@ -269,9 +269,9 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
             guard=self.guard,
         )
 
-    async def acore(self) -> HttpCore:
+    async def ahttp(self) -> HttpClient:
         await self.asettings()
-        return self.core
+        return self.http
 
     def url(self, path: str) -> str:
         return self.base_url(self.settings) + path
@@ -285,20 +285,20 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         ``expected``; ``deadline``: epoch seconds by which the call ends, retries included, else it
         raises ``DeadlineExceeded``).
         """
-        return json_body(self.core.request(method, self.url(path), **options), self.vendor)
+        return json_body(self.http.request(method, self.url(path), **options), self.vendor)
 
     async def acall(self, method: str, path: str, **options: Unpack[CallOptions]) -> Any:
         """:meth:`call` on the event loop, for triggers."""
-        core = await self.acore()
-        return json_body(await core.arequest(method, self.url(path), **options), self.vendor)
+        http = await self.ahttp()
+        return json_body(await http.arequest(method, self.url(path), **options), self.vendor)
 
     def close(self) -> None:
-        if "core" in self.__dict__:
-            self.core.close()
+        if "http" in self.__dict__:
+            self.http.close()
 
     async def aclose(self) -> None:
-        if "core" in self.__dict__:
-            await self.core.aclose()
+        if "http" in self.__dict__:
+            await self.http.aclose()
 
     # -- the connection test (the UI's Test button, POST /api/v2/connections/test, airflow connections test)
 
@@ -309,10 +309,10 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
     def connection_hint(self, settings: SettingsT, failure: ConnectionFailure) -> str:
         """What to check when the connection test failed so, naming the connection's fields."""
 
-    def check_access(self, *, core: HttpCore | None = None, deadline: float | None = None) -> None:
+    def check_access(self, *, client: HttpClient | None = None, deadline: float | None = None) -> None:
         """Obtain credentials (a token, where there is one) and make :attr:`access_check`'s read."""
         check = self.access_check
-        (core or self.core).request(
+        (client or self.http).request(
             "GET", self.url(check.path), params=check.params, expected=check.expected, deadline=deadline
         )
 
@@ -328,7 +328,7 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         except Exception as exc:  # bad fields (all of them named), or no such connection
             return False, str(exc)
         auth = self.auth_scheme(settings)
-        core = HttpCore(
+        client = HttpClient(
             self.vendor,
             auth=auth,
             timeout=CONNECTION_TEST_SECONDS,
@@ -336,11 +336,11 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
             guard=self.guard_for(settings),
         )
         try:
-            self.check_access(core=core, deadline=time.time() + CONNECTION_TEST_SECONDS)
+            self.check_access(client=client, deadline=time.time() + CONNECTION_TEST_SECONDS)
         except Exception as exc:
             return False, self._connection_failure(settings, exc, auth)
         finally:
-            core.close()
+            client.close()
         return True, f"Connected to {self.vendor}: credentials accepted, {self.base_url(settings)} answered"
 
     def _connection_failure(self, settings: SettingsT, exc: Exception, auth: AuthScheme) -> str:

@@ -1,13 +1,13 @@
 """The httpx clients of the core: how each is made, and what one event loop shares per connection.
 
 Every client sends the ``User-Agent`` and first quiets httpx's logger (:func:`quiet_httpx`). The
-sync client (a worker's: one per core) connects through a :class:`~._streams.ConnectionTracker`, so
+sync client (a worker's: one per HttpClient) connects through a :class:`~._streams.ConnectionTracker`, so
 its connections can be cut and the host guard sees every address it connects to.
 
-Async clients are shared: every core of one connection (same share key) on one event loop uses one
+Async clients are shared: every HttpClient of one connection (same share key) on one event loop uses one
 ``httpx.AsyncClient`` (one connection pool) and one :class:`AsyncRateLimiter`, so a triggerer running a
 thousand waits on ten connections holds ten clients, not a thousand. The registry holds them per event
-loop, weakly (a loop that is gone takes its entries with it); the last core of a key to close on a loop
+loop, weakly (a loop that is gone takes its entries with it); the last HttpClient of a key to close on a loop
 closes the client. The rate limit is the async clients' alone: it spreads the many waits one
 triggerer runs on a connection, while a worker runs one task, which sends one request at a time.
 """
@@ -40,7 +40,7 @@ _LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
 
 def quiet_httpx() -> None:
     """httpx logs ``HTTP Request: GET <full URL>`` at INFO, and a presigned URL's query string is a
-    credential: every client this core makes first sets httpx's logger to WARNING (Airflow's own
+    credential: every client an HttpClient makes first sets httpx's logger to WARNING (Airflow's own
     logging does; a process whose logging is set up otherwise may not)."""
     httpx_log = logging.getLogger("httpx")
     if httpx_log.getEffectiveLevel() < logging.WARNING:

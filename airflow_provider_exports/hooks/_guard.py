@@ -3,7 +3,7 @@
 A vendor's answers name URLs (Sitecore's presigned output files); an attacker or a confused vendor
 could name the cloud metadata address (``http://169.254.169.254/...``), which with instance metadata
 v1 hands out the worker's own IAM keys, or any host of the worker's network. :class:`HostGuard` is
-checked twice for every request of an :class:`~airflow_provider_exports.hooks._http.HttpCore`:
+checked twice for every request of an :class:`~airflow_provider_exports.hooks._http.HttpClient`:
 
 - before a byte is sent (:meth:`HostGuard.check_url`): no user info; ``https`` on its default port,
   unless the host is one the connection itself names;

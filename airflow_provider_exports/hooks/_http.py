@@ -86,7 +86,7 @@ __all__ = [
     "BasicAuth",
     "ByteStream",
     "ClientCredentialsAuth",
-    "HttpCore",
+    "HttpClient",
     "RetryPolicy",
     "json_body",
     "parse_content_range",
@@ -102,7 +102,7 @@ log = logging.getLogger(__name__)
 STOP_LOOK_SECONDS = 0.05
 
 
-class HttpCore:
+class HttpClient:
     """Sync and async HTTP for one vendor credential: auth, retries, errors and redaction.
 
     :param vendor: display name used in logs and errors.

@@ -395,7 +395,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         return self.url(file_path(dataset_file_id)) + "?" + urlencode({"path": path})
 
     def file_size(self, dataset_file_id: str, path: str) -> int:
-        response = self.core.request("HEAD", self.url(file_path(dataset_file_id)), params={"path": path})
+        response = self.http.request("HEAD", self.url(file_path(dataset_file_id)), params={"path": path})
         return int(response.headers["Content-Length"])
 
     def open_file(
@@ -403,7 +403,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
     ) -> AbstractContextManager[ByteStream]:
         """Stream one file from ``offset`` on (``Range``), at most ``length`` bytes: each call must
         finish within Adobe's 60 s, so large files are read in windows."""
-        return self.core.stream(self.file_url(dataset_file_id, path), offset=offset, length=length)
+        return self.http.stream(self.file_url(dataset_file_id, path), offset=offset, length=length)
 
     # The token comes from IMS; this read proves the Platform host, org and sandbox headers.
     access_check = AccessCheck(EXPORT_JOBS, params={"limit": "1"})

@@ -432,7 +432,7 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         """
         name = str(body.get("name"))
         try:
-            response = self.core.request("POST", self.url(path), json=dict(body))
+            response = self.http.request("POST", self.url(path), json=dict(body))
         except VendorAPIError as exc:
             if provably_not_sent(exc) or (exc.http_status is not None and exc.http_status < 500):
                 raise

@@ -27,7 +27,7 @@ from airflow_provider_exports.hooks._base import (
     FieldProblems,
     normalise_host,
 )
-from airflow_provider_exports.hooks._http import AuthScheme, ClientCredentialsAuth, HttpCore, RetryPolicy
+from airflow_provider_exports.hooks._http import AuthScheme, ClientCredentialsAuth, HttpClient, RetryPolicy
 from airflow_provider_exports.hooks._untrusted import IdFormat, api_path
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
@@ -212,14 +212,14 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
         return settings.api_host
 
     @cached_property
-    def download_core(self) -> HttpCore:
+    def download_http(self) -> HttpClient:
         """HTTP for the presigned output URLs: they carry their own signature, so no token is sent."""
-        return HttpCore(self.vendor, auth=None, timeout=self.timeout, retry=self.retry, guard=self.guard)
+        return HttpClient(self.vendor, auth=None, timeout=self.timeout, retry=self.retry, guard=self.guard)
 
     def close(self) -> None:
         super().close()
-        if "download_core" in self.__dict__:
-            self.download_core.close()
+        if "download_http" in self.__dict__:
+            self.download_http.close()
 
     # -- the three reads
 

@@ -3,7 +3,7 @@ through Data Access, open them again.
 
 The job must have ``SUCCEEDED`` with every batch in ``success``. Its files are listed with Data
 Access (pages of at most 100, directory entries followed) and downloaded with the hook's
-authenticated core, each in ranged windows (``range_window`` bytes, 64 MiB by default) so no call
+authenticated HTTP client, each in ranged windows (``range_window`` bytes, 64 MiB by default) so no call
 runs into Adobe's documented 60-second limit per answer; a drop resumes at the byte it reached.
 Files are stored as ``<batchId>/<dataSetFileId>/<name>`` (Vendor is silent on whether part names
 are unique across dataset files: this layout cannot collide). The manifest records the job id, the
@@ -98,7 +98,7 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
         if segment:
             attributes["segmentId"] = segment
         return DataAccessSourceFile(
-            self.hook.core,
+            self.hook.http,
             f"{batch_id}/{f.dataset_file_id}/{f.name}",
             f.size,
             lambda: url,

@@ -116,7 +116,7 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
             kind = delta_kind(ref.name)
             files.append(
                 HttpSourceFile(
-                    self.hook.download_core,
+                    self.hook.download_http,
                     f"{kind}/{ref.name}" if kind else ref.name,
                     None,  # sizeKB is rounded: the exact size comes from Content-Length
                     resolver(ref.name),

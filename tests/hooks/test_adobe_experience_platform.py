@@ -380,7 +380,7 @@ async def test_every_request_the_hook_sends_validates_against_adobes_openapi(san
     sandbox.adobe.directory_depth = 1
     sent = []
     hook = AdobeExperiencePlatformHook(retry=FAST)
-    hook.core.client.event_hooks["request"].append(sent.append)
+    hook.http.client.event_hooks["request"].append(sent.append)
 
     dataset, _ = hook.get_or_create_profile_dataset("validated")
     hook.get_or_create_profile_dataset("validated")
@@ -414,8 +414,8 @@ async def test_every_request_the_hook_sends_validates_against_adobes_openapi(san
     async def collect(request):
         sent.append(request)
 
-    core = await hook.acore()
-    core._async_client().event_hooks["request"].append(collect)
+    client = await hook.ahttp()
+    client._async_client().event_hooks["request"].append(collect)
     try:
         await arun_poke(hook, poke_export_job(job_id))
         await hook.acancel_export_job(job_id)

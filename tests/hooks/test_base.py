@@ -106,8 +106,8 @@ def test_no_secret_or_token_in_repr(sandbox, vendor):
         "hook": repr(hook),
         "vars(hook)": repr(vars(hook)),
         "settings": repr(hook.settings),
-        "auth": repr(hook.core.auth),
-        "core": repr(hook.core),
+        "auth": repr(hook.http.auth),
+        "http": repr(hook.http),
         "token cache": repr(list(TOKENS._tokens.values())),
     }
     for name, text in shown.items():

@@ -31,7 +31,7 @@ async def test_hooks_of_one_connection_share_one_client_per_loop_and_two_connect
     hooks = [SitecoreCDPHook() for _ in range(3)] + [SitecoreCDPHook(two)]
     for hook in hooks:
         await hook.aget_reports("daily_loyalty_members")
-    cores = [await hook.acore() for hook in hooks]
+    cores = [await hook.ahttp() for hook in hooks]
 
     assert cores[0]._async_client() is cores[1]._async_client() is cores[2]._async_client()
     assert cores[3]._async_client() is not cores[0]._async_client()
@@ -57,7 +57,7 @@ async def test_hooks_of_one_connection_share_one_client_per_loop_and_two_connect
     hook = SitecoreCDPHook()
     try:
         await hook.aget_reports("daily_loyalty_members")
-        assert (await hook.acore())._async_client() is not shared
+        assert (await hook.ahttp())._async_client() is not shared
     finally:
         await hook.aclose()
 
@@ -89,7 +89,7 @@ def test_clients_of_a_loop_are_gone_with_it(sandbox):
         loops.append(weakref.ref(asyncio.get_running_loop()))
         hook = SitecoreCDPHook()
         await hook.aget_reports("daily_loyalty_members")
-        client = (await hook.acore())._async_client()
+        client = (await hook.ahttp())._async_client()
         if close:
             await hook.aclose()
             closed.append(client.is_closed)

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_exports.exceptions import DeadlineExceeded, LimitExceeded, VendorAPIError
 from airflow_provider_exports.hooks._guard import HostGuard
-from airflow_provider_exports.hooks._http import HttpCore, RetryPolicy
+from airflow_provider_exports.hooks._http import HttpClient, RetryPolicy
 from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
 
 FAST = RetryPolicy(max_attempts=4, backoff_initial=0.01, backoff_max=0.05)
@@ -40,7 +40,7 @@ def test_no_secret_in_logs_or_errors(sandbox, caplog):
     output = hook.get_latest_export("daily_loyalty_members")
     sandbox.sitecore.faults.expire_urls()
     errors = []
-    with pytest.raises(VendorAPIError) as err, hook.core.stream(output.files[0].url) as body:
+    with pytest.raises(VendorAPIError) as err, hook.http.stream(output.files[0].url) as body:
         b"".join(body.iter_bytes())
     errors.append(str(err.value))
     from airflow_provider_exports.hooks._http import TOKENS
@@ -103,7 +103,7 @@ def test_a_download_opens_within_its_deadline_and_its_body_is_the_callers(sandbo
 
     sandbox.sitecore.faults.rate_limit(files, times=None, retry_after="30")
     started = time.monotonic()
-    with pytest.raises(DeadlineExceeded) as err, hook.download_core.stream(url, deadline=time.time() + 20):
+    with pytest.raises(DeadlineExceeded) as err, hook.download_http.stream(url, deadline=time.time() + 20):
         pass
     assert time.monotonic() - started < 10  # at once: the 30 s Retry-After ends past the deadline
     assert_deadline_message(err.value, "/sitecore-cdp-exports/")
@@ -112,7 +112,7 @@ def test_a_download_opens_within_its_deadline_and_its_body_is_the_callers(sandbo
     sandbox.sitecore.faults.clear()
     sandbox.sitecore.faults.slow(files, seconds=3, times=1)  # answers 1.5 s after the deadline
     deadline = time.time() + 1.5
-    with pytest.raises(DeadlineExceeded), hook.download_core.stream(url, deadline=deadline):
+    with pytest.raises(DeadlineExceeded), hook.download_http.stream(url, deadline=deadline):
         pass
     assert deadline <= time.time() < deadline + LATE
     until = time.monotonic() + 15  # let the slow answer come, so that it is not the next test's
@@ -121,7 +121,7 @@ def test_a_download_opens_within_its_deadline_and_its_body_is_the_callers(sandbo
 
     size = sandbox.sitecore.expected_files(job)[0][1]
     sandbox.sitecore.faults.throttle(files, bytes_per_second=max(1, size // 3))  # about 3 s of body
-    with hook.download_core.stream(url, deadline=time.time() + 1) as body:
+    with hook.download_http.stream(url, deadline=time.time() + 1) as body:
         assert len(b"".join(body.iter_bytes())) == size
     hook.close()
 
@@ -175,8 +175,8 @@ def test_httpx_does_not_log_request_urls(sandbox, caplog):
     """httpx logs ``HTTP Request: GET <URL>`` at INFO: a presigned URL's query string is a credential."""
     caplog.set_level(logging.INFO)  # a worker's root logger, outside Airflow's own logging set-up
     logging.getLogger("httpx").setLevel(logging.NOTSET)  # as that set-up leaves it
-    core = HttpCore("Sitecore CDP", retry=FAST, guard=LOOPBACK)
+    client = HttpClient("Sitecore CDP", retry=FAST, guard=LOOPBACK)
     with pytest.raises(VendorAPIError):
-        core.request("GET", sandbox.sitecore.url + "/files/x.json.gz?X-Amz-Signature=s3cr3t")
+        client.request("GET", sandbox.sitecore.url + "/files/x.json.gz?X-Amz-Signature=s3cr3t")
     assert sandbox.sitecore.requests  # it was sent
     assert not [r for r in caplog.records if "s3cr3t" in r.getMessage()]

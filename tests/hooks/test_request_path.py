@@ -1,8 +1,8 @@
 """One request path, two drivers: every behaviour of a call, played through the sync and the async driver.
 
 Each row of :data:`CASES` is a behaviour (retried or not, Retry-After, the 401 refresh, deadlines,
-idempotency, body bounds); each runs in two columns, ``sync`` (``HttpCore.request``, a worker's) and
-``async`` (``HttpCore.arequest``, a triggerer's), over real HTTP against the Sitecore sandbox (a
+idempotency, body bounds); each runs in two columns, ``sync`` (``HttpClient.request``, a worker's) and
+``async`` (``HttpClient.arequest``, a triggerer's), over real HTTP against the Sitecore sandbox (a
 vendor with a token, so every call also goes through the auth flow). What cannot be a row of data
 (callers at once, ``stop``) follows the table, in the same two columns.
 
@@ -267,10 +267,10 @@ async def send(driver: str, hook: SitecoreCDPHook, method: str, target: str, **o
     """One call through the hook's core, by ``driver``; its answer."""
     url = target if "://" in target else hook.url(target)
     if driver == "sync":
-        return hook.core.request(method, url, **options)
-    core = await hook.acore()
+        return hook.http.request(method, url, **options)
+    client = await hook.ahttp()
     try:
-        return await core.arequest(method, url, **options)
+        return await client.arequest(method, url, **options)
     finally:
         await hook.aclose()
 

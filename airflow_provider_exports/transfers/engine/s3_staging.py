@@ -71,7 +71,7 @@ class S3StagingSink(S3Sink):
 
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Complete this group's uploads; the manifest is the final task's."""
-        assert self._pool is not None, "begin() first"
+        assert self._writer is not None, "begin() first"
         self._complete_open_uploads()
         self._committed = True
         self._shutdown()

@@ -41,7 +41,7 @@ from airflow_provider_exports.exceptions import (
 from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
-    from airflow_provider_exports.hooks._http import ByteStream, HttpCore
+    from airflow_provider_exports.hooks._http import ByteStream, HttpClient
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 
 log = logging.getLogger(__name__)
@@ -338,9 +338,9 @@ def presigned_expiry(url: str) -> float | None:
 
 
 class HttpSourceFile(SourceFile):
-    """A file behind an HTTP URL, downloaded through the provider's :class:`HttpCore`.
+    """A file behind an HTTP URL, downloaded through the provider's :class:`HttpClient`.
 
-    :param core: the vendor's HTTP core (auth for Data Access downloads, none for presigned URLs).
+    :param client: the vendor's HTTP client (auth for Data Access downloads, none for presigned URLs).
     :param name: path relative to the destination prefix.
     :param size: listed size in bytes, or ``None``.
     :param url_resolver: returns the file's current URL. Called before the first read when no
@@ -365,7 +365,7 @@ class HttpSourceFile(SourceFile):
 
     def __init__(
         self,
-        core: HttpCore,
+        client: HttpClient,
         name: str,
         size: int | None,
         url_resolver: Callable[[], str],
@@ -382,7 +382,7 @@ class HttpSourceFile(SourceFile):
         if window is not None and window < 1:
             raise ValueError("window must be at least 1 byte")
         self.window = window
-        self._core = core
+        self._http = client
         self._resolve = url_resolver
         self._url = url
         self._headers = dict(headers or {})
@@ -423,7 +423,7 @@ class HttpSourceFile(SourceFile):
         @contextmanager
         def opened() -> Iterator[OpenedStream]:
             url = self._current_url()
-            with self._core.stream(
+            with self._http.stream(
                 url, offset=offset, if_range=if_range, headers=self._headers, stop=self._stopped
             ) as body:
                 yield OpenedStream(
@@ -450,7 +450,7 @@ class HttpSourceFile(SourceFile):
         the first answer says (start, total, version) is what the stream reports."""
         with ExitStack() as first:
             body = first.enter_context(
-                self._core.stream(
+                self._http.stream(
                     self._current_url(),
                     offset=offset,
                     length=self._window_length(offset, None, window),
@@ -474,7 +474,7 @@ class HttpSourceFile(SourceFile):
                     if length is None:
                         return
                     try:
-                        opened = self._core.stream(
+                        opened = self._http.stream(
                             self._current_url(),
                             offset=position,
                             length=length,
@@ -526,4 +526,4 @@ class HttpSourceFile(SourceFile):
 
     def interrupt(self) -> None:
         self._stopped.set()
-        self._core.interrupt()
+        self._http.interrupt()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_exports.hooks._http import HttpCore, RetryPolicy
+from airflow_provider_exports.hooks._http import HttpClient, RetryPolicy
 from airflow_provider_exports.transfers.engine import HttpSourceFile, OpenedStream, SourceFile
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05)
@@ -31,7 +31,7 @@ def sitecore_job(sandbox) -> Callable[..., SitecoreJob]:
     """Seed a Sitecore export job and build the engine's sources for its presigned files."""
     from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
 
-    made: list[tuple[SitecoreCDPHook, HttpCore]] = []
+    made: list[tuple[SitecoreCDPHook, HttpClient]] = []
 
     def make(export: str = "loyalty_members", *, rows: int = 3000, rows_per_file: int = 1000,
              target_bytes: int | None = None, target_files: int = 1,
@@ -39,8 +39,8 @@ def sitecore_job(sandbox) -> Callable[..., SitecoreJob]:
         sandbox.sitecore.add_export(export, rows_per_file=rows_per_file)
         job_ref = sandbox.sitecore.add_job(export, rows=rows, target_bytes=target_bytes, target_files=target_files)
         hook = SitecoreCDPHook(retry=FAST_RETRY)
-        core = HttpCore("Sitecore CDP", retry=retry, guard=hook.guard)
-        made.append((hook, core))
+        client = HttpClient("Sitecore CDP", retry=retry, guard=hook.guard)
+        made.append((hook, client))
         calls: list[str] = []
 
         def resolver_for(name: str) -> Callable[[], str]:
@@ -52,14 +52,14 @@ def sitecore_job(sandbox) -> Callable[..., SitecoreJob]:
 
         listing = hook.get_execution_output(job_ref)
         sources = [
-            HttpSourceFile(core, f.name, None, resolver_for(f.name), url=f.url, attributes={"sizeKB": f.size_kb})
+            HttpSourceFile(client, f.name, None, resolver_for(f.name), url=f.url, attributes={"sizeKB": f.size_kb})
             for f in listing.files
         ]
         return SitecoreJob(export, job_ref, sandbox.sitecore.expected_files(job_ref), calls, sources)
 
     yield make
-    for hook, core in made:
-        core.close()
+    for hook, client in made:
+        client.close()
         hook.close()
 
 

@@ -20,7 +20,7 @@ from airflow_provider_exports.exceptions import (
     TransferRefused,
 )
 from airflow_provider_exports.hooks._guard import HostGuard
-from airflow_provider_exports.hooks._http import HttpCore
+from airflow_provider_exports.hooks._http import HttpClient
 from airflow_provider_exports.transfers.engine import (
     Cancellation,
     HttpSourceFile,
@@ -168,20 +168,20 @@ def test_the_sha256_hashed_beside_the_reader_is_the_files_own():
 @pytest.fixture
 def served(sandbox):
     """An HttpSourceFile of ``name`` on the Sitecore sandbox, whose body a test's ``answer`` fault serves."""
-    cores: list[HttpCore] = []
+    clients: list[HttpClient] = []
 
     def make(name: str, body: bytes, *, size: int | None = None, headers: dict | None = None) -> HttpSourceFile:
         path = f"/sitecore-cdp-exports/served/{name}"
         sandbox.sitecore.faults.answer(path, body=body, headers=headers or {})
         url = sandbox.sitecore.url + path
         # the sandbox is the connection's own host, as a Sitecore hook's guard says (tests/conftest)
-        core = HttpCore("Sitecore CDP", retry=FAST_RETRY, guard=HostGuard.for_connection("Sitecore CDP", [url]))
-        cores.append(core)
-        return HttpSourceFile(core, name, size, lambda: url, url=url)
+        client = HttpClient("Sitecore CDP", retry=FAST_RETRY, guard=HostGuard.for_connection("Sitecore CDP", [url]))
+        clients.append(client)
+        return HttpSourceFile(client, name, size, lambda: url, url=url)
 
     yield make
-    for core in cores:
-        core.close()
+    for client in clients:
+        client.close()
 
 
 def _nothing_at(s3) -> bool:

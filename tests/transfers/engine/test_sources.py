@@ -17,7 +17,7 @@ from airflow_provider_exports.exceptions import (
     VendorConnectionError,
 )
 from airflow_provider_exports.hooks._guard import HostGuard
-from airflow_provider_exports.hooks._http import HttpCore
+from airflow_provider_exports.hooks._http import HttpClient
 from airflow_provider_exports.transfers.engine import HttpSourceFile
 from airflow_provider_exports.transfers.engine.sources import presigned_expiry
 
@@ -116,8 +116,8 @@ def test_the_vendors_rounded_size_is_checked_before_the_body_is_read(sitecore_jo
     job = sitecore_job(rows=1000, rows_per_file=1000)
     real = job.sources[0]
     size = job.expected[0][1]
-    fits = HttpSourceFile(real._core, real.name, None, real._resolve, url=real._url, size_range=(size - 10, size))
-    too_small = HttpSourceFile(real._core, real.name, None, real._resolve, url=real._url, size_range=(0, size - 1))
+    fits = HttpSourceFile(real._http, real.name, None, real._resolve, url=real._url, size_range=(size - 10, size))
+    too_small = HttpSourceFile(real._http, real.name, None, real._resolve, url=real._url, size_range=(0, size - 1))
 
     assert _digest(fits)[0] == size
     with pytest.raises(TransferIntegrityError, match="the vendor's listing allows"):
@@ -169,7 +169,7 @@ def test_refreshes_that_bring_no_byte_are_bounded(sitecore_job, sandbox):
 def test_a_size_that_disagrees_with_the_listing_is_an_integrity_error(sitecore_job, sandbox):
     job = sitecore_job(rows=1000, rows_per_file=1000)
     real = job.sources[0]
-    lying = HttpSourceFile(real._core, real.name, job.expected[0][1] + 1, real._resolve, url=real._url)
+    lying = HttpSourceFile(real._http, real.name, job.expected[0][1] + 1, real._resolve, url=real._url)
 
     with pytest.raises(TransferIntegrityError, match="listed as"):
         _digest(lying)
@@ -240,7 +240,7 @@ def test_presigned_expiry_reads_sigv4_and_sigv2():
 
 def _windowed(source, window, size=None):
     return HttpSourceFile(
-        source._core, source.name, size, source._resolve, url=source._url, window=window
+        source._http, source.name, size, source._resolve, url=source._url, window=window
     )
 
 
@@ -316,18 +316,18 @@ ROGUE_PATH = "/sitecore-cdp-exports/rogue/part-00000.json.gz"
 @pytest.fixture
 def rogue(sandbox):
     """An HttpSourceFile on a path of the Sitecore sandbox that a test's ``answer`` fault serves."""
-    cores: list[HttpCore] = []
+    clients: list[HttpClient] = []
 
     def make(**kwargs) -> HttpSourceFile:
         url = sandbox.sitecore.url + ROGUE_PATH
         # the sandbox is the connection's own host, as a Sitecore hook's guard says (tests/conftest)
-        core = HttpCore("Sitecore CDP", retry=FAST_RETRY, guard=HostGuard.for_connection("Sitecore CDP", [url]))
-        cores.append(core)
-        return HttpSourceFile(core, "part-00000.json.gz", kwargs.pop("size", None), lambda: url, url=url, **kwargs)
+        client = HttpClient("Sitecore CDP", retry=FAST_RETRY, guard=HostGuard.for_connection("Sitecore CDP", [url]))
+        clients.append(client)
+        return HttpSourceFile(client, "part-00000.json.gz", kwargs.pop("size", None), lambda: url, url=url, **kwargs)
 
     yield make
-    for core in cores:
-        core.close()
+    for client in clients:
+        client.close()
 
 
 def _bytes_before_failure(source) -> tuple[int, BaseException]:

@@ -232,8 +232,6 @@ class SqlSink(Sink):
         assert self._db is not None, "begin() first"
         return self._db
 
-    # sql/staging.py (H4's this round) still reads the dialect as ``_d``: remove once it follows
-    _d = _dialect
 
     @property
     def _direct(self) -> bool:

@@ -143,7 +143,7 @@ class SqlStagingSink(SqlSink):
         self._db = dialect_for(self.hook, self.hook.get_conn())
         self._emptied, self._savepoint = False, None
         self._state = _LoadState(TypeTracker(self.column_types))
-        d = self._d
+        d = self._dialect
         registry = registry_table(self.manifest_table)
         try:
             d.prepare(self.lock_timeout)
@@ -171,7 +171,7 @@ class SqlStagingSink(SqlSink):
 
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Keep the session stage as this group's staging table, and record it in the registry."""
-        d, state = self._d, self._state
+        d, state = self._dialect, self._state
         self._cancellation.check()
         self._release_savepoint()
         if state.stage_exists:
@@ -238,7 +238,7 @@ class SqlStagedCommit(SqlSink):
         this run and that group (XCom says which, and XCom is input), and must give the rows the
         group reported; otherwise the commit fails before it writes anything of its own.
         """
-        d = self._d
+        d = self._dialect
         staged = [g for g in groups if self._stage_of(g) is not None]
         for g in staged:
             if d.table_columns(str(g["stage_table"])) is None:
@@ -303,7 +303,7 @@ class SqlStagedCommit(SqlSink):
 
     def _gather_group(self, group: Mapping[str, Any], insert: str) -> None:
         """``insert`` ... ``FROM`` the group's staging table, which must give the rows it reported."""
-        stage = self._d.qualified(str(group["stage_table"]))
+        stage = self._dialect.qualified(str(group["stage_table"]))
         self._insert_counted(
             f"staging table {group['stage_table']} of group {group['group']}",
             int(group["rows"]),
