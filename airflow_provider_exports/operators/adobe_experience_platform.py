@@ -1,13 +1,5 @@
-"""Adobe Experience Platform: the target dataset and the profile export job.
-
-:class:`AdobeCreateProfileDatasetOperator` finds or creates, through Catalog, the dataset on the
-profile union schema that an export job writes into. :class:`AdobeCreateProfileExportJobOperator`
-builds ``POST /data/core/ups/export/jobs`` from its arguments (checked when the DAG is parsed where
-they are literals, else after rendering), pushes the job id to XCom before it waits, waits for the
-job and then its Catalog batches (in the worker or deferred, with the same trigger), and cancels the
-job when the task is killed or its wait times out. A try after a worker died reattaches to the
-job the run already created instead of creating a second one.
-"""
+"""Adobe Experience Platform: the operators of the target dataset and of the profile export job,
+and the job's request (``CreateExportJobRequest``) built from the operator's arguments."""
 
 from __future__ import annotations
 
@@ -123,9 +115,7 @@ def _statuses(value: Any, field_name: str) -> list[str] | None:
     return list(dict.fromkeys(items))
 
 
-def _segments(
-    value: Any, namespace: Any, statuses: Any
-) -> list[dict[str, Any]]:
+def _segments(value: Any, namespace: Any, statuses: Any) -> list[dict[str, Any]]:
     """``segments``: segment ids, or ``{"segmentId", "segmentNs", "status"}`` objects."""
     if value is None or value == "" or value == []:
         return []
@@ -200,12 +190,8 @@ def export_job_request(
     segment_per_batch: Any = False,
     evaluate_segments: Any = None,
 ) -> dict[str, Any]:
-    """A ``POST /export/jobs`` body (``CreateExportJobRequest``) from checked arguments.
-
-    Every problem raises :class:`ExportConfigError` naming the argument: the dataset id and the
-    schema name are required, timestamps are RFC 3339, segment statuses are ``realized``,
-    ``existing`` or ``exited``. Arguments left ``None`` are left out (Adobe's defaults apply).
-    """
+    """A ``POST /export/jobs`` body from the arguments of :class:`AdobeCreateProfileExportJobOperator`
+    (see there); every problem raises :class:`ExportConfigError` naming the argument."""
     arguments = dict(locals())  # by name, for _PLACES
     body: dict[str, Any] = {}
     _put(body, "fields", _fields(fields, "fields"))
@@ -213,9 +199,10 @@ def export_job_request(
         _put(body, "mergePolicy.id", _required_text(merge_policy_id, "merge_policy_id", "a merge policy id"))
         if merge_policy_version not in (None, ""):
             try:
-                _put(body, "mergePolicy.version", int(merge_policy_version))
+                version = int(merge_policy_version)
             except (TypeError, ValueError):
                 raise ExportConfigError("merge_policy_version", f"{merge_policy_version!r} is not a number") from None
+            _put(body, "mergePolicy.version", version)
     elif merge_policy_version not in (None, ""):
         raise ExportConfigError("merge_policy_version", "needs merge_policy_id")
     if chosen := _segments(segments, segment_namespace, segment_statuses):
