@@ -76,9 +76,6 @@ BATCH_FAILED = frozenset(
         AdobeBatchStatus.DELETED,
     }
 )
-#: the documented values of ``filter.segments[].status`` (vendor-apis README §3.4)
-SEGMENT_STATUSES = ("realized", "existing", "exited")
-DEFAULT_SCHEMA_NAME = "_xdm.context.profile"
 
 # A-SEG: ExportJobResponse.id is a number (examples 100.0, 24115, 11400769).
 EXPORT_JOB_ID = IdFormat(re.compile(r"[0-9]{1,19}"), "an export job id (a number such as 24115)")

@@ -14,25 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from airflow_provider_exports.exceptions import ExportConfigError, VendorAPIError
-from airflow_provider_exports.hooks._adobe_experience_platform_records import (
-    BATCH_FILES,
-    BATCH_ID,
-    CATALOG,
-    DATASET_FILE_ID,
-    DATASET_ID,
-    EXPORT_JOBS,
-    FILE,
-    JOB_REATTACH_STATUSES,
-    VENDOR,
-    DataAccessFile,
-    batch_path,
-    epoch_seconds,
-    export_job_path,
-    file_path,
-    job_dataset_id,
-    unusable_answer,
-    unwrap_keyed,
-)
+from airflow_provider_exports.hooks import _adobe_experience_platform_records as records
 from airflow_provider_exports.hooks._base import (
     AccessCheck,
     ConnectionFailure,
@@ -75,7 +57,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
     :param adobe_aep_conn_id: the Airflow connection id.
     """
 
-    vendor = VENDOR
+    vendor = records.VENDOR
     conn_name_attr = "adobe_aep_conn_id"
     default_conn_name = "adobe_aep_default"
     conn_type = "adobe_aep"
@@ -165,12 +147,12 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         }
         if description:
             body["description"] = description
-        result = self.call("POST", f"{CATALOG}/dataSets", json=body, expected=(200, 201))
+        result = self.call("POST", f"{records.CATALOG}/dataSets", json=body, expected=(200, 201))
         # 201 with a one-element array such as ["@/dataSets/5b02..."]: the id is after the last "/".
         if not isinstance(result, list) or not result:
-            url = self.url(f"{CATALOG}/dataSets")
-            raise unusable_answer("dataset creation returned no id", "POST", url, status_code=201)
-        return DATASET_ID.check(str(result[0]).rsplit("/", 1)[-1], "datasetId (Catalog's answer)")
+            url = self.url(f"{records.CATALOG}/dataSets")
+            raise records.unusable_answer("dataset creation returned no id", "POST", url, status_code=201)
+        return records.DATASET_ID.check(str(result[0]).rsplit("/", 1)[-1], "datasetId (Catalog's answer)")
 
     def find_datasets(self, name: str) -> list[tuple[str, dict[str, Any]]]:
         """Datasets named exactly ``name``, oldest first, as ``(id, dataset)``.
@@ -181,13 +163,13 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         of equal names: ``orderBy=asc:created``.
         """
         found: list[tuple[str, dict[str, Any]]] = []
-        pages = PageBudget.of(self, f"{CATALOG}/dataSets")
+        pages = PageBudget.of(self, f"{records.CATALOG}/dataSets")
         start = 0
         while True:
             pages.spend()
             page = self.call(
                 "GET",
-                f"{CATALOG}/dataSets",
+                f"{records.CATALOG}/dataSets",
                 params={
                     "property": f"name=={name}",
                     "properties": "name,schemaRef,created",
@@ -199,14 +181,14 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             if not isinstance(page, Mapping):
                 break
             found += [
-                (DATASET_ID.check(k, "datasetId (Catalog's listing)"), dict(v))
+                (records.DATASET_ID.check(k, "datasetId (Catalog's listing)"), dict(v))
                 for k, v in page.items()
                 if isinstance(v, Mapping) and v.get("name") == name
             ]
             if len(page) < 100:
                 break
             start += len(page)
-        return sorted(found, key=lambda item: epoch_seconds(item[1].get("created")) or 0.0)
+        return sorted(found, key=lambda item: records.epoch_seconds(item[1].get("created")) or 0.0)
 
     def get_or_create_profile_dataset(self, name: str, *, description: str | None = None) -> tuple[str, bool]:
         """The id of the dataset named ``name`` on the profile union schema, created if there is none;
@@ -224,7 +206,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
         """One Catalog batch."""
-        return unwrap_keyed(self.call("GET", batch_path(batch_id)), batch_id)
+        return records.unwrap_keyed(self.call("GET", records.batch_path(batch_id)), batch_id)
 
     # -- profile export jobs (segmentation.yaml)
 
@@ -235,10 +217,10 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             raise ExportConfigError("destination.datasetId", "is required")
         if not (body.get("schema") or {}).get("name"):
             raise ExportConfigError("schema.name", "is required (e.g. _xdm.context.profile)")
-        return self.call("POST", EXPORT_JOBS, json=dict(body))
+        return self.call("POST", records.EXPORT_JOBS, json=dict(body))
 
     def get_export_job(self, job_id: str | int) -> dict[str, Any]:
-        return self.call("GET", export_job_path(job_id))
+        return self.call("GET", records.export_job_path(job_id))
 
     def list_export_jobs(
         self, *, limit: int = 100, pages: list[dict[str, Any]] | None = None
@@ -253,12 +235,12 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         checked for repeats only.
         """
         params: dict[str, Any] = {"limit": limit}
-        budget = PageBudget.of(self, EXPORT_JOBS)
+        budget = PageBudget.of(self, records.EXPORT_JOBS)
         seen: set[str] = set()
         last: tuple[int, int] | None = None
         while True:
             budget.spend()
-            page = self.call("GET", EXPORT_JOBS, params=params) or {}
+            page = self.call("GET", records.EXPORT_JOBS, params=params) or {}
             if pages is not None:
                 pages.append(dict(page.get("page") or {}))
             yield from page.get("records") or []
@@ -283,10 +265,10 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             params["offset"] = offset
 
     def _endless_listing(self, offset: str, why: str) -> VendorAPIError:
-        return unusable_answer(
+        return records.unusable_answer(
             f"link.next offset {offset[:80]!r} {why}: the listing would not end, so it stops here",
             "GET",
-            redact_url(self.url(EXPORT_JOBS)),
+            redact_url(self.url(records.EXPORT_JOBS)),
         )
 
     def find_export_job_since(self, dataset_id: str, created_since: float) -> dict[str, Any] | None:
@@ -301,25 +283,25 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         """
         pages: list[dict[str, Any]] = []
         for job in self.list_export_jobs(limit=50, pages=pages):
-            created = epoch_seconds(job.get("creationTime"))
+            created = records.epoch_seconds(job.get("creationTime"))
             if created is not None and created < created_since:
                 if (pages[-1].get("sort") or "").lower() == "desc":
                     return None
                 continue
             if (
                 created is not None
-                and job_dataset_id(job) == dataset_id
-                and str(job.get("status") or "").upper() in JOB_REATTACH_STATUSES
+                and records.job_dataset_id(job) == dataset_id
+                and str(job.get("status") or "").upper() in records.JOB_REATTACH_STATUSES
             ):
                 return job
         return None
 
     def cancel_export_job(self, job_id: str | int) -> None:
         """Cancel a job; Adobe documents 200 with a body, 204 with a body and 204 without one."""
-        self.call("DELETE", export_job_path(job_id), expected=(200, 202, 204))
+        self.call("DELETE", records.export_job_path(job_id), expected=(200, 202, 204))
 
     async def acancel_export_job(self, job_id: str | int) -> None:
-        await self.acall("DELETE", export_job_path(job_id), expected=(200, 202, 204))
+        await self.acall("DELETE", records.export_job_path(job_id), expected=(200, 202, 204))
 
     # -- Data Access
 
@@ -336,23 +318,23 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
                 return
             start += len(data)
 
-    def batch_files(self, batch_id: str) -> list[DataAccessFile]:
+    def batch_files(self, batch_id: str) -> list[records.DataAccessFile]:
         """Every downloadable file of a batch: the dataset file ids it lists, each followed through
         its directory entries (see :meth:`_walk_files`). The batch's listing reads at most
         ``[exports] max_pages`` pages, and so does the listing of each dataset file id it names."""
-        path = api_path(BATCH_FILES, batch_id=BATCH_ID.check(batch_id, "batch_id"))
+        path = api_path(records.BATCH_FILES, batch_id=records.BATCH_ID.check(batch_id, "batch_id"))
         seen: set[str] = set()
-        files: list[DataAccessFile] = []
+        files: list[records.DataAccessFile] = []
         for entry in self._data_access_pages(path, PageBudget.of(self, path)):
             listed = entry.get("dataSetFileId")
-            file_id = DATASET_FILE_ID.check(listed, f"dataSetFileId (a file of batch {batch_id})")
+            file_id = records.DATASET_FILE_ID.check(listed, f"dataSetFileId (a file of batch {batch_id})")
             if file_id not in seen:
                 files += self._walk_files(file_id, seen)
         return files
 
     def _walk_files(
         self, file_id: str, seen: set[str], pages: PageBudget | None = None, depth: int = 0
-    ) -> Iterator[DataAccessFile]:
+    ) -> Iterator[records.DataAccessFile]:
         """The files behind a checked dataset file id, following directory entries into further ids;
         ``pages`` and ``seen`` are the listing's, ``depth`` the directory levels followed to reach
         ``file_id``.
@@ -364,29 +346,29 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         listing reads at most ``[exports] max_pages`` pages and ``[exports] max_listing_depth``
         levels of directories (``LimitExceeded``).
         """
-        path = api_path(FILE, dataset_file_id=file_id)
+        path = api_path(records.FILE, dataset_file_id=file_id)
         pages = pages or PageBudget.of(self, path)
         seen.add(file_id)
         for entry in self._data_access_pages(path, pages):
             if entry.get("name"):
                 length = str(entry.get("length"))
                 size = int(length) if _DIGITS.fullmatch(length) else None
-                yield DataAccessFile(file_id, entry["name"], size)
+                yield records.DataAccessFile(file_id, entry["name"], size)
                 continue
             child = entry.get("dataSetFileId") or _linked_file_id(entry)
             if not child:
                 continue
-            child = DATASET_FILE_ID.check(child, f"dataSetFileId (a directory entry of {file_id})")
+            child = records.DATASET_FILE_ID.check(child, f"dataSetFileId (a directory entry of {file_id})")
             if child not in seen:
                 check_depth(pages.what, depth + 1)
                 yield from self._walk_files(child, seen, pages, depth + 1)
 
     def file_url(self, dataset_file_id: str, path: str) -> str:
         """The download URL of one file (``/files/{id}?path={name}``); no credential in it."""
-        return self.url(file_path(dataset_file_id)) + "?" + urlencode({"path": path})
+        return self.url(records.file_path(dataset_file_id)) + "?" + urlencode({"path": path})
 
     # The token comes from IMS; this read proves the Platform host, org and sandbox headers.
-    access_check = AccessCheck(EXPORT_JOBS, params={"limit": "1"})
+    access_check = AccessCheck(records.EXPORT_JOBS, params={"limit": "1"})
 
     def connection_hint(self, settings: AdobeAEPSettings, failure: ConnectionFailure) -> str:
         if failure == "credentials_refused":

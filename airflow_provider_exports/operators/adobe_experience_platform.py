@@ -14,11 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_exports.exceptions import ExportConfigError
-from airflow_provider_exports.hooks._adobe_experience_platform_records import (
-    DATASET_ID,
-    DEFAULT_SCHEMA_NAME,
-    SEGMENT_STATUSES,
-)
+from airflow_provider_exports.hooks._adobe_experience_platform_records import DATASET_ID
 from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.operators._base import ExportJobOperator
 from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
@@ -29,6 +25,9 @@ if TYPE_CHECKING:
 
 # -- the export job request (CreateExportJobRequest) ---------------------------------------------
 
+#: the documented values of ``filter.segments[].status`` (vendor-apis README §3.4)
+SEGMENT_STATUSES = ("realized", "existing", "exited")
+DEFAULT_SCHEMA_NAME = "_xdm.context.profile"
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE)
 
 
