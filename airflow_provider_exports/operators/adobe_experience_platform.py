@@ -354,7 +354,8 @@ class AdobeCreateProfileExportJobOperator(ExportJobOperator):
         adobe_aep_conn_id: str = AdobeExperiencePlatformHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        request = {name: value for name, value in locals().items() if name in REQUEST_ARGUMENTS}
+        given = locals()  # the arguments by name
+        request = {name: given[name] for name in REQUEST_ARGUMENTS}
         super().__init__(**kwargs)
         for name, value in request.items():
             setattr(self, name, value)  # each one is a template field
