@@ -191,14 +191,12 @@ def poke_export_job(job_id: str | int) -> JobPoke:
 def export_job_event(
     job: Mapping[str, Any], batches: Mapping[str, Mapping[str, Any]] | None = None
 ) -> PokeEvent:
-    """How the wait stands, from a job (and the Catalog batches it wrote, once it ``SUCCEEDED``).
+    """How the wait stands, from a job and, once it ``SUCCEEDED``, the Catalog batch of each batch
+    id it wrote (``batches``, once fetched).
 
-    ``FAILED`` fails with every ``errors[]`` entry's code and message; ``NEW``, ``PROCESSING`` and
-    statuses Adobe does not document keep waiting; ``SUCCEEDED`` waits for every batch to reach
-    ``success`` (a batch in ``failure``/``failed``/``aborted``/``abandoned``/``deleted`` fails; any
-    other batch status, known or not, keeps waiting). ``batches``: the Catalog batch of each batch
-    id, once fetched. A success's result is the list of batch ids (one, or one per segment with
-    ``segmentPerBatch``).
+    ``FAILED`` fails with every ``errors[]`` entry's code and message; ``SUCCEEDED`` succeeds once
+    every batch is in :data:`BATCH_SUCCESS` and fails when one is in :data:`BATCH_FAILED`; any other
+    status, known or not, keeps waiting. A success's result is the list of batch ids.
     """
     job_id = str(job.get("id"))
     status = str(job.get("status") or "").upper()
