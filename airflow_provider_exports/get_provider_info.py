@@ -16,6 +16,25 @@ from __future__ import annotations
 from typing import Any
 
 PACKAGE = "airflow_provider_exports"
+SITECORE, CORDIAL, ADOBE = "Sitecore CDP", "Cordial", "Adobe Experience Platform"
+#: each integration's module name (hooks/<name>.py, sensors/<name>.py...) and documentation
+INTEGRATIONS = {
+    SITECORE: ("sitecore_cdp", "https://doc.sitecore.com/cdp/"),
+    CORDIAL: ("cordial", "https://support.cordial.com/"),
+    ADOBE: ("adobe_experience_platform", "https://experienceleague.adobe.com/docs/experience-platform/"),
+}
+TARGETS = {"s3": "Amazon Simple Storage Service (S3)", "sql": "Common SQL", "object_storage": "Common IO"}
+#: the transfer modules (transfers/<source>_to_<target>.py), in the order they are listed
+TRANSFERS = (
+    (SITECORE, "s3"),
+    (SITECORE, "sql"),
+    (CORDIAL, "sql"),
+    (ADOBE, "s3"),
+    (ADOBE, "sql"),
+    (SITECORE, "object_storage"),
+    (ADOBE, "object_storage"),
+)
+SITECORE_REGIONS = {"AP": "Asia Pacific", "EU": "Europe", "JP": "Japan", "US": "United States"}
 
 
 def _text(label: str, description: str, **schema: Any) -> dict[str, Any]:
@@ -30,6 +49,35 @@ ALLOWED_HOSTS = _text(
 )
 
 
+def _modules(kind: str, *integrations: str) -> list[dict[str, Any]]:
+    return [
+        {"integration-name": name, "python-modules": [f"{PACKAGE}.{kind}.{INTEGRATIONS[name][0]}"]}
+        for name in integrations
+    ]
+
+
+def _connection_type(
+    integration: str,
+    conn_type: str,
+    hook_class: str,
+    *,
+    relabeling: dict[str, str],
+    placeholders: dict[str, str],
+    hidden: tuple[str, ...] = ("schema", "port", "host"),
+    **fields: dict[str, Any],
+) -> dict[str, Any]:
+    """One connection type: its hook, its form and its extra fields, ``allowed_hosts`` last."""
+    return {
+        "connection-type": conn_type,
+        "hook-class-name": f"{PACKAGE}.hooks.{INTEGRATIONS[integration][0]}.{hook_class}",
+        "hook-name": integration,
+        "ui-field-behaviour": {
+            "hidden-fields": list(hidden), "relabeling": relabeling, "placeholders": placeholders
+        },
+        "conn-fields": {**fields, "allowed_hosts": ALLOWED_HOSTS},
+    }
+
+
 def get_provider_info() -> dict[str, Any]:
     from airflow_provider_exports import __version__
     from airflow_provider_exports.utils.limits import provider_config
@@ -41,168 +89,85 @@ def get_provider_info() -> dict[str, Any]:
         "Platform into S3 or a SQL warehouse.",
         "versions": [__version__],
         "integrations": [
-            {"integration-name": "Sitecore CDP", "external-doc-url": "https://doc.sitecore.com/cdp/"},
-            {"integration-name": "Cordial", "external-doc-url": "https://support.cordial.com/"},
-            {
-                "integration-name": "Adobe Experience Platform",
-                "external-doc-url": "https://experienceleague.adobe.com/docs/experience-platform/",
-            },
+            {"integration-name": name, "external-doc-url": url} for name, (_, url) in INTEGRATIONS.items()
         ],
-        "hooks": [
-            {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.hooks.sitecore_cdp"]},
-            {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.hooks.cordial"]},
-            {
-                "integration-name": "Adobe Experience Platform",
-                "python-modules": [f"{PACKAGE}.hooks.adobe_experience_platform"],
-            },
-        ],
-        "operators": [
-            {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.operators.cordial"]},
-            {
-                "integration-name": "Adobe Experience Platform",
-                "python-modules": [f"{PACKAGE}.operators.adobe_experience_platform"],
-            },
-        ],
-        "sensors": [
-            {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.sensors.sitecore_cdp"]},
-            {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.sensors.cordial"]},
-            {
-                "integration-name": "Adobe Experience Platform",
-                "python-modules": [f"{PACKAGE}.sensors.adobe_experience_platform"],
-            },
-        ],
-        "triggers": [
-            {"integration-name": "Sitecore CDP", "python-modules": [f"{PACKAGE}.triggers.sitecore_cdp"]},
-            {"integration-name": "Cordial", "python-modules": [f"{PACKAGE}.triggers.cordial"]},
-            {
-                "integration-name": "Adobe Experience Platform",
-                "python-modules": [f"{PACKAGE}.triggers.adobe_experience_platform"],
-            },
-        ],
+        "hooks": _modules("hooks", SITECORE, CORDIAL, ADOBE),
+        "operators": _modules("operators", CORDIAL, ADOBE),
+        "sensors": _modules("sensors", SITECORE, CORDIAL, ADOBE),
+        "triggers": _modules("triggers", SITECORE, CORDIAL, ADOBE),
         "transfers": [
             {
-                "source-integration-name": "Sitecore CDP",
-                "target-integration-name": "Amazon Simple Storage Service (S3)",
-                "python-module": f"{PACKAGE}.transfers.sitecore_cdp_to_s3",
-            },
-            {
-                "source-integration-name": "Sitecore CDP",
-                "target-integration-name": "Common SQL",
-                "python-module": f"{PACKAGE}.transfers.sitecore_cdp_to_sql",
-            },
-            {
-                "source-integration-name": "Cordial",
-                "target-integration-name": "Common SQL",
-                "python-module": f"{PACKAGE}.transfers.cordial_to_sql",
-            },
-            {
-                "source-integration-name": "Adobe Experience Platform",
-                "target-integration-name": "Amazon Simple Storage Service (S3)",
-                "python-module": f"{PACKAGE}.transfers.adobe_experience_platform_to_s3",
-            },
-            {
-                "source-integration-name": "Adobe Experience Platform",
-                "target-integration-name": "Common SQL",
-                "python-module": f"{PACKAGE}.transfers.adobe_experience_platform_to_sql",
-            },
-            {
-                "source-integration-name": "Sitecore CDP",
-                "target-integration-name": "Common IO",
-                "python-module": f"{PACKAGE}.transfers.sitecore_cdp_to_object_storage",
-            },
-            {
-                "source-integration-name": "Adobe Experience Platform",
-                "target-integration-name": "Common IO",
-                "python-module": f"{PACKAGE}.transfers.adobe_experience_platform_to_object_storage",
-            },
+                "source-integration-name": source,
+                "target-integration-name": TARGETS[target],
+                "python-module": f"{PACKAGE}.transfers.{INTEGRATIONS[source][0]}_to_{target}",
+            }
+            for source, target in TRANSFERS
         ],
         "connection-types": [
-            {
-                "connection-type": "sitecore_cdp",
-                "hook-class-name": f"{PACKAGE}.hooks.sitecore_cdp.SitecoreCDPHook",
-                "hook-name": "Sitecore CDP",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "host"],
-                    "relabeling": {"login": "API key (client ID)", "password": "API secret"},
-                    "placeholders": {
-                        "login": "Sitecore Cloud Portal > Developer center > API keys: the key",
-                        "password": "The API secret, shown once when the key was created",
-                        "extra": '{"region": "EU"}',
-                    },
+            _connection_type(
+                SITECORE,
+                "sitecore_cdp",
+                "SitecoreCDPHook",
+                relabeling={"login": "API key (client ID)", "password": "API secret"},
+                placeholders={
+                    "login": "Sitecore Cloud Portal > Developer center > API keys: the key",
+                    "password": "The API secret, shown once when the key was created",
+                    "extra": '{"region": "EU"}',
                 },
-                "conn-fields": {
-                    "region": _text(
-                        "Region",
-                        "Your Sitecore CDP tenant's region: AP, EU, JP or US. Ignored when the API base URL is set.",
-                        enum=["AP", "EU", "JP", "US"],
-                        values_display={
-                            "AP": "AP (Asia Pacific)",
-                            "EU": "EU (Europe)",
-                            "JP": "JP (Japan)",
-                            "US": "US (United States)",
-                        },
-                    ),
-                    "api_host": _text(
-                        "API base URL (override)",
-                        "Full base URL of the Audience export API, e.g. a local sandbox; overrides the region.",
-                    ),
-                    "auth_host": _text(
-                        "Auth host (override)", "Token server; default https://auth.sitecorecloud.io."
-                    ),
-                    "allowed_hosts": ALLOWED_HOSTS,
+                region=_text(
+                    "Region",
+                    "Your Sitecore CDP tenant's region: AP, EU, JP or US. Ignored when the API base URL is set.",
+                    enum=list(SITECORE_REGIONS),
+                    values_display={code: f"{code} ({name})" for code, name in SITECORE_REGIONS.items()},
+                ),
+                api_host=_text(
+                    "API base URL (override)",
+                    "Full base URL of the Audience export API, e.g. a local sandbox; overrides the region.",
+                ),
+                auth_host=_text(
+                    "Auth host (override)", "Token server; default https://auth.sitecorecloud.io."
+                ),
+            ),
+            _connection_type(
+                CORDIAL,
+                "cordial",
+                "CordialHook",
+                hidden=("schema", "port", "login", "host"),
+                relabeling={"password": "API key"},
+                placeholders={
+                    "password": "Cordial > Account Settings > API Keys: the key",
+                    "extra": '{"api_host": "api.cordial.io"}',
                 },
-            },
-            {
-                "connection-type": "cordial",
-                "hook-class-name": f"{PACKAGE}.hooks.cordial.CordialHook",
-                "hook-name": "Cordial",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "login", "host"],
-                    "relabeling": {"password": "API key"},
-                    "placeholders": {
-                        "password": "Cordial > Account Settings > API Keys: the key",
-                        "extra": '{"api_host": "api.cordial.io"}',
-                    },
+                api_host=_text(
+                    "API host",
+                    "api.cordial.io (accounts on admin.cordial.io) or api.usw2.cordial.io "
+                    "(usw2.admin.cordial.io), or a full URL override.",
+                    default="api.cordial.io",
+                    examples=["api.cordial.io", "api.usw2.cordial.io"],
+                ),
+            ),
+            _connection_type(
+                ADOBE,
+                "adobe_aep",
+                "AdobeExperiencePlatformHook",
+                relabeling={"login": "Client ID", "password": "Client secret"},
+                placeholders={
+                    "login": "Developer Console > project > OAuth Server-to-Server: the client ID",
+                    "password": "That credential's client secret",
+                    "extra": '{"ims_org_id": "ABC123@AdobeOrg", "sandbox_name": "prod"}',
                 },
-                "conn-fields": {
-                    "api_host": _text(
-                        "API host",
-                        "api.cordial.io (accounts on admin.cordial.io) or api.usw2.cordial.io "
-                        "(usw2.admin.cordial.io), or a full URL override.",
-                        default="api.cordial.io",
-                        examples=["api.cordial.io", "api.usw2.cordial.io"],
-                    ),
-                    "allowed_hosts": ALLOWED_HOSTS,
-                },
-            },
-            {
-                "connection-type": "adobe_aep",
-                "hook-class-name": f"{PACKAGE}.hooks.adobe_experience_platform.AdobeExperiencePlatformHook",
-                "hook-name": "Adobe Experience Platform",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "host"],
-                    "relabeling": {"login": "Client ID", "password": "Client secret"},
-                    "placeholders": {
-                        "login": "Developer Console > project > OAuth Server-to-Server: the client ID",
-                        "password": "That credential's client secret",
-                        "extra": '{"ims_org_id": "ABC123@AdobeOrg", "sandbox_name": "prod"}',
-                    },
-                },
-                "conn-fields": {
-                    "ims_org_id": _text("IMS organization ID", "Your organization id, ending in @AdobeOrg."),
-                    "sandbox_name": _text(
-                        "Sandbox name", "The all-lowercase sandbox name, e.g. prod.", examples=["prod"]
-                    ),
-                    "scopes": _text(
-                        "Scopes",
-                        "Comma-separated OAuth scopes of the credential.",
-                        default="openid,session,AdobeID,read_organizations,additional_info.projectedProductContext",
-                    ),
-                    "ims_host": _text("IMS host (override)", "Default https://ims-na1.adobelogin.com."),
-                    "platform_host": _text("Platform host (override)", "Default https://platform.adobe.io."),
-                    "allowed_hosts": ALLOWED_HOSTS,
-                },
-            },
+                ims_org_id=_text("IMS organization ID", "Your organization id, ending in @AdobeOrg."),
+                sandbox_name=_text(
+                    "Sandbox name", "The all-lowercase sandbox name, e.g. prod.", examples=["prod"]
+                ),
+                scopes=_text(
+                    "Scopes",
+                    "Comma-separated OAuth scopes of the credential.",
+                    default="openid,session,AdobeID,read_organizations,additional_info.projectedProductContext",
+                ),
+                ims_host=_text("IMS host (override)", "Default https://ims-na1.adobelogin.com."),
+                platform_host=_text("Platform host (override)", "Default https://platform.adobe.io."),
+            ),
         ],
         "config": provider_config(),
     }

@@ -76,9 +76,6 @@ BATCH_FAILED = frozenset(
         AdobeBatchStatus.DELETED,
     }
 )
-#: the documented values of ``filter.segments[].status`` (vendor-apis README §3.4)
-SEGMENT_STATUSES = ("realized", "existing", "exited")
-DEFAULT_SCHEMA_NAME = "_xdm.context.profile"
 
 # A-SEG: ExportJobResponse.id is a number (examples 100.0, 24115, 11400769).
 EXPORT_JOB_ID = IdFormat(re.compile(r"[0-9]{1,19}"), "an export job id (a number such as 24115)")
@@ -129,43 +126,35 @@ def job_dataset_id(job: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
+def _batches(job: Mapping[str, Any]) -> list[Any]:
+    """``destination.batches`` (one per segment with ``segmentPerBatch``) as a list: the spec types
+    it as one object (a spec defect)."""
+    batches = (job.get("destination") or {}).get("batches")
+    return [batches] if isinstance(batches, Mapping) else list(batches or [])
+
+
 def job_batch_ids(job: Mapping[str, Any]) -> list[str]:
     """The batch the job wrote (``destination.batchId``), or one per segment with
     ``segmentPerBatch`` (``destination.batches[].batchId``); empty ones (a failed job) are left out.
     Each is checked as a batch id (:class:`ExportConfigError` naming the field): they go into paths."""
     destination = job.get("destination") or {}
-    batches = destination.get("batches")
-    if isinstance(batches, Mapping):  # the spec types it as one object (a spec defect)
-        batches = [batches]
     ids = [
-        check_batch_id(b["batchId"], f"destination.batches[{i}].batchId")
-        for i, b in enumerate(batches or [])
+        BATCH_ID.check(b["batchId"], f"destination.batches[{i}].batchId")
+        for i, b in enumerate(_batches(job))
         if isinstance(b, Mapping) and b.get("batchId")
     ]
     if not ids and destination.get("batchId"):
-        ids = [check_batch_id(destination["batchId"], "destination.batchId")]
+        ids = [BATCH_ID.check(destination["batchId"], "destination.batchId")]
     return ids
 
 
 def job_segments_of_batches(job: Mapping[str, Any]) -> dict[str, str]:
     """``{batchId: segmentId}`` for a job with ``segmentPerBatch``."""
-    batches = (job.get("destination") or {}).get("batches")
-    if isinstance(batches, Mapping):
-        batches = [batches]
     return {
         str(b["batchId"]): str(b.get("segmentId"))
-        for b in batches or []
+        for b in _batches(job)
         if isinstance(b, Mapping) and b.get("batchId") and b.get("segmentId")
     }
-
-
-def job_errors(job: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Every ``errors[]`` entry of a job as ``{"code", "message"}`` (Adobe names the text ``msg``)."""
-    return [
-        {"code": str(e.get("code")), "message": str(e.get("msg") or e.get("message") or e.get("description"))}
-        for e in job.get("errors") or []
-        if isinstance(e, Mapping)
-    ]
 
 
 def check_job_id(value: Any, field_name: str = "export_job_id") -> str:
@@ -174,18 +163,6 @@ def check_job_id(value: Any, field_name: str = "export_job_id") -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return EXPORT_JOB_ID.check(value.strip() if isinstance(value, str) else value, field_name)
-
-
-def check_batch_id(value: Any, field_name: str = "batch_id") -> str:
-    return BATCH_ID.check(value, field_name)
-
-
-def check_dataset_id(value: Any, field_name: str = "dataset_id") -> str:
-    return DATASET_ID.check(value, field_name)
-
-
-def check_dataset_file_id(value: Any, field_name: str = "dataset_file_id") -> str:
-    return DATASET_FILE_ID.check(value, field_name)
 
 
 # -- the two-stage wait: the job, then its Catalog batches ----------------------------------------
@@ -207,31 +184,34 @@ def poke_export_job(job_id: str | int) -> JobPoke:
         return export_job_event(job)
     batches = {}
     for batch_id in job_batch_ids(job):
-        batches[batch_id] = unwrap_keyed((yield ("GET", api_path(BATCH, batch_id=batch_id), None)), batch_id)
+        batches[batch_id] = unwrap_keyed((yield ("GET", batch_path(batch_id), None)), batch_id)
     return export_job_event(job, batches)
 
 
 def export_job_event(
     job: Mapping[str, Any], batches: Mapping[str, Mapping[str, Any]] | None = None
 ) -> PokeEvent:
-    """How the wait stands, from a job (and the Catalog batches it wrote, once it ``SUCCEEDED``).
+    """How the wait stands, from a job and, once it ``SUCCEEDED``, the Catalog batch of each batch
+    id it wrote (``batches``, once fetched).
 
-    ``FAILED`` fails with every ``errors[]`` entry's code and message; ``NEW``, ``PROCESSING`` and
-    statuses Adobe does not document keep waiting; ``SUCCEEDED`` waits for every batch to reach
-    ``success`` (a batch in ``failure``/``failed``/``aborted``/``abandoned``/``deleted`` fails; any
-    other batch status, known or not, keeps waiting). ``batches``: the Catalog batch of each batch
-    id, once fetched. A success's result is the list of batch ids (one, or one per segment with
-    ``segmentPerBatch``).
+    ``FAILED`` fails with every ``errors[]`` entry's code and message; ``SUCCEEDED`` succeeds once
+    every batch is in :data:`BATCH_SUCCESS` and fails when one is in :data:`BATCH_FAILED`; any other
+    status, known or not, keeps waiting. A success's result is the list of batch ids.
     """
     job_id = str(job.get("id"))
     status = str(job.get("status") or "").upper()
-    details = {"datasetId": job_dataset_id(job), "batchIds": job_batch_ids(job)}
+    ids = job_batch_ids(job)
+    details = {"datasetId": job_dataset_id(job), "batchIds": ids}
     if status == AdobeExportJobStatus.FAILED:
-        errors = [f"[{e['code']}] {e['message']}" for e in job_errors(job)]
+        # Adobe names an error's text ``msg``
+        errors = [
+            f"[{e.get('code')}] {e.get('msg') or e.get('message') or e.get('description')}"
+            for e in job.get("errors") or []
+            if isinstance(e, Mapping)
+        ]
         return PokeEvent("failed", _describe(job_id, status), None, job_id, status, errors, details)
     if status != AdobeExportJobStatus.SUCCEEDED:
         return PokeEvent("waiting", _describe(job_id, status), job_ref=job_id, job_status=status)
-    ids = job_batch_ids(job)
     if not ids:
         # Vendor is silent on a SUCCEEDED job without a batch id: waiting would never end.
         return PokeEvent(
@@ -256,18 +236,23 @@ def export_job_path(job_id: Any) -> str:
     return api_path(EXPORT_JOB, job_id=check_job_id(job_id))
 
 
+def batch_path(batch_id: Any) -> str:
+    return api_path(BATCH, batch_id=BATCH_ID.check(batch_id, "batch_id"))
+
+
 def file_path(dataset_file_id: Any) -> str:
-    return api_path(FILE, dataset_file_id=check_dataset_file_id(dataset_file_id))
+    return api_path(FILE, dataset_file_id=DATASET_FILE_ID.check(dataset_file_id, "dataset_file_id"))
+
+
+def unusable_answer(message: str, method: str, url: str, status_code: int = 200) -> VendorAPIError:
+    """An answer of a successful status that says nothing usable."""
+    return VendorAPIError(
+        VENDOR, status_code=status_code, error_key=None, message=message, method=method, url=url
+    )
 
 
 def unwrap_keyed(body: Any, key: str) -> dict[str, Any]:
+    """A Catalog answer keyed by id (``{id: object}``): the object of ``key``."""
     if isinstance(body, Mapping) and isinstance(body.get(key), Mapping):
         return dict(body[key])
-    raise VendorAPIError(
-        VENDOR,
-        status_code=200,
-        error_key=None,
-        message=f"the Catalog response has no entry for {key}",
-        method="GET",
-        url=CATALOG,
-    )
+    raise unusable_answer(f"the Catalog response has no entry for {key}", "GET", CATALOG)

@@ -9,30 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from airflow_provider_exports.exceptions import ExportConfigError, VendorAPIError
-from airflow_provider_exports.hooks._adobe_experience_platform_records import (
-    BATCH,
-    BATCH_FILES,
-    CATALOG,
-    EXPORT_JOBS,
-    FILE,
-    JOB_REATTACH_STATUSES,
-    VENDOR,
-    DataAccessFile,
-    check_batch_id,
-    check_dataset_file_id,
-    check_dataset_id,
-    epoch_seconds,
-    export_job_path,
-    file_path,
-    job_dataset_id,
-    unwrap_keyed,
-)
+from airflow_provider_exports.hooks import _adobe_experience_platform_records as records
 from airflow_provider_exports.hooks._base import (
     AccessCheck,
     ConnectionFailure,
@@ -40,13 +22,7 @@ from airflow_provider_exports.hooks._base import (
     FieldProblems,
     normalise_host,
 )
-from airflow_provider_exports.hooks._http import (
-    AuthScheme,
-    ByteStream,
-    ClientCredentialsAuth,
-    RetryPolicy,
-    redact_url,
-)
+from airflow_provider_exports.hooks._http import AuthScheme, ClientCredentialsAuth, RetryPolicy, redact_url
 from airflow_provider_exports.hooks._untrusted import PageBudget, api_path, check_depth
 
 IMS_HOST = "https://ims-na1.adobelogin.com"
@@ -55,9 +31,6 @@ PLATFORM_HOST = "https://platform.adobe.io"
 DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
 PROFILE_UNION_SCHEMA = "https://ns.adobe.com/xdm/context/profile__union"
 SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed+json;version=1"
-
-
-
 
 #: A-SEG's ``offset`` of the export jobs list: ``<creationTime>_<id>`` (``1540974701302_96``)
 _OFFSET = re.compile(r"([0-9]{1,20})_([0-9]{1,20})")
@@ -84,7 +57,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
     :param adobe_aep_conn_id: the Airflow connection id.
     """
 
-    vendor = VENDOR
+    vendor = records.VENDOR
     conn_name_attr = "adobe_aep_conn_id"
     default_conn_name = "adobe_aep_default"
     conn_type = "adobe_aep"
@@ -174,18 +147,12 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         }
         if description:
             body["description"] = description
-        result = self.call("POST", f"{CATALOG}/dataSets", json=body, expected=(200, 201))
+        result = self.call("POST", f"{records.CATALOG}/dataSets", json=body, expected=(200, 201))
         # 201 with a one-element array such as ["@/dataSets/5b02..."]: the id is after the last "/".
         if not isinstance(result, list) or not result:
-            raise VendorAPIError(
-                self.vendor,
-                status_code=201,
-                error_key=None,
-                message="dataset creation returned no id",
-                method="POST",
-                url=self.url(f"{CATALOG}/dataSets"),
-            )
-        return check_dataset_id(str(result[0]).rsplit("/", 1)[-1], "datasetId (Catalog's answer)")
+            url = self.url(f"{records.CATALOG}/dataSets")
+            raise records.unusable_answer("dataset creation returned no id", "POST", url, status_code=201)
+        return records.DATASET_ID.check(str(result[0]).rsplit("/", 1)[-1], "datasetId (Catalog's answer)")
 
     def find_datasets(self, name: str) -> list[tuple[str, dict[str, Any]]]:
         """Datasets named exactly ``name``, oldest first, as ``(id, dataset)``.
@@ -196,13 +163,13 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         of equal names: ``orderBy=asc:created``.
         """
         found: list[tuple[str, dict[str, Any]]] = []
-        pages = PageBudget.of(self, f"{CATALOG}/dataSets")
+        pages = PageBudget.of(self, f"{records.CATALOG}/dataSets")
         start = 0
         while True:
             pages.spend()
             page = self.call(
                 "GET",
-                f"{CATALOG}/dataSets",
+                f"{records.CATALOG}/dataSets",
                 params={
                     "property": f"name=={name}",
                     "properties": "name,schemaRef,created",
@@ -214,14 +181,14 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             if not isinstance(page, Mapping):
                 break
             found += [
-                (check_dataset_id(k, "datasetId (Catalog's listing)"), dict(v))
+                (records.DATASET_ID.check(k, "datasetId (Catalog's listing)"), dict(v))
                 for k, v in page.items()
                 if isinstance(v, Mapping) and v.get("name") == name
             ]
             if len(page) < 100:
                 break
             start += len(page)
-        return sorted(found, key=lambda item: epoch_seconds(item[1].get("created")) or 0.0)
+        return sorted(found, key=lambda item: records.epoch_seconds(item[1].get("created")) or 0.0)
 
     def get_or_create_profile_dataset(self, name: str, *, description: str | None = None) -> tuple[str, bool]:
         """The id of the dataset named ``name`` on the profile union schema, created if there is none;
@@ -237,16 +204,9 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             )
         return self.create_profile_dataset(name, description=description), True
 
-    def get_batch(self, batch_id: str, *, deadline: float | None = None) -> dict[str, Any]:
-        """Catalog batch (the response is keyed by batch id; this returns the inner object)."""
-        batch_id = check_batch_id(batch_id)
-        body = self.call("GET", api_path(BATCH, batch_id=batch_id), deadline=deadline)
-        return unwrap_keyed(body, batch_id)
-
-    async def aget_batch(self, batch_id: str, *, deadline: float | None = None) -> dict[str, Any]:
-        batch_id = check_batch_id(batch_id)
-        body = await self.acall("GET", api_path(BATCH, batch_id=batch_id), deadline=deadline)
-        return unwrap_keyed(body, batch_id)
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        """One Catalog batch."""
+        return records.unwrap_keyed(self.call("GET", records.batch_path(batch_id)), batch_id)
 
     # -- profile export jobs (segmentation.yaml)
 
@@ -257,40 +217,59 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             raise ExportConfigError("destination.datasetId", "is required")
         if not (body.get("schema") or {}).get("name"):
             raise ExportConfigError("schema.name", "is required (e.g. _xdm.context.profile)")
-        return self.call("POST", EXPORT_JOBS, json=dict(body))
+        return self.call("POST", records.EXPORT_JOBS, json=dict(body))
 
-    def get_export_job(self, job_id: str | int, *, deadline: float | None = None) -> dict[str, Any]:
-        """One export job; ``deadline`` (epoch seconds) bounds the call, retries included."""
-        return self.call("GET", export_job_path(job_id), deadline=deadline)
-
-    async def aget_export_job(self, job_id: str | int, *, deadline: float | None = None) -> dict[str, Any]:
-        return await self.acall("GET", export_job_path(job_id), deadline=deadline)
+    def get_export_job(self, job_id: str | int) -> dict[str, Any]:
+        return self.call("GET", records.export_job_path(job_id))
 
     def list_export_jobs(
-        self, *, status: str | None = None, limit: int = 100, pages: list[dict[str, Any]] | None = None
+        self, *, limit: int = 100, pages: list[dict[str, Any]] | None = None
     ) -> Iterator[dict[str, Any]]:
         """All export jobs, following ``link.next`` (its ``offset``) until it is empty; each page's
         ``page`` object is appended to ``pages`` when given.
 
-        At most ``[exports] max_pages`` pages (``LimitExceeded``), and each ``offset`` must move on
-        in the listing's order: one that repeats or goes back raises :class:`VendorAPIError`.
+        At most ``[exports] max_pages`` pages (``LimitExceeded``). A-SEG's offset is
+        ``<creationTime>_<id>`` of a page's last job, in the order of ``page.sort`` (descending
+        unless it says ``asc``): an offset that repeats an earlier one or goes back would loop, so
+        it raises :class:`VendorAPIError`. Vendor is silent on other offset shapes: those are
+        checked for repeats only.
         """
         params: dict[str, Any] = {"limit": limit}
-        if status:
-            params["status"] = status
-        budget = PageBudget.of(self, EXPORT_JOBS)
-        cursor = _OffsetCursor(redact_url(self.url(EXPORT_JOBS)))
+        budget = PageBudget.of(self, records.EXPORT_JOBS)
+        seen: set[str] = set()
+        last: tuple[int, int] | None = None
         while True:
             budget.spend()
-            page = self.call("GET", EXPORT_JOBS, params=params) or {}
+            page = self.call("GET", records.EXPORT_JOBS, params=params) or {}
             if pages is not None:
                 pages.append(dict(page.get("page") or {}))
             yield from page.get("records") or []
             next_link = ((page.get("link") or {}).get("next") or "").strip()
-            offset = parse_qs(urlsplit(next_link).query).get("offset") if next_link else None
-            if not offset or not page.get("records"):
+            offsets = parse_qs(urlsplit(next_link).query).get("offset") if next_link else None
+            if not offsets or not page.get("records"):
                 return
-            params["offset"] = cursor.advance(offset[0], str((page.get("page") or {}).get("sort") or ""))
+            offset = offsets[0]
+            if offset in seen:
+                raise self._endless_listing(offset, "repeats the offset of an earlier page")
+            seen.add(offset)
+            shape = _OFFSET.fullmatch(offset)
+            position = (int(shape[1]), int(shape[2])) if shape else None
+            sort = str((page.get("page") or {}).get("sort") or "")
+            if position is not None and last is not None:
+                # A-SEG: "By default, records are sorted in descending order"
+                order = "asc" if sort.strip().lower() == "asc" else "desc"
+                if (position <= last) if order == "asc" else (position >= last):
+                    raise self._endless_listing(offset, f"goes back in the listing's {order} order")
+            if position is not None:
+                last = position
+            params["offset"] = offset
+
+    def _endless_listing(self, offset: str, why: str) -> VendorAPIError:
+        return records.unusable_answer(
+            f"link.next offset {offset[:80]!r} {why}: the listing would not end, so it stops here",
+            "GET",
+            redact_url(self.url(records.EXPORT_JOBS)),
+        )
 
     def find_export_job_since(self, dataset_id: str, created_since: float) -> dict[str, Any] | None:
         """The newest job into ``dataset_id`` created at or after ``created_since`` (epoch seconds)
@@ -304,49 +283,61 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         """
         pages: list[dict[str, Any]] = []
         for job in self.list_export_jobs(limit=50, pages=pages):
-            created = epoch_seconds(job.get("creationTime"))
+            created = records.epoch_seconds(job.get("creationTime"))
             if created is not None and created < created_since:
                 if (pages[-1].get("sort") or "").lower() == "desc":
                     return None
                 continue
             if (
                 created is not None
-                and job_dataset_id(job) == dataset_id
-                and str(job.get("status") or "").upper() in JOB_REATTACH_STATUSES
+                and records.job_dataset_id(job) == dataset_id
+                and str(job.get("status") or "").upper() in records.JOB_REATTACH_STATUSES
             ):
                 return job
         return None
 
     def cancel_export_job(self, job_id: str | int) -> None:
         """Cancel a job; Adobe documents 200 with a body, 204 with a body and 204 without one."""
-        self.call("DELETE", export_job_path(job_id), expected=(200, 202, 204))
+        self.call("DELETE", records.export_job_path(job_id), expected=(200, 202, 204))
 
     async def acancel_export_job(self, job_id: str | int) -> None:
-        await self.acall("DELETE", export_job_path(job_id), expected=(200, 202, 204))
+        await self.acall("DELETE", records.export_job_path(job_id), expected=(200, 202, 204))
 
     # -- Data Access
 
-    def _data_access_pages(self, path: str, limit: int, pages: PageBudget) -> Iterator[dict[str, Any]]:
-        """Entries of a paged Data Access listing (``start``/``limit``; follows ``_links.next``),
-        each page counted against ``pages``."""
+    def _data_access_pages(self, path: str, pages: PageBudget) -> Iterator[dict[str, Any]]:
+        """Entries of a paged Data Access listing: ``start``/``limit`` pages of 100 (the documented
+        maximum), following ``_links.next``, each page counted against ``pages``."""
         start = 0
         while True:
             pages.spend()
-            page = self.call("GET", path, params={"start": start, "limit": limit}) or {}
+            page = self.call("GET", path, params={"start": start, "limit": 100}) or {}
             data = page.get("data") or []
             yield from data
             if not data or not ((page.get("_links") or {}).get("next") or {}).get("href"):
                 return
             start += len(data)
 
-    def list_batch_files(self, batch_id: str, *, limit: int = 100) -> Iterator[dict[str, Any]]:
-        """Dataset files of a batch (at most 100 a page, the documented maximum; at most
-        ``[exports] max_pages`` pages)."""
-        path = api_path(BATCH_FILES, batch_id=check_batch_id(batch_id))
-        return self._data_access_pages(path, min(limit, 100), PageBudget.of(self, path))
+    def batch_files(self, batch_id: str) -> list[records.DataAccessFile]:
+        """Every downloadable file of a batch: the dataset file ids it lists, each followed through
+        its directory entries (see :meth:`_walk_files`). The batch's listing reads at most
+        ``[exports] max_pages`` pages, and so does the listing of each dataset file id it names."""
+        path = api_path(records.BATCH_FILES, batch_id=records.BATCH_ID.check(batch_id, "batch_id"))
+        seen: set[str] = set()
+        files: list[records.DataAccessFile] = []
+        for entry in self._data_access_pages(path, PageBudget.of(self, path)):
+            listed = entry.get("dataSetFileId")
+            file_id = records.DATASET_FILE_ID.check(listed, f"dataSetFileId (a file of batch {batch_id})")
+            if file_id not in seen:
+                files += self._walk_files(file_id, seen)
+        return files
 
-    def list_files(self, dataset_file_id: str, *, limit: int = 100) -> Iterator[DataAccessFile]:
-        """The files behind a dataset file id, following directory entries into further ids.
+    def _walk_files(
+        self, file_id: str, seen: set[str], pages: PageBudget | None = None, depth: int = 0
+    ) -> Iterator[records.DataAccessFile]:
+        """The files behind a checked dataset file id, following directory entries into further ids;
+        ``pages`` and ``seen`` are the listing's, ``depth`` the directory levels followed to reach
+        ``file_id``.
 
         Vendor is silent on the shape of a directory entry ("further dataSetFileId entries"): an
         entry with a ``dataSetFileId``, or whose ``_links.self.href`` names another
@@ -355,58 +346,29 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         listing reads at most ``[exports] max_pages`` pages and ``[exports] max_listing_depth``
         levels of directories (``LimitExceeded``).
         """
-        return self._walk_files(check_dataset_file_id(dataset_file_id), min(limit, 100), set())
-
-    def _walk_files(
-        self, file_id: str, limit: int, seen: set[str], pages: PageBudget | None = None, depth: int = 0
-    ) -> Iterator[DataAccessFile]:
-        """:meth:`list_files` of a checked id; ``pages`` and ``seen`` are the listing's, ``depth``
-        the directory levels followed to reach ``file_id``."""
-        path = api_path(FILE, dataset_file_id=file_id)
+        path = api_path(records.FILE, dataset_file_id=file_id)
         pages = pages or PageBudget.of(self, path)
         seen.add(file_id)
-        for entry in self._data_access_pages(path, limit, pages):
+        for entry in self._data_access_pages(path, pages):
             if entry.get("name"):
                 length = str(entry.get("length"))
                 size = int(length) if _DIGITS.fullmatch(length) else None
-                yield DataAccessFile(file_id, entry["name"], size)
+                yield records.DataAccessFile(file_id, entry["name"], size)
                 continue
             child = entry.get("dataSetFileId") or _linked_file_id(entry)
             if not child:
                 continue
-            child = check_dataset_file_id(child, f"dataSetFileId (a directory entry of {file_id})")
+            child = records.DATASET_FILE_ID.check(child, f"dataSetFileId (a directory entry of {file_id})")
             if child not in seen:
                 check_depth(pages.what, depth + 1)
-                yield from self._walk_files(child, limit, seen, pages, depth + 1)
-
-    def batch_files(self, batch_id: str) -> list[DataAccessFile]:
-        """Every downloadable file of a batch; each dataset file id the batch lists is checked."""
-        seen: set[str] = set()
-        files: list[DataAccessFile] = []
-        for entry in self.list_batch_files(batch_id):
-            listed = entry.get("dataSetFileId")
-            file_id = check_dataset_file_id(listed, f"dataSetFileId (a file of batch {batch_id})")
-            if file_id not in seen:
-                files += self._walk_files(file_id, 100, seen)
-        return files
+                yield from self._walk_files(child, seen, pages, depth + 1)
 
     def file_url(self, dataset_file_id: str, path: str) -> str:
         """The download URL of one file (``/files/{id}?path={name}``); no credential in it."""
-        return self.url(file_path(dataset_file_id)) + "?" + urlencode({"path": path})
-
-    def file_size(self, dataset_file_id: str, path: str) -> int:
-        response = self.http.request("HEAD", self.url(file_path(dataset_file_id)), params={"path": path})
-        return int(response.headers["Content-Length"])
-
-    def open_file(
-        self, dataset_file_id: str, path: str, *, offset: int = 0, length: int | None = None
-    ) -> AbstractContextManager[ByteStream]:
-        """Stream one file from ``offset`` on (``Range``), at most ``length`` bytes: each call must
-        finish within Adobe's 60 s, so large files are read in windows."""
-        return self.http.stream(self.file_url(dataset_file_id, path), offset=offset, length=length)
+        return self.url(records.file_path(dataset_file_id)) + "?" + urlencode({"path": path})
 
     # The token comes from IMS; this read proves the Platform host, org and sandbox headers.
-    access_check = AccessCheck(EXPORT_JOBS, params={"limit": "1"})
+    access_check = AccessCheck(records.EXPORT_JOBS, params={"limit": "1"})
 
     def connection_hint(self, settings: AdobeAEPSettings, failure: ConnectionFailure) -> str:
         if failure == "credentials_refused":
@@ -420,48 +382,6 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         if failure == "auth_unreachable":
             return f"Check extra.ims_host ({settings.ims_host}) and this machine's network"
         return f"Check extra.platform_host ({settings.platform_host}) and this machine's network"
-
-
-class _OffsetCursor:
-    """The ``offset`` cursor of one export jobs listing: it must move on, page after page.
-
-    A-SEG's offset is ``<creationTime>_<id>`` (``1540974701302_96``) of a page's last job, and the
-    list is sorted by creation time, descending unless its ``page.sort`` says ``asc``. An offset
-    seen before repeats a page; one that does not move in the sort's direction goes back. Either
-    would loop, so either ends the listing.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.seen: set[str] = set()
-        self.last: tuple[int, int] | None = None
-
-    def advance(self, offset: str, sort: str) -> str:
-        """``offset`` once it is known to move on, else :class:`VendorAPIError`."""
-        if offset in self.seen:
-            raise self._refused(offset, "repeats the offset of an earlier page")
-        self.seen.add(offset)
-        # Vendor is silent on other offset shapes: those are checked for repeats only.
-        shape = _OFFSET.fullmatch(offset)
-        position = (int(shape[1]), int(shape[2])) if shape else None
-        if position is not None and self.last is not None:
-            # A-SEG: "By default, records are sorted in descending order"
-            order = "asc" if sort.strip().lower() == "asc" else "desc"
-            if (position <= self.last) if order == "asc" else (position >= self.last):
-                raise self._refused(offset, f"goes back in the listing's {order} order")
-        if position is not None:
-            self.last = position
-        return offset
-
-    def _refused(self, offset: str, why: str) -> VendorAPIError:
-        return VendorAPIError(
-            AdobeExperiencePlatformHook.vendor,
-            status_code=200,
-            error_key=None,
-            message=f"link.next offset {offset[:80]!r} {why}: the listing would not end, so it stops here",
-            method="GET",
-            url=self.url,
-        )
 
 
 def _linked_file_id(entry: Mapping[str, Any]) -> str | None:

@@ -48,9 +48,6 @@ ENDPOINTS: Mapping[str, str] = {
 }
 # An export ref no one defines: the connection test reads its reports and expects a 404.
 CONNECTION_TEST_REF = "airflow_provider_exports_connection_test"
-#: what the region names in the Region field mean (the form's dropdown labels)
-REGION_NAMES: Mapping[str, str] = {"AP": "Asia Pacific", "EU": "Europe", "JP": "Japan", "US": "United States"}
-
 
 
 class SitecoreJobStatus(StrEnum):
@@ -87,6 +84,10 @@ def check_export_ref(value: str, field_name: str = "audience_export_ref") -> str
 
 def check_execution_ref(value: str, field_name: str = "execution_ref") -> str:
     return EXECUTION_REF.check(value, field_name)
+
+
+def reports_path(audience_export_ref: str) -> str:
+    return api_path(ENDPOINTS["reports"], ref=check_export_ref(audience_export_ref))
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
@@ -229,12 +230,9 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
         return ExportOutput.from_json(self.call("GET", path))
 
     def get_reports(self, audience_export_ref: str, *, deadline: float | None = None) -> list[dict[str, Any]]:
-        """The jobs (reports) of an export, as Sitecore returns them.
-
-        :param deadline: epoch seconds by which the call ends, retries included (``DeadlineExceeded``).
-        """
-        path = api_path(ENDPOINTS["reports"], ref=check_export_ref(audience_export_ref))
-        return _report_list(self.call("GET", path, deadline=deadline))
+        """The jobs (reports) of an export, as Sitecore returns them; ``deadline``: epoch seconds by
+        which the call ends, retries included (``DeadlineExceeded``)."""
+        return _report_list(self.call("GET", reports_path(audience_export_ref), deadline=deadline))
 
     def get_execution_output(self, execution_ref: str) -> ExportOutput:
         """Output URLs of one finished job."""
@@ -250,8 +248,7 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
     async def aget_reports(
         self, audience_export_ref: str, *, deadline: float | None = None
     ) -> list[dict[str, Any]]:
-        path = api_path(ENDPOINTS["reports"], ref=check_export_ref(audience_export_ref))
-        return _report_list(await self.acall("GET", path, deadline=deadline))
+        return _report_list(await self.acall("GET", reports_path(audience_export_ref), deadline=deadline))
 
     # Vendor is silent on a cheaper authenticated read (the API has no "list exports") and on its
     # status codes (vendor-apis README §1.4a): chosen, the reports of an export no one defines. A
@@ -294,8 +291,7 @@ def poke_export(
 ) -> JobPoke:
     """One poke at an export: its reports, read for a job that finished after ``finished_after``
     (see :func:`export_event`). A bad reference raises :class:`ExportConfigError` before any request."""
-    path = api_path(ENDPOINTS["reports"], ref=check_export_ref(audience_export_ref))
-    reports = _report_list((yield ("GET", path, None)))
+    reports = _report_list((yield ("GET", reports_path(audience_export_ref), None)))
     return export_event(audience_export_ref, reports, finished_after, fail_statuses)
 
 
@@ -338,9 +334,8 @@ def export_event(
         return PokeEvent("success", description, result=ref, job_ref=ref, job_status=status)
     if state == "failed":
         errors = list(found.get("errorLogs") or [])
-        return PokeEvent(
-            "failed", description, job_ref=ref, job_status=status, errors=errors, details=failure_details(found)
-        )
+        details = {k: found[k] for k in FAILURE_DETAILS if k in found}
+        return PokeEvent("failed", description, job_ref=ref, job_status=status, errors=errors, details=details)
     return PokeEvent("waiting", description, job_ref=ref, job_status=status)
 
 
@@ -370,14 +365,7 @@ def _why(state: str, report: Mapping[str, Any] | None, finished_after: datetime 
     return f"the newest job is not a success and does not fail the wait; waiting for {wanted}"
 
 
-def failure_details(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The counters of a report worth showing when its job failed."""
-    keys = (
-        "total",
-        "successes",
-        "failures",
-        "filterFailures",
-        "filterMatchedGuests",
-        "filterNotMatchedGuests",
-    )
-    return {k: report[k] for k in keys if k in report}
+#: the counters of a report worth showing when its job failed
+FAILURE_DETAILS = (
+    "total", "successes", "failures", "filterFailures", "filterMatchedGuests", "filterNotMatchedGuests"
+)

@@ -1,19 +1,12 @@
-"""Adobe Experience Platform: the target dataset and the profile export job.
-
-:class:`AdobeCreateProfileDatasetOperator` finds or creates, through Catalog, the dataset on the
-profile union schema that an export job writes into. :class:`AdobeCreateProfileExportJobOperator`
-builds ``POST /data/core/ups/export/jobs`` from its arguments (checked when the DAG is parsed where
-they are literals, else after rendering), pushes the job id to XCom before it waits, waits for the
-job and then its Catalog batches (in the worker or deferred, with the same trigger), and cancels the
-job when the task is killed or its wait times out. A try after a worker died reattaches to the
-job the run already created instead of creating a second one.
-"""
+"""Adobe Experience Platform: the operators of the target dataset and of the profile export job,
+and the job's request (``CreateExportJobRequest``) built from the operator's arguments."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -21,11 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_exports.exceptions import ExportConfigError
-from airflow_provider_exports.hooks._adobe_experience_platform_records import (
-    DEFAULT_SCHEMA_NAME,
-    SEGMENT_STATUSES,
-    check_dataset_id,
-)
+from airflow_provider_exports.hooks._adobe_experience_platform_records import DATASET_ID
 from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.operators._base import ExportJobOperator
 from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
@@ -36,6 +25,9 @@ if TYPE_CHECKING:
 
 # -- the export job request (CreateExportJobRequest) ---------------------------------------------
 
+#: the documented values of ``filter.segments[].status`` (vendor-apis README §3.4)
+SEGMENT_STATUSES = ("realized", "existing", "exited")
+DEFAULT_SCHEMA_NAME = "_xdm.context.profile"
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE)
 
 
@@ -122,9 +114,7 @@ def _statuses(value: Any, field_name: str) -> list[str] | None:
     return list(dict.fromkeys(items))
 
 
-def _segments(
-    value: Any, namespace: Any, statuses: Any
-) -> list[dict[str, Any]]:
+def _segments(value: Any, namespace: Any, statuses: Any) -> list[dict[str, Any]]:
     """``segments``: segment ids, or ``{"segmentId", "segmentNs", "status"}`` objects."""
     if value is None or value == "" or value == []:
         return []
@@ -157,6 +147,28 @@ def _segments(
     return out
 
 
+def _put(body: dict[str, Any], place: str, value: Any) -> None:
+    """Set ``value`` at ``place`` (dotted keys) in ``body``, unless it is ``None``."""
+    if value is None:
+        return
+    *parents, key = place.split(".")
+    for parent in parents:
+        body = body.setdefault(parent, {})
+    body[key] = value
+
+
+#: the arguments that go into the request as they are once checked: where, and their check
+_PLACES: Mapping[str, tuple[str, Callable[[Any, str], Any]]] = {
+    "segment_qualification_start": ("filter.segmentQualificationTime.startTime", check_rfc3339),
+    "segment_qualification_end": ("filter.segmentQualificationTime.endTime", check_rfc3339),
+    "from_ingest_timestamp": ("filter.fromIngestTimestamp", check_rfc3339),
+    "empty_profiles": ("filter.emptyProfiles", _bool),
+    "event_fields": ("additionalFields.eventList.fields", _fields),
+    "event_from_ingest_timestamp": ("additionalFields.eventList.filter.fromIngestTimestamp", check_rfc3339),
+    "event_to_ingest_timestamp": ("additionalFields.eventList.filter.toIngestTimestamp", check_rfc3339),
+}
+
+
 def export_job_request(
     *,
     dataset_id: Any,
@@ -177,90 +189,37 @@ def export_job_request(
     segment_per_batch: Any = False,
     evaluate_segments: Any = None,
 ) -> dict[str, Any]:
-    """A ``POST /export/jobs`` body (``CreateExportJobRequest``) from checked arguments.
-
-    Every problem raises :class:`ExportConfigError` naming the argument: the dataset id and the
-    schema name are required, timestamps are RFC 3339, segment statuses are ``realized``,
-    ``existing`` or ``exited``. Arguments left ``None`` are left out (Adobe's defaults apply).
-    """
+    """A ``POST /export/jobs`` body from the arguments of :class:`AdobeCreateProfileExportJobOperator`
+    (see there); every problem raises :class:`ExportConfigError` naming the argument."""
+    arguments = dict(locals())  # by name, for _PLACES
     body: dict[str, Any] = {}
-    if (f := _fields(fields, "fields")) is not None:
-        body["fields"] = f
+    _put(body, "fields", _fields(fields, "fields"))
     if merge_policy_id not in (None, ""):
-        policy: dict[str, Any] = {"id": _required_text(merge_policy_id, "merge_policy_id", "a merge policy id")}
+        _put(body, "mergePolicy.id", _required_text(merge_policy_id, "merge_policy_id", "a merge policy id"))
         if merge_policy_version not in (None, ""):
             try:
-                policy["version"] = int(merge_policy_version)
+                version = int(merge_policy_version)
             except (TypeError, ValueError):
                 raise ExportConfigError("merge_policy_version", f"{merge_policy_version!r} is not a number") from None
-        body["mergePolicy"] = policy
+            _put(body, "mergePolicy.version", version)
     elif merge_policy_version not in (None, ""):
         raise ExportConfigError("merge_policy_version", "needs merge_policy_id")
-    filt: dict[str, Any] = {}
     if chosen := _segments(segments, segment_namespace, segment_statuses):
-        filt["segments"] = chosen
+        _put(body, "filter.segments", chosen)
     elif segment_statuses is not None or segment_namespace is not None:
         raise ExportConfigError("segments", "segment_statuses and segment_namespace need segments")
-    start = check_rfc3339(segment_qualification_start, "segment_qualification_start")
-    end = check_rfc3339(segment_qualification_end, "segment_qualification_end")
-    if start or end:
-        filt["segmentQualificationTime"] = {
-            **({"startTime": start} if start else {}),
-            **({"endTime": end} if end else {}),
-        }
-    if (ingest := check_rfc3339(from_ingest_timestamp, "from_ingest_timestamp")) is not None:
-        filt["fromIngestTimestamp"] = ingest
-    if (empty := _bool(empty_profiles, "empty_profiles")) is not None:
-        filt["emptyProfiles"] = empty
-    if filt:
-        body["filter"] = filt
-    event_list: dict[str, Any] = {}
-    if (ef := _fields(event_fields, "event_fields")) is not None:
-        event_list["fields"] = ef
-    event_filter = {
-        key: value
-        for key, value in (
-            ("fromIngestTimestamp", check_rfc3339(event_from_ingest_timestamp, "event_from_ingest_timestamp")),
-            ("toIngestTimestamp", check_rfc3339(event_to_ingest_timestamp, "event_to_ingest_timestamp")),
-        )
-        if value is not None
-    }
-    if event_filter:
-        event_list["filter"] = event_filter
-    if event_list:
-        body["additionalFields"] = {"eventList": event_list}
-    destination: dict[str, Any] = {
-        "datasetId": check_dataset_id(_required_text(dataset_id, "dataset_id", "the target dataset's id"))
-    }
-    if _bool(segment_per_batch, "segment_per_batch"):
-        destination["segmentPerBatch"] = True
-    body["destination"] = destination
-    body["schema"] = {"name": _required_text(schema_name, "schema_name", f"e.g. {DEFAULT_SCHEMA_NAME}")}
-    if (evaluate := _bool(evaluate_segments, "evaluate_segments")) is not None:
-        body["evaluationInfo"] = {"segmentation": evaluate}
+    for name, (place, check) in _PLACES.items():
+        _put(body, place, check(arguments[name], name))
+    dataset = _required_text(dataset_id, "dataset_id", "the target dataset's id")
+    _put(body, "destination.datasetId", DATASET_ID.check(dataset, "dataset_id"))
+    _put(body, "destination.segmentPerBatch", True if _bool(segment_per_batch, "segment_per_batch") else None)
+    _put(body, "schema.name", _required_text(schema_name, "schema_name", f"e.g. {DEFAULT_SCHEMA_NAME}"))
+    _put(body, "evaluationInfo.segmentation", _bool(evaluate_segments, "evaluate_segments"))
     return body
 
 
 #: the operator arguments that make up the request body, in the order of the docs
-REQUEST_ARGUMENTS: tuple[str, ...] = (
-    "dataset_id",
-    "schema_name",
-    "fields",
-    "merge_policy_id",
-    "merge_policy_version",
-    "segments",
-    "segment_namespace",
-    "segment_statuses",
-    "segment_qualification_start",
-    "segment_qualification_end",
-    "from_ingest_timestamp",
-    "empty_profiles",
-    "event_fields",
-    "event_from_ingest_timestamp",
-    "event_to_ingest_timestamp",
-    "segment_per_batch",
-    "evaluate_segments",
-)
+REQUEST_ARGUMENTS = tuple(inspect.signature(export_job_request).parameters)
 # What a templated argument stands for in the parse-time check (so the literal ones around it can
 # be checked): something valid where the argument is required or others depend on it, else absent.
 _STAND_INS: Mapping[str, Any] = {
@@ -272,6 +231,7 @@ _STAND_INS: Mapping[str, Any] = {
 #: seconds by which Adobe's clock may differ from ours when a retry looks for the job the run created
 #: (Vendor is silent on the clock behind ``creationTime``)
 CLOCK_SKEW_SECONDS = 60.0
+DATASET_NAME_HINT = "the name of the profile export dataset"
 
 
 def _known_at_parse_time(value: Any) -> bool:
@@ -312,23 +272,17 @@ class AdobeCreateProfileDatasetOperator(BaseOperator):
         self.description = description
         self.adobe_aep_conn_id = adobe_aep_conn_id
         if not is_template(dataset_name):
-            _check_dataset_name(dataset_name)
+            _required_text(dataset_name, "dataset_name", DATASET_NAME_HINT)
 
     @cached_property
     def hook(self) -> AdobeExperiencePlatformHook:
         return AdobeExperiencePlatformHook(self.adobe_aep_conn_id)
 
     def execute(self, context: Context) -> str:
-        name = _check_dataset_name(self.dataset_name)
+        name = _required_text(self.dataset_name, "dataset_name", DATASET_NAME_HINT)
         dataset_id, created = self.hook.get_or_create_profile_dataset(name, description=self.description or None)
         self.log.info("%s dataset %s (%s)", "Created" if created else "Reusing", dataset_id, name)
         return dataset_id
-
-
-def _check_dataset_name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ExportConfigError("dataset_name", "is required (the name of the profile export dataset)")
-    return value.strip()
 
 
 class AdobeCreateProfileExportJobOperator(ExportJobOperator):
@@ -400,30 +354,17 @@ class AdobeCreateProfileExportJobOperator(ExportJobOperator):
         adobe_aep_conn_id: str = AdobeExperiencePlatformHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
+        given = locals()  # the arguments by name
+        request = {name: given[name] for name in REQUEST_ARGUMENTS}
         super().__init__(**kwargs)
-        self.dataset_id = dataset_id
-        self.schema_name = schema_name
-        self.fields = fields
-        self.merge_policy_id = merge_policy_id
-        self.merge_policy_version = merge_policy_version
-        self.segments = segments
-        self.segment_namespace = segment_namespace
-        self.segment_statuses = segment_statuses
-        self.segment_qualification_start = segment_qualification_start
-        self.segment_qualification_end = segment_qualification_end
-        self.from_ingest_timestamp = from_ingest_timestamp
-        self.empty_profiles = empty_profiles
-        self.event_fields = event_fields
-        self.event_from_ingest_timestamp = event_from_ingest_timestamp
-        self.event_to_ingest_timestamp = event_to_ingest_timestamp
-        self.segment_per_batch = segment_per_batch
-        self.evaluate_segments = evaluate_segments
+        for name, value in request.items():
+            setattr(self, name, value)  # each one is a template field
         self.adobe_aep_conn_id = adobe_aep_conn_id
         # The literal arguments are checked now; the templated ones stand in with valid values.
         export_job_request(
             **{
-                name: getattr(self, name) if _known_at_parse_time(getattr(self, name)) else _STAND_INS.get(name)
-                for name in REQUEST_ARGUMENTS
+                name: value if _known_at_parse_time(value) else _STAND_INS.get(name)
+                for name, value in request.items()
             }
         )
 

@@ -61,11 +61,11 @@ def test_dataset_job_batch_and_files_end_to_end(sandbox):
     expected = sandbox.adobe.expected_files(batch_id)
     assert [(f.dataset_file_id, f.name) for f in files] == [(e[0], e[1]) for e in expected]
     first = files[0]
-    assert hook.file_size(first.dataset_file_id, first.name) == expected[0][2]
-    with hook.open_file(first.dataset_file_id, first.name) as body:
+    assert first.size == expected[0][2]
+    with hook.http.stream(hook.file_url(first.dataset_file_id, first.name)) as body:
         data = b"".join(body.iter_bytes())
     assert hashlib.sha256(data).hexdigest() == expected[0][3]
-    with hook.open_file(first.dataset_file_id, first.name, offset=100) as body:
+    with hook.http.stream(hook.file_url(first.dataset_file_id, first.name), offset=100) as body:
         assert body.status_code == 206 and b"".join(body.iter_bytes()) == data[100:]
     # every call carried the four platform headers and one token served them all
     platform_calls = sandbox.adobe.requests_to("/data/*")
@@ -141,14 +141,14 @@ def test_required_job_fields_are_checked_before_sending(sandbox):
 
 
 async def test_async_reads(sandbox):
+    sandbox.adobe.job_seconds = 0  # done at once: the poke reads the job, then its batch
     hook = AdobeExperiencePlatformHook(retry=FAST)
     job = hook.create_export_job(_job_body(hook.create_profile_dataset("t")))
     try:
-        polled = await hook.aget_export_job(job["id"])
-        batch = await hook.aget_batch(job["destination"]["batchId"])
+        event = await arun_poke(hook, poke_export_job(job["id"]))
     finally:
         await hook.aclose()
-    assert polled["id"] == job["id"] and batch["status"] in ("processing", "success")
+    assert event.job_ref == str(job["id"]) and event.result == [job["destination"]["batchId"]]
 
 
 # -- what Adobe's answers mean (_adobe_experience_platform_records) --------------------------------
@@ -404,8 +404,7 @@ async def test_every_request_the_hook_sends_validates_against_adobes_openapi(san
     hook.find_export_job_since(dataset, time.time() - 60)
     files = [f for b in event.result for f in hook.batch_files(b)]
     assert len(files) > 100
-    hook.file_size(files[0].dataset_file_id, files[0].name)
-    with hook.open_file(files[0].dataset_file_id, files[0].name, offset=10, length=100) as stream:
+    with hook.http.stream(hook.file_url(files[0].dataset_file_id, files[0].name), offset=10, length=100) as stream:
         assert len(b"".join(stream.iter_bytes())) == 100
     second = hook.create_export_job(export_job_request(dataset_id=dataset))["id"]
     hook.cancel_export_job(second)
@@ -430,7 +429,6 @@ async def test_every_request_the_hook_sends_validates_against_adobes_openapi(san
         "GET /data/core/ups",
         "DELETE /data/core/ups",
         "GET /data/foundation/export",
-        "HEAD /data/foundation/export",
     }
 
 
@@ -453,19 +451,13 @@ ESCAPES = {
 async def _call(hook, name, value):
     calls = {
         "get_export_job": lambda: hook.get_export_job(value),
-        "aget_export_job": lambda: hook.aget_export_job(value),
         "cancel_export_job": lambda: hook.cancel_export_job(value),
         "acancel_export_job": lambda: hook.acancel_export_job(value),
         "poke_export_job": lambda: run_poke(hook, poke_export_job(value)),
         "apoke_export_job": lambda: arun_poke(hook, poke_export_job(value)),
         "get_batch": lambda: hook.get_batch(value),
-        "aget_batch": lambda: hook.aget_batch(value),
-        "list_batch_files": lambda: hook.list_batch_files(value),
         "batch_files": lambda: hook.batch_files(value),
-        "list_files": lambda: hook.list_files(value),
         "file_url": lambda: hook.file_url(value, "part-00000.parquet"),
-        "file_size": lambda: hook.file_size(value, "part-00000.parquet"),
-        "open_file": lambda: hook.open_file(value, "part-00000.parquet"),
     }
     result = calls[name]()
     if hasattr(result, "__await__"):
@@ -476,19 +468,13 @@ async def _call(hook, name, value):
     ("call", "field"),
     [
         ("get_export_job", "export_job_id"),
-        ("aget_export_job", "export_job_id"),
         ("cancel_export_job", "export_job_id"),  # the cancel DELETE
         ("acancel_export_job", "export_job_id"),
         ("poke_export_job", "export_job_id"),
         ("apoke_export_job", "export_job_id"),
         ("get_batch", "batch_id"),
-        ("aget_batch", "batch_id"),
-        ("list_batch_files", "batch_id"),
         ("batch_files", "batch_id"),
-        ("list_files", "dataset_file_id"),
         ("file_url", "dataset_file_id"),
-        ("file_size", "dataset_file_id"),
-        ("open_file", "dataset_file_id"),
     ],
 )
 async def test_an_id_that_would_escape_its_path_is_refused_before_any_request(sandbox, call, field):
@@ -512,20 +498,20 @@ def test_an_export_job_id_is_a_number(sandbox, bad):
 
 def test_ids_of_every_documented_shape_pass_their_checks():
     from airflow_provider_exports.hooks._adobe_experience_platform_records import (
-    check_batch_id,
-    check_dataset_file_id,
-    check_dataset_id,
-    check_job_id,
-)
+        BATCH_ID,
+        DATASET_FILE_ID,
+        DATASET_ID,
+        check_job_id,
+    )
 
     assert [check_job_id(v) for v in (24115, "11400769", 100.0, " 7 ")] == ["24115", "11400769", "100", "7"]
     datasets = ("5b7c86968f7b6501e21ba9df", "15b4657a-058a-47b0-a356-7b63328138c6", "51b340e26b64ed3eb31ec9z8")
     for dataset in datasets:
-        assert check_dataset_id(dataset) == dataset
+        assert DATASET_ID.check(dataset, "dataset_id") == dataset
     for batch in ("da5cfb4de32c4b93a09f7e37fa53ad52", "65e18145-a5e8-4993-94f3-c70fadaa1fef", "01H9ZQ6P3T2B"):
-        assert check_batch_id(batch) == batch
+        assert BATCH_ID.check(batch, "batch_id") == batch
     file_id = "65e18145-a5e8-4993-94f3-c70fadaa1fef-1"
-    assert check_dataset_file_id(file_id) == file_id
+    assert DATASET_FILE_ID.check(file_id, "dataset_file_id") == file_id
 
 
 def _succeeded(destination):
@@ -653,19 +639,21 @@ def _endless(entry, path):
 
 
 @pytest.mark.parametrize(
-    ("path", "entry", "listing"),
+    "path",
     [
-        (f"{DATA_ACCESS}/batches/b1/files", {"dataSetFileId": "b1-1"}, "list_batch_files"),
-        # a directory that lists itself, page after page
-        (f"{DATA_ACCESS}/files/b1-1", {"dataSetFileId": "b1-1"}, "list_files"),
+        f"{DATA_ACCESS}/batches/b1/files",  # the batch's listing, naming b1-1 page after page
+        f"{DATA_ACCESS}/files/b1-1",  # a directory that lists itself, page after page
     ],
 )
-def test_data_access_pages_that_never_end_stop_at_max_pages(sandbox, monkeypatch, path, entry, listing):
+def test_data_access_pages_that_never_end_stop_at_max_pages(sandbox, monkeypatch, path):
     monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_PAGES", "5")
-    sandbox.adobe.faults.answer(path, times=40, json=_endless(entry, path))
+    sandbox.adobe.faults.answer(path, times=40, json=_endless({"dataSetFileId": "b1-1"}, path))
+    # the other listing: the batch names b1-1 once; b1-1 holds nothing
+    sandbox.adobe.faults.answer(f"{DATA_ACCESS}/batches/b1/files", json={"data": [{"dataSetFileId": "b1-1"}]})
+    sandbox.adobe.faults.answer(f"{DATA_ACCESS}/files/b1-1", json={"data": []})
     hook = AdobeExperiencePlatformHook(retry=FAST)
     with pytest.raises(LimitExceeded, match="max_pages") as err:
-        list(getattr(hook, listing)(path.rsplit("/", 2)[-2] if listing == "list_batch_files" else "b1-1"))
+        hook.batch_files("b1")
     assert path in err.value.what
     assert len(sandbox.adobe.requests_to(path)) == 5
 
