@@ -77,6 +77,10 @@ class ExportJobOperator(BaseOperator, ABC):
     def cancel_job(self, job_id: str) -> None:
         """Cancel the job at the vendor (best effort: log, never raise)."""
 
+    def task_result(self, context: Context, job_id: str | None, result: Any) -> Any:
+        """What the task returns: the job id, or once waited for, what the job's final poke found."""
+        return result if self.wait_for_completion else job_id
+
     # -- the run
 
     def execute(self, context: Context) -> Any:
@@ -94,7 +98,7 @@ class ExportJobOperator(BaseOperator, ABC):
         self.job_id = job_id
         context["ti"].xcom_push(key=JOB_ID_XCOM_KEY, value=job_id)
         if not self.wait_for_completion:
-            return job_id
+            return self.task_result(context, job_id, None)
         trigger = self.make_trigger(job_id, time.time() + self.timeout)
         if not self.deferrable:
             return self.execute_complete(context, run_inline(trigger), reattached=reattached)
@@ -124,7 +128,8 @@ class ExportJobOperator(BaseOperator, ABC):
                 self.cancel_job(job_id)
             return JobWaitTimeout(f"{message}; job {job_id} was cancelled where {self.vendor} allows it")
 
-        return result_of(self.vendor, event, on_timeout=cancelled_on_timeout, log=self.log)
+        result = result_of(self.vendor, event, on_timeout=cancelled_on_timeout, log=self.log)
+        return self.task_result(context, job_id, result)
 
     def on_kill(self) -> None:
         if self.job_id is not None:

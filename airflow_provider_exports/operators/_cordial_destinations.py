@@ -13,7 +13,9 @@ Types and fields: C-V2 ``DestinationObject`` (vendor-apis README §2.3). ``AWS``
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar
 
 from airflow_provider_exports.exceptions import ExportConfigError
@@ -38,27 +40,35 @@ def _connection(conn_id: str) -> Any:
     return BaseHook.get_connection(conn_id)
 
 
+@dataclass(kw_only=True, eq=False)
 class CordialDestination:
     """Where Cordial writes an export's file (Cordial's ``destination`` object).
 
-    Subclasses name their Cordial type, their templated fields (all references, never secrets)
-    and the required ones, and build the request object at run time.
+    Subclasses name their Cordial type and their fields: all references, never secrets, all
+    templated; those without a default must not be empty, checked when literal at parse time and
+    again once rendered. They build the request object at run time.
     """
 
     type: ClassVar[str]
-    template_fields: Sequence[str] = ()
-    #: fields that must not be empty, checked when literal at parse time and again once rendered
-    required: ClassVar[tuple[str, ...]] = ()
+    #: the request's key of each field that goes into the request as it is
+    request_keys: ClassVar[Mapping[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    @property
+    def template_fields(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclass_fields(self))
 
     def check(self) -> None:
         """Refuse empty required fields that are not templates (rendered ones are checked too)."""
-        for name in self.required:
-            value = getattr(self, name)
-            if is_template(value):
+        for f in dataclass_fields(self):
+            value = getattr(self, f.name)
+            if f.default is not MISSING or is_template(value):
                 continue
             if not isinstance(value, str) or not value.strip():
                 raise ExportConfigError(
-                    f"destination.{name}", f"is required for a {type(self).__name__}, got {value!r}"
+                    f"destination.{f.name}", f"is required for a {type(self).__name__}, got {value!r}"
                 )
 
     def request(self) -> dict[str, Any]:
@@ -67,17 +77,14 @@ class CordialDestination:
         return dict(check_destination({"type": self.type, **self._fields()}))
 
     def _fields(self) -> dict[str, Any]:
-        return {}
+        return {key: getattr(self, name) for name, key in self.request_keys.items()}
 
     def reference(self) -> dict[str, Any]:
         """Where the file goes, JSON-able and without a secret (for XCom and the transfer)."""
         return {"type": self.type, **{name: getattr(self, name) for name in self.template_fields}}
 
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.template_fields)
-        return f"{type(self).__name__}({shown})"
 
-
+@dataclass(kw_only=True, eq=False)
 class CordialS3Destination(CordialDestination):
     """Cordial writes the file to ``s3://<bucket>/<path>/``.
 
@@ -91,17 +98,11 @@ class CordialS3Destination(CordialDestination):
     """
 
     type = "S3"
-    template_fields: Sequence[str] = ("bucket", "path", "region", "aws_conn_id")
-    required = ("bucket", "path")
-
-    def __init__(
-        self, *, bucket: str, path: str, region: str | None = None, aws_conn_id: str | None = None
-    ) -> None:
-        self.bucket = bucket
-        self.path = path
-        self.region = region
-        self.aws_conn_id = aws_conn_id
-        self.check()
+    request_keys = {"bucket": "aws_bucket", "path": "path"}
+    bucket: str
+    path: str
+    region: str | None = None
+    aws_conn_id: str | None = None
 
     def check(self) -> None:
         super().check()
@@ -112,7 +113,7 @@ class CordialS3Destination(CordialDestination):
             )
 
     def _fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {"aws_bucket": self.bucket, "path": self.path}
+        fields = super()._fields()
         region = self.region
         if self.aws_conn_id:
             from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
@@ -173,6 +174,7 @@ class _ServerDestination(CordialDestination):
         return fields
 
 
+@dataclass(kw_only=True, eq=False)
 class CordialSftpDestination(_ServerDestination):
     """Cordial uploads the file over SFTP.
 
@@ -184,14 +186,9 @@ class CordialSftpDestination(_ServerDestination):
 
     type = "SFTP"
     conn_attr = "sftp_conn_id"
-    template_fields: Sequence[str] = ("sftp_conn_id", "path", "saved_key")
-    required = ("sftp_conn_id", "path")
-
-    def __init__(self, *, sftp_conn_id: str, path: str, saved_key: str | None = None) -> None:
-        self.sftp_conn_id = sftp_conn_id
-        self.path = path
-        self.saved_key = saved_key
-        self.check()
+    sftp_conn_id: str
+    path: str
+    saved_key: str | None = None
 
     def _fields(self) -> dict[str, Any]:
         fields = self._server_fields(password_required=not self.saved_key)
@@ -201,6 +198,7 @@ class CordialSftpDestination(_ServerDestination):
         return fields
 
 
+@dataclass(kw_only=True, eq=False)
 class CordialFtpDestination(_ServerDestination):
     """Cordial uploads the file over FTP.
 
@@ -210,18 +208,14 @@ class CordialFtpDestination(_ServerDestination):
 
     type = "FTP"
     conn_attr = "ftp_conn_id"
-    template_fields: Sequence[str] = ("ftp_conn_id", "path")
-    required = ("ftp_conn_id", "path")
-
-    def __init__(self, *, ftp_conn_id: str, path: str) -> None:
-        self.ftp_conn_id = ftp_conn_id
-        self.path = path
-        self.check()
+    ftp_conn_id: str
+    path: str
 
     def _fields(self) -> dict[str, Any]:
         return self._server_fields(password_required=True)
 
 
+@dataclass(kw_only=True, eq=False)
 class CordialGcsDestination(CordialDestination):
     """Cordial writes the file to ``gs://<bucket>/<path>/`` (with access granted in Cordial, no key).
 
@@ -230,18 +224,12 @@ class CordialGcsDestination(CordialDestination):
     """
 
     type = "GCS"
-    template_fields: Sequence[str] = ("bucket", "path")
-    required = ("bucket", "path")
-
-    def __init__(self, *, bucket: str, path: str) -> None:
-        self.bucket = bucket
-        self.path = path
-        self.check()
-
-    def _fields(self) -> dict[str, Any]:
-        return {"gcs_bucket": self.bucket, "path": self.path}
+    request_keys = {"bucket": "gcs_bucket", "path": "path"}
+    bucket: str
+    path: str
 
 
+@dataclass(kw_only=True, eq=False)
 class CordialAzureBlobDestination(CordialDestination):
     """Cordial writes the file to an Azure Blob Storage container (access granted in Cordial).
 
@@ -251,19 +239,13 @@ class CordialAzureBlobDestination(CordialDestination):
     """
 
     type = "AZUREBLOB"
-    template_fields: Sequence[str] = ("account", "container", "path")
-    required = ("account", "container", "path")
-
-    def __init__(self, *, account: str, container: str, path: str) -> None:
-        self.account = account
-        self.container = container
-        self.path = path
-        self.check()
-
-    def _fields(self) -> dict[str, Any]:
-        return {"account": self.account, "container": self.container, "path": self.path}
+    request_keys = {"account": "account", "container": "container", "path": "path"}
+    account: str
+    container: str
+    path: str
 
 
+@dataclass(kw_only=True, eq=False)
 class CordialUIDestination(CordialDestination):
     """Cordial keeps the file for download in its UI (30 days; Cordial's type ``AWS``).
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_exports.exceptions import ExportJobMayExist, ExportsError
 from airflow_provider_exports.hooks.cordial import (
+    PATHS,
     VENDOR,
     CordialHook,
     audience_trends_body,
@@ -124,7 +125,16 @@ class _CordialCreateExportOperator(ExportJobOperator):
     """
 
     vendor = VENDOR
+    #: what it exports: the key of its create call's path in the hook's ``PATHS``
     kind: ClassVar[str]
+    #: the hook module's function that builds and checks the create call's body
+    build_body: ClassVar[Callable[..., dict[str, Any]]]
+    #: the body's arguments but ``name`` and ``destination``: the operator's attributes of these names
+    body_fields: ClassVar[tuple[str, ...]]
+    #: what the delivered file is, for the transfer
+    export_type: str
+    compress: bool
+    show_header: bool
     template_fields: Sequence[str] = ("name", "destination", "cordial_conn_id")
     # the live client is shared, not copied, when Airflow copies the task
     shallow_copy_attrs: Sequence[str] = ("hook",)
@@ -151,22 +161,10 @@ class _CordialCreateExportOperator(ExportJobOperator):
     def hook(self) -> CordialHook:
         return CordialHook(self.cordial_conn_id)
 
-    # -- what each export defines
-
-    def body_arguments(self) -> dict[str, Any]:
-        """The create call's arguments but ``name`` and ``destination``, from the rendered fields."""
-        raise NotImplementedError
-
-    def check_body(self, name: str) -> None:
-        """Check the rendered arguments as the create call will, before anything is sent."""
-        raise NotImplementedError
-
-    def send_create(self, name: str, destination: dict[str, Any]) -> str:
-        raise NotImplementedError
-
-    def delivery(self) -> dict[str, Any]:
-        """What the delivered file is (format, compression...), for the transfer."""
-        return {}
+    def request_body(self, name: str, destination: dict[str, Any]) -> dict[str, Any]:
+        """The create call's body from the rendered fields, checked as the hook checks it."""
+        arguments = {field: getattr(self, field) for field in self.body_fields}
+        return self.build_body(name=name, destination=destination, **arguments)
 
     # -- creating or reattaching
 
@@ -191,13 +189,13 @@ class _CordialCreateExportOperator(ExportJobOperator):
         # Every rendered value is checked before the first request.
         name = self.job_name(context)
         check_destination_object(self.destination)
-        self.check_body(name)
+        self.request_body(name, {"type": "AWS"})
         return self._find(name, run_started(context))
 
     def create_job(self, context: Context) -> str:
         name = self.job_name(context)
         try:
-            return self.send_create(name, self.destination.request())
+            return self.hook.create_job(PATHS[self.kind], self.request_body(name, self.destination.request()))
         except ExportJobMayExist as exc:
             self.log.warning(
                 "The create call's answer does not name the job (%s); looking %s up by name", exc.answer, name
@@ -219,31 +217,19 @@ class _CordialCreateExportOperator(ExportJobOperator):
             deadline=deadline,
         )
 
-    # -- what the task returns
-
-    def reference(
-        self, context: Context, job_id: str, summary: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """The XCom return value: the job, what it exports and where it delivers, no secret."""
+    def task_result(self, context: Context, job_id: str | None, summary: Any) -> dict[str, Any]:
+        """The job, what it exports and where it delivers (no secret), and the file once ``Done``."""
         return {
             "vendor": VENDOR,
-            "job_id": job_id,
+            "job_id": str(summary["job_id"]) if summary else job_id,
             "name": self.job_name(context),
             "export": self.kind,
             "destination": self.destination.reference(),
-            **self.delivery(),
+            "export_type": check_export_type(self.export_type),
+            "compress": self.compress,
+            "show_header": self.show_header,
             "file_name": (summary or {}).get("file_name"),
         }
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        outcome = super().execute(context)  # the job id, or (waited for) what execute_complete returns
-        return outcome if self.wait_for_completion else self.reference(context, str(outcome))
-
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, reattached: bool = False
-    ) -> dict[str, Any]:
-        summary = super().execute_complete(context, event, reattached)  # raises unless the job is Done
-        return self.reference(context, str(summary["job_id"]), summary)
 
 
 class CordialCreateAudienceTrendsExportOperator(_CordialCreateExportOperator):
@@ -262,14 +248,13 @@ class CordialCreateAudienceTrendsExportOperator(_CordialCreateExportOperator):
     """
 
     kind = "audience_trends"
-    template_fields: Sequence[str] = (
-        "name",
-        "audiences",
-        "selected_timeframe_start",
-        "selected_timeframe_end",
-        "destination",
-        "cordial_conn_id",
-    )
+    build_body = staticmethod(audience_trends_body)
+    body_fields = ("audiences", "selected_timeframe_start", "selected_timeframe_end")
+    template_fields: Sequence[str] = ("name", *body_fields, "destination", "cordial_conn_id")
+    # Cordial's only trends file: a CSV with a header row, not compressed
+    export_type = "csv"
+    compress = False
+    show_header = True
 
     def __init__(
         self,
@@ -293,23 +278,6 @@ class CordialCreateAudienceTrendsExportOperator(_CordialCreateExportOperator):
         if not is_template(start) and not is_template(end):
             check_timeframe(start, end)
 
-    def body_arguments(self) -> dict[str, Any]:
-        return {
-            "audiences": self.audiences,
-            "selected_timeframe_start": self.selected_timeframe_start,
-            "selected_timeframe_end": self.selected_timeframe_end,
-        }
-
-    def check_body(self, name: str) -> None:
-        audience_trends_body(name=name, destination={"type": "AWS"}, **self.body_arguments())
-
-    def send_create(self, name: str, destination: dict[str, Any]) -> str:
-        return self.hook.create_audience_trends_export(
-            name=name, destination=destination, **self.body_arguments()
-        )
-
-    def delivery(self) -> dict[str, Any]:
-        return {"export_type": "csv", "compress": False, "show_header": True}
 
 
 class CordialCreateContactExportOperator(_CordialCreateExportOperator):
@@ -332,6 +300,8 @@ class CordialCreateContactExportOperator(_CordialCreateExportOperator):
     """
 
     kind = "contacts"
+    build_body = staticmethod(contact_export_body)
+    body_fields = ("fields", "account_id", "audience_key", "lists", "export_type", "compress", "show_header")
     template_fields: Sequence[str] = (
         "name",
         "fields",
@@ -371,27 +341,3 @@ class CordialCreateContactExportOperator(_CordialCreateExportOperator):
         check_export_type(export_type)
         check_flag(compress, "compress")
         check_flag(show_header, "show_header")
-
-    def body_arguments(self) -> dict[str, Any]:
-        return {
-            "fields": self.fields,
-            "account_id": self.account_id,
-            "audience_key": self.audience_key,
-            "lists": self.lists,
-            "export_type": self.export_type,
-            "compress": self.compress,
-            "show_header": self.show_header,
-        }
-
-    def check_body(self, name: str) -> None:
-        contact_export_body(name=name, destination={"type": "AWS"}, **self.body_arguments())
-
-    def send_create(self, name: str, destination: dict[str, Any]) -> str:
-        return self.hook.create_contact_export(name=name, destination=destination, **self.body_arguments())
-
-    def delivery(self) -> dict[str, Any]:
-        return {
-            "export_type": check_export_type(self.export_type),
-            "compress": self.compress,
-            "show_header": self.show_header,
-        }
