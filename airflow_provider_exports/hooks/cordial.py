@@ -156,14 +156,10 @@ def check_export_type(export_type: Any) -> str:
 
 def check_account_id(account_id: Any) -> int:
     """Cordial's account ID, an integer the spec requires in every contact export request."""
-    if isinstance(account_id, bool) or not (
-        isinstance(account_id, int) or (isinstance(account_id, str) and account_id.strip().isdigit())
-    ):
+    whole = isinstance(account_id, int) or (isinstance(account_id, str) and account_id.strip().isdigit())
+    if isinstance(account_id, bool) or not whole or int(account_id) < 1:
         raise ExportConfigError("account_id", f"{account_id!r} is not an account ID; give a positive integer")
-    value = int(account_id)
-    if value < 1:
-        raise ExportConfigError("account_id", f"{account_id!r} is not an account ID; give a positive integer")
-    return value
+    return int(account_id)
 
 
 def check_flag(value: Any, field_name: str) -> bool:
