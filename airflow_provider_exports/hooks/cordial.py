@@ -20,11 +20,7 @@ from datetime import date, datetime, timezone
 from enum import StrEnum
 from typing import Any
 
-from airflow_provider_exports.exceptions import (
-    ExportConfigError,
-    ExportJobMayExist,
-    VendorAPIError,
-)
+from airflow_provider_exports.exceptions import ExportConfigError, ExportJobMayExist, VendorAPIError
 from airflow_provider_exports.hooks._base import (
     AccessCheck,
     ConnectionFailure,

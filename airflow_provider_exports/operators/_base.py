@@ -1,13 +1,11 @@
 """What the provider's job-creating operators share: create once, say which job, wait, cancel.
 
-A vendor operator says how to find the job an earlier try of this task already created
-(:meth:`ExportJobOperator.find_job`: a retry after a dead worker reattaches instead of creating a
-second job), how to create one, which trigger waits for it, and, where the vendor allows it, how to
-cancel it. This base pushes the job id to XCom before any wait (so a link or a sensor can use it
-even if the task dies), waits with the same trigger in the worker (:func:`run_inline`) or deferred
-(``timeout=None``: the trigger owns the deadline and the task ends through ``execute_complete``),
-cancels the job on ``on_kill`` and when the wait times out (the dbt Cloud pattern), and checks the
-trigger's event strictly.
+A vendor operator says how to find the job an earlier try of this task created (a retry after a
+dead worker reattaches instead of creating a second job), how to create one, which trigger waits
+for it, where the vendor allows it how to cancel it, and what the task returns. This base pushes
+the job id to XCom before any wait (so a link or a sensor can use it even if the task dies), waits
+with the same trigger in the worker (:func:`run_inline`) or deferred (the trigger owns the deadline),
+cancels the job on ``on_kill`` and when the wait times out, and checks the trigger's event strictly.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """What the provider's job sensors share: poke, reschedule and deferrable waits from one poke.
 
-A vendor sensor names the trigger that waits for the job when deferred, and that trigger's arguments;
-the trigger's hook class is the sensor's (its connection is the sensor's argument named as the hook's
-``conn_name_attr``). A poke in the worker is that trigger's own :meth:`~airflow_provider_exports.triggers._base.JobPollingTrigger.job_poke`, run
-with the sensor's hook, so a wait decides the same whatever its mode. This base keeps the wait's
+A vendor sensor names its trigger (whose hook class and connection argument, named as the hook's
+``conn_name_attr``, are the sensor's) and the trigger's arguments. A poke in the worker is the
+trigger's own :meth:`~airflow_provider_exports.triggers._base.JobPollingTrigger.job_poke` run with
+the sensor's hook, so a wait decides the same whatever its mode. This base keeps the wait's
 deadline in every mode (:mod:`airflow_provider_exports.utils.waiting`), fails at once — never
 retried — when the job failed, and checks the trigger's event strictly when the task resumes.
 """
