@@ -89,10 +89,10 @@ def check_job_id(job_id: Any, field_name: str = "job_id") -> str:
     return JOB_ID.check(job_id, field_name)
 
 
-def check_export_name(name: Any, field_name: str = "name") -> str:
+def check_export_name(name: Any) -> str:
     """C-ATE and the contact exports article: "may only contain letters, numbers, and dashes"."""
     if not isinstance(name, str) or not _EXPORT_NAME.fullmatch(name):
-        raise ExportConfigError(field_name, f"{name!r} may only contain letters, numbers and dashes")
+        raise ExportConfigError("name", f"{name!r} may only contain letters, numbers and dashes")
     return name
 
 
