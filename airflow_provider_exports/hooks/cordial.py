@@ -20,11 +20,7 @@ from datetime import date, datetime, timezone
 from enum import StrEnum
 from typing import Any
 
-from airflow_provider_exports.exceptions import (
-    ExportConfigError,
-    ExportJobMayExist,
-    VendorAPIError,
-)
+from airflow_provider_exports.exceptions import ExportConfigError, ExportJobMayExist, VendorAPIError
 from airflow_provider_exports.hooks._base import (
     AccessCheck,
     ConnectionFailure,
@@ -68,9 +64,6 @@ class CordialJobStatus(StrEnum):
 # Vendor is silent on whether a job that has not started yet carries `times.start` (TimesJ: "Time
 # when job starts execution"): jobs in these statuses are also looked up without a time filter.
 NOT_STARTED_STATUSES = (CordialJobStatus.SCHEDULED, CordialJobStatus.PENDING, CordialJobStatus.THROTTLED)
-# C-V2: the jobName Cordial gives contact exports; trends exports have none in the enum.
-CONTACTS_JOB_NAME = "ExportContacts"
-CONTACT_EXPORT_TYPES = ("csv", "json")
 
 # Required destination fields per type, from the 400 messages of SourceAE (vendor-apis README §2.3).
 DESTINATION_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -96,34 +89,29 @@ def check_job_id(job_id: Any, field_name: str = "job_id") -> str:
     return JOB_ID.check(job_id, field_name)
 
 
-def check_export_name(name: Any, field_name: str = "name") -> str:
+def check_export_name(name: Any) -> str:
     """C-ATE and the contact exports article: "may only contain letters, numbers, and dashes"."""
     if not isinstance(name, str) or not _EXPORT_NAME.fullmatch(name):
-        raise ExportConfigError(field_name, f"{name!r} may only contain letters, numbers and dashes")
+        raise ExportConfigError("name", f"{name!r} may only contain letters, numbers and dashes")
     return name
+
+
+def check_date(value: Any, field_name: str) -> date:
+    """One timeframe date, ISO-8601 (checked on its own while the other is still a template)."""
+    text = value.isoformat() if isinstance(value, date) else str(value or "")
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise ExportConfigError(field_name, f"{value!r} is not an ISO-8601 date (YYYY-MM-DD)") from None
 
 
 def check_timeframe(start: str | date, end: str | date) -> tuple[str, str]:
     """Both dates present, ISO-8601, and the end not before the start."""
-    parsed = []
-    for field_name, value in (("selected_timeframe_start", start), ("selected_timeframe_end", end)):
-        text = value.isoformat() if isinstance(value, date) else str(value or "")
-        try:
-            parsed.append(date.fromisoformat(text[:10]))
-        except ValueError:
-            raise ExportConfigError(field_name, f"{value!r} is not an ISO-8601 date (YYYY-MM-DD)") from None
-    if parsed[1] < parsed[0]:
+    first = check_date(start, "selected_timeframe_start")
+    last = check_date(end, "selected_timeframe_end")
+    if last < first:
         raise ExportConfigError("selected_timeframe_end", f"{end} is before selected_timeframe_start {start}")
-    return parsed[0].isoformat(), parsed[1].isoformat()
-
-
-def check_date(value: Any, field_name: str) -> None:
-    """One timeframe date on its own (the other may still be a template)."""
-    text = value.isoformat() if isinstance(value, date) else str(value or "")
-    try:
-        date.fromisoformat(text[:10])
-    except ValueError:
-        raise ExportConfigError(field_name, f"{value!r} is not an ISO-8601 date (YYYY-MM-DD)") from None
+    return first.isoformat(), last.isoformat()
 
 
 def check_names(values: Any, field_name: str, what: str) -> list[str]:
@@ -157,21 +145,17 @@ def check_lists(lists: Any) -> list[int]:
 
 def check_export_type(export_type: Any) -> str:
     kind = str(export_type or "").lower()
-    if kind not in CONTACT_EXPORT_TYPES:
+    if kind not in ("csv", "json"):
         raise ExportConfigError("export_type", f"{export_type!r} is not allowed; use csv or json")
     return kind
 
 
 def check_account_id(account_id: Any) -> int:
     """Cordial's account ID, an integer the spec requires in every contact export request."""
-    if isinstance(account_id, bool) or not (
-        isinstance(account_id, int) or (isinstance(account_id, str) and account_id.strip().isdigit())
-    ):
+    whole = isinstance(account_id, int) or (isinstance(account_id, str) and account_id.strip().isdigit())
+    if isinstance(account_id, bool) or not whole or int(account_id) < 1:
         raise ExportConfigError("account_id", f"{account_id!r} is not an account ID; give a positive integer")
-    value = int(account_id)
-    if value < 1:
-        raise ExportConfigError("account_id", f"{account_id!r} is not an account ID; give a positive integer")
-    return value
+    return int(account_id)
 
 
 def check_flag(value: Any, field_name: str) -> bool:
@@ -260,31 +244,20 @@ def _unusable_job_id(content: bytes, job_id: Any) -> str:
     return f"a jobId that is not a Cordial job id ({repr(job_id)[:80]})"
 
 
+def _first_text(record: Mapping[str, Any], keys: Sequence[str]) -> str | None:
+    """The first of ``keys`` whose value in ``record`` is a non-empty string."""
+    return next((str(record[key]) for key in keys if isinstance(record.get(key), str) and record[key]), None)
+
+
 def job_id_of(job: Mapping[str, Any]) -> str | None:
     # Vendor is silent on the id field of a job record (vendor-apis README §2.4: JobJ has none):
     # `_id`, as in Cordial's MongoDB-style ids; `id` and `jobId` are taken too.
-    for key in ("_id", "id", "jobId"):
-        if isinstance(job.get(key), str) and job[key]:
-            return str(job[key])
-    return None
+    return _first_text(job, ("_id", "id", "jobId"))
 
 
 def job_file_name(job: Mapping[str, Any]) -> str | None:
     """The file name a job reports in ``metadata`` (JobMetadataJ has ``fileName`` and ``filename``)."""
-    metadata = job.get("metadata") or {}
-    for key in ("fileName", "filename"):
-        if isinstance(metadata.get(key), str) and metadata[key]:
-            return str(metadata[key])
-    return None
-
-
-def failure_details(job: Mapping[str, Any]) -> dict[str, Any]:
-    """What a failed job's record says about the failure: its ``result`` counters and error."""
-    details: dict[str, Any] = dict(job.get("result") or {})
-    for key in ("totalItems", "completedItems"):
-        if key in job:
-            details[key] = job[key]
-    return details
+    return _first_text(job.get("metadata") or {}, ("fileName", "filename"))
 
 
 # -- the wait for one job ------------------------------------------------------------------------
@@ -307,8 +280,10 @@ def job_event(job_id: str, job: Mapping[str, Any]) -> PokeEvent:
     if status == CordialJobStatus.FAILED:
         result = job.get("result") or {}
         errors = [f"{result['error']} record(s) in error"] if result.get("error") else []
+        # the details: the record's result counters and error, and its item counts
+        details = {**result, **{key: job[key] for key in ("totalItems", "completedItems") if key in job}}
         return PokeEvent(
-            "failed", description, job_ref=job_id, job_status=status, errors=errors, details=failure_details(job)
+            "failed", description, job_ref=job_id, job_status=status, errors=errors, details=details
         )
     return PokeEvent("waiting", description, job_ref=job_id, job_status=status)
 
@@ -370,57 +345,15 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
 
     # -- creating jobs
 
-    def create_audience_trends_export(
-        self,
-        *,
-        name: str,
-        audiences: Sequence[str],
-        selected_timeframe_start: str | date,
-        selected_timeframe_end: str | date,
-        destination: Mapping[str, Any],
-    ) -> str:
-        """Create an audience-trends export job; returns its ``jobId``.
+    def create_audience_trends_export(self, **arguments: Any) -> str:
+        """Create an audience-trends export job from :func:`audience_trends_body`'s arguments;
+        returns its ``jobId`` (see :meth:`create_job`)."""
+        return self.create_job(PATHS["audience_trends"], audience_trends_body(**arguments))
 
-        Raises :class:`ExportJobMayExist` when the request ran but its answer does not name the job.
-        """
-        body = audience_trends_body(
-            name=name,
-            audiences=audiences,
-            selected_timeframe_start=selected_timeframe_start,
-            selected_timeframe_end=selected_timeframe_end,
-            destination=destination,
-        )
-        return self.create_job(PATHS["audience_trends"], body)
-
-    def create_contact_export(
-        self,
-        *,
-        name: str,
-        fields: Sequence[str],
-        account_id: int | str,
-        destination: Mapping[str, Any],
-        audience_key: str | None = None,
-        lists: Sequence[int] | None = None,
-        export_type: str = "csv",
-        compress: bool = False,
-        show_header: bool = True,
-    ) -> str:
-        """Create a contact export job (an audience's members); returns its ``jobId``.
-
-        Raises :class:`ExportJobMayExist` when the request ran but its answer does not name the job.
-        """
-        body = contact_export_body(
-            name=name,
-            fields=fields,
-            account_id=account_id,
-            destination=destination,
-            audience_key=audience_key,
-            lists=lists,
-            export_type=export_type,
-            compress=compress,
-            show_header=show_header,
-        )
-        return self.create_job(PATHS["contacts"], body)
+    def create_contact_export(self, **arguments: Any) -> str:
+        """Create a contact export job (an audience's members) from :func:`contact_export_body`'s
+        arguments; returns its ``jobId`` (see :meth:`create_job`)."""
+        return self.create_job(PATHS["contacts"], contact_export_body(**arguments))
 
     def create_job(self, path: str, body: Mapping[str, Any]) -> str:
         """``POST`` a checked export body; the new job's ``jobId``.
@@ -453,21 +386,13 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
 
     # -- reading jobs
 
-    def get_job(self, job_id: str, *, deadline: float | None = None) -> dict[str, Any]:
-        """One job; ``deadline`` (epoch seconds) bounds the call, retries included. A ``job_id``
-        that is not a Cordial job id raises :class:`ExportConfigError` before any request."""
-        return self.call("GET", _job_path(job_id), deadline=deadline)
-
-    async def aget_job(self, job_id: str, *, deadline: float | None = None) -> dict[str, Any]:
-        return await self.acall("GET", _job_path(job_id), deadline=deadline)
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        """One job. A ``job_id`` that is not a Cordial job id raises :class:`ExportConfigError`
+        before any request."""
+        return self.call("GET", _job_path(job_id))
 
     def list_jobs(
-        self,
-        *,
-        job_name: str | None = None,
-        status: str | None = None,
-        times: Mapping[str, str] | None = None,
-        per_page: int = 25,
+        self, *, status: str | None = None, times: Mapping[str, str] | None = None, per_page: int = 25
     ) -> Iterator[dict[str, Any]]:
         """Jobs matching the filters, page by page until a short page; at most ``[exports]
         max_pages`` pages (``LimitExceeded`` past them: a list whose pages are always full ends).
@@ -475,8 +400,6 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         :param times: filters such as ``{"start][gte": "2026-01-01"}`` become ``times[start][gte]``.
         """
         params: dict[str, Any] = {"per_page": str(per_page)}
-        if job_name:
-            params["jobName"] = job_name
         if status:
             params["status"] = status
         for key, value in (times or {}).items():
@@ -489,21 +412,18 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
             # per_page is taken as the last one.
             batch = self.call("GET", PATHS["jobs"], params={**params, "page": str(page)}) or []
             if not isinstance(batch, list):
-                raise self._not_a_list(batch)
+                raise VendorAPIError(
+                    VENDOR,
+                    status_code=200,
+                    error_key=None,
+                    message=f"the jobs list answered a JSON {type(batch).__name__}, not the documented array",
+                    method="GET",
+                    url=redact_url(self.url(PATHS["jobs"])),
+                )
             yield from batch
             if len(batch) < per_page:
                 return
             page += 1
-
-    def _not_a_list(self, body: Any) -> VendorAPIError:
-        return VendorAPIError(
-            VENDOR,
-            status_code=200,
-            error_key=None,
-            message=f"the jobs list answered a JSON {type(body).__name__}, not the documented array",
-            method="GET",
-            url=redact_url(self.url(PATHS["jobs"])),
-        )
 
     def find_jobs_by_name(self, name: str, *, started_since: datetime) -> list[dict[str, Any]]:
         """Every job named ``name`` (``metadata.name``) started since ``started_since``, or not

@@ -1,13 +1,11 @@
 """What the provider's job-creating operators share: create once, say which job, wait, cancel.
 
-A vendor operator says how to find the job an earlier try of this task already created
-(:meth:`ExportJobOperator.find_job`: a retry after a dead worker reattaches instead of creating a
-second job), how to create one, which trigger waits for it, and, where the vendor allows it, how to
-cancel it. This base pushes the job id to XCom before any wait (so a link or a sensor can use it
-even if the task dies), waits with the same trigger in the worker (:func:`run_inline`) or deferred
-(``timeout=None``: the trigger owns the deadline and the task ends through ``execute_complete``),
-cancels the job on ``on_kill`` and when the wait times out (the dbt Cloud pattern), and checks the
-trigger's event strictly.
+A vendor operator says how to find the job an earlier try of this task created (a retry after a
+dead worker reattaches instead of creating a second job), how to create one, which trigger waits
+for it, where the vendor allows it how to cancel it, and what the task returns. This base pushes
+the job id to XCom before any wait (so a link or a sensor can use it even if the task dies), waits
+with the same trigger in the worker (:func:`run_inline`) or deferred (the trigger owns the deadline),
+cancels the job on ``on_kill`` and when the wait times out, and checks the trigger's event strictly.
 """
 
 from __future__ import annotations
@@ -77,6 +75,10 @@ class ExportJobOperator(BaseOperator, ABC):
     def cancel_job(self, job_id: str) -> None:
         """Cancel the job at the vendor (best effort: log, never raise)."""
 
+    def task_result(self, context: Context, job_id: str | None, result: Any) -> Any:
+        """What the task returns: the job id, or once waited for, what the job's final poke found."""
+        return result if self.wait_for_completion else job_id
+
     # -- the run
 
     def execute(self, context: Context) -> Any:
@@ -94,7 +96,7 @@ class ExportJobOperator(BaseOperator, ABC):
         self.job_id = job_id
         context["ti"].xcom_push(key=JOB_ID_XCOM_KEY, value=job_id)
         if not self.wait_for_completion:
-            return job_id
+            return self.task_result(context, job_id, None)
         trigger = self.make_trigger(job_id, time.time() + self.timeout)
         if not self.deferrable:
             return self.execute_complete(context, run_inline(trigger), reattached=reattached)
@@ -124,7 +126,8 @@ class ExportJobOperator(BaseOperator, ABC):
                 self.cancel_job(job_id)
             return JobWaitTimeout(f"{message}; job {job_id} was cancelled where {self.vendor} allows it")
 
-        return result_of(self.vendor, event, on_timeout=cancelled_on_timeout, log=self.log)
+        result = result_of(self.vendor, event, on_timeout=cancelled_on_timeout, log=self.log)
+        return self.task_result(context, job_id, result)
 
     def on_kill(self) -> None:
         if self.job_id is not None:

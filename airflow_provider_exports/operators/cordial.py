@@ -13,6 +13,14 @@ a worker that died after its request reached Cordial finds the job instead of cr
 When a create request ran but its answer does not name the job (an empty 200, a 5xx, a connection
 lost before the answer), the job is looked up by name; if it is not found the task fails with
 :class:`ExportJobMayExist`, which is never retried.
+
+**Destinations carry no secret.** A destination object holds references only (bucket, path,
+connection ids), so what Airflow renders, serializes, logs or shows is free of secrets. The
+request's ``destination`` object is built at run time by :meth:`CordialDestination.request`: keys
+and passwords are read from the connections there, handed to ``mask_secret`` at once, and go into
+the request body only. A DAG literal never carries a secret: there is no argument to put one in.
+Types and fields: C-V2 ``DestinationObject`` (vendor-apis README §2.3); ``AWS`` is Cordial's name
+for "keep the file for download in the Cordial UI", which no API can fetch (README §2.5).
 """
 
 from __future__ import annotations
@@ -20,18 +28,22 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_exports.exceptions import ExportJobMayExist, ExportsError
+from airflow_provider_exports.exceptions import ExportConfigError, ExportJobMayExist, ExportsError
 from airflow_provider_exports.hooks.cordial import (
+    PATHS,
     VENDOR,
     CordialHook,
     audience_trends_body,
     check_account_id,
     check_date,
+    check_destination,
     check_export_name,
     check_export_type,
     check_flag,
@@ -42,33 +54,11 @@ from airflow_provider_exports.hooks.cordial import (
     job_id_of,
 )
 from airflow_provider_exports.operators._base import ExportJobOperator
-from airflow_provider_exports.operators._cordial_destinations import (
-    CordialAzureBlobDestination,
-    CordialDestination,
-    CordialFtpDestination,
-    CordialGcsDestination,
-    CordialS3Destination,
-    CordialSftpDestination,
-    CordialUIDestination,
-    check_destination_object,
-)
 from airflow_provider_exports.triggers.cordial import CordialJobTrigger
 from airflow_provider_exports.utils.templating import is_template
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-__all__ = [
-    "CordialAzureBlobDestination",
-    "CordialCreateAudienceTrendsExportOperator",
-    "CordialCreateContactExportOperator",
-    "CordialDestination",
-    "CordialFtpDestination",
-    "CordialGcsDestination",
-    "CordialS3Destination",
-    "CordialSftpDestination",
-    "CordialUIDestination",
-]
 
 # Vendor is silent on how long an export name may be: names are cut to this many characters
 # (with a digest of the whole name, so two long names stay apart).
@@ -76,6 +66,263 @@ MAX_NAME_LENGTH = 100
 # Vendor is silent on whose clock stamps a job's start: a job of this run may show a start up to
 # this long before the run's own start.
 CLOCK_SKEW = timedelta(minutes=5)
+
+
+# S3's bucket naming rules: 3-63 characters of lowercase letters, digits, dots and dashes.
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _mask(*secrets: str | None) -> None:
+    from airflow.providers.common.compat.sdk import mask_secret
+
+    for secret in secrets:
+        if secret:
+            mask_secret(secret)
+
+
+def _connection(conn_id: str) -> Any:
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    return BaseHook.get_connection(conn_id)
+
+
+@dataclass(kw_only=True, eq=False)
+class CordialDestination:
+    """Where Cordial writes an export's file (Cordial's ``destination`` object).
+
+    Subclasses name their Cordial type and their fields: all references, never secrets, all
+    templated; those without a default must not be empty, checked when literal at parse time and
+    again once rendered. They build the request object at run time.
+    """
+
+    type: ClassVar[str]
+    #: the request's key of each field that goes into the request as it is
+    request_keys: ClassVar[Mapping[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    @property
+    def template_fields(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclass_fields(self))
+
+    def check(self) -> None:
+        """Refuse empty required fields that are not templates (rendered ones are checked too)."""
+        for f in dataclass_fields(self):
+            value = getattr(self, f.name)
+            if f.default is not MISSING or is_template(value):
+                continue
+            if not isinstance(value, str) or not value.strip():
+                raise ExportConfigError(
+                    f"destination.{f.name}", f"is required for a {type(self).__name__}, got {value!r}"
+                )
+
+    def request(self) -> dict[str, Any]:
+        """The request's ``destination`` object, secrets included (masked): for the request body only."""
+        self.check()
+        return dict(check_destination({"type": self.type, **self._fields()}))
+
+    def _fields(self) -> dict[str, Any]:
+        return {key: getattr(self, name) for name, key in self.request_keys.items()}
+
+    def reference(self) -> dict[str, Any]:
+        """Where the file goes, JSON-able and without a secret (for XCom and the transfer)."""
+        return {"type": self.type, **{name: getattr(self, name) for name in self.template_fields}}
+
+
+@dataclass(kw_only=True, eq=False)
+class CordialS3Destination(CordialDestination):
+    """Cordial writes the file to ``s3://<bucket>/<path>/``.
+
+    :param bucket: the bucket. (templated)
+    :param path: the folder in the bucket (Cordial requires one). (templated)
+    :param region: the bucket's region; default: the AWS connection's ``region_name``. (templated)
+    :param aws_conn_id: the AWS connection whose access key (login) and secret (password) Cordial
+        writes with; ``None`` when the Cordial account has an IAM role for the bucket, and the
+        request then carries no keys. Only the connection's own keys are sent, never credentials
+        the worker would find elsewhere. (templated)
+    """
+
+    type = "S3"
+    request_keys = {"bucket": "aws_bucket", "path": "path"}
+    bucket: str
+    path: str
+    region: str | None = None
+    aws_conn_id: str | None = None
+
+    def check(self) -> None:
+        super().check()
+        if not is_template(self.bucket) and not _S3_BUCKET.fullmatch(self.bucket):
+            raise ExportConfigError(
+                "destination.bucket",
+                f"{self.bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, dots, dashes)",
+            )
+
+    def _fields(self) -> dict[str, Any]:
+        fields = super()._fields()
+        region = self.region
+        if self.aws_conn_id:
+            from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
+
+            conn = AwsConnectionWrapper(_connection(self.aws_conn_id))
+            key, secret = conn.aws_access_key_id, conn.aws_secret_access_key
+            _mask(key, secret, conn.aws_session_token)
+            if not key or not secret:
+                raise ExportConfigError(
+                    "destination.aws_conn_id",
+                    f"connection {self.aws_conn_id!r} has no access key ID and secret for Cordial to "
+                    "write with (login and password); set aws_conn_id=None if the Cordial account "
+                    "has an IAM role for the bucket",
+                )
+            if conn.aws_session_token:
+                raise ExportConfigError(
+                    "destination.aws_conn_id",
+                    f"connection {self.aws_conn_id!r} holds temporary credentials (a session token); "
+                    "Cordial takes only an access key ID and secret",
+                )
+            fields.update(aws_access_key_id=key, aws_secret_access_key=secret)
+            region = region or conn.region_name
+        if not region:
+            raise ExportConfigError(
+                "destination.region", "is required: give region=, or region_name in the AWS connection"
+            )
+        fields["aws_region"] = region
+        return fields
+
+    def reference(self) -> dict[str, Any]:
+        return {"type": self.type, "bucket": self.bucket, "path": self.path, "region": self.region}
+
+
+class _ServerDestination(CordialDestination):
+    """FTP and SFTP: server, port, user name and password from one Airflow connection."""
+
+    conn_attr: ClassVar[str]
+    path: str
+
+    def _server_fields(self, password_required: bool) -> dict[str, Any]:
+        conn_id = getattr(self, self.conn_attr)
+        conn = _connection(conn_id)
+        _mask(conn.password)
+        for field, value in (("host", conn.host), ("login", conn.login)):
+            if not value:
+                raise ExportConfigError(
+                    f"destination.{self.conn_attr}", f"connection {conn_id!r} has no {field}"
+                )
+        fields: dict[str, Any] = {"server": conn.host, "username": conn.login, "path": self.path}
+        if conn.port:
+            fields["port"] = int(conn.port)
+        if conn.password:
+            fields["password"] = conn.password
+        elif password_required:
+            raise ExportConfigError(
+                f"destination.{self.conn_attr}", f"connection {conn_id!r} has no password"
+            )
+        return fields
+
+
+@dataclass(kw_only=True, eq=False)
+class CordialSftpDestination(_ServerDestination):
+    """Cordial uploads the file over SFTP.
+
+    :param sftp_conn_id: the SFTP connection: host, port, login and password. (templated)
+    :param path: the folder on the server. (templated)
+    :param saved_key: the name of an SFTP key saved in Cordial, used instead of the connection's
+        password. (templated)
+    """
+
+    type = "SFTP"
+    conn_attr = "sftp_conn_id"
+    sftp_conn_id: str
+    path: str
+    saved_key: str | None = None
+
+    def _fields(self) -> dict[str, Any]:
+        fields = self._server_fields(password_required=not self.saved_key)
+        if self.saved_key:
+            fields.pop("password", None)  # the saved key authenticates
+            fields["savedKey"] = self.saved_key
+        return fields
+
+
+@dataclass(kw_only=True, eq=False)
+class CordialFtpDestination(_ServerDestination):
+    """Cordial uploads the file over FTP.
+
+    :param ftp_conn_id: the FTP connection: host, port, login and password. (templated)
+    :param path: the folder on the server. (templated)
+    """
+
+    type = "FTP"
+    conn_attr = "ftp_conn_id"
+    ftp_conn_id: str
+    path: str
+
+    def _fields(self) -> dict[str, Any]:
+        return self._server_fields(password_required=True)
+
+
+@dataclass(kw_only=True, eq=False)
+class CordialGcsDestination(CordialDestination):
+    """Cordial writes the file to ``gs://<bucket>/<path>/`` (with access granted in Cordial, no key).
+
+    :param bucket: the bucket. (templated)
+    :param path: the folder in the bucket. (templated)
+    """
+
+    type = "GCS"
+    request_keys = {"bucket": "gcs_bucket", "path": "path"}
+    bucket: str
+    path: str
+
+
+@dataclass(kw_only=True, eq=False)
+class CordialAzureBlobDestination(CordialDestination):
+    """Cordial writes the file to an Azure Blob Storage container (access granted in Cordial).
+
+    :param account: the storage account. (templated)
+    :param container: the container. (templated)
+    :param path: the folder in the container. (templated)
+    """
+
+    type = "AZUREBLOB"
+    request_keys = {"account": "account", "container": "container", "path": "path"}
+    account: str
+    container: str
+    path: str
+
+
+@dataclass(kw_only=True, eq=False)
+class CordialUIDestination(CordialDestination):
+    """Cordial keeps the file for download in its UI (30 days; Cordial's type ``AWS``).
+
+    Cordial offers no API to download such a file: no transfer can load it.
+    """
+
+    type = "AWS"
+
+
+DESTINATION_CLASSES: tuple[type[CordialDestination], ...] = (
+    CordialS3Destination,
+    CordialSftpDestination,
+    CordialFtpDestination,
+    CordialGcsDestination,
+    CordialAzureBlobDestination,
+    CordialUIDestination,
+)
+
+
+def check_destination_object(destination: Any) -> CordialDestination:
+    """The ``destination`` argument: one of the destination classes (never a dict, which could
+    carry a secret as a DAG literal)."""
+    if not isinstance(destination, CordialDestination):
+        allowed = ", ".join(f"{c.__name__} ({c.type})" for c in DESTINATION_CLASSES)
+        raise ExportConfigError(
+            "destination",
+            f"{type(destination).__name__} is not allowed; use one of {allowed}. Keys and passwords "
+            "come from Airflow connections, never from a literal",
+        )
+    destination.check()
+    return destination
 
 
 def default_job_name(context: Context) -> str:
@@ -124,7 +371,16 @@ class _CordialCreateExportOperator(ExportJobOperator):
     """
 
     vendor = VENDOR
+    #: what it exports: the key of its create call's path in the hook's ``PATHS``
     kind: ClassVar[str]
+    #: the hook module's function that builds and checks the create call's body
+    build_body: ClassVar[Callable[..., dict[str, Any]]]
+    #: the body's arguments but ``name`` and ``destination``: the operator's attributes of these names
+    body_fields: ClassVar[tuple[str, ...]]
+    #: what the delivered file is, for the transfer
+    export_type: str
+    compress: bool
+    show_header: bool
     template_fields: Sequence[str] = ("name", "destination", "cordial_conn_id")
     # the live client is shared, not copied, when Airflow copies the task
     shallow_copy_attrs: Sequence[str] = ("hook",)
@@ -151,22 +407,10 @@ class _CordialCreateExportOperator(ExportJobOperator):
     def hook(self) -> CordialHook:
         return CordialHook(self.cordial_conn_id)
 
-    # -- what each export defines
-
-    def body_arguments(self) -> dict[str, Any]:
-        """The create call's arguments but ``name`` and ``destination``, from the rendered fields."""
-        raise NotImplementedError
-
-    def check_body(self, name: str) -> None:
-        """Check the rendered arguments as the create call will, before anything is sent."""
-        raise NotImplementedError
-
-    def send_create(self, name: str, destination: dict[str, Any]) -> str:
-        raise NotImplementedError
-
-    def delivery(self) -> dict[str, Any]:
-        """What the delivered file is (format, compression...), for the transfer."""
-        return {}
+    def request_body(self, name: str, destination: dict[str, Any]) -> dict[str, Any]:
+        """The create call's body from the rendered fields, checked as the hook checks it."""
+        arguments = {field: getattr(self, field) for field in self.body_fields}
+        return self.build_body(name=name, destination=destination, **arguments)
 
     # -- creating or reattaching
 
@@ -191,13 +435,13 @@ class _CordialCreateExportOperator(ExportJobOperator):
         # Every rendered value is checked before the first request.
         name = self.job_name(context)
         check_destination_object(self.destination)
-        self.check_body(name)
+        self.request_body(name, {"type": "AWS"})
         return self._find(name, run_started(context))
 
     def create_job(self, context: Context) -> str:
         name = self.job_name(context)
         try:
-            return self.send_create(name, self.destination.request())
+            return self.hook.create_job(PATHS[self.kind], self.request_body(name, self.destination.request()))
         except ExportJobMayExist as exc:
             self.log.warning(
                 "The create call's answer does not name the job (%s); looking %s up by name", exc.answer, name
@@ -219,31 +463,19 @@ class _CordialCreateExportOperator(ExportJobOperator):
             deadline=deadline,
         )
 
-    # -- what the task returns
-
-    def reference(
-        self, context: Context, job_id: str, summary: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """The XCom return value: the job, what it exports and where it delivers, no secret."""
+    def task_result(self, context: Context, job_id: str | None, summary: Any) -> dict[str, Any]:
+        """The job, what it exports and where it delivers (no secret), and the file once ``Done``."""
         return {
             "vendor": VENDOR,
-            "job_id": job_id,
+            "job_id": str(summary["job_id"]) if summary else job_id,
             "name": self.job_name(context),
             "export": self.kind,
             "destination": self.destination.reference(),
-            **self.delivery(),
+            "export_type": check_export_type(self.export_type),
+            "compress": self.compress,
+            "show_header": self.show_header,
             "file_name": (summary or {}).get("file_name"),
         }
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        outcome = super().execute(context)  # the job id, or (waited for) what execute_complete returns
-        return outcome if self.wait_for_completion else self.reference(context, str(outcome))
-
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, reattached: bool = False
-    ) -> dict[str, Any]:
-        summary = super().execute_complete(context, event, reattached)  # raises unless the job is Done
-        return self.reference(context, str(summary["job_id"]), summary)
 
 
 class CordialCreateAudienceTrendsExportOperator(_CordialCreateExportOperator):
@@ -262,14 +494,13 @@ class CordialCreateAudienceTrendsExportOperator(_CordialCreateExportOperator):
     """
 
     kind = "audience_trends"
-    template_fields: Sequence[str] = (
-        "name",
-        "audiences",
-        "selected_timeframe_start",
-        "selected_timeframe_end",
-        "destination",
-        "cordial_conn_id",
-    )
+    build_body = staticmethod(audience_trends_body)
+    body_fields = ("audiences", "selected_timeframe_start", "selected_timeframe_end")
+    template_fields: Sequence[str] = ("name", *body_fields, "destination", "cordial_conn_id")
+    # Cordial's only trends file: a CSV with a header row, not compressed
+    export_type = "csv"
+    compress = False
+    show_header = True
 
     def __init__(
         self,
@@ -293,24 +524,6 @@ class CordialCreateAudienceTrendsExportOperator(_CordialCreateExportOperator):
         if not is_template(start) and not is_template(end):
             check_timeframe(start, end)
 
-    def body_arguments(self) -> dict[str, Any]:
-        return {
-            "audiences": self.audiences,
-            "selected_timeframe_start": self.selected_timeframe_start,
-            "selected_timeframe_end": self.selected_timeframe_end,
-        }
-
-    def check_body(self, name: str) -> None:
-        audience_trends_body(name=name, destination={"type": "AWS"}, **self.body_arguments())
-
-    def send_create(self, name: str, destination: dict[str, Any]) -> str:
-        return self.hook.create_audience_trends_export(
-            name=name, destination=destination, **self.body_arguments()
-        )
-
-    def delivery(self) -> dict[str, Any]:
-        return {"export_type": "csv", "compress": False, "show_header": True}
-
 
 class CordialCreateContactExportOperator(_CordialCreateExportOperator):
     """Create a contact export: the members of an audience (or of the account, or of lists), as
@@ -332,6 +545,8 @@ class CordialCreateContactExportOperator(_CordialCreateExportOperator):
     """
 
     kind = "contacts"
+    build_body = staticmethod(contact_export_body)
+    body_fields = ("fields", "account_id", "audience_key", "lists", "export_type", "compress", "show_header")
     template_fields: Sequence[str] = (
         "name",
         "fields",
@@ -371,27 +586,3 @@ class CordialCreateContactExportOperator(_CordialCreateExportOperator):
         check_export_type(export_type)
         check_flag(compress, "compress")
         check_flag(show_header, "show_header")
-
-    def body_arguments(self) -> dict[str, Any]:
-        return {
-            "fields": self.fields,
-            "account_id": self.account_id,
-            "audience_key": self.audience_key,
-            "lists": self.lists,
-            "export_type": self.export_type,
-            "compress": self.compress,
-            "show_header": self.show_header,
-        }
-
-    def check_body(self, name: str) -> None:
-        contact_export_body(name=name, destination={"type": "AWS"}, **self.body_arguments())
-
-    def send_create(self, name: str, destination: dict[str, Any]) -> str:
-        return self.hook.create_contact_export(name=name, destination=destination, **self.body_arguments())
-
-    def delivery(self) -> dict[str, Any]:
-        return {
-            "export_type": check_export_type(self.export_type),
-            "compress": self.compress,
-            "show_header": self.show_header,
-        }

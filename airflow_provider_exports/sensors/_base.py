@@ -1,9 +1,9 @@
 """What the provider's job sensors share: poke, reschedule and deferrable waits from one poke.
 
-A vendor sensor names its hook class (its connection is the sensor's argument named as the hook's
-``conn_name_attr``) and the trigger that waits for the job when deferred. A poke in the worker is
-that trigger's own :meth:`~airflow_provider_exports.triggers._base.JobPollingTrigger.job_poke`, run
-with the sensor's hook, so a wait decides the same whatever its mode. This base keeps the wait's
+A vendor sensor names its trigger (whose hook class and connection argument, named as the hook's
+``conn_name_attr``, are the sensor's) and the trigger's arguments. A poke in the worker is the
+trigger's own :meth:`~airflow_provider_exports.triggers._base.JobPollingTrigger.job_poke` run with
+the sensor's hook, so a wait decides the same whatever its mode. This base keeps the wait's
 deadline in every mode (:mod:`airflow_provider_exports.utils.waiting`), fails at once — never
 retried — when the job failed, and checks the trigger's event strictly when the task resumes.
 """
@@ -46,8 +46,8 @@ class JobSensor(BaseSensorOperator, ABC):
         ``[operators] default_deferrable``).
     """
 
-    #: the vendor's hook; the sensor's argument named as its ``conn_name_attr`` is the connection
-    hook_class: ClassVar[type[ExportsVendorHook[Any]]]
+    #: the trigger that waits for the job when deferred; its poke and its hook class are the sensor's too
+    trigger_class: ClassVar[type[JobPollingTrigger]]
 
     def __init__(
         self,
@@ -63,18 +63,21 @@ class JobSensor(BaseSensorOperator, ABC):
 
     @property
     def vendor(self) -> str:
-        return self.hook_class.vendor
+        return self.trigger_class.hook_class.vendor
 
     @cached_property
     def hook(self) -> ExportsVendorHook[Any]:
         """The hook the worker pokes with."""
-        return self.hook_class(getattr(self, self.hook_class.conn_name_attr))
-
-    # -- what each vendor defines
+        hook_class = self.trigger_class.hook_class
+        return hook_class(getattr(self, hook_class.conn_name_attr))
 
     @abstractmethod
+    def trigger_arguments(self, context: Context) -> dict[str, Any]:
+        """The trigger's arguments but ``poll_interval`` and ``deadline``, from the rendered fields."""
+
     def make_trigger(self, context: Context, deadline: float | None) -> JobPollingTrigger:
-        """The trigger that waits for the job when deferred; its poke is the sensor's too."""
+        arguments = self.trigger_arguments(context)
+        return self.trigger_class(**arguments, poll_interval=self.poke_interval, deadline=deadline)
 
     # -- the wait
 

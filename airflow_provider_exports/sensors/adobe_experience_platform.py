@@ -34,7 +34,7 @@ class AdobeProfileExportJobSensor(JobSensor):
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
-    hook_class = AdobeExperiencePlatformHook
+    trigger_class = AdobeProfileExportJobTrigger
     template_fields: Sequence[str] = ("export_job_id", "adobe_aep_conn_id")
 
     def __init__(
@@ -50,11 +50,6 @@ class AdobeProfileExportJobSensor(JobSensor):
         if not is_template(export_job_id) and not hasattr(export_job_id, "operator"):
             check_job_id(export_job_id)
 
-    def make_trigger(self, context: Context, deadline: float | None) -> AdobeProfileExportJobTrigger:
-        return AdobeProfileExportJobTrigger(
-            export_job_id=check_job_id(self.export_job_id),
-            adobe_aep_conn_id=self.adobe_aep_conn_id,
-            cancel_on_kill=False,
-            poll_interval=self.poke_interval,
-            deadline=deadline,
-        )
+    def trigger_arguments(self, context: Context) -> dict[str, Any]:
+        # the job is not the sensor's: a killed sensor does not cancel it
+        return {"export_job_id": self.export_job_id, "adobe_aep_conn_id": self.adobe_aep_conn_id}

@@ -34,7 +34,7 @@ class CordialJobSensor(JobSensor):
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
-    hook_class = CordialHook
+    trigger_class = CordialJobTrigger
     template_fields: Sequence[str] = ("job_id", "cordial_conn_id")
 
     def __init__(
@@ -46,10 +46,5 @@ class CordialJobSensor(JobSensor):
         if not is_template(job_id) and not hasattr(job_id, "operator"):
             check_job_id(job_id)
 
-    def make_trigger(self, context: Context, deadline: float | None) -> CordialJobTrigger:
-        return CordialJobTrigger(
-            job_id=check_job_id(self.job_id),
-            cordial_conn_id=self.cordial_conn_id,
-            poll_interval=self.poke_interval,
-            deadline=deadline,
-        )
+    def trigger_arguments(self, context: Context) -> dict[str, Any]:
+        return {"job_id": check_job_id(self.job_id), "cordial_conn_id": self.cordial_conn_id}

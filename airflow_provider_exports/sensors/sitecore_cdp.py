@@ -59,7 +59,7 @@ class SitecoreCDPExportSensor(JobSensor):
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
-    hook_class = SitecoreCDPHook
+    trigger_class = SitecoreCDPExportTrigger
     template_fields: Sequence[str] = ("audience_export_ref", "finished_after", "sitecore_cdp_conn_id")
 
     def __init__(
@@ -92,13 +92,11 @@ class SitecoreCDPExportSensor(JobSensor):
             value = context.get("data_interval_start")
         return None if value is None else _parse_finished_after(value)
 
-    def make_trigger(self, context: Context, deadline: float | None) -> SitecoreCDPExportTrigger:
+    def trigger_arguments(self, context: Context) -> dict[str, Any]:
         after = self._finished_after(context)
-        return SitecoreCDPExportTrigger(
-            audience_export_ref=self.audience_export_ref,
-            finished_after=after.isoformat() if after else None,
-            fail_statuses=sorted(str(status) for status in self.fail_statuses),
-            sitecore_cdp_conn_id=self.sitecore_cdp_conn_id,
-            poll_interval=self.poke_interval,
-            deadline=deadline,
-        )
+        return {
+            "audience_export_ref": self.audience_export_ref,
+            "finished_after": after.isoformat() if after else None,
+            "fail_statuses": sorted(str(status) for status in self.fail_statuses),
+            "sitecore_cdp_conn_id": self.sitecore_cdp_conn_id,
+        }

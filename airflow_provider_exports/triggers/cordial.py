@@ -1,11 +1,7 @@
-"""The triggerer-side wait for one Cordial export job.
-
-Each poke is the hook module's :func:`~airflow_provider_exports.hooks.cordial.poke_job`, the one
-:class:`~airflow_provider_exports.sensors.cordial.CordialJobSensor` pokes with; the loop, its
-deadline and its event come from :class:`~airflow_provider_exports.triggers._base.JobPollingTrigger`.
-Terminal statuses are ``Done`` and ``Failed``; any other (``Throttled``, or one Cordial may add)
-keeps the wait going. Cordial's API cannot stop a job, so there is nothing to cancel when the task
-is killed.
+"""The triggerer-side wait for one Cordial export job: the hook module's
+:func:`~airflow_provider_exports.hooks.cordial.poke_job` (the sensor's poke too) in
+:class:`~airflow_provider_exports.triggers._base.JobPollingTrigger`'s loop. Cordial's API cannot
+stop a job, so there is nothing to cancel when the task is killed.
 """
 
 from __future__ import annotations

@@ -67,13 +67,9 @@ def next_pause(
 ) -> tuple[float, bool]:
     """How long to pause before the next poke, and whether that poke is the last one.
 
-    ``spent``: seconds the last poke took; the pause is shortened by them, so pokes *start* at
-    most one interval apart, however long a poke waited for its turn or its answer.
-
-    The pause is jittered (see the module's docstring): in ``[(1 - PAUSE_JITTER) * poll_interval,
-    poll_interval]``, cut to end at the deadline. With ``first``, the pause before a wait's first
-    poke: anywhere in ``[0, poll_interval]``; none when less than two intervals are left (such a
-    wait pokes at once and at its deadline, as it always did).
+    Jittered as the module's docstring says, and cut to end at the deadline. ``first``: the pause
+    before a wait's first poke. ``spent``: seconds the last poke took; the pause is shortened by
+    them, so pokes *start* at most one interval apart, however long a poke took.
     """
     left = None if deadline is None else max(0.0, deadline - time.time())
     if first:

@@ -17,7 +17,8 @@ from airflow_provider_exports.exceptions import (
     VendorRateLimitError,
 )
 from airflow_provider_exports.hooks._http import RetryPolicy
-from airflow_provider_exports.hooks.cordial import CordialHook, CordialJobStatus, job_event
+from airflow_provider_exports.hooks.cordial import CordialHook, CordialJobStatus, job_event, poke_job
+from airflow_provider_exports.utils.waiting import arun_poke
 
 # every request these tests cause must satisfy Cordial's Swagger (conftest.py)
 pytestmark = pytest.mark.usefixtures("cordial_requests")
@@ -138,17 +139,6 @@ def test_api_host_defaults_and_accepts_override():
     assert CordialHook.settings_from_connection(None, "k", {"api_host": "api.usw2.cordial.io"}).api_host == (
         "https://api.usw2.cordial.io"
     )
-
-
-async def test_async_get_job(sandbox):
-    sandbox.cordial.add_audience("vip")
-    hook = CordialHook(retry=FAST)
-    job_id = _create(hook)
-    try:
-        job = await hook.aget_job(job_id)
-    finally:
-        await hook.aclose()
-    assert job["status"] in {"Scheduled", "Processing", "Done"}
 
 
 def test_a_400_from_the_server_is_not_retried(sandbox):
@@ -307,7 +297,7 @@ async def test_a_job_id_that_is_no_cordial_job_id_is_refused_before_any_request(
         hook.get_job(job_id)
     assert err.value.field == "job_id"
     with pytest.raises(ExportConfigError) as err:
-        await hook.aget_job(job_id)
+        await arun_poke(hook, poke_job(job_id))
     await hook.aclose()
     assert err.value.field == "job_id"
     assert sandbox.cordial.requests == []
