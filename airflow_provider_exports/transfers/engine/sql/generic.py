@@ -13,7 +13,6 @@ refine it; :func:`.dialect.dialect_for` picks one.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -25,8 +24,6 @@ if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
-
-log = logging.getLogger(__name__)
 
 
 class Written(NamedTuple):
@@ -55,6 +52,14 @@ class Dialect:
     binary_type = "BINARY"
     #: the column type of the logical type ``JSON`` (nested Parquet values as JSON text)
     json_type = "TEXT"
+    #: the most significant digits an undeclared ``NUMERIC`` keeps exactly (more: ``TEXT``).
+    #: Generic: none; ``NUMERIC`` without precision is ``DECIMAL(10,0)`` on MySQL and
+    #: ``NUMERIC(18,0)`` on SQL Server (fractions cut).
+    numeric_digits: float = -1
+    #: what follows a temporary table's name in ``CREATE TEMPORARY TABLE``
+    stage_options = ""
+    #: whether the driver's ``rowcount`` after a write is the rows it wrote (:meth:`rows_written`)
+    trusts_rowcount = False
 
     def __init__(self, hook: DbApiHook, conn: Any) -> None:
         self.hook = hook
@@ -75,16 +80,12 @@ class Dialect:
         return getattr(self.hook, "placeholder", None) or "%s"
 
     def type_name(self, final: FinalType) -> str:
-        """The column type for ``final`` in a table the load creates.
-
-        Generic: ``NUMERIC`` without precision is exact on PostgreSQL but ``DECIMAL(10,0)`` on MySQL
-        and ``NUMERIC(18,0)`` on SQL Server (fractions cut), so undeclared decimals stay ``TEXT``.
-        """
+        """The column type for ``final`` in a table the load creates."""
         if final.name == "BINARY":
             return self.binary_type
         if final.name == "JSON":
             return self.json_type
-        if final.name == "NUMERIC" and not final.declared:
+        if final.name == "NUMERIC" and not final.declared and final.digits > self.numeric_digits:
             return "TEXT"
         return final.name
 
@@ -120,24 +121,31 @@ class Dialect:
 
     def setup(self, statements: Sequence[str], *, lock_name: str) -> None:
         """Run ``statements`` (idempotent DDL: the manifest table) in a short transaction of their
-        own; ``lock_name`` serialises concurrent set-ups where the database can."""
-        for sql in statements:
-            self.execute(sql).close()
-        self.conn.commit()
-
-    def try_setup(self, sql: str, *, lock_name: str) -> bool:
-        """Run one optional set-up statement in its own transaction; ``False`` if it failed."""
+        own, under the lock of ``lock_name`` (concurrent set-ups can collide in the catalog)."""
+        self.lock(lock_name, None)
         try:
-            self.setup([sql], lock_name=lock_name)
-        except Exception as exc:
+            for sql in statements:
+                self.execute(sql).close()
+            self.commit()
+        except BaseException:
             self.rollback()
-            log.warning("Could not run %s: %s", sql, exc)
-            return False
-        return True
+            raise
 
-    def lock(self, table: str, lock_timeout: float, cancellation: Cancellation) -> None:
+    def lock(self, table: str, cancellation: Cancellation | None) -> None:
         """Start the load's transaction and wait for other loads of ``table`` to finish.
         Generic: no lock (the manifest table's unique key still stops a second load of a job)."""
+
+    def _wait(
+        self, sql: str, params: Sequence[Any] | None, cancellation: Cancellation | None, interrupt: Any
+    ) -> None:
+        """Run ``sql`` (a wait for a lock); a cancelled task stops waiting at once (``interrupt``)."""
+        with contextlib.nullcontext() if cancellation is None else cancellation.interrupting(interrupt):
+            try:
+                self.execute(sql, params).close()
+            except Exception:
+                if cancellation is not None:
+                    cancellation.check()  # the cancel, not the database, stopped the wait
+                raise
 
     def commit(self) -> None:
         self.conn.commit()
@@ -180,11 +188,11 @@ class Dialect:
     def create_stage(self, stage: str, columns: Sequence[tuple[str, str]]) -> None:
         """A session-local table: no name clash between runs, nothing left after a crash."""
         cols = ", ".join(f"{self.quote(c)} {t}" for c, t in columns)
-        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} ({cols})").close()
+        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} ({cols}){self.stage_options}").close()
 
     def create_stage_as(self, stage: str, select: str) -> None:
         """A session-local table shaped (and filled) by ``select``."""
-        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} AS {select}").close()
+        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)}{self.stage_options} AS {select}").close()
 
     def add_stage_column(self, stage: str, column: str, sql_type: str) -> None:
         self.execute(f"ALTER TABLE {self.quote(stage)} ADD COLUMN {self.quote(column)} {sql_type}").close()
@@ -198,7 +206,7 @@ class Dialect:
 
     def rows_written(self, cur: Any) -> int | None:
         """The rows the statement just run on ``cur`` wrote, as the driver reports them; ``None``
-        where its report is not to be trusted.
+        where its report is not to be trusted (:attr:`trusts_rowcount`).
 
         Generic: ``None``. DB-API leaves ``rowcount`` after ``executemany`` to the driver, and
         drivers differ (the sum, the last statement's count, ``-1``, even ``0``), so a count from an
@@ -208,7 +216,8 @@ class Dialect:
         table are not counted again (each one is bound as its own ``INSERT``: no byte of the data
         can end it early, as ``\\.`` ends a COPY).
         """
-        return None
+        count = cur.rowcount if self.trusts_rowcount else None
+        return None if count is None or count < 0 else int(count)
 
     def bindable(self, batch: Batch) -> Sequence[tuple[Any, ...]]:
         """The batch's rows as the driver can bind them."""

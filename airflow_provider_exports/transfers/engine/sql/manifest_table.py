@@ -40,8 +40,11 @@ def set_up_manifest_table(d: Dialect, table: str) -> None:
         return
     d.rollback()  # end the catalog look-up's transaction before the load's own
     upgrade = d.unique_index_sql(table, JOB_KEY)
-    if upgrade is not None and not d.try_setup(upgrade, lock_name=table):
-        log.warning("%s has no unique key on %s", table, ", ".join(JOB_KEY))
+    if upgrade is not None:
+        try:
+            d.setup([upgrade], lock_name=table)
+        except Exception as exc:
+            log.warning("%s has no unique key on %s (%s failed: %s)", table, ", ".join(JOB_KEY), upgrade, exc)
 
 
 def find_manifest(d: Dialect, table: str, job: Job) -> Mapping[str, Any] | None:

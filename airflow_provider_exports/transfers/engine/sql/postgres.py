@@ -18,6 +18,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, time
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
-from airflow_provider_exports.transfers.engine.sql.types import FinalType
 from airflow_provider_exports.transfers.engine.streams import ChunkReader
 
 if TYPE_CHECKING:
@@ -48,41 +48,21 @@ class PostgresDialect(Dialect):
     manifest_key_type = "TEXT"
     binary_type = "BYTEA"
     json_type = "JSONB"
-
-    def type_name(self, final: FinalType) -> str:
-        if final.name == "BINARY":
-            return self.binary_type
-        if final.name == "JSON":
-            return self.json_type
-        return final.name  # NUMERIC without precision is exact here
+    numeric_digits = math.inf  # NUMERIC without precision is exact here
+    stage_options = " ON COMMIT DROP"
+    trusts_rowcount = True  # psycopg 3 and psycopg2 count a COPY, an INSERT ... SELECT, an executemany
 
     def prepare(self, lock_timeout: float) -> None:
         self.conn.autocommit = False
         self._lock_timeout_ms = max(1, int(lock_timeout * 1000))
 
-    def _advisory_lock(self, name: str, cancellation: Cancellation | None) -> None:
-        schema, _, table = name.rpartition(".")
+    def lock(self, table: str, cancellation: Cancellation | None) -> None:
+        schema, _, name = table.rpartition(".")
         database, current_schema = self.query("SELECT current_database(), current_schema()")[0]
-        key = f"{database}\x00{schema or current_schema}\x00{table}".encode()
+        key = f"{database}\x00{schema or current_schema}\x00{name}".encode()
         lock_id = int.from_bytes(hashlib.sha256(key).digest()[:8], "big", signed=True)
         self.execute(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}").close()
-        if cancellation is None:
-            self.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,)).close()
-            return
-        with cancellation.interrupting(self.conn.cancel):  # a killed task stops waiting at once
-            try:
-                self.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,)).close()
-            except Exception:
-                cancellation.check()  # the cancel, not the database, stopped the wait
-                raise
-
-    def setup(self, statements: Sequence[str], *, lock_name: str) -> None:
-        # concurrent CREATE TABLE IF NOT EXISTS can collide in the catalog: one at a time
-        self._advisory_lock(lock_name, None)
-        super().setup(statements, lock_name=lock_name)
-
-    def lock(self, table: str, lock_timeout: float, cancellation: Cancellation) -> None:
-        self._advisory_lock(table, cancellation)
+        self._wait("SELECT pg_advisory_xact_lock(%s)", (lock_id,), cancellation, self.conn.cancel)
 
     def table_columns(self, table: str) -> list[str] | None:
         rows = self.query(
@@ -96,22 +76,9 @@ class PostgresDialect(Dialect):
         name = self.quote(table.rpartition(".")[2] + "_job_key")
         return f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {self.qualified(table)} ({', '.join(columns)})"
 
-    def create_stage(self, stage: str, columns: Sequence[tuple[str, str]]) -> None:
-        cols = ", ".join(f"{self.quote(c)} {t}" for c, t in columns)
-        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} ({cols}) ON COMMIT DROP").close()
-
-    def create_stage_as(self, stage: str, select: str) -> None:
-        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} ON COMMIT DROP AS {select}").close()
-
     def index_stage(self, stage: str, columns: Sequence[str]) -> None:
         super().index_stage(stage, columns)
         self.execute(f"ANALYZE {self.quote(stage)}").close()  # autovacuum never sees temporary tables
-
-    def rows_written(self, cur: Any) -> int | None:
-        """``rowcount``: psycopg 3 and psycopg2 report the rows of a COPY, an ``INSERT ... SELECT``
-        and (summed) an ``executemany``."""
-        count = cur.rowcount
-        return None if count is None or count < 0 else int(count)
 
     def write_batches(
         self,

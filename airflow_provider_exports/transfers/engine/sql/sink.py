@@ -248,7 +248,7 @@ class SqlSink(Sink):
         try:
             self._dialect.prepare(self.lock_timeout)
             set_up_manifest_table(self._dialect, self.manifest_table)
-            self._dialect.lock(self.table, self.lock_timeout, ctx.cancellation)
+            self._dialect.lock(self.table, ctx.cancellation)
             existing = self._find_manifest(ctx.vendor, ctx.export_ref, ctx.job_ref)
             self._target = self._dialect.table_columns(self.table)
             self._check_target()

@@ -159,7 +159,7 @@ class SqlStagingSink(SqlSink):
                 ],
                 lock_name=registry,
             )
-            d.lock(self.stage_table, self.lock_timeout, ctx.cancellation)
+            d.lock(self.stage_table, ctx.cancellation)
             self._target = d.table_columns(self.table)
             self._check_target()
             # a retry of this group starts again from nothing: only its own files are loaded again
@@ -332,7 +332,7 @@ class SqlStagedCommit(SqlSink):
                 if (r == run_id or _listed_before(str(r), cutoff)) and self._is_own_stage(str(t), str(r))
             ]
             for stage in doomed:
-                d.lock(registry, self.lock_timeout, self._cancellation)
+                d.lock(registry, self._cancellation)
                 _drop_stage(d, registry, stage)
                 d.commit()
             if doomed:
