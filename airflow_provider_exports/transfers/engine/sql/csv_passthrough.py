@@ -19,13 +19,13 @@ from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
-    from airflow_provider_exports.transfers.engine.sql.generic import Dialect
+    from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
 
 _BOM = b"\xef\xbb\xbf"
 
 
 def copy_csv_file(
-    dialect: Dialect,
+    dialect: PostgresDialect,
     table: str,
     name: str,
     chunks: Iterable[bytes],
@@ -36,7 +36,7 @@ def copy_csv_file(
     check_columns: Callable[[Batch], None],
     cancellation: Cancellation,
 ) -> Written:
-    """The CSV file ``name`` (gzip undone) into ``table`` through :meth:`.generic.Dialect.copy_csv`:
+    """The CSV file ``name`` (gzip undone) into ``table`` through :meth:`.postgres.PostgresDialect.copy_csv`:
     the rows it read, and those the database says it took. ``columns`` name the fields (else the
     header row does); ``check_columns`` refuses names the table does not have, before any row goes."""
     records = CsvRecords()

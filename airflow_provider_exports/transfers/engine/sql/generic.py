@@ -7,16 +7,15 @@ generic one, for any ``DbApiHook``: ANSI SQL, the hook's placeholder, ``executem
 ``CREATE TEMPORARY TABLE``; it claims neither transactional DDL nor savepoints nor a lock between
 loads (the manifest table's unique key stops a second load of the same job), nor a row count it can
 trust (:meth:`Dialect.rows_written`). PostgreSQL (:mod:`.postgres`) and SQLite (:mod:`.sqlite`)
-refine it; :func:`.dialect.dialect_for` picks one.
+refine it; :func:`.sink.dialect_for` picks one.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from airflow_provider_exports.exceptions import TransferError
 from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.sql.types import FinalType
 
@@ -42,8 +41,6 @@ class Dialect:
     transactional_ddl = False
     #: whether ``SAVEPOINT`` / ``ROLLBACK TO SAVEPOINT`` are available (restarting one file needs them)
     savepoints = False
-    #: whether CSV bytes can go straight into a table (:meth:`copy_csv`)
-    csv_passthrough = False
     #: whether :meth:`write_batches` takes ``CsvBatch`` blocks made from pyarrow columns
     columnar = False
     #: the type of the manifest table's key columns (VARCHAR(190): four of them fit a MySQL index)
@@ -255,17 +252,3 @@ class Dialect:
         finally:
             cur.close()
         return Written(sent, taken if trusted else None)
-
-    def copy_csv(
-        self,
-        table: str,
-        columns: Sequence[str],
-        data: Iterator[bytes],
-        *,
-        delimiter: str,
-        header: bool,
-        cancellation: Cancellation,
-    ) -> int | None:
-        """CSV bytes (the header included when ``header``) straight into ``table``; only where
-        :attr:`csv_passthrough`. Returns the rows the database says it took (:meth:`rows_written`)."""
-        raise TransferError(f"the {self.name} dialect cannot take CSV bytes directly")

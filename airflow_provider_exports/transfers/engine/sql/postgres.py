@@ -43,7 +43,6 @@ class PostgresDialect(Dialect):
     name = "postgres"
     transactional_ddl = True
     savepoints = True
-    csv_passthrough = True
     columnar = True
     manifest_key_type = "TEXT"
     binary_type = "BYTEA"
@@ -98,25 +97,19 @@ class PostgresDialect(Dialect):
                 first = next(group)
                 prepare(first)
                 counted: list[int] = []
+                these = _counted(itertools.chain([first], group), counted, cancellation)  # noqa: B031 - once
                 cols = ", ".join(self.quote(c) for c in columns)
                 sql = f"COPY {table} ({cols}) FROM STDIN"
-                these = itertools.chain([first], group)  # noqa: B031 - the rest of the group, once
                 if csv:  # pyarrow columns already written as CSV (see .columnar)
-                    self._copy(
-                        cur,
-                        f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')",
-                        _csv_data(these, counted, cancellation),
-                    )
+                    self._copy(cur, f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')", (b.data for b in these))
                 elif hasattr(cur, "copy"):
                     # psycopg 3 formats rows in C: several times faster than any Python encoding
                     with cur.copy(sql) as copy:
                         for batch in these:
-                            cancellation.check()
-                            counted.append(len(batch.rows))
                             for row in batch.rows:
                                 copy.write_row(row)
                 else:
-                    self._copy(cur, sql, _encoded(these, counted, cancellation))
+                    self._copy(cur, sql, (encode_copy_text(b.rows) for b in these))
                 rows += sum(counted)
                 copied = self.rows_written(cur)
                 taken = None if taken is None or copied is None else taken + copied
@@ -134,6 +127,8 @@ class PostgresDialect(Dialect):
         header: bool,
         cancellation: Cancellation,
     ) -> int | None:
+        """CSV bytes (the header included when ``header``) straight into ``table``; the rows the
+        database says it took."""
         cols = ", ".join(self.quote(c) for c in columns)
         options = [
             "FORMAT csv",
@@ -179,18 +174,12 @@ class PostgresDialect(Dialect):
                 raise
 
 
-def _csv_data(batches: Iterable[Any], counted: list[int], cancellation: Cancellation) -> Iterator[bytes]:
+def _counted(batches: Iterable[Any], counted: list[int], cancellation: Cancellation) -> Iterator[Any]:
+    """The batches, each counted into ``counted`` as it goes (the task's cancellation checked)."""
     for batch in batches:
         cancellation.check()
-        counted.append(batch.num_rows)
-        yield batch.data
-
-
-def _encoded(batches: Iterable[Batch], counted: list[int], cancellation: Cancellation) -> Iterator[bytes]:
-    for batch in batches:
-        cancellation.check()
-        counted.append(len(batch.rows))
-        yield encode_copy_text(batch.rows)
+        counted.append(batch.num_rows if isinstance(batch, CsvBatch) else len(batch.rows))
+        yield batch
 
 
 # --- COPY text format (psycopg2) ---------------------------------------------------------------------

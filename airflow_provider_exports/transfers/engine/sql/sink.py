@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -53,7 +54,6 @@ from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, Tra
 from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBatch, read_ahead, read_columnar
 from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch, copy_text, encode_csv, json_kinds
 from airflow_provider_exports.transfers.engine.sql.csv_passthrough import copy_csv_file
-from airflow_provider_exports.transfers.engine.sql.dialect import dialect_for
 from airflow_provider_exports.transfers.engine.sql.from_stage import (
     ORDINAL,
     STAGE,
@@ -68,6 +68,8 @@ from airflow_provider_exports.transfers.engine.sql.manifest_table import (
     set_up_manifest_table,
 )
 from airflow_provider_exports.transfers.engine.sql.modes import Mode, check_load_mode
+from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
+from airflow_provider_exports.transfers.engine.sql.sqlite import SqliteDialect
 from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
 
 if TYPE_CHECKING:
@@ -90,6 +92,15 @@ def resolve_db_hook(conn_id: str) -> DbApiHook:
             "conn_id", f"connection {conn_id!r} gives a {type(hook).__name__}, not a SQL (DbApiHook) hook"
         )
     return hook
+
+
+def dialect_for(hook: DbApiHook, conn: Any) -> Dialect:
+    """The dialect for a connection: by its driver, not by the hook's name."""
+    if isinstance(conn, sqlite3.Connection):
+        return SqliteDialect(hook, conn)
+    if type(conn).__module__.startswith(("psycopg", "psycopg2")):
+        return PostgresDialect(hook, conn)
+    return Dialect(hook, conn)
 
 
 @dataclass
@@ -232,7 +243,6 @@ class SqlSink(Sink):
         assert self._db is not None, "begin() first"
         return self._db
 
-
     @property
     def _direct(self) -> bool:
         """Rows go straight into the table (it exists, and the mode is not merge)."""
@@ -278,7 +288,7 @@ class SqlSink(Sink):
         fmt = detect_format(source.name, self.file_format)
         constants = {col: source.attributes.get(attr) for col, attr in self.attribute_columns.items()}
         bulk = self.use_copy is not False and self.batch_transform is None
-        if self._direct and fmt == "csv" and bulk and d.csv_passthrough and not constants:
+        if self._direct and fmt == "csv" and bulk and isinstance(d, PostgresDialect) and not constants:
             written = copy_csv_file(
                 d,
                 self.table,

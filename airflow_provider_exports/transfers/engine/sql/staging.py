@@ -39,8 +39,9 @@ from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.manifest import check_run_id
 from airflow_provider_exports.transfers.engine.sink import TransferContext
-from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, dialect_for
-from airflow_provider_exports.transfers.engine.sql.sink import ORDINAL, STAGE, SqlSink, _LoadState
+from airflow_provider_exports.transfers.engine.sql.from_stage import ORDINAL, STAGE
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect
+from airflow_provider_exports.transfers.engine.sql.sink import SqlSink, _LoadState, dialect_for
 from airflow_provider_exports.transfers.engine.sql.types import ColumnKinds, TypeTracker, check_type_name
 
 log = logging.getLogger(__name__)
