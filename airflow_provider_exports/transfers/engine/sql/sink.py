@@ -257,9 +257,7 @@ class SqlSink(Sink):
         self._state = _LoadState(TypeTracker(self.column_types))
         try:
             self._dialect.prepare(self.lock_timeout)
-            set_up_manifest_table(self._dialect, self.manifest_table)
-            self._dialect.lock(self.table, ctx.cancellation)
-            existing = self._find_manifest(ctx.vendor, ctx.export_ref, ctx.job_ref)
+            existing = self._lock_and_find(ctx)
             self._target = self._dialect.table_columns(self.table)
             self._check_target()
         except BaseException:
@@ -267,6 +265,12 @@ class SqlSink(Sink):
             raise
         self._had_manifest = existing is not None
         return existing
+
+    def _lock_and_find(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+        """Take the load's lock, then look for the job's manifest row (a second run waits, then skips)."""
+        set_up_manifest_table(self._dialect, self.manifest_table)
+        self._dialect.lock(self.table, ctx.cancellation)
+        return find_manifest(self._dialect, self.manifest_table, (self.table, ctx.vendor, ctx.export_ref, ctx.job_ref))
 
     def _check_target(self) -> None:
         if self._target is None:
@@ -386,7 +390,9 @@ class SqlSink(Sink):
                     f"SELECT {cast_list(d, state.tracker, types)} FROM {d.quote(STAGE)}",
                     d.qualified(self.table),
                 )
-        winner = self._record_manifest(manifest)
+        job = (self.table, manifest["vendor"], manifest["export_ref"], manifest["job_ref"])
+        # or the manifest of a concurrent run of the same job that committed first
+        winner = record_manifest(d, self.manifest_table, job, manifest, replace=self._had_manifest)
         if winner is None:
             d.commit()
         self._close()
@@ -434,17 +440,6 @@ class SqlSink(Sink):
         finally:
             cur.close()
         self._check_taken(what, read, taken, counted_in)
-
-    # -- the manifest table (:mod:`.manifest_table`) ------------------------------------------------
-
-    def _find_manifest(self, vendor: str, export_ref: str, job_ref: str) -> Mapping[str, Any] | None:
-        return find_manifest(self._dialect, self.manifest_table, (self.table, vendor, export_ref, job_ref))
-
-    def _record_manifest(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """Add this run's row (replacing the job's, on overwrite); or the manifest of a concurrent run
-        of the same job that committed first."""
-        job = (self.table, manifest["vendor"], manifest["export_ref"], manifest["job_ref"])
-        return record_manifest(self._dialect, self.manifest_table, job, manifest, replace=self._had_manifest)
 
     # -- shaping the stage and the table -----------------------------------------------------------
 

@@ -41,6 +41,7 @@ from airflow_provider_exports.transfers.engine.manifest import check_run_id
 from airflow_provider_exports.transfers.engine.sink import TransferContext
 from airflow_provider_exports.transfers.engine.sql.from_stage import ORDINAL, STAGE
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect
+from airflow_provider_exports.transfers.engine.sql.manifest_table import find_manifest
 from airflow_provider_exports.transfers.engine.sql.sink import SqlSink, _LoadState, dialect_for
 from airflow_provider_exports.transfers.engine.sql.types import ColumnKinds, TypeTracker, check_type_name
 
@@ -139,35 +140,24 @@ class SqlStagingSink(SqlSink):
     def _direct(self) -> bool:
         return False  # never into the table itself: the commit is another task's
 
-    def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
-        self._ctx = ctx
-        self._db = dialect_for(self.hook, self.hook.get_conn())
-        self._emptied, self._savepoint = False, None
-        self._state = _LoadState(TypeTracker(self.column_types))
+    def _lock_and_find(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         d = self._dialect
         registry = registry_table(self.manifest_table)
-        try:
-            d.prepare(self.lock_timeout)
-            existing = None
-            if d.table_columns(self.manifest_table) is not None:  # a committed job is not moved again
-                existing = self._find_manifest(ctx.vendor, ctx.export_ref, ctx.job_ref)
-            d.rollback()
-            d.setup(
-                [
-                    f"CREATE TABLE IF NOT EXISTS {d.qualified(registry)} (destination "
-                    f"{d.manifest_key_type} NOT NULL, run_id {d.manifest_key_type} NOT NULL, "
-                    f"stage_table {d.manifest_key_type} NOT NULL)"
-                ],
-                lock_name=registry,
-            )
-            d.lock(self.stage_table, ctx.cancellation)
-            self._target = d.table_columns(self.table)
-            self._check_target()
-            # a retry of this group starts again from nothing: only its own files are loaded again
-            _drop_stage(d, registry, self.stage_table)
-        except BaseException:
-            self.abort()
-            raise
+        existing = None
+        if d.table_columns(self.manifest_table) is not None:  # a committed job is not moved again
+            existing = find_manifest(d, self.manifest_table, (self.table, ctx.vendor, ctx.export_ref, ctx.job_ref))
+        d.rollback()
+        d.setup(
+            [
+                f"CREATE TABLE IF NOT EXISTS {d.qualified(registry)} (destination "
+                f"{d.manifest_key_type} NOT NULL, run_id {d.manifest_key_type} NOT NULL, "
+                f"stage_table {d.manifest_key_type} NOT NULL)"
+            ],
+            lock_name=registry,
+        )
+        d.lock(self.stage_table, ctx.cancellation)
+        # a retry of this group starts again from nothing: only its own files are loaded again
+        _drop_stage(d, registry, self.stage_table)
         return existing
 
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -371,13 +361,3 @@ def _drop_stage(d: Dialect, registry: str, stage: str) -> None:
     d.execute(f"DROP TABLE IF EXISTS {d.qualified(stage)}").close()
     d.execute(f"DELETE FROM {d.qualified(registry)} WHERE stage_table = {d.placeholder}", (stage,)).close()
 
-
-__all__ = [
-    "SqlStagedCommit",
-    "SqlStagingSink",
-    "is_stage_table",
-    "merge_trackers",
-    "registry_table",
-    "stage_table_name",
-    "tracker_to_json",
-]
