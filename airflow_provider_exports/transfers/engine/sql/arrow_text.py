@@ -56,27 +56,9 @@ def float_text(array: Any, *, json_style: bool = False) -> Any:
     odd = pc.fill_null(odd, False)
     if not pc.any(odd).as_py():
         return text
-    where = pc.indices_nonzero(odd)
-    values = pc.take(array, where).to_pylist()
+    values = pc.filter(array, odd).to_pylist()
     fixed = [json.dumps(v) for v in values] if json_style else [repr(v) for v in values]
-    return _scatter(text, where, fixed)
-
-
-def _scatter(text: Any, where: Any, values: list[str]) -> Any:
-    """``text`` with the positions ``where`` replaced by ``values``."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    out = text.to_pylist() if len(values) * 8 > len(text) else None
-    if out is not None:
-        for i, v in zip(where.to_pylist(), values, strict=True):
-            out[i] = v
-        return pa.array(out, type=pa.string())
-    mask = pc.fill_null(pc.is_in(pa.array(range(len(text)), pa.int64()), value_set=where), False)
-    full: list[str | None] = [None] * len(text)
-    for i, v in zip(where.to_pylist(), values, strict=True):
-        full[i] = v
-    return pc.if_else(mask, pa.array(full, type=pa.string()), text)
+    return pc.replace_with_mask(text, odd, pa.array(fixed, pa.string()))
 
 
 def _json_string(array: Any) -> Any:
@@ -134,7 +116,7 @@ def _json_values(array: Any) -> Any:
         if T.is_fixed_size_list(t):
             array = pc.cast(array, pa.list_(t.value_type))
         offsets = pc.subtract(array.offsets, array.offsets[0])
-        items = pa.ListArray.from_arrays(offsets, _json_values(_list_values(array)), mask=array.is_null())
+        items = pa.ListArray.from_arrays(offsets, _json_values(_spanned(array, array.values)), mask=array.is_null())
         text = pc.binary_join_element_wise("[", pc.binary_join(items, ","), "]", "")
     else:
         raise NeedsPython  # binary, decimals, times, unions: rare; Python writes them
@@ -143,11 +125,10 @@ def _json_values(array: Any) -> Any:
     return text
 
 
-def _list_values(array: Any) -> Any:
-    """The values a list array's offsets span (``flatten`` skips the values under NULL lists)."""
-    offsets = array.offsets
-    start, end = offsets[0].as_py(), offsets[-1].as_py()
-    return array.values.slice(start, end - start)
+def _spanned(array: Any, values: Any) -> Any:
+    """The ``values`` (a list or map array's child) its offsets span (``flatten`` skips those under NULL)."""
+    start, end = array.offsets[0].as_py(), array.offsets[-1].as_py()
+    return values.slice(start, end - start)
 
 
 def _json_map(array: Any) -> Any:
@@ -158,11 +139,8 @@ def _json_map(array: Any) -> Any:
     t = array.type
     if not (pa.types.is_string(t.key_type) or pa.types.is_large_string(t.key_type)):
         raise NeedsPython
-    offsets = array.offsets
-    start, end = offsets[0].as_py(), offsets[-1].as_py()
-    keys = array.keys.slice(start, end - start)
-    items = array.items.slice(start, end - start)
-    rebased = pc.subtract(offsets, offsets[0])
+    keys, items = _spanned(array, array.keys), _spanned(array, array.items)
+    rebased = pc.subtract(array.offsets, array.offsets[0])
     if _repeats_a_key(rebased, keys):
         raise NeedsPython  # a repeated key: the pairs stay a list of [key, value]
     entries = pc.binary_join_element_wise(_json_string(keys), ":", _json_values(items), "")

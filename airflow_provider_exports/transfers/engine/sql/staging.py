@@ -65,16 +65,6 @@ def stage_table_name(table: str, run_id: str, group: int) -> str:
     return f"{schema}.{stem}" if schema else stem
 
 
-def is_stage_table(name: str, table: str, run_id: str) -> bool:
-    """Whether ``name`` is a staging table of ``table`` in run ``run_id`` (of any group): the only
-    tables a clean-up drops. A malformed run id makes none."""
-    try:
-        stem = stage_table_name(table, run_id, 0)[:-1]
-    except ExportConfigError:
-        return False
-    return name.startswith(stem) and _GROUP.fullmatch(name[len(stem) :]) is not None
-
-
 def registry_table(manifest_table: str) -> str:
     return f"{manifest_table}_staging"
 
@@ -338,8 +328,13 @@ class SqlStagedCommit(SqlSink):
 
     def _is_own_stage(self, stage: str, run_id: str) -> bool:
         """Whether a registry row's ``stage`` is named as a staging table of this destination in the
-        row's run; any other name is left alone, with a warning (the registry is input)."""
-        if is_stage_table(stage, self.table, run_id):
+        row's run (of any group; a malformed run id makes none): the only tables a clean-up drops.
+        Any other name is left alone, with a warning (the registry is input)."""
+        try:
+            stem = stage_table_name(self.table, run_id, 0)[:-1]
+        except ExportConfigError:
+            stem = None
+        if stem is not None and stage.startswith(stem) and _GROUP.fullmatch(stage[len(stem) :]):
             return True
         log.warning(
             "The registry %s names %r for %s, which is not one of its staging tables: not dropped",
