@@ -1,7 +1,7 @@
 """PostgreSQL: ``COPY`` for every row, an advisory lock per table, transactional DDL and savepoints.
 
 Rows go in through ``COPY ... FROM STDIN``: CSV bytes straight into ``COPY ... (FORMAT csv)``;
-JSON lines and Parquet read by pyarrow as CSV written column-wise (:mod:`.columnar`); row
+JSON lines and Parquet read by pyarrow as CSV written column-wise (:mod:`.arrow_text`); row
 batches (JSON lines pyarrow cannot read exactly, or without pyarrow) through psycopg 3's
 ``copy.write_row`` (formatted in C), or, with psycopg2, encoded to COPY's text format here
 (:func:`encode_copy_text`). Every ``COPY`` reports the rows it took (``rowcount``, both drivers),
@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.transfers.engine.formats import Batch
-from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch
+from airflow_provider_exports.transfers.engine.sql.arrow_text import CsvBatch
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
 from airflow_provider_exports.transfers.engine.streams import ChunkReader
 
@@ -100,7 +100,7 @@ class PostgresDialect(Dialect):
                 these = _counted(itertools.chain([first], group), counted, cancellation)  # noqa: B031 - once
                 cols = ", ".join(self.quote(c) for c in columns)
                 sql = f"COPY {table} ({cols}) FROM STDIN"
-                if csv:  # pyarrow columns already written as CSV (see .columnar)
+                if csv:  # pyarrow columns already written as CSV (see .arrow_text)
                     self._copy(cur, f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')", (b.data for b in these))
                 elif hasattr(cur, "copy"):
                     # psycopg 3 formats rows in C: several times faster than any Python encoding

@@ -52,7 +52,12 @@ from airflow_provider_exports.exceptions import (
 from airflow_provider_exports.transfers.engine.formats import Batch, detect_format, read_batches
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
 from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBatch, read_ahead, read_columnar
-from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch, copy_text, encode_csv, json_kinds
+from airflow_provider_exports.transfers.engine.sql.arrow_text import (
+    CsvBatch,
+    copy_text,
+    encode_csv,
+    json_kinds,
+)
 from airflow_provider_exports.transfers.engine.sql.csv_passthrough import copy_csv_file
 from airflow_provider_exports.transfers.engine.sql.from_stage import (
     ORDINAL,
