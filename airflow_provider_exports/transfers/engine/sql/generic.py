@@ -37,8 +37,6 @@ class Dialect:
     """The generic DB-API dialect (see the module docstring); subclasses refine it per database."""
 
     name = "generic"
-    #: whether CREATE TABLE takes part in the transaction (rolled back with it)
-    transactional_ddl = False
     #: whether ``SAVEPOINT`` / ``ROLLBACK TO SAVEPOINT`` are available (restarting one file needs them)
     savepoints = False
     #: whether :meth:`write_batches` takes ``CsvBatch`` blocks made from pyarrow columns

@@ -41,7 +41,6 @@ class PostgresDialect(Dialect):
     """PostgreSQL through psycopg 3 (the postgres provider's default) or psycopg2."""
 
     name = "postgres"
-    transactional_ddl = True
     savepoints = True
     columnar = True
     manifest_key_type = "TEXT"

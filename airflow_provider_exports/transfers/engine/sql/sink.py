@@ -1,9 +1,7 @@
 """The SQL sink: load a run's files into a table through a common-sql ``DbApiHook``, in one transaction.
 
-Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`.generic`,
-:mod:`.postgres` and :mod:`.sqlite`; the typing rules in :mod:`.types`; the SQL that moves staged
-rows into the table in :mod:`.from_stage`; the manifest table in :mod:`.manifest_table`; the bulk
-readers in :mod:`.arrow_readers` and :mod:`.csv_passthrough`. What it does:
+The database's own ways (COPY, locks, binding rules) are its dialect's (:func:`dialect_for`).
+What the sink does:
 
 - **One load per table at a time, once per job.** Before the load, the manifest table is created
   if missing (with a unique key on destination, vendor, export and job) in a short transaction of
@@ -278,14 +276,13 @@ class SqlSink(Sink):
         return find_manifest(self._dialect, self.manifest_table, (self.table, ctx.vendor, ctx.export_ref, ctx.job_ref))
 
     def _check_target(self) -> None:
-        if self._target is None:
+        if self._target is None or self.mode != "merge":
             return
-        if self.mode == "merge":
-            absent = [k for k in self.key_columns if k not in self._target]
-            if absent:
-                raise ExportConfigError("key_columns", f"{self.table} has no column {', '.join(absent)}")
-            if ORDINAL in self._target:
-                raise TransferRefused(f"{self.table} has a column {ORDINAL!r}, a name the merge needs")
+        absent = [k for k in self.key_columns if k not in self._target]
+        if absent:
+            raise ExportConfigError("key_columns", f"{self.table} has no column {', '.join(absent)}")
+        if ORDINAL in self._target:
+            raise TransferRefused(f"{self.table} has a column {ORDINAL!r}, a name the merge needs")
 
     def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
         d, cancellation = self._dialect, self._cancellation
@@ -437,8 +434,7 @@ class SqlSink(Sink):
             )
 
     def _insert_counted(self, what: str, read: int, insert: str, counted_in: str) -> None:
-        """Run ``insert`` (an ``INSERT ... SELECT``) and check that it wrote ``read`` rows; where the
-        driver does not say, ``counted_in`` (holding only these rows) is counted."""
+        """Run ``insert`` (an ``INSERT ... SELECT``), then :meth:`_check_taken`."""
         cur = self._dialect.execute(insert)
         try:
             taken = self._dialect.rows_written(cur)

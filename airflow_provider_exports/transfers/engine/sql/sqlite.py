@@ -30,7 +30,6 @@ class SqliteDialect(Dialect):
     """SQLite through the standard library's ``sqlite3``."""
 
     name = "sqlite"
-    transactional_ddl = True
     savepoints = True
     manifest_key_type = "TEXT"
     binary_type = "BLOB"

@@ -115,7 +115,6 @@ class TypeTracker:
         self.columns: dict[str, ColumnKinds] = {}
 
     def declared(self, column: str) -> str | None:
-        """The declared type of ``column``, if any."""
         if column in self.task_types:
             return self.task_types[column]
         found = self.file_types.get(column)
@@ -190,28 +189,23 @@ class TypeTracker:
         return json_as_text(values, kinds)
 
     def final(self, column: str) -> FinalType:
-        """The type ``column`` gets in the table this load creates."""
+        """The type ``column`` gets in the table this load creates (see the module docstring)."""
         declared = self.declared(column)
         if declared is not None:
             return FinalType(declared, declared=True)
-        seen = self.columns.get(column)
-        return final_type(seen) if seen is not None else FinalType("TEXT")
-
-
-def final_type(seen: ColumnKinds) -> FinalType:
-    """The logical type for what a column has shown (see the module docstring)."""
-    kinds = seen.kinds
-    if not kinds or TEXT in kinds:
-        return FinalType("TEXT")
-    if kinds == {BOOL}:
-        return FinalType("BOOLEAN")
-    if BOOL in kinds or not kinds <= _NUMBERS:
-        return FinalType("TEXT")
-    if kinds == {INT}:
-        return FinalType("BIGINT")
-    if kinds <= {INT, FLOAT} and seen.max_abs_int <= DOUBLE_EXACT_INT:
-        return FinalType("DOUBLE PRECISION")
-    return FinalType("NUMERIC", digits=seen.digits)
+        seen = self.columns.get(column, ColumnKinds())
+        kinds = seen.kinds
+        if not kinds or TEXT in kinds:
+            return FinalType("TEXT")
+        if kinds == {BOOL}:
+            return FinalType("BOOLEAN")
+        if BOOL in kinds or not kinds <= _NUMBERS:
+            return FinalType("TEXT")
+        if kinds == {INT}:
+            return FinalType("BIGINT")
+        if kinds <= {INT, FLOAT} and seen.max_abs_int <= DOUBLE_EXACT_INT:
+            return FinalType("DOUBLE PRECISION")
+        return FinalType("NUMERIC", digits=seen.digits)
 
 
 def _observe_text(seen: ColumnKinds, values: Sequence[Any]) -> None:
