@@ -13,10 +13,12 @@ refine it; :func:`.sink.dialect_for` picks one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow_provider_exports.transfers.engine.formats import Batch
+from airflow_provider_exports.transfers.engine.sql.arrow_text import CsvBatch
 from airflow_provider_exports.transfers.engine.sql.types import FinalType
 
 if TYPE_CHECKING:
@@ -224,29 +226,51 @@ class Dialect:
         batches: Iterable[Batch],
         prepare: Callable[[Batch], None],
         cancellation: Cancellation,
+        *,
+        bulk: bool,
     ) -> Written:
-        """Insert every batch into ``table`` (quoted, possibly qualified); ``prepare`` runs before a
-        batch whose columns differ from the previous one's. Returns the rows sent, and taken as far
-        as the driver says (:meth:`rows_written` of every ``executemany``)."""
-        sent, taken = 0, 0
-        trusted = True
+        """Write every batch into ``table`` (quoted, possibly qualified): one statement per run of
+        batches with the same columns (JSON lines may vary between batches), through the database's
+        bulk path (``bulk``: PostgreSQL ``COPY``) or ``executemany``; ``prepare`` runs before each
+        run. Returns the rows sent, and taken as far as the driver says (:meth:`rows_written`)."""
+        write = self._write_bulk if bulk else self._write_inserts
+        sent = 0
+        taken: int | None = 0
         cur = self.conn.cursor()
-        last: list[str] | None = None
-        ph = self.placeholder
-        sql = ""
         try:
-            for batch in batches:
-                cancellation.check()
-                if batch.columns != last:
-                    prepare(batch)
-                    last = batch.columns
-                    cols = ", ".join(self.quote(c) for c in batch.columns)
-                    sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join([ph] * len(batch.columns))})"
-                cur.executemany(sql, self.bindable(batch))
-                sent += len(batch.rows)
-                written = self.rows_written(cur) if batch.rows else 0
-                trusted = trusted and written is not None
-                taken += written or 0
+            for (columns, csv), run in itertools.groupby(
+                batches, key=lambda b: (list(b.columns), isinstance(b, CsvBatch))
+            ):
+                first = next(run)
+                prepare(first)
+                counted: list[int] = []
+                these = _counted(itertools.chain([first], run), counted, cancellation)  # noqa: B031 - once
+                written = write(cur, table, columns, csv, these)
+                sent += sum(counted)
+                taken = None if taken is None or written is None else taken + written
         finally:
             cur.close()
-        return Written(sent, taken if trusted else None)
+        return Written(sent, taken)
+
+    def _write_inserts(
+        self, cur: Any, table: str, columns: list[str], csv: bool, batches: Iterable[Batch]
+    ) -> int | None:
+        """One run of row batches (never ``csv``) through ``executemany``; the rows it took."""
+        cols = ", ".join(self.quote(c) for c in columns)
+        sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join([self.placeholder] * len(columns))})"
+        taken: int | None = 0
+        for batch in batches:
+            cur.executemany(sql, self.bindable(batch))
+            written = self.rows_written(cur) if batch.rows else 0
+            taken = None if taken is None or written is None else taken + written
+        return taken
+
+    _write_bulk = _write_inserts  # generic: no bulk path
+
+
+def _counted(batches: Iterable[Any], counted: list[int], cancellation: Cancellation) -> Iterator[Any]:
+    """The batches, each counted into ``counted`` as it goes (the task's cancellation checked)."""
+    for batch in batches:
+        cancellation.check()
+        counted.append(batch.num_rows if isinstance(batch, CsvBatch) else len(batch.rows))
+        yield batch

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.transfers.engine.formats import Batch
-from airflow_provider_exports.transfers.engine.sql.arrow_text import CsvBatch
-from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect
 from airflow_provider_exports.transfers.engine.streams import ChunkReader
 
 if TYPE_CHECKING:
@@ -78,43 +75,23 @@ class PostgresDialect(Dialect):
         super().index_stage(stage, columns)
         self.execute(f"ANALYZE {self.quote(stage)}").close()  # autovacuum never sees temporary tables
 
-    def write_batches(
-        self,
-        table: str,
-        batches: Iterable[Batch],
-        prepare: Callable[[Batch], None],
-        cancellation: Cancellation,
-    ) -> Written:
-        rows = 0
-        taken: int | None = 0
-        cur = self.conn.cursor()
-        try:
-            # one COPY per run of batches with the same columns (JSON lines may vary between batches)
-            for (columns, csv), group in itertools.groupby(
-                batches, key=lambda b: (tuple(b.columns), isinstance(b, CsvBatch))
-            ):
-                first = next(group)
-                prepare(first)
-                counted: list[int] = []
-                these = _counted(itertools.chain([first], group), counted, cancellation)  # noqa: B031 - once
-                cols = ", ".join(self.quote(c) for c in columns)
-                sql = f"COPY {table} ({cols}) FROM STDIN"
-                if csv:  # pyarrow columns already written as CSV (see .arrow_text)
-                    self._copy(cur, f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')", (b.data for b in these))
-                elif hasattr(cur, "copy"):
-                    # psycopg 3 formats rows in C: several times faster than any Python encoding
-                    with cur.copy(sql) as copy:
-                        for batch in these:
-                            for row in batch.rows:
-                                copy.write_row(row)
-                else:
-                    self._copy(cur, sql, (encode_copy_text(b.rows) for b in these))
-                rows += sum(counted)
-                copied = self.rows_written(cur)
-                taken = None if taken is None or copied is None else taken + copied
-        finally:
-            cur.close()
-        return Written(rows, taken)
+    def _write_bulk(
+        self, cur: Any, table: str, columns: list[str], csv: bool, batches: Iterable[Any]
+    ) -> int | None:
+        """One run of batches through one ``COPY``; the rows it took."""
+        cols = ", ".join(self.quote(c) for c in columns)
+        sql = f"COPY {table} ({cols}) FROM STDIN"
+        if csv:  # pyarrow columns already written as CSV (see .arrow_text)
+            self._copy(cur, f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')", (b.data for b in batches))
+        elif hasattr(cur, "copy"):
+            # psycopg 3 formats rows in C: several times faster than any Python encoding
+            with cur.copy(sql) as copy:
+                for batch in batches:
+                    for row in batch.rows:
+                        copy.write_row(row)
+        else:
+            self._copy(cur, sql, (encode_copy_text(b.rows) for b in batches))
+        return self.rows_written(cur)
 
     def copy_csv(
         self,
@@ -171,14 +148,6 @@ class PostgresDialect(Dialect):
                 if raised:
                     raise raised[0] from None
                 raise
-
-
-def _counted(batches: Iterable[Any], counted: list[int], cancellation: Cancellation) -> Iterator[Any]:
-    """The batches, each counted into ``counted`` as it goes (the task's cancellation checked)."""
-    for batch in batches:
-        cancellation.check()
-        counted.append(batch.num_rows if isinstance(batch, CsvBatch) else len(batch.rows))
-        yield batch
 
 
 # --- COPY text format (psycopg2) ---------------------------------------------------------------------

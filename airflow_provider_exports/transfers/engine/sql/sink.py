@@ -34,7 +34,6 @@ before it is filled, so a failed commit can leave it created but empty, never ha
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -337,8 +336,7 @@ class SqlSink(Sink):
             batches = iter(self.batch_transform(batches))
         if constants:
             batches = _with_constants(batches, constants)
-        # use_copy=False: the generic executemany, whatever the database
-        write = d.write_batches if self.use_copy is not False else functools.partial(Dialect.write_batches, d)
+        bulk = self.use_copy is not False  # False: executemany, whatever the database
         if self._direct:
             target, prepare = d.qualified(self.table), self._check_columns
             batches = self._declared(batches, source)
@@ -348,9 +346,9 @@ class SqlSink(Sink):
             target, prepare = d.quote(STAGE), self._prepare_stage
             batches = self._staged(batches, source, from_text=fmt == "csv")
         if not columnar:
-            return write(target, cast(Iterator[Batch], batches), prepare, cancellation)
+            return d.write_batches(target, cast(Iterator[Batch], batches), prepare, cancellation, bulk=bulk)
         with read_ahead(batches, cancellation) as ahead:  # the next block is parsed while this one loads
-            return write(target, ahead, prepare, cancellation)
+            return d.write_batches(target, ahead, prepare, cancellation, bulk=bulk)
 
     def discard_file(self, source: SourceFile) -> None:
         if not self._dialect.savepoints:
