@@ -36,9 +36,9 @@ def copy_csv_file(
     check_columns: Callable[[Batch], None],
     cancellation: Cancellation,
 ) -> Written:
-    """The CSV file ``name`` (gzip undone) into ``table`` through :meth:`.postgres.PostgresDialect.copy_csv`:
-    the rows it read, and those the database says it took. ``columns`` name the fields (else the
-    header row does); ``check_columns`` refuses names the table does not have, before any row goes."""
+    """The CSV file ``name`` (gzip undone) into ``table`` through ``COPY``: the rows it read, and
+    those the database says it took. ``columns`` name the fields (else the header row does);
+    ``check_columns`` refuses names the table does not have, before any row goes."""
     records = CsvRecords()
     data = _without_bom(iter(maybe_gunzip(chunks, name=name)))
     head, ended = _read_head(name, records, data, header)
@@ -50,17 +50,31 @@ def copy_csv_file(
     check_columns(Batch(list(names), []))
 
     def stream() -> Iterator[bytes]:
+        cancellation.check()
         yield head
         if ended:
             return
         for chunk in data:
+            cancellation.check()
             if counted := records.feed(chunk):
                 yield counted
         yield records.close()
 
-    taken = dialect.copy_csv(
-        dialect.qualified(table), names, stream(), delimiter=delimiter, header=header, cancellation=cancellation
-    )
+    cols = ", ".join(dialect.quote(c) for c in names)
+    options = [
+        "FORMAT csv",
+        f"HEADER {'true' if header else 'false'}",
+        "DELIMITER '" + delimiter.replace("'", "''") + "'",
+        f"FORCE_NULL ({cols})",  # a quoted empty field is NULL too, as in the other paths
+        "ENCODING 'UTF8'",
+    ]
+    cur = dialect.conn.cursor()
+    try:
+        sql = f"COPY {dialect.qualified(table)} ({cols}) FROM STDIN WITH ({', '.join(options)})"
+        dialect.copy_in(cur, sql, stream())
+        taken = dialect.rows_written(cur)
+    finally:
+        cur.close()
     return Written(records.records - (1 if header and records.records else 0), taken)
 
 

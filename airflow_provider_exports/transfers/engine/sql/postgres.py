@@ -1,15 +1,13 @@
 """PostgreSQL: ``COPY`` for every row, an advisory lock per table, transactional DDL and savepoints.
 
-Rows go in through ``COPY ... FROM STDIN``: CSV bytes straight into ``COPY ... (FORMAT csv)``;
+Rows go in through ``COPY ... FROM STDIN``: CSV bytes straight in (:mod:`.csv_passthrough`);
 JSON lines and Parquet read by pyarrow as CSV written column-wise (:mod:`.arrow_text`); row
 batches (JSON lines pyarrow cannot read exactly, or without pyarrow) through psycopg 3's
 ``copy.write_row`` (formatted in C), or, with psycopg2, encoded to COPY's text format here
 (:func:`encode_copy_text`). Every ``COPY`` reports the rows it took (``rowcount``, both drivers),
 and so do ``executemany`` and ``INSERT ... SELECT``: the sink compares them with the rows it read.
-The CSV pass-through's bytes are counted (and a ``\\.`` line, COPY's end of data up to PostgreSQL
-17, quoted) on the way, by :class:`.csv_records.CsvRecords`. A load holds
-``pg_advisory_xact_lock`` on a 64-bit hash of (database, schema-qualified table) from ``begin`` to
-its commit or rollback, so loads of one table run one after another.
+A load holds ``pg_advisory_xact_lock`` on a 64-bit hash of (database, schema-qualified table) from
+``begin`` to its commit or rollback, so loads of one table run one after another.
 """
 
 from __future__ import annotations
@@ -82,7 +80,7 @@ class PostgresDialect(Dialect):
         cols = ", ".join(self.quote(c) for c in columns)
         sql = f"COPY {table} ({cols}) FROM STDIN"
         if csv:  # pyarrow columns already written as CSV (see .arrow_text)
-            self._copy(cur, f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')", (b.data for b in batches))
+            self.copy_in(cur, f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')", (b.data for b in batches))
         elif hasattr(cur, "copy"):
             # psycopg 3 formats rows in C: several times faster than any Python encoding
             with cur.copy(sql) as copy:
@@ -90,44 +88,12 @@ class PostgresDialect(Dialect):
                     for row in batch.rows:
                         copy.write_row(row)
         else:
-            self._copy(cur, sql, (encode_copy_text(b.rows) for b in batches))
+            self.copy_in(cur, sql, (encode_copy_text(b.rows) for b in batches))
         return self.rows_written(cur)
 
-    def copy_csv(
-        self,
-        table: str,
-        columns: Sequence[str],
-        data: Iterator[bytes],
-        *,
-        delimiter: str,
-        header: bool,
-        cancellation: Cancellation,
-    ) -> int | None:
-        """CSV bytes (the header included when ``header``) straight into ``table``; the rows the
-        database says it took."""
-        cols = ", ".join(self.quote(c) for c in columns)
-        options = [
-            "FORMAT csv",
-            f"HEADER {'true' if header else 'false'}",
-            "DELIMITER '" + delimiter.replace("'", "''") + "'",
-            f"FORCE_NULL ({cols})",  # a quoted empty field is NULL too, as in the other paths
-            "ENCODING 'UTF8'",
-        ]
-
-        def checked() -> Iterator[bytes]:
-            for chunk in data:
-                cancellation.check()
-                yield chunk
-
-        cur = self.conn.cursor()
-        try:
-            self._copy(cur, f"COPY {table} ({cols}) FROM STDIN WITH ({', '.join(options)})", checked())
-            return self.rows_written(cur)
-        finally:
-            cur.close()
-
     @staticmethod
-    def _copy(cur: Any, sql: str, data: Iterable[bytes]) -> None:
+    def copy_in(cur: Any, sql: str, data: Iterable[bytes]) -> None:
+        """``data`` into ``COPY ... FROM STDIN`` (``sql``), through either driver."""
         if hasattr(cur, "copy"):  # psycopg 3
             with cur.copy(sql) as copy:
                 for block in data:
