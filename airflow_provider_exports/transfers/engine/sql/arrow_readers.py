@@ -206,16 +206,20 @@ def read_ahead(items: Iterator[Any], cancellation: Cancellation, depth: int = 2)
     handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        """Hand ``entry`` over, unless the consumer left first."""
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        handoff.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((item, None)):
                     return
             outcome: tuple[Any, BaseException | None] = (_DONE, None)
         except BaseException as exc:  # handed to the consumer, which raises it
@@ -225,12 +229,7 @@ def read_ahead(items: Iterator[Any], cancellation: Cancellation, depth: int = 2)
             if close is not None:
                 with contextlib.suppress(Exception):
                     close()
-        while not stop.is_set():
-            try:
-                handoff.put(outcome, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        put(outcome)
 
     def consume() -> Iterator[Any]:
         while True:

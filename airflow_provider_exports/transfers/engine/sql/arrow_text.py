@@ -17,6 +17,7 @@ that column (or those values) instead.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from dataclasses import dataclass
@@ -250,14 +251,12 @@ def copy_text(array: Any, *, staged: bool) -> Any:
     if T.is_floating(t):
         return float_text(array)
     if T.is_timestamp(t):
-        try:
+        with contextlib.suppress(NeedsPython):  # else Python writes it, below
             return iso_timestamp_text(array, sep=" ", quote="")
-        except NeedsPython:
-            return pa.array([None if v is None else str(v) for v in array.to_pylist()], pa.string())
+    if T.is_timestamp(t) or T.is_decimal(t):
+        return pa.array([None if v is None else str(v) for v in array.to_pylist()], pa.string())
     if T.is_binary(t) or T.is_large_binary(t) or T.is_fixed_size_binary(t):
         return pa.array([None if v is None else "\\x" + v.hex() for v in array.to_pylist()], pa.string())
-    if T.is_decimal(t):
-        return pa.array([None if v is None else str(v) for v in array.to_pylist()], pa.string())
     return pc.cast(array, pa.string())  # integers, dates, times: their text is the same
 
 

@@ -121,9 +121,11 @@ class _LoadState:
 
 @dataclass
 class _Savepoint:
+    """The savepoint before ``file`` (at most one is open: one name serves every file)."""
+
     file: str
-    name: str
     state: _LoadState
+    name = "exports_file"
 
 
 class SqlSink(Sink):
@@ -219,7 +221,6 @@ class SqlSink(Sink):
         self._emptied = False
         self._state = _LoadState(TypeTracker(self.column_types))
         self._savepoint: _Savepoint | None = None
-        self._savepoints = 0
 
     # -- references --------------------------------------------------------------------------
 
@@ -446,10 +447,9 @@ class SqlSink(Sink):
         if not self._dialect.savepoints:
             return
         self._release_savepoint()  # the previous file is done: at most one savepoint is open
-        self._savepoints += 1
-        name = f"exports_file_{self._savepoints}"
-        self._dialect.savepoint(name)
-        self._savepoint = _Savepoint(source.name, name, copy.deepcopy(self._state))
+        point = _Savepoint(source.name, copy.deepcopy(self._state))
+        self._dialect.savepoint(point.name)
+        self._savepoint = point
 
     def _release_savepoint(self) -> None:
         if self._savepoint is not None:
