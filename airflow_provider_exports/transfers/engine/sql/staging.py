@@ -107,9 +107,7 @@ def merge_trackers(parts: Sequence[Mapping[str, Any]]) -> TypeTracker:
             tracker.valued_by.setdefault(column, file)
         for column, seen in part["columns"].items():
             merged = tracker.columns.setdefault(column, ColumnKinds())
-            merged.kinds |= set(seen["kinds"])
-            merged.max_abs_int = max(merged.max_abs_int, int(seen["max_abs_int"]))
-            merged.digits = max(merged.digits, int(seen["digits"]))
+            merged.add(seen["kinds"], int(seen["max_abs_int"]), int(seen["digits"]))
     return tracker
 
 

@@ -28,7 +28,7 @@ A declared type goes into ``CREATE TABLE`` and ``CAST`` as it is written: one th
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,7 @@ MAX_TYPE_NAME = 64
 # the kinds of values a column has shown
 BOOL, INT, HUGEINT, FLOAT, DECIMAL, TEXT = "bool", "int", "hugeint", "float", "decimal", "text"
 _NUMBERS = frozenset({INT, HUGEINT, FLOAT, DECIMAL})
+_JSON_KINDS: dict[type, str] = {bool: BOOL, float: FLOAT}
 
 
 @dataclass
@@ -71,6 +72,12 @@ class ColumnKinds:
     max_abs_int: int = 0
     #: an upper bound on the significant digits of exact-decimal values (decimal text, huge integers)
     digits: int = 0
+
+    def add(self, kinds: Iterable[str], max_abs_int: int = 0, digits: int = 0) -> None:
+        """What more values showed: their kinds, largest integer magnitude and digits."""
+        self.kinds.update(kinds)
+        self.max_abs_int = max(self.max_abs_int, max_abs_int)
+        self.digits = max(self.digits, digits)
 
 
 @dataclass(frozen=True)
@@ -161,8 +168,7 @@ class TypeTracker:
         if seen is None:
             return False
         if TEXT not in seen.kinds:
-            seen.kinds.update(kinds)
-            seen.max_abs_int = max(seen.max_abs_int, max_abs_int)
+            seen.add(kinds, max_abs_int)
         return True
 
     def observe(self, column: str, values: Sequence[Any], file: str, *, from_text: bool) -> Sequence[Any]:
@@ -214,42 +220,34 @@ def _observe_text(seen: ColumnKinds, values: Sequence[Any]) -> None:
         return
     joined = "\n".join(texts) + "\n"
     longest = max(map(len, texts))
-    if _INT_LINES.fullmatch(joined):
-        if longest < 16:  # at most 15 digits: below 2**53, within int64
-            seen.kinds.add(INT)
-            return
-        big = [abs(int(v)) for v in texts if len(v) >= 16]
-        seen.max_abs_int = max(seen.max_abs_int, *big)
-        if all(v <= INT64_MAX for v in big):  # -2**63 counts as huge: NUMERIC keeps it too
-            seen.kinds.add(INT)
+    if not _INT_LINES.fullmatch(joined):
+        if _NUM_LINES.fullmatch(joined):
+            seen.add({DECIMAL}, digits=longest)
         else:
-            seen.kinds.add(HUGEINT)
-            seen.digits = max(seen.digits, longest)
-    elif _NUM_LINES.fullmatch(joined):
-        seen.kinds.add(DECIMAL)
-        seen.digits = max(seen.digits, longest)
+            seen.add({TEXT})
+    elif longest < 16:  # at most 15 digits: below 2**53, within int64
+        seen.add({INT})
     else:
-        seen.kinds.add(TEXT)
+        largest = max(abs(int(v)) for v in texts if len(v) >= 16)
+        if largest <= INT64_MAX:  # -2**63 counts as huge: NUMERIC keeps it too
+            seen.add({INT}, largest)
+        else:
+            seen.add({HUGEINT}, largest, longest)
 
 
 def _observe_json(seen: ColumnKinds, values: Sequence[Any], kinds: set[type]) -> None:
-    for kind in kinds:
-        if kind is bool:
-            seen.kinds.add(BOOL)
-        elif kind is float:
-            seen.kinds.add(FLOAT)
-        elif kind is not int:
-            seen.kinds.add(TEXT)  # str beside other kinds, or anything else: text
+    # str beside other kinds, or anything else: text
+    found = {_JSON_KINDS.get(kind, TEXT) for kind in kinds if kind is not int}
     if int not in kinds:
+        seen.add(found)
         return
     ints = values if kinds == {int} and None not in values else [v for v in values if type(v) is int]
     low, high = min(ints), max(ints)
-    seen.max_abs_int = max(seen.max_abs_int, abs(low), abs(high))
+    largest = max(abs(low), abs(high))
     if low >= INT64_MIN and high <= INT64_MAX:
-        seen.kinds.add(INT)
+        seen.add({*found, INT}, largest)
     else:
-        seen.kinds.add(HUGEINT)
-        seen.digits = max(seen.digits, len(str(max(abs(low), abs(high)))))
+        seen.add({*found, HUGEINT}, largest, len(str(largest)))
 
 
 def _json_text(value: Any) -> str:
