@@ -1,10 +1,6 @@
 """Columnar readers for the SQL sink's bulk path (PostgreSQL ``COPY``): JSON lines and Parquet read by
-pyarrow, whole blocks parsed in C++, as :class:`ArrowBatch` tables.
-
-They give the same columns, types and values as the row readers (:mod:`~airflow_provider_exports.transfers.engine.formats`); a JSON-lines
-block that pyarrow cannot read exactly goes through the row reader instead. :func:`read_ahead`
-runs a reader on a thread of its own, so the next block is parsed while the database takes this
-one.
+pyarrow, whole blocks parsed in C++, as :class:`ArrowBatch` tables with the same columns, types and
+values as the row readers (:mod:`~airflow_provider_exports.transfers.engine.formats`) give.
 """
 
 from __future__ import annotations
@@ -35,7 +31,6 @@ if TYPE_CHECKING:
 class ArrowBatch:
     """Rows of one file as a pyarrow ``Table`` (columns in the order of ``columns``).
 
-    Produced by the columnar readers for sinks that take columns in bulk (PostgreSQL ``COPY``).
     Nested values are already JSON text, as in :class:`Batch`; ``types`` are declared SQL types
     (Parquet), else ``None``. From JSON lines, a float column held only JSON fractions (an integer
     among fractions sends the block to the row reader), so its Arrow type is its JSON kind.
@@ -158,10 +153,7 @@ def _has_int_token(block: bytes, key: str) -> bool:
     import re
 
     spellings = {json.dumps(key, ensure_ascii=False).encode(), json.dumps(key).encode()}
-    for spelled in spellings:
-        if re.search(re.escape(spelled) + rb"\s*:\s*-?(?:0|[1-9][0-9]*)\s*[,}]", block):
-            return True
-    return False
+    return any(re.search(re.escape(s) + rb"\s*:\s*-?(?:0|[1-9][0-9]*)\s*[,}]", block) for s in spellings)
 
 
 def read_parquet_columnar(

@@ -4,10 +4,9 @@ Rows go in through ``COPY ... FROM STDIN``: CSV bytes straight in (:mod:`.csv_pa
 JSON lines and Parquet read by pyarrow as CSV written column-wise (:mod:`.arrow_text`); row
 batches (JSON lines pyarrow cannot read exactly, or without pyarrow) through psycopg 3's
 ``copy.write_row`` (formatted in C), or, with psycopg2, encoded to COPY's text format here
-(:func:`encode_copy_text`). Every ``COPY`` reports the rows it took (``rowcount``, both drivers),
-and so do ``executemany`` and ``INSERT ... SELECT``: the sink compares them with the rows it read.
-A load holds ``pg_advisory_xact_lock`` on a 64-bit hash of (database, schema-qualified table) from
-``begin`` to its commit or rollback, so loads of one table run one after another.
+(:func:`encode_copy_text`). A load holds ``pg_advisory_xact_lock`` on a 64-bit hash of (database,
+schema-qualified table) from ``begin`` to its commit or rollback, so loads of one table run one
+after another.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ class PostgresDialect(Dialect):
     json_type = "JSONB"
     numeric_digits = math.inf  # NUMERIC without precision is exact here
     stage_options = " ON COMMIT DROP"
-    trusts_rowcount = True  # psycopg 3 and psycopg2 count a COPY, an INSERT ... SELECT, an executemany
+    trusts_rowcount = True  # both drivers count a COPY, an INSERT ... SELECT, an executemany (summed)
 
     def prepare(self, lock_timeout: float) -> None:
         self.conn.autocommit = False
