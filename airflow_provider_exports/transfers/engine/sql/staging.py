@@ -235,18 +235,15 @@ class SqlStagedCommit(SqlSink):
         tracker = merge_trackers([g["types"] for g in groups])
         self._state = state = _LoadState(tracker)
         state.rows = sum(int(g["rows"]) for g in groups)
-        if self._direct:  # the table exists, append or replace: straight from the staging tables
-            if self.mode == "replace":
-                d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
-                self._emptied = True
-            for g in staged:
-                cols = ", ".join(d.quote(c) for c in g["columns"])
-                self._gather_group(g, f"INSERT INTO {d.qualified(self.table)} ({cols}) SELECT {cols}")
-            return
-        columns = list(dict.fromkeys(c for g in groups for c in g["columns"]))
+        if self._direct and self.mode == "replace":
+            d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
+            self._emptied = True
         if not staged:
             return
-        self._prepare_stage(Batch(columns, []))
+        if not self._direct:
+            self._prepare_stage(Batch(list(dict.fromkeys(c for g in groups for c in g["columns"])), []))
+        # the table exists, append or replace: straight from the staging tables; else into the stage
+        target = d.qualified(self.table) if self._direct else d.quote(STAGE)
         offset = 0
         for g in staged:
             into = [d.quote(c) for c in g["columns"]]
@@ -255,9 +252,7 @@ class SqlStagedCommit(SqlSink):
                 into.append(d.quote(ORDINAL))
                 select.append(f"{d.quote(ORDINAL)} + {offset}")
                 offset += int(g["ordinals"])
-            self._gather_group(
-                g, f"INSERT INTO {d.quote(STAGE)} ({', '.join(into)}) SELECT {', '.join(select)}"
-            )
+            self._gather_group(g, f"INSERT INTO {target} ({', '.join(into)}) SELECT {', '.join(select)}")
 
     def _stage_of(self, group: Mapping[str, Any]) -> str | None:
         """The staging table a group's XCom names, once it is that group's own in this run; a group
