@@ -1,34 +1,12 @@
 """The SQL sink: load a run's files into a table through a common-sql ``DbApiHook``, in one transaction.
 
-The database's own ways (COPY, locks, binding rules) are its dialect's (:func:`dialect_for`).
-What the sink does:
-
-- **One load per table at a time, once per job.** Before the load, the manifest table is created
-  if missing (with a unique key on destination, vendor, export and job) in a short transaction of
-  its own. ``begin`` then opens the load's transaction, takes the dialect's lock for the table
-  (PostgreSQL: an advisory lock; SQLite: ``BEGIN IMMEDIATE``; generic: none) and only then looks
-  for the job's manifest: a second run of the same job waits for the first and skips.
-- **Existing table, ``append``**: rows go straight into it (PostgreSQL: CSV bytes straight into
-  ``COPY``, their records counted on the way: :mod:`.csv_passthrough`). **Existing
-  table, ``replace``**: ``DELETE FROM`` the table, then the same. The table's definition, indexes,
-  keys, grants, constraints and dependent views are never touched.
-- **New table (any mode), or ``merge``**: rows go into a temporary staging table (session-local).
-  A new table is created at commit with the types of :class:`.types.TypeTracker` (decided from every
-  value of the load) and filled with ``INSERT ... SELECT CAST(...)``. ``merge`` refuses rows with a
-  NULL key, keeps the last row of each key (file order, then row order: an ordinal column in the
-  stage), deletes the table's rows with a staged key and inserts the staged ones.
-- **Empty exports**: ``replace`` that loaded no row is refused unless ``allow_empty``.
-- **A file that starts again** (its source changed) is rolled back to a savepoint taken before it,
-  Python-side state included.
-- **Every row is counted.** The rows the database says each write took (a COPY, an ``executemany``,
-  an ``INSERT ... SELECT`` from the stage) must be the rows the load read, or the load fails before
-  its commit (:class:`~airflow_provider_exports.exceptions.TransferIntegrityError`, naming the file
-  and both counts). Where the driver's count is not trusted (:meth:`.generic.Dialect.rows_written`),
-  the stage or the new table is counted with ``count(*)`` instead.
-
-Everything, the manifest row included, commits at once; a failure rolls back and the table is as
-it was. Where DDL is not transactional (generic dialect) a new table is created at commit right
-before it is filled, so a failed commit can leave it created but empty, never half-filled.
+What a load does (types, modes, locks, what readers see, every row counted) is the README's ("SQL:
+types, modes and what readers see"); the database's own ways (COPY, locks, binding rules) are its
+dialect's (:func:`dialect_for`). Rows go straight into an existing table (``append``, ``replace``);
+for a new table, or ``merge``, they go into a session-local stage, moved at commit
+(:mod:`.from_stage`). A file that starts again (its source changed) is rolled back to a savepoint
+taken before it, Python-side state included. Everything, the manifest row included, commits at
+once; a failure rolls back and the table is as it was.
 """
 
 from __future__ import annotations
@@ -134,7 +112,7 @@ class SqlSink(Sink):
     :param table: destination table, optionally ``schema.table``.
     :param conn_id: the Airflow connection of the database, when no ``hook`` is given.
     :param hook: a ``DbApiHook`` to use instead of resolving ``conn_id``.
-    :param mode: ``append``, ``replace`` or ``merge`` (see the module docstring).
+    :param mode: ``append``, ``replace`` or ``merge`` (see the README's "Modes").
     :param key_columns: the columns that identify a row, for ``merge``.
     :param create_table: create a missing table from the data's columns.
     :param column_types: SQL types for a table this run creates, by column; they win over the

@@ -1,12 +1,9 @@
 """SQLite, the embedded warehouse: one writer at a time, transactional DDL, savepoints.
 
 The driver's own transaction handling is switched off (``isolation_level = None``) and a load
-opens its transaction with ``BEGIN IMMEDIATE``: it takes the database's write lock at once, so a
-second load (of this table or any other in the file) waits for the first to commit, up to the busy
-timeout (the sink's ``lock_timeout``, 10 minutes by default), and readers keep seeing the last
-committed state meanwhile. SQLite binds text, numbers and bytes only: dates, times and decimals
-go in as ISO/decimal text, integers beyond int64 as text. ``NUMERIC`` keeps 15 significant digits
-(it stores a REAL), so a decimal column with longer values is created as ``TEXT``.
+opens its transaction with ``BEGIN IMMEDIATE`` (the database's write lock, at once; readers keep
+seeing the last committed state). SQLite binds text, numbers and bytes only: dates, times and
+decimals go in as ISO/decimal text, integers beyond int64 as text.
 """
 
 from __future__ import annotations

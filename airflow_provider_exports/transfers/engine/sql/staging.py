@@ -1,22 +1,15 @@
-"""Fan-out into SQL: many tasks load staging tables, one final task commits them in one transaction.
+"""Fan-out into SQL: many tasks load staging tables, one final task commits them in one transaction
+(the README's "Scaling out: one export over many workers").
 
-- :class:`SqlStagingSink` (one mapped task per group of files) loads its group's files the way a
-  one-task load stages them (:class:`~.sink.SqlSink`'s session stage, typed as the target when the
-  table exists, else as text with the declared types), then keeps them in a real table named per
-  run, table and group (``_exports_stage_<table hash>_<run id>_<group>``), recorded in the
-  registry table ``<manifest_table>_staging``. A retry of the group drops its table and loads its
-  own files again. What the commit needs to type the columns — every undeclared column's kinds of
-  values (:class:`~.types.TypeTracker`), the declarations and which file made them — goes to XCom
-  as JSON, never the values themselves; so do the group's staging table and its row count (checked
-  against what the staging table took).
+- :class:`SqlStagingSink` (one mapped task per group of files) stages its group's files as a
+  one-task load does, then keeps the stage as a real table (:func:`stage_table_name`), recorded in
+  the registry table ``<manifest_table>_staging``; a retry of the group drops it and loads its own
+  files again. What the commit needs to type the columns (:class:`~.types.TypeTracker`'s
+  observations, the declarations and which file made them) goes to XCom as JSON, never the values.
 - :class:`SqlStagedCommit` (the final task) does what a one-task load does at commit, over every
-  group: under the table's lock it looks for the job's manifest row (a job already there is
-  skipped), merges the groups' type observations (the same rules as one load: types from every
-  value of every file; conflicting declarations refused), gathers the staging tables into the
-  session stage in group order (so ``merge``'s "last row of a key wins" follows file order across
-  groups), and then creates, replaces, appends or merges exactly as :class:`~.sink.SqlSink` does,
-  the manifest row in the same transaction. Its staging tables are dropped after the commit (or
-  the skip); those of other runs older than ``stale_after`` are dropped too (what failed runs left).
+  group, in group order (so ``merge``'s "last row of a key wins" follows file order across
+  groups). Its staging tables are dropped after the commit (or the skip); those of other runs
+  older than ``stale_after`` are dropped too (what failed runs left).
 
 XCom and the registry are input (a planted value must not make the commit read or drop another
 table): the commit reads only the exact staging table of each group of this run

@@ -1,25 +1,10 @@
 """Column types of a table a load creates: declared types, and types read from every value.
 
 No SQL here: a :class:`TypeTracker` watches the values of every batch of one load and says, at
-commit, which logical type each column gets (a dialect turns it into its own type name). The rules:
-
-- Logical types a dialect names in its own way: ``BINARY`` and ``JSON`` (a nested Parquet value
-  held as JSON text: ``jsonb`` on PostgreSQL, ``TEXT`` on SQLite and elsewhere).
-- A declared type wins: the task's ``column_types``, then the file's own schema (Parquet). Two files
-  of one load that declare different types for one column are refused (:class:`TransferRefused`),
-  and so is a column that one file declares and another brings as plain values.
-- JSON values are typed by their JSON type, widened across batches and files: all integers within
-  int64 give ``BIGINT``; integers and floats give ``DOUBLE PRECISION``, or ``NUMERIC`` when an integer
-  is larger than 2**53 (a double would round it); integers beyond int64 give ``NUMERIC``; all
-  booleans give ``BOOLEAN``; strings, nested values (already JSON text) and any other mix give
-  ``TEXT``.
-- CSV text is a number only when every value is canonical: ``BIGINT`` when every value is
-  ``-?(0|[1-9][0-9]*)`` within int64 (``02134``, ``+4930123``, ``007`` and ``1e3`` stay ``TEXT``),
-  ``NUMERIC`` when every value is that or ``-?(0|[1-9][0-9]*)\\.[0-9]+``.
-- NULLs (and empty CSV fields) do not vote; a column with nothing but NULLs is ``TEXT``. When in
-  doubt, ``TEXT``: it keeps every value as it came.
-
-Values of undeclared columns are staged as text (:func:`json_as_text`) and cast once at commit.
+commit, which logical type each column gets (a dialect names it its own way: ``BINARY`` and
+``JSON`` too); the rules are the README's ("SQL: types, modes and what readers see"). When in
+doubt, ``TEXT``: it keeps every value as it came. Values of undeclared columns are staged as text
+(:func:`json_as_text`) and cast once at commit.
 
 A declared type goes into ``CREATE TABLE`` and ``CAST`` as it is written: one that came from outside
 (a fanned-out load's XCom) must first pass :func:`check_type_name`.
