@@ -318,12 +318,9 @@ class SqlSink(Sink):
         bulk = self.use_copy is not False  # False: executemany, whatever the database
         if self._direct:
             target, prepare = d.qualified(self.table), self._check_columns
-            batches = self._declared(batches, source)
-            if columnar:
-                batches = _typed_csv(batches)
         else:
             target, prepare = d.quote(STAGE), self._prepare_stage
-            batches = self._staged(batches, source, from_text=fmt == "csv")
+        batches = self._shaped(batches, source, from_text=fmt == "csv")
         if not columnar:
             return d.write_batches(target, cast(Iterator[Batch], batches), prepare, cancellation, bulk=bulk)
         with read_ahead(batches, cancellation) as ahead:  # the next block is parsed while this one loads
@@ -474,28 +471,23 @@ class SqlSink(Sink):
             if column not in state.seen:
                 state.seen.append(column)
 
-    def _declared(self, batches: Iterable[Batch], source: SourceFile) -> Iterator[Batch]:
-        """The batches, after noting the types they declare (a conflict between files refuses)."""
-        tracker = self._state.tracker
+    def _shaped(
+        self, batches: Iterable[Any], source: SourceFile, *, from_text: bool
+    ) -> Iterator[Batch | CsvBatch]:
+        """The batches as the table or the stage takes them, after noting the types they declare (a
+        conflict between files refuses): undeclared values of a new table typed and as text, for
+        merge each row numbered in export order, and pyarrow blocks as ``COPY`` CSV."""
         for batch in batches:
+            state = self._state  # read per batch: a discarded file restores an earlier state
             if ORDINAL in batch.columns:
                 raise TransferRefused(f"{source.name} has a column {ORDINAL!r}, a name the loader needs")
             for column in batch.columns:
                 if column in self.attribute_columns:
-                    tracker.declare(column, "TEXT", source.name)
+                    state.tracker.declare(column, "TEXT", source.name)
                 elif batch.types and column in batch.types:
-                    tracker.declare(column, batch.types[column], source.name)
-            yield batch
-
-    def _staged(
-        self, batches: Iterable[Any], source: SourceFile, *, from_text: bool
-    ) -> Iterator[Batch | CsvBatch]:
-        """The batches as the stage takes them: undeclared values of a new table typed and as text,
-        and for merge, each row numbered in export order."""
-        for batch in self._declared(batches, source):
-            state = self._state  # read per batch: a discarded file restores an earlier state
+                    state.tracker.declare(column, batch.types[column], source.name)
             if isinstance(batch, ArrowBatch):
-                yield self._staged_csv(batch, source)
+                yield self._shaped_csv(batch, source)
                 continue
             columns, rows = list(batch.columns), batch.rows
             if self._target is None and rows:
@@ -515,8 +507,8 @@ class SqlSink(Sink):
                 columns.append(ORDINAL)
             yield Batch(columns, rows, batch.types)
 
-    def _staged_csv(self, batch: ArrowBatch, source: SourceFile) -> CsvBatch:
-        """A columnar batch as the stage takes it (the same text and types as :meth:`_staged`)."""
+    def _shaped_csv(self, batch: ArrowBatch, source: SourceFile) -> CsvBatch:
+        """A columnar batch as :meth:`_shaped` gives a row batch: the same text and types."""
         import pyarrow as pa
 
         state = self._state
@@ -549,16 +541,6 @@ def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any]) -> Ite
             yield ArrowBatch([*batch.columns, *names], table, batch.types)
             continue
         yield Batch([*batch.columns, *names], [(*row, *values) for row in batch.rows], batch.types)
-
-
-def _typed_csv(batches: Iterable[Any]) -> Iterator[Any]:
-    """Columnar batches for a typed table as ``COPY`` CSV; row batches unchanged."""
-    for batch in batches:
-        if isinstance(batch, ArrowBatch):
-            texts = [copy_text(array, staged=False) for array in batch.table.columns]
-            yield CsvBatch(list(batch.columns), encode_csv(texts, batch.num_rows), batch.num_rows)
-        else:
-            yield batch
 
 
 def _has_pyarrow() -> bool:
