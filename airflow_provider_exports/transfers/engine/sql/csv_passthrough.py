@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
-from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.sql.generic import Written
 from airflow_provider_exports.transfers.engine.streams import maybe_gunzip
 from airflow_provider_exports.utils import limits
@@ -56,7 +55,7 @@ def copy_csv_file(
     delimiter: str,
     header: bool,
     columns: Sequence[str] | None,
-    check_columns: Callable[[Batch], None],
+    check_columns: Callable[[Sequence[str]], None],
     cancellation: Cancellation,
 ) -> Written:
     """The CSV file ``name`` (gzip undone) into ``table`` through ``COPY``: the rows it read, and
@@ -70,7 +69,7 @@ def copy_csv_file(
     names = columns or (_header(name, head, delimiter) if header else None)
     if names is None:
         raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
-    check_columns(Batch(list(names), []))
+    check_columns(names)
 
     def stream() -> Iterator[bytes]:
         cancellation.check()

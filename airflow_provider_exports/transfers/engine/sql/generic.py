@@ -223,16 +223,16 @@ class Dialect:
     def write_batches(
         self,
         table: str,
-        batches: Iterable[Batch],
-        prepare: Callable[[Batch], None],
+        batches: Iterable[Batch | CsvBatch],
+        prepare: Callable[[list[str]], None],
         cancellation: Cancellation,
         *,
         bulk: bool,
     ) -> Written:
         """Write every batch into ``table`` (quoted, possibly qualified): one statement per run of
         batches with the same columns (JSON lines may vary between batches), through the database's
-        bulk path (``bulk``: PostgreSQL ``COPY``) or ``executemany``; ``prepare`` runs before each
-        run. Returns the rows sent, and taken as far as the driver says (:meth:`rows_written`)."""
+        bulk path (``bulk``: PostgreSQL ``COPY``) or ``executemany``; ``prepare`` takes each run's
+        columns first. Returns the rows sent, and taken as far as the driver says (:meth:`rows_written`)."""
         write = self._write_bulk if bulk else self._write_inserts
         sent = 0
         taken: int | None = 0
@@ -241,11 +241,9 @@ class Dialect:
             for (columns, csv), run in itertools.groupby(
                 batches, key=lambda b: (list(b.columns), isinstance(b, CsvBatch))
             ):
-                first = next(run)
-                prepare(first)
+                prepare(columns)
                 counted: list[int] = []
-                these = _counted(itertools.chain([first], run), counted, cancellation)  # noqa: B031 - once
-                written = write(cur, table, columns, csv, these)
+                written = write(cur, table, columns, csv, _counted(run, counted, cancellation))
                 sent += sum(counted)
                 taken = None if taken is None or written is None else taken + written
         finally:

@@ -11,12 +11,13 @@ once; a failure rolls back and the table is as it was.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import (
     ExportConfigError,
@@ -315,16 +316,14 @@ class SqlSink(Sink):
             batches = iter(self.batch_transform(batches))
         if constants:
             batches = _with_constants(batches, constants)
-        bulk = self.use_copy is not False  # False: executemany, whatever the database
         if self._direct:
             target, prepare = d.qualified(self.table), self._check_columns
         else:
             target, prepare = d.quote(STAGE), self._prepare_stage
         batches = self._shaped(batches, source, from_text=fmt == "csv")
-        if not columnar:
-            return d.write_batches(target, cast(Iterator[Batch], batches), prepare, cancellation, bulk=bulk)
-        with read_ahead(batches, cancellation) as ahead:  # the next block is parsed while this one loads
-            return d.write_batches(target, ahead, prepare, cancellation, bulk=bulk)
+        # pyarrow blocks: the next one is parsed while this one loads
+        with read_ahead(batches, cancellation) if columnar else contextlib.nullcontext(batches) as ahead:
+            return d.write_batches(target, ahead, prepare, cancellation, bulk=self.use_copy is not False)
 
     def discard_file(self, source: SourceFile) -> None:
         if not self._dialect.savepoints:
@@ -431,9 +430,9 @@ class SqlSink(Sink):
             self._dialect.release(self._savepoint.name)
             self._savepoint = None
 
-    def _check_columns(self, batch: Batch) -> None:
+    def _check_columns(self, columns: Sequence[str]) -> None:
         assert self._target is not None
-        missing = [c for c in batch.columns if c not in self._target and c != ORDINAL]
+        missing = [c for c in columns if c not in self._target and c != ORDINAL]
         if missing:
             raise TransferRefused(
                 f"{self.table} has no column {', '.join(repr(c) for c in missing)}; add it to the table "
@@ -444,13 +443,13 @@ class SqlSink(Sink):
         declared = self._state.tracker.declared(column)
         return "TEXT" if declared is None else self._dialect.type_name(FinalType(declared, declared=True))
 
-    def _prepare_stage(self, batch: Batch) -> None:
-        """Make the stage take ``batch``'s columns: create it, or add columns (a table this run
-        creates grows; an existing table's columns are fixed)."""
+    def _prepare_stage(self, columns: Sequence[str]) -> None:
+        """Make the stage take ``columns``: create it, or add columns (a table this run creates
+        grows; an existing table's columns are fixed)."""
         d, state = self._dialect, self._state
-        data = [c for c in batch.columns if c != ORDINAL]
+        data = [c for c in columns if c != ORDINAL]
         if self._target is not None:
-            self._check_columns(batch)
+            self._check_columns(columns)
         if not state.stage_exists:
             if self._target is not None:  # merge into an existing table: the stage has its types
                 cols = ", ".join(d.quote(c) for c in self._target)

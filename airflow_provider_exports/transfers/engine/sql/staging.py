@@ -29,7 +29,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
-from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.manifest import check_run_id
 from airflow_provider_exports.transfers.engine.sink import TransferContext
 from airflow_provider_exports.transfers.engine.sql.from_stage import ORDINAL, STAGE
@@ -234,7 +233,7 @@ class SqlStagedCommit(SqlSink):
         if not staged:
             return
         if not self._direct:
-            self._prepare_stage(Batch(list(dict.fromkeys(c for g in groups for c in g["columns"])), []))
+            self._prepare_stage(list(dict.fromkeys(c for g in groups for c in g["columns"])))
         # the table exists, append or replace: straight from the staging tables; else into the stage
         target = d.qualified(self.table) if self._direct else d.quote(STAGE)
         offset = 0
