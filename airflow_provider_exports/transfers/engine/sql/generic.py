@@ -232,7 +232,7 @@ class Dialect:
         """Write every batch into ``table`` (quoted, possibly qualified): one statement per run of
         batches with the same columns (JSON lines may vary between batches), through the database's
         bulk path (``bulk``: PostgreSQL ``COPY``) or ``executemany``; ``prepare`` takes each run's
-        columns first. Returns the rows sent, and taken as far as the driver says (:meth:`rows_written`)."""
+        columns first. Returns the rows sent, and taken as far as the driver says."""
         write = self._write_bulk if bulk else self._write_inserts
         sent = 0
         taken: int | None = 0
