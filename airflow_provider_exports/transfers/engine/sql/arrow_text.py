@@ -127,7 +127,8 @@ def _json_values(array: Any) -> Any:
         if T.is_fixed_size_list(t):
             array = pc.cast(array, pa.list_(t.value_type))
         offsets = pc.subtract(array.offsets, array.offsets[0])
-        items = pa.ListArray.from_arrays(offsets, _json_values(_spanned(array, array.values)), mask=array.is_null())
+        values = _json_values(_spanned(array, array.values))
+        items = pa.ListArray.from_arrays(offsets, values, mask=array.is_null())
         text = pc.binary_join_element_wise("[", pc.binary_join(items, ","), "]", "")
     else:
         raise NeedsPython  # binary, decimals, times, unions: rare; Python writes them

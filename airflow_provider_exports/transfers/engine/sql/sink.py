@@ -250,9 +250,10 @@ class SqlSink(Sink):
 
     def _lock_and_find(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         """Take the load's lock, then look for the job's manifest row (a second run waits, then skips)."""
-        set_up_manifest_table(self._dialect, self.manifest_table)
-        self._dialect.lock(self.table, ctx.cancellation)
-        return find_manifest(self._dialect, self.manifest_table, (self.table, ctx.vendor, ctx.export_ref, ctx.job_ref))
+        d = self._dialect
+        set_up_manifest_table(d, self.manifest_table)
+        d.lock(self.table, ctx.cancellation)
+        return find_manifest(d, self.manifest_table, (self.table, ctx.vendor, ctx.export_ref, ctx.job_ref))
 
     def _check_target(self) -> None:
         if self._target is None or self.mode != "merge":
