@@ -99,21 +99,20 @@ def read_jsonl_columnar(
     same rows and values and names a bad line; the sink types both alike. Memory: one block (a
     line longer than :data:`limits.JSON_LINE` is refused).
     """
-    import pyarrow as pa
-    import pyarrow.json as pj
-
     as_strings: dict[str, Any] = {}  # columns pyarrow would read as timestamps
     for block, first_line in _split_blocks(chunks, block_bytes or JSONL_BLOCK_BYTES):
-        table = _arrow_jsonl_block(block, as_strings, pa, pj)
+        table = _arrow_jsonl_block(block, as_strings)
         if table is None:
             yield from read_jsonl([block], batch_size=batch_size, first_line=first_line)
         elif table.num_rows:
             yield ArrowBatch(list(table.column_names), table)
 
 
-def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any], pa: Any, pj: Any) -> Any:
+def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any]) -> Any:
     """One block as an Arrow table of plain columns, or ``None`` when only Python can read it exactly."""
+    import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.json as pj
 
     def parse() -> Any:
         schema = pa.schema(list(as_strings.values())) if as_strings else None
