@@ -149,7 +149,7 @@ def _write_csv(path: Path, fmt: str, out: Path) -> None:
 
     if fmt == "parquet":  # column-wise (the tests hold it equal to the row reader): minutes faster
         from airflow_provider_exports.transfers.engine.sql.arrow_readers import read_parquet_columnar
-        from airflow_provider_exports.transfers.engine.sql.columnar import copy_text, encode_csv
+        from airflow_provider_exports.transfers.engine.sql.arrow_text import copy_text, encode_csv
 
         with open(out, "wb") as raw:
             for i, batch in enumerate(read_parquet_columnar(chunks(), flatten_structs=True)):

@@ -1,14 +1,7 @@
-"""The SQL destination of the engine: :class:`SqlSink` and the pieces behind it.
+"""The SQL destination of the engine: :class:`SqlSink` (:mod:`.sink`) and the pieces behind it.
 
-``sink`` (modes, staging, locking; no dialect in it), ``modes`` (the load modes and their
-parse-time check), ``types`` (the column types of a table a load creates), ``from_stage`` (the SQL
-that moves staged rows into the table), ``manifest_table`` (one row per committed job);
-``generic`` (what the sink needs from a database, and the generic DB-API dialect), ``postgres`` and
-``sqlite`` (their own ways), ``dialect`` (which of them a connection gets); the bulk path:
-``csv_passthrough`` and ``csv_records`` (CSV bytes into ``COPY``, counted), ``arrow_readers``,
-``arrow_text`` and ``columnar`` (pyarrow blocks as ``COPY`` CSV). ``staging`` is the fan-out
-form. Importing this package imports no database driver, and the sink only when one of its names
-is first used (a DAG file's parse needs only ``modes``).
+Importing this package imports no database driver, and the sink only when one of its names is
+first used (a DAG file's parse needs only :mod:`.modes`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """Columnar readers for the SQL sink's bulk path (PostgreSQL ``COPY``): JSON lines and Parquet read by
-pyarrow, whole blocks parsed in C++, as :class:`ArrowBatch` tables.
-
-They give the same columns, types and values as the row readers (:mod:`~airflow_provider_exports.transfers.engine.formats`); a JSON-lines
-block that pyarrow cannot read exactly goes through the row reader instead. :func:`read_ahead`
-runs a reader on a thread of its own, so the next block is parsed while the database takes this
-one.
+pyarrow, whole blocks parsed in C++, as :class:`ArrowBatch` tables with the same columns, types and
+values as the row readers (:mod:`~airflow_provider_exports.transfers.engine.formats`) give.
 """
 
 from __future__ import annotations
@@ -35,7 +31,6 @@ if TYPE_CHECKING:
 class ArrowBatch:
     """Rows of one file as a pyarrow ``Table`` (columns in the order of ``columns``).
 
-    Produced by the columnar readers for sinks that take columns in bulk (PostgreSQL ``COPY``).
     Nested values are already JSON text, as in :class:`Batch`; ``types`` are declared SQL types
     (Parquet), else ``None``. From JSON lines, a float column held only JSON fractions (an integer
     among fractions sends the block to the row reader), so its Arrow type is its JSON kind.
@@ -104,21 +99,20 @@ def read_jsonl_columnar(
     same rows and values and names a bad line; the sink types both alike. Memory: one block (a
     line longer than :data:`limits.JSON_LINE` is refused).
     """
-    import pyarrow as pa
-    import pyarrow.json as pj
-
     as_strings: dict[str, Any] = {}  # columns pyarrow would read as timestamps
     for block, first_line in _split_blocks(chunks, block_bytes or JSONL_BLOCK_BYTES):
-        table = _arrow_jsonl_block(block, as_strings, pa, pj)
+        table = _arrow_jsonl_block(block, as_strings)
         if table is None:
             yield from read_jsonl([block], batch_size=batch_size, first_line=first_line)
         elif table.num_rows:
             yield ArrowBatch(list(table.column_names), table)
 
 
-def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any], pa: Any, pj: Any) -> Any:
+def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any]) -> Any:
     """One block as an Arrow table of plain columns, or ``None`` when only Python can read it exactly."""
+    import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.json as pj
 
     def parse() -> Any:
         schema = pa.schema(list(as_strings.values())) if as_strings else None
@@ -158,10 +152,7 @@ def _has_int_token(block: bytes, key: str) -> bool:
     import re
 
     spellings = {json.dumps(key, ensure_ascii=False).encode(), json.dumps(key).encode()}
-    for spelled in spellings:
-        if re.search(re.escape(spelled) + rb"\s*:\s*-?(?:0|[1-9][0-9]*)\s*[,}]", block):
-            return True
-    return False
+    return any(re.search(re.escape(s) + rb"\s*:\s*-?(?:0|[1-9][0-9]*)\s*[,}]", block) for s in spellings)
 
 
 def read_parquet_columnar(
@@ -206,16 +197,20 @@ def read_ahead(items: Iterator[Any], cancellation: Cancellation, depth: int = 2)
     handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        """Hand ``entry`` over, unless the consumer left first."""
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        handoff.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((item, None)):
                     return
             outcome: tuple[Any, BaseException | None] = (_DONE, None)
         except BaseException as exc:  # handed to the consumer, which raises it
@@ -225,12 +220,7 @@ def read_ahead(items: Iterator[Any], cancellation: Cancellation, depth: int = 2)
             if close is not None:
                 with contextlib.suppress(Exception):
                     close()
-        while not stop.is_set():
-            try:
-                handoff.put(outcome, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        put(outcome)
 
     def consume() -> Iterator[Any]:
         while True:

@@ -1,19 +1,30 @@
 """Arrow values written as text column-wise (pyarrow compute, in C++), exactly as the row path writes
-them in Python: nested values as JSON text (:func:`arrow_json_text`), floats as ``repr``
-(:func:`float_text`), timestamps as ``isoformat`` (:func:`iso_timestamp_text`).
+them in Python, for the SQL sink's bulk path (PostgreSQL ``COPY``):
+
+- nested values as JSON text (:func:`arrow_json_text`: the columnar readers' nested Parquet values);
+- every column as the text ``COPY ... (FORMAT csv)`` loads (:func:`copy_text`, :func:`encode_csv`).
+  **Staged** (an undeclared JSON-lines column of a table this load creates, staged as text and
+  cast at commit): as :func:`.types.json_as_text` writes it — ``true``/``false``, integers,
+  floats as Python's ``repr``, strings unchanged. **Typed** (a column of an existing table, or
+  with a declared type): as psycopg sends the Python value — ``t``/``f``, integers, floats as
+  ``repr``, dates and timestamps as ``str()`` gives them (``2024-01-01 10:00:00+00:00``),
+  ``bytea`` as ``\\x`` hex. NULL is an unquoted empty field, every other value is quoted, so
+  ``""`` stays an empty string.
 
 What the column-wise writers cannot match exactly raises :class:`NeedsPython`, and Python writes
-that column (or those values) instead. The columnar readers (:mod:`.arrow_readers`) use the JSON
-text for nested Parquet values; the ``COPY`` renderers (:mod:`.columnar`) the float and timestamp
-text.
+that column (or those values) instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_exports.transfers.engine.formats import nested_json_text
+from airflow_provider_exports.transfers.engine.sql.types import BOOL, FLOAT, INT, TEXT
 
 
 def arrow_json_text(array: Any) -> Any:
@@ -56,27 +67,9 @@ def float_text(array: Any, *, json_style: bool = False) -> Any:
     odd = pc.fill_null(odd, False)
     if not pc.any(odd).as_py():
         return text
-    where = pc.indices_nonzero(odd)
-    values = pc.take(array, where).to_pylist()
+    values = pc.filter(array, odd).to_pylist()
     fixed = [json.dumps(v) for v in values] if json_style else [repr(v) for v in values]
-    return _scatter(text, where, fixed)
-
-
-def _scatter(text: Any, where: Any, values: list[str]) -> Any:
-    """``text`` with the positions ``where`` replaced by ``values``."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    out = text.to_pylist() if len(values) * 8 > len(text) else None
-    if out is not None:
-        for i, v in zip(where.to_pylist(), values, strict=True):
-            out[i] = v
-        return pa.array(out, type=pa.string())
-    mask = pc.fill_null(pc.is_in(pa.array(range(len(text)), pa.int64()), value_set=where), False)
-    full: list[str | None] = [None] * len(text)
-    for i, v in zip(where.to_pylist(), values, strict=True):
-        full[i] = v
-    return pc.if_else(mask, pa.array(full, type=pa.string()), text)
+    return pc.replace_with_mask(text, odd, pa.array(fixed, pa.string()))
 
 
 def _json_string(array: Any) -> Any:
@@ -134,7 +127,8 @@ def _json_values(array: Any) -> Any:
         if T.is_fixed_size_list(t):
             array = pc.cast(array, pa.list_(t.value_type))
         offsets = pc.subtract(array.offsets, array.offsets[0])
-        items = pa.ListArray.from_arrays(offsets, _json_values(_list_values(array)), mask=array.is_null())
+        values = _json_values(_spanned(array, array.values))
+        items = pa.ListArray.from_arrays(offsets, values, mask=array.is_null())
         text = pc.binary_join_element_wise("[", pc.binary_join(items, ","), "]", "")
     else:
         raise NeedsPython  # binary, decimals, times, unions: rare; Python writes them
@@ -143,11 +137,10 @@ def _json_values(array: Any) -> Any:
     return text
 
 
-def _list_values(array: Any) -> Any:
-    """The values a list array's offsets span (``flatten`` skips the values under NULL lists)."""
-    offsets = array.offsets
-    start, end = offsets[0].as_py(), offsets[-1].as_py()
-    return array.values.slice(start, end - start)
+def _spanned(array: Any, values: Any) -> Any:
+    """The ``values`` (a list or map array's child) its offsets span (``flatten`` skips those under NULL)."""
+    start, end = array.offsets[0].as_py(), array.offsets[-1].as_py()
+    return values.slice(start, end - start)
 
 
 def _json_map(array: Any) -> Any:
@@ -158,11 +151,8 @@ def _json_map(array: Any) -> Any:
     t = array.type
     if not (pa.types.is_string(t.key_type) or pa.types.is_large_string(t.key_type)):
         raise NeedsPython
-    offsets = array.offsets
-    start, end = offsets[0].as_py(), offsets[-1].as_py()
-    keys = array.keys.slice(start, end - start)
-    items = array.items.slice(start, end - start)
-    rebased = pc.subtract(offsets, offsets[0])
+    keys, items = _spanned(array, array.keys), _spanned(array, array.items)
+    rebased = pc.subtract(array.offsets, array.offsets[0])
     if _repeats_a_key(rebased, keys):
         raise NeedsPython  # a repeated key: the pairs stay a list of [key, value]
     entries = pc.binary_join_element_wise(_json_string(keys), ":", _json_values(items), "")
@@ -211,3 +201,75 @@ def _repeats_a_key(rebased: Any, keys: Any) -> bool:
         if pc.any(same).as_py():
             return True
     return False
+
+
+@dataclass
+class CsvBatch:
+    """Rows as ``COPY ... (FORMAT csv)`` data, columns in the order of ``columns``."""
+
+    columns: list[str]
+    data: bytes
+    num_rows: int
+
+
+def json_kinds(array: Any) -> tuple[set[str], int]:
+    """What a plain JSON-lines column shows the type tracker: its kinds and its largest integer
+    magnitude (the columnar reader gives only int64, double, bool, string and null columns)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = array.type
+    if array.null_count == len(array) or pa.types.is_null(t):
+        return set(), 0
+    if pa.types.is_integer(t):
+        low, high = pc.min_max(array).values()
+        return {INT}, max(abs(low.as_py()), abs(high.as_py()))
+    if pa.types.is_floating(t):
+        return {FLOAT}, 0
+    if pa.types.is_boolean(t):
+        return {BOOL}, 0
+    return {TEXT}, 0
+
+
+def copy_text(array: Any, *, staged: bool) -> Any:
+    """``array``'s values as the text ``COPY`` receives (see the module docstring); NULL kept."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    t = array.type
+    T = pa.types
+    if T.is_dictionary(t):
+        return copy_text(array.dictionary_decode(), staged=staged)
+    if T.is_string(t) or T.is_large_string(t):
+        return array
+    if T.is_null(t):
+        return pa.nulls(len(array), pa.string())
+    if T.is_boolean(t):
+        yes, no = ("true", "false") if staged else ("t", "f")
+        return pc.if_else(array, yes, no)
+    if T.is_floating(t):
+        return float_text(array)
+    if T.is_timestamp(t):
+        with contextlib.suppress(NeedsPython):  # else Python writes it, below
+            return iso_timestamp_text(array, sep=" ", quote="")
+    if T.is_timestamp(t) or T.is_decimal(t):
+        return pa.array([None if v is None else str(v) for v in array.to_pylist()], pa.string())
+    if T.is_binary(t) or T.is_large_binary(t) or T.is_fixed_size_binary(t):
+        return pa.array([None if v is None else "\\x" + v.hex() for v in array.to_pylist()], pa.string())
+    return pc.cast(array, pa.string())  # integers, dates, times: their text is the same
+
+
+def encode_csv(columns: list[Any], num_rows: int) -> bytes:
+    """String columns as CSV rows (no header): NULL unquoted and empty, every value quoted."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    if not columns:
+        return b""
+    names = [f"c{i}" for i in range(len(columns))]
+    table = pa.Table.from_arrays(columns, names=names)
+    out = io.BytesIO()
+    pcsv.write_csv(table, out, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return out.getvalue()

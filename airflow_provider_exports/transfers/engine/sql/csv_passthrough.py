@@ -1,31 +1,53 @@
-"""The CSV pass-through: a CSV file's bytes straight into a table's bulk path (PostgreSQL ``COPY ...
-(FORMAT csv)``), unparsed, its records counted on the way (:class:`.csv_records.CsvRecords`, which
-also quotes a ``\\.`` line COPY would stop at). Only the header row is parsed here, to name the
-columns; a UTF-8 byte order mark is dropped (COPY would take it for data).
+"""The CSV pass-through: a CSV file's bytes straight into PostgreSQL ``COPY ... (FORMAT csv)``,
+unparsed (only the header row is parsed, to name the columns; a UTF-8 byte order mark is dropped:
+COPY would take it for data).
+
+:class:`CsvRecords` counts the records as the chunks go by, as ``COPY`` splits them, without
+parsing a field, so the sink can check that the table took every one of them. COPY's quote is
+``"`` and its escape is the quote doubled, so a line break ends a record exactly when an even number
+of ``"`` came before it in the stream: the quote parity is all that is carried from one chunk to
+the next. The line break is COPY's too: the first one outside quotes decides it (``\\n``,
+``\\r\\n``, or ``\\r`` alone), and only that one ends records afterwards (COPY refuses any other bare
+break outside quotes). A last record without a line break counts; the header is a record.
+
+One record is rewritten on the way: ``\\.`` alone, which PostgreSQL 17 and older take for the end of
+the data (the rows after it were silently not loaded). It goes out as ``"\\."``, the same CSV value,
+which no COPY stops at. A ``\\`` or ``\\.`` that ends a chunk at the start of a record is held back
+until the next byte says which it is.
+
+Speed matters (this is the fastest load path): a chunk costs a ``translate`` (keeping only quotes
+and line breaks) and a few ``count``/``replace`` calls in C, and a look for ``\\`` (``memchr``); the
+byte-by-byte work is only for the first record and around a ``\\.``.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
-from airflow_provider_exports.transfers.engine.formats import Batch
-from airflow_provider_exports.transfers.engine.sql.csv_records import CsvRecords, first_break
 from airflow_provider_exports.transfers.engine.sql.generic import Written
 from airflow_provider_exports.transfers.engine.streams import maybe_gunzip
 from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
-    from airflow_provider_exports.transfers.engine.sql.generic import Dialect
+    from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
 
 _BOM = b"\xef\xbb\xbf"
+_QUOTE = b'"'
+_BREAKS = re.compile(rb"[\r\n]")
+_ALL_BYTES = bytes(range(256))
+#: what ``translate`` deletes to keep only quotes and line breaks (of one kind, or both)
+_DELETE_BUT = {eol: _ALL_BYTES.translate(None, _QUOTE + eol) for eol in (b"\n", b"\r", b"\r\n")}
+_MARKER = b"\\."
+_QUOTED_MARKER = b'"\\."'
 
 
 def copy_csv_file(
-    dialect: Dialect,
+    dialect: PostgresDialect,
     table: str,
     name: str,
     chunks: Iterable[bytes],
@@ -33,12 +55,12 @@ def copy_csv_file(
     delimiter: str,
     header: bool,
     columns: Sequence[str] | None,
-    check_columns: Callable[[Batch], None],
+    check_columns: Callable[[Sequence[str]], None],
     cancellation: Cancellation,
 ) -> Written:
-    """The CSV file ``name`` (gzip undone) into ``table`` through :meth:`.generic.Dialect.copy_csv`:
-    the rows it read, and those the database says it took. ``columns`` name the fields (else the
-    header row does); ``check_columns`` refuses names the table does not have, before any row goes."""
+    """The CSV file ``name`` (gzip undone) into ``table`` through ``COPY``: the rows it read, and
+    those the database says it took. ``columns`` name the fields (else the header row does);
+    ``check_columns`` refuses names the table does not have, before any row goes."""
     records = CsvRecords()
     data = _without_bom(iter(maybe_gunzip(chunks, name=name)))
     head, ended = _read_head(name, records, data, header)
@@ -47,20 +69,34 @@ def copy_csv_file(
     names = columns or (_header(name, head, delimiter) if header else None)
     if names is None:
         raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
-    check_columns(Batch(list(names), []))
+    check_columns(names)
 
     def stream() -> Iterator[bytes]:
+        cancellation.check()
         yield head
         if ended:
             return
         for chunk in data:
+            cancellation.check()
             if counted := records.feed(chunk):
                 yield counted
         yield records.close()
 
-    taken = dialect.copy_csv(
-        dialect.qualified(table), names, stream(), delimiter=delimiter, header=header, cancellation=cancellation
-    )
+    cols = ", ".join(dialect.quote(c) for c in names)
+    options = [
+        "FORMAT csv",
+        f"HEADER {'true' if header else 'false'}",
+        "DELIMITER '" + delimiter.replace("'", "''") + "'",
+        f"FORCE_NULL ({cols})",  # a quoted empty field is NULL too, as in the other paths
+        "ENCODING 'UTF8'",
+    ]
+    cur = dialect.conn.cursor()
+    try:
+        sql = f"COPY {dialect.qualified(table)} ({cols}) FROM STDIN WITH ({', '.join(options)})"
+        dialect.copy_in(cur, sql, stream())
+        taken = dialect.rows_written(cur)
+    finally:
+        cur.close()
     return Written(records.records - (1 if header and records.records else 0), taken)
 
 
@@ -108,3 +144,132 @@ def _without_bom(chunks: Iterator[bytes]) -> Iterator[bytes]:
             break
     yield first.removeprefix(_BOM)
     yield from chunks
+
+
+def first_break(data: bytes, in_quote: int = 0) -> int:
+    """The offset of the first ``\\r`` or ``\\n`` of ``data`` outside quotes, or -1.
+
+    ``in_quote``: 1 when ``data`` starts inside a quoted field. A loop over the line breaks inside
+    quotes before that one: call it where there is one (:func:`_outside_quotes`), or on bounded data.
+    """
+    parity, done = in_quote, 0
+    for found in _BREAKS.finditer(data):
+        at = found.start()
+        parity ^= data.count(_QUOTE, done, at) & 1
+        done = at
+        if not parity:
+            return at
+    return -1
+
+
+def _outside_quotes(kept: bytes, in_quote: int) -> list[bytes]:
+    """The line breaks of ``kept`` (a chunk's quotes and line breaks only) outside quotes, in runs.
+
+    A pair of adjacent quotes changes no line break's parity: without them, what is left of the
+    quotes encloses quoted fields holding a line break, rare enough to split on.
+    """
+    if _QUOTE in kept:
+        kept = kept.replace(b'""', b"")
+        if _QUOTE in kept:
+            return kept.split(_QUOTE)[in_quote::2]
+    return [] if in_quote else [kept]
+
+
+class CsvRecords:
+    """Count the records of one CSV stream (see the module docstring): :meth:`feed` every chunk,
+    send on what it returns, then :meth:`close` and send that too; :attr:`records` is the count."""
+
+    def __init__(self) -> None:
+        #: the records that ended so far (all of them once closed)
+        self.records = 0
+        self._in_quote = 0  # 1 while the stream is inside a quoted field
+        self._at_start = True  # the next byte starts a record
+        self._eol: bytes | None = None  # the line break, once the first one outside quotes said it
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Count ``chunk``; what to send on in its place (a held byte or two may come later)."""
+        if self._held:
+            chunk, self._held = self._held + chunk, b""
+        if self._eol is None:
+            chunk = self._learn_eol(chunk)
+        if b"\\" in chunk:
+            chunk = self._quote_markers(chunk)
+        self._count(chunk)
+        return chunk
+
+    def close(self) -> bytes:
+        """The end of the stream: what is still held, to send last; the last record is counted."""
+        tail, self._held = self._held, b""
+        if tail == b"\r" and self._eol is None:  # the first line break, at the very end
+            self._eol, self.records, self._at_start = b"\r", self.records + 1, True
+            return tail
+        if tail == _MARKER:
+            tail = _QUOTED_MARKER
+        if tail or not self._at_start:
+            self.records += 1
+        self._at_start = True
+        return tail
+
+    def _learn_eol(self, chunk: bytes) -> bytes:
+        """Take the line break from the first one outside quotes, as COPY does; a ``\\r`` that ends
+        the chunk is held back (the next byte says whether it is ``\\r\\n``)."""
+        if not any(_outside_quotes(chunk.translate(None, _DELETE_BUT[b"\r\n"]), self._in_quote)):
+            return chunk  # still inside the first record
+        at = first_break(chunk, self._in_quote)
+        if chunk[at : at + 1] == b"\n" or chunk[at + 1 : at + 2] == b"\n":
+            self._eol = b"\n"
+        elif at + 1 < len(chunk):
+            self._eol = b"\r"
+        else:
+            self._held = b"\r"
+            return chunk[:-1]
+        return chunk
+
+    def _quote_markers(self, chunk: bytes) -> bytes:
+        """``chunk`` with every record that is ``\\.`` alone written ``"\\."``; a ``\\`` or ``\\.``
+        that ends it at the start of a record is held back."""
+        starts = [0] if self._at_start else []
+        eol = self._eol
+        if eol is not None:  # before the first line break, only the stream's start is a record's
+            at = chunk.find(eol + _MARKER)
+            while at >= 0:
+                starts.append(at + 1)
+                at = chunk.find(eol + _MARKER, at + 2)
+            if chunk.endswith(eol + b"\\"):
+                starts.append(len(chunk) - 1)
+        out: list[bytes] = []
+        parity, done, sent = self._in_quote, 0, 0
+        for start in starts:
+            parity ^= chunk.count(_QUOTE, done, start) & 1
+            done = start
+            head = chunk[start : start + 2]
+            if parity or head not in (b"\\", _MARKER):
+                continue
+            # the byte after it: in this chunk, or a held \r (the first line break), or yet to come
+            follows = chunk[start + len(head) : start + len(head) + 1] or self._held
+            if not follows:
+                self._held = chunk[start:]
+                out.append(chunk[sent:start])
+                return b"".join(out)
+            if head == _MARKER and follows in (b"\r", b"\n"):
+                out += (chunk[sent:start], _QUOTED_MARKER)
+                sent = start + 2
+        if not out:
+            return chunk
+        out.append(chunk[sent:])
+        return b"".join(out)
+
+    def _count(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        eol = self._eol
+        if eol is None:  # no record has ended yet
+            self._in_quote ^= chunk.count(_QUOTE) & 1
+            self._at_start = False
+            return
+        kept = chunk.translate(None, _DELETE_BUT[eol])
+        self.records += sum(map(len, _outside_quotes(kept, self._in_quote)))  # each byte is an ``eol``
+        self._in_quote ^= kept.count(_QUOTE) & 1
+        # held bytes start a record: until they come, the stream is at that record's start
+        self._at_start = bool(self._held) or (not self._in_quote and chunk.endswith(eol))

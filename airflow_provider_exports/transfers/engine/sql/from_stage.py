@@ -1,13 +1,5 @@
-"""From the stage into the table, at commit: the SQL of a load whose rows were staged.
-
-Rows are staged when they cannot go straight into the table: the table does not exist yet, or the
-mode is ``merge``. The stage is a session-local table (:data:`STAGE`) of the export's columns,
-undeclared ones as text; for ``merge`` it also numbers the rows in export order (:data:`ORDINAL`).
-At commit, a new table is created with the types a :class:`.types.TypeTracker` decided from every
-value (:func:`create_table`) and filled through casts (:func:`cast_list`); ``merge`` refuses rows
-with a NULL key, deletes the table's rows whose key is staged and inserts the last staged row of
-each key (:func:`merge`).
-"""
+"""From the stage into the table, at commit: the SQL of a load whose rows were staged (a new table,
+or ``merge``: see :mod:`.sink`)."""
 
 from __future__ import annotations
 

@@ -7,26 +7,24 @@ generic one, for any ``DbApiHook``: ANSI SQL, the hook's placeholder, ``executem
 ``CREATE TEMPORARY TABLE``; it claims neither transactional DDL nor savepoints nor a lock between
 loads (the manifest table's unique key stops a second load of the same job), nor a row count it can
 trust (:meth:`Dialect.rows_written`). PostgreSQL (:mod:`.postgres`) and SQLite (:mod:`.sqlite`)
-refine it; :func:`.dialect.dialect_for` picks one.
+refine it; :func:`.sink.dialect_for` picks one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from airflow_provider_exports.exceptions import TransferError
 from airflow_provider_exports.transfers.engine.formats import Batch
+from airflow_provider_exports.transfers.engine.sql.arrow_text import CsvBatch
 from airflow_provider_exports.transfers.engine.sql.types import FinalType
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
-
-log = logging.getLogger(__name__)
 
 
 class Written(NamedTuple):
@@ -41,12 +39,8 @@ class Dialect:
     """The generic DB-API dialect (see the module docstring); subclasses refine it per database."""
 
     name = "generic"
-    #: whether CREATE TABLE takes part in the transaction (rolled back with it)
-    transactional_ddl = False
     #: whether ``SAVEPOINT`` / ``ROLLBACK TO SAVEPOINT`` are available (restarting one file needs them)
     savepoints = False
-    #: whether CSV bytes can go straight into a table (:meth:`copy_csv`)
-    csv_passthrough = False
     #: whether :meth:`write_batches` takes ``CsvBatch`` blocks made from pyarrow columns
     columnar = False
     #: the type of the manifest table's key columns (VARCHAR(190): four of them fit a MySQL index)
@@ -55,6 +49,14 @@ class Dialect:
     binary_type = "BINARY"
     #: the column type of the logical type ``JSON`` (nested Parquet values as JSON text)
     json_type = "TEXT"
+    #: the most significant digits an undeclared ``NUMERIC`` keeps exactly (more: ``TEXT``).
+    #: Generic: none; ``NUMERIC`` without precision is ``DECIMAL(10,0)`` on MySQL and
+    #: ``NUMERIC(18,0)`` on SQL Server (fractions cut).
+    numeric_digits: float = -1
+    #: what follows a temporary table's name in ``CREATE TEMPORARY TABLE``
+    stage_options = ""
+    #: whether the driver's ``rowcount`` after a write is the rows it wrote (:meth:`rows_written`)
+    trusts_rowcount = False
 
     def __init__(self, hook: DbApiHook, conn: Any) -> None:
         self.hook = hook
@@ -75,16 +77,12 @@ class Dialect:
         return getattr(self.hook, "placeholder", None) or "%s"
 
     def type_name(self, final: FinalType) -> str:
-        """The column type for ``final`` in a table the load creates.
-
-        Generic: ``NUMERIC`` without precision is exact on PostgreSQL but ``DECIMAL(10,0)`` on MySQL
-        and ``NUMERIC(18,0)`` on SQL Server (fractions cut), so undeclared decimals stay ``TEXT``.
-        """
+        """The column type for ``final`` in a table the load creates."""
         if final.name == "BINARY":
             return self.binary_type
         if final.name == "JSON":
             return self.json_type
-        if final.name == "NUMERIC" and not final.declared:
+        if final.name == "NUMERIC" and not final.declared and final.digits > self.numeric_digits:
             return "TEXT"
         return final.name
 
@@ -120,24 +118,31 @@ class Dialect:
 
     def setup(self, statements: Sequence[str], *, lock_name: str) -> None:
         """Run ``statements`` (idempotent DDL: the manifest table) in a short transaction of their
-        own; ``lock_name`` serialises concurrent set-ups where the database can."""
-        for sql in statements:
-            self.execute(sql).close()
-        self.conn.commit()
-
-    def try_setup(self, sql: str, *, lock_name: str) -> bool:
-        """Run one optional set-up statement in its own transaction; ``False`` if it failed."""
+        own, under the lock of ``lock_name`` (concurrent set-ups can collide in the catalog)."""
+        self.lock(lock_name, None)
         try:
-            self.setup([sql], lock_name=lock_name)
-        except Exception as exc:
+            for sql in statements:
+                self.execute(sql).close()
+            self.commit()
+        except BaseException:
             self.rollback()
-            log.warning("Could not run %s: %s", sql, exc)
-            return False
-        return True
+            raise
 
-    def lock(self, table: str, lock_timeout: float, cancellation: Cancellation) -> None:
+    def lock(self, table: str, cancellation: Cancellation | None) -> None:
         """Start the load's transaction and wait for other loads of ``table`` to finish.
         Generic: no lock (the manifest table's unique key still stops a second load of a job)."""
+
+    def _wait(
+        self, sql: str, params: Sequence[Any] | None, cancellation: Cancellation | None, interrupt: Any
+    ) -> None:
+        """Run ``sql`` (a wait for a lock); a cancelled task stops waiting at once (``interrupt``)."""
+        with contextlib.nullcontext() if cancellation is None else cancellation.interrupting(interrupt):
+            try:
+                self.execute(sql, params).close()
+            except Exception:
+                if cancellation is not None:
+                    cancellation.check()  # the cancel, not the database, stopped the wait
+                raise
 
     def commit(self) -> None:
         self.conn.commit()
@@ -180,11 +185,11 @@ class Dialect:
     def create_stage(self, stage: str, columns: Sequence[tuple[str, str]]) -> None:
         """A session-local table: no name clash between runs, nothing left after a crash."""
         cols = ", ".join(f"{self.quote(c)} {t}" for c, t in columns)
-        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} ({cols})").close()
+        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} ({cols}){self.stage_options}").close()
 
     def create_stage_as(self, stage: str, select: str) -> None:
         """A session-local table shaped (and filled) by ``select``."""
-        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} AS {select}").close()
+        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)}{self.stage_options} AS {select}").close()
 
     def add_stage_column(self, stage: str, column: str, sql_type: str) -> None:
         self.execute(f"ALTER TABLE {self.quote(stage)} ADD COLUMN {self.quote(column)} {sql_type}").close()
@@ -198,7 +203,7 @@ class Dialect:
 
     def rows_written(self, cur: Any) -> int | None:
         """The rows the statement just run on ``cur`` wrote, as the driver reports them; ``None``
-        where its report is not to be trusted.
+        where its report is not to be trusted (:attr:`trusts_rowcount`).
 
         Generic: ``None``. DB-API leaves ``rowcount`` after ``executemany`` to the driver, and
         drivers differ (the sum, the last statement's count, ``-1``, even ``0``), so a count from an
@@ -208,7 +213,8 @@ class Dialect:
         table are not counted again (each one is bound as its own ``INSERT``: no byte of the data
         can end it early, as ``\\.`` ends a COPY).
         """
-        return None
+        count = cur.rowcount if self.trusts_rowcount else None
+        return None if count is None or count < 0 else int(count)
 
     def bindable(self, batch: Batch) -> Sequence[tuple[Any, ...]]:
         """The batch's rows as the driver can bind them."""
@@ -217,46 +223,52 @@ class Dialect:
     def write_batches(
         self,
         table: str,
-        batches: Iterable[Batch],
-        prepare: Callable[[Batch], None],
+        batches: Iterable[Batch | CsvBatch],
+        prepare: Callable[[list[str]], None],
         cancellation: Cancellation,
+        *,
+        bulk: bool,
     ) -> Written:
-        """Insert every batch into ``table`` (quoted, possibly qualified); ``prepare`` runs before a
-        batch whose columns differ from the previous one's. Returns the rows sent, and taken as far
-        as the driver says (:meth:`rows_written` of every ``executemany``)."""
-        sent, taken = 0, 0
-        trusted = True
+        """Write every batch into ``table`` (quoted, possibly qualified): one statement per run of
+        batches with the same columns (JSON lines may vary between batches), through the database's
+        bulk path (``bulk``: PostgreSQL ``COPY``) or ``executemany``; ``prepare`` takes each run's
+        columns first. Returns the rows sent, and taken as far as the driver says."""
+        write = self._write_bulk if bulk else self._write_inserts
+        sent = 0
+        taken: int | None = 0
         cur = self.conn.cursor()
-        last: list[str] | None = None
-        ph = self.placeholder
-        sql = ""
         try:
-            for batch in batches:
-                cancellation.check()
-                if batch.columns != last:
-                    prepare(batch)
-                    last = batch.columns
-                    cols = ", ".join(self.quote(c) for c in batch.columns)
-                    sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join([ph] * len(batch.columns))})"
-                cur.executemany(sql, self.bindable(batch))
-                sent += len(batch.rows)
-                written = self.rows_written(cur) if batch.rows else 0
-                trusted = trusted and written is not None
-                taken += written or 0
+            for (columns, csv), run in itertools.groupby(
+                batches, key=lambda b: (list(b.columns), isinstance(b, CsvBatch))
+            ):
+                prepare(columns)
+                counted: list[int] = []
+                written = write(cur, table, columns, csv, _counted(run, counted, cancellation))
+                sent += sum(counted)
+                taken = None if taken is None or written is None else taken + written
         finally:
             cur.close()
-        return Written(sent, taken if trusted else None)
+        return Written(sent, taken)
 
-    def copy_csv(
-        self,
-        table: str,
-        columns: Sequence[str],
-        data: Iterator[bytes],
-        *,
-        delimiter: str,
-        header: bool,
-        cancellation: Cancellation,
+    def _write_inserts(
+        self, cur: Any, table: str, columns: list[str], csv: bool, batches: Iterable[Batch]
     ) -> int | None:
-        """CSV bytes (the header included when ``header``) straight into ``table``; only where
-        :attr:`csv_passthrough`. Returns the rows the database says it took (:meth:`rows_written`)."""
-        raise TransferError(f"the {self.name} dialect cannot take CSV bytes directly")
+        """One run of row batches (never ``csv``) through ``executemany``; the rows it took."""
+        cols = ", ".join(self.quote(c) for c in columns)
+        sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join([self.placeholder] * len(columns))})"
+        taken: int | None = 0
+        for batch in batches:
+            cur.executemany(sql, self.bindable(batch))
+            written = self.rows_written(cur) if batch.rows else 0
+            taken = None if taken is None or written is None else taken + written
+        return taken
+
+    _write_bulk = _write_inserts  # generic: no bulk path
+
+
+def _counted(batches: Iterable[Any], counted: list[int], cancellation: Cancellation) -> Iterator[Any]:
+    """The batches, each counted into ``counted`` as it goes (the task's cancellation checked)."""
+    for batch in batches:
+        cancellation.check()
+        counted.append(batch.num_rows if isinstance(batch, CsvBatch) else len(batch.rows))
+        yield batch

@@ -1,11 +1,6 @@
 """The manifest table: one row per job committed into a table (destination, vendor, export, job,
-when, and the run's manifest), which a later run of the same job finds and skips.
-
-It is created if missing, with a unique key on the job, in a short transaction of its own (a
-table made by an older version gets the key where the database can add it). A load looks for its
-job's row under its table's lock, and writes its own in the load's transaction: the row commits
-with the rows, or not at all.
-"""
+when, and the run's manifest), written in the load's transaction; a later run of the job finds it
+and skips (see :mod:`.sink`)."""
 
 from __future__ import annotations
 
@@ -40,8 +35,11 @@ def set_up_manifest_table(d: Dialect, table: str) -> None:
         return
     d.rollback()  # end the catalog look-up's transaction before the load's own
     upgrade = d.unique_index_sql(table, JOB_KEY)
-    if upgrade is not None and not d.try_setup(upgrade, lock_name=table):
-        log.warning("%s has no unique key on %s", table, ", ".join(JOB_KEY))
+    if upgrade is not None:
+        try:
+            d.setup([upgrade], lock_name=table)
+        except Exception as exc:
+            log.warning("%s has no unique key on %s (%s failed: %s)", table, ", ".join(JOB_KEY), upgrade, exc)
 
 
 def find_manifest(d: Dialect, table: str, job: Job) -> Mapping[str, Any] | None:

@@ -1,33 +1,27 @@
 """PostgreSQL: ``COPY`` for every row, an advisory lock per table, transactional DDL and savepoints.
 
-Rows go in through ``COPY ... FROM STDIN``: CSV bytes straight into ``COPY ... (FORMAT csv)``;
-JSON lines and Parquet read by pyarrow as CSV written column-wise (:mod:`.columnar`); row
+Rows go in through ``COPY ... FROM STDIN``: CSV bytes straight in (:mod:`.csv_passthrough`);
+JSON lines and Parquet read by pyarrow as CSV written column-wise (:mod:`.arrow_text`); row
 batches (JSON lines pyarrow cannot read exactly, or without pyarrow) through psycopg 3's
 ``copy.write_row`` (formatted in C), or, with psycopg2, encoded to COPY's text format here
-(:func:`encode_copy_text`). Every ``COPY`` reports the rows it took (``rowcount``, both drivers),
-and so do ``executemany`` and ``INSERT ... SELECT``: the sink compares them with the rows it read.
-The CSV pass-through's bytes are counted (and a ``\\.`` line, COPY's end of data up to PostgreSQL
-17, quoted) on the way, by :class:`.csv_records.CsvRecords`. A load holds
-``pg_advisory_xact_lock`` on a 64-bit hash of (database, schema-qualified table) from ``begin`` to
-its commit or rollback, so loads of one table run one after another.
+(:func:`encode_copy_text`). A load holds ``pg_advisory_xact_lock`` on a 64-bit hash of (database,
+schema-qualified table) from ``begin`` to its commit or rollback, so loads of one table run one
+after another.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
+import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.transfers.engine.formats import Batch
-from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch
-from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
-from airflow_provider_exports.transfers.engine.sql.types import FinalType
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect
 from airflow_provider_exports.transfers.engine.streams import ChunkReader
 
 if TYPE_CHECKING:
@@ -41,48 +35,26 @@ class PostgresDialect(Dialect):
     """PostgreSQL through psycopg 3 (the postgres provider's default) or psycopg2."""
 
     name = "postgres"
-    transactional_ddl = True
     savepoints = True
-    csv_passthrough = True
     columnar = True
     manifest_key_type = "TEXT"
     binary_type = "BYTEA"
     json_type = "JSONB"
-
-    def type_name(self, final: FinalType) -> str:
-        if final.name == "BINARY":
-            return self.binary_type
-        if final.name == "JSON":
-            return self.json_type
-        return final.name  # NUMERIC without precision is exact here
+    numeric_digits = math.inf  # NUMERIC without precision is exact here
+    stage_options = " ON COMMIT DROP"
+    trusts_rowcount = True  # both drivers count a COPY, an INSERT ... SELECT, an executemany (summed)
 
     def prepare(self, lock_timeout: float) -> None:
         self.conn.autocommit = False
         self._lock_timeout_ms = max(1, int(lock_timeout * 1000))
 
-    def _advisory_lock(self, name: str, cancellation: Cancellation | None) -> None:
-        schema, _, table = name.rpartition(".")
+    def lock(self, table: str, cancellation: Cancellation | None) -> None:
+        schema, _, name = table.rpartition(".")
         database, current_schema = self.query("SELECT current_database(), current_schema()")[0]
-        key = f"{database}\x00{schema or current_schema}\x00{table}".encode()
+        key = f"{database}\x00{schema or current_schema}\x00{name}".encode()
         lock_id = int.from_bytes(hashlib.sha256(key).digest()[:8], "big", signed=True)
         self.execute(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}").close()
-        if cancellation is None:
-            self.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,)).close()
-            return
-        with cancellation.interrupting(self.conn.cancel):  # a killed task stops waiting at once
-            try:
-                self.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,)).close()
-            except Exception:
-                cancellation.check()  # the cancel, not the database, stopped the wait
-                raise
-
-    def setup(self, statements: Sequence[str], *, lock_name: str) -> None:
-        # concurrent CREATE TABLE IF NOT EXISTS can collide in the catalog: one at a time
-        self._advisory_lock(lock_name, None)
-        super().setup(statements, lock_name=lock_name)
-
-    def lock(self, table: str, lock_timeout: float, cancellation: Cancellation) -> None:
-        self._advisory_lock(table, cancellation)
+        self._wait("SELECT pg_advisory_xact_lock(%s)", (lock_id,), cancellation, self.conn.cancel)
 
     def table_columns(self, table: str) -> list[str] | None:
         rows = self.query(
@@ -96,100 +68,31 @@ class PostgresDialect(Dialect):
         name = self.quote(table.rpartition(".")[2] + "_job_key")
         return f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {self.qualified(table)} ({', '.join(columns)})"
 
-    def create_stage(self, stage: str, columns: Sequence[tuple[str, str]]) -> None:
-        cols = ", ".join(f"{self.quote(c)} {t}" for c, t in columns)
-        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} ({cols}) ON COMMIT DROP").close()
-
-    def create_stage_as(self, stage: str, select: str) -> None:
-        self.execute(f"CREATE TEMPORARY TABLE {self.quote(stage)} ON COMMIT DROP AS {select}").close()
-
     def index_stage(self, stage: str, columns: Sequence[str]) -> None:
         super().index_stage(stage, columns)
         self.execute(f"ANALYZE {self.quote(stage)}").close()  # autovacuum never sees temporary tables
 
-    def rows_written(self, cur: Any) -> int | None:
-        """``rowcount``: psycopg 3 and psycopg2 report the rows of a COPY, an ``INSERT ... SELECT``
-        and (summed) an ``executemany``."""
-        count = cur.rowcount
-        return None if count is None or count < 0 else int(count)
-
-    def write_batches(
-        self,
-        table: str,
-        batches: Iterable[Batch],
-        prepare: Callable[[Batch], None],
-        cancellation: Cancellation,
-    ) -> Written:
-        rows = 0
-        taken: int | None = 0
-        cur = self.conn.cursor()
-        try:
-            # one COPY per run of batches with the same columns (JSON lines may vary between batches)
-            for (columns, csv), group in itertools.groupby(
-                batches, key=lambda b: (tuple(b.columns), isinstance(b, CsvBatch))
-            ):
-                first = next(group)
-                prepare(first)
-                counted: list[int] = []
-                cols = ", ".join(self.quote(c) for c in columns)
-                sql = f"COPY {table} ({cols}) FROM STDIN"
-                these = itertools.chain([first], group)  # noqa: B031 - the rest of the group, once
-                if csv:  # pyarrow columns already written as CSV (see .columnar)
-                    self._copy(
-                        cur,
-                        f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')",
-                        _csv_data(these, counted, cancellation),
-                    )
-                elif hasattr(cur, "copy"):
-                    # psycopg 3 formats rows in C: several times faster than any Python encoding
-                    with cur.copy(sql) as copy:
-                        for batch in these:
-                            cancellation.check()
-                            counted.append(len(batch.rows))
-                            for row in batch.rows:
-                                copy.write_row(row)
-                else:
-                    self._copy(cur, sql, _encoded(these, counted, cancellation))
-                rows += sum(counted)
-                copied = self.rows_written(cur)
-                taken = None if taken is None or copied is None else taken + copied
-        finally:
-            cur.close()
-        return Written(rows, taken)
-
-    def copy_csv(
-        self,
-        table: str,
-        columns: Sequence[str],
-        data: Iterator[bytes],
-        *,
-        delimiter: str,
-        header: bool,
-        cancellation: Cancellation,
+    def _write_bulk(
+        self, cur: Any, table: str, columns: list[str], csv: bool, batches: Iterable[Any]
     ) -> int | None:
+        """One run of batches through one ``COPY``; the rows it took."""
         cols = ", ".join(self.quote(c) for c in columns)
-        options = [
-            "FORMAT csv",
-            f"HEADER {'true' if header else 'false'}",
-            "DELIMITER '" + delimiter.replace("'", "''") + "'",
-            f"FORCE_NULL ({cols})",  # a quoted empty field is NULL too, as in the other paths
-            "ENCODING 'UTF8'",
-        ]
-
-        def checked() -> Iterator[bytes]:
-            for chunk in data:
-                cancellation.check()
-                yield chunk
-
-        cur = self.conn.cursor()
-        try:
-            self._copy(cur, f"COPY {table} ({cols}) FROM STDIN WITH ({', '.join(options)})", checked())
-            return self.rows_written(cur)
-        finally:
-            cur.close()
+        sql = f"COPY {table} ({cols}) FROM STDIN"
+        if csv:  # pyarrow columns already written as CSV (see .arrow_text)
+            self.copy_in(cur, f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')", (b.data for b in batches))
+        elif hasattr(cur, "copy"):
+            # psycopg 3 formats rows in C: several times faster than any Python encoding
+            with cur.copy(sql) as copy:
+                for batch in batches:
+                    for row in batch.rows:
+                        copy.write_row(row)
+        else:
+            self.copy_in(cur, sql, (encode_copy_text(b.rows) for b in batches))
+        return self.rows_written(cur)
 
     @staticmethod
-    def _copy(cur: Any, sql: str, data: Iterable[bytes]) -> None:
+    def copy_in(cur: Any, sql: str, data: Iterable[bytes]) -> None:
+        """``data`` into ``COPY ... FROM STDIN`` (``sql``), through either driver."""
         if hasattr(cur, "copy"):  # psycopg 3
             with cur.copy(sql) as copy:
                 for block in data:
@@ -210,20 +113,6 @@ class PostgresDialect(Dialect):
                 if raised:
                     raise raised[0] from None
                 raise
-
-
-def _csv_data(batches: Iterable[Any], counted: list[int], cancellation: Cancellation) -> Iterator[bytes]:
-    for batch in batches:
-        cancellation.check()
-        counted.append(batch.num_rows)
-        yield batch.data
-
-
-def _encoded(batches: Iterable[Batch], counted: list[int], cancellation: Cancellation) -> Iterator[bytes]:
-    for batch in batches:
-        cancellation.check()
-        counted.append(len(batch.rows))
-        yield encode_copy_text(batch.rows)
 
 
 # --- COPY text format (psycopg2) ---------------------------------------------------------------------

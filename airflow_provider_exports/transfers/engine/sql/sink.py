@@ -1,46 +1,23 @@
 """The SQL sink: load a run's files into a table through a common-sql ``DbApiHook``, in one transaction.
 
-Dialect-free: the database's own ways (COPY, locks, binding rules) are in :mod:`.generic`,
-:mod:`.postgres` and :mod:`.sqlite`; the typing rules in :mod:`.types`; the SQL that moves staged
-rows into the table in :mod:`.from_stage`; the manifest table in :mod:`.manifest_table`; the bulk
-readers in :mod:`.arrow_readers` and :mod:`.csv_passthrough`. What it does:
-
-- **One load per table at a time, once per job.** Before the load, the manifest table is created
-  if missing (with a unique key on destination, vendor, export and job) in a short transaction of
-  its own. ``begin`` then opens the load's transaction, takes the dialect's lock for the table
-  (PostgreSQL: an advisory lock; SQLite: ``BEGIN IMMEDIATE``; generic: none) and only then looks
-  for the job's manifest: a second run of the same job waits for the first and skips.
-- **Existing table, ``append``**: rows go straight into it (PostgreSQL: CSV bytes straight into
-  ``COPY``, their records counted on the way: :mod:`.csv_passthrough`). **Existing
-  table, ``replace``**: ``DELETE FROM`` the table, then the same. The table's definition, indexes,
-  keys, grants, constraints and dependent views are never touched.
-- **New table (any mode), or ``merge``**: rows go into a temporary staging table (session-local).
-  A new table is created at commit with the types of :class:`.types.TypeTracker` (decided from every
-  value of the load) and filled with ``INSERT ... SELECT CAST(...)``. ``merge`` refuses rows with a
-  NULL key, keeps the last row of each key (file order, then row order: an ordinal column in the
-  stage), deletes the table's rows with a staged key and inserts the staged ones.
-- **Empty exports**: ``replace`` that loaded no row is refused unless ``allow_empty``.
-- **A file that starts again** (its source changed) is rolled back to a savepoint taken before it,
-  Python-side state included.
-- **Every row is counted.** The rows the database says each write took (a COPY, an ``executemany``,
-  an ``INSERT ... SELECT`` from the stage) must be the rows the load read, or the load fails before
-  its commit (:class:`~airflow_provider_exports.exceptions.TransferIntegrityError`, naming the file
-  and both counts). Where the driver's count is not trusted (:meth:`.generic.Dialect.rows_written`),
-  the stage or the new table is counted with ``count(*)`` instead.
-
-Everything, the manifest row included, commits at once; a failure rolls back and the table is as
-it was. Where DDL is not transactional (generic dialect) a new table is created at commit right
-before it is filled, so a failed commit can leave it created but empty, never half-filled.
+What a load does (types, modes, locks, what readers see, every row counted) is the README's ("SQL:
+types, modes and what readers see"); the database's own ways (COPY, locks, binding rules) are its
+dialect's (:func:`dialect_for`). Rows go straight into an existing table (``append``, ``replace``);
+for a new table, or ``merge``, they go into a session-local stage, moved at commit
+(:mod:`.from_stage`). A file that starts again (its source changed) is rolled back to a savepoint
+taken before it, Python-side state included. Everything, the manifest row included, commits at
+once; a failure rolls back and the table is as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import functools
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import (
     ExportConfigError,
@@ -51,9 +28,13 @@ from airflow_provider_exports.exceptions import (
 from airflow_provider_exports.transfers.engine.formats import Batch, detect_format, read_batches
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
 from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBatch, read_ahead, read_columnar
-from airflow_provider_exports.transfers.engine.sql.columnar import CsvBatch, copy_text, encode_csv, json_kinds
+from airflow_provider_exports.transfers.engine.sql.arrow_text import (
+    CsvBatch,
+    copy_text,
+    encode_csv,
+    json_kinds,
+)
 from airflow_provider_exports.transfers.engine.sql.csv_passthrough import copy_csv_file
-from airflow_provider_exports.transfers.engine.sql.dialect import dialect_for
 from airflow_provider_exports.transfers.engine.sql.from_stage import (
     ORDINAL,
     STAGE,
@@ -68,6 +49,8 @@ from airflow_provider_exports.transfers.engine.sql.manifest_table import (
     set_up_manifest_table,
 )
 from airflow_provider_exports.transfers.engine.sql.modes import Mode, check_load_mode
+from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
+from airflow_provider_exports.transfers.engine.sql.sqlite import SqliteDialect
 from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
 
 if TYPE_CHECKING:
@@ -92,6 +75,15 @@ def resolve_db_hook(conn_id: str) -> DbApiHook:
     return hook
 
 
+def dialect_for(hook: DbApiHook, conn: Any) -> Dialect:
+    """The dialect for a connection: by its driver, not by the hook's name."""
+    if isinstance(conn, sqlite3.Connection):
+        return SqliteDialect(hook, conn)
+    if type(conn).__module__.startswith(("psycopg", "psycopg2")):
+        return PostgresDialect(hook, conn)
+    return Dialect(hook, conn)
+
+
 @dataclass
 class _LoadState:
     """What the sink knows of the load so far; copied at each file's savepoint, restored on discard."""
@@ -108,9 +100,11 @@ class _LoadState:
 
 @dataclass
 class _Savepoint:
+    """The savepoint before ``file`` (at most one is open: one name serves every file)."""
+
     file: str
-    name: str
     state: _LoadState
+    name = "exports_file"
 
 
 class SqlSink(Sink):
@@ -119,7 +113,7 @@ class SqlSink(Sink):
     :param table: destination table, optionally ``schema.table``.
     :param conn_id: the Airflow connection of the database, when no ``hook`` is given.
     :param hook: a ``DbApiHook`` to use instead of resolving ``conn_id``.
-    :param mode: ``append``, ``replace`` or ``merge`` (see the module docstring).
+    :param mode: ``append``, ``replace`` or ``merge`` (see the README's "Modes").
     :param key_columns: the columns that identify a row, for ``merge``.
     :param create_table: create a missing table from the data's columns.
     :param column_types: SQL types for a table this run creates, by column; they win over the
@@ -206,7 +200,6 @@ class SqlSink(Sink):
         self._emptied = False
         self._state = _LoadState(TypeTracker(self.column_types))
         self._savepoint: _Savepoint | None = None
-        self._savepoints = 0
 
     # -- references --------------------------------------------------------------------------
 
@@ -232,7 +225,6 @@ class SqlSink(Sink):
         assert self._db is not None, "begin() first"
         return self._db
 
-
     @property
     def _direct(self) -> bool:
         """Rows go straight into the table (it exists, and the mode is not merge)."""
@@ -247,9 +239,7 @@ class SqlSink(Sink):
         self._state = _LoadState(TypeTracker(self.column_types))
         try:
             self._dialect.prepare(self.lock_timeout)
-            set_up_manifest_table(self._dialect, self.manifest_table)
-            self._dialect.lock(self.table, self.lock_timeout, ctx.cancellation)
-            existing = self._find_manifest(ctx.vendor, ctx.export_ref, ctx.job_ref)
+            existing = self._lock_and_find(ctx)
             self._target = self._dialect.table_columns(self.table)
             self._check_target()
         except BaseException:
@@ -258,15 +248,21 @@ class SqlSink(Sink):
         self._had_manifest = existing is not None
         return existing
 
+    def _lock_and_find(self, ctx: TransferContext) -> Mapping[str, Any] | None:
+        """Take the load's lock, then look for the job's manifest row (a second run waits, then skips)."""
+        d = self._dialect
+        set_up_manifest_table(d, self.manifest_table)
+        d.lock(self.table, ctx.cancellation)
+        return find_manifest(d, self.manifest_table, (self.table, ctx.vendor, ctx.export_ref, ctx.job_ref))
+
     def _check_target(self) -> None:
-        if self._target is None:
+        if self._target is None or self.mode != "merge":
             return
-        if self.mode == "merge":
-            absent = [k for k in self.key_columns if k not in self._target]
-            if absent:
-                raise ExportConfigError("key_columns", f"{self.table} has no column {', '.join(absent)}")
-            if ORDINAL in self._target:
-                raise TransferRefused(f"{self.table} has a column {ORDINAL!r}, a name the merge needs")
+        absent = [k for k in self.key_columns if k not in self._target]
+        if absent:
+            raise ExportConfigError("key_columns", f"{self.table} has no column {', '.join(absent)}")
+        if ORDINAL in self._target:
+            raise TransferRefused(f"{self.table} has a column {ORDINAL!r}, a name the merge needs")
 
     def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
         d, cancellation = self._dialect, self._cancellation
@@ -278,7 +274,7 @@ class SqlSink(Sink):
         fmt = detect_format(source.name, self.file_format)
         constants = {col: source.attributes.get(attr) for col, attr in self.attribute_columns.items()}
         bulk = self.use_copy is not False and self.batch_transform is None
-        if self._direct and fmt == "csv" and bulk and d.csv_passthrough and not constants:
+        if self._direct and fmt == "csv" and bulk and isinstance(d, PostgresDialect) and not constants:
             written = copy_csv_file(
                 d,
                 self.table,
@@ -321,20 +317,14 @@ class SqlSink(Sink):
             batches = iter(self.batch_transform(batches))
         if constants:
             batches = _with_constants(batches, constants)
-        # use_copy=False: the generic executemany, whatever the database
-        write = d.write_batches if self.use_copy is not False else functools.partial(Dialect.write_batches, d)
         if self._direct:
             target, prepare = d.qualified(self.table), self._check_columns
-            batches = self._declared(batches, source)
-            if columnar:
-                batches = _typed_csv(batches)
         else:
             target, prepare = d.quote(STAGE), self._prepare_stage
-            batches = self._staged(batches, source, from_text=fmt == "csv")
-        if not columnar:
-            return write(target, cast(Iterator[Batch], batches), prepare, cancellation)
-        with read_ahead(batches, cancellation) as ahead:  # the next block is parsed while this one loads
-            return write(target, ahead, prepare, cancellation)
+        batches = self._shaped(batches, source, from_text=fmt == "csv")
+        # pyarrow blocks: the next one is parsed while this one loads
+        with read_ahead(batches, cancellation) if columnar else contextlib.nullcontext(batches) as ahead:
+            return d.write_batches(target, ahead, prepare, cancellation, bulk=self.use_copy is not False)
 
     def discard_file(self, source: SourceFile) -> None:
         if not self._dialect.savepoints:
@@ -376,7 +366,9 @@ class SqlSink(Sink):
                     f"SELECT {cast_list(d, state.tracker, types)} FROM {d.quote(STAGE)}",
                     d.qualified(self.table),
                 )
-        winner = self._record_manifest(manifest)
+        job = (self.table, manifest["vendor"], manifest["export_ref"], manifest["job_ref"])
+        # or the manifest of a concurrent run of the same job that committed first
+        winner = record_manifest(d, self.manifest_table, job, manifest, replace=self._had_manifest)
         if winner is None:
             d.commit()
         self._close()
@@ -416,8 +408,7 @@ class SqlSink(Sink):
             )
 
     def _insert_counted(self, what: str, read: int, insert: str, counted_in: str) -> None:
-        """Run ``insert`` (an ``INSERT ... SELECT``) and check that it wrote ``read`` rows; where the
-        driver does not say, ``counted_in`` (holding only these rows) is counted."""
+        """Run ``insert`` (an ``INSERT ... SELECT``), then :meth:`_check_taken`."""
         cur = self._dialect.execute(insert)
         try:
             taken = self._dialect.rows_written(cur)
@@ -425,36 +416,24 @@ class SqlSink(Sink):
             cur.close()
         self._check_taken(what, read, taken, counted_in)
 
-    # -- the manifest table (:mod:`.manifest_table`) ------------------------------------------------
-
-    def _find_manifest(self, vendor: str, export_ref: str, job_ref: str) -> Mapping[str, Any] | None:
-        return find_manifest(self._dialect, self.manifest_table, (self.table, vendor, export_ref, job_ref))
-
-    def _record_manifest(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """Add this run's row (replacing the job's, on overwrite); or the manifest of a concurrent run
-        of the same job that committed first."""
-        job = (self.table, manifest["vendor"], manifest["export_ref"], manifest["job_ref"])
-        return record_manifest(self._dialect, self.manifest_table, job, manifest, replace=self._had_manifest)
-
     # -- shaping the stage and the table -----------------------------------------------------------
 
     def _open_savepoint(self, source: SourceFile) -> None:
         if not self._dialect.savepoints:
             return
         self._release_savepoint()  # the previous file is done: at most one savepoint is open
-        self._savepoints += 1
-        name = f"exports_file_{self._savepoints}"
-        self._dialect.savepoint(name)
-        self._savepoint = _Savepoint(source.name, name, copy.deepcopy(self._state))
+        point = _Savepoint(source.name, copy.deepcopy(self._state))
+        self._dialect.savepoint(point.name)
+        self._savepoint = point
 
     def _release_savepoint(self) -> None:
         if self._savepoint is not None:
             self._dialect.release(self._savepoint.name)
             self._savepoint = None
 
-    def _check_columns(self, batch: Batch) -> None:
+    def _check_columns(self, columns: Sequence[str]) -> None:
         assert self._target is not None
-        missing = [c for c in batch.columns if c not in self._target and c != ORDINAL]
+        missing = [c for c in columns if c not in self._target and c != ORDINAL]
         if missing:
             raise TransferRefused(
                 f"{self.table} has no column {', '.join(repr(c) for c in missing)}; add it to the table "
@@ -465,13 +444,13 @@ class SqlSink(Sink):
         declared = self._state.tracker.declared(column)
         return "TEXT" if declared is None else self._dialect.type_name(FinalType(declared, declared=True))
 
-    def _prepare_stage(self, batch: Batch) -> None:
-        """Make the stage take ``batch``'s columns: create it, or add columns (a table this run
-        creates grows; an existing table's columns are fixed)."""
+    def _prepare_stage(self, columns: Sequence[str]) -> None:
+        """Make the stage take ``columns``: create it, or add columns (a table this run creates
+        grows; an existing table's columns are fixed)."""
         d, state = self._dialect, self._state
-        data = [c for c in batch.columns if c != ORDINAL]
+        data = [c for c in columns if c != ORDINAL]
         if self._target is not None:
-            self._check_columns(batch)
+            self._check_columns(columns)
         if not state.stage_exists:
             if self._target is not None:  # merge into an existing table: the stage has its types
                 cols = ", ".join(d.quote(c) for c in self._target)
@@ -492,28 +471,23 @@ class SqlSink(Sink):
             if column not in state.seen:
                 state.seen.append(column)
 
-    def _declared(self, batches: Iterable[Batch], source: SourceFile) -> Iterator[Batch]:
-        """The batches, after noting the types they declare (a conflict between files refuses)."""
-        tracker = self._state.tracker
+    def _shaped(
+        self, batches: Iterable[Any], source: SourceFile, *, from_text: bool
+    ) -> Iterator[Batch | CsvBatch]:
+        """The batches as the table or the stage takes them, after noting the types they declare (a
+        conflict between files refuses): undeclared values of a new table typed and as text, for
+        merge each row numbered in export order, and pyarrow blocks as ``COPY`` CSV."""
         for batch in batches:
+            state = self._state  # read per batch: a discarded file restores an earlier state
             if ORDINAL in batch.columns:
                 raise TransferRefused(f"{source.name} has a column {ORDINAL!r}, a name the loader needs")
             for column in batch.columns:
                 if column in self.attribute_columns:
-                    tracker.declare(column, "TEXT", source.name)
+                    state.tracker.declare(column, "TEXT", source.name)
                 elif batch.types and column in batch.types:
-                    tracker.declare(column, batch.types[column], source.name)
-            yield batch
-
-    def _staged(
-        self, batches: Iterable[Any], source: SourceFile, *, from_text: bool
-    ) -> Iterator[Batch | CsvBatch]:
-        """The batches as the stage takes them: undeclared values of a new table typed and as text,
-        and for merge, each row numbered in export order."""
-        for batch in self._declared(batches, source):
-            state = self._state  # read per batch: a discarded file restores an earlier state
+                    state.tracker.declare(column, batch.types[column], source.name)
             if isinstance(batch, ArrowBatch):
-                yield self._staged_csv(batch, source)
+                yield self._shaped_csv(batch, source)
                 continue
             columns, rows = list(batch.columns), batch.rows
             if self._target is None and rows:
@@ -533,8 +507,8 @@ class SqlSink(Sink):
                 columns.append(ORDINAL)
             yield Batch(columns, rows, batch.types)
 
-    def _staged_csv(self, batch: ArrowBatch, source: SourceFile) -> CsvBatch:
-        """A columnar batch as the stage takes it (the same text and types as :meth:`_staged`)."""
+    def _shaped_csv(self, batch: ArrowBatch, source: SourceFile) -> CsvBatch:
+        """A columnar batch as :meth:`_shaped` gives a row batch: the same text and types."""
         import pyarrow as pa
 
         state = self._state
@@ -567,16 +541,6 @@ def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any]) -> Ite
             yield ArrowBatch([*batch.columns, *names], table, batch.types)
             continue
         yield Batch([*batch.columns, *names], [(*row, *values) for row in batch.rows], batch.types)
-
-
-def _typed_csv(batches: Iterable[Any]) -> Iterator[Any]:
-    """Columnar batches for a typed table as ``COPY`` CSV; row batches unchanged."""
-    for batch in batches:
-        if isinstance(batch, ArrowBatch):
-            texts = [copy_text(array, staged=False) for array in batch.table.columns]
-            yield CsvBatch(list(batch.columns), encode_csv(texts, batch.num_rows), batch.num_rows)
-        else:
-            yield batch
 
 
 def _has_pyarrow() -> bool:

@@ -1,12 +1,9 @@
 """SQLite, the embedded warehouse: one writer at a time, transactional DDL, savepoints.
 
 The driver's own transaction handling is switched off (``isolation_level = None``) and a load
-opens its transaction with ``BEGIN IMMEDIATE``: it takes the database's write lock at once, so a
-second load (of this table or any other in the file) waits for the first to commit, up to the busy
-timeout (the sink's ``lock_timeout``, 10 minutes by default), and readers keep seeing the last
-committed state meanwhile. SQLite binds text, numbers and bytes only: dates, times and decimals
-go in as ISO/decimal text, integers beyond int64 as text. ``NUMERIC`` keeps 15 significant digits
-(it stores a REAL), so a decimal column with longer values is created as ``TEXT``.
+opens its transaction with ``BEGIN IMMEDIATE`` (the database's write lock, at once; readers keep
+seeing the last committed state). SQLite binds text, numbers and bytes only: dates, times and
+decimals go in as ISO/decimal text, integers beyond int64 as text.
 """
 
 from __future__ import annotations
@@ -18,13 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect
-from airflow_provider_exports.transfers.engine.sql.types import INT64_MAX, INT64_MIN, FinalType
+from airflow_provider_exports.transfers.engine.sql.types import INT64_MAX, INT64_MIN
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 
-#: the significant digits a REAL (what SQLite's NUMERIC stores for a fraction) always keeps
-REAL_DIGITS = 15
 _NATIVE = frozenset({str, float, bytes, bool})
 
 
@@ -32,45 +27,22 @@ class SqliteDialect(Dialect):
     """SQLite through the standard library's ``sqlite3``."""
 
     name = "sqlite"
-    transactional_ddl = True
     savepoints = True
     manifest_key_type = "TEXT"
     binary_type = "BLOB"
+    numeric_digits = 15  # what a REAL (SQLite's NUMERIC for a fraction) always keeps
+    trusts_rowcount = True  # the rows of an INSERT, summed over an executemany; -1 for CREATE ... AS
 
     @property
     def placeholder(self) -> str:
         return "?"
 
-    def type_name(self, final: FinalType) -> str:
-        if final.name == "BINARY":
-            return self.binary_type
-        if final.name == "JSON":
-            return self.json_type  # JSON text: SQLite's json_* functions read it
-        if final.name == "NUMERIC" and not final.declared and final.digits > REAL_DIGITS:
-            return "TEXT"
-        return final.name
-
     def prepare(self, lock_timeout: float) -> None:
         self.conn.isolation_level = None  # BEGIN and COMMIT are ours, so DDL is inside the transaction
         self.execute(f"PRAGMA busy_timeout = {max(1, int(lock_timeout * 1000))}").close()
 
-    def setup(self, statements: Sequence[str], *, lock_name: str) -> None:
-        self.execute("BEGIN IMMEDIATE").close()
-        try:
-            for sql in statements:
-                self.execute(sql).close()
-            self.execute("COMMIT").close()
-        except BaseException:
-            self.rollback()
-            raise
-
-    def lock(self, table: str, lock_timeout: float, cancellation: Cancellation) -> None:
-        with cancellation.interrupting(self.conn.interrupt):
-            try:
-                self.execute("BEGIN IMMEDIATE").close()
-            except Exception:
-                cancellation.check()
-                raise
+    def lock(self, table: str, cancellation: Cancellation | None) -> None:
+        self._wait("BEGIN IMMEDIATE", None, cancellation, self.conn.interrupt)
 
     def commit(self) -> None:
         self.execute("COMMIT").close()
@@ -89,19 +61,6 @@ class SqliteDialect(Dialect):
         schema, _, name = table.rpartition(".")  # SQLite names the schema on the index, not the table
         index = (f"{self.quote(schema)}." if schema else "") + self.quote(name + "_job_key")
         return f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.quote(name)} ({', '.join(columns)})"
-
-    def create_stage(self, stage: str, columns: Sequence[tuple[str, str]]) -> None:
-        cols = ", ".join(f"{self.quote(c)} {t}" for c, t in columns)
-        self.execute(f"CREATE TEMP TABLE {self.quote(stage)} ({cols})").close()
-
-    def create_stage_as(self, stage: str, select: str) -> None:
-        self.execute(f"CREATE TEMP TABLE {self.quote(stage)} AS {select}").close()
-
-    def rows_written(self, cur: Any) -> int | None:
-        """``rowcount``: ``sqlite3`` reports the rows of an ``INSERT`` (summed over an
-        ``executemany``); a ``CREATE TABLE ... AS`` reports none (-1)."""
-        count = cur.rowcount
-        return None if count < 0 else int(count)
 
     def bindable(self, batch: Batch) -> Sequence[tuple[Any, ...]]:
         rows = batch.rows

@@ -1,22 +1,15 @@
-"""Fan-out into SQL: many tasks load staging tables, one final task commits them in one transaction.
+"""Fan-out into SQL: many tasks load staging tables, one final task commits them in one transaction
+(the README's "Scaling out: one export over many workers").
 
-- :class:`SqlStagingSink` (one mapped task per group of files) loads its group's files the way a
-  one-task load stages them (:class:`~.sink.SqlSink`'s session stage, typed as the target when the
-  table exists, else as text with the declared types), then keeps them in a real table named per
-  run, table and group (``_exports_stage_<table hash>_<run id>_<group>``), recorded in the
-  registry table ``<manifest_table>_staging``. A retry of the group drops its table and loads its
-  own files again. What the commit needs to type the columns — every undeclared column's kinds of
-  values (:class:`~.types.TypeTracker`), the declarations and which file made them — goes to XCom
-  as JSON, never the values themselves; so do the group's staging table and its row count (checked
-  against what the staging table took).
+- :class:`SqlStagingSink` (one mapped task per group of files) stages its group's files as a
+  one-task load does, then keeps the stage as a real table (:func:`stage_table_name`), recorded in
+  the registry table ``<manifest_table>_staging``; a retry of the group drops it and loads its own
+  files again. What the commit needs to type the columns (:class:`~.types.TypeTracker`'s
+  observations, the declarations and which file made them) goes to XCom as JSON, never the values.
 - :class:`SqlStagedCommit` (the final task) does what a one-task load does at commit, over every
-  group: under the table's lock it looks for the job's manifest row (a job already there is
-  skipped), merges the groups' type observations (the same rules as one load: types from every
-  value of every file; conflicting declarations refused), gathers the staging tables into the
-  session stage in group order (so ``merge``'s "last row of a key wins" follows file order across
-  groups), and then creates, replaces, appends or merges exactly as :class:`~.sink.SqlSink` does,
-  the manifest row in the same transaction. Its staging tables are dropped after the commit (or
-  the skip); those of other runs older than ``stale_after`` are dropped too (what failed runs left).
+  group, in group order (so ``merge``'s "last row of a key wins" follows file order across
+  groups). Its staging tables are dropped after the commit (or the skip); those of other runs
+  older than ``stale_after`` are dropped too (what failed runs left).
 
 XCom and the registry are input (a planted value must not make the commit read or drop another
 table): the commit reads only the exact staging table of each group of this run
@@ -36,11 +29,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
-from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.manifest import check_run_id
 from airflow_provider_exports.transfers.engine.sink import TransferContext
-from airflow_provider_exports.transfers.engine.sql.dialect import Dialect, dialect_for
-from airflow_provider_exports.transfers.engine.sql.sink import ORDINAL, STAGE, SqlSink, _LoadState
+from airflow_provider_exports.transfers.engine.sql.from_stage import ORDINAL, STAGE
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect
+from airflow_provider_exports.transfers.engine.sql.manifest_table import find_manifest
+from airflow_provider_exports.transfers.engine.sql.sink import SqlSink, _LoadState, dialect_for
 from airflow_provider_exports.transfers.engine.sql.types import ColumnKinds, TypeTracker, check_type_name
 
 log = logging.getLogger(__name__)
@@ -61,16 +55,6 @@ def stage_table_name(table: str, run_id: str, group: int) -> str:
     digest = hashlib.sha256(table.encode()).hexdigest()[:6]
     stem = f"_exports_stage_{digest}_{run_id.lower().replace('-', '_')}_{int(group)}"
     return f"{schema}.{stem}" if schema else stem
-
-
-def is_stage_table(name: str, table: str, run_id: str) -> bool:
-    """Whether ``name`` is a staging table of ``table`` in run ``run_id`` (of any group): the only
-    tables a clean-up drops. A malformed run id makes none."""
-    try:
-        stem = stage_table_name(table, run_id, 0)[:-1]
-    except ExportConfigError:
-        return False
-    return name.startswith(stem) and _GROUP.fullmatch(name[len(stem) :]) is not None
 
 
 def registry_table(manifest_table: str) -> str:
@@ -115,9 +99,7 @@ def merge_trackers(parts: Sequence[Mapping[str, Any]]) -> TypeTracker:
             tracker.valued_by.setdefault(column, file)
         for column, seen in part["columns"].items():
             merged = tracker.columns.setdefault(column, ColumnKinds())
-            merged.kinds |= set(seen["kinds"])
-            merged.max_abs_int = max(merged.max_abs_int, int(seen["max_abs_int"]))
-            merged.digits = max(merged.digits, int(seen["digits"]))
+            merged.add(seen["kinds"], int(seen["max_abs_int"]), int(seen["digits"]))
     return tracker
 
 
@@ -138,35 +120,24 @@ class SqlStagingSink(SqlSink):
     def _direct(self) -> bool:
         return False  # never into the table itself: the commit is another task's
 
-    def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
-        self._ctx = ctx
-        self._db = dialect_for(self.hook, self.hook.get_conn())
-        self._emptied, self._savepoint = False, None
-        self._state = _LoadState(TypeTracker(self.column_types))
+    def _lock_and_find(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         d = self._dialect
         registry = registry_table(self.manifest_table)
-        try:
-            d.prepare(self.lock_timeout)
-            existing = None
-            if d.table_columns(self.manifest_table) is not None:  # a committed job is not moved again
-                existing = self._find_manifest(ctx.vendor, ctx.export_ref, ctx.job_ref)
-            d.rollback()
-            d.setup(
-                [
-                    f"CREATE TABLE IF NOT EXISTS {d.qualified(registry)} (destination "
-                    f"{d.manifest_key_type} NOT NULL, run_id {d.manifest_key_type} NOT NULL, "
-                    f"stage_table {d.manifest_key_type} NOT NULL)"
-                ],
-                lock_name=registry,
-            )
-            d.lock(self.stage_table, self.lock_timeout, ctx.cancellation)
-            self._target = d.table_columns(self.table)
-            self._check_target()
-            # a retry of this group starts again from nothing: only its own files are loaded again
-            _drop_stage(d, registry, self.stage_table)
-        except BaseException:
-            self.abort()
-            raise
+        existing = None
+        if d.table_columns(self.manifest_table) is not None:  # a committed job is not moved again
+            existing = find_manifest(d, self.manifest_table, (self.table, ctx.vendor, ctx.export_ref, ctx.job_ref))
+        d.rollback()
+        d.setup(
+            [
+                f"CREATE TABLE IF NOT EXISTS {d.qualified(registry)} (destination "
+                f"{d.manifest_key_type} NOT NULL, run_id {d.manifest_key_type} NOT NULL, "
+                f"stage_table {d.manifest_key_type} NOT NULL)"
+            ],
+            lock_name=registry,
+        )
+        d.lock(self.stage_table, ctx.cancellation)
+        # a retry of this group starts again from nothing: only its own files are loaded again
+        _drop_stage(d, registry, self.stage_table)
         return existing
 
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -256,18 +227,15 @@ class SqlStagedCommit(SqlSink):
         tracker = merge_trackers([g["types"] for g in groups])
         self._state = state = _LoadState(tracker)
         state.rows = sum(int(g["rows"]) for g in groups)
-        if self._direct:  # the table exists, append or replace: straight from the staging tables
-            if self.mode == "replace":
-                d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
-                self._emptied = True
-            for g in staged:
-                cols = ", ".join(d.quote(c) for c in g["columns"])
-                self._gather_group(g, f"INSERT INTO {d.qualified(self.table)} ({cols}) SELECT {cols}")
-            return
-        columns = list(dict.fromkeys(c for g in groups for c in g["columns"]))
+        if self._direct and self.mode == "replace":
+            d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
+            self._emptied = True
         if not staged:
             return
-        self._prepare_stage(Batch(columns, []))
+        if not self._direct:
+            self._prepare_stage(list(dict.fromkeys(c for g in groups for c in g["columns"])))
+        # the table exists, append or replace: straight from the staging tables; else into the stage
+        target = d.qualified(self.table) if self._direct else d.quote(STAGE)
         offset = 0
         for g in staged:
             into = [d.quote(c) for c in g["columns"]]
@@ -276,9 +244,7 @@ class SqlStagedCommit(SqlSink):
                 into.append(d.quote(ORDINAL))
                 select.append(f"{d.quote(ORDINAL)} + {offset}")
                 offset += int(g["ordinals"])
-            self._gather_group(
-                g, f"INSERT INTO {d.quote(STAGE)} ({', '.join(into)}) SELECT {', '.join(select)}"
-            )
+            self._gather_group(g, f"INSERT INTO {target} ({', '.join(into)}) SELECT {', '.join(select)}")
 
     def _stage_of(self, group: Mapping[str, Any]) -> str | None:
         """The staging table a group's XCom names, once it is that group's own in this run; a group
@@ -332,7 +298,7 @@ class SqlStagedCommit(SqlSink):
                 if (r == run_id or _listed_before(str(r), cutoff)) and self._is_own_stage(str(t), str(r))
             ]
             for stage in doomed:
-                d.lock(registry, self.lock_timeout, self._cancellation)
+                d.lock(registry, self._cancellation)
                 _drop_stage(d, registry, stage)
                 d.commit()
             if doomed:
@@ -347,8 +313,13 @@ class SqlStagedCommit(SqlSink):
 
     def _is_own_stage(self, stage: str, run_id: str) -> bool:
         """Whether a registry row's ``stage`` is named as a staging table of this destination in the
-        row's run; any other name is left alone, with a warning (the registry is input)."""
-        if is_stage_table(stage, self.table, run_id):
+        row's run (of any group; a malformed run id makes none): the only tables a clean-up drops.
+        Any other name is left alone, with a warning (the registry is input)."""
+        try:
+            stem = stage_table_name(self.table, run_id, 0)[:-1]
+        except ExportConfigError:
+            stem = None
+        if stem is not None and stage.startswith(stem) and _GROUP.fullmatch(stage[len(stem) :]):
             return True
         log.warning(
             "The registry %s names %r for %s, which is not one of its staging tables: not dropped",
@@ -370,13 +341,3 @@ def _drop_stage(d: Dialect, registry: str, stage: str) -> None:
     d.execute(f"DROP TABLE IF EXISTS {d.qualified(stage)}").close()
     d.execute(f"DELETE FROM {d.qualified(registry)} WHERE stage_table = {d.placeholder}", (stage,)).close()
 
-
-__all__ = [
-    "SqlStagedCommit",
-    "SqlStagingSink",
-    "is_stage_table",
-    "merge_trackers",
-    "registry_table",
-    "stage_table_name",
-    "tracker_to_json",
-]

@@ -1,25 +1,10 @@
 """Column types of a table a load creates: declared types, and types read from every value.
 
 No SQL here: a :class:`TypeTracker` watches the values of every batch of one load and says, at
-commit, which logical type each column gets (a dialect turns it into its own type name). The rules:
-
-- Logical types a dialect names in its own way: ``BINARY`` and ``JSON`` (a nested Parquet value
-  held as JSON text: ``jsonb`` on PostgreSQL, ``TEXT`` on SQLite and elsewhere).
-- A declared type wins: the task's ``column_types``, then the file's own schema (Parquet). Two files
-  of one load that declare different types for one column are refused (:class:`TransferRefused`),
-  and so is a column that one file declares and another brings as plain values.
-- JSON values are typed by their JSON type, widened across batches and files: all integers within
-  int64 give ``BIGINT``; integers and floats give ``DOUBLE PRECISION``, or ``NUMERIC`` when an integer
-  is larger than 2**53 (a double would round it); integers beyond int64 give ``NUMERIC``; all
-  booleans give ``BOOLEAN``; strings, nested values (already JSON text) and any other mix give
-  ``TEXT``.
-- CSV text is a number only when every value is canonical: ``BIGINT`` when every value is
-  ``-?(0|[1-9][0-9]*)`` within int64 (``02134``, ``+4930123``, ``007`` and ``1e3`` stay ``TEXT``),
-  ``NUMERIC`` when every value is that or ``-?(0|[1-9][0-9]*)\\.[0-9]+``.
-- NULLs (and empty CSV fields) do not vote; a column with nothing but NULLs is ``TEXT``. When in
-  doubt, ``TEXT``: it keeps every value as it came.
-
-Values of undeclared columns are staged as text (:func:`json_as_text`) and cast once at commit.
+commit, which logical type each column gets (a dialect names it its own way: ``BINARY`` and
+``JSON`` too); the rules are the README's ("SQL: types, modes and what readers see"). When in
+doubt, ``TEXT``: it keeps every value as it came. Values of undeclared columns are staged as text
+(:func:`json_as_text`) and cast once at commit.
 
 A declared type goes into ``CREATE TABLE`` and ``CAST`` as it is written: one that came from outside
 (a fanned-out load's XCom) must first pass :func:`check_type_name`.
@@ -28,7 +13,7 @@ A declared type goes into ``CREATE TABLE`` and ``CAST`` as it is written: one th
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +45,7 @@ MAX_TYPE_NAME = 64
 # the kinds of values a column has shown
 BOOL, INT, HUGEINT, FLOAT, DECIMAL, TEXT = "bool", "int", "hugeint", "float", "decimal", "text"
 _NUMBERS = frozenset({INT, HUGEINT, FLOAT, DECIMAL})
+_JSON_KINDS: dict[type, str] = {bool: BOOL, float: FLOAT}
 
 
 @dataclass
@@ -71,6 +57,12 @@ class ColumnKinds:
     max_abs_int: int = 0
     #: an upper bound on the significant digits of exact-decimal values (decimal text, huge integers)
     digits: int = 0
+
+    def add(self, kinds: Iterable[str], max_abs_int: int = 0, digits: int = 0) -> None:
+        """What more values showed: their kinds, largest integer magnitude and digits."""
+        self.kinds.update(kinds)
+        self.max_abs_int = max(self.max_abs_int, max_abs_int)
+        self.digits = max(self.digits, digits)
 
 
 @dataclass(frozen=True)
@@ -115,7 +107,6 @@ class TypeTracker:
         self.columns: dict[str, ColumnKinds] = {}
 
     def declared(self, column: str) -> str | None:
-        """The declared type of ``column``, if any."""
         if column in self.task_types:
             return self.task_types[column]
         found = self.file_types.get(column)
@@ -162,8 +153,7 @@ class TypeTracker:
         if seen is None:
             return False
         if TEXT not in seen.kinds:
-            seen.kinds.update(kinds)
-            seen.max_abs_int = max(seen.max_abs_int, max_abs_int)
+            seen.add(kinds, max_abs_int)
         return True
 
     def observe(self, column: str, values: Sequence[Any], file: str, *, from_text: bool) -> Sequence[Any]:
@@ -190,28 +180,23 @@ class TypeTracker:
         return json_as_text(values, kinds)
 
     def final(self, column: str) -> FinalType:
-        """The type ``column`` gets in the table this load creates."""
+        """The type ``column`` gets in the table this load creates (see the module docstring)."""
         declared = self.declared(column)
         if declared is not None:
             return FinalType(declared, declared=True)
-        seen = self.columns.get(column)
-        return final_type(seen) if seen is not None else FinalType("TEXT")
-
-
-def final_type(seen: ColumnKinds) -> FinalType:
-    """The logical type for what a column has shown (see the module docstring)."""
-    kinds = seen.kinds
-    if not kinds or TEXT in kinds:
-        return FinalType("TEXT")
-    if kinds == {BOOL}:
-        return FinalType("BOOLEAN")
-    if BOOL in kinds or not kinds <= _NUMBERS:
-        return FinalType("TEXT")
-    if kinds == {INT}:
-        return FinalType("BIGINT")
-    if kinds <= {INT, FLOAT} and seen.max_abs_int <= DOUBLE_EXACT_INT:
-        return FinalType("DOUBLE PRECISION")
-    return FinalType("NUMERIC", digits=seen.digits)
+        seen = self.columns.get(column, ColumnKinds())
+        kinds = seen.kinds
+        if not kinds or TEXT in kinds:
+            return FinalType("TEXT")
+        if kinds == {BOOL}:
+            return FinalType("BOOLEAN")
+        if BOOL in kinds or not kinds <= _NUMBERS:
+            return FinalType("TEXT")
+        if kinds == {INT}:
+            return FinalType("BIGINT")
+        if kinds <= {INT, FLOAT} and seen.max_abs_int <= DOUBLE_EXACT_INT:
+            return FinalType("DOUBLE PRECISION")
+        return FinalType("NUMERIC", digits=seen.digits)
 
 
 def _observe_text(seen: ColumnKinds, values: Sequence[Any]) -> None:
@@ -220,42 +205,34 @@ def _observe_text(seen: ColumnKinds, values: Sequence[Any]) -> None:
         return
     joined = "\n".join(texts) + "\n"
     longest = max(map(len, texts))
-    if _INT_LINES.fullmatch(joined):
-        if longest < 16:  # at most 15 digits: below 2**53, within int64
-            seen.kinds.add(INT)
-            return
-        big = [abs(int(v)) for v in texts if len(v) >= 16]
-        seen.max_abs_int = max(seen.max_abs_int, *big)
-        if all(v <= INT64_MAX for v in big):  # -2**63 counts as huge: NUMERIC keeps it too
-            seen.kinds.add(INT)
+    if not _INT_LINES.fullmatch(joined):
+        if _NUM_LINES.fullmatch(joined):
+            seen.add({DECIMAL}, digits=longest)
         else:
-            seen.kinds.add(HUGEINT)
-            seen.digits = max(seen.digits, longest)
-    elif _NUM_LINES.fullmatch(joined):
-        seen.kinds.add(DECIMAL)
-        seen.digits = max(seen.digits, longest)
+            seen.add({TEXT})
+    elif longest < 16:  # at most 15 digits: below 2**53, within int64
+        seen.add({INT})
     else:
-        seen.kinds.add(TEXT)
+        largest = max(abs(int(v)) for v in texts if len(v) >= 16)
+        if largest <= INT64_MAX:  # -2**63 counts as huge: NUMERIC keeps it too
+            seen.add({INT}, largest)
+        else:
+            seen.add({HUGEINT}, largest, longest)
 
 
 def _observe_json(seen: ColumnKinds, values: Sequence[Any], kinds: set[type]) -> None:
-    for kind in kinds:
-        if kind is bool:
-            seen.kinds.add(BOOL)
-        elif kind is float:
-            seen.kinds.add(FLOAT)
-        elif kind is not int:
-            seen.kinds.add(TEXT)  # str beside other kinds, or anything else: text
+    # str beside other kinds, or anything else: text
+    found = {_JSON_KINDS.get(kind, TEXT) for kind in kinds if kind is not int}
     if int not in kinds:
+        seen.add(found)
         return
     ints = values if kinds == {int} and None not in values else [v for v in values if type(v) is int]
     low, high = min(ints), max(ints)
-    seen.max_abs_int = max(seen.max_abs_int, abs(low), abs(high))
+    largest = max(abs(low), abs(high))
     if low >= INT64_MIN and high <= INT64_MAX:
-        seen.kinds.add(INT)
+        seen.add({*found, INT}, largest)
     else:
-        seen.kinds.add(HUGEINT)
-        seen.digits = max(seen.digits, len(str(max(abs(low), abs(high)))))
+        seen.add({*found, HUGEINT}, largest, len(str(largest)))
 
 
 def _json_text(value: Any) -> str:

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from airflow_provider_exports.transfers.engine.sql.csv_records import CsvRecords, first_break
+from airflow_provider_exports.transfers.engine.sql.csv_passthrough import CsvRecords, first_break
 
 SAMPLES = {
     "plain": b"id,v\n1,a\n2,b\n",

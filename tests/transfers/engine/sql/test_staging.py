@@ -20,6 +20,7 @@ from airflow_provider_exports.exceptions import (
 )
 from airflow_provider_exports.transfers.engine import SqlSink, TransferContext
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
+from airflow_provider_exports.transfers.engine.sql import sink as sink_mod
 from airflow_provider_exports.transfers.engine.sql.staging import (
     SqlStagedCommit,
     SqlStagingSink,
@@ -156,11 +157,11 @@ def test_a_commit_that_is_refused_leaves_the_table(db):
 def test_a_commit_retried_after_a_failure_commits_the_kept_stages(db, monkeypatch):
     staged = stage(db, [[src("a.jsonl", [{"id": 1}])], [src("b.jsonl", [{"id": 2}])]])
 
-    def lost(self, manifest):
+    def lost(*args, **kwargs):
         raise ConnectionError("the database went away")
 
     with monkeypatch.context() as m:
-        m.setattr(SqlStagedCommit, "_record_manifest", lost)
+        m.setattr(sink_mod, "record_manifest", lost)
         with pytest.raises(ConnectionError):
             commit(db, staged)
     assert len(stages_left(db)) == 2
