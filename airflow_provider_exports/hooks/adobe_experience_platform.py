@@ -33,6 +33,8 @@ from airflow_provider_exports.hooks._adobe_experience_platform_records import (
     job_dataset_id,
     unwrap_keyed,
 )
+from airflow_provider_exports.hooks._answers import redact_url
+from airflow_provider_exports.hooks._auth import AuthScheme, ClientCredentialsAuth
 from airflow_provider_exports.hooks._base import (
     AccessCheck,
     ConnectionFailure,
@@ -40,13 +42,8 @@ from airflow_provider_exports.hooks._base import (
     FieldProblems,
     normalise_host,
 )
-from airflow_provider_exports.hooks._http import (
-    AuthScheme,
-    ByteStream,
-    ClientCredentialsAuth,
-    RetryPolicy,
-    redact_url,
-)
+from airflow_provider_exports.hooks._retry import RetryPolicy
+from airflow_provider_exports.hooks._streams import ByteStream
 from airflow_provider_exports.hooks._untrusted import PageBudget, api_path, check_depth
 
 IMS_HOST = "https://ims-na1.adobelogin.com"
