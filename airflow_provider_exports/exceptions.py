@@ -36,12 +36,6 @@ class ExportConfigError(ExportsError, AirflowFailException, ValueError):
         # One line per field (problems themselves use "; "), so several read as a list.
         super().__init__("\n".join(f"{f}: {p}" for f, p in self.problems))
 
-    @classmethod
-    def of(cls, problems: Sequence[tuple[str, str]]) -> ExportConfigError:
-        """One error for several ``(field, problem)`` pairs (at least one)."""
-        (field, problem), *more = problems
-        return cls(field, problem, more=more)
-
 
 class VendorAPIError(ExportsError):
     """A vendor API answered with an error, or could not be reached.

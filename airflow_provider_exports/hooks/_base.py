@@ -98,7 +98,8 @@ class FieldProblems:
 
     def raise_any(self) -> None:
         if self.found:
-            raise ExportConfigError.of(self.found)
+            (field, problem), *more = self.found
+            raise ExportConfigError(field, problem, more=more)
 
 
 def normalise_host(value: str, field: str) -> str:

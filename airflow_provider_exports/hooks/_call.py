@@ -109,10 +109,6 @@ class Call:
             )
         return {"headers": {**auth_headers, **self._headers}, "timeout": timeout, **self._arguments}
 
-    def keeps_open(self, response: httpx.Response) -> bool:
-        """Whether ``response``'s body is the caller's to stream (an expected answer of a download)."""
-        return self.streamed and response.status_code in self.expected
-
     def failed(self, exc: httpx.TransportError) -> VendorConnectionError | DeadlineExceeded:
         """The error for a transport failure: a timeout cut short by the deadline is the deadline's."""
         if (
@@ -204,7 +200,7 @@ class BodyBound:
 @dataclass(frozen=True)
 class Send:
     """Send one attempt of ``call`` with these auth headers; the reply is the answer, its body read
-    within :class:`BodyBound` (or left open, see :meth:`Call.keeps_open`)."""
+    within :class:`BodyBound` (or, for an expected answer of a streamed call, left open)."""
 
     call: Call
     auth_headers: Mapping[str, str] = field(repr=False)

@@ -128,8 +128,9 @@ class HostGuard:
         if port not in (None, _DEFAULT_PORTS[scheme]):
             raise URLRefused(self.vendor, shown, f"port {port}; only https's own port 443 is fetched")
         literal = _ip_literal(host)
-        if literal is not None:
-            self._check_address(shown, literal)
+        why = None if literal is None else self._refusal(literal)
+        if why is not None:
+            raise URLRefused(self.vendor, shown, f"the address is {why}")
 
     def check_own(self, url: str) -> None:
         """:meth:`check_url`, and the host must be exempt: for clients that connect without the
@@ -145,34 +146,18 @@ class HostGuard:
         Raises ``OSError`` (``socket.gaierror``) when the name does not resolve."""
         if self.exempt(host):
             return None
-        found: list[str] = []
-        for *_rest, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-            address = str(sockaddr[0])
-            if address not in found:
-                found.append(address)
-        permitted: list[str] = []
-        refused: list[tuple[str, str]] = []
-        for address in found:
-            why = self._refusal(ipaddress.ip_address(address.split("%", 1)[0]))
-            if why is None:
-                permitted.append(address)
-            else:
-                refused.append((address, why))
+        found = dict.fromkeys(str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        refusals = {address: self._refusal(ipaddress.ip_address(address.split("%", 1)[0])) for address in found}
+        permitted = [address for address, why in refusals.items() if why is None]
         if not permitted:
-            shown = ", ".join(f"{a} ({why})" for a, why in refused) or "none"
+            shown = ", ".join(f"{a} ({why})" for a, why in refusals.items()) or "none"
             raise URLRefused(self.vendor, f"{host}:{port}", f"it resolves to no public address: {shown}")
         return permitted
 
     def _refusal(self, ip: IPAddress) -> str | None:
         if any(ip in network for network in self.allowed_networks if network.version == ip.version):
             return None
-        kind = address_kind(ip)
-        return None if kind is None else f"{kind}"
-
-    def _check_address(self, shown: str, ip: IPAddress) -> None:
-        why = self._refusal(ip)
-        if why is not None:
-            raise URLRefused(self.vendor, shown, f"the address is {why}")
+        return address_kind(ip)
 
 
 def _host_of(url: str) -> str | None:

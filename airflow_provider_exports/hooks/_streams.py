@@ -161,13 +161,10 @@ class ConnectionTracker(httpcore.NetworkBackend):
         options = {"timeout": timeout, "local_address": local_address, "socket_options": socket_options}
         if addresses is None:
             return TrackedStream(self._inner.connect_tcp(host, port, **options), self)
-        for address in addresses:
-            try:
+        for address in addresses[:-1]:
+            with contextlib.suppress(httpcore.ConnectError):  # the next address may answer
                 return TrackedStream(self._inner.connect_tcp(address, port, **options), self)
-            except httpcore.ConnectError:
-                if address == addresses[-1]:
-                    raise
-        raise AssertionError("unreachable: addresses is never empty")  # pragma: no cover
+        return TrackedStream(self._inner.connect_tcp(addresses[-1], port, **options), self)
 
     def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
         return TrackedStream(self._inner.connect_unix_socket(*args, **kwargs), self)
@@ -182,22 +179,18 @@ class ConnectionTracker(httpcore.NetworkBackend):
             stream.cut()
 
 
-class DeadlineCut:
-    """Cuts a sync answer's connection at the call's deadline: httpx's timeouts bound each read, so a
+@contextlib.contextmanager
+def deadline_cut(deadline: float | None, response: httpx.Response) -> Iterator[None]:
+    """Cut a sync answer's connection at the call's deadline: httpx's timeouts bound each read, so a
     body that trickles a byte at a time would otherwise outlive the deadline by many reads."""
-
-    def __init__(self, deadline: float | None, response: httpx.Response) -> None:
-        stream = response.extensions.get("network_stream")
-        self._timer: threading.Timer | None = None
-        if deadline is not None and isinstance(stream, TrackedStream):
-            self._timer = threading.Timer(max(0.0, deadline - time.time()), stream.cut)
-            self._timer.daemon = True
-
-    def __enter__(self) -> DeadlineCut:
-        if self._timer is not None:
-            self._timer.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+    stream = response.extensions.get("network_stream")
+    if deadline is None or not isinstance(stream, TrackedStream):
+        yield
+        return
+    timer = threading.Timer(max(0.0, deadline - time.time()), stream.cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
