@@ -30,6 +30,7 @@ from airflow_provider_exports.exceptions import ExportConfigError, URLRefused
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DEFAULT_PORTS = {"https": 443, "http": 80}
+_FIELD = "extra.allowed_hosts"
 
 
 def address_kind(ip: IPAddress) -> str | None:
@@ -49,14 +50,14 @@ def address_kind(ip: IPAddress) -> str | None:
     return None if ip.is_global else "not globally reachable"
 
 
-def parse_allowed_hosts(value: Any, field_name: str = "extra.allowed_hosts") -> tuple[frozenset[str], tuple[IPNetwork, ...]]:
+def parse_allowed_hosts(value: Any) -> tuple[frozenset[str], tuple[IPNetwork, ...]]:
     """The ``allowed_hosts`` extra: a list or a comma-separated string of host names, addresses
     and CIDR networks; ``(names, networks)``. Anything else raises ``ExportConfigError``."""
     if value in (None, "", []):
         return frozenset(), ()
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, Iterable) or isinstance(items, (bytes, dict)):
-        raise ExportConfigError(field_name, f"{value!r}: give host names, addresses or networks, comma-separated")
+        raise ExportConfigError(_FIELD, f"{value!r}: give host names, addresses or networks, comma-separated")
     names: set[str] = set()
     networks: list[IPNetwork] = []
     for item in items:
@@ -70,7 +71,7 @@ def parse_allowed_hosts(value: Any, field_name: str = "extra.allowed_hosts") -> 
             pass
         if not _is_host_name(text):
             raise ExportConfigError(
-                field_name, f"{item!r} is neither a host name, an IP address nor a CIDR network (10.0.0.0/8)"
+                _FIELD, f"{item!r} is neither a host name, an IP address nor a CIDR network (10.0.0.0/8)"
             )
         names.add(text)
     return frozenset(names), tuple(networks)

@@ -51,8 +51,6 @@ from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks._streams import ByteStream, ConnectionTracker, deadline_cut
 
 log = logging.getLogger(__name__)
-#: how often an async wait given a ``stop`` (a ``threading.Event``, which cannot wake a loop) looks at it
-STOP_LOOK_SECONDS = 0.05
 
 
 class HttpClient:
@@ -140,12 +138,10 @@ class HttpClient:
         ends with the last failure)."""
         return self._run(Call(self.vendor, method, url, **options), stop)
 
-    async def arequest(
-        self, method: str, url: str, *, stop: threading.Event | None = None, **options: Unpack[CallOptions]
-    ) -> httpx.Response:
+    async def arequest(self, method: str, url: str, **options: Unpack[CallOptions]) -> httpx.Response:
         """:meth:`request` on the event loop, for triggers: the same flow, the same errors; with a
         deadline, the whole call is also cancelled when it comes."""
-        return await self._arun(Call(self.vendor, method, url, **options), stop)
+        return await self._arun(Call(self.vendor, method, url, **options))
 
     @contextmanager
     def stream(
@@ -266,12 +262,12 @@ class HttpClient:
 
     # -- the async driver
 
-    async def _arun(self, call: Call, stop: threading.Event | None = None) -> httpx.Response:
+    async def _arun(self, call: Call) -> httpx.Response:
         self.guard.check_own(call.url)
 
         async def run() -> httpx.Response:
             await warm_ssl_context()
-            return await adrive(self._flow(call, stop), partial(self._aperform, self._shared()))
+            return await adrive(self._flow(call, None), partial(self._aperform, self._shared()))
 
         return await call.bounded(run)
 
@@ -279,8 +275,8 @@ class HttpClient:
         match effect:
             case Send(call, auth_headers):
                 return await self._asend(shared, call, auth_headers)
-            case Wait(seconds, stop):
-                await _sleep(seconds, stop)
+            case Wait(seconds):  # no stop: nothing cancels a trigger's call but its task
+                await asyncio.sleep(seconds)
             case SubCall(call):
                 return await self._arun(call)
             case OneAtATime(key, flow):
@@ -310,16 +306,6 @@ class HttpClient:
         finally:
             await response.aclose()
         return body.response()
-
-
-async def _sleep(seconds: float, stop: threading.Event | None) -> None:
-    """``asyncio.sleep``, ended early by a set ``stop``."""
-    if stop is None:
-        await asyncio.sleep(seconds)
-        return
-    until = time.monotonic() + seconds
-    while not stop.is_set() and (left := until - time.monotonic()) > 0:
-        await asyncio.sleep(min(left, STOP_LOOK_SECONDS))
 
 
 def _mask(secret: str) -> None:
