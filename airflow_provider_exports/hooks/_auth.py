@@ -61,7 +61,7 @@ class TokenCache:
     Keyed by token URL, client id, scope and a digest of the secret, so two connections with the
     same credentials share a token and a rotated secret gets a new one. A token is refreshed ahead
     of its expiry by a tenth of its lifetime (at most five minutes), and dropped when a 401 shows it
-    stale. Fetches are made one at a time per key (:class:`~._call.OneAtATime`).
+    stale.
     """
 
     def __init__(self) -> None:

@@ -12,7 +12,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import httpcore
@@ -40,7 +40,6 @@ class ByteStream:
         self._url = url
         self._response = response
         self.status_code = response.status_code
-        self.headers: Mapping[str, str] = response.headers
         length = response.headers.get("Content-Length")
         self.content_length = int(length) if length is not None and length.isdigit() else None
         self.start = 0
