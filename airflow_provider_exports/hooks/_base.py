@@ -213,7 +213,12 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
     def _settings_of(self, login: str | None, password: str | None, extras: Mapping[str, Any]) -> SettingsT:
         material = json.dumps([login, password, extras], sort_keys=True, default=str).encode()
         self._fingerprint = hmac.new(_FINGERPRINT_KEY, material, hashlib.sha256).hexdigest()[:16]
-        plain = self._plain_extras(extras)
+        # extras by their plain names, also where a form stored them as extra__<type>__<name>
+        prefix = f"extra__{self.conn_type}__"
+        plain = {
+            k.removeprefix(prefix): v for k, v in extras.items() if k.startswith(prefix) and v not in ("", None)
+        }
+        plain.update({k: v for k, v in extras.items() if not k.startswith(prefix)})
         settings = self.settings_from_connection(login, password, plain)
         parse_allowed_hosts(plain.get("allowed_hosts"))  # a bad entry fails here, naming the extra
         self._allowed_hosts = plain.get("allowed_hosts")
@@ -231,17 +236,6 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
     def share_key(self) -> str:
         """What the async client and rate limiter are shared by: the connection, never a secret."""
         return f"{self.conn_type}/{self.conn_id}/{getattr(self, '_fingerprint', '-')}"
-
-    @classmethod
-    def _plain_extras(cls, extras: Mapping[str, Any]) -> dict[str, Any]:
-        """Extras by their plain names, also when a form stored them as ``extra__<type>__<name>``."""
-        prefix = f"extra__{cls.conn_type}__"
-        plain = {
-            k.removeprefix(prefix): v
-            for k, v in extras.items()
-            if k.startswith(prefix) and v not in ("", None)
-        }
-        return {**plain, **{k: v for k, v in extras.items() if not k.startswith(prefix)}}
 
     @cached_property
     def http(self) -> HttpClient:

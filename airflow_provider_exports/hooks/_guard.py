@@ -147,8 +147,11 @@ class HostGuard:
         Raises ``OSError`` (``socket.gaierror``) when the name does not resolve."""
         if self.exempt(host):
             return None
-        found = dict.fromkeys(str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        refusals = {address: self._refusal(ipaddress.ip_address(address.split("%", 1)[0])) for address in found}
+        resolved = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        refusals = {  # each address once, in the resolver's order
+            address: self._refusal(ipaddress.ip_address(address.split("%", 1)[0]))
+            for address in dict.fromkeys(str(info[4][0]) for info in resolved)
+        }
         permitted = [address for address, why in refusals.items() if why is None]
         if not permitted:
             shown = ", ".join(f"{a} ({why})" for a, why in refusals.items()) or "none"
