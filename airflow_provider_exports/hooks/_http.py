@@ -59,7 +59,7 @@ class HttpClient:
     :param vendor: display name used in logs and errors.
     :param auth: how requests authenticate; ``None`` for presigned URLs.
     :param timeout: seconds for connect, read and write (connect is capped at 10 s).
-    :param retry: the retry policy; the default retries 5 times with jittered backoff.
+    :param retry: the retry policy (default: :class:`~._retry.RetryPolicy`'s defaults).
     :param share_key: names the connection and credentials (no secret): cores with the same key
         share one async client and one rate limiter per event loop. ``None``: this core's own.
     :param max_requests_per_second: the async rate cap of the share key on one event loop
