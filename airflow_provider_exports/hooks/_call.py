@@ -2,10 +2,9 @@
 
 The request path is written once, without I/O: a *flow* is a generator that yields *effects* (send
 this attempt, wait this long, run this other call, do this one credential at a time, mask this
-secret) and gets back what each one produced. :func:`drive` runs a flow with the sync driver's
-handler (the worker's ``httpx.Client``, ``time.sleep``, thread locks), :func:`adrive` with the async
-one's (the triggerer's shared ``httpx.AsyncClient``, ``asyncio.sleep``, loop locks): the two loops
-below and those handlers are all that differs between the paths (:mod:`._http`).
+secret) and gets back what each one produced. :func:`drive` and :func:`adrive` run a flow with the
+sync and the async driver's handlers (:mod:`._http`): the two loops below and those handlers are
+all that differs between the paths.
 """
 
 from __future__ import annotations
