@@ -126,7 +126,8 @@ class TrackedStream(httpcore.NetworkStream):
 class ConnectionTracker(httpcore.NetworkBackend):
     """httpcore's network backend, remembering every open connection so that :meth:`cut_all`
     can make any read or write blocked in one fail at once (connecting, waiting for headers or
-    streaming a body): how a cancelled transfer stops its downloads within moments."""
+    streaming a body): how a cancelled transfer stops its downloads within moments. It connects
+    over TCP only, through the guard (a Unix socket, never asked for, gets httpcore's NotImplementedError)."""
 
     def __init__(self, inner: httpcore.NetworkBackend, guard: HostGuard) -> None:
         self._inner = inner
@@ -164,12 +165,6 @@ class ConnectionTracker(httpcore.NetworkBackend):
             with contextlib.suppress(httpcore.ConnectError):  # the next address may answer
                 return TrackedStream(self._inner.connect_tcp(address, port, **options), self)
         return TrackedStream(self._inner.connect_tcp(addresses[-1], port, **options), self)
-
-    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        return TrackedStream(self._inner.connect_unix_socket(*args, **kwargs), self)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
 
     def cut_all(self) -> None:
         with self._lock:
