@@ -36,23 +36,16 @@ class ExportConfigError(ExportsError, AirflowFailException, ValueError):
         # One line per field (problems themselves use "; "), so several read as a list.
         super().__init__("\n".join(f"{f}: {p}" for f, p in self.problems))
 
-    @classmethod
-    def of(cls, problems: Sequence[tuple[str, str]]) -> ExportConfigError:
-        """One error for several ``(field, problem)`` pairs (at least one)."""
-        (field, problem), *more = problems
-        return cls(field, problem, more=more)
-
 
 class VendorAPIError(ExportsError):
     """A vendor API answered with an error, or could not be reached.
 
-    :param vendor: the vendor's display name.
     :param status_code: the HTTP status, or ``None`` when no response arrived (kept as ``http_status``;
         ``AirflowException.status_code`` means something else).
     :param error_key: the vendor's own error key or code, when the body carried one.
     :param message: the vendor's own message, or a description of the transport failure.
-    :param method: the HTTP method.
     :param url: the URL **without** its query string.
+    :param retry_after: the seconds the vendor asked to wait, when it said.
     """
 
     def __init__(
@@ -108,7 +101,6 @@ class DeadlineExceeded(ExportsError):
     :param what: what was being waited for, e.g. ``Sitecore CDP GET https://host/path`` (never a
         query string: callers pass a redacted URL).
     :param deadline: the wait's deadline, epoch seconds.
-    :param reason: why the call stopped there.
     """
 
     def __init__(self, what: str, deadline: float, reason: str) -> None:
@@ -149,7 +141,6 @@ class ExportJobMayExist(ExportsError, AirflowFailException):
     job it created (an empty 200, a 5xx, a connection lost before the answer). The job may exist:
     never retried automatically, so it is never created twice.
 
-    :param vendor: the vendor's display name.
     :param name: the name the job was created under (how to find it in the vendor's UI).
     :param answer: what the vendor answered, or how the call failed.
     """
@@ -192,9 +183,6 @@ class URLRefused(ExportsError, AirflowFailException):
     """A URL the provider was asked to fetch is not one it may reach: not https, another port, or a
     host whose address is loopback, private, link-local, multicast or reserved (the cloud metadata
     address among them). Refused before a byte is sent; never retried.
-
-    :param host: the host (and port) refused.
-    :param reason: why.
     """
 
     def __init__(self, vendor: str, host: str, reason: str) -> None:

@@ -181,7 +181,7 @@ def parent(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace, r: dict[str, Any], conn_ids: dict[str, list[str]]) -> None:
-    from airflow_provider_exports.hooks._http import ASYNC_REQUESTS_PER_SECOND
+    from airflow_provider_exports.hooks._clients import ASYNC_REQUESTS_PER_SECOND
 
     cap = args.cap or ASYNC_REQUESTS_PER_SECOND
     connections = sum(len(v) for v in conn_ids.values())

@@ -75,7 +75,7 @@ def run_dag(exports_run_dag):
 @pytest.fixture(autouse=True)
 def _fresh_token_cache():
     """Each test starts without cached tokens, so token counts are the test's own."""
-    from airflow_provider_exports.hooks._http import TOKENS
+    from airflow_provider_exports.hooks._auth import TOKENS
 
     TOKENS.clear()
     yield

@@ -116,6 +116,14 @@ def parse_error_body(response: httpx.Response) -> tuple[str | None, str]:
     return None, response.reason_phrase or "error"
 
 
+_ERROR_CLASSES: dict[int, type[VendorAPIError]] = {
+    401: VendorAuthError,
+    403: VendorAuthError,
+    404: VendorNotFoundError,
+    429: VendorRateLimitError,
+}
+
+
 def error_for(vendor: str, method: str, response: httpx.Response) -> VendorAPIError:
     """The provider's exception for an HTTP error response, with the vendor's key and message."""
     key, message = parse_error_body(response)
@@ -124,17 +132,7 @@ def error_for(vendor: str, method: str, response: httpx.Response) -> VendorAPIEr
     if status == 429:
         retry_after, said = rate_limit_wait(response.headers)
         message += said
-    cls: type[VendorAPIError]
-    if status in (401, 403):
-        cls = VendorAuthError
-    elif status == 404:
-        cls = VendorNotFoundError
-    elif status == 429:
-        cls = VendorRateLimitError
-    elif status >= 500:
-        cls = VendorServerError
-    else:
-        cls = VendorAPIError
+    cls = _ERROR_CLASSES.get(status, VendorServerError if status >= 500 else VendorAPIError)
     return cls(
         vendor,
         status_code=status,

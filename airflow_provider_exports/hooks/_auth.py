@@ -1,12 +1,9 @@
 """How a vendor authenticates, written once for both drivers: the headers of an attempt, the token
 cache behind OAuth client credentials, and what a 401 proves stale.
 
-An auth scheme's :meth:`~AuthScheme.headers` is a flow (:mod:`._call`): fetching a token is a call
-of its own (:class:`~._call.SubCall`: its own attempts, the deadline of the call it serves), made
+A token fetch is a call of its own (:class:`~._call.SubCall`: the deadline of the call it serves),
 one at a time per credential (:class:`~._call.OneAtATime`), and the token it brings is masked
-(:class:`~._call.MaskSecret`) before anything else can see it. The drivers decide how to wait for
-their turn (a thread lock, or an asyncio lock per event loop) and how to mask (Airflow's async
-``amask_secret`` on an event loop); the scheme decides everything else.
+(:class:`~._call.MaskSecret`) before anything else can see it.
 """
 
 from __future__ import annotations
@@ -19,9 +16,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
 
 from airflow_provider_exports.exceptions import VendorAuthError
 from airflow_provider_exports.hooks._answers import redact_url
@@ -67,7 +61,7 @@ class TokenCache:
     Keyed by token URL, client id, scope and a digest of the secret, so two connections with the
     same credentials share a token and a rotated secret gets a new one. A token is refreshed ahead
     of its expiry by a tenth of its lifetime (at most five minutes), and dropped when a 401 shows it
-    stale. Fetches are made one at a time per key (:class:`~._call.OneAtATime`).
+    stale.
     """
 
     def __init__(self) -> None:
@@ -84,13 +78,12 @@ class TokenCache:
         margin = min(300.0, expires_in * 0.1)
         self._tokens[key] = _Token(value, time.monotonic() + max(0.0, expires_in - margin))
 
-    def discard(self, key: tuple[str, ...], value: str) -> bool:
-        """Drop ``value`` if it is still the cached token; ``True`` if a refresh can help."""
+    def discard(self, key: tuple[str, ...], value: str) -> None:
+        """Drop ``value`` if it is still the cached token (another fetch may have replaced it)."""
         with self._guard:
             token = self._tokens.get(key)
             if token is not None and token.value == value:
                 del self._tokens[key]
-            return True
 
     def clear(self) -> None:
         with self._guard:
@@ -142,26 +135,24 @@ class ClientCredentialsAuth(AuthScheme):
                 authenticate=False,
             )
         )
-        token, expires_in = self._read_token(call.vendor, response)
-        yield MaskSecret(token)
-        TOKENS.store(self.cache_key, token, float(expires_in or 3600))
-        log.info("%s: obtained an access token (expires in %s s)", call.vendor, expires_in)
-        return token
-
-    def _read_token(self, vendor: str, response: httpx.Response) -> tuple[str, Any]:
         body = response.json()
         token = body.get("access_token") if isinstance(body, Mapping) else None
         if not token:
             raise VendorAuthError(
-                vendor,
+                call.vendor,
                 status_code=response.status_code,
                 error_key=None,
                 message="the token response carries no access_token",
                 method="POST",
                 url=redact_url(self.token_url),
             )
-        return str(token), body.get("expires_in")
+        token = str(token)
+        yield MaskSecret(token)
+        expires_in = body.get("expires_in")
+        TOKENS.store(self.cache_key, token, float(expires_in or 3600))
+        log.info("%s: obtained an access token (expires in %s s)", call.vendor, expires_in)
+        return token
 
     def refresh_after_401(self, sent_headers: Mapping[str, str]) -> bool:
-        sent = sent_headers.get("Authorization", "").removeprefix("Bearer ")
-        return TOKENS.discard(self.cache_key, sent)
+        TOKENS.discard(self.cache_key, sent_headers.get("Authorization", "").removeprefix("Bearer "))
+        return True

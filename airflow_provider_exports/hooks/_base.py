@@ -46,14 +46,6 @@ from airflow_provider_exports.hooks._retry import RetryPolicy
 SettingsT = TypeVar("SettingsT")
 T = TypeVar("T")
 _FINGERPRINT_KEY = os.urandom(32)
-
-
-def credential_fingerprint(login: str | None, password: str | None, extras: Mapping[str, Any]) -> str:
-    """A short keyed digest of a connection's fields: equal for equal fields in this process,
-    useless for guessing the secret (the key is random and never leaves the process)."""
-    material = json.dumps([login, password, extras], sort_keys=True, default=str).encode()
-    return hmac.new(_FINGERPRINT_KEY, material, hashlib.sha256).hexdigest()[:16]
-
 #: the connection test's call, its token included, ends within this many seconds
 CONNECTION_TEST_SECONDS = 10.0
 #: a person waits for the Test button: one quick retry, not the five a task gets
@@ -67,12 +59,8 @@ ConnectionFailure = Literal["credentials_refused", "api_refused", "auth_unreacha
 
 @dataclass(frozen=True)
 class AccessCheck:
-    """The vendor's cheapest authenticated read on its API host, made by the connection test.
-
-    :ivar path: the path on the API host.
-    :ivar params: its query parameters.
-    :ivar expected: the statuses that prove the API host accepted the credentials.
-    """
+    """The vendor's cheapest authenticated read on its API host, made by the connection test;
+    ``expected``: the statuses that prove the API host accepted the credentials."""
 
     path: str
     params: Mapping[str, str] | None = None
@@ -98,7 +86,8 @@ class FieldProblems:
 
     def raise_any(self) -> None:
         if self.found:
-            raise ExportConfigError.of(self.found)
+            (field, problem), *more = self.found
+            raise ExportConfigError(field, problem, more=more)
 
 
 def normalise_host(value: str, field: str) -> str:
@@ -222,39 +211,31 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
         return self.settings
 
     def _settings_of(self, login: str | None, password: str | None, extras: Mapping[str, Any]) -> SettingsT:
-        self._fingerprint = credential_fingerprint(login, password, extras)
-        plain = self._plain_extras(extras)
+        material = json.dumps([login, password, extras], sort_keys=True, default=str).encode()
+        self._fingerprint = hmac.new(_FINGERPRINT_KEY, material, hashlib.sha256).hexdigest()[:16]
+        # extras by their plain names, also where a form stored them as extra__<type>__<name>
+        prefix = f"extra__{self.conn_type}__"
+        plain = {
+            k.removeprefix(prefix): v for k, v in extras.items() if k.startswith(prefix) and v not in ("", None)
+        }
+        plain.update({k: v for k, v in extras.items() if not k.startswith(prefix)})
         settings = self.settings_from_connection(login, password, plain)
         parse_allowed_hosts(plain.get("allowed_hosts"))  # a bad entry fails here, naming the extra
         self._allowed_hosts = plain.get("allowed_hosts")
         return settings
 
-    def guard_for(self, settings: SettingsT) -> HostGuard:
-        """Where this connection's requests may go: its own API and token hosts, what its
-        ``allowed_hosts`` extra names, and public https hosts (README, "Security")."""
-        auth = self.auth_scheme(settings)
-        own = [self.base_url(settings), getattr(auth, "token_url", None)]
-        return HostGuard.for_connection(self.vendor, own, getattr(self, "_allowed_hosts", None))
-
     @cached_property
     def guard(self) -> HostGuard:
-        return self.guard_for(self.settings)
+        """Where this connection's requests may go: its own API and token hosts, what its
+        ``allowed_hosts`` extra names, and public https hosts (README, "Security")."""
+        settings = self.settings
+        own = [self.base_url(settings), getattr(self.auth_scheme(settings), "token_url", None)]
+        return HostGuard.for_connection(self.vendor, own, self._allowed_hosts)
 
     @property
     def share_key(self) -> str:
         """What the async client and rate limiter are shared by: the connection, never a secret."""
         return f"{self.conn_type}/{self.conn_id}/{getattr(self, '_fingerprint', '-')}"
-
-    @classmethod
-    def _plain_extras(cls, extras: Mapping[str, Any]) -> dict[str, Any]:
-        """Extras by their plain names, also when a form stored them as ``extra__<type>__<name>``."""
-        prefix = f"extra__{cls.conn_type}__"
-        plain = {
-            k.removeprefix(prefix): v
-            for k, v in extras.items()
-            if k.startswith(prefix) and v not in ("", None)
-        }
-        return {**plain, **{k: v for k, v in extras.items() if not k.startswith(prefix)}}
 
     @cached_property
     def http(self) -> HttpClient:
@@ -279,12 +260,8 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
     # -- JSON calls
 
     def call(self, method: str, path: str, **options: Unpack[CallOptions]) -> Any:
-        """Call ``path`` on the vendor API and return the JSON body (``None`` when empty).
-
-        ``options`` as :class:`~._call.Call` takes them (``params``, ``json``, ``headers``,
-        ``expected``; ``deadline``: epoch seconds by which the call ends, retries included, else it
-        raises ``DeadlineExceeded``).
-        """
+        """Call ``path`` on the vendor API and return the JSON body (``None`` when empty); ``options``
+        as :class:`~._call.Call` takes them."""
         return json_body(self.http.request(method, self.url(path), **options), self.vendor)
 
     async def acall(self, method: str, path: str, **options: Unpack[CallOptions]) -> Any:
@@ -333,7 +310,7 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
             auth=auth,
             timeout=CONNECTION_TEST_SECONDS,
             retry=CONNECTION_TEST_RETRY,
-            guard=self.guard_for(settings),
+            guard=self.guard,
         )
         try:
             self.check_access(client=client, deadline=time.time() + CONNECTION_TEST_SECONDS)

@@ -2,14 +2,9 @@
 
 The request path is written once, without I/O: a *flow* is a generator that yields *effects* (send
 this attempt, wait this long, run this other call, do this one credential at a time, mask this
-secret) and gets back what each one produced. :func:`drive` runs a flow with the sync driver's
-handler (the worker's ``httpx.Client``, ``time.sleep``, thread locks), :func:`adrive` with the async
-one's (the triggerer's shared ``httpx.AsyncClient``, ``asyncio.sleep``, loop locks): the two loops
-below and those handlers are all that differs between the paths (:mod:`._http`).
-
-A :class:`Call` also bounds what is read of each answer (:class:`BodyBound`, issue 16): at most
-``[exports] max_json_body_bytes`` of an expected answer, the first ``max_error_body_bytes`` of any
-other.
+secret) and gets back what each one produced. :func:`drive` and :func:`adrive` run a flow with the
+sync and the async driver's handlers (:mod:`._http`): the two loops below and those handlers are
+all that differs between the paths.
 """
 
 from __future__ import annotations
@@ -20,7 +15,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Generator, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, TypedDict, TypeVar
+from typing import Any, TypeAlias, TypedDict, TypeVar, Unpack
 
 import httpx
 
@@ -61,32 +56,20 @@ class Call:
     """
 
     def __init__(
-        self,
-        vendor: str,
-        method: str,
-        url: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        data: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        expected: Collection[int] = (200,),
-        idempotent: bool | None = None,
-        deadline: float | None = None,
-        authenticate: bool = True,
-        streamed: bool = False,
+        self, vendor: str, method: str, url: str, *, streamed: bool = False, **options: Unpack[CallOptions]
     ) -> None:
         self.vendor = vendor
         self.method = method.upper()
         self.url = url
         self._arguments = {
-            k: v for k, v in {"params": params, "json": json, "data": data}.items() if v is not None
+            k: v for k, v in options.items() if k in ("params", "json", "data") and v is not None
         }
-        self._headers = dict(headers or {})
-        self.expected = expected
+        self._headers = dict(options.get("headers") or {})
+        self.expected = options.get("expected", (200,))
+        idempotent = options.get("idempotent")
         self.idempotent = self.method in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        self.deadline = deadline
-        self.authenticate = authenticate
+        self.deadline = options.get("deadline")
+        self.authenticate = options.get("authenticate", True)
         self.streamed = streamed
         self.what = f"{vendor} {self.method} {redact_url(url)}"
 
@@ -108,10 +91,6 @@ class Call:
                 pool=min(timeout.pool or left, left),
             )
         return {"headers": {**auth_headers, **self._headers}, "timeout": timeout, **self._arguments}
-
-    def keeps_open(self, response: httpx.Response) -> bool:
-        """Whether ``response``'s body is the caller's to stream (an expected answer of a download)."""
-        return self.streamed and response.status_code in self.expected
 
     def failed(self, exc: httpx.TransportError) -> VendorConnectionError | DeadlineExceeded:
         """The error for a transport failure: a timeout cut short by the deadline is the deadline's."""
@@ -204,7 +183,7 @@ class BodyBound:
 @dataclass(frozen=True)
 class Send:
     """Send one attempt of ``call`` with these auth headers; the reply is the answer, its body read
-    within :class:`BodyBound` (or left open, see :meth:`Call.keeps_open`)."""
+    within :class:`BodyBound` (or, for an expected answer of a streamed call, left open)."""
 
     call: Call
     auth_headers: Mapping[str, str] = field(repr=False)

@@ -1,20 +1,18 @@
 """The httpx clients of the core: how each is made, and what one event loop shares per connection.
 
 Every client sends the ``User-Agent`` and first quiets httpx's logger (:func:`quiet_httpx`). The
-sync client (a worker's: one per HttpClient) connects through a :class:`~._streams.ConnectionTracker`, so
-its connections can be cut and the host guard sees every address it connects to.
-
-Async clients are shared: every HttpClient of one connection (same share key) on one event loop uses one
-``httpx.AsyncClient`` (one connection pool) and one :class:`AsyncRateLimiter`, so a triggerer running a
-thousand waits on ten connections holds ten clients, not a thousand. The registry holds them per event
-loop, weakly (a loop that is gone takes its entries with it); the last HttpClient of a key to close on a loop
-closes the client. The rate limit is the async clients' alone: it spreads the many waits one
-triggerer runs on a connection, while a worker runs one task, which sends one request at a time.
+sync client (one per HttpClient) connects through a :class:`~._streams.ConnectionTracker`. Async
+clients are shared: every HttpClient of one connection on one event loop uses one
+``httpx.AsyncClient`` and one :class:`AsyncRateLimiter`, so a triggerer running a thousand waits on
+ten connections holds ten clients, not a thousand. The rate limit is the async clients' alone: it
+spreads the many waits one triggerer runs on a connection, while a worker runs one task, which
+sends one request at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import threading
@@ -69,7 +67,7 @@ def sync_client(timeout: httpx.Timeout, guard: HostGuard) -> tuple[httpx.Client,
 
 class AsyncRateLimiter:
     """At most ``rate`` requests a second for one connection on one loop: one every ``1 / rate``
-    seconds (``burst`` lets that many go at once after a quiet spell; by default none do).
+    seconds, never a burst.
 
     A token bucket whose waiters are served in turn (FIFO), so a thousand polls due at once leave at
     the rate and none starves. A 429 holds the whole connection for its ``Retry-After``
@@ -79,19 +77,14 @@ class AsyncRateLimiter:
     made, as the deadline rule promises; it costs one request per wait).
     """
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    def __init__(self, rate: float) -> None:
         if rate <= 0:
             raise ValueError("rate must be a positive number of requests per second")
         self.rate = float(rate)
-        self.burst = max(1.0, float(burst if burst is not None else 1.0))
-        self._tokens = self.burst
+        self._tokens = 1.0
         self._stamp = time.monotonic()
         self._held_until = 0.0
         self._turn = asyncio.Lock()
-
-    def _refill(self, now: float) -> None:
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
 
     async def acquire(self, deadline: float | None = None, what: str = "request") -> None:
         """Wait for this request's turn; ``DeadlineExceeded`` at once when the turn comes after ``deadline``."""
@@ -105,7 +98,8 @@ class AsyncRateLimiter:
             async with self._turn:
                 while self._held_until <= time.monotonic():
                     now = time.monotonic()
-                    self._refill(now)
+                    self._tokens = min(1.0, self._tokens + (now - self._stamp) * self.rate)
+                    self._stamp = now
                     if self._tokens >= 1:
                         self._tokens -= 1
                         return
@@ -118,7 +112,7 @@ class AsyncRateLimiter:
             # a hold began while this request waited for its turn: wait it out first
 
     def hold(self, seconds: float) -> None:
-        """Send nothing more for ``seconds`` (a 429's ``Retry-After``), then restart without a burst."""
+        """Send nothing more for ``seconds`` (a 429's ``Retry-After``), then restart at the rate."""
         now = time.monotonic()
         self._held_until = max(self._held_until, now + max(0.0, seconds))
         self._tokens = 0.0
@@ -137,10 +131,8 @@ class SharedClient:
 class AsyncClientRegistry:
     """Shared async clients, per event loop and share key, held weakly both ways: only the cores
     using an entry hold it (a client's connections hold its loop, so a registry holding clients
-    would keep every loop alive), and a loop that is gone takes its entries with it.
-
-    A share key names a connection and its credentials without holding a secret (the hooks use
-    ``conn_type/conn_id/<keyed digest>``); it may appear in logs.
+    would keep every loop alive), and a loop that is gone takes its entries with it. A share key
+    names a connection without a secret (:attr:`~._base.ExportsVendorHook.share_key`).
     """
 
     def __init__(self) -> None:
@@ -185,20 +177,16 @@ class AsyncClientRegistry:
 
 
 ASYNC_CLIENTS = AsyncClientRegistry()
-_SSL_CONTEXT: list[ssl.SSLContext] = []
-_SSL_GUARD = threading.Lock()
 
 
+@functools.cache
 def shared_ssl_context() -> ssl.SSLContext:
     """httpx's default TLS context (certifi's CAs), built once per process for every async client:
     building one reads the CA bundle (about 0.15 s of CPU here), too long for an event loop."""
-    with _SSL_GUARD:
-        if not _SSL_CONTEXT:
-            _SSL_CONTEXT.append(httpx.create_ssl_context())
-        return _SSL_CONTEXT[0]
+    return httpx.create_ssl_context()
 
 
 async def warm_ssl_context() -> None:
     """Build the process's TLS context in a worker thread the first time, off the event loop."""
-    if not _SSL_CONTEXT:
+    if not shared_ssl_context.cache_info().currsize:
         await asyncio.to_thread(shared_ssl_context)

@@ -30,6 +30,7 @@ from airflow_provider_exports.exceptions import ExportConfigError, URLRefused
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DEFAULT_PORTS = {"https": 443, "http": 80}
+_FIELD = "extra.allowed_hosts"
 
 
 def address_kind(ip: IPAddress) -> str | None:
@@ -49,14 +50,14 @@ def address_kind(ip: IPAddress) -> str | None:
     return None if ip.is_global else "not globally reachable"
 
 
-def parse_allowed_hosts(value: Any, field_name: str = "extra.allowed_hosts") -> tuple[frozenset[str], tuple[IPNetwork, ...]]:
+def parse_allowed_hosts(value: Any) -> tuple[frozenset[str], tuple[IPNetwork, ...]]:
     """The ``allowed_hosts`` extra: a list or a comma-separated string of host names, addresses
     and CIDR networks; ``(names, networks)``. Anything else raises ``ExportConfigError``."""
     if value in (None, "", []):
         return frozenset(), ()
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, Iterable) or isinstance(items, (bytes, dict)):
-        raise ExportConfigError(field_name, f"{value!r}: give host names, addresses or networks, comma-separated")
+        raise ExportConfigError(_FIELD, f"{value!r}: give host names, addresses or networks, comma-separated")
     names: set[str] = set()
     networks: list[IPNetwork] = []
     for item in items:
@@ -70,7 +71,7 @@ def parse_allowed_hosts(value: Any, field_name: str = "extra.allowed_hosts") -> 
             pass
         if not _is_host_name(text):
             raise ExportConfigError(
-                field_name, f"{item!r} is neither a host name, an IP address nor a CIDR network (10.0.0.0/8)"
+                _FIELD, f"{item!r} is neither a host name, an IP address nor a CIDR network (10.0.0.0/8)"
             )
         names.add(text)
     return frozenset(names), tuple(networks)
@@ -128,8 +129,9 @@ class HostGuard:
         if port not in (None, _DEFAULT_PORTS[scheme]):
             raise URLRefused(self.vendor, shown, f"port {port}; only https's own port 443 is fetched")
         literal = _ip_literal(host)
-        if literal is not None:
-            self._check_address(shown, literal)
+        why = None if literal is None else self._refusal(literal)
+        if why is not None:
+            raise URLRefused(self.vendor, shown, f"the address is {why}")
 
     def check_own(self, url: str) -> None:
         """:meth:`check_url`, and the host must be exempt: for clients that connect without the
@@ -145,34 +147,21 @@ class HostGuard:
         Raises ``OSError`` (``socket.gaierror``) when the name does not resolve."""
         if self.exempt(host):
             return None
-        found: list[str] = []
-        for *_rest, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-            address = str(sockaddr[0])
-            if address not in found:
-                found.append(address)
-        permitted: list[str] = []
-        refused: list[tuple[str, str]] = []
-        for address in found:
-            why = self._refusal(ipaddress.ip_address(address.split("%", 1)[0]))
-            if why is None:
-                permitted.append(address)
-            else:
-                refused.append((address, why))
+        resolved = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        refusals = {  # each address once, in the resolver's order
+            address: self._refusal(ipaddress.ip_address(address.split("%", 1)[0]))
+            for address in dict.fromkeys(str(info[4][0]) for info in resolved)
+        }
+        permitted = [address for address, why in refusals.items() if why is None]
         if not permitted:
-            shown = ", ".join(f"{a} ({why})" for a, why in refused) or "none"
+            shown = ", ".join(f"{a} ({why})" for a, why in refusals.items()) or "none"
             raise URLRefused(self.vendor, f"{host}:{port}", f"it resolves to no public address: {shown}")
         return permitted
 
     def _refusal(self, ip: IPAddress) -> str | None:
         if any(ip in network for network in self.allowed_networks if network.version == ip.version):
             return None
-        kind = address_kind(ip)
-        return None if kind is None else f"{kind}"
-
-    def _check_address(self, shown: str, ip: IPAddress) -> None:
-        why = self._refusal(ip)
-        if why is not None:
-            raise URLRefused(self.vendor, shown, f"the address is {why}")
+        return address_kind(ip)
 
 
 def _host_of(url: str) -> str | None:

@@ -1,23 +1,17 @@
 """The one HTTP core under every vendor hook and every download: one request path, two thin drivers.
 
-A call (:class:`~._call.Call`) runs as one flow, written once: the retry policy's state machine
-(:meth:`~._retry.RetryPolicy.attempts`) around attempts that take their headers from the auth
-scheme (:mod:`._auth`: a token fetched when missing or near its expiry, one fetch per credential at
-a time, dropped and fetched again once after a 401), send, and turn an unexpected answer into the
-vendor's error (:mod:`._answers`). The flow only yields what it needs done; a driver does it:
+A call runs as one flow (:mod:`._call`): the retry policy (:mod:`._retry`) around attempts that
+take their headers from the auth scheme (:mod:`._auth`), send, and turn an unexpected answer into
+the vendor's error (:mod:`._answers`). The sync driver (a worker's calls and downloads) does its
+effects with the core's own ``httpx.Client`` (connections a cancelled transfer can cut, addresses
+the host guard checks on connect), ``stop.wait`` and thread locks, and cuts a body at the deadline;
+the async driver (triggers) with the connection's shared ``httpx.AsyncClient`` and rate limiter
+(:mod:`._clients`), ``asyncio.sleep``, asyncio locks and ``amask_secret``, and cancels the whole
+call at its deadline.
 
-- the sync driver (a worker's calls and downloads): the core's own ``httpx.Client``, whose
-  connections a cancelled transfer can cut and whose addresses the host guard checks when it
-  connects; ``time.sleep`` (``stop.wait``); a thread lock per credential; a body cut at the deadline;
-- the async driver (triggers): the connection's ``httpx.AsyncClient`` shared on the event loop,
-  with its rate limiter (:mod:`._clients`: a 429 holds the whole connection); ``asyncio.sleep``; an
-  asyncio lock per credential; Airflow's async ``amask_secret``; the whole call cancelled at its
-  deadline.
-
-The core's modules (``_answers``, ``_call``, ``_retry``, ``_auth``, ``_streams``, ``_clients`` and
-this one) are the only ones of the provider that import httpx. Redaction: headers are never
-logged; URLs are logged and put into errors only as ``scheme://host/path``; every token obtained
-goes through ``mask_secret`` before anything else can see it.
+The core's modules are the only ones of the provider that import httpx. Redaction: headers are
+never logged; URLs are logged and put into errors only as ``scheme://host/path``; every token
+obtained goes through ``mask_secret`` before anything else can see it.
 """
 
 from __future__ import annotations
@@ -34,15 +28,8 @@ from typing import Any, Unpack
 
 import httpx
 
-from airflow_provider_exports.hooks._answers import (
-    error_for,
-    json_body,
-    parse_retry_after,
-    provably_not_sent,
-    rate_limit_wait,
-    redact_url,
-)
-from airflow_provider_exports.hooks._auth import TOKENS, AuthScheme, BasicAuth, ClientCredentialsAuth
+from airflow_provider_exports.hooks._answers import error_for, redact_url
+from airflow_provider_exports.hooks._auth import AuthScheme
 from airflow_provider_exports.hooks._call import (
     KEY_LOCKS,
     BodyBound,
@@ -58,48 +45,12 @@ from airflow_provider_exports.hooks._call import (
     adrive,
     drive,
 )
-from airflow_provider_exports.hooks._clients import (
-    ASYNC_CLIENTS,
-    ASYNC_REQUESTS_PER_SECOND,
-    AsyncRateLimiter,
-    SharedClient,
-    sync_client,
-    user_agent,
-    warm_ssl_context,
-)
+from airflow_provider_exports.hooks._clients import ASYNC_CLIENTS, SharedClient, sync_client, warm_ssl_context
 from airflow_provider_exports.hooks._guard import HostGuard
 from airflow_provider_exports.hooks._retry import RetryPolicy
-from airflow_provider_exports.hooks._streams import (
-    ByteStream,
-    ConnectionTracker,
-    DeadlineCut,
-    parse_content_range,
-)
-
-# Vendor hooks, transfers, tests and benchmarks import these from here.
-__all__ = [
-    "ASYNC_CLIENTS",
-    "ASYNC_REQUESTS_PER_SECOND",
-    "TOKENS",
-    "AsyncRateLimiter",
-    "AuthScheme",
-    "BasicAuth",
-    "ByteStream",
-    "ClientCredentialsAuth",
-    "HttpClient",
-    "RetryPolicy",
-    "json_body",
-    "parse_content_range",
-    "parse_retry_after",
-    "provably_not_sent",
-    "rate_limit_wait",
-    "redact_url",
-    "user_agent",
-]
+from airflow_provider_exports.hooks._streams import ByteStream, ConnectionTracker, deadline_cut
 
 log = logging.getLogger(__name__)
-#: how often an async wait given a ``stop`` (a ``threading.Event``, which cannot wake a loop) looks at it
-STOP_LOOK_SECONDS = 0.05
 
 
 class HttpClient:
@@ -108,7 +59,7 @@ class HttpClient:
     :param vendor: display name used in logs and errors.
     :param auth: how requests authenticate; ``None`` for presigned URLs.
     :param timeout: seconds for connect, read and write (connect is capped at 10 s).
-    :param retry: the retry policy; the default retries 5 times with jittered backoff.
+    :param retry: the retry policy (default: :class:`~._retry.RetryPolicy`'s defaults).
     :param share_key: names the connection and credentials (no secret): cores with the same key
         share one async client and one rate limiter per event loop. ``None``: this core's own.
     :param max_requests_per_second: the async rate cap of the share key on one event loop
@@ -166,9 +117,6 @@ class HttpClient:
             shared = self._leases[loop] = ASYNC_CLIENTS.lease(self.share_key, self.max_requests_per_second)
         return shared
 
-    def _async_client(self) -> httpx.AsyncClient:
-        return self._shared().client
-
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -190,12 +138,10 @@ class HttpClient:
         ends with the last failure)."""
         return self._run(Call(self.vendor, method, url, **options), stop)
 
-    async def arequest(
-        self, method: str, url: str, *, stop: threading.Event | None = None, **options: Unpack[CallOptions]
-    ) -> httpx.Response:
+    async def arequest(self, method: str, url: str, **options: Unpack[CallOptions]) -> httpx.Response:
         """:meth:`request` on the event loop, for triggers: the same flow, the same errors; with a
         deadline, the whole call is also cancelled when it comes."""
-        return await self._arun(Call(self.vendor, method, url, **options), stop)
+        return await self._arun(Call(self.vendor, method, url, **options))
 
     @contextmanager
     def stream(
@@ -206,8 +152,6 @@ class HttpClient:
         length: int | None = None,
         if_range: str | None = None,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        method: str = "GET",
         stop: threading.Event | None = None,
         deadline: float | None = None,
     ) -> Iterator[ByteStream]:
@@ -233,9 +177,8 @@ class HttpClient:
             ranged["If-Range"] = if_range
         call = Call(
             self.vendor,
-            method,
+            "GET",
             url,
-            params=params,
             headers={**ranged, **(headers or {})},
             expected=(200, 206),
             idempotent=True,
@@ -303,11 +246,11 @@ class HttpClient:
             response = self.client.send(request, stream=True)
         except httpx.TransportError as exc:
             raise call.failed(exc) from None
-        if call.keeps_open(response):
-            return response
+        if call.streamed and response.status_code in call.expected:
+            return response  # a download's body: the caller streams it
         body = BodyBound(call, response)
         try:
-            with DeadlineCut(call.deadline, response):
+            with deadline_cut(call.deadline, response):
                 for chunk in response.iter_bytes():
                     if body.add(chunk):
                         break
@@ -319,12 +262,12 @@ class HttpClient:
 
     # -- the async driver
 
-    async def _arun(self, call: Call, stop: threading.Event | None = None) -> httpx.Response:
+    async def _arun(self, call: Call) -> httpx.Response:
         self.guard.check_own(call.url)
 
         async def run() -> httpx.Response:
             await warm_ssl_context()
-            return await adrive(self._flow(call, stop), partial(self._aperform, self._shared()))
+            return await adrive(self._flow(call, None), partial(self._aperform, self._shared()))
 
         return await call.bounded(run)
 
@@ -332,8 +275,8 @@ class HttpClient:
         match effect:
             case Send(call, auth_headers):
                 return await self._asend(shared, call, auth_headers)
-            case Wait(seconds, stop):
-                await _sleep(seconds, stop)
+            case Wait(seconds):  # no stop: nothing cancels a trigger's call but its task
+                await asyncio.sleep(seconds)
             case SubCall(call):
                 return await self._arun(call)
             case OneAtATime(key, flow):
@@ -363,16 +306,6 @@ class HttpClient:
         finally:
             await response.aclose()
         return body.response()
-
-
-async def _sleep(seconds: float, stop: threading.Event | None) -> None:
-    """``asyncio.sleep``, ended early by a set ``stop``."""
-    if stop is None:
-        await asyncio.sleep(seconds)
-        return
-    until = time.monotonic() + seconds
-    while not stop.is_set() and (left := until - time.monotonic()) > 0:
-        await asyncio.sleep(min(left, STOP_LOOK_SECONDS))
 
 
 def _mask(secret: str) -> None:

@@ -1,10 +1,5 @@
-"""The retry policy of every call, and the state machine that applies it, for both drivers.
-
-:meth:`RetryPolicy.attempts` runs a call's attempts as a flow (:mod:`._call`): it decides after
-each failure whether to try again and how long to wait, and *yields* the wait, so the sync driver
-sleeps it with ``time.sleep`` (or ``stop.wait``) and the async one with ``asyncio.sleep``. Every
-rule below therefore holds on both paths alike.
-"""
+"""The retry policy of every call, and the state machine that applies it: a flow (:mod:`._call`)
+that yields its waits, so every rule below holds in both drivers alike."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import httpcore
@@ -40,7 +40,6 @@ class ByteStream:
         self._url = url
         self._response = response
         self.status_code = response.status_code
-        self.headers: Mapping[str, str] = response.headers
         length = response.headers.get("Content-Length")
         self.content_length = int(length) if length is not None and length.isdigit() else None
         self.start = 0
@@ -127,7 +126,8 @@ class TrackedStream(httpcore.NetworkStream):
 class ConnectionTracker(httpcore.NetworkBackend):
     """httpcore's network backend, remembering every open connection so that :meth:`cut_all`
     can make any read or write blocked in one fail at once (connecting, waiting for headers or
-    streaming a body): how a cancelled transfer stops its downloads within moments."""
+    streaming a body): how a cancelled transfer stops its downloads within moments. It connects
+    over TCP only, through the guard (a Unix socket, never asked for, gets httpcore's NotImplementedError)."""
 
     def __init__(self, inner: httpcore.NetworkBackend, guard: HostGuard) -> None:
         self._inner = inner
@@ -161,19 +161,10 @@ class ConnectionTracker(httpcore.NetworkBackend):
         options = {"timeout": timeout, "local_address": local_address, "socket_options": socket_options}
         if addresses is None:
             return TrackedStream(self._inner.connect_tcp(host, port, **options), self)
-        for address in addresses:
-            try:
+        for address in addresses[:-1]:
+            with contextlib.suppress(httpcore.ConnectError):  # the next address may answer
                 return TrackedStream(self._inner.connect_tcp(address, port, **options), self)
-            except httpcore.ConnectError:
-                if address == addresses[-1]:
-                    raise
-        raise AssertionError("unreachable: addresses is never empty")  # pragma: no cover
-
-    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        return TrackedStream(self._inner.connect_unix_socket(*args, **kwargs), self)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
+        return TrackedStream(self._inner.connect_tcp(addresses[-1], port, **options), self)
 
     def cut_all(self) -> None:
         with self._lock:
@@ -182,22 +173,18 @@ class ConnectionTracker(httpcore.NetworkBackend):
             stream.cut()
 
 
-class DeadlineCut:
-    """Cuts a sync answer's connection at the call's deadline: httpx's timeouts bound each read, so a
+@contextlib.contextmanager
+def deadline_cut(deadline: float | None, response: httpx.Response) -> Iterator[None]:
+    """Cut a sync answer's connection at the call's deadline: httpx's timeouts bound each read, so a
     body that trickles a byte at a time would otherwise outlive the deadline by many reads."""
-
-    def __init__(self, deadline: float | None, response: httpx.Response) -> None:
-        stream = response.extensions.get("network_stream")
-        self._timer: threading.Timer | None = None
-        if deadline is not None and isinstance(stream, TrackedStream):
-            self._timer = threading.Timer(max(0.0, deadline - time.time()), stream.cut)
-            self._timer.daemon = True
-
-    def __enter__(self) -> DeadlineCut:
-        if self._timer is not None:
-            self._timer.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+    stream = response.extensions.get("network_stream")
+    if deadline is None or not isinstance(stream, TrackedStream):
+        yield
+        return
+    timer = threading.Timer(max(0.0, deadline - time.time()), stream.cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -55,9 +55,7 @@ def api_path(template: str, **segments: str) -> str:
 
 class PageBudget:
     """The pages one listing may read (``[exports] max_pages``); shared by a listing's recursion.
-
-    :param what: the listing, for the error: ``<vendor> GET <url without query>``.
-    """
+    ``what`` names the listing in the error: ``<vendor> GET <url without query>``."""
 
     def __init__(self, what: str) -> None:
         self.what = what
@@ -66,7 +64,6 @@ class PageBudget:
 
     @classmethod
     def of(cls, hook: ExportsVendorHook[Any], path: str) -> PageBudget:
-        """The budget of a listing that ``hook`` reads at ``path``."""
         return cls(f"{hook.vendor} GET {redact_url(hook.url(path))}")
 
     def spend(self) -> None:

@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from airflow_provider_exports.exceptions import ExportConfigError, VendorAPIError
 from airflow_provider_exports.hooks import _adobe_experience_platform_records as records
+from airflow_provider_exports.hooks._answers import redact_url
+from airflow_provider_exports.hooks._auth import AuthScheme, ClientCredentialsAuth
 from airflow_provider_exports.hooks._base import (
     AccessCheck,
     ConnectionFailure,
@@ -22,7 +24,7 @@ from airflow_provider_exports.hooks._base import (
     FieldProblems,
     normalise_host,
 )
-from airflow_provider_exports.hooks._http import AuthScheme, ClientCredentialsAuth, RetryPolicy, redact_url
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks._untrusted import PageBudget, api_path, check_depth
 
 IMS_HOST = "https://ims-na1.adobelogin.com"

@@ -21,6 +21,8 @@ from enum import StrEnum
 from typing import Any
 
 from airflow_provider_exports.exceptions import ExportConfigError, ExportJobMayExist, VendorAPIError
+from airflow_provider_exports.hooks._answers import provably_not_sent, redact_url
+from airflow_provider_exports.hooks._auth import AuthScheme, BasicAuth
 from airflow_provider_exports.hooks._base import (
     AccessCheck,
     ConnectionFailure,
@@ -28,13 +30,7 @@ from airflow_provider_exports.hooks._base import (
     FieldProblems,
     normalise_host,
 )
-from airflow_provider_exports.hooks._http import (
-    AuthScheme,
-    BasicAuth,
-    RetryPolicy,
-    provably_not_sent,
-    redact_url,
-)
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks._untrusted import IdFormat, PageBudget, api_path
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.hooks._auth import AuthScheme, ClientCredentialsAuth
 from airflow_provider_exports.hooks._base import (
     AccessCheck,
     ConnectionFailure,
@@ -27,7 +28,8 @@ from airflow_provider_exports.hooks._base import (
     FieldProblems,
     normalise_host,
 )
-from airflow_provider_exports.hooks._http import AuthScheme, ClientCredentialsAuth, HttpClient, RetryPolicy
+from airflow_provider_exports.hooks._http import HttpClient
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks._untrusted import IdFormat, api_path
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 

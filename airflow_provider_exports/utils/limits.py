@@ -98,16 +98,8 @@ FILE_BYTES = Limit(
     "Bytes of one export file whose size no listing gave (S3's largest object: 5 TiB).",
 )
 
-ALL: tuple[Limit, ...] = (
-    JSON_BODY,
-    ERROR_BODY,
-    PAGES,
-    LISTING_DEPTH,
-    CSV_HEADER,
-    JSON_LINE,
-    DECOMPRESSION_RATIO,
-    FILE_BYTES,
-)
+#: every bound above, in the order they are defined
+ALL: tuple[Limit, ...] = tuple(value for value in dict(globals()).values() if isinstance(value, Limit))
 #: bytes a gzip stream may inflate to before :data:`DECOMPRESSION_RATIO` applies
 DECOMPRESSION_FLOOR = 64 * MiB
 

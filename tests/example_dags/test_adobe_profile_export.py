@@ -119,7 +119,7 @@ def test_no_secret_in_task_logs_xcom_rendered_fields_or_trigger_kwargs(flow, san
     run = flow.test(logical_date=LOGICAL_DATE)
     assert run.state == "success", _states(run)
 
-    from airflow_provider_exports.hooks._http import TOKENS
+    from airflow_provider_exports.hooks._auth import TOKENS
     from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 
     kwargs = AdobeProfileExportJobTrigger(export_job_id="1", deadline=1.0).serialize()[1]

@@ -128,7 +128,7 @@ def test_xcom_holds_references_only(flow, sandbox, s3, warehouse, capfd):
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    from airflow_provider_exports.hooks._http import TOKENS
+    from airflow_provider_exports.hooks._auth import TOKENS
 
     with create_session() as session:
         text = json.dumps([x.value for x in session.query(XComModel).filter_by(run_id=run.run_id)])

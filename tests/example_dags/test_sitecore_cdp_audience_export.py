@@ -99,7 +99,7 @@ def test_no_secret_in_task_logs_xcom_or_rendered_fields(flow, sandbox, s3, wareh
     run = flow.test(logical_date=LOGICAL_DATE)
     assert run.state == "success", _states(run)
 
-    from airflow_provider_exports.hooks._http import TOKENS
+    from airflow_provider_exports.hooks._auth import TOKENS
 
     secrets = [
         sandbox.sitecore.connection()["password"],

@@ -17,7 +17,7 @@ from airflow_provider_exports.hooks._adobe_experience_platform_records import (
     job_dataset_id,
     poke_export_job,
 )
-from airflow_provider_exports.hooks._http import RetryPolicy
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks.adobe_experience_platform import (
     PROFILE_UNION_SCHEMA,
     AdobeExperiencePlatformHook,
@@ -414,7 +414,7 @@ async def test_every_request_the_hook_sends_validates_against_adobes_openapi(san
         sent.append(request)
 
     client = await hook.ahttp()
-    client._async_client().event_hooks["request"].append(collect)
+    client._shared().client.event_hooks["request"].append(collect)
     try:
         await arun_poke(hook, poke_export_job(job_id))
         await hook.acancel_export_job(job_id)

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_exports.exceptions import VendorNotFoundError
+from airflow_provider_exports.hooks._auth import TOKENS
 from airflow_provider_exports.hooks._base import ExportsVendorHook
-from airflow_provider_exports.hooks._http import TOKENS, RetryPolicy
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.hooks.cordial import CordialHook
 from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook

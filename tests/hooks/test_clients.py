@@ -33,8 +33,8 @@ async def test_hooks_of_one_connection_share_one_client_per_loop_and_two_connect
         await hook.aget_reports("daily_loyalty_members")
     cores = [await hook.ahttp() for hook in hooks]
 
-    assert cores[0]._async_client() is cores[1]._async_client() is cores[2]._async_client()
-    assert cores[3]._async_client() is not cores[0]._async_client()
+    assert cores[0]._shared().client is cores[1]._shared().client is cores[2]._shared().client
+    assert cores[3]._shared().client is not cores[0]._shared().client
     entries = ASYNC_CLIENTS.entries()
     assert entries[cores[0].share_key].users == 3 and entries[cores[3].share_key].users == 1
     # the key names the connection, never its secret
@@ -45,7 +45,7 @@ async def test_hooks_of_one_connection_share_one_client_per_loop_and_two_connect
     assert len(sandbox.sitecore.requests_to("/oauth/token")) == 1
 
     # the last user of a connection closes its client; the others keep theirs open
-    shared = cores[0]._async_client()
+    shared = cores[0]._shared().client
     for hook in hooks[:2]:
         await hook.aclose()
     assert not shared.is_closed
@@ -57,7 +57,7 @@ async def test_hooks_of_one_connection_share_one_client_per_loop_and_two_connect
     hook = SitecoreCDPHook()
     try:
         await hook.aget_reports("daily_loyalty_members")
-        assert (await hook.ahttp())._async_client() is not shared
+        assert (await hook.ahttp())._shared().client is not shared
     finally:
         await hook.aclose()
 
@@ -89,7 +89,7 @@ def test_clients_of_a_loop_are_gone_with_it(sandbox):
         loops.append(weakref.ref(asyncio.get_running_loop()))
         hook = SitecoreCDPHook()
         await hook.aget_reports("daily_loyalty_members")
-        client = (await hook.ahttp())._async_client()
+        client = (await hook.ahttp())._shared().client
         if close:
             await hook.aclose()
             closed.append(client.is_closed)
@@ -139,7 +139,7 @@ async def test_the_rate_cap_holds_per_connection(sandbox, monkeypatch):
 
 async def test_the_cap_spaces_requests_in_turn():
     """The limiter itself: n turns take at least (n - 1) / rate (a lower bound on time: robust)."""
-    limiter = AsyncRateLimiter(20.0, burst=1)
+    limiter = AsyncRateLimiter(20.0)
     started = time.monotonic()
     await asyncio.gather(*(limiter.acquire() for _ in range(6)))
     assert time.monotonic() - started >= 5 / 20.0 - 0.01
@@ -148,7 +148,7 @@ async def test_the_cap_spaces_requests_in_turn():
 
 
 async def test_a_turn_past_the_deadline_fails_at_once_but_a_hold_lets_a_last_look_through():
-    limiter = AsyncRateLimiter(0.1, burst=1)  # one request every 10 s
+    limiter = AsyncRateLimiter(0.1)  # one request every 10 s
     await limiter.acquire()
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded, match="next free turn"):

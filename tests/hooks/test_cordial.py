@@ -16,7 +16,7 @@ from airflow_provider_exports.exceptions import (
     VendorNotFoundError,
     VendorRateLimitError,
 )
-from airflow_provider_exports.hooks._http import RetryPolicy
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks.cordial import CordialHook, CordialJobStatus, job_event, poke_job
 from airflow_provider_exports.utils.waiting import arun_poke
 

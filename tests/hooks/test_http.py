@@ -14,7 +14,8 @@ import pytest
 
 from airflow_provider_exports.exceptions import DeadlineExceeded, LimitExceeded, VendorAPIError
 from airflow_provider_exports.hooks._guard import HostGuard
-from airflow_provider_exports.hooks._http import HttpClient, RetryPolicy
+from airflow_provider_exports.hooks._http import HttpClient
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks.sitecore_cdp import SitecoreCDPHook
 
 FAST = RetryPolicy(max_attempts=4, backoff_initial=0.01, backoff_max=0.05)
@@ -26,7 +27,7 @@ def test_user_agent_names_package_and_airflow(sandbox):
     sandbox.sitecore.add_export("daily_loyalty_members")
     SitecoreCDPHook(retry=FAST).get_reports("daily_loyalty_members")
     assert "user-agent" in sandbox.sitecore.requests_to("/v2/audienceExports/*")[0].headers_present
-    from airflow_provider_exports.hooks._http import user_agent
+    from airflow_provider_exports.hooks._clients import user_agent
 
     assert user_agent().startswith("airflow-provider-exports/") and "apache-airflow/3." in user_agent()
 
@@ -43,7 +44,7 @@ def test_no_secret_in_logs_or_errors(sandbox, caplog):
     with pytest.raises(VendorAPIError) as err, hook.http.stream(output.files[0].url) as body:
         b"".join(body.iter_bytes())
     errors.append(str(err.value))
-    from airflow_provider_exports.hooks._http import TOKENS
+    from airflow_provider_exports.hooks._auth import TOKENS
 
     tokens = [t.value for t in TOKENS._tokens.values()]
     query = output.files[0].url.split("?", 1)[1]

@@ -4,7 +4,8 @@ Each row of :data:`CASES` is a behaviour (retried or not, Retry-After, the 401 r
 idempotency, body bounds); each runs in two columns, ``sync`` (``HttpClient.request``, a worker's) and
 ``async`` (``HttpClient.arequest``, a triggerer's), over real HTTP against the Sitecore sandbox (a
 vendor with a token, so every call also goes through the auth flow). What cannot be a row of data
-(callers at once, ``stop``) follows the table, in the same two columns.
+follows the table: callers at once, in the same two columns, and ``stop``, which only the sync
+driver (a transfer's) takes.
 
 Timing bounds, never races: a bound is generous for a busy 2-core machine, and where a wait's
 length is the point, its lower bound is asserted (load only makes waits longer).
@@ -340,7 +341,7 @@ async def test_one_token_fetch_per_credential_at_a_time(sandbox, driver: str) ->
     assert len(sandbox.sitecore.requests_to(TOKEN)) == 1
 
 
-async def test_stop_ends_the_retries(sandbox, driver: str) -> None:
+async def test_stop_ends_the_retries(sandbox) -> None:
     """Once ``stop`` is set (a cancelled transfer), the wait in progress ends with the last failure."""
     sandbox.sitecore.add_export(EXPORT)
     sandbox.sitecore.faults.rate_limit(REPORTS, times=None, retry_after="30")
@@ -348,6 +349,6 @@ async def test_stop_ends_the_retries(sandbox, driver: str) -> None:
     threading.Timer(0.5, stop.set).start()
     started = time.monotonic()
     with pytest.raises(VendorRateLimitError):
-        await send(driver, SitecoreCDPHook(), "GET", REPORTS, stop=stop)
+        await send("sync", SitecoreCDPHook(), "GET", REPORTS, stop=stop)
     assert time.monotonic() - started < 10  # not 30 s
     assert [r.status for r in sandbox.sitecore.requests_to(REPORTS)] == [429]

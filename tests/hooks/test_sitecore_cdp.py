@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_exports.exceptions import ExportConfigError, VendorAuthError
-from airflow_provider_exports.hooks._http import RetryPolicy
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks.sitecore_cdp import (
     FAILED_STATUSES,
     REGION_HOSTS,

@@ -17,7 +17,7 @@ import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_provider_exports.exceptions import ExportConfigError, ExportJobFailed, JobWaitTimeout
-from airflow_provider_exports.hooks._http import RetryPolicy
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.operators.adobe_experience_platform import (
     AdobeCreateProfileDatasetOperator,

@@ -9,7 +9,7 @@ import pytest
 from airflow.providers.common.compat.sdk import PokeReturnValue, TaskDeferred
 
 from airflow_provider_exports.exceptions import ExportConfigError, ExportJobFailed
-from airflow_provider_exports.hooks._http import RetryPolicy
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.sensors.adobe_experience_platform import AdobeProfileExportJobSensor
 from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from airflow_provider_exports.exceptions import ExportConfigError, ExportJobFailed, TransferError
-from airflow_provider_exports.hooks._http import RetryPolicy
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.transfers.adobe_experience_platform_to_s3 import (
     AdobeExperiencePlatformToS3Operator,

@@ -183,7 +183,7 @@ def test_server_error_storm_leaves_nothing_behind(sandbox, s3):
     ref = sandbox.sitecore.add_job(EXPORT, rows=900)
     sandbox.sitecore.faults.server_error("/sitecore-cdp-exports/*", times=None, status=503)
     op = _operator(s3, execution_ref=ref)
-    from airflow_provider_exports.hooks._http import RetryPolicy
+    from airflow_provider_exports.hooks._retry import RetryPolicy
 
     op.hook.retry = RetryPolicy(max_attempts=2, backoff_initial=0.01, backoff_max=0.02)
     with pytest.raises(Exception, match="503"):

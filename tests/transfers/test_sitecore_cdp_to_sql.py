@@ -45,7 +45,7 @@ def test_failure_halfway_leaves_the_table_as_it_was(sandbox, sqlite_warehouse):
     op = SitecoreCDPToSqlOperator(
         task_id="load", audience_export_ref=EXPORT, conn_id="warehouse", table="members", execution_ref=second
     )
-    from airflow_provider_exports.hooks._http import RetryPolicy
+    from airflow_provider_exports.hooks._retry import RetryPolicy
 
     op.hook.retry = RetryPolicy(max_attempts=2, backoff_initial=0.01, backoff_max=0.02)
     with pytest.raises(Exception, match="500"):

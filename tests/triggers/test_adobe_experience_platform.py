@@ -13,7 +13,7 @@ import time
 import pytest
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_exports.hooks._http import RetryPolicy
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05)

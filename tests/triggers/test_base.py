@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_exports.hooks._base import ExportsVendorHook
-from airflow_provider_exports.hooks._http import ASYNC_CLIENTS
+from airflow_provider_exports.hooks._clients import ASYNC_CLIENTS
 from airflow_provider_exports.triggers.adobe_experience_platform import AdobeProfileExportJobTrigger
 from airflow_provider_exports.triggers.cordial import CordialJobTrigger
 from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger

@@ -27,7 +27,7 @@ from airflow_provider_exports.exceptions import (
     TransferError,
     TransferRefused,
 )
-from airflow_provider_exports.hooks._http import parse_content_range
+from airflow_provider_exports.hooks._streams import parse_content_range
 from airflow_provider_exports.transfers.engine.sources import (
     DEFAULT_CHUNK_SIZE,
     OpenedStream,

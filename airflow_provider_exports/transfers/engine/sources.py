@@ -41,7 +41,8 @@ from airflow_provider_exports.exceptions import (
 from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
-    from airflow_provider_exports.hooks._http import ByteStream, HttpClient
+    from airflow_provider_exports.hooks._http import HttpClient
+    from airflow_provider_exports.hooks._streams import ByteStream
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_exports.hooks._http import HttpClient, RetryPolicy
+from airflow_provider_exports.hooks._http import HttpClient
+from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.transfers.engine import HttpSourceFile, OpenedStream, SourceFile
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.05)
