@@ -39,11 +39,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
+from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.s3_multipart import MIN_PART_SIZE, MultipartWriter, delete_keys
-from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
-from airflow_provider_exports.transfers.engine.streams import gunzip
+from airflow_provider_exports.transfers.engine.s3_source import error_code
+from airflow_provider_exports.transfers.engine.sink import RunDirectorySink, StoredFile, TransferContext
 from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
@@ -68,12 +68,7 @@ def _header_value(value: str) -> str:
     return quote(value, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~") if not value.isascii() else value
 
 
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-class S3Sink(Sink):
+class S3Sink(RunDirectorySink):
     """Write a run's files under ``s3://bucket/prefix/run-<id>/`` through the amazon provider's S3Hook.
 
     :param bucket: destination bucket.
@@ -121,9 +116,7 @@ class S3Sink(Sink):
         self.allow_empty = allow_empty
         self._client: Any = None
         self._writer: MultipartWriter | None = None
-        self._ctx: TransferContext | None = None
         self._base_etag: str | None = None
-        self._replaced: Mapping[str, Any] | None = None
         self._began_at: datetime | None = None
         self._committed = False
 
@@ -146,18 +139,10 @@ class S3Sink(Sink):
     def _under_prefix(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def stored_name(self, name: str) -> str:
-        if self.decompress and name.lower().endswith(".gz"):
-            return name[:-3]
-        return name
-
     def run_prefix(self) -> str:
         """The key prefix of the current run's files: ``prefix/run-<run id>``."""
         assert self._ctx is not None, "begin() first"
         return manifest_mod.run_dir(self.prefix, self._ctx.run_id)
-
-    def key_for(self, name: str) -> str:
-        return f"{self.run_prefix()}/{self.stored_name(name)}"
 
     def manifest_location(self) -> str:
         return self._under_prefix(manifest_mod.MANIFEST_NAME)
@@ -178,7 +163,7 @@ class S3Sink(Sink):
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self.manifest_location())
         except ClientError as exc:
-            if _error_code(exc) not in ("NoSuchKey", "404"):
+            if error_code(exc) not in ("NoSuchKey", "404"):
                 raise
             return None, None, _server_time(exc.response)
         try:
@@ -198,32 +183,16 @@ class S3Sink(Sink):
             )
         return raw
 
-    def _sizes_under(self, prefix: str) -> dict[str, int]:
+    def _sizes_in(self, folder: str) -> dict[str, int]:
         paginator = self.client.get_paginator("list_objects_v2")
         return {
             obj["Key"]: obj["Size"]
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{folder}/" if folder else "")
             for obj in page.get("Contents", [])
         }
 
     def _ours(self, location: object, run_id: object) -> bool:
-        """Whether ``location`` lies in the run directory ``prefix/run-<run_id>/``."""
         return manifest_mod.in_run_dir(location, self.prefix, run_id)
-
-    def _outside_its_run(self, manifest: Mapping[str, Any], doing: str) -> list[Any]:
-        """What ``manifest`` lists outside its run's directory under this prefix (logged)."""
-        where = f"s3://{self.bucket}/{self.manifest_location()}"
-        return manifest_mod.outside_its_run(manifest, self._ours, where=where, doing=doing)
-
-    def _intact(self, manifest: Mapping[str, Any]) -> bool:
-        """Whether every object the manifest lists is in its run's directory, with the size it recorded."""
-        if self._outside_its_run(manifest, "not trusted: moving the job again"):
-            return False
-        return manifest_mod.all_present(
-            manifest,
-            lambda folder: self._sizes_under(f"{folder}/" if folder else ""),
-            where=f"s3://{self.bucket}/{self.manifest_location()}",
-        )
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -239,11 +208,7 @@ class S3Sink(Sink):
             cancellation=ctx.cancellation,
             where=f"s3://{self.bucket}/{self.prefix}",
         )
-        existing = self._replaced
-        same = manifest_mod.same_job(
-            existing, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
-        )
-        return existing if same and existing is not None and self._intact(existing) else None
+        return self._trusted()
 
     def _object_args(self, key: str, source_name: str) -> dict[str, Any]:
         assert self._ctx is not None
@@ -266,8 +231,8 @@ class S3Sink(Sink):
 
     def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
         assert self._writer is not None, "begin() first"
-        key = self.key_for(source.name)
-        data = gunzip(chunks, name=source.name) if self.decompress and source.name.lower().endswith(".gz") else chunks
+        key = f"{self.run_prefix()}/{self.stored_name(source.name)}"
+        data = self._stored_bytes(source, chunks)
         stored = self._writer.write(key, source.name, data, self._object_args(key, source.name))
         return StoredFile(location=key, stored_bytes=stored)
 
@@ -275,28 +240,18 @@ class S3Sink(Sink):
         assert self._writer is not None, "begin() first"
         self._writer.discard(source.name)
 
-    def _complete_open_uploads(self) -> None:
-        """Complete the run's multipart uploads: the objects exist, in a directory no manifest lists yet."""
-        assert self._writer is not None, "begin() first"
-        self._writer.complete()
-
-
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        assert self._writer is not None and self._ctx is not None, "begin() first"
-        if not self._writer.keys and not self.allow_empty:
-            raise TransferRefused(
-                f"{self._ctx.vendor} job {self._ctx.job_ref} has no files; s3://{self.bucket}/{self.prefix} "
-                "keeps what it had (set allow_empty=True to commit an empty job)"
-            )
-        self._complete_open_uploads()
+        assert self._writer is not None, "begin() first"
+        self._refuse_empty(len(self._writer.keys))
+        self._writer.complete()  # the objects exist, in a directory no manifest lists yet
         winner = self._put_manifest(manifest)
         if winner is not None:
             self.abort()
             return winner
         self._committed = True
-        self._shutdown()
+        self._writer.close()
         self._remove_replaced(manifest)
-        self._report_lineage()
+        self._report_lineage(self._writer.keys)
         return None
 
     def _put_manifest(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -317,24 +272,14 @@ class S3Sink(Sink):
             current, _, _ = self._read_manifest()
             if current is not None and current.get("run_id") == self._ctx.run_id:
                 return None  # the put went through; only its answer was lost
-            if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+            if error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 raise
-            if manifest_mod.same_job(
-                current, vendor=self._ctx.vendor, export_ref=self._ctx.export_ref, job_ref=self._ctx.job_ref
-            ):
-                assert current is not None
-                return current
-            other = current.get("job_ref") if current else "an unreadable manifest"
-            raise TransferError(
-                f"another run committed {other} to s3://{self.bucket}/{self.prefix} while this run moved "
-                f"job {self._ctx.job_ref}; this run's files were discarded and the other commit stays"
-            ) from None
+        return self._winner(current)
 
     def _remove_replaced(self, manifest: Mapping[str, Any]) -> None:
         """After the commit: delete what the replaced manifest listed, and stale run directories."""
         keep = set(manifest_mod.locations(manifest))  # this run's own: strings in its directory
-        self._outside_its_run(self._replaced or {}, "those are left alone")
-        doomed = set(manifest_mod.replaced_files(self._replaced, manifest, self._ours))
+        doomed = set(self._replaced_files(manifest))
         runs = self._under_prefix(manifest_mod.RUN_DIR_PREFIX)
         mine = self.run_prefix() + "/"
         try:
@@ -372,21 +317,16 @@ class S3Sink(Sink):
                 "Removed %d file(s) of earlier runs under s3://%s/%s", len(doomed), self.bucket, self.prefix
             )
 
-    def _report_lineage(self) -> None:
+    def _report_lineage(self, keys: list[str]) -> None:
         from airflow.providers.common.compat.sdk import get_hook_lineage_collector
 
         collector = get_hook_lineage_collector()
-        for key in self._writer.keys if self._writer is not None else []:
+        for key in keys:
             collector.add_output_asset(context=self.hook, scheme="s3", asset_kwargs={"bucket": self.bucket, "key": key})
 
     def abort(self) -> None:
-        if self._committed or self._writer is None:
-            return
-        self._writer.abort()
-
-    def _shutdown(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        if not self._committed and self._writer is not None:
+            self._writer.abort()
 
 
 def _server_time(response: Mapping[str, Any]) -> datetime | None:

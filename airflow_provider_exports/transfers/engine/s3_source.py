@@ -55,7 +55,8 @@ def check_key(key: object) -> str:
     return key
 
 
-def _error_code(exc: BaseException) -> str:
+def error_code(exc: BaseException) -> str:
+    """The ``Error.Code`` of a botocore ``ClientError`` (``""`` for any other exception)."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
 
@@ -126,7 +127,7 @@ class S3SourceFile(SourceFile):
             try:
                 answer = self._hook.get_conn().get_object(**request)
             except Exception as exc:
-                code = _error_code(exc)
+                code = error_code(exc)
                 if code in ("PreconditionFailed", "412"):
                     raise SourceChanged(
                         f"{self.name} changed at the source while it was read ({self.location} no longer "

@@ -72,9 +72,9 @@ class S3StagingSink(S3Sink):
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Complete this group's uploads; the manifest is the final task's."""
         assert self._writer is not None, "begin() first"
-        self._complete_open_uploads()
+        self._writer.complete()
         self._committed = True
-        self._shutdown()
+        self._writer.close()
         self.staged_files = [dict(f) for f in manifest.get("files") or []]
         return None
 
@@ -109,7 +109,6 @@ class S3StagedCommit(S3Sink):
         if stale_after < 0:
             raise ExportConfigError("stale_after", "must be 0 seconds or more")
         self.stale_after = stale_after
-        self._locations: list[str] = []
 
     def commit_staged(
         self, ctx: TransferContext, manifest: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]
@@ -122,13 +121,9 @@ class S3StagedCommit(S3Sink):
         self._base_etag = first.get("base_etag")
         began = _began_at(first.get("began_at"))
         files = manifest.get("files") or []
-        if not files and not self.allow_empty:
-            raise TransferRefused(
-                f"{ctx.vendor} job {ctx.job_ref} has no files; s3://{self.bucket}/{self.prefix} keeps what "
-                "it had (set allow_empty=True to commit an empty job)"
-            )
-        self._locations = [str(f["location"]) for f in files]
-        doubled = sorted(loc for loc, n in Counter(self._locations).items() if n > 1)
+        self._refuse_empty(len(files))
+        locations = [str(f["location"]) for f in files]
+        doubled = sorted(loc for loc, n in Counter(locations).items() if n > 1)
         if doubled:
             raise TransferRefused(f"files of different groups would both be stored as {doubled}")
         self._check_staged(files)
@@ -148,7 +143,7 @@ class S3StagedCommit(S3Sink):
             return winner
         self._committed = True
         self._remove_replaced(manifest)
-        self._report_lineage()
+        self._report_lineage(locations)
         return None
 
     def discard_staged(self, ctx: TransferContext) -> Mapping[str, Any] | None:
@@ -162,7 +157,7 @@ class S3StagedCommit(S3Sink):
     def _check_staged(self, files: Sequence[Mapping[str, Any]]) -> None:
         """Every staged object is there with the size its group recorded, before the manifest says so."""
         assert self._ctx is not None
-        present = self._sizes_under(self.run_prefix() + "/") if files else {}
+        present = self._sizes_in(self.run_prefix()) if files else {}
         for f in files:
             location = str(f["location"])
             size = f.get("stored_bytes") if f.get("stored_bytes") is not None else f.get("bytes")
@@ -180,20 +175,11 @@ class S3StagedCommit(S3Sink):
 
     def _delete_staged(self, keep: set[str] | None = None) -> None:
         """Delete what this run staged: the objects in its own run directory (but ``keep``)."""
-        for key in sorted(set(self._sizes_under(self.run_prefix() + "/")) - (keep or set())):
+        for key in sorted(set(self._sizes_in(self.run_prefix())) - (keep or set())):
             try:
                 self.client.delete_object(Bucket=self.bucket, Key=key)
             except Exception:
                 log.warning("Could not delete s3://%s/%s", self.bucket, key, exc_info=True)
-
-    def _report_lineage(self) -> None:
-        from airflow.providers.common.compat.sdk import get_hook_lineage_collector
-
-        collector = get_hook_lineage_collector()
-        for key in self._locations:
-            collector.add_output_asset(
-                context=self.hook, scheme="s3", asset_kwargs={"bucket": self.bucket, "key": key}
-            )
 
     def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         raise TypeError("S3StagedCommit commits staged groups: use commit_staged()")
