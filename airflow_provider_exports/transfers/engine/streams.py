@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from airflow_provider_exports.exceptions import LimitExceeded, TransferError
+from airflow_provider_exports.exceptions import TransferError
 from airflow_provider_exports.utils import limits
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -41,7 +41,12 @@ def gunzip(chunks: Iterable[bytes], out_size: int = 1 << 20, *, name: str = "the
                 if out:
                     inflated += len(out)
                     if inflated > limits.DECOMPRESSION_FLOOR and inflated > ratio * consumed:
-                        raise _bomb(name, inflated, consumed, ratio)
+                        raise limits.DECOMPRESSION_RATIO.exceeded(
+                            name,
+                            f"{consumed:,} compressed bytes inflated to {inflated:,} "
+                            f"({inflated // max(consumed, 1):,} times as many; a gzip bomb?)",
+                            ratio,
+                        )
                     yield out
                 if d.eof:
                     d, fed = zlib.decompressobj(wbits=31), False
@@ -50,15 +55,6 @@ def gunzip(chunks: Iterable[bytes], out_size: int = 1 << 20, *, name: str = "the
         raise TransferError(f"{name} is not valid gzip: {exc}") from None
     if fed and not d.eof:
         raise TransferError(f"{name} ended before its gzip end marker (truncated file)")
-
-
-def _bomb(name: str, inflated: int, consumed: int, ratio: int) -> LimitExceeded:
-    return limits.DECOMPRESSION_RATIO.exceeded(
-        name,
-        f"{consumed:,} compressed bytes inflated to {inflated:,} ({inflated // max(consumed, 1):,} times as "
-        f"many; a gzip bomb?)",
-        ratio,
-    )
 
 
 def maybe_gunzip(chunks: Iterable[bytes], *, name: str = "the file") -> Iterator[bytes]:
