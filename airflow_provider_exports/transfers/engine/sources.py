@@ -24,6 +24,7 @@ import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -92,6 +93,7 @@ def check_source_name(name: object) -> str:
     return name
 
 
+@dataclass
 class OpenedStream:
     """What :meth:`SourceFile.open` yields: the bytes from ``start`` on, and what the server said.
 
@@ -102,18 +104,11 @@ class OpenedStream:
     :param validator: the version of the file (ETag or Last-Modified), if the server said.
     """
 
-    def __init__(
-        self,
-        chunks: Iterator[bytes],
-        total_size: int | None,
-        *,
-        start: int = 0,
-        validator: str | None = None,
-    ) -> None:
-        self.chunks = chunks
-        self.total_size = total_size
-        self.start = start
-        self.validator = validator
+    chunks: Iterator[bytes]
+    total_size: int | None
+    _: KW_ONLY
+    start: int = 0
+    validator: str | None = None
 
 
 class SourceFile(ABC):
@@ -285,19 +280,6 @@ class SourceFile(ABC):
             raise TransferIntegrityError(f"{self.name}: received {offset} bytes, expected {expected}")
         self._check_size(offset, "received")
 
-    def _check_same_version(
-        self, validator: str | None, total: int | None, now_validator: str | None, now_total: int | None
-    ) -> None:
-        """Raise :class:`SourceChanged` when a later answer names another version or size of the file."""
-        if now_validator and validator and now_validator != validator:
-            raise SourceChanged(
-                f"{self.name} changed at the source while it was read (version {validator} became {now_validator})"
-            )
-        if now_total is not None and total is not None and now_total != total:
-            raise SourceChanged(
-                f"{self.name} changed at the source while it was read (size {total} became {now_total})"
-            )
-
     def _position(
         self, stream: OpenedStream | ByteStream, offset: int, total: int | None, validator: str | None
     ) -> int:
@@ -309,7 +291,14 @@ class SourceFile(ABC):
                     f"{self.name}: asked for byte 0, the server sent from {stream.start}"
                 )
             return 0
-        self._check_same_version(validator, total, stream.validator, stream.total_size)
+        if stream.validator and validator and stream.validator != validator:
+            raise SourceChanged(
+                f"{self.name} changed at the source while it was read (version {validator} became {stream.validator})"
+            )
+        if stream.total_size is not None and total is not None and stream.total_size != total:
+            raise SourceChanged(
+                f"{self.name} changed at the source while it was read (size {total} became {stream.total_size})"
+            )
         if stream.start == offset:
             return 0
         if stream.start == 0:
