@@ -23,7 +23,7 @@ import time
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -35,7 +35,6 @@ from airflow_provider_exports.exceptions import (
     TransferError,
     TransferIntegrityError,
     TransferRefused,
-    VendorAPIError,
     VendorAuthError,
     VendorConnectionError,
 )
@@ -102,6 +101,8 @@ class OpenedStream:
     :param start: the offset of the first byte of ``chunks`` (0 when a server sent the whole file
         although a later offset was asked for).
     :param validator: the version of the file (ETag or Last-Modified), if the server said.
+    :param window: the bytes asked for when the answer is one window of the file (a ``206`` to a
+        bounded ``Range``): once it ends, the reader asks for the next one.
     """
 
     chunks: Iterator[bytes]
@@ -109,6 +110,7 @@ class OpenedStream:
     _: KW_ONLY
     start: int = 0
     validator: str | None = None
+    window: int | None = None
 
 
 class SourceFile(ABC):
@@ -224,7 +226,9 @@ class SourceFile(ABC):
         total: int | None = None
         validator: str | None = None
         failures = 0
+        continuation = False  # this open asks for the window after one that ended in full
         bound, why = self._byte_bound(None)
+        self.announced_size = None
         while True:
             if cancellation is not None:
                 cancellation.check()
@@ -238,7 +242,9 @@ class SourceFile(ABC):
                             self._check_size(total, "the server announced")
                         bound, why = self._byte_bound(total)
                     progressed = False
+                    received = 0  # the answer's bytes, skipped ones included
                     for chunk in stream.chunks:
+                        received += len(chunk)
                         if skip:
                             if len(chunk) <= skip:
                                 skip -= len(chunk)
@@ -252,10 +258,22 @@ class SourceFile(ABC):
                                 progressed, failures = True, 0
                                 self.made_progress()
                             yield chunk
-                break
+                known = total if total is not None else self.size
+                if (
+                    stream.window is None  # the rest of the file came at once
+                    or (known is not None and offset >= known)
+                    or (continuation and total is None and received < stream.window)  # the last window
+                ):
+                    break
+                if continuation and not progressed:
+                    raise TransferIntegrityError(f"{self.name}: the window from byte {offset} on brought no new byte")
+                continuation = True
             except (TransferError, LimitExceeded):
                 raise
             except Exception as exc:
+                if continuation and total is None and getattr(exc, "http_status", None) == 416:
+                    break  # an unknown total, and no byte past the last window: the end
+                continuation = False
                 if cancellation is not None:
                     cancellation.check()  # a cut made by the cancellation is not a failure to retry
                 failures += 1
@@ -406,99 +424,35 @@ class HttpSourceFile(SourceFile):
     def open(
         self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE, *, if_range: str | None = None
     ) -> AbstractContextManager[OpenedStream]:
-        if self.window is not None:
-            return self._open_windows(offset, chunk_size, if_range, self.window)
-
         @contextmanager
         def opened() -> Iterator[OpenedStream]:
-            url = self._current_url()
+            length = None if self.window is None else self._window_length(offset)
             with self._http.stream(
-                url, offset=offset, if_range=if_range, headers=self._headers, stop=self._stopped
+                self._current_url(),
+                offset=offset,
+                length=length,
+                if_range=if_range,
+                headers=self._headers,
+                stop=self._stopped,
             ) as body:
                 yield OpenedStream(
                     body.iter_bytes(chunk_size),
                     body.total_size,
                     start=body.start,
                     validator=body.validator,
+                    window=length if body.status_code == 206 else None,
                 )
 
         return opened()
 
-    def _window_length(self, position: int, total: int | None, window: int) -> int | None:
-        """The bytes to ask for from ``position``; ``None`` for an empty file (no ``Range`` then)."""
-        known = total if total is not None else self.size
+    def _window_length(self, position: int) -> int | None:
+        """The bytes a windowed read asks for from ``position``; ``None`` for an empty file (no
+        ``Range`` then)."""
+        assert self.window is not None
+        known = self.announced_size if self.announced_size is not None and position else self.size
         if known is None:
-            return window
-        return min(window, known - position) if known > position else None
-
-    @contextmanager
-    def _open_windows(
-        self, offset: int, chunk_size: int, if_range: str | None, window: int
-    ) -> Iterator[OpenedStream]:
-        """The bytes from ``offset`` on, as ranged requests of at most ``window`` bytes each; what
-        the first answer says (start, total, version) is what the stream reports."""
-        with ExitStack() as first:
-            body = first.enter_context(
-                self._http.stream(
-                    self._current_url(),
-                    offset=offset,
-                    length=self._window_length(offset, None, window),
-                    if_range=if_range,
-                    headers=self._headers,
-                    stop=self._stopped,
-                )
-            )
-            total, validator = body.total_size, body.validator
-
-            def chunks() -> Iterator[bytes]:
-                position = body.start
-                for chunk in body.iter_bytes(chunk_size):
-                    position += len(chunk)
-                    yield chunk
-                first.close()  # one connection at a time
-                if body.status_code != 206:  # the whole file came at once: nothing more to ask
-                    return
-                while total is None or position < total:
-                    length = self._window_length(position, total, window)
-                    if length is None:
-                        return
-                    try:
-                        opened = self._http.stream(
-                            self._current_url(),
-                            offset=position,
-                            length=length,
-                            if_range=validator,
-                            headers=self._headers,
-                            stop=self._stopped,
-                        )
-                        part = opened.__enter__()
-                    except VendorAPIError as exc:
-                        if exc.http_status == 416 and total is None:
-                            return  # an unknown total, and no byte past the last window: the end
-                        raise
-                    before = position
-                    try:
-                        skip = self._position(part, position, total, validator)
-                        got = 0
-                        for chunk in part.iter_bytes(chunk_size):
-                            got += len(chunk)
-                            if skip:
-                                if len(chunk) <= skip:
-                                    skip -= len(chunk)
-                                    continue
-                                chunk, skip = chunk[skip:], 0
-                            position += len(chunk)
-                            yield chunk
-                    finally:
-                        opened.__exit__(None, None, None)
-                    if part.status_code != 206 or (total is None and got < length):
-                        return  # the whole rest came at once, or the last window of an unknown total
-                    if position == before:
-                        raise TransferIntegrityError(
-                            f"{self.name}: the window from byte {position} on brought no new byte"
-                        )
-
-            yield OpenedStream(chunks(), total, start=body.start, validator=validator)
+            return self.window
+        return min(self.window, known - position) if known > position else None
 
     def resumable(self, exc: BaseException) -> bool:
         # 401 is the core's to handle; 403 is what an expired presigned URL answers.
