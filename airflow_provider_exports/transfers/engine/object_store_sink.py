@@ -1,27 +1,11 @@
 """Any object store as a destination: a sink over Airflow's ``ObjectStoragePath`` (fsspec).
 
-``file://``, ``gs://``, ``abfs://``, ``s3://`` — whatever store Airflow's object storage knows
-(the store's provider and its fsspec library installed: s3fs for ``s3://`` through the amazon
-provider, gcsfs through the google provider, adlfs through the microsoft-azure provider), with an
-Airflow connection for its credentials. S3 itself has a faster path, :class:`S3Sink` (multipart
-parts uploaded concurrently, conditional manifest writes); this one streams each file through the
-store's own ``open("wb")``.
-
-The commit protocol is the S3 sink's (README, "Other object stores"):
-
-1. Every run writes under its own directory, ``<root>/run-<run id>/``; nothing lists it yet.
-   A failure or a cancellation removes it.
-2. ``commit`` writes ``<root>/_manifest.json`` last: in one request on an object store (an
-   object appears whole), through a temporary file renamed over it on a local filesystem.
-3. Only then are the files the previous manifest listed removed, and ``run-*`` directories that
-   the new manifest does not list and whose run began before this one (the run id's UTC time,
-   so the workers' clocks should agree).
-
-A manifest read back is input: it is read up to ``[exports] max_json_body_bytes``, and only the
-locations inside its own run's directory (``<root>/run-<its run id>/``, by plain path segments,
-and on a local filesystem not through a link out of the root) are trusted or removed. A manifest
-listing anything else (``..``, an absolute path elsewhere, another bucket) is not intact (the job
-is moved again), and what it lists there is left alone, with a warning.
+``file://``, ``gs://``, ``abfs://``, ``s3://`` — whatever store Airflow's object storage knows,
+with an Airflow connection for its credentials; each file streams through the store's own
+``open("wb")``. The layout and commit protocol are the S3 sink's (README, "Other object
+stores"); the manifest is written in one request on an object store (an object appears whole),
+through a temporary file renamed over it on a local filesystem, and on a local filesystem a
+location a manifest lists must not lead out of the root through a link.
 
 fsspec has no conditional write, so the S3 sink's guarantee against a concurrent run is weaker
 here: the manifest is read again right before and right after the write, and a run that finds

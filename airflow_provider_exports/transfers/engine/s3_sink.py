@@ -1,33 +1,16 @@
 """S3 destination: a run's files streamed into S3 under its own directory, committed by one manifest.
 
 The files go up through :class:`.s3_multipart.MultipartWriter` (parts uploaded concurrently from
-the download stream, in flat memory); this module is where they go and when readers see them.
-
-The commit protocol (README, "S3: what a reader sees"):
-
-1. Every run writes under its own directory, ``<prefix>/run-<run id>/``, so it never overwrites
-   an object that a committed manifest lists. Larger files' multipart uploads stay open until
-   every file of the run is in. A failure or a cancellation aborts the uploads and deletes the
-   objects already put.
-2. ``commit`` completes the open uploads (concurrently, bounded by ``max_concurrency``), then
-   writes ``<prefix>/_manifest.json`` — the one pointer readers trust — with a conditional put
-   (``If-Match`` the manifest read at ``begin``, or ``If-None-Match: *``). If another run committed in between, the put fails: a run of the same
-   job then throws its copy away and reports the job as already there; a run of another job
-   throws its copy away and fails, leaving the other run's commit in place.
-3. Only once the new manifest is in place are the files the previous manifest listed deleted,
-   and any ``run-*/`` directory under the prefix that no manifest lists and that is older than
-   this run (what a killed worker left behind), a thousand keys per ``DeleteObjects`` call.
+the download stream, in flat memory); this module is where they go and when readers see them,
+by the protocol README's "S3: what a reader sees" describes: every run writes under
+``<prefix>/run-<run id>/``; ``commit`` completes the open uploads, then puts
+``<prefix>/_manifest.json`` conditionally (``If-Match`` the manifest read at ``begin``, or
+``If-None-Match: *``), so of two runs that commit at once one wins; only then are the replaced
+run's files and older unlisted ``run-*/`` directories deleted. A failed or killed run leaves the
+manifest and the objects it lists as they were.
 
 A manifest read back is input: it is read up to ``[exports] max_json_body_bytes``, and only the
-locations inside its own run's directory (``<prefix>/run-<its run id>/``) are trusted or deleted.
-A manifest listing anything else (a key elsewhere in the bucket, another prefix's run) is not
-intact (the job is moved again), and what it lists there is left alone, with a warning.
-
-So a reader that follows the manifest sees one whole run, never a mix; a failed or killed run
-leaves the manifest and the objects it lists exactly as they were. A worker killed outright
-can leave incomplete multipart uploads (a bucket lifecycle rule ``AbortIncompleteMultipartUpload``
-clears them) and a ``run-*/`` directory (small files put, or uploads completed) that no manifest
-lists and the next successful run removes.
+locations inside its own run's directory are trusted or deleted (:class:`.sink.RunDirectorySink`).
 """
 
 from __future__ import annotations

@@ -1,22 +1,12 @@
 """Fan-out into S3: many tasks stage a run's files, one final task commits them with the manifest.
 
-The commit protocol is :class:`~.s3_sink.S3Sink`'s (README, "S3: what a reader sees"), cut in two:
-
-- :class:`S3StagingSink` (one mapped task per group of files) writes its files, *completed*, under
-  the run's directory ``<prefix>/run-<run id>/`` — the run id comes from the task that listed the
-  job, so every group and every retry of a group writes into the same directory, and a retried
-  group overwrites its own keys and nothing else. No manifest lists that directory yet, so readers
-  do not see it. Like a one-task run, a group first reads the manifest: a job already committed is
-  skipped (no download), and the manifest's ETag is recorded for the commit.
-- :class:`S3StagedCommit` (the final task) checks that every staged object is there with the size
-  its group recorded, then puts ``_manifest.json`` with the same conditional put as a one-task run
-  (``If-Match`` the manifest the first group read, or ``If-None-Match: *``): if another run
-  committed since, a run of the same job discards its objects and reports the job as already
-  there, a run of another job fails and the other commit stays. After the put, the files the
-  replaced manifest listed are deleted, and so are ``run-*/`` directories no manifest lists that
-  are older than ``stale_after`` before this run began (what failed runs left).
-
-A run that fails for good therefore leaves the manifest, and every object it lists, as they were.
+The commit protocol is :class:`~.s3_sink.S3Sink`'s cut in two (README, "Scaling out"):
+:class:`S3StagingSink` (one mapped task per group) writes its files, completed, under the run's
+directory ``<prefix>/run-<run id>/``, with the run id of the task that listed the job, so every
+group and every retry writes into the same directory and overwrites only its own keys;
+:class:`S3StagedCommit` (the final task) checks every staged object, then puts the manifest with
+the same conditional put as a one-task run. A run that fails for good leaves the manifest, and
+every object it lists, as they were.
 
 What the groups pass to the commit travels through XCom, so it is checked before it is used: the
 run id against the pattern runs make (before any prefix is built from it), every file location

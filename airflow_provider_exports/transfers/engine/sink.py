@@ -98,12 +98,9 @@ class Sink(ABC):
 
 
 class RunDirectorySink(Sink):
-    """An object store (S3, or any store Airflow's object storage knows): each run writes under
-    ``<root>/run-<run id>/`` and commits with ``<root>/_manifest.json`` (the protocol in
-    :mod:`.s3_sink` and :mod:`.object_store_sink`).
-
-    A manifest read back is input: only the locations :meth:`_ours` accepts (inside its own run's
-    directory) are trusted or removed; what it lists elsewhere is logged and left alone.
+    """An object store: each run writes under ``<root>/run-<run id>/`` and commits with
+    ``<root>/_manifest.json`` (see :mod:`.s3_sink`). A manifest read back is input: only the
+    locations :meth:`_ours` accepts are trusted or removed; the rest is logged and left alone.
     """
 
     decompress = False
@@ -122,7 +119,7 @@ class RunDirectorySink(Sink):
 
     @abstractmethod
     def _sizes_in(self, folder: str) -> dict[str, int]:
-        """The files under ``folder`` (a folder of locations) and their sizes, by location."""
+        """The files under a folder of locations and their sizes, by location."""
 
     def stored_name(self, name: str) -> str:
         if self.decompress and name.lower().endswith(".gz"):
@@ -140,13 +137,13 @@ class RunDirectorySink(Sink):
         return manifest_mod.same_job(manifest, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref)
 
     def _trusted(self) -> Mapping[str, Any] | None:
-        """What ``begin`` returns: the manifest read, if it records this job and is intact."""
+        """The manifest read at ``begin``, if it records this job and is intact."""
         existing = self._replaced
         return existing if existing is not None and self._same_job(existing) and self._intact(existing) else None
 
     def _intact(self, manifest: Mapping[str, Any]) -> bool:
-        """Whether every file ``manifest`` lists is in its run's directory, with the size it
-        recorded (its stored bytes, else its bytes); the first one missing is logged."""
+        """Whether every file ``manifest`` lists is in its run's directory with the size it
+        recorded; the first one that is not is logged."""
         if self._outside_its_run(manifest, "not trusted: moving the job again"):
             return False
         files = manifest.get("files") or []
@@ -166,9 +163,8 @@ class RunDirectorySink(Sink):
         return True
 
     def _outside_its_run(self, manifest: Mapping[str, Any], doing: str) -> list[Any]:
-        """The locations ``manifest`` lists outside its own run's directory, logged in one
-        warning: the first five of them (escaped: a location must not spoof the log), and what is
-        ``doing`` about them."""
+        """The locations ``manifest`` lists outside its own run's directory, logged in one warning
+        (the first five, escaped: a location must not spoof the log) with what is ``doing``."""
         run_id = manifest.get("run_id")
         refused = [loc for loc in manifest_mod.locations(manifest) if not self._ours(loc, run_id)]
         if refused:
@@ -192,8 +188,7 @@ class RunDirectorySink(Sink):
         return refused
 
     def _replaced_files(self, manifest: Mapping[str, Any]) -> list[str]:
-        """What the commit of ``manifest`` removes of the replaced one: the locations it listed in
-        its own run's directory that ``manifest`` does not list."""
+        """What the replaced manifest listed in its own run's directory and ``manifest`` does not."""
         self._outside_its_run(self._replaced or {}, "those are left alone")
         keep = set(manifest_mod.locations(manifest))
         run_id = (self._replaced or {}).get("run_id")
@@ -208,8 +203,7 @@ class RunDirectorySink(Sink):
             )
 
     def _winner(self, current: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        """``current``, the manifest another run committed first, if it moved this same job; else
-        a :class:`TransferError`."""
+        """``current``, committed first by another run, if it moved this same job; else raise."""
         if self._same_job(current):
             assert current is not None
             return current
