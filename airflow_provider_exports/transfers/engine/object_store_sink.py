@@ -83,8 +83,6 @@ class ObjectStoreSink(RunDirectorySink):
         self._aborted = False
         self._committed = False
 
-    # -- references --------------------------------------------------------------------------
-
     @property
     def local(self) -> bool:
         return self.protocol in _LOCAL
@@ -144,8 +142,6 @@ class ObjectStoreSink(RunDirectorySink):
         assert self._ctx is not None, "begin() first"
         return manifest_mod.run_dir(self.base, self._ctx.run_id)
 
-    # -- the manifest ------------------------------------------------------------------------
-
     def _read_raw(self) -> bytes | None:
         """The manifest's bytes, at most ``[exports] max_json_body_bytes`` of them."""
         bound = limits.JSON_BODY.value
@@ -178,8 +174,6 @@ class ObjectStoreSink(RunDirectorySink):
         except FileNotFoundError:
             return {}
         return {self.location(self.fs._strip_protocol(p)): int(i.get("size") or 0) for p, i in found.items()}
-
-    # -- the run -----------------------------------------------------------------------------
 
     def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         self._ctx = ctx

@@ -58,10 +58,6 @@ class Progress:
         self._done = 0
         self._active: dict[int, str] = {}
 
-    @property
-    def _total_bytes(self) -> int | None:
-        return None if None in self._sizes else sum(s for s in self._sizes if s is not None)
-
     def learn_size(self, index: int, size: int | None) -> None:
         """File ``index`` (from 1) turned out to be ``size`` bytes long."""
         if size is not None:
@@ -105,7 +101,7 @@ class Progress:
             files = f"{self._done} of {self._total_files} files done"
         amount = human_bytes(self._bytes)
         left = ""
-        total = self._total_bytes
+        total = None if None in self._sizes else sum(s for s in self._sizes if s is not None)
         if total:
             amount += f" of {human_bytes(total)} ({100 * self._bytes / total:.0f}%)"
             if rate > 0:

@@ -279,8 +279,6 @@ class MultipartWriter:
         self._uploads = []
         self._buffers.clear()
 
-    # -- parts --------------------------------------------------------------------------------
-
     def _send_part(self, upload: _Upload, buffer: bytearray, length: int) -> None:
         """Upload ``buffer[:length]`` as the upload's next part; the buffer is the part's from now on."""
         if upload.upload_id is None:

@@ -103,8 +103,6 @@ class S3Sink(RunDirectorySink):
         self._began_at: datetime | None = None
         self._committed = False
 
-    # -- references --------------------------------------------------------------------------
-
     @property
     def hook(self) -> S3Hook:
         if self._hook is None:
@@ -137,8 +135,6 @@ class S3Sink(RunDirectorySink):
         """``s3://bucket/prefix`` for an Airflow Asset or an OpenLineage dataset."""
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
-    # -- the manifest ------------------------------------------------------------------------
-
     def _read_manifest(self) -> tuple[Mapping[str, Any] | None, str | None, datetime | None]:
         """The manifest under the prefix, its ETag, and S3's clock at the time of reading."""
         from botocore.exceptions import ClientError
@@ -149,22 +145,18 @@ class S3Sink(RunDirectorySink):
             if error_code(exc) not in ("NoSuchKey", "404"):
                 raise
             return None, None, _server_time(exc.response)
+        bound = limits.JSON_BODY.value  # a manifest read back is input: read at most this much of it
         try:
-            return manifest_mod.loads(self._read_bounded(response)), response["ETag"], _server_time(response)
+            announced = int(response.get("ContentLength") or 0)
+            raw = response["Body"].read(bound + 1) if announced <= bound else b""
+            if announced > bound or len(raw) > bound:
+                found = f"{announced:,} bytes" if announced > bound else f"more than {bound:,} bytes"
+                raise limits.JSON_BODY.exceeded(
+                    f"the manifest s3://{self.bucket}/{self.manifest_location()}", found, bound
+                )
+            return manifest_mod.loads(raw), response["ETag"], _server_time(response)
         finally:
             response["Body"].close()
-
-    def _read_bounded(self, response: Mapping[str, Any]) -> bytes:
-        """The manifest's bytes from a ``GetObject`` answer: at most ``[exports] max_json_body_bytes``."""
-        bound = limits.JSON_BODY.value
-        announced = int(response.get("ContentLength") or 0)
-        raw = response["Body"].read(bound + 1) if announced <= bound else b""
-        if announced > bound or len(raw) > bound:
-            found = f"{announced:,} bytes" if announced > bound else f"more than {bound:,} bytes"
-            raise limits.JSON_BODY.exceeded(
-                f"the manifest s3://{self.bucket}/{self.manifest_location()}", found, bound
-            )
-        return raw
 
     def _sizes_in(self, folder: str) -> dict[str, int]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -176,8 +168,6 @@ class S3Sink(RunDirectorySink):
 
     def _ours(self, location: object, run_id: object) -> bool:
         return manifest_mod.in_run_dir(location, self.prefix, run_id)
-
-    # -- the run -----------------------------------------------------------------------------
 
     def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         self._ctx = ctx

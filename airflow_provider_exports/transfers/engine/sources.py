@@ -55,11 +55,11 @@ DEFAULT_CHUNK_SIZE = 1 << 20
 REFUSED_NAME_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
-def escaped(text: object, shown: int = 300) -> str:
+def escaped(text: object) -> str:
     """``text`` as :func:`ascii` writes it (every control character escaped, quoted), cut after
-    ``shown`` characters: what an error message may show of a name from outside."""
+    300 characters: what an error message may show of a name from outside."""
     text = ascii(text)
-    return text if len(text) <= shown else text[:shown] + "..."
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def check_characters(text: object, what: str) -> str:

@@ -18,9 +18,9 @@ from airflow_provider_exports.utils import limits
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def gunzip(chunks: Iterable[bytes], out_size: int = 1 << 20, *, name: str = "the file") -> Iterator[bytes]:
+def gunzip(chunks: Iterable[bytes], *, name: str = "the file") -> Iterator[bytes]:
     """Decompress a gzip stream (several members allowed) without inflating more than
-    ``out_size`` bytes at a time, so a small chunk of a very compressible file stays small.
+    1 MiB at a time, so a small chunk of a very compressible file stays small.
 
     A gzip bomb stops: past :data:`limits.DECOMPRESSION_FLOOR` inflated bytes, the stream may
     inflate to at most :data:`limits.DECOMPRESSION_RATIO` times the compressed bytes consumed so
@@ -35,7 +35,7 @@ def gunzip(chunks: Iterable[bytes], out_size: int = 1 << 20, *, name: str = "the
             data = chunk
             while data:
                 fed = True
-                out = d.decompress(data, out_size)
+                out = d.decompress(data, 1 << 20)
                 rest = d.unused_data if d.eof else d.unconsumed_tail
                 consumed += len(data) - len(rest)
                 if out:
