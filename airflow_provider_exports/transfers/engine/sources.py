@@ -421,29 +421,26 @@ class HttpSourceFile(SourceFile):
             why,
         )
 
+    @contextmanager
     def open(
         self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE, *, if_range: str | None = None
-    ) -> AbstractContextManager[OpenedStream]:
-        @contextmanager
-        def opened() -> Iterator[OpenedStream]:
-            length = None if self.window is None else self._window_length(offset)
-            with self._http.stream(
-                self._current_url(),
-                offset=offset,
-                length=length,
-                if_range=if_range,
-                headers=self._headers,
-                stop=self._stopped,
-            ) as body:
-                yield OpenedStream(
-                    body.iter_bytes(chunk_size),
-                    body.total_size,
-                    start=body.start,
-                    validator=body.validator,
-                    window=length if body.status_code == 206 else None,
-                )
-
-        return opened()
+    ) -> Iterator[OpenedStream]:
+        length = None if self.window is None else self._window_length(offset)
+        with self._http.stream(
+            self._current_url(),
+            offset=offset,
+            length=length,
+            if_range=if_range,
+            headers=self._headers,
+            stop=self._stopped,
+        ) as body:
+            yield OpenedStream(
+                body.iter_bytes(chunk_size),
+                body.total_size,
+                start=body.start,
+                validator=body.validator,
+                window=length if body.status_code == 206 else None,
+            )
 
     def _window_length(self, position: int) -> int | None:
         """The bytes a windowed read asks for from ``position``; ``None`` for an empty file (no
