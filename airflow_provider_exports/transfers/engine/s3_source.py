@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -82,8 +82,6 @@ class S3SourceFile(SourceFile):
     :param name: the file's name at the destination (its format is told from it); default: the
         key's last part.
     :param size: the object's size when known beforehand (checked against what arrives).
-    :param attributes: JSON-able facts for the manifest.
-    :param max_attempts: reads in a row that may fail without a byte before the transfer gives up.
     """
 
     def __init__(
@@ -94,13 +92,9 @@ class S3SourceFile(SourceFile):
         name: str | None = None,
         *,
         size: int | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        max_attempts: int = 5,
     ) -> None:
         check_key(key)
-        super().__init__(
-            name or key.rsplit("/", 1)[-1], size, attributes=attributes, max_attempts=max_attempts
-        )
+        super().__init__(name or key.rsplit("/", 1)[-1], size)
         self._hook = hook
         self.bucket = bucket
         self.key = key

@@ -122,9 +122,11 @@ class SourceFile(ABC):
     :param size_range: ``(smallest, largest)`` byte counts the vendor's rounded size allows
         (Sitecore lists ``sizeKB``); checked against what the server announces and what arrives.
     :param attributes: JSON-able facts about the file that go into the manifest.
-    :param max_attempts: how many times in a row a read may fail without delivering a byte
-        before the transfer gives up (a read that made progress resets the count).
     """
+
+    #: how many times in a row a read may fail without delivering a byte before the transfer
+    #: gives up (a read that made progress resets the count)
+    max_attempts = 5
 
     def __init__(
         self,
@@ -133,13 +135,11 @@ class SourceFile(ABC):
         *,
         size_range: tuple[int, int] | None = None,
         attributes: Mapping[str, Any] | None = None,
-        max_attempts: int = 5,
     ) -> None:
         self.name = check_source_name(name)
         self.size = size
         self.size_range = size_range
         self.attributes: dict[str, Any] = dict(attributes or {})
-        self.max_attempts = max_attempts
         #: the size the server announced once the file is open (``None`` before, or if it did not say)
         self.announced_size: int | None = None
 
@@ -355,10 +355,6 @@ class HttpSourceFile(SourceFile):
         the vendor layer fetches fresh URLs from the vendor there.
     :param url: the URL already at hand from the listing, to save one call to the resolver.
     :param size_range: see :class:`SourceFile`.
-    :param headers: extra request headers.
-    :param max_url_refreshes: how many fresh URLs in a row may fail to deliver a byte before the
-        transfer gives up; any byte that arrives restores the allowance, so a long download whose
-        URLs keep expiring goes on as long as it makes progress.
     :param window: read the file in ranged requests of at most this many bytes each
         (``Range: bytes=a-b``), one after another, for servers that bound how long one answer may
         take (Adobe Data Access: 60 s). Every window after the first sends ``If-Range`` with the
@@ -369,6 +365,10 @@ class HttpSourceFile(SourceFile):
 
     # a URL this close to expiry is refreshed before use rather than after a 403
     EXPIRY_MARGIN_S = 5.0
+    #: how many fresh URLs in a row may fail to deliver a byte before the transfer gives up; any
+    #: byte that arrives restores the allowance, so a long download whose URLs keep expiring goes
+    #: on as long as it makes progress
+    max_url_refreshes = 3
 
     def __init__(
         self,
@@ -380,21 +380,16 @@ class HttpSourceFile(SourceFile):
         url: str | None = None,
         size_range: tuple[int, int] | None = None,
         attributes: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        max_attempts: int = 5,
-        max_url_refreshes: int = 3,
         window: int | None = None,
     ) -> None:
-        super().__init__(name, size, size_range=size_range, attributes=attributes, max_attempts=max_attempts)
+        super().__init__(name, size, size_range=size_range, attributes=attributes)
         if window is not None and window < 1:
             raise ValueError("window must be at least 1 byte")
         self.window = window
         self._http = client
         self._resolve = url_resolver
         self._url = url
-        self._headers = dict(headers or {})
-        self.max_url_refreshes = max_url_refreshes
-        self._refreshes_left = max_url_refreshes
+        self._refreshes_left = self.max_url_refreshes
         self._stopped = threading.Event()  # set by interrupt(): no request of this file is retried
 
     def _current_url(self) -> str:
@@ -431,7 +426,6 @@ class HttpSourceFile(SourceFile):
             offset=offset,
             length=length,
             if_range=if_range,
-            headers=self._headers,
             stop=self._stopped,
         ) as body:
             yield OpenedStream(
