@@ -246,49 +246,32 @@ class ObjectStoreSink(RunDirectorySink):
         self.fs.pipe_file(temporary, body)
         self.fs.mv(temporary, final)  # a rename: readers see the old manifest or the new one
 
-    def _remove_replaced(self, manifest: Mapping[str, Any]) -> None:
-        """After the commit: remove what the replaced manifest listed, and ``run-*`` directories
-        that this manifest does not list and whose run began before this one (by the run ids'
-        UTC time: what killed runs left, or runs that will find this manifest at their commit and
-        give way). A run that began later may still commit: its directory stays."""
-        keep = {self.path_of(loc) for loc in manifest_mod.locations(manifest)}  # this run's own
-        doomed = [self.path_of(loc) for loc in self._replaced_files(manifest)]
+    def _remove_earlier(self, replaced: list[str], keep: set[Any]) -> str:
+        """Remove the replaced files, and the ``run-*`` directories whose run began before this one
+        (by the run ids' UTC time: what killed runs left, or runs that will find this manifest at
+        their commit and give way). A run that began later may still commit: its directory stays."""
+        kept = {self.path_of(loc) for loc in keep}
         assert self._ctx is not None
         # The UTC second only: the random part says nothing of order, and a run that began in
         # this same second may be a concurrent one still to commit.
         older_than = self._ctx.run_id.partition("-")[0]
         stale: list[str] = []
-        try:
-            for entry in self.fs.ls(self.base, detail=False):
-                path = self.fs._strip_protocol(entry).rstrip("/")
-                name = path.rpartition("/")[2]
-                run_id = name[len(manifest_mod.RUN_DIR_PREFIX) :]
-                if (
-                    name.startswith(manifest_mod.RUN_DIR_PREFIX)
-                    and manifest_mod.is_run_id(run_id)
-                    and run_id.partition("-")[0] < older_than
-                    and not any(k.startswith(path + "/") for k in keep)
-                ):
-                    stale.append(path)
-            for path in doomed:
-                self._remove(path, quiet=False)
-            for path in stale:
-                self.fs.rm(path, recursive=True)
-        except Exception:
-            log.warning(
-                "Committed, but could not remove the replaced files under %s; readers of the manifest "
-                "are not affected, the next run retries",
-                self.uri(),
-                exc_info=True,
-            )
-            return
-        if doomed or stale:
-            log.info(
-                "Removed %d file(s) and %d directories of earlier runs under %s",
-                len(doomed),
-                len(stale),
-                self.uri(),
-            )
+        for entry in self.fs.ls(self.base, detail=False):
+            path = self.fs._strip_protocol(entry).rstrip("/")
+            name = path.rpartition("/")[2]
+            run_id = name[len(manifest_mod.RUN_DIR_PREFIX) :]
+            if (
+                name.startswith(manifest_mod.RUN_DIR_PREFIX)
+                and manifest_mod.is_run_id(run_id)
+                and run_id.partition("-")[0] < older_than
+                and not any(k.startswith(path + "/") for k in kept)
+            ):
+                stale.append(path)
+        for location in replaced:
+            self._remove(self.path_of(location), quiet=False)
+        for path in stale:
+            self.fs.rm(path, recursive=True)
+        return f"{len(replaced)} file(s) and {len(stale)} directories" if replaced or stale else ""
 
     def _remove(self, path: str, *, quiet: bool = True) -> None:
         try:

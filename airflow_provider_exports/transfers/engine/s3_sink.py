@@ -249,46 +249,31 @@ class S3Sink(RunDirectorySink):
                 raise
         return self._winner(current)
 
-    def _remove_replaced(self, manifest: Mapping[str, Any]) -> None:
-        """After the commit: delete what the replaced manifest listed, and stale run directories."""
-        keep = set(manifest_mod.locations(manifest))  # this run's own: strings in its directory
-        doomed = set(self._replaced_files(manifest))
+    def _remove_earlier(self, replaced: list[str], keep: set[Any]) -> str:
+        """Delete the replaced keys, and the keys in other run directories older than this run
+        (by S3's clock), a thousand per request."""
+        doomed = set(replaced)
         runs = self._under_prefix(manifest_mod.RUN_DIR_PREFIX)
         mine = self.run_prefix() + "/"
-        try:
-            paginator = self.client.get_paginator("list_objects_v2")
-            # the run directories first, so this run's own (possibly thousands of) files are not listed
-            run_dirs = [
-                common["Prefix"]
-                for page in paginator.paginate(Bucket=self.bucket, Prefix=runs, Delimiter="/")
-                for common in page.get("CommonPrefixes", [])
-                if common["Prefix"] != mine and manifest_mod.is_run_id(common["Prefix"][len(runs) : -1])
-            ]
-            for run_dir in run_dirs:
-                run_id = run_dir[len(runs) : -1]
-                for page in paginator.paginate(Bucket=self.bucket, Prefix=run_dir):
-                    for obj in page.get("Contents", []):
-                        stale = self._began_at is None or obj["LastModified"] < self._began_at - timedelta(
-                            seconds=1
-                        )
-                        # a key with a '.' or '..' segment is not the run's by plain segments: a store
-                        # that folds dot segments would delete another object for it
-                        if obj["Key"] not in keep and stale and self._ours(obj["Key"], run_id):
-                            doomed.add(obj["Key"])
-            delete_keys(self.client, self.bucket, sorted(doomed), f"s3://{self.bucket}/{self.prefix}")
-        except Exception:
-            log.warning(
-                "Committed, but could not remove the replaced files under s3://%s/%s; readers of the "
-                "manifest are not affected, the next run retries",
-                self.bucket,
-                self.prefix,
-                exc_info=True,
-            )
-            return
-        if doomed:
-            log.info(
-                "Removed %d file(s) of earlier runs under s3://%s/%s", len(doomed), self.bucket, self.prefix
-            )
+        paginator = self.client.get_paginator("list_objects_v2")
+        # the run directories first, so this run's own (possibly thousands of) files are not listed
+        run_dirs = [
+            common["Prefix"]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=runs, Delimiter="/")
+            for common in page.get("CommonPrefixes", [])
+            if common["Prefix"] != mine and manifest_mod.is_run_id(common["Prefix"][len(runs) : -1])
+        ]
+        for run_dir in run_dirs:
+            run_id = run_dir[len(runs) : -1]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=run_dir):
+                for obj in page.get("Contents", []):
+                    stale = self._began_at is None or obj["LastModified"] < self._began_at - timedelta(seconds=1)
+                    # a key with a '.' or '..' segment is not the run's by plain segments: a store
+                    # that folds dot segments would delete another object for it
+                    if obj["Key"] not in keep and stale and self._ours(obj["Key"], run_id):
+                        doomed.add(obj["Key"])
+        delete_keys(self.client, self.bucket, sorted(doomed), self.uri())
+        return f"{len(doomed)} file(s)" if doomed else ""
 
     def _report_lineage(self, keys: list[str]) -> None:
         from airflow.providers.common.compat.sdk import get_hook_lineage_collector

@@ -187,12 +187,30 @@ class RunDirectorySink(Sink):
             )
         return refused
 
-    def _replaced_files(self, manifest: Mapping[str, Any]) -> list[str]:
-        """What the replaced manifest listed in its own run's directory and ``manifest`` does not."""
+    def _remove_replaced(self, manifest: Mapping[str, Any]) -> None:
+        """After the commit: remove what the replaced manifest listed in its own run's directory
+        and ``manifest`` does not, and what earlier runs left (:meth:`_remove_earlier`)."""
         self._outside_its_run(self._replaced or {}, "those are left alone")
         keep = set(manifest_mod.locations(manifest))
         run_id = (self._replaced or {}).get("run_id")
-        return [loc for loc in manifest_mod.locations(self._replaced) if self._ours(loc, run_id) and loc not in keep]
+        replaced = [loc for loc in manifest_mod.locations(self._replaced) if self._ours(loc, run_id) and loc not in keep]
+        try:
+            removed = self._remove_earlier(replaced, keep)
+        except Exception:
+            log.warning(
+                "Committed, but could not remove the replaced files under %s; readers of the manifest "
+                "are not affected, the next run retries",
+                self.uri(),
+                exc_info=True,
+            )
+            return
+        if removed:
+            log.info("Removed %s of earlier runs under %s", removed, self.uri())
+
+    @abstractmethod
+    def _remove_earlier(self, replaced: list[str], keep: set[Any]) -> str:
+        """Remove the ``replaced`` locations and the ``run-*`` directories (or their files) that
+        earlier runs left and no location in ``keep`` lies in; say what went (``""``: nothing)."""
 
     def _refuse_empty(self, files: int) -> None:
         if not files and not self.allow_empty:
