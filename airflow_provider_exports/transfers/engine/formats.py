@@ -363,12 +363,7 @@ def nested_json_text(column: Any) -> list[Any]:
 def read_parquet(
     chunks: Iterable[bytes], *, batch_size: int = 10_000, flatten_structs: bool = False
 ) -> Iterator[Batch]:
-    """Parquet, spooled to a temporary file (its footer is at the end) and read by row groups.
-
-    Nested columns are JSON text of logical type ``JSON``; with ``flatten_structs`` a struct's fields
-    become their own columns (``person.name.firstName`` → ``person_name_firstName``), typed by
-    their own Parquet types, and only lists and maps stay JSON.
-    """
+    """Parquet (see :func:`parquet_batches`), nested values as JSON text."""
     for names, types, nested, record_batch in parquet_batches(chunks, batch_size, flatten_structs):
         columns = [
             nested_json_text(col) if i in nested else col.to_pylist() for i, col in enumerate(record_batch.columns)
@@ -380,8 +375,9 @@ def parquet_batches(
     chunks: Iterable[bytes], batch_size: int, flatten_structs: bool
 ) -> Iterator[tuple[list[str], dict[str, str], set[int], Any]]:
     """Parquet spooled to a temporary file (its footer is at the end) and read by row groups: the
-    column names, their SQL types and which are nested, with each record batch (structs flattened
-    into columns with ``flatten_structs``)."""
+    column names, their SQL types and which are nested, with each record batch (with
+    ``flatten_structs``, a struct's fields are columns of their own: ``person.name.firstName``
+    becomes ``person_name_firstName``, and only lists and maps stay nested)."""
     import shutil
     import tempfile
 

@@ -355,12 +355,9 @@ class HttpSourceFile(SourceFile):
         the vendor layer fetches fresh URLs from the vendor there.
     :param url: the URL already at hand from the listing, to save one call to the resolver.
     :param size_range: see :class:`SourceFile`.
-    :param window: read the file in ranged requests of at most this many bytes each
-        (``Range: bytes=a-b``), one after another, for servers that bound how long one answer may
-        take (Adobe Data Access: 60 s). Every window after the first sends ``If-Range`` with the
-        first answer's validator and must continue the same version: a ``206`` whose
-        ``Content-Range`` starts at the byte asked for, with the same total; a new ``ETag`` or
-        total raises :class:`SourceChanged`. ``None`` (the default): one request for the rest.
+    :param window: read the file in ranged requests of at most this many bytes each, one after
+        another, for servers that bound how long one answer may take (Adobe Data Access: 60 s);
+        each window is checked as a resume is (:meth:`iter_bytes`). ``None``: one request.
     """
 
     # a URL this close to expiry is refreshed before use rather than after a 403
