@@ -137,15 +137,13 @@ class RunDirectorySink(Sink):
         return manifest_mod.same_job(manifest, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref)
 
     def _trusted(self) -> Mapping[str, Any] | None:
-        """The manifest read at ``begin``, if it records this job and is intact."""
-        existing = self._replaced
-        return existing if existing is not None and self._same_job(existing) and self._intact(existing) else None
-
-    def _intact(self, manifest: Mapping[str, Any]) -> bool:
-        """Whether every file ``manifest`` lists is in its run's directory with the size it
-        recorded; the first one that is not is logged."""
+        """The manifest read at ``begin``, if it records this job and every file it lists is in its
+        run's directory with the size it recorded (the first one that is not is logged)."""
+        manifest = self._replaced
+        if manifest is None or not self._same_job(manifest):
+            return None
         if self._outside_its_run(manifest, "not trusted: moving the job again"):
-            return False
+            return None
         files = manifest.get("files") or []
         present: dict[str, int] = {}
         for folder in {str(f.get("location")).rpartition("/")[0] for f in files}:
@@ -159,8 +157,8 @@ class RunDirectorySink(Sink):
                     manifest_mod.MANIFEST_NAME,
                     f.get("location"),
                 )
-                return False
-        return True
+                return None
+        return manifest
 
     def _outside_its_run(self, manifest: Mapping[str, Any], doing: str) -> list[Any]:
         """The locations ``manifest`` lists outside its own run's directory, logged in one warning
