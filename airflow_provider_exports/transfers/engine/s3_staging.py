@@ -30,17 +30,6 @@ from airflow_provider_exports.transfers.engine.sink import TransferContext
 log = logging.getLogger(__name__)
 
 
-def _check_extra_args(extra_args: Mapping[str, Any]) -> None:
-    # A staged run's destination travels through XCom to the commit: no customer-provided key there.
-    secret = [k for k in extra_args if k.startswith("SSECustomerKey")]
-    if secret:
-        raise ExportConfigError(
-            "s3_extra_args",
-            f"{', '.join(secret)}: a customer-provided encryption key cannot travel between fan-out "
-            "tasks; use SSE-S3 or SSE-KMS (ServerSideEncryption, SSEKMSKeyId)",
-        )
-
-
 class S3StagingSink(S3Sink):
     """One group of a fanned-out run: its files land complete under ``run-<run_id>/``, no manifest.
 
@@ -51,7 +40,14 @@ class S3StagingSink(S3Sink):
 
     def __init__(self, bucket: str, prefix: str = "", *, run_id: str, **kwargs: Any) -> None:
         super().__init__(bucket, prefix, **kwargs)
-        _check_extra_args(self.extra_args)
+        # A staged run's destination travels through XCom to the commit: no customer-provided key there.
+        secret = [k for k in self.extra_args if k.startswith("SSECustomerKey")]
+        if secret:
+            raise ExportConfigError(
+                "s3_extra_args",
+                f"{', '.join(secret)}: a customer-provided encryption key cannot travel between fan-out "
+                "tasks; use SSE-S3 or SSE-KMS (ServerSideEncryption, SSEKMSKeyId)",
+            )
         self.stage_run_id = manifest_mod.check_run_id(run_id, "run_id")
         self.staged_files: list[dict[str, Any]] = []
 
@@ -106,7 +102,8 @@ class S3StagedCommit(S3Sink):
         """Put ``manifest`` (every group's files) if no other run committed since the first group
         began; return ``None``, or the manifest of a run of the same job that committed first (this
         run's objects are then deleted)."""
-        self._ctx = _checked(ctx)
+        manifest_mod.check_run_id(ctx.run_id, "staged.run_id")  # from XCom: before any prefix is built
+        self._ctx = ctx
         first = min(groups, key=lambda g: str(g.get("began_at") or ""))
         self._base_etag = first.get("base_etag")
         began = _began_at(first.get("began_at"))
@@ -139,7 +136,8 @@ class S3StagedCommit(S3Sink):
     def discard_staged(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         """Delete what ``ctx``'s run staged, except what the manifest in place lists; return that
         manifest."""
-        self._ctx = _checked(ctx)
+        manifest_mod.check_run_id(ctx.run_id, "staged.run_id")  # from XCom: before any prefix is built
+        self._ctx = ctx
         current, _, _ = self._read_manifest()
         self._delete_staged(keep=_listed(current))
         return current
@@ -192,8 +190,3 @@ def _began_at(value: Any) -> datetime | None:
         raise ExportConfigError("staged.began_at", f"{str(value)[:40]!r} is not a time a stage-files task recorded")
     return began
 
-
-def _checked(ctx: TransferContext) -> TransferContext:
-    """``ctx``, once its run id (from XCom) is one a run makes: no prefix is built from it before."""
-    manifest_mod.check_run_id(ctx.run_id, "staged.run_id")
-    return ctx
