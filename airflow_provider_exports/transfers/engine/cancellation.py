@@ -24,8 +24,7 @@ class Cancellation:
     def __init__(self) -> None:
         self._event = threading.Event()
         self._lock = threading.RLock()
-        self._interrupts: dict[int, Callable[[], None]] = {}
-        self._next_id = 0
+        self._interrupts: list[Callable[[], None]] = []
         self.reason = "transfer cancelled"
 
     @property
@@ -38,7 +37,7 @@ class Cancellation:
                 return
             self.reason = reason
             self._event.set()
-            interrupts = list(self._interrupts.values())
+            interrupts = list(self._interrupts)
         for interrupt in interrupts:
             try:
                 interrupt()
@@ -63,9 +62,7 @@ class Cancellation:
     def interrupting(self, interrupt: Callable[[], None]) -> Iterator[None]:
         """Run ``interrupt`` if the run is cancelled while the block runs (at once if it already is)."""
         with self._lock:
-            key = self._next_id
-            self._next_id += 1
-            self._interrupts[key] = interrupt
+            self._interrupts.append(interrupt)
             already = self._event.is_set()
         try:
             if already:
@@ -73,4 +70,4 @@ class Cancellation:
             yield
         finally:
             with self._lock:
-                self._interrupts.pop(key, None)
+                self._interrupts.remove(interrupt)

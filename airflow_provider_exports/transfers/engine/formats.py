@@ -17,11 +17,17 @@ import csv
 import io
 import json
 import operator
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_exports.exceptions import ExportConfigError, LimitExceeded, TransferError
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    LimitExceeded,
+    TransferError,
+    TransferRefused,
+)
 from airflow_provider_exports.transfers.engine.streams import ChunkReader, maybe_gunzip
 from airflow_provider_exports.utils import limits
 
@@ -242,10 +248,29 @@ def read_csv(
     A field longer than the ``csv`` module's field size limit (an unclosed quote runs into it),
     text that is not UTF-8 or a ragged row raise :class:`TransferError` naming the line.
     """
+    if not header and not columns:
+        raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
     text = io.TextIOWrapper(io.BufferedReader(ChunkReader(chunks), 1 << 20), encoding="utf-8-sig", newline="")
     reader = csv.reader(text, delimiter=delimiter)
     try:
-        yield from _csv_batches(reader, batch_size, header, columns)
+        first = next(reader, None) if header else []
+        if first is None:
+            return
+        names = list(columns) if columns else first
+        rows: list[tuple[Any, ...]] = []
+        for record in reader:
+            if not record:
+                continue
+            if len(record) != len(names):
+                raise TransferError(
+                    f"CSV line {reader.line_num} has {len(record)} fields, the header has {len(names)}"
+                )
+            rows.append(tuple(v if v != "" else None for v in record))
+            if len(rows) >= batch_size:
+                yield Batch(names, rows)
+                rows = []
+        if rows:
+            yield Batch(names, rows)
     except csv.Error as exc:
         hint = ""
         if "field limit" in str(exc):
@@ -256,36 +281,6 @@ def read_csv(
         raise TransferError(f"CSV line {reader.line_num}: {exc}{hint}") from None
     except UnicodeDecodeError as exc:
         raise TransferError(f"CSV after line {reader.line_num}: not UTF-8 text ({exc.reason})") from None
-
-
-def _csv_batches(
-    reader: Any, batch_size: int, header: bool, columns: Sequence[str] | None
-) -> Iterator[Batch]:
-    """The rows of ``reader`` (a ``csv.reader``) in batches, under the header or ``columns``."""
-    if header:
-        first = next(reader, None)
-        if first is None:
-            return
-        names = list(columns) if columns else first
-    else:
-        if not columns:
-            raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
-        names = list(columns)
-    width = len(names)
-    rows: list[tuple[Any, ...]] = []
-    for record in reader:
-        if not record:
-            continue
-        if len(record) != width:
-            raise TransferError(
-                f"CSV line {reader.line_num} has {len(record)} fields, the header has {width}"
-            )
-        rows.append(tuple(v if v != "" else None for v in record))
-        if len(rows) >= batch_size:
-            yield Batch(names, rows)
-            rows = []
-    if rows:
-        yield Batch(names, rows)
 
 
 #: the logical type of a nested value (struct, list, map) held as JSON text; each SQL dialect maps it
@@ -318,35 +313,6 @@ def arrow_sql_type(arrow_type: Any) -> str:
     if t.is_binary(arrow_type) or t.is_large_binary(arrow_type) or t.is_fixed_size_binary(arrow_type):
         return "BINARY"
     return "TEXT"
-
-
-def _flat_names(schema: Any) -> list[str]:
-    """The column names after flattening every struct, refused when two would be the same."""
-    import pyarrow as pa
-
-    names: list[str] = []
-
-    def walk(prefix: str, arrow_type: Any) -> None:
-        if pa.types.is_struct(arrow_type):
-            for i in range(arrow_type.num_fields):
-                child = arrow_type.field(i)
-                walk(f"{prefix}{FLATTEN_SEPARATOR}{child.name}", child.type)
-        else:
-            names.append(prefix)
-
-    for f in schema:
-        walk(f.name, f.type)
-    seen: dict[str, int] = {}
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-    clashes = sorted(n for n, count in seen.items() if count > 1)
-    if clashes:
-        from airflow_provider_exports.exceptions import TransferRefused
-
-        raise TransferRefused(
-            f"flattening the structs gives {len(clashes)} column name(s) twice: {', '.join(clashes)}"
-        )
-    return names
 
 
 def _flatten(record_batch: Any) -> Any:
@@ -397,12 +363,7 @@ def nested_json_text(column: Any) -> list[Any]:
 def read_parquet(
     chunks: Iterable[bytes], *, batch_size: int = 10_000, flatten_structs: bool = False
 ) -> Iterator[Batch]:
-    """Parquet, spooled to a temporary file (its footer is at the end) and read by row groups.
-
-    Nested columns are JSON text of logical type ``JSON``; with ``flatten_structs`` a struct's fields
-    become their own columns (``person.name.firstName`` → ``person_name_firstName``), typed by
-    their own Parquet types, and only lists and maps stay JSON.
-    """
+    """Parquet (see :func:`parquet_batches`), nested values as JSON text."""
     for names, types, nested, record_batch in parquet_batches(chunks, batch_size, flatten_structs):
         columns = [
             nested_json_text(col) if i in nested else col.to_pylist() for i, col in enumerate(record_batch.columns)
@@ -414,8 +375,9 @@ def parquet_batches(
     chunks: Iterable[bytes], batch_size: int, flatten_structs: bool
 ) -> Iterator[tuple[list[str], dict[str, str], set[int], Any]]:
     """Parquet spooled to a temporary file (its footer is at the end) and read by row groups: the
-    column names, their SQL types and which are nested, with each record batch (structs flattened
-    into columns with ``flatten_structs``)."""
+    column names, their SQL types and which are nested, with each record batch (with
+    ``flatten_structs``, a struct's fields are columns of their own: ``person.name.firstName``
+    becomes ``person_name_firstName``, and only lists and maps stay nested)."""
     import shutil
     import tempfile
 
@@ -436,8 +398,12 @@ def parquet_batches(
             raise TransferError(f"not a readable Parquet file: {exc}") from None
         schema = pf.schema_arrow
         if flatten_structs:
-            _flat_names(schema)  # refuse clashing names before any row is read
             schema = _flatten(pa.RecordBatch.from_pylist([], schema=schema)).schema
+            clashes = sorted(n for n, count in Counter(schema.names).items() if count > 1)
+            if clashes:  # refused before any row is read
+                raise TransferRefused(
+                    f"flattening the structs gives {len(clashes)} column name(s) twice: {', '.join(clashes)}"
+                )
         names = list(schema.names)
         types = {f.name: arrow_sql_type(f.type) for f in schema}
         nested = {i for i, f in enumerate(schema) if pa.types.is_nested(f.type)}

@@ -29,16 +29,13 @@ root can plant one), so a sink trusts, and deletes, only the locations :func:`in
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_exports.exceptions import ExportConfigError
-
-log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "_manifest.json"
 MANIFEST_VERSION = 1
@@ -130,39 +127,6 @@ def locations(manifest: Mapping[str, Any] | None) -> list[Any]:
     return [f.get("location") for f in (manifest or {}).get("files") or []]
 
 
-def replaced_files(
-    replaced: Mapping[str, Any] | None, manifest: Mapping[str, Any], ours: Callable[[Any, Any], bool]
-) -> list[str]:
-    """What the commit of ``manifest`` removes of the ``replaced`` one: the locations it listed in
-    its own run's directory (``ours(location, run_id)`` says which) that ``manifest`` does not list."""
-    keep = set(locations(manifest))
-    run_id = (replaced or {}).get("run_id")
-    return [loc for loc in locations(replaced) if ours(loc, run_id) and loc not in keep]
-
-
-def all_present(
-    manifest: Mapping[str, Any], sizes_in: Callable[[str], Mapping[str, int]], *, where: str
-) -> bool:
-    """Whether every file ``manifest`` lists is present with the size it recorded (its stored bytes,
-    else its bytes). ``sizes_in(folder)`` gives the files under one folder of the listed locations
-    and their sizes, by location. The first file missing or of another size is logged, naming the
-    manifest's place ``where``."""
-    files = manifest.get("files") or []
-    present: dict[str, int] = {}
-    for folder in {str(f.get("location")).rpartition("/")[0] for f in files}:
-        present.update(sizes_in(folder))
-    for f in files:
-        recorded = f.get("stored_bytes") if f.get("stored_bytes") is not None else f.get("bytes")
-        if present.get(str(f.get("location"))) != recorded:
-            log.warning(
-                "The manifest at %s lists %s, which is missing or has another size; moving the job again",
-                where,
-                f.get("location"),
-            )
-            return False
-    return True
-
-
 def same_job(manifest: Mapping[str, Any] | None, *, vendor: str, export_ref: str, job_ref: str) -> bool:
     """Whether ``manifest`` records this very vendor job."""
     return (
@@ -204,30 +168,3 @@ def in_run_dir(path: object, root: str, run_id: object) -> bool:
     rest = path[len(inside) :].split("/")
     return path.startswith(inside) and all(part not in ("", ".", "..") for part in rest)
 
-
-def outside_its_run(
-    manifest: Mapping[str, Any], ours: Callable[[Any, Any], bool], *, where: str, doing: str
-) -> list[Any]:
-    """The locations ``manifest`` lists that are not its own run's (``ours(location, run_id)``
-    says which are), logged in one warning: where the manifest is, the first five of them
-    (escaped: a location must not spoof the log), and what is ``doing`` about them."""
-    run_id = manifest.get("run_id")
-    refused = [loc for loc in locations(manifest) if not ours(loc, run_id)]
-    if refused:
-        own = (
-            f"{RUN_DIR_PREFIX}{run_id}/ beside it"
-            if is_run_id(run_id)
-            else f"none: its run id {ascii(str(run_id))[:80]} is not one a run makes"
-        )
-        shown = ", ".join(ascii(str(loc))[:200] for loc in refused[:5])
-        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
-        log.warning(
-            "The manifest at %s lists %d location(s) outside its run directory (%s): %s%s; %s",
-            where,
-            len(refused),
-            own,
-            shown,
-            more,
-            doing,
-        )
-    return refused

@@ -1,27 +1,11 @@
 """Any object store as a destination: a sink over Airflow's ``ObjectStoragePath`` (fsspec).
 
-``file://``, ``gs://``, ``abfs://``, ``s3://`` — whatever store Airflow's object storage knows
-(the store's provider and its fsspec library installed: s3fs for ``s3://`` through the amazon
-provider, gcsfs through the google provider, adlfs through the microsoft-azure provider), with an
-Airflow connection for its credentials. S3 itself has a faster path, :class:`S3Sink` (multipart
-parts uploaded concurrently, conditional manifest writes); this one streams each file through the
-store's own ``open("wb")``.
-
-The commit protocol is the S3 sink's (README, "Other object stores"):
-
-1. Every run writes under its own directory, ``<root>/run-<run id>/``; nothing lists it yet.
-   A failure or a cancellation removes it.
-2. ``commit`` writes ``<root>/_manifest.json`` last: in one request on an object store (an
-   object appears whole), through a temporary file renamed over it on a local filesystem.
-3. Only then are the files the previous manifest listed removed, and ``run-*`` directories that
-   the new manifest does not list and whose run began before this one (the run id's UTC time,
-   so the workers' clocks should agree).
-
-A manifest read back is input: it is read up to ``[exports] max_json_body_bytes``, and only the
-locations inside its own run's directory (``<root>/run-<its run id>/``, by plain path segments,
-and on a local filesystem not through a link out of the root) are trusted or removed. A manifest
-listing anything else (``..``, an absolute path elsewhere, another bucket) is not intact (the job
-is moved again), and what it lists there is left alone, with a warning.
+``file://``, ``gs://``, ``abfs://``, ``s3://`` — whatever store Airflow's object storage knows,
+with an Airflow connection for its credentials; each file streams through the store's own
+``open("wb")``. The layout and commit protocol are the S3 sink's (README, "Other object
+stores"); the manifest is written in one request on an object store (an object appears whole),
+through a temporary file renamed over it on a local filesystem, and on a local filesystem a
+location a manifest lists must not lead out of the root through a link.
 
 fsspec has no conditional write, so the S3 sink's guarantee against a concurrent run is weaker
 here: the manifest is read again right before and right after the write, and a run that finds
@@ -38,15 +22,9 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.exceptions import (
-    ExportConfigError,
-    TransferCancelled,
-    TransferError,
-    TransferRefused,
-)
+from airflow_provider_exports.exceptions import ExportConfigError, TransferCancelled, TransferRefused
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
-from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
-from airflow_provider_exports.transfers.engine.streams import gunzip
+from airflow_provider_exports.transfers.engine.sink import RunDirectorySink, StoredFile, TransferContext
 from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
@@ -71,7 +49,7 @@ def check_destination(destination: str) -> str:
     return str(destination)
 
 
-class ObjectStoreSink(Sink):
+class ObjectStoreSink(RunDirectorySink):
     """Write a run's files under ``<destination>/run-<id>/`` through Airflow's object storage.
 
     :param destination: the root URI; the manifest lands at ``<destination>/_manifest.json``.
@@ -100,14 +78,10 @@ class ObjectStoreSink(Sink):
         self.protocol = self.destination.partition("://")[0].lower()
         self._root: Any = None
         self._lock = threading.Lock()
-        self._ctx: TransferContext | None = None
         self._written: set[str] = set()
         self._base_raw: bytes | None = None
-        self._replaced: Mapping[str, Any] | None = None
         self._aborted = False
         self._committed = False
-
-    # -- references --------------------------------------------------------------------------
 
     @property
     def local(self) -> bool:
@@ -146,11 +120,11 @@ class ObjectStoreSink(Sink):
     def path_of(self, location: str) -> str:
         return f"{self.bucket}/{location}" if self.bucket else location
 
-    def url(self) -> str:
+    def uri(self) -> str:
         return f"{self.protocol}://{self.base}"
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "object_storage", "url": self.url()}
+        return {"kind": "object_storage", "url": self.uri()}
 
     def manifest_location(self) -> str:
         return self.location(self._path(manifest_mod.MANIFEST_NAME))
@@ -162,15 +136,11 @@ class ObjectStoreSink(Sink):
                 f"the export has a file named {name!r}: a filesystem would fold its empty or '.' path "
                 "segment into another name"
             )
-        if self.decompress and name.lower().endswith(".gz"):
-            return name[:-3]
-        return name
+        return super().stored_name(name)
 
     def run_dir(self) -> str:
         assert self._ctx is not None, "begin() first"
         return manifest_mod.run_dir(self.base, self._ctx.run_id)
-
-    # -- the manifest ------------------------------------------------------------------------
 
     def _read_raw(self) -> bytes | None:
         """The manifest's bytes, at most ``[exports] max_json_body_bytes`` of them."""
@@ -181,7 +151,7 @@ class ObjectStoreSink(Sink):
             return None
         if len(raw) > bound:
             raise limits.JSON_BODY.exceeded(
-                f"the manifest {self.url()}/{manifest_mod.MANIFEST_NAME}", f"more than {bound:,} bytes", bound
+                f"the manifest {self.uri()}/{manifest_mod.MANIFEST_NAME}", f"more than {bound:,} bytes", bound
             )
         return raw
 
@@ -198,26 +168,12 @@ class ObjectStoreSink(Sink):
         folder = os.path.dirname(path)
         return os.path.realpath(folder) == os.path.realpath(self.base) + folder[len(self.base) :]
 
-    def _outside_its_run(self, manifest: Mapping[str, Any], doing: str) -> list[Any]:
-        """What ``manifest`` lists outside its run's directory under this root (logged)."""
-        where = f"{self.url()}/{manifest_mod.MANIFEST_NAME}"
-        return manifest_mod.outside_its_run(manifest, self._ours, where=where, doing=doing)
-
-    def _intact(self, manifest: Mapping[str, Any]) -> bool:
-        """Whether every file the manifest lists is in its run's directory, with the size it recorded."""
-        if self._outside_its_run(manifest, "not trusted: moving the job again"):
-            return False
-        return manifest_mod.all_present(manifest, self._sizes_in, where=self.url())
-
     def _sizes_in(self, folder: str) -> dict[str, int]:
-        """The files under the folder of locations ``folder`` and their sizes, by location."""
         try:
             found = self.fs.find(self.path_of(folder), detail=True)
         except FileNotFoundError:
             return {}
         return {self.location(self.fs._strip_protocol(p)): int(i.get("size") or 0) for p, i in found.items()}
-
-    # -- the run -----------------------------------------------------------------------------
 
     def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         self._ctx = ctx
@@ -226,11 +182,7 @@ class ObjectStoreSink(Sink):
         self.fs.invalidate_cache()  # the filesystem object is shared in the process: no stale listing
         self._base_raw = self._read_raw()
         self._replaced = manifest_mod.loads(self._base_raw) if self._base_raw is not None else None
-        existing = self._replaced
-        same = manifest_mod.same_job(
-            existing, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
-        )
-        return existing if same and existing is not None and self._intact(existing) else None
+        return self._trusted()
 
     def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
         assert self._ctx is not None, "begin() first"
@@ -241,7 +193,7 @@ class ObjectStoreSink(Sink):
             self._written.add(path)
         if self.local:
             self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
-        data = gunzip(chunks, name=source.name) if self.decompress and source.name.lower().endswith(".gz") else chunks
+        data = self._stored_bytes(source, chunks)
         stored = 0
         handle = self.fs.open(path, "wb", block_size=self.block_size)
         try:
@@ -264,44 +216,24 @@ class ObjectStoreSink(Sink):
 
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
         assert self._ctx is not None, "begin() first"
-        if not self._written and not self.allow_empty:
-            raise TransferRefused(
-                f"{self._ctx.vendor} job {self._ctx.job_ref} has no files; {self.url()} keeps what it had "
-                "(set allow_empty=True to commit an empty job)"
-            )
-        winner = self._other_commit(self._read_raw())
-        if winner is not None:
-            self.abort()
-            return winner
+        self._refuse_empty(len(self._written))
+        before = self._read_raw()
+        if before != self._base_raw:
+            return self._lost_to(before)
         self._write_manifest(manifest_mod.dumps(manifest))
         after = self._read_raw()
         if after is None or (manifest_mod.loads(after) or {}).get("run_id") != self._ctx.run_id:
             # another run's manifest replaced ours within moments: it wins (no conditional writes)
-            winner = self._other_commit(after, since_base=False)
-            if winner is not None:
-                self.abort()
-                return winner
+            return self._lost_to(after)
         self._committed = True
         self._remove_replaced(manifest)
         return None
 
-    def _other_commit(self, raw: bytes | None, *, since_base: bool = True) -> Mapping[str, Any] | None:
-        """``None`` if ``raw`` is still what ``begin`` read; the other run's manifest when it
-        moved the same job; a :class:`TransferError` when it moved another."""
-        assert self._ctx is not None
-        if since_base and raw == self._base_raw:
-            return None
-        current = manifest_mod.loads(raw) if raw is not None else None
-        ctx = self._ctx
-        if manifest_mod.same_job(current, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref):
-            assert current is not None
-            return current
+    def _lost_to(self, raw: bytes | None) -> Mapping[str, Any]:
+        """Another run committed ``raw``: this run's files go, and its manifest is returned when it
+        moved the same job (else :class:`TransferError`)."""
         self.abort()
-        other = current.get("job_ref") if current else "an unreadable or removed manifest"
-        raise TransferError(
-            f"another run committed {other} to {self.url()} while this run moved job {ctx.job_ref}; "
-            "this run's files were discarded and the other commit stays"
-        )
+        return self._winner(manifest_mod.loads(raw) if raw is not None else None)
 
     def _write_manifest(self, body: bytes) -> None:
         final = self._path(manifest_mod.MANIFEST_NAME)
@@ -314,50 +246,32 @@ class ObjectStoreSink(Sink):
         self.fs.pipe_file(temporary, body)
         self.fs.mv(temporary, final)  # a rename: readers see the old manifest or the new one
 
-    def _remove_replaced(self, manifest: Mapping[str, Any]) -> None:
-        """After the commit: remove what the replaced manifest listed, and ``run-*`` directories
-        that this manifest does not list and whose run began before this one (by the run ids'
-        UTC time: what killed runs left, or runs that will find this manifest at their commit and
-        give way). A run that began later may still commit: its directory stays."""
-        keep = {self.path_of(loc) for loc in manifest_mod.locations(manifest)}  # this run's own
-        self._outside_its_run(self._replaced or {}, "those are left alone")
-        doomed = [self.path_of(loc) for loc in manifest_mod.replaced_files(self._replaced, manifest, self._ours)]
+    def _remove_earlier(self, replaced: list[str], keep: set[Any]) -> str:
+        """Remove the replaced files, and the ``run-*`` directories whose run began before this one
+        (by the run ids' UTC time: what killed runs left, or runs that will find this manifest at
+        their commit and give way). A run that began later may still commit: its directory stays."""
+        kept = {self.path_of(loc) for loc in keep}
         assert self._ctx is not None
         # The UTC second only: the random part says nothing of order, and a run that began in
         # this same second may be a concurrent one still to commit.
         older_than = self._ctx.run_id.partition("-")[0]
         stale: list[str] = []
-        try:
-            for entry in self.fs.ls(self.base, detail=False):
-                path = self.fs._strip_protocol(entry).rstrip("/")
-                name = path.rpartition("/")[2]
-                run_id = name[len(manifest_mod.RUN_DIR_PREFIX) :]
-                if (
-                    name.startswith(manifest_mod.RUN_DIR_PREFIX)
-                    and manifest_mod.is_run_id(run_id)
-                    and run_id.partition("-")[0] < older_than
-                    and not any(k.startswith(path + "/") for k in keep)
-                ):
-                    stale.append(path)
-            for path in doomed:
-                self._remove(path, quiet=False)
-            for path in stale:
-                self.fs.rm(path, recursive=True)
-        except Exception:
-            log.warning(
-                "Committed, but could not remove the replaced files under %s; readers of the manifest "
-                "are not affected, the next run retries",
-                self.url(),
-                exc_info=True,
-            )
-            return
-        if doomed or stale:
-            log.info(
-                "Removed %d file(s) and %d directories of earlier runs under %s",
-                len(doomed),
-                len(stale),
-                self.url(),
-            )
+        for entry in self.fs.ls(self.base, detail=False):
+            path = self.fs._strip_protocol(entry).rstrip("/")
+            name = path.rpartition("/")[2]
+            run_id = name[len(manifest_mod.RUN_DIR_PREFIX) :]
+            if (
+                name.startswith(manifest_mod.RUN_DIR_PREFIX)
+                and manifest_mod.is_run_id(run_id)
+                and run_id.partition("-")[0] < older_than
+                and not any(k.startswith(path + "/") for k in kept)
+            ):
+                stale.append(path)
+        for location in replaced:
+            self._remove(self.path_of(location), quiet=False)
+        for path in stale:
+            self.fs.rm(path, recursive=True)
+        return f"{len(replaced)} file(s) and {len(stale)} directories" if replaced or stale else ""
 
     def _remove(self, path: str, *, quiet: bool = True) -> None:
         try:

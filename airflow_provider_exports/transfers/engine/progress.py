@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
+    return f"{n:.2f} TiB"
 
 
 def human_seconds(s: float) -> str:
@@ -57,10 +57,6 @@ class Progress:
         self._bytes = 0
         self._done = 0
         self._active: dict[int, str] = {}
-
-    @property
-    def _total_bytes(self) -> int | None:
-        return None if None in self._sizes else sum(s for s in self._sizes if s is not None)
 
     def learn_size(self, index: int, size: int | None) -> None:
         """File ``index`` (from 1) turned out to be ``size`` bytes long."""
@@ -105,7 +101,7 @@ class Progress:
             files = f"{self._done} of {self._total_files} files done"
         amount = human_bytes(self._bytes)
         left = ""
-        total = self._total_bytes
+        total = None if None in self._sizes else sum(s for s in self._sizes if s is not None)
         if total:
             amount += f" of {human_bytes(total)} ({100 * self._bytes / total:.0f}%)"
             if rate > 0:

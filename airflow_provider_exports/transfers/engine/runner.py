@@ -159,11 +159,10 @@ def run_transfer(
         )
         started = time.time()
         progress = Progress(log, sizes=[f.size for f in files], interval=progress_interval)
-        mover = _FileMover(sink, progress, cancellation, chunk_size, log)
         records: list[FileRecord | None] = [None] * len(files)
 
         def move(index: int, source: SourceFile) -> None:
-            records[index] = mover.move(index + 1, source)
+            records[index] = _move_file(index + 1, source, sink, progress, cancellation, chunk_size, log)
 
         workers = min(
             max_concurrent_files, sink.max_file_concurrency or max_concurrent_files, len(files) or 1
@@ -202,70 +201,62 @@ def run_transfer(
     return _summary_from_manifest(manifest, sink, skipped=False)
 
 
-class _FileMover:
-    """Moves one file into the sink while counting, hashing and checking its bytes."""
+def _move_file(
+    number: int,
+    source: SourceFile,
+    sink: Sink,
+    progress: Progress,
+    cancellation: Cancellation,
+    chunk_size: int,
+    log: logging.Logger,
+) -> FileRecord:
+    """Move one file into the sink while counting, hashing and checking its bytes."""
+    t0 = time.monotonic()
+    progress.start_file(number, source.name)
+    count = 0
 
-    def __init__(
-        self,
-        sink: Sink,
-        progress: Progress,
-        cancellation: Cancellation,
-        chunk_size: int,
-        log: logging.Logger,
-    ) -> None:
-        self._sink = sink
-        self._progress = progress
-        self._cancellation = cancellation
-        self._chunk_size = chunk_size
-        self._log = log
-
-    def move(self, number: int, source: SourceFile) -> FileRecord:
-        t0 = time.monotonic()
-        self._progress.start_file(number, source.name)
-        for restart in range(MAX_FILE_RESTARTS + 1):
-            digest = _Sha256()
-            counted = [0]
-            try:
-                stream = self._counted(number, source, digest, counted)
-                stored = self._sink.write_file(source, stream)
-                for _ in stream:  # a sink that stopped early still gets every byte counted and checked
-                    pass
-                sha256 = digest.hexdigest()
-                break
-            except SourceChanged as exc:
-                if restart == MAX_FILE_RESTARTS:
-                    raise
-                self._log.warning("%s; starting the file again from its first byte", exc)
-                self._progress.rewind(counted[0])
-                self._sink.discard_file(source)
-            finally:
-                digest.close()
-        count = counted[0]
-        if source.size is not None and count != source.size:
-            raise TransferIntegrityError(f"{source.name}: received {count} bytes, listed as {source.size}")
-        self._progress.finish_file(number)
-        return FileRecord(
-            name=source.name,
-            location=stored.location,
-            bytes=count,
-            sha256=sha256,
-            stored_bytes=stored.stored_bytes,
-            rows=stored.rows,
-            seconds=round(time.monotonic() - t0, 3),
-            attributes=dict(source.attributes),
-        )
-
-    def _counted(
-        self, number: int, source: SourceFile, digest: _Sha256, counted: list[int]
-    ) -> Iterator[bytes]:
-        for chunk in source.iter_bytes(self._chunk_size, cancellation=self._cancellation):
-            self._cancellation.check()
-            if not counted[0]:
-                self._progress.learn_size(number, source.announced_size)
+    def counted(digest: _Sha256) -> Iterator[bytes]:
+        nonlocal count
+        for chunk in source.iter_bytes(chunk_size, cancellation=cancellation):
+            cancellation.check()
+            if not count:
+                progress.learn_size(number, source.announced_size)
             digest.update(chunk)
-            counted[0] += len(chunk)
-            self._progress.add(len(chunk))
+            count += len(chunk)
+            progress.add(len(chunk))
             yield chunk
+
+    for restart in range(MAX_FILE_RESTARTS + 1):
+        digest = _Sha256()
+        count = 0
+        try:
+            stream = counted(digest)
+            stored = sink.write_file(source, stream)
+            for _ in stream:  # a sink that stopped early still gets every byte counted and checked
+                pass
+            sha256 = digest.hexdigest()
+            break
+        except SourceChanged as exc:
+            if restart == MAX_FILE_RESTARTS:
+                raise
+            log.warning("%s; starting the file again from its first byte", exc)
+            progress.rewind(count)
+            sink.discard_file(source)
+        finally:
+            digest.close()
+    if source.size is not None and count != source.size:
+        raise TransferIntegrityError(f"{source.name}: received {count} bytes, listed as {source.size}")
+    progress.finish_file(number)
+    return FileRecord(
+        name=source.name,
+        location=stored.location,
+        bytes=count,
+        sha256=sha256,
+        stored_bytes=stored.stored_bytes,
+        rows=stored.rows,
+        seconds=round(time.monotonic() - t0, 3),
+        attributes=dict(source.attributes),
+    )
 
 
 class _Sha256:

@@ -220,7 +220,7 @@ class MultipartWriter:
                     self._send_part(upload, last, length)
                     stored += length
             else:
-                self._send_whole(upload, last, length)  # one PutObject: no multipart upload at all
+                self._submit(upload, 1, last, length, whole=True)  # one PutObject: no multipart upload at all
                 stored += length
         finally:
             for unsent in (buffer, full):
@@ -279,8 +279,6 @@ class MultipartWriter:
         self._uploads = []
         self._buffers.clear()
 
-    # -- parts --------------------------------------------------------------------------------
-
     def _send_part(self, upload: _Upload, buffer: bytearray, length: int) -> None:
         """Upload ``buffer[:length]`` as the upload's next part; the buffer is the part's from now on."""
         if upload.upload_id is None:
@@ -298,14 +296,13 @@ class MultipartWriter:
             raise TransferError(
                 f"{upload.key}: more than {MAX_PARTS} parts; raise part_size above {self.part_size} bytes"
             )
-        self._submit(upload, number, self._upload_part, upload, number, buffer, length)
+        self._submit(upload, number, buffer, length)
 
-    def _send_whole(self, upload: _Upload, buffer: bytearray | None, length: int) -> None:
-        """Put a file that fits in one part as one object (``buffer`` is ``None`` for an empty file)."""
-        self._submit(upload, 1, self._put_whole, upload, buffer, length)
-
-    def _submit(self, upload: _Upload, number: int, fn: Any, *args: Any) -> None:
-        """Run ``fn(*args)`` on the pool once one of the ``max_concurrency`` slots is free."""
+    def _submit(
+        self, upload: _Upload, number: int, buffer: bytearray | None, length: int, *, whole: bool = False
+    ) -> None:
+        """Send ``buffer[:length]`` (see :meth:`_send`) on the pool once one of the
+        ``max_concurrency`` slots is free."""
         # Backpressure: the reader waits here while max_concurrency parts are in flight.
         while not self._slots.acquire(timeout=0.5):
             self._cancellation.check()
@@ -313,7 +310,7 @@ class MultipartWriter:
                 raise upload.error
         try:
             self._cancellation.check()
-            future = self._pool.submit(fn, *args)
+            future = self._pool.submit(self._send, upload, number, buffer, length, whole)
         except BaseException:
             self._slots.release()
             raise
@@ -325,48 +322,33 @@ class MultipartWriter:
         ]
         upload.futures.append(future)
 
-    def _stopped(self, upload: _Upload) -> bool:
-        """Whether a part about to be sent should not be (its file failed, or the run stops)."""
-        return upload.error is not None or self._aborted or self._cancellation.is_set
-
-    def _put_whole(self, upload: _Upload, buffer: bytearray | None, length: int) -> None:
+    def _send(self, upload: _Upload, number: int, buffer: bytearray | None, length: int, whole: bool) -> None:
+        """Upload ``buffer[:length]`` as part ``number`` of the upload, or, ``whole``, as the whole
+        object (``buffer`` is ``None`` for an empty file); the buffer is given back once S3 answered."""
         answered = False
         try:
-            if self._stopped(upload):
-                answered = True
+            if upload.error is not None or self._aborted or self._cancellation.is_set:
+                answered = True  # nothing was sent: the buffer is free
                 return
             body = _PartBody(memoryview(buffer)[:length] if buffer is not None else memoryview(b""))
-            self.client.put_object(
-                Bucket=self.bucket,
-                Key=upload.key,
-                Body=body,
-                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
-                **upload.object_args,
-            )
-            answered = True
-            with self._lock:
-                upload.completed = True  # in the run's directory, which no manifest lists yet
-        except BaseException as exc:
-            if upload.error is None:
-                upload.error = exc
-            raise
-        finally:
-            if answered and buffer is not None:
-                self._buffers.give(buffer)
-            self._slots.release()
-
-    def _upload_part(self, upload: _Upload, number: int, buffer: bytearray, length: int) -> None:
-        answered = False
-        try:
-            if self._stopped(upload):
-                answered = True  # nothing was sent: the buffer is free
+            if whole:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=upload.key,
+                    Body=body,
+                    ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                    **upload.object_args,
+                )
+                answered = True
+                with self._lock:
+                    upload.completed = True  # in the run's directory, which no manifest lists yet
                 return
             response = self.client.upload_part(
                 Bucket=self.bucket,
                 Key=upload.key,
                 UploadId=upload.upload_id,
                 PartNumber=number,
-                Body=_PartBody(memoryview(buffer)[:length]),
+                Body=body,
                 ChecksumAlgorithm=CHECKSUM_ALGORITHM,
             )
             answered = True
@@ -380,7 +362,7 @@ class MultipartWriter:
                 upload.error = exc
             raise
         finally:
-            if answered:
+            if answered and buffer is not None:
                 # botocore is done with the body; after a failure it may still be referenced from
                 # the exception, so that buffer is left to the garbage collector instead
                 self._buffers.give(buffer)

@@ -1,33 +1,16 @@
 """S3 destination: a run's files streamed into S3 under its own directory, committed by one manifest.
 
 The files go up through :class:`.s3_multipart.MultipartWriter` (parts uploaded concurrently from
-the download stream, in flat memory); this module is where they go and when readers see them.
-
-The commit protocol (README, "S3: what a reader sees"):
-
-1. Every run writes under its own directory, ``<prefix>/run-<run id>/``, so it never overwrites
-   an object that a committed manifest lists. Larger files' multipart uploads stay open until
-   every file of the run is in. A failure or a cancellation aborts the uploads and deletes the
-   objects already put.
-2. ``commit`` completes the open uploads (concurrently, bounded by ``max_concurrency``), then
-   writes ``<prefix>/_manifest.json`` — the one pointer readers trust — with a conditional put
-   (``If-Match`` the manifest read at ``begin``, or ``If-None-Match: *``). If another run committed in between, the put fails: a run of the same
-   job then throws its copy away and reports the job as already there; a run of another job
-   throws its copy away and fails, leaving the other run's commit in place.
-3. Only once the new manifest is in place are the files the previous manifest listed deleted,
-   and any ``run-*/`` directory under the prefix that no manifest lists and that is older than
-   this run (what a killed worker left behind), a thousand keys per ``DeleteObjects`` call.
+the download stream, in flat memory); this module is where they go and when readers see them,
+by the protocol README's "S3: what a reader sees" describes: every run writes under
+``<prefix>/run-<run id>/``; ``commit`` completes the open uploads, then puts
+``<prefix>/_manifest.json`` conditionally (``If-Match`` the manifest read at ``begin``, or
+``If-None-Match: *``), so of two runs that commit at once one wins; only then are the replaced
+run's files and older unlisted ``run-*/`` directories deleted. A failed or killed run leaves the
+manifest and the objects it lists as they were.
 
 A manifest read back is input: it is read up to ``[exports] max_json_body_bytes``, and only the
-locations inside its own run's directory (``<prefix>/run-<its run id>/``) are trusted or deleted.
-A manifest listing anything else (a key elsewhere in the bucket, another prefix's run) is not
-intact (the job is moved again), and what it lists there is left alone, with a warning.
-
-So a reader that follows the manifest sees one whole run, never a mix; a failed or killed run
-leaves the manifest and the objects it lists exactly as they were. A worker killed outright
-can leave incomplete multipart uploads (a bucket lifecycle rule ``AbortIncompleteMultipartUpload``
-clears them) and a ``run-*/`` directory (small files put, or uploads completed) that no manifest
-lists and the next successful run removes.
+locations inside its own run's directory are trusted or deleted (:class:`.sink.RunDirectorySink`).
 """
 
 from __future__ import annotations
@@ -39,11 +22,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
+from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.s3_multipart import MIN_PART_SIZE, MultipartWriter, delete_keys
-from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
-from airflow_provider_exports.transfers.engine.streams import gunzip
+from airflow_provider_exports.transfers.engine.s3_source import error_code
+from airflow_provider_exports.transfers.engine.sink import RunDirectorySink, StoredFile, TransferContext
 from airflow_provider_exports.utils import limits
 
 if TYPE_CHECKING:
@@ -68,12 +51,7 @@ def _header_value(value: str) -> str:
     return quote(value, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~") if not value.isascii() else value
 
 
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-class S3Sink(Sink):
+class S3Sink(RunDirectorySink):
     """Write a run's files under ``s3://bucket/prefix/run-<id>/`` through the amazon provider's S3Hook.
 
     :param bucket: destination bucket.
@@ -121,13 +99,9 @@ class S3Sink(Sink):
         self.allow_empty = allow_empty
         self._client: Any = None
         self._writer: MultipartWriter | None = None
-        self._ctx: TransferContext | None = None
         self._base_etag: str | None = None
-        self._replaced: Mapping[str, Any] | None = None
         self._began_at: datetime | None = None
         self._committed = False
-
-    # -- references --------------------------------------------------------------------------
 
     @property
     def hook(self) -> S3Hook:
@@ -146,18 +120,10 @@ class S3Sink(Sink):
     def _under_prefix(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def stored_name(self, name: str) -> str:
-        if self.decompress and name.lower().endswith(".gz"):
-            return name[:-3]
-        return name
-
     def run_prefix(self) -> str:
         """The key prefix of the current run's files: ``prefix/run-<run id>``."""
         assert self._ctx is not None, "begin() first"
         return manifest_mod.run_dir(self.prefix, self._ctx.run_id)
-
-    def key_for(self, name: str) -> str:
-        return f"{self.run_prefix()}/{self.stored_name(name)}"
 
     def manifest_location(self) -> str:
         return self._under_prefix(manifest_mod.MANIFEST_NAME)
@@ -169,8 +135,6 @@ class S3Sink(Sink):
         """``s3://bucket/prefix`` for an Airflow Asset or an OpenLineage dataset."""
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
-    # -- the manifest ------------------------------------------------------------------------
-
     def _read_manifest(self) -> tuple[Mapping[str, Any] | None, str | None, datetime | None]:
         """The manifest under the prefix, its ETag, and S3's clock at the time of reading."""
         from botocore.exceptions import ClientError
@@ -178,54 +142,32 @@ class S3Sink(Sink):
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self.manifest_location())
         except ClientError as exc:
-            if _error_code(exc) not in ("NoSuchKey", "404"):
+            if error_code(exc) not in ("NoSuchKey", "404"):
                 raise
             return None, None, _server_time(exc.response)
+        bound = limits.JSON_BODY.value  # a manifest read back is input: read at most this much of it
         try:
-            return manifest_mod.loads(self._read_bounded(response)), response["ETag"], _server_time(response)
+            announced = int(response.get("ContentLength") or 0)
+            raw = response["Body"].read(bound + 1) if announced <= bound else b""
+            if announced > bound or len(raw) > bound:
+                found = f"{announced:,} bytes" if announced > bound else f"more than {bound:,} bytes"
+                raise limits.JSON_BODY.exceeded(
+                    f"the manifest s3://{self.bucket}/{self.manifest_location()}", found, bound
+                )
+            return manifest_mod.loads(raw), response["ETag"], _server_time(response)
         finally:
             response["Body"].close()
 
-    def _read_bounded(self, response: Mapping[str, Any]) -> bytes:
-        """The manifest's bytes from a ``GetObject`` answer: at most ``[exports] max_json_body_bytes``."""
-        bound = limits.JSON_BODY.value
-        announced = int(response.get("ContentLength") or 0)
-        raw = response["Body"].read(bound + 1) if announced <= bound else b""
-        if announced > bound or len(raw) > bound:
-            found = f"{announced:,} bytes" if announced > bound else f"more than {bound:,} bytes"
-            raise limits.JSON_BODY.exceeded(
-                f"the manifest s3://{self.bucket}/{self.manifest_location()}", found, bound
-            )
-        return raw
-
-    def _sizes_under(self, prefix: str) -> dict[str, int]:
+    def _sizes_in(self, folder: str) -> dict[str, int]:
         paginator = self.client.get_paginator("list_objects_v2")
         return {
             obj["Key"]: obj["Size"]
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{folder}/" if folder else "")
             for obj in page.get("Contents", [])
         }
 
     def _ours(self, location: object, run_id: object) -> bool:
-        """Whether ``location`` lies in the run directory ``prefix/run-<run_id>/``."""
         return manifest_mod.in_run_dir(location, self.prefix, run_id)
-
-    def _outside_its_run(self, manifest: Mapping[str, Any], doing: str) -> list[Any]:
-        """What ``manifest`` lists outside its run's directory under this prefix (logged)."""
-        where = f"s3://{self.bucket}/{self.manifest_location()}"
-        return manifest_mod.outside_its_run(manifest, self._ours, where=where, doing=doing)
-
-    def _intact(self, manifest: Mapping[str, Any]) -> bool:
-        """Whether every object the manifest lists is in its run's directory, with the size it recorded."""
-        if self._outside_its_run(manifest, "not trusted: moving the job again"):
-            return False
-        return manifest_mod.all_present(
-            manifest,
-            lambda folder: self._sizes_under(f"{folder}/" if folder else ""),
-            where=f"s3://{self.bucket}/{self.manifest_location()}",
-        )
-
-    # -- the run -----------------------------------------------------------------------------
 
     def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         self._ctx = ctx
@@ -239,11 +181,7 @@ class S3Sink(Sink):
             cancellation=ctx.cancellation,
             where=f"s3://{self.bucket}/{self.prefix}",
         )
-        existing = self._replaced
-        same = manifest_mod.same_job(
-            existing, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
-        )
-        return existing if same and existing is not None and self._intact(existing) else None
+        return self._trusted()
 
     def _object_args(self, key: str, source_name: str) -> dict[str, Any]:
         assert self._ctx is not None
@@ -266,8 +204,8 @@ class S3Sink(Sink):
 
     def write_file(self, source: SourceFile, chunks: Iterator[bytes]) -> StoredFile:
         assert self._writer is not None, "begin() first"
-        key = self.key_for(source.name)
-        data = gunzip(chunks, name=source.name) if self.decompress and source.name.lower().endswith(".gz") else chunks
+        key = f"{self.run_prefix()}/{self.stored_name(source.name)}"
+        data = self._stored_bytes(source, chunks)
         stored = self._writer.write(key, source.name, data, self._object_args(key, source.name))
         return StoredFile(location=key, stored_bytes=stored)
 
@@ -275,28 +213,18 @@ class S3Sink(Sink):
         assert self._writer is not None, "begin() first"
         self._writer.discard(source.name)
 
-    def _complete_open_uploads(self) -> None:
-        """Complete the run's multipart uploads: the objects exist, in a directory no manifest lists yet."""
-        assert self._writer is not None, "begin() first"
-        self._writer.complete()
-
-
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        assert self._writer is not None and self._ctx is not None, "begin() first"
-        if not self._writer.keys and not self.allow_empty:
-            raise TransferRefused(
-                f"{self._ctx.vendor} job {self._ctx.job_ref} has no files; s3://{self.bucket}/{self.prefix} "
-                "keeps what it had (set allow_empty=True to commit an empty job)"
-            )
-        self._complete_open_uploads()
+        assert self._writer is not None, "begin() first"
+        self._refuse_empty(len(self._writer.keys))
+        self._writer.complete()  # the objects exist, in a directory no manifest lists yet
         winner = self._put_manifest(manifest)
         if winner is not None:
             self.abort()
             return winner
         self._committed = True
-        self._shutdown()
+        self._writer.close()
         self._remove_replaced(manifest)
-        self._report_lineage()
+        self._report_lineage(self._writer.keys)
         return None
 
     def _put_manifest(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -317,76 +245,46 @@ class S3Sink(Sink):
             current, _, _ = self._read_manifest()
             if current is not None and current.get("run_id") == self._ctx.run_id:
                 return None  # the put went through; only its answer was lost
-            if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+            if error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 raise
-            if manifest_mod.same_job(
-                current, vendor=self._ctx.vendor, export_ref=self._ctx.export_ref, job_ref=self._ctx.job_ref
-            ):
-                assert current is not None
-                return current
-            other = current.get("job_ref") if current else "an unreadable manifest"
-            raise TransferError(
-                f"another run committed {other} to s3://{self.bucket}/{self.prefix} while this run moved "
-                f"job {self._ctx.job_ref}; this run's files were discarded and the other commit stays"
-            ) from None
+        return self._winner(current)
 
-    def _remove_replaced(self, manifest: Mapping[str, Any]) -> None:
-        """After the commit: delete what the replaced manifest listed, and stale run directories."""
-        keep = set(manifest_mod.locations(manifest))  # this run's own: strings in its directory
-        self._outside_its_run(self._replaced or {}, "those are left alone")
-        doomed = set(manifest_mod.replaced_files(self._replaced, manifest, self._ours))
+    def _remove_earlier(self, replaced: list[str], keep: set[Any]) -> str:
+        """Delete the replaced keys, and the keys in other run directories older than this run
+        (by S3's clock), a thousand per request."""
+        doomed = set(replaced)
         runs = self._under_prefix(manifest_mod.RUN_DIR_PREFIX)
         mine = self.run_prefix() + "/"
-        try:
-            paginator = self.client.get_paginator("list_objects_v2")
-            # the run directories first, so this run's own (possibly thousands of) files are not listed
-            run_dirs = [
-                common["Prefix"]
-                for page in paginator.paginate(Bucket=self.bucket, Prefix=runs, Delimiter="/")
-                for common in page.get("CommonPrefixes", [])
-                if common["Prefix"] != mine and manifest_mod.is_run_id(common["Prefix"][len(runs) : -1])
-            ]
-            for run_dir in run_dirs:
-                run_id = run_dir[len(runs) : -1]
-                for page in paginator.paginate(Bucket=self.bucket, Prefix=run_dir):
-                    for obj in page.get("Contents", []):
-                        stale = self._began_at is None or obj["LastModified"] < self._began_at - timedelta(
-                            seconds=1
-                        )
-                        # a key with a '.' or '..' segment is not the run's by plain segments: a store
-                        # that folds dot segments would delete another object for it
-                        if obj["Key"] not in keep and stale and self._ours(obj["Key"], run_id):
-                            doomed.add(obj["Key"])
-            delete_keys(self.client, self.bucket, sorted(doomed), f"s3://{self.bucket}/{self.prefix}")
-        except Exception:
-            log.warning(
-                "Committed, but could not remove the replaced files under s3://%s/%s; readers of the "
-                "manifest are not affected, the next run retries",
-                self.bucket,
-                self.prefix,
-                exc_info=True,
-            )
-            return
-        if doomed:
-            log.info(
-                "Removed %d file(s) of earlier runs under s3://%s/%s", len(doomed), self.bucket, self.prefix
-            )
+        paginator = self.client.get_paginator("list_objects_v2")
+        # the run directories first, so this run's own (possibly thousands of) files are not listed
+        run_dirs = [
+            common["Prefix"]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=runs, Delimiter="/")
+            for common in page.get("CommonPrefixes", [])
+            if common["Prefix"] != mine and manifest_mod.is_run_id(common["Prefix"][len(runs) : -1])
+        ]
+        for run_dir in run_dirs:
+            run_id = run_dir[len(runs) : -1]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=run_dir):
+                for obj in page.get("Contents", []):
+                    stale = self._began_at is None or obj["LastModified"] < self._began_at - timedelta(seconds=1)
+                    # a key with a '.' or '..' segment is not the run's by plain segments: a store
+                    # that folds dot segments would delete another object for it
+                    if obj["Key"] not in keep and stale and self._ours(obj["Key"], run_id):
+                        doomed.add(obj["Key"])
+        delete_keys(self.client, self.bucket, sorted(doomed), self.uri())
+        return f"{len(doomed)} file(s)" if doomed else ""
 
-    def _report_lineage(self) -> None:
+    def _report_lineage(self, keys: list[str]) -> None:
         from airflow.providers.common.compat.sdk import get_hook_lineage_collector
 
         collector = get_hook_lineage_collector()
-        for key in self._writer.keys if self._writer is not None else []:
+        for key in keys:
             collector.add_output_asset(context=self.hook, scheme="s3", asset_kwargs={"bucket": self.bucket, "key": key})
 
     def abort(self) -> None:
-        if self._committed or self._writer is None:
-            return
-        self._writer.abort()
-
-    def _shutdown(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        if not self._committed and self._writer is not None:
+            self._writer.abort()
 
 
 def _server_time(response: Mapping[str, Any]) -> datetime | None:

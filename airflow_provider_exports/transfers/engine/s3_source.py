@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import (
@@ -55,7 +55,8 @@ def check_key(key: object) -> str:
     return key
 
 
-def _error_code(exc: BaseException) -> str:
+def error_code(exc: BaseException) -> str:
+    """The ``Error.Code`` of a botocore ``ClientError`` (``""`` for any other exception)."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
 
@@ -81,8 +82,6 @@ class S3SourceFile(SourceFile):
     :param name: the file's name at the destination (its format is told from it); default: the
         key's last part.
     :param size: the object's size when known beforehand (checked against what arrives).
-    :param attributes: JSON-able facts for the manifest.
-    :param max_attempts: reads in a row that may fail without a byte before the transfer gives up.
     """
 
     def __init__(
@@ -93,13 +92,9 @@ class S3SourceFile(SourceFile):
         name: str | None = None,
         *,
         size: int | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        max_attempts: int = 5,
     ) -> None:
         check_key(key)
-        super().__init__(
-            name or key.rsplit("/", 1)[-1], size, attributes=attributes, max_attempts=max_attempts
-        )
+        super().__init__(name or key.rsplit("/", 1)[-1], size)
         self._hook = hook
         self.bucket = bucket
         self.key = key
@@ -111,69 +106,64 @@ class S3SourceFile(SourceFile):
     def location(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
+    @contextmanager
     def open(
         self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE, *, if_range: str | None = None
-    ) -> AbstractContextManager[OpenedStream]:
-        @contextmanager
-        def opened() -> Iterator[OpenedStream]:
-            if self._stopped.is_set():
+    ) -> Iterator[OpenedStream]:
+        if self._stopped.is_set():
+            raise TransferCancelled(f"{self.name}: the read was interrupted")
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key}
+        if offset:
+            request["Range"] = f"bytes={offset}-"
+            if if_range:
+                request["IfMatch"] = if_range  # S3 answers 412 once the object is another one
+        try:
+            answer = self._hook.get_conn().get_object(**request)
+        except Exception as exc:
+            code = error_code(exc)
+            if code in ("PreconditionFailed", "412"):
+                raise SourceChanged(
+                    f"{self.name} changed at the source while it was read ({self.location} no longer "
+                    f"has ETag {if_range})"
+                ) from None
+            if code in ("NoSuchKey", "404", "NoSuchBucket"):
+                raise TransferError(f"{self.location} does not exist ({code})") from None
+            raise
+        body = answer["Body"]
+        with self._lock:
+            self._open_bodies.add(body)
+            # an interrupt that came while the answer's headers were read found no body to cut
+            stopped = self._stopped.is_set()
+        try:
+            if stopped:
                 raise TransferCancelled(f"{self.name}: the read was interrupted")
-            request: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key}
-            if offset:
-                request["Range"] = f"bytes={offset}-"
-                if if_range:
-                    request["IfMatch"] = if_range  # S3 answers 412 once the object is another one
-            try:
-                answer = self._hook.get_conn().get_object(**request)
-            except Exception as exc:
-                code = _error_code(exc)
-                if code in ("PreconditionFailed", "412"):
-                    raise SourceChanged(
-                        f"{self.name} changed at the source while it was read ({self.location} no longer "
-                        f"has ETag {if_range})"
-                    ) from None
-                if code in ("NoSuchKey", "404", "NoSuchBucket"):
-                    raise TransferError(f"{self.location} does not exist ({code})") from None
-                raise
-            body = answer["Body"]
+            start, total = 0, answer.get("ContentLength")
+            if answer.get("ContentRange"):  # a 206: where this answer starts, and the whole size
+                start, _end, total = parse_content_range("S3", self.location, answer["ContentRange"])
+            yield OpenedStream(
+                body.iter_chunks(chunk_size), total, start=start, validator=answer.get("ETag")
+            )
+        finally:
             with self._lock:
-                self._open_bodies.add(body)
-                # an interrupt that came while the answer's headers were read found no body to cut
-                stopped = self._stopped.is_set()
-            try:
-                if stopped:
-                    raise TransferCancelled(f"{self.name}: the read was interrupted")
-                start, total = 0, answer.get("ContentLength")
-                if answer.get("ContentRange"):  # a 206: where this answer starts, and the whole size
-                    start, _end, total = parse_content_range("S3", self.location, answer["ContentRange"])
-                yield OpenedStream(
-                    body.iter_chunks(chunk_size), total, start=start, validator=answer.get("ETag")
-                )
-            finally:
-                with self._lock:
-                    self._open_bodies.discard(body)
-                with contextlib.suppress(Exception):
-                    body.close()
-
-        return opened()
+                self._open_bodies.discard(body)
+            with contextlib.suppress(Exception):
+                body.close()
 
     def resumable(self, exc: BaseException) -> bool:
         """Reads cut short by the network (a short body, a reset, a read timeout) resume."""
         import botocore.exceptions as bex
         import urllib3.exceptions as uex
 
-        transient: tuple[type[BaseException], ...] = (
+        transient = (
             bex.IncompleteReadError,
             bex.ReadTimeoutError,
             bex.ConnectionError,
+            bex.ResponseStreamingError,
             uex.ProtocolError,
             uex.ReadTimeoutError,
             ConnectionError,
             TimeoutError,
         )
-        streaming = getattr(bex, "ResponseStreamingError", None)
-        if streaming is not None:
-            transient = (*transient, streaming)
         return isinstance(exc, transient)
 
     def interrupt(self) -> None:

@@ -1,22 +1,12 @@
 """Fan-out into S3: many tasks stage a run's files, one final task commits them with the manifest.
 
-The commit protocol is :class:`~.s3_sink.S3Sink`'s (README, "S3: what a reader sees"), cut in two:
-
-- :class:`S3StagingSink` (one mapped task per group of files) writes its files, *completed*, under
-  the run's directory ``<prefix>/run-<run id>/`` — the run id comes from the task that listed the
-  job, so every group and every retry of a group writes into the same directory, and a retried
-  group overwrites its own keys and nothing else. No manifest lists that directory yet, so readers
-  do not see it. Like a one-task run, a group first reads the manifest: a job already committed is
-  skipped (no download), and the manifest's ETag is recorded for the commit.
-- :class:`S3StagedCommit` (the final task) checks that every staged object is there with the size
-  its group recorded, then puts ``_manifest.json`` with the same conditional put as a one-task run
-  (``If-Match`` the manifest the first group read, or ``If-None-Match: *``): if another run
-  committed since, a run of the same job discards its objects and reports the job as already
-  there, a run of another job fails and the other commit stays. After the put, the files the
-  replaced manifest listed are deleted, and so are ``run-*/`` directories no manifest lists that
-  are older than ``stale_after`` before this run began (what failed runs left).
-
-A run that fails for good therefore leaves the manifest, and every object it lists, as they were.
+The commit protocol is :class:`~.s3_sink.S3Sink`'s cut in two (README, "Scaling out"):
+:class:`S3StagingSink` (one mapped task per group) writes its files, completed, under the run's
+directory ``<prefix>/run-<run id>/``, with the run id of the task that listed the job, so every
+group and every retry writes into the same directory and overwrites only its own keys;
+:class:`S3StagedCommit` (the final task) checks every staged object, then puts the manifest with
+the same conditional put as a one-task run. A run that fails for good leaves the manifest, and
+every object it lists, as they were.
 
 What the groups pass to the commit travels through XCom, so it is checked before it is used: the
 run id against the pattern runs make (before any prefix is built from it), every file location
@@ -40,17 +30,6 @@ from airflow_provider_exports.transfers.engine.sink import TransferContext
 log = logging.getLogger(__name__)
 
 
-def _check_extra_args(extra_args: Mapping[str, Any]) -> None:
-    # A staged run's destination travels through XCom to the commit: no customer-provided key there.
-    secret = [k for k in extra_args if k.startswith("SSECustomerKey")]
-    if secret:
-        raise ExportConfigError(
-            "s3_extra_args",
-            f"{', '.join(secret)}: a customer-provided encryption key cannot travel between fan-out "
-            "tasks; use SSE-S3 or SSE-KMS (ServerSideEncryption, SSEKMSKeyId)",
-        )
-
-
 class S3StagingSink(S3Sink):
     """One group of a fanned-out run: its files land complete under ``run-<run_id>/``, no manifest.
 
@@ -61,7 +40,14 @@ class S3StagingSink(S3Sink):
 
     def __init__(self, bucket: str, prefix: str = "", *, run_id: str, **kwargs: Any) -> None:
         super().__init__(bucket, prefix, **kwargs)
-        _check_extra_args(self.extra_args)
+        # A staged run's destination travels through XCom to the commit: no customer-provided key there.
+        secret = [k for k in self.extra_args if k.startswith("SSECustomerKey")]
+        if secret:
+            raise ExportConfigError(
+                "s3_extra_args",
+                f"{', '.join(secret)}: a customer-provided encryption key cannot travel between fan-out "
+                "tasks; use SSE-S3 or SSE-KMS (ServerSideEncryption, SSEKMSKeyId)",
+            )
         self.stage_run_id = manifest_mod.check_run_id(run_id, "run_id")
         self.staged_files: list[dict[str, Any]] = []
 
@@ -72,9 +58,9 @@ class S3StagingSink(S3Sink):
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Complete this group's uploads; the manifest is the final task's."""
         assert self._writer is not None, "begin() first"
-        self._complete_open_uploads()
+        self._writer.complete()
         self._committed = True
-        self._shutdown()
+        self._writer.close()
         self.staged_files = [dict(f) for f in manifest.get("files") or []]
         return None
 
@@ -109,7 +95,6 @@ class S3StagedCommit(S3Sink):
         if stale_after < 0:
             raise ExportConfigError("stale_after", "must be 0 seconds or more")
         self.stale_after = stale_after
-        self._locations: list[str] = []
 
     def commit_staged(
         self, ctx: TransferContext, manifest: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]
@@ -117,18 +102,15 @@ class S3StagedCommit(S3Sink):
         """Put ``manifest`` (every group's files) if no other run committed since the first group
         began; return ``None``, or the manifest of a run of the same job that committed first (this
         run's objects are then deleted)."""
-        self._ctx = _checked(ctx)
+        manifest_mod.check_run_id(ctx.run_id, "staged.run_id")  # from XCom: before any prefix is built
+        self._ctx = ctx
         first = min(groups, key=lambda g: str(g.get("began_at") or ""))
         self._base_etag = first.get("base_etag")
         began = _began_at(first.get("began_at"))
         files = manifest.get("files") or []
-        if not files and not self.allow_empty:
-            raise TransferRefused(
-                f"{ctx.vendor} job {ctx.job_ref} has no files; s3://{self.bucket}/{self.prefix} keeps what "
-                "it had (set allow_empty=True to commit an empty job)"
-            )
-        self._locations = [str(f["location"]) for f in files]
-        doubled = sorted(loc for loc, n in Counter(self._locations).items() if n > 1)
+        self._refuse_empty(len(files))
+        locations = [str(f["location"]) for f in files]
+        doubled = sorted(loc for loc, n in Counter(locations).items() if n > 1)
         if doubled:
             raise TransferRefused(f"files of different groups would both be stored as {doubled}")
         self._check_staged(files)
@@ -148,13 +130,14 @@ class S3StagedCommit(S3Sink):
             return winner
         self._committed = True
         self._remove_replaced(manifest)
-        self._report_lineage()
+        self._report_lineage(locations)
         return None
 
     def discard_staged(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         """Delete what ``ctx``'s run staged, except what the manifest in place lists; return that
         manifest."""
-        self._ctx = _checked(ctx)
+        manifest_mod.check_run_id(ctx.run_id, "staged.run_id")  # from XCom: before any prefix is built
+        self._ctx = ctx
         current, _, _ = self._read_manifest()
         self._delete_staged(keep=_listed(current))
         return current
@@ -162,7 +145,7 @@ class S3StagedCommit(S3Sink):
     def _check_staged(self, files: Sequence[Mapping[str, Any]]) -> None:
         """Every staged object is there with the size its group recorded, before the manifest says so."""
         assert self._ctx is not None
-        present = self._sizes_under(self.run_prefix() + "/") if files else {}
+        present = self._sizes_in(self.run_prefix()) if files else {}
         for f in files:
             location = str(f["location"])
             size = f.get("stored_bytes") if f.get("stored_bytes") is not None else f.get("bytes")
@@ -180,20 +163,11 @@ class S3StagedCommit(S3Sink):
 
     def _delete_staged(self, keep: set[str] | None = None) -> None:
         """Delete what this run staged: the objects in its own run directory (but ``keep``)."""
-        for key in sorted(set(self._sizes_under(self.run_prefix() + "/")) - (keep or set())):
+        for key in sorted(set(self._sizes_in(self.run_prefix())) - (keep or set())):
             try:
                 self.client.delete_object(Bucket=self.bucket, Key=key)
             except Exception:
                 log.warning("Could not delete s3://%s/%s", self.bucket, key, exc_info=True)
-
-    def _report_lineage(self) -> None:
-        from airflow.providers.common.compat.sdk import get_hook_lineage_collector
-
-        collector = get_hook_lineage_collector()
-        for key in self._locations:
-            collector.add_output_asset(
-                context=self.hook, scheme="s3", asset_kwargs={"bucket": self.bucket, "key": key}
-            )
 
     def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         raise TypeError("S3StagedCommit commits staged groups: use commit_staged()")
@@ -216,8 +190,3 @@ def _began_at(value: Any) -> datetime | None:
         raise ExportConfigError("staged.began_at", f"{str(value)[:40]!r} is not a time a stage-files task recorded")
     return began
 
-
-def _checked(ctx: TransferContext) -> TransferContext:
-    """``ctx``, once its run id (from XCom) is one a run makes: no prefix is built from it before."""
-    manifest_mod.check_run_id(ctx.run_id, "staged.run_id")
-    return ctx

@@ -23,7 +23,8 @@ import time
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,7 +35,6 @@ from airflow_provider_exports.exceptions import (
     TransferError,
     TransferIntegrityError,
     TransferRefused,
-    VendorAPIError,
     VendorAuthError,
     VendorConnectionError,
 )
@@ -56,11 +56,11 @@ DEFAULT_CHUNK_SIZE = 1 << 20
 REFUSED_NAME_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
-def escaped(text: object, shown: int = 300) -> str:
+def escaped(text: object) -> str:
     """``text`` as :func:`ascii` writes it (every control character escaped, quoted), cut after
-    ``shown`` characters: what an error message may show of a name from outside."""
+    300 characters: what an error message may show of a name from outside."""
     text = ascii(text)
-    return text if len(text) <= shown else text[:shown] + "..."
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def check_characters(text: object, what: str) -> str:
@@ -93,6 +93,7 @@ def check_source_name(name: object) -> str:
     return name
 
 
+@dataclass
 class OpenedStream:
     """What :meth:`SourceFile.open` yields: the bytes from ``start`` on, and what the server said.
 
@@ -101,20 +102,16 @@ class OpenedStream:
     :param start: the offset of the first byte of ``chunks`` (0 when a server sent the whole file
         although a later offset was asked for).
     :param validator: the version of the file (ETag or Last-Modified), if the server said.
+    :param window: the bytes asked for when the answer is one window of the file (a ``206`` to a
+        bounded ``Range``): once it ends, the reader asks for the next one.
     """
 
-    def __init__(
-        self,
-        chunks: Iterator[bytes],
-        total_size: int | None,
-        *,
-        start: int = 0,
-        validator: str | None = None,
-    ) -> None:
-        self.chunks = chunks
-        self.total_size = total_size
-        self.start = start
-        self.validator = validator
+    chunks: Iterator[bytes]
+    total_size: int | None
+    _: KW_ONLY
+    start: int = 0
+    validator: str | None = None
+    window: int | None = None
 
 
 class SourceFile(ABC):
@@ -126,9 +123,11 @@ class SourceFile(ABC):
     :param size_range: ``(smallest, largest)`` byte counts the vendor's rounded size allows
         (Sitecore lists ``sizeKB``); checked against what the server announces and what arrives.
     :param attributes: JSON-able facts about the file that go into the manifest.
-    :param max_attempts: how many times in a row a read may fail without delivering a byte
-        before the transfer gives up (a read that made progress resets the count).
     """
+
+    #: how many times in a row a read may fail without delivering a byte before the transfer
+    #: gives up (a read that made progress resets the count)
+    max_attempts = 5
 
     def __init__(
         self,
@@ -137,13 +136,11 @@ class SourceFile(ABC):
         *,
         size_range: tuple[int, int] | None = None,
         attributes: Mapping[str, Any] | None = None,
-        max_attempts: int = 5,
     ) -> None:
         self.name = check_source_name(name)
         self.size = size
         self.size_range = size_range
         self.attributes: dict[str, Any] = dict(attributes or {})
-        self.max_attempts = max_attempts
         #: the size the server announced once the file is open (``None`` before, or if it did not say)
         self.announced_size: int | None = None
 
@@ -230,7 +227,9 @@ class SourceFile(ABC):
         total: int | None = None
         validator: str | None = None
         failures = 0
+        continuation = False  # this open asks for the window after one that ended in full
         bound, why = self._byte_bound(None)
+        self.announced_size = None
         while True:
             if cancellation is not None:
                 cancellation.check()
@@ -244,7 +243,9 @@ class SourceFile(ABC):
                             self._check_size(total, "the server announced")
                         bound, why = self._byte_bound(total)
                     progressed = False
+                    received = 0  # the answer's bytes, skipped ones included
                     for chunk in stream.chunks:
+                        received += len(chunk)
                         if skip:
                             if len(chunk) <= skip:
                                 skip -= len(chunk)
@@ -258,10 +259,22 @@ class SourceFile(ABC):
                                 progressed, failures = True, 0
                                 self.made_progress()
                             yield chunk
-                break
+                known = total if total is not None else self.size
+                if (
+                    stream.window is None  # the rest of the file came at once
+                    or (known is not None and offset >= known)
+                    or (continuation and total is None and received < stream.window)  # the last window
+                ):
+                    break
+                if continuation and not progressed:
+                    raise TransferIntegrityError(f"{self.name}: the window from byte {offset} on brought no new byte")
+                continuation = True
             except (TransferError, LimitExceeded):
                 raise
             except Exception as exc:
+                if continuation and total is None and getattr(exc, "http_status", None) == 416:
+                    break  # an unknown total, and no byte past the last window: the end
+                continuation = False
                 if cancellation is not None:
                     cancellation.check()  # a cut made by the cancellation is not a failure to retry
                 failures += 1
@@ -286,19 +299,6 @@ class SourceFile(ABC):
             raise TransferIntegrityError(f"{self.name}: received {offset} bytes, expected {expected}")
         self._check_size(offset, "received")
 
-    def _check_same_version(
-        self, validator: str | None, total: int | None, now_validator: str | None, now_total: int | None
-    ) -> None:
-        """Raise :class:`SourceChanged` when a later answer names another version or size of the file."""
-        if now_validator and validator and now_validator != validator:
-            raise SourceChanged(
-                f"{self.name} changed at the source while it was read (version {validator} became {now_validator})"
-            )
-        if now_total is not None and total is not None and now_total != total:
-            raise SourceChanged(
-                f"{self.name} changed at the source while it was read (size {total} became {now_total})"
-            )
-
     def _position(
         self, stream: OpenedStream | ByteStream, offset: int, total: int | None, validator: str | None
     ) -> int:
@@ -310,7 +310,14 @@ class SourceFile(ABC):
                     f"{self.name}: asked for byte 0, the server sent from {stream.start}"
                 )
             return 0
-        self._check_same_version(validator, total, stream.validator, stream.total_size)
+        if stream.validator and validator and stream.validator != validator:
+            raise SourceChanged(
+                f"{self.name} changed at the source while it was read (version {validator} became {stream.validator})"
+            )
+        if stream.total_size is not None and total is not None and stream.total_size != total:
+            raise SourceChanged(
+                f"{self.name} changed at the source while it was read (size {total} became {stream.total_size})"
+            )
         if stream.start == offset:
             return 0
         if stream.start == 0:
@@ -349,20 +356,17 @@ class HttpSourceFile(SourceFile):
         the vendor layer fetches fresh URLs from the vendor there.
     :param url: the URL already at hand from the listing, to save one call to the resolver.
     :param size_range: see :class:`SourceFile`.
-    :param headers: extra request headers.
-    :param max_url_refreshes: how many fresh URLs in a row may fail to deliver a byte before the
-        transfer gives up; any byte that arrives restores the allowance, so a long download whose
-        URLs keep expiring goes on as long as it makes progress.
-    :param window: read the file in ranged requests of at most this many bytes each
-        (``Range: bytes=a-b``), one after another, for servers that bound how long one answer may
-        take (Adobe Data Access: 60 s). Every window after the first sends ``If-Range`` with the
-        first answer's validator and must continue the same version: a ``206`` whose
-        ``Content-Range`` starts at the byte asked for, with the same total; a new ``ETag`` or
-        total raises :class:`SourceChanged`. ``None`` (the default): one request for the rest.
+    :param window: read the file in ranged requests of at most this many bytes each, one after
+        another, for servers that bound how long one answer may take (Adobe Data Access: 60 s);
+        each window is checked as a resume is (:meth:`iter_bytes`). ``None``: one request.
     """
 
     # a URL this close to expiry is refreshed before use rather than after a 403
     EXPIRY_MARGIN_S = 5.0
+    #: how many fresh URLs in a row may fail to deliver a byte before the transfer gives up; any
+    #: byte that arrives restores the allowance, so a long download whose URLs keep expiring goes
+    #: on as long as it makes progress
+    max_url_refreshes = 3
 
     def __init__(
         self,
@@ -374,21 +378,16 @@ class HttpSourceFile(SourceFile):
         url: str | None = None,
         size_range: tuple[int, int] | None = None,
         attributes: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        max_attempts: int = 5,
-        max_url_refreshes: int = 3,
         window: int | None = None,
     ) -> None:
-        super().__init__(name, size, size_range=size_range, attributes=attributes, max_attempts=max_attempts)
+        super().__init__(name, size, size_range=size_range, attributes=attributes)
         if window is not None and window < 1:
             raise ValueError("window must be at least 1 byte")
         self.window = window
         self._http = client
         self._resolve = url_resolver
         self._url = url
-        self._headers = dict(headers or {})
-        self.max_url_refreshes = max_url_refreshes
-        self._refreshes_left = max_url_refreshes
+        self._refreshes_left = self.max_url_refreshes
         self._stopped = threading.Event()  # set by interrupt(): no request of this file is retried
 
     def _current_url(self) -> str:
@@ -415,102 +414,34 @@ class HttpSourceFile(SourceFile):
             why,
         )
 
+    @contextmanager
     def open(
         self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE, *, if_range: str | None = None
-    ) -> AbstractContextManager[OpenedStream]:
-        if self.window is not None:
-            return self._open_windows(offset, chunk_size, if_range, self.window)
-
-        @contextmanager
-        def opened() -> Iterator[OpenedStream]:
-            url = self._current_url()
-            with self._http.stream(
-                url, offset=offset, if_range=if_range, headers=self._headers, stop=self._stopped
-            ) as body:
-                yield OpenedStream(
-                    body.iter_bytes(chunk_size),
-                    body.total_size,
-                    start=body.start,
-                    validator=body.validator,
-                )
-
-        return opened()
-
-    def _window_length(self, position: int, total: int | None, window: int) -> int | None:
-        """The bytes to ask for from ``position``; ``None`` for an empty file (no ``Range`` then)."""
-        known = total if total is not None else self.size
-        if known is None:
-            return window
-        return min(window, known - position) if known > position else None
-
-    @contextmanager
-    def _open_windows(
-        self, offset: int, chunk_size: int, if_range: str | None, window: int
     ) -> Iterator[OpenedStream]:
-        """The bytes from ``offset`` on, as ranged requests of at most ``window`` bytes each; what
-        the first answer says (start, total, version) is what the stream reports."""
-        with ExitStack() as first:
-            body = first.enter_context(
-                self._http.stream(
-                    self._current_url(),
-                    offset=offset,
-                    length=self._window_length(offset, None, window),
-                    if_range=if_range,
-                    headers=self._headers,
-                    stop=self._stopped,
-                )
+        length = None if self.window is None else self._window_length(offset)
+        with self._http.stream(
+            self._current_url(),
+            offset=offset,
+            length=length,
+            if_range=if_range,
+            stop=self._stopped,
+        ) as body:
+            yield OpenedStream(
+                body.iter_bytes(chunk_size),
+                body.total_size,
+                start=body.start,
+                validator=body.validator,
+                window=length if body.status_code == 206 else None,
             )
-            total, validator = body.total_size, body.validator
 
-            def chunks() -> Iterator[bytes]:
-                position = body.start
-                for chunk in body.iter_bytes(chunk_size):
-                    position += len(chunk)
-                    yield chunk
-                first.close()  # one connection at a time
-                if body.status_code != 206:  # the whole file came at once: nothing more to ask
-                    return
-                while total is None or position < total:
-                    length = self._window_length(position, total, window)
-                    if length is None:
-                        return
-                    try:
-                        opened = self._http.stream(
-                            self._current_url(),
-                            offset=position,
-                            length=length,
-                            if_range=validator,
-                            headers=self._headers,
-                            stop=self._stopped,
-                        )
-                        part = opened.__enter__()
-                    except VendorAPIError as exc:
-                        if exc.http_status == 416 and total is None:
-                            return  # an unknown total, and no byte past the last window: the end
-                        raise
-                    before = position
-                    try:
-                        skip = self._position(part, position, total, validator)
-                        got = 0
-                        for chunk in part.iter_bytes(chunk_size):
-                            got += len(chunk)
-                            if skip:
-                                if len(chunk) <= skip:
-                                    skip -= len(chunk)
-                                    continue
-                                chunk, skip = chunk[skip:], 0
-                            position += len(chunk)
-                            yield chunk
-                    finally:
-                        opened.__exit__(None, None, None)
-                    if part.status_code != 206 or (total is None and got < length):
-                        return  # the whole rest came at once, or the last window of an unknown total
-                    if position == before:
-                        raise TransferIntegrityError(
-                            f"{self.name}: the window from byte {position} on brought no new byte"
-                        )
-
-            yield OpenedStream(chunks(), total, start=body.start, validator=validator)
+    def _window_length(self, position: int) -> int | None:
+        """The bytes a windowed read asks for from ``position``; ``None`` for an empty file (no
+        ``Range`` then)."""
+        assert self.window is not None
+        known = self.announced_size if self.announced_size is not None and position else self.size
+        if known is None:
+            return self.window
+        return min(self.window, known - position) if known > position else None
 
     def resumable(self, exc: BaseException) -> bool:
         # 401 is the core's to handle; 403 is what an expired presigned URL answers.

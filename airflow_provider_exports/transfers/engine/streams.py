@@ -12,15 +12,15 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from airflow_provider_exports.exceptions import LimitExceeded, TransferError
+from airflow_provider_exports.exceptions import TransferError
 from airflow_provider_exports.utils import limits
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def gunzip(chunks: Iterable[bytes], out_size: int = 1 << 20, *, name: str = "the file") -> Iterator[bytes]:
+def gunzip(chunks: Iterable[bytes], *, name: str = "the file") -> Iterator[bytes]:
     """Decompress a gzip stream (several members allowed) without inflating more than
-    ``out_size`` bytes at a time, so a small chunk of a very compressible file stays small.
+    1 MiB at a time, so a small chunk of a very compressible file stays small.
 
     A gzip bomb stops: past :data:`limits.DECOMPRESSION_FLOOR` inflated bytes, the stream may
     inflate to at most :data:`limits.DECOMPRESSION_RATIO` times the compressed bytes consumed so
@@ -35,13 +35,18 @@ def gunzip(chunks: Iterable[bytes], out_size: int = 1 << 20, *, name: str = "the
             data = chunk
             while data:
                 fed = True
-                out = d.decompress(data, out_size)
+                out = d.decompress(data, 1 << 20)
                 rest = d.unused_data if d.eof else d.unconsumed_tail
                 consumed += len(data) - len(rest)
                 if out:
                     inflated += len(out)
                     if inflated > limits.DECOMPRESSION_FLOOR and inflated > ratio * consumed:
-                        raise _bomb(name, inflated, consumed, ratio)
+                        raise limits.DECOMPRESSION_RATIO.exceeded(
+                            name,
+                            f"{consumed:,} compressed bytes inflated to {inflated:,} "
+                            f"({inflated // max(consumed, 1):,} times as many; a gzip bomb?)",
+                            ratio,
+                        )
                     yield out
                 if d.eof:
                     d, fed = zlib.decompressobj(wbits=31), False
@@ -50,15 +55,6 @@ def gunzip(chunks: Iterable[bytes], out_size: int = 1 << 20, *, name: str = "the
         raise TransferError(f"{name} is not valid gzip: {exc}") from None
     if fed and not d.eof:
         raise TransferError(f"{name} ended before its gzip end marker (truncated file)")
-
-
-def _bomb(name: str, inflated: int, consumed: int, ratio: int) -> LimitExceeded:
-    return limits.DECOMPRESSION_RATIO.exceeded(
-        name,
-        f"{consumed:,} compressed bytes inflated to {inflated:,} ({inflated // max(consumed, 1):,} times as "
-        f"many; a gzip bomb?)",
-        ratio,
-    )
 
 
 def maybe_gunzip(chunks: Iterable[bytes], *, name: str = "the file") -> Iterator[bytes]:
