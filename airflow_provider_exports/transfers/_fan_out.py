@@ -28,7 +28,7 @@ import inspect
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
@@ -40,7 +40,7 @@ from airflow_provider_exports.exceptions import (
 )
 from airflow_provider_exports.transfers._base import TransferOperator
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
-from airflow_provider_exports.transfers.engine.sink import Cancellation, TransferContext, new_run_id
+from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink, TransferContext, new_run_id
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -225,21 +225,8 @@ class FanOutCommitOperator(BaseOperator):
             run_id=first["run_id"],
             cancellation=self._cancellation,
         )
-        files = [f for g in groups for f in g["files"]]
-        manifest = manifest_mod.build_manifest(
-            vendor=ctx.vendor,
-            export_ref=ctx.export_ref,
-            job_ref=ctx.job_ref,
-            run_id=ctx.run_id,
-            destination={k: destination[k] for k in _DESCRIBED[destination["kind"]]},
-            files=[manifest_mod.FileRecord(**f) for f in files],
-            started_at=float(job["listed_at"]),
-            finished_at=time.time(),
-            job_details=job["details"],
-        )
-        if destination["kind"] == "s3":
-            return self._commit_s3(ctx, manifest, groups, destination)
-        return self._commit_sql(ctx, manifest, groups, destination)
+        commit = self._commit_s3 if destination["kind"] == "s3" else self._commit_sql
+        return commit(ctx, groups, destination)
 
     def on_kill(self) -> None:
         if self._cancellation is not None:
@@ -270,33 +257,8 @@ class FanOutCommitOperator(BaseOperator):
             )
         return groups
 
-    def _summary(
-        self, manifest: Mapping[str, Any], destination: Mapping[str, Any], location: str, skipped: bool
-    ) -> dict[str, Any]:
-        files = manifest.get("files") or []
-        from airflow_provider_exports.transfers.engine.runner import TransferSummary
-
-        return TransferSummary(
-            vendor=str(manifest.get("vendor")),
-            export_ref=str(manifest.get("export_ref")),
-            job_ref=str(manifest.get("job_ref")),
-            destination={k: destination[k] for k in _DESCRIBED[destination["kind"]]},
-            manifest=location,
-            skipped=skipped,
-            file_count=len(files),
-            bytes=int(manifest.get("total_bytes") or 0),
-            rows=manifest.get("total_rows"),
-            seconds=float(manifest.get("seconds") or 0.0),
-            run_id=manifest.get("run_id"),
-            locations=[str(f.get("location")) for f in files],
-        ).to_dict()
-
     def _commit_s3(
-        self,
-        ctx: TransferContext,
-        manifest: dict[str, Any],
-        groups: list[dict[str, Any]],
-        dest: Mapping[str, Any],
+        self, ctx: TransferContext, groups: list[dict[str, Any]], dest: Mapping[str, Any]
     ) -> dict[str, Any]:
         from airflow_provider_exports.transfers.engine.s3_staging import S3StagedCommit
 
@@ -311,24 +273,19 @@ class FanOutCommitOperator(BaseOperator):
         )
         if all(g["skipped"] for g in groups):
             current, _, _ = sink._read_manifest()
-            if manifest_mod.same_job(
-                current, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
-            ):
+            if _same_job(current, ctx):
                 self.log.info("%s job %s is already at %s; skipping", ctx.vendor, ctx.job_ref, sink.uri())
-                assert current is not None
-                return self._summary(current, dest, sink.manifest_location(), skipped=True)
+                return _summary(current, sink, skipped=True)
         if any(g["skipped"] for g in groups):
             # the manifest changed while the groups staged: only the same job may be there now
             current = sink.discard_staged(ctx)
-            if manifest_mod.same_job(
-                current, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
-            ):
-                assert current is not None
-                return self._summary(current, dest, sink.manifest_location(), skipped=True)
+            if _same_job(current, ctx):
+                return _summary(current, sink, skipped=True)
             raise TransferError(
                 f"s3://{dest['bucket']}/{dest['prefix']} changed while this run staged {ctx.vendor} job "
                 f"{ctx.job_ref}; its staged files were discarded: run the whole DAG run again"
             )
+        manifest = _manifest(ctx, groups, sink)
         winner = sink.commit_staged(ctx, manifest, groups)
         if winner is not None:
             self.log.info(
@@ -337,7 +294,7 @@ class FanOutCommitOperator(BaseOperator):
                 ctx.vendor,
                 ctx.job_ref,
             )
-            return self._summary(winner, dest, sink.manifest_location(), skipped=True)
+            return _summary(winner, sink, skipped=True)
         self.log.info(
             "Committed %d file(s) of %d group(s) to %s; manifest at %s",
             len(manifest["files"]),
@@ -345,14 +302,10 @@ class FanOutCommitOperator(BaseOperator):
             sink.uri(),
             sink.manifest_location(),
         )
-        return self._summary(manifest, dest, sink.manifest_location(), skipped=False)
+        return _summary(manifest, sink, skipped=False)
 
     def _commit_sql(
-        self,
-        ctx: TransferContext,
-        manifest: dict[str, Any],
-        groups: list[dict[str, Any]],
-        dest: Mapping[str, Any],
+        self, ctx: TransferContext, groups: list[dict[str, Any]], dest: Mapping[str, Any]
     ) -> dict[str, Any]:
         from airflow_provider_exports.transfers.engine.sql.staging import SqlStagedCommit
 
@@ -374,19 +327,14 @@ class FanOutCommitOperator(BaseOperator):
             lock_timeout=dest["lock_timeout"],
             stale_after=self.stale_after,
         )
+        manifest = _manifest(ctx, groups, sink)
         try:
             existing = sink.begin(ctx)
-            if (
-                manifest_mod.same_job(
-                    existing, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
-                )
-                and not dest["overwrite"]
-            ):
-                assert existing is not None
+            if _same_job(existing, ctx) and not dest["overwrite"]:
                 self.log.info("%s job %s is already in %s; skipping", ctx.vendor, ctx.job_ref, dest["table"])
                 sink.abort()
                 sink.drop_stages(ctx.run_id)
-                return self._summary(existing, dest, sink.manifest_location(), skipped=True)
+                return _summary(existing, sink, skipped=True)
             if any(g["skipped"] for g in groups):
                 raise TransferError(
                     f"some groups found {ctx.vendor} job {ctx.job_ref} already in {dest['table']}, which no longer "
@@ -401,7 +349,7 @@ class FanOutCommitOperator(BaseOperator):
             raise
         sink.drop_stages(ctx.run_id)
         if winner is not None:
-            return self._summary(winner, dest, sink.manifest_location(), skipped=True)
+            return _summary(winner, sink, skipped=True)
         self.log.info(
             "Committed %d file(s), %s row(s) of %d group(s) into %s",
             len(manifest["files"]),
@@ -409,7 +357,33 @@ class FanOutCommitOperator(BaseOperator):
             len(groups),
             dest["table"],
         )
-        return self._summary(manifest, dest, sink.manifest_location(), skipped=False)
+        return _summary(manifest, sink, skipped=False)
+
+
+def _same_job(manifest: Mapping[str, Any] | None, ctx: TransferContext) -> TypeGuard[Mapping[str, Any]]:
+    return manifest_mod.same_job(manifest, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref)
+
+
+def _manifest(ctx: TransferContext, groups: Sequence[Mapping[str, Any]], sink: Sink) -> dict[str, Any]:
+    """The run's manifest: every group's files, committed into what ``sink`` describes."""
+    job = groups[0]["job"]
+    return manifest_mod.build_manifest(
+        vendor=ctx.vendor,
+        export_ref=ctx.export_ref,
+        job_ref=ctx.job_ref,
+        run_id=ctx.run_id,
+        destination=sink.describe(),
+        files=[manifest_mod.FileRecord(**f) for g in groups for f in g["files"]],
+        started_at=float(job["listed_at"]),
+        finished_at=time.time(),
+        job_details=job["details"],
+    )
+
+
+def _summary(manifest: Mapping[str, Any], sink: Sink, *, skipped: bool) -> dict[str, Any]:
+    from airflow_provider_exports.transfers.engine.runner import _summary_from_manifest
+
+    return _summary_from_manifest(manifest, sink, skipped=skipped).to_dict()
 
 
 #: a stage-files operator's arguments that say where it writes, by the destination key its results
@@ -502,7 +476,3 @@ def _comparable(key: str, value: Any) -> Any:
     if key == "key_columns":
         return list(value) if isinstance(value, (list, tuple)) else value
     return value
-
-
-#: the destination keys a manifest records (as a one-task run's sink describes itself)
-_DESCRIBED = {"s3": ("kind", "bucket", "prefix"), "sql": ("kind", "conn_id", "table", "mode")}
