@@ -30,11 +30,10 @@ from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperi
 from airflow_provider_exports.transfers._fan_out import ListFilesOperator
 from airflow_provider_exports.transfers._parts import ExportSource, Listing, given, only_into
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
-from airflow_provider_exports.utils.openlineage import aep_batch
+from airflow_provider_exports.utils.openlineage import DatasetRef
 
 log = logging.getLogger(__name__)
 
-VENDOR = AdobeExperiencePlatformHook.vendor
 #: the default bytes per ranged request. Vendor is silent on Data Access's throughput (it documents
 #: a 60 s limit per answer, not a size): 64 MiB takes 60 s only below about 1.1 MB/s.
 DEFAULT_RANGE_WINDOW = 64 * 1024 * 1024
@@ -63,7 +62,6 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
     :param flatten_structs: (into SQL) spread struct fields over ``parent_child_leaf`` columns.
     """
 
-    vendor: ClassVar[str] = VENDOR
     hook_class: ClassVar[type[AdobeExperiencePlatformHook]] = AdobeExperiencePlatformHook
     template_fields: ClassVar[tuple[str, ...]] = ("export_job_id", "adobe_aep_conn_id")
 
@@ -87,7 +85,7 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
         batches = {b: self.hook.get_batch(b) for b in job_batch_ids(job)}
         event = export_job_event(job, batches)
         if event.state == "failed":
-            raise event.failure(VENDOR)
+            raise event.failure(self.hook.vendor)
         if event.state != "success":
             raise TransferError(f"{event.description}: not finished yet, nothing to move")
         return job, list(event.result)
@@ -125,15 +123,13 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
             "totalExportedProfileCounter": (job.get("metrics") or {}).get("totalExportedProfileCounter"),
             **{k: job[k] for k in JOB_DETAILS if k in job},
         }
+        namespace = f"aep://{self.hook.settings.ims_org_id}/{self.hook.settings.sandbox_name}"
         return Listing(
             files,
             export_ref=dataset_id,
             job_ref=str(job.get("id")),
             job_details=details,
-            inputs=[
-                aep_batch(self.hook.settings.ims_org_id, self.hook.settings.sandbox_name, dataset_id, b)
-                for b in batch_ids
-            ],
+            inputs=[DatasetRef(namespace, f"{dataset_id}/{b}") for b in batch_ids],
         )
 
     def file_ref(self, file: SourceFile) -> dict[str, Any]:

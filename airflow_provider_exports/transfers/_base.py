@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_exports.transfers._parts import Destination, ExportSource, arguments
+from airflow_provider_exports.transfers._parts import Destination, ExportSource, Listing, arguments
 from airflow_provider_exports.transfers.engine.sink import Cancellation
 from airflow_provider_exports.utils.openlineage import destination_ref
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.providers.openlineage.extractors import OperatorLineage
 
-    from airflow_provider_exports.transfers.engine import SourceFile, TransferSummary
+    from airflow_provider_exports.transfers.engine import TransferSummary
     from airflow_provider_exports.transfers.engine.sink import Sink
 
 #: a part of an operator: its source or its destination (as a class)
@@ -57,7 +57,8 @@ class TransferOperator(BaseOperator):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "source_type" in vars(cls) or "destination_type" in vars(cls):  # the parts are named here
-            by_part = {part: arguments(part, cls._kind()) for part in cls._parts()}
+            parts: list[Part] = [cls.source_type, *([cls.destination_type] if cls.destination_type else [])]
+            by_part = {part: arguments(part, cls._kind()) for part in parts}
             names = {f.name for fields in by_part.values() for f in fields}
             parts_fields = (n for part in by_part for n in part.template_fields if n in names)
             cls.template_fields = (*parts_fields, *cls.task_template_fields)
@@ -82,10 +83,6 @@ class TransferOperator(BaseOperator):
     @classmethod
     def _kind(cls) -> str | None:
         return cls.destination_type.kind if cls.destination_type else None
-
-    @classmethod
-    def _parts(cls) -> list[Part]:
-        return [cls.source_type, *([cls.destination_type] if cls.destination_type else [])]
 
     @cached_property
     def hook(self) -> Any:
@@ -113,34 +110,27 @@ class TransferOperator(BaseOperator):
             listing = source.list_files()
             sink = self.make_sink(source, listing.output)
             self._lineage = (list(listing.inputs), destination_ref(sink))
-            summary = self.move(listing.files, sink, listing.export_ref, listing.job_ref, listing.job_details)
+            summary = self.move(listing, sink)
         finally:
             source.close()
         return summary.to_dict()
 
-    def move(
-        self,
-        files: Sequence[SourceFile],
-        sink: Sink,
-        export_ref: str,
-        job_ref: str,
-        job_details: Mapping[str, Any],
-    ) -> TransferSummary:
-        """Run the engine: ``files`` into ``sink``, stopped by ``on_kill``."""
+    def move(self, listing: Listing, sink: Sink) -> TransferSummary:
+        """Run the engine: the listed files into ``sink``, stopped by ``on_kill``."""
         from airflow_provider_exports.transfers.engine.runner import run_transfer
 
         assert self._cancellation is not None, "made in execute"
         return run_transfer(
-            files,
+            listing.files,
             sink,
-            vendor=self.source_type.vendor,
-            export_ref=export_ref,
-            job_ref=job_ref,
+            vendor=self.hook.vendor,
+            export_ref=listing.export_ref,
+            job_ref=listing.job_ref,
             overwrite=self.overwrite,
             max_concurrent_files=self.max_concurrent_files,
             log=cast("logging.Logger", self.log),  # Airflow's task logger speaks the same methods
             cancellation=self._cancellation,
-            job_details=job_details,
+            job_details=listing.job_details,
         )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:

@@ -39,6 +39,7 @@ from airflow_provider_exports.exceptions import (
     TransferRefused,
 )
 from airflow_provider_exports.transfers._base import TransferOperator
+from airflow_provider_exports.transfers._parts import Listing
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink, TransferContext, new_run_id
 
@@ -122,7 +123,7 @@ class ListFilesOperator(TransferOperator):
                 f"the export lists these names twice or reserved: {doubled or [manifest_mod.MANIFEST_NAME]}"
             )
         job = {
-            "vendor": source.vendor,
+            "vendor": source.hook.vendor,
             "export_ref": listing.export_ref,
             "job_ref": listing.job_ref,
             "details": dict(listing.job_details),
@@ -132,7 +133,7 @@ class ListFilesOperator(TransferOperator):
         run_id = new_run_id()
         self.log.info(
             "%s job %s: %d file(s) in %d group(s), run %s",
-            source.vendor,
+            source.hook.vendor,
             listing.job_ref,
             len(refs),
             len(groups),
@@ -171,7 +172,7 @@ class StageFilesOperator(TransferOperator):
             # the vendor is asked again for what it takes to read the files: no URL comes from XCom
             files, output = source.group_files(group)
             sink = cast("S3StagingSink | SqlStagingSink", self.make_sink(source, output, group))
-            summary = self.move(files, sink, job["export_ref"], job["job_ref"], job["details"])
+            summary = self.move(Listing(files, job["export_ref"], job["job_ref"], job["details"]), sink)
         finally:
             source.close()
         return {

@@ -24,11 +24,10 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
 from airflow_provider_exports.transfers._fan_out import ListFilesOperator
 from airflow_provider_exports.transfers._parts import ExportSource, Listing, given, only_into
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
-from airflow_provider_exports.utils.openlineage import sitecore_export
+from airflow_provider_exports.utils.openlineage import vendor_export
 
 log = logging.getLogger(__name__)
 
-VENDOR = "Sitecore CDP"
 #: the column of a delta export's rows in SQL that says whether the guest was added or removed
 DELTA_COLUMN = "_delta"
 # Vendor is silent on how delta files are named (vendor-apis README §1.5 says only that added and
@@ -74,7 +73,6 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         lands as ``x.json``).
     """
 
-    vendor: ClassVar[str] = VENDOR
     hook_class: ClassVar[type[SitecoreCDPHook]] = SitecoreCDPHook
     template_fields: ClassVar[tuple[str, ...]] = ("audience_export_ref", "execution_ref", "sitecore_cdp_conn_id")
 
@@ -142,7 +140,7 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
             export_ref=export_ref,
             job_ref=output.execution_ref,
             job_details=details,
-            inputs=[sitecore_export(self.hook.url(""), export_ref, output.execution_ref)],
+            inputs=[vendor_export("sitecore-cdp", self.hook.url(""), export_ref, output.execution_ref)],
             output=output,
         )
 
