@@ -160,10 +160,7 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
 
 
 class AdobeExperiencePlatformListFilesOperator(ListFilesOperator):
-    """The list-files task of a fan-out (README, "Scaling out"): a finished profile export job's
-    batch files through Data Access, in groups of references (batch id, dataset file id, path,
-    size; never a URL) for ``AdobeExperiencePlatformStageFilesToS3Operator`` /
-    ``AdobeExperiencePlatformStageFilesToSqlOperator`` ``.expand(group=...)``.
-    """
+    """The list-files task of a fan-out: a finished profile export job's batch files, by batch id,
+    dataset file id and path."""
 
     source_type = AdobeExperiencePlatformExportJob

@@ -1,25 +1,11 @@
-"""One export over many workers: list its files in one task, stage groups of them in mapped tasks,
-commit them all in one final task (README, "Scaling out").
+"""One export over many workers (README, "Scaling out"): a list-files task lists the job's files in
+groups, stage-files tasks mapped over the groups stage them, one commit task makes them visible.
 
-Three kinds of operator, the same for every vendor; the vendor's part is its source
+The three operators are the same for every vendor: the vendor's part is its source
 (:class:`~._parts.ExportSource`: how files are listed, referred to and opened again), the
-destination's part its ``sink`` in staged form:
-
-- a **list-files** operator (:class:`ListFilesOperator`) finds the job, lists its files and returns
-  them in groups — references only: names, sizes, vendor ids, never a URL — plus a run id that
-  names the run's staging (S3: its run directory; SQL: its staging tables);
-- a **stage-files** operator (:class:`StageFilesOperator`), mapped over the groups with
-  ``.partial(...).expand(group=list_files.output)``, asks the vendor again for what it needs to
-  read its files (a presigned URL is fetched fresh, never taken from XCom) and stages them through
-  the engine: S3 objects under the run directory, or one staging table per group; a retry redoes
-  that group's files only;
-- :class:`FanOutCommitOperator` takes every group's result (``staged=stage_files.output``) and
-  commits: the S3 manifest, written only once every group succeeded, or one transaction that moves
-  the staging tables into the table (append, replace or merge, types from every value of every
-  file) with the manifest row.
-
-Until the commit nothing is visible, so a run that fails for good leaves the destination as the
-last good run left it. XCom carries references and counts only.
+destination's part its ``sink`` in staged form. Until the commit nothing is visible, so a run that
+fails for good leaves the destination as the last good run left it. XCom carries references and
+counts only, never a URL.
 """
 
 from __future__ import annotations
@@ -147,7 +133,9 @@ class ListFilesOperator(TransferOperator):
 
 class StageFilesOperator(TransferOperator):
     """The stage-files task, mapped over groups: move one group's files into staging (S3 objects
-    under the run directory, or a staging table), for :class:`FanOutCommitOperator`.
+    under the run directory, or a staging table), for :class:`FanOutCommitOperator`. The source's
+    arguments must name the group's job; what it takes to read a file (a presigned URL) is asked of
+    the vendor here, never taken from XCom. A retry redoes that group's files only.
 
     Takes the arguments of its ``source_type`` and ``destination_type``, and:
 

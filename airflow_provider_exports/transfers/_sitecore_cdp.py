@@ -9,6 +9,7 @@ they never travel through XCom, templates or logs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,20 +96,15 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         log.info("No execution_ref given: taking the latest finished job of %s", self.audience_export_ref)
         return self.hook.get_latest_export(self.audience_export_ref)
 
+    def _fresh_url(self, execution_ref: str, name: str) -> str:
+        log.info("Fetching fresh output URLs of job %s from Sitecore", execution_ref)
+        current = self.hook.get_execution_output(execution_ref)
+        url = next((f.url for f in current.files if f.name == name), None)
+        if url is None:
+            raise TransferError(f"{name} is no longer in the output listing of Sitecore CDP job {execution_ref}")
+        return url
+
     def _source_files(self, output: ExportOutput) -> list[SourceFile]:
-        def resolver(name: str) -> Any:
-            def fresh_url() -> str:
-                log.info("Fetching fresh output URLs of job %s from Sitecore", output.execution_ref)
-                current = self.hook.get_execution_output(output.execution_ref)
-                url = next((f.url for f in current.files if f.name == name), None)
-                if url is None:
-                    raise TransferError(
-                        f"{name} is no longer in the output listing of Sitecore CDP job {output.execution_ref}"
-                    )
-                return url
-
-            return fresh_url
-
         files: list[SourceFile] = []
         for ref in output.files:
             kind = delta_kind(ref.name)
@@ -117,7 +113,7 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
                     self.hook.download_http,
                     f"{kind}/{ref.name}" if kind else ref.name,
                     None,  # sizeKB is rounded: the exact size comes from Content-Length
-                    resolver(ref.name),
+                    functools.partial(self._fresh_url, output.execution_ref, ref.name),
                     url=ref.url,
                     size_range=size_kb_bounds(ref.size_kb),
                     attributes={"delta": kind} if kind else {},
@@ -177,9 +173,6 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
 
 
 class SitecoreCDPListFilesOperator(ListFilesOperator):
-    """The list-files task of a fan-out (README, "Scaling out"): a Sitecore CDP job's output files
-    in groups, references only (file names, never their presigned URLs), for
-    ``SitecoreCDPStageFilesToS3Operator`` / ``SitecoreCDPStageFilesToSqlOperator`` ``.expand(group=...)``.
-    """
+    """The list-files task of a fan-out: a Sitecore CDP job's output files, by name."""
 
     source_type = SitecoreCDPExport

@@ -25,11 +25,7 @@ class AdobeExperiencePlatformToS3Operator(TransferOperator):
 
 
 class AdobeExperiencePlatformStageFilesToS3Operator(StageFilesOperator):
-    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
-    :class:`AdobeExperiencePlatformListFilesOperator`'s groups: the group's files into S3 objects
-    under the run directory, for :class:`FanOutCommitOperator`; its ``export_job_id`` must name
-    the listed job.
-    """
+    """The stage-files task into S3, mapped over :class:`AdobeExperiencePlatformListFilesOperator`'s groups."""
 
     source_type = AdobeExperiencePlatformExportJob
     destination_type = S3Destination

@@ -27,10 +27,7 @@ class AdobeExperiencePlatformToSqlOperator(TransferOperator):
 
 
 class AdobeExperiencePlatformStageFilesToSqlOperator(StageFilesOperator):
-    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
-    :class:`AdobeExperiencePlatformListFilesOperator`'s groups: the group's files into a staging
-    table, for :class:`FanOutCommitOperator`; its ``export_job_id`` must name the listed job.
-    """
+    """The stage-files task into SQL, mapped over :class:`AdobeExperiencePlatformListFilesOperator`'s groups."""
 
     source_type = AdobeExperiencePlatformExportJob
     destination_type = SqlDestination

@@ -22,11 +22,7 @@ class SitecoreCDPToS3Operator(TransferOperator):
 
 
 class SitecoreCDPStageFilesToS3Operator(StageFilesOperator):
-    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
-    :class:`SitecoreCDPListFilesOperator`'s groups: the group's files into S3 objects under the run
-    directory, for :class:`FanOutCommitOperator`. The job comes from the group; each file's
-    presigned URL is fetched from Sitecore here, never from XCom.
-    """
+    """The stage-files task into S3, mapped over :class:`SitecoreCDPListFilesOperator`'s groups."""
 
     source_type = SitecoreCDPExport
     destination_type = S3Destination

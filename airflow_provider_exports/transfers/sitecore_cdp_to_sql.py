@@ -23,11 +23,7 @@ class SitecoreCDPToSqlOperator(TransferOperator):
 
 
 class SitecoreCDPStageFilesToSqlOperator(StageFilesOperator):
-    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
-    :class:`SitecoreCDPListFilesOperator`'s groups: the group's files into a staging table, for
-    :class:`FanOutCommitOperator`. The job comes from the group; each file's presigned URL is
-    fetched from Sitecore here, never from XCom.
-    """
+    """The stage-files task into SQL, mapped over :class:`SitecoreCDPListFilesOperator`'s groups."""
 
     source_type = SitecoreCDPExport
     destination_type = SqlDestination
