@@ -17,11 +17,11 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_exports.transfers._parts import Destination, ExportSource, Listing, arguments
+from airflow_provider_exports.transfers._parts import Destination, ExportSource, Listing, Part, arguments
 from airflow_provider_exports.transfers.engine.sink import Cancellation
 from airflow_provider_exports.utils.openlineage import destination_ref
 
@@ -31,9 +31,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_exports.transfers.engine import TransferSummary
     from airflow_provider_exports.transfers.engine.sink import Sink
-
-#: a part of an operator: its source or its destination (as a class)
-Part: TypeAlias = "type[ExportSource[Any]] | type[Destination]"
 
 
 class TransferOperator(BaseOperator):
@@ -57,7 +54,7 @@ class TransferOperator(BaseOperator):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "source_type" in vars(cls) or "destination_type" in vars(cls):  # the parts are named here
-            parts: list[Part] = [cls.source_type, *([cls.destination_type] if cls.destination_type else [])]
+            parts: list[type[Part]] = [cls.source_type, *([cls.destination_type] if cls.destination_type else [])]
             by_part = {part: arguments(part, cls._kind()) for part in parts}
             names = {f.name for fields in by_part.values() for f in fields}
             parts_fields = (n for part in by_part for n in part.template_fields if n in names)
@@ -90,7 +87,7 @@ class TransferOperator(BaseOperator):
         hook_class = self.source_type.hook_class
         return hook_class(getattr(self, hook_class.conn_name_attr))
 
-    def _values(self, part: Part) -> dict[str, Any]:
+    def _values(self, part: type[Part]) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in arguments(part, self._kind())}
 
     def make_source(self) -> ExportSource[Any]:
@@ -147,7 +144,7 @@ class TransferOperator(BaseOperator):
             self._cancellation.cancel_soon("the task was killed")
 
 
-def _init_taking(cls: type[TransferOperator], by_part: Mapping[Part, list[Field[Any]]]) -> Callable[..., None]:
+def _init_taking(cls: type[TransferOperator], by_part: Mapping[type[Part], list[Field[Any]]]) -> Callable[..., None]:
     """The ``__init__`` of an operator naming its parts: their fields as keyword arguments, each
     kept verbatim as an attribute of the same name, checked by its part where already known."""
     taken = [f for fields in by_part.values() for f in fields]
@@ -176,7 +173,7 @@ def _init_taking(cls: type[TransferOperator], by_part: Mapping[Part, list[Field[
     return __init__
 
 
-def _arguments_doc(cls: type[TransferOperator], by_part: Mapping[Part, list[Field[Any]]]) -> str:
+def _arguments_doc(cls: type[TransferOperator], by_part: Mapping[type[Part], list[Field[Any]]]) -> str:
     """The class docstring's last line: whose arguments the operator takes, by name."""
 
     def named(klass: type) -> str:
