@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import MISSING, Field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -90,8 +91,14 @@ class TransferOperator(BaseOperator):
     def _values(self, part: type[Part]) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in arguments(part, self._kind())}
 
-    def make_source(self) -> ExportSource[Any]:
-        return self.source_type(hook=self.hook, **self._values(self.source_type))
+    @contextmanager
+    def open_source(self) -> Iterator[ExportSource[Any]]:
+        """The source, made from the rendered arguments; the vendor's clients released after it."""
+        source = self.source_type(hook=self.hook, **self._values(self.source_type))
+        try:
+            yield source
+        finally:
+            source.hook.close()
 
     def make_sink(self, source: ExportSource[Any], output: Any, group: Mapping[str, Any] | None = None) -> Sink:
         """The destination's sink, with what the vendor's files need of it (staged for a ``group``)."""
@@ -102,15 +109,11 @@ class TransferOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._cancellation = Cancellation()
-        source = self.make_source()
-        try:
+        with self.open_source() as source:
             listing = source.list_files()
             sink = self.make_sink(source, listing.output)
             self._lineage = (list(listing.inputs), destination_ref(sink))
-            summary = self.move(listing, sink)
-        finally:
-            source.close()
-        return summary.to_dict()
+            return self.move(listing, sink).to_dict()
 
     def move(self, listing: Listing, sink: Sink) -> TransferSummary:
         """Run the engine: the listed files into ``sink``, stopped by ``on_kill``."""

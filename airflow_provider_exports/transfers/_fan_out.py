@@ -87,8 +87,7 @@ class ListFilesOperator(TransferOperator):
             raise ExportConfigError("max_groups", f"{max_groups!r}: give at least 1, or None")
 
     def execute(self, context: Context) -> list[dict[str, Any]]:  # type: ignore[override]
-        source = self.make_source()
-        try:
+        with self.open_source() as source:
             listing = source.list_files()
             refs = [
                 {
@@ -100,8 +99,6 @@ class ListFilesOperator(TransferOperator):
                 }
                 for f in listing.files
             ]
-        finally:
-            source.close()
         names = [f.name for f in listing.files]
         doubled = sorted({n for n in names if names.count(n) > 1})
         if doubled or manifest_mod.MANIFEST_NAME in names:
@@ -155,14 +152,11 @@ class StageFilesOperator(TransferOperator):
         self._cancellation = Cancellation()
         group = check_group(self.group)
         job = group["job"]
-        source = self.make_source()
-        try:
+        with self.open_source() as source:
             # the vendor is asked again for what it takes to read the files: no URL comes from XCom
             files, output = source.group_files(group)
             sink = cast("S3StagingSink | SqlStagingSink", self.make_sink(source, output, group))
             summary = self.move(Listing(files, job["export_ref"], job["job_ref"], job["details"]), sink)
-        finally:
-            source.close()
         return {
             "run_id": group["run_id"],
             "group": group["group"],

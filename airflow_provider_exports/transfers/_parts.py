@@ -96,10 +96,6 @@ class ExportSource(Part, Generic[HookT]):
     def sink_options(self, kind: str, output: Any) -> dict[str, Any]:
         """What the vendor's files need of a sink of ``kind``, given the job's ``output``."""
 
-    def close(self) -> None:
-        """Release the vendor's clients (after the run, whatever its end)."""
-        self.hook.close()
-
 
 class Destination(Part):
     """Where a transfer lands, and the sink it writes through."""
