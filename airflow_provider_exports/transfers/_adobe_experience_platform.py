@@ -79,17 +79,6 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
                 "range_window", f"{arguments['range_window']!r}: give at least 1 MiB per request"
             )
 
-    def _finished_job(self) -> tuple[dict[str, Any], list[str]]:
-        job_id = check_job_id(self.export_job_id)
-        job = self.hook.get_export_job(job_id)
-        batches = {b: self.hook.get_batch(b) for b in job_batch_ids(job)}
-        event = export_job_event(job, batches)
-        if event.state == "failed":
-            raise event.failure(self.hook.vendor)
-        if event.state != "success":
-            raise TransferError(f"{event.description}: not finished yet, nothing to move")
-        return job, list(event.result)
-
     def _source(self, batch_id: str, f: DataAccessFile, segment: str | None) -> SourceFile:
         url = self.hook.file_url(f.dataset_file_id, f.name)
         attributes = {"batchId": batch_id, "dataSetFileId": f.dataset_file_id, "path": f.name}
@@ -106,7 +95,13 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
         )
 
     def list_files(self) -> Listing:
-        job, batch_ids = self._finished_job()
+        job = self.hook.get_export_job(check_job_id(self.export_job_id))
+        event = export_job_event(job, {b: self.hook.get_batch(b) for b in job_batch_ids(job)})
+        if event.state == "failed":
+            raise event.failure(self.hook.vendor)
+        if event.state != "success":
+            raise TransferError(f"{event.description}: not finished yet, nothing to move")
+        batch_ids = list(event.result)
         segments = job_segments_of_batches(job)
         files: list[SourceFile] = []
         for batch_id in batch_ids:
@@ -133,9 +128,7 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
         )
 
     def file_ref(self, file: SourceFile) -> dict[str, Any]:
-        a = file.attributes
-        ref = {"batchId": a["batchId"], "dataSetFileId": a["dataSetFileId"], "path": a["path"]}
-        return {**ref, "segmentId": a["segmentId"]} if a.get("segmentId") else ref
+        return dict(file.attributes)  # batchId, dataSetFileId, path and any segmentId (see _source)
 
     def group_files(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], None]:
         """A fan-out group's files (README, "Scaling out"), addressed again through the hook from

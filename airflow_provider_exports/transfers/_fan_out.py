@@ -371,22 +371,18 @@ def _summary(manifest: Mapping[str, Any], sink: Sink, *, skipped: bool) -> dict[
 
 #: a stage-files operator's arguments that say where it writes, by the destination key its results
 #: give them under, per kind of destination (``SqlSink`` and ``S3Sink`` keep the rest at their defaults)
-_COMMON_ARGS = {"allow_empty": "allow_empty", "overwrite": "overwrite"}
 DESTINATION_ARGS = {
     "s3": {
         "s3_bucket": "bucket",
         "s3_key_prefix": "prefix",
         "aws_conn_id": "aws_conn_id",
         "s3_extra_args": "extra_args",
-        **_COMMON_ARGS,
+        "allow_empty": "allow_empty",
+        "overwrite": "overwrite",
     },
     "sql": {
-        "conn_id": "conn_id",
-        "table": "table",
-        "mode": "mode",
-        "key_columns": "key_columns",
-        "create_table": "create_table",
-        **_COMMON_ARGS,
+        arg: arg
+        for arg in ("conn_id", "table", "mode", "key_columns", "create_table", "allow_empty", "overwrite")
     },
 }
 #: what a SQL commit's sink takes at its defaults, whatever a result says

@@ -8,15 +8,15 @@ they never travel through XCom, templates or logs.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.hooks.sitecore_cdp import (
+    ExportFileRef,
     ExportOutput,
     SitecoreCDPHook,
     check_execution_ref,
@@ -89,13 +89,6 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         if arguments["execution_ref"] and given(arguments["execution_ref"]):
             check_execution_ref(arguments["execution_ref"])
 
-    def _output(self) -> ExportOutput:
-        check_export_ref(self.audience_export_ref)
-        if self.execution_ref:
-            return self.hook.get_execution_output(check_execution_ref(str(self.execution_ref)))
-        log.info("No execution_ref given: taking the latest finished job of %s", self.audience_export_ref)
-        return self.hook.get_latest_export(self.audience_export_ref)
-
     def _fresh_url(self, execution_ref: str, name: str) -> str:
         log.info("Fetching fresh output URLs of job %s from Sitecore", execution_ref)
         current = self.hook.get_execution_output(execution_ref)
@@ -104,16 +97,16 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
             raise TransferError(f"{name} is no longer in the output listing of Sitecore CDP job {execution_ref}")
         return url
 
-    def _source_files(self, output: ExportOutput) -> list[SourceFile]:
+    def _source_files(self, execution_ref: str, refs: Iterable[ExportFileRef]) -> list[SourceFile]:
         files: list[SourceFile] = []
-        for ref in output.files:
+        for ref in refs:
             kind = delta_kind(ref.name)
             files.append(
                 HttpSourceFile(
                     self.hook.download_http,
                     f"{kind}/{ref.name}" if kind else ref.name,
                     None,  # sizeKB is rounded: the exact size comes from Content-Length
-                    functools.partial(self._fresh_url, output.execution_ref, ref.name),
+                    functools.partial(self._fresh_url, execution_ref, ref.name),
                     url=ref.url,
                     size_range=size_kb_bounds(ref.size_kb),
                     attributes={"delta": kind} if kind else {},
@@ -122,7 +115,12 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         return files
 
     def list_files(self) -> Listing:
-        output = self._output()
+        check_export_ref(self.audience_export_ref)
+        if self.execution_ref:
+            output = self.hook.get_execution_output(check_execution_ref(str(self.execution_ref)))
+        else:
+            log.info("No execution_ref given: taking the latest finished job of %s", self.audience_export_ref)
+            output = self.hook.get_latest_export(self.audience_export_ref)
         report = self.hook.get_report(self.audience_export_ref, output.execution_ref) or {}
         details = {
             "executionRef": output.execution_ref,
@@ -132,7 +130,7 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         }
         export_ref = output.friendly_id or self.audience_export_ref
         return Listing(
-            self._source_files(output),
+            self._source_files(output.execution_ref, output.files),
             export_ref=export_ref,
             job_ref=output.execution_ref,
             job_details=details,
@@ -161,8 +159,7 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
             raise TransferError(
                 f"{missing} no longer in the output listing of Sitecore CDP job {output.execution_ref}"
             )
-        picked = dataclasses.replace(output, files=tuple(by_name[n] for n in wanted))
-        return self._source_files(picked), output
+        return self._source_files(output.execution_ref, [by_name[n] for n in wanted]), output
 
     def sink_options(self, kind: str, output: ExportOutput) -> dict[str, Any]:
         if kind != "sql":

@@ -4,19 +4,7 @@ The OpenLineage provider (``apache-airflow-providers-openlineage``) is optional:
 nothing of it at import time. An operator records plain references while it runs
 (:class:`DatasetRef` for a vendor export or an object-store prefix, :class:`SqlTableRef` for a
 table) and turns them into OpenLineage datasets only in ``get_openlineage_facets_on_complete``,
-which Airflow calls only when the provider is installed.
-
-Names (README, "Lineage (OpenLineage)"):
-
-- vendor exports, our own scheme: ``sitecore-cdp://<api host>`` + ``<export>/<execution ref>``;
-  ``aep://<IMS org>/<sandbox>`` + ``<dataset id>/<batch id>``; ``cordial://<api host>`` +
-  ``<export name>/<job id>``;
-- object stores as the amazon provider names S3 (and the OpenLineage spec other stores):
-  ``<scheme>://<bucket>`` + the key prefix (``/`` for a whole bucket); a local path: ``file`` +
-  the absolute path;
-- SQL tables as common-sql names them: the hook's ``get_openlineage_database_info`` gives
-  ``<scheme>://<authority>`` and the database, the name is ``<database>.<schema>.<table>``;
-  SQLite, which common-sql does not name: ``sqlite://<database file>`` + ``main.<table>``.
+which Airflow calls only when the provider is installed. The names: README, "Lineage (OpenLineage)".
 """
 
 from __future__ import annotations
