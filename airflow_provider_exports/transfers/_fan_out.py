@@ -153,7 +153,6 @@ class StageFilesOperator(TransferOperator):
         group = check_group(self.group)
         job = group["job"]
         with self.open_source() as source:
-            # the vendor is asked again for what it takes to read the files: no URL comes from XCom
             files, output = source.group_files(group)
             sink = cast("S3StagingSink | SqlStagingSink", self.make_sink(source, output, group))
             summary = self.move(Listing(files, job["export_ref"], job["job_ref"], job["details"]), sink)

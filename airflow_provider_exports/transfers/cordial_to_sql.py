@@ -1,6 +1,4 @@
-"""Load the file a Cordial export job delivered into S3 into a SQL table, streamed, in one transaction
-(the job's manifest row included: a rerun of the job skips). What is read, and how, is
-:class:`~._cordial.CordialDeliveredFile`'s."""
+"""Load the file a Cordial export job delivered into S3 into a SQL table, streamed, in one transaction."""
 
 from __future__ import annotations
 

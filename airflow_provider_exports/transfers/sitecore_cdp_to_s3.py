@@ -9,13 +9,8 @@ from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPExport, 
 
 
 class SitecoreCDPToS3Operator(TransferOperator):
-    """Stream the output files of a Sitecore CDP audience export job into S3.
-
-    Files land under ``s3://<s3_bucket>/<s3_key_prefix>/`` (delta exports under ``added/`` and
-    ``removed/``) through multipart uploads that complete only when a file is whole;
-    ``_manifest.json`` is written last. A rerun for the same job finds the manifest and skips.
-    Returns a summary for XCom: keys, bytes, manifest key (never URLs).
-    """
+    """Stream the output files of a Sitecore CDP audience export job into S3 (delta exports under
+    ``added/`` and ``removed/``)."""
 
     source_type = SitecoreCDPExport
     destination_type = S3Destination
