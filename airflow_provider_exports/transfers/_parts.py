@@ -73,7 +73,7 @@ class ExportSource(Part, Generic[HookT]):
     """The vendor side of a transfer: one export job, its files, and how to open them again from a
     fan-out group's references. Presigned URLs are fetched when a file is opened, never stored."""
 
-    #: the vendor's hook (its ``vendor`` names the vendor); its ``conn_name_attr`` names the source's connection argument
+    #: the vendor's hook; its ``conn_name_attr`` names the source's connection argument
     hook_class: ClassVar[type[ExportsVendorHook[Any]]]
 
     #: the operator's own hook (not an argument: made from the connection argument)
