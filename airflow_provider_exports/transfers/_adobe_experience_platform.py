@@ -127,9 +127,6 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
             inputs=[DatasetRef(namespace, f"{dataset_id}/{b}") for b in batch_ids],
         )
 
-    def file_ref(self, file: SourceFile) -> dict[str, Any]:
-        return dict(file.attributes)  # batchId, dataSetFileId, path and any segmentId (see _source)
-
     def group_files(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], None]:
         """A fan-out group's files (README, "Scaling out"), addressed again through the hook from
         their batch and dataset file ids (the hook's token goes in a header, never in XCom)."""

@@ -83,9 +83,10 @@ class ExportSource(Part, Generic[HookT]):
     def list_files(self) -> Listing:
         """Find the job and list its files."""
 
-    @abstractmethod
     def file_ref(self, file: SourceFile) -> dict[str, Any]:
-        """What a stage-files task needs to open ``file`` again (JSON; never a URL)."""
+        """What a stage-files task needs to open ``file`` again (JSON; never a URL): by default
+        its attributes."""
+        return dict(file.attributes)
 
     @abstractmethod
     def group_files(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], Any]:

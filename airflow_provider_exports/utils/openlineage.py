@@ -80,11 +80,8 @@ def sql_table(ref: SqlTableRef) -> DatasetRef:
         # SQLite calls its one schema "main".
         return DatasetRef(f"sqlite://{connection.host or ''}", f"{schema or 'main'}.{table}")
     hook: Any = connection.get_hook()
-    info = (
-        hook.get_openlineage_database_info(connection)
-        if hasattr(hook, "get_openlineage_database_info")
-        else None
-    )
+    database_info = getattr(hook, "get_openlineage_database_info", None)
+    info = database_info(connection) if database_info is not None else None
     if info is None:  # a hook without OpenLineage support: its connection type and host:port
         from airflow.providers.common.sql.hooks.sql import DbApiHook
 
