@@ -30,11 +30,10 @@ from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperi
 from airflow_provider_exports.transfers._fan_out import ListFilesOperator
 from airflow_provider_exports.transfers._parts import ExportSource, Listing, given, only_into
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
-from airflow_provider_exports.utils.openlineage import aep_batch
+from airflow_provider_exports.utils.openlineage import DatasetRef
 
 log = logging.getLogger(__name__)
 
-VENDOR = AdobeExperiencePlatformHook.vendor
 #: the default bytes per ranged request. Vendor is silent on Data Access's throughput (it documents
 #: a 60 s limit per answer, not a size): 64 MiB takes 60 s only below about 1.1 MB/s.
 DEFAULT_RANGE_WINDOW = 64 * 1024 * 1024
@@ -63,7 +62,6 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
     :param flatten_structs: (into SQL) spread struct fields over ``parent_child_leaf`` columns.
     """
 
-    vendor: ClassVar[str] = VENDOR
     hook_class: ClassVar[type[AdobeExperiencePlatformHook]] = AdobeExperiencePlatformHook
     template_fields: ClassVar[tuple[str, ...]] = ("export_job_id", "adobe_aep_conn_id")
 
@@ -81,17 +79,6 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
                 "range_window", f"{arguments['range_window']!r}: give at least 1 MiB per request"
             )
 
-    def _finished_job(self) -> tuple[dict[str, Any], list[str]]:
-        job_id = check_job_id(self.export_job_id)
-        job = self.hook.get_export_job(job_id)
-        batches = {b: self.hook.get_batch(b) for b in job_batch_ids(job)}
-        event = export_job_event(job, batches)
-        if event.state == "failed":
-            raise event.failure(VENDOR)
-        if event.state != "success":
-            raise TransferError(f"{event.description}: not finished yet, nothing to move")
-        return job, list(event.result)
-
     def _source(self, batch_id: str, f: DataAccessFile, segment: str | None) -> SourceFile:
         url = self.hook.file_url(f.dataset_file_id, f.name)
         attributes = {"batchId": batch_id, "dataSetFileId": f.dataset_file_id, "path": f.name}
@@ -108,7 +95,13 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
         )
 
     def list_files(self) -> Listing:
-        job, batch_ids = self._finished_job()
+        job = self.hook.get_export_job(check_job_id(self.export_job_id))
+        event = export_job_event(job, {b: self.hook.get_batch(b) for b in job_batch_ids(job)})
+        if event.state == "failed":
+            raise event.failure(self.hook.vendor)
+        if event.state != "success":
+            raise TransferError(f"{event.description}: not finished yet, nothing to move")
+        batch_ids = list(event.result)
         segments = job_segments_of_batches(job)
         files: list[SourceFile] = []
         for batch_id in batch_ids:
@@ -125,21 +118,14 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
             "totalExportedProfileCounter": (job.get("metrics") or {}).get("totalExportedProfileCounter"),
             **{k: job[k] for k in JOB_DETAILS if k in job},
         }
+        namespace = f"aep://{self.hook.settings.ims_org_id}/{self.hook.settings.sandbox_name}"
         return Listing(
             files,
             export_ref=dataset_id,
             job_ref=str(job.get("id")),
             job_details=details,
-            inputs=[
-                aep_batch(self.hook.settings.ims_org_id, self.hook.settings.sandbox_name, dataset_id, b)
-                for b in batch_ids
-            ],
+            inputs=[DatasetRef(namespace, f"{dataset_id}/{b}") for b in batch_ids],
         )
-
-    def file_ref(self, file: SourceFile) -> dict[str, Any]:
-        a = file.attributes
-        ref = {"batchId": a["batchId"], "dataSetFileId": a["dataSetFileId"], "path": a["path"]}
-        return {**ref, "segmentId": a["segmentId"]} if a.get("segmentId") else ref
 
     def group_files(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], None]:
         """A fan-out group's files (README, "Scaling out"), addressed again through the hook from
@@ -164,10 +150,7 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
 
 
 class AdobeExperiencePlatformListFilesOperator(ListFilesOperator):
-    """The list-files task of a fan-out (README, "Scaling out"): a finished profile export job's
-    batch files through Data Access, in groups of references (batch id, dataset file id, path,
-    size; never a URL) for ``AdobeExperiencePlatformStageFilesToS3Operator`` /
-    ``AdobeExperiencePlatformStageFilesToSqlOperator`` ``.expand(group=...)``.
-    """
+    """The list-files task of a fan-out: a finished profile export job's batch files, by batch id,
+    dataset file id and path."""
 
     source_type = AdobeExperiencePlatformExportJob

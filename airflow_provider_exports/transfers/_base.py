@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import MISSING, Field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_exports.transfers._parts import Destination, ExportSource, arguments
+from airflow_provider_exports.transfers._parts import Destination, ExportSource, Listing, Part, arguments
 from airflow_provider_exports.transfers.engine.sink import Cancellation
 from airflow_provider_exports.utils.openlineage import destination_ref
 
@@ -29,11 +30,8 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.providers.openlineage.extractors import OperatorLineage
 
-    from airflow_provider_exports.transfers.engine import SourceFile, TransferSummary
+    from airflow_provider_exports.transfers.engine import TransferSummary
     from airflow_provider_exports.transfers.engine.sink import Sink
-
-#: a part of an operator: its source or its destination (as a class)
-Part: TypeAlias = "type[ExportSource[Any]] | type[Destination]"
 
 
 class TransferOperator(BaseOperator):
@@ -57,7 +55,8 @@ class TransferOperator(BaseOperator):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "source_type" in vars(cls) or "destination_type" in vars(cls):  # the parts are named here
-            by_part = {part: arguments(part, cls._kind()) for part in cls._parts()}
+            parts: list[type[Part]] = [cls.source_type, *([cls.destination_type] if cls.destination_type else [])]
+            by_part = {part: arguments(part, cls._kind()) for part in parts}
             names = {f.name for fields in by_part.values() for f in fields}
             parts_fields = (n for part in by_part for n in part.template_fields if n in names)
             cls.template_fields = (*parts_fields, *cls.task_template_fields)
@@ -83,21 +82,23 @@ class TransferOperator(BaseOperator):
     def _kind(cls) -> str | None:
         return cls.destination_type.kind if cls.destination_type else None
 
-    @classmethod
-    def _parts(cls) -> list[Part]:
-        return [cls.source_type, *([cls.destination_type] if cls.destination_type else [])]
-
     @cached_property
     def hook(self) -> Any:
         """The vendor's hook, made from the rendered connection argument the source names."""
         hook_class = self.source_type.hook_class
         return hook_class(getattr(self, hook_class.conn_name_attr))
 
-    def _values(self, part: Part) -> dict[str, Any]:
+    def _values(self, part: type[Part]) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in arguments(part, self._kind())}
 
-    def make_source(self) -> ExportSource[Any]:
-        return self.source_type(hook=self.hook, **self._values(self.source_type))
+    @contextmanager
+    def open_source(self) -> Iterator[ExportSource[Any]]:
+        """The source, made from the rendered arguments; the vendor's clients released after it."""
+        source = self.source_type(hook=self.hook, **self._values(self.source_type))
+        try:
+            yield source
+        finally:
+            source.hook.close()
 
     def make_sink(self, source: ExportSource[Any], output: Any, group: Mapping[str, Any] | None = None) -> Sink:
         """The destination's sink, with what the vendor's files need of it (staged for a ``group``)."""
@@ -108,39 +109,28 @@ class TransferOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._cancellation = Cancellation()
-        source = self.make_source()
-        try:
+        with self.open_source() as source:
             listing = source.list_files()
             sink = self.make_sink(source, listing.output)
             self._lineage = (list(listing.inputs), destination_ref(sink))
-            summary = self.move(listing.files, sink, listing.export_ref, listing.job_ref, listing.job_details)
-        finally:
-            source.close()
-        return summary.to_dict()
+            return self.move(listing, sink).to_dict()
 
-    def move(
-        self,
-        files: Sequence[SourceFile],
-        sink: Sink,
-        export_ref: str,
-        job_ref: str,
-        job_details: Mapping[str, Any],
-    ) -> TransferSummary:
-        """Run the engine: ``files`` into ``sink``, stopped by ``on_kill``."""
+    def move(self, listing: Listing, sink: Sink) -> TransferSummary:
+        """Run the engine: the listed files into ``sink``, stopped by ``on_kill``."""
         from airflow_provider_exports.transfers.engine.runner import run_transfer
 
         assert self._cancellation is not None, "made in execute"
         return run_transfer(
-            files,
+            listing.files,
             sink,
-            vendor=self.source_type.vendor,
-            export_ref=export_ref,
-            job_ref=job_ref,
+            vendor=self.hook.vendor,
+            export_ref=listing.export_ref,
+            job_ref=listing.job_ref,
             overwrite=self.overwrite,
             max_concurrent_files=self.max_concurrent_files,
             log=cast("logging.Logger", self.log),  # Airflow's task logger speaks the same methods
             cancellation=self._cancellation,
-            job_details=job_details,
+            job_details=listing.job_details,
         )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
@@ -157,7 +147,7 @@ class TransferOperator(BaseOperator):
             self._cancellation.cancel_soon("the task was killed")
 
 
-def _init_taking(cls: type[TransferOperator], by_part: Mapping[Part, list[Field[Any]]]) -> Callable[..., None]:
+def _init_taking(cls: type[TransferOperator], by_part: Mapping[type[Part], list[Field[Any]]]) -> Callable[..., None]:
     """The ``__init__`` of an operator naming its parts: their fields as keyword arguments, each
     kept verbatim as an attribute of the same name, checked by its part where already known."""
     taken = [f for fields in by_part.values() for f in fields]
@@ -186,7 +176,7 @@ def _init_taking(cls: type[TransferOperator], by_part: Mapping[Part, list[Field[
     return __init__
 
 
-def _arguments_doc(cls: type[TransferOperator], by_part: Mapping[Part, list[Field[Any]]]) -> str:
+def _arguments_doc(cls: type[TransferOperator], by_part: Mapping[type[Part], list[Field[Any]]]) -> str:
     """The class docstring's last line: whose arguments the operator takes, by name."""
 
     def named(klass: type) -> str:

@@ -22,11 +22,11 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
-from airflow_provider_exports.hooks.cordial import VENDOR, CordialHook, check_job_id, job_event, job_file_name
+from airflow_provider_exports.hooks.cordial import CordialHook, check_job_id, job_event, job_file_name
 from airflow_provider_exports.transfers._parts import ExportSource, Listing, given
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
 from airflow_provider_exports.transfers.engine.transforms import Unpivot
-from airflow_provider_exports.utils.openlineage import cordial_export, s3_prefix
+from airflow_provider_exports.utils.openlineage import s3_prefix, vendor_export
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -105,65 +105,6 @@ def delivered_file_name(export: Mapping[str, Any], job: Mapping[str, Any]) -> st
     return f"{export['name']}.{extension}" + (".gz" if export.get("compress") else "")
 
 
-def find_delivered_file(
-    hook: CordialHook, s3: S3Hook, export: Mapping[str, Any]
-) -> tuple[dict[str, Any], S3SourceFile]:
-    """The export's job, which must be ``Done``, and the object it delivered (a clear error if the
-    job is not done or the object is not where the job wrote it)."""
-    job_id = str(export["job_id"])
-    job = hook.get_job(job_id)
-    event = job_event(job_id, job)
-    if event.state == "failed":
-        raise event.failure(VENDOR)
-    if event.state != "success":
-        raise TransferError(
-            f"{event.description}: the file is not delivered yet; wait for the job first "
-            "(wait_for_completion=True, or CordialJobSensor)"
-        )
-    destination = export["destination"]
-    bucket, path = str(destination["bucket"]), str(destination["path"]).strip("/")
-    name = delivered_file_name(export, job)
-    key = f"{path}/{name}" if path else name
-    head = s3.head_object(key, bucket)
-    if head is None:
-        near = (s3.list_keys(bucket, prefix=f"{path}/" if path else "") or [])[:10]
-        raise TransferError(
-            f"Cordial job {job_id} is Done but s3://{bucket}/{key} is not there; under "
-            f"s3://{bucket}/{path}/ there are: {near or 'no objects'}"
-        )
-    return dict(job), S3SourceFile(s3, bucket, key, name, size=head.get("ContentLength"))
-
-
-def delivered_ref(export: Mapping[str, Any], ref: Any) -> tuple[str, str]:
-    """A file reference from a fan-out group (XCom) as ``(bucket, key)``, only if it names an object
-    the export's delivery wrote: in its bucket, under its path. A planted one would load any object
-    the AWS connection can read."""
-    destination = export["destination"]
-    bucket, path = str(destination["bucket"]), str(destination["path"]).strip("/")
-    key = ref.get("key") if isinstance(ref, Mapping) else None
-    inside = isinstance(key, str) and (key.startswith(f"{path}/") if path else "/" not in key)
-    if not isinstance(ref, Mapping) or ref.get("bucket") != bucket or not inside:
-        raise ExportConfigError(
-            "group.files",
-            f"{ascii(ref)[:200]} is not a file the export delivered to s3://{bucket}/{path}: give the groups "
-            "its list-files task made",
-        )
-    return bucket, str(key)
-
-
-def delivered_job_details(
-    export: Mapping[str, Any], job: Mapping[str, Any], source: S3SourceFile
-) -> dict[str, Any]:
-    """What the manifest records of a Cordial job."""
-    return {
-        "jobId": str(export["job_id"]),
-        "name": export["name"],
-        "export": export["export"],
-        "source": source.location,
-        **{k: job[k] for k in ("jobName", "status", "times", "result") if k in job},
-    }
-
-
 @dataclass(kw_only=True)
 class CordialDeliveredFile(ExportSource[CordialHook]):
     """The file one Cordial export job delivered to S3.
@@ -174,7 +115,6 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
         name). (templated)
     """
 
-    vendor: ClassVar[str] = VENDOR
     hook_class: ClassVar[type[CordialHook]] = CordialHook
     template_fields: ClassVar[tuple[str, ...]] = ("export", "aws_conn_id", "cordial_conn_id")
 
@@ -194,16 +134,42 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
 
     def list_files(self) -> Listing:
         export = check_export_reference(self.export)
-        job, source = find_delivered_file(self.hook, self._s3_hook(), export)
         job_id = str(export["job_id"])
+        job = self.hook.get_job(job_id)
+        event = job_event(job_id, job)
+        if event.state == "failed":
+            raise event.failure(self.hook.vendor)
+        if event.state != "success":
+            raise TransferError(
+                f"{event.description}: the file is not delivered yet; wait for the job first "
+                "(wait_for_completion=True, or CordialJobSensor)"
+            )
+        bucket, path = str(export["destination"]["bucket"]), str(export["destination"]["path"]).strip("/")
+        name = delivered_file_name(export, job)
+        key = f"{path}/{name}" if path else name
+        s3 = self._s3_hook()
+        head = s3.head_object(key, bucket)
+        if head is None:
+            near = (s3.list_keys(bucket, prefix=f"{path}/" if path else "") or [])[:10]
+            raise TransferError(
+                f"Cordial job {job_id} is Done but s3://{bucket}/{key} is not there; under "
+                f"s3://{bucket}/{path}/ there are: {near or 'no objects'}"
+            )
+        source = S3SourceFile(s3, bucket, key, name, size=head.get("ContentLength"))
         return Listing(
             [source],
             export_ref=str(export["name"]),
             job_ref=job_id,
-            job_details=delivered_job_details(export, job, source),
+            job_details={
+                "jobId": job_id,
+                "name": export["name"],
+                "export": export["export"],
+                "source": source.location,
+                **{k: job[k] for k in ("jobName", "status", "times", "result") if k in job},
+            },
             inputs=[
-                cordial_export(self.hook.url(""), str(export["name"]), job_id),
-                s3_prefix(source.bucket, source.key),
+                vendor_export("cordial", self.hook.url(""), str(export["name"]), job_id),
+                s3_prefix(bucket, key),
             ],
             output=export,
         )
@@ -213,17 +179,29 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
         return {"bucket": file.bucket, "key": file.key}
 
     def group_files(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], dict[str, Any]]:
+        """The group's file, only if its reference (XCom) names an object the export's delivery
+        wrote: in its bucket, under its path. A planted one would load any object the AWS
+        connection can read."""
         export = check_export_reference(self.export)
         if str(export["job_id"]) != str(group["job"]["job_ref"]):
             raise ExportConfigError(
                 "group",
                 f"lists Cordial job {group['job']['job_ref']}, but export names job {export['job_id']}",
             )
+        bucket, path = str(export["destination"]["bucket"]), str(export["destination"]["path"]).strip("/")
         s3 = self._s3_hook()
-        files: list[SourceFile] = [
-            S3SourceFile(s3, *delivered_ref(export, f["ref"]), f["name"], size=f["size"])
-            for f in group["files"]
-        ]
+        files: list[SourceFile] = []
+        for f in group["files"]:
+            ref = f["ref"]
+            key = ref.get("key") if isinstance(ref, Mapping) else None
+            inside = isinstance(key, str) and (key.startswith(f"{path}/") if path else "/" not in key)
+            if not isinstance(ref, Mapping) or ref.get("bucket") != bucket or not inside:
+                raise ExportConfigError(
+                    "group.files",
+                    f"{ascii(ref)[:200]} is not a file the export delivered to s3://{bucket}/{path}: give the "
+                    "groups its list-files task made",
+                )
+            files.append(S3SourceFile(s3, bucket, str(key), f["name"], size=f["size"]))
         return files, export
 
     def sink_options(self, kind: str, output: Mapping[str, Any]) -> dict[str, Any]:

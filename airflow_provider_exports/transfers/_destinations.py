@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 
 @dataclass(kw_only=True)
 class S3Destination(Destination):
-    """S3 through the amazon provider's S3Hook: see :class:`~.engine.s3_sink.S3Sink`.
+    """S3 through the amazon provider's S3Hook (:class:`~.engine.s3_sink.S3Sink`): the files land in
+    the run's directory under the prefix through multipart uploads that complete only when every
+    file is whole; ``_manifest.json`` (the job and every file with its SHA-256) is written last, and
+    a rerun for the same job skips. The task returns a summary: keys, bytes, manifest key.
 
     :param s3_bucket: destination bucket. (templated)
     :param s3_key_prefix: destination key prefix, e.g. ``raw/sitecore/{{ ds }}/``. (templated)
@@ -75,8 +78,9 @@ class S3Destination(Destination):
 
 @dataclass(kw_only=True)
 class SqlDestination(Destination):
-    """A table of any SQL warehouse, through the connection's common-sql ``DbApiHook``: see
-    :class:`~.engine.sql.sink.SqlSink`.
+    """A table of any SQL warehouse, through the connection's common-sql ``DbApiHook`` (PostgreSQL
+    through ``COPY``; :class:`~.engine.sql.sink.SqlSink`): one transaction, the job's manifest row
+    included, so a failure leaves the table as it was and a rerun of the job skips.
 
     :param conn_id: the warehouse connection (any DbApiHook: postgres, sqlite...). (templated)
     :param table: destination table, optionally ``schema.table``. (templated)
@@ -140,8 +144,10 @@ class SqlDestination(Destination):
 
 @dataclass(kw_only=True)
 class ObjectStorageDestination(Destination):
-    """Any store Airflow's ``ObjectStoragePath`` knows (``gs://``, ``abfs://``, ``file://``...): see
-    :class:`~.engine.object_store_sink.ObjectStoreSink`. S3 has its own, faster, destination.
+    """Any store Airflow's ``ObjectStoragePath`` knows (``gs://``, ``abfs://``, ``file://``...)
+    (:class:`~.engine.object_store_sink.ObjectStoreSink`): the files land in the run's directory,
+    ``_manifest.json`` is written last, and a rerun for the same job skips. S3 has its own, faster,
+    destination.
 
     :param destination: the root URI, e.g. ``gs://lake/raw/sitecore/ds={{ ds }}/``. (templated)
     :param destination_conn_id: the store's Airflow connection (``google_cloud_default``,

@@ -1,25 +1,11 @@
-"""One export over many workers: list its files in one task, stage groups of them in mapped tasks,
-commit them all in one final task (README, "Scaling out").
+"""One export over many workers (README, "Scaling out"): a list-files task lists the job's files in
+groups, stage-files tasks mapped over the groups stage them, one commit task makes them visible.
 
-Three kinds of operator, the same for every vendor; the vendor's part is its source
+The three operators are the same for every vendor: the vendor's part is its source
 (:class:`~._parts.ExportSource`: how files are listed, referred to and opened again), the
-destination's part its ``sink`` in staged form:
-
-- a **list-files** operator (:class:`ListFilesOperator`) finds the job, lists its files and returns
-  them in groups — references only: names, sizes, vendor ids, never a URL — plus a run id that
-  names the run's staging (S3: its run directory; SQL: its staging tables);
-- a **stage-files** operator (:class:`StageFilesOperator`), mapped over the groups with
-  ``.partial(...).expand(group=list_files.output)``, asks the vendor again for what it needs to
-  read its files (a presigned URL is fetched fresh, never taken from XCom) and stages them through
-  the engine: S3 objects under the run directory, or one staging table per group; a retry redoes
-  that group's files only;
-- :class:`FanOutCommitOperator` takes every group's result (``staged=stage_files.output``) and
-  commits: the S3 manifest, written only once every group succeeded, or one transaction that moves
-  the staging tables into the table (append, replace or merge, types from every value of every
-  file) with the manifest row.
-
-Until the commit nothing is visible, so a run that fails for good leaves the destination as the
-last good run left it. XCom carries references and counts only.
+destination's part its ``sink`` in staged form. Until the commit nothing is visible, so a run that
+fails for good leaves the destination as the last good run left it. XCom carries references and
+counts only, never a URL.
 """
 
 from __future__ import annotations
@@ -28,7 +14,7 @@ import inspect
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
@@ -39,8 +25,9 @@ from airflow_provider_exports.exceptions import (
     TransferRefused,
 )
 from airflow_provider_exports.transfers._base import TransferOperator
+from airflow_provider_exports.transfers._parts import Listing
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
-from airflow_provider_exports.transfers.engine.sink import Cancellation, TransferContext, new_run_id
+from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink, TransferContext, new_run_id
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -100,8 +87,7 @@ class ListFilesOperator(TransferOperator):
             raise ExportConfigError("max_groups", f"{max_groups!r}: give at least 1, or None")
 
     def execute(self, context: Context) -> list[dict[str, Any]]:  # type: ignore[override]
-        source = self.make_source()
-        try:
+        with self.open_source() as source:
             listing = source.list_files()
             refs = [
                 {
@@ -113,8 +99,6 @@ class ListFilesOperator(TransferOperator):
                 }
                 for f in listing.files
             ]
-        finally:
-            source.close()
         names = [f.name for f in listing.files]
         doubled = sorted({n for n in names if names.count(n) > 1})
         if doubled or manifest_mod.MANIFEST_NAME in names:
@@ -122,7 +106,7 @@ class ListFilesOperator(TransferOperator):
                 f"the export lists these names twice or reserved: {doubled or [manifest_mod.MANIFEST_NAME]}"
             )
         job = {
-            "vendor": source.vendor,
+            "vendor": source.hook.vendor,
             "export_ref": listing.export_ref,
             "job_ref": listing.job_ref,
             "details": dict(listing.job_details),
@@ -132,7 +116,7 @@ class ListFilesOperator(TransferOperator):
         run_id = new_run_id()
         self.log.info(
             "%s job %s: %d file(s) in %d group(s), run %s",
-            source.vendor,
+            source.hook.vendor,
             listing.job_ref,
             len(refs),
             len(groups),
@@ -146,7 +130,9 @@ class ListFilesOperator(TransferOperator):
 
 class StageFilesOperator(TransferOperator):
     """The stage-files task, mapped over groups: move one group's files into staging (S3 objects
-    under the run directory, or a staging table), for :class:`FanOutCommitOperator`.
+    under the run directory, or a staging table), for :class:`FanOutCommitOperator`. The source's
+    arguments must name the group's job; what it takes to read a file (a presigned URL) is asked of
+    the vendor here, never taken from XCom. A retry redoes that group's files only.
 
     Takes the arguments of its ``source_type`` and ``destination_type``, and:
 
@@ -166,14 +152,10 @@ class StageFilesOperator(TransferOperator):
         self._cancellation = Cancellation()
         group = check_group(self.group)
         job = group["job"]
-        source = self.make_source()
-        try:
-            # the vendor is asked again for what it takes to read the files: no URL comes from XCom
+        with self.open_source() as source:
             files, output = source.group_files(group)
             sink = cast("S3StagingSink | SqlStagingSink", self.make_sink(source, output, group))
-            summary = self.move(files, sink, job["export_ref"], job["job_ref"], job["details"])
-        finally:
-            source.close()
+            summary = self.move(Listing(files, job["export_ref"], job["job_ref"], job["details"]), sink)
         return {
             "run_id": group["run_id"],
             "group": group["group"],
@@ -225,21 +207,8 @@ class FanOutCommitOperator(BaseOperator):
             run_id=first["run_id"],
             cancellation=self._cancellation,
         )
-        files = [f for g in groups for f in g["files"]]
-        manifest = manifest_mod.build_manifest(
-            vendor=ctx.vendor,
-            export_ref=ctx.export_ref,
-            job_ref=ctx.job_ref,
-            run_id=ctx.run_id,
-            destination={k: destination[k] for k in _DESCRIBED[destination["kind"]]},
-            files=[manifest_mod.FileRecord(**f) for f in files],
-            started_at=float(job["listed_at"]),
-            finished_at=time.time(),
-            job_details=job["details"],
-        )
-        if destination["kind"] == "s3":
-            return self._commit_s3(ctx, manifest, groups, destination)
-        return self._commit_sql(ctx, manifest, groups, destination)
+        commit = self._commit_s3 if destination["kind"] == "s3" else self._commit_sql
+        return commit(ctx, groups, destination)
 
     def on_kill(self) -> None:
         if self._cancellation is not None:
@@ -270,33 +239,8 @@ class FanOutCommitOperator(BaseOperator):
             )
         return groups
 
-    def _summary(
-        self, manifest: Mapping[str, Any], destination: Mapping[str, Any], location: str, skipped: bool
-    ) -> dict[str, Any]:
-        files = manifest.get("files") or []
-        from airflow_provider_exports.transfers.engine.runner import TransferSummary
-
-        return TransferSummary(
-            vendor=str(manifest.get("vendor")),
-            export_ref=str(manifest.get("export_ref")),
-            job_ref=str(manifest.get("job_ref")),
-            destination={k: destination[k] for k in _DESCRIBED[destination["kind"]]},
-            manifest=location,
-            skipped=skipped,
-            file_count=len(files),
-            bytes=int(manifest.get("total_bytes") or 0),
-            rows=manifest.get("total_rows"),
-            seconds=float(manifest.get("seconds") or 0.0),
-            run_id=manifest.get("run_id"),
-            locations=[str(f.get("location")) for f in files],
-        ).to_dict()
-
     def _commit_s3(
-        self,
-        ctx: TransferContext,
-        manifest: dict[str, Any],
-        groups: list[dict[str, Any]],
-        dest: Mapping[str, Any],
+        self, ctx: TransferContext, groups: list[dict[str, Any]], dest: Mapping[str, Any]
     ) -> dict[str, Any]:
         from airflow_provider_exports.transfers.engine.s3_staging import S3StagedCommit
 
@@ -311,24 +255,19 @@ class FanOutCommitOperator(BaseOperator):
         )
         if all(g["skipped"] for g in groups):
             current, _, _ = sink._read_manifest()
-            if manifest_mod.same_job(
-                current, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
-            ):
+            if _same_job(current, ctx):
                 self.log.info("%s job %s is already at %s; skipping", ctx.vendor, ctx.job_ref, sink.uri())
-                assert current is not None
-                return self._summary(current, dest, sink.manifest_location(), skipped=True)
+                return _summary(current, sink, skipped=True)
         if any(g["skipped"] for g in groups):
             # the manifest changed while the groups staged: only the same job may be there now
             current = sink.discard_staged(ctx)
-            if manifest_mod.same_job(
-                current, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
-            ):
-                assert current is not None
-                return self._summary(current, dest, sink.manifest_location(), skipped=True)
+            if _same_job(current, ctx):
+                return _summary(current, sink, skipped=True)
             raise TransferError(
                 f"s3://{dest['bucket']}/{dest['prefix']} changed while this run staged {ctx.vendor} job "
                 f"{ctx.job_ref}; its staged files were discarded: run the whole DAG run again"
             )
+        manifest = _manifest(ctx, groups, sink)
         winner = sink.commit_staged(ctx, manifest, groups)
         if winner is not None:
             self.log.info(
@@ -337,7 +276,7 @@ class FanOutCommitOperator(BaseOperator):
                 ctx.vendor,
                 ctx.job_ref,
             )
-            return self._summary(winner, dest, sink.manifest_location(), skipped=True)
+            return _summary(winner, sink, skipped=True)
         self.log.info(
             "Committed %d file(s) of %d group(s) to %s; manifest at %s",
             len(manifest["files"]),
@@ -345,14 +284,10 @@ class FanOutCommitOperator(BaseOperator):
             sink.uri(),
             sink.manifest_location(),
         )
-        return self._summary(manifest, dest, sink.manifest_location(), skipped=False)
+        return _summary(manifest, sink, skipped=False)
 
     def _commit_sql(
-        self,
-        ctx: TransferContext,
-        manifest: dict[str, Any],
-        groups: list[dict[str, Any]],
-        dest: Mapping[str, Any],
+        self, ctx: TransferContext, groups: list[dict[str, Any]], dest: Mapping[str, Any]
     ) -> dict[str, Any]:
         from airflow_provider_exports.transfers.engine.sql.staging import SqlStagedCommit
 
@@ -374,19 +309,14 @@ class FanOutCommitOperator(BaseOperator):
             lock_timeout=dest["lock_timeout"],
             stale_after=self.stale_after,
         )
+        manifest = _manifest(ctx, groups, sink)
         try:
             existing = sink.begin(ctx)
-            if (
-                manifest_mod.same_job(
-                    existing, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref
-                )
-                and not dest["overwrite"]
-            ):
-                assert existing is not None
+            if _same_job(existing, ctx) and not dest["overwrite"]:
                 self.log.info("%s job %s is already in %s; skipping", ctx.vendor, ctx.job_ref, dest["table"])
                 sink.abort()
                 sink.drop_stages(ctx.run_id)
-                return self._summary(existing, dest, sink.manifest_location(), skipped=True)
+                return _summary(existing, sink, skipped=True)
             if any(g["skipped"] for g in groups):
                 raise TransferError(
                     f"some groups found {ctx.vendor} job {ctx.job_ref} already in {dest['table']}, which no longer "
@@ -401,7 +331,7 @@ class FanOutCommitOperator(BaseOperator):
             raise
         sink.drop_stages(ctx.run_id)
         if winner is not None:
-            return self._summary(winner, dest, sink.manifest_location(), skipped=True)
+            return _summary(winner, sink, skipped=True)
         self.log.info(
             "Committed %d file(s), %s row(s) of %d group(s) into %s",
             len(manifest["files"]),
@@ -409,27 +339,49 @@ class FanOutCommitOperator(BaseOperator):
             len(groups),
             dest["table"],
         )
-        return self._summary(manifest, dest, sink.manifest_location(), skipped=False)
+        return _summary(manifest, sink, skipped=False)
+
+
+def _same_job(manifest: Mapping[str, Any] | None, ctx: TransferContext) -> TypeGuard[Mapping[str, Any]]:
+    return manifest_mod.same_job(manifest, vendor=ctx.vendor, export_ref=ctx.export_ref, job_ref=ctx.job_ref)
+
+
+def _manifest(ctx: TransferContext, groups: Sequence[Mapping[str, Any]], sink: Sink) -> dict[str, Any]:
+    """The run's manifest: every group's files, committed into what ``sink`` describes."""
+    job = groups[0]["job"]
+    return manifest_mod.build_manifest(
+        vendor=ctx.vendor,
+        export_ref=ctx.export_ref,
+        job_ref=ctx.job_ref,
+        run_id=ctx.run_id,
+        destination=sink.describe(),
+        files=[manifest_mod.FileRecord(**f) for g in groups for f in g["files"]],
+        started_at=float(job["listed_at"]),
+        finished_at=time.time(),
+        job_details=job["details"],
+    )
+
+
+def _summary(manifest: Mapping[str, Any], sink: Sink, *, skipped: bool) -> dict[str, Any]:
+    from airflow_provider_exports.transfers.engine.runner import _summary_from_manifest
+
+    return _summary_from_manifest(manifest, sink, skipped=skipped).to_dict()
 
 
 #: a stage-files operator's arguments that say where it writes, by the destination key its results
 #: give them under, per kind of destination (``SqlSink`` and ``S3Sink`` keep the rest at their defaults)
-_COMMON_ARGS = {"allow_empty": "allow_empty", "overwrite": "overwrite"}
 DESTINATION_ARGS = {
     "s3": {
         "s3_bucket": "bucket",
         "s3_key_prefix": "prefix",
         "aws_conn_id": "aws_conn_id",
         "s3_extra_args": "extra_args",
-        **_COMMON_ARGS,
+        "allow_empty": "allow_empty",
+        "overwrite": "overwrite",
     },
     "sql": {
-        "conn_id": "conn_id",
-        "table": "table",
-        "mode": "mode",
-        "key_columns": "key_columns",
-        "create_table": "create_table",
-        **_COMMON_ARGS,
+        arg: arg
+        for arg in ("conn_id", "table", "mode", "key_columns", "create_table", "allow_empty", "overwrite")
     },
 }
 #: what a SQL commit's sink takes at its defaults, whatever a result says
@@ -502,7 +454,3 @@ def _comparable(key: str, value: Any) -> Any:
     if key == "key_columns":
         return list(value) if isinstance(value, (list, tuple)) else value
     return value
-
-
-#: the destination keys a manifest records (as a one-task run's sink describes itself)
-_DESCRIBED = {"s3": ("kind", "bucket", "prefix"), "sql": ("kind", "conn_id", "table", "mode")}

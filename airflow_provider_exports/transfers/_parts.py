@@ -1,10 +1,6 @@
-"""The two parts every transfer operator is made of: the vendor's export (:class:`ExportSource`) and
-where it lands (:class:`Destination`).
-
-Each part is a dataclass whose fields are operator arguments, declared once: the operator takes
-them as keyword arguments, keeps each as an attribute of the same name (so Airflow renders the
-``template_fields`` the part names), has the part :meth:`~ExportSource.check` the values known when
-the DAG is parsed, and builds the part from the rendered values when the task runs.
+"""The two parts every transfer operator is made of (``_base.py``): the vendor's export
+(:class:`ExportSource`) and where it lands (:class:`Destination`), each a dataclass of the
+operator's arguments.
 """
 
 from __future__ import annotations
@@ -61,31 +57,36 @@ class Listing:
     output: Any = None
 
 
-@dataclass(kw_only=True)
-class ExportSource(ABC, Generic[HookT]):
-    """The vendor side of a transfer: one export job, its files, and how to open them again from a
-    fan-out group's references. Presigned URLs are fetched when a file is opened, never stored."""
+class Part(ABC):
+    """A source or a destination: its fields are operator arguments, declared once."""
 
-    vendor: ClassVar[str]
-    #: the vendor's hook; its ``conn_name_attr`` names the source's connection argument
-    hook_class: ClassVar[type[ExportsVendorHook[Any]]]
     template_fields: ClassVar[tuple[str, ...]]
-
-    #: the operator's own hook (not an argument: made from the connection argument)
-    hook: HookT = field(repr=False, metadata={_INTO: ()})
 
     @classmethod
     @abstractmethod
     def check(cls, arguments: Mapping[str, Any]) -> None:
         """Refuse, naming the field, what is wrong among the arguments known when the DAG is parsed."""
 
+
+@dataclass(kw_only=True)
+class ExportSource(Part, Generic[HookT]):
+    """The vendor side of a transfer: one export job, its files, and how to open them again from a
+    fan-out group's references. Presigned URLs are fetched when a file is opened, never stored."""
+
+    #: the vendor's hook; its ``conn_name_attr`` names the source's connection argument
+    hook_class: ClassVar[type[ExportsVendorHook[Any]]]
+
+    #: the operator's own hook (not an argument: made from the connection argument)
+    hook: HookT = field(repr=False, metadata={_INTO: ()})
+
     @abstractmethod
     def list_files(self) -> Listing:
         """Find the job and list its files."""
 
-    @abstractmethod
     def file_ref(self, file: SourceFile) -> dict[str, Any]:
-        """What a stage-files task needs to open ``file`` again (JSON; never a URL)."""
+        """What a stage-files task needs to open ``file`` again (JSON; never a URL): by default
+        its attributes."""
+        return dict(file.attributes)
 
     @abstractmethod
     def group_files(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], Any]:
@@ -96,22 +97,12 @@ class ExportSource(ABC, Generic[HookT]):
     def sink_options(self, kind: str, output: Any) -> dict[str, Any]:
         """What the vendor's files need of a sink of ``kind``, given the job's ``output``."""
 
-    def close(self) -> None:
-        """Release the vendor's clients (after the run, whatever its end)."""
-        self.hook.close()
 
-
-class Destination(ABC):
-    """Where a transfer lands, as a dataclass of its operator arguments, and the sink it writes through."""
+class Destination(Part):
+    """Where a transfer lands, and the sink it writes through."""
 
     #: ``s3``, ``sql`` or ``object_storage``: the stage-files results name it, the commit dispatches on it
     kind: ClassVar[str]
-    template_fields: ClassVar[tuple[str, ...]]
-
-    @classmethod
-    @abstractmethod
-    def check(cls, arguments: Mapping[str, Any]) -> None:
-        """Refuse, naming the field, what is wrong among the arguments known when the DAG is parsed."""
 
     @abstractmethod
     def sink(self, *, allow_empty: bool, group: Mapping[str, Any] | None = None) -> Sink:

@@ -8,14 +8,15 @@ they never travel through XCom, templates or logs.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.hooks.sitecore_cdp import (
+    ExportFileRef,
     ExportOutput,
     SitecoreCDPHook,
     check_execution_ref,
@@ -24,11 +25,10 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
 from airflow_provider_exports.transfers._fan_out import ListFilesOperator
 from airflow_provider_exports.transfers._parts import ExportSource, Listing, given, only_into
 from airflow_provider_exports.transfers.engine import HttpSourceFile, SourceFile
-from airflow_provider_exports.utils.openlineage import sitecore_export
+from airflow_provider_exports.utils.openlineage import vendor_export
 
 log = logging.getLogger(__name__)
 
-VENDOR = "Sitecore CDP"
 #: the column of a delta export's rows in SQL that says whether the guest was added or removed
 DELTA_COLUMN = "_delta"
 # Vendor is silent on how delta files are named (vendor-apis README §1.5 says only that added and
@@ -74,7 +74,6 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         lands as ``x.json``).
     """
 
-    vendor: ClassVar[str] = VENDOR
     hook_class: ClassVar[type[SitecoreCDPHook]] = SitecoreCDPHook
     template_fields: ClassVar[tuple[str, ...]] = ("audience_export_ref", "execution_ref", "sitecore_cdp_conn_id")
 
@@ -90,36 +89,24 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         if arguments["execution_ref"] and given(arguments["execution_ref"]):
             check_execution_ref(arguments["execution_ref"])
 
-    def _output(self) -> ExportOutput:
-        check_export_ref(self.audience_export_ref)
-        if self.execution_ref:
-            return self.hook.get_execution_output(check_execution_ref(str(self.execution_ref)))
-        log.info("No execution_ref given: taking the latest finished job of %s", self.audience_export_ref)
-        return self.hook.get_latest_export(self.audience_export_ref)
+    def _fresh_url(self, execution_ref: str, name: str) -> str:
+        log.info("Fetching fresh output URLs of job %s from Sitecore", execution_ref)
+        current = self.hook.get_execution_output(execution_ref)
+        url = next((f.url for f in current.files if f.name == name), None)
+        if url is None:
+            raise TransferError(f"{name} is no longer in the output listing of Sitecore CDP job {execution_ref}")
+        return url
 
-    def _source_files(self, output: ExportOutput) -> list[SourceFile]:
-        def resolver(name: str) -> Any:
-            def fresh_url() -> str:
-                log.info("Fetching fresh output URLs of job %s from Sitecore", output.execution_ref)
-                current = self.hook.get_execution_output(output.execution_ref)
-                url = next((f.url for f in current.files if f.name == name), None)
-                if url is None:
-                    raise TransferError(
-                        f"{name} is no longer in the output listing of Sitecore CDP job {output.execution_ref}"
-                    )
-                return url
-
-            return fresh_url
-
+    def _source_files(self, execution_ref: str, refs: Iterable[ExportFileRef]) -> list[SourceFile]:
         files: list[SourceFile] = []
-        for ref in output.files:
+        for ref in refs:
             kind = delta_kind(ref.name)
             files.append(
                 HttpSourceFile(
                     self.hook.download_http,
                     f"{kind}/{ref.name}" if kind else ref.name,
                     None,  # sizeKB is rounded: the exact size comes from Content-Length
-                    resolver(ref.name),
+                    functools.partial(self._fresh_url, execution_ref, ref.name),
                     url=ref.url,
                     size_range=size_kb_bounds(ref.size_kb),
                     attributes={"delta": kind} if kind else {},
@@ -128,7 +115,12 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         return files
 
     def list_files(self) -> Listing:
-        output = self._output()
+        check_export_ref(self.audience_export_ref)
+        if self.execution_ref:
+            output = self.hook.get_execution_output(check_execution_ref(str(self.execution_ref)))
+        else:
+            log.info("No execution_ref given: taking the latest finished job of %s", self.audience_export_ref)
+            output = self.hook.get_latest_export(self.audience_export_ref)
         report = self.hook.get_report(self.audience_export_ref, output.execution_ref) or {}
         details = {
             "executionRef": output.execution_ref,
@@ -138,11 +130,11 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         }
         export_ref = output.friendly_id or self.audience_export_ref
         return Listing(
-            self._source_files(output),
+            self._source_files(output.execution_ref, output.files),
             export_ref=export_ref,
             job_ref=output.execution_ref,
             job_details=details,
-            inputs=[sitecore_export(self.hook.url(""), export_ref, output.execution_ref)],
+            inputs=[vendor_export("sitecore-cdp", self.hook.url(""), export_ref, output.execution_ref)],
             output=output,
         )
 
@@ -167,8 +159,7 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
             raise TransferError(
                 f"{missing} no longer in the output listing of Sitecore CDP job {output.execution_ref}"
             )
-        picked = dataclasses.replace(output, files=tuple(by_name[n] for n in wanted))
-        return self._source_files(picked), output
+        return self._source_files(output.execution_ref, [by_name[n] for n in wanted]), output
 
     def sink_options(self, kind: str, output: ExportOutput) -> dict[str, Any]:
         if kind != "sql":
@@ -179,9 +170,6 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
 
 
 class SitecoreCDPListFilesOperator(ListFilesOperator):
-    """The list-files task of a fan-out (README, "Scaling out"): a Sitecore CDP job's output files
-    in groups, references only (file names, never their presigned URLs), for
-    ``SitecoreCDPStageFilesToS3Operator`` / ``SitecoreCDPStageFilesToSqlOperator`` ``.expand(group=...)``.
-    """
+    """The list-files task of a fan-out: a Sitecore CDP job's output files, by name."""
 
     source_type = SitecoreCDPExport

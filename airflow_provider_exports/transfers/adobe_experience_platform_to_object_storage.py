@@ -9,13 +9,8 @@ from airflow_provider_exports.transfers._destinations import ObjectStorageDestin
 
 
 class AdobeExperiencePlatformToObjectStorageOperator(TransferOperator):
-    """Stream the Parquet files of a finished profile export job into an object store.
-
-    Files land as ``<destination>/run-<id>/<batchId>/<dataSetFileId>/<name>``; ``_manifest.json``
-    is written last and a rerun for the same job skips. For S3,
-    :class:`~airflow_provider_exports.transfers.adobe_experience_platform_to_s3.AdobeExperiencePlatformToS3Operator`
-    is faster.
-    """
+    """Stream the Parquet files of a finished profile export job into an object store, each as
+    ``<batchId>/<dataSetFileId>/<name>`` in the run's directory."""
 
     source_type = AdobeExperiencePlatformExportJob
     destination_type = ObjectStorageDestination

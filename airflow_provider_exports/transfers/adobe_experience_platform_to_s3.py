@@ -12,24 +12,15 @@ from airflow_provider_exports.transfers._fan_out import FanOutCommitOperator, St
 
 
 class AdobeExperiencePlatformToS3Operator(TransferOperator):
-    """Stream the Parquet files of a finished profile export job into S3.
-
-    Files land as ``<s3_key_prefix>/run-<id>/<batchId>/<dataSetFileId>/<name>`` through multipart
-    uploads that complete only when every file is whole; ``_manifest.json`` (job id, dataset id,
-    batch ids, every file with its SHA-256) is written last and a rerun for the same job skips.
-    Returns a summary for XCom: keys, bytes, manifest key.
-    """
+    """Stream the Parquet files of a finished profile export job into S3, each as
+    ``<batchId>/<dataSetFileId>/<name>`` in the run's directory."""
 
     source_type = AdobeExperiencePlatformExportJob
     destination_type = S3Destination
 
 
 class AdobeExperiencePlatformStageFilesToS3Operator(StageFilesOperator):
-    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
-    :class:`AdobeExperiencePlatformListFilesOperator`'s groups: the group's files into S3 objects
-    under the run directory, for :class:`FanOutCommitOperator`; its ``export_job_id`` must name
-    the listed job.
-    """
+    """The stage-files task into S3, mapped over :class:`AdobeExperiencePlatformListFilesOperator`'s groups."""
 
     source_type = AdobeExperiencePlatformExportJob
     destination_type = S3Destination

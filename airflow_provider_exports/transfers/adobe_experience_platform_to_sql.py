@@ -18,8 +18,7 @@ class AdobeExperiencePlatformToSqlOperator(TransferOperator):
     (``identityMap``, ``segmentMembership``, ``person``...) land as JSON: ``jsonb`` on PostgreSQL,
     JSON text elsewhere (SQLite's ``json_extract`` reads it); maps are JSON objects and times ISO
     8601. With ``flatten_structs`` a struct's fields become columns of their own
-    (``person.name.firstName`` → ``person_name_firstName``); lists and maps stay JSON. One
-    transaction, the manifest row included: a failure leaves the table as it was, a rerun skips.
+    (``person.name.firstName`` → ``person_name_firstName``); lists and maps stay JSON.
     """
 
     source_type = AdobeExperiencePlatformExportJob
@@ -27,10 +26,7 @@ class AdobeExperiencePlatformToSqlOperator(TransferOperator):
 
 
 class AdobeExperiencePlatformStageFilesToSqlOperator(StageFilesOperator):
-    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
-    :class:`AdobeExperiencePlatformListFilesOperator`'s groups: the group's files into a staging
-    table, for :class:`FanOutCommitOperator`; its ``export_job_id`` must name the listed job.
-    """
+    """The stage-files task into SQL, mapped over :class:`AdobeExperiencePlatformListFilesOperator`'s groups."""
 
     source_type = AdobeExperiencePlatformExportJob
     destination_type = SqlDestination

@@ -1,6 +1,4 @@
-"""Load the file a Cordial export job delivered into S3 into a SQL table, streamed, in one transaction
-(the job's manifest row included: a rerun of the job skips). What is read, and how, is
-:class:`~._cordial.CordialDeliveredFile`'s."""
+"""Load the file a Cordial export job delivered into S3 into a SQL table, streamed, in one transaction."""
 
 from __future__ import annotations
 
@@ -27,19 +25,14 @@ class CordialS3ToSqlOperator(TransferOperator):
 
 
 class CordialS3ListFilesOperator(ListFilesOperator):
-    """The list-files task of a fan-out (README, "Scaling out"): the file a Cordial job delivered to
-    S3, as one group for :class:`CordialS3StageFilesToSqlOperator`. Cordial delivers one file per
-    job, so the fan-out has one group; it gives Cordial flows the same three tasks as the others.
-    """
+    """The list-files task of a fan-out: the one file a Cordial job delivered to S3, as one group
+    (the same three tasks as the other vendors' flows)."""
 
     source_type = CordialDeliveredFile
 
 
 class CordialS3StageFilesToSqlOperator(StageFilesOperator):
-    """The stage-files task of a fan-out into SQL, mapped over :class:`CordialS3ListFilesOperator`'s
-    groups: loads the delivered file into a staging table for :class:`FanOutCommitOperator`; its
-    ``export`` must name the listed job.
-    """
+    """The stage-files task into SQL, mapped over :class:`CordialS3ListFilesOperator`'s groups."""
 
     source_type = CordialDeliveredFile
     destination_type = SqlDestination

@@ -9,12 +9,8 @@ from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPExport
 
 
 class SitecoreCDPToObjectStorageOperator(TransferOperator):
-    """Stream the output files of a Sitecore CDP audience export job into an object store.
-
-    Files land under ``<destination>/run-<id>/`` (delta exports under ``added/`` and ``removed/``);
-    ``_manifest.json`` is written last and a rerun for the same job skips. For S3,
-    :class:`~airflow_provider_exports.transfers.sitecore_cdp_to_s3.SitecoreCDPToS3Operator` is faster.
-    """
+    """Stream the output files of a Sitecore CDP audience export job into an object store (delta
+    exports under ``added/`` and ``removed/``)."""
 
     source_type = SitecoreCDPExport
     destination_type = ObjectStorageDestination

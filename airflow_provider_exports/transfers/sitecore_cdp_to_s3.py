@@ -9,24 +9,15 @@ from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPExport, 
 
 
 class SitecoreCDPToS3Operator(TransferOperator):
-    """Stream the output files of a Sitecore CDP audience export job into S3.
-
-    Files land under ``s3://<s3_bucket>/<s3_key_prefix>/`` (delta exports under ``added/`` and
-    ``removed/``) through multipart uploads that complete only when a file is whole;
-    ``_manifest.json`` is written last. A rerun for the same job finds the manifest and skips.
-    Returns a summary for XCom: keys, bytes, manifest key (never URLs).
-    """
+    """Stream the output files of a Sitecore CDP audience export job into S3 (delta exports under
+    ``added/`` and ``removed/``)."""
 
     source_type = SitecoreCDPExport
     destination_type = S3Destination
 
 
 class SitecoreCDPStageFilesToS3Operator(StageFilesOperator):
-    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
-    :class:`SitecoreCDPListFilesOperator`'s groups: the group's files into S3 objects under the run
-    directory, for :class:`FanOutCommitOperator`. The job comes from the group; each file's
-    presigned URL is fetched from Sitecore here, never from XCom.
-    """
+    """The stage-files task into S3, mapped over :class:`SitecoreCDPListFilesOperator`'s groups."""
 
     source_type = SitecoreCDPExport
     destination_type = S3Destination

@@ -9,25 +9,15 @@ from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPExport, 
 
 
 class SitecoreCDPToSqlOperator(TransferOperator):
-    """Stream a Sitecore CDP audience export job's files into a table of any SQL warehouse.
-
-    Gzipped JSON lines (or CSV) are parsed in batches and loaded through the connection's
-    ``DbApiHook`` (PostgreSQL through ``COPY``), all in one transaction: a failure leaves the table
-    as it was. The job's manifest is recorded in the same transaction, so a rerun skips. Rows of a
-    delta export carry a ``_delta`` column: ``added`` or ``removed``. A job without rows does not
-    empty the table in mode ``replace`` unless ``allow_empty``.
-    """
+    """Stream a Sitecore CDP audience export job's files (gzipped JSON lines or CSV) into a table of
+    any SQL warehouse. Rows of a delta export carry a ``_delta`` column: ``added`` or ``removed``."""
 
     source_type = SitecoreCDPExport
     destination_type = SqlDestination
 
 
 class SitecoreCDPStageFilesToSqlOperator(StageFilesOperator):
-    """The stage-files task of a fan-out (README, "Scaling out"), mapped over
-    :class:`SitecoreCDPListFilesOperator`'s groups: the group's files into a staging table, for
-    :class:`FanOutCommitOperator`. The job comes from the group; each file's presigned URL is
-    fetched from Sitecore here, never from XCom.
-    """
+    """The stage-files task into SQL, mapped over :class:`SitecoreCDPListFilesOperator`'s groups."""
 
     source_type = SitecoreCDPExport
     destination_type = SqlDestination

@@ -4,19 +4,7 @@ The OpenLineage provider (``apache-airflow-providers-openlineage``) is optional:
 nothing of it at import time. An operator records plain references while it runs
 (:class:`DatasetRef` for a vendor export or an object-store prefix, :class:`SqlTableRef` for a
 table) and turns them into OpenLineage datasets only in ``get_openlineage_facets_on_complete``,
-which Airflow calls only when the provider is installed.
-
-Names (README, "Lineage (OpenLineage)"):
-
-- vendor exports, our own scheme: ``sitecore-cdp://<api host>`` + ``<export>/<execution ref>``;
-  ``aep://<IMS org>/<sandbox>`` + ``<dataset id>/<batch id>``; ``cordial://<api host>`` +
-  ``<export name>/<job id>``;
-- object stores as the amazon provider names S3 (and the OpenLineage spec other stores):
-  ``<scheme>://<bucket>`` + the key prefix (``/`` for a whole bucket); a local path: ``file`` +
-  the absolute path;
-- SQL tables as common-sql names them: the hook's ``get_openlineage_database_info`` gives
-  ``<scheme>://<authority>`` and the database, the name is ``<database>.<schema>.<table>``;
-  SQLite, which common-sql does not name: ``sqlite://<database file>`` + ``main.<table>``.
+which Airflow calls only when the provider is installed. The names: README, "Lineage (OpenLineage)".
 """
 
 from __future__ import annotations
@@ -52,33 +40,14 @@ class SqlTableRef:
 LineageRef = DatasetRef | SqlTableRef
 
 
-def api_authority(base_url: str) -> str:
-    """``https://api.cordial.io/v2`` → ``api.cordial.io`` (a port is kept)."""
-    return urlsplit(base_url).netloc or base_url
-
-
-def sitecore_export(api_base_url: str, export_ref: str, execution_ref: str) -> DatasetRef:
-    return DatasetRef(f"sitecore-cdp://{api_authority(api_base_url)}", f"{export_ref}/{execution_ref}")
-
-
-def aep_batch(ims_org_id: str, sandbox_name: str, dataset_id: str, batch_id: str) -> DatasetRef:
-    return DatasetRef(f"aep://{ims_org_id}/{sandbox_name}", f"{dataset_id}/{batch_id}")
-
-
-def cordial_export(api_base_url: str, export_name: str, job_id: str) -> DatasetRef:
-    return DatasetRef(f"cordial://{api_authority(api_base_url)}", f"{export_name}/{job_id}")
+def vendor_export(scheme: str, api_base_url: str, export: str, job: str) -> DatasetRef:
+    """A vendor job in our own scheme: ``<scheme>://<api host>`` (a port kept) + ``<export>/<job>``."""
+    return DatasetRef(f"{scheme}://{urlsplit(api_base_url).netloc or api_base_url}", f"{export}/{job}")
 
 
 def s3_prefix(bucket: str, key: str) -> DatasetRef:
     """As the amazon provider names S3: ``s3://<bucket>`` + the key (no slashes around it)."""
     return DatasetRef(f"s3://{bucket}", key.strip("/") or "/")
-
-
-def object_storage_prefix(protocol: str, bucket: str, path: str) -> DatasetRef:
-    """An object store's prefix: ``<protocol>://<bucket>`` + the key; a local path: ``file`` + the path."""
-    if protocol in ("file", "local") or not bucket:
-        return DatasetRef("file", "/" + path.strip("/"))
-    return DatasetRef(f"{protocol}://{bucket}", path.strip("/") or "/")
 
 
 def destination_ref(sink: Sink) -> LineageRef | None:
@@ -88,21 +57,16 @@ def destination_ref(sink: Sink) -> LineageRef | None:
     kind = where.get("kind")
     if kind == "s3":
         return s3_prefix(str(where["bucket"]), str(where["prefix"]))
-    if kind == "object_storage":
+    if kind == "object_storage":  # ``<protocol>://<bucket>`` + the key; a local path: ``file`` + the path
         protocol, _, path = str(where["url"]).partition("://")
-        if protocol in ("file", "local"):
-            return object_storage_prefix(protocol, "", path)
-        bucket = path.split("/", 1)[0]
-        return object_storage_prefix(protocol, bucket, path[len(bucket) :])
+        bucket, _, key = path.partition("/")
+        if protocol in ("file", "local") or not bucket:
+            return DatasetRef("file", "/" + path.strip("/"))
+        return DatasetRef(f"{protocol}://{bucket}", key.strip("/") or "/")
     if kind == "sql":
         conn_id = where.get("conn_id")
         return SqlTableRef(str(conn_id), str(where["table"])) if conn_id else None
     return None
-
-
-def _split_table(table: str) -> tuple[str | None, str]:
-    schema, _, name = table.rpartition(".")
-    return (schema or None), name
 
 
 def sql_table(ref: SqlTableRef) -> DatasetRef:
@@ -110,17 +74,14 @@ def sql_table(ref: SqlTableRef) -> DatasetRef:
     from airflow.providers.common.compat.sdk import BaseHook
 
     connection = BaseHook.get_connection(ref.conn_id)
-    schema, table = _split_table(ref.table)
+    schema, _, table = ref.table.rpartition(".")
     if connection.conn_type == "sqlite":
         # common-sql gives SQLite no OpenLineage name: the database file is the namespace, and
         # SQLite calls its one schema "main".
         return DatasetRef(f"sqlite://{connection.host or ''}", f"{schema or 'main'}.{table}")
     hook: Any = connection.get_hook()
-    info = (
-        hook.get_openlineage_database_info(connection)
-        if hasattr(hook, "get_openlineage_database_info")
-        else None
-    )
+    database_info = getattr(hook, "get_openlineage_database_info", None)
+    info = database_info(connection) if database_info is not None else None
     if info is None:  # a hook without OpenLineage support: its connection type and host:port
         from airflow.providers.common.sql.hooks.sql import DbApiHook
 
@@ -131,10 +92,6 @@ def sql_table(ref: SqlTableRef) -> DatasetRef:
     return DatasetRef(f"{info.scheme}://{info.authority}", ".".join(parts))
 
 
-def _named(ref: LineageRef) -> DatasetRef:
-    return sql_table(ref) if isinstance(ref, SqlTableRef) else ref
-
-
 def operator_lineage(inputs: Sequence[LineageRef], outputs: Sequence[LineageRef]) -> OperatorLineage:
     """The ``OperatorLineage`` of a run (imports the OpenLineage provider: call it only from
     ``get_openlineage_facets_on_complete``)."""
@@ -142,6 +99,7 @@ def operator_lineage(inputs: Sequence[LineageRef], outputs: Sequence[LineageRef]
     from airflow.providers.openlineage.extractors import OperatorLineage
 
     def datasets(refs: Sequence[LineageRef]) -> list[Any]:
-        return [Dataset(namespace=d.namespace, name=d.name) for d in map(_named, refs)]
+        named = (sql_table(r) if isinstance(r, SqlTableRef) else r for r in refs)
+        return [Dataset(namespace=d.namespace, name=d.name) for d in named]
 
     return OperatorLineage(inputs=datasets(inputs), outputs=datasets(outputs))

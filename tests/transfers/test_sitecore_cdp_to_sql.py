@@ -92,4 +92,5 @@ def test_allow_empty_reaches_the_sql_sink(allow_empty):
     )
     output = ExportOutput(execution_ref="e", definition_ref="d", friendly_id="f", expire_at=None,
                           total_size_kb=0, files=())
-    assert op.make_sink(op.make_source(), output).allow_empty is allow_empty
+    with op.open_source() as source:
+        assert op.make_sink(source, output).allow_empty is allow_empty
