@@ -1,0 +1,68 @@
+"""The README's Layout section names what is there: every file and folder it names exists, and every
+runtime module lies in a folder it names (a module added in a new folder must be placed there)."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import REPO
+
+#: the width of the tree's name column in the README's Layout block
+NAME_COLUMN = 36
+TOKEN = re.compile(r"[\w<>./-]+")
+
+
+def _layout_block() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("\n## Layout\n") :]
+    return section.split("```\n", 2)[1].splitlines()
+
+
+def _named_paths() -> tuple[set[str], set[str]]:
+    """(folders, files) the Layout block names, as paths from the repository root."""
+    folders: set[str] = set()
+    files: set[str] = set()
+    parents: list[tuple[int, list[str]]] = []  # (indent, the folders a name line opened)
+    here: list[str] = [""]
+    for line in _layout_block():
+        name, description = line[:NAME_COLUMN], line[NAME_COLUMN:]
+        if name.strip():
+            indent = len(name) - len(name.lstrip())
+            while parents and parents[-1][0] >= indent:
+                parents.pop()
+            base = parents[-1][1] if parents else [""]
+            names = TOKEN.findall(name)
+            opened = [b + n for b in base for n in names if n.endswith("/")]
+            files.update(b + n for b in base for n in names if n.endswith(".py"))
+            if opened:
+                parents.append((indent, opened))
+                here = opened
+            else:
+                here = base
+            folders.update(opened)
+        for token in TOKEN.findall(description):
+            if "<" in token or not (token.endswith(".py") or token.endswith("/")):
+                continue
+            candidates = {h + token for h in here}
+            found = [c for c in candidates if (REPO / c).exists()]
+            (folders if token.endswith("/") else files).add(found[0] if found else sorted(candidates)[0])
+    return folders, files
+
+
+def test_every_path_the_layout_names_exists():
+    folders, files = _named_paths()
+    assert "airflow_provider_exports/transfers/engine/sql/" in folders
+    assert "airflow_provider_exports/hooks/_http.py" in files
+    missing = sorted(p for p in folders | files if not (REPO / p).exists())
+    assert missing == [], f"README Layout names paths that do not exist: {missing}"
+
+
+def test_every_runtime_module_lies_in_a_folder_the_layout_names():
+    folders, _ = _named_paths()
+    package = REPO / "airflow_provider_exports"
+    unplaced = sorted(
+        str(path.relative_to(REPO))
+        for path in package.rglob("*.py")
+        if str(path.parent.relative_to(REPO)) + "/" not in folders
+    )
+    assert unplaced == [], f"runtime modules in folders the README Layout does not name: {unplaced}"
