@@ -496,7 +496,7 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         """Jobs matching the filters, page by page until a short page; at most ``[exports]
         max_pages`` pages (``LimitExceeded`` past them: a list whose pages are always full ends).
 
-        :param times: filters such as ``{"start][gte": "2026-01-01"}`` become ``times[start][gte]``.
+        :param times: filters such as ``{"start][gte": "01-31-2026"}`` become ``times[start][gte]``.
         """
         params: dict[str, Any] = {"per_page": str(per_page)}
         if status:
@@ -537,9 +537,9 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         :func:`jobs_since_filter`) and by the statuses of jobs that may not have started, and
         filtered here, by name and by the exact start.
         """
+        since = started_since.astimezone(timezone.utc)
         # Jobs not started yet first: a job that starts between two reads then shows in the
         # second (start times stay); read the other way round, it would be in neither.
-        since = started_since.astimezone(timezone.utc)
         queries: list[dict[str, Any]] = [{"status": status} for status in NOT_STARTED_STATUSES]
         queries.append({"times": {"start][gte": jobs_since_filter(since)}})
         found: dict[str, dict[str, Any]] = {}
