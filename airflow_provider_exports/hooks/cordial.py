@@ -16,11 +16,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
-from airflow_provider_exports.exceptions import ExportConfigError, ExportJobMayExist, VendorAPIError
+from airflow_provider_exports.exceptions import (
+    ExportConfigError,
+    ExportJobMayExist,
+    VendorAPIError,
+    VendorNotFoundError,
+)
 from airflow_provider_exports.hooks._answers import provably_not_sent, redact_url
 from airflow_provider_exports.hooks._auth import AuthScheme, BasicAuth
 from airflow_provider_exports.hooks._base import (
@@ -30,6 +35,7 @@ from airflow_provider_exports.hooks._base import (
     FieldProblems,
     normalise_host,
 )
+from airflow_provider_exports.hooks._http import HttpClient
 from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks._untrusted import IdFormat, PageBudget, api_path
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
@@ -62,6 +68,10 @@ class CordialJobStatus(StrEnum):
 NOT_STARTED_STATUSES = (CordialJobStatus.SCHEDULED, CordialJobStatus.PENDING, CordialJobStatus.THROTTLED)
 
 # Required destination fields per type, from the 400 messages of SourceAE (vendor-apis README §2.3).
+# The types are spelled as C-V2 DestinationObject.type lists them ("Possible values: AWS, FTP, SFTP,
+# S3, GCS, AZUREBLOB"; it has no enum), and always sent so. Vendor is silent on whether Cordial also
+# takes other cases (vendor-apis README §2.3: C-ATE's examples send "s3", its list says S3; the v1
+# Swagger's enums are lower case): chosen: a user's type is taken in either case and sent upper case.
 DESTINATION_FIELDS: Mapping[str, tuple[str, ...]] = {
     "AWS": (),
     "S3": ("aws_bucket", "aws_region", "path"),
@@ -70,6 +80,10 @@ DESTINATION_FIELDS: Mapping[str, tuple[str, ...]] = {
     "SFTP": ("server", "username", "path"),
     "AZUREBLOB": ("account", "container", "path"),
 }
+# C-ATE: destination.port is "required if type is FTP or SFTP": the connection's, else the protocol's.
+DEFAULT_PORTS: Mapping[str, int] = {"SFTP": 22, "FTP": 21}
+# Object stores: the path is a key prefix, which has no root (see destination_path).
+OBJECT_STORE_TYPES = ("S3", "GCS", "AZUREBLOB")
 _EXPORT_NAME = re.compile(r"[A-Za-z0-9-]+")
 # C-V2: a jobId is a "Mongo ID" (SupplementImportConfigSuccess), as in GET /v2/jobs/{id}'s example
 # 548817d0367df1ef518b4567 and every jobId example: a MongoDB ObjectId, 24 hexadecimal digits.
@@ -160,17 +174,62 @@ def check_flag(value: Any, field_name: str) -> bool:
     return value
 
 
-def check_destination(destination: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A request's ``destination`` object: a documented type and that type's required fields."""
-    kind = str(destination.get("type") or "")
+def destination_type(value: Any) -> str:
+    """A destination type in the spec's spelling (upper case), given in either case."""
+    kind = value.upper() if isinstance(value, str) else ""
     if kind not in DESTINATION_FIELDS:
         raise ExportConfigError(
-            "destination.type", f"{kind!r} is not allowed; use one of {', '.join(DESTINATION_FIELDS)}"
+            "destination.type",
+            f"{value!r} is not allowed; use one of {', '.join(DESTINATION_FIELDS)} (in either case)",
         )
+    return kind
+
+
+def destination_path(kind: str, path: Any) -> str:
+    """The folder path as it is sent: C-ATE says to omit the trailing slash "to avoid duplicate
+    slashes being added by default", so Cordial writes ``<path>/<file name>`` (:func:`delivered_key`).
+
+    Vendor is silent on a leading slash (vendor-apis README §2.3): chosen: an object store's path
+    (S3, GCS, Azure Blob: a key prefix) is sent without one, so the key is ``exports/<name>``
+    whether Cordial keeps a leading slash or drops it; an FTP/SFTP path keeps it (absolute, not
+    relative to the login's home), and ``/`` stays the server's root.
+    """
+    text = path.strip() if isinstance(path, str) else ""
+    sent = text.strip("/") if kind in OBJECT_STORE_TYPES else (text.rstrip("/") or text[:1])
+    if not sent:
+        where = "a key prefix in the bucket, e.g. 'exports'" if kind in OBJECT_STORE_TYPES else "a folder"
+        raise ExportConfigError(
+            "destination.path", f"{path!r} names no folder; Cordial requires one for {kind}: give {where}"
+        )
+    return sent
+
+
+def delivered_key(path: str, file_name: str) -> str:
+    """Where Cordial writes an export's file: ``<path>/<file name>``, ``path`` as it was sent."""
+    return f"{path}/{file_name}"
+
+
+def check_port(value: Any) -> int:
+    whole = isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())
+    if isinstance(value, bool) or not whole or not 1 <= int(value) <= 65535:
+        raise ExportConfigError("destination.port", f"{value!r} is not a port; give a number from 1 to 65535")
+    return int(value)
+
+
+def check_destination(destination: Mapping[str, Any]) -> dict[str, Any]:
+    """A request's ``destination`` object as it is sent: a documented type in the spec's spelling,
+    that type's required fields, the path as the seed recommends, and a port for FTP and SFTP."""
+    kind = destination_type(destination.get("type"))
     missing = [f for f in DESTINATION_FIELDS[kind] if not destination.get(f)]
     if missing:
         raise ExportConfigError(f"destination.{missing[0]}", f"is required when destination.type is {kind}")
-    return destination
+    sent = {**destination, "type": kind}
+    if "path" in DESTINATION_FIELDS[kind]:
+        sent["path"] = destination_path(kind, destination["path"])
+    if kind in DEFAULT_PORTS:
+        port = destination.get("port")
+        sent["port"] = DEFAULT_PORTS[kind] if port is None or port == "" else check_port(port)
+    return sent
 
 
 def audience_trends_body(
@@ -186,7 +245,7 @@ def audience_trends_body(
     return {
         "name": check_export_name(name),
         "exportType": "csv",  # the only value of SourceAE.exportType
-        "destination": dict(check_destination(destination)),
+        "destination": check_destination(destination),
         "selected_timeframe_start": start,
         "selected_timeframe_end": end,
         "audiences": check_names(audiences, "audiences", "audience name"),
@@ -211,7 +270,7 @@ def contact_export_body(
         "name": check_export_name(name),
         # The article's example sends "csv" (its list says CSV, JSON): lower case, as for trends.
         "exportType": check_export_type(export_type),
-        "destination": dict(check_destination(destination)),
+        "destination": check_destination(destination),
         "fields": check_names(fields, "fields", "contact field"),
         "accountId": check_account_id(account_id),
         "compress": check_flag(compress, "compress"),
@@ -225,6 +284,50 @@ def contact_export_body(
     if ids:
         body["lists"] = ids
     return body
+
+
+def means_no_jobs(exc: VendorAPIError) -> bool:
+    """Whether an error is how C-V2 answers ``GET /v2/jobs`` when no job matches: 404
+    ``RecordNotFound`` (``{"error": true, "errorKey": "RECORD_NOT_FOUND", "message": "record not
+    found"}``). Any other 404 (a proxy's page, a path that is not the API's) stays an error.
+
+    Vendor is silent on whether every such answer carries ``errorKey`` (RecordNotFound requires
+    only ``error`` and ``message``; vendor-apis README §2.4): chosen: the key RECORD_NOT_FOUND, or
+    no key and the message "record not found".
+    """
+    if exc.http_status != 404:
+        return False
+    if exc.error_key is not None:
+        return exc.error_key == "RECORD_NOT_FOUND"
+    return exc.message.strip().lower() == "record not found"
+
+
+def jobs_since_filter(started_since: datetime) -> str:
+    """The ``times[start][gte]`` value for jobs started since ``started_since``: a day, in the
+    format of the only documented example (C-JOBS: ``times[start][gte]=01-01-2018``).
+
+    Vendor is silent on the formats the filter takes and on whose day it means (vendor-apis README
+    §2.4): chosen: ``MM-DD-YYYY`` (month first, as a US vendor writes dates; the example reads the
+    same either way), and the UTC day *before* ``started_since``'s, so that a day read as midnight
+    in any time zone (UTC-12 to UTC+14) begins before ``started_since``. The list is then cut to the
+    exact window by :meth:`CordialHook.find_jobs_by_name`.
+    """
+    return (started_since.astimezone(timezone.utc) - timedelta(days=1)).strftime("%m-%d-%Y")
+
+
+def job_started_before(job: Mapping[str, Any], moment: datetime) -> bool:
+    """Whether a job's ``times.start`` (JobJ: date-time) is before ``moment``. A job without a start
+    (not started yet) is not; neither is one whose start cannot be read, which is left to
+    Cordial's own filter (a job dropped wrongly would be created a second time)."""
+    start = (job.get("times") or {}).get("start")
+    try:
+        started = datetime.fromisoformat(str(start))
+    except ValueError:
+        return False
+    if started.tzinfo is None:
+        # Vendor is silent on a start without an offset: read as UTC, as JobJ's other times.
+        started = started.replace(tzinfo=timezone.utc)
+    return started < moment
 
 
 def _job_path(job_id: Any) -> str:
@@ -393,7 +496,7 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         """Jobs matching the filters, page by page until a short page; at most ``[exports]
         max_pages`` pages (``LimitExceeded`` past them: a list whose pages are always full ends).
 
-        :param times: filters such as ``{"start][gte": "2026-01-01"}`` become ``times[start][gte]``.
+        :param times: filters such as ``{"start][gte": "01-31-2026"}`` become ``times[start][gte]``.
         """
         params: dict[str, Any] = {"per_page": str(per_page)}
         if status:
@@ -405,8 +508,13 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         while True:
             pages.spend()
             # Vendor is silent on paging headers (vendor-apis README §2.4): a page shorter than
-            # per_page is taken as the last one.
-            batch = self.call("GET", PATHS["jobs"], params={**params, "page": str(page)}) or []
+            # per_page is taken as the last one. An empty list is C-V2's 404 RecordNotFound, or `[]`.
+            try:
+                batch = self.call("GET", PATHS["jobs"], params={**params, "page": str(page)}) or []
+            except VendorNotFoundError as exc:
+                if not means_no_jobs(exc):
+                    raise
+                return
             if not isinstance(batch, list):
                 raise VendorAPIError(
                     VENDOR,
@@ -425,20 +533,19 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
         """Every job named ``name`` (``metadata.name``) started since ``started_since``, or not
         started yet; the best one to reattach to first (active, then Done, then Failed; newest first).
 
-        The jobs list cannot filter by name: it is read by start time (``times[start][gte]``)
-        and by the statuses of jobs that may not have started, and filtered here.
+        The jobs list cannot filter by name: it is read by start day (``times[start][gte]``, see
+        :func:`jobs_since_filter`) and by the statuses of jobs that may not have started, and
+        filtered here, by name and by the exact start.
         """
-        since = started_since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-        # Vendor is silent on the formats times[...] takes (C-JOBS' one example is 01-01-2018):
-        # ISO-8601 date-time in UTC, the format of JobJ's own times.
+        since = started_since.astimezone(timezone.utc)
         # Jobs not started yet first: a job that starts between two reads then shows in the
         # second (start times stay); read the other way round, it would be in neither.
         queries: list[dict[str, Any]] = [{"status": status} for status in NOT_STARTED_STATUSES]
-        queries.append({"times": {"start][gte": since}})
+        queries.append({"times": {"start][gte": jobs_since_filter(since)}})
         found: dict[str, dict[str, Any]] = {}
         for query in queries:
             for job in self.list_jobs(**query):
-                if (job.get("metadata") or {}).get("name") == name:
+                if (job.get("metadata") or {}).get("name") == name and not job_started_before(job, since):
                     found[job_id_of(job) or f"#{len(found)}"] = job
 
         def started(job: Mapping[str, Any]) -> str:
@@ -453,6 +560,14 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
 
     # Basic auth has no token endpoint: this read is the whole credential check.
     access_check = AccessCheck(PATHS["jobs"], params={"per_page": "1"})
+
+    def check_access(self, *, client: HttpClient | None = None, deadline: float | None = None) -> None:
+        """The jobs read of :attr:`access_check`; an account without jobs answers 404 RecordNotFound."""
+        try:
+            super().check_access(client=client, deadline=deadline)
+        except VendorNotFoundError as exc:
+            if not means_no_jobs(exc):
+                raise
 
     def connection_hint(self, settings: CordialSettings, failure: ConnectionFailure) -> str:
         if failure in ("api_refused", "credentials_refused"):

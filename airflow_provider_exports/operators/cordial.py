@@ -51,6 +51,7 @@ from airflow_provider_exports.hooks.cordial import (
     check_names,
     check_timeframe,
     contact_export_body,
+    destination_path,
     job_id_of,
 )
 from airflow_provider_exports.operators._base import ExportJobOperator
@@ -116,18 +117,24 @@ class CordialDestination:
                 raise ExportConfigError(
                     f"destination.{f.name}", f"is required for a {type(self).__name__}, got {value!r}"
                 )
+            if f.name == "path":
+                destination_path(self.type, value)
 
     def request(self) -> dict[str, Any]:
         """The request's ``destination`` object, secrets included (masked): for the request body only."""
         self.check()
-        return dict(check_destination({"type": self.type, **self._fields()}))
+        return check_destination({"type": self.type, **self._fields()})
 
     def _fields(self) -> dict[str, Any]:
         return {key: getattr(self, name) for name, key in self.request_keys.items()}
 
     def reference(self) -> dict[str, Any]:
-        """Where the file goes, JSON-able and without a secret (for XCom and the transfer)."""
-        return {"type": self.type, **{name: getattr(self, name) for name in self.template_fields}}
+        """Where the file goes, JSON-able and without a secret (for XCom and the transfer); its
+        ``path`` is the one sent, so Cordial writes to ``delivered_key(path, file name)``."""
+        fields = {name: getattr(self, name) for name in self.template_fields}
+        if "path" in fields:
+            fields["path"] = destination_path(self.type, fields["path"])
+        return {"type": self.type, **fields}
 
 
 @dataclass(kw_only=True, eq=False)
@@ -135,7 +142,8 @@ class CordialS3Destination(CordialDestination):
     """Cordial writes the file to ``s3://<bucket>/<path>/``.
 
     :param bucket: the bucket. (templated)
-    :param path: the folder in the bucket (Cordial requires one). (templated)
+    :param path: the folder in the bucket (Cordial requires one), sent without its leading and
+        trailing slashes: Cordial writes ``<path>/<file name>``. (templated)
     :param region: the bucket's region; default: the AWS connection's ``region_name``. (templated)
     :param aws_conn_id: the AWS connection whose access key (login) and secret (password) Cordial
         writes with; ``None`` when the Cordial account has an IAM role for the bucket, and the
@@ -190,7 +198,8 @@ class CordialS3Destination(CordialDestination):
         return fields
 
     def reference(self) -> dict[str, Any]:
-        return {"type": self.type, "bucket": self.bucket, "path": self.path, "region": self.region}
+        path = destination_path(self.type, self.path)
+        return {"type": self.type, "bucket": self.bucket, "path": path, "region": self.region}
 
 
 class _ServerDestination(CordialDestination):
@@ -209,7 +218,7 @@ class _ServerDestination(CordialDestination):
                     f"destination.{self.conn_attr}", f"connection {conn_id!r} has no {field}"
                 )
         fields: dict[str, Any] = {"server": conn.host, "username": conn.login, "path": self.path}
-        if conn.port:
+        if conn.port:  # else the protocol's default port (check_destination)
             fields["port"] = int(conn.port)
         if conn.password:
             fields["password"] = conn.password
@@ -224,7 +233,7 @@ class _ServerDestination(CordialDestination):
 class CordialSftpDestination(_ServerDestination):
     """Cordial uploads the file over SFTP.
 
-    :param sftp_conn_id: the SFTP connection: host, port, login and password. (templated)
+    :param sftp_conn_id: the SFTP connection: host, port (default 22), login and password. (templated)
     :param path: the folder on the server. (templated)
     :param saved_key: the name of an SFTP key saved in Cordial, used instead of the connection's
         password. (templated)
@@ -248,7 +257,7 @@ class CordialSftpDestination(_ServerDestination):
 class CordialFtpDestination(_ServerDestination):
     """Cordial uploads the file over FTP.
 
-    :param ftp_conn_id: the FTP connection: host, port, login and password. (templated)
+    :param ftp_conn_id: the FTP connection: host, port (default 21), login and password. (templated)
     :param path: the folder on the server. (templated)
     """
 

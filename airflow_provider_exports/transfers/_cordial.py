@@ -22,7 +22,13 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
-from airflow_provider_exports.hooks.cordial import CordialHook, check_job_id, job_event, job_file_name
+from airflow_provider_exports.hooks.cordial import (
+    CordialHook,
+    check_job_id,
+    delivered_key,
+    job_event,
+    job_file_name,
+)
 from airflow_provider_exports.transfers._parts import ExportSource, Listing, given
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
 from airflow_provider_exports.transfers.engine.transforms import Unpivot
@@ -144,13 +150,14 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
                 f"{event.description}: the file is not delivered yet; wait for the job first "
                 "(wait_for_completion=True, or CordialJobSensor)"
             )
-        bucket, path = str(export["destination"]["bucket"]), str(export["destination"]["path"]).strip("/")
+        # the path as the request sent it (the reference keeps it so): Cordial writes exactly there
+        bucket, path = str(export["destination"]["bucket"]), str(export["destination"]["path"])
         name = delivered_file_name(export, job)
-        key = f"{path}/{name}" if path else name
+        key = delivered_key(path, name)
         s3 = self._s3_hook()
         head = s3.head_object(key, bucket)
         if head is None:
-            near = (s3.list_keys(bucket, prefix=f"{path}/" if path else "") or [])[:10]
+            near = (s3.list_keys(bucket, prefix=delivered_key(path, "")) or [])[:10]
             raise TransferError(
                 f"Cordial job {job_id} is Done but s3://{bucket}/{key} is not there; under "
                 f"s3://{bucket}/{path}/ there are: {near or 'no objects'}"
@@ -188,13 +195,13 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
                 "group",
                 f"lists Cordial job {group['job']['job_ref']}, but export names job {export['job_id']}",
             )
-        bucket, path = str(export["destination"]["bucket"]), str(export["destination"]["path"]).strip("/")
+        bucket, path = str(export["destination"]["bucket"]), str(export["destination"]["path"])
         s3 = self._s3_hook()
         files: list[SourceFile] = []
         for f in group["files"]:
             ref = f["ref"]
             key = ref.get("key") if isinstance(ref, Mapping) else None
-            inside = isinstance(key, str) and (key.startswith(f"{path}/") if path else "/" not in key)
+            inside = isinstance(key, str) and key.startswith(delivered_key(path, ""))
             if not isinstance(ref, Mapping) or ref.get("bucket") != bucket or not inside:
                 raise ExportConfigError(
                     "group.files",

@@ -360,3 +360,204 @@ def test_every_documented_status_but_done_and_failed_keeps_the_wait_going():
         "Failed": "failed",
         "Done": "success",
     }
+
+
+# -- an empty jobs list: C-V2's 404 RecordNotFound, or [] ------------------------------------------
+
+RECORD_NOT_FOUND = {"error": True, "errorKey": "RECORD_NOT_FOUND", "message": "record not found"}
+
+
+def _empty_list_as(sandbox, answer: str) -> None:
+    """The jobs list answers no job as the sandbox does (C-V2: 404 RecordNotFound), or as `[]`."""
+    if answer == "[]":
+        sandbox.cordial.faults.answer("/v2/jobs", times=None, json=[], method="GET")
+
+
+@pytest.mark.parametrize("answer", ["404 RecordNotFound", "[]"])
+def test_an_empty_jobs_list_is_no_jobs(sandbox, answer):
+    _empty_list_as(sandbox, answer)
+    hook = CordialHook(retry=FAST)
+    assert list(hook.list_jobs()) == []
+    assert hook.find_jobs_by_name("weekly-trends", started_since=datetime.now(timezone.utc)) == []
+    assert {r.status for r in sandbox.cordial.requests_to("/v2/jobs", "GET")} == {
+        404 if answer.startswith("404") else 200
+    }
+
+
+@pytest.mark.parametrize("answer", ["404 RecordNotFound", "[]"])
+def test_the_connection_test_passes_on_an_account_without_jobs(sandbox, answer):
+    _empty_list_as(sandbox, answer)
+    ok, message = CordialHook().test_connection()
+    assert ok, message
+    assert [r.status for r in sandbox.cordial.requests_to("/v2/jobs", "GET")] == [
+        404 if answer.startswith("404") else 200
+    ]
+
+
+def test_a_404_record_not_found_without_its_error_key_is_no_jobs(sandbox):
+    # C-V2 RecordNotFound requires `error` and `message` only
+    sandbox.cordial.faults.answer(
+        "/v2/jobs", times=None, status=404, json={"error": True, "message": "record not found"}, method="GET"
+    )
+    assert list(CordialHook(retry=FAST).list_jobs()) == []
+    assert CordialHook().test_connection()[0]
+
+
+def test_a_404_past_the_last_full_page_ends_the_list(sandbox):
+    sandbox.cordial.faults.answer("/v2/jobs", times=1, json=FULL_PAGE, method="GET")
+    assert len(list(CordialHook(retry=FAST).list_jobs())) == 25
+    assert [r.status for r in sandbox.cordial.requests_to("/v2/jobs", "GET")] == [200, 404]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"json": {"error": True, "errorKey": "ROUTE_NOT_FOUND", "message": "no such route"}},
+        {"body": "<html><body>404 Not Found</body></html>", "headers": {"content-type": "text/html"}},
+    ],
+)
+def test_any_other_404_of_the_jobs_list_stays_an_error(sandbox, answer):
+    sandbox.cordial.faults.answer("/v2/jobs", times=None, status=404, method="GET", **answer)
+    hook = CordialHook(retry=FAST)
+    with pytest.raises(VendorNotFoundError):
+        list(hook.list_jobs())
+    with pytest.raises(VendorNotFoundError):
+        hook.find_jobs_by_name("weekly-trends", started_since=datetime.now(timezone.utc))
+    ok, message = CordialHook().test_connection()
+    assert not ok and "HTTP 404" in message
+
+
+@pytest.mark.parametrize("answer", ["404 RecordNotFound", "[]"])
+def test_a_create_on_an_account_without_jobs_is_not_stopped_by_the_empty_list(sandbox, answer):
+    """An answer that does not name the job makes the hook's caller look the job up by name."""
+    sandbox.cordial.add_audience("vip")
+    _empty_list_as(sandbox, answer)
+    hook = CordialHook(retry=FAST)
+    assert hook.find_jobs_by_name("weekly-trends", started_since=datetime.now(timezone.utc)) == []
+    assert _create(hook) in sandbox.cordial.job_ids()
+
+
+# -- destinations as the documents say: type spelling, FTP/SFTP port, path slashes -----------------
+
+
+@pytest.mark.parametrize("spelled", ["s3", "S3"])
+def test_a_destination_type_in_either_case_is_sent_as_the_spec_spells_it(sandbox, cordial_requests, spelled):
+    sandbox.cordial.add_audience("vip")
+    job_id = _create(CordialHook(retry=FAST), destination={**S3_DESTINATION, "type": spelled})
+    assert job_id in sandbox.cordial.job_ids()
+    ((_method, _url, _params, body),) = cordial_requests
+    assert body["destination"]["type"] == "S3"
+
+
+@pytest.mark.parametrize(
+    ("destination", "port"),
+    [
+        ({"type": "sftp"}, 22),
+        ({"type": "Sftp", "port": 2222}, 2222),
+        ({"type": "SFTP", "port": "2222"}, 2222),
+        ({"type": "ftp"}, 21),
+        ({"type": "FTP", "port": None}, 21),
+    ],
+)
+def test_an_ftp_or_sftp_destination_always_carries_a_port(sandbox, cordial_requests, destination, port):
+    sandbox.cordial.add_audience("vip")
+    server = {"server": "files.example.com", "username": "u", "password": "p", "path": "/in"}
+    job_id = _contacts(CordialHook(retry=FAST), destination={**server, **destination})
+    assert job_id in sandbox.cordial.job_ids()
+    ((_method, _url, _params, body),) = cordial_requests
+    assert body["destination"]["port"] == port
+    assert body["destination"]["type"] == destination["type"].upper()
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "sent"),
+    [
+        ("S3", "exports/", "exports"),
+        ("S3", "/exports/daily//", "exports/daily"),
+        ("GCS", "/exports/", "exports"),
+        ("AZUREBLOB", "exports/", "exports"),
+        ("SFTP", "/home/u/exports/", "/home/u/exports"),
+        ("SFTP", "exports/", "exports"),
+        ("FTP", "/", "/"),
+    ],
+)
+def test_a_path_is_sent_as_the_seed_recommends(kind, path, sent):
+    from airflow_provider_exports.hooks.cordial import check_destination, delivered_key
+
+    required = {
+        "S3": {"aws_bucket": "b", "aws_region": "r"},
+        "GCS": {"gcs_bucket": "b"},
+        "AZUREBLOB": {"account": "a", "container": "c"},
+        "SFTP": {"server": "s", "username": "u"},
+        "FTP": {"server": "s", "username": "u"},
+    }[kind]
+    destination = check_destination({"type": kind, "path": path, **required})
+    assert destination["path"] == sent
+    assert delivered_key(destination["path"], "t.csv") == f"{sent}/t.csv"
+
+
+@pytest.mark.parametrize(
+    ("destination", "field", "allowed"),
+    [
+        ({"type": "S3", "aws_bucket": "b", "aws_region": "r", "path": "/"}, "destination.path", "key prefix"),
+        ({"type": "GCS", "gcs_bucket": "b", "path": "//"}, "destination.path", "names no folder"),
+        ({"type": "SFTP", "server": "s", "username": "u", "path": "/", "port": 0}, "destination.port", "1 to 65535"),
+        ({"type": "FTP", "server": "s", "username": "u", "path": "/", "port": "ftp"}, "destination.port", "port"),
+        ({"type": "Dropbox"}, "destination.type", "AWS, S3, GCS, FTP, SFTP, AZUREBLOB"),
+        ({"type": None}, "destination.type", "either case"),
+    ],
+)
+def test_a_bad_destination_is_refused_before_any_request(sandbox, destination, field, allowed):
+    with pytest.raises(ExportConfigError, match=allowed) as err:
+        _contacts(CordialHook(retry=FAST), destination=destination)
+    assert err.value.field == field
+    assert sandbox.cordial.requests == []
+
+
+# -- times[start][gte]: the documented example's format, the exact window filtered here ------------
+
+
+def test_the_start_filter_is_the_day_before_in_the_documented_format(sandbox, cordial_requests):
+    from airflow_provider_exports.hooks.cordial import jobs_since_filter
+
+    assert jobs_since_filter(datetime(2026, 3, 5, 0, 30, tzinfo=timezone.utc)) == "03-04-2026"
+    assert jobs_since_filter(datetime(2026, 1, 1, 23, 0, tzinfo=timezone.utc)) == "12-31-2025"
+    # a start given in another zone is its UTC day's
+    from zoneinfo import ZoneInfo
+
+    assert jobs_since_filter(datetime(2026, 3, 5, 20, 0, tzinfo=ZoneInfo("America/Los_Angeles"))) == "03-05-2026"
+    CordialHook(retry=FAST).find_jobs_by_name("x", started_since=datetime(2026, 3, 5, 0, 30, tzinfo=timezone.utc))
+    filters = [params.get("times[start][gte]") for _m, _u, params, _b in cordial_requests]
+    assert filters == [None, None, None, "03-04-2026"]
+
+
+def _done_job(sandbox, hook, name: str = "weekly-trends") -> tuple[str, datetime]:
+    sandbox.cordial.add_audience("vip")
+    sandbox.cordial.job_reads = 1  # Done, with its start time, at the first read
+    job_id = _create(hook, name=name)
+    start = datetime.fromisoformat(hook.get_job(job_id)["times"]["start"])
+    return job_id, start
+
+
+def test_a_job_started_just_before_the_exact_start_is_not_taken(sandbox):
+    from datetime import timedelta
+
+    hook = CordialHook(retry=FAST)
+    job_id, start = _done_job(sandbox, hook)
+    # Cordial's day filter lists it (its day began before it): the exact window drops it
+    day = start.strftime("%m-%d-%Y")
+    assert [j["_id"] for j in hook.list_jobs(times={"start][gte": day})] == [job_id]
+    assert hook.find_jobs_by_name("weekly-trends", started_since=start + timedelta(seconds=1)) == []
+    assert [j["_id"] for j in hook.find_jobs_by_name("weekly-trends", started_since=start)] == [job_id]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "Etc/GMT+12", "America/Los_Angeles"])
+def test_a_job_of_the_window_is_found_in_whatever_zone_cordial_reads_the_day(sandbox, zone):
+    """Vendor is silent on the filter's time zone: the day sent begins before the window in any."""
+    from datetime import timedelta
+
+    sandbox.cordial.account_timezone = zone
+    hook = CordialHook(retry=FAST)
+    job_id, start = _done_job(sandbox, hook)
+    found = hook.find_jobs_by_name("weekly-trends", started_since=start - timedelta(seconds=1))
+    assert [j["_id"] for j in found] == [job_id]

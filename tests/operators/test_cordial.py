@@ -461,3 +461,71 @@ def test_the_wait_ends_at_its_timeout_while_calls_are_retried(delivery, sandbox,
     assert "JobWaitTimeout" in "".join(capfd.readouterr())
     assert took < 2 + 15  # the run's own overhead (dag.test, the DB) on a busy machine, not 30 s waits
     assert len(posts(sandbox)) == 1
+
+
+# -- issue 18: as Cordial's documents say ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer", ["404 RecordNotFound", "[]"])
+def test_a_create_on_an_account_without_jobs_creates_one_job(delivery, sandbox, run_dag, answer):
+    """find_job runs before every create: C-V2 answers an empty jobs list with 404 RecordNotFound."""
+    if answer == "[]":
+        sandbox.cordial.faults.answer("/v2/jobs", times=None, json=[], method="GET")
+    dag = one_task_dag(
+        CordialCreateAudienceTrendsExportOperator, destination=s3_destination(delivery), **TRENDS
+    )
+    run = run_dag(dag, logical_date=LOGICAL_DATE)
+    assert run.state == "success", states(run)
+    assert len(posts(sandbox)) == 1
+    listed = {r.status for r in sandbox.cordial.requests_to("/v2/jobs", "GET")}
+    assert listed == {404 if answer.startswith("404") else 200}
+
+
+@pytest.mark.parametrize(
+    ("destination_class", "conn_type", "port"),
+    [(CordialSftpDestination, "sftp", 22), (CordialFtpDestination, "ftp", 21)],
+)
+def test_a_connection_without_a_port_sends_the_protocols_port(
+    delivery, sandbox, run_dag, monkeypatch, cordial_requests, destination_class, conn_type, port
+):
+    """C-ATE: destination.port is "required if type is FTP or SFTP" (the sandbox refuses it missing)."""
+    conn = {"conn_type": conn_type, "host": "files.example.com", "login": "cordial", "password": "pw-x1"}
+    monkeypatch.setenv("AIRFLOW_CONN_NO_PORT", json.dumps(conn))
+    key = "sftp_conn_id" if conn_type == "sftp" else "ftp_conn_id"
+    destination = destination_class(**{key: "no_port", "path": "/outbound/"})
+    assert destination.request()["port"] == port
+    dag = one_task_dag(CordialCreateAudienceTrendsExportOperator, destination=destination, **TRENDS)
+    run = run_dag(dag, logical_date=LOGICAL_DATE)
+    assert run.state == "success", states(run)
+    (body,) = [b for m, _u, _p, b in cordial_requests if m == "POST"]
+    assert (body["destination"]["type"], body["destination"]["port"]) == (conn_type.upper(), port)
+    assert body["destination"]["path"] == "/outbound"
+    assert xcom(run)["destination"]["path"] == "/outbound"
+
+
+def test_an_s3_path_with_slashes_lands_where_the_reference_says(delivery, sandbox, run_dag, cordial_requests):
+    dag = one_task_dag(
+        CordialCreateAudienceTrendsExportOperator,
+        destination=s3_destination(delivery, path="/cordial/{{ ds }}/"),
+        **TRENDS,
+    )
+    run = run_dag(dag, logical_date=LOGICAL_DATE)
+    assert run.state == "success", states(run)
+    name = "cordial-operator-test-export-20261122T000000Z"
+    (body,) = [b for m, _u, _p, b in cordial_requests if m == "POST"]
+    assert body["destination"]["path"] == "cordial/2026-11-22"
+    assert xcom(run)["destination"]["path"] == "cordial/2026-11-22"
+    assert delivery.keys() == [f"cordial/2026-11-22/{name}.csv"]
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "allowed"),
+    [
+        (lambda: CordialS3Destination(bucket="lake", path="/"), "destination.path", "key prefix"),
+        (lambda: CordialGcsDestination(bucket="lake", path="//"), "destination.path", "names no folder"),
+    ],
+)
+def test_a_path_that_names_no_folder_fails_when_the_dag_is_parsed(build, field, allowed):
+    with pytest.raises(ExportConfigError, match=allowed) as err:
+        build()
+    assert err.value.field == field

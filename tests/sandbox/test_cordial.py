@@ -97,20 +97,57 @@ def test_job_list_filters_and_errors(sandbox: Sandbox, cordial: httpx.Client, co
     cordial_swagger.validate_response(resp, "/v2/jobs", "get")
     assert {j["_id"] for j in resp.json()} == set(ids)
     assert len(cordial.get("/v2/jobs", params={"per_page": "2", "page": "2"}).json()) == 1
-    assert cordial.get("/v2/jobs", params={"status": "Done"}).json() == []
+    assert_no_jobs(cordial.get("/v2/jobs", params={"status": "Done"}), cordial_swagger)
     for job_id in ids * 2:
         cordial.get(f"/v2/jobs/{job_id}")
-    done = cordial.get("/v2/jobs", params={"status": "Done", "times[end][gte]": "2020-01-01"})
+    done = cordial.get("/v2/jobs", params={"status": "Done", "times[end][gte]": "01-01-2020"})
     cordial_swagger.validate_response(done, "/v2/jobs", "get")
     assert len(done.json()) == 3
-    assert cordial.get("/v2/jobs", params={"times[start][lt]": "2020-01-01"}).json() == []
-    bad_time = cordial.get("/v2/jobs", params={"times[start][gte]": "yesterday-ish"})
-    assert bad_time.status_code == 422
-    cordial_swagger.validate_response(bad_time, "/v2/jobs", "get")
+    assert_no_jobs(cordial.get("/v2/jobs", params={"times[start][lt]": "01-01-2020"}), cordial_swagger)
+    for bad in ("yesterday-ish", "2020-01-01", "2020-01-01T00:00:00+00:00", "1-1-2020", "13-01-2020"):
+        bad_time = cordial.get("/v2/jobs", params={"times[start][gte]": bad})
+        assert bad_time.status_code == 422, bad
+        assert bad_time.json()["message"] == "Time value is incorrect"
+        cordial_swagger.validate_response(bad_time, "/v2/jobs", "get")
     too_many = cordial.get("/v2/jobs", params={"include": "statistic", "per_page": "26"})
     assert too_many.status_code == 400
     assert too_many.json()["errorKey"] == "JOBS_STATISTIC_PER_PAGE_EXCEEDED"
     cordial_swagger.validate_response(too_many, "/v2/jobs", "get")
+
+
+def assert_no_jobs(resp: httpx.Response, swagger: Any) -> None:
+    """C-V2: the jobs list answers 404 RecordNotFound when no job matches."""
+    assert resp.status_code == 404, resp.text
+    assert resp.json() == {"error": True, "errorKey": "RECORD_NOT_FOUND", "message": "record not found"}
+    swagger.validate_response(resp, "/v2/jobs", "get")
+
+
+def test_an_empty_jobs_list_is_record_not_found_on_every_page(
+    sandbox: Sandbox, cordial: httpx.Client, cordial_swagger: Any
+) -> None:
+    assert_no_jobs(cordial.get("/v2/jobs", params={"per_page": "1"}), cordial_swagger)
+    create(cordial, cordial_swagger)
+    assert len(cordial.get("/v2/jobs", params={"per_page": "1"}).json()) == 1
+    assert_no_jobs(cordial.get("/v2/jobs", params={"per_page": "1", "page": "2"}), cordial_swagger)
+
+
+@pytest.mark.parametrize(("zone", "taken"), [("UTC", True), ("Pacific/Kiritimati", True), ("Etc/GMT+12", False)])
+def test_a_day_filter_is_midnight_in_the_accounts_time_zone(
+    sandbox: Sandbox, cordial: httpx.Client, cordial_swagger: Any, zone: str, taken: bool
+) -> None:
+    import datetime as dt
+
+    sandbox.cordial.account_timezone = zone
+    sandbox.cordial.job_reads = 1  # Done, with its start, at the first read
+    job_id = create(cordial, cordial_swagger).json()["jobId"]
+    start = dt.datetime.fromisoformat(cordial.get(f"/v2/jobs/{job_id}").json()["times"]["start"])
+    # midnight of the job's UTC day: before its start in UTC and at UTC+14, 12 h after it at UTC-12
+    # unless the job started after noon UTC
+    resp = cordial.get("/v2/jobs", params={"times[start][gte]": start.strftime("%m-%d-%Y")})
+    if taken or start.hour >= 12:
+        assert [j["_id"] for j in resp.json()] == [job_id]
+    else:
+        assert_no_jobs(resp, cordial_swagger)
 
 
 def test_unknown_job_is_record_not_found(cordial: httpx.Client, cordial_swagger: Any) -> None:
@@ -206,7 +243,7 @@ def test_rate_limit_has_cordial_headers(sandbox: Sandbox, cordial: httpx.Client)
     for header in ("X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Reset"):
         assert header in resp.headers
     assert resp.json()["error"] is True
-    assert cordial.get("/v2/jobs").status_code == 200
+    assert cordial.get("/v2/jobs").status_code == 404  # no job: RecordNotFound, no longer limited
 
 
 def test_s3_destination_is_delivered_to_moto(
@@ -329,7 +366,14 @@ def test_saved_sftp_key_and_iam_role_stand_in_for_secrets(
 ) -> None:
     sandbox.cordial.add_audience("vip")
     sandbox.cordial.add_saved_key("k9")
-    sftp = {"type": "SFTP", "server": "sftp.example.com", "username": "u", "savedKey": "k9", "path": "/"}
+    sftp = {
+        "type": "SFTP",
+        "server": "sftp.example.com",
+        "port": 22,
+        "username": "u",
+        "savedKey": "k9",
+        "path": "/",
+    }
     assert create_contacts(cordial, cordial_swagger, destination=sftp).status_code == 200
     s3 = {"type": "S3", "aws_bucket": "b", "aws_region": "us-east-1", "path": "p"}
     assert create_contacts(cordial, cordial_swagger, destination=s3).status_code == 400
@@ -363,7 +407,7 @@ def test_a_job_not_started_has_no_start_time_and_is_found_by_status(
     job_id = create(cordial, cordial_swagger).json()["jobId"]
     job = cordial.get(f"/v2/jobs/{job_id}").json()
     assert job["status"] == "Scheduled" and "start" not in job["times"]
-    assert cordial.get("/v2/jobs", params={"times[start][gte]": "2020-01-01"}).json() == []
+    assert_no_jobs(cordial.get("/v2/jobs", params={"times[start][gte]": "01-01-2020"}), cordial_swagger)
     assert [j["_id"] for j in cordial.get("/v2/jobs", params={"status": "Scheduled"}).json()] == [job_id]
 
 
@@ -382,8 +426,56 @@ def test_contacts_are_delivered_gzipped_to_moto(
 ) -> None:
     sandbox.cordial.s3_endpoint_url = s3.endpoint_url
     sandbox.cordial.add_audience("vip", members=4)
-    destination = s3_destination(s3.bucket, "/cordial/members/")
+    destination = s3_destination(s3.bucket, "cordial/members")
     job_id = create_contacts(cordial, cordial_swagger, destination=destination, compress=True).json()["jobId"]
     assert _wait_done(cordial, job_id)["status"] == "Done"
     assert s3.keys() == ["cordial/members/vip-members.csv.gz"]
     assert gzip.decompress(s3.read("cordial/members/vip-members.csv.gz")).count(b"\n") == 5
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        ("exports/", "exports//weekly-trends.csv"),
+        ("/exports", "/exports/weekly-trends.csv"),
+        ("exports", "exports/weekly-trends.csv"),
+    ],
+)
+def test_s3_delivery_writes_the_path_as_sent_then_the_file_name(
+    sandbox: Sandbox, cordial: httpx.Client, s3: Any, cordial_swagger: Any, path: str, key: str
+) -> None:
+    """C-ATE: omit the trailing slash "to avoid duplicate slashes being added by default"."""
+    sandbox.cordial.s3_endpoint_url = s3.endpoint_url
+    job_id = create(cordial, cordial_swagger, destination=s3_destination(s3.bucket, path)).json()["jobId"]
+    assert _wait_done(cordial, job_id)["status"] == "Done"
+    assert s3.keys() == [key]
+
+
+SFTP = {"type": "SFTP", "server": "sftp.example.com", "port": 2222, "username": "u", "password": "p", "path": "/"}
+
+
+@pytest.mark.parametrize(
+    ("destination", "message"),
+    [
+        ({"type": "aws"}, "The selected destination.type is invalid."),
+        ({"type": "s3"}, "The selected destination.type is invalid."),
+        ({**SFTP, "type": "Sftp"}, "The selected destination.type is invalid."),
+        ({k: v for k, v in SFTP.items() if k != "port"}, "The destination.port field is required."),
+        (
+            {"type": "FTP", "server": "ftp.example.com", "username": "u", "password": "p", "path": "in"},
+            "The destination.port field is required.",
+        ),
+    ],
+)
+def test_a_destination_is_taken_only_as_the_documents_spell_it(
+    sandbox: Sandbox, cordial: httpx.Client, cordial_swagger: Any, destination: dict[str, Any], message: str
+) -> None:
+    """The type as C-V2 lists it, never upper-cased by the sandbox; FTP/SFTP with a port (C-ATE)."""
+    if destination["type"] == "s3":
+        destination = {**s3_destination("lake", "p"), **destination}
+    for path, body in (("/v2/audiencetrendsexport", BODY), ("/v2/contactexports", CONTACTS)):
+        resp = cordial.post(path, json={**body, "destination": destination})
+        assert resp.status_code == 400, resp.text
+        assert resp.json() == {"error": True, "errorKey": "GENERIC_ERROR_KEY", "message": message}
+    assert sandbox.cordial.job_ids() == []
+    assert cordial.post("/v2/contactexports", json={**CONTACTS, "destination": SFTP}).status_code == 200

@@ -50,7 +50,8 @@ def test_server_error_forever_until_cleared(sandbox: Sandbox) -> None:
         assert resp.status_code == 502
         assert resp.json()["error"] is True
     sandbox.cordial.faults.clear()
-    assert httpx.get(f"{sandbox.cordial.url}/v2/jobs", auth=("sandbox-cordial-key", "")).status_code == 200
+    # the ordinary answer again: an account without jobs is C-V2's 404 RecordNotFound
+    assert httpx.get(f"{sandbox.cordial.url}/v2/jobs", auth=("sandbox-cordial-key", "")).status_code == 404
 
 
 def test_drop_connection_mid_body(sandbox: Sandbox) -> None:
@@ -69,7 +70,8 @@ def test_drop_connection_mid_body(sandbox: Sandbox) -> None:
 def test_slow_response(sandbox: Sandbox) -> None:
     sandbox.cordial.faults.slow("/v2/jobs", seconds=0.3)
     started = time.perf_counter()
-    assert httpx.get(f"{sandbox.cordial.url}/v2/jobs", auth=("sandbox-cordial-key", "")).status_code == 200
+    # an account without jobs: C-V2's 404 RecordNotFound, late
+    assert httpx.get(f"{sandbox.cordial.url}/v2/jobs", auth=("sandbox-cordial-key", "")).status_code == 404
     assert time.perf_counter() - started >= 0.3
 
 
@@ -108,7 +110,8 @@ def test_faults_over_http(sandbox: Sandbox) -> None:
     assert resp.status_code == 201
     assert httpx.get(f"{base}/v2/jobs", auth=("sandbox-cordial-key", "")).status_code == 503
     assert httpx.delete(f"{base}/_sandbox/faults").status_code == 204
-    assert httpx.get(f"{base}/v2/jobs", auth=("sandbox-cordial-key", "")).status_code == 200
+    # an account without jobs: C-V2's 404 RecordNotFound
+    assert httpx.get(f"{base}/v2/jobs", auth=("sandbox-cordial-key", "")).status_code == 404
     assert httpx.post(f"{base}/_sandbox/faults", json={"kind": "nonsense"}).status_code == 400
     assert httpx.post(f"{base}/_sandbox/faults", json={"kind": "expire_tokens"}).status_code == 201
 

@@ -293,3 +293,90 @@ def test_a_fan_out_group_naming_another_object_is_refused(sandbox, cordial_s3, w
     assert err.value.field == "group.files"
     group["files"][0]["ref"] = ref
     assert stage.execute({})["files"]  # the group as listed stages
+
+
+# -- where Cordial writes: `<path>/<file name>`, the path exactly as the request sent it ------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "key"),
+    [
+        ("cordial/exports", "cordial/exports/weekly-trends.csv"),  # as the provider sends a path
+        # a reference whose path went out as given (before paths were sent as C-ATE recommends):
+        # Cordial wrote the duplicate slash the seed warns of, and the file is read there
+        ("cordial/exports/", "cordial/exports//weekly-trends.csv"),
+    ],
+)
+def test_the_file_is_read_exactly_where_cordial_wrote_it(sandbox, cordial_s3, warehouse, sent, key):
+    import httpx
+
+    from airflow_provider_exports_sandbox.cordial import API_KEY
+
+    body = {
+        "name": "weekly-trends",
+        "exportType": "csv",
+        "selected_timeframe_start": "2026-11-16",
+        "selected_timeframe_end": "2026-11-22",
+        "audiences": ["vip", "lapsed"],
+        "destination": {
+            "type": "S3",
+            "aws_bucket": cordial_s3.bucket,
+            "aws_region": "us-east-1",
+            "path": sent,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        },
+    }
+    answer = httpx.post(f"{sandbox.cordial.url}/v2/audiencetrendsexport", json=body, auth=(API_KEY, ""))
+    job_id = answer.json()["jobId"]
+    hook = CordialHook()
+    deadline = time.monotonic() + 20
+    while hook.get_job(job_id)["status"] != "Done":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert cordial_s3.keys() == [key]
+    export = {
+        "vendor": "Cordial",
+        "job_id": job_id,
+        "name": "weekly-trends",
+        "export": "audience_trends",
+        "destination": {"type": "S3", "bucket": cordial_s3.bucket, "path": sent, "region": None},
+        "export_type": "csv",
+        "compress": False,
+        "show_header": True,
+        "file_name": None,
+    }
+    summary = transfer(export).execute({})
+    assert summary["rows"] == 14
+    (manifest,) = rows(warehouse, "SELECT manifest FROM exports_manifest")
+    assert json.loads(manifest[0])["job_details"]["source"] == f"s3://{cordial_s3.bucket}/{key}"
+
+
+def test_a_user_path_with_slashes_lands_where_the_transfer_looks(sandbox, cordial_s3, warehouse, run_dag):
+    from datetime import datetime, timezone
+
+    from airflow.sdk import DAG
+
+    from airflow_provider_exports.operators.cordial import (
+        CordialCreateAudienceTrendsExportOperator,
+        CordialS3Destination,
+    )
+
+    sandbox.cordial.s3_iam_role = True  # Cordial writes with the account's IAM role: no keys
+    with DAG("cordial_slashes", schedule="@daily", start_date=datetime(2026, 11, 22, tzinfo=timezone.utc)) as dag:
+        export = CordialCreateAudienceTrendsExportOperator(
+            task_id="export",
+            name="weekly-trends",
+            audiences=["vip", "lapsed"],
+            selected_timeframe_start="2026-11-16",
+            selected_timeframe_end="2026-11-22",
+            destination=CordialS3Destination(
+                bucket=cordial_s3.bucket, path="//cordial/{{ ds }}/", region="us-east-1"
+            ),
+            poll_interval=0.1,
+        )
+        export >> transfer(export.output)
+    run = run_dag(dag, logical_date=datetime(2026, 11, 22, tzinfo=timezone.utc))
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {"export": "success", "load": "success"}
+    assert cordial_s3.keys() == ["cordial/2026-11-22/weekly-trends.csv"]
+    assert rows(warehouse, "SELECT count(*) FROM audience_trends") == [(14,)]

@@ -36,10 +36,11 @@ from airflow_provider_exports_sandbox.cordial.records import (
     Audience,
     ExportJob,
     cordial_error,
+    destination_spelling_error,
     iso,
     object_id,
     parse_date,
-    parse_moment,
+    parse_filter_day,
     time_matches,
 )
 from airflow_provider_exports_sandbox.cordial.validation import (
@@ -65,6 +66,7 @@ class CordialServer(VendorServer):
         "account_contacts": 100,
         "job_reads": None,
         "api_key": API_KEY,
+        "account_timezone": "UTC",
     }
 
     def __init__(self, cache_dir: Path) -> None:
@@ -80,6 +82,8 @@ class CordialServer(VendorServer):
         #: of with time: Scheduled at the first read, Processing (or Throttled) until read number
         #: ``job_reads``, which finds them Done (or Failed). Deterministic, for tests that count looks.
         self.job_reads: int | None = None
+        #: the time zone in which the jobs list reads a day given to its ``times[...]`` filters
+        self.account_timezone: str = "UTC"
         super().__init__(cache_dir)
         self._audiences: dict[str, Audience] = {}
         self._saved_keys: set[str] = set()
@@ -228,7 +232,9 @@ class CordialServer(VendorServer):
             return
         import boto3
 
-        key = "/".join(p for p in (str(dest.get("path", "")).strip("/"), job.file_name) if p)
+        # C-ATE: omit the path's trailing slash "to avoid duplicate slashes being added by
+        # default": Cordial writes `<path>/<file name>`, the path exactly as it was sent.
+        key = f"{dest['path']}/{job.file_name}"
         try:
             client = boto3.client(
                 "s3",
@@ -322,6 +328,9 @@ class CordialServer(VendorServer):
         return await read_body(request)
 
     def _new_job(self, kind: str, body: dict[str, Any], **spec: Any) -> Response:
+        refused = destination_spelling_error(body["destination"])
+        if refused is not None:
+            return cordial_error(400, "GENERIC_ERROR_KEY", refused)
         with self._state_lock:
             job = ExportJob(
                 job_id=object_id(),
@@ -341,7 +350,6 @@ class CordialServer(VendorServer):
             if not job.name:
                 # Vendor is silent on the file name of an unnamed export: sandbox choice, the job id.
                 job.name = job.job_id
-            job.destination["type"] = str(job.destination["type"]).upper()
             self._jobs[job.job_id] = job
             empty = self._empty_answers > 0
             if empty:
@@ -453,7 +461,7 @@ class CordialServer(VendorServer):
                     raw = q.get(f"times[{which}][{op}]")
                     if raw is None:
                         continue
-                    moment = parse_moment(raw)
+                    moment = parse_filter_day(raw, self.account_timezone)
                     if moment is None:
                         return cordial_error(422, "GENERIC_ERROR_KEY", "Time value is incorrect")
                     filters.append((which, op, moment))
@@ -466,11 +474,15 @@ class CordialServer(VendorServer):
                 records = [r for r in records if r["status"] == q["status"]]
             for which, op, moment in filters:
                 records = [r for r in records if time_matches(r["times"].get(which), op, moment)]
-            # Vendor is silent on order and on empty results (README §2.4; the spec also lists a
-            # 404 for the list): sandbox choice: newest first, an empty page is `[]`.
+            # Vendor is silent on the order (README §2.4): sandbox choice: newest first.
             records.reverse()
             first = (max(page, 1) - 1) * max(per_page, 1)
-            return JSONResponse(records[first : first + max(per_page, 1)])
+            found = records[first : first + max(per_page, 1)]
+            if not found:
+                # C-V2: GET /v2/jobs answers 404 RecordNotFound; vendor is silent on whether a page
+                # past the last is one: sandbox choice, every empty page is.
+                return cordial_error(404, "RECORD_NOT_FOUND", "record not found")
+            return JSONResponse(found)
 
         @app.get(PATHS["file"])
         def sandbox_file(request: Request, id: str) -> Response:
