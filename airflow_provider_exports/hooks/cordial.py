@@ -311,8 +311,14 @@ def jobs_since_filter(started_since: datetime) -> str:
     same either way), and the UTC day *before* ``started_since``'s, so that a day read as midnight
     in any time zone (UTC-12 to UTC+14) begins before ``started_since``. The list is then cut to the
     exact window by :meth:`CordialHook.find_jobs_by_name`.
+
+    The day sent is moved back, if needed, to one whose day of the month is at most its month
+    (the 5th of December stays; the 20th of March becomes the 3rd): read day first instead (PHP's
+    ``strtotime`` reads dashed dates so), it is then the same day or an earlier one, never a later
+    one that would hide a job this run already created. The cost: up to a month more of jobs read.
     """
-    return (started_since.astimezone(timezone.utc) - timedelta(days=1)).strftime("%m-%d-%Y")
+    day = (started_since.astimezone(timezone.utc) - timedelta(days=1)).date()
+    return day.replace(day=min(day.day, day.month)).strftime("%m-%d-%Y")
 
 
 def job_started_before(job: Mapping[str, Any], moment: datetime) -> bool:

@@ -520,15 +520,34 @@ def test_a_bad_destination_is_refused_before_any_request(sandbox, destination, f
 def test_the_start_filter_is_the_day_before_in_the_documented_format(sandbox, cordial_requests):
     from airflow_provider_exports.hooks.cordial import jobs_since_filter
 
-    assert jobs_since_filter(datetime(2026, 3, 5, 0, 30, tzinfo=timezone.utc)) == "03-04-2026"
-    assert jobs_since_filter(datetime(2026, 1, 1, 23, 0, tzinfo=timezone.utc)) == "12-31-2025"
+    # the day before (4 March), moved back to a day of the month <= its month (see the next test)
+    assert jobs_since_filter(datetime(2026, 3, 5, 0, 30, tzinfo=timezone.utc)) == "03-03-2026"
+    assert jobs_since_filter(datetime(2026, 12, 6, 0, 30, tzinfo=timezone.utc)) == "12-05-2026"
+    assert jobs_since_filter(datetime(2026, 1, 1, 23, 0, tzinfo=timezone.utc)) == "12-12-2025"
     # a start given in another zone is its UTC day's
     from zoneinfo import ZoneInfo
 
-    assert jobs_since_filter(datetime(2026, 3, 5, 20, 0, tzinfo=ZoneInfo("America/Los_Angeles"))) == "03-05-2026"
+    assert jobs_since_filter(datetime(2026, 11, 5, 20, 0, tzinfo=ZoneInfo("America/Los_Angeles"))) == "11-05-2026"
     CordialHook(retry=FAST).find_jobs_by_name("x", started_since=datetime(2026, 3, 5, 0, 30, tzinfo=timezone.utc))
     filters = [params.get("times[start][gte]") for _m, _u, params, _b in cordial_requests]
-    assert filters == [None, None, None, "03-04-2026"]
+    assert filters == [None, None, None, "03-03-2026"]
+
+
+def test_the_start_filter_begins_before_the_window_whichever_way_the_day_is_read():
+    """Vendor is silent on the order of the example's `01-01-2018`: read month first or day first
+    (PHP's strtotime reads dashed dates day first), the day sent is never after the day before the
+    window, so no job of the window (one this run created) can be filtered out."""
+    from datetime import date, timedelta
+
+    from airflow_provider_exports.hooks.cordial import jobs_since_filter
+
+    for offset in range(2 * 366):
+        since = datetime(2027, 1, 1, 6, tzinfo=timezone.utc) + timedelta(days=offset)
+        month, day, year = (int(part) for part in jobs_since_filter(since).split("-"))
+        day_before = since.date() - timedelta(days=1)
+        for read in (date(year, month, day), date(year, day, month)):
+            assert read <= day_before, (since, read)
+        assert (day_before - date(year, month, day)).days < 31
 
 
 def _done_job(sandbox, hook, name: str = "weekly-trends") -> tuple[str, datetime]:
