@@ -47,8 +47,10 @@ from airflow_provider_exports_sandbox.cordial.validation import (
     contacts_error,
     destination_error,
     read_body,
+    spec_judge,
 )
 from airflow_provider_exports_sandbox.server import VendorServer
+from airflow_provider_exports_sandbox.specs import SpecGate
 
 __all__ = ["API_KEY", "CordialServer"]
 
@@ -341,7 +343,6 @@ class CordialServer(VendorServer):
             if not job.name:
                 # Vendor is silent on the file name of an unnamed export: sandbox choice, the job id.
                 job.name = job.job_id
-            job.destination["type"] = str(job.destination["type"]).upper()
             self._jobs[job.job_id] = job
             empty = self._empty_answers > 0
             if empty:
@@ -353,6 +354,8 @@ class CordialServer(VendorServer):
 
     def build_app(self) -> FastAPI:
         app = FastAPI(title="Cordial sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+        # Innermost: every answer, a refusal by the spec too, carries the rate-limit headers.
+        app.add_middleware(SpecGate, judge=spec_judge(self._authorized))
 
         @app.middleware("http")
         async def rate_limit_headers(request: Request, call_next: Any) -> Response:
@@ -376,9 +379,6 @@ class CordialServer(VendorServer):
             )
             if dest_error is not None:
                 return cordial_error(400, "GENERIC_ERROR_KEY", dest_error)
-            if body.get("exportType", "csv") != "csv":
-                # Vendor is silent on this message (C-V2 enum: only csv): sandbox choice.
-                return cordial_error(400, "VALIDATION_ERROR", "The selected exportType is invalid.")
             refused = config_error(body, audiences)
             if refused is not None:
                 return cordial_error(406, "GENERIC_ERROR_KEY", refused)
