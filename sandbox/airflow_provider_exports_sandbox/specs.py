@@ -309,15 +309,17 @@ def openapi_problem(api: Any, request: OpenAPIRequest) -> str | None:
 
 
 def _describe(exc: BaseException) -> str:
-    """The validator's error with the schema errors behind it, as one line."""
-    text = str(exc).rstrip(".") or type(exc).__name__
-    cause = exc.__cause__ or exc.__context__
-    schema_errors = getattr(cause, "schema_errors", None) or getattr(exc, "schema_errors", None)
+    """The validator's error as one line: its kind, then the first schema error behind it (where
+    and what), not the whole value it was judging."""
+    text = str(exc)
+    cause = exc.__cause__
+    schema_errors = getattr(cause, "schema_errors", None)
     if schema_errors:
         first = schema_errors[0]
         where = ".".join(str(p) for p in getattr(first, "absolute_path", ()))
-        text += f": {where + ': ' if where else ''}{getattr(first, 'message', first)}"
-    elif cause is not None and str(cause) and str(cause) not in text:
+        head = text.split(": Value ", 1)[0]
+        text = f"{head}: {where + ': ' if where else ''}{getattr(first, 'message', first)}"
+    elif cause is not None and str(cause) not in text:
         text += f": {cause}"
     return text
 

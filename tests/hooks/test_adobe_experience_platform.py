@@ -344,31 +344,28 @@ def test_one_token_per_credential_and_429_honoured(sandbox):
 
 def _validate_requests(sent) -> list[str]:
     """Validate each httpx request to the Platform gateway against Adobe's OpenAPI file for its API,
-    as if it went to https://platform.adobe.io; returns the operations seen."""
+    as if it went to https://platform.adobe.io (the sandbox's one check, airflow_provider_exports_sandbox.specs);
+    returns the operations seen."""
     from urllib.parse import parse_qs, urlsplit
 
-    from openapi_core.datatypes import RequestParameters
-    from werkzeug.datastructures import Headers, ImmutableMultiDict
+    from airflow_provider_exports_sandbox import specs
+    from airflow_provider_exports_sandbox.adobe.validation import SERVICES
 
-    from tests.sandbox.test_adobe_aep import PLATFORM, _load_spec, _OpenAPIRequest
-
-    specs = {
-        "/data/core/ups": _load_spec("segmentation.yaml"),
-        "/data/foundation/catalog": _load_spec("catalog.yaml"),
-        "/data/foundation/export": _load_spec("data-access.yaml"),
-    }
     seen = []
     for req in sent:
         url = urlsplit(str(req.url))
-        base = next((b for b in specs if url.path.startswith(b + "/")), None)
-        if base is None:
+        found = next(((b, s) for b, s, _ in SERVICES if url.path.startswith(b + "/")), None)
+        if found is None:
             assert url.path == "/ims/token/v3", url.path  # IMS has no OpenAPI file here
             continue
-        params = RequestParameters(query=ImmutableMultiDict(parse_qs(url.query)), header=Headers(dict(req.headers)))
-        body = req.content or None
-        specs[base].validate_request(
-            _OpenAPIRequest(PLATFORM, url.path, req.method.lower(), params, req.headers.get("content-type", ""), body)
+        base, service = found
+        api = specs.adobe_api(service)
+        if api is None:
+            pytest.skip(specs.missing_reason(specs.ADOBE_SPECS[service]))
+        request = specs.OpenAPIRequest(
+            specs.PLATFORM, url.path, req.method, parse_qs(url.query), req.headers, req.content or None
         )
+        assert specs.openapi_problem(api, request) is None, specs.openapi_problem(api, request)
         seen.append(f"{req.method} {base}")
     return seen
 
