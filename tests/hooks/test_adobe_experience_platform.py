@@ -681,3 +681,46 @@ def test_one_listing_of_directories_shares_one_page_bound(sandbox, monkeypatch):
     with pytest.raises(LimitExceeded, match="max_pages"):
         hook.batch_files(batch_id)
     assert len(sandbox.adobe.requests_to(f"{DATA_ACCESS}/files/*")) == 3
+
+
+# -- the dataset as the seed shows it (issue 18 point 4) ----------------------------------------------
+
+
+def _post_dataset(hook, name: str, **extra) -> str:
+    """A dataset on the profile union schema made by someone else (``extra``: more of its fields)."""
+    body = {"name": name, "schemaRef": {"id": PROFILE_UNION_SCHEMA}, **extra}
+    return hook.call("POST", "/data/foundation/catalog/dataSets", json=body, expected=(201,))[0].rsplit("/", 1)[1]
+
+
+def test_the_dataset_is_created_as_the_seed_shows_it(sandbox):
+    """The seed's request carries fileDescription (Parquet); the sandbox judges it by catalog.yaml."""
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    dataset_id, created = hook.get_or_create_profile_dataset("seeded")
+    assert created
+    ((found, dataset),) = hook.find_datasets("seeded")
+    assert found == dataset_id
+    assert dataset["fileDescription"] == {"persisted": True, "containerFormat": "parquet", "format": "parquet"}
+    assert [r.status for r in sandbox.adobe.requests_to("/data/foundation/catalog/dataSets", "POST")] == [201]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},  # as the current guide creates it: no fileDescription in the answer
+        {"fileDescription": {"persisted": True, "containerFormat": "parquet", "format": "parquet"}},
+        {"fileDescription": {"format": ""}},
+    ],
+    ids=["without-fileDescription", "parquet", "format-empty"],
+)
+def test_a_dataset_answer_with_or_without_file_description_is_reused(sandbox, extra):
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    existing = _post_dataset(hook, "theirs", **extra)
+    assert hook.get_or_create_profile_dataset("theirs") == (existing, False)
+
+
+def test_a_dataset_whose_files_are_not_parquet_is_refused(sandbox):
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    _post_dataset(hook, "csv-files", fileDescription={"format": "csv", "delimiters": [","]})
+    with pytest.raises(ExportConfigError, match="'csv'") as err:
+        hook.get_or_create_profile_dataset("csv-files")
+    assert err.value.field == "dataset_name" and "parquet" in str(err.value)
