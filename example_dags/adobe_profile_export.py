@@ -50,6 +50,9 @@ with DAG(
         dataset_id=dataset.output,
         segments=SEGMENTS,
         segment_statuses=["realized", "existing"],
+        # Several segments need a merge policy (Adobe: "Include this parameter when there are
+        # multiple segment definitions being exported"): your organization's, by its id.
+        merge_policy_id="{{ var.value.get('aep_merge_policy_id', 'timestampOrdered-none-mp') }}",
         from_ingest_timestamp="{{ data_interval_start }}",
         fields="identities,identityMap,personalEmail,person,homeAddress,segmentMembership",
         deferrable=True,

@@ -7,12 +7,13 @@ and DAG fixtures, all named ``exports_*``. The short names below are thin aliase
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
+from airflow_provider_exports_sandbox import specs
+from airflow_provider_exports_sandbox.specs import CordialSwagger
 from airflow_provider_exports_sandbox.testing._airflow import configure_airflow
 
 # Now, not in the kit's pytest_configure: pytest imports the conftest.py files of the paths it is
@@ -83,80 +84,7 @@ def _fresh_token_cache():
 
 
 # -- Cordial's Swagger: what the sandbox answers and what our hook sends are both checked against it
-
-CORDIAL_SPEC = Path("/work/shared/vendor-apis/cordial/cordial-v2-openapi-original.json")
-
-
-class CordialSwagger:
-    """Cordial's Swagger 2.0 document (C-V2) as jsonschema checks, with its known defects worked around."""
-
-    def __init__(self, doc: dict) -> None:
-        self.doc = doc
-        definitions = doc["definitions"]
-        # Spec defect: four shared responses (RecordsNotFound, OrderValidationError, OrderNotFound,
-        # SupplementRemove) point at definitions that do not exist. None is on the endpoints tested
-        # here, but a dangling $ref breaks whole-document resolution: stub each as "any object".
-        for missing in ("RecordsNotFound", "OrderValidationError", "OrderNotFound", "SupplementRemove"):
-            definitions.setdefault(missing, {"type": "object"})
-        # Spec defect: SourceAE.required names `fields` and `accountId`, which are not properties
-        # of SourceAE and not in Cordial's docs (C-ATE); a valid request could never satisfy them.
-        source = definitions["SourceAE"]
-        source["required"] = [r for r in source["required"] if r not in ("fields", "accountId")]
-
-    def validate(self, instance, schema: dict) -> None:
-        import jsonschema
-
-        jsonschema.Draft4Validator({**schema, "definitions": self.doc["definitions"]}).validate(instance)
-
-    def response_schema(self, path: str, method: str, status: int) -> dict:
-        """The schema Cordial's spec gives for one response, following ``#/responses/...`` refs."""
-        response = self.doc["paths"][path][method]["responses"][str(status)]
-        ref = response.get("$ref")
-        if ref is not None:
-            response = self.doc["responses"][ref.rsplit("/", 1)[1]]
-        if "schema" not in response:
-            raise AssertionError(f"spec has no schema for {method.upper()} {path} {status}")
-        return dict(response["schema"])
-
-    def validate_response(self, resp, path: str, method: str) -> None:
-        self.validate(resp.json(), self.response_schema(path, method, resp.status_code))
-
-    def request_problems(self, method: str, url: str, params, body) -> list[str]:
-        """What is wrong with one request by the spec: its path, query parameters and JSON body."""
-        import re
-        from urllib.parse import urlsplit
-
-        import jsonschema
-
-        path = urlsplit(url).path
-        what = f"{method} {path}"
-        template = next(
-            (t for t in self.doc["paths"] if re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", t), path)), None
-        )
-        if template is None:
-            return [f"{what}: no such path in the spec"]
-        operation = self.doc["paths"][template].get(method.lower())
-        if operation is None:
-            return [f"{what}: the spec has no {method} for {template}"]
-        declared = {p["name"]: p for p in operation.get("parameters", [])}
-        problems = []
-        for name, value in (params or {}).items():
-            param = declared.get(name)
-            if param is None or param["in"] != "query":
-                problems.append(f"{what}: query parameter {name!r} is not in the spec")
-            elif not isinstance(value, str):
-                problems.append(f"{what}: query parameter {name}={value!r} is not a string")
-            elif "enum" in param and value not in param["enum"]:
-                problems.append(f"{what}: {name}={value!r} is not one of {param['enum']}")
-        body_param = next((p for p in declared.values() if p["in"] == "body"), None)
-        if body_param is None and body is not None:
-            problems.append(f"{what}: the spec takes no body")
-        elif body_param is not None:
-            try:
-                self.validate(body, body_param["schema"])
-            except jsonschema.ValidationError as exc:
-                problems.append(f"{what}: body: {exc.message} at {list(exc.absolute_path)}")
-        return problems
+# (the sandbox's one validator of it, airflow_provider_exports_sandbox.specs)
 
 
 @pytest.fixture
@@ -184,9 +112,10 @@ def cordial_job(sandbox):
 
 @pytest.fixture(scope="session")
 def cordial_swagger() -> CordialSwagger:
-    if not CORDIAL_SPEC.exists():
-        pytest.skip(f"Cordial spec not found at {CORDIAL_SPEC}")
-    return CordialSwagger(json.loads(CORDIAL_SPEC.read_text()))
+    swagger = specs.cordial_swagger()
+    if swagger is None:
+        pytest.skip(specs.missing_reason(specs.CORDIAL_SPEC))
+    return swagger
 
 
 @pytest.fixture

@@ -64,7 +64,9 @@ class Call:
         self._arguments = {
             k: v for k, v in options.items() if k in ("params", "json", "data") and v is not None
         }
-        self._headers = dict(options.get("headers") or {})
+        # The vendors' documented requests ask for JSON (issue 18 §10): every API call says so; a
+        # download (streamed) keeps httpx's */*, its body being a file of any type.
+        self._headers = {**({} if streamed else {"Accept": "application/json"}), **(options.get("headers") or {})}
         self.expected = options.get("expected", (200,))
         idempotent = options.get("idempotent")
         self.idempotent = self.method in IDEMPOTENT_METHODS if idempotent is None else idempotent

@@ -33,6 +33,10 @@ PLATFORM_HOST = "https://platform.adobe.io"
 DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
 PROFILE_UNION_SCHEMA = "https://ns.adobe.com/xdm/context/profile__union"
 SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed+json;version=1"
+#: The target dataset's files as the seed's dataset request configures them ("It is important that
+#: the dataset be configured correctly to ensure the export is successful": vendor-apis README §3.3);
+#: Catalog's dataSetRequest.fileDescription.format enum has "parquet" (A-CAT).
+FILE_DESCRIPTION = {"persisted": True, "containerFormat": "parquet", "format": "parquet"}
 
 #: A-SEG's ``offset`` of the export jobs list: ``<creationTime>_<id>`` (``1540974701302_96``)
 _OFFSET = re.compile(r"([0-9]{1,20})_([0-9]{1,20})")
@@ -142,10 +146,12 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
     # -- Catalog
 
     def create_profile_dataset(self, name: str, *, description: str | None = None) -> str:
-        """Create a dataset on the profile union schema; returns its id."""
+        """Create a dataset on the profile union schema, its files Parquet as the seed's request
+        says (:data:`FILE_DESCRIPTION`); returns its id."""
         body: dict[str, Any] = {
             "name": name,
             "schemaRef": {"id": PROFILE_UNION_SCHEMA, "contentType": SCHEMA_CONTENT_TYPE},
+            "fileDescription": dict(FILE_DESCRIPTION),
         }
         if description:
             body["description"] = description
@@ -174,7 +180,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
                 f"{records.CATALOG}/dataSets",
                 params={
                     "property": f"name=={name}",
-                    "properties": "name,schemaRef,created",
+                    "properties": "name,schemaRef,fileDescription,created",
                     "orderBy": "asc:created",
                     "start": start,
                     "limit": 100,
@@ -194,16 +200,29 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
 
     def get_or_create_profile_dataset(self, name: str, *, description: str | None = None) -> tuple[str, bool]:
         """The id of the dataset named ``name`` on the profile union schema, created if there is none;
-        ``(id, created)``. A dataset of that name on another schema is refused, not reused."""
+        ``(id, created)``. A dataset of that name on another schema, or whose files are of another
+        format than Parquet, is refused, not reused.
+
+        Vendor is silent on whether a dataset without ``fileDescription`` takes a profile export
+        (vendor-apis README §3.3: the current guide creates it so, the older one with the Parquet
+        description): chosen to reuse one without it, as one with ``format`` ``parquet``."""
         for dataset_id, dataset in self.find_datasets(name):
             schema = (dataset.get("schemaRef") or {}).get("id")
-            if schema == PROFILE_UNION_SCHEMA:
-                return dataset_id, False
-            raise ExportConfigError(
-                "dataset_name",
-                f"dataset {dataset_id} is named {name!r} but is on schema {schema!r}, not the profile "
-                f"union schema {PROFILE_UNION_SCHEMA}; choose another name",
-            )
+            if schema != PROFILE_UNION_SCHEMA:
+                raise ExportConfigError(
+                    "dataset_name",
+                    f"dataset {dataset_id} is named {name!r} but is on schema {schema!r}, not the profile "
+                    f"union schema {PROFILE_UNION_SCHEMA}; choose another name",
+                )
+            described = dataset.get("fileDescription")
+            file_format = described.get("format") if isinstance(described, Mapping) else None
+            if file_format not in (None, "", FILE_DESCRIPTION["format"]):
+                raise ExportConfigError(
+                    "dataset_name",
+                    f"dataset {dataset_id} is named {name!r} but its files are {str(file_format)[:40]!r}, "
+                    f"not {FILE_DESCRIPTION['format']!r} as a profile export writes them; choose another name",
+                )
+            return dataset_id, False
         return self.create_profile_dataset(name, description=description), True
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:

@@ -205,6 +205,15 @@ def export_job_request(
     elif merge_policy_version not in (None, ""):
         raise ExportConfigError("merge_policy_version", "needs merge_policy_id")
     if chosen := _segments(segments, segment_namespace, segment_statuses):
+        if len(chosen) > 1 and "mergePolicy" not in body:
+            # segmentation.yaml (A-SEG), POST /export/jobs, on mergePolicy: "Include this parameter
+            # when there are multiple segment definitions being exported" (the guide, A-SEJ: "...
+            # multiple segments being exported").
+            raise ExportConfigError(
+                "merge_policy_id",
+                f"is required when several segments are exported ({len(chosen)} given); Adobe: "
+                "\"Include this parameter when there are multiple segment definitions being exported\"",
+            )
         _put(body, "filter.segments", chosen)
     elif segment_statuses is not None or segment_namespace is not None:
         raise ExportConfigError("segments", "segment_statuses and segment_namespace need segments")
@@ -305,9 +314,11 @@ class AdobeCreateProfileExportJobOperator(ExportJobOperator):
     :param dataset_id: the target dataset (e.g. the dataset operator's ``output``). (templated)
     :param schema_name: ``schema.name`` (default ``_xdm.context.profile``). (templated)
     :param fields: dot paths to export, a list or comma-separated (default: all). (templated)
-    :param merge_policy_id: the merge policy; ``merge_policy_version`` its version. (templated)
+    :param merge_policy_id: the merge policy; ``merge_policy_version`` its version; required with
+        more than one segment (Adobe: "Include this parameter when there are multiple segment
+        definitions being exported"). (templated)
     :param segments: segment ids, or ``{"segmentId", "segmentNs", "status"}`` objects (default: all
-        profiles). (templated)
+        profiles); several need ``merge_policy_id``. (templated)
     :param segment_namespace: ``segmentNs`` of segments given by id (Adobe's default: ``ups``). (templated)
     :param segment_statuses: statuses of segments given by id (Adobe's default: realized, existing). (templated)
     :param segment_qualification_start: ``filter.segmentQualificationTime.startTime``. (templated)

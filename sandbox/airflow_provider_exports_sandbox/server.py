@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class RecordedRequest:
-    """One request as the server saw it; header names only, never their values (but ``Range``'s,
-    which is no secret: tests check how downloads are windowed)."""
+    """One request as the server saw it; header names only, never their values (but ``Range``'s
+    and ``Accept``'s, which are no secrets: tests check how downloads are windowed and what media
+    type a client asks for)."""
 
     method: str
     path: str
@@ -40,6 +41,7 @@ class RecordedRequest:
     status: int
     headers_present: set[str] = field(default_factory=set)
     range: str | None = None
+    accept: str | None = None
 
 
 class TokenRegistry:
@@ -93,9 +95,16 @@ class _RecordingMiddleware:
                 raw = scope.get("headers", [])
                 headers = {k.decode("latin-1").lower() for k, _ in raw}
                 ranges = [v.decode("latin-1") for k, v in raw if k.lower() == b"range"]
+                accepts = [v.decode("latin-1") for k, v in raw if k.lower() == b"accept"]
                 self.server._record(
                     RecordedRequest(
-                        scope["method"], scope["path"], query, status, headers, ranges[0] if ranges else None
+                        scope["method"],
+                        scope["path"],
+                        query,
+                        status,
+                        headers,
+                        ranges[0] if ranges else None,
+                        ", ".join(accepts) if accepts else None,
                     ),
                     generation,
                 )

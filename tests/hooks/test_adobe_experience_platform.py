@@ -344,31 +344,28 @@ def test_one_token_per_credential_and_429_honoured(sandbox):
 
 def _validate_requests(sent) -> list[str]:
     """Validate each httpx request to the Platform gateway against Adobe's OpenAPI file for its API,
-    as if it went to https://platform.adobe.io; returns the operations seen."""
+    as if it went to https://platform.adobe.io (the sandbox's one check, airflow_provider_exports_sandbox.specs);
+    returns the operations seen."""
     from urllib.parse import parse_qs, urlsplit
 
-    from openapi_core.datatypes import RequestParameters
-    from werkzeug.datastructures import Headers, ImmutableMultiDict
+    from airflow_provider_exports_sandbox import specs
+    from airflow_provider_exports_sandbox.adobe.validation import SERVICES
 
-    from tests.sandbox.test_adobe_aep import PLATFORM, _load_spec, _OpenAPIRequest
-
-    specs = {
-        "/data/core/ups": _load_spec("segmentation.yaml"),
-        "/data/foundation/catalog": _load_spec("catalog.yaml"),
-        "/data/foundation/export": _load_spec("data-access.yaml"),
-    }
     seen = []
     for req in sent:
         url = urlsplit(str(req.url))
-        base = next((b for b in specs if url.path.startswith(b + "/")), None)
-        if base is None:
+        found = next(((b, s) for b, s, _ in SERVICES if url.path.startswith(b + "/")), None)
+        if found is None:
             assert url.path == "/ims/token/v3", url.path  # IMS has no OpenAPI file here
             continue
-        params = RequestParameters(query=ImmutableMultiDict(parse_qs(url.query)), header=Headers(dict(req.headers)))
-        body = req.content or None
-        specs[base].validate_request(
-            _OpenAPIRequest(PLATFORM, url.path, req.method.lower(), params, req.headers.get("content-type", ""), body)
+        base, service = found
+        api = specs.adobe_api(service)
+        if api is None:
+            pytest.skip(specs.missing_reason(specs.ADOBE_SPECS[service]))
+        request = specs.OpenAPIRequest(
+            specs.PLATFORM, url.path, req.method, parse_qs(url.query), req.headers, req.content or None
         )
+        assert specs.openapi_problem(api, request) is None, specs.openapi_problem(api, request)
         seen.append(f"{req.method} {base}")
     return seen
 
@@ -684,3 +681,46 @@ def test_one_listing_of_directories_shares_one_page_bound(sandbox, monkeypatch):
     with pytest.raises(LimitExceeded, match="max_pages"):
         hook.batch_files(batch_id)
     assert len(sandbox.adobe.requests_to(f"{DATA_ACCESS}/files/*")) == 3
+
+
+# -- the dataset as the seed shows it (issue 18 point 4) ----------------------------------------------
+
+
+def _post_dataset(hook, name: str, **extra) -> str:
+    """A dataset on the profile union schema made by someone else (``extra``: more of its fields)."""
+    body = {"name": name, "schemaRef": {"id": PROFILE_UNION_SCHEMA}, **extra}
+    return hook.call("POST", "/data/foundation/catalog/dataSets", json=body, expected=(201,))[0].rsplit("/", 1)[1]
+
+
+def test_the_dataset_is_created_as_the_seed_shows_it(sandbox):
+    """The seed's request carries fileDescription (Parquet); the sandbox judges it by catalog.yaml."""
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    dataset_id, created = hook.get_or_create_profile_dataset("seeded")
+    assert created
+    ((found, dataset),) = hook.find_datasets("seeded")
+    assert found == dataset_id
+    assert dataset["fileDescription"] == {"persisted": True, "containerFormat": "parquet", "format": "parquet"}
+    assert [r.status for r in sandbox.adobe.requests_to("/data/foundation/catalog/dataSets", "POST")] == [201]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},  # as the current guide creates it: no fileDescription in the answer
+        {"fileDescription": {"persisted": True, "containerFormat": "parquet", "format": "parquet"}},
+        {"fileDescription": {"format": ""}},
+    ],
+    ids=["without-fileDescription", "parquet", "format-empty"],
+)
+def test_a_dataset_answer_with_or_without_file_description_is_reused(sandbox, extra):
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    existing = _post_dataset(hook, "theirs", **extra)
+    assert hook.get_or_create_profile_dataset("theirs") == (existing, False)
+
+
+def test_a_dataset_whose_files_are_not_parquet_is_refused(sandbox):
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+    _post_dataset(hook, "csv-files", fileDescription={"format": "csv", "delimiters": [","]})
+    with pytest.raises(ExportConfigError, match="'csv'") as err:
+        hook.get_or_create_profile_dataset("csv-files")
+    assert err.value.field == "dataset_name" and "parquet" in str(err.value)

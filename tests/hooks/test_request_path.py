@@ -352,3 +352,27 @@ async def test_stop_ends_the_retries(sandbox) -> None:
         await send("sync", SitecoreCDPHook(), "GET", REPORTS, stop=stop)
     assert time.monotonic() - started < 10  # not 30 s
     assert [r.status for r in sandbox.sitecore.requests_to(REPORTS)] == [429]
+
+
+async def test_api_calls_ask_for_json_and_downloads_for_anything(sandbox, driver: str) -> None:
+    """Issue 18 §10: the vendors' documented requests send ``Accept: application/json``; every API
+    call of every hook does (token requests too), through either driver; a download keeps ``*/*``."""
+    from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
+    from airflow_provider_exports.hooks.cordial import CordialHook
+
+    sandbox.sitecore.add_export(EXPORT)
+    sandbox.sitecore.add_job(EXPORT, rows=5)
+    await send(driver, SitecoreCDPHook(retry=FAST), "GET", REPORTS)
+    await send(driver, CordialHook(retry=FAST), "GET", "/v2/jobs")
+    await send(driver, AdobeExperiencePlatformHook(retry=FAST), "GET", "/data/core/ups/export/jobs")
+    hook = SitecoreCDPHook(retry=FAST)
+    with hook.download_http.stream(hook.get_latest_export(EXPORT).files[0].url) as body:
+        b"".join(body.iter_bytes())
+
+    downloads = sandbox.sitecore.requests_to("/sitecore-cdp-exports/*")
+    api_calls = [
+        r for server in (sandbox.sitecore, sandbox.cordial, sandbox.adobe) for r in server.requests if r not in downloads
+    ]
+    assert {r.path for r in api_calls} >= {TOKEN, REPORTS, "/v2/jobs", "/ims/token/v3", "/data/core/ups/export/jobs"}
+    assert {(r.path, r.accept) for r in api_calls} == {(r.path, "application/json") for r in api_calls}
+    assert [r.accept for r in downloads] == ["*/*"]

@@ -71,6 +71,7 @@ def _dataset() -> str:
         ({"segment_statuses": ["qualified"]}, "segment_statuses"),
         ({"segments": [{"segmentId": "s", "status": ["gone"]}]}, "segments[0].status"),
         ({"empty_profiles": "maybe"}, "empty_profiles"),
+        ({"segments": ["seg-a", {"segmentId": "seg-b"}]}, "merge_policy_id"),
     ],
 )
 def test_a_bad_literal_fails_when_the_dag_is_parsed(kwargs, field):
@@ -85,6 +86,7 @@ def test_templated_arguments_are_checked_once_rendered():
         from_ingest_timestamp="{{ data_interval_start }}",
         segment_statuses=["realized"],  # literal, checked although segments beside it may be templated
         segments="{{ params.segments }}",
+        merge_policy_id="mp",
     )
     assert set(op.template_fields) >= {"dataset_id", "segments", "from_ingest_timestamp", "adobe_aep_conn_id"}
     op.dataset_id, op.segments, op.from_ingest_timestamp = "ds", '["a", "b"]', "2026-11-21 00:00:00+00:00"
@@ -95,6 +97,36 @@ def test_templated_arguments_are_checked_once_rendered():
     op.from_ingest_timestamp = "not a time"
     with pytest.raises(ExportConfigError, match="from_ingest_timestamp"):
         op.request_body()
+
+
+def test_several_segments_need_a_merge_policy():
+    """segmentation.yaml on mergePolicy: "Include this parameter when there are multiple segment
+    definitions being exported": refused when the DAG is parsed, naming the parameter."""
+    with pytest.raises(ExportConfigError, match="multiple segment definitions") as err:
+        make_operator(segments=["seg-a", "seg-b"])
+    assert err.value.field == "merge_policy_id" and "2 given" in str(err.value)
+    assert make_operator(segments=["seg-a", "seg-b"], merge_policy_id="mp").request_body()["mergePolicy"] == {"id": "mp"}
+    assert "mergePolicy" not in make_operator(segments=["seg-a"]).request_body()
+    # Templated, either one stands in for a valid value when parsed; the rendered request is checked.
+    op = make_operator(segments="{{ params.segments }}")
+    op2 = make_operator(segments=["seg-a", "seg-b"], merge_policy_id="{{ params.policy }}")
+    op.segments, op2.merge_policy_id = '["a", "b"]', ""
+    for rendered in (op, op2):
+        with pytest.raises(ExportConfigError, match="merge_policy_id"):
+            rendered.request_body()
+
+
+def test_a_dag_with_several_segments_and_no_merge_policy_does_not_parse(tmp_path, exports_load_dag):
+    dag_file = tmp_path / "aep_segments.py"
+    dag_file.write_text(
+        "import pendulum\n"
+        "from airflow.sdk import DAG\n"
+        "from airflow_provider_exports.operators.adobe_experience_platform import AdobeCreateProfileExportJobOperator\n"
+        "with DAG('aep_segments', start_date=pendulum.datetime(2026, 11, 1, tz='UTC'), schedule=None):\n"
+        "    AdobeCreateProfileExportJobOperator(task_id='export', dataset_id='ds', segments=['a', 'b'])\n"
+    )
+    with pytest.raises(ImportError, match="merge_policy_id"):
+        exports_load_dag(dag_file, "aep_segments")
 
 
 def test_constructing_makes_no_request(sandbox):

@@ -1,13 +1,13 @@
 """The Adobe Experience Platform sandbox speaks AEP as Adobe documents it.
 
 Real HTTP against a started :class:`AdobeAEPServer`; success responses are validated against
-Adobe's OpenAPI documents (``/work/shared/vendor-apis/adobe-aep``) as if they had come from
+Adobe's OpenAPI documents (``adobe-aep/`` of the vendor specs directory, see
+``airflow_provider_exports_sandbox.specs``) as if they had come from
 ``https://platform.adobe.io``; error bodies are checked against Adobe's troubleshooting guide.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import time
@@ -31,7 +31,6 @@ from airflow_provider_exports_sandbox.adobe import (
     AdobeAEPServer,
 )
 
-SPECS_DIR = Path("/work/shared/vendor-apis/adobe-aep")
 PLATFORM = "https://platform.adobe.io"
 SCOPE = ",".join(AEP_SCOPES)
 UNION = "https://ns.adobe.com/xdm/context/profile__union"
@@ -39,82 +38,18 @@ JOB_BODY = {"destination": {"datasetId": DEFAULT_DATASET_ID}, "schema": {"name":
 
 
 # -- OpenAPI validation ---------------------------------------------------------------------------
-def _strip_examples(node: Any, parent: str | None = None) -> Any:
-    """Drop ``example``/``examples`` keys (but not properties that happen to be called so).
-
-    Keys become strings too: YAML reads unquoted response codes (``200:``) as integers.
-    """
-    if isinstance(node, dict):
-        return {
-            str(k): _strip_examples(v, str(k))
-            for k, v in node.items()
-            if parent == "properties" or k not in ("example", "examples")
-        }
-    if isinstance(node, list):
-        return [_strip_examples(v, parent) for v in node]
-    return node
-
-
-#: The operations the provider uses, per spec file.
-USED_PATHS = {
-    "segmentation.yaml": ("/export/jobs", "/export/jobs/{EXPORT_JOB_ID}"),
-    "catalog.yaml": ("/dataSets", "/dataSets/{DATASET_ID}", "/batches/{BATCH_ID}"),
-    "data-access.yaml": ("/batches/{batchId}/files", "/files/{dataSetFileId}"),
-}
-
-
-def _load_spec(name: str) -> Any:
-    import yaml
-    from openapi_core import Config, OpenAPI
-
-    raw = yaml.safe_load((SPECS_DIR / name).read_text())
-    # Workaround for a defect of Adobe's files: segmentation.yaml has literal `$ref` URLs
-    # (https://ns.adobe.com/xdm/...) inside `example`s, which a resolver tries to fetch (no
-    # network here). Examples are documentation only, so they are stripped before building.
-    spec = _strip_examples(raw)
-    # segmentation.yaml and catalog.yaml give scheme-relative servers
-    # ("//{environment}.adobe.io/data/core/ups"), which openapi-core cannot match against a full
-    # URL; the gateway is documented as https://platform.adobe.io, so the scheme is added.
-    for server in spec["servers"]:
-        if server["url"].startswith("//"):
-            server["url"] = "https:" + server["url"]
-    # Only the operations we use are kept (faster path finding, clearer failures).
-    spec["paths"] = {p: spec["paths"][p] for p in USED_PATHS[name]}
-    if name == "segmentation.yaml":
-        # Spec defect: ExportJobResponse.destination.batches is typed as one object, but the
-        # Segmentation guide shows (and the sandbox returns) an array of them with
-        # segmentPerBatch=true. Validate against the documented array.
-        dest = spec["components"]["schemas"]["ExportJobResponse"]["properties"]["destination"]
-        dest["properties"]["batches"] = {
-            "type": "array",
-            "items": copy.deepcopy(dest["properties"]["batches"]),
-        }
-    # Adobe's files do not pass the strict OpenAPI 3.0 meta-validation (catalog.yaml lists
-    # x-api-key twice on GET /tags/{tagNamespace} and has `description: null` in
-    # components.schemas.serviceResources), so the document check is switched off; responses
-    # are still validated against the schemas.
-    return OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
-
-
 @pytest.fixture(scope="module")
 def specs() -> dict[str, Any]:
-    return {
-        "export": _load_spec("segmentation.yaml"),
-        "catalog": _load_spec("catalog.yaml"),
-        "data_access": _load_spec("data-access.yaml"),
-    }
+    """Adobe's documents through the sandbox's one loader (the one its request check uses)."""
+    from airflow_provider_exports_sandbox import specs as vendor_specs
 
-
-@dataclass
-class _OpenAPIRequest:
-    """The openapi-core Request protocol for an httpx request, re-hosted on platform.adobe.io."""
-
-    host_url: str
-    path: str
-    method: str
-    parameters: Any
-    content_type: str
-    body: bytes | None
+    loaded = {}
+    for service, relative in vendor_specs.ADOBE_SPECS.items():
+        path = vendor_specs.spec_file(relative)
+        if path is None:
+            pytest.skip(vendor_specs.missing_reason(relative))
+        loaded[service] = vendor_specs.load_adobe_api(service, path)
+    return loaded
 
 
 @dataclass
@@ -131,22 +66,13 @@ def assert_valid(api: Any, response: httpx.Response, *, headers_only: bool = Fal
     ``headers_only`` is for answers whose body the spec does not describe: HEAD, and the 206
     of a file download (``content: {}`` -- openapi-core would reject any media type there).
     """
-    from openapi_core.datatypes import RequestParameters
-    from werkzeug.datastructures import Headers, ImmutableMultiDict
+    from werkzeug.datastructures import Headers
+
+    from airflow_provider_exports_sandbox.specs import OpenAPIRequest
 
     req = response.request
     url = urlsplit(str(req.url))
-    params = RequestParameters(
-        query=ImmutableMultiDict(parse_qs(url.query)), header=Headers(dict(req.headers))
-    )
-    oa_request = _OpenAPIRequest(
-        PLATFORM,
-        url.path,
-        req.method.lower(),
-        params,
-        req.headers.get("content-type", ""),
-        req.content or None,
-    )
+    oa_request = OpenAPIRequest(PLATFORM, url.path, req.method, parse_qs(url.query), req.headers, req.content or None)
     oa_response = _OpenAPIResponse(
         response.status_code,
         response.headers.get("content-type", ""),
@@ -820,3 +746,98 @@ def test_a_batch_can_lag_its_job_for_a_counted_number_of_looks(
     for r in looks:
         assert_valid(specs["catalog"], r)
     assert [r.json()[batch_id]["status"] for r in looks] == ["processing", "processing", "success"]
+
+
+# -- the sandbox judges every Platform request by Adobe's documents (airflow_provider_exports_sandbox.specs)
+SEED_FILE_DESCRIPTION = {"persisted": True, "containerFormat": "parquet", "format": "parquet"}
+
+
+def test_a_dataset_as_the_seed_creates_it(
+    aep: AdobeAEPServer, http: httpx.Client, headers: dict[str, str], specs: dict[str, Any]
+) -> None:
+    body = {
+        "name": "Profile Data Export",
+        "schemaRef": {"id": UNION, "contentType": "application/vnd.adobe.xed+json;version=1"},
+        "fileDescription": SEED_FILE_DESCRIPTION,
+    }
+    r = http.post(f"{CATALOG_BASE}/dataSets", headers=headers, json=body)
+    assert r.status_code == 201, r.text
+    dataset_id = r.json()[0].rsplit("/", 1)[1]
+    got = http.get(f"{CATALOG_BASE}/dataSets/{dataset_id}", headers=headers)
+    assert got.json()[dataset_id]["fileDescription"] == SEED_FILE_DESCRIPTION
+    assert_valid(specs["catalog"], got)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "request_args", "detail"),
+    [
+        (
+            "post",
+            f"{CATALOG_BASE}/dataSets",
+            {"json": {"name": "x", "fileDescription": {"format": "xls"}}},
+            "fileDescription.format: 'xls' is not one of",
+        ),
+        ("post", f"{CATALOG_BASE}/dataSets", {"json": {"name": "x", "schemaRef": {"id": 5}}}, "schemaRef.id"),
+        ("post", f"{CATALOG_BASE}/dataSets", {"json": ["x"]}, "is not of type 'object'"),
+        ("get", f"{CATALOG_BASE}/dataSets", {"params": {"limit": "many"}}, "limit"),
+        ("head", f"{DATA_ACCESS_BASE}/files/f1", {}, None),
+    ],
+)
+def test_catalog_and_data_access_refuse_what_their_documents_refuse(
+    http: httpx.Client,
+    headers: dict[str, str],
+    specs: dict[str, Any],
+    method: str,
+    path: str,
+    request_args: dict[str, Any],
+    detail: str | None,
+) -> None:
+    r = http.request(method.upper(), path, headers=headers, **request_args)
+    assert r.status_code == 400
+    if detail is not None:
+        assert r.json()["title"] == "BadRequestError" and detail in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "request_args", "message"),
+    [
+        ("post", {"json": {**JOB_BODY, "fields": ["a.b"]}}, "fields: ['a.b'] is not of type 'string'"),
+        ("post", {"json": {**JOB_BODY, "mergePolicy": {"id": 7}}}, "mergePolicy.id: 7 is not of type 'string'"),
+        # the spec's list filter: NEW, SUCCEEDED, FAILED (no PROCESSING)
+        ("get", {"params": {"status": "PROCESSING"}}, "status: 'PROCESSING' is not one of"),
+        ("get", {"params": {"limit": "ten"}}, "limit"),
+    ],
+)
+def test_export_jobs_refuse_what_segmentation_yaml_refuses(
+    http: httpx.Client, headers: dict[str, str], specs: dict[str, Any], method: str, request_args: dict[str, Any], message: str
+) -> None:
+    r = http.request(method.upper(), f"{EXPORT_BASE}/export/jobs", headers=headers, **request_args)
+    assert r.status_code == 400
+    assert message in r.json()["title"]
+
+
+def test_the_gateway_answers_before_the_documents(http: httpx.Client, headers: dict[str, str]) -> None:
+    """A request without the gateway's headers gets A-TRB's answer, not a schema refusal."""
+    r = http.get(f"{EXPORT_BASE}/export/jobs", params={"status": "PROCESSING"}, headers={**headers, "x-api-key": ""})
+    assert r.status_code == 403 and r.json()["error_code"] == "403000"
+
+
+def test_without_the_documents_the_sandbox_serves_unvalidated(
+    http: httpx.Client, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_exports_sandbox import specs as vendor_specs
+
+    monkeypatch.setenv(vendor_specs.SPECS_ENV, str(tmp_path))
+    vendor_specs.adobe_api.cache_clear()
+    vendor_specs.unvalidated.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger=vendor_specs.__name__):
+            for _ in range(2):
+                r = http.get(f"{EXPORT_BASE}/export/jobs", params={"status": "PROCESSING"}, headers=headers)
+                assert r.status_code == 200
+        said = [r.getMessage() for r in caplog.records if "unvalidated" in r.getMessage()]
+        assert len(said) == 1 and str(tmp_path) in said[0]
+    finally:
+        monkeypatch.undo()
+        vendor_specs.adobe_api.cache_clear()
+        vendor_specs.unvalidated.cache_clear()

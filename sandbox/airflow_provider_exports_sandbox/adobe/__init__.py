@@ -7,6 +7,7 @@ router per service, behind one gateway:
 - IMS ``POST /ims/token/v3`` (OAuth Server-to-Server, client credentials + scope): :mod:`.ims`;
 - the Platform gateway header checks (``Authorization``, ``x-api-key``, ``x-gw-ims-org-id``,
   ``x-sandbox-name``) with the error bodies of Adobe's troubleshooting guide: :mod:`.gateway`;
+- then every Platform request judged by Adobe's OpenAPI document of its service: :mod:`.validation`;
 - Catalog ``/data/foundation/catalog``: create/look up datasets, look up batches: :mod:`.catalog`;
 - Segmentation/Profile ``/data/core/ups/export/jobs``: create, list, get, cancel/delete jobs whose
   status moves ``NEW -> PROCESSING -> SUCCEEDED`` (or ``FAILED``) with wall-clock time:
@@ -47,6 +48,8 @@ from airflow_provider_exports_sandbox.adobe.records import (
     SANDBOX_NAME,
     wall_clock_ms,
 )
+from airflow_provider_exports_sandbox.adobe.validation import spec_judge
+from airflow_provider_exports_sandbox.specs import SpecGate
 from airflow_provider_exports_sandbox.synthetic import read_meta
 
 __all__ = [
@@ -85,6 +88,7 @@ class AdobeAEPServer(AdobeGateway):
         )
         for service in (self.ims, self.catalog, self.export_jobs, self.data_access):
             app.include_router(service.router())
+        app.add_middleware(SpecGate, judge=spec_judge(self))
         return app
 
     # -- what tests seed and read -----------------------------------------------------------------

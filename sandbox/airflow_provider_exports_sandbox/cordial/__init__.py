@@ -36,7 +36,6 @@ from airflow_provider_exports_sandbox.cordial.records import (
     Audience,
     ExportJob,
     cordial_error,
-    destination_spelling_error,
     iso,
     object_id,
     parse_date,
@@ -48,8 +47,10 @@ from airflow_provider_exports_sandbox.cordial.validation import (
     contacts_error,
     destination_error,
     read_body,
+    spec_judge,
 )
 from airflow_provider_exports_sandbox.server import VendorServer
+from airflow_provider_exports_sandbox.specs import SpecGate
 
 __all__ = ["API_KEY", "CordialServer"]
 
@@ -328,9 +329,6 @@ class CordialServer(VendorServer):
         return await read_body(request)
 
     def _new_job(self, kind: str, body: dict[str, Any], **spec: Any) -> Response:
-        refused = destination_spelling_error(body["destination"])
-        if refused is not None:
-            return cordial_error(400, "GENERIC_ERROR_KEY", refused)
         with self._state_lock:
             job = ExportJob(
                 job_id=object_id(),
@@ -361,6 +359,8 @@ class CordialServer(VendorServer):
 
     def build_app(self) -> FastAPI:
         app = FastAPI(title="Cordial sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+        # Innermost: every answer, a refusal by the spec too, carries the rate-limit headers.
+        app.add_middleware(SpecGate, judge=spec_judge(self._authorized))
 
         @app.middleware("http")
         async def rate_limit_headers(request: Request, call_next: Any) -> Response:
@@ -384,9 +384,6 @@ class CordialServer(VendorServer):
             )
             if dest_error is not None:
                 return cordial_error(400, "GENERIC_ERROR_KEY", dest_error)
-            if body.get("exportType", "csv") != "csv":
-                # Vendor is silent on this message (C-V2 enum: only csv): sandbox choice.
-                return cordial_error(400, "VALIDATION_ERROR", "The selected exportType is invalid.")
             refused = config_error(body, audiences)
             if refused is not None:
                 return cordial_error(406, "GENERIC_ERROR_KEY", refused)

@@ -92,23 +92,6 @@ def parse_filter_day(value: str, zone: str) -> dt.datetime | None:
     return day.replace(tzinfo=ZoneInfo(zone))
 
 
-def destination_spelling_error(dest: Any) -> str | None:
-    """The 400 message for what the documents say of a destination beyond the request checks: the
-    type spelled as C-V2 lists it (upper case; the sandbox changes nothing Cordial would not), and
-    C-ATE's "required if type is FTP or SFTP" port."""
-    if not isinstance(dest, dict):
-        return None
-    if dest.get("type") not in DESTINATION_TYPES:
-        # Vendor is silent on other spellings (C-V2 has no enum; C-ATE's examples are lower case):
-        # sandbox choice: the spec's spelling only, refused in the documented destination wording.
-        return "The selected destination.type is invalid."
-    port = dest.get("port")
-    if dest["type"] in ("FTP", "SFTP") and (port is None or port == ""):
-        # Vendor is silent on this message: sandbox choice, the documented destination wording.
-        return "The destination.port field is required."
-    return None
-
-
 def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
