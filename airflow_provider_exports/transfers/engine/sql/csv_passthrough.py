@@ -213,9 +213,9 @@ class CsvRecords:
         if b"\\" in chunk:
             chunk = self._quote_markers(chunk)
         in_quote = self._in_quote
-        ended = self._count(chunk)
+        ended, breaks = self._count(chunk)
         if self.suffix and self._eol is not None:
-            return self._suffixed(chunk, in_quote, ended if ended == chunk.count(self._eol) else None)
+            return self._suffixed(chunk, in_quote, breaks if ended == breaks else None)
         return chunk
 
     def suffixed(self, data: bytes, in_quote: int, *, ended: bool = False) -> bytes:
@@ -227,20 +227,22 @@ class CsvRecords:
             data += self.suffix  # a last record without a line break
         return data
 
-    def _suffixed(self, data: bytes, in_quote: int, ended: int | None) -> bytes:
-        """``data`` with :attr:`suffix` before each line break outside quotes (``ended``: the
+    def _suffixed(self, data: bytes, in_quote: int, breaks: int | None) -> bytes:
+        """``data`` with :attr:`suffix` before each line break outside quotes (``breaks``: the
         number of them, when they are all its line breaks)."""
         eol, suffix = self._eol, self.suffix
         assert eol is not None
         at = b"\r\n" if self._crlf else eol
-        if ended is not None or (not in_quote and _QUOTE not in data):
+        if self._crlf and breaks is not None and data.count(b"\r") == breaks:
+            at = b"\r"  # each \r starts a \r\n outside quotes: one byte is found faster than two
+        if breaks is not None or (not in_quote and _QUOTE not in data):
             out = data.replace(at, suffix + at)
         else:
             parts = data.split(_QUOTE)
             for i in range(in_quote, len(parts), 2):  # the parts outside quotes
                 parts[i] = parts[i].replace(at, suffix + at)
             out = _QUOTE.join(parts)
-        if self._crlf and out.endswith(b"\r") and not self._in_quote:
+        if at == b"\r\n" and out.endswith(b"\r") and not self._in_quote:
             out = out[:-1] + suffix + b"\r"  # its \n comes next (a bare \r is refused by COPY anyway)
         return out
 
@@ -307,19 +309,19 @@ class CsvRecords:
         out.append(chunk[sent:])
         return b"".join(out)
 
-    def _count(self, chunk: bytes) -> int:
-        """Count the records that end in ``chunk``; how many."""
+    def _count(self, chunk: bytes) -> tuple[int, int]:
+        """Count the records that end in ``chunk``; how many, and how many ``eol`` bytes it has."""
         if not chunk:
-            return 0
+            return 0, 0
         eol = self._eol
         if eol is None:  # no record has ended yet
             self._in_quote ^= chunk.count(_QUOTE) & 1
             self._at_start = False
-            return 0
+            return 0, 0
         kept = chunk.translate(None, _DELETE_BUT[eol])
         ended = sum(map(len, _outside_quotes(kept, self._in_quote)))  # each byte is an ``eol``
         self.records += ended
         self._in_quote ^= kept.count(_QUOTE) & 1
         # held bytes start a record: until they come, the stream is at that record's start
         self._at_start = bool(self._held) or (not self._in_quote and chunk.endswith(eol))
-        return ended
+        return ended, kept.count(eol)

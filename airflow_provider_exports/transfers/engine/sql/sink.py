@@ -571,7 +571,7 @@ def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any], file: 
 
             table = batch.table
             for name, value in zip(names, values, strict=True):
-                table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+                table = table.append_column(name, pa.repeat(pa.scalar(value, pa.string()), table.num_rows))
             yield ArrowBatch([*batch.columns, *names], table, batch.types)
             continue
         yield Batch([*batch.columns, *names], [(*row, *values) for row in batch.rows], batch.types)
