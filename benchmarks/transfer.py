@@ -544,7 +544,7 @@ def _run_sql(args: Any, sb: Any, cluster: Any, env: dict[str, str], results: dic
                 cur.execute(f"CREATE TABLE {table} (LIKE {made}); INSERT INTO {table} SELECT * FROM {made}")
             if method == "copy":
                 # the table the engine created from the same rows, emptied: same types for both
-                cur.execute(f"CREATE TABLE {table} (LIKE bench_sql_csv)")
+                cur.execute(f"CREATE TABLE {table} (LIKE bench_sql_csv); ALTER TABLE {table} DROP COLUMN _source_file")
                 copy = f"\\copy {table} FROM '{csv_path}' WITH (FORMAT csv, HEADER true)"
                 seconds, cpu, peak = _run_polling(["psql", "-q", "-h", cluster.host, "-p", str(cluster.port),
                                                    "-U", cluster.user, "-d", cluster.database, "-v",

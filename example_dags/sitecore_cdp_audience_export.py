@@ -36,12 +36,17 @@ with DAG(
         poke_interval=300,
         timeout=12 * 3600,
     )
+    # A full export: every file is a snapshot of the audience, whatever its name says (for a delta
+    # export, delta="always" fails a job whose files are not named added/removed, where the
+    # default, "by_name", would take them as snapshots). Every row in the table names its file in
+    # _source_file.
     land = SitecoreCDPToS3Operator(
         task_id="land",
         audience_export_ref=EXPORT,
         execution_ref=wait.output,
         s3_bucket="{{ var.value.get('exports_bucket', 'lake') }}",
         s3_key_prefix=f"raw/sitecore/{EXPORT}/ds={{{{ ds }}}}/",
+        delta="never",
     )
     load = SitecoreCDPToSqlOperator(
         task_id="load",
@@ -50,6 +55,7 @@ with DAG(
         conn_id="warehouse",
         table="loyalty_members",
         mode="replace",
+        delta="never",
         outlets=[LOYALTY_MEMBERS_TABLE],
     )
     land >> load

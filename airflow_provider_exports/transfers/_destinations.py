@@ -80,7 +80,9 @@ class S3Destination(Destination):
 class SqlDestination(Destination):
     """A table of any SQL warehouse, through the connection's common-sql ``DbApiHook`` (PostgreSQL
     through ``COPY``; :class:`~.engine.sql.sink.SqlSink`): one transaction, the job's manifest row
-    included, so a failure leaves the table as it was and a rerun of the job skips.
+    included, so a failure leaves the table as it was and a rerun of the job skips. Every row names
+    the file it came from in ``_source_file`` (a table the load creates has the column; an existing
+    table without it is loaded as before).
 
     :param conn_id: the warehouse connection (any DbApiHook: postgres, sqlite...). (templated)
     :param table: destination table, optionally ``schema.table``. (templated)

@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.hooks.sitecore_cdp import (
@@ -32,8 +32,14 @@ log = logging.getLogger(__name__)
 #: the column of a delta export's rows in SQL that says whether the guest was added or removed
 DELTA_COLUMN = "_delta"
 # Vendor is silent on how delta files are named (vendor-apis README §1.5 says only that added and
-# removed guests come in separate files): a file whose name says "added" or "removed" is one of those.
+# removed guests come in separate files): chosen: the operator's ``delta`` says how to tell them
+# apart. "by_name": a file whose name says "added" or "removed" (either case) is one of those, any
+# other a full snapshot; "never": every file is a full snapshot; "always": every file must be one of
+# those, and a file whose name says neither fails the run before anything is moved. Each row in SQL
+# also names its file (``_source_file``), so a wrong guess can be found and undone file by file.
 DELTA_KINDS = ("added", "removed")
+DeltaMode = Literal["by_name", "never", "always"]
+DELTA_MODES: tuple[str, ...] = ("by_name", "never", "always")
 REPORT_DETAILS = (
     "definitionType",
     "executionType",
@@ -58,8 +64,21 @@ def size_kb_bounds(size_kb: int) -> tuple[int, int]:
 
 
 def delta_kind(name: str) -> str | None:
+    """``added`` or ``removed`` when the file's name says one of them (either case), else ``None``;
+    a name that says both is refused (either guess could be wrong)."""
     lowered = name.lower()
-    return next((kind for kind in DELTA_KINDS if kind in lowered), None)
+    kinds = [kind for kind in DELTA_KINDS if kind in lowered]
+    if len(kinds) > 1:
+        raise TransferError(
+            f"{name}: the name says both added and removed; nothing was moved (set delta='never' to "
+            "load every file as a full snapshot)"
+        )
+    return kinds[0] if kinds else None
+
+
+def check_delta(delta: Any) -> None:
+    if delta not in DELTA_MODES:
+        raise ExportConfigError("delta", f"{delta!r} is not one of {', '.join(DELTA_MODES)}")
 
 
 @dataclass(kw_only=True)
@@ -72,6 +91,12 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
     :param sitecore_cdp_conn_id: the Sitecore CDP connection. (templated)
     :param decompress: (into S3 and object storage) store the files gunzipped (``x.json.gz``
         lands as ``x.json``).
+    :param delta: how the added and removed guests' files of a delta export are told apart (they
+        land under ``added/`` and ``removed/``, and in SQL their rows say so in ``_delta``):
+        ``by_name`` (default): a file whose name says ``added`` or ``removed``, any other is a full
+        snapshot; ``never``: every file is a full snapshot (no ``added/``, no ``_delta``);
+        ``always``: every file is added or removed, and one whose name says neither fails the task
+        before anything is moved, naming it.
     """
 
     hook_class: ClassVar[type[SitecoreCDPHook]] = SitecoreCDPHook
@@ -81,9 +106,12 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
     execution_ref: str | None = None
     sitecore_cdp_conn_id: str = SitecoreCDPHook.default_conn_name
     decompress: bool = only_into("s3", "object_storage", default=False)
+    delta: DeltaMode = "by_name"
 
     @classmethod
     def check(cls, arguments: Mapping[str, Any]) -> None:
+        if given(arguments["delta"]):
+            check_delta(arguments["delta"])
         if given(arguments["audience_export_ref"]):
             check_export_ref(arguments["audience_export_ref"])
         if arguments["execution_ref"] and given(arguments["execution_ref"]):
@@ -97,10 +125,27 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
             raise TransferError(f"{name} is no longer in the output listing of Sitecore CDP job {execution_ref}")
         return url
 
+    def _kinds(self, names: Iterable[str]) -> list[str | None]:
+        """Each file's delta kind, as ``delta`` says; with ``always``, a name that says neither
+        fails (every such name is named)."""
+        check_delta(self.delta)
+        names = list(names)
+        if self.delta == "never":
+            return [None] * len(names)
+        kinds = [delta_kind(name) for name in names]
+        if self.delta == "always":
+            neither = [name for name, kind in zip(names, kinds, strict=True) if kind is None]
+            if neither:
+                raise TransferError(
+                    f"delta='always', but these file names say neither added nor removed: {neither}; "
+                    "nothing was moved (delta='by_name' loads them as full snapshots)"
+                )
+        return kinds
+
     def _source_files(self, execution_ref: str, refs: Iterable[ExportFileRef]) -> list[SourceFile]:
         files: list[SourceFile] = []
-        for ref in refs:
-            kind = delta_kind(ref.name)
+        refs = list(refs)
+        for ref, kind in zip(refs, self._kinds(r.name for r in refs), strict=True):
             files.append(
                 HttpSourceFile(
                     self.hook.download_http,
@@ -129,14 +174,41 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
             **{k: report[k] for k in REPORT_DETAILS if k in report},
         }
         export_ref = output.friendly_id or self.audience_export_ref
+        files = self._source_files(output.execution_ref, output.files)
+        self._check_against_report(output.execution_ref, report.get("definitionType"), files)
         return Listing(
-            self._source_files(output.execution_ref, output.files),
+            files,
             export_ref=export_ref,
             job_ref=output.execution_ref,
             job_details=details,
             inputs=[vendor_export("sitecore-cdp", self.hook.url(""), export_ref, output.execution_ref)],
             output=output,
         )
+
+    def _check_against_report(self, job_ref: str, definition_type: Any, files: list[SourceFile]) -> None:
+        """Say when the job's report and the files' delta kinds disagree (``_source_file`` in SQL
+        then tells which rows came from which file)."""
+        deltas = sum(1 for f in files if f.attributes.get("delta"))
+        if definition_type == "DELTA" and deltas < len(files) and self.delta != "never":
+            log.warning(
+                "Sitecore reports job %s as a DELTA export, but %d of its %d file(s) are taken as full "
+                "snapshots (delta=%r: their names say neither added nor removed); their rows carry no "
+                "added/removed mark. Set delta='always' to fail on such a job instead.",
+                job_ref,
+                len(files) - deltas,
+                len(files),
+                self.delta,
+            )
+        elif definition_type == "FULL_SYNC" and deltas:
+            log.warning(
+                "Sitecore reports job %s as a FULL_SYNC export, but %d of its %d file(s) are taken as "
+                "added or removed guests by their names (delta=%r); set delta='never' if they are full "
+                "snapshots.",
+                job_ref,
+                deltas,
+                len(files),
+                self.delta,
+            )
 
     def file_ref(self, file: SourceFile) -> dict[str, Any]:
         return {"file": file.name.rsplit("/", 1)[-1]}  # the vendor's name (delta files: under added/)
@@ -164,8 +236,9 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
     def sink_options(self, kind: str, output: ExportOutput) -> dict[str, Any]:
         if kind != "sql":
             return {"decompress": self.decompress}
-        # Delta exports: each row says whether the guest was added or removed.
-        delta = any(delta_kind(f.name) for f in output.files)
+        # Delta exports: each row says whether the guest was added or removed (decided from every
+        # file of the job, so every group of a fan-out agrees).
+        delta = self.delta == "always" or any(self._kinds(f.name for f in output.files))
         return {"attribute_columns": {DELTA_COLUMN: "delta"} if delta else None}
 
 

@@ -10,7 +10,7 @@ from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPExport
 
 class SitecoreCDPToObjectStorageOperator(TransferOperator):
     """Stream the output files of a Sitecore CDP audience export job into an object store (delta
-    exports under ``added/`` and ``removed/``)."""
+    exports under ``added/`` and ``removed/``, told apart as ``delta`` says)."""
 
     source_type = SitecoreCDPExport
     destination_type = ObjectStorageDestination

@@ -10,7 +10,7 @@ from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPExport, 
 
 class SitecoreCDPToS3Operator(TransferOperator):
     """Stream the output files of a Sitecore CDP audience export job into S3 (delta exports under
-    ``added/`` and ``removed/``)."""
+    ``added/`` and ``removed/``, told apart as ``delta`` says)."""
 
     source_type = SitecoreCDPExport
     destination_type = S3Destination

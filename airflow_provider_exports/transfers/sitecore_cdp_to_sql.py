@@ -10,7 +10,8 @@ from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPExport, 
 
 class SitecoreCDPToSqlOperator(TransferOperator):
     """Stream a Sitecore CDP audience export job's files (gzipped JSON lines or CSV) into a table of
-    any SQL warehouse. Rows of a delta export carry a ``_delta`` column: ``added`` or ``removed``."""
+    any SQL warehouse. Rows of a delta export carry a ``_delta`` column: ``added`` or ``removed``
+    (told apart as ``delta`` says); every row names its file in ``_source_file``."""
 
     source_type = SitecoreCDPExport
     destination_type = SqlDestination

@@ -77,6 +77,8 @@ class ExportDefinition:
     definition_ref: str
     definition_type: str
     rows_per_file: int
+    #: how a delta job's added and removed files are named (before ``part-00000.json.gz``)
+    delta_prefixes: tuple[str, str] = ("added-", "removed-")
     jobs: list[ExportJob] = field(default_factory=list)
 
 
@@ -152,9 +154,11 @@ class ExportJob:
             removed = self.rows // 5
             added = self.rows - removed
             # Vendor is silent on delta file names (vendor-apis README §1.5: "separate files
-            # distinguishing added guests from removed guests"): sandbox choice: `added-`/`removed-` prefixes.
-            return self._split("added-", f"{ref}/added", added) + self._split(
-                "removed-", f"{ref}/removed", removed
+            # distinguishing added guests from removed guests"): sandbox choice: `added-`/`removed-`
+            # prefixes; `add_export(delta_prefixes=...)` names them otherwise (the code's other answers).
+            added_prefix, removed_prefix = self.definition.delta_prefixes
+            return self._split(added_prefix, f"{ref}/added", added) + self._split(
+                removed_prefix, f"{ref}/removed", removed
             )
         return self._split("", f"{ref}/full", self.rows)
 
@@ -190,8 +194,11 @@ class SitecoreCDPServer(VendorServer):
         *,
         definition_type: str = "FULL_SYNC",
         rows_per_file: int = VENDOR_ROWS_PER_FILE,
+        delta_prefixes: tuple[str, str] = ("added-", "removed-"),
     ) -> str:
-        """Define an audience export (as if created in the CDP UI); returns its ``definitionRef``."""
+        """Define an audience export (as if created in the CDP UI); returns its ``definitionRef``.
+
+        ``delta_prefixes``: what the names of a delta job's added and removed files start with."""
         if not _FRIENDLY_ID.match(friendly_id):
             raise ValueError("friendlyId: only lowercase alphanumeric characters and underscores are allowed")
         if definition_type not in DEFINITION_TYPES:
@@ -200,7 +207,11 @@ class SitecoreCDPServer(VendorServer):
             if friendly_id in self._definitions:
                 raise ValueError(f"audience export {friendly_id!r} already exists")
             definition = ExportDefinition(
-                friendly_id, str(uuid.uuid5(_NAMESPACE, friendly_id)), definition_type, rows_per_file
+                friendly_id,
+                str(uuid.uuid5(_NAMESPACE, friendly_id)),
+                definition_type,
+                rows_per_file,
+                delta_prefixes,
             )
             self._definitions[friendly_id] = definition
         return definition.definition_ref

@@ -61,13 +61,20 @@ def test_profiles_load_with_nested_xdm_fields_as_json(sandbox, warehouse_db):
     summary = op.execute({})
     assert summary["rows"] == 1400 and summary["file_count"] == 3
     assert query("SELECT count(*) FROM profiles") == [(1400,)]
-    assert _types(kind, query, "profiles") == dict.fromkeys(NESTED, "JSONB" if kind == "postgres" else "TEXT")
+    assert _types(kind, query, "profiles") == {
+        **dict.fromkeys(NESTED, "JSONB" if kind == "postgres" else "TEXT"),
+        "_source_file": "TEXT",
+    }
+    # every row names its file as the manifest does (the Data Access file's path, never a URL)
+    files = query("SELECT DISTINCT _source_file FROM profiles")
     (membership,) = query('SELECT "segmentMembership" FROM profiles LIMIT 1')[0]
     membership = membership if isinstance(membership, dict) else json.loads(membership)  # jsonb comes back decoded
     assert set(membership["ups"]) == {"seg-a", "seg-b"}
     assert {v["status"] for v in membership["ups"].values()} <= {"realized", "existing"}
     (manifest,) = query("SELECT manifest FROM exports_manifest")[0]
     manifest = json.loads(manifest)
+    assert sorted(f for (f,) in files) == sorted(f["name"] for f in manifest["files"])
+    assert not any("://" in f or "?" in f for (f,) in files)
     assert manifest["job_ref"] == job_id and manifest["job_details"]["batchIds"] == [batch_id]
     assert sum(f["rows"] for f in manifest["files"]) == 1400
     assert op.execute({})["skipped"] is True  # the same job again: nothing moves

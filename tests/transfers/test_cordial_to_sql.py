@@ -121,12 +121,15 @@ def test_trends_load_long_into_sqlite(sandbox, cordial_s3, warehouse):
         ("audience", "TEXT"),
         ("day", "DATE"),
         ("count", "BIGINT"),
+        ("_source_file", "TEXT"),
     ]
     assert (summary["rows"], summary["skipped"], summary["job_ref"]) == (14, False, export["job_id"])
     (manifest,) = rows(warehouse, "SELECT manifest FROM exports_manifest")
     manifest = json.loads(manifest[0])
     assert manifest["vendor"] == "Cordial" and manifest["export_ref"] == "weekly-trends"
     assert manifest["files"][0]["bytes"] == len(sandbox.cordial.export_file(export["job_id"]))  # as delivered
+    # every row names its file as the manifest does
+    assert rows(warehouse, "SELECT DISTINCT _source_file FROM audience_trends") == [(manifest["files"][0]["name"],)]
     assert manifest["job_details"]["source"] == f"s3://{cordial_s3.bucket}/cordial/exports/weekly-trends.csv"
     # a rerun of the same job finds its manifest row and skips
     assert transfer(export).execute({})["skipped"] is True
@@ -162,7 +165,7 @@ def test_daily_merge_keeps_one_row_per_audience_and_day(sandbox, cordial_s3, pos
     cur.execute(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'audience_trends' ORDER BY 1"
     )
-    assert cur.fetchall() == [("audience", "text"), ("count", "bigint"), ("day", "date")]
+    assert cur.fetchall() == [("_source_file", "text"), ("audience", "text"), ("count", "bigint"), ("day", "date")]
     conn.close()
 
 

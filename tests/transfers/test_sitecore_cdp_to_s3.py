@@ -170,6 +170,43 @@ def test_delta_export_keeps_added_and_removed_apart(sandbox, s3):
     _assert_identical(sandbox, s3, ref)
 
 
+def test_delta_never_lands_every_file_as_a_snapshot(sandbox, s3):
+    sandbox.sitecore.add_export(EXPORT, definition_type="DELTA")
+    ref = sandbox.sitecore.add_job(EXPORT, rows=500)
+    summary = _operator(s3, execution_ref=ref, delta="never").execute({})
+    run_dir = f"raw/sitecore/run-{summary['run_id']}/"
+    names = sorted(name for name, *_ in sandbox.sitecore.expected_files(ref))
+    assert sorted(k.removeprefix(run_dir) for k in summary["locations"]) == names  # no added/, removed/
+
+
+def test_delta_always_fails_on_a_file_named_otherwise_before_anything_lands(sandbox, s3):
+    sandbox.sitecore.add_export(EXPORT, definition_type="DELTA", delta_prefixes=("added-", "guests-b-"))
+    ref = sandbox.sitecore.add_job(EXPORT, rows=500)
+    with pytest.raises(TransferError, match=r"delta='always'.*\['guests-b-part-00000.json.gz'\]"):
+        _operator(s3, execution_ref=ref, delta="always").execute({})
+    assert not s3.keys("raw/sitecore/")
+    assert not sandbox.sitecore.requests_to("/sitecore-cdp-exports/*")
+
+
+@pytest.mark.parametrize(("delta", "fails"), [("always", True), ("never", False), ("by_name", False)])
+def test_the_fan_out_listing_follows_delta(sandbox, delta, fails):
+    from airflow_provider_exports.transfers.sitecore_cdp_to_s3 import SitecoreCDPListFilesOperator
+
+    sandbox.sitecore.add_export(EXPORT, definition_type="DELTA", delta_prefixes=("added-", "guests-b-"))
+    ref = sandbox.sitecore.add_job(EXPORT, rows=500)
+    listing = SitecoreCDPListFilesOperator(
+        task_id="l", audience_export_ref=EXPORT, execution_ref=ref, delta=delta, files_per_group=10
+    )
+    if fails:
+        with pytest.raises(TransferError, match=r"guests-b-part-00000\.json\.gz"):
+            listing.execute({})
+        return
+    (group,) = listing.execute({})
+    named = {f["name"] for f in group["files"]}
+    added = "added-part-00000.json.gz"
+    assert named == ({added, "guests-b-part-00000.json.gz"} if delta == "never" else {f"added/{added}", "guests-b-part-00000.json.gz"})
+
+
 def test_dropped_connection_resumes(sandbox, s3):
     sandbox.sitecore.add_export(EXPORT)
     ref = sandbox.sitecore.add_job(EXPORT, rows=3000)

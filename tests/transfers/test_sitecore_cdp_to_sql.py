@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 
 import pytest
 
-from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.transfers.sitecore_cdp_to_sql import SitecoreCDPToSqlOperator
 
 EXPORT = "daily_loyalty_members"
@@ -54,13 +55,102 @@ def test_failure_halfway_leaves_the_table_as_it_was(sandbox, sqlite_warehouse):
         assert conn.execute("select count(*) from members").fetchone()[0] == 500
 
 
-def test_delta_rows_say_whether_added_or_removed(sandbox, sqlite_warehouse):
+def _table(path, sql="select * from members"):
+    with sqlite3.connect(path) as conn:
+        cur = conn.execute(sql)
+        return [d[0] for d in cur.description], cur.fetchall()
+
+
+@pytest.mark.parametrize(
+    ("prefixes", "delta"),
+    [
+        (("added-", "removed-"), "by_name"),  # the sandbox's names
+        (("GUESTS_ADDED_", "Guests_Removed_"), "by_name"),  # the words in either case
+        (("added-", "removed-"), "always"),
+    ],
+)
+def test_delta_rows_say_whether_added_or_removed(sandbox, sqlite_warehouse, prefixes, delta):
+    sandbox.sitecore.add_export(EXPORT, definition_type="DELTA", rows_per_file=150, delta_prefixes=prefixes)
+    ref = sandbox.sitecore.add_job(EXPORT, rows=500)
+    _load(mode="replace", execution_ref=ref, delta=delta)
+    _, rows = _table(sqlite_warehouse, "select _delta, _source_file, count(*) from members group by 1, 2")
+    expected = {(kind, f"{kind}/{name}"): n for name, *_, n in sandbox.sitecore.expected_files(ref)
+                for kind in ["added" if name.startswith(prefixes[0]) else "removed"]}
+    assert {(k, f): n for k, f, n in rows} == expected
+    assert sum(expected.values()) == 500 and {k for k, _ in expected} == {"added", "removed"}
+
+
+def test_delta_never_loads_every_file_as_a_snapshot_naming_its_file(sandbox, sqlite_warehouse):
     sandbox.sitecore.add_export(EXPORT, definition_type="DELTA")
     ref = sandbox.sitecore.add_job(EXPORT, rows=500)
+    _load(mode="replace", execution_ref=ref, delta="never")
+    columns, _ = _table(sqlite_warehouse)
+    assert "_delta" not in columns and columns[-1] == "_source_file"
+    _, rows = _table(sqlite_warehouse, "select _source_file, count(*) from members group by 1")
+    assert dict(rows) == {name: n for name, *_, n in sandbox.sitecore.expected_files(ref)}  # no added/ folder
+
+
+def test_delta_by_name_takes_files_named_otherwise_as_snapshots_and_says_so(sandbox, sqlite_warehouse, caplog):
+    """The wrong guess made visible: the job's report says DELTA, the rows name their files."""
+    sandbox.sitecore.add_export(EXPORT, definition_type="DELTA", delta_prefixes=("guests-a-", "guests-b-"))
+    ref = sandbox.sitecore.add_job(EXPORT, rows=500)
     _load(mode="replace", execution_ref=ref)
-    with sqlite3.connect(sqlite_warehouse) as conn:
-        counts = dict(conn.execute("select _delta, count(*) from members group by _delta").fetchall())
-    assert set(counts) == {"added", "removed"} and sum(counts.values()) == 500
+    columns, _ = _table(sqlite_warehouse)
+    assert "_delta" not in columns
+    _, rows = _table(sqlite_warehouse, "select _source_file, count(*) from members group by 1")
+    assert dict(rows) == {"guests-a-part-00000.json.gz": 400, "guests-b-part-00000.json.gz": 100}
+    assert any(f"job {ref} as a DELTA export, but 2 of its 2 file(s)" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("postgres_too", [False, True], ids=["sqlite", "postgres"])
+def test_delta_always_fails_on_a_file_named_otherwise_before_anything_is_committed(
+    sandbox, sqlite_warehouse, postgres_too, request, monkeypatch
+):
+    if postgres_too:
+        postgres = request.getfixturevalue("postgres")
+        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", postgres.airflow_conn("warehouse")["AIRFLOW_CONN_WAREHOUSE"])
+    sandbox.sitecore.add_export(EXPORT, definition_type="DELTA", delta_prefixes=("added-", "guests-b-"))
+    first = sandbox.sitecore.add_job(EXPORT, rows=100)
+    table = f"members_{uuid.uuid4().hex[:8]}" if postgres_too else "members"  # the session's database
+    _load(mode="replace", execution_ref=first, table=table, delta="by_name")
+    second = sandbox.sitecore.add_job(EXPORT, rows=500)
+
+    with pytest.raises(TransferError, match=r"delta='always'.*\['guests-b-part-00000.json.gz'\]") as err:
+        _load(mode="replace", execution_ref=second, table=table, delta="always")
+
+    assert "added-part" not in str(err.value)  # only the file that is neither is named
+    assert not sandbox.sitecore.requests_to("/sitecore-cdp-exports/*/" + second + "/*")  # nothing read
+    if postgres_too:
+        with postgres.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"select count(*) from {table}")
+            assert cur.fetchone()[0] == 100
+            cur.execute("select job_ref from exports_manifest where destination = %s", (table,))
+            assert cur.fetchall() == [(first,)]
+    else:
+        assert _table(sqlite_warehouse, "select count(*) from members")[1] == [(100,)]
+        assert _table(sqlite_warehouse, "select job_ref from exports_manifest")[1] == [(first,)]
+
+
+@pytest.mark.parametrize("delta", ["sometimes", "BY_NAME", None, True])
+@pytest.mark.parametrize("operator", ["sql", "s3", "object_storage", "list_files", "stage_sql", "stage_s3"])
+def test_delta_is_checked_when_the_dag_is_parsed(delta, operator):
+    from airflow_provider_exports.transfers import sitecore_cdp_to_object_storage as to_os
+    from airflow_provider_exports.transfers import sitecore_cdp_to_s3 as to_s3
+    from airflow_provider_exports.transfers import sitecore_cdp_to_sql as to_sql
+
+    made = {
+        "sql": (to_sql.SitecoreCDPToSqlOperator, {"conn_id": "w", "table": "t"}),
+        "stage_sql": (to_sql.SitecoreCDPStageFilesToSqlOperator, {"conn_id": "w", "table": "t", "group": {}}),
+        "s3": (to_s3.SitecoreCDPToS3Operator, {"s3_bucket": "b"}),
+        "stage_s3": (to_s3.SitecoreCDPStageFilesToS3Operator, {"s3_bucket": "b", "group": {}}),
+        "object_storage": (to_os.SitecoreCDPToObjectStorageOperator, {"destination": "file:///tmp/x/"}),
+        "list_files": (to_s3.SitecoreCDPListFilesOperator, {}),
+    }
+    cls, args = made[operator]
+    with pytest.raises(ExportConfigError) as err:
+        cls(task_id="t", audience_export_ref=EXPORT, delta=delta, **args)
+    assert err.value.field == "delta"
+    assert "by_name, never, always" in str(err.value)
 
 
 def test_postgres_copy_load(sandbox, postgres, monkeypatch):
@@ -94,3 +184,25 @@ def test_allow_empty_reaches_the_sql_sink(allow_empty):
                           total_size_kb=0, files=())
     with op.open_source() as source:
         assert op.make_sink(source, output).allow_empty is allow_empty
+
+
+def test_a_file_whose_name_says_both_added_and_removed_is_refused(sandbox, sqlite_warehouse):
+    sandbox.sitecore.add_export(EXPORT, definition_type="DELTA", delta_prefixes=("added-", "removed-added-"))
+    ref = sandbox.sitecore.add_job(EXPORT, rows=500)
+    with pytest.raises(TransferError, match=r"removed-added-part-00000\.json\.gz: the name says both"):
+        _load(execution_ref=ref)
+    # delta="never" loads it, every file a snapshot
+    assert _load(execution_ref=ref, delta="never")["rows"] == 500
+
+
+def test_a_full_sync_job_whose_files_are_named_added_is_said(caplog):
+    from airflow_provider_exports.transfers._sitecore_cdp import SitecoreCDPExport
+    from airflow_provider_exports.transfers.engine import SourceFile
+
+    class Listed(SourceFile):
+        def open(self, *args, **kwargs):
+            raise AssertionError("not read")
+
+    source = SitecoreCDPExport(hook=None, audience_export_ref=EXPORT)
+    source._check_against_report("job-1", "FULL_SYNC", [Listed("added/x.json.gz", attributes={"delta": "added"})])
+    assert any("job job-1 as a FULL_SYNC export, but 1 of its 1 file(s)" in r.getMessage() for r in caplog.records)

@@ -10,6 +10,11 @@ the next. The line break is COPY's too: the first one outside quotes decides it 
 ``\\r\\n``, or ``\\r`` alone), and only that one ends records afterwards (COPY refuses any other bare
 break outside quotes). A last record without a line break counts; the header is a record.
 
+Constant columns (the name of the file each row came from, its attributes) go through the same
+``COPY``: their values are added as the last fields of every record, just before its line break
+(``value,"constant"\n``), by a ``replace`` in C wherever no line break of the chunk is inside
+quotes (else by a split on quotes); the header row gets them too, and COPY skips it.
+
 One record is rewritten on the way: ``\\.`` alone, which PostgreSQL 17 and older take for the end of
 the data (the rows after it were silently not loaded). It goes out as ``"\\."``, the same CSV value,
 which no COPY stops at. A ``\\`` or ``\\.`` that ends a chunk at the start of a record is held back
@@ -24,8 +29,8 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.transfers.engine.sql.generic import Written
@@ -55,12 +60,14 @@ def copy_csv_file(
     delimiter: str,
     header: bool,
     columns: Sequence[str] | None,
+    constants: Mapping[str, Any],
     check_columns: Callable[[Sequence[str]], None],
     cancellation: Cancellation,
 ) -> Written:
     """The CSV file ``name`` (gzip undone) into ``table`` through ``COPY``: the rows it read, and
     those the database says it took. ``columns`` name the fields (else the header row does);
-    ``check_columns`` refuses names the table does not have, before any row goes."""
+    ``constants`` are columns with one value for every row (``None``: NULL); ``check_columns``
+    refuses the file's names, before any row goes."""
     records = CsvRecords()
     data = _without_bom(iter(maybe_gunzip(chunks, name=name)))
     head, ended = _read_head(name, records, data, header)
@@ -70,6 +77,12 @@ def copy_csv_file(
     if names is None:
         raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
     check_columns(names)
+    if constants:
+        records.suffix = b"".join(
+            delimiter.encode() + (b"" if v is None else _QUOTE + str(v).encode().replace(_QUOTE, b'""') + _QUOTE)
+            for v in constants.values()
+        )
+        head = records.suffixed(head, 0, ended=ended)
 
     def stream() -> Iterator[bytes]:
         cancellation.check()
@@ -83,6 +96,7 @@ def copy_csv_file(
         yield records.close()
 
     cols = ", ".join(dialect.quote(c) for c in names)
+    every = ", ".join(dialect.quote(c) for c in [*names, *constants])
     options = [
         "FORMAT csv",
         f"HEADER {'true' if header else 'false'}",
@@ -92,7 +106,7 @@ def copy_csv_file(
     ]
     cur = dialect.conn.cursor()
     try:
-        sql = f"COPY {dialect.qualified(table)} ({cols}) FROM STDIN WITH ({', '.join(options)})"
+        sql = f"COPY {dialect.qualified(table)} ({every}) FROM STDIN WITH ({', '.join(options)})"
         dialect.copy_in(cur, sql, stream())
         taken = dialect.rows_written(cur)
     finally:
@@ -182,9 +196,12 @@ class CsvRecords:
     def __init__(self) -> None:
         #: the records that ended so far (all of them once closed)
         self.records = 0
+        #: fields added at the end of every record fed from now on (:meth:`suffixed`)
+        self.suffix = b""
         self._in_quote = 0  # 1 while the stream is inside a quoted field
         self._at_start = True  # the next byte starts a record
         self._eol: bytes | None = None  # the line break, once the first one outside quotes said it
+        self._crlf = False  # records end with \r\n (then ``_eol`` is \n)
         self._held = b""
 
     def feed(self, chunk: bytes) -> bytes:
@@ -195,19 +212,51 @@ class CsvRecords:
             chunk = self._learn_eol(chunk)
         if b"\\" in chunk:
             chunk = self._quote_markers(chunk)
-        self._count(chunk)
+        in_quote = self._in_quote
+        ended, breaks = self._count(chunk)
+        if self.suffix and self._eol is not None:
+            return self._suffixed(chunk, in_quote, breaks if ended == breaks else None)
         return chunk
+
+    def suffixed(self, data: bytes, in_quote: int, *, ended: bool = False) -> bytes:
+        """``data``, already fed (and, when the stream ``ended`` with it, closed), with
+        :attr:`suffix` at the end of each of its records; ``in_quote``: 1 when it starts inside quotes."""
+        if self._eol is not None:
+            data = self._suffixed(data, in_quote, None)
+        if ended and data and not data.endswith((b"\n", b"\r")):
+            data += self.suffix  # a last record without a line break
+        return data
+
+    def _suffixed(self, data: bytes, in_quote: int, breaks: int | None) -> bytes:
+        """``data`` with :attr:`suffix` before each line break outside quotes (``breaks``: the
+        number of them, when they are all its line breaks)."""
+        eol, suffix = self._eol, self.suffix
+        assert eol is not None
+        at = b"\r\n" if self._crlf else eol
+        if self._crlf and breaks is not None and data.count(b"\r") == breaks:
+            at = b"\r"  # each \r starts a \r\n outside quotes: one byte is found faster than two
+        if breaks is not None or (not in_quote and _QUOTE not in data):
+            out = data.replace(at, suffix + at)
+        else:
+            parts = data.split(_QUOTE)
+            for i in range(in_quote, len(parts), 2):  # the parts outside quotes
+                parts[i] = parts[i].replace(at, suffix + at)
+            out = _QUOTE.join(parts)
+        if at == b"\r\n" and out.endswith(b"\r") and not self._in_quote:
+            out = out[:-1] + suffix + b"\r"  # its \n comes next (a bare \r is refused by COPY anyway)
+        return out
 
     def close(self) -> bytes:
         """The end of the stream: what is still held, to send last; the last record is counted."""
         tail, self._held = self._held, b""
         if tail == b"\r" and self._eol is None:  # the first line break, at the very end
             self._eol, self.records, self._at_start = b"\r", self.records + 1, True
-            return tail
+            return self.suffix + tail
         if tail == _MARKER:
             tail = _QUOTED_MARKER
         if tail or not self._at_start:
             self.records += 1
+            tail += self.suffix  # the last record, without a line break
         self._at_start = True
         return tail
 
@@ -218,7 +267,7 @@ class CsvRecords:
             return chunk  # still inside the first record
         at = first_break(chunk, self._in_quote)
         if chunk[at : at + 1] == b"\n" or chunk[at + 1 : at + 2] == b"\n":
-            self._eol = b"\n"
+            self._eol, self._crlf = b"\n", chunk[at : at + 1] == b"\r"
         elif at + 1 < len(chunk):
             self._eol = b"\r"
         else:
@@ -260,16 +309,19 @@ class CsvRecords:
         out.append(chunk[sent:])
         return b"".join(out)
 
-    def _count(self, chunk: bytes) -> None:
+    def _count(self, chunk: bytes) -> tuple[int, int]:
+        """Count the records that end in ``chunk``; how many, and how many ``eol`` bytes it has."""
         if not chunk:
-            return
+            return 0, 0
         eol = self._eol
         if eol is None:  # no record has ended yet
             self._in_quote ^= chunk.count(_QUOTE) & 1
             self._at_start = False
-            return
+            return 0, 0
         kept = chunk.translate(None, _DELETE_BUT[eol])
-        self.records += sum(map(len, _outside_quotes(kept, self._in_quote)))  # each byte is an ``eol``
+        ended = sum(map(len, _outside_quotes(kept, self._in_quote)))  # each byte is an ``eol``
+        self.records += ended
         self._in_quote ^= kept.count(_QUOTE) & 1
         # held bytes start a record: until they come, the stream is at that record's start
         self._at_start = bool(self._held) or (not self._in_quote and chunk.endswith(eol))
+        return ended, kept.count(eol)

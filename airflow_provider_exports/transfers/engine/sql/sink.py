@@ -61,6 +61,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: the column that names, in every row a load writes, the file the row came from (its name as the
+#: engine and the manifest report it: never a URL), so a row can be traced, and undone, by file
+SOURCE_FILE = "_source_file"
+
 
 def resolve_db_hook(conn_id: str) -> DbApiHook:
     """The ``DbApiHook`` for an Airflow connection, whatever its database (as S3ToSqlOperator does)."""
@@ -128,6 +132,9 @@ class SqlSink(Sink):
         with ``executemany``.
     :param attribute_columns: file attributes stored in every row of that file, as
         ``{column: attribute}`` (``{"_delta": "delta"}`` marks Sitecore delta rows added or removed).
+        Every row also gets the name of its file in :data:`SOURCE_FILE`: always in a table the
+        load creates; in an existing table when it has that column (else the load goes on
+        without it, and says so once).
     :param batch_transform: reshapes every file's batches before they are loaded (e.g.
         :class:`~airflow_provider_exports.transfers.engine.transforms.Unpivot`); the manifest still
         records the file's bytes as the vendor served them.
@@ -196,6 +203,7 @@ class SqlSink(Sink):
         self._db: Dialect | None = None
         self._ctx: TransferContext | None = None
         self._target: list[str] | None = None  # the table's columns when it existed at begin
+        self._without_source_file_said = False
         self._had_manifest = False
         self._emptied = False
         self._state = _LoadState(TypeTracker(self.column_types))
@@ -235,7 +243,7 @@ class SqlSink(Sink):
     def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         self._ctx = ctx
         self._db = dialect_for(self.hook, self.hook.get_conn())
-        self._emptied, self._savepoint = False, None
+        self._emptied, self._savepoint, self._without_source_file_said = False, None, False
         self._state = _LoadState(TypeTracker(self.column_types))
         try:
             self._dialect.prepare(self.lock_timeout)
@@ -272,9 +280,9 @@ class SqlSink(Sink):
             self._emptied = True
         self._open_savepoint(source)
         fmt = detect_format(source.name, self.file_format)
-        constants = {col: source.attributes.get(attr) for col, attr in self.attribute_columns.items()}
+        constants = self._constants(source)
         bulk = self.use_copy is not False and self.batch_transform is None
-        if self._direct and fmt == "csv" and bulk and isinstance(d, PostgresDialect) and not constants:
+        if self._direct and fmt == "csv" and bulk and isinstance(d, PostgresDialect):
             written = copy_csv_file(
                 d,
                 self.table,
@@ -283,7 +291,8 @@ class SqlSink(Sink):
                 delimiter=self.csv_delimiter,
                 header=self.csv_header,
                 columns=self.csv_columns,
-                check_columns=self._check_columns,
+                constants=constants,
+                check_columns=lambda names: self._check_file_columns(source.name, names, constants),
                 cancellation=cancellation,
             )
         else:
@@ -294,6 +303,22 @@ class SqlSink(Sink):
         self._state.rows += written.sent
         log.debug("%s: %d rows for %s", source.name, written.sent, self.table)
         return StoredFile(location=self.table, rows=written.sent)
+
+    def _constants(self, source: SourceFile) -> dict[str, Any]:
+        """The columns every row of ``source`` gets: its attributes, then its name (when the table
+        takes it: an existing table without the column is loaded as before, said once)."""
+        constants = {col: source.attributes.get(attr) for col, attr in self.attribute_columns.items()}
+        if self._target is None or SOURCE_FILE in self._target:
+            constants[SOURCE_FILE] = source.name
+        elif not self._without_source_file_said:
+            self._without_source_file_said = True
+            log.warning(
+                "%s has no column %r: its rows are loaded without the name of their file (add the "
+                "column, TEXT, to the table to record it)",
+                self.table,
+                SOURCE_FILE,
+            )
+        return constants
 
     def _write_batches(
         self, source: SourceFile, chunks: Iterator[bytes], fmt: str, constants: Mapping[str, Any], *, columnar: bool
@@ -316,7 +341,7 @@ class SqlSink(Sink):
         if self.batch_transform is not None:
             batches = iter(self.batch_transform(batches))
         if constants:
-            batches = _with_constants(batches, constants)
+            batches = _with_constants(batches, constants, source.name)
         if self._direct:
             target, prepare = d.qualified(self.table), self._check_columns
         else:
@@ -440,6 +465,11 @@ class SqlSink(Sink):
                 "(a load never alters an existing table)"
             )
 
+    def _check_file_columns(self, file: str, columns: Sequence[str], constants: Mapping[str, Any]) -> None:
+        """A file's own ``columns`` and the ``constants`` the load adds, all into the existing table."""
+        check_constant_names(file, columns, list(constants))
+        self._check_columns([*columns, *constants])
+
     def _stage_type(self, column: str) -> str:
         declared = self._state.tracker.declared(column)
         return "TEXT" if declared is None else self._dialect.type_name(FinalType(declared, declared=True))
@@ -470,6 +500,8 @@ class SqlSink(Sink):
                 state.stage_columns.append(column)
             if column not in state.seen:
                 state.seen.append(column)
+        # the file's name last in a table the load creates, however the batches bring the columns
+        state.seen.sort(key=lambda c: c == SOURCE_FILE)
 
     def _shaped(
         self, batches: Iterable[Any], source: SourceFile, *, from_text: bool
@@ -482,7 +514,7 @@ class SqlSink(Sink):
             if ORDINAL in batch.columns:
                 raise TransferRefused(f"{source.name} has a column {ORDINAL!r}, a name the loader needs")
             for column in batch.columns:
-                if column in self.attribute_columns:
+                if column in self.attribute_columns or column == SOURCE_FILE:
                     state.tracker.declare(column, "TEXT", source.name)
                 elif batch.types and column in batch.types:
                     state.tracker.declare(column, batch.types[column], source.name)
@@ -527,20 +559,32 @@ class SqlSink(Sink):
         return CsvBatch(columns, encode_csv(texts, n), n)
 
 
-def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any]) -> Iterator[Any]:
-    """The same batches with a column per constant (as text) appended to every row."""
+def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any], file: str) -> Iterator[Any]:
+    """The same batches with a column per constant (as text) appended to every row; a file that
+    brings a column of one of these names itself is refused."""
     names = list(constants)
     values = tuple(None if v is None else str(v) for v in constants.values())
     for batch in batches:
+        check_constant_names(file, batch.columns, names)
         if isinstance(batch, ArrowBatch):
             import pyarrow as pa
 
             table = batch.table
             for name, value in zip(names, values, strict=True):
-                table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+                table = table.append_column(name, pa.repeat(pa.scalar(value, pa.string()), table.num_rows))
             yield ArrowBatch([*batch.columns, *names], table, batch.types)
             continue
         yield Batch([*batch.columns, *names], [(*row, *values) for row in batch.rows], batch.types)
+
+
+def check_constant_names(file: str, columns: Sequence[str], constants: Sequence[str]) -> None:
+    """Refuse a file whose own ``columns`` include a column the load adds (its name, its attributes)."""
+    clash = [c for c in constants if c in columns]
+    if clash:
+        raise TransferRefused(
+            f"{file} has a column {', '.join(repr(c) for c in clash)}, a name the loader gives the "
+            "name or the attributes of the file each row came from"
+        )
 
 
 def _has_pyarrow() -> bool:

@@ -108,6 +108,7 @@ def test_jsonl_types_and_values_match_the_row_path_across_blocks(pg, monkeypatch
         "none": "text",
         "s": "text",
         "late": "bigint",
+        "_source_file": "text",  # last, however the blocks brought the columns
     }
     flat = {v for row in values for v in row}
     assert {"02134", "", "2024-02-30", 'q"uote\\ tab\t nl\n é 😀 ""', str(-(2**63)), "1e-07"} <= flat
@@ -162,8 +163,9 @@ def test_jsonl_edge_files(pg, monkeypatch):
         "sparse.jsonl": lines(*({"k": 10 + i} for i in range(20)), {"k": 99, "d": "2024-01-01", "s": None}),
     }
     types, values = both_ways(pg, monkeypatch, files)
-    assert types == {"k": "bigint", "s": "text", "d": "text"}
-    assert ("1", long_text, None) in [(k, s, d) for k, s, d in values]
+    assert types == {"k": "bigint", "s": "text", "d": "text", "_source_file": "text"}
+    assert ("1", long_text, None, "long.jsonl") in values
+    assert {f for *_, f in values} == {"long.jsonl", "crlf.jsonl", "sparse.jsonl"}
 
 
 def test_jsonl_into_an_existing_table_sends_what_psycopg_sends(pg, monkeypatch):
@@ -287,4 +289,4 @@ def test_a_source_that_changes_after_blocks_were_copied_is_rolled_back(pg):
     assert query(pg, "SELECT count(*), min(v) FROM t") == [(30, "new-0")]
     assert [
         r[0] for r in query(pg, "SELECT column_name FROM information_schema.columns WHERE table_name = 't'")
-    ] in (["id", "v"], ["v", "id"])
+    ] in (["id", "v", "_source_file"], ["v", "id", "_source_file"])

@@ -69,3 +69,47 @@ def test_first_break_is_outside_quotes():
     assert first_break(b'"a\nb",c\r\nd') == 7
     assert first_break(b'a"\n') == -1
     assert first_break(b'b"\nc', in_quote=1) == 2
+
+
+def suffixed(data: bytes, sizes: list[int], head_chunks: int, suffix: bytes) -> tuple[int, bytes]:
+    """As :func:`counted`, with ``suffix`` added to every record the way the pass-through adds it:
+    the first ``head_chunks`` chunks are fed without it (the header is read from them), then
+    suffixed at once, then the rest fed with it."""
+    records, out, at, i = CsvRecords(), [], 0, 0
+    ended = False
+    while at < len(data) or i == 0:
+        if i == head_chunks:
+            break
+        size = sizes[i % len(sizes)]
+        out.append(records.feed(data[at : at + size]))
+        at, i = at + size, i + 1
+    if at >= len(data):
+        out.append(records.close())
+        ended = True
+    records.suffix = suffix
+    out = [records.suffixed(b"".join(out), 0, ended=ended)]
+    if not ended:
+        while at < len(data):
+            size = sizes[i % len(sizes)]
+            out.append(records.feed(data[at : at + size]))
+            at, i = at + size, i + 1
+        out.append(records.close())
+    return records.records, b"".join(out)
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_constant_fields_end_every_record_whatever_the_chunks(name):
+    """``_source_file`` through COPY: each record gets the constant as its last field, inside the
+    record, however the stream is cut and wherever the header ends."""
+    data = SAMPLES[name]
+    # COPY reads an empty line as one empty field
+    expected = [(row or [""]) + ["a/b.csv", ""] for row in python_csv(data)]
+    suffix = b',"a/b.csv",'  # a value, then NULL
+
+    for head_chunks in (1, 2, 3):
+        for cut in range(1, len(data) + 1):
+            records, out = suffixed(data, [cut, len(data)], head_chunks, suffix)
+            assert records == len(expected), (head_chunks, cut)
+            assert python_csv(out) == expected, (head_chunks, cut, out)
+        records, out = suffixed(data, [1], head_chunks, suffix)
+        assert python_csv(out) == expected, (head_chunks, out)

@@ -64,7 +64,7 @@ def test_postgres_csv_and_parquet_load_into_new_tables(tmp_path, pg):
         (0, "n|0", 0, None), (1, "n|1", 0.5, None)
     ]
     types = dict(query(pg, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'trends'"))
-    assert types == {"id": "bigint", "name": "text", "score": "numeric", "note": "text"}
+    assert types == {"id": "bigint", "name": "text", "score": "numeric", "note": "text", "_source_file": "text"}
     rows = query(pg, "SELECT id, seen, tags, blob FROM p ORDER BY id")
     assert rows[0][1] == datetime(2026, 1, 2, tzinfo=timezone.utc) and rows[0][2] == ["x"]  # jsonb
     assert bytes(rows[0][3]) == b"\x00\x01" and bytes(rows[1][3]) == b"\\" and rows[1][2] is None

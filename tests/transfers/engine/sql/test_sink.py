@@ -64,7 +64,7 @@ def test_csv_and_parquet_load_with_types(tmp_path, warehouse):
         (2, None, 7, "10115"),
     ]
     types = {name: t for _, name, t, *_ in query(warehouse, "PRAGMA table_info(scores)")}
-    assert types == {"id": "BIGINT", "name": "TEXT", "score": "NUMERIC", "zip": "TEXT"}
+    assert types == {"id": "BIGINT", "name": "TEXT", "score": "NUMERIC", "zip": "TEXT", "_source_file": "TEXT"}
     assert query(warehouse, "SELECT id, name, active, seen, tags FROM people ORDER BY id") == [
         (3, "Grace", 1, "2026-01-02T03:04:05+00:00", '["a","b"]'),
         (4, None, 0, "2026-01-02T03:04:05+00:00", "[]"),
@@ -258,7 +258,10 @@ def test_a_file_whose_source_changed_is_rolled_back_to_its_savepoint(db, mode, e
     kept = [(100, "old")] if existing and mode != "replace" else []
     assert db.query("SELECT id, v FROM t ORDER BY id") == [(1, "a"), (2, "b"), (3, "c"), *kept]
     if not existing:
-        assert set(db.column_types("t")) == {"id", "v"} and db.column_types("t")["id"] == "BIGINT"
+        assert set(db.column_types("t")) == {"id", "v", "_source_file"} and db.column_types("t")["id"] == "BIGINT"
+        # the discarded first version of b.jsonl left no row: each row names the file it came from
+        got = db.query("SELECT id, _source_file FROM t ORDER BY id")
+        assert got == [(1, "a.jsonl"), (2, "b.jsonl"), (3, "b.jsonl")]
 
 
 def test_without_savepoints_a_changed_source_fails_the_load(warehouse, monkeypatch):
@@ -323,7 +326,7 @@ def test_nested_xdm_fields_land_as_json(db, tmp_path, mode):
     assert summary.rows == 500
     nested = ["identities", "identityMap", "personalEmail", "person", "homeAddress", "segmentMembership"]
     expected_type = "JSONB" if db.kind == "postgres" else "TEXT"
-    assert db.column_types("profiles") == dict.fromkeys(nested, expected_type)
+    assert db.column_types("profiles") == {**dict.fromkeys(nested, expected_type), "_source_file": "TEXT"}
     if db.kind == "postgres":
         (first, email, ns) = db.query(
             """SELECT person->'name'->>'firstName', "identityMap"->'Email'->0->>'id', """
@@ -352,6 +355,7 @@ def test_nested_xdm_structs_flatten_to_named_columns(db, tmp_path):
         "homeAddress_countryCode": "TEXT",
         "homeAddress_postalCode": "TEXT",
         "segmentMembership": json_type,
+        "_source_file": "TEXT",
     }
     rows = db.query('SELECT "person_name_firstName", "personalEmail_address" FROM flat ORDER BY 2 LIMIT 1')
     (first, email) = rows[0]
@@ -387,4 +391,5 @@ def test_a_batch_transform_reshapes_rows_before_they_load(db, existing):
         ("vip", "2026-11-01", 10),
         ("vip", "2026-11-02", 11),
     ]
-    assert db.column_types("t") == {"audience": "TEXT", "day": "DATE", "count": "BIGINT"}
+    added = {} if existing else {"_source_file": "TEXT"}  # an existing table without it loads as before
+    assert db.column_types("t") == {"audience": "TEXT", "day": "DATE", "count": "BIGINT", **added}

@@ -106,7 +106,7 @@ def test_csv_zip_codes_across_batches_stay_text(db, tmp_path):
 
     load([file_source(tmp_path / "zips.csv")], SqlSink("zips", conn_id=db.conn_id, batch_size=2))
 
-    assert db.column_types("zips") == {"id": "BIGINT", "zip": "TEXT"}
+    assert db.column_types("zips") == {"id": "BIGINT", "zip": "TEXT", "_source_file": "TEXT"}
     assert db.query("SELECT zip FROM zips ORDER BY id") == [("12345",), ("23456",), ("02134",)]
 
 
@@ -115,7 +115,7 @@ def test_csv_phone_numbers_and_ids_with_leading_zeros_stay_text(db, tmp_path):
 
     load([file_source(tmp_path / "people.csv")], SqlSink("people", conn_id=db.conn_id, batch_size=1))
 
-    assert db.column_types("people") == {"id": "TEXT", "phone": "TEXT", "n": "BIGINT"}
+    assert db.column_types("people") == {"id": "TEXT", "phone": "TEXT", "n": "BIGINT", "_source_file": "TEXT"}
     assert db.query("SELECT id, phone FROM people ORDER BY n") == [("0042", "+4930123"), ("0043", "030123")]
 
 
@@ -124,7 +124,7 @@ def test_json_ints_then_a_float_become_double_precision(db):
 
     load([ChunksSource("x.jsonl", jsonl(rows))], SqlSink("nums", conn_id=db.conn_id, batch_size=1))
 
-    assert db.column_types("nums") == {"x": "DOUBLE PRECISION"}
+    assert db.column_types("nums") == {"x": "DOUBLE PRECISION", "_source_file": "TEXT"}
     assert db.query("SELECT x FROM nums ORDER BY x") == [(1.0,), (2.0,), (2.75,)]
 
 
@@ -133,7 +133,7 @@ def test_json_number_then_string_becomes_text(db):
 
     load([ChunksSource("x.jsonl", jsonl(rows))], SqlSink("mixed", conn_id=db.conn_id, batch_size=1))
 
-    assert db.column_types("mixed") == {"x": "TEXT"}
+    assert db.column_types("mixed") == {"x": "TEXT", "_source_file": "TEXT"}
     assert sorted(db.query("SELECT x FROM mixed")) == [("1",), ("2.5",), ("n/a",), ("true",)]
 
 
@@ -156,7 +156,7 @@ def test_declared_column_types_win(db, tmp_path):
     load([file_source(tmp_path / "a.csv")],
          SqlSink("declared", conn_id=db.conn_id, column_types={"zip": "TEXT", "score": "DOUBLE PRECISION"}))
 
-    assert db.column_types("declared") == {"zip": "TEXT", "score": "DOUBLE PRECISION"}
+    assert db.column_types("declared") == {"zip": "TEXT", "score": "DOUBLE PRECISION", "_source_file": "TEXT"}
     assert db.query("SELECT zip, score FROM declared") == [("12345", 1.0)]
 
 
