@@ -66,3 +66,26 @@ def test_every_runtime_module_lies_in_a_folder_the_layout_names():
         if str(path.parent.relative_to(REPO)) + "/" not in folders
     )
     assert unplaced == [], f"runtime modules in folders the README Layout does not name: {unplaced}"
+
+
+def _lines(path: str) -> int:
+    return len((REPO / "airflow_provider_exports" / path).read_bytes().splitlines())
+
+
+def test_what_a_fourth_vendor_writes_is_measured_from_sitecore_cdps_files():
+    """The table's figures are Sitecore CDP's files as they are (update the README with the code)."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### What a fourth vendor writes") :]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| `")]
+    checked = 0
+    for first, _what, figure in rows:
+        paths = [p.replace("<vendor>", "sitecore_cdp") for p in re.findall(r"`([\w/<>.]+\.py)`", first)]
+        if len(paths) == 1 and "/" in paths[0]:
+            assert _lines(paths[0]) == int(figure), paths[0]
+            checked += 1
+        elif "_to_s3.py" in first:
+            operators = [f"transfers/sitecore_cdp_to_{d}.py" for d in ("s3", "sql", "object_storage")]
+            sizes = [_lines(p) for p in operators]
+            assert figure.strip() == f"{min(sizes)}\u2013{max(sizes)} each"
+            checked += 1
+    assert checked == 5
