@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from airflow_provider_exports_sandbox.cordial.files import contact_count, export_file
+from airflow_provider_exports_sandbox.cordial.files import contact_count, export_file, upload_to_server
 from airflow_provider_exports_sandbox.cordial.records import (
     API_KEY,
     DEFAULT_PER_PAGE,
@@ -61,6 +61,7 @@ class CordialServer(VendorServer):
         **VendorServer.default_settings,
         "s3_endpoint_url": None,
         "s3_iam_role": False,
+        "server_delivery": False,
         "rate_limit_per_minute": 120,
         "account_contacts": 100,
         "job_reads": None,
@@ -73,6 +74,9 @@ class CordialServer(VendorServer):
         self.s3_endpoint_url: str | None = None
         #: the account has an IAM role for S3 delivery, so requests may leave the keys out
         self.s3_iam_role: bool = False
+        #: SFTP and FTP deliveries are uploaded to the server the request names (a test server on
+        #: loopback) with its user name and password, as Cordial does; else taken as delivered
+        self.server_delivery: bool = False
         self.rate_limit_per_minute: int = 120
         #: how many contacts a contact export without ``audience-key`` holds
         self.account_contacts: int = 100
@@ -223,6 +227,13 @@ class CordialServer(VendorServer):
         """Write the file into the S3 bucket the request named, as Cordial does, when the sandbox
         has an S3 endpoint (e.g. moto) to write to; other destinations are taken as delivered."""
         dest = job.destination
+        if dest.get("type") in ("SFTP", "FTP") and self.server_delivery:
+            try:
+                upload_to_server(dest, job.file_name, self._file(job))
+                job.delivered = True
+            except Exception as exc:
+                job.delivery_error = f"STORAGE_CONNECTION_ERROR: {type(exc).__name__}"
+            return
         if dest.get("type") != "S3" or not self.s3_endpoint_url:
             job.delivered = True
             return
