@@ -132,6 +132,7 @@ class Delivery:
         """The delivered file, with its size; :class:`TransferError` naming what the folder holds
         when it is not there."""
         fs = self.connect()
+        fs.invalidate_cache()  # the filesystem object is shared in the process: no stale listing
         path = self.path(name)
         try:
             info = fs.info(path)

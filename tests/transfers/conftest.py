@@ -267,3 +267,93 @@ def ftp_server(tmp_path_factory):
     server = FtpServer(tmp_path_factory.mktemp("ftp-root"))
     yield server
     server.close()
+
+
+#: Azurite's well-known development account (public, in Azure's documentation)
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_binary() -> str | None:
+    """Azurite's blob server: ``$AZURITE_BLOB``, the copy .ci/_setup.sh installs into ``.azurite/``,
+    or one on the PATH."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    local = Path(__file__).resolve().parents[2] / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
+    for candidate in (os.environ.get("AZURITE_BLOB"), str(local), shutil.which("azurite-blob")):
+        if candidate and Path(candidate).is_file() and shutil.which("node"):
+            return candidate
+    return None
+
+
+class AzuriteServer:
+    """Azurite's blob service on a loopback port, in memory, with one container ``deliveries``."""
+
+    container = "deliveries"
+
+    def __init__(self, binary: str) -> None:
+        import socket
+        import subprocess
+        import time
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._process = subprocess.Popen(
+            [
+                binary,
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+                break
+            except OSError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    self.close()
+                    raise RuntimeError("Azurite did not start") from None
+                time.sleep(0.1)
+        self.service().create_container(self.container)
+
+    def connection_string(self, port: int | None = None) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port or self.port}/{AZURITE_ACCOUNT};"
+        )
+
+    def connection(self, port: int | None = None) -> dict:
+        return {"conn_type": "wasb", "extra": {"connection_string": self.connection_string(port)}}
+
+    def service(self):
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(self.connection_string())
+
+    def close(self) -> None:
+        self._process.kill()  # in memory: nothing to keep
+        self._process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    binary = azurite_binary()
+    if binary is None:
+        pytest.skip(
+            "Azurite is not installed (.ci/_setup.sh installs it into .azurite/ with npm; needs node)"
+        )
+    server = AzuriteServer(binary)
+    yield server
+    server.close()

@@ -60,6 +60,25 @@ def renewed(fs: AbstractFileSystem) -> AbstractFileSystem:
     return type(fs)(*fs.storage_args, **{**fs.storage_options, "skip_instance_cache": True})
 
 
+def _cuts() -> tuple[type[BaseException], ...]:
+    """What the stores' own clients raise for a dropped connection (those installed): SSH (asyncssh,
+    under sshfs), aiohttp (under adlfs and gcsfs) and the Azure SDK."""
+    found: list[type[BaseException]] = []
+    with contextlib.suppress(ImportError):
+        import asyncssh
+
+        found.append(asyncssh.Error)
+    with contextlib.suppress(ImportError):
+        import aiohttp
+
+        found.append(aiohttp.ClientError)
+    with contextlib.suppress(ImportError):
+        from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+        found += [ServiceRequestError, ServiceResponseError]
+    return tuple(found)
+
+
 def _not_resumable(exc: BaseException) -> bool:
     # what another try cannot change: the file or the folder is not there, or not ours to read
     return isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError))
@@ -110,6 +129,7 @@ class ObjectStoreSourceFile(SourceFile):
         if self._stopped.is_set():
             raise TransferCancelled(f"{self.name}: the read was interrupted")
         fs = self._filesystem()
+        fs.invalidate_cache()  # the filesystem object is shared in the process: no stale listing
         try:
             info = fs.info(self.path)
         except FileNotFoundError:
@@ -151,13 +171,9 @@ class ObjectStoreSourceFile(SourceFile):
         """Cut connections, timeouts and short streams resume; a missing or forbidden file does not."""
         if _not_resumable(exc):
             return False
-        if isinstance(exc, (OSError, EOFError, TimeoutError, ftplib.error_temp, ftplib.error_reply)):
-            return True
-        try:
-            import asyncssh
-        except ImportError:
-            return False
-        return isinstance(exc, asyncssh.Error)
+        return isinstance(
+            exc, (OSError, EOFError, TimeoutError, ftplib.error_temp, ftplib.error_reply, *_cuts())
+        )
 
     def before_retry(self, exc: BaseException) -> None:
         # the cut took the filesystem's connection with it: the next open makes a new one

@@ -109,3 +109,17 @@ def upload_to_server(dest: dict[str, Any], file_name: str, data: bytes) -> None:
         ftp.connect(dest["server"], int(dest.get("port") or 21), timeout=30)
         ftp.login(dest["username"], dest.get("password") or "")
         ftp.storbinary(f"STOR {target}", io.BytesIO(data))
+
+
+def upload_to_blob(connection_string: str, dest: dict[str, Any], file_name: str, data: bytes) -> None:
+    """Write a delivered file into the Azure Blob container ``dest`` names, under its ``path``, with
+    ``connection_string`` (standing in for the access the account granted Cordial).
+
+    Vendor is silent on how ``path`` and the file name are joined: sandbox choice, as for servers,
+    without a leading slash (a blob name has none).
+    """
+    from azure.storage.blob import BlobServiceClient
+
+    name = f"{str(dest['path']).strip('/')}/{file_name}".lstrip("/")
+    with BlobServiceClient.from_connection_string(connection_string) as service:
+        service.get_blob_client(dest["container"], name).upload_blob(data, overwrite=True)
