@@ -40,6 +40,14 @@ DELIVERY_FIELDS: Mapping[str, tuple[str, ...]] = {
 DESTINATION_CONN_FIELD: Mapping[str, str] = {"SFTP": "sftp_conn_id", "FTP": "ftp_conn_id"}
 
 
+#: the provider whose object storage reads each delivery (``pip install`` name)
+PROVIDERS: Mapping[str, str] = {
+    "SFTP": "apache-airflow-providers-sftp[sshfs]>=6.0.0 (this provider's cordial-deliveries extra)",
+    "GCS": "apache-airflow-providers-google",
+    "AZUREBLOB": "apache-airflow-providers-microsoft-azure (this provider's cordial-azure extra)",
+}
+
+
 def check_delivery_conn_id(value: Any) -> None:
     """``delivery_conn_id``: ``None`` or a connection id."""
     if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -103,9 +111,15 @@ class Delivery:
             return FTPFileSystem(
                 host=conn.host, port=int(conn.port or 21), username=conn.login, password=conn.password
             )
-        from airflow.sdk.io.fs import get_fs
+        from airflow.sdk.io.fs import get_fs, has_fs
 
-        return get_fs(self.url.partition(":")[0], self.conn_id)
+        scheme = self.url.partition(":")[0]
+        if not has_fs(scheme):
+            raise TransferError(
+                f"the job delivered to {self.kind}, and Airflow can read {scheme}:// only with "
+                f"{PROVIDERS[self.kind]} installed (its object storage for {scheme}://)"
+            )
+        return get_fs(scheme, self.conn_id)
 
     def path(self, name: str) -> str:
         return _join(self.folder, name)

@@ -374,3 +374,20 @@ def test_a_lower_case_destination_type_is_read(sandbox, server, warehouse):
     export = deliver(sandbox, server)
     export["destination"]["type"] = export["destination"]["type"].lower()  # as Cordial's own examples
     assert load(server, export).execute({})["rows"] == 40
+
+
+def test_a_gcs_delivery_names_the_provider_it_needs(monkeypatch):
+    """No GCS stand-in runs in this suite (see the README): what is tested is that, without the
+    Google provider, a GCS delivery fails saying what to install, before reading anything."""
+    from airflow.sdk.io.fs import has_fs
+
+    from airflow_provider_exports.exceptions import TransferError
+    from airflow_provider_exports.transfers._cordial_deliveries import delivery
+
+    if has_fs("gs"):
+        pytest.skip("the Google provider is installed here")
+    monkeypatch.setenv("AIRFLOW_CONN_GCS_READER", json.dumps({"conn_type": "google_cloud_platform"}))
+    where = delivery({"type": "GCS", "bucket": "lake", "path": "/cordial/"}, "gcs_reader")
+    assert (where.folder, where.location(where.path("x.csv"))) == ("lake/cordial", "gs://lake/cordial/x.csv")
+    with pytest.raises(TransferError, match="apache-airflow-providers-google installed"):
+        where.find("x.csv", "0" * 24)
