@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 
@@ -122,6 +124,7 @@ class SftpServer:
 
         import asyncssh
 
+        asyncssh.set_log_level(logging.WARNING)  # its connection chatter, at every open and close
         self.root = root
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
