@@ -391,3 +391,21 @@ def test_a_gcs_delivery_names_the_provider_it_needs(monkeypatch):
     assert (where.folder, where.location(where.path("x.csv"))) == ("lake/cordial", "gs://lake/cordial/x.csv")
     with pytest.raises(TransferError, match="apache-airflow-providers-google installed"):
         where.find("x.csv", "0" * 24)
+
+
+def test_a_delivery_lands_in_another_object_store(sandbox, server, tmp_path):
+    from airflow_provider_exports.transfers.cordial_to_object_storage import CordialToObjectStorageOperator
+
+    export = deliver(sandbox, server)
+    summary = CordialToObjectStorageOperator(
+        task_id="copy",
+        export=export,
+        delivery_conn_id=server.delivery_conn_id,
+        destination=f"file://{tmp_path}/lake",
+    ).execute({})
+    manifest = json.loads((tmp_path / "lake" / "_manifest.json").read_text())
+    (landed,) = manifest["files"]
+    assert (tmp_path / "lake").joinpath(landed["location"].split("/lake/", 1)[1]).read_bytes() == (
+        sandbox.cordial.export_file(export["job_id"])
+    )
+    assert summary["skipped"] is False and manifest["job_ref"] == export["job_id"]
