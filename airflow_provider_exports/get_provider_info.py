@@ -33,6 +33,8 @@ TRANSFERS = (
     (ADOBE, "sql"),
     (SITECORE, "object_storage"),
     (ADOBE, "object_storage"),
+    (CORDIAL, "s3"),
+    (CORDIAL, "object_storage"),
 )
 SITECORE_REGIONS = {"AP": "Asia Pacific", "EU": "Europe", "JP": "Japan", "US": "United States"}
 

@@ -59,7 +59,7 @@ class TransferOperator(BaseOperator):
             by_part = {part: arguments(part, cls._kind()) for part in parts}
             names = {f.name for fields in by_part.values() for f in fields}
             parts_fields = (n for part in by_part for n in part.template_fields if n in names)
-            cls.template_fields = (*parts_fields, *cls.task_template_fields)
+            cls.template_fields = tuple(dict.fromkeys((*parts_fields, *cls.task_template_fields)))
             cls.__init__ = _init_taking(cls, by_part)  # type: ignore[method-assign]
             cls.__doc__ = f"{(cls.__doc__ or '').rstrip()}\n\n    {_arguments_doc(cls, by_part)}\n    "
 
@@ -149,8 +149,9 @@ class TransferOperator(BaseOperator):
 
 def _init_taking(cls: type[TransferOperator], by_part: Mapping[type[Part], list[Field[Any]]]) -> Callable[..., None]:
     """The ``__init__`` of an operator naming its parts: their fields as keyword arguments, each
-    kept verbatim as an attribute of the same name, checked by its part where already known."""
-    taken = [f for fields in by_part.values() for f in fields]
+    kept verbatim as an attribute of the same name, checked by its part where already known. A name
+    both parts take (Cordial's ``aws_conn_id`` into S3) is one argument, given to both."""
+    taken = list({f.name: f for fields in by_part.values() for f in fields}.values())
 
     def __init__(self: TransferOperator, **kwargs: Any) -> None:
         # Airflow's apply_defaults has already refused a call without a required argument

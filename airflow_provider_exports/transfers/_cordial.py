@@ -1,9 +1,11 @@
-"""The Cordial side of its transfers: the file one export job delivered to S3, read back.
+"""The Cordial side of its transfers: the file one export job delivered, read back.
 
 Cordial has no download API: it *pushes* an export's file to the destination its request named.
 When that is S3 (:class:`~airflow_provider_exports.operators.cordial.CordialS3Destination`), the
 delivered object is read from the customer's bucket with the amazon provider's S3Hook (ranged
-reads that resume, gzip undone when the export was compressed).
+reads that resume, gzip undone when the export was compressed); when it is SFTP, FTP, GCS or Azure
+Blob Storage, through Airflow's object storage with the transfer's ``delivery_conn_id``
+(``_cordial_deliveries.py``).
 
 - **Audience trends** files hold a row per audience and a column per day. They load *long*: a row
   per audience and day, columns ``audience`` (TEXT), ``day`` (DATE) and ``count`` (BIGINT), so the
@@ -29,10 +31,17 @@ from airflow_provider_exports.hooks.cordial import (
     job_event,
     job_file_name,
 )
+from airflow_provider_exports.transfers._cordial_deliveries import (
+    DELIVERY_FIELDS,
+    check_delivery_conn_id,
+    delivery,
+    delivery_conn,
+)
 from airflow_provider_exports.transfers._parts import ExportSource, Listing, given
+from airflow_provider_exports.transfers.engine.object_store_source import ObjectStoreSourceFile
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
 from airflow_provider_exports.transfers.engine.transforms import Unpivot
-from airflow_provider_exports.utils.openlineage import s3_prefix, vendor_export
+from airflow_provider_exports.utils.openlineage import DatasetRef, s3_prefix, vendor_export
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -80,20 +89,30 @@ def check_export_reference(export: Any) -> dict[str, Any]:
         )
     destination = export["destination"]
     kind = destination.get("type") if isinstance(destination, Mapping) else None
+    # the spec spells the types in capitals, Cordial's own examples in lower case: either is read
+    kind = kind.upper() if isinstance(kind, str) else kind
     if kind == "AWS":
         raise ExportConfigError(
             "export.destination",
             "the job delivered to AWS: Cordial keeps that file for download in its UI, and Cordial "
             "offers no download API, so no transfer can load it. Deliver to S3 (CordialS3Destination)",
         )
-    if kind != "S3":
+    if kind not in DELIVERY_FIELDS:
         raise ExportConfigError(
-            "export.destination", f"{kind!r}: this transfer reads files Cordial delivered to S3 only"
+            "export.destination",
+            f"{kind!r}: this transfer reads files Cordial delivered to {', '.join(DELIVERY_FIELDS)}",
         )
-    for field in ("bucket", "path"):
+    for field in DELIVERY_FIELDS[str(kind)]:
         if not destination.get(field):
             raise ExportConfigError(f"export.destination.{field}", "is missing")
-    return dict(export)
+    return {**export, "destination": {**destination, "type": kind}}
+
+
+def dataset(location: str) -> DatasetRef:
+    """A delivered file's OpenLineage dataset: ``<scheme>://<host or bucket>`` + its path."""
+    scheme, _, rest = location.partition("://")
+    netloc, _, path = rest.partition("/")
+    return DatasetRef(f"{scheme}://{netloc}", path or "/")
 
 
 def delivered_file_name(export: Mapping[str, Any], job: Mapping[str, Any]) -> str:
@@ -117,21 +136,35 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
 
     :param export: the reference a Cordial create operator returns: ``trends.output``. (templated)
     :param aws_conn_id: the AWS connection that reads the bucket Cordial delivered to. (templated)
+    :param delivery_conn_id: the connection that reads a file Cordial delivered elsewhere: ``sftp``,
+        ``ftp``, ``google_cloud_platform`` (GCS) or ``wasb`` (Azure Blob Storage); for SFTP and FTP
+        the default is the connection Cordial was given. (templated)
     :param cordial_conn_id: the Cordial connection (to confirm the job is Done, and read its file
         name). (templated)
     """
 
     hook_class: ClassVar[type[CordialHook]] = CordialHook
-    template_fields: ClassVar[tuple[str, ...]] = ("export", "aws_conn_id", "cordial_conn_id")
+    template_fields: ClassVar[tuple[str, ...]] = (
+        "export",
+        "aws_conn_id",
+        "delivery_conn_id",
+        "cordial_conn_id",
+    )
 
     export: Any
     aws_conn_id: str | None = "aws_default"
+    delivery_conn_id: str | None = None
     cordial_conn_id: str = CordialHook.default_conn_name
 
     @classmethod
     def check(cls, arguments: Mapping[str, Any]) -> None:
+        conn_id = arguments["delivery_conn_id"]
+        if given(conn_id):
+            check_delivery_conn_id(conn_id)
         if given(arguments["export"]):
-            check_export_reference(arguments["export"])
+            destination = check_export_reference(arguments["export"])["destination"]
+            if destination["type"] != "S3" and given(conn_id):
+                delivery_conn(destination, conn_id)
 
     def _s3_hook(self) -> S3Hook:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -150,6 +183,11 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
                 f"{event.description}: the file is not delivered yet; wait for the job first "
                 "(wait_for_completion=True, or CordialJobSensor)"
             )
+        if export["destination"]["type"] != "S3":
+            found = delivery(export["destination"], self.delivery_conn_id).find(
+                delivered_file_name(export, job), job_id
+            )
+            return self._listing(export, job, found, found.location, dataset(found.location))
         # the path as the request sent it (the reference keeps it so): Cordial writes exactly there
         bucket, path = str(export["destination"]["bucket"]), str(export["destination"]["path"])
         name = delivered_file_name(export, job)
@@ -163,6 +201,18 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
                 f"s3://{bucket}/{path}/ there are: {near or 'no objects'}"
             )
         source = S3SourceFile(s3, bucket, key, name, size=head.get("ContentLength"))
+        return self._listing(export, job, source, source.location, s3_prefix(bucket, key))
+
+    def _listing(
+        self,
+        export: Mapping[str, Any],
+        job: Mapping[str, Any],
+        source: SourceFile,
+        location: str,
+        read: DatasetRef,
+    ) -> Listing:
+        """The job's one delivered file, found at ``location`` (the dataset ``read``)."""
+        job_id = str(export["job_id"])
         return Listing(
             [source],
             export_ref=str(export["name"]),
@@ -171,17 +221,16 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
                 "jobId": job_id,
                 "name": export["name"],
                 "export": export["export"],
-                "source": source.location,
+                "source": location,
                 **{k: job[k] for k in ("jobName", "status", "times", "result") if k in job},
             },
-            inputs=[
-                vendor_export("cordial", self.hook.url(""), str(export["name"]), job_id),
-                s3_prefix(bucket, key),
-            ],
+            inputs=[vendor_export("cordial", self.hook.url(""), str(export["name"]), job_id), read],
             output=export,
         )
 
     def file_ref(self, file: SourceFile) -> dict[str, Any]:
+        if isinstance(file, ObjectStoreSourceFile):
+            return {"path": file.path}
         assert isinstance(file, S3SourceFile)
         return {"bucket": file.bucket, "key": file.key}
 
@@ -195,6 +244,8 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
                 "group",
                 f"lists Cordial job {group['job']['job_ref']}, but export names job {export['job_id']}",
             )
+        if export["destination"]["type"] != "S3":
+            return self._delivered_group_files(export, group), export
         bucket, path = str(export["destination"]["bucket"]), str(export["destination"]["path"])
         s3 = self._s3_hook()
         files: list[SourceFile] = []
@@ -211,7 +262,25 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
             files.append(S3SourceFile(s3, bucket, str(key), f["name"], size=f["size"]))
         return files, export
 
+    def _delivered_group_files(self, export: Mapping[str, Any], group: Mapping[str, Any]) -> list[SourceFile]:
+        """The group's files on a non-S3 delivery, only if each lies in the delivery's folder."""
+        where = delivery(export["destination"], self.delivery_conn_id)
+        files: list[SourceFile] = []
+        for f in group["files"]:
+            ref = f["ref"]
+            path = ref.get("path") if isinstance(ref, Mapping) else None
+            if not where.inside(path):
+                raise ExportConfigError(
+                    "group.files",
+                    f"{ascii(ref)[:200]} is not a file the export delivered to {where.location(where.folder)}: "
+                    "give the groups its list-files task made",
+                )
+            files.append(where.file(str(path), f["name"], f["size"]))
+        return files
+
     def sink_options(self, kind: str, output: Mapping[str, Any]) -> dict[str, Any]:
+        if kind != "sql":
+            return {}  # the file lands as delivered
         trends = output["export"] == "audience_trends"
         if not trends and output.get("export_type") != "json" and output.get("show_header") is False:
             raise ExportConfigError(

@@ -1,4 +1,5 @@
-"""Load the file a Cordial export job delivered into S3 into a SQL table, streamed, in one transaction."""
+"""Load the file a Cordial export job delivered (to S3, SFTP, FTP, GCS or Azure Blob Storage) into a SQL
+table, streamed, in one transaction."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from airflow_provider_exports.transfers._fan_out import (
 
 
 class CordialS3ToSqlOperator(TransferOperator):
-    """Load what a Cordial export job delivered to S3 into a table of any SQL warehouse.
+    """Load what a Cordial export job delivered into a table of any SQL warehouse: from S3 with
+    ``aws_conn_id``, from SFTP, FTP, GCS or Azure Blob Storage with ``delivery_conn_id`` (the
+    job's reference says which; the name keeps the S3 of the first delivery it read).
 
     ``mode="merge", key_columns=["audience", "day"]`` keeps one row per audience and day of the
     trends across runs; for trends, ``column_types`` add to (and may replace) ``audience TEXT,
@@ -25,7 +28,7 @@ class CordialS3ToSqlOperator(TransferOperator):
 
 
 class CordialS3ListFilesOperator(ListFilesOperator):
-    """The list-files task of a fan-out: the one file a Cordial job delivered to S3, as one group
+    """The list-files task of a fan-out: the one file a Cordial job delivered, as one group
     (the same three tasks as the other vendors' flows)."""
 
     source_type = CordialDeliveredFile

@@ -192,9 +192,9 @@ def test_the_ui_download_destination_cannot_be_loaded(sandbox):
     with pytest.raises(ExportConfigError, match="Cordial offers no download API") as err:
         transfer(export)
     assert err.value.field == "export.destination"
-    sftp = {**export, "destination": {"type": "SFTP", "path": "/in"}}
-    with pytest.raises(ExportConfigError, match="delivered to S3 only"):
-        transfer(sftp)
+    other = {**export, "destination": {"type": "DROPBOX", "path": "/in"}}
+    with pytest.raises(ExportConfigError, match="delivered to S3, SFTP, FTP, GCS, AZUREBLOB"):
+        transfer(other)
 
 
 def test_a_job_that_is_not_done_is_not_loaded(sandbox, cordial_s3, warehouse):

@@ -17,6 +17,8 @@ import base64
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,7 +28,12 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from airflow_provider_exports_sandbox.cordial.files import contact_count, export_file
+from airflow_provider_exports_sandbox.cordial.files import (
+    contact_count,
+    export_file,
+    upload_to_blob,
+    upload_to_server,
+)
 from airflow_provider_exports_sandbox.cordial.records import (
     API_KEY,
     DEFAULT_PER_PAGE,
@@ -63,6 +70,8 @@ class CordialServer(VendorServer):
         **VendorServer.default_settings,
         "s3_endpoint_url": None,
         "s3_iam_role": False,
+        "server_delivery": False,
+        "azure_blob_connection_string": None,
         "rate_limit_per_minute": 120,
         "account_contacts": 100,
         "job_reads": None,
@@ -76,6 +85,12 @@ class CordialServer(VendorServer):
         self.s3_endpoint_url: str | None = None
         #: the account has an IAM role for S3 delivery, so requests may leave the keys out
         self.s3_iam_role: bool = False
+        #: SFTP and FTP deliveries are uploaded to the server the request names (a test server on
+        #: loopback) with its user name and password, as Cordial does; else taken as delivered
+        self.server_delivery: bool = False
+        #: AZUREBLOB deliveries are written with this connection string (e.g. Azurite's), standing
+        #: in for the access the account granted Cordial; else taken as delivered
+        self.azure_blob_connection_string: str | None = None
         self.rate_limit_per_minute: int = 120
         #: how many contacts a contact export without ``audience-key`` holds
         self.account_contacts: int = 100
@@ -146,7 +161,6 @@ class CordialServer(VendorServer):
         with self._state_lock:
             job = self._jobs[job_id]
         return self._file(job)
-
 
     def file_name(self, job_id: str) -> str:
         with self._state_lock:
@@ -225,9 +239,24 @@ class CordialServer(VendorServer):
         return "Failed" if job.delivery_error is not None else "Done"
 
     def _deliver(self, job: ExportJob) -> None:
-        """Write the file into the S3 bucket the request named, as Cordial does, when the sandbox
-        has an S3 endpoint (e.g. moto) to write to; other destinations are taken as delivered."""
+        """Write the file where the request named, as Cordial does, when the sandbox has somewhere
+        to write it: an S3 endpoint (e.g. moto), SFTP and FTP test servers, an Azure Blob
+        connection string (Azurite); other destinations are taken as delivered."""
         dest = job.destination
+        upload: Callable[[], None] | None = None
+        if dest.get("type") in ("SFTP", "FTP") and self.server_delivery:
+            upload = partial(upload_to_server, dest, job.file_name, self._file(job))
+        elif dest.get("type") == "AZUREBLOB" and self.azure_blob_connection_string:
+            upload = partial(
+                upload_to_blob, self.azure_blob_connection_string, dest, job.file_name, self._file(job)
+            )
+        if upload is not None:
+            try:
+                upload()
+                job.delivered = True
+            except Exception as exc:
+                job.delivery_error = f"STORAGE_CONNECTION_ERROR: {type(exc).__name__}"
+            return
         if dest.get("type") != "S3" or not self.s3_endpoint_url:
             job.delivered = True
             return

@@ -84,3 +84,42 @@ def contacts_file(job: ExportJob, count: int) -> bytes:
 
 def _csv_field(value: str) -> str:
     return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\r\n') else value
+
+
+def upload_to_server(dest: dict[str, Any], file_name: str, data: bytes) -> None:
+    """Upload a delivered file over SFTP or FTP, as Cordial does: to ``server`` (``port``, else the
+    protocol's), with ``username`` and ``password``, into ``path``.
+
+    Vendor is silent on how ``path`` and the file name are joined: sandbox choice: one slash between
+    them, the path as given (absolute, or relative to the login's folder).
+    """
+    target = f"{str(dest['path']).rstrip('/')}/{file_name}"
+    if dest["type"] == "SFTP":
+        import paramiko
+
+        # a stand-in for Cordial's uploader: the test server's host key is not checked
+        with paramiko.Transport((dest["server"], int(dest.get("port") or 22))) as transport:
+            transport.connect(username=dest["username"], password=dest.get("password"))
+            with paramiko.SFTPClient.from_transport(transport) as sftp:
+                sftp.putfo(io.BytesIO(data), target)
+        return
+    import ftplib
+
+    with ftplib.FTP() as ftp:
+        ftp.connect(dest["server"], int(dest.get("port") or 21), timeout=30)
+        ftp.login(dest["username"], dest.get("password") or "")
+        ftp.storbinary(f"STOR {target}", io.BytesIO(data))
+
+
+def upload_to_blob(connection_string: str, dest: dict[str, Any], file_name: str, data: bytes) -> None:
+    """Write a delivered file into the Azure Blob container ``dest`` names, under its ``path``, with
+    ``connection_string`` (standing in for the access the account granted Cordial).
+
+    Vendor is silent on how ``path`` and the file name are joined: sandbox choice, as for servers,
+    without a leading slash (a blob name has none).
+    """
+    from azure.storage.blob import BlobServiceClient
+
+    name = f"{str(dest['path']).strip('/')}/{file_name}".lstrip("/")
+    with BlobServiceClient.from_connection_string(connection_string) as service:
+        service.get_blob_client(dest["container"], name).upload_blob(data, overwrite=True)
