@@ -175,7 +175,18 @@ class SftpServer:
         }
 
     def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._server.close)
+        import asyncio
+
+        async def shut() -> None:
+            # the sessions clients left open too, or their tasks are destroyed pending at exit
+            self._server.close()
+            await self._server.wait_closed()
+            sessions = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in sessions:
+                task.cancel()
+            await asyncio.gather(*sessions, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
