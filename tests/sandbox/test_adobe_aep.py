@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -778,7 +779,8 @@ def test_a_dataset_as_the_seed_creates_it(
             "fileDescription.format: 'xls' is not one of",
         ),
         ("post", f"{CATALOG_BASE}/dataSets", {"json": {"name": "x", "schemaRef": {"id": 5}}}, "schemaRef.id"),
-        ("post", f"{CATALOG_BASE}/dataSets", {"json": ["x"]}, "is not of type 'object'"),
+        # openapi-core words it by version: 0.23 (main lane) "is not of type", 0.19 (floor) "cast"
+        ("post", f"{CATALOG_BASE}/dataSets", {"json": ["x"]}, "is not of type 'object'|cast value to object type"),
         ("get", f"{CATALOG_BASE}/dataSets", {"params": {"limit": "many"}}, "limit"),
         ("head", f"{DATA_ACCESS_BASE}/files/f1", {}, None),
     ],
@@ -795,7 +797,7 @@ def test_catalog_and_data_access_refuse_what_their_documents_refuse(
     r = http.request(method.upper(), path, headers=headers, **request_args)
     assert r.status_code == 400
     if detail is not None:
-        assert r.json()["title"] == "BadRequestError" and detail in r.json()["detail"]
+        assert r.json()["title"] == "BadRequestError" and re.search(detail, r.json()["detail"])
 
 
 @pytest.mark.parametrize(
