@@ -26,6 +26,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+# The validators are imported with this module, in the thread that builds the stand-ins, never first
+# inside a request: two server threads importing jsonschema at once met a half-initialised module
+# ("cannot import name 'Draft3Validator' ... partially initialized module", seen in the deployment
+# check, where the Cordial and Adobe stand-ins answer their first requests together).
+import jsonschema
+import yaml
+
+try:
+    from openapi_core import Config, OpenAPI
+    from openapi_core.datatypes import RequestParameters
+    from openapi_core.exceptions import OpenAPIError
+    from werkzeug.datastructures import Headers, ImmutableMultiDict
+except ImportError:  # optional: without it, Adobe's stand-in serves unvalidated (adobe_api says so)
+    OpenAPI = None  # type: ignore[assignment,misc]
+
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
@@ -104,8 +119,6 @@ class CordialSwagger:
         """Raise ``jsonschema.ValidationError`` unless ``instance`` satisfies ``schema`` (which may
         ``$ref`` the document's definitions). Formats are annotations, as in Draft 4 without a format
         checker: Cordial's own date check answers with its documented 406 (C-V2 SourceAE)."""
-        import jsonschema
-
         jsonschema.Draft4Validator({**schema, "definitions": self.doc["definitions"]}).validate(instance)
 
     def response_schema(self, path: str, method: str, status: int) -> dict[str, Any]:
@@ -134,8 +147,6 @@ class CordialSwagger:
         A query parameter the operation does not declare is reported: Vendor is silent on unknown
         parameters (README §2): chosen to refuse them, so a misspelt one fails in tests instead of
         being ignored."""
-        import jsonschema
-
         path = urlsplit(url).path
         what = f"{method} {path}"
         template = self.template(path)
@@ -225,9 +236,6 @@ def _strip_examples(node: Any, parent: str | None = None) -> Any:
 
 def load_adobe_api(service: str, path: Path) -> Any:
     """One of Adobe's documents as an ``openapi_core.OpenAPI``, its defects worked around."""
-    import yaml
-    from openapi_core import Config, OpenAPI
-
     raw = yaml.safe_load(path.read_text())
     # Workaround for a defect of Adobe's files: segmentation.yaml has literal `$ref` URLs
     # (https://ns.adobe.com/xdm/...) inside `example`s, which a resolver tries to fetch (no
@@ -263,9 +271,7 @@ def adobe_api(service: str) -> Any | None:
     if path is None:
         unvalidated("Adobe Experience Platform", missing_reason(relative))
         return None
-    try:
-        import openapi_core  # noqa: F401
-    except ImportError:
+    if OpenAPI is None:
         unvalidated("Adobe Experience Platform", "openapi-core is not installed")
         return None
     return load_adobe_api(service, path)
@@ -283,9 +289,6 @@ class OpenAPIRequest:
         headers: Mapping[str, str],
         body: bytes | None,
     ) -> None:
-        from openapi_core.datatypes import RequestParameters
-        from werkzeug.datastructures import Headers, ImmutableMultiDict
-
         self.host_url = host_url
         self.path = path
         self.method = method.lower()
@@ -299,7 +302,6 @@ class OpenAPIRequest:
 
 def openapi_problem(api: Any, request: OpenAPIRequest) -> str | None:
     """What Adobe's document refuses in ``request`` (one sentence), or ``None``."""
-    from openapi_core.exceptions import OpenAPIError
 
     try:
         api.validate_request(request)
