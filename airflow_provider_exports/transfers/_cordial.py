@@ -40,6 +40,7 @@ from airflow_provider_exports.transfers._cordial_deliveries import (
 from airflow_provider_exports.transfers._parts import ExportSource, Listing, given
 from airflow_provider_exports.transfers.engine.object_store_source import ObjectStoreSourceFile
 from airflow_provider_exports.transfers.engine.s3_source import S3SourceFile
+from airflow_provider_exports.transfers.engine.sources import check_source_name
 from airflow_provider_exports.transfers.engine.transforms import Unpivot
 from airflow_provider_exports.utils.openlineage import DatasetRef, s3_prefix, vendor_export
 
@@ -125,7 +126,8 @@ def delivered_file_name(export: Mapping[str, Any], job: Mapping[str, Any]) -> st
     """
     named = job_file_name(job) or export.get("file_name")
     if named:
-        return str(named)
+        # Cordial's answer, joined to the delivery folder: one plain name before any store is asked
+        return check_source_name(str(named))
     extension = "csv" if export["export"] == "audience_trends" else str(export.get("export_type") or "csv")
     return f"{export['name']}.{extension}" + (".gz" if export.get("compress") else "")
 

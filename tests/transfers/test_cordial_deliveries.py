@@ -409,3 +409,16 @@ def test_a_delivery_lands_in_another_object_store(sandbox, server, tmp_path):
         sandbox.cordial.export_file(export["job_id"])
     )
     assert summary["skipped"] is False and manifest["job_ref"] == export["job_id"]
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "a/./b.csv", "x\u202ecsv.exe"])
+def test_a_file_name_from_cordials_answer_cannot_leave_the_delivery_folder(name):
+    """The job record's ``metadata.fileName`` is joined to the folder: it is refused before any store
+    is asked (on SFTP or FTP ``..`` would walk out of the folder Cordial was given)."""
+    from airflow_provider_exports.exceptions import TransferRefused
+    from airflow_provider_exports.transfers._cordial import delivered_file_name
+
+    export = {"export": "contacts", "name": "members", "export_type": "csv"}
+    with pytest.raises(TransferRefused, match="source file name"):
+        delivered_file_name(export, {"metadata": {"fileName": name}})
+    assert delivered_file_name(export, {"metadata": {"fileName": "members.csv"}}) == "members.csv"
