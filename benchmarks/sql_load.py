@@ -1,10 +1,13 @@
-"""Benchmark: JSON lines and Parquet into PostgreSQL through the SQL sink, beside ``psql \\copy``.
+"""Benchmark: CSV, JSON lines and Parquet into PostgreSQL through the SQL sink, beside ``psql \\copy``.
 
 Starts a private PostgreSQL (as the tests do), builds synthetic files once into a cache (the
 sandbox's Sitecore guests as gzipped JSON lines, its AEP XDM profiles as snappy Parquet) and the
 same rows as CSV, then measures, alternating, ``--runs`` times, each in a fresh Python process
 with Airflow imported (as a worker runs a task):
 
+  csv-new, csv-into, copy-csv
+                  the same three for the guests as CSV (the file ``copy-jsonl`` copies): the sink
+                  reads it itself
   jsonl-new       the sink loading the JSON lines into a new table (staged, typed from every value,
                   created and filled at commit)
   jsonl-into      the same in mode ``replace`` into that table, holding the previous load's rows:
@@ -47,14 +50,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transfer import _cpu_seconds, _DiskSource, _peak_rss_mb, _run_polling
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("jsonl-new", "jsonl-into", "copy-jsonl", "parquet-new", "parquet-into", "copy-parquet")
+METHODS = (
+    "csv-new",
+    "csv-into",
+    "copy-csv",
+    "jsonl-new",
+    "jsonl-into",
+    "copy-jsonl",
+    "parquet-new",
+    "parquet-into",
+    "copy-parquet",
+)
 ON_DEMAND = ("jsonl-into-rows", "parquet-into-rows")
-#: ratio targets (issue 12): ours / \copy of the same rows as CSV
+#: ratio targets (issue 19): ours / \copy of the same rows as CSV; a new table 1.5, an existing 1.3
 TARGETS = {
-    "jsonl_into_over_copy": ("jsonl-into", "copy-jsonl", 1.5),
-    "jsonl_new_over_copy": ("jsonl-new", "copy-jsonl", 1.5),
-    "parquet_into_over_copy": ("parquet-into", "copy-parquet", 1.5),
-    "parquet_new_over_copy": ("parquet-new", "copy-parquet", 1.5),
+    f"{fmt}_{kind}_over_copy": (f"{fmt}-{kind}", f"copy-{fmt}", 1.5 if kind == "new" else 1.3)
+    for fmt in ("csv", "jsonl", "parquet")
+    for kind in ("new", "into")
 }
 
 
@@ -74,11 +86,11 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
         from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
 
         PostgresDialect.columnar = False  # the row path, as before pyarrow columns
-    parquet = method.startswith("parquet")
+    fmt = method.split("-")[0]
     sink = SqlSink(
-        spec["table"], conn_id="bench_pg", mode="replace", batch_size=20_000, flatten_structs=parquet
+        spec["table"], conn_id="bench_pg", mode="replace", batch_size=20_000, flatten_structs=fmt == "parquet"
     )
-    source = _DiskSource(Path(spec["parquet" if parquet else "jsonl"]))
+    source = _DiskSource(Path(spec[fmt]))
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     summary = run_transfer([source], sink, vendor="bench", export_ref="bench", job_ref=method, overwrite=True)
@@ -247,9 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         conn = cluster.connect()
         conn.autocommit = True
         cur = conn.cursor()
-        spec = {"jsonl": str(files["jsonl"]), "parquet": str(files["parquet"])}
+        spec = {
+            "csv": str(files["jsonl_csv"]),
+            "jsonl": str(files["jsonl"]),
+            "parquet": str(files["parquet"]),
+        }
         # the tables the first loads make; \copy and the -into loads use their types
-        for kind in ("jsonl", "parquet"):
+        for kind in ("csv", "jsonl", "parquet"):
             cur.execute(f"DROP TABLE IF EXISTS made_{kind}")
             run_child(f"{kind}-new", {**spec, "table": f"made_{kind}"}, env)
         for run in range(args.runs):
@@ -263,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     cur.execute(
                         f"CREATE TABLE {table} (LIKE made_{kind}); ALTER TABLE {table} DROP COLUMN _source_file"
                     )
-                    copy = f"\\copy {table} FROM '{files[kind + '_csv']}' WITH (FORMAT csv, HEADER true)"
+                    csv_file = files["jsonl_csv" if kind == "csv" else kind + "_csv"]
+                    copy = f"\\copy {table} FROM '{csv_file}' WITH (FORMAT csv, HEADER true)"
                     seconds, cpu, peak = _run_polling(
                         [
                             "psql",
@@ -302,9 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             for rows, built in sizes.items():
                 cur.execute("DROP TABLE IF EXISTS bench_flat")
                 res = run_child(
-                    "parquet-new",
-                    {"jsonl": str(built["jsonl"]), "parquet": str(built["parquet"]), "table": "bench_flat"},
-                    env,
+                    "parquet-new", {**spec, "parquet": str(built["parquet"]), "table": "bench_flat"}, env
                 )
                 flat_peaks[rows] = res["peak_rss_mb"]
                 say(f"flat memory: parquet-new of {rows} rows, peak RSS {res['peak_rss_mb']:7.1f} MB")

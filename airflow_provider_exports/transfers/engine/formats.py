@@ -240,10 +240,12 @@ def read_csv(
     delimiter: str = ",",
     header: bool = True,
     columns: Sequence[str] | None = None,
+    first_line: int = 1,
 ) -> Iterator[Batch]:
     """CSV (RFC 4180 quoting, UTF-8 with or without BOM); an empty field is NULL.
 
     :param header: whether the first row names the columns; without one, ``columns`` must.
+    :param first_line: the number of the stream's first line in the file (in errors).
 
     A field longer than the ``csv`` module's field size limit (an unclosed quote runs into it),
     text that is not UTF-8 or a ragged row raise :class:`TransferError` naming the line.
@@ -263,7 +265,8 @@ def read_csv(
                 continue
             if len(record) != len(names):
                 raise TransferError(
-                    f"CSV line {reader.line_num} has {len(record)} fields, the header has {len(names)}"
+                    f"CSV line {reader.line_num + first_line - 1} has {len(record)} fields, the header has "
+                    f"{len(names)}"
                 )
             rows.append(tuple(v if v != "" else None for v in record))
             if len(rows) >= batch_size:
@@ -278,9 +281,11 @@ def read_csv(
                 f" (a field of more than {csv.field_size_limit():,} characters, or a quote opened "
                 "and never closed before it)"
             )
-        raise TransferError(f"CSV line {reader.line_num}: {exc}{hint}") from None
+        raise TransferError(f"CSV line {reader.line_num + first_line - 1}: {exc}{hint}") from None
     except UnicodeDecodeError as exc:
-        raise TransferError(f"CSV after line {reader.line_num}: not UTF-8 text ({exc.reason})") from None
+        raise TransferError(
+            f"CSV after line {reader.line_num + first_line - 1}: not UTF-8 text ({exc.reason})"
+        ) from None
 
 
 #: the logical type of a nested value (struct, list, map) held as JSON text; each SQL dialect maps it

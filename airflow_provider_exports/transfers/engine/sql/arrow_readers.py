@@ -1,6 +1,8 @@
-"""Columnar readers for the SQL sink's bulk path (PostgreSQL ``COPY``): JSON lines and Parquet read by
-pyarrow, whole blocks parsed in C++, as :class:`ArrowBatch` tables with the same columns, types and
-values as the row readers (:mod:`~airflow_provider_exports.transfers.engine.formats`) give.
+"""Columnar readers for the SQL sink's bulk path (PostgreSQL ``COPY``): CSV, JSON lines and Parquet
+read by pyarrow, whole blocks parsed in C++ over several threads, as :class:`ArrowBatch` tables with
+the same columns and values as the row readers
+(:mod:`~airflow_provider_exports.transfers.engine.formats`) give. A block pyarrow refuses is read
+by the row reader, which names the bad line.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from airflow_provider_exports.transfers.engine.formats import (
     Batch,
     LineBound,
     parquet_batches,
+    read_csv,
     read_jsonl,
 )
 from airflow_provider_exports.transfers.engine.sql.arrow_text import arrow_json_text
@@ -33,12 +36,14 @@ class ArrowBatch:
 
     Nested values are already JSON text, as in :class:`Batch`; ``types`` are declared SQL types
     (Parquet), else ``None``. From JSON lines, a float column held only JSON fractions (an integer
-    among fractions sends the block to the row reader), so its Arrow type is its JSON kind.
+    among fractions sends the block to the row reader), so its Arrow type is its JSON kind. From
+    CSV (``from_text``), every column is text, NULL for an empty field.
     """
 
     columns: list[str]
     table: Any
     types: dict[str, str] | None = None
+    from_text: bool = False
 
     @property
     def num_rows(self) -> int:
@@ -50,7 +55,9 @@ JSONL_BLOCK_BYTES = 8 << 20
 _PLAIN_ARROW_JSON = ("int64", "double", "bool", "string", "null")
 
 
-def _split_blocks(chunks: Iterable[bytes], block_bytes: int, first_line: int = 1) -> Iterator[tuple[bytes, int]]:
+def _split_blocks(
+    chunks: Iterable[bytes], block_bytes: int, first_line: int = 1
+) -> Iterator[tuple[bytes, int]]:
     """The stream cut after newlines into blocks of about ``block_bytes`` (a longer line is a
     block), each with the number of its first line. A line longer than :data:`limits.JSON_LINE`
     is refused (:class:`LimitExceeded`) before it is joined."""
@@ -155,6 +162,115 @@ def _has_int_token(block: bytes, key: str) -> bool:
     return any(re.search(re.escape(s) + rb"\s*:\s*-?(?:0|[1-9][0-9]*)\s*[,}]", block) for s in spellings)
 
 
+#: bytes of CSV parsed per pyarrow block
+CSV_BLOCK_BYTES = 8 << 20
+_BOM = b"\xef\xbb\xbf"
+
+
+def _csv_blocks(chunks: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
+    """The stream cut into blocks of about ``block_bytes`` that end where a record ends (a line
+    break after an even number of quotes). A record longer than :data:`limits.JSON_LINE` (an
+    unclosed quote runs into it) is refused."""
+    from airflow_provider_exports.utils import limits
+
+    pending: list[bytes] = []
+    size, line = 0, 1
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size < block_bytes:
+            continue
+        data = b"".join(pending)
+        cut = _last_record_end(data)
+        if cut <= 0:
+            if len(data) > block_bytes + limits.JSON_LINE.value:
+                raise limits.JSON_LINE.exceeded(
+                    f"CSV line {line}",
+                    f"no record ends in {len(data):,} bytes (a quote opened and never closed?)",
+                )
+            pending, size = [data], len(data)
+            continue
+        yield data[:cut]
+        line += data.count(b"\n", 0, cut)
+        rest = data[cut:]
+        pending, size = ([rest], len(rest)) if rest else ([], 0)
+    data = b"".join(pending)
+    if data:
+        yield data
+
+
+def _last_record_end(data: bytes) -> int:
+    """Just after the last line break of ``data`` (which starts a record) outside quotes, or 0."""
+    quotes = data.count(b'"')
+    end = len(data)
+    for _ in range(64):  # a quoted field with line breaks in it is rare: a few tries, then more data
+        end = max(data.rfind(b"\n", 0, end), data.rfind(b"\r", 0, end))
+        if end < 0:
+            return 0
+        if (quotes - data.count(b'"', end)) % 2 == 0:
+            return end + 1
+    return 0
+
+
+def read_csv_columnar(
+    chunks: Iterable[bytes],
+    *,
+    delimiter: str = ",",
+    header: bool = True,
+    columns: list[str] | None = None,
+    block_bytes: int | None = None,
+) -> Iterator[ArrowBatch | Batch]:
+    """CSV as :class:`ArrowBatch` blocks of text (``from_text``), parsed by pyarrow as
+    :func:`~airflow_provider_exports.transfers.engine.formats.read_csv` reads it: RFC 4180
+    quoting, UTF-8 with or without BOM, blank lines skipped, an empty field NULL (quoted or not).
+    A block pyarrow refuses (a ragged row, text that is not UTF-8) is read by ``read_csv``, which
+    names the line."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from airflow_provider_exports.transfers.engine.sql.csv_passthrough import first_break, header_names
+
+    if not header and not columns:
+        raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
+    names: list[str] | None = list(columns) if columns else None
+    parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=True)
+    first_line, first = 1, True
+    for block in _csv_blocks(chunks, block_bytes or CSV_BLOCK_BYTES):
+        if first:
+            first = False
+            block = block.removeprefix(_BOM)
+            if header:
+                end = first_break(block)
+                head, block = (block, b"") if end < 0 else (block[: end + 1], block[end + 1 :])
+                names = names or header_names("the CSV file", head, delimiter)
+                first_line += head.count(b"\n")
+        if not block.strip():
+            first_line += block.count(b"\n")
+            continue
+        assert names is not None
+        convert = pcsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        )
+        try:
+            table = pcsv.read_csv(
+                pa.BufferReader(block),
+                read_options=pcsv.ReadOptions(column_names=names, block_size=max(len(block), 1 << 20)),
+                parse_options=parse,
+                convert_options=convert,
+            )
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            yield from read_csv(
+                [block], delimiter=delimiter, header=False, columns=names, first_line=first_line
+            )
+        else:
+            if table.num_rows:
+                yield ArrowBatch(list(names), table, from_text=True)
+        first_line += block.count(b"\n")
+
+
 def read_parquet_columnar(
     chunks: Iterable[bytes], *, batch_size: int = 65_536, flatten_structs: bool = False
 ) -> Iterator[ArrowBatch]:
@@ -169,17 +285,26 @@ def read_parquet_columnar(
 
 
 def read_columnar(
-    chunks: Iterable[bytes], file_format: str, *, batch_size: int = 10_000, flatten_structs: bool = False
+    chunks: Iterable[bytes],
+    file_format: str,
+    *,
+    batch_size: int = 10_000,
+    flatten_structs: bool = False,
+    csv_delimiter: str = ",",
+    csv_header: bool = True,
+    csv_columns: list[str] | None = None,
 ) -> Iterator[ArrowBatch | Batch]:
-    """Rows of one JSON-lines or Parquet file as :class:`ArrowBatch` blocks where pyarrow reads them
-    exactly (gzip, recognised by its magic bytes, undone first); ``flatten_structs`` as the row
-    reader's."""
+    """Rows of one CSV, JSON-lines or Parquet file as :class:`ArrowBatch` blocks where pyarrow reads
+    them exactly (gzip, recognised by its magic bytes, undone first); the other arguments as the
+    row readers'."""
     data = maybe_gunzip(chunks)
+    if file_format == "csv":
+        return read_csv_columnar(data, delimiter=csv_delimiter, header=csv_header, columns=csv_columns)
     if file_format == "jsonl":
         return read_jsonl_columnar(data, batch_size=batch_size)
     if file_format == "parquet":
         return read_parquet_columnar(data, batch_size=max(batch_size, 8192), flatten_structs=flatten_structs)
-    raise ExportConfigError("file_format", f"{file_format!r} has no columnar reader (jsonl, parquet)")
+    raise ExportConfigError("file_format", f"{file_format!r} has no columnar reader (csv, jsonl, parquet)")
 
 
 _DONE = object()

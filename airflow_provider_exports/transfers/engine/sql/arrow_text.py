@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_exports.transfers.engine.formats import nested_json_text
-from airflow_provider_exports.transfers.engine.sql.types import BOOL, FLOAT, INT, TEXT
+from airflow_provider_exports.transfers.engine.sql.types import (
+    BOOL,
+    DECIMAL,
+    FLOAT,
+    HUGEINT,
+    INT,
+    INT64_MAX,
+    TEXT,
+)
 
 
 def arrow_json_text(array: Any) -> Any:
@@ -229,6 +237,29 @@ def json_kinds(array: Any) -> tuple[set[str], int]:
     if pa.types.is_boolean(t):
         return {BOOL}, 0
     return {TEXT}, 0
+
+
+def text_kinds(array: Any) -> tuple[set[str], int, int]:
+    """What a CSV column (text) shows the type tracker, read column-wise as
+    :meth:`.types.TypeTracker.observe` reads text values: its kinds, largest integer magnitude and
+    digits. A number counts only when written canonically (no leading zero, no negative zero)."""
+    import pyarrow.compute as pc
+
+    texts = pc.drop_null(array)
+    if not len(texts):
+        return set(), 0, 0
+    longest = pc.max(pc.utf8_length(texts)).as_py()
+    if pc.all(pc.match_substring_regex(texts, r"^(?:0|-?[1-9][0-9]*)$")).as_py():
+        if longest < 16:  # at most 15 digits: below 2**53, within int64
+            return {INT}, 0, 0
+        long_ones = pc.filter(texts, pc.greater_equal(pc.utf8_length(texts), 16)).to_pylist()
+        largest = max(abs(int(v)) for v in long_ones)
+        return ({INT}, largest, 0) if largest <= INT64_MAX else ({HUGEINT}, largest, longest)
+    number = pc.match_substring_regex(texts, r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?$")
+    negative_zero = pc.match_substring_regex(texts, r"^-0(?:\.0+)?$")
+    if pc.all(pc.and_(number, pc.invert(negative_zero))).as_py():
+        return {DECIMAL}, 0, longest
+    return {TEXT}, 0, 0
 
 
 def copy_text(array: Any, *, staged: bool) -> Any:

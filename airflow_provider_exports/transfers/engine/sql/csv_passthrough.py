@@ -73,7 +73,7 @@ def copy_csv_file(
     head, ended = _read_head(name, records, data, header)
     if ended and not head.strip():
         return Written(0, 0)
-    names = columns or (_header(name, head, delimiter) if header else None)
+    names = columns or (header_names(name, head, delimiter) if header else None)
     if names is None:
         raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
     check_columns(names)
@@ -134,7 +134,7 @@ def _read_head(name: str, records: CsvRecords, data: Iterator[bytes], header: bo
     return b"".join(parts), True
 
 
-def _header(name: str, head: bytes, delimiter: str) -> list[str]:
+def header_names(name: str, head: bytes, delimiter: str) -> list[str]:
     """The column names of the header row at the start of ``head``."""
     end = first_break(head)
     row = head if end < 0 else head[:end]

@@ -27,6 +27,8 @@ from airflow_provider_exports.transfers.engine.streams import ChunkReader
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 
+#: the session-local table of a double column's texts as PostgreSQL and as Python write them
+_FLOAT_TEXT = "_exports_float_text"
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -71,6 +73,37 @@ class PostgresDialect(Dialect):
     def index_stage(self, stage: str, columns: Sequence[str]) -> None:
         super().index_stage(stage, columns)
         self.execute(f"ANALYZE {self.quote(stage)}").close()  # autovacuum never sees temporary tables
+
+    def retype_column(self, table: str, column: str, old: str, new: str) -> None:
+        """Widen ``column`` of ``table`` (created by this load) from ``old`` to ``new``, each value
+        as the text it was loaded from would cast: integers, decimals and booleans have one text;
+        a double's is Python's ``repr``, as the load wrote it (PostgreSQL writes ``1`` for ``1.0``)."""
+        qualified, col = self.qualified(table), self.quote(column)
+        if old == "DOUBLE PRECISION":
+            self.execute("SET LOCAL extra_float_digits = 1").close()  # the shortest text that reads back
+            self.execute(
+                f"ALTER TABLE {qualified} ALTER COLUMN {col} TYPE TEXT USING CAST({col} AS TEXT)"
+            ).close()
+            texts = [
+                text
+                for (text,) in self.query(f"SELECT DISTINCT {col} FROM {qualified} WHERE {col} IS NOT NULL")
+            ]
+            fixes = [(text, repr(float(text))) for text in texts if repr(float(text)) != text]
+            if fixes:
+                self.create_stage(_FLOAT_TEXT, [("pg", "TEXT"), ("py", "TEXT")])
+                cur = self.conn.cursor()
+                try:
+                    cur.executemany(f"INSERT INTO {self.quote(_FLOAT_TEXT)} VALUES (%s, %s)", fixes)
+                finally:
+                    cur.close()
+                self.execute(
+                    f"UPDATE {qualified} SET {col} = f.py FROM {self.quote(_FLOAT_TEXT)} f WHERE {qualified}.{col} = f.pg"
+                ).close()
+                self.execute(f"DROP TABLE {self.quote(_FLOAT_TEXT)}").close()
+            old = "TEXT"
+        if new != old:
+            using = f"CAST({col} AS TEXT)" if new == "TEXT" else self.cast(col, new)
+            self.execute(f"ALTER TABLE {qualified} ALTER COLUMN {col} TYPE {new} USING {using}").close()
 
     def _write_bulk(
         self, cur: Any, table: str, columns: list[str], csv: bool, batches: Iterable[Any]

@@ -7,12 +7,18 @@ for a new table, or ``merge``, they go into a session-local stage, moved at comm
 (:mod:`.from_stage`). A file that starts again (its source changed) is rolled back to a savepoint
 taken before it, Python-side state included. Everything, the manifest row included, commits at
 once; a failure rolls back and the table is as it was.
+
+A table the load creates (PostgreSQL, not ``merge``) is created at the first rows and filled
+directly, each column typed as far as the values so far go (:meth:`.types.TypeTracker.loading`):
+a later value that needs a wider type widens the column exactly (``ALTER``), and columns whose
+values only their text can tell apart are cast once at commit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -33,6 +39,7 @@ from airflow_provider_exports.transfers.engine.sql.arrow_text import (
     copy_text,
     encode_csv,
     json_kinds,
+    text_kinds,
 )
 from airflow_provider_exports.transfers.engine.sql.csv_passthrough import copy_csv_file
 from airflow_provider_exports.transfers.engine.sql.from_stage import (
@@ -60,6 +67,9 @@ if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.sources import SourceFile
 
 log = logging.getLogger(__name__)
+
+#: a table as a load needs it: its columns in order, each with its SQL type
+Shape = tuple[tuple[str, str], ...]
 
 #: the column that names, in every row a load writes, the file the row came from (its name as the
 #: engine and the manifest report it: never a URL), so a row can be traced, and undone, by file
@@ -96,6 +106,9 @@ class _LoadState:
     stage_exists: bool = False
     stage_columns: list[str] = field(default_factory=list)  # data columns of the stage
     seen: list[str] = field(default_factory=list)  # data columns the export brought, in order
+    made: dict[str, str] = field(
+        default_factory=dict
+    )  # columns of the table the load created, and their types
     rows: int = 0
     ordinal: int = 0
     #: every row in the stage was counted by the database (else the stage is counted at commit)
@@ -146,6 +159,8 @@ class SqlSink(Sink):
     """
 
     max_file_concurrency = 1  # one transaction, one connection: files load one after another
+    #: a table the load creates is filled directly (else through the stage, as ``merge`` is)
+    creates_directly = True
 
     def __init__(
         self,
@@ -238,6 +253,16 @@ class SqlSink(Sink):
         """Rows go straight into the table (it exists, and the mode is not merge)."""
         return self._target is not None and self.mode != "merge"
 
+    @property
+    def _creating(self) -> bool:
+        """Rows go straight into a table the load creates (PostgreSQL: its DDL is transactional)."""
+        return (
+            self.creates_directly
+            and self._target is None
+            and self.mode != "merge"
+            and isinstance(self._dialect, PostgresDialect)
+        )
+
     # -- the run -----------------------------------------------------------------------------
 
     def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
@@ -296,7 +321,7 @@ class SqlSink(Sink):
                 cancellation=cancellation,
             )
         else:
-            columnar = bulk and d.columnar and fmt in ("jsonl", "parquet") and _has_pyarrow()
+            columnar = bulk and d.columnar and _has_pyarrow()
             written = self._write_batches(source, chunks, fmt, constants, columnar=columnar)
         self._check_taken(source.name, written.sent, written.taken)
         self._state.confirmed = self._state.confirmed and written.taken is not None
@@ -321,12 +346,26 @@ class SqlSink(Sink):
         return constants
 
     def _write_batches(
-        self, source: SourceFile, chunks: Iterator[bytes], fmt: str, constants: Mapping[str, Any], *, columnar: bool
+        self,
+        source: SourceFile,
+        chunks: Iterator[bytes],
+        fmt: str,
+        constants: Mapping[str, Any],
+        *,
+        columnar: bool,
     ) -> Written:
         """The file's rows, read in batches (``columnar``: as pyarrow blocks), into the table or the stage."""
         d, cancellation = self._dialect, self._cancellation
         batches: Iterator[Any] = (
-            read_columnar(chunks, fmt, batch_size=self.batch_size, flatten_structs=self.flatten_structs)
+            read_columnar(
+                chunks,
+                fmt,
+                batch_size=self.batch_size,
+                flatten_structs=self.flatten_structs,
+                csv_delimiter=self.csv_delimiter,
+                csv_header=self.csv_header,
+                csv_columns=self.csv_columns,
+            )
             if columnar
             else read_batches(
                 chunks,
@@ -346,10 +385,83 @@ class SqlSink(Sink):
             target, prepare = d.qualified(self.table), self._check_columns
         else:
             target, prepare = d.quote(STAGE), self._prepare_stage
-        batches = self._shaped(batches, source, from_text=fmt == "csv")
+        shaped = self._shaped(batches, source, from_text=fmt == "csv")
+        items: Iterator[Any] = self._with_shapes(shaped) if self._creating else shaped
         # pyarrow blocks: the next one is parsed while this one loads
-        with read_ahead(batches, cancellation) if columnar else contextlib.nullcontext(batches) as ahead:
+        with read_ahead(items, cancellation) if columnar else contextlib.nullcontext(items) as ahead:
+            if self._creating:
+                return self._write_created(ahead)
             return d.write_batches(target, ahead, prepare, cancellation, bulk=self.use_copy is not False)
+
+    def _with_shapes(self, batches: Iterable[Batch | CsvBatch]) -> Iterator[tuple[Shape, Batch | CsvBatch]]:
+        """Each batch with the table it needs (every column so far, typed as it loads), noted as
+        soon as the batch's values have been seen: the table may widen for it, never narrow."""
+        for batch in batches:
+            state = self._state
+            state.seen.extend(c for c in batch.columns if c not in state.seen)
+            state.seen.sort(key=lambda c: c == SOURCE_FILE)
+            loading = state.tracker.loading
+            yield tuple((c, self._dialect.type_name(loading(c))) for c in state.seen), batch
+
+    def _write_created(self, shaped: Iterable[tuple[Shape, Batch | CsvBatch]]) -> Written:
+        """Batches into the table the load creates: the table shaped for each run of batches, then
+        the run written (one ``COPY``)."""
+        d = self._dialect
+        sent = 0
+        taken: int | None = 0
+        for shape, run in itertools.groupby(shaped, key=lambda pair: pair[0]):
+            self._shape_table(shape)
+            written = d.write_batches(
+                d.qualified(self.table),
+                (batch for _, batch in run),
+                lambda columns: None,
+                self._cancellation,
+                bulk=self.use_copy is not False,
+            )
+            sent += written.sent
+            taken = None if taken is None or written.taken is None else taken + written.taken
+        return Written(sent, taken)
+
+    def _shape_table(self, shape: Shape) -> None:
+        """Create the table with ``shape``, or add its new columns and widen the others to it."""
+        d, made = self._dialect, self._state.made
+        table = d.qualified(self.table)
+        if not made:
+            if not self.create_table:
+                raise ExportConfigError("table", f"{self.table} does not exist and create_table is False")
+            d.execute(f"CREATE TABLE {table} ({', '.join(f'{d.quote(c)} {t}' for c, t in shape)})").close()
+        added = [f"ADD COLUMN {d.quote(c)} {t}" for c, t in shape if c not in made]
+        if made and added:
+            if SOURCE_FILE in made:  # the file's name stays the last column: moved after the new ones
+                self._add_before_source_file(added)
+            else:
+                d.execute(f"ALTER TABLE {table} {', '.join(added)}").close()
+        for column, sql_type in shape:
+            if column in made and made[column] != sql_type:
+                assert isinstance(d, PostgresDialect)
+                d.retype_column(self.table, column, made[column], sql_type)
+        made.update(shape)
+
+    def _add_before_source_file(self, added: list[str]) -> None:
+        """Add columns (``ADD COLUMN`` clauses) before :data:`SOURCE_FILE`, which is re-made last
+        (a rewrite of the rows so far: only when a column first appears after the first rows)."""
+        d = self._dialect
+        table, name, was = d.qualified(self.table), d.quote(SOURCE_FILE), d.quote(f"{SOURCE_FILE}_was")
+        d.execute(f"ALTER TABLE {table} RENAME COLUMN {name} TO {was}").close()
+        d.execute(f"ALTER TABLE {table} {', '.join(added)}, ADD COLUMN {name} TEXT").close()
+        d.execute(f"UPDATE {table} SET {name} = {was}").close()
+        d.execute(f"ALTER TABLE {table} DROP COLUMN {was}").close()
+
+    def _settle_types(self) -> None:
+        """At commit, the created table's columns that loaded as text, cast to their final types."""
+        d, state = self._dialect, self._state
+        alters = [
+            f"ALTER COLUMN {d.quote(c)} TYPE {final} USING {d.cast(d.quote(c), final)}"
+            for c, loaded in state.made.items()
+            if (final := d.type_name(state.tracker.final(c))) != loaded
+        ]
+        if alters:
+            d.execute(f"ALTER TABLE {d.qualified(self.table)} {', '.join(alters)}").close()
 
     def discard_file(self, source: SourceFile) -> None:
         if not self._dialect.savepoints:
@@ -375,6 +487,8 @@ class SqlSink(Sink):
         if self._direct:
             if self.mode == "replace" and not self._emptied:
                 d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
+        elif self._creating:
+            self._settle_types()
         elif state.stage_exists:
             types = create_table(d, self.table, state.tracker, state.seen) if self._target is None else None
             if self.mode == "merge":
@@ -548,8 +662,8 @@ class SqlSink(Sink):
         for name, array in zip(batch.columns, batch.table.columns, strict=True):
             staged = False
             if self._target is None and state.tracker.declared(name) is None:
-                kinds, max_abs_int = json_kinds(array)
-                staged = state.tracker.observe_kinds(name, source.name, kinds, max_abs_int)
+                kinds, max_abs_int, digits = text_kinds(array) if batch.from_text else (*json_kinds(array), 0)
+                staged = state.tracker.observe_kinds(name, source.name, kinds, max_abs_int, digits)
             texts.append(copy_text(array, staged=staged))
         n = batch.num_rows
         if self.mode == "merge":
@@ -572,7 +686,7 @@ def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any], file: 
             table = batch.table
             for name, value in zip(names, values, strict=True):
                 table = table.append_column(name, pa.repeat(pa.scalar(value, pa.string()), table.num_rows))
-            yield ArrowBatch([*batch.columns, *names], table, batch.types)
+            yield ArrowBatch([*batch.columns, *names], table, batch.types, batch.from_text)
             continue
         yield Batch([*batch.columns, *names], [(*row, *values) for row in batch.rows], batch.types)
 

@@ -110,6 +110,8 @@ class SqlStagingSink(SqlSink):
     see the module docstring.
     """
 
+    creates_directly = False  # its rows are staged for the commit task
+
     def __init__(self, table: str, *, run_id: str, group: int, **kwargs: Any) -> None:
         super().__init__(table, **kwargs)
         self.run_id, self.group = run_id, int(group)
@@ -195,6 +197,8 @@ class SqlStagedCommit(SqlSink):
     :param stale_after: seconds; staging tables of other runs listed longer than this before this
         run are dropped after the commit (what failed runs left).
     """
+
+    creates_directly = False  # the groups' rows come through the stage
 
     def __init__(self, table: str, *, stale_after: float = 86400.0, **kwargs: Any) -> None:
         super().__init__(table, **kwargs)

@@ -24,8 +24,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DOUBLE_EXACT_INT = 2**53
 
 # Whole batches are matched at once (values joined by newlines): one regex call per column and batch.
-_INT_LINES = re.compile(r"(?:-?(?:0|[1-9][0-9]*)\n)*")
-_NUM_LINES = re.compile(r"(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?\n)*")
+# Negative zero (-0, -0.00) is not canonical: the number would lose its sign, so it stays text.
+_INT_LINES = re.compile(r"(?:(?:0|-?[1-9][0-9]*)\n)*")
+_NUM_LINES = re.compile(r"(?:(?!-0(?:\.0+)?\n)-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?\n)*")
 
 #: a column type and nothing more: words, at most one list of numbers (or MAX), array brackets
 _TYPE_NAME = re.compile(
@@ -145,15 +146,17 @@ class TypeTracker:
         self.valued_by.setdefault(column, file)
         return self.columns.setdefault(column, ColumnKinds())
 
-    def observe_kinds(self, column: str, file: str, kinds: set[str], max_abs_int: int = 0) -> bool:
-        """Record what a block of JSON values of ``column`` showed, already summed up (a columnar
-        reader): ``kinds`` of :data:`BOOL`, :data:`INT` (within int64), :data:`FLOAT`,
-        :data:`TEXT`. Returns whether the column is undeclared (staged as text)."""
+    def observe_kinds(
+        self, column: str, file: str, kinds: set[str], max_abs_int: int = 0, digits: int = 0
+    ) -> bool:
+        """Record what a block of values of ``column`` showed, already summed up (a columnar
+        reader): its kinds, largest integer magnitude and digits (:class:`ColumnKinds`). Returns
+        whether the column is undeclared (loaded as the text of its values)."""
         seen = self._valued(column, file)
         if seen is None:
             return False
         if TEXT not in seen.kinds:
-            seen.add(kinds, max_abs_int)
+            seen.add(kinds, max_abs_int, digits)
         return True
 
     def observe(self, column: str, values: Sequence[Any], file: str, *, from_text: bool) -> Sequence[Any]:
@@ -178,6 +181,17 @@ class TypeTracker:
         if TEXT not in seen.kinds:
             _observe_json(seen, values, kinds)
         return json_as_text(values, kinds)
+
+    def loading(self, column: str) -> FinalType:
+        """The type ``column`` has while a load fills a table it created: :meth:`final` as far as
+        the values so far go, where every later value can only widen it exactly (``ALTER``), else
+        ``TEXT`` with the text of each value, cast at commit: integers among floats (only their
+        text tells ``5`` from ``5.0``), and no value yet."""
+        final = self.final(column)
+        kinds = self.columns.get(column, ColumnKinds()).kinds
+        if not final.declared and FLOAT in kinds and len(kinds) > 1:
+            return FinalType("TEXT")
+        return final
 
     def final(self, column: str) -> FinalType:
         """The type ``column`` gets in the table this load creates (see the module docstring)."""

@@ -141,3 +141,59 @@ def test_columnar_parquet_gives_the_row_readers_values(tmp_path):
         table = pa.concat_tables(b.table for b in batches)
         assert batches[0].types == next(formats.read_parquet([out.getvalue()], flatten_structs=flatten)).types
         assert [tuple(r.values()) for r in table.to_pylist()] == rows
+
+
+def _csv_rows(batches) -> tuple[list[str], list[tuple]]:
+    columns: list[str] = []
+    rows: list[tuple] = []
+    for batch in batches:
+        columns = list(batch.columns)
+        if isinstance(batch, ArrowBatch):
+            assert batch.from_text and all(str(t) == "string" for t in batch.table.schema.types)
+            rows.extend(zip(*(c.to_pylist() for c in batch.table.columns), strict=True))
+        else:
+            rows.extend(batch.rows)
+    return columns, rows
+
+
+TRICKY_CSV = (
+    b'\xef\xbb\xbfid|name|note\r\n1|"Ada | Lovelace"|""\r\n\r\n2||"two\nlines"\r\n3|"say ""hi"""|'
+    + b"x" * 60
+    + b"\r\n007|\xc3\xa9t\xc3\xa9|-0\r\n"
+)
+
+
+@pytest.mark.parametrize("block_bytes", [16, 50, 1 << 20])
+def test_columnar_csv_reads_what_the_row_reader_reads(block_bytes):
+    """Quotes, delimiters and line breaks inside fields, CRLF, BOM, blank lines, empty fields
+    (quoted or not: NULL), UTF-8, leading zeros: the same rows, whatever the blocks."""
+    chunks = [TRICKY_CSV[i : i + 7] for i in range(0, len(TRICKY_CSV), 7)]
+    expected = _csv_rows(formats.read_csv(iter(chunks), delimiter="|"))
+    got = _csv_rows(arrow_readers.read_csv_columnar(iter(chunks), delimiter="|", block_bytes=block_bytes))
+    assert got == expected
+    assert got[1][0] == ("1", "Ada | Lovelace", None) and got[1][-1] == ("007", "été", "-0")
+
+
+def test_columnar_csv_without_header_and_renamed_columns():
+    data = b"1,a\n2,b\n"
+    assert _csv_rows(arrow_readers.read_csv_columnar([data], header=False, columns=["n", "s"])) == (
+        ["n", "s"],
+        [("1", "a"), ("2", "b")],
+    )
+    assert _csv_rows(arrow_readers.read_csv_columnar([b"x,y\n" + data], columns=["n", "s"]))[1] == [("1", "a"), ("2", "b")]
+
+
+def test_columnar_csv_errors_name_the_line_across_blocks():
+    data = b"a,b\n" + b"1,2\n" * 20 + b"3\n" + b"4,5\n"
+    with pytest.raises(TransferError, match="CSV line 22 has 1 fields, the header has 2"):
+        list(arrow_readers.read_csv_columnar([data], block_bytes=16))
+    with pytest.raises(TransferError, match="not UTF-8"):
+        list(arrow_readers.read_csv_columnar([b"a\n" + b"ok\n" * 10 + b"\xff\xfe\n"], block_bytes=8))
+
+
+def test_columnar_csv_refuses_a_record_that_never_ends(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_JSON_LINE_BYTES", "1000")
+    unclosed = b'a,b\n1,"never closed\n' + b"x,y\n" * 1000
+    with pytest.raises(LimitExceeded, match="CSV line 2: ") as refused:
+        list(arrow_readers.read_csv_columnar(_chunks(unclosed, 100), block_bytes=64))
+    assert refused.value.limit == "max_json_line_bytes"

@@ -1,0 +1,136 @@
+"""A table the load creates on PostgreSQL is filled directly, and ends exactly as the stage makes it.
+
+Every load here runs twice into the session's PostgreSQL: into a table the load creates and fills
+directly (the default), and through the session stage that ``merge`` and the fan-out use, cast at
+commit (``creates_directly`` off): both tables must have the same column types, column order and
+values. Files and small blocks make the types widen after rows are in: integers then floats, floats
+then text (PostgreSQL writes ``1`` for ``1.0``; the table must hold Python's ``1.0``), floats then a
+huge integer, and a column that first appears in a later file.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_exports.transfers.engine import SqlSink
+from airflow_provider_exports.transfers.engine.sql import arrow_readers
+
+from .conftest import ChunksSource, load, query
+
+#: doubles whose PostgreSQL text is not Python's repr
+AWKWARD_FLOATS = [1.0, 100.0, -0.0, 1e15, 1234567890123456.8, 7.046056278520026e16, 0.1, 1e-05, 2.5]
+
+
+class StagedSink(SqlSink):
+    creates_directly = False
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(arrow_readers, "JSONL_BLOCK_BYTES", 200)
+    monkeypatch.setattr(arrow_readers, "CSV_BLOCK_BYTES", 40)
+
+
+def lines(*rows: object) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+def table_of(pg, table: str) -> tuple[list[tuple[str, str]], list[tuple]]:
+    types = query(
+        pg,
+        "SELECT column_name, data_type FROM information_schema.columns "
+        f"WHERE table_name = '{table}' ORDER BY ordinal_position",
+    )
+    cols = ", ".join(f'"{c}"::text' for c, _ in types)
+    return types, sorted(query(pg, f"SELECT {cols} FROM {table}"), key=repr)
+
+
+def both_ways(pg, files: dict[str, bytes], **sink_kwargs) -> tuple[list[tuple[str, str]], list[tuple]]:
+    out = []
+    for sink_class in (SqlSink, StagedSink):
+        table = f"t_{sink_class.__name__.lower()}"
+        sources = [ChunksSource(n, [d[i : i + 50] for i in range(0, len(d), 50)]) for n, d in files.items()]
+        load(sources, sink_class(table, conn_id="pg", batch_size=2, **sink_kwargs), job_ref=table)
+        out.append(table_of(pg, table))
+    assert out[0] == out[1]
+    return out[0]
+
+
+def test_json_types_widen_after_rows_are_in_exactly_as_the_stage_casts(pg):
+    first = lines(
+        *({"i": n, "f": f, "b": True, "late_text": f, "mixed": 5} for n, f in enumerate(AWKWARD_FLOATS))
+    )
+    second = lines(
+        {"i": 2**60, "f": "n/a", "b": "maybe", "late_text": "text", "mixed": 2.5, "huge": 2**70},
+        {"i": 2**70, "f": 1.5, "b": False, "late_text": None, "mixed": None, "huge": 1.25},
+    )
+    types, rows = both_ways(pg, {"a.jsonl": first, "b.jsonl": second})
+    assert types == [
+        ("i", "numeric"),
+        ("f", "text"),
+        ("b", "text"),
+        ("late_text", "text"),
+        ("mixed", "double precision"),
+        ("then_text", "text"),
+        ("huge", "numeric"),
+        ("_source_file", "text"),
+    ]
+    texts = {row[1] for row in rows}
+    assert {repr(f) for f in AWKWARD_FLOATS} <= texts  # Python's text of each double, not PostgreSQL's
+    assert {"5", "2.5"} <= {row[4] for row in rows}
+    assert {"5", "2.5", "x"} == {row[5] for row in rows}  # an integer among floats keeps its own text
+
+
+def test_floats_then_a_huge_integer_become_numeric_with_their_python_text(pg):
+    files = {"a.jsonl": lines(*({"x": f} for f in AWKWARD_FLOATS)), "b.jsonl": lines({"x": 2**64})}
+    types, rows = both_ways(pg, files)
+    assert types[0] == ("x", "numeric")
+    texts = [repr(f) for f in AWKWARD_FLOATS] + [str(2**64)]
+    listed = ", ".join(f"('{t}')" for t in texts)
+    as_numeric = query(pg, f"SELECT CAST(t AS NUMERIC)::text FROM (VALUES {listed}) v(t)")
+    assert sorted(r[0] for r in rows) == sorted(r[0] for r in as_numeric)  # each from Python's text
+
+
+def test_csv_numbers_widen_and_keep_their_text(pg):
+    files = {
+        "a.csv": b"n,d,z\n1,7,0\n22,8,-0\n333,9,5\n",
+        "b.csv": b"n,d,z\n1.50,x,1\n-4,10,2\n",
+    }
+    types, rows = both_ways(pg, files)
+    # -0 is no canonical number (it would lose its sign): the column stays text
+    assert types == [("n", "numeric"), ("d", "text"), ("z", "text"), ("_source_file", "text")]
+    assert {(r[0], r[1], r[2]) for r in rows} == {
+        ("1", "7", "0"),
+        ("22", "8", "-0"),
+        ("333", "9", "5"),
+        ("1.50", "x", "1"),
+        ("-4", "10", "2"),
+    }
+
+
+def test_a_column_first_seen_in_a_later_file_comes_before_the_file_name(pg):
+    files = {"a.jsonl": lines({"a": 1}, {"a": 2}, {"a": 3}), "b.jsonl": lines({"a": 4, "z": "new"})}
+    types, rows = both_ways(pg, files)
+    assert [c for c, _ in types] == ["a", "z", "_source_file"]
+    assert rows == [
+        ("1", None, "a.jsonl"),
+        ("2", None, "a.jsonl"),
+        ("3", None, "a.jsonl"),
+        ("4", "new", "b.jsonl"),
+    ]
+
+
+def test_no_stage_and_no_cast_when_the_types_hold(pg, monkeypatch):
+    """The direct path writes each row once: no stage is made, no ``INSERT ... SELECT`` runs."""
+    from airflow_provider_exports.transfers.engine.sql.generic import Dialect
+
+    statements: list[str] = []
+    real = Dialect.execute
+    monkeypatch.setattr(
+        Dialect, "execute", lambda self, sql, params=None: statements.append(sql) or real(self, sql, params)
+    )
+    load([ChunksSource("a.csv", [b"id,name\n1,a\n2,b\n"])], SqlSink("direct", conn_id="pg"), job_ref="direct")
+    assert query(pg, "SELECT id, name FROM direct ORDER BY id") == [(1, "a"), (2, "b")]
+    assert not [s for s in statements if "_exports_stage" in s or 'INSERT INTO "direct"' in s]
