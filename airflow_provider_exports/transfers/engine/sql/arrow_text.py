@@ -212,12 +212,14 @@ def _repeats_a_key(rebased: Any, keys: Any) -> bool:
 
 
 @dataclass
-class CsvBatch:
-    """Rows as ``COPY ... (FORMAT csv)`` data, columns in the order of ``columns``."""
+class CopyBatch:
+    """Rows as ``COPY`` data, columns in the order of ``columns``: ``FORMAT csv``, or ``binary``
+    tuples (:mod:`.pg_binary`: without the header and trailer, which each ``COPY`` adds once)."""
 
     columns: list[str]
     data: bytes
     num_rows: int
+    binary: bool = False
 
 
 def json_kinds(array: Any) -> tuple[set[str], int]:

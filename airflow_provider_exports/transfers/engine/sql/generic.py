@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow_provider_exports.transfers.engine.formats import Batch
-from airflow_provider_exports.transfers.engine.sql.arrow_text import CsvBatch
+from airflow_provider_exports.transfers.engine.sql.arrow_text import CopyBatch
 from airflow_provider_exports.transfers.engine.sql.types import FinalType
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class Dialect:
     name = "generic"
     #: whether ``SAVEPOINT`` / ``ROLLBACK TO SAVEPOINT`` are available (restarting one file needs them)
     savepoints = False
-    #: whether :meth:`write_batches` takes ``CsvBatch`` blocks made from pyarrow columns
+    #: whether :meth:`write_batches` takes ``CopyBatch`` blocks made from pyarrow columns
     columnar = False
     #: the type of the manifest table's key columns (VARCHAR(190): four of them fit a MySQL index)
     manifest_key_type = "VARCHAR(190)"
@@ -223,7 +223,7 @@ class Dialect:
     def write_batches(
         self,
         table: str,
-        batches: Iterable[Batch | CsvBatch],
+        batches: Iterable[Batch | CopyBatch],
         prepare: Callable[[list[str]], None],
         cancellation: Cancellation,
         *,
@@ -238,12 +238,10 @@ class Dialect:
         taken: int | None = 0
         cur = self.conn.cursor()
         try:
-            for (columns, csv), run in itertools.groupby(
-                batches, key=lambda b: (list(b.columns), isinstance(b, CsvBatch))
-            ):
+            for (columns, copy_format), run in itertools.groupby(batches, key=lambda b: (list(b.columns), _format(b))):
                 prepare(columns)
                 counted: list[int] = []
-                written = write(cur, table, columns, csv, _counted(run, counted, cancellation))
+                written = write(cur, table, columns, copy_format, _counted(run, counted, cancellation))
                 sent += sum(counted)
                 taken = None if taken is None or written is None else taken + written
         finally:
@@ -251,9 +249,9 @@ class Dialect:
         return Written(sent, taken)
 
     def _write_inserts(
-        self, cur: Any, table: str, columns: list[str], csv: bool, batches: Iterable[Batch]
+        self, cur: Any, table: str, columns: list[str], copy_format: str | None, batches: Iterable[Batch]
     ) -> int | None:
-        """One run of row batches (never ``csv``) through ``executemany``; the rows it took."""
+        """One run of row batches (``copy_format`` ``None``) through ``executemany``; the rows it took."""
         cols = ", ".join(self.quote(c) for c in columns)
         sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join([self.placeholder] * len(columns))})"
         taken: int | None = 0
@@ -266,9 +264,16 @@ class Dialect:
     _write_bulk = _write_inserts  # generic: no bulk path
 
 
+def _format(batch: Batch | CopyBatch) -> str | None:
+    """The ``COPY`` format of a batch of ``COPY`` data (``csv``, ``binary``); ``None`` for rows."""
+    if isinstance(batch, CopyBatch):
+        return "binary" if batch.binary else "csv"
+    return None
+
+
 def _counted(batches: Iterable[Any], counted: list[int], cancellation: Cancellation) -> Iterator[Any]:
     """The batches, each counted into ``counted`` as it goes (the task's cancellation checked)."""
     for batch in batches:
         cancellation.check()
-        counted.append(batch.num_rows if isinstance(batch, CsvBatch) else len(batch.rows))
+        counted.append(batch.num_rows if isinstance(batch, CopyBatch) else len(batch.rows))
         yield batch

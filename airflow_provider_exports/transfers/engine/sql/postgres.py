@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import math
 import re
@@ -21,6 +22,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_exports.transfers.engine.sql import pg_binary
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect
 from airflow_provider_exports.transfers.engine.streams import ChunkReader
 
@@ -66,6 +68,16 @@ class PostgresDialect(Dialect):
         )
         return [r[0] for r in rows] or None
 
+    def column_types(self, table: str) -> dict[str, str]:
+        """``table``'s columns and their types (as ``format_type`` names them: ``bigint``,
+        ``numeric(12,2)``, ``timestamp with time zone``)."""
+        rows = self.query(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+            "to_regclass(%s) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            (self.qualified(table),),
+        )
+        return dict(rows)
+
     def unique_index_sql(self, table: str, columns: Sequence[str]) -> str | None:
         name = self.quote(table.rpartition(".")[2] + "_job_key")
         return f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {self.qualified(table)} ({', '.join(columns)})"
@@ -106,12 +118,15 @@ class PostgresDialect(Dialect):
             self.execute(f"ALTER TABLE {qualified} ALTER COLUMN {col} TYPE {new} USING {using}").close()
 
     def _write_bulk(
-        self, cur: Any, table: str, columns: list[str], csv: bool, batches: Iterable[Any]
+        self, cur: Any, table: str, columns: list[str], copy_format: str | None, batches: Iterable[Any]
     ) -> int | None:
         """One run of batches through one ``COPY``; the rows it took."""
         cols = ", ".join(self.quote(c) for c in columns)
         sql = f"COPY {table} ({cols}) FROM STDIN"
-        if csv:  # pyarrow columns already written as CSV (see .arrow_text)
+        if copy_format == "binary":  # pyarrow columns encoded by pgpq (see .pg_binary)
+            data = itertools.chain([pg_binary.HEADER], (b.data for b in batches), [pg_binary.TRAILER])
+            self.copy_in(cur, f"{sql} WITH (FORMAT binary)", data)
+        elif copy_format == "csv":  # pyarrow columns already written as CSV (see .arrow_text)
             self.copy_in(cur, f"{sql} WITH (FORMAT csv, ENCODING 'UTF8')", (b.data for b in batches))
         elif hasattr(cur, "copy"):
             # psycopg 3 formats rows in C: several times faster than any Python encoding

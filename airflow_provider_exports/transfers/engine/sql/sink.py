@@ -33,9 +33,10 @@ from airflow_provider_exports.exceptions import (
 )
 from airflow_provider_exports.transfers.engine.formats import Batch, detect_format, read_batches
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
+from airflow_provider_exports.transfers.engine.sql import pg_binary
 from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBatch, read_ahead, read_columnar
 from airflow_provider_exports.transfers.engine.sql.arrow_text import (
-    CsvBatch,
+    CopyBatch,
     copy_text,
     encode_csv,
     json_kinds,
@@ -218,6 +219,7 @@ class SqlSink(Sink):
         self._db: Dialect | None = None
         self._ctx: TransferContext | None = None
         self._target: list[str] | None = None  # the table's columns when it existed at begin
+        self._target_types: dict[str, str] | None = None  # and their types, once a binary COPY asks
         self._without_source_file_said = False
         self._had_manifest = False
         self._emptied = False
@@ -269,6 +271,7 @@ class SqlSink(Sink):
         self._ctx = ctx
         self._db = dialect_for(self.hook, self.hook.get_conn())
         self._emptied, self._savepoint, self._without_source_file_said = False, None, False
+        self._target_types = None
         self._state = _LoadState(TypeTracker(self.column_types))
         try:
             self._dialect.prepare(self.lock_timeout)
@@ -393,7 +396,7 @@ class SqlSink(Sink):
                 return self._write_created(ahead)
             return d.write_batches(target, ahead, prepare, cancellation, bulk=self.use_copy is not False)
 
-    def _with_shapes(self, batches: Iterable[Batch | CsvBatch]) -> Iterator[tuple[Shape, Batch | CsvBatch]]:
+    def _with_shapes(self, batches: Iterable[Batch | CopyBatch]) -> Iterator[tuple[Shape, Batch | CopyBatch]]:
         """Each batch with the table it needs (every column so far, typed as it loads), noted as
         soon as the batch's values have been seen: the table may widen for it, never narrow."""
         for batch in batches:
@@ -403,7 +406,7 @@ class SqlSink(Sink):
             loading = state.tracker.loading
             yield tuple((c, self._dialect.type_name(loading(c))) for c in state.seen), batch
 
-    def _write_created(self, shaped: Iterable[tuple[Shape, Batch | CsvBatch]]) -> Written:
+    def _write_created(self, shaped: Iterable[tuple[Shape, Batch | CopyBatch]]) -> Written:
         """Batches into the table the load creates: the table shaped for each run of batches, then
         the run written (one ``COPY``)."""
         d = self._dialect
@@ -619,7 +622,7 @@ class SqlSink(Sink):
 
     def _shaped(
         self, batches: Iterable[Any], source: SourceFile, *, from_text: bool
-    ) -> Iterator[Batch | CsvBatch]:
+    ) -> Iterator[Batch | CopyBatch]:
         """The batches as the table or the stage takes them, after noting the types they declare (a
         conflict between files refuses): undeclared values of a new table typed and as text, for
         merge each row numbered in export order, and pyarrow blocks as ``COPY`` CSV."""
@@ -633,7 +636,7 @@ class SqlSink(Sink):
                 elif batch.types and column in batch.types:
                     state.tracker.declare(column, batch.types[column], source.name)
             if isinstance(batch, ArrowBatch):
-                yield self._shaped_csv(batch, source)
+                yield self._shaped_arrow(batch, source)
                 continue
             columns, rows = list(batch.columns), batch.rows
             if self._target is None and rows:
@@ -653,24 +656,45 @@ class SqlSink(Sink):
                 columns.append(ORDINAL)
             yield Batch(columns, rows, batch.types)
 
-    def _shaped_csv(self, batch: ArrowBatch, source: SourceFile) -> CsvBatch:
-        """A columnar batch as :meth:`_shaped` gives a row batch: the same text and types."""
+    def _shaped_arrow(self, batch: ArrowBatch, source: SourceFile) -> CopyBatch:
+        """A columnar batch as :meth:`_shaped` gives a row batch (the same text and types), as
+        ``COPY`` data: binary where every column allows it (:mod:`.pg_binary`), else CSV."""
         import pyarrow as pa
 
         state = self._state
-        columns, texts = list(batch.columns), []
-        for name, array in zip(batch.columns, batch.table.columns, strict=True):
-            staged = False
+        columns, arrays, staged = list(batch.columns), list(batch.table.columns), []
+        for name, array in zip(columns, arrays, strict=True):
+            undeclared = False
             if self._target is None and state.tracker.declared(name) is None:
                 kinds, max_abs_int, digits = text_kinds(array) if batch.from_text else (*json_kinds(array), 0)
-                staged = state.tracker.observe_kinds(name, source.name, kinds, max_abs_int, digits)
-            texts.append(copy_text(array, staged=staged))
+                undeclared = state.tracker.observe_kinds(name, source.name, kinds, max_abs_int, digits)
+            staged.append(undeclared)
         n = batch.num_rows
+        types = self._binary_types(columns)
+        if types is not None:
+            data = pg_binary.encode(arrays, types, staged)
+            if data is not None:
+                return CopyBatch(columns, data, n, binary=True)
+        texts = [copy_text(array, staged=s) for array, s in zip(arrays, staged, strict=True)]
         if self.mode == "merge":
             texts.append(pa.array(range(state.ordinal, state.ordinal + n), pa.int64()).cast(pa.string()))
             state.ordinal += n
             columns.append(ORDINAL)
-        return CsvBatch(columns, encode_csv(texts, n), n)
+        return CopyBatch(columns, encode_csv(texts, n), n)
+
+    def _binary_types(self, columns: Sequence[str]) -> list[str] | None:
+        """The SQL types ``columns`` are written into, where a binary ``COPY`` may take them: the
+        existing table's, or those a table the load creates has once the batch is seen; ``None``
+        for the stage (text) or without pgpq."""
+        if not (self._direct or self._creating) or not _has_module("pgpq"):
+            return None
+        if self._direct:
+            if self._target_types is None:
+                assert isinstance(self._dialect, PostgresDialect)
+                self._target_types = self._dialect.column_types(self.table)
+            return [self._target_types[c] for c in columns]
+        type_of = self._dialect.type_name
+        return [type_of(self._state.tracker.loading(c)) for c in columns]
 
 
 def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any], file: str) -> Iterator[Any]:
@@ -701,7 +725,11 @@ def check_constant_names(file: str, columns: Sequence[str], constants: Sequence[
         )
 
 
-def _has_pyarrow() -> bool:
+def _has_module(name: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("pyarrow") is not None
+    return importlib.util.find_spec(name) is not None
+
+
+def _has_pyarrow() -> bool:
+    return _has_module("pyarrow")

@@ -60,11 +60,14 @@ def both_ways(pg, files: dict[str, bytes], **sink_kwargs) -> tuple[list[tuple[st
 
 def test_json_types_widen_after_rows_are_in_exactly_as_the_stage_casts(pg):
     first = lines(
-        *({"i": n, "f": f, "b": True, "late_text": f, "mixed": 5} for n, f in enumerate(AWKWARD_FLOATS))
+        *(
+            {"i": n, "f": f, "b": True, "late_text": f, "mixed": 5, "then_text": 5}
+            for n, f in enumerate(AWKWARD_FLOATS)
+        )
     )
     second = lines(
-        {"i": 2**60, "f": "n/a", "b": "maybe", "late_text": "text", "mixed": 2.5, "huge": 2**70},
-        {"i": 2**70, "f": 1.5, "b": False, "late_text": None, "mixed": None, "huge": 1.25},
+        {"i": 2**60, "f": "n/a", "b": "maybe", "late_text": "text", "mixed": 2.5, "then_text": 2.5, "huge": 2**70},
+        {"i": 2**70, "f": 1.5, "b": False, "late_text": None, "mixed": None, "then_text": "x", "huge": 1.25},
     )
     types, rows = both_ways(pg, {"a.jsonl": first, "b.jsonl": second})
     assert types == [
@@ -134,3 +137,4 @@ def test_no_stage_and_no_cast_when_the_types_hold(pg, monkeypatch):
     load([ChunksSource("a.csv", [b"id,name\n1,a\n2,b\n"])], SqlSink("direct", conn_id="pg"), job_ref="direct")
     assert query(pg, "SELECT id, name FROM direct ORDER BY id") == [(1, "a"), (2, "b")]
     assert not [s for s in statements if "_exports_stage" in s or 'INSERT INTO "direct"' in s]
+
