@@ -377,12 +377,14 @@ def read_parquet(
 
 
 def parquet_batches(
-    chunks: Iterable[bytes], batch_size: int, flatten_structs: bool
+    chunks: Iterable[bytes], batch_size: int, flatten_structs: bool, batch_bytes: int | None = None
 ) -> Iterator[tuple[list[str], dict[str, str], set[int], Any]]:
-    """Parquet spooled to a temporary file (its footer is at the end) and read by row groups: the
+    """Parquet spooled to a temporary file (its footer is at the end) and read page by page: the
     column names, their SQL types and which are nested, with each record batch (with
     ``flatten_structs``, a struct's fields are columns of their own: ``person.name.firstName``
-    becomes ``person_name_firstName``, and only lists and maps stay nested)."""
+    becomes ``person_name_firstName``, and only lists and maps stay nested). ``batch_bytes``: rows
+    per batch by the file's own bytes per row (uncompressed), 1,024 to 65,536, instead of
+    ``batch_size``."""
     import shutil
     import tempfile
 
@@ -394,11 +396,13 @@ def parquet_batches(
             "file_format", "Parquet needs pyarrow: pip install 'airflow-provider-exports[parquet]'"
         ) from None
 
-    with tempfile.TemporaryFile(prefix="exports-", suffix=".parquet") as spool:
+    with tempfile.NamedTemporaryFile(prefix="exports-", suffix=".parquet") as spool:
         shutil.copyfileobj(ChunkReader(chunks), spool, 1 << 20)
-        spool.seek(0)
+        spool.flush()
         try:
-            pf = pq.ParquetFile(spool)
+            # read natively (a Python file would hand pyarrow every column chunk as a bytes
+            # object), page by page: memory holds a batch, not a row group
+            pf = pq.ParquetFile(pa.OSFile(spool.name), pre_buffer=False, buffer_size=1 << 20)
         except (pa.ArrowInvalid, OSError) as exc:
             raise TransferError(f"not a readable Parquet file: {exc}") from None
         schema = pf.schema_arrow
@@ -412,7 +416,12 @@ def parquet_batches(
         names = list(schema.names)
         types = {f.name: arrow_sql_type(f.type) for f in schema}
         nested = {i for i, f in enumerate(schema) if pa.types.is_nested(f.type)}
-        for record_batch in pf.iter_batches(batch_size=batch_size):
+        if batch_bytes:
+            meta = pf.metadata
+            size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            batch_size = min(65_536, max(1_024, batch_bytes * max(meta.num_rows, 1) // max(size, 1)))
+        # one thread: the decoding threads' buffers would raise the high-water mark of memory
+        for record_batch in pf.iter_batches(batch_size=batch_size, use_threads=False):
             yield names, types, nested, _flatten(record_batch) if flatten_structs else record_batch
 
 

@@ -162,6 +162,8 @@ def _has_int_token(block: bytes, key: str) -> bool:
     return any(re.search(re.escape(s) + rb"\s*:\s*-?(?:0|[1-9][0-9]*)\s*[,}]", block) for s in spellings)
 
 
+#: uncompressed Parquet bytes per columnar batch (its rows by the file's own bytes per row)
+PARQUET_BATCH_BYTES = 1 << 20
 #: bytes of CSV parsed per pyarrow block
 CSV_BLOCK_BYTES = 8 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -272,16 +274,21 @@ def read_csv_columnar(
 
 
 def read_parquet_columnar(
-    chunks: Iterable[bytes], *, batch_size: int = 65_536, flatten_structs: bool = False
+    chunks: Iterable[bytes], *, batch_size: int | None = None, flatten_structs: bool = False
 ) -> Iterator[ArrowBatch]:
     """Parquet as :class:`ArrowBatch` record batches (spooled as
     :func:`~airflow_provider_exports.transfers.engine.formats.read_parquet` does): the
-    same columns, types and values, nested ones as JSON text written column-wise."""
+    same columns, types and values, nested ones as JSON text written column-wise. Batches of
+    ``batch_size`` rows, by default of about :data:`PARQUET_BATCH_BYTES`."""
     import pyarrow as pa
 
-    for names, types, nested, record_batch in parquet_batches(chunks, batch_size, flatten_structs):
+    by_bytes = None if batch_size else PARQUET_BATCH_BYTES
+    batches = parquet_batches(chunks, batch_size or 65_536, flatten_structs, batch_bytes=by_bytes)
+    for names, types, nested, record_batch in batches:
         columns = [arrow_json_text(col) if i in nested else col for i, col in enumerate(record_batch.columns)]
         yield ArrowBatch(names, pa.Table.from_arrays(columns, names=names), types)
+        # what a batch's JSON text took goes back to the system: memory stays flat in file size
+        pa.default_memory_pool().release_unused()
 
 
 def read_columnar(
@@ -303,7 +310,7 @@ def read_columnar(
     if file_format == "jsonl":
         return read_jsonl_columnar(data, batch_size=batch_size)
     if file_format == "parquet":
-        return read_parquet_columnar(data, batch_size=max(batch_size, 8192), flatten_structs=flatten_structs)
+        return read_parquet_columnar(data, flatten_structs=flatten_structs)
     raise ExportConfigError("file_format", f"{file_format!r} has no columnar reader (csv, jsonl, parquet)")
 
 

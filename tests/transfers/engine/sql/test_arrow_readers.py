@@ -3,6 +3,8 @@ same bounds and errors."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from airflow_provider_exports.exceptions import LimitExceeded, TransferError
@@ -197,3 +199,16 @@ def test_columnar_csv_refuses_a_record_that_never_ends(monkeypatch):
     with pytest.raises(LimitExceeded, match="CSV line 2: ") as refused:
         list(arrow_readers.read_csv_columnar(_chunks(unclosed, 100), block_bytes=64))
     assert refused.value.limit == "max_json_line_bytes"
+
+
+def test_columnar_parquet_batches_are_sized_by_bytes_not_row_groups(monkeypatch):
+    """A row group of 40,000 rows is read in batches of about PARQUET_BATCH_BYTES (here ~1,024
+    rows, the least): memory holds a batch, whatever the row groups or the file's size."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(arrow_readers, "PARQUET_BATCH_BYTES", 1)
+    out = io.BytesIO()
+    pq.write_table(pa.table({"n": list(range(40_000)), "s": ["x" * 20] * 40_000}), out, row_group_size=40_000)
+    sizes = [b.num_rows for b in arrow_readers.read_parquet_columnar([out.getvalue()])]
+    assert sum(sizes) == 40_000 and max(sizes) == 1_024
