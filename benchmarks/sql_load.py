@@ -5,22 +5,24 @@ sandbox's Sitecore guests as gzipped JSON lines, its AEP XDM profiles as snappy 
 same rows as CSV, then measures, alternating, ``--runs`` times, each in a fresh Python process
 with Airflow imported (as a worker runs a task):
 
+  jsonl-new       the sink loading the JSON lines into a new table (created at the first rows,
+                  typed from every value)
+  jsonl-into      the same into an existing, empty table of those types (what ``\\copy`` is
+                  given)
+  copy-jsonl      ``psql -c "\\copy ... FROM file.csv (FORMAT csv)"`` of the same rows as CSV into
+                  an empty table of the same types
   csv-new, csv-into, copy-csv
                   the same three for the guests as CSV (the file ``copy-jsonl`` copies): the sink
                   reads it itself
-  jsonl-new       the sink loading the JSON lines into a new table (staged, typed from every value,
-                  created and filled at commit)
-  jsonl-into      the same in mode ``replace`` into that table, holding the previous load's rows:
-                  the daily steady state
-  copy-jsonl      ``psql -c "\\copy ... FROM file.csv (FORMAT csv)"`` of the same rows as CSV into
-                  an empty table of the same types
   parquet-new, parquet-into, copy-parquet
                   the same for the AEP Parquet with ``flatten_structs`` (struct fields as columns,
                   lists and maps as ``jsonb``); its CSV is the rows as the sink's row reader sees
                   them (nested values as JSON text)
+  csv-replace, jsonl-replace, parquet-replace (on demand)
+                  the daily steady state: mode ``replace`` into the table holding the previous
+                  load's rows (``DELETE`` of those, then the load, in one transaction)
   jsonl-into-rows, parquet-into-rows (on demand)
-                  ``jsonl-into`` / ``parquet-into`` through the row path (pyarrow not used): the
-                  path of the previous release
+                  ``jsonl-into`` / ``parquet-into`` through the row path (pyarrow not used)
 
 Files are read from disk (a source over the cached file) so the load is measured, not a download.
 Every load is checked: row count, and the loaded table equals the ``\\copy`` table (``EXCEPT``
@@ -61,7 +63,7 @@ METHODS = (
     "parquet-into",
     "copy-parquet",
 )
-ON_DEMAND = ("jsonl-into-rows", "parquet-into-rows")
+ON_DEMAND = ("csv-replace", "jsonl-replace", "parquet-replace", "jsonl-into-rows", "parquet-into-rows")
 #: ratio targets (issue 19): ours / \copy of the same rows as CSV; a new table 1.5, an existing 1.3
 TARGETS = {
     f"{fmt}_{kind}_over_copy": (f"{fmt}-{kind}", f"copy-{fmt}", 1.5 if kind == "new" else 1.3)
@@ -88,7 +90,11 @@ def child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
         PostgresDialect.columnar = False  # the row path, as before pyarrow columns
     fmt = method.split("-")[0]
     sink = SqlSink(
-        spec["table"], conn_id="bench_pg", mode="replace", batch_size=20_000, flatten_structs=fmt == "parquet"
+        spec["table"],
+        conn_id="bench_pg",
+        mode="replace" if method.endswith("-replace") else "append",
+        batch_size=20_000,
+        flatten_structs=fmt == "parquet",
     )
     source = _DiskSource(Path(spec[fmt]))
     cpu0 = _cpu_seconds()
@@ -301,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     res = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak}
                 else:
-                    if "-into" in method:  # yesterday's load of the same rows, replaced
+                    if "-into" in method:  # the table exists, empty, as \copy's does
+                        cur.execute(f"CREATE TABLE {table} (LIKE made_{kind})")
+                    if method.endswith("-replace"):  # yesterday's load of the same rows, replaced
                         cur.execute(
                             f"CREATE TABLE {table} (LIKE made_{kind}); INSERT INTO {table} SELECT * FROM made_{kind}"
                         )

@@ -217,7 +217,7 @@ class CopyBatch:
     tuples (:mod:`.pg_binary`: without the header and trailer, which each ``COPY`` adds once)."""
 
     columns: list[str]
-    data: bytes
+    data: bytes | memoryview
     num_rows: int
     binary: bool = False
 

@@ -63,7 +63,7 @@ def _as_column(array: Any, sql_type: str, staged: bool) -> tuple[Any, bool] | No
     return None
 
 
-def encode(arrays: list[Any], sql_types: list[str], staged: list[bool]) -> bytes | None:
+def encode(arrays: list[Any], sql_types: list[str], staged: list[bool]) -> memoryview | None:
     """The rows of ``arrays`` (one per column, typed ``sql_types``) as binary COPY tuples (no header
     or trailer: :data:`HEADER`, :data:`TRAILER`), or ``None`` when a column cannot go binary."""
     import pyarrow as pa
@@ -91,4 +91,4 @@ def encode(arrays: list[Any], sql_types: list[str], staged: list[bool]) -> bytes
     data = encoder.write_batch(batch) + encoder.finish()  # it may hold the tuples until finish
     if not data.endswith(TRAILER):
         raise AssertionError("pgpq ended a batch without the binary COPY trailer")
-    return data[: -len(TRAILER)]
+    return memoryview(data)[: -len(TRAILER)]  # no copy of the batch
