@@ -169,10 +169,10 @@ CSV_BLOCK_BYTES = 8 << 20
 _BOM = b"\xef\xbb\xbf"
 
 
-def _csv_blocks(chunks: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
+def _csv_blocks(chunks: Iterable[bytes], block_bytes: int) -> Iterator[tuple[bytes, int]]:
     """The stream cut into blocks of about ``block_bytes`` that end where a record ends (a line
-    break after an even number of quotes). A record longer than :data:`limits.JSON_LINE` (an
-    unclosed quote runs into it) is refused."""
+    break after an even number of quotes), each with the number of its first line. A record longer
+    than :data:`limits.JSON_LINE` (an unclosed quote runs into it) is refused."""
     from airflow_provider_exports.utils import limits
 
     pending: list[bytes] = []
@@ -192,21 +192,24 @@ def _csv_blocks(chunks: Iterable[bytes], block_bytes: int) -> Iterator[bytes]:
                 )
             pending, size = [data], len(data)
             continue
-        yield data[:cut]
+        yield data[:cut], line
         line += data.count(b"\n", 0, cut)
         rest = data[cut:]
         pending, size = ([rest], len(rest)) if rest else ([], 0)
     data = b"".join(pending)
     if data:
-        yield data
+        yield data, line
 
 
 def _last_record_end(data: bytes) -> int:
     """Just after the last line break of ``data`` (which starts a record) outside quotes, or 0."""
+    brk = b"\n" if b"\n" in data else b"\r"  # \r alone ends lines only in old Mac files
+    if b'"' not in data:
+        return data.rfind(brk) + 1
     quotes = data.count(b'"')
     end = len(data)
     for _ in range(64):  # a quoted field with line breaks in it is rare: a few tries, then more data
-        end = max(data.rfind(b"\n", 0, end), data.rfind(b"\r", 0, end))
+        end = data.rfind(brk, 0, end)
         if end < 0:
             return 0
         if (quotes - data.count(b'"', end)) % 2 == 0:
@@ -236,8 +239,8 @@ def read_csv_columnar(
         raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
     names: list[str] | None = list(columns) if columns else None
     parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=True)
-    first_line, first = 1, True
-    for block in _csv_blocks(chunks, block_bytes or CSV_BLOCK_BYTES):
+    first = True
+    for block, first_line in _csv_blocks(chunks, block_bytes or CSV_BLOCK_BYTES):
         if first:
             first = False
             block = block.removeprefix(_BOM)
@@ -246,8 +249,7 @@ def read_csv_columnar(
                 head, block = (block, b"") if end < 0 else (block[: end + 1], block[end + 1 :])
                 names = names or header_names("the CSV file", head, delimiter)
                 first_line += head.count(b"\n")
-        if not block.strip():
-            first_line += block.count(b"\n")
+        if not block or block.isspace():
             continue
         assert names is not None
         convert = pcsv.ConvertOptions(
@@ -259,7 +261,7 @@ def read_csv_columnar(
         try:
             table = pcsv.read_csv(
                 pa.BufferReader(block),
-                read_options=pcsv.ReadOptions(column_names=names, block_size=max(len(block), 1 << 20)),
+                read_options=pcsv.ReadOptions(column_names=names),
                 parse_options=parse,
                 convert_options=convert,
             )
@@ -270,7 +272,6 @@ def read_csv_columnar(
         else:
             if table.num_rows:
                 yield ArrowBatch(list(names), table, from_text=True)
-        first_line += block.count(b"\n")
 
 
 def read_parquet_columnar(

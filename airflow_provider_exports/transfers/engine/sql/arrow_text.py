@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,6 +242,9 @@ def json_kinds(array: Any) -> tuple[set[str], int]:
     return {TEXT}, 0
 
 
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+
+
 def text_kinds(array: Any) -> tuple[set[str], int, int]:
     """What a CSV column (text) shows the type tracker, read column-wise as
     :meth:`.types.TypeTracker.observe` reads text values: its kinds, largest integer magnitude and
@@ -250,6 +254,8 @@ def text_kinds(array: Any) -> tuple[set[str], int, int]:
     texts = pc.drop_null(array)
     if not len(texts):
         return set(), 0, 0
+    if not _NUMBER.fullmatch(texts[0].as_py()):  # one value that is no number: the column is text
+        return {TEXT}, 0, 0
     longest = pc.max(pc.utf8_length(texts)).as_py()
     if pc.all(pc.match_substring_regex(texts, r"^(?:0|-?[1-9][0-9]*)$")).as_py():
         if longest < 16:  # at most 15 digits: below 2**53, within int64
@@ -269,14 +275,14 @@ def copy_text(array: Any, *, staged: bool) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
     t = array.type
     T = pa.types
-    if T.is_dictionary(t):
-        return copy_text(array.dictionary_decode(), staged=staged)
     if T.is_string(t) or T.is_large_string(t):
         return array
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if T.is_dictionary(t):
+        return copy_text(array.dictionary_decode(), staged=staged)
     if T.is_null(t):
         return pa.nulls(len(array), pa.string())
     if T.is_boolean(t):

@@ -220,6 +220,7 @@ class SqlSink(Sink):
         self._ctx: TransferContext | None = None
         self._target: list[str] | None = None  # the table's columns when it existed at begin
         self._target_types: dict[str, str] | None = None  # and their types, once a binary COPY asks
+        self._not_binary: set[Any] = set()  # (SQL types, Arrow types, staged) of batches sent as text
         self._without_source_file_said = False
         self._had_manifest = False
         self._emptied = False
@@ -666,15 +667,20 @@ class SqlSink(Sink):
         for name, array in zip(columns, arrays, strict=True):
             undeclared = False
             if self._target is None and state.tracker.declared(name) is None:
-                kinds, max_abs_int, digits = text_kinds(array) if batch.from_text else (*json_kinds(array), 0)
+                kinds: set[str] = set()
+                max_abs_int = digits = 0
+                if not state.tracker.is_text(name):  # a column of text stays text: no value need be read
+                    kinds, max_abs_int, digits = text_kinds(array) if batch.from_text else (*json_kinds(array), 0)
                 undeclared = state.tracker.observe_kinds(name, source.name, kinds, max_abs_int, digits)
             staged.append(undeclared)
         n = batch.num_rows
         types = self._binary_types(columns)
-        if types is not None:
+        shape = None if types is None else (tuple(types), tuple(str(a.type) for a in arrays), tuple(staged))
+        if types is not None and shape not in self._not_binary:
             data = pg_binary.encode(arrays, types, staged)
             if data is not None:
                 return CopyBatch(columns, data, n, binary=True)
+            self._not_binary.add(shape)  # the next batches of this shape go as text at once
         texts = [copy_text(array, staged=s) for array, s in zip(arrays, staged, strict=True)]
         if self.mode == "merge":
             texts.append(pa.array(range(state.ordinal, state.ordinal + n), pa.int64()).cast(pa.string()))

@@ -182,6 +182,11 @@ class TypeTracker:
             _observe_json(seen, values, kinds)
         return json_as_text(values, kinds)
 
+    def is_text(self, column: str) -> bool:
+        """Whether an undeclared column has shown a value that makes it ``TEXT`` whatever follows."""
+        seen = self.columns.get(column)
+        return seen is not None and TEXT in seen.kinds
+
     def loading(self, column: str) -> FinalType:
         """The type ``column`` has while a load fills a table it created: :meth:`final` as far as
         the values so far go, where every later value can only widen it exactly (``ALTER``), else
