@@ -619,11 +619,10 @@ def _size_label(n: int) -> str:
     return f"{n}B"
 
 
-#: the targets of issue 12 this benchmark measures: (name, numerator, denominator, op, limit, what)
+#: the targets (issues 12 and 19) this benchmark measures: (name, numerator, denominator, op, limit, what)
 TARGET_LIMITS = {
     "discard_rate_over_download_rate": (">=", 0.9, "engine into a discarding sink, rate / download rate"),
     "engine_cpu_over_bounds_cpu": ("<=", 1.2, "engine CPU per GiB / (download CPU + upload CPU) per GiB"),
-    "engine_cpu_over_peer_cpu": ("<=", 0.5, "engine CPU per GiB / HttpToS3Operator CPU per GiB"),
     "engine_over_max_bounds": ("<=", 1.15, "engine time into S3 / max(download, upload)"),
     "engine_many_over_engine": ("<=", 1.3, "time of --many-files files / time of --files file(s), same bytes"),
     "engine_many_peak_rss_mb": ("<=", 250.0, "peak RSS of the many-files run, MB"),
@@ -641,8 +640,6 @@ def _targets(args: Any, med: dict[str, dict[str, float]]) -> list[dict[str, Any]
             measured["engine_cpu_over_bounds_cpu"] = med["engine"]["cpu_seconds"] / bounds_cpu
             measured["engine_over_max_bounds"] = med["engine"]["seconds"] / max(
                 med["download"]["seconds"], med["upload"]["seconds"])
-        if "peer" in med:
-            measured["engine_cpu_over_peer_cpu"] = med["engine"]["cpu_seconds"] / med["peer"]["cpu_seconds"]
         if "engine-many" in med:
             measured["engine_many_over_engine"] = med["engine-many"]["seconds"] / med["engine"]["seconds"]
     if "engine-many" in med:
@@ -681,6 +678,9 @@ def _report(args: Any, results: dict[str, list[dict[str, Any]]]) -> dict[str, An
         if "peer" in med:
             ratios["engine_over_peer_time"] = med["engine"]["seconds"] / med["peer"]["seconds"]
             ratios["peer_over_engine_rss"] = med["peer"]["peak_rss_mb"] / med["engine"]["peak_rss_mb"]
+            # no target (retired, issue 19): both sides pay botocore's SigV4 payload hash over plain
+            # http, so a limit on it would measure boto3, not the engine
+            ratios["engine_cpu_over_peer_cpu"] = med["engine"]["cpu_seconds"] / med["peer"]["cpu_seconds"]
     if "sql-csv" in med and "copy" in med:
         ratios["sql_csv_over_copy"] = med["sql-csv"]["seconds"] / med["copy"]["seconds"]
     if "sql-jsonl" in med and "copy" in med:
