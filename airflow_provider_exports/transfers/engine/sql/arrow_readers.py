@@ -11,7 +11,7 @@ import contextlib
 import json
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,9 @@ class ArrowBatch:
     table: Any
     types: dict[str, str] | None = None
     from_text: bool = False
+    #: the block's CSV bytes, as ``COPY ... (FORMAT csv)`` takes them (:func:`read_csv_columnar`'s
+    #: ``needed``); ``table`` then holds only the columns whose values were needed
+    raw: bytes | None = None
 
     @property
     def num_rows(self) -> int:
@@ -224,12 +227,17 @@ def read_csv_columnar(
     header: bool = True,
     columns: list[str] | None = None,
     block_bytes: int | None = None,
+    settled: Callable[[], Collection[str]] | None = None,
 ) -> Iterator[ArrowBatch | Batch]:
     """CSV as :class:`ArrowBatch` blocks of text (``from_text``), parsed by pyarrow as
     :func:`~airflow_provider_exports.transfers.engine.formats.read_csv` reads it: RFC 4180
     quoting, UTF-8 with or without BOM, blank lines skipped, an empty field NULL (quoted or not).
     A block pyarrow refuses (a ragged row, text that is not UTF-8) is read by ``read_csv``, which
-    names the line."""
+    names the line.
+
+    ``settled`` (asked before each block) names the columns whose values the caller need not see
+    (their type is settled); a block that ``COPY`` reads exactly as these rules do
+    (:func:`_copy_ready`) then comes with its bytes (``raw``) and only the other columns parsed."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -252,6 +260,28 @@ def read_csv_columnar(
         if not block or block.isspace():
             continue
         assert names is not None
+        ready = _copy_ready(block) if settled is not None and delimiter == "," else None
+        if ready is not None:
+            assert settled is not None
+            known = settled()
+            wanted = [n for n in names if n not in known] or names[:1]  # one at least: pyarrow counts the rows
+            try:
+                table = pcsv.read_csv(
+                    pa.BufferReader(ready),
+                    read_options=pcsv.ReadOptions(column_names=names),
+                    parse_options=parse,
+                    convert_options=pcsv.ConvertOptions(
+                        include_columns=wanted,
+                        column_types={n: pa.string() for n in wanted},
+                        null_values=[""],
+                        strings_can_be_null=True,
+                    ),
+                )
+            except pa.ArrowInvalid:
+                table = None  # read again in full below, which names the bad line
+            if table is not None and table.num_rows == ready.count(b"\n"):
+                yield ArrowBatch(list(names), table, from_text=True, raw=ready)
+                continue
         convert = pcsv.ConvertOptions(
             column_types={n: pa.string() for n in names},
             null_values=[""],
@@ -272,6 +302,24 @@ def read_csv_columnar(
         else:
             if table.num_rows:
                 yield ArrowBatch(list(names), table, from_text=True)
+
+
+def _copy_ready(block: bytes) -> bytes | None:
+    """``block`` (ending with a line break) when ``COPY ... (FORMAT csv)`` reads it as the CSV
+    readers do: no quote, no ``\\r``, no blank line, no record ``\\.`` (the end of COPY data to
+    PostgreSQL 17 and older), UTF-8; else ``None``."""
+    if not block.endswith(b"\n"):
+        block += b"\n"
+    if b'"' in block or b"\r" in block or b"\n\n" in block or block.startswith((b"\n", b"\\.\n")):
+        return None
+    if b"\n\\.\n" in block:
+        return None
+    if not block.isascii():
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return block
 
 
 def read_parquet_columnar(
@@ -301,13 +349,16 @@ def read_columnar(
     csv_delimiter: str = ",",
     csv_header: bool = True,
     csv_columns: list[str] | None = None,
+    csv_settled: Callable[[], Collection[str]] | None = None,
 ) -> Iterator[ArrowBatch | Batch]:
     """Rows of one CSV, JSON-lines or Parquet file as :class:`ArrowBatch` blocks where pyarrow reads
-    them exactly (gzip, recognised by its magic bytes, undone first); the other arguments as the
-    row readers'."""
+    them exactly (gzip, recognised by its magic bytes, undone first); ``csv_settled`` as
+    :func:`read_csv_columnar`'s ``settled``, the other arguments as the row readers'."""
     data = maybe_gunzip(chunks)
     if file_format == "csv":
-        return read_csv_columnar(data, delimiter=csv_delimiter, header=csv_header, columns=csv_columns)
+        return read_csv_columnar(
+            data, delimiter=csv_delimiter, header=csv_header, columns=csv_columns, settled=csv_settled
+        )
     if file_format == "jsonl":
         return read_jsonl_columnar(data, batch_size=batch_size)
     if file_format == "parquet":

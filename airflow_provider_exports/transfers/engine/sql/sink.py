@@ -369,6 +369,9 @@ class SqlSink(Sink):
                 csv_delimiter=self.csv_delimiter,
                 csv_header=self.csv_header,
                 csv_columns=self.csv_columns,
+                # into a table the load creates, a CSV block may go as it came: only the columns
+                # whose type is not settled need reading
+                csv_settled=self._settled if self._creating else None,
             )
             if columnar
             else read_batches(
@@ -663,6 +666,11 @@ class SqlSink(Sink):
         import pyarrow as pa
 
         state = self._state
+        if batch.raw is not None:  # CSV as COPY reads it: only the columns parsed need a look
+            for name, array in zip(batch.table.column_names, batch.table.columns, strict=True):
+                if not state.tracker.is_text(name):
+                    state.tracker.observe_kinds(name, source.name, *text_kinds(array))
+            return CopyBatch(list(batch.columns), batch.raw, batch.num_rows)
         columns, arrays, staged = list(batch.columns), list(batch.table.columns), []
         for name, array in zip(columns, arrays, strict=True):
             undeclared = False
@@ -688,6 +696,11 @@ class SqlSink(Sink):
             columns.append(ORDINAL)
         return CopyBatch(columns, encode_csv(texts, n), n)
 
+    def _settled(self) -> set[str]:
+        """The columns whose type no value can change any more: declared, or ``TEXT``."""
+        tracker = self._state.tracker
+        return {c for c in self._state.seen if tracker.declared(c) is not None or tracker.is_text(c)}
+
     def _binary_types(self, columns: Sequence[str]) -> list[str] | None:
         """The SQL types ``columns`` are written into, where a binary ``COPY`` may take them: the
         existing table's, or those a table the load creates has once the batch is seen; ``None``
@@ -710,6 +723,13 @@ def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any], file: 
     values = tuple(None if v is None else str(v) for v in constants.values())
     for batch in batches:
         check_constant_names(file, batch.columns, names)
+        if isinstance(batch, ArrowBatch) and batch.raw is not None:  # a field more on every line
+            suffix = b"".join(
+                b"," + (b"" if v is None else b'"' + v.encode().replace(b'"', b'""') + b'"') for v in values
+            )
+            raw = batch.raw.replace(b"\n", suffix + b"\n")
+            yield ArrowBatch([*batch.columns, *names], batch.table, batch.types, batch.from_text, raw)
+            continue
         if isinstance(batch, ArrowBatch):
             import pyarrow as pa
 

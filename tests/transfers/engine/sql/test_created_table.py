@@ -138,3 +138,44 @@ def test_no_stage_and_no_cast_when_the_types_hold(pg, monkeypatch):
     assert query(pg, "SELECT id, name FROM direct ORDER BY id") == [(1, "a"), (2, "b")]
     assert not [s for s in statements if "_exports_stage" in s or 'INSERT INTO "direct"' in s]
 
+
+
+def test_csv_blocks_go_as_they_came_where_copy_reads_them_alike(pg, monkeypatch):
+    """Blocks without quotes, \\r, blank lines or a \\. record go to COPY as their bytes (only the
+    columns not yet text are parsed); the others are parsed whole. Both ways, the same table."""
+    ready = []
+    real = arrow_readers._copy_ready
+    monkeypatch.setattr(arrow_readers, "_copy_ready", lambda block: ready.append(r := real(block)) or r)
+    data = (
+        b"id,name,amount\n"
+        + b"".join(b"%d,n%d,%d.5\n" % (i, i, i) for i in range(40))
+        + b'41,"quoted, with comma",1\n42,,\n\n43,"",7\n44,plain,x\n'
+        + b"".join(b"%d,m%d,2\n" % (i, i) for i in range(45, 80))
+    )
+    one_column = b"note\n" + b"x\n" * 20 + b"\\.\n" + b"y\n" * 20
+    types, rows = both_ways(pg, {"a.csv": data, "b.csv": one_column})
+    assert types == [
+        ("id", "bigint"),
+        ("name", "text"),
+        ("amount", "text"),
+        ("note", "text"),
+        ("_source_file", "text"),
+    ]
+    assert [r for r in rows if r[0] in ("41", "42", "43", "44")] == [
+        ("41", "quoted, with comma", "1", None, "a.csv"),
+        ("42", None, None, None, "a.csv"),
+        ("43", None, "7", None, "a.csv"),
+        ("44", "plain", "x", None, "a.csv"),
+    ]
+    assert (None, None, None, "\\.", "b.csv") in rows  # a record \. is data, not the end of the COPY
+    assert len(rows) == 79 + 41
+    assert any(r is not None for r in ready) and any(r is None for r in ready)
+
+
+def test_a_ragged_row_in_a_block_that_could_go_as_it_came_names_its_line(pg):
+    from airflow_provider_exports.exceptions import TransferError
+
+    data = b"a,b\n" + b"1,2\n" * 30 + b"3\n" + b"4,5\n" * 30
+    with pytest.raises(TransferError, match="CSV line 32 has 1 fields, the header has 2"):
+        load([ChunksSource("r.csv", [data])], SqlSink("ragged", conn_id="pg"), job_ref="ragged")
+    assert query(pg, "SELECT to_regclass('ragged')") == [(None,)]  # nothing half-written
