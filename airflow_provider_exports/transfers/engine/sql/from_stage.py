@@ -5,15 +5,58 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from airflow_provider_exports.exceptions import TransferRefused
+from airflow_provider_exports.exceptions import ExportConfigError, TransferRefused
+from airflow_provider_exports.transfers.engine.sql.file_columns import SOURCE_FILE
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect
-from airflow_provider_exports.transfers.engine.sql.types import TypeTracker
+from airflow_provider_exports.transfers.engine.sql.load_state import LoadState
+from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
 
 #: the session-local tables a load stages rows in
 STAGE = "_exports_stage"
 TYPED_STAGE = "_exports_typed"
 #: the stage column that numbers rows in export order (``merge``: the last row of a key wins)
 ORDINAL = "_exports_ordinal"
+
+
+def prepare_stage(
+    d: Dialect,
+    state: LoadState,
+    columns: Sequence[str],
+    *,
+    table: str,
+    target: list[str] | None,
+    create_table: bool,
+    merge: bool,
+) -> None:
+    """Make the stage take ``columns``: create it, or add columns (a table this run creates
+    grows; an existing table's columns, ``target``, are fixed)."""
+
+    def stage_type(column: str) -> str:
+        declared = state.tracker.declared(column)
+        return "TEXT" if declared is None else d.type_name(FinalType(declared, declared=True))
+
+    data = [c for c in columns if c != ORDINAL]
+    if not state.stage_exists:
+        if target is not None:  # merge into an existing table: the stage has its types
+            cols = ", ".join(d.quote(c) for c in target)
+            d.create_stage_as(STAGE, f"SELECT {cols} FROM {d.qualified(table)} WHERE 1=0")
+            d.add_stage_column(STAGE, ORDINAL, "BIGINT")
+            state.stage_columns = list(target)
+        else:
+            if not create_table:
+                raise ExportConfigError("table", f"{table} does not exist and create_table is False")
+            extra = [(ORDINAL, "BIGINT")] if merge else []
+            d.create_stage(STAGE, [*((c, stage_type(c)) for c in data), *extra])
+            state.stage_columns = list(data)
+        state.stage_exists = True
+    for column in data:
+        if column not in state.stage_columns:
+            d.add_stage_column(STAGE, column, stage_type(column))
+            state.stage_columns.append(column)
+        if column not in state.seen:
+            state.seen.append(column)
+    # the file's name last in a table the load creates, however the batches bring the columns
+    state.seen.sort(key=lambda c: c == SOURCE_FILE)
 
 
 def create_table(d: Dialect, table: str, tracker: TypeTracker, columns: Sequence[str]) -> dict[str, str]:

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import itertools
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import (
@@ -33,24 +31,29 @@ from airflow_provider_exports.exceptions import (
 )
 from airflow_provider_exports.transfers.engine.formats import Batch, detect_format, read_batches
 from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, TransferContext
-from airflow_provider_exports.transfers.engine.sql import pg_binary
+from airflow_provider_exports.transfers.engine.sql import created_table
+from airflow_provider_exports.transfers.engine.sql.arrow_batches import copy_batch
 from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBatch, read_ahead, read_columnar
 from airflow_provider_exports.transfers.engine.sql.arrow_text import (
     CopyBatch,
-    copy_text,
-    encode_csv,
-    json_kinds,
-    text_kinds,
 )
 from airflow_provider_exports.transfers.engine.sql.csv_passthrough import copy_csv_file
+from airflow_provider_exports.transfers.engine.sql.dialects import dialect_for, resolve_db_hook
+from airflow_provider_exports.transfers.engine.sql.file_columns import (
+    SOURCE_FILE,
+    check_constant_names,
+    with_constants,
+)
 from airflow_provider_exports.transfers.engine.sql.from_stage import (
     ORDINAL,
     STAGE,
     cast_list,
     create_table,
     merge,
+    prepare_stage,
 )
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
+from airflow_provider_exports.transfers.engine.sql.load_state import LoadState
 from airflow_provider_exports.transfers.engine.sql.manifest_table import (
     find_manifest,
     record_manifest,
@@ -58,8 +61,7 @@ from airflow_provider_exports.transfers.engine.sql.manifest_table import (
 )
 from airflow_provider_exports.transfers.engine.sql.modes import Mode, check_load_mode
 from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
-from airflow_provider_exports.transfers.engine.sql.sqlite import SqliteDialect
-from airflow_provider_exports.transfers.engine.sql.types import FinalType, TypeTracker
+from airflow_provider_exports.transfers.engine.sql.types import TypeTracker
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -69,59 +71,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: a table as a load needs it: its columns in order, each with its SQL type
-Shape = tuple[tuple[str, str], ...]
-
-#: the column that names, in every row a load writes, the file the row came from (its name as the
-#: engine and the manifest report it: never a URL), so a row can be traced, and undone, by file
-SOURCE_FILE = "_source_file"
-
-
-def resolve_db_hook(conn_id: str) -> DbApiHook:
-    """The ``DbApiHook`` for an Airflow connection, whatever its database (as S3ToSqlOperator does)."""
-    from airflow.providers.common.compat.sdk import BaseHook
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-    hook = BaseHook.get_connection(conn_id).get_hook()
-    if not isinstance(hook, DbApiHook):
-        raise ExportConfigError(
-            "conn_id", f"connection {conn_id!r} gives a {type(hook).__name__}, not a SQL (DbApiHook) hook"
-        )
-    return hook
-
-
-def dialect_for(hook: DbApiHook, conn: Any) -> Dialect:
-    """The dialect for a connection: by its driver, not by the hook's name."""
-    if isinstance(conn, sqlite3.Connection):
-        return SqliteDialect(hook, conn)
-    if type(conn).__module__.startswith(("psycopg", "psycopg2")):
-        return PostgresDialect(hook, conn)
-    return Dialect(hook, conn)
-
-
-@dataclass
-class _LoadState:
-    """What the sink knows of the load so far; copied at each file's savepoint, restored on discard."""
-
-    tracker: TypeTracker
-    stage_exists: bool = False
-    stage_columns: list[str] = field(default_factory=list)  # data columns of the stage
-    seen: list[str] = field(default_factory=list)  # data columns the export brought, in order
-    made: dict[str, str] = field(
-        default_factory=dict
-    )  # columns of the table the load created, and their types
-    rows: int = 0
-    ordinal: int = 0
-    #: every row in the stage was counted by the database (else the stage is counted at commit)
-    confirmed: bool = True
-
 
 @dataclass
 class _Savepoint:
     """The savepoint before ``file`` (at most one is open: one name serves every file)."""
 
     file: str
-    state: _LoadState
+    state: LoadState
     name = "exports_file"
 
 
@@ -224,7 +180,7 @@ class SqlSink(Sink):
         self._without_source_file_said = False
         self._had_manifest = False
         self._emptied = False
-        self._state = _LoadState(TypeTracker(self.column_types))
+        self._state = LoadState(TypeTracker(self.column_types))
         self._savepoint: _Savepoint | None = None
 
     # -- references --------------------------------------------------------------------------
@@ -273,7 +229,7 @@ class SqlSink(Sink):
         self._db = dialect_for(self.hook, self.hook.get_conn())
         self._emptied, self._savepoint, self._without_source_file_said = False, None, False
         self._target_types = None
-        self._state = _LoadState(TypeTracker(self.column_types))
+        self._state = LoadState(TypeTracker(self.column_types))
         try:
             self._dialect.prepare(self.lock_timeout)
             existing = self._lock_and_find(ctx)
@@ -387,88 +343,29 @@ class SqlSink(Sink):
         if self.batch_transform is not None:
             batches = iter(self.batch_transform(batches))
         if constants:
-            batches = _with_constants(batches, constants, source.name)
+            batches = with_constants(batches, constants, source.name)
         if self._direct:
             target, prepare = d.qualified(self.table), self._check_columns
         else:
             target, prepare = d.quote(STAGE), self._prepare_stage
         shaped = self._shaped(batches, source, from_text=fmt == "csv")
-        items: Iterator[Any] = self._with_shapes(shaped) if self._creating else shaped
+        state = self._state
+        items: Iterator[Any] = (
+            created_table.with_shapes(shaped, state.seen, state.tracker, d) if self._creating else shaped
+        )
         # pyarrow blocks: the next one is parsed while this one loads
         with read_ahead(items, cancellation) if columnar else contextlib.nullcontext(items) as ahead:
             if self._creating:
-                return self._write_created(ahead)
+                return created_table.write_created(
+                    d,
+                    self.table,
+                    ahead,
+                    state.made,
+                    create_table=self.create_table,
+                    cancellation=cancellation,
+                    bulk=self.use_copy is not False,
+                )
             return d.write_batches(target, ahead, prepare, cancellation, bulk=self.use_copy is not False)
-
-    def _with_shapes(self, batches: Iterable[Batch | CopyBatch]) -> Iterator[tuple[Shape, Batch | CopyBatch]]:
-        """Each batch with the table it needs (every column so far, typed as it loads), noted as
-        soon as the batch's values have been seen: the table may widen for it, never narrow."""
-        for batch in batches:
-            state = self._state
-            state.seen.extend(c for c in batch.columns if c not in state.seen)
-            state.seen.sort(key=lambda c: c == SOURCE_FILE)
-            loading = state.tracker.loading
-            yield tuple((c, self._dialect.type_name(loading(c))) for c in state.seen), batch
-
-    def _write_created(self, shaped: Iterable[tuple[Shape, Batch | CopyBatch]]) -> Written:
-        """Batches into the table the load creates: the table shaped for each run of batches, then
-        the run written (one ``COPY``)."""
-        d = self._dialect
-        sent = 0
-        taken: int | None = 0
-        for shape, run in itertools.groupby(shaped, key=lambda pair: pair[0]):
-            self._shape_table(shape)
-            written = d.write_batches(
-                d.qualified(self.table),
-                (batch for _, batch in run),
-                lambda columns: None,
-                self._cancellation,
-                bulk=self.use_copy is not False,
-            )
-            sent += written.sent
-            taken = None if taken is None or written.taken is None else taken + written.taken
-        return Written(sent, taken)
-
-    def _shape_table(self, shape: Shape) -> None:
-        """Create the table with ``shape``, or add its new columns and widen the others to it."""
-        d, made = self._dialect, self._state.made
-        table = d.qualified(self.table)
-        if not made:
-            if not self.create_table:
-                raise ExportConfigError("table", f"{self.table} does not exist and create_table is False")
-            d.execute(f"CREATE TABLE {table} ({', '.join(f'{d.quote(c)} {t}' for c, t in shape)})").close()
-        added = [f"ADD COLUMN {d.quote(c)} {t}" for c, t in shape if c not in made]
-        if made and added:
-            if SOURCE_FILE in made:  # the file's name stays the last column: moved after the new ones
-                self._add_before_source_file(added)
-            else:
-                d.execute(f"ALTER TABLE {table} {', '.join(added)}").close()
-        for column, sql_type in shape:
-            if column in made and made[column] != sql_type:
-                assert isinstance(d, PostgresDialect)
-                d.retype_column(self.table, column, made[column], sql_type)
-        made.update(shape)
-
-    def _add_before_source_file(self, added: list[str]) -> None:
-        """Add columns (``ADD COLUMN`` clauses) before :data:`SOURCE_FILE`, which is re-made last
-        (a rewrite of the rows so far: only when a column first appears after the first rows)."""
-        d = self._dialect
-        table, name, was = d.qualified(self.table), d.quote(SOURCE_FILE), d.quote(f"{SOURCE_FILE}_was")
-        d.execute(f"ALTER TABLE {table} RENAME COLUMN {name} TO {was}").close()
-        d.execute(f"ALTER TABLE {table} {', '.join(added)}, ADD COLUMN {name} TEXT").close()
-        d.execute(f"UPDATE {table} SET {name} = {was}").close()
-        d.execute(f"ALTER TABLE {table} DROP COLUMN {was}").close()
-
-    def _settle_types(self) -> None:
-        """At commit, the created table's columns that loaded as text, cast to their final types."""
-        d, state = self._dialect, self._state
-        alters = [
-            f"ALTER COLUMN {d.quote(c)} TYPE {final} USING {d.cast(d.quote(c), final)}"
-            for c, loaded in state.made.items()
-            if (final := d.type_name(state.tracker.final(c))) != loaded
-        ]
-        if alters:
-            d.execute(f"ALTER TABLE {d.qualified(self.table)} {', '.join(alters)}").close()
 
     def discard_file(self, source: SourceFile) -> None:
         if not self._dialect.savepoints:
@@ -495,7 +392,7 @@ class SqlSink(Sink):
             if self.mode == "replace" and not self._emptied:
                 d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
         elif self._creating:
-            self._settle_types()
+            created_table.settle_types(d, self.table, state.made, state.tracker)
         elif state.stage_exists:
             types = create_table(d, self.table, state.tracker, state.seen) if self._target is None else None
             if self.mode == "merge":
@@ -591,38 +488,18 @@ class SqlSink(Sink):
         check_constant_names(file, columns, list(constants))
         self._check_columns([*columns, *constants])
 
-    def _stage_type(self, column: str) -> str:
-        declared = self._state.tracker.declared(column)
-        return "TEXT" if declared is None else self._dialect.type_name(FinalType(declared, declared=True))
-
     def _prepare_stage(self, columns: Sequence[str]) -> None:
-        """Make the stage take ``columns``: create it, or add columns (a table this run creates
-        grows; an existing table's columns are fixed)."""
-        d, state = self._dialect, self._state
-        data = [c for c in columns if c != ORDINAL]
         if self._target is not None:
             self._check_columns(columns)
-        if not state.stage_exists:
-            if self._target is not None:  # merge into an existing table: the stage has its types
-                cols = ", ".join(d.quote(c) for c in self._target)
-                d.create_stage_as(STAGE, f"SELECT {cols} FROM {d.qualified(self.table)} WHERE 1=0")
-                d.add_stage_column(STAGE, ORDINAL, "BIGINT")
-                state.stage_columns = list(self._target)
-            else:
-                if not self.create_table:
-                    raise ExportConfigError("table", f"{self.table} does not exist and create_table is False")
-                extra = [(ORDINAL, "BIGINT")] if self.mode == "merge" else []
-                d.create_stage(STAGE, [*((c, self._stage_type(c)) for c in data), *extra])
-                state.stage_columns = list(data)
-            state.stage_exists = True
-        for column in data:
-            if column not in state.stage_columns:
-                d.add_stage_column(STAGE, column, self._stage_type(column))
-                state.stage_columns.append(column)
-            if column not in state.seen:
-                state.seen.append(column)
-        # the file's name last in a table the load creates, however the batches bring the columns
-        state.seen.sort(key=lambda c: c == SOURCE_FILE)
+        prepare_stage(
+            self._dialect,
+            self._state,
+            columns,
+            table=self.table,
+            target=self._target,
+            create_table=self.create_table,
+            merge=self.mode == "merge",
+        )
 
     def _shaped(
         self, batches: Iterable[Any], source: SourceFile, *, from_text: bool
@@ -662,39 +539,21 @@ class SqlSink(Sink):
 
     def _shaped_arrow(self, batch: ArrowBatch, source: SourceFile) -> CopyBatch:
         """A columnar batch as :meth:`_shaped` gives a row batch (the same text and types), as
-        ``COPY`` data: binary where every column allows it (:mod:`.pg_binary`), else CSV."""
-        import pyarrow as pa
-
+        ``COPY`` data (:func:`.arrow_batches.copy_batch`)."""
         state = self._state
-        if batch.raw is not None:  # CSV as COPY reads it: only the columns parsed need a look
-            for name, array in zip(batch.table.column_names, batch.table.columns, strict=True):
-                if not state.tracker.is_text(name):
-                    state.tracker.observe_kinds(name, source.name, *text_kinds(array))
-            return CopyBatch(list(batch.columns), batch.raw, batch.num_rows)
-        columns, arrays, staged = list(batch.columns), list(batch.table.columns), []
-        for name, array in zip(columns, arrays, strict=True):
-            undeclared = False
-            if self._target is None and state.tracker.declared(name) is None:
-                kinds: set[str] = set()
-                max_abs_int = digits = 0
-                if not state.tracker.is_text(name):  # a column of text stays text: no value need be read
-                    kinds, max_abs_int, digits = text_kinds(array) if batch.from_text else (*json_kinds(array), 0)
-                undeclared = state.tracker.observe_kinds(name, source.name, kinds, max_abs_int, digits)
-            staged.append(undeclared)
-        n = batch.num_rows
-        types = self._binary_types(columns)
-        shape = None if types is None else (tuple(types), tuple(str(a.type) for a in arrays), tuple(staged))
-        if types is not None and shape not in self._not_binary:
-            data = pg_binary.encode(arrays, types, staged)
-            if data is not None:
-                return CopyBatch(columns, data, n, binary=True)
-            self._not_binary.add(shape)  # the next batches of this shape go as text at once
-        texts = [copy_text(array, staged=s) for array, s in zip(arrays, staged, strict=True)]
-        if self.mode == "merge":
-            texts.append(pa.array(range(state.ordinal, state.ordinal + n), pa.int64()).cast(pa.string()))
-            state.ordinal += n
-            columns.append(ORDINAL)
-        return CopyBatch(columns, encode_csv(texts, n), n)
+        merge = self.mode == "merge"
+        shaped = copy_batch(
+            batch,
+            state.tracker,
+            source.name,
+            observe=self._target is None,
+            binary_types=self._binary_types,
+            not_binary=self._not_binary,
+            ordinal=state.ordinal if merge else None,
+        )
+        if merge:
+            state.ordinal += shaped.num_rows
+        return shaped
 
     def _settled(self) -> set[str]:
         """The columns whose type no value can change any more: declared, or ``TEXT``."""
@@ -714,41 +573,6 @@ class SqlSink(Sink):
             return [self._target_types[c] for c in columns]
         type_of = self._dialect.type_name
         return [type_of(self._state.tracker.loading(c)) for c in columns]
-
-
-def _with_constants(batches: Iterable[Any], constants: Mapping[str, Any], file: str) -> Iterator[Any]:
-    """The same batches with a column per constant (as text) appended to every row; a file that
-    brings a column of one of these names itself is refused."""
-    names = list(constants)
-    values = tuple(None if v is None else str(v) for v in constants.values())
-    for batch in batches:
-        check_constant_names(file, batch.columns, names)
-        if isinstance(batch, ArrowBatch) and batch.raw is not None:  # a field more on every line
-            suffix = b"".join(
-                b"," + (b"" if v is None else b'"' + v.encode().replace(b'"', b'""') + b'"') for v in values
-            )
-            raw = batch.raw.replace(b"\n", suffix + b"\n")
-            yield ArrowBatch([*batch.columns, *names], batch.table, batch.types, batch.from_text, raw)
-            continue
-        if isinstance(batch, ArrowBatch):
-            import pyarrow as pa
-
-            table = batch.table
-            for name, value in zip(names, values, strict=True):
-                table = table.append_column(name, pa.repeat(pa.scalar(value, pa.string()), table.num_rows))
-            yield ArrowBatch([*batch.columns, *names], table, batch.types, batch.from_text)
-            continue
-        yield Batch([*batch.columns, *names], [(*row, *values) for row in batch.rows], batch.types)
-
-
-def check_constant_names(file: str, columns: Sequence[str], constants: Sequence[str]) -> None:
-    """Refuse a file whose own ``columns`` include a column the load adds (its name, its attributes)."""
-    clash = [c for c in constants if c in columns]
-    if clash:
-        raise TransferRefused(
-            f"{file} has a column {', '.join(repr(c) for c in clash)}, a name the loader gives the "
-            "name or the attributes of the file each row came from"
-        )
 
 
 def _has_module(name: str) -> bool:

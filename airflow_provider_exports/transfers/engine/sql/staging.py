@@ -31,10 +31,12 @@ from typing import Any
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.transfers.engine.manifest import check_run_id
 from airflow_provider_exports.transfers.engine.sink import TransferContext
+from airflow_provider_exports.transfers.engine.sql.dialects import dialect_for
 from airflow_provider_exports.transfers.engine.sql.from_stage import ORDINAL, STAGE
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect
+from airflow_provider_exports.transfers.engine.sql.load_state import LoadState
 from airflow_provider_exports.transfers.engine.sql.manifest_table import find_manifest
-from airflow_provider_exports.transfers.engine.sql.sink import SqlSink, _LoadState, dialect_for
+from airflow_provider_exports.transfers.engine.sql.sink import SqlSink
 from airflow_provider_exports.transfers.engine.sql.types import ColumnKinds, TypeTracker, check_type_name
 
 log = logging.getLogger(__name__)
@@ -229,7 +231,7 @@ class SqlStagedCommit(SqlSink):
                 "committed: run the whole DAG run again"
             )
         tracker = merge_trackers([g["types"] for g in groups])
-        self._state = state = _LoadState(tracker)
+        self._state = state = LoadState(tracker)
         state.rows = sum(int(g["rows"]) for g in groups)
         if self._direct and self.mode == "replace":
             d.execute(f"DELETE FROM {d.qualified(self.table)}").close()

@@ -19,8 +19,7 @@ import pytest
 
 from airflow_provider_exports.exceptions import TransferError
 from airflow_provider_exports.transfers.engine import SqlSink
-from airflow_provider_exports.transfers.engine.sql import arrow_readers, pg_binary
-from airflow_provider_exports.transfers.engine.sql import sink as sink_mod
+from airflow_provider_exports.transfers.engine.sql import arrow_batches, arrow_readers, pg_binary
 from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
 from airflow_provider_exports_sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
 
@@ -63,8 +62,8 @@ def both_ways(
     (as CSV or binary ``COPY``)."""
     out = []
     written = []
-    real = sink_mod.encode_csv
-    monkeypatch.setattr(sink_mod, "encode_csv", lambda texts, n: written.append(n) or real(texts, n))
+    real = arrow_batches.encode_csv
+    monkeypatch.setattr(arrow_batches, "encode_csv", lambda texts, n: written.append(n) or real(texts, n))
     real_binary = pg_binary.encode  # a columnar block goes as binary COPY where every column allows
     monkeypatch.setattr(pg_binary, "encode", lambda *args: written.append(1) or real_binary(*args))
     for columnar in (True, False):

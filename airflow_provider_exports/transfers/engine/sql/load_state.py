@@ -1,0 +1,23 @@
+"""What the SQL sink knows of a load so far: the column types, the stage or the created table, the
+rows. Copied at each file's savepoint and restored when that file starts again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from airflow_provider_exports.transfers.engine.sql.types import TypeTracker
+
+
+@dataclass
+class LoadState:
+    """See the module docstring."""
+
+    tracker: TypeTracker
+    stage_exists: bool = False
+    stage_columns: list[str] = field(default_factory=list)  # data columns of the stage
+    seen: list[str] = field(default_factory=list)  # data columns the export brought, in order
+    made: dict[str, str] = field(default_factory=dict)  # columns of a table the load created: types
+    rows: int = 0
+    ordinal: int = 0
+    #: every row in the stage was counted by the database (else the stage is counted at commit)
+    confirmed: bool = True
