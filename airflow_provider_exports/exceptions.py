@@ -273,6 +273,46 @@ class TransferRefused(TransferError, AirflowFailException):
     job gives the same answer. The destination was left as it was."""
 
 
+class S3RequestFailed(TransferError):
+    """An S3 request of a transfer failed: names the operation, the object, and the argument that
+    gave the bucket. Retried by Airflow, unless it is an :class:`S3RequestRefused`.
+
+    :param operation: the S3 operation, e.g. ``PutObject``.
+    :param argument: the argument (of the operator, or of what gave the object) naming the bucket.
+    :param code: S3's error code, e.g. ``NoSuchBucket``.
+    :param response: botocore's parsed error response (its error and response metadata; no secret).
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        *,
+        bucket: str,
+        key: str | None,
+        argument: str,
+        code: str,
+        message: str,
+        response: Mapping[str, Any] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.bucket = bucket
+        self.key = key
+        self.argument = argument
+        self.code = code
+        self.response = dict(response or {})
+        where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+        told = f". {hint}" if hint else ""
+        super().__init__(
+            f"S3 {operation} {where} failed: {code}: {message} (bucket {bucket!r} from {argument}){told}"
+        )
+
+
+class S3RequestRefused(S3RequestFailed, AirflowFailException):
+    """S3 refused a transfer's request in a way that does not pass by itself (no such bucket,
+    access denied, unknown credentials): never retried; the message says what to check."""
+
+
 class TransferIntegrityError(TransferError):
     """Bytes received do not match the size or checksum the source announced."""
 

@@ -66,6 +66,7 @@ class S3Destination(Destination):
             "decompress": decompress,
             "extra_args": self.s3_extra_args,
             "allow_empty": allow_empty,
+            "bucket_argument": "s3_bucket",
         }
         if group is None:
             from airflow_provider_exports.transfers.engine.s3_sink import S3Sink

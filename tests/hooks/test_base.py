@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_exports.exceptions import (
@@ -428,7 +427,7 @@ def test_a_refused_secret_fails_at_once_with_the_connection_tests_hint(sandbox, 
     assert isinstance(err.value, AirflowFailException)  # Airflow fails the task without a retry
     message = str(err.value)
     assert vendor.refusal in message
-    assert f"Not retried, the same call would be refused again; connection 'under_test': Check " in message
+    assert "Not retried, the same call would be refused again; connection 'under_test': Check " in message
     assert vendor.secret_field in message
     assert "wrong-secret-value" not in message
     assert len(server.requests) == 1  # the core did not retry it either
