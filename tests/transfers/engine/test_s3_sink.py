@@ -24,7 +24,6 @@ from airflow_provider_exports.exceptions import (
     VendorServerError,
 )
 from airflow_provider_exports.transfers.engine import S3Sink, run_transfer
-from airflow_provider_exports.transfers.engine.s3_errors import s3_error
 
 from .conftest import LocalFileSource
 
@@ -612,23 +611,3 @@ def _delete_bucket(s3) -> None:
     for obj in client.list_objects_v2(Bucket=s3.bucket).get("Contents", []):
         client.delete_object(Bucket=s3.bucket, Key=obj["Key"])
     client.delete_bucket(Bucket=s3.bucket)
-
-
-@pytest.mark.parametrize(
-    ("code", "refused"),
-    [
-        ("AccessDenied", True),
-        ("403", True),
-        ("InvalidAccessKeyId", True),
-        ("SlowDown", False),
-        ("InternalError", False),
-    ],
-)
-def test_which_s3_errors_are_refusals(code, refused):
-    """Codes moto does not answer (it enforces no IAM policy): botocore's own error, built as it builds it."""
-    from botocore.exceptions import ClientError
-
-    exc = ClientError({"Error": {"Code": code, "Message": "m"}}, "PutObject")
-    error = s3_error(exc, "PutObject", "b", "k", "s3_bucket")
-    assert isinstance(error, AirflowFailException) is refused
-    assert "s3://b/k" in str(error) and "s3_bucket" in str(error)
