@@ -43,16 +43,18 @@ def seed_demo(sb: Any) -> None:
 
 
 def services_env(sb: Any, moto: Any, warehouse: Path) -> dict[str, str]:
-    """The Airflow connections and variable the example DAGs need beside the vendors' own:
-    ``aws_default`` (the local S3), ``cordial_delivery`` (the keys Cordial writes into it with:
-    the sandbox delivers Cordial's exports into the local S3), ``warehouse`` (SQLite) and the
-    ``exports_bucket`` variable."""
+    """The Airflow connections the example DAGs need beside the vendors' own: ``aws_default`` (the
+    local S3), ``cordial_delivery`` (the keys Cordial writes into it with: the sandbox delivers
+    Cordial's exports into the local S3) and ``warehouse`` (SQLite).
+
+    No ``exports_bucket`` variable: the DAGs' default is this bucket already, and Airflow hands every
+    variable's value to its secrets masker, which warned in every task log that ``lake`` is too short
+    to mask."""
     sb.cordial.s3_endpoint_url = moto.endpoint_url
     return {
         **moto.airflow_conn_env(),
         "AIRFLOW_CONN_CORDIAL_DELIVERY": json.dumps({**moto.airflow_conn(), **CORDIAL_DELIVERY_KEYS}),
         "AIRFLOW_CONN_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(warehouse)}),
-        "AIRFLOW_VAR_EXPORTS_BUCKET": BUCKET,
     }
 
 

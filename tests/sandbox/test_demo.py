@@ -106,3 +106,27 @@ def test_verbose_shows_airflows_logs(work: Path, tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
     assert re.search(r"^  hello +success in ", demo.stdout, re.M), demo.stdout[-3000:]
     assert re.search(r"\[info *\]", demo.stdout + demo.stderr)  # Airflow's own log lines are back
+
+
+def test_nothing_the_sandbox_exports_is_too_short_for_airflows_masker(sandbox, moto_s3, tmp_path: Path) -> None:
+    """Airflow hands every variable's value and every connection's password and extra to its secrets
+    masker, which warned "Skipping masking for a secret as it's too short" in every task log of the
+    example DAGs while the sandbox exported the variable exports_bucket=lake."""
+    import json
+
+    from airflow.configuration import conf
+
+    from airflow_provider_exports_sandbox.demo import services_env
+
+    shortest = conf.getint("logging", "min_length_masked_secret", fallback=5)
+    env = {**sandbox.airflow_env(), **services_env(sandbox, moto_s3, tmp_path / "warehouse.db")}
+    masked = {}
+    for name, value in env.items():
+        if name.startswith("AIRFLOW_VAR_"):
+            masked[name] = value
+        elif name.startswith("AIRFLOW_CONN_"):
+            conn = json.loads(value)
+            masked[f"{name} password"] = conn.get("password") or ""
+            masked[f"{name} extra"] = json.dumps(conn.get("extra")) if conn.get("extra") else ""
+    too_short = {name: value for name, value in masked.items() if 0 < len(value) < shortest}
+    assert too_short == {}
