@@ -7,6 +7,8 @@ The sinks are imported when a task runs, never when its DAG is parsed.
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -77,6 +79,34 @@ class S3Destination(Destination):
         return S3StagingSink(self.s3_bucket, self.s3_key_prefix, run_id=group["run_id"], **settings)
 
 
+#: a name part that needs no quotes in SQL, whatever the dialect (PostgreSQL folds unquoted names to
+#: lower case, so an upper-case letter needs them there)
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def warn_if_quoting_needed(name: str, argument: str) -> None:
+    """Warn (when the DAG is parsed) about a table name that queries will have to quote: the load
+    quotes every part of it, so the table exists exactly as written, spaces and case included."""
+    parts = [part for part in str(name).split(".") if not _PLAIN_NAME.fullmatch(part)]
+    if not parts:
+        return
+    part = parts[0]
+    if part[:1].isdigit():
+        why = "it starts with a digit"
+    elif re.fullmatch(r"[A-Za-z0-9_]+", part):
+        why = "it has upper-case letters, which PostgreSQL keeps only when they are quoted"
+    else:
+        why = "it has characters other than letters, digits and underscores"
+    quoted = ".".join(f'"{p}"' for p in str(name).split("."))
+    warnings.warn(
+        f"{argument}={name!r}: {part!r} needs quoting in SQL ({why}). The load quotes it, so the table "
+        f"is {quoted} and every query must quote it the same way; lower-case letters, digits and "
+        "underscores need no quotes",
+        UserWarning,
+        stacklevel=2,
+    )
+
+
 @dataclass(kw_only=True)
 class SqlDestination(Destination):
     """A table of any SQL warehouse, through the connection's common-sql ``DbApiHook`` (PostgreSQL
@@ -111,6 +141,8 @@ class SqlDestination(Destination):
     @classmethod
     def check(cls, arguments: Mapping[str, Any]) -> None:
         check_load_mode(arguments["mode"], arguments["key_columns"])
+        if given(arguments["table"]):
+            warn_if_quoting_needed(arguments["table"], "table")
 
     def sink(
         self,
