@@ -8,10 +8,11 @@ The sinks are imported when a task runs, never when its DAG is parsed.
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.transfers._parts import Destination, given
@@ -23,6 +24,8 @@ from airflow_provider_exports.transfers.engine.object_store_sink import (
 from airflow_provider_exports.transfers.engine.sql.modes import check_load_mode
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from airflow_provider_exports.transfers.engine import S3Sink, SqlSink
 
 
@@ -82,6 +85,7 @@ class S3Destination(Destination):
 #: a name part that needs no quotes in SQL, whatever the dialect (PostgreSQL folds unquoted names to
 #: lower case, so an upper-case letter needs them there)
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_OWN_PACKAGES = ("airflow_provider_exports", "airflow")
 
 
 def warn_if_quoting_needed(name: str, argument: str) -> None:
@@ -98,12 +102,17 @@ def warn_if_quoting_needed(name: str, argument: str) -> None:
     else:
         why = "it has characters other than letters, digits and underscores"
     quoted = ".".join(f'"{p}"' for p in str(name).split("."))
+    # Attributed to the DAG file's line (what Airflow lists among the file's warnings): the first
+    # caller outside this provider and Airflow (the operator's constructor runs through both).
+    level, frame = 1, cast("FrameType | None", sys._getframe())
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _OWN_PACKAGES:
+        frame, level = frame.f_back, level + 1
     warnings.warn(
         f"{argument}={name!r}: {part!r} needs quoting in SQL ({why}). The load quotes it, so the table "
         f"is {quoted} and every query must quote it the same way; lower-case letters, digits and "
         "underscores need no quotes",
         UserWarning,
-        stacklevel=2,
+        stacklevel=level,
     )
 
 
