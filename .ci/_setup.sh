@@ -104,11 +104,10 @@ if command -v uv >/dev/null 2>&1; then
 elif python3 -m uv --version >/dev/null 2>&1; then
     UV=(python3 -m uv)
 else
-    # A system Python may be "externally managed" (PEP 668): fall back to --user, then override.
-    python3 -m pip install -q uv \
-        || python3 -m pip install -q --user uv \
-        || python3 -m pip install -q --user --break-system-packages uv
-    if command -v uv >/dev/null 2>&1; then UV=(uv); else UV=(python3 -m uv); fi
+    # Nothing is installed outside the project: uv goes into .venv-uv/ (pip --target, which needs
+    # neither the venv module nor a system Python that allows installs, PEP 668).
+    [[ -x .venv-uv/bin/uv ]] || python3 -m pip install -q --target .venv-uv uv
+    UV=("${PWD}/.venv-uv/bin/uv")
 fi
 "${UV[@]}" --version
 

@@ -46,6 +46,7 @@ class VendorAPIError(ExportsError):
     :param message: the vendor's own message, or a description of the transport failure.
     :param url: the URL **without** its query string.
     :param retry_after: the seconds the vendor asked to wait, when it said.
+    :param hint: what to check, added to the message (never a secret: fields and hosts only).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class VendorAPIError(ExportsError):
         method: str,
         url: str,
         retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
         self.vendor = vendor
         self.http_status = status_code
@@ -66,13 +68,24 @@ class VendorAPIError(ExportsError):
         self.method = method
         self.url = url
         self.retry_after = retry_after
+        self.hint = hint
         status = f"HTTP {status_code}" if status_code is not None else "no response"
         # Parentheses, not brackets: rich (Airflow's CLI output) reads "[key]" as markup and drops
         # it, which printed "HTTP 401 : Unauthorized" for a refused Sitecore secret.
         key = f" ({error_key})" if error_key and str(error_key).strip() else ""
         #: what the vendor answered, without the request: ``HTTP 429 (KEY): message``
         self.summary = f"{status}{key}: {message}"
-        super().__init__(f"{vendor} {method} {url} failed: {self.summary}")
+        told = f". {hint}" if hint else ""
+        super().__init__(f"{vendor} {method} {url} failed: {self.summary}{told}")
+
+    def fields(self) -> dict[str, Any]:
+        """The keyword arguments the error was built from (JSON-able, no secret): what a trigger's
+        event carries of it."""
+        return {"status_code": self.http_status, **{k: getattr(self, k) for k in _API_ERROR_FIELDS}}
+
+
+#: the keyword arguments of :class:`VendorAPIError` kept as attributes of the same name
+_API_ERROR_FIELDS = ("error_key", "message", "method", "url", "retry_after", "hint")
 
 
 class VendorAuthError(VendorAPIError):
@@ -81,6 +94,51 @@ class VendorAuthError(VendorAPIError):
 
 class VendorNotFoundError(VendorAPIError):
     """404: the export, job, batch or file does not exist."""
+
+
+class VendorRefused(VendorAPIError, AirflowFailException):
+    """An API call refused as it was asked: 400 (the request), 401/403 (the credentials or their
+    permissions), 404 (what it names does not exist). The same call would be refused again, so
+    Airflow fails the task at once instead of retrying it; ``hint`` names what to check (the
+    connection test's words). A download is never refused so: a presigned URL's 403 means it
+    expired, and a fresh one may pass.
+
+    Refusals of 401/403 are also :class:`VendorAuthError`, of 404 :class:`VendorNotFoundError`.
+    """
+
+    #: the statuses of a refusal
+    STATUSES = frozenset({400, 401, 403, 404})
+
+    @staticmethod
+    def of(vendor: str, fields: Mapping[str, Any]) -> VendorRefused:
+        """The refusal built from ``fields`` (as :meth:`VendorAPIError.fields` gives them; other keys
+        are left out), of the class its status calls for."""
+        status = fields.get("status_code")
+        cls = (
+            VendorAuthRefused
+            if status in (401, 403)
+            else VendorNotFoundRefused
+            if status == 404
+            else VendorRefused
+        )
+        return cls(
+            vendor,
+            status_code=status,
+            error_key=fields.get("error_key"),
+            message=str(fields.get("message") or ""),
+            method=str(fields.get("method") or ""),
+            url=str(fields.get("url") or ""),
+            retry_after=fields.get("retry_after"),
+            hint=fields.get("hint"),
+        )
+
+
+class VendorAuthRefused(VendorAuthError, VendorRefused):
+    """401/403 to an API call: never retried."""
+
+
+class VendorNotFoundRefused(VendorNotFoundError, VendorRefused):
+    """404 to an API call: never retried."""
 
 
 class VendorRateLimitError(VendorAPIError):
@@ -213,6 +271,46 @@ class TransferRefused(TransferError, AirflowFailException):
     """The export cannot be stored as it is (colliding file names, an empty export where that
     would empty the destination, a type that changed between files...). Never retried: the same
     job gives the same answer. The destination was left as it was."""
+
+
+class S3RequestFailed(TransferError):
+    """An S3 request of a transfer failed: names the operation, the object, and the argument that
+    gave the bucket. Retried by Airflow, unless it is an :class:`S3RequestRefused`.
+
+    :param operation: the S3 operation, e.g. ``PutObject``.
+    :param argument: the argument (of the operator, or of what gave the object) naming the bucket.
+    :param code: S3's error code, e.g. ``NoSuchBucket``.
+    :param response: botocore's parsed error response (its error and response metadata; no secret).
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        *,
+        bucket: str,
+        key: str | None,
+        argument: str,
+        code: str,
+        message: str,
+        response: Mapping[str, Any] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.bucket = bucket
+        self.key = key
+        self.argument = argument
+        self.code = code
+        self.response = dict(response or {})
+        where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+        told = f". {hint}" if hint else ""
+        super().__init__(
+            f"S3 {operation} {where} failed: {code}: {message} (bucket {bucket!r} from {argument}){told}"
+        )
+
+
+class S3RequestRefused(S3RequestFailed, AirflowFailException):
+    """S3 refused a transfer's request in a way that does not pass by itself (no such bucket,
+    access denied, unknown credentials): never retried; the message says what to check."""
 
 
 class TransferIntegrityError(TransferError):

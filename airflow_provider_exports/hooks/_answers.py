@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,8 +22,12 @@ from airflow_provider_exports.exceptions import (
     VendorConnectionError,
     VendorNotFoundError,
     VendorRateLimitError,
+    VendorRefused,
     VendorServerError,
 )
+
+#: what to check when an API call is refused (the hook's words, from its connection test)
+RefusalHint = Callable[[VendorAPIError], str]
 
 
 def redact_url(url: str) -> str:
@@ -142,6 +146,14 @@ def error_for(vendor: str, method: str, response: httpx.Response) -> VendorAPIEr
         url=redact_url(str(response.request.url)),
         retry_after=retry_after,
     )
+
+
+def refused(error: VendorAPIError, hint: RefusalHint | None) -> VendorAPIError:
+    """``error`` of an API call (never a download's) as the :class:`VendorRefused` that Airflow does
+    not retry, with ``hint``'s words, when its status is one of a refusal; else ``error`` itself."""
+    if error.http_status not in VendorRefused.STATUSES:
+        return error
+    return VendorRefused.of(error.vendor, {**error.fields(), "hint": hint(error) if hint else None})
 
 
 class _NotSentError(VendorConnectionError):

@@ -248,6 +248,7 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
             share_key=self.share_key,
             max_requests_per_second=self.max_requests_per_second,
             guard=self.guard,
+            refusal_hint=self.refusal_hint,
         )
 
     async def ahttp(self) -> HttpClient:
@@ -293,6 +294,17 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
             "GET", self.url(check.path), params=check.params, expected=check.expected, deadline=deadline
         )
 
+    def refusal_hint(self, exc: VendorAPIError) -> str:
+        """What to check when a task's API call was refused (a :class:`VendorRefused`, never
+        retried): the connection test's hint for the host that refused it."""
+        settings = self.settings
+        failure = _refused_where(exc, _token_place(self.auth_scheme(settings)))
+        hint = f"connection {self.conn_id!r}: {self.connection_hint(settings, failure)}"
+        if failure == "api_refused" and exc.http_status in (400, 404):
+            # What is missing or malformed is more often in the task's arguments than the connection.
+            hint = f"check the task's arguments; if they are right, {hint}"
+        return f"Not retried, the same call would be refused again; {hint}"
+
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection's fields, obtain credentials and make one read on the API host.
 
@@ -322,8 +334,7 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
 
     def _connection_failure(self, settings: SettingsT, exc: Exception, auth: AuthScheme) -> str:
         # Which stage failed: the token request (where there is one) or the read on the API host.
-        token_url = getattr(auth, "token_url", None)
-        token_place = redact_url(token_url) if token_url else None
+        token_place = _token_place(auth)
         if isinstance(exc, DeadlineExceeded):
             if "last answer" in exc.reason:  # it answered (a 429 asking for a long wait, a 5xx)
                 return f"{exc.what}: {exc.reason}"
@@ -331,14 +342,24 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
             failure: ConnectionFailure = "auth_unreachable" if at_token else "api_unreachable"
             text = f"{exc.what}: no answer within {CONNECTION_TEST_SECONDS:.0f} s"
         elif isinstance(exc, VendorAPIError):
-            at_token = token_place is not None and exc.url == token_place
             if isinstance(exc, VendorConnectionError):
-                failure = "auth_unreachable" if at_token else "api_unreachable"
+                failure = "auth_unreachable" if exc.url == token_place else "api_unreachable"
             elif exc.http_status is not None and 400 <= exc.http_status < 500 and exc.http_status != 429:
-                failure = "credentials_refused" if at_token else "api_refused"
+                failure = _refused_where(exc, token_place)
             else:  # a 5xx or a 429 after the retry: the vendor's own words say it
                 return str(exc)
             text = str(exc)
         else:
             return f"{type(exc).__name__}: {exc}"
         return f"{text}. {self.connection_hint(settings, failure)}"
+
+
+def _token_place(auth: AuthScheme) -> str | None:
+    """Where the auth scheme asks for tokens (``scheme://host/path``), if it does."""
+    token_url = getattr(auth, "token_url", None)
+    return redact_url(token_url) if token_url else None
+
+
+def _refused_where(exc: VendorAPIError, token_place: str | None) -> ConnectionFailure:
+    """Which host refused: the token host (the credentials) or the API host (after a token, if any)."""
+    return "credentials_refused" if token_place is not None and exc.url == token_place else "api_refused"

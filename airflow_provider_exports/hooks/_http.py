@@ -28,7 +28,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from airflow_provider_exports.hooks._answers import error_for, redact_url
+from airflow_provider_exports.hooks._answers import RefusalHint, error_for, redact_url, refused
 from airflow_provider_exports.hooks._auth import AuthScheme
 from airflow_provider_exports.hooks._call import (
     KEY_LOCKS,
@@ -67,6 +67,8 @@ class HttpClient:
     :param guard: where requests may go (:class:`~._guard.HostGuard`): checked before a request is
         sent and, on the sync client (the one that downloads), again when a connection is made. The
         default exempts no host: only public https hosts are reached.
+    :param refusal_hint: what to check when an API call is refused (400, 401, 403, 404; not a
+        download's answer): the hook's words, added to the :class:`VendorRefused` raised.
     """
 
     def __init__(
@@ -79,8 +81,10 @@ class HttpClient:
         share_key: Hashable | None = None,
         max_requests_per_second: float | None = None,
         guard: HostGuard | None = None,
+        refusal_hint: RefusalHint | None = None,
     ) -> None:
         self.vendor = vendor
+        self.refusal_hint = refusal_hint
         self.guard = guard or HostGuard(vendor)
         self.auth = auth
         self.retry = retry or RetryPolicy()
@@ -207,7 +211,10 @@ class HttpClient:
                 return response
             stale = response.status_code == 401 and auth is not None and bool(sent) and auth.refresh_after_401(sent)
             if not (stale and first_pass):
-                raise error_for(call.vendor, call.method, response)
+                error = error_for(call.vendor, call.method, response)
+                # A download's 403 is an expired URL and its 404 may pass with a fresh one: the
+                # transfer asks the vendor again, and a task retry gets new URLs.
+                raise error if call.streamed else refused(error, self.refusal_hint)
             log.info(
                 "%s: %s %s answered 401; refreshing credentials once",
                 call.vendor,

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 #: dialect: PostgreSQL stores a date, SQLite keeps the ISO text (its own convention for dates).
 TRENDS_COLUMN_TYPES: Mapping[str, str] = {"audience": "TEXT", "day": "DATE", "count": "BIGINT"}
 EXPORT_KINDS = ("audience_trends", "contacts")
+#: what gave the bucket of an S3 delivery, as S3's errors name it
+DELIVERY_BUCKET = "the create operator's destination=CordialS3Destination(bucket=...)"
 
 
 def trends_day(header: str) -> str:
@@ -202,7 +204,8 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
                 f"Cordial job {job_id} is Done but s3://{bucket}/{key} is not there; under "
                 f"s3://{bucket}/{path}/ there are: {near or 'no objects'}"
             )
-        source = S3SourceFile(s3, bucket, key, name, size=head.get("ContentLength"))
+        size = head.get("ContentLength")
+        source = S3SourceFile(s3, bucket, key, name, size=size, bucket_argument=DELIVERY_BUCKET)
         return self._listing(export, job, source, source.location, s3_prefix(bucket, key))
 
     def _listing(
@@ -261,7 +264,9 @@ class CordialDeliveredFile(ExportSource[CordialHook]):
                     f"{ascii(ref)[:200]} is not a file the export delivered to s3://{bucket}/{path}: give the "
                     "groups its list-files task made",
                 )
-            files.append(S3SourceFile(s3, bucket, str(key), f["name"], size=f["size"]))
+            files.append(
+                S3SourceFile(s3, bucket, str(key), f["name"], size=f["size"], bucket_argument=DELIVERY_BUCKET)
+            )
         return files, export
 
     def _delivered_group_files(self, export: Mapping[str, Any], group: Mapping[str, Any]) -> list[SourceFile]:

@@ -7,9 +7,12 @@ The sinks are imported when a task runs, never when its DAG is parsed.
 
 from __future__ import annotations
 
+import re
+import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.transfers._parts import Destination, given
@@ -21,6 +24,8 @@ from airflow_provider_exports.transfers.engine.object_store_sink import (
 from airflow_provider_exports.transfers.engine.sql.modes import check_load_mode
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from airflow_provider_exports.transfers.engine import S3Sink, SqlSink
 
 
@@ -66,6 +71,7 @@ class S3Destination(Destination):
             "decompress": decompress,
             "extra_args": self.s3_extra_args,
             "allow_empty": allow_empty,
+            "bucket_argument": "s3_bucket",
         }
         if group is None:
             from airflow_provider_exports.transfers.engine.s3_sink import S3Sink
@@ -74,6 +80,40 @@ class S3Destination(Destination):
         from airflow_provider_exports.transfers.engine.s3_staging import S3StagingSink
 
         return S3StagingSink(self.s3_bucket, self.s3_key_prefix, run_id=group["run_id"], **settings)
+
+
+#: a name part that needs no quotes in SQL, whatever the dialect (PostgreSQL folds unquoted names to
+#: lower case, so an upper-case letter needs them there)
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_OWN_PACKAGES = ("airflow_provider_exports", "airflow")
+
+
+def warn_if_quoting_needed(name: str, argument: str) -> None:
+    """Warn (when the DAG is parsed) about a table name that queries will have to quote: the load
+    quotes every part of it, so the table exists exactly as written, spaces and case included."""
+    parts = [part for part in str(name).split(".") if not _PLAIN_NAME.fullmatch(part)]
+    if not parts:
+        return
+    part = parts[0]
+    if part[:1].isdigit():
+        why = "it starts with a digit"
+    elif re.fullmatch(r"[A-Za-z0-9_]+", part):
+        why = "it has upper-case letters, which PostgreSQL keeps only when they are quoted"
+    else:
+        why = "it has characters other than letters, digits and underscores"
+    quoted = ".".join(f'"{p}"' for p in str(name).split("."))
+    # Attributed to the DAG file's line (what Airflow lists among the file's warnings): the first
+    # caller outside this provider and Airflow (the operator's constructor runs through both).
+    level, frame = 1, cast("FrameType | None", sys._getframe())
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _OWN_PACKAGES:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(
+        f"{argument}={name!r}: {part!r} needs quoting in SQL ({why}). The load quotes it, so the table "
+        f"is {quoted} and every query must quote it the same way; lower-case letters, digits and "
+        "underscores need no quotes",
+        UserWarning,
+        stacklevel=level,
+    )
 
 
 @dataclass(kw_only=True)
@@ -110,6 +150,8 @@ class SqlDestination(Destination):
     @classmethod
     def check(cls, arguments: Mapping[str, Any]) -> None:
         check_load_mode(arguments["mode"], arguments["key_columns"])
+        if given(arguments["table"]):
+            warn_if_quoting_needed(arguments["table"], "table")
 
     def sink(
         self,

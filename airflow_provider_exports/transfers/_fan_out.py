@@ -252,6 +252,7 @@ class FanOutCommitOperator(BaseOperator):
             extra_args=dest["extra_args"],
             allow_empty=dest["allow_empty"],
             stale_after=self.stale_after,
+            bucket_argument="s3_bucket",
         )
         if all(g["skipped"] for g in groups):
             current, _, _ = sink._read_manifest()

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_exports.exceptions import VendorRefused
 from airflow_provider_exports.hooks._base import ExportsVendorHook
 from airflow_provider_exports.utils.waiting import (
     JobPoke,
@@ -38,7 +39,7 @@ class JobPollingTrigger(BaseTrigger, ABC):
 
     Events: ``{"status": "success", "message", "result", "job_ref"}``, ``{"status": "failed",
     "message", "job_ref", "job_status", "errors", "details"}``, ``{"status": "timeout", "message"}``
-    or ``{"status": "error", "message"}``.
+    or ``{"status": "error", "message"}`` (with ``"refused"``, the fields of a :class:`VendorRefused`).
 
     :param poll_interval: seconds between pokes.
     :param deadline: epoch seconds at which the wait ends with a ``timeout`` event.
@@ -109,7 +110,10 @@ class JobPollingTrigger(BaseTrigger, ABC):
                 )
                 await asyncio.sleep(pause)
         except Exception as exc:
-            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+            error: dict[str, Any] = {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
+            if isinstance(exc, VendorRefused):  # so the resumed task fails as it would inline: not retried
+                error["refused"] = exc.fields()
+            yield TriggerEvent(error)
         finally:
             await hook.aclose()
 

@@ -36,6 +36,7 @@ from airflow_provider_exports.exceptions import (
     ExportsError,
     VendorConnectionError,
     VendorRateLimitError,
+    VendorRefused,
     VendorServerError,
 )
 
@@ -211,4 +212,7 @@ def result_of(
         raise failure_from_event(vendor, event)
     if status == "timeout":
         raise on_timeout(str(event.get("message")))
+    refused = event.get("refused")
+    if isinstance(refused, Mapping):  # the trigger's call was refused: the same error, not retried
+        raise VendorRefused.of(vendor, refused)
     raise ExportsError(f"Waiting for the {vendor} job failed: {event.get('message')}")

@@ -222,7 +222,8 @@ class Deployment:
                 # every 300 s by default: a LocalExecutor task killed with its scheduler waited that
                 # long (331 s measured) before its retry.
                 "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "20",
-                "AIRFLOW_VAR_EXPORTS_BUCKET": BUCKET,
+                # No exports_bucket variable: the DAGs' default is BUCKET, and a variable's value
+                # this short made Airflow's secrets masker warn in every task log.
                 "AIRFLOW_CONN_WAREHOUSE": json.dumps(
                     {
                         "conn_type": "postgres",

@@ -4,8 +4,8 @@ Starts every vendor server, prints their URLs and the ``AIRFLOW_CONN_*`` exports
 Airflow at them, and serves until Ctrl-C or SIGTERM. ``--seed-demo`` adds a small set of exports,
 jobs and audiences so a DAG has something to read right away. ``--services`` also starts a local S3
 (moto, with the bucket ``lake``) and an SQLite warehouse and prints their connections too
-(``aws_default``, ``cordial_delivery``, ``warehouse``) and the ``exports_bucket`` variable, so the
-example DAGs run against this process alone.
+(``aws_default``, ``cordial_delivery``, ``warehouse``), so the example DAGs (whose bucket is
+``lake`` unless the ``exports_bucket`` variable says otherwise) run against this process alone.
 """
 
 from __future__ import annotations

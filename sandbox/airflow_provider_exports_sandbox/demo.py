@@ -1,9 +1,10 @@
-"""The one-command demo: the three example DAGs end to end against the sandbox, a local S3 and SQLite.
+"""The one-command demo: the example DAGs end to end against the sandbox, a local S3 and SQLite.
 
 ``python -m airflow_provider_exports_sandbox.demo`` (what ``bash .ci/demo`` runs) starts the vendor
 sandbox and a moto S3 server on loopback, points Airflow connections at them and at an embedded
 SQLite warehouse, runs each DAG of ``example_dags/`` (Sitecore CDP, Cordial, Adobe Experience
-Platform) with ``dag.test()`` on its latest scheduled date, and prints what landed on one screen.
+Platform, each also fanned out) with ``dag.test()`` on its latest scheduled date, and prints what
+landed on one screen; a run that failed says which try of which task failed, with its exception.
 Airflow's own logs are off (``--verbose`` shows them). With ``--keep`` the local S3 and the
 warehouse stay up afterwards, with how to browse them; ``--stop`` ends what ``--keep`` left.
 """
@@ -43,16 +44,18 @@ def seed_demo(sb: Any) -> None:
 
 
 def services_env(sb: Any, moto: Any, warehouse: Path) -> dict[str, str]:
-    """The Airflow connections and variable the example DAGs need beside the vendors' own:
-    ``aws_default`` (the local S3), ``cordial_delivery`` (the keys Cordial writes into it with:
-    the sandbox delivers Cordial's exports into the local S3), ``warehouse`` (SQLite) and the
-    ``exports_bucket`` variable."""
+    """The Airflow connections the example DAGs need beside the vendors' own: ``aws_default`` (the
+    local S3), ``cordial_delivery`` (the keys Cordial writes into it with: the sandbox delivers
+    Cordial's exports into the local S3) and ``warehouse`` (SQLite).
+
+    No ``exports_bucket`` variable: the DAGs' default is this bucket already, and Airflow hands every
+    variable's value to its secrets masker, which warned in every task log that ``lake`` is too short
+    to mask."""
     sb.cordial.s3_endpoint_url = moto.endpoint_url
     return {
         **moto.airflow_conn_env(),
         "AIRFLOW_CONN_CORDIAL_DELIVERY": json.dumps({**moto.airflow_conn(), **CORDIAL_DELIVERY_KEYS}),
         "AIRFLOW_CONN_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(warehouse)}),
-        "AIRFLOW_VAR_EXPORTS_BUCKET": BUCKET,
     }
 
 
@@ -92,7 +95,7 @@ def _s3_lines(s3: Any) -> list[str]:
     objects = [o for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
                for o in page.get("Contents", [])]  # fmt: skip
     total = sum(o["Size"] for o in objects)
-    lines = [f"s3://{BUCKET}/ (local S3): {len(objects)} objects, {total:,} bytes"]
+    lines = [f"s3://{BUCKET}/ (local S3): {_count(len(objects), 'object')}, {_count(total, 'byte')}"]
     manifests = {o["Key"].rsplit("/", 1)[0] + "/": o for o in objects if o["Key"].endswith("/_manifest.json")}
     folders: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for obj in objects:
@@ -101,15 +104,21 @@ def _s3_lines(s3: Any) -> list[str]:
     for prefix in sorted(folders):
         if prefix in manifests:
             m = json.loads(s3.get_object(Bucket=BUCKET, Key=manifests[prefix]["Key"])["Body"].read())
-            lines.append(f"  {prefix}  manifest + {m['file_count']} files, {m['total_bytes']:,} bytes")
+            lines.append(
+                f"  {prefix}  manifest + {_count(m['file_count'], 'file')}, {_count(m['total_bytes'], 'byte')}"
+            )
             lines.append(f"      {m['vendor']} export {_short(m['export_ref'])}, job {_short(m['job_ref'])}")
         else:
             names = ", ".join(o["Key"].rsplit("/", 1)[1] for o in folders[prefix])
-            lines.append(
-                f"  {prefix}  {len(folders[prefix])} files, {sum(o['Size'] for o in folders[prefix]):,} bytes"
-            )
+            size = sum(o["Size"] for o in folders[prefix])
+            lines.append(f"  {prefix}  {_count(len(folders[prefix]), 'file')}, {_count(size, 'byte')}")
             lines.append(f"      {names}")
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``, ``1,024 bytes``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _short(ref: str) -> str:
@@ -122,11 +131,12 @@ def _warehouse_lines(warehouse: Path) -> list[str]:
         return [*lines, "  (empty)"]
     with contextlib.closing(sqlite3.connect(warehouse)) as conn:
         tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table' order by 1")]
+        width = max(map(len, tables), default=0)
         for table in tables:
             count = conn.execute(f'select count(*) from "{table}"').fetchone()[0]
             columns = [r[1] for r in conn.execute(f'pragma table_info("{table}")')]
             shown = ", ".join(columns[:5]) + (f" (+{len(columns) - 5})" if len(columns) > 5 else "")
-            lines.append(f"  {table:<24} {count:>6,} rows  {shown}")
+            lines.append(f"  {table:<{width}} {_count(count, 'row'):>11}  {shown}")
         if "cordial_audience_trends" in tables:
             rows = conn.execute(
                 "select audience, day, count from cordial_audience_trends order by 1, 2"
@@ -265,7 +275,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_dags(dags_folder: Path) -> dict[str, str] | None:
     """Each DAG of the folder, one after another; their end states by DAG id (None: import errors)."""
-    from airflow_provider_exports_sandbox.testing._airflow import _dagbag_module, init_metadata_db, run_dag
+    from airflow_provider_exports_sandbox.testing._airflow import (
+        _dagbag_module,
+        failed_tries,
+        init_metadata_db,
+        run_dag,
+    )
 
     init_metadata_db()
     bag = _dagbag_module().DagBag(dag_folder=str(dags_folder))
@@ -274,17 +289,21 @@ def _run_dags(dags_folder: Path) -> dict[str, str] | None:
             print(f"{file} failed to import:\n{error}", file=sys.stderr)
         return None
     tune_for_demo(bag.dags)
+    print(f"{_count(len(bag.dags), 'DAG')}:", flush=True)
     states = {}
+    width = max(map(len, bag.dags), default=0)
     for dag_id in sorted(bag.dags):
         t0 = time.monotonic()
         run = run_dag(bag.dags[dag_id])
         states[dag_id] = str(run.state)
         failed = [ti.task_id for ti in run.get_task_instances() if ti.state != "success"]
         print(
-            f"  {dag_id:<30} {run.state} in {time.monotonic() - t0:4.1f} s, logical date {run.logical_date:%Y-%m-%d %H:%M}"
-            + (f"; not successful: {', '.join(failed)} (--verbose shows why)" if failed else ""),
+            f"  {dag_id:<{width}} {run.state} in {time.monotonic() - t0:4.1f} s, logical date {run.logical_date:%Y-%m-%d %H:%M}"
+            + (f"; not successful: {', '.join(failed)}" if failed else ""),
             flush=True,
         )
+        for failure in failed_tries(run):  # why, without Airflow's logs (--verbose shows them)
+            print(f"      {failure}", flush=True)
     return states
 
 

@@ -5,6 +5,7 @@ tried with good credentials, a bad secret, an unreachable API host and a wrong r
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -12,12 +13,20 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_exports.exceptions import VendorNotFoundError
+from airflow_provider_exports.exceptions import (
+    VendorAuthError,
+    VendorAuthRefused,
+    VendorNotFoundError,
+    VendorNotFoundRefused,
+    VendorServerError,
+)
 from airflow_provider_exports.hooks._auth import TOKENS
 from airflow_provider_exports.hooks._base import ExportsVendorHook
 from airflow_provider_exports.hooks._retry import RetryPolicy
@@ -38,6 +47,7 @@ class Vendor:
     :ivar refusal: the vendor's own message for a wrong secret.
     :ivar secret_field: what the hint for a refused secret names.
     :ivar api_hint: what the hint for an unreachable API host names.
+    :ivar missing: a path on the API host that answers 404.
     """
 
     hook_class: type[ExportsVendorHook[Any]]
@@ -48,6 +58,7 @@ class Vendor:
     refusal: str
     secret_field: str
     api_hint: str
+    missing: str
 
     def server(self, sandbox: Any) -> Any:
         return getattr(sandbox, self.sandbox_attr)
@@ -67,6 +78,7 @@ VENDORS = {
         "Unauthorized",
         "password (the API secret)",
         "Check extra.api_host",
+        "/v2/audienceExports/definitions/no_such_export/latestExport",
     ),
     "cordial": Vendor(
         CordialHook,
@@ -77,6 +89,7 @@ VENDORS = {
         "Access Denied: Authentication Failure",
         "password (the API key)",
         "Check extra.api_host",
+        "/v2/jobs/" + "0" * 24,
     ),
     "adobe": Vendor(
         AdobeExperiencePlatformHook,
@@ -87,6 +100,7 @@ VENDORS = {
         "invalid client_id or client_secret",
         "password (the client secret) and extra.scopes",
         "Check extra.platform_host",
+        "/data/core/ups/export/jobs/1",
     ),
 }
 
@@ -390,3 +404,121 @@ def test_airflow_connections_test_prints_the_vendor_error_key(sandbox, monkeypat
     assert "Connection failed!" in out
     assert "/oauth/token failed: HTTP 401 (access_denied): Unauthorized. Check login" in out
     assert "wrong-secret-value" not in out
+
+
+# -- a task's call refused: failed at once, saying what to check -----------------------------------
+
+
+def call_with(driver: str, hook: ExportsVendorHook[Any], path: str) -> object:
+    """``GET path`` on the hook's API host through the worker's driver or the triggerer's."""
+    if driver == "sync":
+        return hook.call("GET", path)
+    return asyncio.run(hook.acall("GET", path))
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_refused_secret_fails_at_once_with_the_connection_tests_hint(sandbox, vendor, monkeypatch, driver):
+    server = vendor.server(sandbox)
+    hook = vendor.hook_for(monkeypatch, server.connection() | {"password": "wrong-secret-value"})
+
+    with pytest.raises(VendorAuthRefused) as err:
+        call_with(driver, hook, vendor.missing)
+
+    assert isinstance(err.value, AirflowFailException)  # Airflow fails the task without a retry
+    message = str(err.value)
+    assert vendor.refusal in message
+    assert "Not retried, the same call would be refused again; connection 'under_test': Check " in message
+    assert vendor.secret_field in message
+    assert "wrong-secret-value" not in message
+    assert len(server.requests) == 1  # the core did not retry it either
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_missing_object_fails_at_once_naming_the_arguments_then_the_connection(
+    sandbox, vendor, monkeypatch, driver
+):
+    server = vendor.server(sandbox)
+    hook = vendor.hook_for(monkeypatch, server.connection())
+
+    with pytest.raises(VendorNotFoundRefused) as err:
+        call_with(driver, hook, vendor.missing)
+
+    assert isinstance(err.value, AirflowFailException) and isinstance(err.value, VendorNotFoundError)
+    message = str(err.value)
+    assert f"{server.url}{vendor.missing} failed: HTTP 404" in message
+    hint = hook.connection_hint(hook.settings, "api_refused")
+    assert message.endswith(
+        f"Not retried, the same call would be refused again; check the task's arguments; if they are "
+        f"right, connection 'under_test': {hint}"
+    )
+    assert server.connection()["password"] not in message
+    assert len(server.requests_to(vendor.missing)) == 1
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_5xx_is_still_retried_and_not_a_refusal(sandbox, vendor, monkeypatch, driver):
+    server = vendor.server(sandbox)
+    hook = vendor.hook_for(monkeypatch, server.connection())
+    server.faults.server_error(vendor.missing, times=None, status=503)
+
+    with pytest.raises(VendorServerError) as err:
+        call_with(driver, hook, vendor.missing)
+
+    assert not isinstance(err.value, AirflowFailException)
+    assert len(server.requests_to(vendor.missing)) == FAST.max_attempts
+
+
+def test_a_downloads_403_is_not_a_refusal(sandbox):
+    """An expired presigned URL answers 403: a fresh one may pass, so the transfer and the task retry."""
+    from airflow_provider_exports.hooks._http import HttpClient
+
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    sandbox.sitecore.add_job("daily_loyalty_members", rows=10, end_time=datetime(2026, 11, 1, tzinfo=timezone.utc))
+    hook = SitecoreCDPHook(retry=FAST)
+    output = hook.get_latest_export("daily_loyalty_members")
+    sandbox.sitecore.faults.expire_urls()
+    client = HttpClient(hook.vendor, retry=FAST, guard=hook.guard, refusal_hint=hook.refusal_hint)
+    with pytest.raises(VendorAuthError) as err, client.stream(output.files[0].url):
+        pass
+    assert err.value.http_status == 403 and not isinstance(err.value, AirflowFailException)
+
+
+def one_call_dag(dag_id: str, call: Callable[[], object]) -> Any:
+    """A DAG of one task, allowed two retries at once, that makes ``call``."""
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG
+
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 11, 1, tzinfo=timezone.utc)) as dag:
+        PythonOperator(task_id="call", python_callable=call, retries=2, retry_delay=timedelta(0))
+    return dag
+
+
+@pytest.mark.parametrize(
+    ("case", "tries"), [("wrong secret", 1), ("unknown export", 1), ("503", 3), ("429", 3)]
+)
+def test_a_task_refused_by_the_vendor_fails_without_its_retries(sandbox, run_dag, monkeypatch, capfd, case, tries):
+    conn = sandbox.sitecore.connection()
+    ref = "no_such_export" if case == "unknown export" else "daily_loyalty_members"
+    if case == "wrong secret":
+        conn["password"] = "wrong-secret-value"
+    elif case == "503":
+        sandbox.sitecore.faults.server_error("/v2/*", times=None, status=503)
+    elif case == "429":
+        sandbox.sitecore.faults.rate_limit("/v2/*", times=None, retry_after="0")
+    monkeypatch.setenv("AIRFLOW_CONN_UNDER_TEST", json.dumps(conn))
+    dag = one_call_dag(
+        f"refused_{case.replace(' ', '_')}",
+        lambda: SitecoreCDPHook("under_test", retry=FAST).get_latest_export(ref),
+    )
+
+    run = run_dag(dag, logical_date=datetime(2026, 11, 2, tzinfo=timezone.utc))
+
+    ti = run.get_task_instance("call")
+    assert (ti.state, ti.try_number) == ("failed", tries)
+    log = "".join(capfd.readouterr())
+    if case == "wrong secret":
+        assert "VendorAuthRefused" in log and "connection 'under_test': Check login" in log
+        assert "wrong-secret-value" not in log
+    elif case == "unknown export":
+        assert "VendorNotFoundRefused" in log and "Audience export no_such_export not found" in log
+        assert "check the task's arguments; if they are right, connection 'under_test'" in log

@@ -67,8 +67,12 @@ def test_quiet_on_one_screen_and_keep_leaves_s3_and_the_warehouse(work: Path) ->
     assert not re.search(r"\[(debug|info|warning) *\]", everything), everything[:3000]  # Airflow's log lines
     assert "Dropping" not in everything and "deprecat" not in everything.lower(), everything[:3000]
     assert demo.stderr.strip() == ""
+    ran = re.findall(r"^  (\w+) +success in ", out, re.M)
     for dag_id in ("adobe_profile_export", "cordial_audience_trends", "sitecore_cdp_audience_export"):
-        assert re.search(rf"^  {dag_id} +success in ", out, re.M), out
+        assert dag_id in ran and f"{dag_id}_fan_out" in ran, out
+    assert re.search(rf"^{len(ran)} DAGs:$", out, re.M), out  # the count of what runs
+    assert re.search(r"  raw/cordial_fan_out/\S+  1 file, ", out), out  # one file, not "1 files"
+    assert not re.search(r"\b1 (files|objects|bytes|rows)\b", out), out
 
     # --keep: the printed boto3 command lists what landed in the local S3, still running
     browse = next(line.strip() for line in lines if " -c 'import boto3" in line)
@@ -106,3 +110,48 @@ def test_verbose_shows_airflows_logs(work: Path, tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
     assert re.search(r"^  hello +success in ", demo.stdout, re.M), demo.stdout[-3000:]
     assert re.search(r"\[info *\]", demo.stdout + demo.stderr)  # Airflow's own log lines are back
+
+
+def test_a_failed_run_says_which_try_of_which_task_failed_and_why(work: Path, tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "boom.py").write_text(
+        "from airflow.sdk import DAG, task\n\n"
+        "with DAG('boom', schedule=None):\n\n"
+        "    @task\n"
+        "    def land():\n"
+        "        raise ValueError('no bucket named lake')\n\n"
+        "    land()\n"
+    )
+    demo = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_exports_sandbox.demo", "--work-dir", str(work),
+         "--dags-folder", str(dags)],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert demo.returncode == 1, demo.stdout[-4000:] + demo.stderr[-4000:]
+    assert re.search(r"^  boom +failed in .*; not successful: land$", demo.stdout, re.M), demo.stdout
+    assert "      task land, try 1 of 1: ValueError: no bucket named lake\n" in demo.stdout, demo.stdout
+
+
+def test_nothing_the_sandbox_exports_is_too_short_for_airflows_masker(sandbox, moto_s3, tmp_path: Path) -> None:
+    """Airflow hands every variable's value and every connection's password and extra to its secrets
+    masker, which warned "Skipping masking for a secret as it's too short" in every task log of the
+    example DAGs while the sandbox exported the variable exports_bucket=lake."""
+    import json
+
+    from airflow.configuration import conf
+
+    from airflow_provider_exports_sandbox.demo import services_env
+
+    shortest = conf.getint("logging", "min_length_masked_secret", fallback=5)
+    env = {**sandbox.airflow_env(), **services_env(sandbox, moto_s3, tmp_path / "warehouse.db")}
+    masked = {}
+    for name, value in env.items():
+        if name.startswith("AIRFLOW_VAR_"):
+            masked[name] = value
+        elif name.startswith("AIRFLOW_CONN_"):
+            conn = json.loads(value)
+            masked[f"{name} password"] = conn.get("password") or ""
+            masked[f"{name} extra"] = json.dumps(conn.get("extra")) if conn.get("extra") else ""
+    too_short = {name: value for name, value in masked.items() if 0 < len(value) < shortest}
+    assert too_short == {}

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from airflow_provider_exports_sandbox import Sandbox
+from airflow_provider_exports_sandbox.demo import BUCKET
 from airflow_provider_exports_sandbox.local_services import MotoServer, PostgresCluster
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
@@ -99,7 +100,7 @@ def test_cli_services_run_an_example_dag_alone(
     try:
         assert proc.stdout is not None
         env = {}
-        while "AIRFLOW_VAR_EXPORTS_BUCKET" not in env:
+        while "AIRFLOW_CONN_WAREHOUSE" not in env:  # the last line
             line = proc.stdout.readline()
             assert line.startswith("export "), line
             key, value = line[len("export ") :].rstrip("\n").split("=", 1)
@@ -119,7 +120,7 @@ def test_cli_services_run_an_example_dag_alone(
             assert conn.execute("select count(*) from loyalty_members").fetchone()[0] == 5000
         endpoint = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"]
         s3 = MotoServer(port=int(endpoint.rsplit(":", 1)[1])).client()
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=env["AIRFLOW_VAR_EXPORTS_BUCKET"])["Contents"]]
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
         assert f"raw/sitecore/daily_loyalty_members/ds={run.logical_date:%Y-%m-%d}/_manifest.json" in keys
     finally:
         proc.terminate()

@@ -435,3 +435,26 @@ def test_deferrable_first_poke_is_bounded_by_the_deadline_too(sandbox):
 
     assert time.monotonic() - started < 10  # the 429's 30 s would end past the deadline
     assert deferred.value.trigger.serialize()[1]["deadline"] == sensor._deadline
+
+
+def test_a_deferred_wait_refused_by_the_vendor_fails_the_task_without_its_retries(sandbox, run_dag, capfd):
+    """The trigger meets the 404 (the sensor's own first poke, before deferring, found no job yet):
+    the task resumes and fails once, as it would have failed inline, instead of three tries."""
+    from datetime import timedelta
+
+    from airflow.sdk import DAG
+
+    sandbox.sitecore.add_export(EXPORT)  # no job yet: the first poke waits, then the task defers
+    sandbox.sitecore.faults.answer(
+        REPORTS, times=None, skip=1, status=404, json={"status": 404, "message": "Export deleted"}, method="GET"
+    )
+    with DAG("sitecore_deferred_refusal", schedule=None, start_date=T0) as dag:
+        make_sensor(deferrable=True, poke_interval=0.2, timeout=60, retries=2, retry_delay=timedelta(0))
+
+    run = run_dag(dag, logical_date=T0)
+
+    ti = run.get_task_instance("wait_for_export")
+    assert (ti.state, ti.try_number) == ("failed", 1)
+    log = "".join(capfd.readouterr())
+    assert "VendorNotFoundRefused" in log and "HTTP 404: Export deleted" in log
+    assert "check the task's arguments; if they are right, connection 'sitecore_cdp_default'" in log

@@ -115,3 +115,68 @@ def test_the_readme_testing_example_runs_as_written(tmp_path: Path) -> None:
     result = _pytest(tmp_path, "-q", "tests", timeout=600)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert re.search(r"\b1 passed\b", result.stdout), result.stdout[-2000:]
+
+
+def _kit_project(tmp_path: Path, dags: dict[str, str], test: str) -> Path:
+    """A fresh project: ``dags/<name>`` files and one test file that loads the kit."""
+    (tmp_path / "dags").mkdir()
+    for name, text in dags.items():
+        (tmp_path / "dags" / name).write_text(text)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "conftest.py").write_text('pytest_plugins = ["airflow_provider_exports_sandbox.testing"]\n')
+    (tmp_path / "tests" / "test_dag.py").write_text(
+        "from pathlib import Path\n\nDAGS = Path(__file__).parents[1] / 'dags'\n\n\n" + test
+    )
+    return tmp_path
+
+
+ONE_TASK_DAG = """
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, task
+
+with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1)):
+
+    @task(retries={retries}, retry_delay=timedelta(0))
+    def land():
+        {body}
+
+    land()
+"""
+
+
+def test_a_failed_run_names_the_failed_task_its_try_and_its_exception(tmp_path: Path) -> None:
+    project = _kit_project(
+        tmp_path,
+        {"boom.py": ONE_TASK_DAG.format(dag_id="boom", retries=1, body="raise ValueError('no bucket named lake')")},
+        "def test_boom(exports_load_dag, exports_run_dag):\n"
+        "    run = exports_run_dag(exports_load_dag(DAGS / 'boom.py'))\n"
+        "    assert run.state == 'success'\n",
+    )
+    result = _pytest(project, "-q", "tests", timeout=300)
+    assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-2000:]
+    explained = result.stdout.split("Captured stdout", 1)[0]  # the explanation, before the captured logs
+    assert re.search(r"'failed' == 'success': the run manual__\S+ of boom is failed, not success", explained)
+    assert "task land, try 1 of 2: ValueError: no bucket named lake" in explained
+    assert "task land, try 2 of 2: ValueError: no bucket named lake" in explained
+
+
+def test_a_dag_file_is_loaded_alone_without_its_siblings_import_errors(tmp_path: Path) -> None:
+    project = _kit_project(
+        tmp_path,
+        {
+            "good.py": ONE_TASK_DAG.format(dag_id="good", retries=0, body="return 1"),
+            "broken.py": "from airflow.sdk import DAG\n\nraise RuntimeError('the sibling marker 4711')\n",
+        },
+        "def test_good(exports_load_dag, exports_run_dag):\n"
+        "    dag = exports_load_dag(DAGS / 'good.py')\n"
+        "    assert exports_run_dag(dag).state == 'success'\n"
+        "    assert dag.test().state == 'success'  # a plain dag.test() finds it too\n"
+        "    from airflow.models.errors import ParseImportError\n"
+        "    from airflow.utils.session import create_session\n\n"
+        "    with create_session() as session:\n"
+        "        assert session.query(ParseImportError).all() == []\n",
+    )
+    result = _pytest(project, "-q", "-s", "tests", timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "sibling marker" not in result.stdout + result.stderr

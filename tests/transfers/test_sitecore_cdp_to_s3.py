@@ -354,3 +354,27 @@ def test_the_operator_can_be_copied_before_and_after_it_ran(sandbox, s3, load_ex
     op = _operator(s3, execution_ref=sandbox.sitecore.add_job(EXPORT, rows=100))
     op.execute({})
     assert copy.deepcopy(op).audience_export_ref == EXPORT
+
+
+def test_a_missing_bucket_fails_the_task_once_naming_s3_bucket(sandbox, s3, run_dag, capfd):
+    from airflow.sdk import DAG
+
+    sandbox.sitecore.add_export(EXPORT, rows_per_file=300)
+    sandbox.sitecore.add_job(EXPORT, rows=600)
+    with DAG("land_into_a_missing_bucket", schedule=None, start_date=LOGICAL_DATE) as dag:
+        SitecoreCDPToS3Operator(
+            task_id="land",
+            audience_export_ref=EXPORT,
+            s3_bucket="no-such-bucket-here",
+            s3_key_prefix="raw/sitecore/",
+            retries=2,
+            retry_delay=timedelta(0),
+        )
+
+    run = run_dag(dag, logical_date=LOGICAL_DATE)
+
+    ti = run.get_task_instance("land")
+    assert (ti.state, ti.try_number) == ("failed", 1)  # not retried: the bucket will not appear by itself
+    log = "".join(capfd.readouterr())
+    assert "S3RequestRefused: S3 GetObject s3://no-such-bucket-here/raw/sitecore/_manifest.json failed: " in log
+    assert "(bucket 'no-such-bucket-here' from s3_bucket). Not retried: The bucket does not exist: check s3_bucket" in log

@@ -206,3 +206,45 @@ def test_a_full_sync_job_whose_files_are_named_added_is_said(caplog):
     source = SitecoreCDPExport(hook=None, audience_export_ref=EXPORT)
     source._check_against_report("job-1", "FULL_SYNC", [Listed("added/x.json.gz", attributes={"delta": "added"})])
     assert any("job job-1 as a FULL_SYNC export, but 1 of its 1 file(s)" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("table", "why"),
+    [
+        ("vip guests", "characters other than letters, digits and underscores"),
+        ("crm.VipGuests", "upper-case letters, which PostgreSQL keeps only when they are quoted"),
+        ("2026_guests", "it starts with a digit"),
+    ],
+)
+def test_a_table_name_that_needs_quoting_is_a_warning_when_the_dag_is_parsed(tmp_path, table, why):
+    from airflow_provider_exports_sandbox.testing._airflow import _dagbag_module
+
+    dag_file = tmp_path / "quoted_table.py"
+    dag_file.write_text(
+        "from airflow.sdk import DAG\n"
+        "from airflow_provider_exports.transfers.sitecore_cdp_to_sql import SitecoreCDPToSqlOperator\n\n"
+        "with DAG('quoted_table', schedule=None):\n"
+        f"    SitecoreCDPToSqlOperator(task_id='load', audience_export_ref='exp', conn_id='w', table={table!r})\n"
+    )
+    with pytest.warns(UserWarning, match="needs quoting"):  # the DagBag emits what it captured again
+        bag = _dagbag_module().DagBag(dag_folder=str(dag_file))
+    assert bag.import_errors == {} and "quoted_table" in bag.dags
+    (warning,) = bag.captured_warnings[str(dag_file)]  # what the UI shows as the file's warnings
+    assert warning.startswith(f"{dag_file}:5: UserWarning: table={table!r}: ") and why in warning
+    assert "every query must quote it the same way" in warning
+
+
+@pytest.mark.parametrize("table", ["members", "analytics.loyalty_members_2026", "{{ params.table }}"])
+def test_plain_or_templated_table_names_are_not_warned_about(table, recwarn):
+    SitecoreCDPToSqlOperator(task_id="load", audience_export_ref=EXPORT, conn_id="warehouse", table=table)
+    assert [str(w.message) for w in recwarn if "table=" in str(w.message)] == []
+
+
+def test_a_table_name_with_a_space_loads_quoted(sandbox, sqlite_warehouse):
+    sandbox.sitecore.add_export(EXPORT, rows_per_file=250)
+    ref = sandbox.sitecore.add_job(EXPORT, rows=300)
+    with pytest.warns(UserWarning, match="table='vip guests'"):
+        summary = _load(mode="replace", execution_ref=ref, table="vip guests")
+    assert summary["rows"] == 300
+    with sqlite3.connect(sqlite_warehouse) as conn:
+        assert conn.execute('select count(*) from "vip guests"').fetchone()[0] == 300

@@ -12,8 +12,10 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout
 from airflow.triggers.base import TriggerEvent
 
+from airflow_provider_exports.exceptions import VendorAuthRefused, VendorNotFoundRefused
 from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger
 from airflow_provider_exports.utils import waiting
 from airflow_provider_exports_sandbox.sitecore_cdp import API_SECRET
@@ -265,6 +267,12 @@ async def test_unknown_export_is_an_error_event(sandbox):
     assert payload["status"] == "error"
     assert "404" in payload["message"] and "no_such_export" in payload["message"]
     assert len(sandbox.sitecore.requests_to("/v2/audienceExports/*", "GET")) == 1  # a 404 is not retried
+    # the resumed task fails as the call would inline: not retried by Airflow, saying what to check
+    with pytest.raises(VendorNotFoundRefused) as err:
+        waiting.result_of("Sitecore CDP", payload, on_timeout=AirflowSensorTimeout)
+    assert isinstance(err.value, AirflowFailException) and err.value.http_status == 404
+    assert "Audience export no_such_export not found" in str(err.value)
+    assert "check the task's arguments; if they are right, connection 'sitecore_cdp_default'" in str(err.value)
 
 
 async def test_bad_credentials_are_an_error_event(sandbox, monkeypatch):
@@ -273,7 +281,11 @@ async def test_bad_credentials_are_an_error_event(sandbox, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_CDP_WRONG", json.dumps(conn))
     payload = only_payload(await run_events(make_trigger(sitecore_cdp_conn_id="cdp_wrong")))
     assert payload["status"] == "error"
-    assert "wrong-secret" not in payload["message"]
+    assert "wrong-secret" not in payload["message"] and "wrong-secret" not in json.dumps(payload)
+    with pytest.raises(VendorAuthRefused) as err:
+        waiting.result_of("Sitecore CDP", payload, on_timeout=AirflowSensorTimeout)
+    assert isinstance(err.value, AirflowFailException)
+    assert "connection 'cdp_wrong': Check login (the API key, i.e. client ID) and password" in str(err.value)
 
 
 @pytest.mark.parametrize("ref", ["Daily Loyalty!", ""])

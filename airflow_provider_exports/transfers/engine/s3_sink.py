@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.exceptions import ExportConfigError, S3RequestFailed
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
+from airflow_provider_exports.transfers.engine.s3_errors import S3Client, error_code
 from airflow_provider_exports.transfers.engine.s3_multipart import MIN_PART_SIZE, MultipartWriter, delete_keys
-from airflow_provider_exports.transfers.engine.s3_source import error_code
 from airflow_provider_exports.transfers.engine.sink import RunDirectorySink, StoredFile, TransferContext
 from airflow_provider_exports.utils import limits
 
@@ -67,6 +67,8 @@ class S3Sink(RunDirectorySink):
         (``ServerSideEncryption``, ``SSEKMSKeyId``, ``ACL``, ``StorageClass``...).
     :param allow_empty: commit a job without files (its manifest lists none, and the previous
         run's files are removed); by default such a job fails and the prefix keeps what it had.
+    :param bucket_argument: the argument that gave ``bucket``, as S3's errors name it (an
+        operator's ``s3_bucket``).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class S3Sink(RunDirectorySink):
         decompress: bool = False,
         extra_args: Mapping[str, Any] | None = None,
         allow_empty: bool = False,
+        bucket_argument: str = "bucket",
     ) -> None:
         if not bucket:
             raise ExportConfigError("bucket", "a destination bucket is required")
@@ -97,6 +100,7 @@ class S3Sink(RunDirectorySink):
         self.decompress = decompress
         self.extra_args = dict(extra_args or {})
         self.allow_empty = allow_empty
+        self.bucket_argument = bucket_argument
         self._client: Any = None
         self._writer: MultipartWriter | None = None
         self._base_etag: str | None = None
@@ -114,7 +118,7 @@ class S3Sink(RunDirectorySink):
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self.hook.get_conn()
+            self._client = S3Client(self.hook.get_conn(), self.bucket_argument)
         return self._client
 
     def _under_prefix(self, name: str) -> str:
@@ -137,11 +141,9 @@ class S3Sink(RunDirectorySink):
 
     def _read_manifest(self) -> tuple[Mapping[str, Any] | None, str | None, datetime | None]:
         """The manifest under the prefix, its ETag, and S3's clock at the time of reading."""
-        from botocore.exceptions import ClientError
-
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self.manifest_location())
-        except ClientError as exc:
+        except S3RequestFailed as exc:
             if error_code(exc) not in ("NoSuchKey", "404"):
                 raise
             return None, None, _server_time(exc.response)

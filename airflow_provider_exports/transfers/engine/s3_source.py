@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_exports.exceptions import (
     SourceChanged,
     TransferCancelled,
-    TransferError,
     TransferRefused,
 )
 from airflow_provider_exports.hooks._streams import parse_content_range
+from airflow_provider_exports.transfers.engine.s3_errors import S3Client, error_code
 from airflow_provider_exports.transfers.engine.sources import (
     DEFAULT_CHUNK_SIZE,
     OpenedStream,
@@ -55,12 +55,6 @@ def check_key(key: object) -> str:
     return key
 
 
-def error_code(exc: BaseException) -> str:
-    """The ``Error.Code`` of a botocore ``ClientError`` (``""`` for any other exception)."""
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
 def _socket_of(body: Any) -> socket.socket | None:
     """The socket under a botocore ``StreamingBody`` (urllib3 1.x and 2.x)."""
     raw = getattr(body, "_raw_stream", None)
@@ -82,6 +76,7 @@ class S3SourceFile(SourceFile):
     :param name: the file's name at the destination (its format is told from it); default: the
         key's last part.
     :param size: the object's size when known beforehand (checked against what arrives).
+    :param bucket_argument: what gave ``bucket``, as S3's errors name it.
     """
 
     def __init__(
@@ -92,12 +87,14 @@ class S3SourceFile(SourceFile):
         name: str | None = None,
         *,
         size: int | None = None,
+        bucket_argument: str = "bucket",
     ) -> None:
         check_key(key)
         super().__init__(name or key.rsplit("/", 1)[-1], size)
         self._hook = hook
         self.bucket = bucket
         self.key = key
+        self.bucket_argument = bucket_argument
         self._stopped = threading.Event()
         self._open_bodies: set[Any] = set()
         self._lock = threading.Lock()
@@ -118,16 +115,13 @@ class S3SourceFile(SourceFile):
             if if_range:
                 request["IfMatch"] = if_range  # S3 answers 412 once the object is another one
         try:
-            answer = self._hook.get_conn().get_object(**request)
+            answer = S3Client(self._hook.get_conn(), self.bucket_argument).get_object(**request)
         except Exception as exc:
-            code = error_code(exc)
-            if code in ("PreconditionFailed", "412"):
+            if error_code(exc) in ("PreconditionFailed", "412"):
                 raise SourceChanged(
                     f"{self.name} changed at the source while it was read ({self.location} no longer "
                     f"has ETag {if_range})"
                 ) from None
-            if code in ("NoSuchKey", "404", "NoSuchBucket"):
-                raise TransferError(f"{self.location} does not exist ({code})") from None
             raise
         body = answer["Body"]
         with self._lock:

@@ -9,10 +9,12 @@ Airflow a private home and SQLite metadata database in a temp dir (before Airflo
 adds these fixtures, none of them autouse:
 
 - ``exports_airflow_db`` (session): the metadata tables, created once; returns the Airflow home.
-- ``exports_load_dag``: ``load(path, dag_id=None)`` parses a DAG file with the DAGs folder set to the
-  file's folder, so ``dag.test()`` finds it serialized.
+- ``exports_load_dag``: ``load(path, dag_id=None)`` parses that one DAG file (not its folder: a
+  sibling file's import error stays out of the test).
 - ``exports_run_dag``: ``run(dag, **kwargs)`` is ``dag.test()`` on the logical date the scheduler
-  would have run last (:func:`scheduled_logical_date`) unless ``logical_date`` is given.
+  would have run last (:func:`scheduled_logical_date`) unless ``logical_date`` is given. When a test
+  asserts ``run.state == "success"`` of a run that failed, the assertion names every failed try: its
+  task, try number and exception (:func:`failed_tries` lists them).
 - ``exports_sandbox``: the vendor sandbox (started once per session, reset for each test) with
   ``AIRFLOW_CONN_SITECORE_CDP_DEFAULT``, ``..._CORDIAL_DEFAULT`` and ``..._ADOBE_AEP_DEFAULT`` set.
 - ``exports_s3``: a fresh bucket on a local S3 (moto server) with ``AIRFLOW_CONN_AWS_DEFAULT`` set.
@@ -35,7 +37,10 @@ import pytest
 
 from airflow_provider_exports_sandbox.testing._airflow import (
     AirflowNotConfigured,
+    FailedTry,
     configure_airflow,
+    explain_run_state,
+    failed_tries,
     init_metadata_db,
     load_dag_file,
     remove_home,
@@ -50,8 +55,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AirflowNotConfigured",
+    "FailedTry",
     "S3Bucket",
     "Warehouse",
+    "failed_tries",
     "load_dag_file",
     "run_dag",
     "scheduled_logical_date",
@@ -77,6 +84,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     remove_home()
 
 
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
+    """``assert run.state == "success"`` of a failed run: which tries failed, and with what."""
+    return explain_run_state(op, left, right)
+
+
 # -- Airflow ------------------------------------------------------------------------------------
 
 
@@ -87,18 +99,9 @@ def exports_airflow_db() -> Path:
 
 
 @pytest.fixture
-def exports_load_dag(exports_airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """``load(path, dag_id=None)``: the DAG a file defines, its folder made the DAGs folder."""
-
-    def load(path: str | Path, dag_id: str | None = None) -> Any:
-        from airflow import settings
-
-        folder = str(Path(path).resolve().parent)
-        monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", folder)
-        monkeypatch.setattr(settings, "DAGS_FOLDER", folder)
-        return load_dag_file(path, dag_id)
-
-    return load
+def exports_load_dag(exports_airflow_db: Path) -> Callable[..., Any]:
+    """``load(path, dag_id=None)``: the DAG a file defines, parsed alone (not the files beside it)."""
+    return load_dag_file
 
 
 @pytest.fixture

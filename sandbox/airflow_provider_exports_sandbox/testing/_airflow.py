@@ -1,5 +1,6 @@
 """Airflow for offline DAG tests: a private home and metadata database, DAG files loaded by path,
-and ``dag.test()`` on the logical date the scheduler would have run last.
+and ``dag.test()`` on the logical date the scheduler would have run last, remembering the tries that
+failed (their task, try number and exception) to say why a run failed.
 
 Used by the pytest kit (:mod:`airflow_provider_exports_sandbox.testing`) and the demo. Airflow reads its home
 and database settings once, when it is first imported, so :func:`configure_airflow` runs before that;
@@ -12,13 +13,18 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pluggy
+
 __all__ = [
     "AirflowNotConfigured",
+    "FailedTry",
     "configure_airflow",
+    "failed_tries",
     "init_metadata_db",
     "load_dag_file",
     "run_dag",
@@ -112,8 +118,9 @@ def _dagbag_module() -> Any:
 
 def load_dag_file(path: str | os.PathLike[str], dag_id: str | None = None) -> Any:
     """Parse one DAG file as the DAG processor would and return its DAG (``dag_id`` names one when
-    the file defines several). Import errors fail with the file's own traceback. On Airflow 3.1 the
-    DAG is also written to the metadata DB, which ``dag.test()`` needs there."""
+    the file defines several). Import errors fail with the file's own traceback. Only that file is
+    parsed, never the files beside it; its DAG is written to the metadata DB, where a plain
+    ``dag.test()`` finds it."""
     file = Path(path).resolve()
     if not file.is_file():
         raise FileNotFoundError(f"DAG file {file} does not exist")
@@ -128,9 +135,8 @@ def load_dag_file(path: str | os.PathLike[str], dag_id: str | None = None) -> An
     if dag_id not in bag.dags:
         raise KeyError(f"{file} defines no DAG {dag_id!r}; it defines {sorted(bag.dags)}")
     dag = bag.dags[dag_id]
-    if not _airflow_3_2_plus():  # so that a plain dag.test() works too
-        init_metadata_db()
-        _write_serialized(dag)
+    init_metadata_db()
+    _write_serialized(dag)
     return dag
 
 
@@ -186,9 +192,97 @@ def _in_dags_folder(dag: Any) -> bool:
 
 def run_dag(dag: Any, **kwargs: Any) -> Any:
     """``dag.test(**kwargs)`` with ``logical_date`` defaulting to :func:`scheduled_logical_date`;
-    returns the DagRun. A DAG built outside the DAGs folder (in a test) is serialized first."""
+    returns the DagRun (:func:`failed_tries` says which tries of it failed, and why). A DAG built
+    outside the DAGs folder (in a test, or loaded by :func:`load_dag_file`) is serialized first."""
+    global _last_run
     init_metadata_db()
     kwargs.setdefault("logical_date", scheduled_logical_date(dag))
     if not _airflow_3_2_plus() or not _in_dags_folder(dag):
         _write_serialized(dag)
-    return dag.test(**kwargs)
+    _FAILURES.listen()
+    _FAILURES.tries = []
+    try:
+        run = dag.test(**kwargs)
+    finally:
+        tries, _FAILURES.tries = _FAILURES.tries, None
+    _last_run = (run.dag_id, run.run_id, tries)
+    return run
+
+
+@dataclass(frozen=True)
+class FailedTry:
+    """One failed try of a task in a run the kit made: the task, the try and its exception."""
+
+    task_id: str
+    map_index: int
+    try_number: int
+    tries: int
+    error: str
+
+    def __str__(self) -> str:
+        mapped = f"[{self.map_index}]" if self.map_index >= 0 else ""
+        return f"task {self.task_id}{mapped}, try {self.try_number} of {self.tries}: {self.error}"
+
+
+def failed_tries(run: Any) -> list[FailedTry]:
+    """The failed tries of ``run``, the last run :func:`run_dag` made (``[]`` for any other run)."""
+    if _last_run is None or _last_run[:2] != (run.dag_id, run.run_id):
+        return []
+    return list(_last_run[2])
+
+
+def explain_run_state(op: str, left: object, right: object) -> list[str] | None:
+    """Why the last run's state is not the one a test compared it with (``assert run.state ==
+    "success"``): its failed tries, for pytest's ``pytest_assertrepr_compare``; ``None`` otherwise."""
+    if op != "==" or _last_run is None:
+        return None
+    state, wanted = (left, right) if _is_run_state(left) else (right, left)
+    if not _is_run_state(state) or not isinstance(wanted, str) or state == wanted:
+        return None
+    dag_id, run_id, tries = _last_run
+    lines = [f"{str(state)!r} == {str(wanted)!r}: the run {run_id} of {dag_id} is {state}, not {wanted}"]
+    lines += [f"  {t}" for t in tries] or ["  (no task failed in it)"]
+    return lines
+
+
+def _is_run_state(value: object) -> bool:
+    # Airflow's DagRunState (a str enum), wherever this Airflow version defines it.
+    return isinstance(value, str) and type(value).__name__ == "DagRunState"
+
+
+class _FailureListener:
+    """An Airflow listener noting every failed try while :func:`run_dag` runs (``tries`` not None)."""
+
+    hookimpl = pluggy.HookimplMarker("airflow")
+
+    def __init__(self) -> None:
+        self.tries: list[FailedTry] | None = None
+        self._listening = False
+
+    def listen(self) -> None:
+        if not self._listening:
+            from airflow.providers.common.compat.sdk import get_listener_manager
+
+            get_listener_manager().add_listener(self)
+            self._listening = True
+
+    @hookimpl
+    def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
+        if self.tries is None:
+            return
+        text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+        map_index = getattr(task_instance, "map_index", None)
+        self.tries.append(
+            FailedTry(
+                task_id=str(task_instance.task_id),
+                map_index=-1 if map_index is None else int(map_index),
+                try_number=int(task_instance.try_number),
+                tries=int(getattr(task_instance, "max_tries", 0) or 0) + 1,
+                error=text,
+            )
+        )
+
+
+_FAILURES = _FailureListener()
+#: the last run :func:`run_dag` made: its DAG id, run id and failed tries
+_last_run: tuple[str, str, list[FailedTry]] | None = None

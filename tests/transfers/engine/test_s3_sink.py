@@ -13,9 +13,11 @@ import threading
 import time
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_exports.exceptions import (
     ExportConfigError,
+    S3RequestRefused,
     TransferError,
     TransferRefused,
     VendorConnectionError,
@@ -572,3 +574,40 @@ def test_an_oversized_manifest_is_refused_naming_the_setting(tmp_path, s3, monke
     assert _snapshot(s3) == before
     _no_uploads_left(s3)
 
+
+
+# -- S3's errors name the object and the argument ------------------------------------------------------
+
+
+def test_a_missing_bucket_names_the_object_and_the_argument_and_is_not_retried(sitecore_job, s3):
+    job = sitecore_job(rows=10)
+    with pytest.raises(S3RequestRefused) as err:
+        _run(job, S3Sink("no-such-bucket-here", "raw/ds", bucket_argument="s3_bucket"))
+    assert isinstance(err.value, AirflowFailException)
+    assert str(err.value) == (
+        "S3 GetObject s3://no-such-bucket-here/raw/ds/_manifest.json failed: NoSuchBucket: The specified "
+        "bucket does not exist (bucket 'no-such-bucket-here' from s3_bucket). Not retried: The bucket does "
+        "not exist: check s3_bucket (and the AWS connection's account)"
+    )
+    assert (err.value.bucket, err.value.argument) == ("no-such-bucket-here", "s3_bucket")
+
+
+def test_a_bucket_removed_while_parts_go_up_is_named_by_the_writer_too(sitecore_job, s3):
+    job = sitecore_job(target_bytes=11 * MIB, target_files=1)
+    sink = S3Sink(s3.bucket, "ds", part_size=5 * MIB, bucket_argument="s3_bucket")
+    real = sink.client.client.create_multipart_upload
+
+    def bucket_gone(**kwargs):
+        _delete_bucket(s3)
+        return real(**kwargs)
+
+    sink.client.client.create_multipart_upload = bucket_gone
+    with pytest.raises(S3RequestRefused, match=r"S3 CreateMultipartUpload s3://.+/ds/run-.+ failed: NoSuchBucket"):
+        _run(job, sink)
+
+
+def _delete_bucket(s3) -> None:
+    client = s3.client()
+    for obj in client.list_objects_v2(Bucket=s3.bucket).get("Contents", []):
+        client.delete_object(Bucket=s3.bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=s3.bucket)

@@ -10,8 +10,11 @@ import threading
 import time
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_exports.exceptions import (
+    S3RequestFailed,
+    S3RequestRefused,
     SourceChanged,
     TransferCancelled,
     TransferError,
@@ -80,9 +83,23 @@ def test_an_object_replaced_between_resumes_is_refused_by_if_match(s3_hook, s3, 
         read(src)
 
 
-def test_a_missing_object_is_named(s3_hook, s3):
-    with pytest.raises(TransferError, match=f"s3://{s3.bucket}/delivered/nothing.csv does not exist"):
-        read(S3SourceFile(s3_hook, s3.bucket, "delivered/nothing.csv"))
+def test_a_missing_object_is_named_with_its_argument_and_retried(s3_hook, s3):
+    with pytest.raises(S3RequestFailed) as err:
+        read(S3SourceFile(s3_hook, s3.bucket, "delivered/nothing.csv", bucket_argument="export"))
+    assert str(err.value).startswith(
+        f"S3 GetObject s3://{s3.bucket}/delivered/nothing.csv failed: NoSuchKey: The specified key does "
+        f"not exist. (bucket '{s3.bucket}' from export)"
+    )
+    assert isinstance(err.value, TransferError) and not isinstance(err.value, AirflowFailException)
+
+
+def test_a_missing_bucket_is_named_with_its_argument_and_not_retried(s3_hook, s3):
+    with pytest.raises(S3RequestRefused) as err:
+        read(S3SourceFile(s3_hook, "no-such-bucket-here", "delivered/export.csv", bucket_argument="export"))
+    message = str(err.value)
+    assert "S3 GetObject s3://no-such-bucket-here/delivered/export.csv failed: NoSuchBucket" in message
+    assert "Not retried: The bucket does not exist: check export" in message
+    assert isinstance(err.value, AirflowFailException)
 
 
 def test_a_cancellation_cuts_a_read_that_waits_for_bytes(s3_hook, s3, flaky_s3):
