@@ -38,16 +38,9 @@ def _table(rows: int, cache: Path) -> Any:
 
     import pyarrow as pa
     import pyarrow.json as pj
+    from sql_load import guests_jsonl_gz
 
-    from airflow_provider_exports_sandbox.synthetic import write_guests_jsonl_gz
-
-    path = cache / f"guests-{rows}.jsonl.gz"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        with open(f"{path}.tmp", "wb") as out:
-            write_guests_jsonl_gz(out, seed="bench", start=0, rows=rows, compresslevel=1)
-        Path(f"{path}.tmp").replace(path)
-    with gzip.open(path, "rb") as fh:
+    with gzip.open(guests_jsonl_gz(cache, rows), "rb") as fh:
         return pj.read_json(pa.BufferReader(fh.read()))
 
 
@@ -109,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "exports-bench-cache")
     parser.add_argument("--json", action="store_true", help="one JSON line per method, last")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO / "sandbox"))
+    sys.path[:0] = [str(REPO / "sandbox"), str(REPO / "benchmarks")]
     from airflow_provider_exports_sandbox.local_services import PostgresCluster
 
     table = _table(args.rows, args.cache_dir)

@@ -49,15 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     from isal import isal_zlib
     from zlib_ng import zlib_ng
 
-    sys.path.insert(0, str(REPO / "sandbox"))
-    from airflow_provider_exports_sandbox.synthetic import write_guests_jsonl_gz
+    sys.path[:0] = [str(REPO / "sandbox"), str(REPO / "benchmarks")]
+    from sql_load import guests_jsonl_gz
 
-    path = args.cache_dir / f"guests-{args.rows}.jsonl.gz"
-    if not path.exists():
-        args.cache_dir.mkdir(parents=True, exist_ok=True)
-        with open(f"{path}.tmp", "wb") as out:
-            write_guests_jsonl_gz(out, seed="bench", start=0, rows=args.rows, compresslevel=1)
-        Path(f"{path}.tmp").replace(path)
+    path = guests_jsonl_gz(args.cache_dir, args.rows)
     raw = path.read_bytes()
     chunks = [raw[i : i + (1 << 20)] for i in range(0, len(raw), 1 << 20)]
     libraries = {"zlib": zlib, "isal": isal_zlib, "zlib-ng": zlib_ng}

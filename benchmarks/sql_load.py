@@ -126,9 +126,23 @@ def run_child(method: str, spec: dict[str, Any], env: dict[str, str]) -> dict[st
 # --- data ------------------------------------------------------------------------------------------
 
 
+def guests_jsonl_gz(cache: Path, rows: int, say: Any = print) -> Path:
+    """The sandbox's Sitecore guests as gzipped JSON lines, built once per row count into ``cache``
+    (also what benchmarks/gunzip.py and benchmarks/arrow_copy.py read)."""
+    from airflow_provider_exports_sandbox.synthetic import write_guests_jsonl_gz
+
+    path = cache / f"guests-{rows}.jsonl.gz"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        say(f"Writing {rows} guests as gzipped JSON lines ...")
+        with open(f"{path}.tmp", "wb") as out:
+            write_guests_jsonl_gz(out, seed="bench", start=0, rows=rows, compresslevel=1)
+        os.replace(f"{path}.tmp", path)
+    return path
+
+
 def build_files(cache: Path, rows: int, say: Any) -> dict[str, Path]:
     """The JSON lines, the Parquet and each as CSV, built once per row count."""
-    from airflow_provider_exports_sandbox.synthetic import write_guests_jsonl_gz
     from airflow_provider_exports_sandbox.synthetic_parquet import ProfileFileSpec, write_profiles
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -138,11 +152,7 @@ def build_files(cache: Path, rows: int, say: Any) -> dict[str, Path]:
         "parquet": cache / f"profiles-{rows}.snappy.parquet",
         "parquet_csv": cache / f"profiles-{rows}.csv",
     }
-    if not files["jsonl"].exists():
-        say(f"Writing {rows} guests as gzipped JSON lines ...")
-        with open(f"{files['jsonl']}.tmp", "wb") as out:
-            write_guests_jsonl_gz(out, seed="bench", start=0, rows=rows, compresslevel=1)
-        os.replace(f"{files['jsonl']}.tmp", files["jsonl"])
+    guests_jsonl_gz(cache, rows, say)
     if not files["parquet"].exists():
         say(f"Writing {rows} XDM profiles as Parquet ...")
         with open(f"{files['parquet']}.tmp", "wb") as out:
