@@ -570,6 +570,8 @@ class SqlSink(Sink):
             if self._target_types is None:
                 assert isinstance(self._dialect, PostgresDialect)
                 self._target_types = self._dialect.column_types(self.table)
+            if not all(c in self._target_types for c in columns):
+                return None  # the load refuses the column, with its name, before it writes
             return [self._target_types[c] for c in columns]
         type_of = self._dialect.type_name
         return [type_of(self._state.tracker.loading(c)) for c in columns]

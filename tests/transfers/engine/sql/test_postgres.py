@@ -432,3 +432,18 @@ def test_a_csv_header_with_an_unclosed_quote_stops_at_max_csv_header_bytes(pg, m
 
     assert sum(read) < 4 * 64 * 1024  # what is past the bound is not read
     assert query(pg, "SELECT count(*) FROM t") == [(0,)]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary-copy", "csv-copy"])
+def test_a_field_the_existing_table_lacks_is_refused_by_name_whatever_the_copy(pg, binary, monkeypatch):
+    """Into an existing table, columnar blocks go as binary COPY (the table's types) or CSV; a
+    field the table has no column for is refused, naming it, before a row is written."""
+    from airflow_provider_exports.exceptions import TransferRefused
+
+    if not binary:
+        monkeypatch.setattr(sink_mod, "_has_module", lambda name: name != "pgpq")
+    pg.cursor().execute("CREATE TABLE t (id BIGINT, name TEXT); INSERT INTO t VALUES (0, 'kept')")
+    rows = [{"id": 1, "name": "a", "tier": "gold"}]
+    with pytest.raises(TransferRefused, match="t has no column 'tier'"):
+        load([ChunksSource("a.jsonl", jsonl(rows))], SqlSink("t", conn_id="pg"), job_ref="lacks")
+    assert query(pg, "SELECT id, name FROM t") == [(0, "kept")]
