@@ -305,12 +305,18 @@ def read_csv_columnar(
 
 
 def _copy_ready(block: bytes) -> bytes | None:
-    """``block`` (ending with a line break) when ``COPY ... (FORMAT csv)`` reads it as the CSV
-    readers do: no quote, no ``\\r``, no blank line, no record ``\\.`` (the end of COPY data to
-    PostgreSQL 17 and older), UTF-8; else ``None``."""
+    """``block`` with ``\\n`` line breaks (``\\r\\n`` ones made so; the blocks of one ``COPY`` must
+    agree) when ``COPY ... (FORMAT csv)`` reads it as the CSV readers do: no quote, no blank line,
+    no record ``\\.`` (the end of COPY data to PostgreSQL 17 and older), UTF-8; else ``None``."""
+    if b'"' in block:
+        return None
+    if b"\r" in block:
+        block = block.replace(b"\r\n", b"\n")
+        if b"\r" in block:
+            return None  # a bare \r (an old Mac line break): parsed whole
     if not block.endswith(b"\n"):
         block += b"\n"
-    if b'"' in block or b"\r" in block or b"\n\n" in block or block.startswith((b"\n", b"\\.\n")):
+    if b"\n\n" in block or block.startswith((b"\n", b"\\.\n")):
         return None
     if b"\n\\.\n" in block:
         return None

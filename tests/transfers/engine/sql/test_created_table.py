@@ -153,7 +153,8 @@ def test_csv_blocks_go_as_they_came_where_copy_reads_them_alike(pg, monkeypatch)
         + b"".join(b"%d,m%d,2\n" % (i, i) for i in range(45, 80))
     )
     one_column = b"note\n" + b"x\n" * 20 + b"\\.\n" + b"y\n" * 20
-    types, rows = both_ways(pg, {"a.csv": data, "b.csv": one_column})
+    crlf = b"id,note\r\n" + b"".join(b"%d,c%d\r\n" % (i, i) for i in range(100, 140))  # RFC 4180's breaks
+    types, rows = both_ways(pg, {"a.csv": data, "b.csv": one_column, "c.csv": crlf})
     assert types == [
         ("id", "bigint"),
         ("name", "text"),
@@ -168,7 +169,8 @@ def test_csv_blocks_go_as_they_came_where_copy_reads_them_alike(pg, monkeypatch)
         ("44", "plain", "x", None, "a.csv"),
     ]
     assert (None, None, None, "\\.", "b.csv") in rows  # a record \. is data, not the end of the COPY
-    assert len(rows) == 79 + 41
+    assert ("120", None, None, "c120", "c.csv") in rows
+    assert len(rows) == 79 + 41 + 40
     assert any(r is not None for r in ready) and any(r is None for r in ready)
 
 
