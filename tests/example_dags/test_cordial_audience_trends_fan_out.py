@@ -94,6 +94,20 @@ def test_lists_stages_and_merges_the_delivered_file(flow, sandbox, s3, warehouse
     assert rows(warehouse, TRENDS) == expected
 
 
+def test_a_manual_run_without_a_logical_date_merges_the_week_before_run_after(flow, sandbox, s3, warehouse):
+    run = flow.test(logical_date=None, run_after=datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc))
+    assert run.logical_date is None and run.data_interval_start is None  # Airflow 3's manual runs
+    assert run.state == "success", states(run)
+    (job,) = sandbox.cordial.job_ids()
+    assert s3.keys("raw/cordial_fan_out/ds=2026-11-20/") == [
+        f"raw/cordial_fan_out/ds=2026-11-20/{sandbox.cordial.file_name(job)}"
+    ]
+    header, *wide = list(csv.reader(io.StringIO(sandbox.cordial.export_file(job).decode())))
+    assert header[1:] == [f"2026-11-{d}" for d in range(13, 20)]
+    expected = sorted((r[0], d, int(c)) for r in wide for d, c in zip(header[1:], r[1:], strict=True))
+    assert rows(warehouse, TRENDS) == expected and len(expected) == 2 * 7
+
+
 def test_a_run_that_fails_for_good_leaves_the_table(flow, sandbox, s3, warehouse):
     assert flow.test(logical_date=LOGICAL_DATE).state == "success"
     before = rows(warehouse, TRENDS)
