@@ -37,6 +37,7 @@ with DAG(
     wait = SitecoreCDPExportSensor(
         task_id="wait_for_export",
         audience_export_ref=EXPORT,
+        deferrable=True,  # waits in the triggerer, holding no worker slot
         poke_interval=300,
         timeout=12 * 3600,
     )

@@ -57,10 +57,10 @@ def test_poke_mode_lands_and_loads(flow, sandbox, s3, warehouse):
     _check_landed(sandbox, s3, warehouse, ref, 1000)
 
 
-def test_deferrable_mode_waits_in_the_trigger(flow, sandbox, s3, warehouse):
+def test_the_example_waits_in_the_trigger(flow, sandbox, s3, warehouse):
     ref = sandbox.sitecore.add_job(EXPORT, rows=500, pending_looks=2)
     wait = flow.get_task("wait_for_export")
-    wait.deferrable = True
+    assert wait.deferrable is True  # as the example is written: no worker slot held while it waits
     wait.poke_interval = 0.5
     run = flow.test(logical_date=LOGICAL_DATE)
     assert run.state == "success", _states(run)

@@ -27,6 +27,7 @@ def flow(sandbox, s3, warehouse, load_example_dag, monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_EXPORTS_BUCKET", s3.bucket)
     sandbox.sitecore.add_export(EXPORT, rows_per_file=100)
     dag = load_example_dag("sitecore_cdp_audience_export_fan_out.py", "sitecore_cdp_audience_export_fan_out")
+    assert dag.get_task("wait_for_export").deferrable is True  # as written; the other example tests the deferral
     dag.get_task("wait_for_export").deferrable = False
     # the mapped tasks keep the DAG's retries (2): a mapped task instance takes them when it is
     # expanded from the serialized DAG; their retry delay is read from the task, here no wait
