@@ -75,6 +75,6 @@ with DAG(
         conn_id="warehouse",
         table="aep_profiles",
         mode="replace",
-        outlets=[AEP_PROFILES_TABLE],
+        landed_assets=[AEP_PROFILES_TABLE],
     )
     export >> land >> load

@@ -79,5 +79,5 @@ with DAG(
         table="aep_profiles_fan_out",
         mode="append",
     ).expand(group=files.output)
-    load_commit = FanOutCommitOperator(task_id="commit_load", staged=load.output, outlets=[TABLE])
+    load_commit = FanOutCommitOperator(task_id="commit_load", staged=load.output, landed_assets=[TABLE])
     land_commit >> load

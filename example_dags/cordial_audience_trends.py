@@ -83,7 +83,7 @@ with DAG(
         table="cordial_audience_trends",
         mode="merge",
         key_columns=["audience", "day"],
-        outlets=[TRENDS_TABLE],
+        landed_assets=[TRENDS_TABLE],
     )
     CordialS3ToSqlOperator(
         task_id="load_members",
@@ -91,5 +91,5 @@ with DAG(
         conn_id="warehouse",
         table="cordial_loyal_members",
         mode="replace",
-        outlets=[MEMBERS_TABLE],
+        landed_assets=[MEMBERS_TABLE],
     )

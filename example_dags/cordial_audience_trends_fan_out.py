@@ -61,4 +61,4 @@ with DAG(
         mode="merge",
         key_columns=["audience", "day"],
     ).expand(group=files.output)
-    FanOutCommitOperator(task_id="commit_load", staged=load.output, outlets=[TABLE])
+    FanOutCommitOperator(task_id="commit_load", staged=load.output, landed_assets=[TABLE])

@@ -61,6 +61,6 @@ with DAG(
         table="loyalty_members",
         mode="replace",
         delta="never",
-        outlets=[LOYALTY_MEMBERS_TABLE],
+        landed_assets=[LOYALTY_MEMBERS_TABLE],
     )
     land >> load

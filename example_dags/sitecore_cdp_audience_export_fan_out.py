@@ -64,5 +64,5 @@ with DAG(
         table="loyalty_members_fan_out",
         mode="replace",
     ).expand(group=files.output)
-    load_commit = FanOutCommitOperator(task_id="commit_load", staged=load.output, outlets=[TABLE])
+    load_commit = FanOutCommitOperator(task_id="commit_load", staged=load.output, landed_assets=[TABLE])
     land_commit >> load

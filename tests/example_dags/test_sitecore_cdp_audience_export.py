@@ -141,3 +141,32 @@ def test_a_manual_run_after_a_scheduled_one_waits_for_a_newer_job(flow, sandbox,
     assert run.state == "success", _states(run)
     assert newer != scheduled_ref
     _check_landed(sandbox, s3, warehouse, newer, 300, day=run_after)
+
+
+def _events(uri: str) -> list[dict]:
+    """The extras of every event of the asset named ``uri`` (its name; Airflow adds a slash to the
+    URI) in the metadata DB (the session's)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        found = session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+        return [dict(e.extra or {}) for e in found.filter(AssetModel.name == uri).order_by(AssetEvent.id)]
+
+
+def test_a_rerun_that_lands_nothing_new_emits_no_asset_event(flow, sandbox, s3, warehouse):
+    table = "warehouse://loyalty_members"
+    ref = sandbox.sitecore.add_job(EXPORT, rows=100, end_time=LOGICAL_DATE + timedelta(hours=3))
+    flow.get_task("wait_for_export").deferrable = False
+    before = len(_events(table))
+    assert flow.test(logical_date=LOGICAL_DATE).state == "success"
+    assert len(_events(table)) == before + 1
+    # the next day's run finds the same job, already loaded: it succeeds, and downstream DAGs stay put
+    again = flow.test(logical_date=LOGICAL_DATE + timedelta(days=1))
+    assert again.state == "success", _states(again)
+    assert len(_events(table)) == before + 1
+    assert [(e["job_ref"], e["rows"]) for e in _events(table)[before:]] == [(ref, 100)]
+    # a new job lands, and marks the table again
+    newer = sandbox.sitecore.add_job(EXPORT, rows=50, end_time=LOGICAL_DATE + timedelta(days=1, hours=3))
+    assert flow.test(logical_date=LOGICAL_DATE + timedelta(days=2)).state == "success"
+    assert [e["job_ref"] for e in _events(table)[before:]] == [ref, newer]
