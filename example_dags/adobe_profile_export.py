@@ -1,7 +1,8 @@
 """Adobe Experience Platform, daily: export two segments' profiles, land the Parquet files in S3, load a table.
 
 Each day this DAG finds (or creates, once) the dataset on the profile union schema, creates a
-profile export job for two segments with the profiles ingested since the data interval started,
+profile export job for two segments with the profiles ingested since the data interval started
+(a manual run without one: since the last successful run's, or all; ``run_window()`` in templates),
 waits for the job and its Catalog batch (deferred, costing no worker; the job is cancelled if the
 task is killed or the wait times out), streams the batch's Parquet files into the lake through
 Data Access, loads the profiles into a warehouse table in one transaction (nested XDM fields as
@@ -27,6 +28,7 @@ from airflow_provider_exports.transfers.adobe_experience_platform_to_s3 import (
 from airflow_provider_exports.transfers.adobe_experience_platform_to_sql import (
     AdobeExperiencePlatformToSqlOperator,
 )
+from airflow_provider_exports.utils.windows import MACROS
 
 SEGMENTS = ["vip-customers", "newsletter-subscribers"]
 JOB_ID = "{{ ti.xcom_pull(task_ids='export_profiles', key='job_id') }}"
@@ -37,6 +39,8 @@ with DAG(
     schedule="@daily",
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
+    # run_window() in templates: the run's window, also for a manual run without a data interval
+    user_defined_macros=MACROS,
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5)},
     tags=["exports", "adobe-experience-platform"],
 ):
@@ -53,7 +57,7 @@ with DAG(
         # Several segments need a merge policy (Adobe: "Include this parameter when there are
         # multiple segment definitions being exported"): your organization's, by its id.
         merge_policy_id="{{ var.value.get('aep_merge_policy_id', 'timestampOrdered-none-mp') }}",
-        from_ingest_timestamp="{{ data_interval_start }}",
+        from_ingest_timestamp="{{ run_window().start }}",
         fields="identities,identityMap,personalEmail,person,homeAddress,segmentMembership",
         deferrable=True,
         poll_interval=60,
@@ -63,7 +67,7 @@ with DAG(
         task_id="land",
         export_job_id=JOB_ID,
         s3_bucket="{{ var.value.get('exports_bucket', 'lake') }}",
-        s3_key_prefix="raw/aep/profiles/ds={{ ds }}/",
+        s3_key_prefix="raw/aep/profiles/ds={{ run_window().ds }}/",
     )
     load = AdobeExperiencePlatformToSqlOperator(
         task_id="load",
@@ -71,6 +75,6 @@ with DAG(
         conn_id="warehouse",
         table="aep_profiles",
         mode="replace",
-        outlets=[AEP_PROFILES_TABLE],
+        landed_assets=[AEP_PROFILES_TABLE],
     )
     export >> land >> load

@@ -29,6 +29,7 @@ from airflow_provider_exports.transfers.adobe_experience_platform_to_s3 import (
 from airflow_provider_exports.transfers.adobe_experience_platform_to_sql import (
     AdobeExperiencePlatformStageFilesToSqlOperator,
 )
+from airflow_provider_exports.utils.windows import MACROS
 
 JOB_ID = "{{ ti.xcom_pull(task_ids='export_profiles', key='job_id') }}"
 TABLE = Asset("warehouse://aep_profiles_fan_out")
@@ -38,6 +39,8 @@ with DAG(
     schedule="@daily",
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
+    # run_window() in templates: the run's window, also for a manual run without a data interval
+    user_defined_macros=MACROS,
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5)},
     tags=["exports", "adobe-experience-platform", "fan-out"],
 ):
@@ -52,7 +55,7 @@ with DAG(
         # Several segments need a merge policy (Adobe: "Include this parameter when there are
         # multiple segment definitions being exported"): your organization's, by its id.
         merge_policy_id="{{ var.value.get('aep_merge_policy_id', 'timestampOrdered-none-mp') }}",
-        from_ingest_timestamp="{{ data_interval_start }}",
+        from_ingest_timestamp="{{ run_window().start }}",
         fields="identities,identityMap,personalEmail,person,homeAddress,segmentMembership",
         deferrable=True,
         poll_interval=60,
@@ -66,7 +69,7 @@ with DAG(
         task_id="land_files",
         export_job_id=JOB_ID,
         s3_bucket="{{ var.value.get('exports_bucket', 'lake') }}",
-        s3_key_prefix="raw/aep/profiles_fan_out/ds={{ ds }}/",
+        s3_key_prefix="raw/aep/profiles_fan_out/ds={{ run_window().ds }}/",
     ).expand(group=files.output)
     land_commit = FanOutCommitOperator(task_id="commit_land", staged=land.output)
     load = AdobeExperiencePlatformStageFilesToSqlOperator.partial(
@@ -76,5 +79,5 @@ with DAG(
         table="aep_profiles_fan_out",
         mode="append",
     ).expand(group=files.output)
-    load_commit = FanOutCommitOperator(task_id="commit_load", staged=load.output, outlets=[TABLE])
+    load_commit = FanOutCommitOperator(task_id="commit_load", staged=load.output, landed_assets=[TABLE])
     land_commit >> load

@@ -29,6 +29,7 @@ from airflow_provider_exports.operators.cordial import (
     CordialS3Destination,
 )
 from airflow_provider_exports.transfers.cordial_to_sql import CordialS3ToSqlOperator
+from airflow_provider_exports.utils.windows import MACROS
 
 AUDIENCES = ["loyal-customers", "newsletter-subscribers"]
 TRENDS_TABLE = Asset("warehouse://cordial_audience_trends")
@@ -39,6 +40,8 @@ with DAG(
     schedule="@daily",
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
+    # run_window() in templates: the run's window, also for a manual run without a data interval
+    user_defined_macros=MACROS,
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5)},
     tags=["exports", "cordial"],
 ):
@@ -48,15 +51,15 @@ with DAG(
         (one object per task: Airflow renders a task's templated objects in place)."""
         return CordialS3Destination(
             bucket="{{ var.value.get('exports_bucket', 'lake') }}",
-            path="raw/cordial/ds={{ ds }}",
+            path="raw/cordial/ds={{ run_window().ds }}",
             aws_conn_id="cordial_delivery",
         )
 
     trends = CordialCreateAudienceTrendsExportOperator(
         task_id="export_trends",
         audiences=AUDIENCES,
-        selected_timeframe_start="{{ macros.ds_add(ds, -7) }}",
-        selected_timeframe_end="{{ macros.ds_add(ds, -1) }}",
+        selected_timeframe_start="{{ macros.ds_add(run_window().ds, -7) }}",
+        selected_timeframe_end="{{ macros.ds_add(run_window().ds, -1) }}",
         destination=delivery(),
         deferrable=True,
         poll_interval=30,
@@ -80,7 +83,7 @@ with DAG(
         table="cordial_audience_trends",
         mode="merge",
         key_columns=["audience", "day"],
-        outlets=[TRENDS_TABLE],
+        landed_assets=[TRENDS_TABLE],
     )
     CordialS3ToSqlOperator(
         task_id="load_members",
@@ -88,5 +91,5 @@ with DAG(
         conn_id="warehouse",
         table="cordial_loyal_members",
         mode="replace",
-        outlets=[MEMBERS_TABLE],
+        landed_assets=[MEMBERS_TABLE],
     )

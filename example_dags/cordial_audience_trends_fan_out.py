@@ -24,6 +24,7 @@ from airflow_provider_exports.transfers.cordial_to_sql import (
     CordialS3StageFilesToSqlOperator,
     FanOutCommitOperator,
 )
+from airflow_provider_exports.utils.windows import MACROS
 
 TABLE = Asset("warehouse://cordial_audience_trends_fan_out")
 
@@ -32,17 +33,19 @@ with DAG(
     schedule="@daily",
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
+    # run_window() in templates: the run's window, also for a manual run without a data interval
+    user_defined_macros=MACROS,
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5)},
     tags=["exports", "cordial", "fan-out"],
 ):
     trends = CordialCreateAudienceTrendsExportOperator(
         task_id="export_trends",
         audiences=["loyal-customers", "newsletter-subscribers"],
-        selected_timeframe_start="{{ macros.ds_add(ds, -7) }}",
-        selected_timeframe_end="{{ macros.ds_add(ds, -1) }}",
+        selected_timeframe_start="{{ macros.ds_add(run_window().ds, -7) }}",
+        selected_timeframe_end="{{ macros.ds_add(run_window().ds, -1) }}",
         destination=CordialS3Destination(
             bucket="{{ var.value.get('exports_bucket', 'lake') }}",
-            path="raw/cordial_fan_out/ds={{ ds }}",
+            path="raw/cordial_fan_out/ds={{ run_window().ds }}",
             aws_conn_id="cordial_delivery",
         ),
         deferrable=True,
@@ -58,4 +61,4 @@ with DAG(
         mode="merge",
         key_columns=["audience", "day"],
     ).expand(group=files.output)
-    FanOutCommitOperator(task_id="commit_load", staged=load.output, outlets=[TABLE])
+    FanOutCommitOperator(task_id="commit_load", staged=load.output, landed_assets=[TABLE])

@@ -24,6 +24,7 @@ from airflow_provider_exports.transfers.sitecore_cdp_to_s3 import (
     SitecoreCDPStageFilesToS3Operator,
 )
 from airflow_provider_exports.transfers.sitecore_cdp_to_sql import SitecoreCDPStageFilesToSqlOperator
+from airflow_provider_exports.utils.windows import MACROS
 
 EXPORT = "daily_loyalty_members"
 TABLE = Asset("warehouse://loyalty_members_fan_out")
@@ -33,13 +34,15 @@ with DAG(
     schedule="@daily",
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
+    # run_window() in templates: the run's window, also for a manual run without a data interval
+    user_defined_macros=MACROS,
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5)},
     tags=["exports", "sitecore-cdp", "fan-out"],
 ):
     wait = SitecoreCDPExportSensor(
         task_id="wait_for_export",
         audience_export_ref=EXPORT,
-        finished_after="{{ data_interval_start }}",
+        deferrable=True,  # waits in the triggerer, holding no worker slot
         poke_interval=300,
         timeout=12 * 3600,
     )
@@ -51,7 +54,7 @@ with DAG(
         task_id="land_files",
         audience_export_ref=EXPORT,
         s3_bucket="{{ var.value.get('exports_bucket', 'lake') }}",
-        s3_key_prefix=f"raw/sitecore/{EXPORT}_fan_out/ds={{{{ ds }}}}/",
+        s3_key_prefix=f"raw/sitecore/{EXPORT}_fan_out/ds={{{{ run_window().ds }}}}/",
     ).expand(group=files.output)
     land_commit = FanOutCommitOperator(task_id="commit_land", staged=land.output)
     load = SitecoreCDPStageFilesToSqlOperator.partial(
@@ -61,5 +64,5 @@ with DAG(
         table="loyalty_members_fan_out",
         mode="replace",
     ).expand(group=files.output)
-    load_commit = FanOutCommitOperator(task_id="commit_load", staged=load.output, outlets=[TABLE])
+    load_commit = FanOutCommitOperator(task_id="commit_load", staged=load.output, landed_assets=[TABLE])
     land_commit >> load

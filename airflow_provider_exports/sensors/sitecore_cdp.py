@@ -1,7 +1,8 @@
 """Wait for a new finished Sitecore CDP audience export job, in poke, reschedule or deferrable mode.
 
 Exports are scheduled inside Sitecore; this sensor succeeds when the export has a job with status
-``SUCCESS`` that ended after ``finished_after`` (default: the data interval start) and returns its
+``SUCCESS`` that ended after ``finished_after`` (default: the start of the run's window,
+:func:`~airflow_provider_exports.utils.windows.run_window`) and returns its
 ``executionRef`` (so ``sensor.output`` feeds the transfer operators). A job that failed since then
 fails the task with the job's counters and error logs.
 
@@ -29,6 +30,7 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
 from airflow_provider_exports.sensors._base import JobSensor
 from airflow_provider_exports.triggers.sitecore_cdp import SitecoreCDPExportTrigger
 from airflow_provider_exports.utils.templating import is_template
+from airflow_provider_exports.utils.windows import run_window
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -53,7 +55,8 @@ class SitecoreCDPExportSensor(JobSensor):
 
     :param audience_export_ref: the export's friendly ID or UUID reference. (templated)
     :param finished_after: only jobs that ended after this time count; ISO-8601 or a datetime.
-        Default: the run's data interval start. (templated)
+        Default: the data interval start; without one (a manual run), the end of the last successful
+        run's (any job when there is none). (templated)
     :param fail_on_alert: treat a job in ``ALERT`` as failed (default) rather than keep waiting.
     :param sitecore_cdp_conn_id: the Airflow connection id. (templated)
     :param deferrable: wait in the triggerer instead of holding a worker slot.
@@ -89,7 +92,7 @@ class SitecoreCDPExportSensor(JobSensor):
         value = self.finished_after
         # A DAG without a schedule renders "{{ data_interval_start }}" as "None".
         if value is None or value in ("", "None"):
-            value = context.get("data_interval_start")
+            value = run_window(context).start
         return None if value is None else _parse_finished_after(value)
 
     def trigger_arguments(self, context: Context) -> dict[str, Any]:

@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.transfers._parts import Destination, ExportSource, Listing, Part, arguments
 from airflow_provider_exports.transfers.engine.sink import Cancellation
+from airflow_provider_exports.utils.assets import check_landed_assets, mark_landed, with_alias_outlets
 from airflow_provider_exports.utils.openlineage import destination_ref
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.common.compat.sdk import Asset, Context
     from airflow.providers.openlineage.extractors import OperatorLineage
 
     from airflow_provider_exports.transfers.engine import TransferSummary
@@ -43,12 +45,16 @@ class TransferOperator(BaseOperator):
     :param max_concurrent_files: files moved at once.
     :param allow_empty: commit a job without any data (it replaces what the destination had);
         by default such a job fails and the destination keeps what it had.
+    :param landed_assets: Assets whose event is emitted only when the run landed the job, not when
+        it found it already there (:mod:`~airflow_provider_exports.utils.assets`).
     """
 
     source_type: ClassVar[type[ExportSource[Any]]]
     destination_type: ClassVar[type[Destination] | None] = None
     #: the template fields of this kind of task, after those of its parts
     task_template_fields: ClassVar[tuple[str, ...]] = ()
+    #: whether execute() marks ``landed_assets`` (a fan-out's list and stage tasks land nothing)
+    marks_landed_assets: ClassVar[bool] = True
     # live clients and the run's stop signal are shared, not copied, when Airflow copies the task
     shallow_copy_attrs: Sequence[str] = ("hook", "_cancellation")
 
@@ -69,9 +75,17 @@ class TransferOperator(BaseOperator):
         overwrite: bool = False,
         max_concurrent_files: int = 4,
         allow_empty: bool = False,
+        landed_assets: Sequence[Asset] = (),
         **kwargs: Any,
     ) -> None:
+        if assets := check_landed_assets(landed_assets):
+            if not self.marks_landed_assets:
+                raise ExportConfigError(
+                    "landed_assets", f"{type(self).__name__} lands nothing itself; give it to the commit task"
+                )
+            kwargs["outlets"] = with_alias_outlets(kwargs.get("outlets"), assets)
         super().__init__(**kwargs)
+        self.landed_assets = landed_assets
         self.overwrite = overwrite
         self.max_concurrent_files = max_concurrent_files
         self.allow_empty = allow_empty
@@ -113,7 +127,9 @@ class TransferOperator(BaseOperator):
             listing = source.list_files()
             sink = self.make_sink(source, listing.output)
             self._lineage = (list(listing.inputs), destination_ref(sink))
-            return self.move(listing, sink).to_dict()
+            summary = self.move(listing, sink).to_dict()
+        mark_landed(context, check_landed_assets(self.landed_assets), summary, self.log)
+        return summary
 
     def move(self, listing: Listing, sink: Sink) -> TransferSummary:
         """Run the engine: the listed files into ``sink``, stopped by ``on_kill``."""

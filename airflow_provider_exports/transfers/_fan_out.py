@@ -28,9 +28,10 @@ from airflow_provider_exports.transfers._base import TransferOperator
 from airflow_provider_exports.transfers._parts import Listing
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
 from airflow_provider_exports.transfers.engine.sink import Cancellation, Sink, TransferContext, new_run_id
+from airflow_provider_exports.utils.assets import check_landed_assets, mark_landed, with_alias_outlets
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.common.compat.sdk import Asset, Context
 
     from airflow_provider_exports.transfers.engine.s3_staging import S3StagingSink
     from airflow_provider_exports.transfers.engine.sql.staging import SqlStagingSink
@@ -76,6 +77,8 @@ class ListFilesOperator(TransferOperator):
     the vendor, export and job references and the job's details for the manifest, ``files`` each
     file's stored name, size and vendor references (:meth:`~._parts.ExportSource.file_ref`).
     """
+
+    marks_landed_assets = False
 
     def __init__(self, *, files_per_group: int = 1, max_groups: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -142,6 +145,8 @@ class StageFilesOperator(TransferOperator):
     each file's record (stored location, bytes, SHA-256, rows) and what the commit needs.
     """
 
+    marks_landed_assets = False
+
     task_template_fields: ClassVar[tuple[str, ...]] = ("group",)
 
     def __init__(self, *, group: Any, **kwargs: Any) -> None:
@@ -172,6 +177,8 @@ class FanOutCommitOperator(BaseOperator):
     """Commit a fanned-out run once every group is staged: the S3 manifest, or the SQL transaction.
 
     :param staged: every stage-files task's result: ``stage_files.output``. (templated)
+    :param landed_assets: Assets whose event is emitted only when the commit landed the job, not
+        when it was already committed (:mod:`~airflow_provider_exports.utils.assets`).
     :param stale_after: seconds; what other runs staged more than this before this run and never
         committed (failed runs) is removed after the commit: S3 run directories, SQL staging tables.
 
@@ -185,8 +192,13 @@ class FanOutCommitOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("staged", "stage_destination")
 
-    def __init__(self, *, staged: Any, stale_after: float = 86400.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *, staged: Any, stale_after: float = 86400.0, landed_assets: Sequence[Asset] = (), **kwargs: Any
+    ) -> None:
+        if assets := check_landed_assets(landed_assets):
+            kwargs["outlets"] = with_alias_outlets(kwargs.get("outlets"), assets)
         super().__init__(**kwargs)
+        self.landed_assets = landed_assets
         self.staged = staged
         self.stale_after = stale_after
         self.stage_destination = stage_destination(staged)
@@ -208,7 +220,9 @@ class FanOutCommitOperator(BaseOperator):
             cancellation=self._cancellation,
         )
         commit = self._commit_s3 if destination["kind"] == "s3" else self._commit_sql
-        return commit(ctx, groups, destination)
+        summary = commit(ctx, groups, destination)
+        mark_landed(context, check_landed_assets(self.landed_assets), summary, self.log)
+        return summary
 
     def on_kill(self) -> None:
         if self._cancellation is not None:

@@ -46,6 +46,9 @@ PATHS = {
     "file": "/sitecore-cdp-exports/{clientKey}/{friendlyId}/{executionRef}/{name}",
 }
 
+#: Sandbox control (no vendor counterpart): publish a finished job now.
+PUBLISH_JOB_PATH = "/_sandbox/jobs"
+
 PENDING_STATES = ("PENDING_GUEST_CONTEXT", "PENDING_SEGMENTATION", "PENDING_EMR_SUBMIT", "PENDING_EMR_JOB")
 FINAL_STATES = ("SUCCESS", "FAILED", "ALERT")
 DEFINITION_TYPES = ("FULL_SYNC", "DELTA")
@@ -276,6 +279,18 @@ class SitecoreCDPServer(VendorServer):
                 self._materialize(job, out)
         return execution_ref
 
+    def publish_job(self, friendly_id: str, *, rows: int = 1000) -> str:
+        """A successful job of a defined export that finished now (``POST /_sandbox/jobs``, the
+        command ``publish-job``): what a manual DAG run, which waits for a job newer than its start,
+        then finds. Returns its ``executionRef``."""
+        with self._state_lock:
+            known = sorted(self._definitions)
+        if friendly_id not in known:
+            raise ValueError(f"export: {friendly_id!r} is not defined here; defined: {', '.join(known) or 'none'}")
+        if rows < 1:
+            raise ValueError(f"rows: {rows} is not a positive number of rows")
+        return self.add_job(friendly_id, rows=rows, execution_type="INSTANT_RUN")
+
     def expected_files(self, execution_ref: str) -> list[tuple[str, int, str, int]]:
         """``(name, size, sha256, rows)`` of each output file of a job, in listing order."""
         job = self._jobs[execution_ref]
@@ -486,6 +501,24 @@ class SitecoreCDPServer(VendorServer):
                     "expires_in": math.ceil(ttl),
                     "token_type": "Bearer",
                 }
+            )
+
+        @app.post(PUBLISH_JOB_PATH, include_in_schema=False)
+        async def publish_job(request: Request) -> Response:
+            """Sandbox control (no vendor counterpart): a job of an export that finished now, as
+            after "Run now" in Sitecore's UI; body ``{"export": <friendlyId>, "rows": <n>}``."""
+            try:
+                body = await request.json() if await request.body() else {}
+                if not isinstance(body, dict):
+                    raise TypeError("the body is a JSON object")
+                ref = self.publish_job(str(body.get("export", "")), rows=int(body.get("rows", 1000)))
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            with self._state_lock:
+                job = self._jobs[ref]
+            return JSONResponse(
+                {"executionRef": ref, "export": job.definition.friendly_id, "endTime": rfc3339_ms(job.finished_at)},
+                status_code=201,
             )
 
         @app.get(PATHS["latest_export"])

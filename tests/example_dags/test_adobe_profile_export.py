@@ -12,6 +12,9 @@ import pytest
 from ._no_secret import assert_no_secret
 
 LOGICAL_DATE = datetime(2026, 11, 22, tzinfo=timezone.utc)
+# a manual run's: before the other tests' logical dates (the metadata DB is the session's), so no
+# earlier successful run: its window has no start
+RUN_AFTER = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
 SEGMENTS = ["vip-customers", "newsletter-subscribers"]
 PREFIX = f"raw/aep/profiles/ds={LOGICAL_DATE:%Y-%m-%d}/"
 
@@ -38,11 +41,11 @@ def _the_job(sandbox):
     return job_id
 
 
-def _check_landed(sandbox, s3, warehouse):
+def _check_landed(sandbox, s3, warehouse, prefix=PREFIX):
     job_id = _the_job(sandbox)
     (batch_id,) = sandbox.adobe.batch_ids(job_id)
     expected = sandbox.adobe.expected_files(batch_id)
-    manifest = s3.manifest(PREFIX)
+    manifest = s3.manifest(prefix)
     assert manifest["job_ref"] == str(job_id)
     details = manifest["job_details"]
     assert details["batchIds"] == [batch_id] and details["jobId"] == str(job_id)
@@ -72,6 +75,17 @@ def test_export_lands_in_s3_and_loads_the_table(flow, sandbox, s3, warehouse, de
     assert request["filter"]["fromIngestTimestamp"] == "2026-11-21T00:00:00+00:00"
     # the job, then its batch: the wait read Catalog once the job had SUCCEEDED
     assert sandbox.adobe.requests_to("/data/foundation/catalog/batches/*", "GET")
+
+
+def test_a_manual_run_without_a_logical_date_exports_every_profile(flow, sandbox, s3, warehouse):
+    # Airflow 3's manual runs have no logical date, so no data interval: the first one (no earlier
+    # successful run) exports profiles ingested at any time, and lands them under run_after's day.
+    flow.get_task("export_profiles").deferrable = False
+    run = flow.test(logical_date=None, run_after=RUN_AFTER)
+    assert run.logical_date is None and run.data_interval_start is None
+    assert run.state == "success", _states(run)
+    job_id = _check_landed(sandbox, s3, warehouse, prefix=f"raw/aep/profiles/ds={RUN_AFTER:%Y-%m-%d}/")
+    assert "fromIngestTimestamp" not in sandbox.adobe._jobs[job_id].request.get("filter", {})
 
 
 def test_a_second_run_reuses_the_dataset(flow, sandbox, s3, warehouse):

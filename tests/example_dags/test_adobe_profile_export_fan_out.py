@@ -13,6 +13,9 @@ import pytest
 from ._no_secret import assert_no_secret
 
 LOGICAL_DATE = datetime(2026, 11, 22, tzinfo=timezone.utc)
+# a manual run's: before the other tests' logical dates (the metadata DB is the session's), so no
+# earlier successful run: its window has no start
+RUN_AFTER = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
 PREFIX = f"raw/aep/profiles_fan_out/ds={LOGICAL_DATE:%Y-%m-%d}/"
 FILES = "/data/foundation/export/files/{fid}"
 
@@ -56,9 +59,9 @@ def downloads(sandbox, fid: str) -> int:
     return len([r for r in sandbox.adobe.requests_to(FILES.format(fid=fid), "GET") if "path" in r.query])
 
 
-def check_landed(sandbox, s3, warehouse, job_id, rows: int) -> None:
+def check_landed(sandbox, s3, warehouse, job_id, rows: int, prefix: str = PREFIX) -> None:
     batch_id, expected = the_files(sandbox, job_id)
-    manifest = s3.manifest(PREFIX)
+    manifest = s3.manifest(prefix)
     assert manifest["job_ref"] == str(job_id) and manifest["job_details"]["batchIds"] == [batch_id]
     landed = {f["name"]: f for f in manifest["files"]}
     assert sorted(landed) == sorted(f"{batch_id}/{fid}/{name}" for fid, name, *_ in expected)
@@ -82,6 +85,15 @@ def test_lands_and_loads_through_mapped_tasks(flow, sandbox, s3, warehouse):
     check_landed(sandbox, s3, warehouse, job_id, 600)
     _, expected = the_files(sandbox, job_id)
     assert [downloads(sandbox, fid) for fid, *_ in expected] == [2, 2, 2]  # once per destination
+
+
+def test_a_manual_run_without_a_logical_date_lands_and_loads(flow, sandbox, s3, warehouse):
+    run = flow.test(logical_date=None, run_after=RUN_AFTER)  # Airflow 3's manual runs: no data interval
+    assert run.logical_date is None and run.data_interval_start is None
+    assert run.state == "success", states(run)
+    (job_id,) = sandbox.adobe._jobs
+    check_landed(sandbox, s3, warehouse, job_id, 600, prefix="raw/aep/profiles_fan_out/ds=2026-11-20/")
+    assert "fromIngestTimestamp" not in sandbox.adobe._jobs[job_id].request.get("filter", {})
 
 
 def test_a_failed_group_is_retried_alone(flow, sandbox, s3, warehouse):

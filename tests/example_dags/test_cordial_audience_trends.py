@@ -8,6 +8,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
@@ -47,17 +48,19 @@ def rows(warehouse, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
-def check_landed(sandbox, s3, warehouse) -> None:
-    (trends_job,) = sandbox.cordial.jobs_named("cordial-audience-trends-export-trends-20261122T000000Z")
-    (members_job,) = sandbox.cordial.jobs_named("cordial-audience-trends-export-members-20261122T000000Z")
-    prefix = f"raw/cordial/ds={DAY.isoformat()}/"
+def check_landed(sandbox, s3, warehouse, run: str = "20261122T000000Z", day=DAY) -> None:
+    """``run``: the run's part of the job names (its logical date, else its run id); ``day``: the
+    run's day (its logical date's, else run_after's)."""
+    (trends_job,) = sandbox.cordial.jobs_named(f"cordial-audience-trends-export-trends-{run}")
+    (members_job,) = sandbox.cordial.jobs_named(f"cordial-audience-trends-export-members-{run}")
+    prefix = f"raw/cordial/ds={day.isoformat()}/"
     assert sorted(s3.keys(prefix)) == [
-        f"{prefix}cordial-audience-trends-export-members-20261122T000000Z.csv.gz",
-        f"{prefix}cordial-audience-trends-export-trends-20261122T000000Z.csv",
+        f"{prefix}cordial-audience-trends-export-members-{run}.csv.gz",
+        f"{prefix}cordial-audience-trends-export-trends-{run}.csv",
     ]
     # trends: the last seven full days, a row per audience and day
     header, *wide = list(csv.reader(io.StringIO(sandbox.cordial.export_file(trends_job).decode())))
-    days = [(DAY - timedelta(days=n)).isoformat() for n in range(7, 0, -1)]
+    days = [(day - timedelta(days=n)).isoformat() for n in range(7, 0, -1)]
     assert header[1:] == days
     expected = sorted((r[0], d, int(c)) for r in wide for d, c in zip(days, r[1:], strict=True))
     assert (
@@ -83,6 +86,15 @@ def test_deferred_waits_create_deliver_and_load(flow, sandbox, s3, warehouse):
     check_landed(sandbox, s3, warehouse)
     # two looks at each job by its wait, one by each transfer before it loads
     assert len(sandbox.cordial.requests_to("/v2/jobs/*")) == 2 * 2 + 2
+
+
+def test_a_manual_run_without_a_logical_date_takes_the_week_before_run_after(flow, sandbox, s3, warehouse):
+    run_after = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+    run = flow.test(logical_date=None, run_after=run_after)  # Airflow 3's manual runs: no data interval
+    assert run.logical_date is None and run.data_interval_start is None
+    assert run.state == "success", states(run)
+    # the jobs are named after the run id (the same in every try), the files land under run_after's day
+    check_landed(sandbox, s3, warehouse, run=re.sub(r"[^A-Za-z0-9]+", "-", run.run_id), day=run_after.date())
 
 
 def test_waits_in_the_worker_just_the_same(flow, sandbox, s3, warehouse):

@@ -77,7 +77,18 @@ def _value(value):
 TRENDS = "SELECT audience, day, count FROM cordial_audience_trends_fan_out ORDER BY 1, 2"
 
 
+def asset_events(name: str) -> int:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        found = session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+        return found.filter(AssetModel.name == name).count()
+
+
 def test_lists_stages_and_merges_the_delivered_file(flow, sandbox, s3, warehouse):
+    table = "warehouse://cordial_audience_trends_fan_out"
+    events = asset_events(table)
     run = flow.test(logical_date=LOGICAL_DATE)
     got = states(run)
     assert run.state == "success", got
@@ -92,6 +103,21 @@ def test_lists_stages_and_merges_the_delivered_file(flow, sandbox, s3, warehouse
     assert again.state == "success"
     assert xcoms(again)[("commit_load", -1)]["skipped"] is True
     assert rows(warehouse, TRENDS) == expected
+    assert asset_events(table) == events + 1  # the table's Asset marked by the first run only
+
+
+def test_a_manual_run_without_a_logical_date_merges_the_week_before_run_after(flow, sandbox, s3, warehouse):
+    run = flow.test(logical_date=None, run_after=datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc))
+    assert run.logical_date is None and run.data_interval_start is None  # Airflow 3's manual runs
+    assert run.state == "success", states(run)
+    (job,) = sandbox.cordial.job_ids()
+    assert s3.keys("raw/cordial_fan_out/ds=2026-11-20/") == [
+        f"raw/cordial_fan_out/ds=2026-11-20/{sandbox.cordial.file_name(job)}"
+    ]
+    header, *wide = list(csv.reader(io.StringIO(sandbox.cordial.export_file(job).decode())))
+    assert header[1:] == [f"2026-11-{d}" for d in range(13, 20)]
+    expected = sorted((r[0], d, int(c)) for r in wide for d, c in zip(header[1:], r[1:], strict=True))
+    assert rows(warehouse, TRENDS) == expected and len(expected) == 2 * 7
 
 
 def test_a_run_that_fails_for_good_leaves_the_table(flow, sandbox, s3, warehouse):

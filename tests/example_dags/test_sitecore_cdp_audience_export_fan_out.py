@@ -15,6 +15,9 @@ from ._no_secret import assert_no_secret
 
 EXPORT = "daily_loyalty_members"
 LOGICAL_DATE = datetime(2026, 11, 22, tzinfo=timezone.utc)
+# a manual run's: before the other tests' logical dates (the metadata DB is the session's), so no
+# earlier successful run: its window has no start
+RUN_AFTER = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
 PREFIX = f"raw/sitecore/{EXPORT}_fan_out/ds={LOGICAL_DATE:%Y-%m-%d}/"
 FILE_PATH = "/sitecore-cdp-exports/*/{name}"
 
@@ -24,6 +27,7 @@ def flow(sandbox, s3, warehouse, load_example_dag, monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_EXPORTS_BUCKET", s3.bucket)
     sandbox.sitecore.add_export(EXPORT, rows_per_file=100)
     dag = load_example_dag("sitecore_cdp_audience_export_fan_out.py", "sitecore_cdp_audience_export_fan_out")
+    assert dag.get_task("wait_for_export").deferrable is True  # as written; the other example tests the deferral
     dag.get_task("wait_for_export").deferrable = False
     # the mapped tasks keep the DAG's retries (2): a mapped task instance takes them when it is
     # expanded from the serialized DAG; their retry delay is read from the task, here no wait
@@ -44,14 +48,14 @@ def rows(warehouse, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
-def check_landed(sandbox, s3, warehouse, ref: str, total_rows: int) -> None:
+def check_landed(sandbox, s3, warehouse, ref: str, total_rows: int, prefix: str = PREFIX) -> None:
     expected = sandbox.sitecore.expected_files(ref)
-    manifest = s3.manifest(PREFIX)
+    manifest = s3.manifest(prefix)
     assert manifest["job_ref"] == ref and manifest["job_details"]["friendlyId"] == EXPORT
     landed = {f["name"]: f for f in manifest["files"]}
     assert sorted(landed) == sorted(name for name, *_ in expected)
-    run_dir = PREFIX + "run-" + manifest["run_id"] + "/"
-    assert sorted(s3.keys(PREFIX)) == sorted([PREFIX + "_manifest.json", *(run_dir + n for n in landed)])
+    run_dir = prefix + "run-" + manifest["run_id"] + "/"
+    assert sorted(s3.keys(prefix)) == sorted([prefix + "_manifest.json", *(run_dir + n for n in landed)])
     for name, size, sha256, n in expected:
         body = s3.read(landed[name]["location"])
         assert len(body) == size == landed[name]["bytes"]
@@ -80,6 +84,15 @@ def test_lands_and_loads_through_mapped_tasks(flow, sandbox, s3, warehouse):
     # each file downloaded once per destination; each group asked Sitecore for fresh URLs itself
     assert {downloads(sandbox, name) for name, *_ in sandbox.sitecore.expected_files(ref)} == {2}
     assert len(sandbox.sitecore.requests_to("/v2/audienceExports/executions/*")) >= 1 + 3 + 3
+
+
+def test_a_manual_run_without_a_logical_date_lands_the_newest_job(flow, sandbox, s3, warehouse):
+    # no logical date, no data interval, no earlier successful run: the newest finished job
+    ref = sandbox.sitecore.add_job(EXPORT, rows=300, end_time=LOGICAL_DATE - timedelta(days=20))
+    run = flow.test(logical_date=None, run_after=RUN_AFTER)
+    assert run.logical_date is None and run.data_interval_start is None
+    assert run.state == "success", states(run)
+    check_landed(sandbox, s3, warehouse, ref, 300, prefix=f"raw/sitecore/{EXPORT}_fan_out/ds=2026-11-20/")
 
 
 def test_a_failed_group_is_retried_alone(flow, sandbox, s3, warehouse):

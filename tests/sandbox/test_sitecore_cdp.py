@@ -322,3 +322,39 @@ def test_sized_job_makes_one_big_file(sandbox: Sandbox) -> None:
     assert abs(size - target) < target * 0.01
     assert rows > 100_000
     assert name.endswith(".json.gz")
+
+
+# -- sandbox control: publish a job on demand --------------------------------------------------
+
+
+def test_publish_job_over_http_gives_a_job_finished_now(sandbox: Sandbox, api: httpx.Client) -> None:
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    before = dt.datetime.now(dt.timezone.utc)
+    body = {"export": "daily_loyalty_members", "rows": 7}
+    answer = httpx.post(f"{sandbox.sitecore.url}/_sandbox/jobs", json=body)
+    assert answer.status_code == 201, answer.text
+    published = answer.json()
+    ended = dt.datetime.fromisoformat(published["endTime"].replace("Z", "+00:00"))
+    assert before - dt.timedelta(milliseconds=1) <= ended <= dt.datetime.now(dt.timezone.utc)
+    # the API's answer: the export's newest finished job, with the rows asked for
+    latest = api.get("/v2/audienceExports/definitions/daily_loyalty_members/latestExport").json()
+    assert latest["executionRef"] == published["executionRef"]
+    ((_name, _size, _sha, rows),) = sandbox.sitecore.expected_files(published["executionRef"])
+    assert rows == 7
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"export": "nightly"}, "export: 'nightly' is not defined here; defined: daily_loyalty_members"),
+        ({}, "export: '' is not defined here"),
+        ({"export": "daily_loyalty_members", "rows": 0}, "rows: 0 is not a positive number"),
+        ({"export": "daily_loyalty_members", "rows": "many"}, "invalid literal"),
+        (["daily_loyalty_members"], "the body is a JSON object"),
+    ],
+)
+def test_publish_job_refuses_what_it_cannot_publish(sandbox: Sandbox, body: Any, problem: str) -> None:
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    answer = httpx.post(f"{sandbox.sitecore.url}/_sandbox/jobs", json=body)
+    assert answer.status_code == 400 and problem in answer.json()["error"]
+    assert sandbox.sitecore._jobs == {}
