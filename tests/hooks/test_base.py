@@ -9,6 +9,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -522,3 +523,36 @@ def test_a_task_refused_by_the_vendor_fails_without_its_retries(sandbox, run_dag
     elif case == "unknown export":
         assert "VendorNotFoundRefused" in log and "Audience export no_such_export not found" in log
         assert "check the task's arguments; if they are right, connection 'under_test'" in log
+
+
+def test_the_cli_workaround_for_the_test_button_needs_the_setting_and_then_tests(sandbox, tmp_path):
+    """The README's workaround for the UI's Test button: ``airflow connections test`` in a real
+    Airflow CLI, refused without ``[core] test_connection = Enabled`` and passing with it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    conn = sandbox.sitecore.connection()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_SITECORE_CDP_DEFAULT": json.dumps(conn),
+    }
+    airflow = [sys.executable, "-m", "airflow", "connections", "test", "sitecore_cdp_default"]
+    cwd = Path(__file__).resolve().parents[2]
+
+    refused = subprocess.run(airflow, env=env, capture_output=True, text=True, timeout=120, cwd=cwd)
+    assert "disabled" in (refused.stdout + refused.stderr).lower()
+
+    env["AIRFLOW__CORE__TEST_CONNECTION"] = "Enabled"
+    tested = subprocess.run(airflow, env=env, capture_output=True, text=True, timeout=120, cwd=cwd)
+    out = tested.stdout + tested.stderr
+    assert tested.returncode == 0 and "Connection success!" in out, out[-2000:]
+    assert sandbox.sitecore.requests_to(VENDORS["sitecore"].test_path, "GET")  # it did read the API
+
+    env["AIRFLOW_CONN_SITECORE_CDP_DEFAULT"] = json.dumps(conn | {"password": "wrong-secret-value"})
+    wrong = subprocess.run(airflow, env=env, capture_output=True, text=True, timeout=120, cwd=cwd)
+    out = wrong.stdout + wrong.stderr
+    assert "Connection failed!" in out and "password (the API secret)" in out, out[-2000:]
+    assert "wrong-secret-value" not in out and conn["password"] not in out
