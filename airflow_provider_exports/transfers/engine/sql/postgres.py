@@ -96,10 +96,9 @@ class PostgresDialect(Dialect):
             self.execute(
                 f"ALTER TABLE {qualified} ALTER COLUMN {col} TYPE TEXT USING CAST({col} AS TEXT)"
             ).close()
-            texts = [
-                text
-                for (text,) in self.query(f"SELECT DISTINCT {col} FROM {qualified} WHERE {col} IS NOT NULL")
-            ]
+            # a plain d.ddd text has the same digits as repr (both shortest): only the others are read
+            plain = "'^-?[0-9]+\\.[0-9]+$'"
+            texts = [text for (text,) in self.query(f"SELECT DISTINCT {col} FROM {qualified} WHERE {col} !~ {plain}")]
             fixes = [(text, repr(float(text))) for text in texts if repr(float(text)) != text]
             if fixes:
                 self.create_stage(_FLOAT_TEXT, [("pg", "TEXT"), ("py", "TEXT")])

@@ -181,3 +181,20 @@ def test_a_ragged_row_in_a_block_that_could_go_as_it_came_names_its_line(pg):
     with pytest.raises(TransferError, match="CSV line 32 has 1 fields, the header has 2"):
         load([ChunksSource("r.csv", [data])], SqlSink("ragged", conn_id="pg"), job_ref="ragged")
     assert query(pg, "SELECT to_regclass('ragged')") == [(None,)]  # nothing half-written
+
+
+def test_random_doubles_widened_to_text_read_as_python_writes_them(pg):
+    """5,000 doubles of every magnitude, then a text: each row holds ``repr`` of its double (the
+    widening reads back only the texts PostgreSQL writes otherwise than ``d.ddd``)."""
+    import random
+    import struct
+
+    r = random.Random(19)
+    doubles = [struct.unpack("d", struct.pack("Q", r.getrandbits(64)))[0] for _ in range(2_000)]
+    doubles += [r.random() * 10 ** r.randint(-8, 20) for _ in range(2_000)]
+    doubles += [float(r.randint(-(10**17), 10**17)) for _ in range(1_000)]
+    doubles = [d for d in doubles if d == d and abs(d) != float("inf")]
+    files = {"a.jsonl": lines(*({"i": i, "x": d} for i, d in enumerate(doubles))), "b.jsonl": lines({"i": -1, "x": "n/a"})}
+    load([ChunksSource(n, [d]) for n, d in files.items()], SqlSink("wide", conn_id="pg"), job_ref="wide")
+    got = dict(query(pg, "SELECT i, x FROM wide WHERE i >= 0"))
+    assert got == {i: repr(d) for i, d in enumerate(doubles)}
