@@ -259,6 +259,12 @@ class JobWaitTimeout(ExportsError):
     the vendor allows it. A retry reattaches to the job if it still exists."""
 
 
+class WaitStopped(ExportsError):
+    """A wait for a vendor job in the worker was stopped: Airflow called ``on_kill`` on SIGTERM (a
+    worker shutting down, a task cleared or marked by a user). Retried where retries are left; a
+    job-creating operator's retry reattaches to its job if the vendor still runs it."""
+
+
 class TransferError(ExportsError):
     """A transfer could not complete; the destination was left as it was."""
 

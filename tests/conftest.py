@@ -151,3 +151,35 @@ def cordial_requests(cordial_swagger, monkeypatch):
         for p in cordial_swagger.request_problems(method, url, params, body)
     ]
     assert not problems, "requests Cordial's Swagger refuses:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def sigterm_when():
+    """``sigterm_when(ready, then=None)`` sends this process SIGTERM, as Airflow's supervisor does to a
+    task it stops, once ``ready()`` holds (polled, up to 60 s), then calls ``then()``; returns the
+    ``time.monotonic()`` list it sent at (empty if ``ready`` never held). The SIGTERM handler is
+    restored afterwards."""
+    import signal
+    import threading
+    import time
+
+    previous = signal.getsignal(signal.SIGTERM)
+    sent_at: list[float] = []
+
+    def arm(ready, then=None) -> list[float]:
+        def watch() -> None:
+            deadline = time.monotonic() + 60
+            while not ready():
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
+            sent_at.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGTERM)
+            if then is not None:
+                then()
+
+        threading.Thread(target=watch, daemon=True).start()
+        return sent_at
+
+    yield arm
+    signal.signal(signal.SIGTERM, previous)

@@ -5,7 +5,8 @@ dead worker reattaches instead of creating a second job), how to create one, whi
 for it, where the vendor allows it how to cancel it, and what the task returns. This base pushes
 the job id to XCom before any wait (so a link or a sensor can use it even if the task dies), waits
 with the same trigger in the worker (:func:`run_inline`) or deferred (the trigger owns the deadline),
-cancels the job on ``on_kill`` and when the wait times out, and checks the trigger's event strictly.
+cancels the job on ``on_kill`` (which also ends a wait in the worker at once) and when the wait
+times out, and checks the trigger's event strictly.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_exports.exceptions import JobWaitTimeout
 from airflow_provider_exports.triggers._base import run_inline
-from airflow_provider_exports.utils.waiting import result_of
+from airflow_provider_exports.utils.waiting import WaitInWorker, result_of
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -57,6 +58,7 @@ class ExportJobOperator(BaseOperator, ABC):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.job_id: str | None = None
+        self._wait_in_worker = WaitInWorker()
 
     # -- what each vendor defines
 
@@ -99,7 +101,9 @@ class ExportJobOperator(BaseOperator, ABC):
             return self.task_result(context, job_id, None)
         trigger = self.make_trigger(job_id, time.time() + self.timeout)
         if not self.deferrable:
-            return self.execute_complete(context, run_inline(trigger), reattached=reattached)
+            with self._wait_in_worker.running():
+                event = run_inline(trigger)
+            return self.execute_complete(context, event, reattached=reattached)
         self.defer(
             trigger=trigger, method_name="execute_complete", kwargs={"reattached": reattached}, timeout=None
         )
@@ -132,6 +136,7 @@ class ExportJobOperator(BaseOperator, ABC):
     def on_kill(self) -> None:
         if self.job_id is not None:
             self.cancel_job(self.job_id)
+        self._wait_in_worker.stop(f"the wait of {self.task_id} for {self.vendor} job {self.job_id}")
 
 
 def _pulled_job_id(context: Context) -> str | None:

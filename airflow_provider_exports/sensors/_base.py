@@ -5,7 +5,8 @@ A vendor sensor names its trigger (whose hook class and connection argument, nam
 trigger's own :meth:`~airflow_provider_exports.triggers._base.JobPollingTrigger.job_poke` run with
 the sensor's hook, so a wait decides the same whatever its mode. This base keeps the wait's
 deadline in every mode (:mod:`airflow_provider_exports.utils.waiting`), fails at once — never
-retried — when the job failed, and checks the trigger's event strictly when the task resumes.
+retried — when the job failed, ends a wait in the worker at once on SIGTERM (``on_kill``), and
+checks the trigger's event strictly when the task resumes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_exports.utils.waiting import (
     PokeEvent,
+    WaitInWorker,
     poke_deadline,
     result_of,
     run_poke,
@@ -60,6 +62,7 @@ class JobSensor(BaseSensorOperator, ABC):
         # Set by execute (epoch seconds); the next poke is the last one once a pause reaches it.
         self._deadline: float | None = None
         self._last_poke = False
+        self._wait = WaitInWorker()
 
     @property
     def vendor(self) -> str:
@@ -100,7 +103,8 @@ class JobSensor(BaseSensorOperator, ABC):
         self._deadline = None if self.reschedule and not self.deferrable else time.time() + self.timeout
         self._last_poke = False
         if not self.deferrable:
-            return super().execute(context)
+            with self._wait.running():
+                return super().execute(context)
         first = self.poke(context)
         if isinstance(first, PokeReturnValue) and first.is_done:
             return first.xcom_value
@@ -110,6 +114,9 @@ class JobSensor(BaseSensorOperator, ABC):
             # The trigger owns the deadline so the task ends through execute_complete with a clear message.
             timeout=None,
         )
+
+    def on_kill(self) -> None:
+        self._wait.stop(f"the wait of {self.task_id} for {self.vendor}")
 
     def _get_next_poke_interval(
         self, started_at: datetime | float, run_duration: Callable[[], float], poke_count: int

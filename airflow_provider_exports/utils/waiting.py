@@ -24,6 +24,7 @@ its deadline.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ from airflow_provider_exports.exceptions import (
     VendorRateLimitError,
     VendorRefused,
     VendorServerError,
+    WaitStopped,
 )
 
 if TYPE_CHECKING:
@@ -130,6 +132,33 @@ class PokeEvent:
         return ExportJobFailed(
             vendor, str(self.job_ref), str(self.job_status), errors=list(self.errors), details=self.details
         )
+
+
+class WaitInWorker:
+    """Where a wait in the worker runs, so that ``on_kill`` can end it.
+
+    Airflow 3 calls ``on_kill`` from its SIGTERM handler and then lets the task go on: a poke sensor
+    would sleep out its interval and a job operator poll on until the job ends, past the
+    supervisor's grace (5 s, then SIGKILL). A handler runs in the thread it interrupts, so when
+    :meth:`stop` is called in the thread that waits, it raises there and the wait ends at once,
+    wherever it was (a pause, a poll, a request). Called from any other thread it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._thread: int | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        self._thread = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._thread = None
+
+    def stop(self, what: str) -> None:
+        if self._thread is not None and self._thread == threading.get_ident():
+            self._thread = None
+            raise WaitStopped(f"{what}: stopped on SIGTERM (Airflow called on_kill); a retry waits again")
 
 
 #: one API read a poke needs: method, path (under the vendor's API host) and query parameters

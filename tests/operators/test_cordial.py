@@ -27,6 +27,7 @@ from airflow_provider_exports.operators.cordial import (
     CordialUIDestination,
     default_job_name,
 )
+from airflow_provider_exports_sandbox.testing import failed_tries
 
 pytestmark = pytest.mark.usefixtures("cordial_requests")
 
@@ -409,6 +410,33 @@ def test_a_retry_after_the_worker_died_past_the_post_reattaches(
     assert len(sandbox.cordial.jobs_named(name)) == 1 and len(posts(sandbox)) == 1
     assert xcom(run)["job_id"] == sandbox.cordial.jobs_named(name)[0]
     assert "Reattaching to Cordial job" in "".join(capfd.readouterr())
+
+
+def test_sigterm_stops_the_wait_in_the_worker_at_once_and_the_retry_reattaches(
+    delivery, sandbox, run_dag, sigterm_when
+):
+    """Airflow 3 calls ``on_kill`` on SIGTERM and lets the task go on: the wait in the worker would
+    poll on until the job ends, past the supervisor's 5 s grace. It stops at once instead; Cordial
+    cannot cancel a job, so the retry reattaches to it and waits again: one job."""
+    sandbox.cordial.job_seconds = 6
+    ended_at: list[float] = []
+    dag = one_task_dag(
+        CordialCreateAudienceTrendsExportOperator,
+        destination=s3_destination(delivery),
+        retries=1,
+        retry_delay=0,
+        on_retry_callback=lambda context: ended_at.append(time.monotonic()),
+        **TRENDS,
+    )
+    sent_at = sigterm_when(lambda: sandbox.cordial.requests_to("/v2/jobs/*", "GET"))
+
+    run = run_dag(dag, logical_date=LOGICAL_DATE)
+
+    assert sent_at and ended_at and ended_at[0] - sent_at[0] < 5.0
+    (stopped,) = failed_tries(run)
+    assert stopped.try_number == 1 and "stopped on SIGTERM" in stopped.error
+    assert run.state == "success"
+    assert len(posts(sandbox)) == 1
 
 
 @pytest.mark.parametrize("answer", ["empty 200", "connection lost"])
