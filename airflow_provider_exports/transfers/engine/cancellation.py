@@ -1,12 +1,15 @@
 """A run's stop signal: :class:`Cancellation`, set from ``on_kill``, a timeout or a failing file, and
-seen by every part of the run (sources, sinks, database waits) within moments."""
+seen by every part of the run (sources, sinks, database waits) within moments; and
+:class:`OpenReads`, a source's open reads that its interrupt cuts."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from airflow_provider_exports.exceptions import TransferCancelled
 
@@ -71,3 +74,42 @@ class Cancellation:
         finally:
             with self._lock:
                 self._interrupts.remove(interrupt)
+
+
+class OpenReads:
+    """A source's open reads (a response body, a file handle), so that its ``interrupt`` can cut
+    them. An interrupt and an ``open`` race: either the read is registered before the interrupt and
+    cut by it, or :meth:`holding` sees the interrupt and refuses the read; none slips between."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._stopped = False
+        self._reads: set[Any] = set()
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Refuse a new read once the source is interrupted."""
+        if self._stopped:
+            raise TransferCancelled(f"{self._name}: the read was interrupted")
+
+    @contextmanager
+    def holding(self, read: Any) -> Iterator[None]:
+        """Register ``read`` while the block runs, and close it after."""
+        with self._lock:
+            self._reads.add(read)
+            stopped = self._stopped
+        try:
+            if stopped:  # the interrupt came while the read was being opened: nothing cut it
+                raise TransferCancelled(f"{self._name}: the read was interrupted")
+            yield
+        finally:
+            with self._lock:
+                self._reads.discard(read)
+            with contextlib.suppress(Exception):
+                read.close()
+
+    def interrupt(self) -> list[Any]:
+        """Refuse every later read; return the reads open now, for the source to cut."""
+        with self._lock:
+            self._stopped = True
+            return list(self._reads)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.exceptions import TransferCancelled, TransferError
+from airflow_provider_exports.exceptions import TransferError
+from airflow_provider_exports.transfers.engine.cancellation import OpenReads
 from airflow_provider_exports.transfers.engine.sources import DEFAULT_CHUNK_SIZE, OpenedStream, SourceFile
 
 if TYPE_CHECKING:
@@ -110,9 +110,7 @@ class ObjectStoreSourceFile(SourceFile):
         self._connect = connect
         self._fs: AbstractFileSystem | None = None
         self._renew = False  # the next open needs a new connection (after a cut)
-        self._stopped = threading.Event()
-        self._handles: set[Any] = set()
-        self._lock = threading.Lock()
+        self._reads = OpenReads(self.name)
 
     def _filesystem(self) -> AbstractFileSystem:
         if self._fs is None:
@@ -126,8 +124,7 @@ class ObjectStoreSourceFile(SourceFile):
     def open(
         self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE, *, if_range: str | None = None
     ) -> Iterator[OpenedStream]:
-        if self._stopped.is_set():
-            raise TransferCancelled(f"{self.name}: the read was interrupted")
+        self._reads.check()
         fs = self._filesystem()
         fs.invalidate_cache()  # the filesystem object is shared in the process: no stale listing
         try:
@@ -136,12 +133,7 @@ class ObjectStoreSourceFile(SourceFile):
             raise TransferError(f"{self.location} does not exist") from None
         total = int(info["size"]) if info.get("size") is not None else None
         handle = fs.open(self.path, "rb", block_size=chunk_size)
-        with self._lock:
-            self._handles.add(handle)
-            stopped = self._stopped.is_set()
-        try:
-            if stopped:
-                raise TransferCancelled(f"{self.name}: the read was interrupted")
+        with self._reads.holding(handle):
             if offset:
                 handle.seek(offset)
             yield OpenedStream(
@@ -150,11 +142,6 @@ class ObjectStoreSourceFile(SourceFile):
                 start=offset,
                 validator=version_of(info),
             )
-        finally:
-            with self._lock:
-                self._handles.discard(handle)
-            with contextlib.suppress(Exception):
-                handle.close()
 
     def _chunks(self, handle: Any, offset: int, total: int | None, chunk_size: int) -> Iterator[bytes]:
         position = offset
@@ -180,9 +167,6 @@ class ObjectStoreSourceFile(SourceFile):
         self._renew = True
 
     def interrupt(self) -> None:
-        with self._lock:
-            self._stopped.set()
-            handles = list(self._handles)
-        for handle in handles:
+        for handle in self._reads.interrupt():
             with contextlib.suppress(Exception):
                 handle.close()

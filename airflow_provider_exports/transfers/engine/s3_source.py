@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import (
     SourceChanged,
-    TransferCancelled,
     TransferRefused,
 )
 from airflow_provider_exports.hooks._streams import parse_content_range
+from airflow_provider_exports.transfers.engine.cancellation import OpenReads
 from airflow_provider_exports.transfers.engine.s3_errors import S3Client, error_code
 from airflow_provider_exports.transfers.engine.sources import (
     DEFAULT_CHUNK_SIZE,
@@ -95,9 +94,7 @@ class S3SourceFile(SourceFile):
         self.bucket = bucket
         self.key = key
         self.bucket_argument = bucket_argument
-        self._stopped = threading.Event()
-        self._open_bodies: set[Any] = set()
-        self._lock = threading.Lock()
+        self._reads = OpenReads(self.name)
 
     @property
     def location(self) -> str:
@@ -107,8 +104,7 @@ class S3SourceFile(SourceFile):
     def open(
         self, offset: int, chunk_size: int = DEFAULT_CHUNK_SIZE, *, if_range: str | None = None
     ) -> Iterator[OpenedStream]:
-        if self._stopped.is_set():
-            raise TransferCancelled(f"{self.name}: the read was interrupted")
+        self._reads.check()
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key}
         if offset:
             request["Range"] = f"bytes={offset}-"
@@ -124,24 +120,13 @@ class S3SourceFile(SourceFile):
                 ) from None
             raise
         body = answer["Body"]
-        with self._lock:
-            self._open_bodies.add(body)
-            # an interrupt that came while the answer's headers were read found no body to cut
-            stopped = self._stopped.is_set()
-        try:
-            if stopped:
-                raise TransferCancelled(f"{self.name}: the read was interrupted")
+        with self._reads.holding(body):
             start, total = 0, answer.get("ContentLength")
             if answer.get("ContentRange"):  # a 206: where this answer starts, and the whole size
                 start, _end, total = parse_content_range("S3", self.location, answer["ContentRange"])
             yield OpenedStream(
                 body.iter_chunks(chunk_size), total, start=start, validator=answer.get("ETag")
             )
-        finally:
-            with self._lock:
-                self._open_bodies.discard(body)
-            with contextlib.suppress(Exception):
-                body.close()
 
     def resumable(self, exc: BaseException) -> bool:
         """Reads cut short by the network (a short body, a reset, a read timeout) resume."""
@@ -161,10 +146,7 @@ class S3SourceFile(SourceFile):
         return isinstance(exc, transient)
 
     def interrupt(self) -> None:
-        with self._lock:  # with open(): either the body is cut here, or open() sees the flag
-            self._stopped.set()
-            bodies = list(self._open_bodies)
-        for body in bodies:
+        for body in self._reads.interrupt():
             sock = _socket_of(body)
             if sock is not None:
                 with contextlib.suppress(OSError):
