@@ -318,6 +318,7 @@ class FanOutCommitOperator(BaseOperator):
             conn_id=dest["conn_id"],
             mode=dest["mode"],
             key_columns=dest["key_columns"],
+            removed_when=dest.get("removed_when"),
             create_table=dest["create_table"],
             allow_empty=dest["allow_empty"],
             manifest_table=dest["manifest_table"],
@@ -426,7 +427,13 @@ def stage_destination(staged: Any) -> dict[str, Any] | None:
             args[key] = getattr(operator, arg)
         elif (default := _default_of(cls, arg)) is not inspect.Parameter.empty:
             args[key] = default
-    return {"task_id": operator.task_id, "kind": kind, "args": args}
+    removed_when = cls.source_type.removed_when
+    return {
+        "task_id": operator.task_id,
+        "kind": kind,
+        "args": args,
+        "removed_when": list(removed_when) if removed_when else None,
+    }
 
 
 def _default_of(cls: type, arg: str) -> Any:
@@ -459,6 +466,14 @@ def check_destination(destination: Mapping[str, Any], expected: Mapping[str, Any
                 f"{expected['task_id']!r} is given {ascii(value)[:80]}: the commit follows the DAG, "
                 "not values changed in XCom",
             )
+    # whether the job is a delta is the files' to say: XCom may only choose none or the vendor's mark
+    if destination.get("removed_when") not in (None, expected.get("removed_when")):
+        raise ExportConfigError(
+            "staged.destination",
+            f"removed_when is {ascii(destination.get('removed_when'))[:80]} in the stage-files results; "
+            f"the source of task {expected['task_id']!r} marks removed rows only as "
+            f"{expected.get('removed_when')!a}",
+        )
 
 
 def _comparable(key: str, value: Any) -> Any:

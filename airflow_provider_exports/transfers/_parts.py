@@ -75,6 +75,8 @@ class ExportSource(Part, Generic[HookT]):
 
     #: the vendor's hook; its ``conn_name_attr`` names the source's connection argument
     hook_class: ClassVar[type[ExportsVendorHook[Any]]]
+    #: ``(column, value)`` marking rows that ``merge`` removes (a delta export), where the vendor has them
+    removed_when: ClassVar[tuple[str, str] | None] = None
 
     #: the operator's own hook (not an argument: made from the connection argument)
     hook: HookT = field(repr=False, metadata={_INTO: ()})

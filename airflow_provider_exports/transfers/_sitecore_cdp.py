@@ -100,6 +100,7 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
     """
 
     hook_class: ClassVar[type[SitecoreCDPHook]] = SitecoreCDPHook
+    removed_when: ClassVar[tuple[str, str] | None] = (DELTA_COLUMN, "removed")
     template_fields: ClassVar[tuple[str, ...]] = ("audience_export_ref", "execution_ref", "sitecore_cdp_conn_id")
 
     audience_export_ref: str
@@ -237,9 +238,11 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         if kind != "sql":
             return {"decompress": self.decompress}
         # Delta exports: each row says whether the guest was added or removed (decided from every
-        # file of the job, so every group of a fan-out agrees).
+        # file of the job, so every group of a fan-out agrees); merge deletes the removed guests.
         delta = self.delta == "always" or any(self._kinds(f.name for f in output.files))
-        return {"attribute_columns": {DELTA_COLUMN: "delta"} if delta else None}
+        if not delta:
+            return {"attribute_columns": None}
+        return {"attribute_columns": {DELTA_COLUMN: "delta"}, "removed_when": self.removed_when}
 
 
 class SitecoreCDPListFilesOperator(ListFilesOperator):

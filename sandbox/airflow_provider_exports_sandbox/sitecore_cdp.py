@@ -8,6 +8,8 @@ only reads exports that are defined and scheduled in the CDP UI, so tests seed t
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import json
 import math
 import os
 import re
@@ -161,9 +163,18 @@ class ExportJob:
             # prefixes; `add_export(delta_prefixes=...)` names them otherwise (the code's other answers).
             added_prefix, removed_prefix = self.definition.delta_prefixes
             return self._split(added_prefix, f"{ref}/added", added) + self._split(
-                removed_prefix, f"{ref}/removed", removed
+                removed_prefix, self._removed_seed(), removed
             )
         return self._split("", f"{ref}/full", self.rows)
+
+    def _removed_seed(self) -> str:
+        """Whom a delta job removes. Vendor is silent on how deltas relate (vendor-apis README
+        §1.5); sandbox choice, so that a table kept current can be checked: the first guests the
+        previous successful delta job of the export added (same ``ref``s), or, for the first job,
+        guests of its own that no one added."""
+        earlier = self.definition.jobs[: self.definition.jobs.index(self)]
+        added_before = [j for j in earlier if j.final_status == "SUCCESS" and j.target_bytes is None]
+        return f"{added_before[-1].execution_ref}/added" if added_before else f"{self.execution_ref}/removed"
 
     def _split(self, prefix: str, seed: str, rows: int) -> list[OutputFile]:
         per_file = max(1, self.definition.rows_per_file)
@@ -300,6 +311,16 @@ class SitecoreCDPServer(VendorServer):
             result.append((out.name, int(meta["size"]), str(meta["sha256"]), int(meta["rows"])))
         return result
 
+    def guest_refs(self, execution_ref: str, prefix: str = "") -> set[str]:
+        """The ``ref`` of every guest in a job's output files whose names start with ``prefix``."""
+        job = self._jobs[execution_ref]
+        return {
+            json.loads(line)["ref"]
+            for out in job.files()
+            if out.name.startswith(prefix)
+            for line in gzip.decompress(self._materialize(job, out).read_bytes()).splitlines()
+        }
+
     def rewrite_file(self, execution_ref: str, name: str) -> None:
         """Give an output file a new version, same bytes (new ``ETag`` and ``Last-Modified``), as if
         the vendor wrote it again while a client was reading it."""
@@ -377,7 +398,7 @@ class SitecoreCDPServer(VendorServer):
                     f, seed=out.seed, target_bytes=out.target_bytes or 0
                 ),
             )
-        key = f"sitecore_cdp/{job.execution_ref}/{out.start}-{out.rows}/{out.name}"
+        key = f"sitecore_cdp/{job.execution_ref}/{out.seed}/{out.start}-{out.rows}/{out.name}"
         # Vendor is silent on the JSON layout (vendor-apis README §1.5: JSON Lines vs. one array):
         # sandbox choice: gzipped JSON Lines, one guest per line.
         return self.materialize(

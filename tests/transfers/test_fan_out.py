@@ -115,8 +115,17 @@ def test_the_commit_knows_its_destination_from_the_dag():
         "kind": "sql",
         "args": {k: GUESTS[k] for k in ("conn_id", "table", "mode", "key_columns", "create_table",
                                          "allow_empty", "overwrite")},
+        "removed_when": ["_delta", "removed"],  # Sitecore's delta mark, when a job's files have it
     }
     check_destination(GUESTS, commit.stage_destination)  # what the stage-files task wrote: accepted
+    check_destination({**GUESTS, "removed_when": ["_delta", "removed"]}, commit.stage_destination)
+
+
+def test_a_removal_mark_changed_in_xcom_is_refused():
+    """XCom may say whether the job was a delta (the files decide), not what marks a removed row."""
+    commit = _commit_of_a_dag(table="guests", mode="merge", key_columns=["ref"])
+    with pytest.raises(ExportConfigError, match=r"staged\.destination: removed_when is \['ref', 'x'\]"):
+        check_destination({**GUESTS, "removed_when": ["ref", "x"]}, commit.stage_destination)
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,50 @@ def test_delta_rows_say_whether_added_or_removed(sandbox, sqlite_warehouse, pref
     assert sum(expected.values()) == 500 and {k for k, _ in expected} == {"added", "removed"}
 
 
+@pytest.mark.parametrize("postgres_too", [False, True], ids=["sqlite", "postgres"])
+def test_merge_keeps_a_delta_export_as_the_current_audience(
+    sandbox, sqlite_warehouse, postgres_too, request, monkeypatch
+):
+    """mode='merge': added guests are upserted, removed ones deleted, in the load's transaction;
+    replaying a job changes nothing. (The sandbox's second delta removes the first guests its first
+    one added; the first removes guests no one added: not an error.)"""
+    table = "members"
+    if postgres_too:
+        postgres = request.getfixturevalue("postgres")
+        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", postgres.airflow_conn("warehouse")["AIRFLOW_CONN_WAREHOUSE"])
+        table = f"members_{uuid.uuid4().hex[:8]}"
+
+    def current() -> tuple[list[str], set[str]]:
+        sql = f"select * from {table}"
+        if postgres_too:
+            with postgres.connect() as conn, conn.cursor() as cur:
+                cur.execute(sql)
+                names, rows = [c.name for c in cur.description], cur.fetchall()
+        else:
+            names, rows = _table(sqlite_warehouse, sql)
+        return names, {row[names.index("ref")] for row in rows}
+
+    sandbox.sitecore.add_export(EXPORT, definition_type="DELTA", rows_per_file=150)
+    first, second = sandbox.sitecore.add_job(EXPORT, rows=500), sandbox.sitecore.add_job(EXPORT, rows=250)
+
+    refs = sandbox.sitecore.guest_refs
+    load = {"mode": "merge", "key_columns": ["ref"], "table": table}
+    _load(execution_ref=first, **load)
+    columns, members = current()
+    assert members == refs(first, "added") and len(members) == 400
+    assert "_delta" not in columns and columns[-1] == "_source_file"
+
+    _load(execution_ref=second, **load)
+    _, members = current()
+    gone = refs(second, "removed")
+    assert len(gone) == 50 and gone <= refs(first, "added")
+    assert members == (refs(first, "added") - gone) | refs(second, "added")
+    assert len(members) == 400 - 50 + 200
+
+    assert _load(execution_ref=second, **load)["skipped"] is True  # a rerun of the job: its manifest
+    assert current()[1] == members
+
+
 def test_delta_never_loads_every_file_as_a_snapshot_naming_its_file(sandbox, sqlite_warehouse):
     sandbox.sitecore.add_export(EXPORT, definition_type="DELTA")
     ref = sandbox.sitecore.add_job(EXPORT, rows=500)

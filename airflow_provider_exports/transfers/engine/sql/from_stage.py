@@ -82,17 +82,23 @@ def merge(
     columns: Sequence[str],
     tracker: TypeTracker,
     new_types: Mapping[str, str] | None,
+    removed_when: tuple[str, str] | None = None,
 ) -> None:
     """Delete ``table``'s rows whose key is staged, insert the last staged row of each key.
     ``new_types``: the types of the table this load just created (its keys are then compared
-    typed), ``None`` for an existing table."""
+    typed), ``None`` for an existing table. ``removed_when`` (a staged column and a value, e.g.
+    Sitecore's ``_delta`` = ``removed``): a row marked so only deletes its key's row, and is
+    never inserted; a key with a row not so marked keeps the last of those (added wins)."""
     absent = [k for k in key_columns if k not in columns]
     if absent:
         raise TransferRefused(f"the export has no key column {', '.join(repr(k) for k in absent)}")
     stage = STAGE
+    marker = [d.quote(removed_when[0])] if removed_when and removed_when[0] not in columns else []
     if new_types is not None:  # keys compare as the table will hold them: stage them typed
         d.create_stage_as(
-            TYPED_STAGE, f"SELECT {cast_list(d, tracker, new_types)}, {d.quote(ORDINAL)} FROM {d.quote(STAGE)}"
+            TYPED_STAGE,
+            f"SELECT {', '.join([cast_list(d, tracker, new_types), *marker, d.quote(ORDINAL)])} "
+            f"FROM {d.quote(STAGE)}",
         )
         stage = TYPED_STAGE
     keys = [d.quote(k) for k in key_columns]
@@ -112,8 +118,13 @@ def merge(
     same_key = " AND ".join(f"later.{k} = s.{k}" for k in keys)
     cols = ", ".join(d.quote(c) for c in columns)
     ordinal = d.quote(ORDINAL)
+    kept, later_kept = "", ""
+    if removed_when is not None:
+        column, value = d.quote(removed_when[0]), "'" + removed_when[1].replace("'", "''") + "'"
+        kept = f"(s.{column} IS NULL OR s.{column} <> {value}) AND "
+        later_kept = f" AND (later.{column} IS NULL OR later.{column} <> {value})"
     d.execute(
         f"INSERT INTO {target} ({cols}) SELECT {', '.join(f's.{d.quote(c)}' for c in columns)} "
-        f"FROM {d.quote(stage)} s WHERE NOT EXISTS (SELECT 1 FROM {d.quote(stage)} later "
-        f"WHERE {same_key} AND later.{ordinal} > s.{ordinal})"
+        f"FROM {d.quote(stage)} s WHERE {kept}NOT EXISTS (SELECT 1 FROM {d.quote(stage)} later "
+        f"WHERE {same_key} AND later.{ordinal} > s.{ordinal}{later_kept})"
     ).close()

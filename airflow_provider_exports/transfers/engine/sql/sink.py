@@ -105,6 +105,10 @@ class SqlSink(Sink):
         Every row also gets the name of its file in :data:`SOURCE_FILE`: always in a table the
         load creates; in an existing table when it has that column (else the load goes on
         without it, and says so once).
+    :param removed_when: ``(column, value)``: in mode ``merge``, a row whose ``column`` (an
+        attribute column) holds ``value`` deletes the row of its key instead of being loaded
+        (Sitecore's delta rows marked ``removed``); ``column`` is loaded only into an existing
+        table that has it.
     :param batch_transform: reshapes every file's batches before they are loaded (e.g.
         :class:`~airflow_provider_exports.transfers.engine.transforms.Unpivot`); the manifest still
         records the file's bytes as the vendor served them.
@@ -137,6 +141,7 @@ class SqlSink(Sink):
         manifest_table: str = "exports_manifest",
         use_copy: bool | None = None,
         attribute_columns: Mapping[str, str] | None = None,
+        removed_when: Sequence[str] | None = None,
         batch_transform: Callable[[Iterable[Batch]], Iterable[Batch]] | None = None,
         allow_empty: bool = False,
         lock_timeout: float = 600.0,
@@ -168,6 +173,9 @@ class SqlSink(Sink):
         self.manifest_table = manifest_table
         self.use_copy = use_copy
         self.attribute_columns = dict(attribute_columns or {})
+        if removed_when is not None and len(removed_when) != 2:
+            raise ExportConfigError("removed_when", f"{removed_when!r} is not a (column, value) pair")
+        self.removed_when = (str(removed_when[0]), str(removed_when[1])) if removed_when else None
         self.batch_transform = batch_transform
         self.allow_empty = allow_empty
         self.lock_timeout = lock_timeout
@@ -394,11 +402,12 @@ class SqlSink(Sink):
         elif self._creating:
             created_table.settle_types(d, self.table, state.made, state.tracker)
         elif state.stage_exists:
-            types = create_table(d, self.table, state.tracker, state.seen) if self._target is None else None
+            loaded = [c for c in state.seen if not self._removal_only(c)]
+            types = create_table(d, self.table, state.tracker, loaded) if self._target is None else None
             if self.mode == "merge":
                 if not state.confirmed:
                     self._check_taken(f"the stage of {self.table}", state.rows, None, d.quote(STAGE))
-                merge(d, self.table, self.key_columns, state.seen, state.tracker, types)
+                merge(d, self.table, self.key_columns, loaded, state.tracker, types, self.removed_when)
             else:
                 assert types is not None
                 cols = ", ".join(d.quote(c) for c in state.seen)
@@ -474,9 +483,18 @@ class SqlSink(Sink):
             self._dialect.release(self._savepoint.name)
             self._savepoint = None
 
+    def _removal_only(self, column: str) -> bool:
+        """Whether ``column`` only marks rows that ``merge`` removes (not loaded into the table)."""
+        return (
+            self.mode == "merge"
+            and self.removed_when is not None
+            and column == self.removed_when[0]
+            and (self._target is None or column not in self._target)
+        )
+
     def _check_columns(self, columns: Sequence[str]) -> None:
         assert self._target is not None
-        missing = [c for c in columns if c not in self._target and c != ORDINAL]
+        missing = [c for c in columns if c not in self._target and c != ORDINAL and not self._removal_only(c)]
         if missing:
             raise TransferRefused(
                 f"{self.table} has no column {', '.join(repr(c) for c in missing)}; add it to the table "

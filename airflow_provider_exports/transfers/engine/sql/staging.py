@@ -184,6 +184,7 @@ class SqlStagingSink(SqlSink):
         return {
             **self.describe(),
             "key_columns": list(self.key_columns),
+            "removed_when": list(self.removed_when) if self.removed_when else None,
             "create_table": self.create_table,
             "allow_empty": self.allow_empty,
             "manifest_table": self.manifest_table,

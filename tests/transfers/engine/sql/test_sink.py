@@ -236,6 +236,54 @@ def test_merge_of_the_same_rows_twice_gives_them_once(db):
     assert db.query("SELECT id, v FROM m ORDER BY id") == [(0, "v0"), (1, "v1"), (2, "v2")]
 
 
+def _delta_file(name: str, kind: str, rows: list[dict]) -> ChunksSource:
+    source = ChunksSource(name, jsonl(rows))
+    source.attributes = {"delta": kind}
+    return source
+
+
+def _delta_sink(db) -> SqlSink:
+    return SqlSink(
+        "m",
+        conn_id=db.conn_id,
+        mode="merge",
+        key_columns=["id"],
+        attribute_columns={"_delta": "delta"},
+        removed_when=("_delta", "removed"),
+    )
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["existing-table", "new-table"])
+def test_merge_of_a_delta_upserts_added_rows_and_deletes_removed_keys(db, existing):
+    if existing:
+        db.run("CREATE TABLE m (id BIGINT, v TEXT); INSERT INTO m VALUES (1, 'old'), (2, 'gone'), (3, 'kept')")
+    files = [
+        _delta_file("added-1.jsonl", "added", [{"id": 1, "v": "new"}, {"id": 4, "v": "joined"}, {"id": 5, "v": "back"}]),
+        # 9 is in no table: not an error; 5 is added and removed in one job: added wins
+        _delta_file("removed-1.jsonl", "removed", [{"id": 2, "v": "gone"}, {"id": 9, "v": "x"}, {"id": 5, "v": "b"}]),
+    ]
+
+    summary = load(files, _delta_sink(db), job_ref="job-1")
+
+    assert summary.rows == 6
+    expected = [(1, "new"), (4, "joined"), (5, "back")] + ([(3, "kept")] if existing else [])
+    assert db.query("SELECT id, v FROM m ORDER BY id") == sorted(expected)
+    assert "_delta" not in db.column_types("m")
+    # the same rows again (a replayed job) change nothing
+    load(files, _delta_sink(db), job_ref="job-1-again")
+    assert db.query("SELECT id, v FROM m ORDER BY id") == sorted(expected)
+
+
+def test_merge_of_a_delta_keeps_the_mark_in_an_existing_table_that_has_the_column(db):
+    db.run("CREATE TABLE m (id BIGINT, v TEXT, _delta TEXT); INSERT INTO m VALUES (1, 'old', 'added')")
+    files = [
+        _delta_file("added-1.jsonl", "added", [{"id": 2, "v": "joined"}]),
+        _delta_file("removed-1.jsonl", "removed", [{"id": 1, "v": "old"}]),
+    ]
+    load(files, _delta_sink(db))
+    assert db.query("SELECT id, v, _delta FROM m ORDER BY id") == [(2, "joined", "added")]
+
+
 # --- a file that starts again (both databases) ----------------------------------------------------
 
 

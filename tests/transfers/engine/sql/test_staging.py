@@ -122,6 +122,24 @@ def test_merge_keeps_the_last_row_of_a_key_in_file_order_across_groups(db, exist
     assert db.query("SELECT id, name FROM guests ORDER BY id") == expected
 
 
+@pytest.mark.parametrize("exists", [False, True], ids=["new-table", "existing-table"])
+def test_merge_of_a_delta_across_groups_deletes_the_removed_keys(db, exists):
+    if exists:
+        db.run("CREATE TABLE guests (id BIGINT, name TEXT); INSERT INTO guests VALUES (1, 'old'), (9, 'kept')")
+    added, removed = src("added.jsonl", [{"id": 2, "name": "new"}]), src("removed.jsonl", [{"id": 1, "name": "x"}])
+    added.attributes, removed.attributes = {"delta": "added"}, {"delta": "removed"}
+    delta = {
+        "mode": "merge",
+        "key_columns": ["id"],
+        "attribute_columns": {"_delta": "delta"},
+        "removed_when": ("_delta", "removed"),
+    }
+    staged = stage(db, [[added], [removed]], **delta)
+    commit(db, staged, **{k: v for k, v in delta.items() if k != "attribute_columns"})
+    assert db.query("SELECT id, name FROM guests ORDER BY id") == [(2, "new")] + ([(9, "kept")] if exists else [])
+    assert "_delta" not in db.column_types("guests")
+
+
 def test_replace_into_an_existing_table_swaps_every_group_in_one_transaction(db):
     db.run("CREATE TABLE guests (id BIGINT, name TEXT); INSERT INTO guests VALUES (1, 'old')")
     staged = stage(
