@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -260,13 +261,97 @@ def test_the_json_in_shell_blocks_parses_and_its_connections_are_accepted():
                 pytest.fail(f"{where}: {exc} in {text}")
             if "conn_type" not in value:
                 continue
+            assert value["conn_type"] in hooks, f"{where}: {value['conn_type']} is no type of ours"
+            if "connection_id" in value:  # the REST test of a stored connection: run below
+                continue
             extra = value.get("extra", {})
             extra = json.loads(extra) if isinstance(extra, str) else extra
             module, _, name = hooks[value["conn_type"]].rpartition(".")
             hook = getattr(importlib.import_module(module), name)("docs")
             hook._settings_of(value.get("login"), value.get("password"), extra)  # raises naming a bad field
             connections += 1
-    assert connections >= 5  # three connection pages, allowed_hosts, the Test button's REST call
+    assert connections >= 4  # the three connection pages, allowed_hosts
+
+
+# -- the Test button's REST workaround, run as written ----------------------------------------------
+
+ADMIN_PASSWORD = "docs-admin-password"
+
+
+def _rest_workaround() -> str:
+    """The REST half of docs/errors.md's Test-button block, its placeholders filled in."""
+    page = (DOCS / "errors.md").read_text()
+    block = next(body for info, body in _blocks(DOCS / "errors.md") if "/api/v2/connections/test" in body)
+    assert page.count("/api/v2/connections/test") == 1
+    script = block[block.index("# 2. the REST API") :]
+    assert "<user>" in script and "<password>" in script
+    return script.replace("<user>", "admin").replace("<password>", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def api_server(exports_airflow_db, tmp_path, monkeypatch):
+    """Airflow's API (the api-server's app) served on a loopback port in a thread, with the simple
+    auth manager and one user, ``admin``; yields its URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({"admin": ADMIN_PASSWORD}))
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+
+    app = create_app(apps="core")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+    purge_cached_app()  # the auth manager made for this app goes with it
+
+
+def _run_rest_workaround(url: str) -> str:
+    import subprocess
+
+    result = subprocess.run(
+        ["bash", "-c", _rest_workaround()],
+        env={"PATH": "/usr/bin:/bin", "AIRFLOW_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_the_rest_workaround_for_the_test_button_runs_as_written(exports_sandbox, api_server, monkeypatch):
+    # the stored connection: the kit's AIRFLOW_CONN_SITECORE_CDP_DEFAULT, pointing at the sandbox
+    monkeypatch.delenv("AIRFLOW__CORE__TEST_CONNECTION", raising=False)
+    refused = _run_rest_workaround(api_server)
+    assert "Testing connections is disabled" in refused, refused
+
+    monkeypatch.setenv("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
+    answer = json.loads(_run_rest_workaround(api_server))
+    assert answer["status"] is True, answer
+    assert exports_sandbox.sitecore.requests_to("/v2/audienceExports/*", "GET")  # it did read the API
+
+    conn = json.loads(os.environ["AIRFLOW_CONN_SITECORE_CDP_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW_CONN_SITECORE_CDP_DEFAULT", json.dumps(conn | {"password": "wrong-secret-value"}))
+    text = _run_rest_workaround(api_server)
+    answer = json.loads(text)
+    assert answer["status"] is False and "password (the API secret)" in answer["message"], answer
+    assert "wrong-secret-value" not in text and conn["password"] not in text
 
 
 # -- the README, a landing page ---------------------------------------------------------------------
