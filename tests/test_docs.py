@@ -321,6 +321,13 @@ def api_server(exports_airflow_db, tmp_path, monkeypatch):
     purge_cached_app()  # the auth manager made for this app goes with it
 
 
+def _airflow_version() -> tuple[int, int]:
+    from airflow import __version__ as airflow_version
+    from packaging.version import Version
+
+    return Version(airflow_version).release[:2]  # type: ignore[return-value]
+
+
 def _run_rest_workaround(url: str) -> str:
     import subprocess
 
@@ -343,6 +350,9 @@ def test_the_rest_workaround_for_the_test_button_runs_as_written(exports_sandbox
 
     monkeypatch.setenv("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
     answer = json.loads(_run_rest_workaround(api_server))
+    if _airflow_version() < (3, 3):  # tests only the body's fields (the page says so)
+        assert answer["status"] is False and "login: the Sitecore CDP API key" in answer["message"], answer
+        return
     assert answer["status"] is True, answer
     assert exports_sandbox.sitecore.requests_to("/v2/audienceExports/*", "GET")  # it did read the API
 
