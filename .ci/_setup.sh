@@ -2,14 +2,16 @@
 # already cd'ed to the repository root. Defines section() and warn() for the caller's output and
 # setup_venv VENV LOCK (a Python 3.11 venv with the provider and its test extras and the sandbox
 # distribution, constrained by LOCK),
-# then sets up the main lane: uv, and .venv from requirements/ci.lock (Airflow 3.3.2).
+# then sets up the main lane: uv, and .venv from requirements/ci.lock (Airflow 3.3.2) with the test
+# and docs extras (Sphinx: .ci/run builds docs/).
 # .ci/run also builds the floor lane's .venv-floor from requirements/floor.lock (Airflow 3.1.0).
 # Regenerate a lock after changing dependencies in pyproject.toml (sandbox/pyproject.toml names only
 # what the provider's [test] extra holds, so the locks come from pyproject.toml alone; tests/test_locks.py):
-#   uv pip compile pyproject.toml --extra test --python-version 3.11 --universal -o requirements/ci.lock
+#   uv pip compile pyproject.toml --extra test --extra docs --python-version 3.11 --universal -o requirements/ci.lock
 #   requirements/floor.lock: the command in its header (its exact pins and why: requirements/floor.in)
 #   requirements/deployment.lock (.ci/deployment's .venv-deploy: ci.lock's versions plus the Celery provider):
-#   uv pip compile pyproject.toml --extra test --extra deployment --python-version 3.11 --universal -c requirements/ci.lock -o requirements/deployment.lock
+#   uv pip compile pyproject.toml --extra test --extra deployment --extra docs --python-version 3.11 --universal -c requirements/ci.lock -o requirements/deployment.lock
+#   (the docs extra is in both, so the deployment lock pins every package CI's does: tests/test_locks.py)
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export UV_LINK_MODE="${UV_LINK_MODE:-copy}"
@@ -60,7 +62,7 @@ setup_venv() {
     fi
     "${venv}/bin/python" --version || return 1
     "${UV[@]}" pip install --python "${venv}/bin/python" -c "${lock}" -e ".[${extras}]" -e ./sandbox || return 1
-    "${venv}/bin/python" - "${lock}" <<'EOF' || return 1
+    "${venv}/bin/python" - "${lock}" "${extras}" <<'EOF' || return 1
 import importlib.metadata as md
 import re
 import sys
@@ -69,7 +71,7 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-lock_file = sys.argv[1]
+lock_file, extras = sys.argv[1], sys.argv[2]
 for dist in ("apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk", "airflow-provider-exports",
              "airflow-provider-exports-sandbox"):
     print(f"  {dist}=={md.version(dist)}")
@@ -80,7 +82,7 @@ project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 sandbox = tomllib.load(open("sandbox/pyproject.toml", "rb"))["project"]
 optional = project.get("optional-dependencies", {})
 names, seen = set(), set()
-todo = [*project["dependencies"], f"{project['name']}[test]", *sandbox["dependencies"]]
+todo = [*project["dependencies"], f"{project['name']}[{extras}]", *sandbox["dependencies"]]
 while todo:
     req = Requirement(todo.pop())
     if canonicalize_name(req.name) == canonicalize_name(project["name"]):
@@ -113,5 +115,5 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 T_MAIN_SETUP=$SECONDS
-setup_venv .venv requirements/ci.lock || exit 1
+setup_venv .venv requirements/ci.lock test,docs || exit 1
 T_MAIN_SETUP=$((SECONDS - T_MAIN_SETUP))

@@ -559,8 +559,8 @@ def test_the_ui_connection_forms(api_server: Any) -> None:
         standard = form["standard_fields"]
         behaviour = entry["ui-field-behaviour"]
         if _airflow_version() < (3, 2) and importlib.util.find_spec("wtforms") is None:
-            # Airflow 3.1 reads a hook's form only where wtforms is installed (README, Supported
-            # versions); without it no provider's form has field behaviours.
+            # Airflow 3.1 reads a hook's form only where wtforms is installed (docs/versions.md);
+            # without it no provider's form has field behaviours.
             assert standard is None or standard["login"] is None
             continue
         for field in ("login", "password"):
@@ -635,7 +635,7 @@ def test_the_rest_connection_test_works_where_the_ui_test_button_fails(api_serve
 
 
 def test_a_connection_type_with_an_underscore_survives_the_uri_round_trip(caplog, capfd) -> None:
-    """Why the types keep their names (README, Connections): Airflow's ``get_uri`` writes ``_`` as
+    """Why the types keep their names (docs/connections/index.md): Airflow's ``get_uri`` writes ``_`` as
     ``-`` (and warns) and reading turns it back, so stored ``sitecore_cdp`` connections keep working;
     a type spelled with ``-`` would come back as another type."""
     from airflow.models.connection import Connection

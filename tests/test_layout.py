@@ -1,4 +1,4 @@
-"""The README's Layout section names what is there: every file and folder it names exists, and every
+"""The docs' Layout page (docs/layout.md) names what is there: every file and folder it names exists, and every
 runtime module lies in a folder it names (a module added in a new folder must be placed there)."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import re
 
 from tests.conftest import REPO
 
-#: the width of the tree's name column in the README's Layout block
+#: the width of the tree's name column in the Layout page's block
 NAME_COLUMN = 36
 TOKEN = re.compile(r"[\w<>./-]+")
 
 
 def _layout_block() -> list[str]:
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("\n## Layout\n") :]
+    text = (REPO / "docs" / "layout.md").read_text()
+    section = text[text.index("# Layout\n") :]
     return section.split("```\n", 2)[1].splitlines()
 
 
@@ -54,7 +54,7 @@ def test_every_path_the_layout_names_exists():
     assert "airflow_provider_exports/transfers/engine/sql/" in folders
     assert "airflow_provider_exports/hooks/_http.py" in files
     missing = sorted(p for p in folders | files if not (REPO / p).exists())
-    assert missing == [], f"README Layout names paths that do not exist: {missing}"
+    assert missing == [], f"docs/layout.md names paths that do not exist: {missing}"
 
 
 def test_every_runtime_module_lies_in_a_folder_the_layout_names():
@@ -65,7 +65,7 @@ def test_every_runtime_module_lies_in_a_folder_the_layout_names():
         for path in package.rglob("*.py")
         if str(path.parent.relative_to(REPO)) + "/" not in folders
     )
-    assert unplaced == [], f"runtime modules in folders the README Layout does not name: {unplaced}"
+    assert unplaced == [], f"runtime modules in folders docs/layout.md does not name: {unplaced}"
 
 
 def _lines(path: str) -> int:
@@ -73,9 +73,9 @@ def _lines(path: str) -> int:
 
 
 def test_what_a_fourth_vendor_writes_is_measured_from_sitecore_cdps_files():
-    """The table's figures are Sitecore CDP's files as they are (update the README with the code)."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("### What a fourth vendor writes") :]
+    """The table's figures are Sitecore CDP's files as they are (update docs/layout.md with the code)."""
+    text = (REPO / "docs" / "layout.md").read_text()
+    section = text[text.index("## What a fourth vendor writes") :]
     rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| `")]
     checked = 0
     for first, _what, figure in rows:

@@ -526,7 +526,7 @@ def test_a_task_refused_by_the_vendor_fails_without_its_retries(sandbox, run_dag
 
 
 def test_the_cli_workaround_for_the_test_button_needs_the_setting_and_then_tests(sandbox, tmp_path):
-    """The README's workaround for the UI's Test button: ``airflow connections test`` in a real
+    """The workaround for the UI's Test button in docs/errors.md: ``airflow connections test`` in a real
     Airflow CLI, refused without ``[core] test_connection = Enabled`` and passing with it."""
     import subprocess
     import sys

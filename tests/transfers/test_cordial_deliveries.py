@@ -377,7 +377,7 @@ def test_a_lower_case_destination_type_is_read(sandbox, server, warehouse):
 
 
 def test_a_gcs_delivery_names_the_provider_it_needs(monkeypatch):
-    """No GCS stand-in runs in this suite (see the README): what is tested is that, without the
+    """No GCS stand-in runs in this suite (see docs/operators/cordial.md): what is tested is that, without the
     Google provider, a GCS delivery fails saying what to install, before reading anything."""
     from airflow.sdk.io.fs import has_fs
 

@@ -19,7 +19,7 @@ def test_every_bound_is_a_provider_setting_with_its_default():
 
 
 def test_airflow_lists_the_settings_and_a_deployment_raises_one(monkeypatch):
-    """``airflow config`` knows the section from the provider info, as the README says."""
+    """``airflow config`` knows the section from the provider info, as docs/security.md says."""
     got = subprocess.run(
         [sys.executable, "-m", "airflow", "config", "get-value", "exports", "max_pages"],
         capture_output=True, text=True, check=True, timeout=120,
