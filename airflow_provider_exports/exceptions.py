@@ -219,7 +219,7 @@ class ExportJobMayExist(ExportsError, AirflowFailException):
 class LimitExceeded(ExportsError, AirflowFailException):
     """Something from outside went past one of the provider's bounds (a body, a page count, a
     line, a file's size): never retried, the same answer would come again. Names the bound and the
-    ``[exports]`` setting that raises it (README, "Security").
+    ``[exports]`` setting that raises it (docs/security.md).
 
     :param what: what was being read, e.g. ``Cordial GET https://host/v2/jobs`` (no query string).
     :param limit: the bound's setting name, e.g. ``max_json_body_bytes``.
@@ -250,7 +250,7 @@ class URLRefused(ExportsError, AirflowFailException):
         super().__init__(
             f"{vendor}: refused to connect to {host}: {reason}. A host of your own network is reached "
             "only when it is the connection's own API host, or named in the connection's extra "
-            "allowed_hosts (README, \"Security\")"
+            "allowed_hosts (docs/security.md)"
         )
 
 

@@ -43,7 +43,7 @@ def _text(label: str, description: str, **schema: Any) -> dict[str, Any]:
     return {"label": label, "description": description, "schema": {"type": ["string", "null"], **schema}}
 
 
-#: every connection type's allow-list of hosts of the user's own network (README, "Security")
+#: every connection type's allow-list of hosts of the user's own network (docs/security.md)
 ALLOWED_HOSTS = _text(
     "Allowed private hosts",
     "Hosts, IP addresses or networks (CIDR) of your own network this connection may download from, "

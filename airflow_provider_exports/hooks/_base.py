@@ -227,7 +227,7 @@ class ExportsVendorHook(BaseHook, Generic[SettingsT]):
     @cached_property
     def guard(self) -> HostGuard:
         """Where this connection's requests may go: its own API and token hosts, what its
-        ``allowed_hosts`` extra names, and public https hosts (README, "Security")."""
+        ``allowed_hosts`` extra names, and public https hosts (docs/security.md)."""
         settings = self.settings
         own = [self.base_url(settings), getattr(self.auth_scheme(settings), "token_url", None)]
         return HostGuard.for_connection(self.vendor, own, self._allowed_hosts)

@@ -128,7 +128,7 @@ class AdobeExperiencePlatformExportJob(ExportSource[AdobeExperiencePlatformHook]
         )
 
     def group_files(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], None]:
-        """A fan-out group's files (README, "Scaling out"), addressed again through the hook from
+        """A fan-out group's files (docs/scaling-out.md), addressed again through the hook from
         their batch and dataset file ids (the hook's token goes in a header, never in XCom)."""
         job = group["job"]
         if str(job["job_ref"]) != str(check_job_id(self.export_job_id)):

@@ -1,4 +1,4 @@
-"""One export over many workers (README, "Scaling out"): a list-files task lists the job's files in
+"""One export over many workers (docs/scaling-out.md): a list-files task lists the job's files in
 groups, stage-files tasks mapped over the groups stage them, one commit task makes them visible.
 
 The three operators are the same for every vendor: the vendor's part is its source

@@ -215,7 +215,7 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         return {"file": file.name.rsplit("/", 1)[-1]}  # the vendor's name (delta files: under added/)
 
     def group_files(self, group: Mapping[str, Any]) -> tuple[list[SourceFile], ExportOutput]:
-        """A fan-out group's files (README, "Scaling out"), their URLs fetched fresh from Sitecore;
+        """A fan-out group's files (docs/scaling-out.md), their URLs fetched fresh from Sitecore;
         and the job's whole output (the sink decides on delta columns from every file)."""
         job = group["job"]
         check_export_ref(self.audience_export_ref)

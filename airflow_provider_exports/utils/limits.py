@@ -23,7 +23,7 @@ MiB = 1 << 20
 
 @dataclass(frozen=True)
 class Limit:
-    """One bound: its setting's name, default and meaning (the provider info and README list them)."""
+    """One bound: its setting's name, default and meaning (the provider info and docs/security.md list them)."""
 
     name: str
     default: int
@@ -109,7 +109,7 @@ def provider_config() -> dict[str, object]:
     return {
         SECTION: {
             "description": "Bounds on what the provider reads from vendors and earlier runs "
-            "(README, \"Security\").",
+            "(docs/security.md).",
             "options": {
                 limit.name: {
                     "description": limit.description,

@@ -4,7 +4,7 @@ The OpenLineage provider (``apache-airflow-providers-openlineage``) is optional:
 nothing of it at import time. An operator records plain references while it runs
 (:class:`DatasetRef` for a vendor export or an object-store prefix, :class:`SqlTableRef` for a
 table) and turns them into OpenLineage datasets only in ``get_openlineage_facets_on_complete``,
-which Airflow calls only when the provider is installed. The names: README, "Lineage (OpenLineage)".
+which Airflow calls only when the provider is installed. The names: docs/lineage.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``file://``, ``gs://``, ``abfs://``, ``s3://`` — whatever store Airflow's object storage knows,
 with an Airflow connection for its credentials; each file streams through the store's own
-``open("wb")``. The layout and commit protocol are the S3 sink's (README, "Other object
+``open("wb")``. The layout and commit protocol are the S3 sink's (docs/engine.md, "Other object
 stores"); the manifest is written in one request on an object store (an object appears whole),
 through a temporary file renamed over it on a local filesystem, and on a local filesystem a
 location a manifest lists must not lead out of the root through a link.

@@ -2,7 +2,7 @@
 
 The files go up through :class:`.s3_multipart.MultipartWriter` (parts uploaded concurrently from
 the download stream, in flat memory); this module is where they go and when readers see them,
-by the protocol README's "S3: what a reader sees" describes: every run writes under
+by the protocol docs/engine.md's "S3: what a reader sees" describes: every run writes under
 ``<prefix>/run-<run id>/``; ``commit`` completes the open uploads, then puts
 ``<prefix>/_manifest.json`` conditionally (``If-Match`` the manifest read at ``begin``, or
 ``If-None-Match: *``), so of two runs that commit at once one wins; only then are the replaced

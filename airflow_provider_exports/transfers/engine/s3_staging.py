@@ -1,6 +1,6 @@
 """Fan-out into S3: many tasks stage a run's files, one final task commits them with the manifest.
 
-The commit protocol is :class:`~.s3_sink.S3Sink`'s cut in two (README, "Scaling out"):
+The commit protocol is :class:`~.s3_sink.S3Sink`'s cut in two (docs/scaling-out.md):
 :class:`S3StagingSink` (one mapped task per group) writes its files, completed, under the run's
 directory ``<prefix>/run-<run id>/``, with the run id of the task that listed the job, so every
 group and every retry writes into the same directory and overwrites only its own keys;

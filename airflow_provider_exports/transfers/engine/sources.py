@@ -9,7 +9,7 @@ resuming by itself after a cut connection; the runner and the sinks never see a 
 files). Its URL is a bearer credential: it lives only in memory, is never in ``repr``, and is
 logged only through ``redact_url``.
 
-What a vendor says about a file is input (README, "Security"): its name must be a plain relative
+What a vendor says about a file is input (docs/security.md): its name must be a plain relative
 path without characters that could spoof a log line or a path (:func:`check_source_name`), and no
 byte is read past what the listing, the vendor's rounded size or the server's announced total
 allow, nor, when nothing bounds the file, past :data:`~airflow_provider_exports.utils.limits.FILE_BYTES`.

@@ -1,6 +1,6 @@
 """The SQL sink: load a run's files into a table through a common-sql ``DbApiHook``, in one transaction.
 
-What a load does (types, modes, locks, what readers see, every row counted) is the README's ("SQL:
+What a load does (types, modes, locks, what readers see, every row counted) is docs/engine.md's ("SQL:
 types, modes and what readers see"); the database's own ways (COPY, locks, binding rules) are its
 dialect's (:func:`dialect_for`). Rows go straight into an existing table (``append``, ``replace``);
 for a new table, or ``merge``, they go into a session-local stage, moved at commit
@@ -87,7 +87,7 @@ class SqlSink(Sink):
     :param table: destination table, optionally ``schema.table``.
     :param conn_id: the Airflow connection of the database, when no ``hook`` is given.
     :param hook: a ``DbApiHook`` to use instead of resolving ``conn_id``.
-    :param mode: ``append``, ``replace`` or ``merge`` (see the README's "Modes").
+    :param mode: ``append``, ``replace`` or ``merge`` (see docs/engine.md, "Modes").
     :param key_columns: the columns that identify a row, for ``merge``.
     :param create_table: create a missing table from the data's columns.
     :param column_types: SQL types for a table this run creates, by column; they win over the

@@ -1,5 +1,5 @@
 """Fan-out into SQL: many tasks load staging tables, one final task commits them in one transaction
-(the README's "Scaling out: one export over many workers").
+(docs/scaling-out.md).
 
 - :class:`SqlStagingSink` (one mapped task per group of files) stages its group's files as a
   one-task load does, then keeps the stage as a real table (:func:`stage_table_name`), recorded in

@@ -2,7 +2,7 @@
 
 No SQL here: a :class:`TypeTracker` watches the values of every batch of one load and says, at
 commit, which logical type each column gets (a dialect names it its own way: ``BINARY`` and
-``JSON`` too); the rules are the README's ("SQL: types, modes and what readers see"). When in
+``JSON`` too); the rules are docs/engine.md's ("SQL: types, modes and what readers see"). When in
 doubt, ``TEXT``: it keeps every value as it came. Values of undeclared columns are staged as text
 (:func:`json_as_text`) and cast once at commit.
 
