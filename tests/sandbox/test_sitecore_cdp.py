@@ -19,7 +19,8 @@ import jsonschema
 import pytest
 
 from airflow_provider_exports_sandbox import Sandbox
-from airflow_provider_exports_sandbox.sitecore_cdp import API_KEY, API_SECRET, AUDIENCE, PENDING_STATES
+from airflow_provider_exports_sandbox.sitecore_cdp import API_KEY, API_SECRET, AUDIENCE
+from airflow_provider_exports_sandbox.sitecore_cdp_jobs import PENDING_STATES
 
 _RFC3339_MS_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 _UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
