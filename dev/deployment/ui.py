@@ -168,8 +168,13 @@ def serve(work: Path, dags_folder: Path, ports: Ports) -> int:
         tmp.write_text(json.dumps(running))
         tmp.rename(state)
         log("ready")
-        while True:
-            time.sleep(3600)
+        exited: set[str] = set()
+        while True:  # say in this log when a component dies (the health endpoint says it too)
+            time.sleep(5)
+            for name, component in dep.components.items():
+                if name not in exited and component.proc is not None and component.proc.poll() is not None:
+                    exited.add(name)
+                    log(f"{name} exited ({component.proc.returncode}): see {component.log_path}")
     except KeyboardInterrupt as exc:
         log(f"stopping ({exc})")
     except Exception:
@@ -307,7 +312,10 @@ def _print_running(running: dict[str, Any], work: Path, stop_command: str) -> No
 def start(work: Path, dags_folder: Path, ports: Ports, stop_command: str, timeout: float = 900) -> int:
     work.mkdir(parents=True, exist_ok=True)
     state = work / STATE_FILE
-    if _daemon_pid(work) is not None and state.exists():
+    if _daemon_pid(work) is not None:
+        if not state.exists():
+            print(f"It is starting (its log: {work / 'logs' / 'ui.log'}); or stop it: {stop_command}")
+            return 1
         print("Already running.")
         _print_running(json.loads(state.read_text()), work, stop_command)
         return 0
