@@ -119,21 +119,30 @@ class LocalAirflow(Deployment):
         with urllib.request.urlopen(req, timeout=60) as resp:
             return str(json.loads(resp.read())["access_token"])
 
-    def wait_until_parsed(self, timeout: float = 600) -> tuple[list[str], dict[str, str]]:
-        """Wait until the DAG processor has seen every file of the DAGs folder; the DAG ids, and
-        the import errors by file."""
-        files = {str(p) for p in self.dags_folder.glob("*.py")}
-        found: dict[str, Any] = {}
+    def wait_until_parsed(self, timeout: float = 300) -> tuple[list[str], dict[str, str], list[str]]:
+        """Wait until the DAG processor has seen each file of the DAGs folder that may hold a DAG
+        (by its safe mode's test: the words "airflow" and "dag" in it); the DAG ids, the import
+        errors by file, and the files still not seen at the deadline (the start goes on)."""
+        files = {
+            str(p) for p in self.dags_folder.rglob("*.py")
+            if all(word in p.read_bytes().lower() for word in (b"airflow", b"dag"))
+        }  # fmt: skip
+        found: dict[str, Any] = {"dags": [], "errors": {}, "seen": set()}
 
         def seen() -> bool:
             dags = self.api("GET", "/api/v2/dags?limit=1000")["dags"]
             errors = self.api("GET", "/api/v2/importErrors?limit=1000")["import_errors"]
             found["dags"] = sorted(d["dag_id"] for d in dags)
-            found["errors"] = {e["filename"]: e["stack_trace"] for e in errors}
-            return files <= {d["fileloc"] for d in dags} | set(found["errors"])
+            # an import error's file is relative to the DAGs folder (the bundle), a DAG's absolute
+            found["errors"] = {str(self.dags_folder / e["filename"]): e["stack_trace"] for e in errors}
+            found["seen"] = {d["fileloc"] for d in dags} | set(found["errors"])
+            return files <= found["seen"]
 
-        wait_for(seen, timeout, f"the DAG processor parses the {len(files)} files of {self.dags_folder}", 2)
-        return found["dags"], found["errors"]
+        try:
+            wait_for(seen, timeout, f"the DAG processor parses {len(files)} files of {self.dags_folder}", 2)
+        except CheckFailed as exc:
+            log(str(exc))
+        return found["dags"], found["errors"], sorted(files - found["seen"])
 
 
 # -- the background process ---------------------------------------------------------------------
@@ -151,7 +160,7 @@ def serve(work: Path, dags_folder: Path, ports: Ports) -> int:
     state = work / STATE_FILE
     try:
         dep.start()
-        dags, errors = dep.wait_until_parsed()
+        dags, errors, unparsed = dep.wait_until_parsed()
         running = {
             "pid": os.getpid(),
             "url": dep.api_url,
@@ -160,6 +169,7 @@ def serve(work: Path, dags_folder: Path, ports: Ports) -> int:
             "ports": dep.ports and dep.ports.named(),
             "dags": dags,
             "import_errors": errors,
+            "unparsed": unparsed,
             "components": {name: c.proc.pid for name, c in dep.components.items() if c.proc is not None},
             "task_logs": str(dep.task_logs),
         }
@@ -305,6 +315,8 @@ def _print_running(running: dict[str, Any], work: Path, stop_command: str) -> No
         f"Stop it:    {stop_command}",
         sep="\n",
     )
+    if running["unparsed"]:
+        print(f"Not parsed yet: {', '.join(running['unparsed'])} (see {work / 'logs' / 'dag-processor.log'})")
     for file, error in running["import_errors"].items():
         print(f"\nImport error in {file}:\n{error}")
 
