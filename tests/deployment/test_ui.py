@@ -208,6 +208,7 @@ def test_the_example_dags_are_unpaused_and_import(ui: LocalUI) -> None:
     dags = {d["dag_id"]: d["is_paused"] for d in ui.api("GET", "/api/v2/dags?limit=100")["dags"]}
     assert dags == dict.fromkeys(EXAMPLE_DAG_IDS, False)
     assert ui.api("GET", "/api/v2/importErrors")["total_entries"] == 0
+    assert "Not parsed yet" not in ui.started.stdout and "Import error" not in ui.started.stdout
 
 
 def test_a_run_triggered_without_a_logical_date_succeeds(ui: LocalUI) -> None:
