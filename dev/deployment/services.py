@@ -21,6 +21,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_exports_sandbox.demo import CORDIAL_DELIVERY_KEYS, seed_demo
 from airflow_provider_exports_sandbox.local_services import MotoServer, PostgresCluster, free_port
 from dev.deployment.processes import CheckFailed, Component, log, redis_ping, wait_for
 
@@ -46,6 +47,32 @@ def task_policy(task):
 '''
 
 
+@dataclass(frozen=True)
+class Ports:
+    """Fixed loopback ports (the local Airflow of ``.ci/demo --ui``: its connections and URL stay
+    valid from one start to the next); the check itself takes free ones."""
+
+    api: int
+    postgres: int
+    moto: int
+    sandbox: int  # the first of three: Sitecore CDP, Cordial, Adobe
+
+    @classmethod
+    def from_base(cls, base: int) -> Ports:
+        return cls(api=base, postgres=base + 1, moto=base + 2, sandbox=base + 3)
+
+    def named(self) -> dict[str, int]:
+        """Every port by what listens on it."""
+        return {
+            "api-server": self.api,
+            "PostgreSQL": self.postgres,
+            "moto (S3)": self.moto,
+            "sandbox Sitecore CDP": self.sandbox,
+            "sandbox Cordial": self.sandbox + 1,
+            "sandbox Adobe AEP": self.sandbox + 2,
+        }
+
+
 @dataclass
 class Deployment:
     """Everything the check starts; :meth:`stop` ends all of it."""
@@ -53,6 +80,7 @@ class Deployment:
     work: Path
     dags_folder: Path
     executor: str
+    ports: Ports | None = None
     components: dict[str, Component] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     api_url: str = ""
@@ -83,21 +111,23 @@ class Deployment:
         self.work.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text("")
         t0 = time.monotonic()
-        self.postgres = PostgresCluster().start()
+        self.postgres = self._postgres().start()
         with contextlib.closing(self.postgres.connect()) as conn:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute("CREATE DATABASE airflow")
-                cur.execute("CREATE DATABASE warehouse")
+                for database in ("airflow", "warehouse"):
+                    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                    if cur.fetchone() is None:
+                        cur.execute(f"CREATE DATABASE {database}")
         log(f"PostgreSQL on 127.0.0.1:{self.postgres.port} (databases airflow, warehouse)")
 
         from airflow_provider_exports_sandbox import Sandbox
-        from airflow_provider_exports_sandbox.demo import seed_demo
 
-        self.moto = MotoServer().start()
+        self.moto = MotoServer(port=self.ports.moto if self.ports else None).start()
         self.s3 = self.moto.client()
         self.s3.create_bucket(Bucket=BUCKET)
-        self.sandbox = Sandbox(cache_dir=self.work / "cache").start()
+        self.sandbox = Sandbox(cache_dir=self.work / "cache")
+        self.sandbox.start(port_base=self.ports.sandbox if self.ports else None)
         seed_demo(self.sandbox)
         self.sandbox.cordial.job_seconds = self.sandbox.adobe.job_seconds = BASE_JOB_SECONDS
         self.sandbox.cordial.s3_endpoint_url = self.moto.endpoint_url
@@ -133,8 +163,9 @@ class Deployment:
             )
         if migrate.returncode != 0:
             raise CheckFailed(f"airflow db migrate failed: see {self.work / 'logs' / 'db-migrate.log'}")
+        self._migrated()
 
-        api_port = free_port()
+        api_port = self.ports.api if self.ports else free_port()
         self.api_url = f"http://127.0.0.1:{api_port}"
         self.env["AIRFLOW__API__BASE_URL"] = self.api_url
         self.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"{self.api_url}/execution/"
@@ -165,12 +196,62 @@ class Deployment:
             if name != "redis":
                 component.start()
         wait_for(self._api_ready, 600, "the api-server answers")
-        self.token = self.api("GET", "/auth/token")["access_token"]
+        self.token = self._token()
         log(
             f"Airflow ({self.executor} executor): api-server {self.api_url}, "
             + ", ".join(n for n in self.components if n != "redis")
             + f"; up in {time.monotonic() - t0:.0f} s"
         )
+
+    # -- what the local Airflow of ``.ci/demo --ui`` (dev/deployment/ui.py) does otherwise
+
+    def _postgres(self) -> PostgresCluster:
+        """A throwaway cluster (gone with :meth:`stop`)."""
+        return PostgresCluster()
+
+    def _keys(self) -> dict[str, str]:
+        """Fresh secrets for each run: nothing outlives it."""
+        from cryptography.fernet import Fernet
+
+        return {
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        }
+
+    def _auth_env(self) -> dict[str, str]:
+        """No login: every caller is an admin (the check's REST calls take a token without one)."""
+        return {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
+
+    def _connections_env(self) -> dict[str, str]:
+        """The connections as ``AIRFLOW_CONN_*`` variables, which every component inherits."""
+        return {
+            f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn) for conn_id, conn in self.connections().items()
+        }
+
+    def _migrated(self) -> None:
+        """After ``airflow db migrate``, before any component starts."""
+
+    def _token(self) -> str:
+        return str(self.api("GET", "/auth/token")["access_token"])
+
+    def connections(self) -> dict[str, dict[str, Any]]:
+        """Every connection the example DAGs use, by id, in Airflow's JSON form: the vendors'
+        (the sandbox), ``aws_default`` (moto), ``cordial_delivery`` (the keys Cordial writes into
+        the bucket with) and ``warehouse`` (the PostgreSQL database ``warehouse``)."""
+        assert self.postgres is not None and self.moto is not None and self.sandbox is not None
+        return {
+            **self.sandbox.connections(),
+            "aws_default": self.moto.airflow_conn(),
+            "cordial_delivery": {**self.moto.airflow_conn(), **CORDIAL_DELIVERY_KEYS},
+            "warehouse": {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": self.postgres.port,
+                "login": "postgres",
+                "schema": "warehouse",
+            },
+        }
 
     def _add(self, name: str, argv: list[str]) -> Component:
         component = Component(name, argv, self.work / "logs" / f"{name}.log", self.env, self.pid_file)
@@ -184,8 +265,6 @@ class Deployment:
         (home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
         (self.work / "logs").mkdir(exist_ok=True)
         pg = f"postgres@127.0.0.1:{self.postgres.port}"
-        from cryptography.fernet import Fernet
-
         env = {
             k: v
             for k, v in os.environ.items()
@@ -198,13 +277,9 @@ class Deployment:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if self.executor == "celery" else "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "8" if self.executor == "celery" else "4",
-                "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{pg}/airflow",
                 "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{pg}/airflow",
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
-                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.task_logs),
                 "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
                 # Workers wait up to 5 s for the execution API by default: too short on a busy 2-core machine.
@@ -224,26 +299,11 @@ class Deployment:
                 "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "20",
                 # No exports_bucket variable: the DAGs' default is BUCKET, and a variable's value
                 # this short made Airflow's secrets masker warn in every task log.
-                "AIRFLOW_CONN_WAREHOUSE": json.dumps(
-                    {
-                        "conn_type": "postgres",
-                        "host": "127.0.0.1",
-                        "port": self.postgres.port,
-                        "login": "postgres",
-                        "schema": "warehouse",
-                    }
-                ),
-                "AIRFLOW_CONN_CORDIAL_DELIVERY": json.dumps(
-                    {
-                        **self.moto.airflow_conn(),
-                        "login": "cordial-demo-key",
-                        "password": "cordial-demo-secret",
-                    }
-                ),
+                **self._keys(),
+                **self._auth_env(),
+                **self._connections_env(),
             }
         )
-        env.update(self.sandbox.airflow_env())
-        env.update(self.moto.airflow_conn_env())
         self.env = env
 
     def _api_ready(self) -> bool:
@@ -337,10 +397,7 @@ class Deployment:
         """Every credential the deployment's connections hold (passwords, and extras whose name says
         secret, key or token)."""
         found: set[str] = set()
-        for name, value in self.env.items():
-            if not name.startswith("AIRFLOW_CONN_") or not value.startswith("{"):
-                continue
-            conn = json.loads(value)
+        for conn in self.connections().values():
             extra = conn.get("extra") or {}
             if isinstance(extra, str):
                 extra = json.loads(extra) if extra.startswith("{") else {}

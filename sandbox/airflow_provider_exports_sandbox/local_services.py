@@ -1,8 +1,8 @@
 """Start and stop the local services tests, the demo and the benchmark need beside the sandbox.
 
 :class:`MotoServer` runs ``moto_server`` as S3 on a free loopback port; :class:`PostgresCluster`
-runs a private throwaway PostgreSQL cluster (``initdb`` + ``pg_ctl``; as root through
-``runuser -u postgres``, since root cannot run the server).
+runs a private PostgreSQL cluster (``initdb`` + ``pg_ctl``; as root through
+``runuser -u postgres``, since root cannot run the server), throwaway unless given a data directory.
 """
 
 from __future__ import annotations
@@ -156,15 +156,26 @@ def _pg_bin(name: str) -> str:
 
 
 class PostgresCluster:
-    """A private PostgreSQL cluster in a temp dir, trust auth, on a free loopback port."""
+    """A private PostgreSQL cluster, trust auth, on a loopback port (a free one unless given).
 
-    def __init__(self, port: int | None = None, base_dir: Path | None = None, user: str = "postgres") -> None:
+    Throwaway (a temp dir, removed by :meth:`stop`) unless ``data_dir`` is given: then it is
+    created there once, kept by :meth:`stop` and started again from it.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        base_dir: Path | None = None,
+        user: str = "postgres",
+        data_dir: Path | None = None,
+    ) -> None:
         self.port = port
         self.user = user
         self.database = "postgres"
         self._base_dir = base_dir
         self._root: Path | None = None
-        self.data_dir: Path | None = None
+        self.data_dir: Path | None = data_dir
+        self._keep = data_dir is not None
         self._started = False
 
     @staticmethod
@@ -193,23 +204,41 @@ class PostgresCluster:
         initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
         if self.port is None:
             self.port = free_port()
-        self._root = Path(tempfile.mkdtemp(prefix="exports-pg-", dir=self._base_dir))
-        self.data_dir = self._root / "data"
+        if self.data_dir is None:
+            self._root = Path(tempfile.mkdtemp(prefix="exports-pg-", dir=self._base_dir))
+            self.data_dir = self._root / "data"
+        else:
+            self._root = self.data_dir.parent
+            self._root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             # The data dir's parent must belong to the postgres user.
             shutil.chown(self._root, user="postgres", group="postgres")
-        self._run([initdb, "-D", str(self.data_dir), "-U", self.user, "--auth=trust", "-E", "UTF8"])
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run([initdb, "-D", str(self.data_dir), "-U", self.user, "--auth=trust", "-E", "UTF8"])
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off"
         log = self._root / "postgres.log"
         self._run([pg_ctl, "-D", str(self.data_dir), "-l", str(log), "-w", "-o", options, "start"])
         self._started = True
         return self
 
+    def running(self) -> bool:
+        """Whether a server runs on the data directory (also one this object did not start)."""
+        if self.data_dir is None or not (self.data_dir / "postmaster.pid").exists():
+            return False
+        try:
+            self._run([_pg_bin("pg_ctl"), "-D", str(self.data_dir), "status"])
+        except RuntimeError:  # pg_ctl status exits 3 when no server runs there
+            return False
+        return True
+
     def stop(self) -> None:
-        if self._started and self.data_dir is not None:
+        """Stop the server; a kept data directory's server is stopped even if another process
+        started it (one left behind by a process that was killed)."""
+        if (self._started or self._keep) and self.running():
+            assert self.data_dir is not None
             self._run([_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
-            self._started = False
-        if self._root is not None:
+        self._started = False
+        if self._root is not None and not self._keep:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
 

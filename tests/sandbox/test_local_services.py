@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from airflow_provider_exports_sandbox import Sandbox
 from airflow_provider_exports_sandbox.demo import BUCKET
@@ -61,6 +65,34 @@ def test_postgres(postgres: PostgresCluster) -> None:
         conn.close()
     conn_json = json.loads(postgres.airflow_conn("pg")["AIRFLOW_CONN_PG"])
     assert conn_json["port"] == postgres.port
+
+
+@pytest.mark.skipif(not PostgresCluster.available(), reason="PostgreSQL server binaries are missing")
+def test_postgres_with_a_data_dir_keeps_it_and_stops_a_server_left_running() -> None:
+    # Not under pytest's temp dirs (mode 700): as root the server runs as postgres, who must reach it.
+    top = Path(tempfile.mkdtemp(prefix="kept-pg-"))
+    top.chmod(0o755)
+    data = top / "pg" / "data"
+    try:
+        first = PostgresCluster(data_dir=data).start()
+        with contextlib.closing(first.connect()) as conn:
+            conn.cursor().execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)")
+            conn.commit()
+        first.stop()
+        assert (data / "PG_VERSION").exists() and not first.running()
+        again = PostgresCluster(data_dir=data).start()  # no initdb over it: the row is there
+        with contextlib.closing(again.connect()) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT n FROM kept")
+            assert cur.fetchone()[0] == 7
+        # a server whose starter died is stopped by any object on its data directory
+        left = PostgresCluster(data_dir=data)
+        assert left.running()
+        left.stop()
+        assert not again.running()
+    finally:
+        PostgresCluster(data_dir=data).stop()
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_cli_prints_env_and_serves() -> None:
