@@ -38,8 +38,6 @@ PAGE_TEST_FILES = {
     ("sandbox.md", "tests/test_sitecore_dag.py"),
     ("sandbox.md", "tests/test_rate_limited.py"),
 }
-#: pages other branches write; remove an entry once its page is here (the test below insists)
-PENDING_PAGES = {"docs/local-airflow.md"}
 #: modules the docs run with ``python -m`` that are neither ours nor dependencies
 EXTERNAL_MODULES = {"build"}  # PyPA's build, named as the alternative to ``uv build``
 #: where a command's flags are read, beyond the script itself
@@ -388,16 +386,9 @@ def test_the_readmes_links_lead_to_files_and_headings_that_exist():
     links = re.findall(r"\]\(([^)\s]+)\)", FENCE.sub("", readme.read_text()))
     local = [link for link in links if not re.match(r"[a-z]+://", link)]
     assert len(local) >= 20
-    pending_linked = set()
     for link in local:
         path, _, anchor = link.partition("#")
         target = (REPO / path) if path else readme
-        if path in PENDING_PAGES and not target.exists():
-            pending_linked.add(path)
-            continue
         assert target.exists(), f"README.md links to {path}, which does not exist"
         if anchor:
             assert anchor in _anchors(target), f"README.md links to {link}: no such heading"
-    for path in PENDING_PAGES:
-        assert not (REPO / path).exists(), f"{path} is here now: remove it from PENDING_PAGES"
-    assert pending_linked == PENDING_PAGES
