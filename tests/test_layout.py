@@ -89,3 +89,11 @@ def test_what_a_fourth_vendor_writes_is_measured_from_sitecore_cdps_files():
             assert figure.strip() == f"{min(sizes)}\u2013{max(sizes)} each"
             checked += 1
     assert checked == 5
+
+
+def test_no_runtime_module_is_over_600_lines():
+    """Modules are cut by responsibility (issue 17); ``python dev/code_size.py`` prints the figures."""
+    from dev.code_size import TARGETS, modules
+
+    over = {m: n for m, n in modules().items() if n > TARGETS["module_lines"]}
+    assert over == {}, f"runtime modules over {TARGETS['module_lines']} lines: {over}"

@@ -106,9 +106,8 @@ class SqlSink(Sink):
         load creates; in an existing table when it has that column (else the load goes on
         without it, and says so once).
     :param removed_when: ``(column, value)``: in mode ``merge``, a row whose ``column`` (an
-        attribute column) holds ``value`` deletes the row of its key instead of being loaded
-        (Sitecore's delta rows marked ``removed``); ``column`` is loaded only into an existing
-        table that has it.
+        attribute column) holds ``value`` deletes its key's row instead of being loaded (Sitecore's
+        delta rows marked ``removed``); ``column`` is loaded only into an existing table having it.
     :param batch_transform: reshapes every file's batches before they are loaded (e.g.
         :class:`~airflow_provider_exports.transfers.engine.transforms.Unpivot`); the manifest still
         records the file's bytes as the vendor served them.
@@ -175,7 +174,7 @@ class SqlSink(Sink):
         self.attribute_columns = dict(attribute_columns or {})
         if removed_when is not None and len(removed_when) != 2:
             raise ExportConfigError("removed_when", f"{removed_when!r} is not a (column, value) pair")
-        self.removed_when = (str(removed_when[0]), str(removed_when[1])) if removed_when else None
+        self.removed_when = (str(removed_when[0]), str(removed_when[1])) if removed_when and mode == "merge" else None
         self.batch_transform = batch_transform
         self.allow_empty = allow_empty
         self.lock_timeout = lock_timeout
@@ -484,13 +483,8 @@ class SqlSink(Sink):
             self._savepoint = None
 
     def _removal_only(self, column: str) -> bool:
-        """Whether ``column`` only marks rows that ``merge`` removes (not loaded into the table)."""
-        return (
-            self.mode == "merge"
-            and self.removed_when is not None
-            and column == self.removed_when[0]
-            and (self._target is None or column not in self._target)
-        )
+        """Whether ``column`` only marks the rows ``merge`` removes (not loaded into the table)."""
+        return self.removed_when is not None and column == self.removed_when[0] and column not in (self._target or ())
 
     def _check_columns(self, columns: Sequence[str]) -> None:
         assert self._target is not None
