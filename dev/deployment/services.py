@@ -60,6 +60,7 @@ class Deployment:
     sandbox: Any = None
     moto: MotoServer | None = None
     postgres: PostgresCluster | None = None
+    warehouse: PostgresCluster | None = None
     s3: Any = None
 
     @property
@@ -83,13 +84,19 @@ class Deployment:
         self.work.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text("")
         t0 = time.monotonic()
+        # The warehouse in a cluster of its own, as in production: restarting it (the soak's
+        # warehouse-restart fault) must not take Airflow's metadata database down with it.
         self.postgres = PostgresCluster().start()
-        with contextlib.closing(self.postgres.connect()) as conn:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("CREATE DATABASE airflow")
-                cur.execute("CREATE DATABASE warehouse")
-        log(f"PostgreSQL on 127.0.0.1:{self.postgres.port} (databases airflow, warehouse)")
+        self.warehouse = PostgresCluster().start()
+        for cluster, database in ((self.postgres, "airflow"), (self.warehouse, "warehouse")):
+            with contextlib.closing(cluster.connect()) as conn:
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute(f"CREATE DATABASE {database}")
+        log(
+            f"PostgreSQL on 127.0.0.1:{self.postgres.port} (database airflow),"
+            f" 127.0.0.1:{self.warehouse.port} (database warehouse)"
+        )
 
         from airflow_provider_exports_sandbox import Sandbox
         from airflow_provider_exports_sandbox.demo import seed_demo
@@ -178,7 +185,7 @@ class Deployment:
         return component
 
     def _configure(self) -> None:
-        assert self.postgres is not None and self.moto is not None
+        assert self.postgres is not None and self.warehouse is not None and self.moto is not None
         home = self.airflow_home
         (home / "config").mkdir(parents=True, exist_ok=True)
         (home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
@@ -228,7 +235,7 @@ class Deployment:
                     {
                         "conn_type": "postgres",
                         "host": "127.0.0.1",
-                        "port": self.postgres.port,
+                        "port": self.warehouse.port,
                         "login": "postgres",
                         "schema": "warehouse",
                     }
@@ -271,8 +278,9 @@ class Deployment:
             self.sandbox.stop()
         if self.moto is not None:
             self.moto.stop()
-        if self.postgres is not None:
-            self.postgres.stop()
+        for cluster in (self.warehouse, self.postgres):
+            if cluster is not None:
+                cluster.stop()
         if self.pid_file.exists():
             self.pid_file.write_text("")
 
@@ -376,11 +384,15 @@ class Deployment:
             row = cur.fetchone()
         return holders, (None if row is None or row[0] is None else int(row[0]))
 
-    def warehouse_count(self, table: str) -> int | None:
+    def warehouse_connect(self) -> Any:
         import psycopg2
 
-        assert self.postgres is not None
-        conn = psycopg2.connect(f"{self.postgres.uri.rsplit('/', 1)[0]}/warehouse")
+        assert self.warehouse is not None
+        conn = psycopg2.connect(f"{self.warehouse.uri.rsplit('/', 1)[0]}/warehouse")
+        return conn
+
+    def warehouse_count(self, table: str) -> int | None:
+        conn = self.warehouse_connect()
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT to_regclass(%s)", (table,))
