@@ -62,6 +62,9 @@ class Deployment:
     postgres: PostgresCluster | None = None
     warehouse: PostgresCluster | None = None
     s3: Any = None
+    #: with ``proxy_s3``, the provider's ``aws_default`` goes through a proxy that can answer 5xx
+    proxy_s3: bool = False
+    s3_proxy: Any = None
 
     @property
     def pid_file(self) -> Path:
@@ -104,6 +107,10 @@ class Deployment:
         self.moto = MotoServer().start()
         self.s3 = self.moto.client()
         self.s3.create_bucket(Bucket=BUCKET)
+        if self.proxy_s3:
+            from dev.deployment.s3_faults import S3FaultProxy
+
+            self.s3_proxy = S3FaultProxy(self.moto.endpoint_url).start()
         self.sandbox = Sandbox(cache_dir=self.work / "cache").start()
         seed_demo(self.sandbox)
         self.sandbox.cordial.job_seconds = self.sandbox.adobe.job_seconds = BASE_JOB_SECONDS
@@ -250,7 +257,10 @@ class Deployment:
             }
         )
         env.update(self.sandbox.airflow_env())
-        env.update(self.moto.airflow_conn_env())
+        aws = self.moto.airflow_conn()
+        if self.s3_proxy is not None:
+            aws["extra"] = {**aws["extra"], "endpoint_url": self.s3_proxy.endpoint_url}
+        env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(aws)
         self.env = env
 
     def _api_ready(self) -> bool:
@@ -276,6 +286,8 @@ class Deployment:
                 log(f"stopping {component.name}: {exc}")
         if self.sandbox is not None:
             self.sandbox.stop()
+        if self.s3_proxy is not None:
+            self.s3_proxy.stop()
         if self.moto is not None:
             self.moto.stop()
         for cluster in (self.warehouse, self.postgres):

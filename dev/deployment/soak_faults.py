@@ -95,7 +95,9 @@ class RunContext:
     dep: Deployment
     spec: DagSpec
     run_id: str
+    prefix: str = ""  # the run's S3 prefix
     armed: list[Any] = field(default_factory=list)  # the sandbox Fault objects of vendor faults
+    s3_armed: list[Any] = field(default_factory=list)  # the proxy's S3Fault objects
 
     @property
     def server(self) -> Any:
@@ -245,6 +247,25 @@ def _strike_warehouse_restart(ctx: RunContext, p: dict[str, Any]) -> bool:
     return True
 
 
+def _s3_fault(ctx: RunContext, key_glob: str, p: dict[str, Any], after_forwarding: bool) -> None:
+    from dev.deployment.s3_faults import S3Fault
+
+    proxy = ctx.dep.s3_proxy
+    assert proxy is not None, "the soak's deployment puts aws_default behind the S3 fault proxy"
+    fault = S3Fault("PutObject", key_glob, status=p["status"], times=p["times"], after_forwarding=after_forwarding)
+    ctx.s3_armed.append(proxy.add(fault))
+
+
+def _arm_s3_put(ctx: RunContext, p: dict[str, Any]) -> None:
+    """A file's PutObject into the run directory answered 5xx instead of S3 (it is not written)."""
+    _s3_fault(ctx, ctx.prefix + "run-*", p, after_forwarding=False)
+
+
+def _arm_s3_commit_lost(ctx: RunContext, p: dict[str, Any]) -> None:
+    """The manifest's PutObject (the commit) written by S3, its answer a 5xx: did it commit?"""
+    _s3_fault(ctx, ctx.prefix + "_manifest.json", p, after_forwarding=True)
+
+
 @dataclass(frozen=True)
 class Kind:
     """A fault kind: what it applies to, how its parameters are drawn, how it is done."""
@@ -263,6 +284,12 @@ def _long_jobs_and_slow_links(ctx: RunContext) -> None:
 
 def _everywhere(spec: DagSpec) -> bool:
     return True
+
+
+def _manifested(spec: DagSpec) -> bool:
+    """The DAGs whose transfer writes S3 itself (through ``aws_default``): not Cordial's, which
+    Cordial delivers."""
+    return spec.vendor != "cordial"
 
 
 def _downloads(spec: DagSpec) -> bool:
@@ -292,6 +319,12 @@ CATALOGUE: dict[str, Kind] = {
     "triggerer-restart": Kind(lambda s: bool(s.waits), _after, strike=_strike_triggerer_restart, prepare=_long_jobs),
     "scheduler-restart": Kind(_everywhere, _after, strike=_strike_scheduler_restart, prepare=lambda c: _throttle(c, 2)),
     "clear-running": Kind(_everywhere, _after, strike=_strike_clear, prepare=_long_jobs_and_slow_links),
+    "s3-put-5xx": Kind(
+        _manifested, lambda r: {"times": r.randint(1, 4), "status": r.choice([500, 503])}, arm=_arm_s3_put
+    ),
+    "s3-commit-answer-lost": Kind(
+        _manifested, lambda r: {"times": r.randint(1, 2), "status": r.choice([500, 503])}, arm=_arm_s3_commit_lost
+    ),
     "warehouse-restart": Kind(_everywhere, _after, strike=_strike_warehouse_restart, prepare=lambda c: _throttle(c, 6)),
 }  # fmt: skip
 
@@ -336,14 +369,20 @@ def disarm(ctx: RunContext, faults: list[Fault]) -> list[str]:
     setting undone, so the next run (or this run's retry) starts clean."""
     active = {id(f) for f in ctx.server.faults.active}
     injected = []
-    armed = iter(ctx.armed)
+    armed, s3_armed = iter(ctx.armed), iter(ctx.s3_armed)
     for fault in faults:
         if CATALOGUE[fault.kind].arm is None:
+            continue
+        if fault.kind.startswith("s3-"):
+            if next(s3_armed).hits:
+                injected.append(fault.kind)
             continue
         planted = next(armed)
         if id(planted) not in active or planted.times != fault.params.get("times"):
             injected.append(fault.kind)
     ctx.server.faults.clear()
+    if ctx.dep.s3_proxy is not None:
+        ctx.dep.s3_proxy.clear()
     if ctx.spec.vendor in ("cordial", "adobe"):
         ctx.server.job_seconds = BASE_JOB_SECONDS
     return injected
