@@ -107,9 +107,11 @@ class S3FaultProxy:
                 self.log_request(status)
                 self.send_response_only(status)
                 for name, value in headers:
-                    if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
+                    # a HEAD's Content-Length is the object's size, not this (empty) body's
+                    if name.lower() not in _HOP_BY_HOP and (name.lower() != "content-length" or self.command == "HEAD"):
                         self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
+                if self.command != "HEAD":
+                    self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
@@ -140,7 +142,11 @@ class S3FaultProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: object, client_address: object) -> None:
+                return  # a client closing its kept-alive connection is no news
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="s3-fault-proxy", daemon=True).start()
         return self

@@ -48,6 +48,7 @@ def test_forwards_what_no_fault_matches(moto: MotoServer, proxied: tuple[S3Fault
     assert put["ResponseMetadata"]["HTTPHeaders"]["date"].count("GMT") == 1  # moto's Date only
     assert client.get_object(Bucket="lake", Key="a/one")["Body"].read() == b"x" * 70_000
     assert _exists(moto, "a/one")
+    assert client.head_object(Bucket="lake", Key="a/one")["ContentLength"] == 70_000
 
 
 def test_answers_5xx_instead_of_moto(moto: MotoServer, proxied: tuple[S3FaultProxy, Any]) -> None:
