@@ -15,7 +15,7 @@ import http.client
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 _HOP_BY_HOP = {
     "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection", "expect",
@@ -76,7 +76,7 @@ class S3FaultProxy:
 
     def take(self, method: str, path: str) -> S3Fault | None:
         op = operation(method, path)
-        key = urlsplit(path).path.lstrip("/").split("/", 1)[-1]
+        key = unquote(urlsplit(path).path).lstrip("/").split("/", 1)[-1]
         with self._lock:
             for fault in self._faults:
                 if fault.operation == op and fault.hits < fault.times and fnmatch.fnmatchcase(key, fault.key_glob):
