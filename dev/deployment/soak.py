@@ -312,7 +312,13 @@ def run_days(plan: list[tuple[str, list[Fault]]], today: Any) -> list[Any]:
 
 
 def settle(dep: Deployment) -> None:
-    """Unpause the six DAGs and wait until the scheduler's own runs of them end."""
+    """Unpause the six DAGs (once the DAG processor has parsed them all) and wait until the
+    scheduler's own runs of them end."""
+
+    def parsed() -> bool:
+        return set(SPECS) <= {d["dag_id"] for d in dep.api("GET", "/api/v2/dags?limit=100")["dags"]}
+
+    wait_for(parsed, 600, f"the DAG processor parses {', '.join(SPECS)}", poll=2)
     for dag_id in SPECS:
         dep.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
     runs: dict[str, str] = {}
