@@ -45,6 +45,24 @@ lane_versions() {
 print("Airflow %s, Python %s" % (md.version("apache-airflow"), platform.python_version()))'
 }
 
+# apt_install PACKAGE COMMAND (.ci/deployment, .ci/soak): apt-get install PACKAGE unless COMMAND is found (root or password-less sudo).
+apt_install() {
+    local package="$1" command="$2" sudo=()
+    if command -v "${command}" >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/${command}" >/dev/null; then
+        echo "found: ${command}"
+        return 0
+    fi
+    if [[ "$(id -u)" != 0 ]]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo=(sudo -n); else
+            echo "not root and no password-less sudo: cannot apt-get install ${package}"
+            return 1
+        fi
+    fi
+    echo "installing ${package} with apt-get"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+        && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${package}" >/dev/null
+}
+
 # setup_venv VENV LOCK [EXTRAS]: create VENV (Python 3.11) unless a working one is there, then install
 # both distributions of this repository, constrained by LOCK (an existing venv is brought in line with
 # it): the provider with EXTRAS (default: test) and the sandbox distribution (sandbox/: the vendor

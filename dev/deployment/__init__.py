@@ -1,8 +1,8 @@
 """A real Airflow deployment on this machine, the example DAGs run through it, and faults under it.
 
 ``python -m dev.deployment`` (what ``bash .ci/deployment`` runs, from the repository root) starts,
-all on loopback: a private PostgreSQL (Airflow's metadata database and the ``warehouse`` the DAGs
-load into), Redis (the Celery broker), moto (S3), the vendor sandbox (in this process, so the
+all on loopback: two private PostgreSQL clusters (Airflow's metadata database; the ``warehouse``
+the DAGs load into), Redis (the Celery broker), moto (S3), the vendor sandbox (in this process, so the
 checks can read what the vendors saw), and Airflow's api-server, scheduler, DAG processor,
 triggerer and two Celery workers as separate processes. It unpauses the example DAGs so the
 scheduler runs them, prints each run's task states, what landed and where the logs are, then

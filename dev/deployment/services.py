@@ -88,7 +88,11 @@ class Deployment:
     sandbox: Any = None
     moto: MotoServer | None = None
     postgres: PostgresCluster | None = None
+    warehouse: PostgresCluster | None = None
     s3: Any = None
+    #: with ``proxy_s3``, the provider's ``aws_default`` goes through a proxy that can answer 5xx
+    proxy_s3: bool = False
+    s3_proxy: Any = None
 
     @property
     def pid_file(self) -> Path:
@@ -112,20 +116,28 @@ class Deployment:
         self.pid_file.write_text("")
         t0 = time.monotonic()
         self.postgres = self._postgres().start()
-        with contextlib.closing(self.postgres.connect()) as conn:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                for database in ("airflow", "warehouse"):
+        self.warehouse = self._warehouse().start()
+        for cluster, database in ((self.postgres, "airflow"), (self.warehouse, "warehouse")):
+            with contextlib.closing(cluster.connect()) as conn:
+                conn.autocommit = True
+                with conn.cursor() as cur:
                     cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
                     if cur.fetchone() is None:
                         cur.execute(f"CREATE DATABASE {database}")
-        log(f"PostgreSQL on 127.0.0.1:{self.postgres.port} (databases airflow, warehouse)")
+        log(
+            f"PostgreSQL on 127.0.0.1:{self.postgres.port} (database airflow),"
+            f" 127.0.0.1:{self.warehouse.port} (database warehouse)"
+        )
 
         from airflow_provider_exports_sandbox import Sandbox
 
         self.moto = MotoServer(port=self.ports.moto if self.ports else None).start()
         self.s3 = self.moto.client()
         self.s3.create_bucket(Bucket=BUCKET)
+        if self.proxy_s3:
+            from dev.deployment.s3_faults import S3FaultProxy
+
+            self.s3_proxy = S3FaultProxy(self.moto.endpoint_url).start()
         self.sandbox = Sandbox(cache_dir=self.work / "cache")
         self.sandbox.start(port_base=self.ports.sandbox if self.ports else None)
         seed_demo(self.sandbox)
@@ -209,6 +221,11 @@ class Deployment:
         """A throwaway cluster (gone with :meth:`stop`)."""
         return PostgresCluster()
 
+    def _warehouse(self) -> PostgresCluster:
+        """The warehouse's cluster: its own, so that restarting it (the soak's warehouse-restart
+        fault) leaves Airflow's metadata database up, as in production."""
+        return PostgresCluster()
+
     def _keys(self) -> dict[str, str]:
         """Fresh secrets for each run: nothing outlives it."""
         from cryptography.fernet import Fernet
@@ -239,15 +256,18 @@ class Deployment:
         """Every connection the example DAGs use, by id, in Airflow's JSON form: the vendors'
         (the sandbox), ``aws_default`` (moto), ``cordial_delivery`` (the keys Cordial writes into
         the bucket with) and ``warehouse`` (the PostgreSQL database ``warehouse``)."""
-        assert self.postgres is not None and self.moto is not None and self.sandbox is not None
+        assert self.warehouse is not None and self.moto is not None and self.sandbox is not None
+        aws = self.moto.airflow_conn()
+        if self.s3_proxy is not None:  # the provider's S3 requests only: Cordial writes to moto itself
+            aws["extra"] = {**aws["extra"], "endpoint_url": self.s3_proxy.endpoint_url}
         return {
             **self.sandbox.connections(),
-            "aws_default": self.moto.airflow_conn(),
+            "aws_default": aws,
             "cordial_delivery": {**self.moto.airflow_conn(), **CORDIAL_DELIVERY_KEYS},
             "warehouse": {
                 "conn_type": "postgres",
                 "host": "127.0.0.1",
-                "port": self.postgres.port,
+                "port": self.warehouse.port,
                 "login": "postgres",
                 "schema": "warehouse",
             },
@@ -259,7 +279,7 @@ class Deployment:
         return component
 
     def _configure(self) -> None:
-        assert self.postgres is not None and self.moto is not None
+        assert self.postgres is not None and self.warehouse is not None and self.moto is not None
         home = self.airflow_home
         (home / "config").mkdir(parents=True, exist_ok=True)
         (home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
@@ -329,10 +349,13 @@ class Deployment:
                 log(f"stopping {component.name}: {exc}")
         if self.sandbox is not None:
             self.sandbox.stop()
+        if self.s3_proxy is not None:
+            self.s3_proxy.stop()
         if self.moto is not None:
             self.moto.stop()
-        if self.postgres is not None:
-            self.postgres.stop()
+        for cluster in dict.fromkeys((self.warehouse, self.postgres)):  # one may serve both
+            if cluster is not None:
+                cluster.stop()
         if self.pid_file.exists():
             self.pid_file.write_text("")
 
@@ -433,11 +456,15 @@ class Deployment:
             row = cur.fetchone()
         return holders, (None if row is None or row[0] is None else int(row[0]))
 
-    def warehouse_count(self, table: str) -> int | None:
+    def warehouse_connect(self) -> Any:
         import psycopg2
 
-        assert self.postgres is not None
-        conn = psycopg2.connect(f"{self.postgres.uri.rsplit('/', 1)[0]}/warehouse")
+        assert self.warehouse is not None
+        conn = psycopg2.connect(f"{self.warehouse.uri.rsplit('/', 1)[0]}/warehouse")
+        return conn
+
+    def warehouse_count(self, table: str) -> int | None:
+        conn = self.warehouse_connect()
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT to_regclass(%s)", (table,))

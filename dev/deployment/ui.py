@@ -60,6 +60,11 @@ class LocalAirflow(Deployment):
         assert self.ports is not None
         return PostgresCluster(port=self.ports.postgres, data_dir=self.work / "postgres" / "data")
 
+    def _warehouse(self) -> PostgresCluster:
+        # One kept cluster on one fixed port holds both databases (no fault restarts it here).
+        assert self.postgres is not None
+        return self.postgres
+
     def _keys(self) -> dict[str, str]:
         # Kept: the Fernet key decrypts the connections stored with it; the others keep logins valid.
         path = self.work / KEYS_FILE

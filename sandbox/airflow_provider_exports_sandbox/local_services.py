@@ -231,6 +231,16 @@ class PostgresCluster:
             return False
         return True
 
+    def restart(self, mode: str = "immediate") -> None:
+        """``pg_ctl restart -m <mode>``: ``immediate`` drops every connection without a clean
+        shutdown (a crash; in-flight transactions roll back on recovery), on the same port."""
+        if not self._started or self.data_dir is None:
+            raise RuntimeError("the cluster is not running")
+        assert self._root is not None
+        # -l as at start: a server writing to pg_ctl's captured stdout would hold the pipe open
+        log = self._root / "postgres.log"
+        self._run([_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(log), "-m", mode, "-w", "restart"])
+
     def stop(self) -> None:
         """Stop the server; a kept data directory's server is stopped even if another process
         started it (one left behind by a process that was killed)."""

@@ -213,6 +213,12 @@ class SitecoreCDPServer(VendorServer):
             for line in gzip.decompress(self._materialize(job, out).read_bytes()).splitlines()
         }
 
+    def file_path(self, execution_ref: str, name: str) -> Path:
+        """The bytes a job's output file ``name`` is served from (built into the cache if needed):
+        the source of truth a check reads the rows from."""
+        job = self._jobs[execution_ref]
+        return self._materialize(job, next(f for f in job.files() if f.name == name))
+
     def rewrite_file(self, execution_ref: str, name: str) -> None:
         """Give an output file a new version, same bytes (new ``ETag`` and ``Last-Modified``), as if
         the vendor wrote it again while a client was reading it."""

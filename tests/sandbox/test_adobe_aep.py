@@ -594,6 +594,10 @@ def test_file_directory_head_range_and_parquet(
     assert len(parts) == 2 and d.json()["_page"]["count"] == 2
     expected = {name: (size, sha, rows) for _, name, size, sha, rows in aep.expected_files(batch_id)}
     assert int(entry["size"]) == sum(v[0] for v in expected.values())
+    paths = aep.file_paths(batch_id)  # the files a check reads the rows from
+    assert {n: hashlib.sha256(p.read_bytes()).hexdigest() for n, p in paths.items()} == {
+        n: v[1] for n, v in expected.items()
+    }
     for part in parts:
         name = part["name"]
         assert name.startswith("part-") and name.endswith(".c000.snappy.parquet")

@@ -158,3 +158,27 @@ def test_cli_services_run_an_example_dag_alone(
         proc.terminate()
         proc.wait(10)
     assert proc.returncode == 0
+
+
+def test_postgres_restart_drops_connections_and_keeps_data() -> None:
+    import psycopg2
+    import pytest
+
+    if not PostgresCluster.available():
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    with PostgresCluster() as cluster:  # its own: a restart would cut the session cluster's users
+        conn = cluster.connect()
+        conn.autocommit = True
+        conn.cursor().execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (1)")
+        port = cluster.port
+        cluster.restart("immediate")
+        with pytest.raises(psycopg2.OperationalError):
+            conn.cursor().execute("SELECT 1")  # a restart ends every connection
+        conn.close()
+        again = cluster.connect()
+        try:
+            cur = again.cursor()
+            cur.execute("SELECT n FROM kept")
+            assert cur.fetchall() == [(1,)] and cluster.port == port
+        finally:
+            again.close()

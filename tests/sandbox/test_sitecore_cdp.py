@@ -212,6 +212,7 @@ def test_latest_export_listing_and_files_are_byte_identical(sandbox: Sandbox, ap
         guests = read_jsonl_gz(data)
         assert len(guests) == rows
         refs |= {g["ref"] for g in guests}
+        assert sandbox.sitecore.file_path(execution_ref, name).read_bytes() == data  # what a check reads
     assert len(refs) == 1000
 
 

@@ -134,6 +134,13 @@ class AdobeAEPServer(AdobeGateway):
         with self._state_lock:
             return [b.batch_id for b in self._jobs[job_id].batches]
 
+    def file_paths(self, batch_id: str) -> dict[str, Path]:
+        """Every Parquet part of a batch by name, as the file it is served from (built into the
+        cache if needed): the source of truth a check reads the rows from."""
+        with self._state_lock:
+            batch = self._batches[batch_id]
+        return {name: self.data_access.part_path(spec) for dsf in batch.files for name, spec in dsf.parts}
+
     def expected_files(self, batch_id: str) -> list[tuple[str, str, int, str, int]]:
         """``(dataSetFileId, name, size, sha256, rows)`` for every Parquet part of a batch (built
         into the cache if needed: a large batch can take a while)."""
