@@ -46,6 +46,8 @@ FLAG_SOURCES = {
     "bash .ci/demo": [".ci/demo", "sandbox/airflow_provider_exports_sandbox/demo.py"],
     "-m airflow_provider_exports_sandbox": ["sandbox/airflow_provider_exports_sandbox/__main__.py"],
     "-m dev.deployment": ["dev/deployment/__main__.py"],
+    "bash .ci/soak": [".ci/soak", "dev/deployment/soak.py"],
+    "-m dev.deployment.soak": ["dev/deployment/soak.py"],
 }
 
 
@@ -73,8 +75,15 @@ def _directives(name: str) -> list[tuple[Path, str, dict[str, str]]]:
 
 def test_every_block_is_of_a_kind_that_is_checked():
     kinds = {info.split()[0] if info else "" for _page, info, _body in _all_blocks()}
-    assert kinds <= {"", "python", "bash", "{literalinclude}", "{include}", "{toctree}"}, kinds
+    assert kinds <= {"", "python", "bash", "json", "{literalinclude}", "{include}", "{toctree}"}, kinds
     assert {"python", "bash", "{literalinclude}"} <= kinds  # the blocks were read
+
+
+def test_json_blocks_parse():
+    shown = [(page, body) for page, info, body in _all_blocks() if info == "json"]
+    for page, body in shown:
+        assert isinstance(json.loads(body), dict), page
+    assert shown  # docs/soak.md's result line
 
 
 def test_python_blocks_are_included_from_files_the_tests_run_or_are_test_files_the_kit_runs():
@@ -184,7 +193,7 @@ def _bash_blocks() -> list[tuple[str, str]]:
 
 def _flag_sources(words: list[str]) -> list[Path]:
     text = " ".join(words)
-    sources = [src for key, srcs in FLAG_SOURCES.items() if key in text for src in srcs]
+    sources = [src for key, srcs in FLAG_SOURCES.items() if re.search(re.escape(key) + r"(\s|$)", text) for src in srcs]
     sources += [w for w in words if w.endswith(".py") and "/" in w and not w.startswith("dist/")]
     return [REPO / s for s in sources]
 
