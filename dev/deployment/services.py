@@ -405,6 +405,7 @@ class Deployment:
             return None if row is None else str(row[0])
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
+        """An XCom value as JSON, or its raw text when it is not JSON (a bare reference)."""
         with self.db() as cur:
             cur.execute(
                 "SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = %s AND key = %s",
@@ -413,8 +414,13 @@ class Deployment:
             row = cur.fetchone()
         if row is None:
             return None
-        value = row[0]
-        return json.loads(value) if isinstance(value, (str, bytes)) else value
+        value = row[0].decode() if isinstance(row[0], bytes) else row[0]
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
 
     def secrets(self) -> set[str]:
         """Every credential the deployment's connections hold (passwords, and extras whose name says

@@ -144,25 +144,6 @@ def _parquet_rows(path: Path, name: str) -> list[Row]:
     return [(r["personalEmail"]["address"], r["identities"][0]["id"], r["person"]["name"]["lastName"], name) for r in table]
 
 
-def xcom(dep: Deployment, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
-    """An XCom value as JSON, or its raw text when it is not JSON (a bare reference)."""
-    with dep.db() as cur:
-        cur.execute(
-            "SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = %s AND key = %s",
-            (dag_id, run_id, task_id, key),
-        )
-        row = cur.fetchone()
-    if row is None:
-        return None
-    value = row[0].decode() if isinstance(row[0], bytes) else row[0]
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
 class Source:
     """What the vendor served one run: its files (name, SHA-256) and, per table, its rows."""
 
@@ -205,7 +186,7 @@ def vendor_source(dep: Deployment, spec: DagSpec, run_id: str, jobs_before: set[
         new = [j for j in adobe.job_ids() if j not in jobs_before]
         source.jobs_created = len(new)
         source.jobs_cancelled = sum(adobe.job_cancelled(j) for j in new)
-        job = xcom(dep, spec.dag_id, run_id, "export_profiles", "job_id")
+        job = dep.xcom(spec.dag_id, run_id, "export_profiles", "job_id")
         rows = Counter()
         if job is not None:
             for batch in adobe.batch_ids(int(job)):
