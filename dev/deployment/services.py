@@ -415,12 +415,9 @@ class Deployment:
         if row is None:
             return None
         value = row[0].decode() if isinstance(row[0], bytes) else row[0]
-        if not isinstance(value, str):
-            return value
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             return json.loads(value)
-        except ValueError:
-            return value
+        return value
 
     def secrets(self) -> set[str]:
         """Every credential the deployment's connections hold (passwords, and extras whose name says
