@@ -21,7 +21,7 @@ from airflow_provider_exports.transfers.engine.object_store_sink import (
     ObjectStoreSink,
     check_destination,
 )
-from airflow_provider_exports.transfers.engine.sql.modes import check_load_mode
+from airflow_provider_exports.transfers.engine.sql.modes import check_load_mode, check_on_schema_change
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -131,8 +131,13 @@ class SqlDestination(Destination):
         last row wins).
     :param key_columns: the columns identifying a row, for ``merge``.
     :param create_table: create a missing table from the data's columns.
-    :param column_types: SQL types for a table the load creates, overriding the ones read from the
-        data (or fixed by the vendor's file format), by column (e.g. ``{"zip": "TEXT"}``).
+    :param on_schema_change: what a field the existing table has no column for does (dbt's word):
+        ``append_new_columns`` (the default: a nullable column, typed from its values as a new
+        table's would be, added in the load's transaction), ``fail``, or ``ignore`` (its values
+        dropped, said once per column).
+    :param column_types: SQL types for a table the load creates or columns it adds, overriding the
+        ones read from the data (or fixed by the vendor's file format), by column (e.g.
+        ``{"zip": "TEXT"}``).
     :param batch_size: rows per insert batch.
     """
 
@@ -144,12 +149,14 @@ class SqlDestination(Destination):
     mode: str = "append"
     key_columns: Sequence[str] = ()
     create_table: bool = True
+    on_schema_change: str = "append_new_columns"
     column_types: Mapping[str, str] | None = None
     batch_size: int = 10_000
 
     @classmethod
     def check(cls, arguments: Mapping[str, Any]) -> None:
         check_load_mode(arguments["mode"], arguments["key_columns"])
+        check_on_schema_change(arguments["on_schema_change"])
         if given(arguments["table"]):
             warn_if_quoting_needed(arguments["table"], "table")
 
@@ -172,6 +179,7 @@ class SqlDestination(Destination):
             "mode": self.mode,
             "key_columns": self.key_columns,
             "create_table": self.create_table,
+            "on_schema_change": self.on_schema_change,
             "column_types": {**(known_types or {}), **(self.column_types or {})},
             "batch_size": self.batch_size,
             "allow_empty": allow_empty,

@@ -320,6 +320,7 @@ class FanOutCommitOperator(BaseOperator):
             key_columns=dest["key_columns"],
             removed_when=dest.get("removed_when"),
             create_table=dest["create_table"],
+            on_schema_change=dest.get("on_schema_change", "append_new_columns"),
             allow_empty=dest["allow_empty"],
             manifest_table=dest["manifest_table"],
             lock_timeout=dest["lock_timeout"],
@@ -397,7 +398,10 @@ DESTINATION_ARGS = {
     },
     "sql": {
         arg: arg
-        for arg in ("conn_id", "table", "mode", "key_columns", "create_table", "allow_empty", "overwrite")
+        for arg in (
+            *("conn_id", "table", "mode", "key_columns", "create_table", "on_schema_change"),
+            *("allow_empty", "overwrite"),
+        )
     },
 }
 #: what a SQL commit's sink takes at its defaults, whatever a result says

@@ -26,14 +26,14 @@ def copy_batch(
     tracker: TypeTracker,
     file: str,
     *,
-    observe: bool,
+    observe: Callable[[str], bool],
     binary_types: Callable[[Sequence[str]], list[str] | None],
     not_binary: set[Any],
     ordinal: int | None,
 ) -> CopyBatch:
     """``batch`` (of ``file``) as ``COPY`` data.
 
-    :param observe: the values vote on the types of a table the load creates (``tracker``).
+    :param observe: whether a column's values vote on its type (``tracker``): the load makes it.
     :param binary_types: the SQL types the columns go into, where a binary ``COPY`` may take them.
     :param not_binary: shapes (SQL types, Arrow types, staged) that went as text: not tried again.
     :param ordinal: ``merge``: the number of the batch's first row (a last column numbers them).
@@ -48,7 +48,7 @@ def copy_batch(
     columns, arrays, staged = list(batch.columns), list(batch.table.columns), []
     for name, array in zip(columns, arrays, strict=True):
         undeclared = False
-        if observe and tracker.declared(name) is None:
+        if observe(name) and tracker.declared(name) is None:
             kinds: set[str] = set()
             max_abs_int = digits = 0
             if not tracker.is_text(name):  # a column of text stays text: no value need be read

@@ -1,23 +1,27 @@
-"""A table the load creates on PostgreSQL, filled directly (no stage, no copy at commit).
+"""The columns a load makes, filled directly (no stage, no copy at commit): a table it creates on
+PostgreSQL, or the columns it adds to an existing table (``on_schema_change="append_new_columns"``,
+:mod:`.drift`).
 
-The table is created at the load's first rows; each batch first gets the table it needs (every
+The table is created at the load's first rows; each batch first gets the columns it needs (every
 column so far, typed as far as the values go: :meth:`.types.TypeTracker.loading`), so a new column
 is added, and a column whose values need a wider type is widened in place
 (:meth:`.postgres.PostgresDialect.retype_column`), never narrowed. At commit, columns loaded as
 text because only their text tells their values apart are cast to their final types. PostgreSQL's
 DDL is transactional: until the commit no other session sees the table, and a rollback (of the
-load, or to a file's savepoint) takes it back.
+load, or to a file's savepoint) takes it back. A database that cannot retype a column
+(:attr:`.generic.Dialect.retypes`) adds it with its final type as far as the values go, and a later
+value that needs a wider one refuses the load.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError
 from airflow_provider_exports.transfers.engine.sql.file_columns import SOURCE_FILE
-from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect, ValueRefused, Written
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
@@ -28,14 +32,15 @@ Shape = tuple[tuple[str, str], ...]
 
 
 def with_shapes(
-    batches: Iterable[Any], seen: list[str], tracker: TypeTracker, d: Dialect
+    batches: Iterable[Any], seen: list[str], tracker: TypeTracker, d: Dialect, existing: Collection[str] = ()
 ) -> Iterator[tuple[Shape, Any]]:
-    """Each batch with the table it needs (``seen``: every column so far, the file's name last),
-    noted as soon as the batch's values have been seen by ``tracker``."""
+    """Each batch with the columns it needs the load to make (``seen``: every column so far but the
+    ``existing`` table's, the file's name last), noted as soon as ``tracker`` has seen its values."""
+    type_of = tracker.loading if d.retypes else tracker.final
     for batch in batches:
-        seen.extend(c for c in batch.columns if c not in seen)
+        seen.extend(c for c in batch.columns if c not in seen and c not in existing)
         seen.sort(key=lambda c: c == SOURCE_FILE)
-        yield tuple((c, d.type_name(tracker.loading(c))) for c in seen), batch
+        yield tuple((c, d.type_name(type_of(c))) for c in seen), batch
 
 
 def write_created(
@@ -45,41 +50,46 @@ def write_created(
     made: dict[str, str],
     *,
     create_table: bool,
+    exists: bool = False,
     cancellation: Cancellation,
     bulk: bool,
 ) -> Written:
-    """Batches into ``table``: the table shaped for each run of batches (``made``: its columns and
-    types so far, updated), then the run written (one ``COPY``)."""
+    """Batches into ``table`` (``exists``: made before this load): the columns shaped for each run
+    of batches (``made``: the columns the load made and their types so far, updated), then the run
+    written (one ``COPY``)."""
     sent = 0
     taken: int | None = 0
     for shape, run in itertools.groupby(shaped, key=lambda pair: pair[0]):
-        shape_table(d, table, made, shape, create_table=create_table)
-        written = d.write_batches(
-            d.qualified(table), (batch for _, batch in run), lambda columns: None, cancellation, bulk=bulk
-        )
+        shape_table(d, table, made, shape, create_table=create_table, exists=exists)
+        try:
+            written = d.write_batches(
+                d.qualified(table), (batch for _, batch in run), lambda columns: None, cancellation, bulk=bulk
+            )
+        except ValueRefused as refused:
+            raise refused.after(sent) from None
         sent += written.sent
         taken = None if taken is None or written.taken is None else taken + written.taken
     return Written(sent, taken)
 
 
-def shape_table(d: Dialect, table: str, made: dict[str, str], shape: Shape, *, create_table: bool) -> None:
-    """Create ``table`` with ``shape``, or add its new columns and widen the others to it."""
-    from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
-
-    qualified = d.qualified(table)
-    if not made:
+def shape_table(
+    d: Dialect, table: str, made: dict[str, str], shape: Shape, *, create_table: bool, exists: bool = False
+) -> None:
+    """Create ``table`` with ``shape`` (unless it ``exists``), or add its new columns and widen the
+    others to it."""
+    if not made and not exists:
         if not create_table:
             raise ExportConfigError("table", f"{table} does not exist and create_table is False")
+        qualified = d.qualified(table)
         d.execute(f"CREATE TABLE {qualified} ({', '.join(f'{d.quote(c)} {t}' for c, t in shape)})").close()
-    added = [f"ADD COLUMN {d.quote(c)} {t}" for c, t in shape if c not in made]
-    if made and added:
-        if SOURCE_FILE in made:  # the file's name stays the last column: moved after the new ones
-            _add_before_source_file(d, qualified, added)
+    added = [(c, t) for c, t in shape if c not in made]
+    if added and (made or exists):
+        if SOURCE_FILE in made:  # the file's name stays the last column of a table the load created
+            _add_before_source_file(d, d.qualified(table), [f"ADD COLUMN {d.quote(c)} {t}" for c, t in added])
         else:
-            d.execute(f"ALTER TABLE {qualified} {', '.join(added)}").close()
+            d.add_columns(table, added)
     for column, sql_type in shape:
         if column in made and made[column] != sql_type:
-            assert isinstance(d, PostgresDialect)
             d.retype_column(table, column, made[column], sql_type)
     made.update(shape)
 

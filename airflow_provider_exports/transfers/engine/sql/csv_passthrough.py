@@ -28,6 +28,7 @@ byte-by-byte work is only for the first record and around a ``\\.``.
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,14 @@ _MARKER = b"\\."
 _QUOTED_MARKER = b'"\\."'
 
 
+class Unread:
+    """A file the pass-through did not load (its columns need their values read): its bytes, gzip
+    undone, for the sink's reader."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+
+
 def copy_csv_file(
     dialect: PostgresDialect,
     table: str,
@@ -61,13 +70,14 @@ def copy_csv_file(
     header: bool,
     columns: Sequence[str] | None,
     constants: Mapping[str, Any],
-    check_columns: Callable[[Sequence[str]], None],
+    check_columns: Callable[[Sequence[str]], bool],
     cancellation: Cancellation,
-) -> Written:
+) -> Written | Unread:
     """The CSV file ``name`` (gzip undone) into ``table`` through ``COPY``: the rows it read, and
     those the database says it took. ``columns`` name the fields (else the header row does);
     ``constants`` are columns with one value for every row (``None``: NULL); ``check_columns``
-    refuses the file's names, before any row goes."""
+    refuses the file's names before any row goes, or says (``False``) that the file must be read
+    instead: it is then returned :class:`Unread`."""
     records = CsvRecords()
     data = _without_bom(iter(maybe_gunzip(chunks, name=name)))
     head, ended = _read_head(name, records, data, header)
@@ -76,7 +86,8 @@ def copy_csv_file(
     names = columns or (header_names(name, head, delimiter) if header else None)
     if names is None:
         raise ExportConfigError("csv_columns", "a CSV file without a header row needs its column names")
-    check_columns(names)
+    if not check_columns(names):
+        return Unread(itertools.chain([head], data))
     if constants:
         records.suffix = b"".join(
             delimiter.encode() + (b"" if v is None else _QUOTE + str(v).encode().replace(_QUOTE, b'""') + _QUOTE)
@@ -107,7 +118,13 @@ def copy_csv_file(
     cur = dialect.conn.cursor()
     try:
         sql = f"COPY {dialect.qualified(table)} ({every}) FROM STDIN WITH ({', '.join(options)})"
-        dialect.copy_in(cur, sql, stream())
+        try:
+            dialect.copy_in(cur, sql, stream())
+        except Exception as exc:
+            refused = dialect.refused_value(exc)
+            if refused is None:
+                raise
+            raise refused.after(-1 if header else 0) from None  # COPY's line 1 is the header
         taken = dialect.rows_written(cur)
     finally:
         cur.close()

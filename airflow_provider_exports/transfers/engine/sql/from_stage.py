@@ -67,6 +67,14 @@ def create_table(d: Dialect, table: str, tracker: TypeTracker, columns: Sequence
     return types
 
 
+def add_columns(d: Dialect, table: str, tracker: TypeTracker, columns: Sequence[str]) -> dict[str, str]:
+    """Add ``columns`` (staged, not in the existing ``table``) with the load's final types, as
+    :func:`create_table` would type them (at commit: ``on_schema_change="append_new_columns"``)."""
+    types = {c: d.type_name(tracker.final(c)) for c in columns}
+    d.add_columns(table, list(types.items()))
+    return types
+
+
 def cast_list(d: Dialect, tracker: TypeTracker, types: Mapping[str, str]) -> str:
     """The staged columns, cast to their final ``types`` (declared ones are staged typed)."""
     return ", ".join(
@@ -83,12 +91,14 @@ def merge(
     tracker: TypeTracker,
     new_types: Mapping[str, str] | None,
     removed_when: tuple[str, str] | None = None,
+    added_types: Mapping[str, str] | None = None,
 ) -> None:
     """Delete ``table``'s rows whose key is staged, insert the last staged row of each key.
     ``new_types``: the types of the table this load just created (its keys are then compared
     typed), ``None`` for an existing table. ``removed_when`` (a staged column and a value, e.g.
     Sitecore's ``_delta`` = ``removed``): a row marked so only deletes its key's row, and is
-    never inserted; a key with a row not so marked keeps the last of those (added wins)."""
+    never inserted; a key with a row not so marked keeps the last of those (added wins).
+    ``added_types``: the columns this load added to an existing table (staged as text), cast so."""
     absent = [k for k in key_columns if k not in columns]
     if absent:
         raise TransferRefused(f"the export has no key column {', '.join(repr(k) for k in absent)}")
@@ -117,6 +127,8 @@ def merge(
         d.execute(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {d.quote(stage)} s WHERE {match})").close()
     same_key = " AND ".join(f"later.{k} = s.{k}" for k in keys)
     cols = ", ".join(d.quote(c) for c in columns)
+    added = {c: t for c, t in (added_types or {}).items() if tracker.declared(c) is None}
+    values = ", ".join(d.cast(f"s.{d.quote(c)}", added[c]) if c in added else f"s.{d.quote(c)}" for c in columns)
     ordinal = d.quote(ORDINAL)
     kept, later_kept = "", ""
     if removed_when is not None:
@@ -124,7 +136,7 @@ def merge(
         kept = f"(s.{column} IS NULL OR s.{column} <> {value}) AND "
         later_kept = f" AND (later.{column} IS NULL OR later.{column} <> {value})"
     d.execute(
-        f"INSERT INTO {target} ({cols}) SELECT {', '.join(f's.{d.quote(c)}' for c in columns)} "
+        f"INSERT INTO {target} ({cols}) SELECT {values} "
         f"FROM {d.quote(stage)} s WHERE {kept}NOT EXISTS (SELECT 1 FROM {d.quote(stage)} later "
         f"WHERE {same_key} AND later.{ordinal} > s.{ordinal}{later_kept})"
     ).close()

@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from airflow_provider_exports.exceptions import TransferRefused
 from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.sql.arrow_text import CopyBatch
 from airflow_provider_exports.transfers.engine.sql.types import FinalType
@@ -33,6 +34,19 @@ class Written(NamedTuple):
 
     sent: int
     taken: int | None
+
+
+class ValueRefused(Exception):
+    """The database would not take ``value`` into ``column``: at ``row`` (from 1) of the rows one
+    write sent (the sink adds the rows of the file before that write)."""
+
+    def __init__(self, column: str, row: int, value: Any) -> None:
+        super().__init__(f"column {column!r}, row {row}")  # never the value: it is the export's data
+        self.column, self.row, self.value = column, row, value
+
+    def after(self, rows_before: int) -> ValueRefused:
+        """The same refusal, counted from ``rows_before`` rows earlier."""
+        return ValueRefused(self.column, self.row + rows_before, self.value)
 
 
 class Dialect:
@@ -57,6 +71,9 @@ class Dialect:
     stage_options = ""
     #: whether the driver's ``rowcount`` after a write is the rows it wrote (:meth:`rows_written`)
     trusts_rowcount = False
+    #: whether a column's type can change within a load (:meth:`retype_column`); else the columns a
+    #: load makes get their final type from the values so far, and a value that needs a wider one refuses
+    retypes = False
 
     def __init__(self, hook: DbApiHook, conn: Any) -> None:
         self.hook = hook
@@ -178,6 +195,33 @@ class Dialect:
         finally:
             cur.close()
 
+    def column_types(self, table: str) -> dict[str, str]:
+        """``table``'s columns and their types, where the catalog says (generic: not asked)."""
+        return {}
+
+    def add_columns(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
+        """Add nullable ``columns`` (name, type) to ``table``: one ``ALTER TABLE`` each (SQLite's
+        takes one at a time)."""
+        for column, sql_type in columns:
+            self.execute(f"ALTER TABLE {self.qualified(table)} ADD COLUMN {self.quote(column)} {sql_type}").close()
+
+    def retype_column(self, table: str, column: str, old: str, new: str) -> None:
+        """Widen ``column``, made by this load as ``old``, to ``new``: not in a generic database."""
+        raise TransferRefused(
+            f"column {column!r} of {table} was made {old} from its first values, and later values need "
+            f"{new}; {self.name} cannot change a column's type within a load: set column_types="
+            f"{{{column!r}: {new!r}}}"
+        )
+
+    def refused_value(self, exc: BaseException) -> ValueRefused | None:
+        """The value a write failed on, when ``exc`` says which (generic: it cannot tell)."""
+        return None
+
+    def misfit(self, values: Sequence[Any], sql_type: str) -> int | None:
+        """The index of the first of ``values`` that a column of ``sql_type`` would take as another
+        type without an error (generic: not checked; the database refuses, or not)."""
+        return None
+
     def unique_index_sql(self, table: str, columns: Sequence[str]) -> str | None:
         """``CREATE UNIQUE INDEX IF NOT EXISTS`` on ``table``, where the database has it (generic: no)."""
         return None
@@ -241,7 +285,13 @@ class Dialect:
             for (columns, copy_format), run in itertools.groupby(batches, key=lambda b: (list(b.columns), _format(b))):
                 prepare(columns)
                 counted: list[int] = []
-                written = write(cur, table, columns, copy_format, _counted(run, counted, cancellation))
+                try:
+                    written = write(cur, table, columns, copy_format, _counted(run, counted, cancellation))
+                except Exception as exc:
+                    refused = self.refused_value(exc)
+                    if refused is None:
+                        raise
+                    raise refused.after(sent) from None  # PostgreSQL's message would show the value
                 sent += sum(counted)
                 taken = None if taken is None or written is None else taken + written
         finally:

@@ -16,7 +16,9 @@ class LoadState:
     stage_exists: bool = False
     stage_columns: list[str] = field(default_factory=list)  # data columns of the stage
     seen: list[str] = field(default_factory=list)  # data columns the export brought, in order
-    made: dict[str, str] = field(default_factory=dict)  # columns of a table the load created: types
+    #: the columns the load made (those of a table it created, or those it added) and their types
+    made: dict[str, str] = field(default_factory=dict)
+    added: list[str] = field(default_factory=list)  # columns added to an existing table, in order
     rows: int = 0
     ordinal: int = 0
     #: every row in the stage was counted by the database (else the stage is counted at commit)

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.transfers.engine.sql import pg_binary
-from airflow_provider_exports.transfers.engine.sql.generic import Dialect
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect, ValueRefused
 from airflow_provider_exports.transfers.engine.streams import ChunkReader
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 #: the session-local table of a double column's texts as PostgreSQL and as Python write them
 _FLOAT_TEXT = "_exports_float_text"
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+#: where a COPY failed, as PostgreSQL's error context says: ``COPY t, line 3, column age: "abc"``
+_COPY_CONTEXT = re.compile(r'^COPY .*?, line (?P<line>\d+), column (?P<column>.+?)(?:: "(?P<value>.*)")?$', re.M)
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -47,6 +49,7 @@ class PostgresDialect(Dialect):
     numeric_digits = math.inf  # NUMERIC without precision is exact here
     stage_options = " ON COMMIT DROP"
     trusts_rowcount = True  # both drivers count a COPY, an INSERT ... SELECT, an executemany (summed)
+    retypes = True
 
     def prepare(self, lock_timeout: float) -> None:
         self.conn.autocommit = False
@@ -77,6 +80,21 @@ class PostgresDialect(Dialect):
             (self.qualified(table),),
         )
         return dict(rows)
+
+    def add_columns(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
+        if columns:
+            added = ", ".join(f"ADD COLUMN {self.quote(c)} {t}" for c, t in columns)
+            self.execute(f"ALTER TABLE {self.qualified(table)} {added}").close()
+
+    def refused_value(self, exc: BaseException) -> ValueRefused | None:
+        """A data exception (SQLSTATE class 22) in a ``COPY``: its context names the line (the row
+        of that ``COPY``), the column and the value (either driver)."""
+        state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        context = getattr(getattr(exc, "diag", None), "context", None)
+        found = _COPY_CONTEXT.search(context) if str(state).startswith("22") and context else None
+        if found is None:
+            return None
+        return ValueRefused(found["column"], int(found["line"]), found["value"])
 
     def unique_index_sql(self, table: str, columns: Sequence[str]) -> str | None:
         name = self.quote(table.rpartition(".")[2] + "_job_key")

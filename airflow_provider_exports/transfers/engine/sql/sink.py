@@ -37,8 +37,9 @@ from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBat
 from airflow_provider_exports.transfers.engine.sql.arrow_text import (
     CopyBatch,
 )
-from airflow_provider_exports.transfers.engine.sql.csv_passthrough import copy_csv_file
+from airflow_provider_exports.transfers.engine.sql.csv_passthrough import Unread, copy_csv_file
 from airflow_provider_exports.transfers.engine.sql.dialects import dialect_for, resolve_db_hook
+from airflow_provider_exports.transfers.engine.sql.drift import SchemaDrift, value_kind
 from airflow_provider_exports.transfers.engine.sql.file_columns import (
     SOURCE_FILE,
     check_constant_names,
@@ -47,19 +48,20 @@ from airflow_provider_exports.transfers.engine.sql.file_columns import (
 from airflow_provider_exports.transfers.engine.sql.from_stage import (
     ORDINAL,
     STAGE,
+    add_columns,
     cast_list,
     create_table,
     merge,
     prepare_stage,
 )
-from airflow_provider_exports.transfers.engine.sql.generic import Dialect, Written
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect, ValueRefused, Written
 from airflow_provider_exports.transfers.engine.sql.load_state import LoadState
 from airflow_provider_exports.transfers.engine.sql.manifest_table import (
     find_manifest,
     record_manifest,
     set_up_manifest_table,
 )
-from airflow_provider_exports.transfers.engine.sql.modes import Mode, check_load_mode
+from airflow_provider_exports.transfers.engine.sql.modes import Mode, OnSchemaChange, check_load_mode
 from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
 from airflow_provider_exports.transfers.engine.sql.types import TypeTracker
 
@@ -90,8 +92,11 @@ class SqlSink(Sink):
     :param mode: ``append``, ``replace`` or ``merge`` (see docs/engine.md, "Modes").
     :param key_columns: the columns that identify a row, for ``merge``.
     :param create_table: create a missing table from the data's columns.
-    :param column_types: SQL types for a table this run creates, by column; they win over the
-        types read from the data (an existing table keeps its own types).
+    :param on_schema_change: what a field an existing table has no column for does:
+        ``append_new_columns`` (a nullable column typed from its values, added in the load's
+        transaction), ``fail`` or ``ignore`` (its values dropped); see :mod:`.drift`.
+    :param column_types: SQL types for a table this run creates, or columns it adds, by column;
+        they win over the types read from the data (an existing column keeps its own type).
     :param file_format: ``jsonl``, ``csv`` or ``parquet``; by default from each file's name.
     :param csv_delimiter: the CSV field separator (Sitecore allows ``,`` and ``|``).
     :param csv_header: whether CSV files start with a header row.
@@ -131,6 +136,7 @@ class SqlSink(Sink):
         mode: Mode = "append",
         key_columns: Sequence[str] = (),
         create_table: bool = True,
+        on_schema_change: OnSchemaChange = "append_new_columns",
         column_types: Mapping[str, str] | None = None,
         file_format: str | None = None,
         csv_delimiter: str = ",",
@@ -163,6 +169,8 @@ class SqlSink(Sink):
         self.mode = mode
         self.key_columns = list(key_columns)
         self.create_table = create_table
+        self.on_schema_change = on_schema_change
+        self._drift = SchemaDrift(table, on_schema_change)
         self.column_types = dict(column_types or {})
         self.file_format = file_format
         self.csv_delimiter = csv_delimiter
@@ -182,7 +190,8 @@ class SqlSink(Sink):
         self._db: Dialect | None = None
         self._ctx: TransferContext | None = None
         self._target: list[str] | None = None  # the table's columns when it existed at begin
-        self._target_types: dict[str, str] | None = None  # and their types, once a binary COPY asks
+        self._target_types: dict[str, str] = {}  # and their types, where the catalog says
+        self._columns_added: list[str] = []  # by this load (on_schema_change), once committed
         self._not_binary: set[Any] = set()  # (SQL types, Arrow types, staged) of batches sent as text
         self._without_source_file_said = False
         self._had_manifest = False
@@ -203,7 +212,8 @@ class SqlSink(Sink):
         conn_id = self.conn_id
         if conn_id is None and self._hook is not None:
             conn_id = getattr(self._hook, self._hook.conn_name_attr, None)
-        return {"kind": "sql", "conn_id": conn_id, "table": self.table, "mode": self.mode}
+        added = {"columns_added": list(self._columns_added)} if self._columns_added else {}
+        return {"kind": "sql", "conn_id": conn_id, "table": self.table, "mode": self.mode, **added}
 
     def manifest_location(self) -> str:
         return self.manifest_table
@@ -235,12 +245,15 @@ class SqlSink(Sink):
         self._ctx = ctx
         self._db = dialect_for(self.hook, self.hook.get_conn())
         self._emptied, self._savepoint, self._without_source_file_said = False, None, False
-        self._target_types = None
+        self._columns_added = []
         self._state = LoadState(TypeTracker(self.column_types))
         try:
             self._dialect.prepare(self.lock_timeout)
             existing = self._lock_and_find(ctx)
             self._target = self._dialect.table_columns(self.table)
+            self._target_types = {} if self._target is None else self._dialect.column_types(self.table)
+            marker = self.removed_when[0] if self.removed_when else None
+            self._drift.start(self._target, marker if marker not in (self._target or ()) else None)
             self._check_target()
         except BaseException:
             self.abort()
@@ -274,8 +287,23 @@ class SqlSink(Sink):
         fmt = detect_format(source.name, self.file_format)
         constants = self._constants(source)
         bulk = self.use_copy is not False and self.batch_transform is None
+        try:
+            written = self._write_file(source, chunks, fmt, constants, bulk)
+        except ValueRefused as refused:
+            raise self._refused(source.name, refused) from None
+        self._check_taken(source.name, written.sent, written.taken)
+        self._state.confirmed = self._state.confirmed and written.taken is not None
+        self._state.rows += written.sent
+        log.debug("%s: %d rows for %s", source.name, written.sent, self.table)
+        return StoredFile(location=self.table, rows=written.sent)
+
+    def _write_file(
+        self, source: SourceFile, chunks: Iterator[bytes], fmt: str, constants: Mapping[str, Any], bulk: bool
+    ) -> Written:
+        """The file's rows: CSV into an existing PostgreSQL table as its bytes came, else read."""
+        d, cancellation = self._dialect, self._cancellation
         if self._direct and fmt == "csv" and bulk and isinstance(d, PostgresDialect):
-            written = copy_csv_file(
+            passed = copy_csv_file(
                 d,
                 self.table,
                 source.name,
@@ -284,17 +312,23 @@ class SqlSink(Sink):
                 header=self.csv_header,
                 columns=self.csv_columns,
                 constants=constants,
-                check_columns=lambda names: self._check_file_columns(source.name, names, constants),
+                check_columns=lambda names: self._passes_through(source.name, names, constants),
                 cancellation=cancellation,
             )
-        else:
-            columnar = bulk and d.columnar and _has_pyarrow()
-            written = self._write_batches(source, chunks, fmt, constants, columnar=columnar)
-        self._check_taken(source.name, written.sent, written.taken)
-        self._state.confirmed = self._state.confirmed and written.taken is not None
-        self._state.rows += written.sent
-        log.debug("%s: %d rows for %s", source.name, written.sent, self.table)
-        return StoredFile(location=self.table, rows=written.sent)
+            if not isinstance(passed, Unread):
+                return passed
+            chunks = passed.chunks  # a field the table lacks: its values are read (and typed)
+        columnar = bulk and d.columnar and _has_pyarrow()
+        return self._write_batches(source, chunks, fmt, constants, columnar=columnar)
+
+    def _refused(self, file: str, refused: ValueRefused) -> TransferRefused:
+        column = refused.column
+        sql_type = self._target_types.get(column) or self._state.made.get(column) or "of its own type"
+        return TransferRefused(
+            f"{file}, row {refused.row:,}: column {column!r} of {self.table} is {sql_type}, and the "
+            f"value there is {value_kind(refused.value)}, which it cannot hold; nothing of the load "
+            "is committed (a value is never cast to fit: change the column's type, or the export)"
+        )
 
     def _constants(self, source: SourceFile) -> dict[str, Any]:
         """The columns every row of ``source`` gets: its attributes, then its name (when the table
@@ -357,18 +391,25 @@ class SqlSink(Sink):
             target, prepare = d.quote(STAGE), self._prepare_stage
         shaped = self._shaped(batches, source, from_text=fmt == "csv")
         state = self._state
+        # the columns the load makes (a new table's, or those it adds) are shaped batch by batch
+        makes = self._creating or (self._direct and self._drift.appends)
         items: Iterator[Any] = (
-            created_table.with_shapes(shaped, state.seen, state.tracker, d) if self._creating else shaped
+            created_table.with_shapes(
+                shaped, state.seen if self._creating else state.added, state.tracker, d, self._target or ()
+            )
+            if makes
+            else shaped
         )
         # pyarrow blocks: the next one is parsed while this one loads
         with read_ahead(items, cancellation) if columnar else contextlib.nullcontext(items) as ahead:
-            if self._creating:
+            if makes:
                 return created_table.write_created(
                     d,
                     self.table,
                     ahead,
                     state.made,
                     create_table=self.create_table,
+                    exists=self._target is not None,
                     cancellation=cancellation,
                     bulk=self.use_copy is not False,
                 )
@@ -398,6 +439,9 @@ class SqlSink(Sink):
         if self._direct:
             if self.mode == "replace" and not self._emptied:
                 d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
+            if state.made and d.retypes:
+                created_table.settle_types(d, self.table, state.made, state.tracker)
+            self._columns_added = self._columns_added or list(state.made)  # (or added by gather)
         elif self._creating:
             created_table.settle_types(d, self.table, state.made, state.tracker)
         elif state.stage_exists:
@@ -406,7 +450,8 @@ class SqlSink(Sink):
             if self.mode == "merge":
                 if not state.confirmed:
                     self._check_taken(f"the stage of {self.table}", state.rows, None, d.quote(STAGE))
-                merge(d, self.table, self.key_columns, loaded, state.tracker, types, self.removed_when)
+                added = self._add_columns(loaded)
+                merge(d, self.table, self.key_columns, loaded, state.tracker, types, self.removed_when, added)
             else:
                 assert types is not None
                 cols = ", ".join(d.quote(c) for c in state.seen)
@@ -417,6 +462,8 @@ class SqlSink(Sink):
                     f"SELECT {cast_list(d, state.tracker, types)} FROM {d.quote(STAGE)}",
                     d.qualified(self.table),
                 )
+        if self._columns_added:  # the manifest row says which columns this load added
+            manifest = {**manifest, "destination": {**manifest["destination"], "columns_added": self._columns_added}}
         job = (self.table, manifest["vendor"], manifest["export_ref"], manifest["job_ref"])
         # or the manifest of a concurrent run of the same job that committed first
         winner = record_manifest(d, self.manifest_table, job, manifest, replace=self._had_manifest)
@@ -484,21 +531,24 @@ class SqlSink(Sink):
 
     def _removal_only(self, column: str) -> bool:
         """Whether ``column`` only marks the rows ``merge`` removes (not loaded into the table)."""
-        return self.removed_when is not None and column == self.removed_when[0] and column not in (self._target or ())
+        return column == self._drift.marker
 
     def _check_columns(self, columns: Sequence[str]) -> None:
-        assert self._target is not None
-        missing = [c for c in columns if c not in self._target and c != ORDINAL and not self._removal_only(c)]
-        if missing:
-            raise TransferRefused(
-                f"{self.table} has no column {', '.join(repr(c) for c in missing)}; add it to the table "
-                "(a load never alters an existing table)"
-            )
+        self._drift.check(columns)
 
-    def _check_file_columns(self, file: str, columns: Sequence[str], constants: Mapping[str, Any]) -> None:
-        """A file's own ``columns`` and the ``constants`` the load adds, all into the existing table."""
+    def _passes_through(self, file: str, columns: Sequence[str], constants: Mapping[str, Any]) -> bool:
+        """Whether a CSV file's bytes may go as they are into the existing table: its own
+        ``columns`` and the ``constants`` the load adds are all the table's (else its values are read)."""
         check_constant_names(file, columns, list(constants))
-        self._check_columns([*columns, *constants])
+        every = [*columns, *constants]
+        self._drift.check(every)
+        return not self._drift.new(every)
+
+    def _add_columns(self, loaded: Sequence[str]) -> dict[str, str]:
+        """At commit, the ``loaded`` columns the existing table lacks, added (staged: typed now)."""
+        new = self._drift.new(loaded) if self._drift.appends else []
+        self._columns_added = list(new)
+        return add_columns(self._dialect, self.table, self._state.tracker, new) if new else {}
 
     def _prepare_stage(self, columns: Sequence[str]) -> None:
         if self._target is not None:
@@ -517,9 +567,14 @@ class SqlSink(Sink):
         self, batches: Iterable[Any], source: SourceFile, *, from_text: bool
     ) -> Iterator[Batch | CopyBatch]:
         """The batches as the table or the stage takes them, after noting the types they declare (a
-        conflict between files refuses): undeclared values of a new table typed and as text, for
-        merge each row numbered in export order, and pyarrow blocks as ``COPY`` CSV."""
-        for batch in batches:
+        conflict between files refuses): the fields ``on_schema_change="ignore"`` drops dropped;
+        undeclared values of the columns the load makes typed (and as text, unless they go straight
+        into a table that cannot retype: their own types bind); values an existing column would
+        not hold as they are refused (:meth:`.generic.Dialect.misfit`); for merge each row numbered
+        in export order; pyarrow blocks as ``COPY`` CSV."""
+        d, rows_before = self._dialect, 0
+        as_text = not (self._direct and not d.retypes)
+        for batch in map(self._drift.kept, batches):
             state = self._state  # read per batch: a discarded file restores an earlier state
             if ORDINAL in batch.columns:
                 raise TransferRefused(f"{source.name} has a column {ORDINAL!r}, a name the loader needs")
@@ -532,16 +587,19 @@ class SqlSink(Sink):
                 yield self._shaped_arrow(batch, source)
                 continue
             columns, rows = list(batch.columns), batch.rows
-            if self._target is None and rows:
+            if rows and (self._target is None or self._target_types or self._drift.appends):
                 by_column: list[Sequence[Any]] = list(zip(*rows, strict=True))
                 changed = False
                 for i, name in enumerate(columns):
-                    if state.tracker.declared(name) is None:
+                    if name in self._target_types and (at := d.misfit(by_column[i], self._target_types[name])) is not None:
+                        raise ValueRefused(name, rows_before + at + 1, by_column[i][at])
+                    if self._observes(name) and state.tracker.declared(name) is None:
                         text = state.tracker.observe(name, by_column[i], source.name, from_text=from_text)
-                        changed = changed or text is not by_column[i]
-                        by_column[i] = text
+                        changed = changed or (as_text and text is not by_column[i])
+                        by_column[i] = text if as_text else by_column[i]
                 if changed:
                     rows = list(zip(*by_column, strict=True))
+            rows_before += len(rows)
             if self.mode == "merge":
                 start = state.ordinal
                 rows = [(*row, n) for n, row in enumerate(rows, start)]
@@ -558,7 +616,7 @@ class SqlSink(Sink):
             batch,
             state.tracker,
             source.name,
-            observe=self._target is None,
+            observe=self._observes,
             binary_types=self._binary_types,
             not_binary=self._not_binary,
             ordinal=state.ordinal if merge else None,
@@ -566,6 +624,11 @@ class SqlSink(Sink):
         if merge:
             state.ordinal += shaped.num_rows
         return shaped
+
+    def _observes(self, column: str) -> bool:
+        """Whether ``column``'s values vote on its type: the load makes it (a new table's, or one
+        it adds to an existing table)."""
+        return self._target is None or (self._drift.appends and column not in self._target)
 
     def _settled(self) -> set[str]:
         """The columns whose type no value can change any more: declared, or ``TEXT``."""
@@ -579,11 +642,8 @@ class SqlSink(Sink):
         if not (self._direct or self._creating) or not _has_module("pgpq"):
             return None
         if self._direct:
-            if self._target_types is None:
-                assert isinstance(self._dialect, PostgresDialect)
-                self._target_types = self._dialect.column_types(self.table)
             if not all(c in self._target_types for c in columns):
-                return None  # the load refuses the column, with its name, before it writes
+                return None  # a column the load adds: its values go as text
             return [self._target_types[c] for c in columns]
         type_of = self._dialect.type_name
         return [type_of(self._state.tracker.loading(c)) for c in columns]

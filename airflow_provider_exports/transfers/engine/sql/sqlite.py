@@ -8,6 +8,7 @@ decimals go in as ISO/decimal text, integers beyond int64 as text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
 
 _NATIVE = frozenset({str, float, bytes, bool})
+#: text SQLite stores in a numeric column as the very number it reads (no zeros, signs or spaces lost)
+_INTEGER_TEXT = re.compile(r"0|-?[1-9][0-9]*")
+_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 
 
 class SqliteDialect(Dialect):
@@ -57,6 +61,28 @@ class SqliteDialect(Dialect):
         rows = self.query(f"PRAGMA {pragma}({self.quote(name)})")
         return [r[1] for r in rows] or None
 
+    def column_types(self, table: str) -> dict[str, str]:
+        schema, _, name = table.rpartition(".")
+        pragma = f"{self.quote(schema)}.table_info" if schema else "table_info"
+        return {r[1]: r[2] for r in self.query(f"PRAGMA {pragma}({self.quote(name)})")}
+
+    def misfit(self, values: Sequence[Any], sql_type: str) -> int | None:
+        """SQLite keeps a value its numeric column cannot read as text beside the numbers, and reads
+        ``007`` as 7, without an error: for a column whose type names a number (SQLite's INTEGER and
+        REAL affinities, and NUMERIC or DECIMAL), the first value that is not a number or the exact
+        text of one. Dates, booleans and text columns take what they are given."""
+        upper = sql_type.upper()
+        if "INT" in upper:
+            fits = _fits_integer
+        elif any(word in upper for word in ("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL")):
+            fits = _fits_number
+        else:
+            return None
+        kinds = set(map(type, values))
+        if kinds <= {int, bool, type(None)} or (fits is _fits_number and kinds <= {int, float, bool, type(None)}):
+            return None
+        return next((i for i, v in enumerate(values) if not fits(v)), None)
+
     def unique_index_sql(self, table: str, columns: Sequence[str]) -> str | None:
         schema, _, name = table.rpartition(".")  # SQLite names the schema on the index, not the table
         index = (f"{self.quote(schema)}." if schema else "") + self.quote(name + "_job_key")
@@ -80,6 +106,18 @@ class SqliteDialect(Dialect):
             columns[i] = tuple(map(_bindable_value, col))
             changed = True
         return list(zip(*columns, strict=True)) if changed else rows
+
+
+def _fits_integer(v: Any) -> bool:
+    if v is None or type(v) in (int, bool):
+        return True
+    return type(v) is str and _INTEGER_TEXT.fullmatch(v) is not None
+
+
+def _fits_number(v: Any) -> bool:
+    if v is None or type(v) in (int, float, bool):
+        return True
+    return type(v) is str and _NUMBER_TEXT.fullmatch(v) is not None
 
 
 def _bindable_value(v: Any) -> Any:

@@ -186,6 +186,7 @@ class SqlStagingSink(SqlSink):
             "key_columns": list(self.key_columns),
             "removed_when": list(self.removed_when) if self.removed_when else None,
             "create_table": self.create_table,
+            "on_schema_change": self.on_schema_change,
             "allow_empty": self.allow_empty,
             "manifest_table": self.manifest_table,
             "lock_timeout": self.lock_timeout,
@@ -239,14 +240,20 @@ class SqlStagedCommit(SqlSink):
             self._emptied = True
         if not staged:
             return
-        if not self._direct:
-            self._prepare_stage(list(dict.fromkeys(c for g in groups for c in g["columns"])))
+        every = self._drift.loadable(list(dict.fromkeys(c for g in groups for c in g["columns"])))
+        added: dict[str, str] = {}
+        if self._direct:
+            self._check_columns(every)
+            added = self._add_columns(every)
+        else:
+            self._prepare_stage(every)
         # the table exists, append or replace: straight from the staging tables; else into the stage
         target = d.qualified(self.table) if self._direct else d.quote(STAGE)
         offset = 0
         for g in staged:
-            into = [d.quote(c) for c in g["columns"]]
-            select = list(into)
+            columns = [c for c in g["columns"] if c in every]
+            into = [d.quote(c) for c in columns]
+            select = [d.cast(d.quote(c), added[c]) if c in added and not tracker.declared(c) else d.quote(c) for c in columns]
             if self.mode == "merge":  # export order across groups: group, then row
                 into.append(d.quote(ORDINAL))
                 select.append(f"{d.quote(ORDINAL)} + {offset}")

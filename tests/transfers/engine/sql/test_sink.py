@@ -149,14 +149,14 @@ def test_rerun_of_the_same_job_skips_and_overwrite_replaces_its_manifest_row(tmp
     assert json.loads(manifest)["run_id"] == forced.run_id
 
 
-def test_existing_table_without_a_column_fails_clearly(tmp_path, warehouse):
+def test_existing_table_without_a_column_fails_clearly_when_told_to(tmp_path, warehouse):
     path = jsonl_gz(tmp_path / "x.jsonl.gz", [{"id": 1, "surprise": 2}])
     with sqlite3.connect(warehouse) as conn:
         conn.execute("CREATE TABLE fixed (id BIGINT)")
 
     for mode in ("append", "replace", "merge"):
-        sink = SqlSink("fixed", conn_id="warehouse", mode=mode, key_columns=["id"])  # type: ignore[arg-type]
-        with pytest.raises(TransferRefused, match="no column 'surprise'"):
+        sink = SqlSink("fixed", conn_id="warehouse", mode=mode, key_columns=["id"], on_schema_change="fail")  # type: ignore[arg-type]
+        with pytest.raises(TransferRefused, match="no column 'surprise' and on_schema_change is 'fail'"):
             load([file_source(path)], sink)
 
 
