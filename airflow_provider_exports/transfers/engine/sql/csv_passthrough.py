@@ -121,7 +121,7 @@ def copy_csv_file(
         try:
             dialect.copy_in(cur, sql, stream())
         except Exception as exc:
-            refused = dialect.refused_value(exc)
+            refused = dialect.refused_value(exc, names)
             if refused is None:
                 raise
             raise refused.after(-1 if header else 0) from None  # COPY's line 1 is the header

@@ -75,11 +75,14 @@ def add_columns(d: Dialect, table: str, tracker: TypeTracker, columns: Sequence[
     return types
 
 
-def cast_list(d: Dialect, tracker: TypeTracker, types: Mapping[str, str]) -> str:
-    """The staged columns, cast to their final ``types`` (declared ones are staged typed)."""
+def cast_list(
+    d: Dialect, tracker: TypeTracker, types: Mapping[str, str], columns: Sequence[str] | None = None
+) -> str:
+    """The staged ``columns`` (by default those of ``types``), those in ``types`` cast to their final
+    type (declared ones are staged typed; an existing table's columns are staged as it types them)."""
     return ", ".join(
-        d.quote(c) if tracker.declared(c) is not None else f"{d.cast(d.quote(c), t)} AS {d.quote(c)}"
-        for c, t in types.items()
+        f"{d.cast(d.quote(c), types[c])} AS {d.quote(c)}" if c in types and tracker.declared(c) is None else d.quote(c)
+        for c in (types if columns is None else columns)
     )
 
 

@@ -38,15 +38,15 @@ class Written(NamedTuple):
 
 class ValueRefused(Exception):
     """The database would not take ``value`` into ``column``: at ``row`` (from 1) of the rows one
-    write sent (the sink adds the rows of the file before that write)."""
+    write sent (the sink adds the rows of the file before that write; ``None``: not known)."""
 
-    def __init__(self, column: str, row: int, value: Any) -> None:
+    def __init__(self, column: str, row: int | None, value: Any) -> None:
         super().__init__(f"column {column!r}, row {row}")  # never the value: it is the export's data
         self.column, self.row, self.value = column, row, value
 
     def after(self, rows_before: int) -> ValueRefused:
         """The same refusal, counted from ``rows_before`` rows earlier."""
-        return ValueRefused(self.column, self.row + rows_before, self.value)
+        return ValueRefused(self.column, None if self.row is None else self.row + rows_before, self.value)
 
 
 class Dialect:
@@ -74,6 +74,9 @@ class Dialect:
     #: whether a column's type can change within a load (:meth:`retype_column`); else the columns a
     #: load makes get their final type from the values so far, and a value that needs a wider one refuses
     retypes = False
+    #: whether DDL (``ALTER TABLE``) is part of the transaction (not in MySQL, where it commits):
+    #: else a load that may add columns stages its rows, and adds them at commit, before any write
+    transactional_ddl = False
 
     def __init__(self, hook: DbApiHook, conn: Any) -> None:
         self.hook = hook
@@ -206,15 +209,22 @@ class Dialect:
             self.execute(f"ALTER TABLE {self.qualified(table)} ADD COLUMN {self.quote(column)} {sql_type}").close()
 
     def retype_column(self, table: str, column: str, old: str, new: str) -> None:
-        """Widen ``column``, made by this load as ``old``, to ``new``: not in a generic database."""
+        """Widen ``column``, made by this load as ``old``, to ``new``: only while it holds no value
+        (made again; its first values were all NULL), else refused: no ``ALTER COLUMN ... TYPE`` here."""
+        qualified, col = self.qualified(table), self.quote(column)
+        ((values,),) = self.query(f"SELECT count({col}) FROM {qualified}")
+        if not values:
+            self.execute(f"ALTER TABLE {qualified} DROP COLUMN {col}").close()
+            self.add_columns(table, [(column, new)])
+            return
         raise TransferRefused(
             f"column {column!r} of {table} was made {old} from its first values, and later values need "
             f"{new}; {self.name} cannot change a column's type within a load: set column_types="
             f"{{{column!r}: {new!r}}}"
         )
 
-    def refused_value(self, exc: BaseException) -> ValueRefused | None:
-        """The value a write failed on, when ``exc`` says which (generic: it cannot tell)."""
+    def refused_value(self, exc: BaseException, columns: Sequence[str]) -> ValueRefused | None:
+        """The value a write of ``columns`` failed on, when ``exc`` says which (generic: it cannot tell)."""
         return None
 
     def misfit(self, values: Sequence[Any], sql_type: str) -> int | None:
@@ -288,7 +298,7 @@ class Dialect:
                 try:
                     written = write(cur, table, columns, copy_format, _counted(run, counted, cancellation))
                 except Exception as exc:
-                    refused = self.refused_value(exc)
+                    refused = self.refused_value(exc, columns)
                     if refused is None:
                         raise
                     raise refused.after(sent) from None  # PostgreSQL's message would show the value

@@ -34,6 +34,8 @@ _FLOAT_TEXT = "_exports_float_text"
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 #: where a COPY failed, as PostgreSQL's error context says: ``COPY t, line 3, column age: "abc"``
 _COPY_CONTEXT = re.compile(r'^COPY .*?, line (?P<line>\d+), column (?P<column>.+?)(?:: "(?P<value>.*)")?$', re.M)
+_PARAMETER_CONTEXT = re.compile(r"portal parameter \$(\d+)")
+_QUOTED_VALUE = re.compile(r': "(.*)"$', re.S)
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -50,6 +52,7 @@ class PostgresDialect(Dialect):
     stage_options = " ON COMMIT DROP"
     trusts_rowcount = True  # both drivers count a COPY, an INSERT ... SELECT, an executemany (summed)
     retypes = True
+    transactional_ddl = True
 
     def prepare(self, lock_timeout: float) -> None:
         self.conn.autocommit = False
@@ -86,15 +89,21 @@ class PostgresDialect(Dialect):
             added = ", ".join(f"ADD COLUMN {self.quote(c)} {t}" for c, t in columns)
             self.execute(f"ALTER TABLE {self.qualified(table)} {added}").close()
 
-    def refused_value(self, exc: BaseException) -> ValueRefused | None:
-        """A data exception (SQLSTATE class 22) in a ``COPY``: its context names the line (the row
-        of that ``COPY``), the column and the value (either driver)."""
+    def refused_value(self, exc: BaseException, columns: Sequence[str]) -> ValueRefused | None:
+        """A data exception (SQLSTATE class 22): in a ``COPY``, its context names the line (the row
+        of that ``COPY``), the column and the value; in an ``INSERT`` (``use_copy=False``), the
+        parameter, so the column, but no row (either driver)."""
         state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-        context = getattr(getattr(exc, "diag", None), "context", None)
-        found = _COPY_CONTEXT.search(context) if str(state).startswith("22") and context else None
-        if found is None:
+        context = getattr(getattr(exc, "diag", None), "context", None) or ""
+        if not str(state).startswith("22"):
             return None
-        return ValueRefused(found["column"], int(found["line"]), found["value"])
+        if found := _COPY_CONTEXT.search(context):
+            return ValueRefused(found["column"], int(found["line"]), found["value"])
+        parameter = _PARAMETER_CONTEXT.search(context)
+        if parameter and 0 < int(parameter[1]) <= len(columns):
+            value = _QUOTED_VALUE.search(getattr(getattr(exc, "diag", None), "message_primary", None) or "")
+            return ValueRefused(columns[int(parameter[1]) - 1], None, value[1] if value else "")
+        return None
 
     def unique_index_sql(self, table: str, columns: Sequence[str]) -> str | None:
         name = self.quote(table.rpartition(".")[2] + "_job_key")

@@ -226,8 +226,13 @@ class SqlSink(Sink):
 
     @property
     def _direct(self) -> bool:
-        """Rows go straight into the table (it exists, and the mode is not merge)."""
-        return self._target is not None and self.mode != "merge"
+        """Rows go straight into the table: it exists, the mode is not merge, and a column the load
+        adds is added in its transaction (else the rows are staged, and columns added at commit)."""
+        return (
+            self._target is not None
+            and self.mode != "merge"
+            and (self._dialect.transactional_ddl or not self._drift.appends)
+        )
 
     @property
     def _creating(self) -> bool:
@@ -324,8 +329,9 @@ class SqlSink(Sink):
     def _refused(self, file: str, refused: ValueRefused) -> TransferRefused:
         column = refused.column
         sql_type = self._target_types.get(column) or self._state.made.get(column) or "of its own type"
+        where = f"{file}, row {refused.row:,}" if refused.row is not None else f"{file} (a row of it)"
         return TransferRefused(
-            f"{file}, row {refused.row:,}: column {column!r} of {self.table} is {sql_type}, and the "
+            f"{where}: column {column!r} of {self.table} is {sql_type}, and the "
             f"value there is {value_kind(refused.value)}, which it cannot hold; nothing of the load "
             "is committed (a value is never cast to fit: change the column's type, or the export)"
         )
@@ -447,21 +453,24 @@ class SqlSink(Sink):
         elif state.stage_exists:
             loaded = [c for c in state.seen if not self._removal_only(c)]
             types = create_table(d, self.table, state.tracker, loaded) if self._target is None else None
+            added = self._add_columns(loaded)  # before a DELETE: DDL may commit (generic)
             if self.mode == "merge":
                 if not state.confirmed:
                     self._check_taken(f"the stage of {self.table}", state.rows, None, d.quote(STAGE))
-                added = self._add_columns(loaded)
                 merge(d, self.table, self.key_columns, loaded, state.tracker, types, self.removed_when, added)
             else:
-                assert types is not None
-                cols = ", ".join(d.quote(c) for c in state.seen)
+                if self.mode == "replace" and types is None:
+                    d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
+                cols = ", ".join(d.quote(c) for c in loaded)
                 self._insert_counted(
                     f"the stage of {self.table}",
                     state.rows,
                     f"INSERT INTO {d.qualified(self.table)} ({cols}) "
-                    f"SELECT {cast_list(d, state.tracker, types)} FROM {d.quote(STAGE)}",
-                    d.qualified(self.table),
+                    f"SELECT {cast_list(d, state.tracker, types or added, loaded)} FROM {d.quote(STAGE)}",
+                    d.qualified(self.table) if types is not None else d.quote(STAGE),
                 )
+        elif self.mode == "replace" and self._target is not None:  # staged, and no row came
+            d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
         if self._columns_added:  # the manifest row says which columns this load added
             manifest = {**manifest, "destination": {**manifest["destination"], "columns_added": self._columns_added}}
         job = (self.table, manifest["vendor"], manifest["export_ref"], manifest["job_ref"])
