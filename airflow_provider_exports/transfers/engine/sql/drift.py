@@ -27,13 +27,25 @@ from typing import Any
 from airflow_provider_exports.exceptions import TransferRefused
 from airflow_provider_exports.transfers.engine.formats import Batch
 from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBatch
+from airflow_provider_exports.transfers.engine.sql.file_columns import check_constant_names
 from airflow_provider_exports.transfers.engine.sql.from_stage import ORDINAL
+from airflow_provider_exports.transfers.engine.sql.generic import ValueRefused
 from airflow_provider_exports.transfers.engine.sql.modes import check_on_schema_change
 
 log = logging.getLogger(__name__)
 
 _INTEGER = re.compile(r"0|-?[1-9][0-9]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+
+
+def refusal(file: str, table: str, sql_type: str | None, refused: ValueRefused) -> TransferRefused:
+    """The error for a value ``table``'s column (of ``sql_type``) cannot hold, at its row of ``file``."""
+    where = f"{file}, row {refused.row:,}" if refused.row is not None else f"{file} (a row of it)"
+    return TransferRefused(
+        f"{where}: column {refused.column!r} of {table} is {sql_type or 'of its own type'}, and the "
+        f"value there is {value_kind(refused.value)}, which it cannot hold; nothing of the load "
+        "is committed (a value is never cast to fit: change the column's type, or the export)"
+    )
 
 
 def value_kind(value: Any) -> str:
@@ -96,6 +108,15 @@ class SchemaDrift:
                 "is 'fail'; add it to the table, or let the load add it (on_schema_change="
                 "'append_new_columns') or drop its values ('ignore')"
             )
+
+    def passes(self, file: str, columns: Sequence[str], constants: Sequence[str]) -> bool:
+        """Whether a CSV file's bytes may go as they are into the existing table: its own
+        ``columns`` and the ``constants`` the load adds are all the table's (else its values are
+        read); refused under ``fail``, or when the file brings a column the load adds itself."""
+        check_constant_names(file, columns, constants)
+        every = [*columns, *constants]
+        self.check(every)
+        return not self.new(every)
 
     def loadable(self, columns: Sequence[str]) -> list[str]:
         """``columns`` without those ``ignore`` drops."""

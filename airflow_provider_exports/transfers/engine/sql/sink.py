@@ -17,16 +17,13 @@ values only their text can tell apart are cast once at commit.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import (
     ExportConfigError,
     TransferError,
-    TransferIntegrityError,
     TransferRefused,
 )
 from airflow_provider_exports.transfers.engine.formats import Batch, detect_format, read_batches
@@ -37,12 +34,12 @@ from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBat
 from airflow_provider_exports.transfers.engine.sql.arrow_text import (
     CopyBatch,
 )
+from airflow_provider_exports.transfers.engine.sql.counting import check_taken, insert_counted
 from airflow_provider_exports.transfers.engine.sql.csv_passthrough import Unread, copy_csv_file
 from airflow_provider_exports.transfers.engine.sql.dialects import dialect_for, resolve_db_hook
-from airflow_provider_exports.transfers.engine.sql.drift import SchemaDrift, value_kind
+from airflow_provider_exports.transfers.engine.sql.drift import SchemaDrift, refusal
 from airflow_provider_exports.transfers.engine.sql.file_columns import (
     SOURCE_FILE,
-    check_constant_names,
     with_constants,
 )
 from airflow_provider_exports.transfers.engine.sql.from_stage import (
@@ -55,7 +52,7 @@ from airflow_provider_exports.transfers.engine.sql.from_stage import (
     prepare_stage,
 )
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect, ValueRefused, Written
-from airflow_provider_exports.transfers.engine.sql.load_state import LoadState
+from airflow_provider_exports.transfers.engine.sql.load_state import FileSavepoint, LoadState
 from airflow_provider_exports.transfers.engine.sql.manifest_table import (
     find_manifest,
     record_manifest,
@@ -72,15 +69,6 @@ if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.sources import SourceFile
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Savepoint:
-    """The savepoint before ``file`` (at most one is open: one name serves every file)."""
-
-    file: str
-    state: LoadState
-    name = "exports_file"
 
 
 class SqlSink(Sink):
@@ -197,7 +185,7 @@ class SqlSink(Sink):
         self._had_manifest = False
         self._emptied = False
         self._state = LoadState(TypeTracker(self.column_types))
-        self._savepoint: _Savepoint | None = None
+        self._savepoint = FileSavepoint()
 
     # -- references --------------------------------------------------------------------------
 
@@ -249,7 +237,7 @@ class SqlSink(Sink):
     def begin(self, ctx: TransferContext) -> Mapping[str, Any] | None:
         self._ctx = ctx
         self._db = dialect_for(self.hook, self.hook.get_conn())
-        self._emptied, self._savepoint, self._without_source_file_said = False, None, False
+        self._emptied, self._savepoint, self._without_source_file_said = False, FileSavepoint(), False
         self._columns_added = []
         self._state = LoadState(TypeTracker(self.column_types))
         try:
@@ -288,15 +276,18 @@ class SqlSink(Sink):
         if self._direct and self.mode == "replace" and not self._emptied:
             d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
             self._emptied = True
-        self._open_savepoint(source)
+        if self._dialect.savepoints:
+            self._savepoint.open(self._dialect, source.name, self._state)
         fmt = detect_format(source.name, self.file_format)
         constants = self._constants(source)
         bulk = self.use_copy is not False and self.batch_transform is None
         try:
             written = self._write_file(source, chunks, fmt, constants, bulk)
         except ValueRefused as refused:
-            raise self._refused(source.name, refused) from None
-        self._check_taken(source.name, written.sent, written.taken)
+            column = refused.column
+            sql_type = self._target_types.get(column) or self._state.made.get(column)
+            raise refusal(source.name, self.table, sql_type, refused) from None
+        check_taken(self._dialect, self.table, source.name, written.sent, written.taken)
         self._state.confirmed = self._state.confirmed and written.taken is not None
         self._state.rows += written.sent
         log.debug("%s: %d rows for %s", source.name, written.sent, self.table)
@@ -317,7 +308,7 @@ class SqlSink(Sink):
                 header=self.csv_header,
                 columns=self.csv_columns,
                 constants=constants,
-                check_columns=lambda names: self._passes_through(source.name, names, constants),
+                check_columns=lambda names: self._drift.passes(source.name, names, list(constants)),
                 cancellation=cancellation,
             )
             if not isinstance(passed, Unread):
@@ -325,16 +316,6 @@ class SqlSink(Sink):
             chunks = passed.chunks  # a field the table lacks: its values are read (and typed)
         columnar = bulk and d.columnar and _has_pyarrow()
         return self._write_batches(source, chunks, fmt, constants, columnar=columnar)
-
-    def _refused(self, file: str, refused: ValueRefused) -> TransferRefused:
-        column = refused.column
-        sql_type = self._target_types.get(column) or self._state.made.get(column) or "of its own type"
-        where = f"{file}, row {refused.row:,}" if refused.row is not None else f"{file} (a row of it)"
-        return TransferRefused(
-            f"{where}: column {column!r} of {self.table} is {sql_type}, and the "
-            f"value there is {value_kind(refused.value)}, which it cannot hold; nothing of the load "
-            "is committed (a value is never cast to fit: change the column's type, or the export)"
-        )
 
     def _constants(self, source: SourceFile) -> dict[str, Any]:
         """The columns every row of ``source`` gets: its attributes, then its name (when the table
@@ -392,7 +373,7 @@ class SqlSink(Sink):
         if constants:
             batches = with_constants(batches, constants, source.name)
         if self._direct:
-            target, prepare = d.qualified(self.table), self._check_columns
+            target, prepare = d.qualified(self.table), self._drift.check
         else:
             target, prepare = d.quote(STAGE), self._prepare_stage
         shaped = self._shaped(batches, source, from_text=fmt == "csv")
@@ -427,16 +408,12 @@ class SqlSink(Sink):
                 f"{source.name} changed at the source; the {self._dialect.name} dialect has no savepoints "
                 "to restart one file, so the load stops and rolls back"
             )
-        point = self._savepoint
-        if point is None or point.file != source.name:
-            raise TransferError(f"{source.name}: no savepoint was taken before it")
-        self._dialect.rollback_to(point.name)
-        self._state, self._savepoint = point.state, None
+        self._state = self._savepoint.restore(self._dialect, source.name)
 
     def commit(self, manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
         d, state = self._dialect, self._state
         self._cancellation.check()
-        self._release_savepoint()
+        self._savepoint.release(self._dialect)
         if self.mode == "replace" and state.rows == 0 and not self.allow_empty:
             raise TransferRefused(
                 f"the export has no rows: mode 'replace' would empty {self.table}, which keeps what it "
@@ -451,18 +428,20 @@ class SqlSink(Sink):
         elif self._creating:
             created_table.settle_types(d, self.table, state.made, state.tracker)
         elif state.stage_exists:
-            loaded = [c for c in state.seen if not self._removal_only(c)]
+            loaded = [c for c in state.seen if c != self._drift.marker]  # not a column: marks removals
             types = create_table(d, self.table, state.tracker, loaded) if self._target is None else None
             added = self._add_columns(loaded)  # before a DELETE: DDL may commit (generic)
             if self.mode == "merge":
                 if not state.confirmed:
-                    self._check_taken(f"the stage of {self.table}", state.rows, None, d.quote(STAGE))
+                    check_taken(d, self.table, f"the stage of {self.table}", state.rows, None, d.quote(STAGE))
                 merge(d, self.table, self.key_columns, loaded, state.tracker, types, self.removed_when, added)
             else:
                 if self.mode == "replace" and types is None:
                     d.execute(f"DELETE FROM {d.qualified(self.table)}").close()
                 cols = ", ".join(d.quote(c) for c in loaded)
-                self._insert_counted(
+                insert_counted(
+                    d,
+                    self.table,
                     f"the stage of {self.table}",
                     state.rows,
                     f"INSERT INTO {d.qualified(self.table)} ({cols}) "
@@ -500,58 +479,7 @@ class SqlSink(Sink):
         assert self._ctx is not None
         return self._ctx.cancellation
 
-    # -- counting rows -----------------------------------------------------------------------------
-
-    def _check_taken(self, what: str, read: int, taken: int | None, counted_in: str | None = None) -> None:
-        """Fail the load, before its commit, unless the database took the ``read`` rows of ``what``
-        (a file, a stage). ``taken`` is the driver's count; where it gives none, ``counted_in`` (SQL
-        naming a table that holds only these rows) is counted instead."""
-        if taken is None and counted_in is not None:
-            ((taken,),) = self._dialect.query(f"SELECT count(*) FROM {counted_in}")
-        if taken is not None and int(taken) != read:
-            raise TransferIntegrityError(
-                f"{what}: {read:,} row(s) read, but the database took {int(taken):,}; the load into "
-                f"{self.table} is rolled back, nothing of it is committed"
-            )
-
-    def _insert_counted(self, what: str, read: int, insert: str, counted_in: str) -> None:
-        """Run ``insert`` (an ``INSERT ... SELECT``), then :meth:`_check_taken`."""
-        cur = self._dialect.execute(insert)
-        try:
-            taken = self._dialect.rows_written(cur)
-        finally:
-            cur.close()
-        self._check_taken(what, read, taken, counted_in)
-
     # -- shaping the stage and the table -----------------------------------------------------------
-
-    def _open_savepoint(self, source: SourceFile) -> None:
-        if not self._dialect.savepoints:
-            return
-        self._release_savepoint()  # the previous file is done: at most one savepoint is open
-        point = _Savepoint(source.name, copy.deepcopy(self._state))
-        self._dialect.savepoint(point.name)
-        self._savepoint = point
-
-    def _release_savepoint(self) -> None:
-        if self._savepoint is not None:
-            self._dialect.release(self._savepoint.name)
-            self._savepoint = None
-
-    def _removal_only(self, column: str) -> bool:
-        """Whether ``column`` only marks the rows ``merge`` removes (not loaded into the table)."""
-        return column == self._drift.marker
-
-    def _check_columns(self, columns: Sequence[str]) -> None:
-        self._drift.check(columns)
-
-    def _passes_through(self, file: str, columns: Sequence[str], constants: Mapping[str, Any]) -> bool:
-        """Whether a CSV file's bytes may go as they are into the existing table: its own
-        ``columns`` and the ``constants`` the load adds are all the table's (else its values are read)."""
-        check_constant_names(file, columns, list(constants))
-        every = [*columns, *constants]
-        self._drift.check(every)
-        return not self._drift.new(every)
 
     def _add_columns(self, loaded: Sequence[str]) -> dict[str, str]:
         """At commit, the ``loaded`` columns the existing table lacks, added (staged: typed now)."""
@@ -561,7 +489,7 @@ class SqlSink(Sink):
 
     def _prepare_stage(self, columns: Sequence[str]) -> None:
         if self._target is not None:
-            self._check_columns(columns)
+            self._drift.check(columns)
         prepare_stage(
             self._dialect,
             self._state,

@@ -31,6 +31,7 @@ from typing import Any
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError
 from airflow_provider_exports.transfers.engine.manifest import check_run_id
 from airflow_provider_exports.transfers.engine.sink import TransferContext
+from airflow_provider_exports.transfers.engine.sql.counting import insert_counted
 from airflow_provider_exports.transfers.engine.sql.dialects import dialect_for
 from airflow_provider_exports.transfers.engine.sql.from_stage import ORDINAL, STAGE
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect
@@ -148,9 +149,11 @@ class SqlStagingSink(SqlSink):
         """Keep the session stage as this group's staging table, and record it in the registry."""
         d, state = self._dialect, self._state
         self._cancellation.check()
-        self._release_savepoint()
+        self._savepoint.release(self._dialect)
         if state.stage_exists:
-            self._insert_counted(
+            insert_counted(
+                d,
+                self.table,
                 f"group {self.group}'s staging table {self.stage_table}",
                 state.rows,
                 f"CREATE TABLE {d.qualified(self.stage_table)} AS SELECT * FROM {d.quote(STAGE)}",
@@ -243,7 +246,7 @@ class SqlStagedCommit(SqlSink):
         every = self._drift.loadable(list(dict.fromkeys(c for g in groups for c in g["columns"])))
         added: dict[str, str] = {}
         if self._direct:
-            self._check_columns(every)
+            self._drift.check(every)
             added = self._add_columns(every)
         else:
             self._prepare_stage(every)
@@ -284,7 +287,9 @@ class SqlStagedCommit(SqlSink):
     def _gather_group(self, group: Mapping[str, Any], insert: str) -> None:
         """``insert`` ... ``FROM`` the group's staging table, which must give the rows it reported."""
         stage = self._dialect.qualified(str(group["stage_table"]))
-        self._insert_counted(
+        insert_counted(
+            self._dialect,
+            self.table,
             f"staging table {group['stage_table']} of group {group['group']}",
             int(group["rows"]),
             f"{insert} FROM {stage}",
