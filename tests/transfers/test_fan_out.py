@@ -103,8 +103,8 @@ def _commit_of_a_dag(**stage_args):
 
 GUESTS = {
     "kind": "sql", "conn_id": "warehouse", "table": "guests", "mode": "merge", "key_columns": ["ref"],
-    "create_table": True, "allow_empty": False, "overwrite": False,
-    "manifest_table": "exports_manifest", "lock_timeout": 600.0,
+    "create_table": True, "on_schema_change": "append_new_columns", "allow_empty": False,
+    "overwrite": False, "manifest_table": "exports_manifest", "lock_timeout": 600.0,
 }
 
 
@@ -114,7 +114,7 @@ def test_the_commit_knows_its_destination_from_the_dag():
         "task_id": "load_files",
         "kind": "sql",
         "args": {k: GUESTS[k] for k in ("conn_id", "table", "mode", "key_columns", "create_table",
-                                         "allow_empty", "overwrite")},
+                                         "on_schema_change", "allow_empty", "overwrite")},
         "removed_when": ["_delta", "removed"],  # Sitecore's delta mark, when a job's files have it
     }
     check_destination(GUESTS, commit.stage_destination)  # what the stage-files task wrote: accepted
@@ -131,7 +131,8 @@ def test_a_removal_mark_changed_in_xcom_is_refused():
 @pytest.mark.parametrize(
     ("key", "planted"),
     [("table", "finance_ledger"), ("mode", "replace"), ("conn_id", "finance"), ("kind", "s3"),
-     ("manifest_table", "finance_ledger"), ("allow_empty", True), ("key_columns", ["id"])],
+     ("manifest_table", "finance_ledger"), ("allow_empty", True), ("key_columns", ["id"]),
+     ("on_schema_change", "ignore")],
 )
 def test_a_destination_changed_in_xcom_is_refused(key, planted):
     commit = _commit_of_a_dag(table="guests", mode="merge", key_columns=["ref"])

@@ -292,3 +292,39 @@ def test_a_table_name_with_a_space_loads_quoted(sandbox, sqlite_warehouse):
     assert summary["rows"] == 300
     with sqlite3.connect(sqlite_warehouse) as conn:
         assert conn.execute('select count(*) from "vip guests"').fetchone()[0] == 300
+
+
+def test_on_schema_change_is_checked_when_the_dag_is_parsed():
+    with pytest.raises(ExportConfigError) as err:
+        SitecoreCDPToSqlOperator(
+            task_id="t", audience_export_ref=EXPORT, conn_id="warehouse", table="t", on_schema_change="evolve"
+        )
+    assert err.value.field == "on_schema_change"
+    assert "append_new_columns, fail, ignore" in str(err.value)
+
+
+@pytest.mark.parametrize("policy", ["append_new_columns", "fail", "ignore"])
+def test_an_attribute_the_table_lacks_follows_on_schema_change(sandbox, sqlite_warehouse, policy):
+    """The table was made before the export gained ``lifetimeValue``: the next job brings it."""
+    sandbox.sitecore.add_export(EXPORT, rows_per_file=400)
+    first, second = sandbox.sitecore.add_job(EXPORT, rows=600), sandbox.sitecore.add_job(EXPORT, rows=900)
+    _load(mode="append", execution_ref=first)
+    with sqlite3.connect(sqlite_warehouse) as conn:
+        conn.execute('ALTER TABLE members DROP COLUMN "lifetimeValue"')
+    if policy == "fail":
+        with pytest.raises(TransferError, match="members has no column 'lifetimeValue'"):
+            _load(mode="append", execution_ref=second, on_schema_change=policy)
+        assert _table(sqlite_warehouse, "select count(*) from members")[1] == [(600,)]
+        return
+
+    summary = _load(mode="append", execution_ref=second, on_schema_change=policy)
+
+    with sqlite3.connect(sqlite_warehouse) as conn:
+        types = {name: kind for _, name, kind, *_ in conn.execute("PRAGMA table_info(members)")}
+        counts = conn.execute('select count(*), count("lifetimeValue") from members').fetchone() if policy != "ignore" else None
+    if policy == "ignore":
+        assert "lifetimeValue" not in types and summary["rows"] == 900
+        return
+    assert types["lifetimeValue"] == "DOUBLE PRECISION"
+    assert counts == (1500, 900)  # the first job's rows have none
+    assert summary["destination"]["columns_added"] == ["lifetimeValue"]
