@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -14,7 +15,7 @@ from airflow_provider_exports.transfers.engine import SqlSink
 from airflow_provider_exports.transfers.engine.sql import sink as sink_mod
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect
 
-from .conftest import ChunksSource, Db, jsonl, load
+from .conftest import WAIT, ChunksSource, Db, jsonl, load, query, wait_until
 from .test_staging import commit, stage
 
 OLD = "CREATE TABLE t (id BIGINT, name TEXT); INSERT INTO t VALUES (0, 'old');"
@@ -172,6 +173,38 @@ def test_a_failed_load_takes_its_added_column_back(anydb):
         load([good, bad], SqlSink("t", conn_id=anydb.conn_id))
     assert list(types(anydb)) == ["id", "name"]
     assert anydb.query("SELECT * FROM t") == [(0, "old")]
+
+
+@pytest.mark.parametrize("new_field", [True, False], ids=["adds-a-column", "no-new-field"])
+def test_postgres_readers_wait_while_a_load_adds_a_column_else_read_the_old_rows(pg, new_field):
+    """``ALTER TABLE`` holds the table's exclusive lock to the commit: readers wait, then see the
+    column and the rows together. A load that adds nothing leaves them reading the old rows."""
+    Db("postgres", "pg", pg).run(OLD)
+    extra = {"tier": "gold"} if new_field else {}
+    first = ChunksSource("a.jsonl", jsonl([{"id": 1, "name": "a", **extra}]))
+    second = ChunksSource("b.jsonl", jsonl([{"id": 2, "name": "b"}]), pause_before=0)
+    held = "AccessExclusiveLock" if new_field else "RowExclusiveLock"
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(load, [first, second], SqlSink("t", conn_id="pg"))
+        assert second.paused.wait(WAIT)
+        wait_until(
+            lambda: query(pg, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                              f"WHERE c.relname = 't' AND l.mode = '{held}' AND l.granted") == [(1,)],
+            f"the load holds {held} on the table",
+        )
+        cur = pg.cursor()
+        cur.execute("SET lock_timeout = '100ms'")
+        if new_field:
+            with pytest.raises(Exception, match="lock timeout"):
+                cur.execute("SELECT * FROM t")
+        else:
+            cur.execute("SELECT * FROM t")
+            assert cur.fetchall() == [(0, "old")]
+        cur.execute("RESET lock_timeout")
+        second.resume.set()
+        running.result(WAIT)
+    want = [(0, "old", None), (1, "a", "gold"), (2, "b", None)] if new_field else [(0, "old"), (1, "a"), (2, "b")]
+    assert query(pg, "SELECT * FROM t ORDER BY id") == want
 
 
 # --- a value its column cannot hold --------------------------------------------------------------
