@@ -74,6 +74,8 @@ class Dialect:
     #: whether a column's type can change within a load (:meth:`retype_column`); else the columns a
     #: load makes get their final type from the values so far, and a value that needs a wider one refuses
     retypes = False
+    #: whether :meth:`misfit` checks values before they go into an existing table's columns
+    checks_values = False
     #: whether DDL (``ALTER TABLE``) is part of the transaction (not in MySQL, where it commits):
     #: else a load that may add columns stages its rows, and adds them at commit, before any write
     transactional_ddl = False

@@ -524,13 +524,15 @@ class SqlSink(Sink):
                 yield self._shaped_arrow(batch, source)
                 continue
             columns, rows = list(batch.columns), batch.rows
-            if rows and (self._target is None or self._target_types or self._drift.appends):
+            checked = [c for c in columns if c in self._target_types] if d.checks_values else []
+            observed = [c for c in columns if self._observes(c) and state.tracker.declared(c) is None]
+            if rows and (checked or observed):
                 by_column: list[Sequence[Any]] = list(zip(*rows, strict=True))
                 changed = False
                 for i, name in enumerate(columns):
-                    if name in self._target_types and (at := d.misfit(by_column[i], self._target_types[name])) is not None:
+                    if name in checked and (at := d.misfit(by_column[i], self._target_types[name])) is not None:
                         raise ValueRefused(name, rows_before + at + 1, by_column[i][at])
-                    if self._observes(name) and state.tracker.declared(name) is None:
+                    if name in observed:
                         text = state.tracker.observe(name, by_column[i], source.name, from_text=from_text)
                         changed = changed or (as_text and text is not by_column[i])
                         by_column[i] = text if as_text else by_column[i]

@@ -37,6 +37,7 @@ class SqliteDialect(Dialect):
     numeric_digits = 15  # what a REAL (SQLite's NUMERIC for a fraction) always keeps
     trusts_rowcount = True  # the rows of an INSERT, summed over an executemany; -1 for CREATE ... AS
     transactional_ddl = True
+    checks_values = True
 
     @property
     def placeholder(self) -> str:
