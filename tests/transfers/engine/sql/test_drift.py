@@ -302,3 +302,16 @@ def test_fan_out_follows_the_policy_in_the_groups_and_the_commit(db, policy):
     commit(db, staged, table="t", on_schema_change=policy)
     assert list(types(db)) == ["id", "name"]
     assert db.query("SELECT id, name FROM t ORDER BY id") == [(0, "old"), (1, "a")]
+
+
+def test_a_file_that_starts_again_adds_its_column_once(db, monkeypatch):
+    """The source changed mid-read after the column was added: the file rolls back to its savepoint
+    (the column with it) and loads again."""
+    monkeypatch.setattr(sink_mod, "_has_pyarrow", lambda: False)  # rows: a batch is in before the change
+    db.run(OLD)
+    rows = [{"id": i, "name": "n", "tier": f"t{i}"} for i in range(1, 7)]
+    source = ChunksSource("a.jsonl", jsonl(rows), changed=jsonl([{**r, "tier": 1} for r in rows]))
+    load([source], SqlSink("t", conn_id=db.conn_id, batch_size=2))
+    assert types(db)["tier"] == "TEXT"  # not BIGINT, as the first read's values would have had it
+    assert db.query("SELECT count(*), count(tier) FROM t") == [(7, 6)]
+    assert columns_added(db) == [["tier"]]
