@@ -23,6 +23,9 @@ with Airflow imported (as a worker runs a task):
                   load's rows (``DELETE`` of those, then the load, in one transaction)
   jsonl-into-rows, parquet-into-rows (on demand)
                   ``jsonl-into`` / ``parquet-into`` through the row path (pyarrow not used)
+  csv-added, jsonl-added, parquet-added (on demand)
+                  ``-into``, but the existing table lacks the export's last column: the load adds it
+                  (``on_schema_change="append_new_columns"``), typed from its values
 
 Files are read from disk (a source over the cached file) so the load is measured, not a download.
 Every load is checked: row count, and the loaded table equals the ``\\copy`` table (``EXCEPT``
@@ -63,7 +66,10 @@ METHODS = (
     "parquet-into",
     "copy-parquet",
 )
-ON_DEMAND = ("csv-replace", "jsonl-replace", "parquet-replace", "jsonl-into-rows", "parquet-into-rows")
+ON_DEMAND = (
+    *("csv-replace", "jsonl-replace", "parquet-replace", "jsonl-into-rows", "parquet-into-rows"),
+    *("csv-added", "jsonl-added", "parquet-added"),
+)
 #: ratio targets (issue 19): ours / \copy of the same rows as CSV; a new table 1.5, an existing 1.3
 TARGETS = {
     f"{fmt}_{kind}_over_copy": (f"{fmt}-{kind}", f"copy-{fmt}", 1.5 if kind == "new" else 1.3)
@@ -317,8 +323,15 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     res = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak}
                 else:
-                    if "-into" in method:  # the table exists, empty, as \copy's does
+                    if "-into" in method or method.endswith("-added"):  # the table exists, empty, as \copy's does
                         cur.execute(f"CREATE TABLE {table} (LIKE made_{kind})")
+                    if method.endswith("-added"):  # ... made before the export's last field came
+                        cur.execute(
+                            "SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                            "AND attnum > 0 AND NOT attisdropped AND attname <> '_source_file' ORDER BY attnum DESC LIMIT 1",
+                            (table,),
+                        )
+                        cur.execute(f"ALTER TABLE {table} DROP COLUMN {cur.fetchone()[0]}")
                     if method.endswith("-replace"):  # yesterday's load of the same rows, replaced
                         cur.execute(
                             f"CREATE TABLE {table} (LIKE made_{kind}); INSERT INTO {table} SELECT * FROM made_{kind}"
