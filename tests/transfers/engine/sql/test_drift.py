@@ -113,7 +113,20 @@ def test_a_database_that_cannot_retype_refuses_a_wider_value_and_column_types_se
 
 
 @pytest.mark.parametrize("header", [True, False])
-def test_postgres_csv_with_a_new_field_is_read_and_the_column_added_then_passes_through_again(pg, header):
+def test_postgres_csv_with_a_new_field_is_read_and_the_column_added_then_passes_through_again(
+    pg, header, monkeypatch
+):
+    from airflow_provider_exports.transfers.engine.sql.csv_passthrough import Unread
+
+    passed: list[bool] = []  # per file: whether its bytes went straight through
+
+    def copy_csv_file(*args, **kwargs):
+        done = real(*args, **kwargs)
+        passed.append(not isinstance(done, Unread))
+        return done
+
+    real = sink_mod.copy_csv_file
+    monkeypatch.setattr(sink_mod, "copy_csv_file", copy_csv_file)
     db = Db("postgres", "pg", pg)
     db.run(OLD)
     csv = ChunksSource("a.csv", [b"id,name,zip\n" if header else b"", b'1,a,02134\n2,"b",\n'])
@@ -125,6 +138,7 @@ def test_postgres_csv_with_a_new_field_is_read_and_the_column_added_then_passes_
     assert types(db)["zip"] == "TEXT"
     assert db.query("SELECT id, name, zip FROM t ORDER BY id") == [(0, "old", None), (1, "a", "02134"), (2, "b", None), (3, "c", None)]
     assert columns_added(db) == [["zip"], None]
+    assert passed == [False, True]
 
 
 def test_parquet_brings_its_own_type_for_an_added_column(pg, tmp_path):
