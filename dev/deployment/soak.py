@@ -4,9 +4,10 @@ fault soak under the real deployment, checked against the source of truth after 
 It starts the deployment once (:class:`~dev.deployment.services.Deployment`: PostgreSQL for
 Airflow and another for the warehouse, Redis, moto, the vendor sandbox, the api-server, scheduler,
 DAG processor, triggerer and two Celery workers), lets the scheduled runs of the six example DAGs
-finish, then runs N DAG runs one after another, each drawn with its faults from
-``random.Random(S)`` (:mod:`.soak_faults`; the whole plan is drawn first and printed). After every
-run it reads back what landed and compares it with what the sandbox served (:mod:`.soak_checks`):
+of :data:`.soak_faults.SPECS` finish (not the delta one: docs/soak.md, "The draw"), then runs N
+DAG runs one after another, each drawn with its faults from ``random.Random(S)``
+(:mod:`.soak_faults`; the whole plan is drawn first and printed). After every run it reads back
+what landed and compares it with what the sandbox served (:mod:`.soak_checks`):
 
 - S3: the manifest and exactly the files it lists, each with the vendor's SHA-256, every vendor
   file listed once; Cordial's own deliveries: exactly this run's jobs' files;
@@ -305,7 +306,7 @@ def run_days(plan: list[tuple[str, list[Fault]]], today: Any) -> list[Any]:
 
 
 def settle(dep: Deployment) -> None:
-    """Unpause the six DAGs (once the DAG processor has parsed them all) and wait until the
+    """Unpause the soak's six DAGs (once the DAG processor has parsed them all) and wait until the
     scheduler's own runs of them end."""
 
     def parsed() -> bool:

@@ -3,10 +3,11 @@
 ``python -m airflow_provider_exports_sandbox.demo`` (what ``bash .ci/demo`` runs) starts the vendor
 sandbox and a moto S3 server on loopback, points Airflow connections at them and at an embedded
 SQLite warehouse, runs each DAG of ``example_dags/`` (Sitecore CDP, Cordial, Adobe Experience
-Platform, each also fanned out) with ``dag.test()`` on its latest scheduled date, and prints what
-landed on one screen; a run that failed says which try of which task failed, with its exception.
-Airflow's own logs are off (``--verbose`` shows them). With ``--keep`` the local S3 and the
-warehouse stay up afterwards, with how to browse them; ``--stop`` ends what ``--keep`` left.
+Platform, each also fanned out, and a Sitecore delta export kept as a table) with ``dag.test()`` on
+its latest scheduled date (the delta DAG once more, as a manual run after its export's next job),
+and prints what landed on one screen; a run that failed says which try of which task failed, with
+its exception. Airflow's own logs are off (``--verbose`` shows them). With ``--keep`` the local S3
+and the warehouse stay up afterwards, with how to browse them; ``--stop`` ends what ``--keep`` left.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import sys
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +33,23 @@ BUCKET = "lake"
 #: what --keep leaves behind, in the work dir: moto's pid and endpoint, the warehouse
 KEPT_FILE = "kept.json"
 CORDIAL_DELIVERY_KEYS = {"login": "cordial-demo-key", "password": "cordial-demo-secret"}
+#: the Sitecore delta export of ``example_dags/sitecore_cdp_audience_delta.py``, and its table
+DELTA_EXPORT, DELTA_TABLE = "daily_loyalty_changes", "loyalty_members_current"
+#: DAGs the demo runs again, as a manual run, after a new job (rows) of their export: the next delta
+#: (the sandbox's delta job removes guests the one before added); each run's line says the table's rows
+NEXT_JOB = {"sitecore_cdp_audience_delta": (DELTA_EXPORT, 2500, DELTA_TABLE)}
 
 
 def seed_demo(sb: Any) -> None:
-    """A Sitecore export with one job finished now and two Cordial audiences with trends enabled.
+    """A Sitecore export and a Sitecore delta export with one job each finished now, and two Cordial
+    audiences with trends enabled.
 
     Adobe needs no seed: its DAG creates the dataset and the export job, which the sandbox runs.
     """
     sb.sitecore.add_export("daily_loyalty_members", rows_per_file=2000)
     sb.sitecore.add_job("daily_loyalty_members", rows=5000)
+    sb.sitecore.add_export(DELTA_EXPORT, definition_type="DELTA", rows_per_file=2000)
+    sb.sitecore.add_job(DELTA_EXPORT, rows=5000)
     sb.cordial.add_audience("loyal-customers", members=2000)
     sb.cordial.add_audience("newsletter-subscribers")
 
@@ -147,7 +158,20 @@ def _warehouse_lines(warehouse: Path) -> list[str]:
             for audience, _, count in rows:
                 counts[audience].append(f"{count:,}")
             lines += [f"    {audience:<24} {' '.join(values)}" for audience, values in counts.items()]
+        if DELTA_TABLE in tables and "exports_manifest" in tables:
+            lines.append(_delta_line(conn))
     return lines
+
+
+def _delta_line(conn: sqlite3.Connection) -> str:
+    """The delta jobs applied to the delta table, in order, with the guests each added and removed
+    (the job's own counts: the first job's removed guests were never added, so nothing was deleted)."""
+    manifests = conn.execute(
+        "select manifest from exports_manifest where destination = ? order by committed_at", (DELTA_TABLE,)
+    ).fetchall()
+    jobs = [json.loads(m)["job_details"] for (m,) in manifests]
+    changes = ", then ".join(f"+{j.get('successAdd', 0):,} -{j.get('successRemove', 0):,}" for j in jobs)
+    return f"  {DELTA_TABLE}, {_count(len(jobs), 'delta job')} applied (guests added, removed): {changes}"
 
 
 def _kept_lines(moto: Any, pid: int, warehouse: Path, work: Path) -> list[str]:
@@ -252,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             flush=True,
         )
-        runs = _run_dags(dags_folder)
+        runs = _run_dags(dags_folder, warehouse, lambda export, rows: sb.sitecore.publish_job(export, rows=rows))
         if runs is None:
             return 1
         print("", *_s3_lines(s3), *_warehouse_lines(warehouse), sep="\n")
@@ -273,14 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         sb.stop()
 
 
-def _run_dags(dags_folder: Path) -> dict[str, str] | None:
-    """Each DAG of the folder, one after another; their end states by DAG id (None: import errors)."""
-    from airflow_provider_exports_sandbox.testing._airflow import (
-        _dagbag_module,
-        failed_tries,
-        init_metadata_db,
-        run_dag,
-    )
+def _run_dags(
+    dags_folder: Path, warehouse: Path, publish_job: Callable[[str, int], object]
+) -> dict[str, str] | None:
+    """Each DAG of the folder, one after another (those of :data:`NEXT_JOB` twice, with
+    ``publish_job(export, rows)`` between); their end states by DAG id (None: import errors)."""
+    from airflow_provider_exports_sandbox.testing._airflow import _dagbag_module, init_metadata_db
 
     init_metadata_db()
     bag = _dagbag_module().DagBag(dag_folder=str(dags_folder))
@@ -293,18 +315,40 @@ def _run_dags(dags_folder: Path) -> dict[str, str] | None:
     states = {}
     width = max(map(len, bag.dags), default=0)
     for dag_id in sorted(bag.dags):
-        t0 = time.monotonic()
-        run = run_dag(bag.dags[dag_id])
-        states[dag_id] = str(run.state)
-        failed = [ti.task_id for ti in run.get_task_instances() if ti.state != "success"]
-        print(
-            f"  {dag_id:<{width}} {run.state} in {time.monotonic() - t0:4.1f} s, logical date {run.logical_date:%Y-%m-%d %H:%M}"
-            + (f"; not successful: {', '.join(failed)}" if failed else ""),
-            flush=True,
-        )
-        for failure in failed_tries(run):  # why, without Airflow's logs (--verbose shows them)
-            print(f"      {failure}", flush=True)
+        export, rows, table = NEXT_JOB.get(dag_id, ("", 0, ""))
+        shown = (warehouse, table) if table else None
+        states[dag_id] = _run_one(bag.dags[dag_id], width, shown)
+        if export and states[dag_id] == "success":
+            publish_job(export, rows)
+            # manual: its window starts where the scheduled run's ended, so it takes the new job
+            now = datetime.now(timezone.utc)
+            states[dag_id] = _run_one(bag.dags[dag_id], width, shown, logical_date=None, run_after=now)
     return states
+
+
+def _table_rows(warehouse: Path, table: str) -> str:
+    with contextlib.closing(sqlite3.connect(warehouse)) as conn:
+        (count,) = conn.execute(f'select count(*) from "{table}"').fetchone()
+    return f"{table} {_count(count, 'row')}"
+
+
+def _run_one(dag: Any, width: int, shown: tuple[Path, str] | None, **kwargs: Any) -> str:
+    """Run ``dag`` (``run_dag(dag, **kwargs)``) and print one line on it (after a success, the rows
+    of ``shown``: a warehouse and its table), and why a try failed."""
+    from airflow_provider_exports_sandbox.testing._airflow import failed_tries, run_dag
+
+    t0 = time.monotonic()
+    run = run_dag(dag, **kwargs)
+    failed = [ti.task_id for ti in run.get_task_instances() if ti.state != "success"]
+    when = f"logical date {run.logical_date:%Y-%m-%d %H:%M}" if run.logical_date else "manual run, its next job"
+    print(
+        f"  {dag.dag_id:<{width}} {run.state} in {time.monotonic() - t0:4.1f} s, {when}"
+        + (f"; not successful: {', '.join(failed)}" if failed else f"; {_table_rows(*shown)}" if shown else ""),
+        flush=True,
+    )
+    for failure in failed_tries(run):  # why, without Airflow's logs (--verbose shows them)
+        print(f"      {failure}", flush=True)
+    return str(run.state)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The demo: the three example DAGs on one screen, without Airflow's logs, and ``--keep`` leaves the
+"""The demo: the example DAGs on one screen, without Airflow's logs, and ``--keep`` leaves the
 local S3 and the warehouse to look at, with commands that work, until ``--stop``."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def test_quiet_on_one_screen_and_keep_leaves_s3_and_the_warehouse(work: Path) ->
     out = demo.stdout
     assert demo.returncode == 0, out[-4000:] + demo.stderr[-4000:]
     lines = out.splitlines()
-    assert len(lines) < 45, out  # one screen, six DAGs included
+    assert len(lines) < 48, out  # one screen, seven DAGs included (the delta DAG runs twice)
     everything = out + demo.stderr
     assert not re.search(r"\[(debug|info|warning) *\]", everything), everything[:3000]  # Airflow's log lines
     assert "Dropping" not in everything and "deprecat" not in everything.lower(), everything[:3000]
@@ -70,7 +70,11 @@ def test_quiet_on_one_screen_and_keep_leaves_s3_and_the_warehouse(work: Path) ->
     ran = re.findall(r"^  (\w+) +success in ", out, re.M)
     for dag_id in ("adobe_profile_export", "cordial_audience_trends", "sitecore_cdp_audience_export"):
         assert dag_id in ran and f"{dag_id}_fan_out" in ran, out
-    assert re.search(rf"^{len(ran)} DAGs:$", out, re.M), out  # the count of what runs
+    assert re.search(rf"^{len(set(ran))} DAGs:$", out, re.M), out  # the count of what runs
+    # the delta export's two jobs: the second removed 500 of the 4,000 guests the first added, added 2,000
+    delta = re.findall(r"^  sitecore_cdp_audience_delta +success in .*; loyalty_members_current ([\d,]+) rows$", out, re.M)
+    assert delta == ["4,000", "5,500"], out
+    assert "  loyalty_members_current, 2 delta jobs applied (guests added, removed): +4,000 -1,000, then +2,000 -500\n" in out
     assert re.search(r"  raw/cordial_fan_out/\S+  1 file, ", out), out  # one file, not "1 files"
     assert not re.search(r"\b1 (files|objects|bytes|rows)\b", out), out
 
@@ -82,6 +86,7 @@ def test_quiet_on_one_screen_and_keep_leaves_s3_and_the_warehouse(work: Path) ->
     endpoint = re.search(r"the local S3 at (http://127\.0\.0\.1:\d+)", out)[1]  # type: ignore[index]
     with sqlite3.connect(work / "warehouse.db") as conn:
         assert conn.execute("select count(*) from loyalty_members").fetchone()[0] == 5000
+        assert conn.execute("select count(*) from loyalty_members_current").fetchone()[0] == 5500
 
     # the printed stop command stops it
     stop = next(line for line in lines if line.startswith("Stop: "))[len("Stop: ") :].split("   (or")[0]
