@@ -48,6 +48,16 @@ class ValueRefused(Exception):
         """The same refusal, counted from ``rows_before`` rows earlier."""
         return ValueRefused(self.column, None if self.row is None else self.row + rows_before, self.value)
 
+    def found_in(self, rows: Sequence[tuple[Any, ...]], columns: Sequence[str], rows_before: int) -> ValueRefused:
+        """Where among ``rows`` (of ``columns``, after ``rows_before`` rows) the value is, when the
+        database named it but not its row (an ``INSERT``): its first cell of that text."""
+        wanted = [i for i, c in enumerate(columns) if not self.column or c == self.column]
+        for n, row in enumerate(rows, rows_before + 1):
+            for i in wanted:
+                if row[i] is not None and str(row[i]) == self.value:
+                    return ValueRefused(columns[i], n, self.value)
+        return self
+
 
 class Dialect:
     """The generic DB-API dialect (see the module docstring); subclasses refine it per database."""
@@ -299,6 +309,8 @@ class Dialect:
                 counted: list[int] = []
                 try:
                     written = write(cur, table, columns, copy_format, _counted(run, counted, cancellation))
+                except ValueRefused as found:  # found by the write, within this run
+                    raise found.after(sent) from None
                 except Exception as exc:
                     refused = self.refused_value(exc, columns)
                     if refused is None:
@@ -317,8 +329,16 @@ class Dialect:
         cols = ", ".join(self.quote(c) for c in columns)
         sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join([self.placeholder] * len(columns))})"
         taken: int | None = 0
+        done = 0
         for batch in batches:
-            cur.executemany(sql, self.bindable(batch))
+            try:
+                cur.executemany(sql, self.bindable(batch))
+            except Exception as exc:
+                refused = self.refused_value(exc, columns)
+                if refused is None or refused.row is not None:
+                    raise
+                raise refused.found_in(batch.rows, columns, done) from None
+            done += len(batch.rows)
             written = self.rows_written(cur) if batch.rows else 0
             taken = None if taken is None or written is None else taken + written
         return taken

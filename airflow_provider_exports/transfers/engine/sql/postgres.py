@@ -91,19 +91,22 @@ class PostgresDialect(Dialect):
 
     def refused_value(self, exc: BaseException, columns: Sequence[str]) -> ValueRefused | None:
         """A data exception (SQLSTATE class 22): in a ``COPY``, its context names the line (the row
-        of that ``COPY``), the column and the value; in an ``INSERT`` (``use_copy=False``), the
-        parameter, so the column, but no row (either driver)."""
+        of that ``COPY``), the column and the value; in an ``INSERT`` (``use_copy=False``) the
+        message names the value, and psycopg 3's context the parameter (its column), but no row
+        (:meth:`.generic.ValueRefused.found_in` finds it)."""
         state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-        context = getattr(getattr(exc, "diag", None), "context", None) or ""
+        diag = getattr(exc, "diag", None)
+        context = getattr(diag, "context", None) or ""
         if not str(state).startswith("22"):
             return None
         if found := _COPY_CONTEXT.search(context):
             return ValueRefused(found["column"], int(found["line"]), found["value"])
+        value = _QUOTED_VALUE.search(getattr(diag, "message_primary", None) or "")
+        if value is None:
+            return None
         parameter = _PARAMETER_CONTEXT.search(context)
-        if parameter and 0 < int(parameter[1]) <= len(columns):
-            value = _QUOTED_VALUE.search(getattr(getattr(exc, "diag", None), "message_primary", None) or "")
-            return ValueRefused(columns[int(parameter[1]) - 1], None, value[1] if value else "")
-        return None
+        column = columns[int(parameter[1]) - 1] if parameter and 0 < int(parameter[1]) <= len(columns) else ""
+        return ValueRefused(column, None, value[1])
 
     def unique_index_sql(self, table: str, columns: Sequence[str]) -> str | None:
         name = self.quote(table.rpartition(".")[2] + "_job_key")

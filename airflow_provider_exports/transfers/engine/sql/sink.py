@@ -531,7 +531,8 @@ class SqlSink(Sink):
                 changed = False
                 for i, name in enumerate(columns):
                     if name in checked and (at := d.misfit(by_column[i], self._target_types[name])) is not None:
-                        raise ValueRefused(name, rows_before + at + 1, by_column[i][at])
+                        found = ValueRefused(name, rows_before + at + 1, by_column[i][at])
+                        raise refusal(source.name, self.table, self._target_types[name], found)
                     if name in observed:
                         text = state.tracker.observe(name, by_column[i], source.name, from_text=from_text)
                         changed = changed or (as_text and text is not by_column[i])

@@ -16,6 +16,7 @@ from airflow_provider_exports.transfers.engine.sql import sink as sink_mod
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect
 
 from .conftest import WAIT, ChunksSource, Db, jsonl, load, query, wait_until
+from .test_postgres import _Psycopg2Hook
 from .test_staging import commit, stage
 
 OLD = "CREATE TABLE t (id BIGINT, name TEXT); INSERT INTO t VALUES (0, 'old');"
@@ -238,10 +239,11 @@ def test_postgres_readers_wait_while_a_load_adds_a_column_else_read_the_old_rows
 # --- a value its column cannot hold --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
 @pytest.mark.parametrize(
     "path", ["csv-passthrough", "jsonl-columnar", "jsonl-rows", "executemany", "merge", "replace"]
 )
-def test_postgres_refuses_text_into_bigint_naming_column_types_and_row(pg, monkeypatch, path):
+def test_postgres_refuses_text_into_bigint_naming_column_types_and_row(pg, postgres, monkeypatch, path, driver):
     db = Db("postgres", "pg", pg)
     db.run(OLD)
     rows = [{"id": i, "name": "n"} for i in range(1, 7)] + [{"id": "secret-ish@example.com", "name": "n"}]
@@ -252,14 +254,14 @@ def test_postgres_refuses_text_into_bigint_naming_column_types_and_row(pg, monke
         monkeypatch.setattr(sink_mod, "_has_pyarrow", lambda: False)
     options = {"use_copy": False} if path == "executemany" else {}
     mode = path if path in ("merge", "replace") else "append"
-    sink = SqlSink("t", conn_id="pg", mode=mode, key_columns=["id"], batch_size=3, **options)  # type: ignore[arg-type]
+    connection = {"conn_id": "pg"} if driver == "psycopg" else {"hook": _Psycopg2Hook(postgres)}
+    sink = SqlSink("t", mode=mode, key_columns=["id"], batch_size=3, **connection, **options)  # type: ignore[arg-type]
 
     with pytest.raises(TransferRefused) as refused:
         load([source], sink)
 
     message = str(refused.value)
-    where = "a.jsonl (a row of it)" if path == "executemany" else f"{source.name}, row 7"  # INSERT: no row
-    assert message.startswith(f"{where}: column 'id' of t is bigint, and the value there is text"), message
+    assert message.startswith(f"{source.name}, row 7: column 'id' of t is bigint, and the value there is text"), message
     assert "secret-ish" not in message and refused.value.__cause__ is None
     assert db.query("SELECT * FROM t") == [(0, "old")]
 
