@@ -161,6 +161,15 @@ def _long_jobs(ctx: RunContext) -> None:
 # -- process and user faults: strike once the run is where they bite; True if they struck
 
 
+def _when(ctx: RunContext, tasks: Any, states: tuple[str, ...], p: dict[str, Any]) -> Any:
+    """Wait until one of ``tasks`` is in one of ``states``, then the fault's ``after_seconds``:
+    where it was found (task, map index, pid), or ``None`` if the run never got there."""
+    found = ctx.wait_until(tasks, states)
+    if found is not None:
+        time.sleep(p["after_seconds"])
+    return found
+
+
 def _strike_url_expiry(ctx: RunContext, p: dict[str, Any]) -> bool:
     server, glob = ctx.server, FILE_GLOBS[ctx.spec.vendor]
     seen = len(server.requests_to(glob, "GET"))
@@ -177,19 +186,17 @@ def _strike_url_expiry(ctx: RunContext, p: dict[str, Any]) -> bool:
 
 
 def _strike_token_revoked(ctx: RunContext, p: dict[str, Any]) -> bool:
-    if ctx.wait_until(ctx.spec.downloads, ("running",)) is None:
+    if _when(ctx, ctx.spec.downloads, ("running",), p) is None:
         return False
-    time.sleep(p["after_seconds"])
     log(f"{ctx.run_id}: every {ctx.spec.vendor} token is revoked now")
     ctx.server.faults.expire_tokens()
     return True
 
 
 def _strike_worker_kill(ctx: RunContext, p: dict[str, Any]) -> bool:
-    found = ctx.wait_until(ctx.spec.downloads, ("running",))
+    found = _when(ctx, ctx.spec.downloads, ("running",), p)
     if found is None:
         return False
-    time.sleep(p["after_seconds"])
     task, index, pid = found
     state, pid = ctx.task_states().get((task, index), (None, None))
     owner = _owner(ctx.dep, int(pid)) if state == "running" and pid else None
@@ -202,10 +209,9 @@ def _strike_worker_kill(ctx: RunContext, p: dict[str, Any]) -> bool:
 
 
 def _strike_triggerer_restart(ctx: RunContext, p: dict[str, Any]) -> bool:
-    found = ctx.wait_until(ctx.spec.waits, ("deferred",))
+    found = _when(ctx, ctx.spec.waits, ("deferred",), p)
     if found is None:
         return False
-    time.sleep(p["after_seconds"])
     log(f"{ctx.run_id}: kill -9 the triggerer with {found[0]} deferred; starting a new one")
     ctx.dep.components["triggerer"].restart()
     return True
@@ -213,10 +219,9 @@ def _strike_triggerer_restart(ctx: RunContext, p: dict[str, Any]) -> bool:
 
 def _strike_scheduler_restart(ctx: RunContext, p: dict[str, Any]) -> bool:
     tasks = ctx.spec.downloads + ctx.spec.loads + ctx.spec.waits
-    found = ctx.wait_until(tasks, ("running", "deferred"))
+    found = _when(ctx, tasks, ("running", "deferred"), p)
     if found is None:
         return False
-    time.sleep(p["after_seconds"])
     log(f"{ctx.run_id}: kill -9 the scheduler with {found[0]} in flight; starting a new one")
     ctx.dep.components["scheduler"].restart()
     return True
@@ -224,9 +229,8 @@ def _strike_scheduler_restart(ctx: RunContext, p: dict[str, Any]) -> bool:
 
 def _strike_clear(ctx: RunContext, p: dict[str, Any]) -> bool:
     task = ctx.spec.clear
-    if ctx.wait_until((task,), ("running", "deferred")) is None:
+    if _when(ctx, (task,), ("running", "deferred"), p) is None:
         return False
-    time.sleep(p["after_seconds"])
     log(f"{ctx.run_id}: a user clears {task} while it runs")
     ctx.dep.api(
         "POST",
@@ -237,10 +241,9 @@ def _strike_clear(ctx: RunContext, p: dict[str, Any]) -> bool:
 
 
 def _strike_warehouse_restart(ctx: RunContext, p: dict[str, Any]) -> bool:
-    found = ctx.wait_until(ctx.spec.loads, ("running",))
+    found = _when(ctx, ctx.spec.loads, ("running",), p)
     if found is None:
         return False
-    time.sleep(p["after_seconds"])
     log(f"{ctx.run_id}: the warehouse PostgreSQL restarts (-m immediate) while {found[0]} runs")
     assert ctx.dep.warehouse is not None
     ctx.dep.warehouse.restart("immediate")

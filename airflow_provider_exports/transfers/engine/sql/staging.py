@@ -223,11 +223,20 @@ class SqlStagedCommit(SqlSink):
         d = self._dialect
         staged = [g for g in groups if self._stage_of(g) is not None]
         for g in staged:
-            if d.table_columns(str(g["stage_table"])) is None:
+            held = d.table_columns(str(g["stage_table"]))
+            if held is None:
                 raise TransferError(
                     f"staging table {g['stage_table']} of group {g['group']} is gone (a later run's "
                     "clean-up drops those older than stale_after); nothing was committed: run the "
                     "whole DAG run again"
+                )
+            # XCom's column list is input: it must not make the commit add a column to the table
+            strange = [str(c) for c in g["columns"] if c not in held]
+            if strange:
+                raise ExportConfigError(
+                    "group.columns",
+                    f"group {g['group']} names {ascii(strange)[:120]}, which its staging table "
+                    f"{g['stage_table']} does not hold; nothing was committed",
                 )
         existed = {bool(g["target_existed"]) for g in groups}
         if existed != {self._target is not None}:

@@ -314,10 +314,22 @@ def test_fan_out_follows_the_policy_in_the_groups_and_the_commit(db, policy):
             stage(db, groups, table="t", on_schema_change=policy)
         return
     staged = stage(db, groups, table="t", on_schema_change=policy)
-    staged[0]["columns"].append("score")  # XCom is input: a column the group never staged
     commit(db, staged, table="t", on_schema_change=policy)
     assert list(types(db)) == ["id", "name"]
     assert db.query("SELECT id, name FROM t ORDER BY id") == [(0, "old"), (1, "a")]
+
+
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_a_column_planted_in_xcom_is_never_added_to_the_table(db, mode):
+    """XCom is input: a column the group never staged must not reach ``ALTER TABLE``."""
+    db.run(OLD)
+    options = {"mode": mode, "key_columns": ["id"]}
+    staged = stage(db, [[ChunksSource("a.jsonl", jsonl([{"id": 1, "name": "a"}]))]], table="t", **options)
+    staged[0]["columns"].append("planted")
+    with pytest.raises(ExportConfigError, match=r"group\.columns: group 0 names \['planted'\]"):
+        commit(db, staged, table="t", **options)
+    assert list(types(db)) == ["id", "name"]
+    assert db.query("SELECT * FROM t") == [(0, "old")]
 
 
 def test_a_file_that_starts_again_adds_its_column_once(db, monkeypatch):
