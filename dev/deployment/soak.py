@@ -43,6 +43,7 @@ from dev.deployment.processes import CheckFailed, log, wait_for
 from dev.deployment.services import BUCKET, Deployment
 from dev.deployment.soak_faults import (
     CATALOGUE,
+    MULTIPART_JOB,
     SPECS,
     DagSpec,
     Fault,
@@ -50,6 +51,7 @@ from dev.deployment.soak_faults import (
     arm,
     disarm,
     draw_plan,
+    needs_parts,
     strike,
 )
 
@@ -247,12 +249,17 @@ def run_one(dep: Deployment, number: int, dag_id: str, faults: list[Fault], day:
     prefix = spec.prefix.format(ds=day.isoformat())
     before = {table: table_rows(dep, table) for table, _ in spec.tables}
     jobs_before = vendor_jobs(dep, spec.vendor)
+    ctx = RunContext(dep, spec, run_id, prefix)
     sitecore_job = ""
     if spec.vendor == "sitecore":
         # A new finished job for every run, as each day brings: the sensor must find it, and the
         # transfers move it (a job moved before is skipped, by design, and would test nothing).
-        sitecore_job = dep.sandbox.sitecore.add_job("daily_loyalty_members", rows=5000)
-    ctx = RunContext(dep, spec, run_id, prefix)
+        # Faults on S3's parts need files larger than a part.
+        if needs_parts(faults):
+            sitecore_job = dep.sandbox.sitecore.add_job("daily_loyalty_members", **MULTIPART_JOB)
+            ctx.file_bytes = MULTIPART_JOB["target_bytes"] // MULTIPART_JOB["target_files"]
+        else:
+            sitecore_job = dep.sandbox.sitecore.add_job("daily_loyalty_members", rows=5000)
     log(f"run {number}: {dag_id} ds={day} faults {', '.join(map(str, faults))} {[f.params for f in faults]}")
     struck: list[str] = []
     try:

@@ -75,6 +75,11 @@ API_GLOBS = {"sitecore": "/v2/audienceExports/*", "cordial": "/v2/*", "adobe": "
 FILE_GLOBS = {"sitecore": "/sitecore-cdp-exports/*", "adobe": "/data/foundation/export/files/*"}
 #: how long each status of a Cordial or AEP job lasts while a fault waits for a deferred wait
 LONG_JOB_SECONDS = 20.0
+#: the Sitecore job of a run whose faults need S3 parts: two files of 10 MiB, which the provider
+#: (8 MiB parts) writes with multipart uploads; the others' files (about 100 KB) are one PutObject
+MULTIPART_JOB: dict[str, Any] = {"target_bytes": 20 * 1024 * 1024, "target_files": 2}
+#: the job's file size the slow link is sized for: a file takes about 6 s at the throttled rate
+SMALL_FILE_BYTES = 100_000
 
 
 @dataclass
@@ -96,6 +101,7 @@ class RunContext:
     spec: DagSpec
     run_id: str
     prefix: str = ""  # the run's S3 prefix
+    file_bytes: int = SMALL_FILE_BYTES  # about the size of each of the vendor's files this run
     armed: list[Any] = field(default_factory=list)  # the sandbox Fault objects of vendor faults
     s3_armed: list[Any] = field(default_factory=list)  # the proxy's S3Fault objects
 
@@ -148,9 +154,10 @@ def _arm_drop(ctx: RunContext, p: dict[str, Any]) -> None:
 
 def _throttle(ctx: RunContext, times: int) -> None:
     """Slow the vendor's file downloads (a slow link) so a process fault strikes mid-transfer;
-    not a fault of its own, and not counted as one."""
+    not a fault of its own, and not counted as one. A file takes about 6 s, whatever its size."""
     if ctx.spec.vendor in FILE_GLOBS:
-        ctx.server.faults.throttle(FILE_GLOBS[ctx.spec.vendor], bytes_per_second=16384, times=times, method="GET")
+        rate = max(16384, ctx.file_bytes // 6)
+        ctx.server.faults.throttle(FILE_GLOBS[ctx.spec.vendor], bytes_per_second=rate, times=times, method="GET")
 
 
 def _long_jobs(ctx: RunContext) -> None:
@@ -250,23 +257,34 @@ def _strike_warehouse_restart(ctx: RunContext, p: dict[str, Any]) -> bool:
     return True
 
 
-def _s3_fault(ctx: RunContext, key_glob: str, p: dict[str, Any], after_forwarding: bool) -> None:
+def _s3_fault(ctx: RunContext, operation: str, key_glob: str, p: dict[str, Any], after_forwarding: bool) -> None:
     from dev.deployment.s3_faults import S3Fault
 
     proxy = ctx.dep.s3_proxy
     assert proxy is not None, "the soak's deployment puts aws_default behind the S3 fault proxy"
-    fault = S3Fault("PutObject", key_glob, status=p["status"], times=p["times"], after_forwarding=after_forwarding)
+    fault = S3Fault(operation, key_glob, status=p["status"], times=p["times"], after_forwarding=after_forwarding)
     ctx.s3_armed.append(proxy.add(fault))
 
 
 def _arm_s3_put(ctx: RunContext, p: dict[str, Any]) -> None:
     """A file's PutObject into the run directory answered 5xx instead of S3 (it is not written)."""
-    _s3_fault(ctx, ctx.prefix + "run-*", p, after_forwarding=False)
+    _s3_fault(ctx, "PutObject", ctx.prefix + "run-*", p, after_forwarding=False)
+
+
+def _arm_s3_part(ctx: RunContext, p: dict[str, Any]) -> None:
+    """A part of a file's multipart upload answered 5xx instead of S3 (the part is not stored)."""
+    _s3_fault(ctx, "UploadPart", ctx.prefix + "run-*", p, after_forwarding=False)
+
+
+def _arm_s3_complete(ctx: RunContext, p: dict[str, Any]) -> None:
+    """A file's CompleteMultipartUpload answered 5xx: before S3 completed it, or after (the answer
+    lost, and the request sent again finds the upload complete)."""
+    _s3_fault(ctx, "CompleteMultipartUpload", ctx.prefix + "run-*", p, after_forwarding=p["answer_lost"])
 
 
 def _arm_s3_commit_lost(ctx: RunContext, p: dict[str, Any]) -> None:
     """The manifest's PutObject (the commit) written by S3, its answer a 5xx: did it commit?"""
-    _s3_fault(ctx, ctx.prefix + "_manifest.json", p, after_forwarding=True)
+    _s3_fault(ctx, "PutObject", ctx.prefix + "_manifest.json", p, after_forwarding=True)
 
 
 @dataclass(frozen=True)
@@ -278,6 +296,7 @@ class Kind:
     arm: Callable[[RunContext, dict[str, Any]], None] | None = None
     strike: Callable[[RunContext, dict[str, Any]], bool] | None = None
     prepare: Callable[[RunContext], None] | None = None  # slow links or long jobs, before the trigger
+    multipart: bool = False  # the run's Sitecore job is MULTIPART_JOB, files S3 takes in parts
 
 
 def _long_jobs_and_slow_links(ctx: RunContext) -> None:
@@ -293,6 +312,11 @@ def _manifested(spec: DagSpec) -> bool:
     """The DAGs whose transfer writes S3 itself (through ``aws_default``): not Cordial's, which
     Cordial delivers."""
     return spec.vendor != "cordial"
+
+
+def _multipart(spec: DagSpec) -> bool:
+    """The DAGs whose files can be large enough for S3 parts: Sitecore's (the soak sizes the job)."""
+    return spec.vendor == "sitecore"
 
 
 def _downloads(spec: DagSpec) -> bool:
@@ -325,6 +349,13 @@ CATALOGUE: dict[str, Kind] = {
     "s3-put-5xx": Kind(
         _manifested, lambda r: {"times": r.randint(1, 4), "status": r.choice([500, 503])}, arm=_arm_s3_put
     ),
+    "s3-part-5xx": Kind(
+        _multipart, lambda r: {"times": r.randint(1, 3), "status": r.choice([500, 503])}, arm=_arm_s3_part, multipart=True
+    ),
+    "s3-complete-5xx": Kind(
+        _multipart, lambda r: {"times": r.randint(1, 2), "status": r.choice([500, 503]), "answer_lost": r.choice([False, True])},
+        arm=_arm_s3_complete, multipart=True,
+    ),
     "s3-commit-answer-lost": Kind(
         _manifested, lambda r: {"times": r.randint(1, 2), "status": r.choice([500, 503])}, arm=_arm_s3_commit_lost
     ),
@@ -345,6 +376,11 @@ def draw_plan(seed: int, runs: int, dags: list[str] | None = None) -> list[tuple
         chosen.sort(key=list(CATALOGUE).index)
         plan.append((dag_id, [Fault(k, CATALOGUE[k].draw(rng)) for k in chosen]))
     return plan
+
+
+def needs_parts(faults: list[Fault]) -> bool:
+    """Whether the run's vendor files must be large enough for S3 parts (:data:`MULTIPART_JOB`)."""
+    return any(CATALOGUE[f.kind].multipart for f in faults)
 
 
 def arm(ctx: RunContext, faults: list[Fault]) -> None:

@@ -77,3 +77,21 @@ def test_operations() -> None:
     assert operation("PUT", "/lake/k") == "PutObject"
     assert operation("PUT", "/lake/k?x-id=PutObject") == "PutObject"
     assert operation("POST", "/lake?delete") == "POST other"
+
+
+def test_fails_a_part_and_loses_a_completes_answer(moto: MotoServer, proxied: tuple[S3FaultProxy, Any]) -> None:
+    """The soak's ``s3-part-5xx`` and ``s3-complete-5xx`` (answer lost): matched by operation and key."""
+    proxy, client = proxied
+    key = "d/ds=1/run-1/big.bin"
+    upload = client.create_multipart_upload(Bucket="lake", Key=key)["UploadId"]
+    part = proxy.add(S3Fault("UploadPart", "d/ds=1/run-*", status=503))
+    with pytest.raises(ClientError):
+        client.upload_part(Bucket="lake", Key=key, UploadId=upload, PartNumber=1, Body=b"p" * 100)
+    assert part.hits == 1
+    assert "Parts" not in moto.client().list_parts(Bucket="lake", Key=key, UploadId=upload)
+    etag = client.upload_part(Bucket="lake", Key=key, UploadId=upload, PartNumber=1, Body=b"p" * 100)["ETag"]
+    complete = proxy.add(S3Fault("CompleteMultipartUpload", "d/ds=1/run-*", status=500, after_forwarding=True))
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    with pytest.raises(ClientError):
+        client.complete_multipart_upload(Bucket="lake", Key=key, UploadId=upload, MultipartUpload=parts)
+    assert complete.hits == 1 and _exists(moto, key)  # completed; only its answer was lost

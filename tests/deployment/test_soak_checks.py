@@ -13,7 +13,7 @@ import pytest
 
 from dev.deployment import soak_checks as checks
 from dev.deployment.soak import _members_rows, _trends_rows, main
-from dev.deployment.soak_faults import CATALOGUE, SPECS, draw_plan
+from dev.deployment.soak_faults import CATALOGUE, MULTIPART_JOB, SPECS, draw_plan, needs_parts
 
 PREFIX = "raw/x/ds=2026-11-20/"
 RUN = f"{PREFIX}run-20261206T143040Z-275197b2/"
@@ -181,6 +181,14 @@ def test_the_plan_is_the_seeds() -> None:
     for dag_id, faults in first:
         assert 1 <= len(faults) <= 3
         assert all(CATALOGUE[f.kind].applies(SPECS[dag_id]) for f in faults)
+
+
+def test_only_sitecore_runs_draw_the_part_faults_and_theirs_are_large() -> None:
+    plan = draw_plan(21, 100)
+    parted = [(dag_id, faults) for dag_id, faults in plan if needs_parts(faults)]
+    assert parted and all(SPECS[dag_id].vendor == "sitecore" for dag_id, _ in parted)
+    assert {f.kind for _, faults in parted for f in faults} >= {"s3-part-5xx", "s3-complete-5xx"}
+    assert MULTIPART_JOB["target_bytes"] // MULTIPART_JOB["target_files"] > 8 * 1024 * 1024  # the provider's part
 
 
 def test_source_rows_of_cordial_files() -> None:

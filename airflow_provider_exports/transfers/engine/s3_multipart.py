@@ -19,6 +19,7 @@ they count (the run directory, the manifest) is the sink's: :mod:`.s3_sink`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import TransferCancelled, TransferError
+from airflow_provider_exports.transfers.engine.s3_errors import error_code
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
@@ -370,13 +372,31 @@ class MultipartWriter:
 
     def _complete(self, upload: _Upload) -> None:
         parts = [upload.parts[n] for n in sorted(upload.parts)]
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket,
-            Key=upload.key,
-            UploadId=upload.upload_id,
-            MultipartUpload={"Parts": parts},
-        )
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=upload.key,
+                UploadId=upload.upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except Exception as exc:
+            # An answer lost after S3 completed the upload: botocore sends the request again, and
+            # S3 does not say what it answers then (moto: 200). If it answers that the upload is
+            # gone, the object in this run's own directory that these very parts make is ours.
+            if error_code(exc) != "NoSuchUpload" or not self._made_of(upload.key, parts):
+                raise
+            log.info("s3://%s/%s: its upload was already complete (a lost answer, sent again)", self.bucket, upload.key)
         upload.completed = True
+
+    def _made_of(self, key: str, parts: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether the object at ``key`` is the one ``parts`` complete: S3's ETag of a multipart
+        object is the MD5 of its parts' binary ETags, then ``-`` and their number."""
+        try:
+            etag = str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"]).strip('"')
+            digests = b"".join(bytes.fromhex(str(p["ETag"]).strip('"')) for p in parts)
+        except Exception:
+            return False
+        return etag == f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"
 
     def _abort_upload(self, upload: _Upload) -> None:
         try:

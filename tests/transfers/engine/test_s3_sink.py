@@ -494,6 +494,69 @@ def test_a_part_botocore_retries_is_sent_again_from_its_first_byte(tmp_path, s3)
     assert s3.read(s3.committed("retry")["r.bin"]) == data  # moto checked each part's CRC32 too
 
 
+def _lose_the_first_complete_answer(sink, repeat_answer: bytes | None) -> list[int]:
+    """S3 completes the first ``CompleteMultipartUpload`` but its answer is a 500; the request sent
+    again gets ``repeat_answer`` (a 404 with that body) instead of S3's own answer, if given."""
+    from botocore.awsrequest import AWSResponse
+
+    statuses: list[int] = []
+
+    class Raw:
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+
+        def stream(self, **kwargs):
+            yield self.body
+
+    def send(request, **kwargs):
+        if not statuses:
+            statuses.append(sink.client._endpoint.http_session.send(request).status_code)
+            return AWSResponse(request.url, 500, {}, Raw(b"<Error><Code>InternalError</Code></Error>"))
+        if repeat_answer is not None:
+            statuses.append(404)
+            return AWSResponse(request.url, 404, {}, Raw(repeat_answer))
+        return None
+
+    sink.client.meta.events.register("before-send.s3.CompleteMultipartUpload", send)
+    return statuses
+
+
+NO_SUCH_UPLOAD = b"<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>"
+
+
+@pytest.mark.parametrize("repeat_answer", [None, NO_SUCH_UPLOAD], ids=["repeat-answered-200", "repeat-no-such-upload"])
+def test_a_complete_whose_answer_was_lost_lands_the_file_once(tmp_path, s3, repeat_answer):
+    data = hashlib.sha256(b"complete").digest() * (7 * MIB // 32)
+    (tmp_path / "c.bin").write_bytes(data)
+    sink = S3Sink(s3.bucket, "complete", part_size=5 * MIB)
+    statuses = _lose_the_first_complete_answer(sink, repeat_answer)
+
+    run_transfer([LocalFileSource(tmp_path / "c.bin")], sink, vendor="Cordial", export_ref="e", job_ref="j")
+
+    assert statuses[0] == 200 and len(statuses) == (2 if repeat_answer else 1)
+    assert s3.read(s3.committed("complete")["c.bin"]) == data
+    _no_uploads_left(s3)
+
+
+def test_no_such_upload_at_complete_with_no_object_of_those_parts_fails_and_leaves_nothing(tmp_path, s3):
+    from botocore.awsrequest import AWSResponse
+
+    (tmp_path / "n.bin").write_bytes(b"n" * (7 * MIB))
+    sink = S3Sink(s3.bucket, "nosuch", part_size=5 * MIB)
+
+    class Raw:
+        def stream(self, **kwargs):
+            yield NO_SUCH_UPLOAD
+
+    sink.client.meta.events.register(
+        "before-send.s3.CompleteMultipartUpload", lambda request, **kw: AWSResponse(request.url, 404, {}, Raw())
+    )
+    with pytest.raises(TransferError, match="NoSuchUpload"):
+        run_transfer([LocalFileSource(tmp_path / "n.bin")], sink, vendor="Cordial", export_ref="e", job_ref="j")
+    assert s3.keys("nosuch") == []
+    _no_uploads_left(s3)
+
+
 # -- a manifest read back is input: only what lies in its own run directory is trusted or deleted --
 
 PLANTED_RUN = "20261122T031500Z-9f3a1c2b"
