@@ -132,6 +132,10 @@ fi
 "${UV[@]}" --version
 
 # ---------------------------------------------------------------------------------------------
+# .ci/deployment and .ci/soak use .venv-deploy only: they set SETUP_MAIN_VENV=0, so that, run
+# beside the main lane's tests (.ci/run), they never reinstall into the .venv those run from.
 T_MAIN_SETUP=$SECONDS
-setup_venv .venv requirements/ci.lock test,docs || exit 1
+if [[ "${SETUP_MAIN_VENV:-1}" != 0 ]]; then
+    setup_venv .venv requirements/ci.lock test,docs || exit 1
+fi
 T_MAIN_SETUP=$((SECONDS - T_MAIN_SETUP))
