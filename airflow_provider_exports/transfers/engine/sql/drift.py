@@ -41,8 +41,9 @@ _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 def refusal(file: str, table: str, sql_type: str | None, refused: ValueRefused) -> TransferRefused:
     """The error for a value ``table``'s column (of ``sql_type``) cannot hold, at its row of ``file``."""
     where = f"{file}, row {refused.row:,}" if refused.row is not None else f"{file} (a row of it)"
+    column = f"column {refused.column!r} of {table} is" if refused.column else f"a column of {table} is"
     return TransferRefused(
-        f"{where}: column {refused.column!r} of {table} is {sql_type or 'of its own type'}, and the "
+        f"{where}: {column} {sql_type or 'of its own type'}, and the "
         f"value there is {value_kind(refused.value)}, which it cannot hold; nothing of the load "
         "is committed (a value is never cast to fit: change the column's type, or the export)"
     )

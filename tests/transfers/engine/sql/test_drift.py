@@ -13,7 +13,8 @@ import pytest
 from airflow_provider_exports.exceptions import ExportConfigError, TransferError, TransferRefused
 from airflow_provider_exports.transfers.engine import SqlSink
 from airflow_provider_exports.transfers.engine.sql import sink as sink_mod
-from airflow_provider_exports.transfers.engine.sql.generic import Dialect
+from airflow_provider_exports.transfers.engine.sql.drift import refusal
+from airflow_provider_exports.transfers.engine.sql.generic import Dialect, ValueRefused
 
 from .conftest import WAIT, ChunksSource, Db, jsonl, load, query, wait_until
 from .test_postgres import _Psycopg2Hook
@@ -237,6 +238,15 @@ def test_postgres_readers_wait_while_a_load_adds_a_column_else_read_the_old_rows
 
 
 # --- a value its column cannot hold --------------------------------------------------------------
+
+
+def test_a_refusal_names_the_column_and_row_when_known_and_never_the_value():
+    named = refusal("a.csv", "t", "bigint", ValueRefused("id", 7, "x@example.com"))
+    assert str(named).startswith("a.csv, row 7: column 'id' of t is bigint, and the value there is text")
+    # psycopg2 names no parameter, and a value its batch does not show as text: neither is known
+    unnamed = refusal("a.csv", "t", None, ValueRefused("", None, "x@example.com"))
+    assert str(unnamed).startswith("a.csv (a row of it): a column of t is of its own type, and the value there is text")
+    assert "x@example.com" not in str(named) + str(unnamed)
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
