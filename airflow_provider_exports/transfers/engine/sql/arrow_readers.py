@@ -73,10 +73,19 @@ def _split_blocks(
 
     for chunk in chunks:
         first = bound.check(chunk, open_line)
-        pending.append(chunk)
-        size += len(chunk)
-        if size < block_bytes or first < 0:
+        if size + len(chunk) < block_bytes or first < 0:
+            pending.append(chunk)
+            size += len(chunk)
             continue
+        if len(chunk) < block_bytes:  # the block ends at the chunk's last line break: one copy
+            end = chunk.rfind(b"\n") + 1
+            block = b"".join([*pending, memoryview(chunk)[:end]])
+            yield block, first_line
+            first_line += block.count(b"\n")
+            rest = chunk[end:]
+            pending, size = ([rest], len(rest)) if rest else ([], 0)
+            continue
+        pending.append(chunk)
         data = b"".join(pending) if len(pending) > 1 else chunk
         at = 0
         while len(data) - at >= block_bytes:
@@ -97,28 +106,36 @@ def _split_blocks(
 
 
 def read_jsonl_columnar(
-    chunks: Iterable[bytes], *, batch_size: int = 10_000, block_bytes: int | None = None
+    chunks: Iterable[bytes],
+    *,
+    batch_size: int = 10_000,
+    block_bytes: int | None = None,
+    doubles: Collection[str] = (),
+    cancellation: Cancellation | None = None,
 ) -> Iterator[ArrowBatch | Batch]:
     """JSON lines as :class:`ArrowBatch` blocks parsed by pyarrow, where that is exact.
 
     pyarrow reads JSON in C++ over several threads, but it guesses and widens on its own terms, so
     a block is taken from it only when every column is plain: integers within int64, booleans,
     strings (a column it reads as timestamps is read again as strings), NULLs, and fractions
-    whose column holds no JSON integer. Any other block — nested values, a column of mixed kinds,
+    whose column holds no JSON integer (or goes into a column of doubles, named in ``doubles``, where
+    ``5`` and ``5.0`` load alike). Any other block — nested values, a column of mixed kinds,
     integers beyond int64, a line pyarrow refuses — is read by :func:`read_jsonl`, which gives the
-    same rows and values and names a bad line; the sink types both alike. Memory: one block (a
-    line longer than :data:`limits.JSON_LINE` is refused).
+    same rows and values and names a bad line; the sink types both alike. Memory: a few blocks (a
+    line longer than :data:`limits.JSON_LINE` is refused). With ``cancellation``, the stream is
+    read and cut into blocks on a thread of its own (:func:`read_ahead`) while this one parses.
     """
     as_strings: dict[str, Any] = {}  # columns pyarrow would read as timestamps
-    for block, first_line in _split_blocks(chunks, block_bytes or JSONL_BLOCK_BYTES):
-        table = _arrow_jsonl_block(block, as_strings)
-        if table is None:
-            yield from read_jsonl([block], batch_size=batch_size, first_line=first_line)
-        elif table.num_rows:
-            yield ArrowBatch(list(table.column_names), table)
+    with _ahead(_split_blocks(chunks, block_bytes or JSONL_BLOCK_BYTES), cancellation) as blocks:
+        for block, first_line in blocks:
+            table = _arrow_jsonl_block(block, as_strings, doubles)
+            if table is None:
+                yield from read_jsonl([block], batch_size=batch_size, first_line=first_line)
+            elif table.num_rows:
+                yield ArrowBatch(list(table.column_names), table)
 
 
-def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any]) -> Any:
+def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any], doubles: Collection[str] = ()) -> Any:
     """One block as an Arrow table of plain columns, or ``None`` when only Python can read it exactly."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -147,10 +164,12 @@ def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any]) -> Any:
             return None  # absent or NULL: pyarrow adds an explicit column to every block
         if pa.types.is_floating(f.type) and column.null_count < len(column):
             # an integer among fractions reads as a float: its text (and past 2**53 its value)
-            # would change; fractions alone are the floats Python reads
-            finite = pc.is_finite(column)
-            whole = pc.and_(finite, pc.equal(pc.floor(column), column))
-            if not pc.all(finite).as_py() or (pc.any(whole).as_py() and _has_int_token(block, name)):
+            # would change, unless a column of doubles takes it (PostgreSQL reads 2**53 + 1 as
+            # pyarrow does: to the nearest double); fractions alone are the floats Python reads
+            if not pc.all(pc.is_finite(column)).as_py():
+                return None
+            whole = name not in doubles and pc.any(pc.equal(pc.floor(column), column)).as_py()
+            if whole and _has_int_token(block, name):
                 return None
     return table
 
@@ -228,6 +247,7 @@ def read_csv_columnar(
     columns: list[str] | None = None,
     block_bytes: int | None = None,
     settled: Callable[[], Collection[str]] | None = None,
+    cancellation: Cancellation | None = None,
 ) -> Iterator[ArrowBatch | Batch]:
     """CSV as :class:`ArrowBatch` blocks of text (``from_text``), parsed by pyarrow as
     :func:`~airflow_provider_exports.transfers.engine.formats.read_csv` reads it: RFC 4180
@@ -237,7 +257,8 @@ def read_csv_columnar(
 
     ``settled`` (asked before each block) names the columns whose values the caller need not see
     (their type is settled); a block that ``COPY`` reads exactly as these rules do
-    (:func:`_copy_ready`) then comes with its bytes (``raw``) and only the other columns parsed."""
+    (:func:`_copy_ready`) then comes with its bytes (``raw``) and only the other columns parsed.
+    ``cancellation`` as :func:`read_jsonl_columnar`'s."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -248,60 +269,61 @@ def read_csv_columnar(
     names: list[str] | None = list(columns) if columns else None
     parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=True)
     first = True
-    for block, first_line in _csv_blocks(chunks, block_bytes or CSV_BLOCK_BYTES):
-        if first:
-            first = False
-            block = block.removeprefix(_BOM)
-            if header:
-                end = first_break(block)
-                head, block = (block, b"") if end < 0 else (block[: end + 1], block[end + 1 :])
-                names = names or header_names("the CSV file", head, delimiter)
-                first_line += head.count(b"\n")
-        if not block or block.isspace():
-            continue
-        assert names is not None
-        ready = _copy_ready(block) if settled is not None and delimiter == "," else None
-        if ready is not None:
-            assert settled is not None
-            known = settled()
-            wanted = [n for n in names if n not in known] or names[:1]  # one at least: pyarrow counts the rows
+    with _ahead(_csv_blocks(chunks, block_bytes or CSV_BLOCK_BYTES), cancellation) as blocks:
+        for block, first_line in blocks:
+            if first:
+                first = False
+                block = block.removeprefix(_BOM)
+                if header:
+                    end = first_break(block)
+                    head, block = (block, b"") if end < 0 else (block[: end + 1], block[end + 1 :])
+                    names = names or header_names("the CSV file", head, delimiter)
+                    first_line += head.count(b"\n")
+            if not block or block.isspace():
+                continue
+            assert names is not None
+            ready = _copy_ready(block) if settled is not None and delimiter == "," else None
+            if ready is not None:
+                assert settled is not None
+                known = settled()
+                wanted = [n for n in names if n not in known] or names[:1]  # one at least: pyarrow counts the rows
+                try:
+                    table = pcsv.read_csv(
+                        pa.BufferReader(ready),
+                        read_options=pcsv.ReadOptions(column_names=names),
+                        parse_options=parse,
+                        convert_options=pcsv.ConvertOptions(
+                            include_columns=wanted,
+                            column_types={n: pa.string() for n in wanted},
+                            null_values=[""],
+                            strings_can_be_null=True,
+                        ),
+                    )
+                except pa.ArrowInvalid:
+                    table = None  # read again in full below, which names the bad line
+                if table is not None and table.num_rows == ready.count(b"\n"):
+                    yield ArrowBatch(list(names), table, from_text=True, raw=ready)
+                    continue
+            convert = pcsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            )
             try:
                 table = pcsv.read_csv(
-                    pa.BufferReader(ready),
+                    pa.BufferReader(block),
                     read_options=pcsv.ReadOptions(column_names=names),
                     parse_options=parse,
-                    convert_options=pcsv.ConvertOptions(
-                        include_columns=wanted,
-                        column_types={n: pa.string() for n in wanted},
-                        null_values=[""],
-                        strings_can_be_null=True,
-                    ),
+                    convert_options=convert,
                 )
-            except pa.ArrowInvalid:
-                table = None  # read again in full below, which names the bad line
-            if table is not None and table.num_rows == ready.count(b"\n"):
-                yield ArrowBatch(list(names), table, from_text=True, raw=ready)
-                continue
-        convert = pcsv.ConvertOptions(
-            column_types={n: pa.string() for n in names},
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=True,
-        )
-        try:
-            table = pcsv.read_csv(
-                pa.BufferReader(block),
-                read_options=pcsv.ReadOptions(column_names=names),
-                parse_options=parse,
-                convert_options=convert,
-            )
-        except (pa.ArrowInvalid, UnicodeDecodeError):
-            yield from read_csv(
-                [block], delimiter=delimiter, header=False, columns=names, first_line=first_line
-            )
-        else:
-            if table.num_rows:
-                yield ArrowBatch(list(names), table, from_text=True)
+            except (pa.ArrowInvalid, UnicodeDecodeError):
+                yield from read_csv(
+                    [block], delimiter=delimiter, header=False, columns=names, first_line=first_line
+                )
+            else:
+                if table.num_rows:
+                    yield ArrowBatch(list(names), table, from_text=True)
 
 
 def _copy_ready(block: bytes) -> bytes | None:
@@ -356,23 +378,37 @@ def read_columnar(
     csv_header: bool = True,
     csv_columns: list[str] | None = None,
     csv_settled: Callable[[], Collection[str]] | None = None,
+    jsonl_doubles: Collection[str] = (),
+    cancellation: Cancellation | None = None,
 ) -> Iterator[ArrowBatch | Batch]:
     """Rows of one CSV, JSON-lines or Parquet file as :class:`ArrowBatch` blocks where pyarrow reads
     them exactly (gzip, recognised by its magic bytes, undone first); ``csv_settled`` as
-    :func:`read_csv_columnar`'s ``settled``, the other arguments as the row readers'."""
+    :func:`read_csv_columnar`'s ``settled``, ``jsonl_doubles`` as :func:`read_jsonl_columnar`'s
+    ``doubles``; with ``cancellation``, CSV and JSON lines are inflated and cut into blocks on a
+    thread of their own; the other arguments as the row readers'."""
     data = maybe_gunzip(chunks)
     if file_format == "csv":
         return read_csv_columnar(
-            data, delimiter=csv_delimiter, header=csv_header, columns=csv_columns, settled=csv_settled
+            data,
+            delimiter=csv_delimiter,
+            header=csv_header,
+            columns=csv_columns,
+            settled=csv_settled,
+            cancellation=cancellation,
         )
     if file_format == "jsonl":
-        return read_jsonl_columnar(data, batch_size=batch_size)
+        return read_jsonl_columnar(data, batch_size=batch_size, doubles=jsonl_doubles, cancellation=cancellation)
     if file_format == "parquet":
         return read_parquet_columnar(data, flatten_structs=flatten_structs)
     raise ExportConfigError("file_format", f"{file_format!r} has no columnar reader (csv, jsonl, parquet)")
 
 
 _DONE = object()
+
+
+def _ahead(blocks: Iterator[Any], cancellation: Cancellation | None) -> contextlib.AbstractContextManager[Iterator[Any]]:
+    """``blocks`` cut on a thread of their own (:func:`read_ahead`), given a ``cancellation``."""
+    return read_ahead(blocks, cancellation, depth=1) if cancellation is not None else contextlib.nullcontext(blocks)
 
 
 @contextlib.contextmanager

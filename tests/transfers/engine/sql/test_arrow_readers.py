@@ -35,6 +35,50 @@ def test_columnar_jsonl_errors_name_the_line_across_blocks():
     assert sum(b.num_rows for b in batches if isinstance(b, ArrowBatch)) == 100
 
 
+def test_columnar_jsonl_reads_integers_among_fractions_of_a_column_of_doubles():
+    """Into a column of doubles, ``5`` and ``5.0`` load alike: such a block stays with pyarrow (past
+    2**53 too: PostgreSQL rounds the integer's text to the same double); elsewhere it goes by rows."""
+    data = b'{"f": 0.5, "g": 0.5}\n{"f": 5, "g": 5}\n{"f": 9007199254740993, "g": 1.5}\n'
+
+    kept = list(arrow_readers.read_jsonl_columnar([data], doubles={"f", "g"}))
+    assert [type(b) for b in kept] == [ArrowBatch]
+    assert kept[0].table.column("f").to_pylist() == [0.5, 5.0, float(2**53)]
+    # one column of doubles is not enough: the other's integer would lose its text
+    by_rows = list(arrow_readers.read_jsonl_columnar([data], doubles={"f"}))
+    assert [type(b) for b in by_rows] == [formats.Batch]
+    assert [r[1] for r in by_rows[0].rows] == [0.5, 5, 1.5]
+
+
+def test_columnar_jsonl_cut_on_a_thread_of_its_own_raises_its_errors_and_stops(monkeypatch):
+    import gzip
+    import threading
+
+    from airflow_provider_exports.transfers.engine.cancellation import Cancellation
+    from airflow_provider_exports.transfers.engine.streams import maybe_gunzip
+
+    def cutters() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "exports-sql-read-ahead"]
+
+    body = b'{"a": 1}\n' * 1000
+    truncated = gzip.compress(body)[:-20]
+    with pytest.raises(TransferError, match="ended before its gzip end marker"):
+        list(arrow_readers.read_jsonl_columnar(maybe_gunzip(_chunks(truncated, 64)), cancellation=Cancellation()))
+    monkeypatch.setenv("AIRFLOW__EXPORTS__MAX_JSON_LINE_BYTES", "1000")
+    with pytest.raises(LimitExceeded, match="line 1001: "):
+        list(
+            arrow_readers.read_jsonl_columnar(
+                _chunks(body + b'{"a": "' + b"y" * 3000 + b'"}\n', 64), block_bytes=400, cancellation=Cancellation()
+            )
+        )
+    assert not cutters()
+    # leaving after the first block stops the thread cutting the next ones
+    reader = arrow_readers.read_jsonl_columnar(_chunks(body, 64), block_bytes=400, cancellation=Cancellation())
+    assert next(reader).num_rows > 0
+    assert cutters()
+    reader.close()
+    assert not cutters()
+
+
 def _nested_arrays():
     import datetime as dt
 

@@ -155,6 +155,28 @@ def test_jsonl_mixed_kinds_across_blocks_type_as_the_row_path(
     assert {row[1] for row in values} >= expected
 
 
+@pytest.mark.parametrize(
+    "sink_kwargs",
+    [
+        {"existing": "id bigint, v double precision, t double precision, _source_file text"},
+        {"column_types": {"v": "DOUBLE PRECISION", "t": "float8"}},  # a new table's, declared
+    ],
+)
+def test_jsonl_integers_among_fractions_into_a_column_of_doubles_stay_columnar(pg, monkeypatch, sink_kwargs):
+    """A column of doubles that no value retypes takes ``5`` as it takes ``5.0``: those blocks stay
+    with pyarrow (the values are the row path's, past 2**53 too)."""
+    by_rows: list[int] = []
+    real = arrow_readers.read_jsonl
+    monkeypatch.setattr(arrow_readers, "read_jsonl", lambda *a, **k: by_rows.append(1) or real(*a, **k))
+    column = ([0.5] * 20 + [1, 2.0, 2**53 + 1, 2.5]) * 3
+    data = lines(*({"id": i, "v": v, "t": v} for i, v in enumerate(column)))
+
+    types, values = both_ways(pg, monkeypatch, {"a.jsonl": data}, **sink_kwargs)
+    assert types["v"] == "double precision"
+    assert {row[1] for row in values} >= {"0.5", "1", "2.5"}
+    assert not by_rows
+
+
 def test_jsonl_edge_files(pg, monkeypatch):
     long_text = "é" * 5000  # a line far longer than a block
     files = {
