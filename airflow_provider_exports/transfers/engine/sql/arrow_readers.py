@@ -126,7 +126,9 @@ def read_jsonl_columnar(
     read and cut into blocks on a thread of its own (:func:`read_ahead`) while this one parses.
     """
     as_strings: dict[str, Any] = {}  # columns pyarrow would read as timestamps
-    with _ahead(_split_blocks(chunks, block_bytes or JSONL_BLOCK_BYTES), cancellation) as blocks:
+    cut = _split_blocks(chunks, block_bytes or JSONL_BLOCK_BYTES)
+    ahead = contextlib.nullcontext(cut) if cancellation is None else read_ahead(cut, cancellation, depth=1)
+    with ahead as blocks:
         for block, first_line in blocks:
             table = _arrow_jsonl_block(block, as_strings, doubles)
             if table is None:
@@ -247,7 +249,6 @@ def read_csv_columnar(
     columns: list[str] | None = None,
     block_bytes: int | None = None,
     settled: Callable[[], Collection[str]] | None = None,
-    cancellation: Cancellation | None = None,
 ) -> Iterator[ArrowBatch | Batch]:
     """CSV as :class:`ArrowBatch` blocks of text (``from_text``), parsed by pyarrow as
     :func:`~airflow_provider_exports.transfers.engine.formats.read_csv` reads it: RFC 4180
@@ -257,8 +258,7 @@ def read_csv_columnar(
 
     ``settled`` (asked before each block) names the columns whose values the caller need not see
     (their type is settled); a block that ``COPY`` reads exactly as these rules do
-    (:func:`_copy_ready`) then comes with its bytes (``raw``) and only the other columns parsed.
-    ``cancellation`` as :func:`read_jsonl_columnar`'s."""
+    (:func:`_copy_ready`) then comes with its bytes (``raw``) and only the other columns parsed."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -269,61 +269,60 @@ def read_csv_columnar(
     names: list[str] | None = list(columns) if columns else None
     parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=True)
     first = True
-    with _ahead(_csv_blocks(chunks, block_bytes or CSV_BLOCK_BYTES), cancellation) as blocks:
-        for block, first_line in blocks:
-            if first:
-                first = False
-                block = block.removeprefix(_BOM)
-                if header:
-                    end = first_break(block)
-                    head, block = (block, b"") if end < 0 else (block[: end + 1], block[end + 1 :])
-                    names = names or header_names("the CSV file", head, delimiter)
-                    first_line += head.count(b"\n")
-            if not block or block.isspace():
-                continue
-            assert names is not None
-            ready = _copy_ready(block) if settled is not None and delimiter == "," else None
-            if ready is not None:
-                assert settled is not None
-                known = settled()
-                wanted = [n for n in names if n not in known] or names[:1]  # one at least: pyarrow counts the rows
-                try:
-                    table = pcsv.read_csv(
-                        pa.BufferReader(ready),
-                        read_options=pcsv.ReadOptions(column_names=names),
-                        parse_options=parse,
-                        convert_options=pcsv.ConvertOptions(
-                            include_columns=wanted,
-                            column_types={n: pa.string() for n in wanted},
-                            null_values=[""],
-                            strings_can_be_null=True,
-                        ),
-                    )
-                except pa.ArrowInvalid:
-                    table = None  # read again in full below, which names the bad line
-                if table is not None and table.num_rows == ready.count(b"\n"):
-                    yield ArrowBatch(list(names), table, from_text=True, raw=ready)
-                    continue
-            convert = pcsv.ConvertOptions(
-                column_types={n: pa.string() for n in names},
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            )
+    for block, first_line in _csv_blocks(chunks, block_bytes or CSV_BLOCK_BYTES):
+        if first:
+            first = False
+            block = block.removeprefix(_BOM)
+            if header:
+                end = first_break(block)
+                head, block = (block, b"") if end < 0 else (block[: end + 1], block[end + 1 :])
+                names = names or header_names("the CSV file", head, delimiter)
+                first_line += head.count(b"\n")
+        if not block or block.isspace():
+            continue
+        assert names is not None
+        ready = _copy_ready(block) if settled is not None and delimiter == "," else None
+        if ready is not None:
+            assert settled is not None
+            known = settled()
+            wanted = [n for n in names if n not in known] or names[:1]  # one at least: pyarrow counts the rows
             try:
                 table = pcsv.read_csv(
-                    pa.BufferReader(block),
+                    pa.BufferReader(ready),
                     read_options=pcsv.ReadOptions(column_names=names),
                     parse_options=parse,
-                    convert_options=convert,
+                    convert_options=pcsv.ConvertOptions(
+                        include_columns=wanted,
+                        column_types={n: pa.string() for n in wanted},
+                        null_values=[""],
+                        strings_can_be_null=True,
+                    ),
                 )
-            except (pa.ArrowInvalid, UnicodeDecodeError):
-                yield from read_csv(
-                    [block], delimiter=delimiter, header=False, columns=names, first_line=first_line
-                )
-            else:
-                if table.num_rows:
-                    yield ArrowBatch(list(names), table, from_text=True)
+            except pa.ArrowInvalid:
+                table = None  # read again in full below, which names the bad line
+            if table is not None and table.num_rows == ready.count(b"\n"):
+                yield ArrowBatch(list(names), table, from_text=True, raw=ready)
+                continue
+        convert = pcsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        )
+        try:
+            table = pcsv.read_csv(
+                pa.BufferReader(block),
+                read_options=pcsv.ReadOptions(column_names=names),
+                parse_options=parse,
+                convert_options=convert,
+            )
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            yield from read_csv(
+                [block], delimiter=delimiter, header=False, columns=names, first_line=first_line
+            )
+        else:
+            if table.num_rows:
+                yield ArrowBatch(list(names), table, from_text=True)
 
 
 def _copy_ready(block: bytes) -> bytes | None:
@@ -384,17 +383,12 @@ def read_columnar(
     """Rows of one CSV, JSON-lines or Parquet file as :class:`ArrowBatch` blocks where pyarrow reads
     them exactly (gzip, recognised by its magic bytes, undone first); ``csv_settled`` as
     :func:`read_csv_columnar`'s ``settled``, ``jsonl_doubles`` as :func:`read_jsonl_columnar`'s
-    ``doubles``; with ``cancellation``, CSV and JSON lines are inflated and cut into blocks on a
-    thread of their own; the other arguments as the row readers'."""
+    ``doubles``; with ``cancellation``, JSON lines are inflated and cut into blocks on a thread of
+    their own (CSV is not: measured, it gained nothing); the other arguments as the row readers'."""
     data = maybe_gunzip(chunks)
     if file_format == "csv":
         return read_csv_columnar(
-            data,
-            delimiter=csv_delimiter,
-            header=csv_header,
-            columns=csv_columns,
-            settled=csv_settled,
-            cancellation=cancellation,
+            data, delimiter=csv_delimiter, header=csv_header, columns=csv_columns, settled=csv_settled
         )
     if file_format == "jsonl":
         return read_jsonl_columnar(data, batch_size=batch_size, doubles=jsonl_doubles, cancellation=cancellation)
@@ -404,11 +398,6 @@ def read_columnar(
 
 
 _DONE = object()
-
-
-def _ahead(blocks: Iterator[Any], cancellation: Cancellation | None) -> contextlib.AbstractContextManager[Iterator[Any]]:
-    """``blocks`` cut on a thread of their own (:func:`read_ahead`), given a ``cancellation``."""
-    return read_ahead(blocks, cancellation, depth=1) if cancellation is not None else contextlib.nullcontext(blocks)
 
 
 @contextlib.contextmanager
