@@ -11,7 +11,7 @@ import contextlib
 import json
 import queue
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,8 @@ class ArrowBatch:
 
 #: bytes of JSON lines parsed per pyarrow block (pyarrow splits it further over its threads)
 JSONL_BLOCK_BYTES = 8 << 20
+#: the names of a column of doubles, which takes ``5`` as it takes ``5.0``
+_DOUBLE = ("double precision", "float8")
 _PLAIN_ARROW_JSON = ("int64", "double", "bool", "string", "null")
 
 
@@ -377,21 +379,23 @@ def read_columnar(
     csv_header: bool = True,
     csv_columns: list[str] | None = None,
     csv_settled: Callable[[], Collection[str]] | None = None,
-    jsonl_doubles: Collection[str] = (),
+    fixed_types: Mapping[str, str] | None = None,
     cancellation: Cancellation | None = None,
 ) -> Iterator[ArrowBatch | Batch]:
     """Rows of one CSV, JSON-lines or Parquet file as :class:`ArrowBatch` blocks where pyarrow reads
     them exactly (gzip, recognised by its magic bytes, undone first); ``csv_settled`` as
-    :func:`read_csv_columnar`'s ``settled``, ``jsonl_doubles`` as :func:`read_jsonl_columnar`'s
-    ``doubles``; with ``cancellation``, JSON lines are inflated and cut into blocks on a thread of
-    their own (CSV is not: measured, it gained nothing); the other arguments as the row readers'."""
+    :func:`read_csv_columnar`'s ``settled``; ``fixed_types``: the SQL types of the columns the rows
+    go into that no value retypes (the JSON lines' ``doubles`` are those of ``DOUBLE PRECISION``);
+    with ``cancellation``, JSON lines are inflated and cut into blocks on a thread of their own
+    (CSV is not: measured, it gained nothing); the other arguments as the row readers'."""
     data = maybe_gunzip(chunks)
     if file_format == "csv":
         return read_csv_columnar(
             data, delimiter=csv_delimiter, header=csv_header, columns=csv_columns, settled=csv_settled
         )
     if file_format == "jsonl":
-        return read_jsonl_columnar(data, batch_size=batch_size, doubles=jsonl_doubles, cancellation=cancellation)
+        doubles = {c for c, t in (fixed_types or {}).items() if " ".join(t.lower().split()) in _DOUBLE}
+        return read_jsonl_columnar(data, batch_size=batch_size, doubles=doubles, cancellation=cancellation)
     if file_format == "parquet":
         return read_parquet_columnar(data, flatten_structs=flatten_structs)
     raise ExportConfigError("file_format", f"{file_format!r} has no columnar reader (csv, jsonl, parquet)")

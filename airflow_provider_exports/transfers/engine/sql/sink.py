@@ -353,10 +353,9 @@ class SqlSink(Sink):
                 csv_delimiter=self.csv_delimiter,
                 csv_header=self.csv_header,
                 csv_columns=self.csv_columns,
-                # into a table the load creates, a CSV block may go as it came: only the columns
-                # whose type is not settled need reading
+                # a new table's CSV block may go as it came: only unsettled columns need reading
                 csv_settled=self._settled if self._creating else None,
-                jsonl_doubles=self._doubles(),
+                fixed_types=self._target_types if self._direct else self.column_types if self._creating else {},
                 cancellation=cancellation,
             )
             if columnar
@@ -576,13 +575,6 @@ class SqlSink(Sink):
         """The columns whose type no value can change any more: declared, or ``TEXT``."""
         tracker = self._state.tracker
         return {c for c in self._state.seen if tracker.declared(c) is not None or tracker.is_text(c)}
-
-    def _doubles(self) -> set[str]:
-        """The columns whose values go into a ``DOUBLE PRECISION`` column that no value retypes (the
-        existing table's, or one ``column_types`` declares for the table the load creates): there
-        ``5`` and ``5.0`` load as the same double."""
-        fixed = self._target_types if self._direct else self.column_types if self._creating else {}
-        return {c for c, t in fixed.items() if " ".join(t.lower().split()) in ("double precision", "float8")}
 
     def _binary_types(self, columns: Sequence[str]) -> list[str] | None:
         """The SQL types ``columns`` are written into, where a binary ``COPY`` may take them: the
