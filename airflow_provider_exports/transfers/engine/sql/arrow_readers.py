@@ -36,8 +36,9 @@ class ArrowBatch:
 
     Nested values are already JSON text, as in :class:`Batch`; ``types`` are declared SQL types
     (Parquet), else ``None``. From JSON lines, a float column held only JSON fractions (an integer
-    among fractions sends the block to the row reader), so its Arrow type is its JSON kind. From
-    CSV (``from_text``), every column is text, NULL for an empty field.
+    among fractions sends the block to the row reader), so its Arrow type is its JSON kind, unless
+    it goes into a column of doubles, where an integer loads as its float would. From CSV
+    (``from_text``), every column is text, NULL for an empty field.
     """
 
     columns: list[str]
