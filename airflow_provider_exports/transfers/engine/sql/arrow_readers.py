@@ -63,10 +63,10 @@ _PLAIN_ARROW_JSON = ("int64", "double", "bool", "string", "null")
 
 def _split_blocks(
     chunks: Iterable[bytes], block_bytes: int, first_line: int = 1
-) -> Iterator[tuple[bytes, int]]:
+) -> Iterator[tuple[bytes, int, int]]:
     """The stream cut after newlines into blocks of about ``block_bytes`` (a longer line is a
-    block), each with the number of its first line. A line longer than :data:`limits.JSON_LINE`
-    is refused (:class:`LimitExceeded`) before it is joined."""
+    block), each with the number of its first line and its number of lines. A line longer than
+    :data:`limits.JSON_LINE` is refused (:class:`LimitExceeded`) before it is joined."""
     bound = LineBound()
     pending: list[bytes] = []
     size = 0
@@ -83,8 +83,9 @@ def _split_blocks(
         if len(chunk) < block_bytes:  # the block ends at the chunk's last line break: one copy
             end = chunk.rfind(b"\n") + 1
             block = b"".join([*pending, memoryview(chunk)[:end]])
-            yield block, first_line
-            first_line += block.count(b"\n")
+            lines = block.count(b"\n")
+            yield block, first_line, lines
+            first_line += lines
             rest = chunk[end:]
             pending, size = ([rest], len(rest)) if rest else ([], 0)
             continue
@@ -98,14 +99,15 @@ def _split_blocks(
                 if cut <= 0:
                     break
             block = data[at:cut]
-            yield block, first_line
-            first_line += block.count(b"\n")
+            lines = block.count(b"\n")
+            yield block, first_line, lines
+            first_line += lines
             at = cut
         rest = data[at:]
         pending, size = ([rest], len(rest)) if rest else ([], 0)
     data = b"".join(pending)
     if data:
-        yield data, first_line
+        yield data, first_line, data.count(b"\n") + (not data.endswith(b"\n"))
 
 
 def read_jsonl_columnar(
@@ -132,16 +134,24 @@ def read_jsonl_columnar(
     cut = _split_blocks(chunks, block_bytes or JSONL_BLOCK_BYTES)
     ahead = contextlib.nullcontext(cut) if cancellation is None else read_ahead(cut, cancellation, depth=1)
     with ahead as blocks:
-        for block, first_line in blocks:
-            table = _arrow_jsonl_block(block, as_strings, doubles)
+        for block, first_line, lines in blocks:
+            table = _arrow_jsonl_block(block, lines, as_strings, doubles)
             if table is None:
                 yield from read_jsonl([block], batch_size=batch_size, first_line=first_line)
             elif table.num_rows:
                 yield ArrowBatch(list(table.column_names), table)
 
 
-def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any], doubles: Collection[str] = ()) -> Any:
-    """One block as an Arrow table of plain columns, or ``None`` when only Python can read it exactly."""
+def _arrow_jsonl_block(
+    block: bytes, lines: int, as_strings: dict[str, Any], doubles: Collection[str] = ()
+) -> Any:
+    """One block of ``lines`` lines as an Arrow table of plain columns, or ``None`` when only Python
+    can read it exactly.
+
+    pyarrow reads a stream of objects, not lines: two objects in one line, or one over two lines,
+    would be rows that the row reader refuses. So a block is taken only with one row per line (a
+    blank line, which both skip, sends its block to rows) and no line where an object follows
+    another (found by RE2 over the block, without the GIL)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
@@ -161,6 +171,8 @@ def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any], doubles: Collec
             table = parse().select(order)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         return None
+    if table.num_rows != lines or _objects_follow(block):
+        return None
     for name, f in zip(table.column_names, table.schema, strict=True):
         if str(f.type) not in _PLAIN_ARROW_JSON:
             return None
@@ -177,6 +189,18 @@ def _arrow_jsonl_block(block: bytes, as_strings: dict[str, Any], doubles: Collec
             if whole and _has_int_token(block, name):
                 return None
     return table
+
+
+def _objects_follow(block: bytes) -> bool:
+    """Whether an object follows another within a line of ``block`` (``}`` then ``{``, with only
+    spaces, tabs or carriage returns between), which a string may also hold: then rows decide."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    offsets = pa.array([0, len(block)], pa.int64()).buffers()[1]
+    whole = pa.py_buffer(block)  # no copy: the block as one binary value
+    as_one_value = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, whole])
+    return bool(pc.match_substring_regex(as_one_value, r"\}[ \t\r]*\{")[0].as_py())
 
 
 def _has_int_token(block: bytes, key: str) -> bool:

@@ -35,6 +35,38 @@ def test_columnar_jsonl_errors_name_the_line_across_blocks():
     assert sum(b.num_rows for b in batches if isinstance(b, ArrowBatch)) == 100
 
 
+@pytest.mark.parametrize(
+    ("bad", "line"),
+    [
+        (b'{"a": 7}{"a": 8}\n', 51),  # two objects in one line: pyarrow reads both
+        (b'{"a": 7} \t{"a": 8}\n', 51),
+        (b'{"a":\n7}\n', 51),  # one object over two lines: pyarrow reads it
+        (b'\n{"a": 7}{"a": 8}\n', 52),  # ... with a blank line, as many rows as lines
+        (b'{"a":\n7}\n{"a": 7}{"a": 8}\n', 51),
+    ],
+    ids=["two-objects", "two-objects-spaced", "two-lines", "blank-and-two-objects", "both"],
+)
+def test_columnar_jsonl_refuses_what_the_row_reader_refuses(bad, line):
+    """Every block pyarrow reads is one object per line, as the row reader takes JSON lines: a
+    line it would refuse fails the load, naming the line, in a block of either reader."""
+    body = b'{"a": 1}\n' * 50 + bad + b'{"a": 2}\n' * 50
+    for read in (arrow_readers.read_jsonl_columnar, formats.read_jsonl):
+        with pytest.raises(TransferError, match=f"line {line} is not valid JSON"):
+            list(read([body]))
+
+
+def test_columnar_jsonl_skips_blank_lines_as_the_row_reader_does():
+    body = b'{"a": 1}\n\n{"a": 2}\r\n  \n' + b'{"a": 3}\n' * 100 + b"\n\n"
+    columnar = list(arrow_readers.read_jsonl_columnar(_chunks(body, 64), block_bytes=400))
+    values = [
+        v
+        for b in columnar
+        for v in (b.table.column("a").to_pylist() if isinstance(b, ArrowBatch) else [r[0] for r in b.rows])
+    ]
+    assert values == [r[0] for b in formats.read_jsonl([body]) for r in b.rows] == [1, 2] + [3] * 100
+    assert any(isinstance(b, ArrowBatch) for b in columnar)  # the blocks without blank lines
+
+
 def test_columnar_jsonl_reads_integers_among_fractions_of_a_column_of_doubles():
     """Into a column of doubles, ``5`` and ``5.0`` load alike: such a block stays with pyarrow (past
     2**53 too: PostgreSQL rounds the integer's text to the same double); elsewhere it goes by rows."""
