@@ -209,7 +209,9 @@ def _batch_from_records(records: list[dict[str, Any]], *, flat: bool = False) ->
     # map/zip/set/itemgetter keep the per-row work in C: Python bytecode per value is the cost
     if all(map(first_keys.__eq__, map(dict.keys, records))):
         names = list(first_keys)
-        if len(names) == 1:
+        if not names:  # every object empty: rows without a value (a table's other columns NULL)
+            rows = [()] * len(records)
+        elif len(names) == 1:
             rows = [(record[names[0]],) for record in records]
         else:
             rows = list(map(operator.itemgetter(*names), records))

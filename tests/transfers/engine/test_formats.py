@@ -57,6 +57,13 @@ def test_jsonl_batches_union_of_keys_and_nested_values_as_json_text():
     assert batches[1].rows == [(3,)]
 
 
+def test_jsonl_a_batch_of_empty_objects_is_rows_without_values():
+    assert [(b.columns, b.rows) for b in read_jsonl([b"{}\n{}\n{}\n"], batch_size=2)] == [
+        ([], [(), ()]),
+        ([], [()]),
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -200,6 +200,18 @@ def test_an_empty_append_or_merge_commits_only_its_manifest(db, mode):
     assert db.query("SELECT job_ref FROM exports_manifest") == [("job-1",)]
 
 
+def test_lines_of_empty_objects_are_rows_with_every_column_null(db):
+    """``{}`` is a row without a value: its columns NULL, the file's name kept, counted like any
+    row (the row reader once failed on a batch of empty objects only)."""
+    files = [ChunksSource("a.jsonl", [b'{}\n{}\n{"a": 1}\n']), ChunksSource("b.jsonl", [b"{}\n{}\n"])]
+    summary = load(files, SqlSink("t", conn_id=db.conn_id))
+
+    assert summary.rows == 5
+    assert sorted(db.query("SELECT a, _source_file FROM t"), key=str) == sorted(
+        [(None, "a.jsonl"), (None, "a.jsonl"), (1, "a.jsonl"), (None, "b.jsonl"), (None, "b.jsonl")], key=str
+    )
+
+
 # --- merge (both databases) ------------------------------------------------------------------------
 
 
