@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import re
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -148,10 +149,10 @@ def _arrow_jsonl_block(
     """One block of ``lines`` lines as an Arrow table of plain columns, or ``None`` when only Python
     can read it exactly.
 
-    pyarrow reads a stream of objects, not lines: two objects in one line, or one over two lines,
-    would be rows that the row reader refuses. So a block is taken only with one row per line (a
-    blank line, which both skip, sends its block to rows) and no line where an object follows
-    another (found by RE2 over the block, without the GIL)."""
+    pyarrow reads a stream of values, not lines: two objects in one line, one over two lines, or
+    a ``null`` would be rows where the row reader refuses the line. So a block is taken only with
+    no stray value (:func:`_stray_values`, looked for before pyarrow sees the block) and one row
+    per line (a blank line, which both skip, sends its block to rows)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
@@ -161,6 +162,8 @@ def _arrow_jsonl_block(
         options = pj.ParseOptions(explicit_schema=schema, newlines_in_values=False)
         return pj.read_json(pa.BufferReader(block), parse_options=options)
 
+    if _stray_values(block):
+        return None
     try:
         table = parse()
         timestamps = [f for f in table.schema if pa.types.is_timestamp(f.type)]
@@ -171,7 +174,7 @@ def _arrow_jsonl_block(
             table = parse().select(order)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         return None
-    if table.num_rows != lines or _objects_follow(block):
+    if table.num_rows != lines:
         return None
     for name, f in zip(table.column_names, table.schema, strict=True):
         if str(f.type) not in _PLAIN_ARROW_JSON:
@@ -191,24 +194,33 @@ def _arrow_jsonl_block(
     return table
 
 
-def _objects_follow(block: bytes) -> bool:
-    """Whether an object follows another within a line of ``block`` (``}`` then ``{``, with only
-    spaces, tabs or carriage returns between), which a string may also hold: then rows decide."""
+#: a top-level ``null`` first in the block (a BOM and blank lines before it): pyarrow 26 crashes
+#: the process on a ``null`` that comes first in what it parses
+_NULL_FIRST = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*null")
+#: RE2 patterns (two: as one alternation RE2 takes ten times as long) of a value after an object
+#: in one line, and of a ``null`` starting a line (which a thread of pyarrow's may parse first)
+_STRAY = (r"\}[ \t\r]*(?:\{|null)", r"\n[ \t\r]*null")
+
+
+def _stray_values(block: bytes) -> bool:
+    """Whether a line of ``block`` may hold a value that pyarrow would take for a row where the
+    row reader refuses the line: an object or ``null`` after an object, or a ``null`` line. A
+    string may hold the same characters; then rows decide."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if _NULL_FIRST.match(block):
+        return True
     offsets = pa.array([0, len(block)], pa.int64()).buffers()[1]
     whole = pa.py_buffer(block)  # no copy: the block as one binary value
     as_one_value = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, whole])
-    return bool(pc.match_substring_regex(as_one_value, r"\}[ \t\r]*\{")[0].as_py())
+    return any(pc.match_substring_regex(as_one_value, pattern)[0].as_py() for pattern in _STRAY)
 
 
 def _has_int_token(block: bytes, key: str) -> bool:
     """Whether some line of ``block`` gives ``key`` a JSON integer (``"key": 12,``).
 
     A key spelled with ``\\u`` escapes where plain characters would do is not recognised."""
-    import re
-
     spellings = {json.dumps(key, ensure_ascii=False).encode(), json.dumps(key).encode()}
     return any(re.search(re.escape(s) + rb"\s*:\s*-?(?:0|[1-9][0-9]*)\s*[,}]", block) for s in spellings)
 
@@ -279,7 +291,8 @@ def read_csv_columnar(
 ) -> Iterator[ArrowBatch | Batch]:
     """CSV as :class:`ArrowBatch` blocks of text (``from_text``), parsed by pyarrow as
     :func:`~airflow_provider_exports.transfers.engine.formats.read_csv` reads it: RFC 4180
-    quoting, UTF-8 with or without BOM, blank lines skipped, an empty field NULL (quoted or not).
+    quoting, UTF-8 with or without BOM (the file's first bytes), empty lines skipped, an empty
+    field NULL (quoted or not).
     A block pyarrow refuses (a ragged row, text that is not UTF-8) is read by ``read_csv``, which
     names the line.
 
@@ -305,10 +318,14 @@ def read_csv_columnar(
                 head, block = (block, b"") if end < 0 else (block[: end + 1], block[end + 1 :])
                 names = names or header_names("the CSV file", head, delimiter)
                 first_line += head.count(b"\n")
-        if not block or block.isspace():
+        if not block or (block.isspace() and not block.strip(b"\r\n")):  # blank lines only
             continue
         assert names is not None
-        ready = _copy_ready(block) if settled is not None and delimiter == "," else None
+        # pyarrow and read_csv drop a BOM that starts what they read; past the file's start it is
+        # the first value's, so one more goes before it (rare: the block goes parsed, not raw)
+        kept_bom = block.startswith(_BOM)
+        parsed = _BOM + block if kept_bom else block
+        ready = _copy_ready(block) if settled is not None and delimiter == "," and not kept_bom else None
         if ready is not None:
             assert settled is not None
             known = settled()
@@ -338,14 +355,14 @@ def read_csv_columnar(
         )
         try:
             table = pcsv.read_csv(
-                pa.BufferReader(block),
+                pa.BufferReader(parsed),
                 read_options=pcsv.ReadOptions(column_names=names),
                 parse_options=parse,
                 convert_options=convert,
             )
         except (pa.ArrowInvalid, UnicodeDecodeError):
             yield from read_csv(
-                [block], delimiter=delimiter, header=False, columns=names, first_line=first_line
+                [parsed], delimiter=delimiter, header=False, columns=names, first_line=first_line
             )
         else:
             if table.num_rows:
