@@ -4,6 +4,8 @@ same bounds and errors."""
 from __future__ import annotations
 
 import io
+import random
+from typing import Any
 
 import pytest
 
@@ -293,7 +295,8 @@ def test_columnar_csv_keeps_a_bom_that_starts_a_value_past_the_files_start(block
     want = [("\ufeff1", "2"), ("3", "4"), ("\ufeff5", "6")]
     assert _csv_rows(formats.read_csv([data]))[1] == want
     known = None if settled is None else (lambda: settled)  # raw: nothing settled, every column parsed too
-    assert _csv_rows(arrow_readers.read_csv_columnar([data], block_bytes=block_bytes, settled=known))[1] == want
+    read = arrow_readers.read_csv_columnar([data], block_bytes=block_bytes, settled=known)
+    assert _csv_rows(read)[1] == want
 
 
 @pytest.mark.parametrize("blank", [b" ", b"\t", b" \r"])
@@ -327,3 +330,58 @@ def test_columnar_parquet_batches_are_sized_by_bytes_not_row_groups(monkeypatch)
     pq.write_table(pa.table({"n": list(range(40_000)), "s": ["x" * 20] * 40_000}), out, row_group_size=40_000)
     sizes = [b.num_rows for b in arrow_readers.read_parquet_columnar([out.getvalue()])]
     assert sum(sizes) == 40_000 and max(sizes) == 1_024
+
+
+# --- the columnar readers against the row readers, on random input ------------------------------------
+
+_JSONL_PIECES = (
+    *('{"a":1}', '{"a":"x"}', '{"b":2.5}', '{"a":1.0}', '{"a":true}', '{"a":null}', '{"a":[1]}', "{}"),
+    *('{"a":{"b":null}}', '{"a":"2024-01-01"}', '{"a":', '"s"', '"\\u00e9"', '"\\ud800"', "null", "true"),
+    *("[1]", "{", "}", "[", "]", ":", ",", "1", "-", "e5", "\n", "\r\n", " ", "\t", "\ufeff"),
+)
+_CSV_PIECES = ("a", "b", "1", "é", ",", '"', '""', " ", "\t", "\n", "\r\n", "\r", "\ufeff")
+
+
+def _outcome(read: Any, data: bytes, **kwargs: Any) -> tuple[str, Any]:
+    """The rows a reader gives ``data`` (each as its non-NULL values by column), or the kind of its error."""
+    rows: list[tuple] = []
+    try:
+        for b in read([data], **kwargs):
+            if not isinstance(b, ArrowBatch):
+                values: Any = b.rows
+            elif b.columns:
+                values = zip(*(c.to_pylist() for c in b.table.columns), strict=True)
+            else:
+                values = [()] * b.num_rows
+            for row in values:
+                by_column = sorted(zip(b.columns, row, strict=True))
+                rows.append(tuple((k, repr(v)) for k, v in by_column if v is not None))
+    except (TransferError, LimitExceeded) as exc:
+        return "refused", type(exc).__name__
+    return "read", rows
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_columnar_jsonl_reads_random_lines_as_the_row_reader_does(seed):
+    """Any mix of objects, fragments, nulls and blank lines, cut into blocks of any size: the same
+    rows, or the same refusal, as the row reader (no input may crash the process either)."""
+    rng = random.Random(seed)
+    for _ in range(400):
+        data = "".join(rng.choice(_JSONL_PIECES) for _ in range(rng.randint(1, 25))).encode()
+        block_bytes = rng.choice([8, 16, 64, 1 << 20])
+        columnar = _outcome(arrow_readers.read_jsonl_columnar, data, block_bytes=block_bytes)
+        assert columnar == _outcome(formats.read_jsonl, data), (data, block_bytes)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_columnar_csv_never_reads_random_text_otherwise_than_the_row_reader(seed):
+    """The same rows, or a refusal: a quote inside an unquoted field (not RFC 4180; Python's csv
+    takes it as a character) may make a columnar load refuse a file the row reader reads, but
+    never read it otherwise, nor read what the row reader refuses."""
+    rng = random.Random(seed)
+    for _ in range(400):
+        data = ("h1,h2\n" + "".join(rng.choice(_CSV_PIECES) for _ in range(rng.randint(0, 40)))).encode()
+        block_bytes = rng.choice([8, 16, 64, 1 << 20])
+        columnar = _outcome(arrow_readers.read_csv_columnar, data, block_bytes=block_bytes)
+        rows = _outcome(formats.read_csv, data)
+        assert columnar == rows or columnar[0] == "refused", (data, block_bytes)
