@@ -1,6 +1,6 @@
 """The CSV pass-through: a CSV file's bytes straight into PostgreSQL ``COPY ... (FORMAT csv)``,
-unparsed (only the header row is parsed, to name the columns; a UTF-8 byte order mark is dropped:
-COPY would take it for data).
+unparsed (only the header row is parsed, to name the columns; a UTF-8 byte order mark is dropped,
+and empty lines outside quotes, which the CSV readers skip: COPY would take them for data).
 
 :class:`CsvRecords` counts the records as the chunks go by, as ``COPY`` splits them, without
 parsing a field, so the sink can check that the table took every one of them. COPY's quote is
@@ -79,7 +79,7 @@ def copy_csv_file(
     refuses the file's names before any row goes, or says (``False``) that the file must be read
     instead: it is then returned :class:`Unread`."""
     records = CsvRecords()
-    data = _without_bom(iter(maybe_gunzip(chunks, name=name)))
+    data = _without_blank_lines(_without_bom(iter(maybe_gunzip(chunks, name=name))))
     head, ended = _read_head(name, records, data, header)
     if ended and not head.strip():
         return Written(0, 0)
@@ -175,6 +175,41 @@ def _without_bom(chunks: Iterator[bytes]) -> Iterator[bytes]:
             break
     yield first.removeprefix(_BOM)
     yield from chunks
+
+
+#: line breaks, two or more: ``\r\n`` is one break, never a ``\r`` and a ``\n``
+_BREAK_RUN = re.compile(rb"(\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)+")
+#: what starts an empty line, by the stream's line break (COPY refuses a bare break of another kind)
+_EMPTY_LINE = {b"\n": re.compile(rb"\n\n"), b"\r\n": re.compile(rb"\n\r"), b"\r": re.compile(rb"\r\r")}
+_ANY_EMPTY_LINE = re.compile(rb"\n[\r\n]|\r\r")
+
+
+def _without_blank_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The stream without its empty lines outside quotes, which the CSV readers skip and COPY
+    would not (a record of one empty field: refused, or a row of NULL in a table of one column).
+
+    Outside quotes, a run of line breaks becomes its first one; a run that ends a chunk waits for
+    the next, which may go on with it. Quoted fields go as they are, line breaks and all. Once the
+    first line break says which it is, a chunk costs a look for two of them in a row and a count."""
+    in_quote, held, empty_line = 0, b"", _ANY_EMPTY_LINE
+    for chunk in chunks:
+        chunk = held + chunk
+        ends_in_quote = in_quote ^ (chunk.count(_QUOTE) & 1) if _QUOTE in chunk else in_quote
+        kept = chunk if ends_in_quote else chunk.rstrip(b"\r\n")  # a \r may be half a \r\n
+        chunk, held = kept, chunk[len(kept) :]
+        if empty_line is _ANY_EMPTY_LINE and (at := first_break(chunk, in_quote)) >= 0 and at + 1 < len(chunk):
+            eol = b"\r\n" if chunk[at : at + 2] == b"\r\n" else chunk[at : at + 1]
+            empty_line = _EMPTY_LINE[eol]
+        if empty_line.search(chunk):
+            parts = chunk.split(_QUOTE)
+            for i in range(in_quote, len(parts), 2):  # the parts outside quotes
+                parts[i] = _BREAK_RUN.sub(rb"\1", parts[i])
+            chunk = _QUOTE.join(parts)
+        in_quote = ends_in_quote
+        if chunk:
+            yield chunk
+    if held:
+        yield _BREAK_RUN.sub(rb"\1", held)
 
 
 def first_break(data: bytes, in_quote: int = 0) -> int:

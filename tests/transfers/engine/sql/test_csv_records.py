@@ -7,7 +7,11 @@ import io
 
 import pytest
 
-from airflow_provider_exports.transfers.engine.sql.csv_passthrough import CsvRecords, first_break
+from airflow_provider_exports.transfers.engine.sql.csv_passthrough import (
+    CsvRecords,
+    _without_blank_lines,
+    first_break,
+)
 
 SAMPLES = {
     "plain": b"id,v\n1,a\n2,b\n",
@@ -113,3 +117,21 @@ def test_constant_fields_end_every_record_whatever_the_chunks(name):
             assert python_csv(out) == expected, (head_chunks, cut, out)
         records, out = suffixed(data, [1], head_chunks, suffix)
         assert python_csv(out) == expected, (head_chunks, out)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "sent"),
+    [
+        ([b"a,b\n1,2\n\n"], b"a,b\n1,2\n"),
+        ([b"a,b\r\n1,2\r\n\r\n"], b"a,b\r\n1,2\r\n"),
+        ([b"a,b\r\n1,2\r", b"\n\r\n3,4\r\n"], b"a,b\r\n1,2\r\n3,4\r\n"),  # a run over two chunks
+        ([b"a\n1\n", b"\n", b"\n", b"2\n"], b"a\n1\n2\n"),
+        ([b"a\r1\r\r2\r"], b"a\r1\r2\r"),
+        ([b"a\r\n1\r\n"], b"a\r\n1\r\n"),  # \r\n is one break
+        ([b'a\n"x\n\ny"\n\n2'], b'a\n"x\n\ny"\n2'),  # quoted breaks stay
+        ([b'a\n"x', b'\n\ny"\n', b"\n2"], b'a\n"x\n\ny"\n2'),
+        ([b'a\n"q""\n\n"\n\n'], b'a\n"q""\n\n"\n'),
+    ],
+)
+def test_empty_lines_outside_quotes_are_dropped_as_the_csv_readers_skip_them(chunks, sent):
+    assert b"".join(_without_blank_lines(iter(chunks))) == sent
