@@ -106,6 +106,19 @@ def test_postgres_csv_pass_through_skips_empty_lines_as_the_readers_do(pg, colum
     assert query(pg, f"SELECT {', '.join(columns)} FROM t ORDER BY 1") == [tuple(r.split(",")) for r in rows]
 
 
+def test_postgres_csv_pass_through_drops_empty_lines_wherever_the_chunks_end(pg):
+    """With the file's name added to every record on the way, and empty lines inside a quoted value kept."""
+    pg.cursor().execute("CREATE TABLE t (a TEXT, b TEXT, _source_file TEXT)")
+    body = b'a,b\r\n1,2\r\n\r\n"x\r\n\r\ny",3\r\n\r\n'
+    for cut in range(len(body)):
+        pg.cursor().execute("TRUNCATE t; DROP TABLE IF EXISTS exports_manifest")
+        load([ChunksSource("t.csv", [body[:cut], body[cut:]])], SqlSink("t", conn_id="pg"))
+        assert query(pg, "SELECT a, b, _source_file FROM t ORDER BY a") == [
+            ("1", "2", "t.csv"),
+            ("x\r\n\r\ny", "3", "t.csv"),
+        ], cut
+
+
 def _random_csv(rng: random.Random) -> bytes:
     """RFC 4180 records of two fields (quoted or not, line breaks and quotes inside quotes), empty
     lines, ragged records and a byte-order mark here and there, with LF or CRLF breaks."""
