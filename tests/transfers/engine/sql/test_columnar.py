@@ -7,11 +7,13 @@ have the same column types and the same values. Small pyarrow blocks make a file
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import decimal
 import gzip
 import io
 import json
+import random
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -54,12 +56,12 @@ def both_ways(
     files: dict[str, bytes],
     *,
     existing: str | None = None,
-    columnar_blocks=True,
+    columnar_blocks: bool | None = True,
     **sink_kwargs,
 ):
     """Load ``files`` through the columnar path and through the row path; both tables' types and
     text values (the columnar one's returned). ``columnar_blocks``: some blocks did go columnar
-    (as CSV or binary ``COPY``)."""
+    (as CSV or binary ``COPY``); ``None``: either."""
     out = []
     written = []
     real = arrow_batches.encode_csv
@@ -77,7 +79,8 @@ def both_ways(
         ]
         load(sources, SqlSink(table, conn_id="pg", **sink_kwargs), job_ref=table)
         out.append(table_of(pg, table))
-    assert bool(written) is columnar_blocks
+    if columnar_blocks is not None:
+        assert bool(written) is columnar_blocks
     assert list(out[0][0].items()) == list(out[1][0].items())
     assert out[0][1] == out[1][1]
     return out[0]
@@ -314,3 +317,52 @@ def test_a_source_that_changes_after_blocks_were_copied_is_rolled_back(pg):
     assert [
         r[0] for r in query(pg, "SELECT column_name FROM information_schema.columns WHERE table_name = 't'")
     ] in (["id", "v", "_source_file"], ["v", "id", "_source_file"])
+
+
+# --- random files: both paths type and load them alike ---------------------------------------------
+
+_JSON_KINDS = {
+    "ints": [0, 1, -1, 5, 2100, 2**53, 2**53 + 1, 2**63 - 1, -(2**63), 2**64, 10**30],
+    "floats": [0.5, -0.0, 0.0, 1e5, 1.5e300, 5.0, 2100.0, 1e-7, 123456789012345.6, 4679.27, 1e16, 2.0**60],
+    "texts": ["007", "5", "5.5", "1e5", "-0", "", " ", "true", "2024-01-01", "2024-01-01T00:00:00Z", "x", "+5", "NaN"],
+    "bools": [True, False],
+}
+_JSON_ODD = [*(v for vs in _JSON_KINDS.values() for v in vs), [1], {"a": 1}, [], {}]
+_CSV_KINDS = [
+    ["0", "1", "-1", "5", "007", "9007199254740993", "9223372036854775807", "99999999999999999999"],
+    ["0.5", "-0.0", "1e5", "5.0", "2100", "1.50", "-0", ".5", "5.", "1E5"],
+    ["true", "false", "t", "f", "TRUE"],
+    ["a", "b c", "é", '"q"', "x,y", "l\nm"],
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_jsonl_types_and_values_match_the_row_path(pg, monkeypatch, seed):
+    """Columns of one kind (integers small and huge, floats, numeric-looking strings, booleans) or
+    mixed, with NULLs, absent keys and an odd value now and then, in blocks of any size."""
+    rng = random.Random(seed)
+    kinds = {key: rng.choice([*_JSON_KINDS.values(), _JSON_KINDS["ints"] + _JSON_KINDS["floats"]]) for key in "abc"}
+    rows = []
+    for _ in range(rng.randint(1, 40)):
+        row = {}
+        for key, values in kinds.items():
+            r = rng.random()
+            if r >= 0.1:
+                row[key] = None if r < 0.15 else rng.choice(_JSON_ODD if r < 0.18 else values)
+        rows.append(row)
+    monkeypatch.setattr(arrow_readers, "JSONL_BLOCK_BYTES", rng.choice([64, 256, 4096]))
+    both_ways(pg, monkeypatch, {"a.jsonl": lines(*rows)}, columnar_blocks=None)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_csv_types_and_values_match_the_row_path(pg, monkeypatch, seed):
+    rng = random.Random(seed)
+    kinds = {key: rng.choice(_CSV_KINDS) for key in "abc"}
+    every = [v for values in _CSV_KINDS for v in values]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=rng.choice(["\n", "\r\n"]))
+    writer.writerow(list(kinds))
+    for _ in range(rng.randint(1, 40)):
+        writer.writerow(["" if (r := rng.random()) < 0.1 else rng.choice(every if r < 0.13 else v) for v in kinds.values()])
+    monkeypatch.setattr(arrow_readers, "CSV_BLOCK_BYTES", rng.choice([64, 256, 4096]))
+    both_ways(pg, monkeypatch, {"a.csv": out.getvalue().encode()}, columnar_blocks=None)
