@@ -18,7 +18,7 @@ from airflow_provider_exports.transfers.engine.sql.arrow_text import (
     text_kinds,
 )
 from airflow_provider_exports.transfers.engine.sql.from_stage import ORDINAL
-from airflow_provider_exports.transfers.engine.sql.types import TypeTracker
+from airflow_provider_exports.transfers.engine.sql.types import FLOAT, INT, TypeTracker
 
 
 def copy_batch(
@@ -51,7 +51,9 @@ def copy_batch(
         if observe(name) and tracker.declared(name) is None:
             kinds: set[str] = set()
             max_abs_int = digits = 0
-            if not tracker.is_text(name):  # a column of text stays text: no value need be read
+            if name in batch.json_numbers:  # integers among fractions, as JSON wrote them
+                kinds, max_abs_int = {INT, FLOAT}, batch.json_numbers[name]
+            elif not tracker.is_text(name):  # a column of text stays text: no value need be read
                 kinds, max_abs_int, digits = text_kinds(array) if batch.from_text else (*json_kinds(array), 0)
             undeclared = tracker.observe_kinds(name, file, kinds, max_abs_int, digits)
         staged.append(undeclared)

@@ -13,7 +13,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_exports.exceptions import ExportConfigError
@@ -24,7 +24,7 @@ from airflow_provider_exports.transfers.engine.formats import (
     read_csv,
     read_jsonl,
 )
-from airflow_provider_exports.transfers.engine.sql.arrow_text import arrow_json_text
+from airflow_provider_exports.transfers.engine.sql.arrow_text import arrow_json_text, float_text
 from airflow_provider_exports.transfers.engine.streams import maybe_gunzip
 
 if TYPE_CHECKING:
@@ -36,10 +36,10 @@ class ArrowBatch:
     """Rows of one file as a pyarrow ``Table`` (columns in the order of ``columns``).
 
     Nested values are already JSON text, as in :class:`Batch`; ``types`` are declared SQL types
-    (Parquet), else ``None``. From JSON lines, a float column held only JSON fractions (an integer
-    among fractions sends the block to the row reader), so its Arrow type is its JSON kind, unless
-    it goes into a column of doubles, where an integer loads as its float would. From CSV
-    (``from_text``), every column is text, NULL for an empty field.
+    (Parquet), else ``None``. From JSON lines, a float column held only JSON fractions, so its Arrow
+    type is its JSON kind, unless it goes into a column of doubles, where an integer loads as its
+    float would, or it is named in ``json_numbers``: integers among fractions, each value as the
+    text JSON wrote it. From CSV (``from_text``), every column is text, NULL for an empty field.
     """
 
     columns: list[str]
@@ -49,6 +49,9 @@ class ArrowBatch:
     #: the block's CSV bytes, as ``COPY ... (FORMAT csv)`` takes them (:func:`read_csv_columnar`'s
     #: ``needed``); ``table`` then holds only the columns whose values were needed
     raw: bytes | None = None
+    #: columns of JSON numbers held as the text JSON wrote them (``2100`` beside ``0.5``), each with
+    #: its largest integer magnitude (below 2**53): what the type tracker sees of them
+    json_numbers: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_rows(self) -> int:
@@ -136,18 +139,18 @@ def read_jsonl_columnar(
     ahead = contextlib.nullcontext(cut) if cancellation is None else read_ahead(cut, cancellation, depth=1)
     with ahead as blocks:
         for block, first_line, lines in blocks:
-            table = _arrow_jsonl_block(block, lines, as_strings, doubles)
-            if table is None:
+            read = _arrow_jsonl_block(block, lines, as_strings, doubles)
+            if read is None:
                 yield from read_jsonl([block], batch_size=batch_size, first_line=first_line)
-            elif table.num_rows:
-                yield ArrowBatch(list(table.column_names), table)
+            elif read[0].num_rows:
+                yield ArrowBatch(list(read[0].column_names), read[0], json_numbers=read[1])
 
 
 def _arrow_jsonl_block(
     block: bytes, lines: int, as_strings: dict[str, Any], doubles: Collection[str] = ()
-) -> Any:
-    """One block of ``lines`` lines as an Arrow table of plain columns, or ``None`` when only Python
-    can read it exactly.
+) -> tuple[Any, dict[str, int]] | None:
+    """One block of ``lines`` lines as an Arrow table of plain columns, with its
+    :attr:`ArrowBatch.json_numbers`, or ``None`` when only Python can read it exactly.
 
     pyarrow reads a stream of values, not lines: two objects in one line, one over two lines, or
     a ``null`` would be rows where the row reader refuses the line. So a block is taken only with
@@ -176,7 +179,8 @@ def _arrow_jsonl_block(
         return None
     if table.num_rows != lines:
         return None
-    for name, f in zip(table.column_names, table.schema, strict=True):
+    numbers: dict[str, int] = {}
+    for i, (name, f) in enumerate(zip(table.column_names, table.schema, strict=True)):
         if str(f.type) not in _PLAIN_ARROW_JSON:
             return None
         column = table.column(name)
@@ -190,8 +194,38 @@ def _arrow_jsonl_block(
                 return None
             whole = name not in doubles and pc.any(pc.equal(pc.floor(column), column)).as_py()
             if whole and _has_int_token(block, name):
-                return None
-    return table
+                written = _numbers_as_written(block, name, column)
+                if written is None:
+                    return None
+                table = table.set_column(i, name, written[0])
+                numbers[name] = written[1]
+    return table, numbers
+
+
+def _numbers_as_written(block: bytes, key: str, column: Any) -> tuple[Any, int] | None:
+    """The float ``column`` of ``key``, whose block writes some whole numbers as JSON integers (as
+    JavaScript does: ``2100`` beside ``0.5``), as the text of each value as JSON wrote it: an
+    integer's digits, a fraction's ``repr``; with the largest integer magnitude. ``None`` when an
+    integer reaches 2**53, where the double pyarrow read may have lost its digits.
+
+    Row ``i`` is line ``i`` (the block has as many rows as lines), so each integer found by
+    :func:`_int_tokens` is placed by the line breaks before it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    found, line, done = [False] * len(column), 0, 0
+    for at in sorted(_int_tokens(block, key)):
+        line += block.count(b"\n", done, at)
+        done = at
+        found[line] = True
+    is_int = pa.array(found, pa.bool_())
+    largest = pc.max(pc.abs(pc.filter(column, is_int))).as_py()
+    if largest is None or largest >= 2**53:
+        return None
+    digits = pc.cast(pc.cast(column, pa.int64(), safe=False), pa.string())
+    return pc.if_else(is_int, digits, float_text(column)), int(largest)
 
 
 #: a top-level ``null`` first in the block (a BOM and blank lines before it): pyarrow 26 crashes
@@ -217,12 +251,24 @@ def _stray_values(block: bytes) -> bool:
     return any(pc.match_substring_regex(as_one_value, pattern)[0].as_py() for pattern in _STRAY)
 
 
-def _has_int_token(block: bytes, key: str) -> bool:
-    """Whether some line of ``block`` gives ``key`` a JSON integer (``"key": 12,``).
+def _int_token_patterns(key: str) -> list[re.Pattern[bytes]]:
+    """``"key": 12,`` (or ``}``): ``key`` given a JSON integer, in each way JSON spells the key.
 
     A key spelled with ``\\u`` escapes where plain characters would do is not recognised."""
     spellings = {json.dumps(key, ensure_ascii=False).encode(), json.dumps(key).encode()}
-    return any(re.search(re.escape(s) + rb"\s*:\s*-?(?:0|[1-9][0-9]*)\s*[,}]", block) for s in spellings)
+    return [re.compile(re.escape(s) + rb"\s*:\s*-?(?:0|[1-9][0-9]*)\s*[,}]") for s in spellings]
+
+
+def _has_int_token(block: bytes, key: str) -> bool:
+    """Whether some line of ``block`` gives ``key`` a JSON integer."""
+    return any(pattern.search(block) for pattern in _int_token_patterns(key))
+
+
+def _int_tokens(block: bytes, key: str) -> Iterator[int]:
+    """Where in ``block`` a line gives ``key`` a JSON integer (a plain block: no nested value, so
+    each is the line's own ``key``)."""
+    for pattern in _int_token_patterns(key):
+        yield from (found.start() for found in pattern.finditer(block))
 
 
 #: uncompressed Parquet bytes per columnar batch (its rows by the file's own bytes per row)

@@ -142,5 +142,7 @@ class SchemaDrift:
         types = None if batch.types is None else {c: t for c, t in batch.types.items() if c in columns}
         if isinstance(batch, ArrowBatch):
             assert batch.raw is None, "raw CSV blocks go only into a table the load creates"
-            return ArrowBatch(columns, batch.table.select(keep), types, batch.from_text)
+            numbers = {c: m for c, m in batch.json_numbers.items() if c in columns}
+            table = batch.table.select(keep)
+            return ArrowBatch(columns, table, types, batch.from_text, json_numbers=numbers)
         return Batch(columns, [tuple(row[i] for i in keep) for row in batch.rows], types)

@@ -35,7 +35,8 @@ def with_constants(batches: Iterable[Any], constants: Mapping[str, Any], file: s
             table = batch.table
             for name, value in zip(names, values, strict=True):
                 table = table.append_column(name, pa.repeat(pa.scalar(value, pa.string()), table.num_rows))
-            yield ArrowBatch([*batch.columns, *names], table, batch.types, batch.from_text)
+            columns = [*batch.columns, *names]
+            yield ArrowBatch(columns, table, batch.types, batch.from_text, json_numbers=batch.json_numbers)
             continue
         yield Batch([*batch.columns, *names], [(*row, *values) for row in batch.rows], batch.types)
 

@@ -85,16 +85,20 @@ def test_columnar_jsonl_skips_blank_lines_as_the_row_reader_does():
 
 def test_columnar_jsonl_reads_integers_among_fractions_of_a_column_of_doubles():
     """Into a column of doubles, ``5`` and ``5.0`` load alike: such a block stays with pyarrow (past
-    2**53 too: PostgreSQL rounds the integer's text to the same double); elsewhere it goes by rows."""
+    2**53 too: PostgreSQL rounds the integer's text to the same double); elsewhere each number is
+    the text JSON wrote, and past 2**53 the block goes by rows."""
     data = b'{"f": 0.5, "g": 0.5}\n{"f": 5, "g": 5}\n{"f": 9007199254740993, "g": 1.5}\n'
 
     kept = list(arrow_readers.read_jsonl_columnar([data], doubles={"f", "g"}))
     assert [type(b) for b in kept] == [ArrowBatch]
     assert kept[0].table.column("f").to_pylist() == [0.5, 5.0, float(2**53)]
     # one column of doubles is not enough: the other's integer would lose its text
-    by_rows = list(arrow_readers.read_jsonl_columnar([data], doubles={"f"}))
+    as_written = list(arrow_readers.read_jsonl_columnar([data], doubles={"f"}))
+    assert [type(b) for b in as_written] == [ArrowBatch] and as_written[0].json_numbers == {"g": 5}
+    assert as_written[0].table.column("g").to_pylist() == ["0.5", "5", "1.5"]
+    by_rows = list(arrow_readers.read_jsonl_columnar([data]))  # f's 2**53 + 1 would have lost a digit
     assert [type(b) for b in by_rows] == [formats.Batch]
-    assert [r[1] for r in by_rows[0].rows] == [0.5, 5, 1.5]
+    assert [r[0] for r in by_rows[0].rows] == [0.5, 5, 2**53 + 1]
 
 
 def test_columnar_jsonl_cut_on_a_thread_of_its_own_raises_its_errors_and_stops(monkeypatch):
@@ -350,7 +354,13 @@ def _outcome(read: Any, data: bytes, **kwargs: Any) -> tuple[str, Any]:
             if not isinstance(b, ArrowBatch):
                 values: Any = b.rows
             elif b.columns:
-                values = zip(*(c.to_pylist() for c in b.table.columns), strict=True)
+                as_written = [  # numbers as JSON wrote them: what Python's json reads of each
+                    [None if t is None else int(t) if t.lstrip("-").isdigit() else float(t) for t in c.to_pylist()]
+                    if name in b.json_numbers
+                    else c.to_pylist()
+                    for name, c in zip(b.columns, b.table.columns, strict=True)
+                ]
+                values = zip(*as_written, strict=True)
             else:
                 values = [()] * b.num_rows
             for row in values:

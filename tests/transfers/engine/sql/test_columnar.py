@@ -57,6 +57,7 @@ def both_ways(
     *,
     existing: str | None = None,
     columnar_blocks: bool | None = True,
+    table_suffix: str = "",
     **sink_kwargs,
 ):
     """Load ``files`` through the columnar path and through the row path; both tables' types and
@@ -70,7 +71,7 @@ def both_ways(
     monkeypatch.setattr(pg_binary, "encode", lambda *args: written.append(1) or real_binary(*args))
     for columnar in (True, False):
         monkeypatch.setattr(PostgresDialect, "columnar", columnar)
-        table = f"t_{'col' if columnar else 'row'}"
+        table = f"t_{'col' if columnar else 'row'}{table_suffix}"
         if existing:
             pg.cursor().execute(f"CREATE TABLE {table} ({existing})")
         sources = [
@@ -178,6 +179,37 @@ def test_jsonl_integers_among_fractions_into_a_column_of_doubles_stay_columnar(p
     assert types["v"] == "double precision"
     assert {row[1] for row in values} >= {"0.5", "1", "2.5"}
     assert not by_rows
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected_type", "expected"),
+    [
+        ([], "double precision", {"0.5", "2100", "2.25"}),
+        (["later text"], "text", {"0.5", "2100", "2100.0", "-7", "later text"}),  # each as JSON wrote it
+    ],
+)
+def test_jsonl_whole_numbers_written_as_integers_among_fractions_stay_columnar(
+    pg, monkeypatch, tail, expected_type, expected
+):
+    """JavaScript writes a whole double as an integer (``2100``): in every block such a column
+    stays with pyarrow, its numbers as the text JSON wrote (cast at commit), as the row path loads
+    them; past 2**53 the block goes by rows (a double cannot hold the integer's digits)."""
+    by_rows: list[int] = []
+    real = arrow_readers.read_jsonl
+    monkeypatch.setattr(arrow_readers, "read_jsonl", lambda *a, **k: by_rows.append(1) or real(*a, **k))
+    column = ([0.5] * 8 + [2100, 2.25, 2100.0, -7]) * 6
+    files = {"a.jsonl": lines(*({"id": i, "v": v} for i, v in enumerate(column)))}
+    if tail:  # a file of text after: the column is text, each number as JSON wrote it
+        files["b.jsonl"] = lines(*({"id": i, "v": v} for i, v in enumerate(tail)))
+
+    types, values = both_ways(pg, monkeypatch, files)
+    assert types["v"] == expected_type
+    assert {row[1] for row in values} >= expected
+    assert not by_rows
+    huge = lines(*({"id": i, "v": v} for i, v in enumerate([0.5] * 8 + [2**53 + 1])))
+    types, values = both_ways(pg, monkeypatch, {"b.jsonl": huge}, columnar_blocks=None, table_suffix="_huge")
+    assert types["v"] == "numeric" and str(2**53 + 1) in {row[1] for row in values}
+    assert by_rows
 
 
 def test_jsonl_edge_files(pg, monkeypatch):
