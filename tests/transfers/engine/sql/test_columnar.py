@@ -368,22 +368,33 @@ _CSV_KINDS = [
 ]
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_random_jsonl_types_and_values_match_the_row_path(pg, monkeypatch, seed):
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize(
+    "sink_kwargs",
+    [
+        {},
+        {"mode": "merge", "key_columns": ["id"]},
+        {"existing": "id bigint, _source_file text", "on_schema_change": "append_new_columns"},
+    ],
+    ids=["new", "merge", "added"],
+)
+def test_random_jsonl_types_and_values_match_the_row_path(pg, monkeypatch, seed, sink_kwargs):
     """Columns of one kind (integers small and huge, floats, numeric-looking strings, booleans) or
-    mixed, with NULLs, absent keys and an odd value now and then, in blocks of any size."""
+    mixed (whole numbers written as integers among fractions too), with NULLs, absent keys and an
+    odd value now and then, in blocks of any size; into a new table, merged, or added to a table."""
     rng = random.Random(seed)
-    kinds = {key: rng.choice([*_JSON_KINDS.values(), _JSON_KINDS["ints"] + _JSON_KINDS["floats"]]) for key in "abc"}
+    mixed = [*_JSON_KINDS["ints"][:5], 0.5, 2.25, 2100.0, -0.0]
+    kinds = {key: rng.choice([*_JSON_KINDS.values(), _JSON_KINDS["ints"] + _JSON_KINDS["floats"], mixed]) for key in "abc"}
     rows = []
-    for _ in range(rng.randint(1, 40)):
-        row = {}
+    for i in range(rng.randint(1, 40)):
+        row: dict[str, object] = {"id": i}
         for key, values in kinds.items():
             r = rng.random()
             if r >= 0.1:
                 row[key] = None if r < 0.15 else rng.choice(_JSON_ODD if r < 0.18 else values)
         rows.append(row)
     monkeypatch.setattr(arrow_readers, "JSONL_BLOCK_BYTES", rng.choice([64, 256, 4096]))
-    both_ways(pg, monkeypatch, {"a.jsonl": lines(*rows)}, columnar_blocks=None)
+    both_ways(pg, monkeypatch, {"a.jsonl": lines(*rows)}, columnar_blocks=None, **sink_kwargs)
 
 
 @pytest.mark.parametrize("seed", range(40))
