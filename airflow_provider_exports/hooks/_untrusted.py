@@ -2,7 +2,8 @@
 
 An id (from a DAG, XCom, or a vendor's own answer) is checked against its vendor's format, and
 reaches a URL path only through :func:`api_path`, which escapes it as one path segment: an id can
-never name another resource. A paged listing reads at most ``[exports] max_pages`` pages
+never name another resource. A vendor's answer is read field by field through :class:`Answer`, which
+names the field it got otherwise than documented. A paged listing reads at most ``[exports] max_pages`` pages
 (:class:`PageBudget`), a listing that follows directories at most ``[exports] max_listing_depth``
 levels of them.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.exceptions import ExportConfigError, VendorAPIError
 from airflow_provider_exports.hooks._answers import redact_url
 from airflow_provider_exports.hooks._base import ExportsVendorHook
 from airflow_provider_exports.utils import limits
@@ -38,6 +39,51 @@ class IdFormat:
         if text is None or not self.pattern.fullmatch(text):
             raise ExportConfigError(field_name, f"{value!r} is not {self.description}")
         return text
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What ``vendor`` answered to a GET of ``url`` (``what``: "the job's output"), read field by
+    field: a value not as documented raises :class:`VendorAPIError` (HTTP 200) naming the field,
+    never a ``KeyError`` or ``TypeError``; the URL only without its query."""
+
+    vendor: str
+    url: str
+    what: str
+
+    def wrong(self, problem: str) -> VendorAPIError:
+        message = f"{self.what} is not as documented: {problem}"
+        return VendorAPIError(
+            self.vendor,
+            status_code=200,
+            error_key=None,
+            message=message,
+            method="GET",
+            url=redact_url(self.url),
+        )
+
+    def text(self, value: Any, name: str, default: str | None = None) -> str:
+        """A non-empty string, or ``default`` for a missing one (none: required)."""
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, str) or not value:
+            raise self.wrong(f"{name} is {_kind(value)}, not text")
+        return value
+
+    def size(self, value: Any, name: str) -> int:
+        """A whole number of zero or more (or its digits as text); 0 when missing."""
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value or 0
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+        raise self.wrong(f"{name} is {_kind(value)}, not a size")
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for an error: its type, or a short text (not one with a query)."""
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}" if "?" not in value else "a text"
+    return "missing" if value is None else f"a JSON {type(value).__name__}"
 
 
 def api_path(template: str, **segments: str) -> str:

@@ -30,7 +30,7 @@ from airflow_provider_exports.hooks._base import (
 )
 from airflow_provider_exports.hooks._http import HttpClient
 from airflow_provider_exports.hooks._retry import RetryPolicy
-from airflow_provider_exports.hooks._untrusted import IdFormat, api_path
+from airflow_provider_exports.hooks._untrusted import Answer, IdFormat, api_path
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
 REGION_HOSTS: Mapping[str, str] = {
@@ -123,14 +123,30 @@ class ExportOutput:
     files: tuple[ExportFileRef, ...]
 
     @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> ExportOutput:
+    def from_json(cls, body: Any, url: str) -> ExportOutput:
+        """The listing Sitecore answered at ``url``; one not as documented (no ``executionRef``, a
+        file without a URL, a size or a time that is not one) fails naming the field."""
+        answer = Answer(SitecoreCDPHook.vendor, url, "the job's output")
+        exports = body.get("exports") or [] if isinstance(body, Mapping) else None
+        if not isinstance(exports, list) or not all(isinstance(f, Mapping) for f in exports):
+            raise answer.wrong("exports is not a list of objects" if exports else "it is not an object")
+        try:
+            expire_at = parse_timestamp(body.get("expireAt"))
+        except (AttributeError, ValueError):
+            raise answer.wrong(f"expireAt is {body.get('expireAt')!r}, not an RFC 3339 time") from None
         return cls(
-            execution_ref=body["executionRef"],
-            definition_ref=body.get("definitionRef", ""),
-            friendly_id=body.get("friendlyId", ""),
-            expire_at=parse_timestamp(body.get("expireAt")),
-            total_size_kb=int(body.get("totalSizeKB") or 0),
-            files=tuple(ExportFileRef(f["url"], int(f.get("sizeKB") or 0)) for f in body.get("exports", [])),
+            execution_ref=answer.text(body.get("executionRef"), "executionRef"),
+            definition_ref=answer.text(body.get("definitionRef"), "definitionRef", ""),
+            friendly_id=answer.text(body.get("friendlyId"), "friendlyId", ""),
+            expire_at=expire_at,
+            total_size_kb=answer.size(body.get("totalSizeKB"), "totalSizeKB"),
+            files=tuple(
+                ExportFileRef(
+                    answer.text(f.get("url"), f"exports[{i}].url"),
+                    answer.size(f.get("sizeKB"), f"exports[{i}].sizeKB"),
+                )
+                for i, f in enumerate(exports)
+            ),
         )
 
 
@@ -229,7 +245,7 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
     def get_latest_export(self, audience_export_ref: str) -> ExportOutput:
         """Output URLs of the most recently finished job of an export."""
         path = api_path(ENDPOINTS["latest_export"], ref=check_export_ref(audience_export_ref))
-        return ExportOutput.from_json(self.call("GET", path))
+        return ExportOutput.from_json(self.call("GET", path), self.url(path))
 
     def get_reports(self, audience_export_ref: str, *, deadline: float | None = None) -> list[dict[str, Any]]:
         """The jobs (reports) of an export, as Sitecore returns them; ``deadline``: epoch seconds by
@@ -239,7 +255,7 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
     def get_execution_output(self, execution_ref: str) -> ExportOutput:
         """Output URLs of one finished job."""
         path = api_path(ENDPOINTS["execution_export"], ref=check_execution_ref(execution_ref))
-        return ExportOutput.from_json(self.call("GET", path))
+        return ExportOutput.from_json(self.call("GET", path), self.url(path))
 
     def get_report(self, audience_export_ref: str, execution_ref: str) -> dict[str, Any] | None:
         """The report of one job of an export, if Sitecore lists it."""

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_exports.exceptions import ExportConfigError, VendorAuthError
+from airflow_provider_exports.exceptions import ExportConfigError, VendorAPIError, VendorAuthError
 from airflow_provider_exports.hooks._retry import RetryPolicy
 from airflow_provider_exports.hooks.sitecore_cdp import (
     FAILED_STATUSES,
@@ -35,6 +35,30 @@ def test_reads_latest_export_reports_and_one_job(sandbox):
     reports = hook.get_reports(definition_ref)  # the UUID reference works as well as the friendly ID
     assert {r["executionRef"] for r in reports} == {first, second}
     assert hook.get_execution_output(first).execution_ref == first
+
+
+@pytest.mark.parametrize(
+    ("output", "named"),
+    [
+        ({"exports": []}, "executionRef is missing, not text"),
+        ({"executionRef": "e1", "exports": [{"sizeKB": 1}]}, r"exports\[0\].url is missing, not text"),
+        ({"executionRef": "e1", "exports": [{"url": 5}]}, r"exports\[0\].url is a JSON int, not text"),
+        ({"executionRef": "e1", "exports": [{"url": "https://h/f?X-Amz-Signature=s", "sizeKB": "x"}]}, "sizeKB"),
+        ({"executionRef": "e1", "exports": "f"}, "exports is not a list of objects"),
+        ({"executionRef": "e1", "expireAt": "soon"}, "expireAt is 'soon', not an RFC 3339 time"),
+        ([], "it is not an object"),
+    ],
+)
+def test_a_job_output_not_as_documented_names_the_field(sandbox, output, named):
+    """Over HTTP from the sandbox: a listing Sitecore answers otherwise than documented fails with
+    the field it got wrong, never a KeyError or TypeError, and never shows a URL's query."""
+    sandbox.sitecore.add_export("daily_loyalty_members")
+    job = sandbox.sitecore.add_job("daily_loyalty_members", rows=3, end_time=T0)
+    sandbox.sitecore.faults.answer(f"*/executions/{job}/export", json=output)
+
+    with pytest.raises(VendorAPIError, match=named) as failed:
+        SitecoreCDPHook(retry=FAST).get_execution_output(job)
+    assert failed.value.http_status == 200 and "X-Amz-Signature" not in str(failed.value)
 
 
 @pytest.mark.parametrize(
