@@ -250,7 +250,8 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
     def get_reports(self, audience_export_ref: str, *, deadline: float | None = None) -> list[dict[str, Any]]:
         """The jobs (reports) of an export, as Sitecore returns them; ``deadline``: epoch seconds by
         which the call ends, retries included (``DeadlineExceeded``)."""
-        return _report_list(self.call("GET", reports_path(audience_export_ref), deadline=deadline))
+        path = reports_path(audience_export_ref)
+        return _report_list(self.call("GET", path, deadline=deadline), self.url(path))
 
     def get_execution_output(self, execution_ref: str) -> ExportOutput:
         """Output URLs of one finished job."""
@@ -266,7 +267,8 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
     async def aget_reports(
         self, audience_export_ref: str, *, deadline: float | None = None
     ) -> list[dict[str, Any]]:
-        return _report_list(await self.acall("GET", reports_path(audience_export_ref), deadline=deadline))
+        path = reports_path(audience_export_ref)
+        return _report_list(await self.acall("GET", path, deadline=deadline), self.url(path))
 
     # Vendor is silent on a cheaper authenticated read (the API has no "list exports") and on its
     # status codes (vendor-apis README §1.4a): chosen, the reports of an export no one defines. A
@@ -289,16 +291,26 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
         return f"Check {api_field} and this machine's network"
 
 
-def _report_list(body: Any) -> list[dict[str, Any]]:
+def _report_list(body: Any, path: str) -> list[dict[str, Any]]:
+    """The reports Sitecore answered at ``path``, each an object whose times are RFC 3339 (else a
+    :class:`VendorAPIError` naming the report and field: the wait compares them)."""
     # Vendor is silent on paging of `reports` (vendor-apis README §1.4a): a bare array is read
     # whole; an envelope with a list under a common key is accepted too.
+    reports: list[Any] = []
     if isinstance(body, list):
-        return body
-    if isinstance(body, Mapping):
-        for key in ("items", "reports", "data"):
-            if isinstance(body.get(key), list):
-                return list(body[key])
-    return []
+        reports = body
+    elif isinstance(body, Mapping):
+        reports = next((list(body[k]) for k in ("items", "reports", "data") if isinstance(body.get(k), list)), [])
+    answer = Answer(SitecoreCDPHook.vendor, path, "the export's reports")
+    for i, report in enumerate(reports):
+        if not isinstance(report, Mapping):
+            raise answer.wrong(f"reports[{i}] is not an object")
+        for key in ("startTime", "endTime"):
+            try:
+                parse_timestamp(report.get(key))
+            except (AttributeError, ValueError):
+                raise answer.wrong(f"reports[{i}].{key} is {report.get(key)!r}, not an RFC 3339 time") from None
+    return reports
 
 
 # -- the wait for a new finished job of an export --------------------------------------------------
@@ -309,7 +321,8 @@ def poke_export(
 ) -> JobPoke:
     """One poke at an export: its reports, read for a job that finished after ``finished_after``
     (see :func:`export_event`). A bad reference raises :class:`ExportConfigError` before any request."""
-    reports = _report_list((yield ("GET", reports_path(audience_export_ref), None)))
+    path = reports_path(audience_export_ref)
+    reports = _report_list((yield ("GET", path, None)), path)
     return export_event(audience_export_ref, reports, finished_after, fail_statuses)
 
 

@@ -62,6 +62,30 @@ def test_a_job_output_not_as_documented_names_the_field(sandbox, output, named):
 
 
 @pytest.mark.parametrize(
+    ("reports", "named"),
+    [
+        (["job-1"], r"reports\[0\] is not an object"),
+        ([{"executionRef": "e1", "status": "SUCCESS", "endTime": 1764547200}], r"reports\[0\].endTime is 1764547200"),
+        ([{"executionRef": "e1", "startTime": "yesterday"}], r"reports\[0\].startTime is 'yesterday'"),
+    ],
+)
+def test_reports_not_as_documented_name_the_report_and_field(sandbox, reports, named):
+    """The wait compares the reports' times: one it cannot read fails the call (and the poke that
+    made it) naming it, not a TypeError between a number and a text."""
+    from airflow_provider_exports.hooks.sitecore_cdp import poke_export
+    from airflow_provider_exports.utils.waiting import run_poke
+
+    definition_ref = sandbox.sitecore.add_export("daily_loyalty_members")
+    sandbox.sitecore.faults.answer(f"*/{definition_ref}/*", times=None, json=reports)
+    hook = SitecoreCDPHook(retry=FAST)
+
+    with pytest.raises(VendorAPIError, match=named):
+        hook.get_reports(definition_ref)
+    with pytest.raises(VendorAPIError, match=named):
+        run_poke(hook, poke_export(definition_ref, None, ["FAILED"]))
+
+
+@pytest.mark.parametrize(
     ("extras", "field"),
     [({"region": "MARS"}, "extra.region"), ({}, "extra.region"), ({"api_host": "ftp://x"}, "extra.api_host")],
 )
