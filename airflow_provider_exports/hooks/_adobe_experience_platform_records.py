@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from airflow_provider_exports.exceptions import VendorAPIError
-from airflow_provider_exports.hooks._untrusted import IdFormat, api_path
+from airflow_provider_exports.hooks._untrusted import IdFormat, api_path, unusable_answer
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
 VENDOR = "Adobe Experience Platform"
@@ -244,15 +243,8 @@ def file_path(dataset_file_id: Any) -> str:
     return api_path(FILE, dataset_file_id=DATASET_FILE_ID.check(dataset_file_id, "dataset_file_id"))
 
 
-def unusable_answer(message: str, method: str, url: str, status_code: int = 200) -> VendorAPIError:
-    """An answer of a successful status that says nothing usable."""
-    return VendorAPIError(
-        VENDOR, status_code=status_code, error_key=None, message=message, method=method, url=url
-    )
-
-
 def unwrap_keyed(body: Any, key: str) -> dict[str, Any]:
     """A Catalog answer keyed by id (``{id: object}``): the object of ``key``."""
     if isinstance(body, Mapping) and isinstance(body.get(key), Mapping):
         return dict(body[key])
-    raise unusable_answer(f"the Catalog response has no entry for {key}", "GET", CATALOG)
+    raise unusable_answer(VENDOR, f"the Catalog response has no entry for {key}", url=CATALOG)

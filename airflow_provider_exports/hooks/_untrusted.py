@@ -41,6 +41,15 @@ class IdFormat:
         return text
 
 
+def unusable_answer(
+    vendor: str, message: str, *, url: str, method: str = "GET", status_code: int = 200
+) -> VendorAPIError:
+    """An answer of a successful status that says nothing usable (the URL without its query)."""
+    return VendorAPIError(
+        vendor, status_code=status_code, error_key=None, message=message, method=method, url=redact_url(url)
+    )
+
+
 @dataclass(frozen=True)
 class Answer:
     """What ``vendor`` answered to a GET of ``url`` (``what``: "the job's output"), read field by
@@ -52,15 +61,7 @@ class Answer:
     what: str
 
     def wrong(self, problem: str) -> VendorAPIError:
-        message = f"{self.what} is not as documented: {problem}"
-        return VendorAPIError(
-            self.vendor,
-            status_code=200,
-            error_key=None,
-            message=message,
-            method="GET",
-            url=redact_url(self.url),
-        )
+        return unusable_answer(self.vendor, f"{self.what} is not as documented: {problem}", url=self.url)
 
     def text(self, value: Any, name: str, default: str | None = None) -> str:
         """A non-empty string, or ``default`` for a missing one (none: required)."""

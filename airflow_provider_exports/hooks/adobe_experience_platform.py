@@ -15,7 +15,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from airflow_provider_exports.exceptions import ExportConfigError, VendorAPIError
 from airflow_provider_exports.hooks import _adobe_experience_platform_records as records
-from airflow_provider_exports.hooks._answers import redact_url
 from airflow_provider_exports.hooks._auth import AuthScheme, ClientCredentialsAuth
 from airflow_provider_exports.hooks._base import (
     AccessCheck,
@@ -25,7 +24,7 @@ from airflow_provider_exports.hooks._base import (
     normalise_host,
 )
 from airflow_provider_exports.hooks._retry import RetryPolicy
-from airflow_provider_exports.hooks._untrusted import PageBudget, api_path, check_depth
+from airflow_provider_exports.hooks._untrusted import PageBudget, api_path, check_depth, unusable_answer
 
 IMS_HOST = "https://ims-na1.adobelogin.com"
 TOKEN_PATH = "/ims/token/v3"
@@ -159,7 +158,8 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         # 201 with a one-element array such as ["@/dataSets/5b02..."]: the id is after the last "/".
         if not isinstance(result, list) or not result:
             url = self.url(f"{records.CATALOG}/dataSets")
-            raise records.unusable_answer("dataset creation returned no id", "POST", url, status_code=201)
+            no_id = "dataset creation returned no id"
+            raise unusable_answer(records.VENDOR, no_id, url=url, method="POST", status_code=201)
         return records.DATASET_ID.check(str(result[0]).rsplit("/", 1)[-1], "datasetId (Catalog's answer)")
 
     def find_datasets(self, name: str) -> list[tuple[str, dict[str, Any]]]:
@@ -286,10 +286,10 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             params["offset"] = offset
 
     def _endless_listing(self, offset: str, why: str) -> VendorAPIError:
-        return records.unusable_answer(
+        return unusable_answer(
+            records.VENDOR,
             f"link.next offset {offset[:80]!r} {why}: the listing would not end, so it stops here",
-            "GET",
-            redact_url(self.url(records.EXPORT_JOBS)),
+            url=self.url(records.EXPORT_JOBS),
         )
 
     def find_export_job_since(self, dataset_id: str, created_since: float) -> dict[str, Any] | None:

@@ -37,7 +37,7 @@ from airflow_provider_exports.hooks._base import (
 )
 from airflow_provider_exports.hooks._http import HttpClient
 from airflow_provider_exports.hooks._retry import RetryPolicy
-from airflow_provider_exports.hooks._untrusted import IdFormat, PageBudget, api_path
+from airflow_provider_exports.hooks._untrusted import IdFormat, PageBudget, api_path, unusable_answer
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
 VENDOR = "Cordial"
@@ -522,13 +522,10 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
                     raise
                 return
             if not isinstance(batch, list):
-                raise VendorAPIError(
+                raise unusable_answer(
                     VENDOR,
-                    status_code=200,
-                    error_key=None,
-                    message=f"the jobs list answered a JSON {type(batch).__name__}, not the documented array",
-                    method="GET",
-                    url=redact_url(self.url(PATHS["jobs"])),
+                    f"the jobs list answered a JSON {type(batch).__name__}, not the documented array",
+                    url=self.url(PATHS["jobs"]),
                 )
             yield from batch
             if len(batch) < per_page:
