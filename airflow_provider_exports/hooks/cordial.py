@@ -37,7 +37,7 @@ from airflow_provider_exports.hooks._base import (
 )
 from airflow_provider_exports.hooks._http import HttpClient
 from airflow_provider_exports.hooks._retry import RetryPolicy
-from airflow_provider_exports.hooks._untrusted import IdFormat, PageBudget, api_path, unusable_answer
+from airflow_provider_exports.hooks._untrusted import Answer, IdFormat, PageBudget, api_path, unusable_answer
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
 VENDOR = "Cordial"
@@ -354,6 +354,18 @@ def _first_text(record: Mapping[str, Any], keys: Sequence[str]) -> str | None:
     return next((str(record[key]) for key in keys if isinstance(record.get(key), str) and record[key]), None)
 
 
+def job_record(body: Any, url: str) -> dict[str, Any]:
+    """A job record (JobJ) as Cordial answered it at ``url``: an object whose ``result``,
+    ``metadata`` and ``times`` are objects where given, else :class:`VendorAPIError` naming them."""
+    answer = Answer(VENDOR, url, "the job record")
+    if not isinstance(body, Mapping):
+        raise answer.wrong("it is not an object")
+    for key in ("result", "metadata", "times"):
+        if body.get(key) is not None and not isinstance(body[key], Mapping):
+            raise answer.wrong(f"{key} is not an object")
+    return dict(body)
+
+
 def job_id_of(job: Mapping[str, Any]) -> str | None:
     # Vendor is silent on the id field of a job record (vendor-apis README §2.4: JobJ has none):
     # `_id`, as in Cordial's MongoDB-style ids; `id` and `jobId` are taken too.
@@ -396,7 +408,8 @@ def job_event(job_id: str, job: Mapping[str, Any]) -> PokeEvent:
 def poke_job(job_id: str) -> JobPoke:
     """One poke at a job: ``GET /v2/jobs/{id}`` (a ``job_id`` that is not a Cordial job id raises
     :class:`ExportConfigError` before any request)."""
-    return job_event(job_id, (yield ("GET", _job_path(job_id), None)))
+    path = _job_path(job_id)
+    return job_event(job_id, job_record((yield ("GET", path, None)), path))
 
 
 @dataclass(frozen=True)
@@ -494,7 +507,8 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
     def get_job(self, job_id: str) -> dict[str, Any]:
         """One job. A ``job_id`` that is not a Cordial job id raises :class:`ExportConfigError`
         before any request."""
-        return self.call("GET", _job_path(job_id))
+        path = _job_path(job_id)
+        return job_record(self.call("GET", path), self.url(path))
 
     def list_jobs(
         self, *, status: str | None = None, times: Mapping[str, str] | None = None, per_page: int = 25
@@ -527,7 +541,7 @@ class CordialHook(ExportsVendorHook[CordialSettings]):
                     f"the jobs list answered a JSON {type(batch).__name__}, not the documented array",
                     url=self.url(PATHS["jobs"]),
                 )
-            yield from batch
+            yield from (job_record(job, self.url(PATHS["jobs"])) for job in batch)
             if len(batch) < per_page:
                 return
             page += 1

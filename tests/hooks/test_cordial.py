@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timezone
 
@@ -580,3 +581,22 @@ def test_a_job_of_the_window_is_found_in_whatever_zone_cordial_reads_the_day(san
     job_id, start = _done_job(sandbox, hook)
     found = hook.find_jobs_by_name("weekly-trends", started_since=start - timedelta(seconds=1))
     assert [j["_id"] for j in found] == [job_id]
+
+
+@pytest.mark.parametrize(
+    ("record", "named"),
+    [([{"status": "Done"}], "it is not an object"), ({"status": "Done", "result": "12 records"}, "result is not an object")],
+)
+def test_a_job_record_not_as_documented_names_the_field(sandbox, record, named):
+    """Over HTTP from the sandbox: the read, the poke (a sensor's, a trigger's) and the jobs list fail
+    naming what the record got wrong, not an AttributeError inside them."""
+    job_id = "548817d0367df1ef518b4567"
+    sandbox.cordial.faults.answer(f"/v2/jobs/{job_id}", times=None, json=record)
+    sandbox.cordial.faults.answer("/v2/jobs", json=[{"_id": job_id, "times": "today"}], method="GET")
+    hook = CordialHook(retry=FAST)
+    with pytest.raises(VendorAPIError, match=f"the job record is not as documented: {named}"):
+        hook.get_job(job_id)
+    with pytest.raises(VendorAPIError, match=named):
+        asyncio.run(arun_poke(hook, poke_job(job_id)))
+    with pytest.raises(VendorAPIError, match="times is not an object"):
+        list(hook.list_jobs())
