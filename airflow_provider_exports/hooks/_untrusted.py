@@ -68,7 +68,7 @@ class Answer:
         if value is None and default is not None:
             return default
         if not isinstance(value, str) or not value:
-            raise self.wrong(f"{name} is {_kind(value)}, not text")
+            raise self.wrong(f"{name} is {describe(value)}, not text")
         return value
 
     def size(self, value: Any, name: str) -> int:
@@ -77,11 +77,12 @@ class Answer:
             return value or 0
         if isinstance(value, str) and value.isdigit():
             return int(value)
-        raise self.wrong(f"{name} is {_kind(value)}, not a size")
+        raise self.wrong(f"{name} is {describe(value)}, not a size")
 
 
-def _kind(value: Any) -> str:
-    """What a JSON value is, for an error: its type, or a short text (not one with a query)."""
+def describe(value: Any) -> str:
+    """What a vendor's JSON value is, for an error: its type, or its first 40 characters (not a
+    text with a query, which may be a presigned URL's credential)."""
     if isinstance(value, str):
         return f"the text {value[:40]!r}" if "?" not in value else "a text"
     return "missing" if value is None else f"a JSON {type(value).__name__}"

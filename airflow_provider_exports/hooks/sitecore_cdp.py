@@ -30,7 +30,7 @@ from airflow_provider_exports.hooks._base import (
 )
 from airflow_provider_exports.hooks._http import HttpClient
 from airflow_provider_exports.hooks._retry import RetryPolicy
-from airflow_provider_exports.hooks._untrusted import Answer, IdFormat, api_path
+from airflow_provider_exports.hooks._untrusted import Answer, IdFormat, api_path, describe
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
 REGION_HOSTS: Mapping[str, str] = {
@@ -133,7 +133,7 @@ class ExportOutput:
         try:
             expire_at = parse_timestamp(body.get("expireAt"))
         except (AttributeError, ValueError):
-            raise answer.wrong(f"expireAt is {body.get('expireAt')!r}, not an RFC 3339 time") from None
+            raise answer.wrong(f"expireAt is {describe(body.get('expireAt'))}, not an RFC 3339 time") from None
         return cls(
             execution_ref=answer.text(body.get("executionRef"), "executionRef"),
             definition_ref=answer.text(body.get("definitionRef"), "definitionRef", ""),
@@ -309,7 +309,7 @@ def _report_list(body: Any, path: str) -> list[dict[str, Any]]:
             try:
                 parse_timestamp(report.get(key))
             except (AttributeError, ValueError):
-                raise answer.wrong(f"reports[{i}].{key} is {report.get(key)!r}, not an RFC 3339 time") from None
+                raise answer.wrong(f"reports[{i}].{key} is {describe(report.get(key))}, not an RFC 3339 time") from None
     return reports
 
 

@@ -45,7 +45,7 @@ def test_reads_latest_export_reports_and_one_job(sandbox):
         ({"executionRef": "e1", "exports": [{"url": 5}]}, r"exports\[0\].url is a JSON int, not text"),
         ({"executionRef": "e1", "exports": [{"url": "https://h/f?X-Amz-Signature=s", "sizeKB": "x"}]}, "sizeKB"),
         ({"executionRef": "e1", "exports": "f"}, "exports is not a list of objects"),
-        ({"executionRef": "e1", "expireAt": "soon"}, "expireAt is 'soon', not an RFC 3339 time"),
+        ({"executionRef": "e1", "expireAt": "soon"}, "expireAt is the text 'soon', not an RFC 3339 time"),
         ([], "it is not an object"),
     ],
 )
@@ -65,8 +65,8 @@ def test_a_job_output_not_as_documented_names_the_field(sandbox, output, named):
     ("reports", "named"),
     [
         (["job-1"], r"reports\[0\] is not an object"),
-        ([{"executionRef": "e1", "status": "SUCCESS", "endTime": 1764547200}], r"reports\[0\].endTime is 1764547200"),
-        ([{"executionRef": "e1", "startTime": "yesterday"}], r"reports\[0\].startTime is 'yesterday'"),
+        ([{"executionRef": "e1", "status": "SUCCESS", "endTime": 1764547200}], r"reports\[0\].endTime is a JSON int"),
+        ([{"executionRef": "e1", "startTime": "yesterday"}], r"reports\[0\].startTime is the text 'yesterday'"),
     ],
 )
 def test_reports_not_as_documented_name_the_report_and_field(sandbox, reports, named):
