@@ -196,7 +196,7 @@ def _without_blank_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         chunk = held + chunk
         ends_in_quote = in_quote ^ (chunk.count(_QUOTE) & 1) if _QUOTE in chunk else in_quote
         kept = chunk if ends_in_quote else chunk.rstrip(b"\r\n")  # a \r may be half a \r\n
-        chunk, held = kept, chunk[len(kept) :]
+        chunk, held = kept, _run_kept(chunk[len(kept) :])
         if empty_line is _ANY_EMPTY_LINE and (at := first_break(chunk, in_quote)) >= 0 and at + 1 < len(chunk):
             eol = b"\r\n" if chunk[at : at + 2] == b"\r\n" else chunk[at : at + 1]
             empty_line = _EMPTY_LINE[eol]
@@ -210,6 +210,16 @@ def _without_blank_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
             yield chunk
     if held:
         yield _BREAK_RUN.sub(rb"\1", held)
+
+
+def _run_kept(run: bytes) -> bytes:
+    """What a run of line breaks that ends a chunk needs to keep (at most 3 bytes, however long the
+    run: a file of nothing but line breaks is not held whole): its first break, which it becomes,
+    and a last ``\\r``, which a ``\\n`` in the next chunk may join."""
+    first = _BREAK_RUN.match(run)
+    if first is None:
+        return run
+    return first.group(1) + (b"\r" if run.endswith(b"\r") else b"")
 
 
 def first_break(data: bytes, in_quote: int = 0) -> int:

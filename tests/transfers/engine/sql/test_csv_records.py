@@ -135,3 +135,14 @@ def test_constant_fields_end_every_record_whatever_the_chunks(name):
 )
 def test_empty_lines_outside_quotes_are_dropped_as_the_csv_readers_skip_them(chunks, sent):
     assert b"".join(_without_blank_lines(iter(chunks))) == sent
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+def test_a_run_of_line_breaks_is_held_in_a_few_bytes_however_long(eol):
+    """A chunk that ends in line breaks keeps back only what the next may join: a million empty
+    lines pass as one break, not held whole and joined again with every chunk."""
+    from airflow_provider_exports.transfers.engine.sql.csv_passthrough import _run_kept
+
+    assert all(len(_run_kept(run)) <= 3 for run in (eol * 5000, b"\r\n\r", b"\r\r", b"\n\r"))
+    chunks = [b"a" + eol + b"1" + eol] + [eol * 5000] * 200 + [b"2" + eol]
+    assert b"".join(_without_blank_lines(iter(chunks))) == b"a" + eol + b"1" + eol + b"2" + eol
