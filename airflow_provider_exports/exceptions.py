@@ -326,3 +326,8 @@ class TransferIntegrityError(TransferError):
 class SourceChanged(TransferIntegrityError):
     """The file changed at the source while it was being read (its ETag, Last-Modified or size
     moved between two requests); the runner starts that file again from its first byte."""
+
+
+class ReadFileAgain(TransferError):
+    """The sink found, part way, that the file must be read another way (a CSV that ``COPY``
+    would read otherwise than the readers); the runner starts that file again from its first byte."""

@@ -23,6 +23,7 @@ from typing import Any
 
 from airflow_provider_exports.exceptions import (
     ExportConfigError,
+    ReadFileAgain,
     SourceChanged,
     TransferCancelled,
     TransferIntegrityError,
@@ -37,7 +38,8 @@ from airflow_provider_exports.transfers.engine.sources import DEFAULT_CHUNK_SIZE
 
 _log = logging.getLogger(__name__)
 
-#: how often one file may start again from zero because its source changed while it was read
+#: how often one file may start again from zero: its source changed while it was read, or the sink
+#: must read it another way
 MAX_FILE_RESTARTS = 2
 #: seconds the runner waits, after a cancellation, for file workers to leave before aborting the sink
 CANCEL_GRACE_SECONDS = 10.0
@@ -236,7 +238,7 @@ def _move_file(
                 pass
             sha256 = digest.hexdigest()
             break
-        except SourceChanged as exc:
+        except (SourceChanged, ReadFileAgain) as exc:
             if restart == MAX_FILE_RESTARTS:
                 raise
             log.warning("%s; starting the file again from its first byte", exc)

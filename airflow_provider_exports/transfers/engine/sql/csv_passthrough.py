@@ -33,7 +33,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_exports.exceptions import ExportConfigError, TransferError
+from airflow_provider_exports.exceptions import ExportConfigError, ReadFileAgain, TransferError
+from airflow_provider_exports.transfers.engine.sql.csv_quotes import QuotePlacement
 from airflow_provider_exports.transfers.engine.sql.generic import Written
 from airflow_provider_exports.transfers.engine.streams import maybe_gunzip
 from airflow_provider_exports.utils import limits
@@ -72,13 +73,37 @@ def copy_csv_file(
     constants: Mapping[str, Any],
     check_columns: Callable[[Sequence[str]], bool],
     cancellation: Cancellation,
+    read_not_copied: set[str],
 ) -> Written | Unread:
     """The CSV file ``name`` (gzip undone) into ``table`` through ``COPY``: the rows it read, and
     those the database says it took. ``columns`` name the fields (else the header row does);
     ``constants`` are columns with one value for every row (``None``: NULL); ``check_columns``
     refuses the file's names before any row goes, or says (``False``) that the file must be read
-    instead: it is then returned :class:`Unread`."""
-    records = CsvRecords()
+    instead: it is then returned :class:`Unread`. A quote that ``COPY`` would read otherwise than
+    the readers (:mod:`.csv_quotes`) adds ``name`` to ``read_not_copied`` and raises
+    :class:`ReadFileAgain`: the caller rolls the file back, and reads it when it comes again."""
+    try:
+        return _copy_csv_file(
+            dialect, table, name, chunks, delimiter, header, columns, constants, check_columns, cancellation
+        )
+    except ReadFileAgain as exc:
+        read_not_copied.add(name)
+        raise ReadFileAgain(f"{name}: {exc}; the file is read by the CSV reader instead") from None
+
+
+def _copy_csv_file(
+    dialect: PostgresDialect,
+    table: str,
+    name: str,
+    chunks: Iterable[bytes],
+    delimiter: str,
+    header: bool,
+    columns: Sequence[str] | None,
+    constants: Mapping[str, Any],
+    check_columns: Callable[[Sequence[str]], bool],
+    cancellation: Cancellation,
+) -> Written | Unread:
+    records = CsvRecords(delimiter)
     data = _without_blank_lines(_without_bom(iter(maybe_gunzip(chunks, name=name))))
     head, ended = _read_head(name, records, data, header)
     if ended and not head.strip():
@@ -253,9 +278,13 @@ def _outside_quotes(kept: bytes, in_quote: int) -> list[bytes]:
 
 class CsvRecords:
     """Count the records of one CSV stream (see the module docstring): :meth:`feed` every chunk,
-    send on what it returns, then :meth:`close` and send that too; :attr:`records` is the count."""
+    send on what it returns, then :meth:`close` and send that too; :attr:`records` is the count.
 
-    def __init__(self) -> None:
+    A quote that RFC 4180 would not put where it is (:mod:`.csv_quotes`) raises
+    :class:`ReadFileAgain`: ``COPY`` would read that file otherwise than the readers do."""
+
+    def __init__(self, delimiter: str = ",") -> None:
+        self._quotes = QuotePlacement(delimiter)
         #: the records that ended so far (all of them once closed)
         self.records = 0
         #: fields added at the end of every record fed from now on (:meth:`suffixed`)
@@ -268,6 +297,8 @@ class CsvRecords:
 
     def feed(self, chunk: bytes) -> bytes:
         """Count ``chunk``; what to send on in its place (a held byte or two may come later)."""
+        if (misplaced := self._quotes.misplaced(chunk)) >= 0:
+            self._refuse_quote(chunk[:misplaced])
         if self._held:
             chunk, self._held = self._held + chunk, b""
         if self._eol is None:
@@ -279,6 +310,17 @@ class CsvRecords:
         if self.suffix and self._eol is not None:
             return self._suffixed(chunk, in_quote, breaks if ended == breaks else None)
         return chunk
+
+    def _refuse_quote(self, before: bytes) -> None:
+        """Raise :class:`ReadFileAgain` for the misplaced quote after ``before``, naming its record."""
+        before = self._held + before
+        if self._eol is None:
+            before = self._learn_eol(before)
+        self._count(before)
+        raise ReadFileAgain(
+            f"its record {self.records + 1} (a header row is record 1) has a '\"' inside a field that does not start with "
+            "one (not RFC 4180): COPY would take it for a quote, the CSV reader keeps it in the value"
+        )
 
     def suffixed(self, data: bytes, in_quote: int, *, ended: bool = False) -> bytes:
         """``data``, already fed (and, when the stream ``ended`` with it, closed), with

@@ -31,17 +31,12 @@ from airflow_provider_exports.transfers.engine.sink import Sink, StoredFile, Tra
 from airflow_provider_exports.transfers.engine.sql import created_table
 from airflow_provider_exports.transfers.engine.sql.arrow_batches import copy_batch
 from airflow_provider_exports.transfers.engine.sql.arrow_readers import ArrowBatch, read_ahead, read_columnar
-from airflow_provider_exports.transfers.engine.sql.arrow_text import (
-    CopyBatch,
-)
+from airflow_provider_exports.transfers.engine.sql.arrow_text import CopyBatch
 from airflow_provider_exports.transfers.engine.sql.counting import check_taken, insert_counted
 from airflow_provider_exports.transfers.engine.sql.csv_passthrough import Unread, copy_csv_file
 from airflow_provider_exports.transfers.engine.sql.dialects import dialect_for, resolve_db_hook
 from airflow_provider_exports.transfers.engine.sql.drift import SchemaDrift, refusal
-from airflow_provider_exports.transfers.engine.sql.file_columns import (
-    SOURCE_FILE,
-    with_constants,
-)
+from airflow_provider_exports.transfers.engine.sql.file_columns import SOURCE_FILE, with_constants
 from airflow_provider_exports.transfers.engine.sql.from_stage import (
     ORDINAL,
     STAGE,
@@ -181,6 +176,7 @@ class SqlSink(Sink):
         self._target_types: dict[str, str] = {}  # and their types, where the catalog says
         self._columns_added: list[str] = []  # by this load (on_schema_change), once committed
         self._not_binary: set[Any] = set()  # (SQL types, Arrow types, staged) of batches sent as text
+        self._read_not_copied: set[str] = set()  # CSV files whose quotes COPY would read otherwise
         self._without_source_file_said = False
         self._had_manifest = False
         self._emptied = False
@@ -298,7 +294,8 @@ class SqlSink(Sink):
     ) -> Written:
         """The file's rows: CSV into an existing PostgreSQL table as its bytes came, else read."""
         d, cancellation = self._dialect, self._cancellation
-        if self._direct and fmt == "csv" and bulk and isinstance(d, PostgresDialect):
+        passes = self._direct and fmt == "csv" and bulk and source.name not in self._read_not_copied
+        if passes and isinstance(d, PostgresDialect):
             passed = copy_csv_file(
                 d,
                 self.table,
@@ -310,6 +307,7 @@ class SqlSink(Sink):
                 constants=constants,
                 check_columns=lambda names: self._drift.passes(source.name, names, list(constants)),
                 cancellation=cancellation,
+                read_not_copied=self._read_not_copied,
             )
             if not isinstance(passed, Unread):
                 return passed

@@ -7,6 +7,7 @@ import io
 
 import pytest
 
+from airflow_provider_exports.exceptions import ReadFileAgain
 from airflow_provider_exports.transfers.engine.sql.csv_passthrough import (
     CsvRecords,
     _without_blank_lines,
@@ -146,3 +147,12 @@ def test_a_run_of_line_breaks_is_held_in_a_few_bytes_however_long(eol):
     assert all(len(_run_kept(run)) <= 3 for run in (eol * 5000, b"\r\n\r", b"\r\r", b"\n\r"))
     chunks = [b"a" + eol + b"1" + eol] + [eol * 5000] * 200 + [b"2" + eol]
     assert b"".join(_without_blank_lines(iter(chunks))) == b"a" + eol + b"1" + eol + b"2" + eol
+
+
+@pytest.mark.parametrize("size", [1, 4, 100])
+def test_a_quote_inside_an_unquoted_field_stops_the_stream_naming_its_record(size):
+    """COPY would open a quoted section there; the readers keep the character: the file is read."""
+    data = b'id,v\r\n1,"a\r\nb"\r\n2,5" screen\r\n3,c\r\n'
+    with pytest.raises(ReadFileAgain, match=r"its record 3 \(a header row is record 1\) has a '\"' inside a field"):
+        counted(data, [size])
+    assert counted(data.replace(b'5" screen', b'"5"" screen"'), [size])[0] == 4

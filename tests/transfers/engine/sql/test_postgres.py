@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import random
 import subprocess
@@ -119,9 +120,27 @@ def test_postgres_csv_pass_through_drops_empty_lines_wherever_the_chunks_end(pg)
         ], cut
 
 
+def test_postgres_csv_with_a_quote_inside_an_unquoted_field_loads_as_the_readers_read_it(pg, caplog):
+    """COPY would open a quoted section at ``x"y"z`` and load ``xyz``; the CSV reader keeps the
+    quotes. The pass-through stops at that record, the file is rolled back and read again."""
+    pg.cursor().execute("CREATE TABLE t (id BIGINT, v TEXT, note TEXT)")
+    body = b'id,v,note\n1,"a,b",x\n2,x"y"z,w\n3,c,"z"\n'
+    with caplog.at_level(logging.WARNING):
+        summary = load([ChunksSource("t.csv", [body[:20], body[20:]])], SqlSink("t", conn_id="pg"))
+
+    assert summary.rows == 3
+    assert query(pg, "SELECT id, v, note FROM t ORDER BY id") == [(1, "a,b", "x"), (2, 'x"y"z', "w"), (3, "c", "z")]
+    assert (
+        "t.csv: its record 3 (a header row is record 1) has a '\"' inside a field that does not start with one "
+        "(not RFC 4180): COPY would take it for a quote, the CSV reader keeps it in the value; the file is read "
+        "by the CSV reader instead; starting the file again from its first byte"
+    ) in caplog.text
+
+
 def _random_csv(rng: random.Random) -> bytes:
     """RFC 4180 records of two fields (quoted or not, line breaks and quotes inside quotes), empty
-    lines, ragged records and a byte-order mark here and there, with LF or CRLF breaks."""
+    lines, ragged records, a byte-order mark here and there, and, not RFC 4180, a quote inside an
+    unquoted field now and then (which COPY would read otherwise), with LF or CRLF breaks."""
     eol = rng.choice(["\n", "\r\n"])
     lines = ["a,b"]
     for _ in range(rng.randint(0, 8)):
@@ -136,6 +155,8 @@ def _random_csv(rng: random.Random) -> bytes:
                 text = "".join(rng.choice(["p", "é", " ", "\ufeff", "\n", '"', ","]) for _ in range(rng.randint(0, 4)))
                 quoted = rng.random() < 0.5 or any(c in text for c in '",\n')
                 fields.append('"' + text.replace('"', '""') + '"' if quoted else text)
+                if rng.random() < 0.04:
+                    fields[-1] = rng.choice(['p"', '5" x', ' "p"', '"p"q"', 'p"",'])
             lines.append(",".join(fields))
     return (eol.join(lines) + rng.choice(["", eol, eol * 2])).encode()
 
@@ -143,7 +164,8 @@ def _random_csv(rng: random.Random) -> bytes:
 @pytest.mark.parametrize("seed", range(2))
 def test_postgres_csv_pass_through_loads_random_csv_as_the_row_reader_reads_it(pg, seed):
     """Into an existing table, COPY reads the bytes (not Python): the same rows as the row reader
-    (an empty field NULL, quoted or not), or a refusal where it refuses, over random files."""
+    (an empty field NULL, quoted or not), or a refusal where it refuses, over random files; a file
+    whose quotes COPY would read otherwise is read again, by the readers."""
     from airflow_provider_exports.transfers.engine.formats import read_csv
 
     rng = random.Random(seed)
