@@ -27,6 +27,7 @@ byte-by-byte work is only for the first record and around a ``\\.``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import re
@@ -82,30 +83,10 @@ def copy_csv_file(
     instead: it is then returned :class:`Unread`. A quote that ``COPY`` would read otherwise than
     the readers (:mod:`.csv_quotes`) adds ``name`` to ``read_not_copied`` and raises
     :class:`ReadFileAgain`: the caller rolls the file back, and reads it when it comes again."""
-    try:
-        return _copy_csv_file(
-            dialect, table, name, chunks, delimiter, header, columns, constants, check_columns, cancellation
-        )
-    except ReadFileAgain as exc:
-        read_not_copied.add(name)
-        raise ReadFileAgain(f"{name}: {exc}; the file is read by the CSV reader instead") from None
-
-
-def _copy_csv_file(
-    dialect: PostgresDialect,
-    table: str,
-    name: str,
-    chunks: Iterable[bytes],
-    delimiter: str,
-    header: bool,
-    columns: Sequence[str] | None,
-    constants: Mapping[str, Any],
-    check_columns: Callable[[Sequence[str]], bool],
-    cancellation: Cancellation,
-) -> Written | Unread:
     records = CsvRecords(delimiter)
     data = _without_blank_lines(_without_bom(iter(maybe_gunzip(chunks, name=name))))
-    head, ended = _read_head(name, records, data, header)
+    with _read_if_quotes_misplaced(name, read_not_copied):
+        head, ended = _read_head(name, records, data, header)
     if ended and not head.strip():
         return Written(0, 0)
     names = columns or (header_names(name, head, delimiter) if header else None)
@@ -144,7 +125,8 @@ def _copy_csv_file(
     try:
         sql = f"COPY {dialect.qualified(table)} ({every}) FROM STDIN WITH ({', '.join(options)})"
         try:
-            dialect.copy_in(cur, sql, stream())
+            with _read_if_quotes_misplaced(name, read_not_copied):
+                dialect.copy_in(cur, sql, stream())
         except Exception as exc:
             refused = dialect.refused_value(exc, names)
             if refused is None:
@@ -154,6 +136,17 @@ def _copy_csv_file(
     finally:
         cur.close()
     return Written(records.records - (1 if header and records.records else 0), taken)
+
+
+@contextlib.contextmanager
+def _read_if_quotes_misplaced(name: str, read_not_copied: set[str]) -> Iterator[None]:
+    """Where :class:`CsvRecords` found a quote that ``COPY`` would read otherwise: ``name`` goes
+    into ``read_not_copied`` (the sink reads it when it comes again), and the error names it."""
+    try:
+        yield
+    except ReadFileAgain as exc:
+        read_not_copied.add(name)
+        raise ReadFileAgain(f"{name}: {exc}; the file is read by the CSV reader instead") from None
 
 
 def _read_head(name: str, records: CsvRecords, data: Iterator[bytes], header: bool) -> tuple[bytes, bool]:
