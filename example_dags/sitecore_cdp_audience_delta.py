@@ -10,10 +10,12 @@ costing no worker) until the export has a job that finished after the run's wind
 see the audience as the previous job left it until the commit, then as this one leaves it; a job
 already applied is skipped. The table's Asset is marked so downstream DAGs (dbt) run.
 
-Each delta builds on the one before it, so every job must be applied: the wait takes the newest
-job, and if two jobs finish between runs (a paused DAG, a failed day) the older one's changes are
-missed; load it by its ``execution_ref`` (a manual run of the transfer) before the newer one, or
-reload the audience from a full export (``sitecore_cdp_audience_export``).
+Each delta builds on the one before it, so every job must be applied, in order: the wait gives
+the newest job, and when two or more finished between runs (a paused DAG, a failed day) the
+transfer applies the ones the table misses first, oldest first, each in its own transaction (the
+task's XCom lists them under ``caught_up``). A table that holds jobs of the export, but none that
+Sitecore still lists before the newest, is refused: reload it from a full export
+(``sitecore_cdp_audience_export``).
 
 Connections: ``sitecore_cdp_default`` (Sitecore CDP), ``warehouse`` (any SQL database with a
 DbApiHook: PostgreSQL, SQLite, Snowflake...).

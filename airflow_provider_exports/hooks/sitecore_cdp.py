@@ -258,12 +258,6 @@ class SitecoreCDPHook(ExportsVendorHook[SitecoreCDPSettings]):
         path = api_path(ENDPOINTS["execution_export"], ref=check_execution_ref(execution_ref))
         return ExportOutput.from_json(self.call("GET", path), self.url(path))
 
-    def get_report(self, audience_export_ref: str, execution_ref: str) -> dict[str, Any] | None:
-        """The report of one job of an export, if Sitecore lists it."""
-        return next(
-            (r for r in self.get_reports(audience_export_ref) if r.get("executionRef") == execution_ref), None
-        )
-
     async def aget_reports(
         self, audience_export_ref: str, *, deadline: float | None = None
     ) -> list[dict[str, Any]]:

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.sql.staging import SqlStagingSink
 
 _GROUP_KEYS = ("run_id", "group", "groups", "job", "files")
+#: the newest earlier jobs of a delta export a listing passes on to the commit (every group holds them)
+BUILDS_ON_KEPT = 30
 
 
 def make_groups(
@@ -51,6 +53,16 @@ def make_groups(
     if max_groups is not None and math.ceil(len(refs) / per_group) > max_groups:
         per_group = math.ceil(len(refs) / max_groups)
     return [list(refs[i : i + per_group]) for i in range(0, len(refs), per_group)]
+
+
+def check_job_refs(refs: Any) -> list[str] | None:
+    """A job's ``builds_on``, as the listing passed it through XCom: ``None`` (no delta) or at most
+    :data:`BUILDS_ON_KEPT` job references."""
+    if refs is None:
+        return None
+    if not isinstance(refs, list) or len(refs) > BUILDS_ON_KEPT or not all(isinstance(r, str) for r in refs):
+        raise ExportConfigError("staged", f"job.builds_on is not a list of at most {BUILDS_ON_KEPT} job references")
+    return refs
 
 
 def check_group(group: Any) -> dict[str, Any]:
@@ -114,6 +126,7 @@ class ListFilesOperator(TransferOperator):
             "job_ref": listing.job_ref,
             "details": dict(listing.job_details),
             "listed_at": time.time(),
+            "builds_on": None if listing.builds_on is None else list(listing.builds_on[:BUILDS_ON_KEPT]),
         }
         groups = make_groups(refs, self.files_per_group, self.max_groups)
         run_id = new_run_id()
@@ -304,6 +317,7 @@ class FanOutCommitOperator(BaseOperator):
     def _commit_sql(
         self, ctx: TransferContext, groups: list[dict[str, Any]], dest: Mapping[str, Any]
     ) -> dict[str, Any]:
+        from airflow_provider_exports.transfers._catch_up import missed_jobs
         from airflow_provider_exports.transfers.engine.sql.staging import SqlStagedCommit
 
         for g in groups:  # the manifest records each file's rows; the commit checks each group's total
@@ -327,6 +341,13 @@ class FanOutCommitOperator(BaseOperator):
             stale_after=self.stale_after,
         )
         manifest = _manifest(ctx, groups, sink)
+        builds_on = check_job_refs(groups[0]["job"].get("builds_on"))
+        if missed := missed_jobs(sink, ctx.vendor, ctx.export_ref, ctx.job_ref, builds_on):
+            raise TransferRefused(
+                f"{ctx.vendor} job {ctx.job_ref} builds on jobs {dest['table']} does not hold: {missed} (oldest "
+                "first); nothing was committed. Apply them first (the transfer operator, not fanned out, "
+                "does so itself)"
+            )
         try:
             existing = sink.begin(ctx)
             if _same_job(existing, ctx) and not dest["overwrite"]:

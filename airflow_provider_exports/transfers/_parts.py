@@ -55,6 +55,8 @@ class Listing:
     inputs: Sequence[LineageRef] = ()
     #: what the source reads its sink options from (:meth:`ExportSource.sink_options`)
     output: Any = None
+    #: a delta export's earlier jobs this one's changes build on, newest first (``None``: not a delta)
+    builds_on: Sequence[str] | None = None
 
 
 class Part(ABC):
@@ -84,6 +86,11 @@ class ExportSource(Part, Generic[HookT]):
     @abstractmethod
     def list_files(self) -> Listing:
         """Find the job and list its files."""
+
+    def earlier_job(self, job_ref: str) -> ExportSource[HookT]:
+        """The source of one of the jobs a listing :attr:`~Listing.builds_on` (sources that name
+        such jobs say how to list one)."""
+        raise NotImplementedError(f"{type(self).__name__} lists no earlier jobs")
 
     def file_ref(self, file: SourceFile) -> dict[str, Any]:
         """What a stage-files task needs to open ``file`` again (JSON; never a URL): by default

@@ -8,6 +8,7 @@ they never travel through XCom, templates or logs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Iterable, Mapping
@@ -19,8 +20,10 @@ from airflow_provider_exports.hooks.sitecore_cdp import (
     ExportFileRef,
     ExportOutput,
     SitecoreCDPHook,
+    SitecoreJobStatus,
     check_execution_ref,
     check_export_ref,
+    parse_timestamp,
 )
 from airflow_provider_exports.transfers._fan_out import ListFilesOperator
 from airflow_provider_exports.transfers._parts import ExportSource, Listing, given, only_into
@@ -167,7 +170,8 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
         else:
             log.info("No execution_ref given: taking the latest finished job of %s", self.audience_export_ref)
             output = self.hook.get_latest_export(self.audience_export_ref)
-        report = self.hook.get_report(self.audience_export_ref, output.execution_ref) or {}
+        reports = self.hook.get_reports(self.audience_export_ref)
+        report = next((r for r in reports if r.get("executionRef") == output.execution_ref), {})
         details = {
             "executionRef": output.execution_ref,
             "definitionRef": output.definition_ref,
@@ -184,7 +188,27 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
             job_details=details,
             inputs=[vendor_export("sitecore-cdp", self.hook.url(""), export_ref, output.execution_ref)],
             output=output,
+            builds_on=self._builds_on(reports, report),
         )
+
+    def _builds_on(self, reports: list[dict[str, Any]], report: Mapping[str, Any]) -> list[str] | None:
+        """A delta job's earlier successful jobs, newest first: each holds what changed since the one
+        before it (see ``_catch_up.py``). Vendor is silent on whether a failed job's changes come in
+        the next one (vendor-apis README §1.5): chosen, only successful jobs are jobs to apply."""
+        ended = parse_timestamp(report.get("endTime"))
+        if ended is None or self.delta == "never" or (self.delta == "by_name" and report.get("definitionType") != "DELTA"):
+            return None
+        earlier = [
+            (end, r["executionRef"])
+            for r in reports
+            if r.get("status") == SitecoreJobStatus.SUCCESS and isinstance(r.get("executionRef"), str)
+            and r["executionRef"] != report.get("executionRef")
+            and (end := parse_timestamp(r.get("endTime"))) is not None and end <= ended  # a tie: unordered
+        ]
+        return [job_ref for _, job_ref in sorted(earlier, reverse=True)]
+
+    def earlier_job(self, job_ref: str) -> SitecoreCDPExport:
+        return dataclasses.replace(self, execution_ref=job_ref)
 
     def _check_against_report(self, job_ref: str, definition_type: Any, files: list[SourceFile]) -> None:
         """Say when the job's report and the files' delta kinds disagree (``_source_file`` in SQL

@@ -134,3 +134,43 @@ def test_two_delta_jobs_keep_the_table_the_current_audience(flow, sandbox, wareh
     xcom = again.get_task_instance("apply_changes").xcom_pull(task_ids="apply_changes")
     assert xcom["skipped"] is True, xcom
     assert _check_current(warehouse, _audience(sandbox, first, second)) == table
+
+
+def test_a_job_that_finished_before_the_run_s_newest_is_applied_first(flow, sandbox, warehouse, capfd):
+    """Two jobs finished since the last run (a paused DAG, a failed day): the sensor gives the
+    newest; the one before it, which the table misses, is applied first, in its own load."""
+    first = sandbox.sitecore.add_job(EXPORT, rows=1000, end_time=DAY + timedelta(hours=3))
+    assert flow.test(logical_date=DAY).state == "success"
+    second = sandbox.sitecore.add_job(EXPORT, rows=500, end_time=DAY + timedelta(days=1, hours=2))
+    third = sandbox.sitecore.add_job(EXPORT, rows=500, end_time=DAY + timedelta(days=1, hours=4))
+
+    run = flow.test(logical_date=DAY + timedelta(days=1))
+
+    assert run.state == "success", _states(run)
+    ti = run.get_task_instance("apply_changes")
+    assert ti.xcom_pull(task_ids="wait_for_export") == third
+    xcom = ti.xcom_pull(task_ids="apply_changes")
+    assert xcom["job_ref"] == third and xcom["caught_up"] == [
+        {"job_ref": second, "skipped": False, "file_count": len(sandbox.sitecore.expected_files(second)), "rows": 500}
+    ]
+    assert _applied_jobs(warehouse) == {first, second, third}
+    _check_current(warehouse, _audience(sandbox, first, second, third))
+    assert f"Job {second} came before this run's and is not in the destination: moving it first" in "".join(capfd.readouterr())
+
+    # the run again: every job held, nothing moved
+    again = flow.test(logical_date=DAY + timedelta(days=1))
+    xcom = again.get_task_instance("apply_changes").xcom_pull(task_ids="apply_changes")
+    assert xcom["skipped"] is True and "caught_up" not in xcom, xcom
+    _check_current(warehouse, _audience(sandbox, first, second, third))
+
+
+def test_a_first_load_applies_only_the_job_it_is_given(flow, sandbox, warehouse):
+    """With no job of the export in the table yet, which jobs it started from is not guessed."""
+    sandbox.sitecore.add_job(EXPORT, rows=1000, end_time=DAY - timedelta(days=1))
+    newest = sandbox.sitecore.add_job(EXPORT, rows=500, end_time=DAY + timedelta(hours=3))
+
+    run = flow.test(logical_date=DAY)
+
+    assert run.state == "success", _states(run)
+    assert "caught_up" not in run.get_task_instance("apply_changes").xcom_pull(task_ids="apply_changes")
+    assert _applied_jobs(warehouse) == {newest}

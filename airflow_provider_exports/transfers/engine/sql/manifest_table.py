@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_exports.transfers.engine import manifest as manifest_mod
+from airflow_provider_exports.transfers.engine.sql.dialects import dialect_for
 from airflow_provider_exports.transfers.engine.sql.generic import Dialect
 
 log = logging.getLogger(__name__)
@@ -72,3 +73,21 @@ def record_manifest(
             raise
         return winner
     return None
+
+
+def held_jobs(hook: Any, table: str, destination: str, vendor: str, export_ref: str) -> set[str]:
+    """The jobs of ``export_ref`` whose loads into ``destination`` committed, by the manifest
+    ``table`` (none when it does not exist yet); read on a connection of its own, before a load."""
+    d = dialect_for(hook, hook.get_conn())
+    try:
+        if d.table_columns(table) is None:
+            return set()
+        ph = d.placeholder
+        rows = d.query(
+            f"SELECT job_ref FROM {d.qualified(table)} WHERE destination = {ph} AND vendor = {ph} AND export_ref = {ph}",
+            (destination, vendor, export_ref),
+        )
+        return {str(job_ref) for (job_ref,) in rows}
+    finally:
+        d.rollback()
+        d.close()
