@@ -7,8 +7,10 @@ parsing a field, so the sink can check that the table took every one of them. CO
 ``"`` and its escape is the quote doubled, so a line break ends a record exactly when an even number
 of ``"`` came before it in the stream: the quote parity is all that is carried from one chunk to
 the next. The line break is COPY's too: the first one outside quotes decides it (``\\n``,
-``\\r\\n``, or ``\\r`` alone), and only that one ends records afterwards (COPY refuses any other bare
-break outside quotes). A last record without a line break counts; the header is a record.
+``\\r\\n``, or ``\\r`` alone), and only that one ends records afterwards. A break of another kind
+outside quotes (COPY refuses it, the readers take it for one), or a quote where RFC 4180 puts none
+(COPY would read it otherwise: :mod:`.csv_quotes`), raises :class:`ReadFileAgain`, and the sink
+reads that file instead. A last record without a line break counts; the header is a record.
 
 Constant columns (the name of the file each row came from, its attributes) go through the same
 ``COPY``: their values are added as the last fields of every record, just before its line break
@@ -51,6 +53,12 @@ _ALL_BYTES = bytes(range(256))
 #: what ``translate`` deletes to keep only quotes and line breaks (of one kind, or both)
 _DELETE_BUT = {eol: _ALL_BYTES.translate(None, _QUOTE + eol) for eol in (b"\n", b"\r", b"\r\n")}
 _MARKER = b"\\."
+_OTHER_BREAK = (
+    "a line break of another kind than its first (COPY refuses it: the CSV reader takes each \\n, \\r\\n "
+    "and \\r for one)"
+)
+#: a line break of another kind, in a stream of \n, of \r, of \r\n
+_LONE_CR, _LONE_LF, _NOT_CRLF = re.compile(rb"\r"), re.compile(rb"\n"), re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _QUOTED_MARKER = b'"\\."'
 
 
@@ -287,33 +295,69 @@ class CsvRecords:
         self._eol: bytes | None = None  # the line break, once the first one outside quotes said it
         self._crlf = False  # records end with \r\n (then ``_eol`` is \n)
         self._held = b""
+        self._cr_at_end = False  # a \r\n stream's chunk ended with a \r outside quotes
 
     def feed(self, chunk: bytes) -> bytes:
         """Count ``chunk``; what to send on in its place (a held byte or two may come later)."""
         if (misplaced := self._quotes.misplaced(chunk)) >= 0:
-            self._refuse_quote(chunk[:misplaced])
+            self._refuse(
+                chunk[:misplaced],
+                "a '\"' inside a field that does not start with one (not RFC 4180): COPY would take it for a "
+                "quote, the CSV reader keeps it in the value",
+            )
         if self._held:
             chunk, self._held = self._held + chunk, b""
         if self._eol is None:
             chunk = self._learn_eol(chunk)
         if b"\\" in chunk:
             chunk = self._quote_markers(chunk)
+        kept = chunk.translate(None, _DELETE_BUT[b"\r\n"])  # its quotes and line breaks: small
+        if self._eol is not None and (other := self._other_break(chunk, kept)) >= 0:
+            self._refuse(chunk[:other], _OTHER_BREAK)
         in_quote = self._in_quote
-        ended, breaks = self._count(chunk)
+        ended, breaks = self._count(chunk, kept)
         if self.suffix and self._eol is not None:
             return self._suffixed(chunk, in_quote, breaks if ended == breaks else None)
         return chunk
 
-    def _refuse_quote(self, before: bytes) -> None:
-        """Raise :class:`ReadFileAgain` for the misplaced quote after ``before``, naming its record."""
+    def _refuse(self, before: bytes, what: str) -> None:
+        """Raise :class:`ReadFileAgain` for ``what`` COPY would read otherwise than the readers, after
+        ``before`` (the stream's next bytes), naming its record."""
         before = self._held + before
         if self._eol is None:
             before = self._learn_eol(before)
         self._count(before)
-        raise ReadFileAgain(
-            f"its record {self.records + 1} (a header row is record 1) has a '\"' inside a field that does not start with "
-            "one (not RFC 4180): COPY would take it for a quote, the CSV reader keeps it in the value"
-        )
+        raise ReadFileAgain(f"its record {self.records + 1} (a header row is record 1) has {what}")
+
+    def _other_break(self, chunk: bytes, kept: bytes) -> int:
+        """The offset in ``chunk`` of its first line break outside quotes that is not the stream's
+        own (0 for a ``\\r`` that ended the chunk before and turns out bare), or -1. ``kept``: the
+        chunk's quotes and line breaks, where a clean chunk is told in a look or three counts."""
+        cr_before, self._cr_at_end, start = self._cr_at_end, False, 0
+        if not self._crlf:
+            if (b"\r" if self._eol == b"\n" else b"\n") not in kept:
+                return -1
+            other = _LONE_CR if self._eol == b"\n" else _LONE_LF
+        else:
+            if cr_before and not chunk.startswith(b"\n") and not self._in_quote:
+                return 0
+            start = 1 if cr_before and chunk.startswith(b"\n") else 0  # the rest of a \r\n
+            end = len(chunk) - 1 if chunk.endswith(b"\r") else len(chunk)
+            self._cr_at_end = end < len(chunk)  # the next byte says whether that \r is bare
+            kept = kept[start : len(kept) - (len(chunk) - end)]
+            pairs = kept.count(b"\r\n")
+            if kept.count(b"\r") == pairs and kept.count(b"\n") == pairs:
+                return -1
+            chunk = chunk[:end]
+            other = _NOT_CRLF
+        parity, done = self._in_quote, 0
+        for found in other.finditer(chunk, start):
+            at = found.start()
+            parity ^= chunk.count(_QUOTE, done, at) & 1
+            done = at
+            if not parity:
+                return at
+        return -1
 
     def suffixed(self, data: bytes, in_quote: int, *, ended: bool = False) -> bytes:
         """``data``, already fed (and, when the stream ``ended`` with it, closed), with
@@ -345,6 +389,8 @@ class CsvRecords:
 
     def close(self) -> bytes:
         """The end of the stream: what is still held, to send last; the last record is counted."""
+        if self._cr_at_end and not self._in_quote:  # a \r\n stream ends with a bare \r: COPY refuses it
+            self._refuse(b"", _OTHER_BREAK)
         tail, self._held = self._held, b""
         if tail == b"\r" and self._eol is None:  # the first line break, at the very end
             self._eol, self.records, self._at_start = b"\r", self.records + 1, True
@@ -406,8 +452,9 @@ class CsvRecords:
         out.append(chunk[sent:])
         return b"".join(out)
 
-    def _count(self, chunk: bytes) -> tuple[int, int]:
-        """Count the records that end in ``chunk``; how many, and how many ``eol`` bytes it has."""
+    def _count(self, chunk: bytes, kept: bytes | None = None) -> tuple[int, int]:
+        """Count the records that end in ``chunk``; how many, and how many ``eol`` bytes it has.
+        ``kept``: its quotes and line breaks, when already found."""
         if not chunk:
             return 0, 0
         eol = self._eol
@@ -415,7 +462,10 @@ class CsvRecords:
             self._in_quote ^= chunk.count(_QUOTE) & 1
             self._at_start = False
             return 0, 0
-        kept = chunk.translate(None, _DELETE_BUT[eol])
+        if kept is None:
+            kept = chunk.translate(None, _DELETE_BUT[eol])
+        else:  # only quotes and ``eol`` (another break is refused where it is outside quotes)
+            kept = kept.replace(b"\n" if eol == b"\r" else b"\r", b"")
         ended = sum(map(len, _outside_quotes(kept, self._in_quote)))  # each byte is an ``eol``
         self.records += ended
         self._in_quote ^= kept.count(_QUOTE) & 1

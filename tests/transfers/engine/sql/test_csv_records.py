@@ -156,3 +156,30 @@ def test_a_quote_inside_an_unquoted_field_stops_the_stream_naming_its_record(siz
     with pytest.raises(ReadFileAgain, match=r"its record 3 \(a header row is record 1\) has a '\"' inside a field"):
         counted(data, [size])
     assert counted(data.replace(b'5" screen', b'"5"" screen"'), [size])[0] == 4
+
+
+@pytest.mark.parametrize(
+    ("data", "record"),
+    [
+        (b"id,v\n1,a\r\n2,b\n", 2),  # LF, then a CRLF
+        (b"id,v\r\n1,a\r\n2,b\n3,c\r\n", 3),  # CRLF, then an LF
+        (b"id,v\r\n1,a\r2,b\r\n", 2),  # CRLF, then a CR alone
+        (b"id,v\r1,a\n", 2),  # CR, then an LF
+        (b"id,v\r\n1,a\r", 2),  # CRLF, and a CR alone at the very end
+    ],
+)
+def test_a_line_break_of_another_kind_stops_the_stream_naming_its_record(data, record):
+    """COPY takes only the first kind of line break and refuses another; the readers take every kind."""
+    for size in range(1, len(data) + 1):
+        with pytest.raises(ReadFileAgain, match=rf"its record {record} .* has a line break of another kind"):
+            counted(data, [size])
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_line_breaks_of_one_kind_or_inside_quotes_pass_whatever_the_chunks(name):
+    sample = SAMPLES[name]
+    at = first_break(sample)
+    eol = b"\r\n" if sample[at : at + 2] == b"\r\n" else sample[at : at + 1]
+    data = sample + (b"" if sample.endswith((b"\r", b"\n")) else eol) + b'9,"\r\nin\rquotes\n"' + eol
+    for size in range(1, len(data) + 1):
+        counted(data, [size])

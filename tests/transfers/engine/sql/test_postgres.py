@@ -137,10 +137,22 @@ def test_postgres_csv_with_a_quote_inside_an_unquoted_field_loads_as_the_readers
     ) in caplog.text
 
 
+def test_postgres_csv_with_line_breaks_of_two_kinds_loads_as_the_readers_read_it(pg, caplog):
+    """COPY takes the first line break's kind and refuses another (a bare psycopg error before);
+    the readers take each for a line break: the file is rolled back and read again."""
+    pg.cursor().execute("CREATE TABLE t (a TEXT, b TEXT)")
+    body = b'a,b\r\n1,"x\ny"\r\n2,y\n3,z\r\n'
+    with caplog.at_level(logging.WARNING):
+        assert load([ChunksSource("t.csv", [body[:9], body[9:]])], SqlSink("t", conn_id="pg")).rows == 3
+    assert query(pg, "SELECT a, b FROM t ORDER BY a") == [("1", "x\ny"), ("2", "y"), ("3", "z")]
+    assert "t.csv: its record 3 (a header row is record 1) has a line break of another kind than its first" in caplog.text
+
+
 def _random_csv(rng: random.Random) -> bytes:
     """RFC 4180 records of two fields (quoted or not, line breaks and quotes inside quotes), empty
     lines, ragged records, a byte-order mark here and there, and, not RFC 4180, a quote inside an
-    unquoted field now and then (which COPY would read otherwise), with LF or CRLF breaks."""
+    unquoted field now and then (which COPY would read otherwise), with LF or CRLF breaks, or now
+    and then a mix of LF, CRLF and CR in one file (which COPY refuses)."""
     eol = rng.choice(["\n", "\r\n"])
     lines = ["a,b"]
     for _ in range(rng.randint(0, 8)):
@@ -158,6 +170,8 @@ def _random_csv(rng: random.Random) -> bytes:
                 if rng.random() < 0.04:
                     fields[-1] = rng.choice(['p"', '5" x', ' "p"', '"p"q"', 'p"",'])
             lines.append(",".join(fields))
+    if rng.random() < 0.15:  # line breaks of every kind in one file: COPY takes only its first kind
+        return "".join(line + rng.choice(["\n", "\r\n", "\r"]) for line in lines).encode()
     return (eol.join(lines) + rng.choice(["", eol, eol * 2])).encode()
 
 
@@ -165,7 +179,7 @@ def _random_csv(rng: random.Random) -> bytes:
 def test_postgres_csv_pass_through_loads_random_csv_as_the_row_reader_reads_it(pg, seed):
     """Into an existing table, COPY reads the bytes (not Python): the same rows as the row reader
     (an empty field NULL, quoted or not), or a refusal where it refuses, over random files; a file
-    whose quotes COPY would read otherwise is read again, by the readers."""
+    whose quotes or line breaks COPY would read otherwise is read again, by the readers."""
     from airflow_provider_exports.transfers.engine.formats import read_csv
 
     rng = random.Random(seed)
