@@ -61,6 +61,8 @@ def value_kind(value: Any) -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "bytes"
     text = str(value)
+    if "\x00" in text:
+        return "text with a NUL character (\\u0000)"
     if _INTEGER.fullmatch(text):
         return "an integer"
     if _NUMBER.fullmatch(text):

@@ -34,6 +34,7 @@ _FLOAT_TEXT = "_exports_float_text"
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 #: where a COPY failed, as PostgreSQL's error context says: ``COPY t, line 3, column age: "abc"``
 _COPY_CONTEXT = re.compile(r'^COPY .*?, line (?P<line>\d+), column (?P<column>.+?)(?:: "(?P<value>.*)")?$', re.M)
+_COPY_LINE = re.compile(r"^COPY .*?, line (\d+)", re.M)
 _PARAMETER_CONTEXT = re.compile(r"portal parameter \$(\d+)")
 _QUOTED_VALUE = re.compile(r': "(.*)"$', re.S)
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -99,6 +100,10 @@ class PostgresDialect(Dialect):
         context = getattr(diag, "context", None) or ""
         if not str(state).startswith("22"):
             return None
+        if state == "22021" and str(getattr(diag, "message_primary", "")).endswith("0x00"):
+            # a NUL, which no PostgreSQL text holds: COPY names its line, and its column when it knows
+            line, named = _COPY_LINE.search(context), _COPY_CONTEXT.search(context)
+            return ValueRefused(named["column"] if named else "", int(line[1]) if line else None, "\x00")
         if found := _COPY_CONTEXT.search(context):
             return ValueRefused(found["column"], int(found["line"]), found["value"])
         value = _QUOTED_VALUE.search(getattr(diag, "message_primary", None) or "")

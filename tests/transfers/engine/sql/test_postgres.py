@@ -148,6 +148,29 @@ def test_postgres_csv_with_line_breaks_of_two_kinds_loads_as_the_readers_read_it
     assert "t.csv: its record 3 (a header row is record 1) has a line break of another kind than its first" in caplog.text
 
 
+@pytest.mark.parametrize("existing", [True, False], ids=["into", "new"])
+@pytest.mark.parametrize(
+    ("name", "body", "where"),
+    [
+        ("t.csv", b"a,b\n1,x\n2,x\x00y\n", "t.csv, row 2: a column of t"),
+        ("t.jsonl", b'{"a":"1","b":"x"}\n{"a":"2","b":"x\\u0000y"}\n', "t.jsonl, row 2: column 'b' of t"),
+    ],
+    ids=["csv", "jsonl"],
+)
+def test_a_nul_character_is_refused_naming_its_row(pg, existing, name, body, where):
+    """PostgreSQL's text holds no NUL: the load is refused naming the row (and the column where
+    COPY names it), never a bare CharacterNotInRepertoire; nothing is committed."""
+    if existing:
+        pg.cursor().execute("CREATE TABLE t (a TEXT, b TEXT)")
+    with pytest.raises(TransferRefused) as refused:
+        load([ChunksSource(name, [body])], SqlSink("t", conn_id="pg"))
+    assert str(refused.value).startswith(where), refused.value
+    assert "the value there is text with a NUL character (\\u0000), which it cannot hold" in str(refused.value)
+    assert query(pg, "SELECT to_regclass('t') IS NOT NULL") == [(existing,)]
+    if existing:
+        assert query(pg, "SELECT count(*) FROM t") == [(0,)]
+
+
 def _random_csv(rng: random.Random) -> bytes:
     """RFC 4180 records of two fields (quoted or not, line breaks and quotes inside quotes), empty
     lines, ragged records, a byte-order mark here and there, and, not RFC 4180, a quote inside an
