@@ -140,7 +140,14 @@ class TransferOperator(BaseOperator):
     def _catch_up(self, source: ExportSource[Any], job_ref: str) -> dict[str, Any]:
         """Move an earlier job of a delta export that the destination misses (see ``_catch_up.py``)."""
         self.log.warning("Job %s came before this run's and is not in the destination: moving it first", job_ref)
-        earlier = source.earlier_job(job_ref).list_files()
+        try:
+            earlier = source.earlier_job(job_ref).list_files()
+        except Exception as exc:
+            exc.add_note(
+                f"Listing job {job_ref}, which came before this run's and which the destination misses (its "
+                "changes must be applied first); if the vendor no longer serves it, reload from a full export."
+            )
+            raise
         done = self.move(earlier, self.make_sink(source, earlier.output))
         return {"job_ref": done.job_ref, "skipped": done.skipped, "file_count": done.file_count, "rows": done.rows}
 

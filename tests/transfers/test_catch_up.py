@@ -135,3 +135,18 @@ def test_postgres_too(sandbox, jobs, postgres, monkeypatch):
     with postgres.connect() as conn, conn.cursor() as cur:
         cur.execute(f"select ref from {table}")
         assert {ref for (ref,) in cur.fetchall()} == _applied(sandbox, first, missed, given)
+
+
+def test_an_earlier_job_the_vendor_no_longer_serves_fails_the_run_saying_which(sandbox, warehouse, jobs):
+    first = jobs(0)
+    _load(first)
+    missed, given = jobs(1), jobs(2)
+    sandbox.sitecore.faults.server_error(f"*/executions/{missed}/export", times=None, status=404)
+
+    with pytest.raises(Exception) as failed:  # the vendor's own error, its retries as they were
+        _load(given)
+
+    assert f"Listing job {missed}, which came before this run's and which the destination misses" in "".join(
+        failed.value.__notes__
+    )
+    assert _members(warehouse) == _applied(sandbox, first)
