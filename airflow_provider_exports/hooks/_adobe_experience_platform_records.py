@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from airflow_provider_exports.hooks._untrusted import IdFormat, api_path, unusable_answer
+from airflow_provider_exports.hooks._untrusted import Answer, IdFormat, api_path, unusable_answer
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
 VENDOR = "Adobe Experience Platform"
@@ -178,12 +178,13 @@ def poke_export_job(job_id: str | int) -> JobPoke:
     """One poke at a profile export job: the job and, once it ``SUCCEEDED``, each Catalog batch it
     wrote (see :func:`export_job_event`). Ids are checked before they go into a path: a bad job id
     before any request, a batch id Adobe answers before it is read."""
-    job = yield ("GET", export_job_path(job_id), None)
+    path = export_job_path(job_id)
+    job = export_job_record((yield ("GET", path, None)), path)
     if str(job.get("status") or "").upper() != AdobeExportJobStatus.SUCCEEDED:
         return export_job_event(job)
     batches = {}
     for batch_id in job_batch_ids(job):
-        batches[batch_id] = unwrap_keyed((yield ("GET", batch_path(batch_id), None)), batch_id)
+        batches[batch_id] = batch_record(unwrap_keyed((yield ("GET", batch_path(batch_id), None)), batch_id))
     return export_job_event(job, batches)
 
 
@@ -224,6 +225,7 @@ def export_job_event(
             f"batch {b} {seen[b]}: [{e.get('code')}] {e.get('description') or e.get('message')}"
             for b in failed
             for e in ((batches or {}).get(b) or {}).get("errors") or [{"code": seen[b], "description": "failed"}]
+            if isinstance(e, Mapping)
         ]
         return PokeEvent("failed", description, None, job_id, status, errors, {**details, "batchStatuses": seen})
     if all(s in BATCH_SUCCESS for s in seen.values()):
@@ -241,6 +243,30 @@ def batch_path(batch_id: Any) -> str:
 
 def file_path(dataset_file_id: Any) -> str:
     return api_path(FILE, dataset_file_id=DATASET_FILE_ID.check(dataset_file_id, "dataset_file_id"))
+
+
+def export_job_record(body: Any, url: str) -> dict[str, Any]:
+    """A profile export job as Adobe answered it at ``url``: an object whose ``destination`` is an
+    object, ``destination.batches`` a list (or one object) and ``errors`` a list where given, else
+    :class:`VendorAPIError` naming them."""
+    answer = Answer(VENDOR, url, "the export job")
+    if not isinstance(body, Mapping):
+        raise answer.wrong("it is not an object")
+    destination = body.get("destination")
+    if destination is not None and not isinstance(destination, Mapping):
+        raise answer.wrong("destination is not an object")
+    if not isinstance((destination or {}).get("batches") or [], (list, Mapping)):
+        raise answer.wrong("destination.batches is not a list")
+    if not isinstance(body.get("errors") or [], list):
+        raise answer.wrong("errors is not a list")
+    return dict(body)
+
+
+def batch_record(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """A Catalog batch whose ``errors`` is a list where given, else :class:`VendorAPIError`."""
+    if not isinstance(batch.get("errors") or [], list):
+        raise Answer(VENDOR, CATALOG, "the Catalog batch").wrong("errors is not a list")
+    return dict(batch)
 
 
 def unwrap_keyed(body: Any, key: str) -> dict[str, Any]:

@@ -241,7 +241,8 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         return self.call("POST", records.EXPORT_JOBS, json=dict(body))
 
     def get_export_job(self, job_id: str | int) -> dict[str, Any]:
-        return self.call("GET", records.export_job_path(job_id))
+        path = records.export_job_path(job_id)
+        return records.export_job_record(self.call("GET", path), self.url(path))
 
     def list_export_jobs(
         self, *, limit: int = 100, pages: list[dict[str, Any]] | None = None
