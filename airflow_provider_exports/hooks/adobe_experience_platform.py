@@ -24,7 +24,14 @@ from airflow_provider_exports.hooks._base import (
     normalise_host,
 )
 from airflow_provider_exports.hooks._retry import RetryPolicy
-from airflow_provider_exports.hooks._untrusted import PageBudget, api_path, check_depth, unusable_answer
+from airflow_provider_exports.hooks._untrusted import (
+    Answer,
+    PageBudget,
+    api_path,
+    check_depth,
+    describe,
+    unusable_answer,
+)
 
 IMS_HOST = "https://ims-na1.adobelogin.com"
 TOKEN_PATH = "/ims/token/v3"
@@ -330,13 +337,17 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
     def _data_access_pages(self, path: str, pages: PageBudget) -> Iterator[dict[str, Any]]:
         """Entries of a paged Data Access listing: ``start``/``limit`` pages of 100 (the documented
         maximum), following ``_links.next``, each page counted against ``pages``."""
-        start = 0
+        start, answer = 0, Answer(records.VENDOR, self.url(path), "the Data Access listing")
         while True:
             pages.spend()
             page = self.call("GET", path, params={"start": start, "limit": 100}) or {}
+            if not isinstance(page, Mapping):
+                raise answer.wrong("it is not an object")
             data = page.get("data") or []
+            if not isinstance(data, list) or not all(isinstance(entry, Mapping) for entry in data):
+                raise answer.wrong("data is not a list of objects")
             yield from data
-            if not data or not ((page.get("_links") or {}).get("next") or {}).get("href"):
+            if not data or not _field(_field(page, "_links"), "next").get("href"):
                 return
             start += len(data)
 
@@ -373,6 +384,10 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         seen.add(file_id)
         for entry in self._data_access_pages(path, pages):
             if entry.get("name"):
+                if not isinstance(entry["name"], str):
+                    raise Answer(records.VENDOR, self.url(path), "the Data Access listing").wrong(
+                        f"the name of a file of {file_id} is {describe(entry['name'])}, not text"
+                    )
                 length = str(entry.get("length"))
                 size = int(length) if _DIGITS.fullmatch(length) else None
                 yield records.DataAccessFile(file_id, entry["name"], size)
@@ -406,9 +421,15 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         return f"Check extra.platform_host ({settings.platform_host}) and this machine's network"
 
 
+def _field(record: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``record[key]`` where it is an object, else an empty one (links that are not objects: none)."""
+    value = record.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
 def _linked_file_id(entry: Mapping[str, Any]) -> str | None:
     """The dataset file id a directory entry links to (``.../files/{id}`` without ``path``)."""
-    href = str(((entry.get("_links") or {}).get("self") or {}).get("href") or "")
+    href = str(_field(_field(entry, "_links"), "self").get("href") or "")
     parts = urlsplit(href)
     if "/files/" not in parts.path or "path" in parse_qs(parts.query):
         return None

@@ -155,3 +155,34 @@ def test_adobe_export_jobs_and_their_batches(seed):
         return drive(adobe_records.poke_export_job(7), answer)
 
     assert fuzz(seed, {"7": ADOBE_JOB, **ADOBE_BATCHES}, poke) > 0
+
+
+#: a batch's Data Access listing, and the listing of the dataset file it names (vendor-apis README §3)
+ADOBE_LISTINGS = {
+    "batch": {"data": [{"dataSetFileId": "b1-1", "dataSetId": "ds1"}], "_page": {"limit": 100, "count": 1}},
+    "file": {
+        "data": [
+            {"name": "part-0.parquet", "length": "12",
+             "_links": {"self": {"href": "https://platform.adobe.io/data/foundation/export/files/b1-1?path=p"}}},
+            {"_links": {"self": {"href": "https://platform.adobe.io/data/foundation/export/files/b1-2"}}},
+        ],
+        "_links": {},
+    },
+}
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_adobe_data_access_listings_over_http(sandbox, seed):
+    """Served by the sandbox as a misbehaving Adobe would (one answer per listing, every page)."""
+    from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
+
+    hook = AdobeExperiencePlatformHook(retry=FAST)
+
+    def batch_files(listings: Any) -> Any:
+        sandbox.adobe.faults.clear()
+        batch, file = (listings.get("batch"), listings.get("file")) if isinstance(listings, dict) else (listings,) * 2
+        sandbox.adobe.faults.answer("/data/foundation/export/batches/b1/files", times=None, json=batch)
+        sandbox.adobe.faults.answer("/data/foundation/export/files/*", times=None, json=file)
+        return hook.batch_files("b1")
+
+    assert fuzz(seed, ADOBE_LISTINGS, batch_files) > 0
