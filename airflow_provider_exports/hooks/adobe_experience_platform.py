@@ -214,7 +214,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         (vendor-apis README §3.3: the current guide creates it so, the older one with the Parquet
         description): chosen to reuse one without it, as one with ``format`` ``parquet``."""
         for dataset_id, dataset in self.find_datasets(name):
-            schema = (dataset.get("schemaRef") or {}).get("id")
+            schema = _field(dataset, "schemaRef").get("id")
             if schema != PROFILE_UNION_SCHEMA:
                 raise ExportConfigError(
                     "dataset_name",
@@ -267,15 +267,20 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         budget = PageBudget.of(self, records.EXPORT_JOBS)
         seen: set[str] = set()
         last: tuple[int, int] | None = None
+        url = self.url(records.EXPORT_JOBS)
         while True:
             budget.spend()
             page = self.call("GET", records.EXPORT_JOBS, params=params) or {}
+            if not isinstance(page, Mapping) or not isinstance(page.get("records") or [], list):
+                raise Answer(records.VENDOR, url, "the export jobs listing").wrong("records is not a list")
+            jobs = [records.export_job_record(job, url) for job in page.get("records") or []]
             if pages is not None:
-                pages.append(dict(page.get("page") or {}))
-            yield from page.get("records") or []
-            next_link = ((page.get("link") or {}).get("next") or "").strip()
+                pages.append(dict(_field(page, "page")))
+            yield from jobs
+            next_link = _field(page, "link").get("next")
+            next_link = next_link.strip() if isinstance(next_link, str) else ""
             offsets = parse_qs(urlsplit(next_link).query).get("offset") if next_link else None
-            if not offsets or not page.get("records"):
+            if not offsets or not jobs:
                 return
             offset = offsets[0]
             if offset in seen:
@@ -283,7 +288,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             seen.add(offset)
             shape = _OFFSET.fullmatch(offset)
             position = (int(shape[1]), int(shape[2])) if shape else None
-            sort = str((page.get("page") or {}).get("sort") or "")
+            sort = str(_field(page, "page").get("sort") or "")
             if position is not None and last is not None:
                 # A-SEG: "By default, records are sorted in descending order"
                 order = "asc" if sort.strip().lower() == "asc" else "desc"
@@ -314,7 +319,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         for job in self.list_export_jobs(limit=50, pages=pages):
             created = records.epoch_seconds(job.get("creationTime"))
             if created is not None and created < created_since:
-                if (pages[-1].get("sort") or "").lower() == "desc":
+                if str(pages[-1].get("sort") or "").lower() == "desc":
                     return None
                 continue
             if (
