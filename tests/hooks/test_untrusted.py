@@ -131,6 +131,13 @@ def test_cordial_job_records(sandbox, seed):
     assert fuzz(seed, record, lambda answer: drive(cordial.poke_job(job_id), lambda _: answer)) > 0
     assert fuzz(seed, record, lambda answer: cordial.job_record(answer, "https://h/x")) > 0
 
+    def find_by_name(jobs: Any) -> Any:  # a retry's look for the job its create made (over HTTP)
+        sandbox.cordial.faults.clear()
+        sandbox.cordial.faults.answer("/v2/jobs", times=None, json=jobs, method="GET")
+        return hook.find_jobs_by_name("weekly-trends", started_since=datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+    assert fuzz(seed, [record, {**record, "status": "Done"}], find_by_name) > 0
+
 
 #: an export job and its Catalog batches as Adobe documents them (vendor-apis README §3)
 ADOBE_JOB = {
