@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from airflow_provider_exports.hooks._untrusted import Answer, IdFormat, api_path, unusable_answer
+from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.hooks._untrusted import Answer, IdFormat, api_path, describe, unusable_answer
 from airflow_provider_exports.utils.waiting import JobPoke, PokeEvent
 
 VENDOR = "Adobe Experience Platform"
@@ -162,6 +163,18 @@ def check_job_id(value: Any, field_name: str = "export_job_id") -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return EXPORT_JOB_ID.check(value.strip() if isinstance(value, str) else value, field_name)
+
+
+def answered_job_id(job: Any, url: str, method: str = "GET") -> str:
+    """The id of an export job Adobe answered (created, or listed), checked as one (it goes into
+    paths); else :class:`VendorAPIError`. After a create, a retry finds the job by its dataset."""
+    value = job.get("id") if isinstance(job, Mapping) else None
+    try:
+        return check_job_id(value, "id")
+    except ExportConfigError:
+        raise unusable_answer(
+            VENDOR, f"the export job's id is {describe(value)}, not an export job id", url=url, method=method
+        ) from None
 
 
 # -- the two-stage wait: the job, then its Catalog batches ----------------------------------------

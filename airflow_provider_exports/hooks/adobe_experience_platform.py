@@ -245,7 +245,9 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
             raise ExportConfigError("destination.datasetId", "is required")
         if not (body.get("schema") or {}).get("name"):
             raise ExportConfigError("schema.name", "is required (e.g. _xdm.context.profile)")
-        return self.call("POST", records.EXPORT_JOBS, json=dict(body))
+        job = self.call("POST", records.EXPORT_JOBS, json=dict(body))
+        records.answered_job_id(job, self.url(records.EXPORT_JOBS), "POST")  # a retry finds the job
+        return dict(job)
 
     def get_export_job(self, job_id: str | int) -> dict[str, Any]:
         path = records.export_job_path(job_id)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_exports.exceptions import ExportConfigError
+from airflow_provider_exports.hooks import _adobe_experience_platform_records as records
 from airflow_provider_exports.hooks._adobe_experience_platform_records import DATASET_ID
 from airflow_provider_exports.hooks.adobe_experience_platform import AdobeExperiencePlatformHook
 from airflow_provider_exports.operators._base import ExportJobOperator
@@ -395,7 +396,7 @@ class AdobeCreateProfileExportJobOperator(ExportJobOperator):
             return None  # a first try has no job of its own to find
         dataset_id = self.request_body()["destination"]["datasetId"]
         job = self.hook.find_export_job_since(dataset_id, started.timestamp() - CLOCK_SKEW_SECONDS)
-        return None if job is None else str(job["id"])
+        return None if job is None else records.answered_job_id(job, self.hook.url(records.EXPORT_JOBS))
 
     def create_job(self, context: Context) -> str:
         body = self.request_body()

@@ -225,7 +225,8 @@ def test_adobe_jobs_and_datasets_listings_over_http(sandbox, seed):
     def find_job(page: Any) -> Any:
         sandbox.adobe.faults.clear()
         sandbox.adobe.faults.answer("/data/core/ups/export/jobs", times=None, json=page, method="GET")
-        return hook.find_export_job_since("5b7c86968f7b6501e21ba9df", 1764400000.0)
+        job = hook.find_export_job_since("5b7c86968f7b6501e21ba9df", 1764400000.0)
+        return None if job is None else adobe_records.answered_job_id(job, "https://h/x")  # what a retry reattaches to
 
     def reused_dataset(listing: Any) -> Any:
         sandbox.adobe.faults.clear()
@@ -234,5 +235,13 @@ def test_adobe_jobs_and_datasets_listings_over_http(sandbox, seed):
                                     json={"title": "not created in this test"})
         return hook.get_or_create_profile_dataset("profiles")
 
+    def create(answer: Any) -> Any:
+        sandbox.adobe.faults.clear()
+        sandbox.adobe.faults.answer("/data/core/ups/export/jobs", times=None, json=answer, method="POST")
+        return hook.create_export_job(
+            {"destination": {"datasetId": "5b7c86968f7b6501e21ba9df"}, "schema": {"name": "_xdm.context.profile"}}
+        )["id"]
+
     assert fuzz(seed, ADOBE_JOBS_PAGE, find_job) > 0
+    assert fuzz(seed, ADOBE_JOBS_PAGE["records"][0], create) > 0
     fuzz(seed, ADOBE_DATASETS, reused_dataset)  # a dataset answer that is not one is no dataset of that name
