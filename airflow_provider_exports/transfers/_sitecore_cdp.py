@@ -188,21 +188,28 @@ class SitecoreCDPExport(ExportSource[SitecoreCDPHook]):
             job_details=details,
             inputs=[vendor_export("sitecore-cdp", self.hook.url(""), export_ref, output.execution_ref)],
             output=output,
-            builds_on=self._builds_on(reports, report),
+            builds_on=self._builds_on(reports, report, output.execution_ref),
         )
 
-    def _builds_on(self, reports: list[dict[str, Any]], report: Mapping[str, Any]) -> list[str] | None:
+    def _builds_on(self, reports: list[dict[str, Any]], report: Mapping[str, Any], job_ref: str) -> list[str] | None:
         """A delta job's earlier successful jobs, newest first: each holds what changed since the one
         before it (see ``_catch_up.py``). Vendor is silent on whether a failed job's changes come in
         the next one (vendor-apis README §1.5): chosen, only successful jobs are jobs to apply."""
+        if self.delta == "never" or (self.delta == "by_name" and report.get("definitionType") != "DELTA"):
+            return None
         ended = parse_timestamp(report.get("endTime"))
-        if ended is None or self.delta == "never" or (self.delta == "by_name" and report.get("definitionType") != "DELTA"):
+        if ended is None:
+            log.warning(
+                "Sitecore lists no finished report for job %s: the jobs before it cannot be told, so none "
+                "is checked against the destination",
+                job_ref,
+            )
             return None
         earlier = [
             (end, r["executionRef"])
             for r in reports
             if r.get("status") == SitecoreJobStatus.SUCCESS and isinstance(r.get("executionRef"), str)
-            and r["executionRef"] != report.get("executionRef")
+            and r["executionRef"] != job_ref
             and (end := parse_timestamp(r.get("endTime"))) is not None and end <= ended  # a tie: unordered
         ]
         return [job_ref for _, job_ref in sorted(earlier, reverse=True)]

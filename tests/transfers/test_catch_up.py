@@ -150,3 +150,16 @@ def test_an_earlier_job_the_vendor_no_longer_serves_fails_the_run_saying_which(s
         failed.value.__notes__
     )
     assert _members(warehouse) == _applied(sandbox, first)
+
+
+def test_a_job_sitecore_lists_no_report_for_is_loaded_alone_and_said(sandbox, warehouse, jobs, caplog):
+    """Without the job's report its place among the others is unknown: nothing is added, with a warning."""
+    _load(jobs(0), delta="always")
+    jobs(1)
+    given = jobs(2)
+    sandbox.sitecore.faults.answer(f"/v2/audienceExports/definitions/{EXPORT}/reports", times=None, json=[])
+
+    summary = _load(given, delta="always")
+
+    assert "caught_up" not in summary and summary["rows"] == 250
+    assert f"Sitecore lists no finished report for job {given}: the jobs before it cannot be told" in caplog.text
