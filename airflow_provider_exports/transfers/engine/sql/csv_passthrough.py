@@ -248,14 +248,15 @@ def _run_kept(run: bytes) -> bytes:
     return first.group(1) + (b"\r" if run.endswith(b"\r") else b"")
 
 
-def first_break(data: bytes, in_quote: int = 0) -> int:
-    """The offset of the first ``\\r`` or ``\\n`` of ``data`` outside quotes, or -1.
+def first_break(data: bytes, in_quote: int = 0, breaks: re.Pattern[bytes] = _BREAKS, start: int = 0) -> int:
+    """The offset of the first ``\\r`` or ``\\n`` (or match of ``breaks``) of ``data`` outside
+    quotes, from ``start``, or -1.
 
     ``in_quote``: 1 when ``data`` starts inside a quoted field. A loop over the line breaks inside
     quotes before that one: call it where there is one (:func:`_outside_quotes`), or on bounded data.
     """
     parity, done = in_quote, 0
-    for found in _BREAKS.finditer(data):
+    for found in breaks.finditer(data, start):
         at = found.start()
         parity ^= data.count(_QUOTE, done, at) & 1
         done = at
@@ -350,14 +351,7 @@ class CsvRecords:
                 return -1
             chunk = chunk[:end]
             other = _NOT_CRLF
-        parity, done = self._in_quote, 0
-        for found in other.finditer(chunk, start):
-            at = found.start()
-            parity ^= chunk.count(_QUOTE, done, at) & 1
-            done = at
-            if not parity:
-                return at
-        return -1
+        return first_break(chunk, self._in_quote, other, start)
 
     def suffixed(self, data: bytes, in_quote: int, *, ended: bool = False) -> bytes:
         """``data``, already fed (and, when the stream ``ended`` with it, closed), with
