@@ -19,6 +19,7 @@ keep it as text among the numbers, is checked before the rows go (:meth:`.sqlite
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Sequence
@@ -146,5 +147,5 @@ class SchemaDrift:
             assert batch.raw is None, "raw CSV blocks go only into a table the load creates"
             numbers = {c: m for c, m in batch.json_numbers.items() if c in columns}
             table = batch.table.select(keep)
-            return ArrowBatch(columns, table, types, batch.from_text, json_numbers=numbers)
+            return dataclasses.replace(batch, columns=columns, table=table, types=types, json_numbers=numbers)
         return Batch(columns, [tuple(row[i] for i in keep) for row in batch.rows], types)

@@ -3,6 +3,7 @@ attributes (``attribute_columns``, e.g. Sitecore's ``_delta``), each one value f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ def with_constants(batches: Iterable[Any], constants: Mapping[str, Any], file: s
                 b"," + (b"" if v is None else b'"' + v.encode().replace(b'"', b'""') + b'"') for v in values
             )
             raw = batch.raw.replace(b"\n", suffix + b"\n")
-            yield ArrowBatch([*batch.columns, *names], batch.table, batch.types, batch.from_text, raw)
+            yield dataclasses.replace(batch, columns=[*batch.columns, *names], raw=raw)
             continue
         if isinstance(batch, ArrowBatch):
             import pyarrow as pa
@@ -35,8 +36,7 @@ def with_constants(batches: Iterable[Any], constants: Mapping[str, Any], file: s
             table = batch.table
             for name, value in zip(names, values, strict=True):
                 table = table.append_column(name, pa.repeat(pa.scalar(value, pa.string()), table.num_rows))
-            columns = [*batch.columns, *names]
-            yield ArrowBatch(columns, table, batch.types, batch.from_text, json_numbers=batch.json_numbers)
+            yield dataclasses.replace(batch, columns=[*batch.columns, *names], table=table)
             continue
         yield Batch([*batch.columns, *names], [(*row, *values) for row in batch.rows], batch.types)
 
