@@ -25,7 +25,7 @@ from airflow_provider_exports.transfers.engine.formats import (
     read_jsonl,
 )
 from airflow_provider_exports.transfers.engine.sql.arrow_text import arrow_json_text, float_text
-from airflow_provider_exports.transfers.engine.streams import maybe_gunzip
+from airflow_provider_exports.transfers.engine.streams import maybe_gunzip, re2_search
 
 if TYPE_CHECKING:
     from airflow_provider_exports.transfers.engine.cancellation import Cancellation
@@ -240,15 +240,7 @@ def _stray_values(block: bytes) -> bool:
     """Whether a line of ``block`` may hold a value that pyarrow would take for a row where the
     row reader refuses the line: an object or ``null`` after an object, or a ``null`` line. A
     string may hold the same characters; then rows decide."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if _NULL_FIRST.match(block):
-        return True
-    offsets = pa.array([0, len(block)], pa.int64()).buffers()[1]
-    whole = pa.py_buffer(block)  # no copy: the block as one binary value
-    as_one_value = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, whole])
-    return any(pc.match_substring_regex(as_one_value, pattern)[0].as_py() for pattern in _STRAY)
+    return bool(_NULL_FIRST.match(block)) or any(re2_search(block, pattern) for pattern in _STRAY)
 
 
 def _int_token_patterns(key: str) -> list[re.Pattern[bytes]]:

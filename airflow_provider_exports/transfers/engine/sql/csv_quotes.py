@@ -23,6 +23,8 @@ import re
 from functools import cache
 from typing import Any
 
+from airflow_provider_exports.transfers.engine.streams import re2_search
+
 _QUOTE = b'"'
 #: the states a chunk may start in: a field's start, inside an unquoted field, inside quotes
 AT_FIELD, IN_FIELD, IN_QUOTES = "at field", "in field", "in quotes"
@@ -79,14 +81,9 @@ class QuotePlacement:
         return -1
 
     def _matches(self, chunk: bytes, state: str) -> bool:
-        pc = _pyarrow_compute()  # imported at the first quote: a file without one never needs it
-        if pc is None:
+        if _pyarrow_compute() is None:  # imported at the first quote: a file without one never needs it
             return _python_patterns(self.delimiter)[state].fullmatch(chunk) is not None
-        import pyarrow as pa
-
-        offsets = pa.array([0, len(chunk)], pa.int64()).buffers()[1]
-        as_one_value = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(chunk)])
-        return bool(pc.match_substring_regex(as_one_value, _re2_patterns(self.delimiter)[state])[0].as_py())
+        return re2_search(chunk, _re2_patterns(self.delimiter)[state])
 
 
 @cache
