@@ -263,23 +263,15 @@ def export_job_record(body: Any, url: str) -> dict[str, Any]:
     object, ``destination.batches`` a list (or one object) and ``errors`` a list where given, else
     :class:`VendorAPIError` naming them."""
     answer = Answer(VENDOR, url, "the export job")
-    if not isinstance(body, Mapping):
-        raise answer.wrong("it is not an object")
-    destination = body.get("destination")
-    if destination is not None and not isinstance(destination, Mapping):
-        raise answer.wrong("destination is not an object")
-    if not isinstance((destination or {}).get("batches") or [], (list, Mapping)):
+    job = answer.record(body, objects=("destination",), lists=("errors",))
+    if not isinstance((job.get("destination") or {}).get("batches") or [], (list, Mapping)):
         raise answer.wrong("destination.batches is not a list")
-    if not isinstance(body.get("errors") or [], list):
-        raise answer.wrong("errors is not a list")
-    return dict(body)
+    return job
 
 
 def batch_record(batch: Mapping[str, Any]) -> dict[str, Any]:
     """A Catalog batch whose ``errors`` is a list where given, else :class:`VendorAPIError`."""
-    if not isinstance(batch.get("errors") or [], list):
-        raise Answer(VENDOR, CATALOG, "the Catalog batch").wrong("errors is not a list")
-    return dict(batch)
+    return Answer(VENDOR, CATALOG, "the Catalog batch").record(batch, lists=("errors",))
 
 
 def unwrap_keyed(body: Any, key: str) -> dict[str, Any]:

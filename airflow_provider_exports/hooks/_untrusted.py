@@ -11,6 +11,7 @@ levels of them.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -62,6 +63,18 @@ class Answer:
 
     def wrong(self, problem: str) -> VendorAPIError:
         return unusable_answer(self.vendor, f"{self.what} is not as documented: {problem}", url=self.url)
+
+    def record(self, body: Any, *, objects: Sequence[str] = (), lists: Sequence[str] = ()) -> dict[str, Any]:
+        """``body`` as an object whose fields ``objects`` are objects and ``lists`` lists, where given."""
+        if not isinstance(body, Mapping):
+            raise self.wrong("it is not an object")
+        for key in objects:
+            if body.get(key) is not None and not isinstance(body[key], Mapping):
+                raise self.wrong(f"{key} is not an object")
+        for key in lists:
+            if body.get(key) is not None and not isinstance(body[key], list):
+                raise self.wrong(f"{key} is not a list")
+        return dict(body)
 
     def text(self, value: Any, name: str, default: str | None = None) -> str:
         """A non-empty string, or ``default`` for a missing one (none: required)."""

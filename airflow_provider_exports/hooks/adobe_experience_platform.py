@@ -273,8 +273,7 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         while True:
             budget.spend()
             page = self.call("GET", records.EXPORT_JOBS, params=params) or {}
-            if not isinstance(page, Mapping) or not isinstance(page.get("records") or [], list):
-                raise Answer(records.VENDOR, url, "the export jobs listing").wrong("records is not a list")
+            page = Answer(records.VENDOR, url, "the export jobs listing").record(page, lists=("records",))
             jobs = [records.export_job_record(job, url) for job in page.get("records") or []]
             if pages is not None:
                 pages.append(dict(_field(page, "page")))
@@ -348,10 +347,9 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         while True:
             pages.spend()
             page = self.call("GET", path, params={"start": start, "limit": 100}) or {}
-            if not isinstance(page, Mapping):
-                raise answer.wrong("it is not an object")
+            page = answer.record(page, lists=("data",))
             data = page.get("data") or []
-            if not isinstance(data, list) or not all(isinstance(entry, Mapping) for entry in data):
+            if not all(isinstance(entry, Mapping) for entry in data):
                 raise answer.wrong("data is not a list of objects")
             yield from data
             if not data or not _field(_field(page, "_links"), "next").get("href"):

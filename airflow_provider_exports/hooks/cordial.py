@@ -357,13 +357,7 @@ def _first_text(record: Mapping[str, Any], keys: Sequence[str]) -> str | None:
 def job_record(body: Any, url: str) -> dict[str, Any]:
     """A job record (JobJ) as Cordial answered it at ``url``: an object whose ``result``,
     ``metadata`` and ``times`` are objects where given, else :class:`VendorAPIError` naming them."""
-    answer = Answer(VENDOR, url, "the job record")
-    if not isinstance(body, Mapping):
-        raise answer.wrong("it is not an object")
-    for key in ("result", "metadata", "times"):
-        if body.get(key) is not None and not isinstance(body[key], Mapping):
-            raise answer.wrong(f"{key} is not an object")
-    return dict(body)
+    return Answer(VENDOR, url, "the job record").record(body, objects=("result", "metadata", "times"))
 
 
 def job_id_of(job: Mapping[str, Any]) -> str | None:
