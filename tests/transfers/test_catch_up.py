@@ -163,3 +163,26 @@ def test_a_job_sitecore_lists_no_report_for_is_loaded_alone_and_said(sandbox, wa
 
     assert "caught_up" not in summary and summary["rows"] == 250
     assert f"Sitecore lists no finished report for job {given}: the jobs before it cannot be told" in caplog.text
+
+
+def test_a_run_that_fails_after_the_missed_job_committed_applies_only_the_rest_again(sandbox, warehouse, jobs):
+    """The missed job's load committed, then the given job's failed (its files answer 500): the
+    retry finds the missed job in the manifest table and applies the given one only."""
+    from airflow_provider_exports.hooks._retry import RetryPolicy
+
+    first = jobs(0)
+    _load(first)
+    missed, given = jobs(1), jobs(2)
+    sandbox.sitecore.faults.server_error(f"/sitecore-cdp-exports/*/{given}/*", times=None, status=500)
+    op = SitecoreCDPToSqlOperator(task_id="load", audience_export_ref=EXPORT, conn_id="warehouse", table="members",
+                                  mode="merge", key_columns=["ref"], execution_ref=given)
+    op.hook.retry = RetryPolicy(max_attempts=2, backoff_initial=0.01, backoff_max=0.02)
+    with pytest.raises(Exception, match="500"):
+        op.execute({})
+    assert _members(warehouse) == _applied(sandbox, first, missed)
+
+    sandbox.sitecore.faults.clear()
+    summary = _load(given)
+
+    assert "caught_up" not in summary and summary["rows"] == 250
+    assert _members(warehouse) == _applied(sandbox, first, missed, given)
