@@ -6,12 +6,14 @@
 Lines are physical lines of the ``.py`` files of ``airflow_provider_exports`` (the provider wheel's
 code; the sandbox distribution and CI's tools are not runtime). A vendor's lines are those of the
 modules named after it (hook, operators, sensor, trigger, transfers): what adding a vendor costs.
-Issue 17's targets: runtime <= 11,500, each vendor <= 700, no module over 600.
+Issue 17's targets: runtime <= 11,500, each vendor <= 700, no module over 600. Code lines are
+those lines less docstrings, comments and blank lines: what no rewording of the prose can shrink.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,22 @@ def modules() -> dict[str, int]:
     return found
 
 
+def code_lines(path: Path) -> int:
+    """Lines of ``path`` that are neither blank, a comment, nor part of a docstring."""
+    source = path.read_text(encoding="utf-8")
+    prose: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                prose.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    return sum(
+        1
+        for number, line in enumerate(source.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#") and number not in prose
+    )
+
+
 def vendor_of(module: str) -> str | None:
     stem = Path(module).stem.lstrip("_")
     return next((name for name, key in VENDORS.items() if key in stem), None)
@@ -49,10 +67,13 @@ def measure() -> dict[str, Any]:
         if vendor is not None:
             vendors[vendor][module] = count
     biggest = sorted(lines.items(), key=lambda item: -item[1])
+    code = {module: code_lines(PACKAGE / module) for module in lines}
     return {
         "runtime_lines": sum(lines.values()),
+        "runtime_code_lines": sum(code.values()),
         "modules": len(lines),
         "vendors": {name: sum(files.values()) for name, files in vendors.items()},
+        "vendor_code_lines": {name: sum(code[m] for m in files) for name, files in vendors.items()},
         "vendor_modules": vendors,
         "biggest_module": {"module": biggest[0][0], "lines": biggest[0][1]},
         "over_600": {m: n for m, n in biggest if n > TARGETS["module_lines"]},
@@ -69,9 +90,10 @@ def main() -> None:
         print(json.dumps({k: v for k, v in result.items() if k != "vendor_modules"}))
         return
     print(f"runtime: {result['runtime_lines']:,} lines in {result['modules']} modules "
-          f"(target <= {TARGETS['runtime_lines']:,})")
+          f"(target <= {TARGETS['runtime_lines']:,}); code lines {result['runtime_code_lines']:,}")
     for vendor, files in result["vendor_modules"].items():
-        print(f"  {vendor}: {sum(files.values()):,} lines (target <= {TARGETS['vendor_lines']})")
+        print(f"  {vendor}: {sum(files.values()):,} lines (target <= {TARGETS['vendor_lines']}); "
+              f"code lines {result['vendor_code_lines'][vendor]:,}")
         for module, count in sorted(files.items()):
             print(f"    {count:5d}  {module}")
     over = result["over_600"]
