@@ -4,7 +4,8 @@ an iterator of chunks read as a file.
 Gzip is inflated by ISA-L (``isal``, zlib's API): 3-4 times as fast as zlib on export files
 (``benchmarks/gunzip.py`` measures zlib, ISA-L and zlib-ng side by side).
 
-:func:`re2_search` looks into a chunk with pyarrow's RE2, in place and without the GIL.
+:func:`re2_search` looks into a chunk with pyarrow's RE2, in place and without the GIL;
+:func:`has_module` says whether an optional library (pyarrow, pgpq) is there to do so.
 
 Every sink and reader takes a file as an iterator of byte chunks; these keep it that way: nothing
 here holds more than a chunk (or ``out_size`` inflated bytes) at a time.
@@ -101,6 +102,13 @@ class ChunkReader(io.RawIOBase):
         b[:n] = self._buf[:n]
         self._buf = self._buf[n:]
         return n
+
+
+def has_module(name: str) -> bool:
+    """Whether the optional library ``name`` can be imported (found, not imported)."""
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
 
 
 def re2_search(data: bytes, pattern: str) -> bool:

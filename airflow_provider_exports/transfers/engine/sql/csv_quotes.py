@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Any
 
-from airflow_provider_exports.transfers.engine.streams import re2_search
+from airflow_provider_exports.transfers.engine.streams import has_module, re2_search
 
 _QUOTE = b'"'
 #: the states a chunk may start in: a field's start, inside an unquoted field, inside quotes
@@ -81,18 +80,9 @@ class QuotePlacement:
         return -1
 
     def _matches(self, chunk: bytes, state: str) -> bool:
-        if _pyarrow_compute() is None:  # imported at the first quote: a file without one never needs it
+        if not has_module("pyarrow"):
             return _python_patterns(self.delimiter)[state].fullmatch(chunk) is not None
         return re2_search(chunk, _re2_patterns(self.delimiter)[state])
-
-
-@cache
-def _pyarrow_compute() -> Any:
-    try:
-        import pyarrow.compute as pc
-    except ImportError:
-        return None
-    return pc
 
 
 def _first_misplaced(chunk: bytes, state: str, delimiter: str) -> int:

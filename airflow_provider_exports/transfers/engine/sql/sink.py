@@ -56,6 +56,7 @@ from airflow_provider_exports.transfers.engine.sql.manifest_table import (
 from airflow_provider_exports.transfers.engine.sql.modes import Mode, OnSchemaChange, check_load_mode
 from airflow_provider_exports.transfers.engine.sql.postgres import PostgresDialect
 from airflow_provider_exports.transfers.engine.sql.types import TypeTracker
+from airflow_provider_exports.transfers.engine.streams import has_module as _has_module
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -586,12 +587,6 @@ class SqlSink(Sink):
             return [self._target_types[c] for c in columns]
         type_of = self._dialect.type_name
         return [type_of(self._state.tracker.loading(c)) for c in columns]
-
-
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 def _has_pyarrow() -> bool:
