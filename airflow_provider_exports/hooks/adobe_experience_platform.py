@@ -270,10 +270,10 @@ class AdobeExperiencePlatformHook(ExportsVendorHook[AdobeAEPSettings]):
         seen: set[str] = set()
         last: tuple[int, int] | None = None
         url = self.url(records.EXPORT_JOBS)
+        answer = Answer(records.VENDOR, url, "the export jobs listing")
         while True:
             budget.spend()
-            page = self.call("GET", records.EXPORT_JOBS, params=params) or {}
-            page = Answer(records.VENDOR, url, "the export jobs listing").record(page, lists=("records",))
+            page = answer.record(self.call("GET", records.EXPORT_JOBS, params=params) or {}, lists=("records",))
             jobs = [records.export_job_record(job, url) for job in page.get("records") or []]
             if pages is not None:
                 pages.append(dict(_field(page, "page")))
